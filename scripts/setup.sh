@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what lockdrop's demo and tests use: npm packages, and (as root) the Debian peers and build tools.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool rpcbind nfs-common tshark iproute2 resource-agents keepalived)
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+# The native addon is optional: without it lockdrop runs on polling alone and says so.
+if [ -f native/binding.gyp ]; then
+  npm run --silent build:native || echo "setup: native addon not built; lockdrop will run without netlink/eBPF" >&2
+fi
+npm run --silent build

@@ -1,0 +1,84 @@
+// Helpers for tests that need real network namespaces, addresses and peer programs.
+// The suite runs inside its own namespace (scripts/mocha-ns.sh); sub-namespaces made here
+// are removed by their dispose().
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+
+export const isRoot = (): boolean => process.getuid?.() === 0;
+/** True when running inside the private namespace made by scripts/mocha-ns.sh. */
+export const inTestNamespace = (): boolean => process.env.LOCKDROP_TEST_NS === '1';
+
+/** Skips the calling suite unless we are root inside the test namespace. */
+export function requireNamespaceRoot(ctx: Mocha.Context): void {
+  if (!isRoot() || !inTestNamespace()) ctx.skip();
+}
+
+export function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    if (opts.allowFail) return '';
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.stderr || e.message}`);
+  }
+}
+
+export const ip = (...args: string[]): string => sh('ip', args);
+
+export function hasCommand(name: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let counter = 0;
+/** A unique short name (interface names are limited to 15 characters). */
+export const uniqueName = (prefix: string): string => `${prefix}${process.pid % 10000}${++counter}`.slice(0, 15);
+
+/** A dummy interface in the current (test) namespace carrying the given addresses. */
+export function dummyInterface(addresses: string[]): { name: string; dispose(): void } {
+  const name = uniqueName('ld');
+  ip('link', 'add', name, 'type', 'dummy');
+  ip('link', 'set', name, 'up');
+  for (const a of addresses) ip('addr', 'add', a.includes('/') ? a : `${a}/${a.includes(':') ? 128 : 32}`, 'dev', name, ...(a.includes(':') ? ['nodad'] : []));
+  return { name, dispose: () => void sh('ip', ['link', 'del', name], { allowFail: true }) };
+}
+
+export interface Netns {
+  name: string;
+  exec(cmd: string, args: string[]): string;
+  spawn(cmd: string, args: string[], opts?: { env?: NodeJS.ProcessEnv }): ChildProcess;
+  dispose(): void;
+}
+
+/** A sub-namespace joined to the test namespace by a veth pair: hostAddr on our side, nsAddr inside. */
+export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24): Netns {
+  const name = uniqueName('ldns');
+  const outer = uniqueName('vo');
+  const inner = uniqueName('vi');
+  ip('netns', 'add', name);
+  ip('link', 'add', outer, 'type', 'veth', 'peer', 'name', inner);
+  ip('link', 'set', inner, 'netns', name);
+  ip('addr', 'add', `${hostAddr}/${prefixLen}`, 'dev', outer);
+  ip('link', 'set', outer, 'up');
+  ip('-n', name, 'link', 'set', 'lo', 'up');
+  ip('-n', name, 'addr', 'add', `${nsAddr}/${prefixLen}`, 'dev', inner);
+  ip('-n', name, 'link', 'set', inner, 'up');
+  const children: ChildProcess[] = [];
+  return {
+    name,
+    exec: (cmd, args) => sh('ip', ['netns', 'exec', name, cmd, ...args]),
+    spawn: (cmd, args, opts = {}) => {
+      const child = spawn('ip', ['netns', 'exec', name, cmd, ...args], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      return child;
+    },
+    dispose: () => {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+      sh('ip', ['link', 'del', outer], { allowFail: true });
+      sh('ip', ['netns', 'del', name], { allowFail: true });
+    },
+  };
+}
