@@ -1,0 +1,217 @@
+// Calls from the lock manager back to a client's lock manager: the *_RES answers to *_MSG calls
+// and the GRANTED callbacks of blocked locks. The client's NLM port is found through its
+// rpcbind (GETPORT, cached briefly) and every callback leaves from the server address the
+// request came in on, as Linux does (nlmsvc_lookup_host: same protocol, version, and
+// srcaddr = the request's destination address).
+import type { Logger } from 'pino';
+import type { TransportKind } from '../rpc/types';
+import { XdrReader, XdrWriter } from '../xdr';
+import type { BlockGranted, HeldLock, LockRequest, LockStatus } from '../locks/types';
+import { encodeTestArgs, decodeRes, type NlmLock } from './codec';
+import { NLM_PROG, NlmProc, statName } from './protocol';
+
+/** The RPC calls callbacks need; the daemon adapts the rpc part's client to it. */
+export interface NlmRpcCaller {
+  /** rpcbind GETPORT on the target's portmapper (port 111); 0 when not registered. */
+  getPort(q: { address: string; source: string; transport: TransportKind; prog: number; vers: number; timeoutMs: number }): Promise<number>;
+  /** One call; resolves with the encoded results of a SUCCESS reply, rejects otherwise. */
+  call(q: { address: string; port: number; source: string; transport: TransportKind; prog: number; vers: number; proc: number; args: Buffer; timeoutMs: number }): Promise<Buffer>;
+}
+
+/** Where and how to reach a client's lock manager. */
+export interface CallbackTarget {
+  address: string;
+  /** The server address the request came in on: the callback's source. */
+  source: string;
+  transport: TransportKind;
+  vers: number;
+}
+
+export interface CallbackOptions {
+  portCacheMs: number;
+  callTimeoutMs: number;
+  now: () => number;
+}
+
+export class LockManagerCaller {
+  private readonly ports = new Map<string, { port: number; until: number }>();
+
+  constructor(private readonly rpc: NlmRpcCaller, private readonly opts: CallbackOptions) {}
+
+  private async port(t: CallbackTarget): Promise<number> {
+    const key = `${t.address}|${t.transport}|${t.vers}|${t.source}`;
+    const hit = this.ports.get(key);
+    if (hit && hit.until > this.opts.now()) return hit.port;
+    const port = await this.rpc.getPort({ address: t.address, source: t.source, transport: t.transport, prog: NLM_PROG, vers: t.vers, timeoutMs: this.opts.callTimeoutMs });
+    if (port === 0) throw new Error(`no NLM v${t.vers}/${t.transport} registered at ${t.address}`);
+    this.ports.set(key, { port, until: this.opts.now() + this.opts.portCacheMs });
+    return port;
+  }
+
+  async call(t: CallbackTarget, proc: number, args: Buffer, timeoutMs = this.opts.callTimeoutMs): Promise<Buffer> {
+    const port = await this.port(t);
+    try {
+      return await this.rpc.call({ address: t.address, port, source: t.source, transport: t.transport, prog: NLM_PROG, vers: t.vers, proc, args, timeoutMs });
+    } catch (err) {
+      // The client's lock manager may have restarted on another port.
+      this.ports.delete(`${t.address}|${t.transport}|${t.vers}|${t.source}`);
+      throw err;
+    }
+  }
+}
+
+/** What the NLM layer keeps with a queued block, handed back by the table when it is granted. */
+export interface Waiter {
+  target: CallbackTarget;
+  cookie: Buffer;
+  exclusive: boolean;
+  /** The request as the client sent it (its wire range is what the client matches GRANTED on). */
+  lock: NlmLock;
+  /** The original request was LOCK_MSG: answer with GRANTED_MSG and wait for GRANTED_RES. */
+  async: boolean;
+}
+
+export interface GrantOptions {
+  /** Give up (and release the lock) when the client has not acknowledged within this time. */
+  timeoutMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** caller_name of GRANTED's lock: the server's name, as Linux sends its nodename. */
+  serverName: string;
+}
+
+interface PendingGrant {
+  waiter: Waiter;
+  lock: HeldLock;
+  deadline: number;
+  delay: number;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * GRANTED callbacks with retry and backoff. A grant the client never acknowledges, or answers
+ * with anything but granted (denied_grace_period means "try again"), is released so that others
+ * are not blocked forever behind a client that went away.
+ */
+export class GrantCallbacks {
+  private readonly pending = new Map<string, PendingGrant>();
+  private closed = false;
+
+  constructor(
+    private readonly caller: LockManagerCaller,
+    private readonly release: (req: LockRequest) => void,
+    private readonly opts: GrantOptions,
+    private readonly log: Logger | undefined,
+    private readonly now: () => number,
+  ) {}
+
+  get size(): number { return this.pending.size; }
+
+  private static key(address: string, cookie: Buffer): string {
+    return `${address}|${cookie.toString('hex')}`;
+  }
+
+  start(g: BlockGranted): void {
+    const waiter = g.waiter as Waiter | undefined;
+    if (!waiter || this.closed) return;
+    const key = GrantCallbacks.key(waiter.target.address, waiter.cookie);
+    const previous = this.pending.get(key);
+    if (previous?.timer) clearTimeout(previous.timer);
+    const p: PendingGrant = { waiter, lock: g.lock, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
+    this.pending.set(key, p);
+    this.attempt(key, p);
+  }
+
+  private args(p: PendingGrant): Buffer {
+    const w = new XdrWriter(128);
+    const { waiter } = p;
+    encodeTestArgs(w, waiter.target.vers, { cookie: waiter.cookie, exclusive: waiter.exclusive, lock: { ...waiter.lock, callerName: this.opts.serverName } });
+    return w.toBuffer();
+  }
+
+  private attempt(key: string, p: PendingGrant): void {
+    if (this.pending.get(key) !== p) return;
+    const remaining = p.deadline - this.now();
+    if (remaining <= 0) return this.giveUp(key, p, 'not acknowledged');
+    const timeout = Math.max(1, Math.min(p.delay, remaining));
+    const { waiter } = p;
+    if (waiter.async) {
+      // GRANTED_MSG: the answer comes as a GRANTED_RES call (see acknowledge).
+      this.caller.call(waiter.target, NlmProc.GRANTED_MSG, this.args(p), timeout).catch((err) => this.log?.debug({ err: String(err), key }, 'GRANTED_MSG not delivered'));
+      this.schedule(key, p, timeout);
+      return;
+    }
+    this.caller.call(waiter.target, NlmProc.GRANTED, this.args(p), timeout).then(
+      (results) => {
+        if (this.pending.get(key) !== p) return;
+        let stat: LockStatus | undefined;
+        try {
+          stat = statName(decodeRes(new XdrReader(results), waiter.target.vers).stat);
+        } catch {
+          stat = undefined;
+        }
+        this.answer(key, p, stat);
+      },
+      (err) => {
+        if (this.pending.get(key) !== p) return;
+        this.log?.debug({ err: String(err), key }, 'GRANTED not answered');
+        this.schedule(key, p, 0);
+      },
+    );
+  }
+
+  private schedule(key: string, p: PendingGrant, spent: number): void {
+    const wait = Math.max(0, Math.min(p.delay - spent, p.deadline - this.now()));
+    p.delay = Math.min(p.delay * 2, this.opts.retryMaxMs);
+    p.timer = setTimeout(() => this.attempt(key, p), wait);
+    p.timer.unref();
+  }
+
+  private answer(key: string, p: PendingGrant, stat: LockStatus | undefined): void {
+    if (stat === 'granted') {
+      this.finish(key, p);
+    } else if (stat === 'denied_grace_period') {
+      this.schedule(key, p, 0);
+    } else {
+      this.giveUp(key, p, `answered ${stat ?? 'garbage'}`);
+    }
+  }
+
+  /** A GRANTED_RES from the client's lock manager. */
+  acknowledge(address: string, cookie: Buffer, stat: number): boolean {
+    const key = GrantCallbacks.key(address, cookie);
+    const p = this.pending.get(key);
+    if (!p) return false;
+    if (p.timer) clearTimeout(p.timer);
+    this.answer(key, p, statName(stat));
+    return true;
+  }
+
+  /** Stops a pending grant of this owner's range (the client cancelled); true when there was one. */
+  withdraw(match: (lock: HeldLock) => boolean): HeldLock | undefined {
+    for (const [key, p] of this.pending) {
+      if (!match(p.lock)) continue;
+      this.finish(key, p);
+      return p.lock;
+    }
+    return undefined;
+  }
+
+  private finish(key: string, p: PendingGrant): void {
+    if (p.timer) clearTimeout(p.timer);
+    this.pending.delete(key);
+  }
+
+  private giveUp(key: string, p: PendingGrant, why: string): void {
+    this.finish(key, p);
+    const l = p.lock;
+    this.log?.warn({ client: l.owner.host, serverAddress: l.serverAddress, svid: l.owner.svid, why }, 'GRANTED callback failed: releasing the lock');
+    this.release({ fh: l.fh, owner: l.owner, exclusive: l.exclusive, offset: l.offset, length: l.length, serverAddress: l.serverAddress });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
+    this.pending.clear();
+  }
+}
