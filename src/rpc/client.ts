@@ -1,0 +1,237 @@
+// The ONC RPC client: calls to one peer (host and port, or a unix stream socket) over UDP
+// (retransmit with exponential backoff inside an overall timeout) or TCP (lazy connect,
+// reconnect after close, record marking, concurrent calls matched by xid). An optional source
+// address makes calls leave from a chosen local address (callbacks and SM_NOTIFY "from the VIP").
+import { randomInt } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { XdrReader, XdrWriter } from '../xdr';
+import { RpcConnectionError, RpcError, RpcReplyError, RpcTimeoutError } from './errors';
+import { credentialToOpaqueAuth, decodeReply, NULL_AUTH, writeCallHeader, type OpaqueAuth } from './message';
+import { encodeRecord, RecordDecoder } from './record';
+import type { Credential } from './types';
+
+export type RpcClientOptions = {
+  /** Credential sent with every call unless a call says otherwise. Default AUTH_NONE. */
+  cred?: Credential;
+  /** Overall time a call may take, retransmissions included. Default 10 s. */
+  timeoutMs?: number;
+  /** UDP: first retransmission after this long, then doubling up to maxRetransmitMs. Default 500 ms. */
+  retransmitMs?: number;
+  maxRetransmitMs?: number;
+  /** TCP: largest reply record accepted. Default 1 MiB. */
+  maxRecordSize?: number;
+} & (
+  | {
+      transport: 'udp' | 'tcp';
+      host: string;
+      port: number;
+      /** Local address to send from. */
+      source?: string;
+      /** Local port to send from (default: any). */
+      sourcePort?: number;
+    }
+  /** A unix-domain stream socket (record marking, like TCP), e.g. /run/rpcbind.sock. */
+  | { transport: 'unix'; path: string }
+);
+
+export interface CallOptions {
+  timeoutMs?: number;
+  retransmitMs?: number;
+  cred?: Credential;
+}
+
+export type ArgsEncoder = (w: XdrWriter) => void;
+export type ResultDecoder<R> = (r: XdrReader) => R;
+
+interface Pending {
+  prog: number;
+  vers: number;
+  proc: number;
+  decode: ResultDecoder<unknown>;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+  timers: NodeJS.Timeout[];
+}
+
+const noArgs: ArgsEncoder = () => undefined;
+
+export class RpcClient {
+  private readonly pending = new Map<number, Pending>();
+  private xid = randomInt(0, 0x7fffffff);
+  private udp: Promise<dgram.Socket> | undefined;
+  private tcp: Promise<net.Socket> | undefined;
+  private closed = false;
+  private readonly cred: OpaqueAuth;
+
+  constructor(private readonly opts: RpcClientOptions) {
+    this.cred = opts.cred ? credentialToOpaqueAuth(opts.cred) : NULL_AUTH;
+  }
+
+  /** Calls a procedure and resolves with its decoded results; rejects with RpcTimeoutError, RpcReplyError or RpcConnectionError. */
+  call<R>(prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder = noArgs, decodeResult: ResultDecoder<R> = () => undefined as R, opts: CallOptions = {}): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      if (this.closed) return reject(new RpcConnectionError('client is closed'));
+      const xid = this.nextXid();
+      let msg: Buffer;
+      try {
+        msg = this.encode(xid, prog, vers, proc, encodeArgs, opts.cred);
+      } catch (err) {
+        return reject(err);
+      }
+      const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 10_000;
+      const p: Pending = { prog, vers, proc, decode: decodeResult, resolve: resolve as (v: unknown) => void, reject, timers: [] };
+      this.pending.set(xid, p);
+      p.timers.push(setTimeout(() => this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs)), timeoutMs));
+      if (this.opts.transport === 'udp') {
+        let interval = opts.retransmitMs ?? this.opts.retransmitMs ?? 500;
+        const maxInterval = this.opts.maxRetransmitMs ?? 4_000;
+        const transmit = (): void => {
+          if (!this.pending.has(xid)) return;
+          this.sendDatagram(msg).catch((err) => this.settle(xid, err));
+          p.timers.push(setTimeout(transmit, interval));
+          interval = Math.min(interval * 2, maxInterval);
+        };
+        transmit();
+      } else {
+        this.sendRecord(msg).catch((err) => this.settle(xid, err));
+      }
+    });
+  }
+
+  /** Sends one call and waits for no reply (e.g. NLM *_MSG and *_RES messages). Resolves once handed to the kernel. */
+  async send(prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder = noArgs, opts: Pick<CallOptions, 'cred'> = {}): Promise<void> {
+    if (this.closed) throw new RpcConnectionError('client is closed');
+    const msg = this.encode(this.nextXid(), prog, vers, proc, encodeArgs, opts.cred);
+    if (this.opts.transport === 'udp') await this.sendDatagram(msg);
+    else await this.sendRecord(msg);
+  }
+
+  /** Closes the sockets; calls still waiting fail with RpcConnectionError. */
+  close(): void {
+    this.closed = true;
+    this.failAll(new RpcConnectionError('client is closed'));
+    const udp = this.udp;
+    const tcp = this.tcp;
+    this.udp = this.tcp = undefined;
+    udp?.then((s) => s.close(), () => undefined);
+    tcp?.then((s) => s.destroy(), () => undefined);
+  }
+
+  private nextXid(): number {
+    this.xid = (this.xid + 1) >>> 0;
+    return this.xid;
+  }
+
+  private encode(xid: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, cred: Credential | undefined): Buffer {
+    const w = new XdrWriter(128);
+    writeCallHeader(w, { xid, prog, vers, proc, cred: cred ? credentialToOpaqueAuth(cred) : this.cred, verf: NULL_AUTH });
+    encodeArgs(w);
+    return w.toBuffer();
+  }
+
+  private settle(xid: number, outcome: Error | { value: unknown }): void {
+    const p = this.pending.get(xid);
+    if (!p) return;
+    this.pending.delete(xid);
+    for (const t of p.timers) clearTimeout(t);
+    if (outcome instanceof Error) p.reject(outcome);
+    else p.resolve(outcome.value);
+  }
+
+  private failAll(err: Error): void {
+    for (const xid of [...this.pending.keys()]) this.settle(xid, err);
+  }
+
+  /** A reply arrived: match it to its call by xid; strays and garbage are ignored. */
+  private onReply(buf: Buffer): void {
+    let reply;
+    try {
+      reply = decodeReply(buf);
+    } catch {
+      return;
+    }
+    const p = this.pending.get(reply.xid);
+    if (!p) return;
+    if (reply.stat !== 'SUCCESS') {
+      const { xid: _x, verf: _v, ...err } = reply;
+      this.settle(reply.xid, new RpcReplyError(err, p.prog, p.vers, p.proc));
+      return;
+    }
+    try {
+      this.settle(reply.xid, { value: p.decode(new XdrReader(buf, reply.resultsOffset)) });
+    } catch (err) {
+      this.settle(reply.xid, err instanceof Error ? err : new RpcError(String(err)));
+    }
+  }
+
+  private async sendDatagram(msg: Buffer): Promise<void> {
+    const s = await (this.udp ??= this.openUdp());
+    await new Promise<void>((resolve, reject) => s.send(msg, (err) => (err ? reject(new RpcConnectionError(err.message, (err as NodeJS.ErrnoException).code)) : resolve())));
+  }
+
+  private openUdp(): Promise<dgram.Socket> {
+    const o = this.opts;
+    if (o.transport === 'unix') throw new Error('unreachable');
+    const s = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
+    const opened = new Promise<dgram.Socket>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind({ address: o.source, port: o.sourcePort ?? 0 }, () => {
+        s.connect(o.port, o.host, () => {
+          s.off('error', reject);
+          resolve(s);
+        });
+      });
+    });
+    s.on('message', (msg) => this.onReply(msg));
+    // On a connected socket, an ICMP port unreachable comes back as ECONNREFUSED: nobody serves that port.
+    s.on('error', (err: NodeJS.ErrnoException) => this.failAll(new RpcConnectionError(`udp ${o.host}:${o.port}: ${err.message}`, err.code)));
+    opened.catch(() => {
+      s.close();
+      if (this.udp === opened) this.udp = undefined;
+    });
+    return opened;
+  }
+
+  private async sendRecord(msg: Buffer): Promise<void> {
+    const s = await (this.tcp ??= this.openStream());
+    await new Promise<void>((resolve, reject) => s.write(encodeRecord(msg), (err) => (err ? reject(new RpcConnectionError(err.message, (err as NodeJS.ErrnoException).code)) : resolve())));
+  }
+
+  private openStream(): Promise<net.Socket> {
+    const o = this.opts;
+    const s = o.transport === 'unix'
+      ? net.connect({ path: o.path })
+      : net.connect({ host: (o as { host: string }).host, port: (o as { port: number }).port, localAddress: (o as { source?: string }).source, localPort: (o as { sourcePort?: number }).sourcePort, noDelay: true });
+    const where = o.transport === 'unix' ? o.path : `${o.host}:${o.port}`;
+    const decoder = new RecordDecoder(this.opts.maxRecordSize ?? 1 << 20);
+    const opened = new Promise<net.Socket>((resolve, reject) => {
+      s.once('connect', () => resolve(s));
+      s.once('error', (err: NodeJS.ErrnoException) => reject(new RpcConnectionError(`connect ${where}: ${err.message}`, err.code)));
+    });
+    s.on('data', (chunk) => {
+      try {
+        for (const rec of decoder.push(chunk)) this.onReply(rec);
+      } catch {
+        s.destroy();
+      }
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      // Reconnect on the next call; calls sent on this connection will get no reply.
+      if (this.tcp === opened) this.tcp = undefined;
+      this.failAll(new RpcConnectionError(`connection to ${where} closed`));
+    });
+    return opened;
+  }
+}
+
+/** One call on a throw-away client (e.g. a GETPORT). */
+export async function callOnce<R>(opts: RpcClientOptions, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, decodeResult: ResultDecoder<R>, callOpts?: CallOptions): Promise<R> {
+  const c = new RpcClient(opts);
+  try {
+    return await c.call(prog, vers, proc, encodeArgs, decodeResult, callOpts);
+  } finally {
+    c.close();
+  }
+}

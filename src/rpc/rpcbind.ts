@@ -1,0 +1,168 @@
+// rpcbind / portmapper (RFC 1833): registering our services with the local rpcbind, and
+// GETPORT to find a peer's service (its lock manager for callbacks, its statd for SM_NOTIFY).
+//
+// Registration prefers rpcbind v4 SET over the local socket /run/rpcbind.sock: rpcbind learns
+// our uid from the socket (owner "superuser", so nobody else can UNSET us), and v4 can also
+// register udp6/tcp6. Without that socket it falls back to portmapper v2 SET over UDP to
+// 127.0.0.1:111, which every portmapper speaks.
+import { existsSync } from 'node:fs';
+import type { XdrReader, XdrWriter } from '../xdr';
+import { RpcConnectionError, RpcError, RpcTimeoutError } from './errors';
+import { callOnce, RpcClient, type RpcClientOptions } from './client';
+
+export const PMAP_PROG = 100000;
+export const PMAP_PORT = 111;
+export const PMAP_VERS = 2;
+export const RPCBIND_VERS4 = 4;
+export const PMAPPROC = { NULL: 0, SET: 1, UNSET: 2, GETPORT: 3, DUMP: 4 } as const;
+/** rpcbind v3/v4 use the same numbers for SET, UNSET and GETADDR. */
+export const RPCBPROC = { NULL: 0, SET: 1, UNSET: 2, GETADDR: 3 } as const;
+export const IPPROTO = { tcp: 6, udp: 17 } as const;
+export const RPCBIND_SOCKET = '/run/rpcbind.sock';
+
+export type Protocol = 'udp' | 'tcp';
+
+export interface RpcbindEntry {
+  prog: number;
+  vers: number;
+  protocol: Protocol;
+  port: number;
+}
+
+export interface RpcbindOptions {
+  mode: 'auto' | 'off';
+  /** Also register udp6/tcp6 (only possible over the rpcbind socket). Default false. */
+  ipv6?: boolean;
+  socketPath?: string;
+  /** Portmapper fallback address. Default 127.0.0.1:111. */
+  host?: string;
+  port?: number;
+  timeoutMs?: number;
+}
+
+export interface RpcbindRegistration {
+  registered: boolean;
+  /** How rpcbind was reached. */
+  via?: 'unix' | 'udp';
+  /** Why nothing (or not everything) was registered; fit for a log line. */
+  reason?: string;
+  /** Removes what was registered (a no-op when nothing was). Never throws. */
+  unregister(): Promise<void>;
+}
+
+const writeMapping = (e: { prog: number; vers: number; protocol?: Protocol; port?: number }) => (w: XdrWriter): void => {
+  w.uint(e.prog).uint(e.vers).uint(e.protocol ? IPPROTO[e.protocol] : 0).uint(e.port ?? 0);
+};
+
+const writeRpcb = (prog: number, vers: number, netid: string, addr: string) => (w: XdrWriter): void => {
+  w.uint(prog).uint(vers).string(netid).string(addr).string(String(process.getuid?.() ?? 0));
+};
+
+const readBool = (r: XdrReader): boolean => r.bool();
+
+/** An rpcbind universal address: "h1.h2.h3.h4.p1.p2" (or the IPv6 form). */
+export function universalAddress(host: string, port: number): string {
+  return `${host}.${port >> 8}.${port & 0xff}`;
+}
+
+/** Registers entries with the local rpcbind; 'auto' reports (never throws) when no rpcbind answers. */
+export async function registerWithRpcbind(entries: readonly RpcbindEntry[], opts: RpcbindOptions): Promise<RpcbindRegistration> {
+  const none = async (): Promise<void> => undefined;
+  if (opts.mode === 'off') return { registered: false, reason: 'rpcbind registration is off', unregister: none };
+  const socketPath = opts.socketPath ?? RPCBIND_SOCKET;
+  const timeoutMs = opts.timeoutMs ?? 2_000;
+  const versions = [...new Map(entries.map((e) => [`${e.prog}/${e.vers}`, e])).values()];
+  const failures: string[] = [];
+
+  if (existsSync(socketPath)) {
+    const client = new RpcClient({ transport: 'unix', path: socketPath, timeoutMs });
+    const set: { prog: number; vers: number; netid: string }[] = [];
+    try {
+      // Clear stale registrations of ours first: rpcbind refuses SET over an existing mapping.
+      for (const v of versions) await client.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.UNSET, writeRpcb(v.prog, v.vers, '', ''), readBool);
+      for (const e of entries) {
+        const families: [string, string][] = [[e.protocol, universalAddress('0.0.0.0', e.port)]];
+        if (opts.ipv6) families.push([`${e.protocol}6`, universalAddress('::', e.port)]);
+        for (const [netid, addr] of families) {
+          const ok = await client.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.SET, writeRpcb(e.prog, e.vers, netid, addr), readBool);
+          if (ok) set.push({ prog: e.prog, vers: e.vers, netid });
+          else failures.push(`SET ${e.prog}/${e.vers}/${netid} refused`);
+        }
+      }
+      client.close();
+      return {
+        registered: failures.length === 0,
+        via: 'unix',
+        ...(failures.length ? { reason: failures.join('; ') } : {}),
+        unregister: async () => {
+          const c = new RpcClient({ transport: 'unix', path: socketPath, timeoutMs });
+          try {
+            for (const s of set) await c.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.UNSET, writeRpcb(s.prog, s.vers, s.netid, ''), readBool);
+          } catch {
+            // rpcbind went away: nothing left to unregister from.
+          } finally {
+            c.close();
+          }
+        },
+      };
+    } catch (err) {
+      client.close();
+      failures.push(`${socketPath}: ${(err as Error).message}`);
+    }
+  }
+
+  const udp: RpcClientOptions = { transport: 'udp', host: opts.host ?? '127.0.0.1', port: opts.port ?? PMAP_PORT, timeoutMs, retransmitMs: 250 };
+  const client = new RpcClient(udp);
+  try {
+    for (const v of versions) await client.call(PMAP_PROG, PMAP_VERS, PMAPPROC.UNSET, writeMapping(v), readBool);
+    const set: RpcbindEntry[] = [];
+    for (const e of entries) {
+      if (await client.call(PMAP_PROG, PMAP_VERS, PMAPPROC.SET, writeMapping(e), readBool)) set.push(e);
+      else failures.push(`SET ${e.prog}/${e.vers}/${e.protocol} refused`);
+    }
+    return {
+      registered: set.length === entries.length,
+      via: 'udp',
+      ...(failures.length ? { reason: failures.join('; ') } : {}),
+      unregister: async () => {
+        const c = new RpcClient(udp);
+        try {
+          for (const v of versions) await c.call(PMAP_PROG, PMAP_VERS, PMAPPROC.UNSET, writeMapping(v), readBool);
+        } catch {
+          // rpcbind went away: nothing left to unregister from.
+        } finally {
+          c.close();
+        }
+      },
+    };
+  } catch (err) {
+    if (!(err instanceof RpcError)) throw err;
+    const what = err instanceof RpcTimeoutError || err instanceof RpcConnectionError ? 'no rpcbind answered' : 'rpcbind failed';
+    failures.push(`${what} at ${udp.host}:${udp.port}: ${err.message}`);
+    return { registered: false, reason: failures.join('; '), unregister: none };
+  } finally {
+    client.close();
+  }
+}
+
+export interface GetPortOptions {
+  /** Local address to ask from (e.g. the VIP the peer knows us by). */
+  source?: string;
+  /** The peer's portmapper port. Default 111. */
+  port?: number;
+  /** How to reach the portmapper. Default udp. */
+  transport?: Protocol;
+  timeoutMs?: number;
+}
+
+/** Portmapper v2 GETPORT: the port of (prog, vers, protocol) on host; 0 means not registered. */
+export async function getPort(host: string, prog: number, vers: number, protocol: Protocol, opts: GetPortOptions = {}): Promise<number> {
+  const target: RpcClientOptions = {
+    transport: opts.transport ?? 'udp',
+    host,
+    port: opts.port ?? PMAP_PORT,
+    timeoutMs: opts.timeoutMs ?? 5_000,
+    ...(opts.source !== undefined ? { source: opts.source } : {}),
+  };
+  return callOnce(target, PMAP_PROG, PMAP_VERS, PMAPPROC.GETPORT, writeMapping({ prog, vers, protocol }), (r) => r.uint());
+}

@@ -1,0 +1,425 @@
+// The ONC RPC server: a registry of program versions and the transports that feed it.
+// One UDP socket and one TCP listener per local address (Node cannot read a datagram's
+// destination address, and every call must know the server address it came in on), all on
+// the one port chosen by listen(). Addresses come and go with addAddress/removeAddress.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { XdrDecodeError, XdrReader, XdrWriter } from '../xdr';
+import { normaliseAddress } from './address';
+import { DuplicateRequestCache } from './drc';
+import {
+  AUTH_STAT,
+  decodeCall,
+  encodeErrorReply,
+  parseCredential,
+  RpcHeaderError,
+  writeSuccessHeader,
+  type DecodedCall,
+  type ErrorReply,
+  type ReplyStat,
+} from './message';
+import { encodeRecord, RecordDecoder } from './record';
+import {
+  AUTH_NONE,
+  AUTH_SYS,
+  NO_REPLY,
+  RpcAcceptError,
+  RpcAuthError,
+  type CallContext,
+  type Credential,
+  type Endpoint,
+  type Procedure,
+  type ProgramVersion,
+  type TransportKind,
+} from './types';
+
+export interface RpcServerOptions {
+  /** Largest TCP record accepted; a bigger one closes the connection. Default 1 MiB. */
+  maxRecordSize?: number;
+  /** A TCP connection with no traffic and no call in progress for this long is closed. Default 6 min. */
+  idleTimeoutMs?: number;
+  /** A TCP connection that started a record and has not finished it this long after is closed. Default 10 s. */
+  halfRecordTimeoutMs?: number;
+  /** Connections beyond this many (over all addresses) are closed at once. Default 1024. */
+  maxConnections?: number;
+  /** Calls handled at once per TCP connection before it stops reading. Default 64. */
+  maxCallsPerConnection?: number;
+  /** UDP duplicate-request cache entries. Default 1024. */
+  duplicateCacheSize?: number;
+  /** Cheap, synchronous observer for metrics and logs; must not throw. */
+  onEvent?: (e: RpcServerEvent) => void;
+}
+
+export type RpcServerEvent =
+  | { kind: 'call'; transport: TransportKind; prog: number; vers: number; proc: number; stat: ReplyStat | 'NO_REPLY'; ms: number }
+  /** A message dropped without reply: unparseable, a reply, or a duplicate still in progress. */
+  | { kind: 'drop'; transport: TransportKind; local: Endpoint; peer: Endpoint; reason: string }
+  /** A UDP retransmission answered from the duplicate-request cache. */
+  | { kind: 'duplicate'; local: Endpoint; peer: Endpoint; xid: number }
+  | { kind: 'connection'; state: 'open' | 'closed' | 'refused'; local: Endpoint; peer: Endpoint; reason?: string }
+  /** A handler or encoder threw (answered SYSTEM_ERR), or a socket failed. */
+  | { kind: 'error'; where: string; error: unknown };
+
+export interface CallMeta {
+  transport: TransportKind;
+  local: Endpoint;
+  peer: Endpoint;
+}
+
+interface Listener {
+  address: string;
+  udp: dgram.Socket;
+  tcp: net.Server;
+}
+
+interface Connection {
+  socket: net.Socket;
+  meta: CallMeta;
+  decoder: RecordDecoder;
+  /** Calls in arrival order; replies leave in that order. */
+  queue: { done: boolean; reply: Buffer | undefined }[];
+  halfRecordTimer: NodeJS.Timeout | undefined;
+  paused: boolean;
+}
+
+export class RpcServer {
+  private readonly programs = new Map<number, Map<number, ProgramVersion>>();
+  private readonly listeners = new Map<string, Listener>();
+  private readonly connections = new Set<Connection>();
+  private readonly drc: DuplicateRequestCache;
+  private readonly opts: Required<Omit<RpcServerOptions, 'onEvent'>>;
+  private readonly onEvent: ((e: RpcServerEvent) => void) | undefined;
+  private chosenPort = 0;
+  /** addAddress/removeAddress/close run one at a time: the first bind fixes an ephemeral port for the rest. */
+  private ops: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(options: RpcServerOptions = {}) {
+    this.opts = {
+      maxRecordSize: options.maxRecordSize ?? 1 << 20,
+      idleTimeoutMs: options.idleTimeoutMs ?? 6 * 60_000,
+      halfRecordTimeoutMs: options.halfRecordTimeoutMs ?? 10_000,
+      maxConnections: options.maxConnections ?? 1024,
+      maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
+      duplicateCacheSize: options.duplicateCacheSize ?? 1024,
+    };
+    this.onEvent = options.onEvent;
+    this.drc = new DuplicateRequestCache(this.opts.duplicateCacheSize);
+  }
+
+  register(p: ProgramVersion): void {
+    let versions = this.programs.get(p.prog);
+    if (!versions) this.programs.set(p.prog, (versions = new Map()));
+    if (versions.has(p.vers)) throw new Error(`program ${p.prog} version ${p.vers} is already registered`);
+    versions.set(p.vers, p);
+  }
+
+  unregister(prog: number, vers: number): void {
+    const versions = this.programs.get(prog);
+    versions?.delete(vers);
+    if (versions?.size === 0) this.programs.delete(prog);
+  }
+
+  /** Chooses the port every address listens on (0: the first bind picks one). Before the first addAddress. */
+  listen(opts: { port: number }): void {
+    if (this.listeners.size > 0 || this.chosenPort !== 0) throw new Error('listen() must come before the first addAddress()');
+    this.chosenPort = opts.port;
+  }
+
+  /** The port all addresses listen on (0 until the first address is bound with an ephemeral port). */
+  get port(): number {
+    return this.chosenPort;
+  }
+
+  addresses(): string[] {
+    return [...this.listeners.keys()];
+  }
+
+  /** Opens a UDP socket and a TCP listener on (address, port). Adding an address twice is a no-op. */
+  addAddress(address: string): Promise<void> {
+    return this.serialise(() => this.bind(normaliseAddress(address)));
+  }
+
+  /** Closes the address's UDP socket and TCP listener and every TCP connection made to it. */
+  removeAddress(address: string): Promise<void> {
+    return this.serialise(() => this.unbind(normaliseAddress(address)));
+  }
+
+  async close(): Promise<void> {
+    await this.serialise(async () => {
+      this.closed = true;
+      for (const a of [...this.listeners.keys()]) await this.unbind(a);
+      for (const c of this.connections) c.socket.destroy();
+    });
+  }
+
+  private serialise<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.ops.then(op, op);
+    this.ops = run.catch(() => undefined);
+    return run;
+  }
+
+  private async bind(address: string): Promise<void> {
+    if (this.closed) throw new Error('server is closed');
+    if (this.listeners.has(address)) return;
+    // With an ephemeral port, the number UDP got may be taken for TCP: try a few.
+    const attempts = this.chosenPort === 0 ? 8 : 1;
+    for (let i = 1; ; i++) {
+      const udp = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4' });
+      let tcp: net.Server | undefined;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          udp.once('error', reject);
+          udp.bind({ address, port: this.chosenPort, exclusive: true }, () => {
+            udp.off('error', reject);
+            resolve();
+          });
+        });
+        const port = udp.address().port;
+        tcp = net.createServer({ noDelay: true });
+        await new Promise<void>((resolve, reject) => {
+          tcp!.once('error', reject);
+          tcp!.listen({ host: address, port, exclusive: true, ipv6Only: net.isIPv6(address) }, () => {
+            tcp!.off('error', reject);
+            resolve();
+          });
+        });
+        this.chosenPort = port;
+        const l: Listener = { address, udp, tcp };
+        this.attach(l);
+        this.listeners.set(address, l);
+        return;
+      } catch (err) {
+        udp.close();
+        tcp?.close();
+        if (i >= attempts || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      }
+    }
+  }
+
+  private async unbind(address: string): Promise<void> {
+    const l = this.listeners.get(address);
+    if (!l) return;
+    this.listeners.delete(address);
+    const tcpClosed = new Promise<void>((resolve) => l.tcp.close(() => resolve()));
+    for (const c of this.connections) if (c.meta.local.address === address) c.socket.destroy();
+    await Promise.all([tcpClosed, new Promise<void>((resolve) => l.udp.close(() => resolve()))]);
+  }
+
+  private attach(l: Listener): void {
+    const local: Endpoint = { address: l.address, port: this.chosenPort };
+    l.udp.on('message', (msg, rinfo) => {
+      const peer = { address: normaliseAddress(rinfo.address), port: rinfo.port };
+      this.dispatch(msg, { transport: 'udp', local, peer }).then(
+        (reply) => {
+          if (reply) l.udp.send(reply, rinfo.port, rinfo.address, (err) => err && this.emit({ kind: 'error', where: 'udp send', error: err }));
+        },
+        (error) => this.emit({ kind: 'error', where: 'udp dispatch', error }),
+      );
+    });
+    l.udp.on('error', (error) => this.emit({ kind: 'error', where: `udp ${l.address}`, error }));
+    l.tcp.on('error', (error) => this.emit({ kind: 'error', where: `tcp ${l.address}`, error }));
+    l.tcp.on('connection', (socket) => this.accept(socket, local));
+  }
+
+  private accept(socket: net.Socket, local: Endpoint): void {
+    const peer = { address: normaliseAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
+    if (this.connections.size >= this.opts.maxConnections) {
+      socket.destroy();
+      this.emit({ kind: 'connection', state: 'refused', local, peer, reason: 'too many connections' });
+      return;
+    }
+    const c: Connection = {
+      socket,
+      meta: { transport: 'tcp', local, peer },
+      decoder: new RecordDecoder(this.opts.maxRecordSize),
+      queue: [],
+      halfRecordTimer: undefined,
+      paused: false,
+    };
+    this.connections.add(c);
+    this.emit({ kind: 'connection', state: 'open', local, peer });
+    socket.setTimeout(this.opts.idleTimeoutMs, () => {
+      if (c.queue.length === 0) this.drop(c, 'idle');
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      clearTimeout(c.halfRecordTimer);
+      this.connections.delete(c);
+      this.emit({ kind: 'connection', state: 'closed', local, peer });
+    });
+    socket.on('drain', () => this.resume(c));
+    socket.on('data', (chunk) => this.onData(c, chunk));
+  }
+
+  private onData(c: Connection, chunk: Buffer): void {
+    let records: Buffer[];
+    try {
+      records = c.decoder.push(chunk);
+    } catch (err) {
+      this.drop(c, (err as Error).message);
+      return;
+    }
+    for (const rec of records) {
+      const slot = { done: false, reply: undefined as Buffer | undefined };
+      c.queue.push(slot);
+      this.dispatch(rec, c.meta).then(
+        (reply) => {
+          slot.reply = reply;
+          slot.done = true;
+          this.flush(c);
+        },
+        (error) => {
+          this.emit({ kind: 'error', where: 'tcp dispatch', error });
+          slot.done = true;
+          this.flush(c);
+        },
+      );
+    }
+    if (c.decoder.partial) {
+      c.halfRecordTimer ??= setTimeout(() => this.drop(c, 'half record timed out'), this.opts.halfRecordTimeoutMs);
+    } else if (c.halfRecordTimer) {
+      clearTimeout(c.halfRecordTimer);
+      c.halfRecordTimer = undefined;
+    }
+    if (c.queue.length >= this.opts.maxCallsPerConnection && !c.paused) {
+      c.paused = true;
+      c.socket.pause();
+    }
+  }
+
+  private flush(c: Connection): void {
+    while (c.queue.length > 0 && c.queue[0]!.done) {
+      const { reply } = c.queue.shift()!;
+      if (reply && !c.socket.destroyed) c.socket.write(encodeRecord(reply));
+    }
+    this.resume(c);
+  }
+
+  private resume(c: Connection): void {
+    if (c.paused && c.queue.length < this.opts.maxCallsPerConnection && !c.socket.writableNeedDrain) {
+      c.paused = false;
+      c.socket.resume();
+    } else if (!c.paused && c.socket.writableNeedDrain) {
+      // The peer is not reading its replies: stop reading its calls until it does.
+      c.paused = true;
+      c.socket.pause();
+    }
+  }
+
+  private drop(c: Connection, reason: string): void {
+    this.emit({ kind: 'drop', transport: 'tcp', local: c.meta.local, peer: c.meta.peer, reason });
+    c.socket.destroy();
+  }
+
+  private emit(e: RpcServerEvent): void {
+    if (this.onEvent) {
+      try {
+        this.onEvent(e);
+      } catch {
+        // An observer's failure must not reach the protocol.
+      }
+    }
+  }
+
+  /**
+   * Handles one call message as if it arrived with the given metadata and returns the reply to
+   * send (undefined: send nothing). Never throws for anything a peer can send.
+   */
+  async dispatch(msg: Buffer, meta: CallMeta): Promise<Buffer | undefined> {
+    const started = performance.now();
+    let call: DecodedCall;
+    try {
+      call = decodeCall(msg);
+    } catch (err) {
+      if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) {
+        this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: err.message });
+        return encodeErrorReply(err.xid, err.reply);
+      }
+      this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: (err as Error).message });
+      return undefined;
+    }
+    const { xid, prog, vers, proc } = call;
+    const answer = (stat: ReplyStat | 'NO_REPLY', reply: Buffer | undefined): Buffer | undefined => {
+      this.onEvent && this.emit({ kind: 'call', transport: meta.transport, prog, vers, proc, stat, ms: performance.now() - started });
+      return reply;
+    };
+    const fail = (r: ErrorReply): Buffer => answer(r.stat, encodeErrorReply(xid, r))!;
+
+    let cred: Credential;
+    try {
+      cred = parseCredential(call.cred);
+    } catch {
+      return fail({ stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
+    }
+    if (cred.flavor !== AUTH_NONE && cred.flavor !== AUTH_SYS) return fail({ stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
+
+    const versions = this.programs.get(prog);
+    if (!versions) return fail({ stat: 'PROG_UNAVAIL' });
+    const program = versions.get(vers);
+    if (!program) {
+      let low = Infinity;
+      let high = 0;
+      for (const v of versions.keys()) {
+        low = Math.min(low, v);
+        high = Math.max(high, v);
+      }
+      return fail({ stat: 'PROG_MISMATCH', low, high });
+    }
+    const procedure: Procedure | undefined = program.procedures.get(proc);
+    if (!procedure) return fail({ stat: 'PROC_UNAVAIL' });
+
+    let args: unknown;
+    try {
+      const r = new XdrReader(msg, call.argsOffset);
+      args = procedure.decodeArgs(r);
+      r.done();
+    } catch (err) {
+      if (!(err instanceof XdrDecodeError)) this.emit({ kind: 'error', where: `decode ${prog}/${vers}/${proc}`, error: err });
+      return fail({ stat: 'GARBAGE_ARGS' });
+    }
+
+    const cacheKey = meta.transport === 'udp' && !procedure.idempotent
+      ? `${xid}/${meta.peer.address}/${meta.peer.port}/${meta.local.address}/${prog}/${vers}/${proc}`
+      : undefined;
+    if (cacheKey !== undefined) {
+      const seen = this.drc.begin(cacheKey, msg);
+      if (seen.kind !== 'new') {
+        if (seen.kind === 'done') this.emit({ kind: 'duplicate', local: meta.local, peer: meta.peer, xid });
+        else this.emit({ kind: 'drop', transport: 'udp', local: meta.local, peer: meta.peer, reason: 'duplicate in progress' });
+        return seen.kind === 'done' ? seen.reply : undefined;
+      }
+    }
+
+    const ctx: CallContext = { xid, prog, vers, proc, transport: meta.transport, local: meta.local, peer: meta.peer, cred };
+    let reply: Buffer | undefined;
+    let stat: ReplyStat | 'NO_REPLY';
+    try {
+      let result = procedure.handle(args, ctx);
+      if (result instanceof Promise) result = await result;
+      if (result === NO_REPLY) {
+        stat = 'NO_REPLY';
+      } else {
+        const w = new XdrWriter(256);
+        writeSuccessHeader(w, xid);
+        procedure.encodeResult(w, result);
+        reply = w.toBuffer();
+        stat = 'SUCCESS';
+      }
+    } catch (err) {
+      let r: ErrorReply;
+      if (err instanceof RpcAcceptError) r = { stat: err.stat };
+      else if (err instanceof RpcAuthError) r = { stat: 'AUTH_ERROR', authStat: err.authStat };
+      else {
+        this.emit({ kind: 'error', where: `handler ${prog}/${vers}/${proc}`, error: err });
+        // Unexpected failure: let a retransmission try again rather than replay the error.
+        if (cacheKey !== undefined) this.drc.abandon(cacheKey, msg);
+        return fail({ stat: 'SYSTEM_ERR' });
+      }
+      reply = encodeErrorReply(xid, r);
+      stat = r.stat;
+    }
+    if (cacheKey !== undefined) this.drc.finish(cacheKey, msg, reply);
+    return answer(stat, reply);
+  }
+}
