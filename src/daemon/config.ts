@@ -1,0 +1,154 @@
+// lockdropd's configuration: embedded defaults, an optional YAML/JSON file, then flags on top.
+// Validated with zod at start and on every reload; errors name the key and say why.
+import { readFileSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseNetwork, uuidBytes } from '../exports';
+
+const network = z.string().refine((s) => parseNetwork(s) !== undefined, (s) => ({ message: `"${s}" is not an address or CIDR network` }));
+const address = z.string().refine((s) => isIP(s) !== 0, (s) => ({ message: `"${s}" is not an IP address` }));
+const port = z.number().int().min(0).max(65535);
+const seconds = z.number().positive();
+
+const exportSchema = z
+  .object({
+    path: z.string().startsWith('/', 'must be an absolute path'),
+    fsid: z.number().int().min(0).max(0xffffffff).optional(),
+    uuid: z
+      .string()
+      .refine((s) => {
+        try {
+          uuidBytes(s);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'must be 32 hex digits (dashes or colons allowed)')
+      .optional(),
+    dev: z.string().regex(/^\d+:\d+$/, 'must be "major:minor"').optional(),
+    rootIno: z.number().int().min(0).max(0xffffffff).optional(),
+    fhPrefix: z.array(z.string().regex(/^([0-9a-fA-F]{2})+$/, 'must be hex bytes')).optional(),
+    clients: z.array(network).default([]),
+    secure: z.boolean().default(true),
+  })
+  .strict();
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const SOURCES = ['netlink', 'bpf', 'poll'] as const;
+
+export const configSchema = z
+  .object({
+    /** NSM records (one folder per server address) and the daemon's lock file. */
+    stateDir: z.string().min(1).default('/var/lib/lockdrop'),
+    /** 0: an ephemeral port, found by clients through rpcbind (as Linux lockd does by default). */
+    nlmPort: port.default(0),
+    nsmPort: port.default(0),
+    rpcbind: z.enum(['auto', 'off']).default('auto'),
+    /** The control socket; its directory is created 0700. */
+    control: z.string().min(1).default('/run/lockdrop/control.sock'),
+    /** Grace period per arriving address, seconds (nfsd's 90: covers NFSv4 leases of the same server). */
+    grace: seconds.default(90),
+    /** Swallow a removal undone within this many ms (0: drop at once). */
+    holdDown: z.number().int().min(0).default(0),
+    sources: z.array(z.enum(SOURCES)).nonempty('needs at least one source').default(['netlink', 'bpf', 'poll']),
+    /** Seconds between poll snapshots. */
+    pollInterval: seconds.default(2),
+    /** The floating addresses lockdrop manages (addresses or CIDRs); empty: every non-loopback address. */
+    addresses: z.array(network).default([]),
+    notify: z
+      .object({
+        /** Seconds to keep retrying SM_NOTIFY to hosts that do not answer (sm-notify: 15 min). */
+        timeout: seconds.default(900),
+        concurrency: z.number().int().positive().default(64),
+      })
+      .strict()
+      .default({}),
+    /** mon_name to send in SM_NOTIFY per server address (default: the address itself). */
+    monNames: z.record(address, z.string().min(1)).default({}),
+    exports: z.array(exportSchema).default([]),
+    /** Byte order of the host-order words in knfsd handles (the NFS server's CPU). */
+    fhByteOrder: z.enum(['little', 'big']).default(endianness() === 'LE' ? 'little' : 'big'),
+    /** A handle that maps to no export, while exports are configured: allow or refuse. */
+    unknownHandles: z.enum(['allow', 'deny']).default('allow'),
+    /** "host:port" for the Prometheus /metrics endpoint; null: off. */
+    metrics: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be "host:port" (IPv6 as "[addr]:port")')
+      .nullable()
+      .default(null),
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** Run from a recorded trace (pcap, LINKTYPE_NETLINK) instead of live sources. */
+    replay: z.string().nullable().default(null),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, number>();
+    c.exports.forEach((e, i) => {
+      const prior = seen.get(e.path);
+      if (prior !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['exports', i, 'path'], message: `duplicates exports.${prior}.path` });
+      seen.set(e.path, i);
+    });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Keys SIGHUP applies without a restart; others are reported and wait for the next start. */
+export const RELOADABLE: readonly (keyof Config)[] = ['addresses', 'exports', 'logLevel', 'holdDown', 'fhByteOrder', 'unknownHandles', 'monNames', 'notify', 'grace', 'pollInterval'];
+
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    /** One line per problem: `key: why`. */
+    readonly problems: string[] = [],
+  ) {
+    super(problems.length ? `${message}:\n  ${problems.join('\n  ')}` : message);
+    this.name = 'ConfigError';
+  }
+}
+
+const keyOf = (path: (string | number)[]): string => (path.length ? path.join('.') : '(top level)');
+
+function describeIssue(issue: z.ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `${issue.keys.map((k) => keyOf([...issue.path, k])).join(', ')}: unknown key`;
+  return `${keyOf(issue.path)}: ${issue.message}`;
+}
+
+/** Validates a plain object (file contents merged with flags) into a Config. */
+export function validateConfig(input: unknown, origin: string): Config {
+  const r = configSchema.safeParse(input ?? {});
+  if (!r.success) throw new ConfigError(`invalid configuration (${origin})`, r.error.issues.map(describeIssue));
+  return r.data;
+}
+
+/** Reads a YAML or JSON file (YAML is a superset of JSON) into a plain object. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML/JSON`, [(err as Error).message.split('\n')[0]!]);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${path} must hold a mapping of keys`);
+  return doc as Record<string, unknown>;
+}
+
+/** Defaults ← file ← flags (flags hold only what was given on the command line). */
+export function loadConfig(file: string | undefined, flags: Partial<ConfigInput>): Config {
+  const fromFile = file ? readConfigFile(file) : {};
+  return validateConfig({ ...fromFile, ...flags }, file ? `${file} and flags` : 'flags and defaults');
+}
+
+/** Names of reloadable-or-not keys whose value changed between two configs. */
+export function changedKeys(a: Config, b: Config): (keyof Config)[] {
+  return (Object.keys(b) as (keyof Config)[]).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+}

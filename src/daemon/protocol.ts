@@ -1,0 +1,122 @@
+// The control socket's protocol: newline-delimited JSON. A request is one object per line with an
+// optional `id` echoed in the reply; a reply is {id, ok: true, result} or {id, ok: false, error}.
+// `watch` answers with {id, ok: true, result: "watching"} and then {id, event} lines until the
+// client closes. Shared by the daemon (server) and lockdropctl (client).
+import { z } from 'zod';
+
+const ip = z.string().min(1);
+
+export const requestSchema = z.discriminatedUnion('cmd', [
+  z.object({ cmd: z.literal('status') }),
+  z.object({ cmd: z.literal('locks'), ip: ip.optional(), client: z.string().optional(), export: z.string().optional() }),
+  z.object({
+    cmd: z.literal('drop'),
+    ip: ip.optional(),
+    client: z.string().optional(),
+    export: z.string().optional(),
+    fsid: z.number().int().min(0).optional(),
+  }),
+  z.object({ cmd: z.literal('grace'), action: z.enum(['start', 'end']), ip, seconds: z.number().positive().optional() }),
+  z.object({ cmd: z.literal('monitors'), ip: ip.optional() }),
+  z.object({ cmd: z.literal('notify'), ip }),
+  z.object({ cmd: z.literal('watch') }),
+]);
+
+export type ControlRequest = z.infer<typeof requestSchema>;
+export type LocksFilter = Omit<Extract<ControlRequest, { cmd: 'locks' }>, 'cmd'>;
+export type DropTarget = Omit<Extract<ControlRequest, { cmd: 'drop' }>, 'cmd'>;
+
+/** One held lock, as `locks --json` prints it. Offsets and lengths are decimal strings (exact u64). */
+export interface LockView {
+  server: string;
+  client: string;
+  callerName: string;
+  clientAddress: string;
+  svid: number;
+  oh: string;
+  offset: string;
+  /** "0" means to end of file. */
+  length: string;
+  exclusive: boolean;
+  fh: string;
+  export: string | null;
+  /** ISO 8601. */
+  since: string;
+}
+
+export interface AddressStatus {
+  address: string;
+  /** Configured on this machine now. */
+  present: boolean;
+  /** Its removal was requested (bpf intent): no new locks through it. */
+  draining: boolean;
+  /** End of this address's grace period (ISO 8601), or null. */
+  grace: string | null;
+  locks: number;
+  monitors: number;
+}
+
+export interface SourceStatus {
+  name: string;
+  active: boolean;
+  /** Why it is not active (or a note about how it runs). */
+  reason?: string;
+}
+
+export interface StatusReport {
+  pid: number;
+  version: string;
+  startedAt: string;
+  nlmPort: number;
+  nsmPort: number;
+  rpcbind: boolean;
+  sources: SourceStatus[];
+  addresses: AddressStatus[];
+  locks: number;
+  blocked: number;
+  monitors: number;
+  /** A grace period that covers every address (rare: set by hand), or null. */
+  globalGrace: string | null;
+}
+
+export interface MonitorView {
+  server: string;
+  host: string;
+  address: string | null;
+  state: number | null;
+}
+
+export interface DropReport {
+  target: string;
+  locks: number;
+  shares: number;
+  blocked: number;
+  clients: number;
+  woken: number;
+  ms: number;
+}
+
+export interface NotifyReport {
+  address: string;
+  notified: string[];
+  failed: string[];
+}
+
+export interface GraceReport {
+  address: string;
+  grace: string | null;
+}
+
+/** One line of `watch`. */
+export interface WatchEvent {
+  at: string;
+  kind: 'address' | 'drop' | 'grant' | 'release' | 'blocked' | 'grace' | 'notify' | 'overflow' | 'reload';
+  address?: string;
+  message: string;
+  [field: string]: unknown;
+}
+
+export type ControlReply = { id: unknown; ok: true; result: unknown } | { id: unknown; ok: false; error: string } | { id: unknown; event: WatchEvent };
+
+/** The longest request line accepted; beyond it the connection is closed. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
