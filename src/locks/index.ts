@@ -1,0 +1,7 @@
+// The lock table: POSIX byte-range locks, shares, blocked queues, grace, and the per-address,
+// per-host and per-export indexes that failover drops by.
+export * from './types';
+export { LockTable } from './table';
+export type { LockTableOptions, LockFilter, LockTableStats } from './table';
+export { GraceTable } from './grace';
+export { OFFSET_MAX } from './range';

@@ -1,0 +1,964 @@
+// The lock table: POSIX byte-range locks, share reservations and blocked-lock queues, indexed by
+// file, server address, client host and export so that every drop costs what it drops.
+//
+// Representation (kept small: ≤ 250 bytes per held lock is a target): owners, files, hosts,
+// addresses and exports are interned once; a held lock is one object with number positions
+// (see range.ts) threaded on three intrusive doubly linked lists (its file's, its server
+// address's and its owner's), so unlinking is O(1) without per-lock Maps, Sets or BigInts.
+//
+// One owner's locks never overlap. Its overlapping or adjacent locks merge when they have the same
+// type *and* came through the same server address: the server address is what a failover drops
+// by, so a lock taken through one VIP must never be folded into a lock held through another.
+import { Observable, Subject } from 'rxjs';
+import { GraceTable } from './grace';
+import { EOF, Pos, dec, inc, maxPos, minPos, parseRange, toWire } from './range';
+import type {
+  BlockGranted,
+  DropCounts,
+  HeldLock,
+  LockChange,
+  LockOptions,
+  LockOwner,
+  LockRequest,
+  LockStatus,
+  ShareRequest,
+  TestResult,
+} from './types';
+
+export interface LockTableOptions {
+  /** Maps a file handle to its export (for the export index, export grace and dropByExport). */
+  exportOf?: (fh: Buffer) => string | undefined;
+  now?: () => number;
+  /** Called synchronously, before the releasing call returns, for each queued block granted. */
+  onBlockGranted?: (g: BlockGranted) => void;
+}
+
+export interface LockFilter {
+  serverAddress?: string;
+  host?: string;
+  exportId?: string;
+}
+
+export interface LockTableStats {
+  locks: number;
+  shares: number;
+  blocked: number;
+  byAddress: Map<string, { locks: number; hosts: number }>;
+}
+
+class HostEntry {
+  readonly owners = new Set<Owner>();
+  readonly shares = new Set<Share>();
+  mark = 0;
+  constructor(readonly key: string) {}
+}
+
+class Owner {
+  head: Lock | null = null;
+  count = 0;
+  blocks: Block[] | null = null;
+  mark = 0;
+  constructor(
+    readonly key: string,
+    readonly host: HostEntry,
+    readonly svid: number,
+    /** The owner handle as a latin1 string: cheaper than keeping a Buffer per owner. */
+    readonly oh: string,
+  ) {}
+}
+
+class AddressEntry {
+  head: Lock | null = null;
+  count = 0;
+  readonly shares = new Set<Share>();
+  readonly blocks = new Set<Block>();
+  /** Host key -> number of locks, shares and blocks it has through this address. */
+  readonly hosts = new Map<string, number>();
+  constructor(readonly address: string) {}
+}
+
+class ExportEntry {
+  readonly files = new Set<FileState>();
+  constructor(readonly id: string) {}
+}
+
+class FileState {
+  head: Lock | null = null;
+  count = 0;
+  /** Blocked requests in arrival order. */
+  queue: Block[] | null = null;
+  shares: Share[] | null = null;
+  mark = 0;
+  constructor(
+    /** The file handle bytes as a latin1 string. */
+    readonly key: string,
+    readonly exp: ExportEntry | undefined,
+  ) {}
+}
+
+class Lock {
+  fPrev: Lock | null = null;
+  fNext: Lock | null = null;
+  aPrev: Lock | null = null;
+  aNext: Lock | null = null;
+  oPrev: Lock | null = null;
+  oNext: Lock | null = null;
+  constructor(
+    readonly file: FileState,
+    readonly owner: Owner,
+    readonly addr: AddressEntry,
+    public start: Pos,
+    public end: Pos,
+    readonly exclusive: boolean,
+    /** ms since the table's epoch (small, so it stays a small integer in the object). */
+    public since: number,
+  ) {}
+}
+
+interface Block {
+  file: FileState;
+  owner: Owner;
+  addr: AddressEntry;
+  start: Pos;
+  end: Pos;
+  exclusive: boolean;
+  waiter: unknown;
+}
+
+interface Share {
+  file: FileState;
+  host: HostEntry;
+  oh: string;
+  mode: number;
+  access: number;
+  addr: AddressEntry;
+}
+
+const NO_COUNTS: DropCounts = { locks: 0, shares: 0, blocked: 0, clients: 0, woken: 0 };
+
+const overlaps = (l: { start: Pos; end: Pos }, s: Pos, e: Pos): boolean => l.start <= e && l.end >= s;
+
+export class LockTable {
+  readonly grace: GraceTable;
+  readonly changes: Observable<LockChange>;
+
+  private readonly subject = new Subject<LockChange>();
+  private readonly exportOf: (fh: Buffer) => string | undefined;
+  private readonly now: () => number;
+  private readonly onBlockGranted: (g: BlockGranted) => void;
+  private readonly epoch: number;
+
+  private readonly files = new Map<string, FileState>();
+  private readonly owners = new Map<string, Owner>();
+  private readonly hosts = new Map<string, HostEntry>();
+  private readonly addrs = new Map<string, AddressEntry>();
+  private readonly exports = new Map<string, ExportEntry>();
+  private readonly draining = new Set<string>();
+
+  private nLocks = 0;
+  private nShares = 0;
+  private nBlocked = 0;
+  /** Stamp for "already collected" marks during one drop. */
+  private markSeq = 0;
+  /** Grants made while the table was being changed, reported once it is consistent again. */
+  private pending: BlockGranted[] = [];
+  private flushing = false;
+
+  constructor(opts: LockTableOptions = {}) {
+    this.exportOf = opts.exportOf ?? (() => undefined);
+    this.now = opts.now ?? Date.now;
+    this.onBlockGranted = opts.onBlockGranted ?? (() => {});
+    this.epoch = this.now();
+    this.grace = new GraceTable(this.now, (period, state) => {
+      if (this.subject.observed) this.subject.next({ type: 'grace', period, state });
+    });
+    this.changes = this.subject.asObservable();
+  }
+
+  // ---- NLM procedures ----
+
+  /**
+   * TEST. During a grace period that covers the request the answer is denied_grace_period, as
+   * Linux lockd does (nlmsvc_testlock): locks not yet reclaimed are invisible, so a "granted"
+   * answer could be a lie. A draining address still answers TEST truthfully (nothing changes).
+   */
+  test(req: LockRequest): TestResult {
+    const r = parseRange(req.offset, req.length);
+    if (!r) return { status: 'fbig' };
+    const file = this.files.get(req.fh.toString('latin1'));
+    const exportId = file ? file.exp?.id : this.exportOf(req.fh);
+    if (this.grace.covers(req.serverAddress, exportId)) return { status: 'denied_grace_period' };
+    if (!file || file.head === null) return { status: 'granted' };
+    const ownerKey = this.ownerKey(req.owner);
+    let best: Lock | null = null;
+    for (let l: Lock | null = file.head; l; l = l.fNext) {
+      if (l.owner.key === ownerKey || !(req.exclusive || l.exclusive) || !overlaps(l, r.start, r.end)) continue;
+      if (best === null || l.start < best.start) best = l;
+    }
+    return best ? { status: 'denied', holder: this.held(best) } : { status: 'granted' };
+  }
+
+  lock(req: LockRequest, opts: LockOptions): LockStatus {
+    const r = parseRange(req.offset, req.length);
+    if (!r) return 'fbig';
+    // A draining address is about to leave this node: a lock granted now would be dropped in a
+    // moment. denied_nolocks ("no resources now, try later") is the one status that neither claims
+    // a conflicting holder (denied) nor tells the client to reclaim (denied_grace_period).
+    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
+    const fkey = req.fh.toString('latin1');
+    let file = this.files.get(fkey);
+    const exportId = file ? file.exp?.id : this.exportOf(req.fh);
+    if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return 'denied_grace_period';
+    file ??= this.newFile(fkey, exportId);
+    const owner = this.internOwner(req.owner);
+    const { start, end } = r;
+    const excl = req.exclusive;
+
+    const conflict = this.firstConflict(file, owner, start, end, excl);
+    if (conflict === null) {
+      const addr = this.internAddr(req.serverAddress);
+      const downgraded = this.applyLock(file, owner, addr, start, end, excl, this.now() - this.epoch);
+      // A retransmitted blocking request that is grantable now is satisfied by this grant.
+      if (owner.blocks !== null) {
+        const b = this.findBlock(file, owner, start, end, excl);
+        if (b) this.removeBlock(b);
+      }
+      if (this.subject.observed) {
+        this.subject.next({ type: 'granted', lock: this.heldOf(file, owner, addr, start, end, excl, this.now()), viaBlock: false });
+      }
+      if (downgraded) this.wake(file);
+      this.flush();
+      return 'granted';
+    }
+    if (!opts.block) {
+      this.release(file, owner);
+      return 'denied';
+    }
+    if (owner.blocks !== null && this.findBlock(file, owner, start, end, excl)) return 'blocked';
+    if (this.wouldDeadlock(owner, file, start, end, excl)) {
+      this.release(file, owner);
+      return 'deadlck';
+    }
+    const addr = this.internAddr(req.serverAddress);
+    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter };
+    (file.queue ??= []).push(b);
+    (owner.blocks ??= []).push(b);
+    addr.blocks.add(b);
+    this.hostRef(addr, owner.host.key, 1);
+    this.nBlocked++;
+    if (this.subject.observed) this.subject.next({ type: 'blocked', request: req });
+    return 'blocked';
+  }
+
+  /** Removes the owner's queued block for exactly this range and type: 'granted' if one was removed. */
+  cancel(req: LockRequest): LockStatus {
+    const r = parseRange(req.offset, req.length);
+    if (!r) return 'fbig';
+    const file = this.files.get(req.fh.toString('latin1'));
+    const owner = this.owners.get(this.ownerKey(req.owner));
+    if (!file || !owner || owner.blocks === null) return 'denied';
+    const b = this.findBlock(file, owner, r.start, r.end, req.exclusive);
+    if (!b) return 'denied';
+    this.removeBlock(b);
+    this.release(file, owner);
+    return 'granted';
+  }
+
+  /** POSIX unlock of the owner's range (trims and splits); 'granted' even when nothing was held. */
+  unlock(req: LockRequest): LockStatus {
+    const r = parseRange(req.offset, req.length);
+    if (!r) return 'fbig';
+    const file = this.files.get(req.fh.toString('latin1'));
+    const owner = this.owners.get(this.ownerKey(req.owner));
+    if (!file || !owner || owner.count === 0) return 'granted';
+    if (this.unlockRange(file, owner, r.start, r.end)) this.wake(file);
+    this.release(file, owner);
+    this.flush();
+    return 'granted';
+  }
+
+  /**
+   * NLM SHARE. A reservation conflicts with another owner's when one's access meets the other's
+   * deny mode; the same (host, oh) replaces its own reservation. Grace applies as for LOCK.
+   */
+  share(req: ShareRequest, reclaim: boolean): LockStatus {
+    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
+    const fkey = req.fh.toString('latin1');
+    let file = this.files.get(fkey);
+    const exportId = file ? file.exp?.id : this.exportOf(req.fh);
+    if (this.grace.covers(req.serverAddress, exportId) !== reclaim) return 'denied_grace_period';
+    const oh = req.owner.oh.toString('latin1');
+    let mine: Share | undefined;
+    for (const s of file?.shares ?? []) {
+      if (s.host.key === req.owner.host && s.oh === oh) mine = s;
+      else if ((req.access & s.mode) !== 0 || (req.mode & s.access) !== 0) return 'denied';
+    }
+    if (mine) this.removeShare(mine);
+    file ??= this.newFile(fkey, exportId);
+    const host = this.internHost(req.owner.host);
+    const addr = this.internAddr(req.serverAddress);
+    const s: Share = { file, host, oh, mode: req.mode, access: req.access, addr };
+    (file.shares ??= []).push(s);
+    host.shares.add(s);
+    addr.shares.add(s);
+    this.hostRef(addr, host.key, 1);
+    this.nShares++;
+    return 'granted';
+  }
+
+  /** NLM UNSHARE: always 'granted' (Linux answers granted whether or not a reservation existed). */
+  unshare(req: ShareRequest): LockStatus {
+    const file = this.files.get(req.fh.toString('latin1'));
+    if (!file || file.shares === null) return 'granted';
+    const oh = req.owner.oh.toString('latin1');
+    const s = file.shares.find((x) => x.host.key === req.owner.host && x.oh === oh);
+    if (s) {
+      this.removeShare(s);
+      this.freeHostIfEmpty(s.host);
+      this.freeFileIfEmpty(file);
+    }
+    return 'granted';
+  }
+
+  // ---- drops ----
+
+  /** NLM FREE_ALL: everything the host holds or waits for. */
+  freeAll(host: string): DropCounts {
+    return this.dropByHost(host);
+  }
+
+  dropByHost(host: string): DropCounts {
+    const h = this.hosts.get(host);
+    if (!h) return this.dropped('host', host, NO_COUNTS);
+    const d = this.startDrop();
+    for (const o of [...h.owners]) {
+      for (let l = o.head; l; l = l.oNext) this.dropLock(d, l, true, true, false);
+      o.head = null;
+      o.count = 0;
+      if (o.blocks) for (const b of [...o.blocks]) this.dropBlock(d, b);
+    }
+    for (const s of [...h.shares]) this.dropShare(d, s);
+    return this.finishDrop(d, 'host', host);
+  }
+
+  dropByServerAddress(address: string): DropCounts {
+    const a = this.addrs.get(address);
+    if (!a) return this.dropped('address', address, NO_COUNTS);
+    const d = this.startDrop();
+    for (let l = a.head; l; l = l.aNext) this.dropLock(d, l, true, false, true);
+    a.head = null;
+    a.count = 0;
+    for (const b of [...a.blocks]) this.dropBlock(d, b);
+    for (const s of [...a.shares]) this.dropShare(d, s);
+    this.freeAddrIfEmpty(a);
+    return this.finishDrop(d, 'address', address);
+  }
+
+  dropByExport(exportId: string): DropCounts {
+    const e = this.exports.get(exportId);
+    if (!e) return this.dropped('export', exportId, NO_COUNTS);
+    const d = this.startDrop();
+    for (const f of [...e.files]) {
+      for (let l = f.head; l; l = l.fNext) this.dropLock(d, l, false, true, true);
+      f.head = null;
+      f.count = 0;
+      this.touchFile(d, f);
+      if (f.queue) for (const b of [...f.queue]) this.dropBlock(d, b);
+      if (f.shares) for (const s of [...f.shares]) this.dropShare(d, s);
+    }
+    return this.finishDrop(d, 'export', exportId);
+  }
+
+  // ---- draining ----
+
+  setDraining(address: string, draining: boolean): void {
+    if (draining) this.draining.add(address);
+    else this.draining.delete(address);
+  }
+
+  isDraining(address: string): boolean {
+    return this.draining.has(address);
+  }
+
+  // ---- views ----
+
+  *locks(filter: LockFilter = {}): Iterable<HeldLock> {
+    const { serverAddress, host, exportId } = filter;
+    const keep = (l: Lock): boolean =>
+      (serverAddress === undefined || l.addr.address === serverAddress) &&
+      (host === undefined || l.owner.host.key === host) &&
+      (exportId === undefined || l.file.exp?.id === exportId);
+    // Materialise each index's list before yielding, so a consumer may change the table.
+    let found: Lock[] = [];
+    if (serverAddress !== undefined) {
+      for (let l = this.addrs.get(serverAddress)?.head ?? null; l; l = l.aNext) found.push(l);
+    } else if (host !== undefined) {
+      for (const o of this.hosts.get(host)?.owners ?? []) for (let l = o.head; l; l = l.oNext) found.push(l);
+    } else if (exportId !== undefined) {
+      for (const f of this.exports.get(exportId)?.files ?? []) for (let l = f.head; l; l = l.fNext) found.push(l);
+    } else {
+      for (const f of this.files.values()) for (let l = f.head; l; l = l.fNext) found.push(l);
+    }
+    found = found.filter(keep);
+    for (const l of found) yield this.held(l);
+  }
+
+  /** Host keys holding a lock, share or queued block through this server address. */
+  hostsAt(serverAddress: string): ReadonlySet<string> {
+    return new Set(this.addrs.get(serverAddress)?.hosts.keys() ?? []);
+  }
+
+  stats(): LockTableStats {
+    const byAddress = new Map<string, { locks: number; hosts: number }>();
+    for (const a of this.addrs.values()) byAddress.set(a.address, { locks: a.count, hosts: a.hosts.size });
+    return { locks: this.nLocks, shares: this.nShares, blocked: this.nBlocked, byAddress };
+  }
+
+  /** Queued blocks in arrival order (per file), for views and tests. */
+  *blocked(): Iterable<{ request: LockRequest; waiter: unknown }> {
+    const all: Block[] = [];
+    for (const f of this.files.values()) if (f.queue) all.push(...f.queue);
+    for (const b of all) {
+      const { offset, length } = toWire(b.start, b.end);
+      yield {
+        request: {
+          fh: Buffer.from(b.file.key, 'latin1'),
+          owner: this.publicOwner(b.owner),
+          exclusive: b.exclusive,
+          offset,
+          length,
+          serverAddress: b.addr.address,
+        },
+        waiter: b.waiter,
+      };
+    }
+  }
+
+  /** Share reservations, for views and tests. */
+  *shares(): Iterable<ShareRequest> {
+    const all: Share[] = [];
+    for (const f of this.files.values()) if (f.shares) all.push(...f.shares);
+    for (const s of all) {
+      yield {
+        fh: Buffer.from(s.file.key, 'latin1'),
+        owner: { host: s.host.key, oh: Buffer.from(s.oh, 'latin1') },
+        mode: s.mode as ShareRequest['mode'],
+        access: s.access as ShareRequest['access'],
+        serverAddress: s.addr.address,
+      };
+    }
+  }
+
+  /**
+   * Rebuilds every count and index from the per-file lists and compares: a test hook that
+   * returns the inconsistencies found (empty when the indexes are in step).
+   */
+  checkIndexes(): string[] {
+    const errs: string[] = [];
+    let locks = 0;
+    const perAddr = new Map<AddressEntry, Set<Lock>>();
+    const perOwner = new Map<Owner, Set<Lock>>();
+    const hostRefs = new Map<AddressEntry, Map<string, number>>();
+    const ref = (a: AddressEntry, h: string): void => {
+      const m = hostRefs.get(a) ?? new Map<string, number>();
+      m.set(h, (m.get(h) ?? 0) + 1);
+      hostRefs.set(a, m);
+    };
+    let blocked = 0;
+    let shares = 0;
+    for (const [key, f] of this.files) {
+      if (f.key !== key) errs.push(`file key mismatch`);
+      let n = 0;
+      for (let l = f.head; l; l = l.fNext) {
+        n++;
+        if (l.file !== f) errs.push('lock on wrong file list');
+        if (l.fNext && l.fNext.fPrev !== l) errs.push('broken file links');
+        perAddr.set(l.addr, (perAddr.get(l.addr) ?? new Set()).add(l));
+        perOwner.set(l.owner, (perOwner.get(l.owner) ?? new Set()).add(l));
+        ref(l.addr, l.owner.host.key);
+      }
+      if (n !== f.count) errs.push(`file count ${f.count} != ${n}`);
+      locks += n;
+      for (const b of f.queue ?? []) {
+        blocked++;
+        ref(b.addr, b.owner.host.key);
+        if (!b.addr.blocks.has(b) || !b.owner.blocks?.includes(b)) errs.push('block missing from an index');
+      }
+      for (const s of f.shares ?? []) {
+        shares++;
+        ref(s.addr, s.host.key);
+        if (!s.addr.shares.has(s) || !s.host.shares.has(s)) errs.push('share missing from an index');
+      }
+      if (n === 0 && !f.queue?.length && !f.shares?.length) errs.push('empty file kept');
+      if (f.exp && !f.exp.files.has(f)) errs.push('file missing from its export');
+    }
+    if (locks !== this.nLocks) errs.push(`nLocks ${this.nLocks} != ${locks}`);
+    if (blocked !== this.nBlocked) errs.push(`nBlocked ${this.nBlocked} != ${blocked}`);
+    if (shares !== this.nShares) errs.push(`nShares ${this.nShares} != ${shares}`);
+    for (const a of this.addrs.values()) {
+      const want = perAddr.get(a) ?? new Set();
+      let n = 0;
+      for (let l = a.head; l; l = l.aNext) {
+        n++;
+        if (!want.has(l)) errs.push(`address ${a.address} lists a lock not in the table`);
+      }
+      if (n !== want.size || n !== a.count) errs.push(`address ${a.address} count ${a.count}, list ${n}, rescan ${want.size}`);
+      const refs = hostRefs.get(a) ?? new Map();
+      if (refs.size !== a.hosts.size || [...refs].some(([h, c]) => a.hosts.get(h) !== c)) {
+        errs.push(`address ${a.address} host refs differ from a rescan`);
+      }
+      if (a.count === 0 && a.shares.size === 0 && a.blocks.size === 0) errs.push(`empty address ${a.address} kept`);
+    }
+    for (const [a] of perAddr) if (this.addrs.get(a.address) !== a) errs.push(`address ${a.address} not indexed`);
+    for (const o of this.owners.values()) {
+      const want = perOwner.get(o) ?? new Set();
+      let n = 0;
+      for (let l = o.head; l; l = l.oNext) {
+        n++;
+        if (!want.has(l)) errs.push('owner lists a foreign lock');
+      }
+      if (n !== want.size || n !== o.count) errs.push(`owner count ${o.count}, list ${n}, rescan ${want.size}`);
+      if (!o.host.owners.has(o) || this.hosts.get(o.host.key) !== o.host) errs.push('owner not under its host');
+      if (n === 0 && !o.blocks?.length) errs.push('empty owner kept');
+    }
+    for (const [o] of perOwner) if (this.owners.get(o.key) !== o) errs.push('owner not indexed');
+    for (const h of this.hosts.values()) {
+      if (h.owners.size === 0 && h.shares.size === 0) errs.push(`empty host ${h.key} kept`);
+    }
+    for (const e of this.exports.values()) {
+      for (const f of e.files) if (this.files.get(f.key) !== f) errs.push('export lists a dropped file');
+      if (e.files.size === 0) errs.push(`empty export ${e.id} kept`);
+    }
+    return errs;
+  }
+
+  // ---- internals: interning ----
+
+  private ownerKey(o: LockOwner): string {
+    // Length-prefixed host, so no (host, svid, oh) triple can spell another's key.
+    return `${o.host.length}:${o.host}${o.svid}:${o.oh.toString('latin1')}`;
+  }
+
+  private internOwner(o: LockOwner): Owner {
+    const key = this.ownerKey(o);
+    let owner = this.owners.get(key);
+    if (!owner) {
+      const host = this.internHost(o.host);
+      owner = new Owner(key, host, o.svid, o.oh.toString('latin1'));
+      this.owners.set(key, owner);
+      host.owners.add(owner);
+    }
+    return owner;
+  }
+
+  private internHost(key: string): HostEntry {
+    let h = this.hosts.get(key);
+    if (!h) this.hosts.set(key, (h = new HostEntry(key)));
+    return h;
+  }
+
+  private internAddr(address: string): AddressEntry {
+    let a = this.addrs.get(address);
+    if (!a) this.addrs.set(address, (a = new AddressEntry(address)));
+    return a;
+  }
+
+  private newFile(key: string, exportId: string | undefined): FileState {
+    let exp: ExportEntry | undefined;
+    if (exportId !== undefined) {
+      exp = this.exports.get(exportId);
+      if (!exp) this.exports.set(exportId, (exp = new ExportEntry(exportId)));
+    }
+    const f = new FileState(key, exp);
+    this.files.set(key, f);
+    exp?.files.add(f);
+    return f;
+  }
+
+  /** Frees what a request interned but left empty (an owner or file that holds nothing). */
+  private release(file: FileState, owner: Owner): void {
+    this.freeOwnerIfEmpty(owner);
+    this.freeFileIfEmpty(file);
+  }
+
+  private freeOwnerIfEmpty(o: Owner): void {
+    if (o.count !== 0 || (o.blocks !== null && o.blocks.length !== 0)) return;
+    if (this.owners.get(o.key) === o) this.owners.delete(o.key);
+    o.host.owners.delete(o);
+    this.freeHostIfEmpty(o.host);
+  }
+
+  private freeHostIfEmpty(h: HostEntry): void {
+    if (h.owners.size === 0 && h.shares.size === 0 && this.hosts.get(h.key) === h) this.hosts.delete(h.key);
+  }
+
+  private freeFileIfEmpty(f: FileState): void {
+    if (f.count !== 0 || (f.queue !== null && f.queue.length !== 0) || (f.shares !== null && f.shares.length !== 0)) return;
+    if (this.files.get(f.key) !== f) return;
+    this.files.delete(f.key);
+    if (f.exp) {
+      f.exp.files.delete(f);
+      if (f.exp.files.size === 0) this.exports.delete(f.exp.id);
+    }
+  }
+
+  private freeAddrIfEmpty(a: AddressEntry): void {
+    if (a.count === 0 && a.shares.size === 0 && a.blocks.size === 0 && this.addrs.get(a.address) === a) {
+      this.addrs.delete(a.address);
+    }
+  }
+
+  private hostRef(a: AddressEntry, host: string, delta: 1 | -1): void {
+    const n = (a.hosts.get(host) ?? 0) + delta;
+    if (n === 0) a.hosts.delete(host);
+    else a.hosts.set(host, n);
+  }
+
+  // ---- internals: locks ----
+
+  private firstConflict(file: FileState, owner: Owner, s: Pos, e: Pos, excl: boolean): Lock | null {
+    for (let l = file.head; l; l = l.fNext) {
+      if (l.owner !== owner && (excl || l.exclusive) && l.start <= e && l.end >= s) return l;
+    }
+    return null;
+  }
+
+  private insertLock(l: Lock): void {
+    const f = l.file;
+    l.fNext = f.head;
+    if (f.head) f.head.fPrev = l;
+    f.head = l;
+    f.count++;
+    const a = l.addr;
+    l.aNext = a.head;
+    if (a.head) a.head.aPrev = l;
+    a.head = l;
+    a.count++;
+    const o = l.owner;
+    l.oNext = o.head;
+    if (o.head) o.head.oPrev = l;
+    o.head = l;
+    o.count++;
+    this.hostRef(a, o.host.key, 1);
+    this.nLocks++;
+  }
+
+  private removeLock(l: Lock): void {
+    const f = l.file;
+    if (l.fPrev) l.fPrev.fNext = l.fNext;
+    else f.head = l.fNext;
+    if (l.fNext) l.fNext.fPrev = l.fPrev;
+    f.count--;
+    const a = l.addr;
+    if (l.aPrev) l.aPrev.aNext = l.aNext;
+    else a.head = l.aNext;
+    if (l.aNext) l.aNext.aPrev = l.aPrev;
+    a.count--;
+    const o = l.owner;
+    if (l.oPrev) l.oPrev.oNext = l.oNext;
+    else o.head = l.oNext;
+    if (l.oNext) l.oNext.oPrev = l.oPrev;
+    o.count--;
+    this.hostRef(a, o.host.key, -1);
+    this.nLocks--;
+    if (a.count === 0) this.freeAddrIfEmpty(a);
+  }
+
+  /**
+   * Gives the owner [s, e] of the given type through addr: merges its same-type same-address
+   * locks that overlap or touch, and cuts the range out of its other locks (upgrade/downgrade,
+   * splitting as POSIX does). Returns whether any exclusive byte became shared.
+   */
+  private applyLock(file: FileState, owner: Owner, addr: AddressEntry, s: Pos, e: Pos, excl: boolean, since: number): boolean {
+    let downgraded = false;
+    const s0 = s;
+    const e0 = e;
+    // Linked first, so absorbing the address's other locks never leaves it empty (and freed).
+    const nl = new Lock(file, owner, addr, s, e, excl, since);
+    this.insertLock(nl);
+    let next: Lock | null;
+    for (let l = file.head; l; l = next) {
+      next = l.fNext;
+      if (l.owner !== owner || l === nl) continue;
+      const ls = l.start;
+      const le = l.end;
+      const same = l.exclusive === excl && l.addr === addr;
+      if (ls <= e0 && le >= s0) {
+        if (same) {
+          s = minPos(s, ls);
+          e = maxPos(e, le);
+          since = Math.min(since, l.since);
+          this.removeLock(l);
+        } else {
+          if (l.exclusive && !excl) downgraded = true;
+          this.cut(l, s0, e0);
+        }
+      } else if (same && ((le !== EOF && inc(le) === s0) || (e0 !== EOF && inc(e0) === ls))) {
+        s = minPos(s, ls);
+        e = maxPos(e, le);
+        since = Math.min(since, l.since);
+        this.removeLock(l);
+      }
+    }
+    nl.start = s;
+    nl.end = e;
+    nl.since = since;
+    return downgraded;
+  }
+
+  /** Removes [s, e] from lock l (which overlaps it): trims, splits in two, or removes it. */
+  private cut(l: Lock, s: Pos, e: Pos): void {
+    const keepLeft = l.start < s;
+    const keepRight = l.end > e;
+    if (keepLeft && keepRight) {
+      const right = new Lock(l.file, l.owner, l.addr, inc(e), l.end, l.exclusive, l.since);
+      l.end = dec(s);
+      this.insertLock(right);
+    } else if (keepLeft) {
+      l.end = dec(s);
+    } else if (keepRight) {
+      l.start = inc(e);
+    } else {
+      this.removeLock(l);
+    }
+  }
+
+  /** Unlocks [s, e] for the owner; returns whether anything was released. */
+  private unlockRange(file: FileState, owner: Owner, s: Pos, e: Pos): boolean {
+    let released = false;
+    let next: Lock | null;
+    const observed = this.subject.observed;
+    for (let l = file.head; l; l = next) {
+      next = l.fNext;
+      if (l.owner !== owner || !(l.start <= e && l.end >= s)) continue;
+      released = true;
+      if (observed) {
+        const gone = this.heldOf(file, owner, l.addr, maxPos(l.start, s), minPos(l.end, e), l.exclusive, l.since + this.epoch);
+        this.cut(l, s, e);
+        this.subject.next({ type: 'released', lock: gone });
+      } else {
+        this.cut(l, s, e);
+      }
+    }
+    return released;
+  }
+
+  // ---- internals: blocks ----
+
+  private findBlock(file: FileState, owner: Owner, s: Pos, e: Pos, excl: boolean): Block | undefined {
+    return owner.blocks?.find((b) => b.file === file && b.start === s && b.end === e && b.exclusive === excl);
+  }
+
+  private removeBlock(b: Block): void {
+    const q = b.file.queue!;
+    q.splice(q.indexOf(b), 1);
+    const ob = b.owner.blocks!;
+    ob.splice(ob.indexOf(b), 1);
+    b.addr.blocks.delete(b);
+    this.hostRef(b.addr, b.owner.host.key, -1);
+    this.nBlocked--;
+    this.freeAddrIfEmpty(b.addr);
+  }
+
+  /**
+   * Would queueing this request close a cycle in the wait-for graph? The requester would wait
+   * for the holders of the conflicting locks; a holder waits for the holders blocking its own
+   * queued requests, and so on.
+   */
+  private wouldDeadlock(owner: Owner, file: FileState, s: Pos, e: Pos, excl: boolean): boolean {
+    const seen = new Set<Owner>();
+    const stack: Owner[] = [];
+    const pushHolders = (f: FileState, o: Owner, bs: Pos, be: Pos, bx: boolean): void => {
+      for (let l = f.head; l; l = l.fNext) {
+        if (l.owner !== o && (bx || l.exclusive) && l.start <= be && l.end >= bs && !seen.has(l.owner)) {
+          seen.add(l.owner);
+          stack.push(l.owner);
+        }
+      }
+    };
+    pushHolders(file, owner, s, e, excl);
+    while (stack.length) {
+      const h = stack.pop()!;
+      if (h === owner) return true;
+      for (const b of h.blocks ?? []) pushHolders(b.file, h, b.start, b.end, b.exclusive);
+    }
+    return false;
+  }
+
+  /** Grants, in arrival order, every queued request on the file that no longer conflicts. */
+  private wake(file: FileState): void {
+    let progress = true;
+    while (progress && file.queue !== null && file.queue.length !== 0) {
+      progress = false;
+      for (const b of [...file.queue]) {
+        if (this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
+        const downgraded = this.applyLock(file, b.owner, b.addr, b.start, b.end, b.exclusive, this.now() - this.epoch);
+        this.removeBlock(b);
+        const lock = this.heldOf(file, b.owner, b.addr, b.start, b.end, b.exclusive, this.now());
+        this.pending.push({ lock, waiter: b.waiter });
+        if (this.subject.observed) this.subject.next({ type: 'granted', lock, viaBlock: true });
+        if (downgraded) progress = true;
+      }
+    }
+  }
+
+  /** Reports the grants of this call once the table is consistent (callbacks may call back in). */
+  private flush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pending.length !== 0) {
+        const batch = this.pending;
+        this.pending = [];
+        for (const g of batch) this.onBlockGranted(g);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  // ---- internals: shares ----
+
+  private removeShare(s: Share): void {
+    const list = s.file.shares!;
+    list.splice(list.indexOf(s), 1);
+    s.host.shares.delete(s);
+    s.addr.shares.delete(s);
+    this.hostRef(s.addr, s.host.key, -1);
+    this.nShares--;
+    this.freeAddrIfEmpty(s.addr);
+  }
+
+  // ---- internals: drops ----
+
+  private startDrop(): Drop {
+    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], locks: 0, shares: 0, blocked: 0, woken: 0 };
+  }
+
+  private touchFile(d: Drop, f: FileState): void {
+    if (f.mark !== d.mark) {
+      f.mark = d.mark;
+      d.files.push(f);
+    }
+  }
+
+  private touchOwner(d: Drop, o: Owner): void {
+    if (o.mark !== d.mark) {
+      o.mark = d.mark;
+      d.owners.push(o);
+    }
+    this.touchHost(d, o.host);
+  }
+
+  private touchHost(d: Drop, h: HostEntry): void {
+    if (h.mark !== d.mark) {
+      h.mark = d.mark;
+      d.hosts.push(h);
+    }
+  }
+
+  /**
+   * Unlinks a lock during a drop. The list the drop walks is cleared wholesale by the caller,
+   * so only the other lists are unlinked here (which ones: the flags). The walk reads l's next
+   * pointer of the walked list after this returns, so those pointers are left intact.
+   */
+  private dropLock(d: Drop, l: Lock, unlinkFile: boolean, unlinkAddr: boolean, unlinkOwner: boolean): void {
+    if (this.subject.observed) this.subject.next({ type: 'released', lock: this.held(l) });
+    const f = l.file;
+    if (unlinkFile) {
+      if (l.fPrev) l.fPrev.fNext = l.fNext;
+      else f.head = l.fNext;
+      if (l.fNext) l.fNext.fPrev = l.fPrev;
+      f.count--;
+    }
+    this.touchFile(d, f);
+    const a = l.addr;
+    if (unlinkAddr) {
+      if (l.aPrev) l.aPrev.aNext = l.aNext;
+      else a.head = l.aNext;
+      if (l.aNext) l.aNext.aPrev = l.aPrev;
+      a.count--;
+      if (a.count === 0) this.freeAddrIfEmpty(a);
+    }
+    const o = l.owner;
+    if (unlinkOwner) {
+      if (l.oPrev) l.oPrev.oNext = l.oNext;
+      else o.head = l.oNext;
+      if (l.oNext) l.oNext.oPrev = l.oPrev;
+      o.count--;
+    }
+    this.touchOwner(d, o);
+    this.hostRef(a, o.host.key, -1);
+    this.nLocks--;
+    d.locks++;
+  }
+
+  private dropBlock(d: Drop, b: Block): void {
+    this.touchFile(d, b.file);
+    this.touchOwner(d, b.owner);
+    this.removeBlock(b);
+    d.blocked++;
+  }
+
+  private dropShare(d: Drop, s: Share): void {
+    this.touchFile(d, s.file);
+    this.touchHost(d, s.host);
+    this.removeShare(s);
+    d.shares++;
+  }
+
+  private finishDrop(d: Drop, reason: 'address' | 'host' | 'export', key: string): DropCounts {
+    const before = this.pending.length;
+    for (const f of d.files) {
+      if (f.count !== 0 || f.queue?.length) this.wake(f);
+    }
+    d.woken = this.pending.length - before;
+    for (const o of d.owners) this.freeOwnerIfEmpty(o);
+    for (const h of d.hosts) this.freeHostIfEmpty(h);
+    for (const f of d.files) this.freeFileIfEmpty(f);
+    const counts: DropCounts = { locks: d.locks, shares: d.shares, blocked: d.blocked, clients: d.hosts.length, woken: d.woken };
+    this.dropped(reason, key, counts);
+    this.flush();
+    return counts;
+  }
+
+  private dropped(reason: 'address' | 'host' | 'export', key: string, counts: DropCounts): DropCounts {
+    if (this.subject.observed) this.subject.next({ type: 'dropped', reason, key, counts: { ...counts } });
+    return { ...counts };
+  }
+
+  // ---- internals: the public shapes ----
+
+  private publicOwner(o: Owner): LockOwner {
+    return { host: o.host.key, svid: o.svid, oh: Buffer.from(o.oh, 'latin1') };
+  }
+
+  private held(l: Lock): HeldLock {
+    return this.heldOf(l.file, l.owner, l.addr, l.start, l.end, l.exclusive, l.since + this.epoch);
+  }
+
+  private heldOf(file: FileState, owner: Owner, addr: AddressEntry, s: Pos, e: Pos, exclusive: boolean, since: number): HeldLock {
+    const { offset, length } = toWire(s, e);
+    return {
+      fh: Buffer.from(file.key, 'latin1'),
+      owner: this.publicOwner(owner),
+      exclusive,
+      offset,
+      length,
+      serverAddress: addr.address,
+      exportId: file.exp?.id,
+      since,
+    };
+  }
+}
+
+interface Drop {
+  mark: number;
+  files: FileState[];
+  owners: Owner[];
+  hosts: HostEntry[];
+  locks: number;
+  shares: number;
+  blocked: number;
+  woken: number;
+}
