@@ -15,6 +15,8 @@ export class XdrReader {
   private pos: number;
 
   constructor(private readonly buf: Buffer, offset = 0, private readonly end = buf.length) {
+    // A window outside the buffer is a caller's bug, not hostile input.
+    if (end > buf.length || offset < 0 || offset > end) throw new RangeError(`bad reader window [${offset}, ${end}) over ${buf.length} bytes`);
     this.pos = offset;
   }
 
@@ -113,9 +115,10 @@ export class XdrWriter {
 
   get length(): number { return this.pos; }
 
+  /** Makes room for n bytes and returns where they go. Call it before reading this.buf: it may replace it. */
   private reserve(n: number): number {
     if (this.pos + n > this.buf.length) {
-      let size = this.buf.length * 2;
+      let size = Math.max(this.buf.length * 2, 64);
       while (size < this.pos + n) size *= 2;
       const grown = Buffer.allocUnsafe(size);
       this.buf.copy(grown, 0, 0, this.pos);
@@ -126,10 +129,10 @@ export class XdrWriter {
     return at;
   }
 
-  int(v: number): this { this.buf.writeInt32BE(v, this.reserve(4)); return this; }
-  uint(v: number): this { this.buf.writeUInt32BE(v >>> 0, this.reserve(4)); return this; }
-  hyper(v: bigint): this { this.buf.writeBigInt64BE(v, this.reserve(8)); return this; }
-  uhyper(v: bigint): this { this.buf.writeBigUInt64BE(v, this.reserve(8)); return this; }
+  int(v: number): this { const at = this.reserve(4); this.buf.writeInt32BE(v, at); return this; }
+  uint(v: number): this { const at = this.reserve(4); this.buf.writeUInt32BE(v >>> 0, at); return this; }
+  hyper(v: bigint): this { const at = this.reserve(8); this.buf.writeBigInt64BE(v, at); return this; }
+  uhyper(v: bigint): this { const at = this.reserve(8); this.buf.writeBigUInt64BE(v, at); return this; }
   bool(v: boolean): this { return this.uint(v ? 1 : 0); }
   enum(v: number): this { return this.int(v); }
 
@@ -166,7 +169,8 @@ export class XdrWriter {
 
   /** Raw bytes already in XDR form (e.g. a pre-encoded body). */
   raw(data: Uint8Array): this {
-    this.buf.set(data, this.reserve(data.length));
+    const at = this.reserve(data.length);
+    this.buf.set(data, at);
     return this;
   }
 
