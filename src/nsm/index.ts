@@ -1,0 +1,12 @@
+// NSM, the status monitor ("statd"): wire codecs, durable per-address records, the monitor the
+// lock manager calls, SM_NOTIFY in and out, the nfs-utils reader and the RPC program.
+export * from './protocol';
+export { NsmStore, recordKey, recordFileName, type HostRecord, type MonitorCallback, type SkippedFile, type LoadedAddress, type NsmStoreOptions } from './store';
+export { readNfsUtilsStateDir, parseNfsUtilsLine, type NfsUtilsImport, type NfsUtilsLine, type NfsUtilsReadOptions } from './nfsutils';
+export {
+  Nsm, nextUpState,
+  type NsmOptions, type NsmSender, type NotifyRequest, type NotifyTarget, type NotifyReport, type NotifyOptions,
+  type HostRebooted, type NotifyVerdict, type ActivateReport,
+} from './monitor';
+export { RpcNsmSender, type RpcNsmSenderOptions } from './notifier';
+export { createNsmProgram, defaultIsLocalCaller, type NsmProgramDeps } from './service';

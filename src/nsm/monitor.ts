@@ -1,0 +1,471 @@
+// The status monitor's state per server address: its NSM state number, the hosts monitored
+// through it (durable, see store.ts), who asked (the in-process lock manager or an RPC caller's
+// my_id), and the two directions of reboot news:
+//  - a client rebooted (SM_NOTIFY in): accepted only from the host's recorded address and only
+//    with a changed state; then `rebooted$` tells the daemon to drop that host's locks;
+//  - this address restarted or moved (SM_NOTIFY out): notify() tells every recorded host, from
+//    the address itself, through the NsmSender.
+// nsm never imports nlm or locks: the lock manager calls monitor()/unmonitor() structurally and
+// the daemon turns `rebooted$` into `dropByHost(hostKey(monName, address))`.
+import { isIP } from 'node:net';
+import { Subject, type Observable } from 'rxjs';
+import type { Logger } from 'pino';
+import type { ClientHost } from '../locks/types';
+import { normaliseAddress } from '../rpc';
+import { STAT_FAIL, STAT_SUCC, type Mon, type MonId, type MyId, type SmStatRes, type SmStatus, type StatChge } from './protocol';
+import { readNfsUtilsStateDir, type NfsUtilsReadOptions } from './nfsutils';
+import { recordKey, type HostRecord, type MonitorCallback, type NsmStore, type SkippedFile } from './store';
+
+/** A monitored client restarted: the daemon releases `hostKey(monName, address)`'s locks and shares. */
+export interface HostRebooted {
+  monName: string;
+  address: string;
+  /** The host's new NSM state number. */
+  state: number;
+  /** The server addresses the host was monitored through. */
+  serverAddresses: string[];
+}
+
+/** What became of one SM_NOTIFY received. */
+export type NotifyVerdict = 'accepted' | 'unknown-host' | 'wrong-address' | 'stale-state';
+
+export interface NotifyTarget {
+  /** The peer's address; its statd is found through its portmapper. */
+  address: string;
+}
+
+export interface NotifyRequest {
+  /** The server address the notices leave from. */
+  from: string;
+  targets: NotifyTarget[];
+  args: StatChge;
+  timeoutMs: number;
+  concurrency: number;
+  signal: AbortSignal;
+  /** Called as each host answers. */
+  onNotified(address: string): void;
+}
+
+/** The RPC side of NSM (notifier.ts implements it over src/rpc). */
+export interface NsmSender {
+  /** Resolves when every target answered or the time ran out; never rejects for a single host. */
+  notifyHosts(req: NotifyRequest): Promise<void>;
+  /** statd's status callback to an RPC monitor's my_id after the host rebooted. */
+  statusCallback(cb: MonitorCallback, status: SmStatus): Promise<void>;
+}
+
+export interface NotifyReport {
+  serverAddress: string;
+  monName: string;
+  state: number;
+  /** Host addresses that answered. */
+  notified: string[];
+  /** Host addresses that never answered in time; their records stay. */
+  failed: string[];
+  ms: number;
+}
+
+export interface NotifyOptions {
+  /** How long to keep retransmitting to hosts that do not answer. Default: the Nsm's notifyTimeoutMs. */
+  timeoutMs?: number;
+  concurrency?: number;
+}
+
+export interface ActivateReport {
+  serverAddress: string;
+  state: number | undefined;
+  records: number;
+  skipped: SkippedFile[];
+}
+
+export interface NsmOptions {
+  store: NsmStore;
+  sender?: NsmSender;
+  log?: Logger;
+  /** The mon_name this address calls itself in SM_NOTIFY. Default: the address. */
+  monName?: (serverAddress: string) => string;
+  /** Resolves an SM_MON mon_name that is not an address. Default: no resolution (STAT_FAIL). */
+  resolve?: (hostname: string) => Promise<string | undefined>;
+  /** SM_NOTIFY retransmission time. Default 15 min, as sm-notify. */
+  notifyTimeoutMs?: number;
+  /** Hosts notified at once. Default 256. */
+  notifyConcurrency?: number;
+}
+
+interface AddressEntry {
+  state: number | undefined;
+  records: Map<string, HostRecord>;
+  /** Keys monitored (again) since this address came up: the rest are only remembered to notify. */
+  monitored: Set<string>;
+  /** Keys whose host answered this address's last notify. */
+  notified: Set<string>;
+  notifying: AbortController | undefined;
+}
+
+const MAX_STATE = 0x7fffffff;
+/** The next odd state number: every start and every takeover gets a new one. */
+export const nextUpState = (current: number | undefined): number => {
+  if (current === undefined || current < 0) return 1;
+  const n = current % 2 === 1 ? current + 2 : current + 1;
+  return n > MAX_STATE ? 1 : n;
+};
+
+const sameId = (c: MonitorCallback, id: MyId): boolean =>
+  c.myName === id.myName && c.myProg === id.myProg && c.myVers === id.myVers && c.myProc === id.myProc;
+
+export class Nsm {
+  private readonly store: NsmStore;
+  private readonly entries = new Map<string, AddressEntry>();
+  private readonly activating = new Map<string, Promise<AddressEntry>>();
+  /** In-flight first monitors, so a burst for one host writes once. */
+  private readonly monitoring = new Map<string, Promise<boolean>>();
+  private readonly rebootedSubject = new Subject<HostRebooted>();
+  private readonly log: Logger | undefined;
+
+  /** Host reboots accepted from SM_NOTIFY. */
+  readonly rebooted$: Observable<HostRebooted> = this.rebootedSubject.asObservable();
+
+  constructor(private readonly opts: NsmOptions) {
+    this.store = opts.store;
+    this.log = opts.log;
+  }
+
+  /** The mon_name this address sends in SM_NOTIFY. */
+  monNameOf(serverAddress: string): string {
+    return this.opts.monName?.(serverAddress) ?? serverAddress;
+  }
+
+  /**
+   * Loads an address's state number and records from the state directory (again, after a
+   * stopMonitoring: the node that had the address may have changed them on shared storage).
+   */
+  async activate(serverAddress: string): Promise<ActivateReport> {
+    const addr = normaliseAddress(serverAddress);
+    const skipped: SkippedFile[] = [];
+    const e = await this.entry(addr, skipped);
+    return { serverAddress: addr, state: e.state, records: e.records.size, skipped };
+  }
+
+  /** The server addresses currently active (loaded). */
+  addresses(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  state(serverAddress: string): number | undefined {
+    return this.entries.get(normaliseAddress(serverAddress))?.state;
+  }
+
+  /** Copies of the records of one address (or of every active address). */
+  records(serverAddress?: string): HostRecord[] {
+    const list = serverAddress === undefined ? [...this.entries.values()] : [this.entries.get(normaliseAddress(serverAddress))].filter((e): e is AddressEntry => !!e);
+    return list.flatMap((e) => [...e.records.values()].map((r) => ({ ...r, callbacks: r.callbacks.map((c) => ({ ...c })) })));
+  }
+
+  /** Durably moves the address to its next odd state number (at start and at every takeover). */
+  async bumpState(serverAddress: string): Promise<number> {
+    const e = await this.entry(normaliseAddress(serverAddress));
+    const next = nextUpState(e.state);
+    await this.store.writeState(normaliseAddress(serverAddress), next);
+    e.state = next;
+    this.log?.info({ serverAddress, state: next }, 'nsm: state number bumped');
+    return next;
+  }
+
+  // ---- HostMonitor, for the lock manager ----
+
+  /**
+   * Called before a host's first lock through a server address. Already monitored: no write.
+   * Otherwise resolves true once the host's record is durable (false if it could not be written).
+   */
+  monitor(host: ClientHost, serverAddress: string): Promise<boolean> | boolean {
+    const addr = normaliseAddress(serverAddress);
+    const address = normaliseAddress(host.address);
+    const key = recordKey(host.callerName, address);
+    const e = this.entries.get(addr);
+    const known = e?.records.get(key);
+    if (e && known?.local && e.monitored.has(key)) return true;
+    const flight = `${addr} ${key}`;
+    let p = this.monitoring.get(flight);
+    if (!p) {
+      p = this.addMonitor(addr, host.callerName, address, undefined).then(
+        () => true,
+        (err: Error) => {
+          this.log?.error({ err, serverAddress: addr, host: key }, 'nsm: could not record monitored host');
+          return false;
+        },
+      ).finally(() => this.monitoring.delete(flight));
+      this.monitoring.set(flight, p);
+    }
+    return p;
+  }
+
+  /** Called once a host has held nothing through the address for a while: forgets it, durably. */
+  async unmonitor(host: ClientHost, serverAddress: string): Promise<void> {
+    const addr = normaliseAddress(serverAddress);
+    const key = recordKey(host.callerName, normaliseAddress(host.address));
+    await this.monitoring.get(`${addr} ${key}`);
+    const e = this.entries.get(addr);
+    const rec = e?.records.get(key);
+    if (!e || !rec) return;
+    rec.local = false;
+    await this.settle(e, key, rec);
+  }
+
+  /**
+   * The address left this node: stop monitoring through it and forget it in memory. Its records
+   * stay on disk for the node taking the address over; a notify in progress from it stops.
+   */
+  stopMonitoring(serverAddress: string): void {
+    const addr = normaliseAddress(serverAddress);
+    const e = this.entries.get(addr);
+    e?.notifying?.abort();
+    this.entries.delete(addr);
+    this.log?.info({ serverAddress: addr, records: e?.records.size ?? 0 }, 'nsm: stopped monitoring (records kept)');
+  }
+
+  /**
+   * The address's grace period ended: hosts that answered its notify and did not monitor again
+   * since are forgotten (nfs-utils' sm.bak); hosts never reached stay to be told next time.
+   */
+  async graceEnded(serverAddress: string): Promise<number> {
+    const e = this.entries.get(normaliseAddress(serverAddress));
+    if (!e) return 0;
+    const gone = [...e.notified].filter((k) => !e.monitored.has(k));
+    await Promise.all(gone.map(async (k) => {
+      const rec = e.records.get(k);
+      e.notified.delete(k);
+      if (!rec) return;
+      e.records.delete(k);
+      await this.store.remove(rec);
+    }));
+    if (gone.length) this.log?.info({ serverAddress, forgotten: gone.length }, 'nsm: grace ended, notified hosts that did not come back forgotten');
+    return gone.length;
+  }
+
+  // ---- SM_NOTIFY out ----
+
+  /**
+   * Tells every host recorded for the address that it restarted, from the address itself.
+   * Call only once the address's listeners are open (clients reclaim at once).
+   */
+  async notify(serverAddress: string, opts: NotifyOptions = {}): Promise<NotifyReport> {
+    const addr = normaliseAddress(serverAddress);
+    const sender = this.opts.sender;
+    if (!sender) throw new Error('nsm: no sender configured, cannot notify');
+    const e = await this.entry(addr);
+    if (e.state === undefined) await this.bumpState(addr);
+    const state = e.state!;
+    const monName = this.monNameOf(addr);
+    e.notifying?.abort();
+    const abort = new AbortController();
+    e.notifying = abort;
+    const byAddress = new Map<string, string[]>();
+    for (const [k, r] of e.records) {
+      const keys = byAddress.get(r.address);
+      if (keys) keys.push(k); else byAddress.set(r.address, [k]);
+    }
+    const answered = new Set<string>();
+    const started = Date.now();
+    this.log?.info({ serverAddress: addr, monName, state, hosts: byAddress.size }, 'nsm: notifying hosts');
+    await sender.notifyHosts({
+      from: addr,
+      targets: [...byAddress.keys()].map((address) => ({ address })),
+      args: { monName, state },
+      timeoutMs: opts.timeoutMs ?? this.opts.notifyTimeoutMs ?? 15 * 60_000,
+      concurrency: opts.concurrency ?? this.opts.notifyConcurrency ?? 256,
+      signal: abort.signal,
+      onNotified: (address) => {
+        answered.add(address);
+        for (const k of byAddress.get(address) ?? []) e.notified.add(k);
+      },
+    });
+    if (e.notifying === abort) e.notifying = undefined;
+    const failed = [...byAddress.keys()].filter((a) => !answered.has(a));
+    const report: NotifyReport = { serverAddress: addr, monName, state, notified: [...answered], failed, ms: Date.now() - started };
+    if (failed.length) this.log?.warn({ serverAddress: addr, failed }, 'nsm: hosts not reached; their records are kept');
+    this.log?.info({ serverAddress: addr, notified: answered.size, failed: failed.length, ms: report.ms }, 'nsm: notify done');
+    return report;
+  }
+
+  // ---- SM_NOTIFY in ----
+
+  /** A host says it rebooted. `from` is the datagram's source address. */
+  async hostNotified(args: StatChge, from: string): Promise<NotifyVerdict> {
+    const peer = normaliseAddress(from);
+    const named: HostRecord[] = [];
+    for (const e of this.entries.values()) for (const r of e.records.values()) if (r.monName === args.monName) named.push(r);
+    const ours = named.filter((r) => r.address === peer);
+    let verdict: NotifyVerdict;
+    if (named.length === 0) verdict = 'unknown-host';
+    else if (ours.length === 0) verdict = 'wrong-address';
+    else if (ours.every((r) => r.state === args.state)) verdict = 'stale-state';
+    else verdict = 'accepted';
+    if (verdict !== 'accepted') {
+      this.log?.warn({ monName: args.monName, from: peer, state: args.state, recorded: named.map((r) => r.address), verdict }, 'nsm: SM_NOTIFY ignored');
+      return verdict;
+    }
+    const serverAddresses = [...new Set(ours.map((r) => r.serverAddress))];
+    this.log?.info({ monName: args.monName, address: peer, state: args.state, serverAddresses }, 'nsm: host rebooted');
+    for (const r of ours) r.state = args.state;
+    this.rebootedSubject.next({ monName: args.monName, address: peer, state: args.state, serverAddresses });
+    for (const r of ours) {
+      for (const cb of r.callbacks) {
+        this.opts.sender?.statusCallback(cb, { monName: r.monName, state: args.state, priv: Buffer.from(cb.priv, 'hex') }).catch((err: Error) =>
+          this.log?.warn({ err, callback: cb, monName: r.monName }, 'nsm: status callback failed'));
+      }
+    }
+    // The sender retransmits until we answer: answer once the new state is durable.
+    await Promise.all(ours.map((r) => this.store.put(r)));
+    return verdict;
+  }
+
+  // ---- the RPC monitor procedures (SM_MON and friends) ----
+
+  /** SM_MON through RPC: the host is monitored through the server address the call came in on. */
+  async rpcMonitor(m: Mon, serverAddress: string, callerAddress: string): Promise<SmStatRes> {
+    const addr = normaliseAddress(serverAddress);
+    const name = m.monId.monName;
+    const address = isIP(name) ? name : await this.opts.resolve?.(name).catch(() => undefined);
+    if (!address || name.length === 0 || /[\s/]/.test(name)) {
+      this.log?.warn({ monName: name, serverAddress: addr }, 'nsm: SM_MON for a host with no address');
+      return { res: STAT_FAIL, state: await this.upState(addr) };
+    }
+    const cb: MonitorCallback = { ...m.monId.myId, priv: m.priv.toString('hex'), callbackAddress: normaliseAddress(callerAddress) };
+    try {
+      await this.addMonitor(addr, name, normaliseAddress(address), cb);
+    } catch (err) {
+      this.log?.error({ err, monName: name, serverAddress: addr }, 'nsm: SM_MON record not written');
+      return { res: STAT_FAIL, state: await this.upState(addr) };
+    }
+    return { res: STAT_SUCC, state: await this.upState(addr) };
+  }
+
+  /** SM_UNMON: drops my_id's monitor of mon_name through the address; returns our state. */
+  async rpcUnmonitor(id: MonId, serverAddress: string): Promise<number> {
+    const addr = normaliseAddress(serverAddress);
+    const e = await this.entry(addr);
+    await Promise.all([...e.records].filter(([, r]) => r.monName === id.monName).map(([k, r]) => this.dropCallbacks(e, k, r, id.myId)));
+    return this.upState(addr);
+  }
+
+  /** SM_UNMON_ALL: drops every monitor my_id holds through the address. */
+  async rpcUnmonitorAll(id: MyId, serverAddress: string): Promise<number> {
+    const addr = normaliseAddress(serverAddress);
+    const e = await this.entry(addr);
+    await Promise.all([...e.records].map(([k, r]) => this.dropCallbacks(e, k, r, id)));
+    return this.upState(addr);
+  }
+
+  /** The address's state number, given a first one if it has none yet (an address that answers is up). */
+  async upState(serverAddress: string): Promise<number> {
+    const e = await this.entry(normaliseAddress(serverAddress));
+    return e.state ?? this.bumpState(serverAddress);
+  }
+
+  /**
+   * Brings an nfs-utils state directory's hosts (sm/ and sm.bak/) into an address's records,
+   * durably, and keeps its state number if it is ahead of ours. Returns what was imported.
+   */
+  async importNfsUtils(dir: string, serverAddress: string, opts: NfsUtilsReadOptions = {}): Promise<{ records: number; state: number | undefined; skipped: SkippedFile[] }> {
+    const addr = normaliseAddress(serverAddress);
+    const e = await this.entry(addr);
+    const got = await readNfsUtilsStateDir(dir, addr, { resolve: this.opts.resolve, ...opts });
+    for (const s of got.skipped) this.log?.warn(s, 'nsm: skipping unreadable nfs-utils record');
+    const writes: Promise<void>[] = [];
+    for (const r of got.records) {
+      const k = recordKey(r.monName, r.address);
+      const mine = e.records.get(k);
+      if (mine) {
+        mine.local ||= r.local;
+        for (const c of r.callbacks) if (!mine.callbacks.some((m) => sameId(m, c))) mine.callbacks.push(c);
+        writes.push(this.store.put(mine));
+      } else {
+        e.records.set(k, r);
+        writes.push(this.store.put(r));
+      }
+    }
+    if (got.state !== undefined && (e.state === undefined || got.state > e.state)) {
+      writes.push(this.store.writeState(addr, got.state));
+      e.state = got.state;
+    }
+    await Promise.all(writes);
+    this.log?.info({ dir, serverAddress: addr, records: got.records.length, state: got.state }, 'nsm: imported nfs-utils records');
+    return { records: got.records.length, state: got.state, skipped: got.skipped };
+  }
+
+  /** Waits for every write in progress. */
+  async close(): Promise<void> {
+    for (const e of this.entries.values()) e.notifying?.abort();
+    await Promise.all([...this.monitoring.values()]);
+    await this.store.flush();
+    this.rebootedSubject.complete();
+  }
+
+  // ---- internals ----
+
+  private async entry(addr: string, skipped?: SkippedFile[]): Promise<AddressEntry> {
+    const have = this.entries.get(addr);
+    if (have) return have;
+    let p = this.activating.get(addr);
+    if (!p) {
+      p = this.store.load(addr).then((loaded) => {
+        skipped?.push(...loaded.skipped);
+        const e: AddressEntry = { state: loaded.state, records: new Map(), monitored: new Set(), notified: new Set(), notifying: undefined };
+        for (const r of loaded.records) e.records.set(recordKey(r.monName, r.address), r);
+        this.entries.set(addr, e);
+        this.log?.info({ serverAddress: addr, state: e.state, records: e.records.size, skipped: loaded.skipped.length }, 'nsm: address loaded');
+        return e;
+      }).finally(() => this.activating.delete(addr));
+      this.activating.set(addr, p);
+    }
+    return p;
+  }
+
+  /** Records (durably) that a monitor (local when cb is undefined) watches the host through addr. */
+  private async addMonitor(addr: string, monName: string, address: string, cb: MonitorCallback | undefined): Promise<void> {
+    const e = await this.entry(addr);
+    const key = recordKey(monName, address);
+    let rec = e.records.get(key);
+    let dirty = false;
+    if (!rec) {
+      rec = { monName, address, serverAddress: addr, local: false, callbacks: [], since: Date.now() };
+      dirty = true;
+    }
+    if (!cb && !rec.local) {
+      rec = { ...rec, local: true };
+      dirty = true;
+    }
+    if (cb) {
+      const i = rec.callbacks.findIndex((c) => sameId(c, cb));
+      const old = rec.callbacks[i];
+      if (!old || old.priv !== cb.priv || old.callbackAddress !== cb.callbackAddress) {
+        rec = { ...rec, callbacks: i < 0 ? [...rec.callbacks, cb] : rec.callbacks.map((c, j) => (j === i ? cb : c)) };
+        dirty = true;
+      }
+    }
+    if (dirty) await this.store.put(rec);
+    // Only a durable record is visible: SM_NOTIFY in and notify() see what a restart would see.
+    e.records.set(key, rec);
+    e.monitored.add(key);
+    e.notified.delete(key);
+  }
+
+  private async dropCallbacks(e: AddressEntry, key: string, rec: HostRecord, id: MyId): Promise<void> {
+    const kept = rec.callbacks.filter((c) => !sameId(c, id));
+    if (kept.length === rec.callbacks.length) return;
+    rec.callbacks = kept;
+    await this.settle(e, key, rec);
+  }
+
+  /** Writes a changed record, or removes it when nobody monitors the host any more. */
+  private async settle(e: AddressEntry, key: string, rec: HostRecord): Promise<void> {
+    if (rec.local || rec.callbacks.length > 0) {
+      await this.store.put(rec);
+      return;
+    }
+    e.records.delete(key);
+    e.monitored.delete(key);
+    e.notified.delete(key);
+    await this.store.remove(rec);
+  }
+}

@@ -1,0 +1,291 @@
+// The durable side of NSM: per server address, its state number and one record per monitored host.
+//
+//   <state-dir>/<server address>/state          "<n>\n", the address's NSM state number
+//   <state-dir>/<server address>/hosts/<file>   one JSON record per monitored host
+//
+// Every write is atomic and durable: temp file, fsync, rename, fsync of the directory. Writes that
+// arrive while a commit is under way wait for the next one, which fsyncs each directory once for
+// the whole batch (group commit): a burst of SM_MON costs one directory fsync, not one per host.
+// A caller's promise resolves only once its record is durable.
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Logger } from 'pino';
+import { SM_MAXSTRLEN, SM_PRIV_SIZE } from './protocol';
+
+/** An RPC monitor's callback (SM_MON's my_id and priv), called when the host reboots. */
+export interface MonitorCallback {
+  myName: string;
+  myProg: number;
+  myVers: number;
+  myProc: number;
+  /** SM_PRIV_SIZE bytes as hex. */
+  priv: string;
+  /** Where the SM_MON came from: the callback goes to this address (its rpcbind finds my_prog). */
+  callbackAddress: string;
+}
+
+export interface HostRecord {
+  monName: string;
+  /** The host's (normalised) address: SM_NOTIFY is accepted only from here. */
+  address: string;
+  /** The local address the host was monitored through. */
+  serverAddress: string;
+  /** The host's last known NSM state, learned from its SM_NOTIFY. */
+  state?: number;
+  /** Monitored by the in-process lock manager (HostMonitor). */
+  local: boolean;
+  callbacks: MonitorCallback[];
+  /** ms since epoch when first recorded. */
+  since: number;
+}
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+export interface LoadedAddress {
+  serverAddress: string;
+  /** undefined when the address has no state file yet. */
+  state: number | undefined;
+  records: HostRecord[];
+  /** Torn, empty or corrupt files, reported and left in place. */
+  skipped: SkippedFile[];
+}
+
+const name = z.string().min(1).max(SM_MAXSTRLEN);
+const int32 = z.number().int().min(-0x80000000).max(0x7fffffff);
+const recordSchema = z.object({
+  monName: name,
+  address: z.string().min(1),
+  serverAddress: z.string().min(1),
+  state: int32.optional(),
+  local: z.boolean(),
+  callbacks: z.array(z.object({
+    myName: z.string().max(SM_MAXSTRLEN),
+    myProg: int32,
+    myVers: int32,
+    myProc: int32,
+    priv: z.string().regex(new RegExp(`^[0-9a-f]{${SM_PRIV_SIZE * 2}}$`)),
+    callbackAddress: z.string().min(1),
+  }).strict()),
+  since: z.number(),
+}).strict();
+
+export const recordKey = (monName: string, address: string): string => `${monName}@${address}`;
+
+/** A file name for a record: readable when safe and short, a hash otherwise. */
+export function recordFileName(monName: string, address: string): string {
+  const key = encodeURIComponent(recordKey(monName, address)).replace(/^\./, '%2E');
+  return key.length <= 200 ? `${key}.json` : `${createHash('sha256').update(recordKey(monName, address)).digest('hex')}.json`;
+}
+
+interface PendingOp {
+  dir: string;
+  /** null: remove the file. */
+  content: Buffer | null;
+  waiters: Array<{ resolve(): void; reject(err: Error): void }>;
+}
+
+export interface NsmStoreOptions {
+  log?: Pick<Logger, 'warn' | 'info' | 'debug'>;
+  /** Files read in parallel at load. */
+  readConcurrency?: number;
+}
+
+export class NsmStore {
+  private pending = new Map<string, PendingOp>();
+  private committing: Promise<void> | undefined;
+  private readonly log: NonNullable<NsmStoreOptions['log']> | undefined;
+  /** Count of directory fsyncs, for tests and metrics: group commit keeps it low. */
+  dirSyncs = 0;
+
+  constructor(readonly stateDir: string, private readonly opts: NsmStoreOptions = {}) {
+    this.log = opts.log;
+  }
+
+  addressDir(serverAddress: string): string {
+    if (!serverAddress || serverAddress.includes('/') || serverAddress.startsWith('.')) throw new RangeError(`bad server address ${JSON.stringify(serverAddress)}`);
+    return path.join(this.stateDir, serverAddress);
+  }
+  hostsDir(serverAddress: string): string { return path.join(this.addressDir(serverAddress), 'hosts'); }
+  statePath(serverAddress: string): string { return path.join(this.addressDir(serverAddress), 'state'); }
+  recordPath(r: Pick<HostRecord, 'monName' | 'address' | 'serverAddress'>): string {
+    return path.join(this.hostsDir(r.serverAddress), recordFileName(r.monName, r.address));
+  }
+
+  /** The server addresses that have a folder in the state directory. */
+  async addresses(): Promise<string[]> {
+    let entries;
+    try {
+      entries = await fs.readdir(this.stateDir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  }
+
+  async load(serverAddress: string): Promise<LoadedAddress> {
+    const skipped: SkippedFile[] = [];
+    const skip = (p: string, reason: string): void => {
+      skipped.push({ path: p, reason });
+      this.log?.warn({ path: p, reason }, 'nsm: skipping unreadable record');
+    };
+    let state: number | undefined;
+    const sp = this.statePath(serverAddress);
+    try {
+      const text = await fs.readFile(sp, 'utf8');
+      const m = /^(-?\d{1,10})\n?$/.exec(text);
+      const n = m ? Number(m[1]) : NaN;
+      if (int32.safeParse(n).success) state = n;
+      else skip(sp, text.length === 0 ? 'empty state file' : 'corrupt state file');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') skip(sp, (err as Error).message);
+    }
+
+    const dir = this.hostsDir(serverAddress);
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      names = [];
+    }
+    const records: HostRecord[] = [];
+    const readOne = async (file: string): Promise<void> => {
+      const p = path.join(dir, file);
+      if (file.startsWith('.')) {
+        // A temp file left by a crash before its rename: the record it replaced is intact.
+        if (file.endsWith('.tmp')) await fs.rm(p, { force: true });
+        return;
+      }
+      let text: string;
+      try {
+        text = await fs.readFile(p, 'utf8');
+      } catch (err) {
+        return skip(p, (err as Error).message);
+      }
+      if (text.length === 0) return skip(p, 'empty record');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        return skip(p, 'torn or corrupt record (not JSON)');
+      }
+      const v = recordSchema.safeParse(parsed);
+      if (!v.success) return skip(p, `invalid record: ${v.error.issues[0]?.path.join('.')} ${v.error.issues[0]?.message}`);
+      if (v.data.serverAddress !== serverAddress) return skip(p, `record names server address ${v.data.serverAddress}`);
+      records.push(v.data);
+    };
+    const queue = names.slice();
+    const workers = Array.from({ length: Math.min(this.opts.readConcurrency ?? 64, queue.length) }, async () => {
+      for (let f = queue.pop(); f !== undefined; f = queue.pop()) await readOne(f);
+    });
+    await Promise.all(workers);
+    return { serverAddress, state, records, skipped };
+  }
+
+  /** Durably writes (or replaces) a host record. */
+  put(record: HostRecord): Promise<void> {
+    const content = Buffer.from(`${JSON.stringify(record)}\n`);
+    return this.schedule(this.recordPath(record), content);
+  }
+
+  /** Durably removes a host record (no error when it is already gone). */
+  remove(record: Pick<HostRecord, 'monName' | 'address' | 'serverAddress'>): Promise<void> {
+    return this.schedule(this.recordPath(record), null);
+  }
+
+  writeState(serverAddress: string, state: number): Promise<void> {
+    int32.parse(state);
+    return this.schedule(this.statePath(serverAddress), Buffer.from(`${state}\n`));
+  }
+
+  /** Resolves once everything scheduled so far is durable. */
+  async flush(): Promise<void> {
+    while (this.committing) await this.committing;
+  }
+
+  private schedule(file: string, content: Buffer | null): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let op = this.pending.get(file);
+      if (!op) {
+        op = { dir: path.dirname(file), content, waiters: [] };
+        this.pending.set(file, op);
+      }
+      op.content = content; // the last write to a file in one batch wins
+      op.waiters.push({ resolve, reject });
+      this.committing ??= this.commitLoop();
+    });
+  }
+
+  private async commitLoop(): Promise<void> {
+    // Let every write issued in this tick join the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.pending.size > 0) {
+      const batch = this.pending;
+      this.pending = new Map();
+      await this.commit(batch);
+    }
+    this.committing = undefined;
+  }
+
+  private async commit(batch: Map<string, PendingOp>): Promise<void> {
+    const failed = new Map<string, Error>();
+    const dirs = new Set<string>();
+    // One mkdir per folder per batch; `created` is the topmost folder it had to make, if any.
+    const mkdirs = new Map<string, Promise<string | undefined>>();
+    await Promise.all([...batch].map(async ([file, op]) => {
+      try {
+        if (op.content === null) {
+          await fs.rm(file, { force: true });
+        } else {
+          let made = mkdirs.get(op.dir);
+          if (!made) mkdirs.set(op.dir, made = fs.mkdir(op.dir, { recursive: true }));
+          await made;
+          const tmp = path.join(op.dir, `.${path.basename(file)}.tmp`);
+          const fh = await fs.open(tmp, 'w', 0o644);
+          try {
+            await fh.writeFile(op.content);
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          await fs.rename(tmp, file);
+        }
+        dirs.add(op.dir);
+      } catch (err) {
+        failed.set(file, err as Error);
+      }
+    }));
+    // New folders must reach the disk too: sync every folder from the one made down to the file's.
+    const toSync = new Set(dirs);
+    for (const [dir, made] of mkdirs) {
+      const top = await made.catch(() => undefined);
+      if (top === undefined) continue;
+      for (let d = dir; d.length >= top.length; d = path.dirname(d)) toSync.add(d);
+      toSync.add(path.dirname(top));
+    }
+    const dirFailed = new Map<string, Error>();
+    await Promise.all([...toSync].map(async (d) => {
+      try {
+        const fh = await fs.open(d, 'r');
+        try {
+          await fh.sync();
+          this.dirSyncs++;
+        } finally {
+          await fh.close();
+        }
+      } catch (err) {
+        dirFailed.set(d, err as Error);
+      }
+    }));
+    for (const [file, op] of batch) {
+      const err = failed.get(file) ?? dirFailed.get(op.dir);
+      for (const w of op.waiters) if (err) w.reject(err); else w.resolve();
+    }
+  }
+}
