@@ -1,0 +1,247 @@
+// Malformed and hostile input on the wire: each gets the correct RPC error or a closed
+// connection, and the server keeps serving everyone else.
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import fc from 'fast-check';
+import { XdrWriter } from '../../src/xdr';
+import {
+  AUTH_STAT, AUTH_SYS, decodeReply, encodeCall, encodeRecord, NULL_AUTH, RecordDecoder, RpcClient, RpcServer,
+  type DecodedReply, type Procedure, type RpcServerEvent,
+} from '../../src/rpc';
+import { requireNamespaceRoot } from '../support/netns';
+import { localAddresses, rawTcp, sleep, TEST_PROG, testProgram, udpExchange } from './support';
+
+const call = (xid: number, prog: number, vers: number, proc: number, args: Buffer = Buffer.alloc(0)): Buffer =>
+  encodeCall({ xid, prog, vers, proc, cred: NULL_AUTH, verf: NULL_AUTH }, args);
+
+const stripVerf = (r: DecodedReply): Record<string, unknown> => {
+  const { verf: _v, ...rest } = r as DecodedReply & { verf?: unknown };
+  if ('resultsOffset' in rest) delete (rest as { resultsOffset?: number }).resultsOffset;
+  return rest;
+};
+
+describe('rpc server against malformed input', function () {
+  const A = '10.77.2.1';
+  const B = '10.77.2.2';
+  let iface: { dispose(): void } | undefined;
+  let server: RpcServer;
+  const events: RpcServerEvent[] = [];
+  let slowCalls = 0;
+  const slow: Procedure<number, number> = {
+    name: 'SLOW', decodeArgs: (r) => r.uint(), encodeResult: (w, n) => void w.uint(n),
+    handle: async (ms) => { slowCalls++; await sleep(ms); return ms; },
+  };
+  let program: ReturnType<typeof testProgram>;
+
+  before(async function () {
+    requireNamespaceRoot(this);
+    iface = localAddresses([A, B]);
+    server = new RpcServer({ halfRecordTimeoutMs: 300, idleTimeoutMs: 1500, maxConnections: 6, maxRecordSize: 64 * 1024, onEvent: (e) => events.push(e) });
+    program = testProgram(1, [[5, slow]]);
+    server.register(program);
+    await server.addAddress(A);
+    await server.addAddress(B);
+  });
+  after(async () => {
+    await server?.close();
+    iface?.dispose();
+  });
+
+  const stillServes = async (): Promise<void> => {
+    for (const transport of ['udp', 'tcp'] as const) {
+      const c = new RpcClient({ transport, host: B, port: server.port, timeoutMs: 2000 });
+      try {
+        assert.equal(await c.call(TEST_PROG, 1, 1, (w) => void w.string('ok'), (r) => r.string()), 'ok');
+      } finally {
+        c.close();
+      }
+    }
+  };
+
+  async function udpReply(msg: Buffer): Promise<Record<string, unknown> | undefined> {
+    const r = await udpExchange(A, server.port, msg, 300);
+    return r && stripVerf(decodeReply(r));
+  }
+
+  it('answers each bad call over UDP with the right error', async () => {
+    const wrongVersion = call(1, TEST_PROG, 1, 0);
+    wrongVersion.writeUInt32BE(3, 8);
+    const sysCred = (name: string): Buffer => new XdrWriter().uint(0).string(name).uint(0).uint(0).uint(0).toBuffer();
+    const badAuthSys = encodeCall({ xid: 8, prog: TEST_PROG, vers: 1, proc: 0, cred: { flavor: AUTH_SYS, body: sysCred('x'.repeat(300)) }, verf: NULL_AUTH });
+    const unknownFlavor = encodeCall({ xid: 9, prog: TEST_PROG, vers: 1, proc: 0, cred: { flavor: 6, body: Buffer.alloc(8) }, verf: NULL_AUTH });
+    assert.deepEqual(await udpReply(wrongVersion), { xid: 1, stat: 'RPC_MISMATCH', low: 2, high: 2 });
+    assert.deepEqual(await udpReply(call(2, TEST_PROG + 7, 1, 0)), { xid: 2, stat: 'PROG_UNAVAIL' });
+    assert.deepEqual(await udpReply(call(3, TEST_PROG, 9, 0)), { xid: 3, stat: 'PROG_MISMATCH', low: 1, high: 1 });
+    assert.deepEqual(await udpReply(call(4, TEST_PROG, 1, 77)), { xid: 4, stat: 'PROC_UNAVAIL' });
+    // ECHO whose string announces 100 bytes but carries 4: truncated arguments.
+    assert.deepEqual(await udpReply(call(5, TEST_PROG, 1, 1, Buffer.from('0000006461626364', 'hex'))), { xid: 5, stat: 'GARBAGE_ARGS' });
+    // NULL takes no arguments: trailing bytes are garbage too.
+    assert.deepEqual(await udpReply(call(6, TEST_PROG, 1, 0, Buffer.alloc(4))), { xid: 6, stat: 'GARBAGE_ARGS' });
+    assert.deepEqual(await udpReply(call(7, TEST_PROG, 1, 3)), { xid: 7, stat: 'SYSTEM_ERR' });
+    assert.deepEqual(await udpReply(badAuthSys), { xid: 8, stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
+    assert.deepEqual(await udpReply(unknownFlavor), { xid: 9, stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
+    // A truncated header cannot be answered; a reply sent to a server is not a call: both dropped.
+    assert.equal(await udpReply(call(10, TEST_PROG, 1, 0).subarray(0, 18)), undefined);
+    assert.equal(await udpReply(Buffer.from('0000000b00000001', 'hex')), undefined);
+    await stillServes();
+  });
+
+  it('survives random garbage datagrams (property) and keeps answering', async () => {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, A, () => r()));
+    const replies: Buffer[] = [];
+    s.on('message', (m) => replies.push(m));
+    const valid = call(99, TEST_PROG, 1, 1, new XdrWriter().string('hello').toBuffer());
+    const samples = fc.sample(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+        fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 }), fc.nat(valid.length)).map(([i, b, cut]) => {
+          const m = Buffer.from(valid);
+          m[i] = b;
+          return m.subarray(0, cut);
+        }),
+      ),
+      { numRuns: 500, seed: 42 },
+    );
+    for (const m of samples) s.send(m, server.port, A);
+    await sleep(300);
+    s.close();
+    for (const r of replies) decodeReply(r); // every reply is well formed
+    await stillServes();
+  });
+
+  async function tcpRecords(chunks: Buffer[], waitMs = 300): Promise<{ replies: Record<string, unknown>[]; closed: boolean }> {
+    const t = await rawTcp(A, server.port);
+    let closed = false;
+    void t.closed.then(() => { closed = true; });
+    for (const c of chunks) t.socket.write(c);
+    await sleep(waitMs);
+    t.socket.destroy();
+    const replies = new RecordDecoder(1 << 20).push(t.received()).map((r) => stripVerf(decodeReply(r)));
+    return { replies, closed };
+  }
+
+  it('answers bad calls over TCP on the same connection, in order, and drops what cannot be answered', async () => {
+    const wrongVersion = call(1, TEST_PROG, 1, 0);
+    wrongVersion.writeUInt32BE(1, 8);
+    const { replies, closed } = await tcpRecords([
+      encodeRecord(wrongVersion),
+      encodeRecord(call(2, TEST_PROG, 1, 0).subarray(0, 16)), // truncated header: no reply
+      encodeRecord(call(3, TEST_PROG + 7, 1, 0)),
+      encodeRecord(call(4, TEST_PROG, 1, 77)),
+      encodeRecord(call(5, TEST_PROG, 1, 1, Buffer.from('00000064', 'hex'))),
+      encodeRecord(call(6, TEST_PROG, 1, 0), 5), // a NULL in 5-byte fragments
+    ]);
+    assert.equal(closed, false);
+    assert.deepEqual(replies, [
+      { xid: 1, stat: 'RPC_MISMATCH', low: 2, high: 2 },
+      { xid: 3, stat: 'PROG_UNAVAIL' },
+      { xid: 4, stat: 'PROC_UNAVAIL' },
+      { xid: 5, stat: 'GARBAGE_ARGS' },
+      { xid: 6, stat: 'SUCCESS' },
+    ]);
+  });
+
+  it('replies on a connection in call order even when a later call finishes first', async () => {
+    const arg = (ms: number): Buffer => new XdrWriter().uint(ms).toBuffer();
+    const { replies } = await tcpRecords([encodeRecord(call(1, TEST_PROG, 1, 5, arg(150))), encodeRecord(call(2, TEST_PROG, 1, 5, arg(0)))], 400);
+    assert.deepEqual(replies.map((r) => r.xid), [1, 2]);
+  });
+
+  it('closes a connection announcing a 2 GiB fragment, before reading it', async () => {
+    const { replies, closed } = await tcpRecords([Buffer.from('ffffffff', 'hex'), Buffer.alloc(1024)]);
+    assert.equal(closed, true);
+    assert.deepEqual(replies, []);
+    assert.ok(events.some((e) => e.kind === 'drop' && /exceeds the maximum/.test(e.reason)));
+    await stillServes();
+  });
+
+  it('closes a connection that sends half a record and stalls, keeping others', async () => {
+    const other = await rawTcp(B, server.port);
+    const t = await rawTcp(A, server.port);
+    const started = Date.now();
+    t.socket.write(encodeRecord(call(1, TEST_PROG, 1, 0)).subarray(0, 20));
+    await t.closed;
+    const took = Date.now() - started;
+    assert.ok(took >= 250 && took < 1200, `closed after ${took} ms`);
+    assert.equal(other.socket.destroyed, false);
+    other.socket.write(encodeRecord(call(2, TEST_PROG, 1, 0)));
+    await sleep(100);
+    assert.equal(decodeReply(new RecordDecoder(1024).push(other.received())[0]!).stat, 'SUCCESS');
+    other.socket.destroy();
+    await stillServes();
+  });
+
+  it('closes idle connections', async () => {
+    const t = await rawTcp(A, server.port);
+    const started = Date.now();
+    await t.closed;
+    assert.ok(Date.now() - started >= 1400, 'idle timeout respected');
+  });
+
+  it('closes connections beyond the cap at once', async () => {
+    const conns = await Promise.all(Array.from({ length: 8 }, () => rawTcp(A, server.port)));
+    await sleep(100);
+    const open = conns.filter((c) => !c.socket.destroyed && c.socket.readyState === 'open');
+    assert.equal(open.length, 6);
+    assert.ok(events.some((e) => e.kind === 'connection' && e.state === 'refused'));
+    for (const c of conns) c.socket.destroy();
+    await sleep(50);
+    await stillServes();
+  });
+
+  describe('UDP duplicate-request cache', () => {
+    async function fromOnePort(msgs: Buffer[], gapMs = 0): Promise<Buffer[]> {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((r) => s.bind(0, A, () => r()));
+      const replies: Buffer[] = [];
+      s.on('message', (m) => replies.push(m));
+      for (const m of msgs) {
+        s.send(m, server.port, A);
+        if (gapMs) await sleep(gapMs);
+      }
+      await sleep(250);
+      s.close();
+      return replies;
+    }
+
+    it('answers a retransmitted non-idempotent call from the cache without running it again', async () => {
+      const before = program.count;
+      const m = call(0x1234, TEST_PROG, 1, 4);
+      const replies = await fromOnePort([m, m, m], 30);
+      assert.equal(replies.length, 3);
+      assert.ok(replies.every((r) => r.equals(replies[0]!)));
+      assert.equal(program.count, before + 1);
+      assert.ok(events.some((e) => e.kind === 'duplicate' && e.xid === 0x1234));
+    });
+
+    it('runs a call again when the same xid carries different bytes, or comes from another port', async () => {
+      const before = program.count;
+      await fromOnePort([call(0x2000, TEST_PROG, 1, 4), encodeCall({ xid: 0x2000, prog: TEST_PROG, vers: 1, proc: 4, cred: { flavor: 0, body: Buffer.alloc(4) }, verf: NULL_AUTH })], 30);
+      await fromOnePort([call(0x2000, TEST_PROG, 1, 4)]);
+      assert.equal(program.count, before + 3);
+    });
+
+    it('drops a duplicate of a call still in progress', async () => {
+      const before = slowCalls;
+      const m = call(0x3000, TEST_PROG, 1, 5, new XdrWriter().uint(150).toBuffer());
+      const replies = await fromOnePort([m, m], 20);
+      assert.equal(slowCalls, before + 1);
+      assert.equal(replies.length, 1);
+    });
+
+    it('does not cache idempotent procedures', async () => {
+      const m = call(0x4000, TEST_PROG, 1, 1, new XdrWriter().string('x').toBuffer());
+      const n = events.filter((e) => e.kind === 'duplicate').length;
+      assert.equal((await fromOnePort([m, m], 30)).length, 2);
+      assert.equal(events.filter((e) => e.kind === 'duplicate').length, n);
+    });
+  });
+
+  it('counts calls by program, procedure and status for metrics', () => {
+    const calls = events.filter((e): e is Extract<RpcServerEvent, { kind: 'call' }> => e.kind === 'call');
+    assert.ok(calls.some((e) => e.proc === 77 && e.stat === 'PROC_UNAVAIL'));
+    assert.ok(calls.some((e) => e.proc === 1 && e.stat === 'SUCCESS' && e.transport === 'tcp'));
+    assert.ok(calls.some((e) => e.stat === 'SYSTEM_ERR'));
+  });
+});
