@@ -216,22 +216,15 @@ export function encodeShareRes(w: XdrWriter, res: NlmShareRes): void {
 
 const U32_SPAN = 1n << 32n;
 const U32_MAX = U32_SPAN - 1n;
-/** Linux's OFFSET_MAX: the largest loff_t. */
-export const OFFSET_MAX = (1n << 63n) - 1n;
 
 /**
- * A wire range as the table's 64-bit range, or 'fbig' when v4's range does not fit a signed
- * 64-bit file offset (Linux 6.0+, nlm4svc_retrieve_args). In v1/v3 a range whose end passes the
- * 32-bit space means "to end of file", as Linux's svcxdr_decode_lock does (it tests the end as a
- * signed 32-bit value, we as an unsigned one since the protocol's offsets are unsigned).
+ * A wire range as the table's 64-bit range. v4's pass through (the table answers fbig for those
+ * past OFFSET_MAX, as Linux 6.0+ does). In v1/v3 a range whose end passes the 32-bit space means
+ * "to end of file", as Linux's svcxdr_decode_lock has it (Linux tests the end as a signed 32-bit
+ * value, we as an unsigned one since the protocol's offsets are unsigned).
  */
-export function tableRange(vers: number, offset: bigint, length: bigint): { offset: bigint; length: bigint } | 'fbig' {
-  if (wide(vers)) {
-    if (offset > OFFSET_MAX) return 'fbig';
-    if (length !== 0n && length - 1n > OFFSET_MAX - offset) return 'fbig';
-    return { offset, length };
-  }
-  if (length !== 0n && offset + length > U32_SPAN) return { offset, length: 0n };
+export function tableRange(vers: number, offset: bigint, length: bigint): { offset: bigint; length: bigint } {
+  if (!wide(vers) && length !== 0n && offset + length > U32_SPAN) return { offset, length: 0n };
   return { offset, length };
 }
 

@@ -23,7 +23,7 @@ import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext, type Endpoint
 import { XdrWriter, type XdrReader } from '../xdr';
 import { hostKey, type BlockGranted, type ClientHost, type DropCounts, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest, type TestResult } from '../locks/types';
 import * as C from './codec';
-import { GrantCallbacks, LockManagerCaller, type CallbackTarget, type NlmRpcCaller, type Waiter } from './callbacks';
+import { GrantCallbacks, LockManagerCaller, rpcCaller, type CallbackTarget, type NlmRpcCaller, type Waiter } from './callbacks';
 import { MonitoredHosts, type HostMonitor } from './hosts';
 import { NLM_PROG, NlmProc, NlmStat, statusCode, type NlmVersion } from './protocol';
 
@@ -76,8 +76,8 @@ export interface NlmRebootNotice extends C.NlmReboot {
 
 export interface NlmServiceDeps {
   table: NlmLockTable;
-  /** Callbacks (*_RES, GRANTED) go out through it. */
-  rpc: NlmRpcCaller;
+  /** Callbacks (*_RES, GRANTED) go out through it. Default: rpcCaller over src/rpc's RpcClient. */
+  rpc?: NlmRpcCaller;
   monitor?: HostMonitor;
   exportPolicy?: ExportPolicy;
   logger?: Logger;
@@ -114,7 +114,8 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   const { table, logger: log } = deps;
   const now = deps.now ?? Date.now;
   const policy = deps.exportPolicy ?? allow;
-  const caller = new LockManagerCaller(deps.rpc, { portCacheMs: opts.portCacheMs, callTimeoutMs: opts.callbackTimeoutMs, now });
+  const ownRpc = deps.rpc ? undefined : rpcCaller({ machineName: opts.serverName });
+  const caller = new LockManagerCaller(deps.rpc ?? ownRpc!, { portCacheMs: opts.portCacheMs, callTimeoutMs: opts.callbackTimeoutMs, now });
   const grants = new GrantCallbacks(caller, (req) => table.unlock(req), {
     timeoutMs: opts.grantTimeoutMs, retryInitialMs: opts.grantRetryInitialMs, retryMaxMs: opts.grantRetryMaxMs, serverName: opts.serverName,
   }, log, now);
@@ -145,10 +146,9 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
     fh: l.fh, owner: { host: hostKey(l.callerName, ctx.peer.address), svid: l.svid, oh: l.oh }, exclusive, offset, length, serverAddress: ctx.local.address,
   });
 
-  /** The table request for a wire lock, or the status when its range or export refuses it. */
+  /** The table request for a wire lock, or the status when its export refuses it. */
   const prepare = (l: C.NlmLock, exclusive: boolean, ctx: CallContext): LockRequest | LockStatus => {
     const range = C.tableRange(ctx.vers, l.offset, l.length);
-    if (range === 'fbig') return 'fbig';
     return exportRefusal(l.fh, ctx) ?? request(l, exclusive, ctx, range.offset, range.length);
   };
 
@@ -168,15 +168,13 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   function lock(a: C.NlmLockArgs, ctx: CallContext, how: { monitor: boolean; async: boolean }): Answer<C.NlmRes> {
     const req = prepare(a.lock, a.exclusive, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
-    // Stored by the table: copies, not views into the receive buffer.
-    req.fh = Buffer.from(req.fh);
-    req.owner.oh = Buffer.from(req.owner.oh);
     const host = clientHost(a.lock.callerName, ctx);
     const go = (ok: boolean): C.NlmRes => {
       if (!ok) return res(a.cookie, 'denied_nolocks', ctx.vers);
       const waiter: Waiter | undefined = a.block ? {
         target: target(ctx), cookie: Buffer.from(a.cookie), exclusive: a.exclusive, async: how.async,
-        lock: { ...a.lock, fh: req.fh, oh: req.owner.oh },
+        // Kept until the grant: copies, not views into the receive buffer.
+        lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) },
       } : undefined;
       return res(a.cookie, table.lock(req, { block: a.block, reclaim: a.reclaim, waiter }), ctx.vers);
     };
@@ -213,7 +211,7 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   const granted = (a: C.NlmTestArgs, ctx: CallContext): C.NlmRes => res(a.cookie, 'denied', ctx.vers);
 
   const shareRequest = (s: C.NlmShare, ctx: CallContext): ShareRequest => ({
-    fh: Buffer.from(s.fh), owner: { host: hostKey(s.callerName, ctx.peer.address), oh: Buffer.from(s.oh) },
+    fh: s.fh, owner: { host: hostKey(s.callerName, ctx.peer.address), oh: s.oh },
     mode: s.mode as ShareMode, access: s.access as ShareAccess, serverAddress: ctx.local.address,
   });
 
@@ -334,6 +332,7 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
     close: () => {
       grants.close();
       monitored?.close();
+      ownRpc?.close();
     },
   };
 }
