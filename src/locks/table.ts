@@ -178,16 +178,17 @@ export class LockTable {
   // ---- NLM procedures ----
 
   /**
-   * TEST. During a grace period that covers the request the answer is denied_grace_period, as
-   * Linux lockd does (nlmsvc_testlock): locks not yet reclaimed are invisible, so a "granted"
-   * answer could be a lie. A draining address still answers TEST truthfully (nothing changes).
+   * TEST. While a grace period covers the request the answer is denied_grace_period, before
+   * the range is even checked, as Linux lockd's nlm4svc_proc_test does: locks not yet reclaimed
+   * are invisible, so "granted" could be a lie. Scoped here: a grace on another address or
+   * export does not affect this TEST. A draining address still answers TEST truthfully.
    */
   test(req: LockRequest): TestResult {
-    const r = parseRange(req.offset, req.length);
-    if (!r) return { status: 'fbig' };
     const file = this.files.get(req.fh.toString('latin1'));
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId)) return { status: 'denied_grace_period' };
+    const r = parseRange(req.offset, req.length);
+    if (!r) return { status: 'fbig' };
     if (!file || file.head === null) return { status: 'granted' };
     const ownerKey = this.ownerKey(req.owner);
     let best: Lock | null = null;
@@ -249,6 +250,10 @@ export class LockTable {
     if (this.subject.observed) this.subject.next({ type: 'blocked', request: req });
     return 'blocked';
   }
+
+  // UNLOCK and CANCEL work during grace. Linux lockd refuses both with denied_grace_period;
+  // here they can only release what a client just reclaimed, and refusing them would merely make
+  // clients of a scoped (per-address) grace retry.
 
   /** Removes the owner's queued block for exactly this range and type: 'granted' if one was removed. */
   cancel(req: LockRequest): LockStatus {
