@@ -13,4 +13,6 @@ if [ -n "${LOCKDROP_TEST_NS:-}" ]; then
   mkdir -p /run/netns /run/lock
   ip link set lo up
 fi
+# With no arguments: the whole suite.
+[ $# -gt 0 ] || set -- 'test/**/*.test.ts'
 exec npx mocha "$@"

@@ -1,0 +1,205 @@
+// The one place where an address event meets the lock table: performs decide()'s steps against
+// the listeners (RpcServer), the lock table and the status monitor, and reports what it did.
+import { Subject, filter, type Observable, type Subscription } from 'rxjs';
+import type { Logger } from 'pino';
+import type { DropCounts, GracePeriod, GraceScope, LockChange } from '../locks/types';
+import { nowMs, type AddressEvent, type SourceName } from '../watch/types';
+import { decide, type AddressStatus, type FailoverStep } from './decide';
+
+/** The sockets of one server address (RpcServer). */
+export interface Listeners {
+  addAddress(address: string): Promise<void>;
+  removeAddress(address: string): Promise<void>;
+}
+
+/** What failover needs of the lock table. */
+export interface FailoverLocks {
+  dropByServerAddress(address: string): DropCounts;
+  setDraining(address: string, draining: boolean): void;
+  readonly grace: {
+    start(scope: GraceScope, seconds: number): GracePeriod;
+    end(scope: GraceScope): boolean;
+    active(): GracePeriod[];
+  };
+  readonly changes: Observable<LockChange>;
+}
+
+/** What failover needs of the status monitor. */
+export interface FailoverMonitors {
+  activate(address: string): Promise<{ records: number }>;
+  bumpState(address: string): Promise<number>;
+  notify(address: string): Promise<{ notified: string[]; failed: string[]; ms: number; state: number }>;
+  stopMonitoring(address: string): void;
+  graceEnded(address: string): Promise<number>;
+}
+
+export type FailoverReport =
+  | { type: 'down'; address: string; source: SourceName; pid?: number; comm?: string; counts: DropCounts; ms: number }
+  | { type: 'up'; address: string; source: SourceName; state: number; monitors: number; graceEndsAt: number | null }
+  | { type: 'draining' | 'drain-ended'; address: string; source: SourceName; pid?: number; comm?: string }
+  | { type: 'notified'; address: string; state: number; notified: number; failed: string[]; ms: number }
+  | { type: 'error'; address: string; step: FailoverStep | 'grace-end'; error: string };
+
+export interface FailoverOptions {
+  listeners: Listeners;
+  locks: FailoverLocks;
+  monitors: FailoverMonitors;
+  /** Grace period of an arriving address, in seconds (read at each arrival, so a reload applies). */
+  graceSeconds: () => number;
+  log?: Logger;
+  /** Attempts to bind an arriving address (an address can be briefly unbindable right after it appears). */
+  bindAttempts?: number;
+  bindRetryMs?: number;
+}
+
+const addressScope = (address: string): GraceScope => ({ kind: 'address', address });
+
+export class FailoverController {
+  private readonly known = new Map<string, AddressStatus>();
+  private readonly reports = new Subject<FailoverReport>();
+  private readonly notifying = new Set<Promise<void>>();
+  private queue: Promise<void> = Promise.resolve();
+  private readonly graceEnds: Subscription;
+
+  /** Everything failover did, for logs, metrics and `lockdropctl watch`. */
+  readonly reports$: Observable<FailoverReport> = this.reports.asObservable();
+
+  constructor(private readonly opts: FailoverOptions) {
+    // An address's grace ended (on time, early or by hand): hosts told and not back are forgotten.
+    this.graceEnds = opts.locks.changes
+      .pipe(filter((c): c is Extract<LockChange, { type: 'grace' }> => c.type === 'grace' && c.state === 'ended' && c.period.scope.kind === 'address'))
+      .subscribe((c) => {
+        const address = (c.period.scope as { address: string }).address;
+        opts.monitors.graceEnded(address).catch((err) => this.fail(address, 'grace-end', err));
+      });
+  }
+
+  /** Applies one event; events are applied one at a time, in order. Resolves when its drop is complete. */
+  handle(ev: AddressEvent): Promise<void> {
+    const done = this.queue.then(() => this.apply(ev));
+    this.queue = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Subscribes to an address event stream; the returned subscription stops it. */
+  run(events$: Observable<AddressEvent>): Subscription {
+    return events$.subscribe({
+      next: (ev) => void this.handle(ev),
+      error: (err) => this.opts.log?.error({ err }, 'failover: the address event stream failed'),
+    });
+  }
+
+  status(): ReadonlyMap<string, Readonly<AddressStatus>> {
+    return this.known;
+  }
+
+  /** `lockdropctl grace start`: (re)starts an address's grace by hand. */
+  startGrace(address: string, seconds: number): GracePeriod {
+    return this.opts.locks.grace.start(addressScope(address), seconds);
+  }
+
+  /** `lockdropctl grace end`: ends an address's grace early; false if none was running. */
+  endGrace(address: string): boolean {
+    return this.opts.locks.grace.end(addressScope(address));
+  }
+
+  /** `lockdropctl notify`: tells the address's recorded hosts again. */
+  notify(address: string): Promise<void> {
+    return this.track(address);
+  }
+
+  /** Waits for queued events and running notifications (for shutdown and tests). */
+  async settle(): Promise<void> {
+    await this.queue;
+    await Promise.all([...this.notifying]);
+  }
+
+  close(): void {
+    this.graceEnds.unsubscribe();
+    this.reports.complete();
+  }
+
+  private async apply(ev: AddressEvent): Promise<void> {
+    const { next, steps } = decide(this.known.get(ev.address), ev);
+    this.known.set(ev.address, next);
+    let counts: DropCounts | undefined;
+    let monitors = 0;
+    let state = 0;
+    let grace: GracePeriod | undefined;
+    for (const step of steps) {
+      try {
+        switch (step) {
+          case 'drain': this.opts.locks.setDraining(ev.address, true); break;
+          case 'undrain': this.opts.locks.setDraining(ev.address, false); break;
+          case 'drop-locks':
+            counts = this.opts.locks.dropByServerAddress(ev.address);
+            this.reportDrop(ev, counts, nowMs() - ev.at);
+            break;
+          case 'close-listeners': await this.opts.listeners.removeAddress(ev.address); break;
+          case 'stop-monitoring': this.opts.monitors.stopMonitoring(ev.address); break;
+          case 'start-grace': grace = this.opts.locks.grace.start(addressScope(ev.address), this.opts.graceSeconds()); break;
+          case 'open-listeners': await this.bind(ev.address); break;
+          case 'load-monitors': monitors = (await this.opts.monitors.activate(ev.address)).records; break;
+          case 'bump-state': state = await this.opts.monitors.bumpState(ev.address); break;
+          case 'notify':
+            // Nobody to tell means nobody to reclaim: no reason to keep the address in grace.
+            if (monitors === 0 && grace) {
+              this.opts.locks.grace.end(addressScope(ev.address));
+              grace = undefined;
+            }
+            this.opts.log?.info({ address: ev.address, source: ev.source, state, monitors, graceEndsAt: grace?.endsAt ?? null }, `${ev.address} arrived: grace ${grace ? `until ${new Date(grace.endsAt).toISOString()}` : 'not needed'}, state ${state}, notifying ${monitors} hosts`);
+            this.reports.next({ type: 'up', address: ev.address, source: ev.source, state, monitors, graceEndsAt: grace?.endsAt ?? null });
+            if (monitors > 0) void this.track(ev.address);
+            break;
+        }
+      } catch (err) {
+        this.fail(ev.address, step, err);
+        // Without listeners a notify would send clients to a dead address.
+        if (step === 'open-listeners') return;
+      }
+    }
+    if (ev.type === 'draining' || ev.type === 'drain-ended') {
+      if (steps.length) {
+        this.opts.log?.info({ address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm }, `${ev.address} ${ev.type === 'draining' ? `removal requested${ev.comm ? ` by ${ev.comm}[${ev.pid}]` : ''}: refusing new locks through it` : 'removal did not happen: accepting locks again'}`);
+        this.reports.next({ type: ev.type, address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm });
+      }
+    }
+  }
+
+  private reportDrop(ev: AddressEvent, counts: DropCounts, ms: number): void {
+    const by = ev.comm ? ` by ${ev.comm}[${ev.pid}]` : '';
+    this.opts.log?.info(
+      { address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, locks: counts.locks, shares: counts.shares, blocked: counts.blocked, clients: counts.clients, woken: counts.woken, ms: Number(ms.toFixed(3)) },
+      `${ev.address} removed${by}: dropped ${counts.locks} locks of ${counts.clients} clients in ${ms.toFixed(1)} ms`,
+    );
+    this.reports.next({ type: 'down', address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms });
+  }
+
+  private async bind(address: string): Promise<void> {
+    const attempts = this.opts.bindAttempts ?? 10;
+    for (let i = 1; ; i++) {
+      try {
+        return await this.opts.listeners.addAddress(address);
+      } catch (err) {
+        if (i >= attempts || !this.known.get(address)?.present) throw err;
+        await new Promise((r) => setTimeout(r, this.opts.bindRetryMs ?? 100));
+      }
+    }
+  }
+
+  private track(address: string): Promise<void> {
+    const p = this.opts.monitors.notify(address).then(
+      (r) => void this.reports.next({ type: 'notified', address, state: r.state, notified: r.notified.length, failed: r.failed, ms: r.ms }),
+      (err) => this.fail(address, 'notify', err),
+    );
+    this.notifying.add(p);
+    void p.finally(() => this.notifying.delete(p));
+    return p;
+  }
+
+  private fail(address: string, step: FailoverStep | 'grace-end', err: unknown): void {
+    const error = err instanceof Error ? err.message : String(err);
+    this.opts.log?.error({ address, step, err: error }, `failover: ${step} for ${address} failed: ${error}`);
+    this.reports.next({ type: 'error', address, step, error });
+  }
+}

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { LockTable, hostKey, type LockRequest } from '../../src/locks';
+import { FailoverController, decide, type FailoverReport } from '../../src/failover';
+import { nowMs, type AddressEvent } from '../../src/watch/types';
+
+const ev = (type: AddressEvent['type'], address: string, extra: Partial<AddressEvent> = {}): AddressEvent =>
+  ({ type, address, family: 4, ifindex: 2, source: 'netlink', at: nowMs(), detectedAt: nowMs(), ...extra });
+
+const req = (serverAddress: string, client: string, start: number, exclusive = true): LockRequest => ({
+  fh: Buffer.from('file-1'),
+  owner: { host: hostKey(client, client), svid: 1, oh: Buffer.from(client) },
+  exclusive,
+  offset: BigInt(start),
+  length: 10n,
+  serverAddress,
+});
+
+/** The status monitor's side, recorded: the unit under test is the controller's ordering. */
+function fakeMonitors(records: Record<string, number>) {
+  const calls: string[] = [];
+  let state = 1;
+  return {
+    calls,
+    activate: async (a: string) => { calls.push(`activate ${a}`); return { records: records[a] ?? 0 }; },
+    bumpState: async (a: string) => { calls.push(`bump ${a}`); return (state += 2); },
+    notify: async (a: string) => { calls.push(`notify ${a}`); return { notified: ['c'], failed: [], ms: 1, state }; },
+    stopMonitoring: (a: string) => void calls.push(`stop ${a}`),
+    graceEnded: async (a: string) => { calls.push(`grace-ended ${a}`); return 0; },
+  };
+}
+
+function fakeListeners(calls: string[]) {
+  return {
+    addAddress: async (a: string) => void calls.push(`listen ${a}`),
+    removeAddress: async (a: string) => void calls.push(`close ${a}`),
+  };
+}
+
+describe('failover', () => {
+  describe('decide', () => {
+    it('only real transitions produce steps', () => {
+      const up = decide(undefined, ev('up', '10.0.0.5'));
+      assert.deepEqual(up.steps, ['undrain', 'start-grace', 'open-listeners', 'load-monitors', 'bump-state', 'notify']);
+      assert.deepEqual(decide(up.next, ev('up', '10.0.0.5')).steps, []);
+      const down = decide(up.next, ev('down', '10.0.0.5'));
+      assert.deepEqual(down.steps, ['drain', 'drop-locks', 'close-listeners', 'stop-monitoring']);
+      assert.deepEqual(decide(down.next, ev('down', '10.0.0.5')).steps, []);
+      assert.deepEqual(decide(undefined, ev('draining', '10.0.0.5')).steps, [], 'an address never up cannot drain');
+    });
+
+    it('draining then a failed removal accepts locks again', () => {
+      const up = decide(undefined, ev('up', '10.0.0.5')).next;
+      const draining = decide(up, ev('draining', '10.0.0.5'));
+      assert.deepEqual(draining.steps, ['drain']);
+      assert.equal(draining.next.draining, true);
+      const ended = decide(draining.next, ev('drain-ended', '10.0.0.5'));
+      assert.deepEqual(ended.steps, ['undrain']);
+      assert.equal(ended.next.present, true);
+    });
+  });
+
+  describe('controller with a real lock table', () => {
+    let table: LockTable;
+    let monitors: ReturnType<typeof fakeMonitors>;
+    let reports: FailoverReport[];
+    let ctl: FailoverController;
+
+    beforeEach(() => {
+      table = new LockTable();
+      monitors = fakeMonitors({ '10.0.0.5': 2 });
+      reports = [];
+      ctl = new FailoverController({ listeners: fakeListeners(monitors.calls), locks: table, monitors, graceSeconds: () => 50 });
+      ctl.reports$.subscribe((r) => reports.push(r));
+    });
+    afterEach(() => ctl.close());
+
+    it('arrival: grace for that address alone, listeners before notify', async () => {
+      await ctl.handle(ev('up', '10.0.0.5'));
+      await ctl.handle(ev('up', '10.0.0.6'));
+      await ctl.settle();
+      assert.deepEqual(monitors.calls, [
+        'listen 10.0.0.5', 'activate 10.0.0.5', 'bump 10.0.0.5', 'notify 10.0.0.5',
+        'listen 10.0.0.6', 'activate 10.0.0.6', 'bump 10.0.0.6', 'grace-ended 10.0.0.6',
+      ]);
+      assert.equal(table.lock(req('10.0.0.5', 'a', 0), { block: false, reclaim: false }), 'denied_grace_period');
+      assert.equal(table.lock(req('10.0.0.5', 'a', 0), { block: false, reclaim: true }), 'granted');
+      // 10.0.0.6 has no recorded hosts: its grace ended at once.
+      assert.equal(table.lock(req('10.0.0.6', 'b', 100), { block: false, reclaim: false }), 'granted');
+      const up = reports.find((r) => r.type === 'up' && r.address === '10.0.0.6');
+      assert.equal(up && up.type === 'up' && up.graceEndsAt, null);
+    });
+
+    it('removal drops exactly that address and wakes a waiter from the other one', async () => {
+      await ctl.handle(ev('up', '10.0.0.5'));
+      await ctl.handle(ev('up', '10.0.0.6'));
+      ctl.endGrace('10.0.0.5');
+      assert.equal(table.lock(req('10.0.0.5', 'a', 0), { block: false, reclaim: false }), 'granted');
+      assert.equal(table.lock(req('10.0.0.5', 'a', 50), { block: false, reclaim: false }), 'granted');
+      assert.equal(table.lock(req('10.0.0.6', 'b', 100), { block: false, reclaim: false }), 'granted');
+      assert.equal(table.lock(req('10.0.0.6', 'c', 0), { block: true, reclaim: false }), 'blocked');
+
+      await ctl.handle(ev('down', '10.0.0.5', { source: 'bpf', pid: 4443, comm: 'ip' }));
+      const drop = reports.find((r) => r.type === 'down');
+      assert.ok(drop && drop.type === 'down');
+      assert.equal(drop.counts.locks, 2);
+      assert.equal(drop.counts.woken, 1);
+      assert.equal(drop.comm, 'ip');
+      const left = [...table.locks()].map((l) => `${l.serverAddress} ${l.owner.host}`).sort();
+      assert.deepEqual(left, ['10.0.0.6 b@b', '10.0.0.6 c@c']);
+      assert.ok(monitors.calls.includes('close 10.0.0.5') && monitors.calls.includes('stop 10.0.0.5'));
+      // Gone means refused, even for a request that was already on its way in.
+      assert.equal(table.lock(req('10.0.0.5', 'a', 500), { block: false, reclaim: false }), 'denied_nolocks');
+    });
+
+    it('draining refuses new locks only on that address and ends when the removal fails', async () => {
+      await ctl.handle(ev('up', '10.0.0.6'));
+      await ctl.handle(ev('up', '10.0.0.7'));
+      await ctl.handle(ev('draining', '10.0.0.6', { source: 'bpf', pid: 7, comm: 'ip' }));
+      assert.equal(ctl.status().get('10.0.0.6')?.draining, true);
+      assert.equal(table.lock(req('10.0.0.6', 'a', 0), { block: false, reclaim: false }), 'denied_nolocks');
+      assert.equal(table.lock(req('10.0.0.7', 'a', 0), { block: false, reclaim: false }), 'granted');
+      await ctl.handle(ev('drain-ended', '10.0.0.6'));
+      assert.equal(table.lock(req('10.0.0.6', 'b', 100), { block: false, reclaim: false }), 'granted');
+      assert.deepEqual(reports.filter((r) => r.type === 'draining' || r.type === 'drain-ended').map((r) => r.type), ['draining', 'drain-ended']);
+    });
+
+    it('an address whose sockets cannot be opened is not announced to clients', async () => {
+      const m = fakeMonitors({ '10.0.0.9': 3 });
+      const broken = new FailoverController({
+        listeners: { addAddress: async () => { throw new Error('EADDRNOTAVAIL'); }, removeAddress: async () => undefined },
+        locks: new LockTable(), monitors: m, graceSeconds: () => 50, bindAttempts: 2, bindRetryMs: 1,
+      });
+      const seen: FailoverReport[] = [];
+      broken.reports$.subscribe((r) => seen.push(r));
+      await broken.handle(ev('up', '10.0.0.9'));
+      await broken.settle();
+      assert.deepEqual(seen.map((r) => r.type), ['error']);
+      assert.deepEqual(m.calls, [], 'no state bump, no SM_NOTIFY');
+      broken.close();
+    });
+  });
+});
