@@ -1,0 +1,122 @@
+// Traces of netlink traffic as pcap files with LINKTYPE_NETLINK (253): the format of a
+// `tcpdump -i nlmon0` capture, so Wireshark opens ours and real captures replay.
+// Each packet starts with the 16-byte "cooked" header of LINKTYPE_LINUX_SLL, in network byte
+// order: packet type, ARPHRD_NETLINK (824), address length and 8 address bytes (unused: 0),
+// then the netlink protocol (0 = NETLINK_ROUTE). The netlink datagram follows in host order.
+// See https://www.tcpdump.org/linktypes/LINKTYPE_NETLINK.html and Wireshark's packet-netlink.c.
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+
+export const LINKTYPE_NETLINK = 253;
+export const ARPHRD_NETLINK = 824;
+export const NETLINK_ROUTE = 0;
+/** nlmon's packet types (include/uapi/linux/if_packet.h): sent by a user socket, or by the kernel. */
+export const PACKET_USER = 6;
+export const PACKET_KERNEL = 7;
+
+const MAGIC_USEC = 0xa1b2c3d4;
+const MAGIC_NSEC = 0xa1b23c4d;
+const GLOBAL_HEADER_LEN = 24;
+const RECORD_HEADER_LEN = 16;
+const COOKED_LEN = 16;
+const SNAPLEN = 262144;
+
+export class PcapDecodeError extends Error {
+  constructor(message: string, readonly offset: number) {
+    super(`${message} (at byte ${offset})`);
+    this.name = 'PcapDecodeError';
+  }
+}
+
+/** One captured netlink datagram. */
+export interface TraceRecord {
+  /** Capture time, ms since the epoch (µs precision in the file). */
+  at: number;
+  /** Who sent it: the kernel (notifications, dump replies) or a user socket (requests). */
+  from: 'kernel' | 'user';
+  /** Netlink protocol (0 = NETLINK_ROUTE). */
+  protocol: number;
+  datagram: Buffer;
+}
+
+export function encodePcapHeader(): Buffer {
+  const h = Buffer.alloc(GLOBAL_HEADER_LEN);
+  h.writeUInt32LE(MAGIC_USEC, 0);
+  h.writeUInt16LE(2, 4);
+  h.writeUInt16LE(4, 6);
+  h.writeInt32LE(0, 8); // thiszone
+  h.writeUInt32LE(0, 12); // sigfigs
+  h.writeUInt32LE(SNAPLEN, 16);
+  h.writeUInt32LE(LINKTYPE_NETLINK, 20);
+  return h;
+}
+
+export function encodePcapRecord(r: TraceRecord): Buffer {
+  const totalUs = Math.round(r.at * 1000);
+  const len = COOKED_LEN + r.datagram.length;
+  const out = Buffer.alloc(RECORD_HEADER_LEN + len);
+  out.writeUInt32LE(Math.floor(totalUs / 1e6), 0);
+  out.writeUInt32LE(totalUs % 1e6, 4);
+  out.writeUInt32LE(len, 8);
+  out.writeUInt32LE(len, 12);
+  out.writeUInt16BE(r.from === 'kernel' ? PACKET_KERNEL : PACKET_USER, 16);
+  out.writeUInt16BE(ARPHRD_NETLINK, 18);
+  out.writeUInt16BE(0, 20); // address length; the 8 address bytes stay 0
+  out.writeUInt16BE(r.protocol, 30);
+  r.datagram.copy(out, RECORD_HEADER_LEN + COOKED_LEN);
+  return out;
+}
+
+/** Reads a whole pcap file of LINKTYPE_NETLINK (either byte order, µs or ns timestamps). */
+export function decodePcap(file: Buffer): TraceRecord[] {
+  if (file.length < GLOBAL_HEADER_LEN) throw new PcapDecodeError(`pcap header truncated: ${file.length} bytes`, 0);
+  const le = file.readUInt32LE(0);
+  const be = file.readUInt32BE(0);
+  const magic = le === MAGIC_USEC || le === MAGIC_NSEC ? le : be;
+  if (magic !== MAGIC_USEC && magic !== MAGIC_NSEC) throw new PcapDecodeError(`not a pcap file (magic 0x${be.toString(16)}; pcapng is not read)`, 0);
+  const u32 = magic === le ? (o: number) => file.readUInt32LE(o) : (o: number) => file.readUInt32BE(o);
+  const linktype = u32(20) & 0x0fffffff; // the top bits may carry FCS information
+  if (linktype !== LINKTYPE_NETLINK) throw new PcapDecodeError(`link type ${linktype}, not LINKTYPE_NETLINK (253)`, 20);
+  const fraction = magic === MAGIC_NSEC ? 1e6 : 1e3;
+  const out: TraceRecord[] = [];
+  let off = GLOBAL_HEADER_LEN;
+  while (off < file.length) {
+    if (file.length - off < RECORD_HEADER_LEN) throw new PcapDecodeError('record header truncated', off);
+    const incl = u32(off + 8);
+    if (incl > file.length - off - RECORD_HEADER_LEN) throw new PcapDecodeError(`record of ${incl} bytes runs past the file`, off);
+    if (incl < COOKED_LEN) throw new PcapDecodeError(`record of ${incl} bytes has no netlink cooked header`, off);
+    const data = file.subarray(off + RECORD_HEADER_LEN, off + RECORD_HEADER_LEN + incl);
+    if (data.readUInt16BE(2) !== ARPHRD_NETLINK) throw new PcapDecodeError(`hatype ${data.readUInt16BE(2)}, not ARPHRD_NETLINK`, off + RECORD_HEADER_LEN);
+    out.push({
+      at: u32(off) * 1000 + u32(off + 4) / fraction,
+      from: data.readUInt16BE(0) === PACKET_USER ? 'user' : 'kernel',
+      protocol: data.readUInt16BE(14),
+      datagram: data.subarray(COOKED_LEN),
+    });
+    off += RECORD_HEADER_LEN + incl;
+  }
+  return out;
+}
+
+export const readTrace = (path: string): TraceRecord[] => decodePcap(readFileSync(path));
+
+/** Appends records to a pcap file, synchronously: a killed recorder leaves a readable file. */
+export class TraceWriter {
+  private fd: number | undefined;
+  count = 0;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w');
+    writeSync(this.fd, encodePcapHeader());
+  }
+
+  write(r: TraceRecord): void {
+    if (this.fd === undefined) throw new Error(`trace ${this.path} is closed`);
+    writeSync(this.fd, encodePcapRecord(r));
+    this.count++;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

@@ -1,0 +1,97 @@
+// The replay source: a pcap trace's netlink messages, folded exactly as the netlink source folds
+// live ones, with their recorded spacing or as fast as possible. Time comes from an rxjs
+// scheduler, so a TestScheduler replays a trace in virtual time.
+import { asyncScheduler, concatMap, defer, from, map, of, timer, type Observable, type SchedulerLike } from 'rxjs';
+import {
+  AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, RTM_GETADDR, RTM_GETLINK,
+  decodeDatagram, splitMessages, type AddressMessage, type LinkMessage,
+} from '../netlink';
+import { NETLINK_ROUTE, readTrace, type TraceRecord } from '../pcap';
+import { AddressTable } from '../table';
+import type { SourceItem, SourceName } from '../types';
+
+interface PendingDump {
+  what: 'links' | 'addresses';
+  families: Array<4 | 6>;
+  links: LinkMessage[];
+  addresses: AddressMessage[];
+}
+
+/**
+ * Folds trace records into source items. A dump whose request is in the trace (ours, or any
+ * unfiltered one in an nlmon capture) replaces the table like a resync; other messages are
+ * notifications.
+ */
+export class TraceFolder {
+  private readonly table: AddressTable;
+  private readonly dumps = new Map<number, PendingDump>();
+
+  constructor(private readonly source: SourceName = 'replay') {
+    this.table = new AddressTable(source);
+  }
+
+  fold(r: TraceRecord, at: number): SourceItem[] {
+    if (r.protocol !== NETLINK_ROUTE) return [];
+    try {
+      return r.from === 'user' ? this.request(r.datagram) : this.kernel(r.datagram, at);
+    } catch (err) {
+      if (!(err instanceof NetlinkDecodeError)) throw err;
+      return [{ kind: 'overflow', source: this.source, at, reason: `malformed datagram: ${err.message}` }];
+    }
+  }
+
+  private request(datagram: Buffer): SourceItem[] {
+    for (const m of splitMessages(datagram)) {
+      if (!(m.flags & NLM_F_REQUEST) || (m.flags & NLM_F_DUMP) !== NLM_F_DUMP) continue;
+      if (m.type === RTM_GETLINK) this.dumps.set(m.seq, { what: 'links', families: [], links: [], addresses: [] });
+      // A dump filtered to one interface is not a snapshot of the table: leave it to merge.
+      if (m.type === RTM_GETADDR && (m.payload.length < 8 || m.payload.readUInt32LE(4) === 0)) {
+        const family = m.payload.length > 0 ? m.payload[0] : 0;
+        const families: Array<4 | 6> = family === AF_INET ? [4] : family === AF_INET6 ? [6] : [4, 6];
+        this.dumps.set(m.seq, { what: 'addresses', families, links: [], addresses: [] });
+      }
+    }
+    return [];
+  }
+
+  private kernel(datagram: Buffer, at: number): SourceItem[] {
+    const out: SourceItem[] = [];
+    for (const m of decodeDatagram(datagram)) {
+      const dump = m.seq !== 0 ? this.dumps.get(m.seq) : undefined;
+      if (dump && m.kind === 'link') dump.links.push(m);
+      else if (dump && m.kind === 'address') dump.addresses.push(m);
+      else if (dump && (m.type === NLMSG_DONE || m.kind === 'error')) {
+        this.dumps.delete(m.seq);
+        if (m.kind === 'done') {
+          out.push(...this.table.replace(dump.what === 'links' ? { links: dump.links } : { addresses: dump.addresses, families: dump.families }, at));
+        }
+      } else out.push(...this.table.apply(m, at));
+    }
+    return out;
+  }
+}
+
+export interface ReplayOptions {
+  /** 'recorded': the trace's own spacing (default); 'fast': as fast as possible. */
+  pace?: 'recorded' | 'fast';
+  scheduler?: SchedulerLike;
+  source?: SourceName;
+}
+
+/** Replays a trace (records, or the path of a pcap file); completes at its end. */
+export function replaySource(trace: TraceRecord[] | string, opts: ReplayOptions = {}): Observable<SourceItem> {
+  const scheduler = opts.scheduler ?? asyncScheduler;
+  return defer(() => {
+    const records = typeof trace === 'string' ? readTrace(trace) : trace;
+    const folder = new TraceFolder(opts.source ?? 'replay');
+    const start = scheduler.now();
+    const t0 = records.length > 0 ? records[0].at : 0;
+    const paced = opts.pace !== 'fast'
+      ? from(records).pipe(concatMap((r) => {
+        const due = start + (r.at - t0) - scheduler.now();
+        return due > 0 ? timer(due, scheduler).pipe(map(() => r)) : of(r);
+      }))
+      : from(records);
+    return paced.pipe(concatMap((r) => from(folder.fold(r, scheduler.now()))));
+  });
+}
