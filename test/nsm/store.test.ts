@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { NsmStore, recordFileName, type HostRecord } from '../../src/nsm';
+
+const rec = (i: number, serverAddress = '10.0.0.5'): HostRecord => ({
+  monName: `client${i}`, address: `192.168.${i >> 8}.${i & 255}`, serverAddress, local: true, callbacks: [], since: 1,
+});
+
+describe('nsm durable store', () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(path.join(tmpdir(), 'nsm-store-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes records and the state number and reads them back', async () => {
+    const s = new NsmStore(dir);
+    await Promise.all([s.put(rec(1)), s.put(rec(2)), s.writeState('10.0.0.5', 7)]);
+    assert.equal(readFileSync(path.join(dir, '10.0.0.5', 'state'), 'utf8'), '7\n');
+    const got = await new NsmStore(dir).load('10.0.0.5');
+    assert.equal(got.state, 7);
+    assert.deepEqual(got.records.sort((a, b) => a.monName.localeCompare(b.monName)), [rec(1), rec(2)]);
+    assert.deepEqual(got.skipped, []);
+    assert.deepEqual(await s.addresses(), ['10.0.0.5']);
+  });
+
+  it('group-commits a burst: far fewer directory fsyncs than records', async () => {
+    const s = new NsmStore(dir);
+    await Promise.all(Array.from({ length: 500 }, (_, i) => s.put(rec(i))));
+    assert.equal(readdirSync(s.hostsDir('10.0.0.5')).length, 500);
+    assert.ok(s.dirSyncs < 20, `dir fsyncs: ${s.dirSyncs}`);
+  });
+
+  it('removes records, last write in a batch wins', async () => {
+    const s = new NsmStore(dir);
+    await s.put(rec(1));
+    const a = s.put({ ...rec(1), state: 9 });
+    const b = s.remove(rec(1));
+    await Promise.all([a, b]);
+    assert.deepEqual((await s.load('10.0.0.5')).records, []);
+    await s.remove(rec(1)); // already gone: fine
+  });
+
+  it('skips torn, empty and corrupt records by path, keeps good ones and never deletes them', async () => {
+    const s = new NsmStore(dir);
+    await s.put(rec(1));
+    const hosts = s.hostsDir('10.0.0.5');
+    const good = JSON.stringify(rec(2));
+    const files = {
+      torn: good.slice(0, good.length / 2),
+      empty: '',
+      garbage: '\u0000\u0001binary',
+      wrongShape: JSON.stringify({ monName: 'x' }),
+      otherAddress: JSON.stringify(rec(3, '10.9.9.9')),
+    };
+    for (const [n, t] of Object.entries(files)) writeFileSync(path.join(hosts, `${n}.json`), t);
+    writeFileSync(path.join(hosts, '.leftover.json.tmp'), 'half');
+    const got = await s.load('10.0.0.5');
+    assert.deepEqual(got.records, [rec(1)]);
+    assert.deepEqual(got.skipped.map((k) => path.basename(k.path)).sort(), Object.keys(files).map((n) => `${n}.json`).sort());
+    const left = readdirSync(hosts).sort();
+    assert.deepEqual(left, [...Object.keys(files).map((n) => `${n}.json`), recordFileName('client1', rec(1).address)].sort());
+  });
+
+  it('reports a corrupt state file and carries on', async () => {
+    mkdirSync(path.join(dir, '10.0.0.5'), { recursive: true });
+    writeFileSync(path.join(dir, '10.0.0.5', 'state'), 'xx');
+    const got = await new NsmStore(dir).load('10.0.0.5');
+    assert.equal(got.state, undefined);
+    assert.equal(got.skipped.length, 1);
+  });
+
+  it('names files safely whatever the mon_name', () => {
+    assert.equal(recordFileName('a/b', '1.2.3.4'), 'a%2Fb%401.2.3.4.json');
+    assert.equal(recordFileName('..', '1.2.3.4'), '%2E.%401.2.3.4.json');
+    assert.match(recordFileName('x'.repeat(500), '1.2.3.4'), /^[0-9a-f]{64}\.json$/);
+  });
+
+  it('refuses a server address that would escape the state directory', () => {
+    const s = new NsmStore(dir);
+    assert.throws(() => s.addressDir('../etc'), RangeError);
+    assert.throws(() => s.addressDir(''), RangeError);
+  });
+});
