@@ -55,7 +55,7 @@ describe('nsm protocol codecs', () => {
     assert.throws(() => dec(Buffer.from('0000000200000001', 'hex'), decodeSmStatRes), XdrDecodeError); // res 2
     assert.throws(() => dec(Buffer.alloc(3), decodeMon), XdrDecodeError);
     fc.assert(fc.property(fc.uint8Array({ maxLength: 120 }), (a) => {
-      for (const f of [decodeMon, decodeMonId, decodeMyId, decodeStatChge, decodeSmStatRes, decodeSmStatus] as const) {
+      for (const f of [decodeMon, decodeMonId, decodeMyId, decodeStatChge, decodeSmStatRes, decodeSmStatus] as Array<(r: XdrReader) => unknown>) {
         try {
           dec(Buffer.from(a), f);
         } catch (err) {
