@@ -155,7 +155,11 @@ export interface GetPortOptions {
   timeoutMs?: number;
 }
 
-/** Portmapper v2 GETPORT: the port of (prog, vers, protocol) on host; 0 means not registered. */
+/**
+ * Portmapper v2 GETPORT: the port of (prog, vers, protocol) on host; 0 means the program is not
+ * registered. Note rpcbind answers with another version's port when only the asked version is
+ * missing: the service itself then replies PROG_MISMATCH.
+ */
 export async function getPort(host: string, prog: number, vers: number, protocol: Protocol, opts: GetPortOptions = {}): Promise<number> {
   const target: RpcClientOptions = {
     transport: opts.transport ?? 'udp',
