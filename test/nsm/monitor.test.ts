@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { hostKey, type ClientHost } from '../../src/locks/types';
+import {
+  Nsm, NsmStore, nextUpState, readNfsUtilsStateDir, parseNfsUtilsLine, STAT_FAIL, STAT_SUCC,
+  type HostRebooted, type MonitorCallback, type NotifyRequest, type NsmSender, type SmStatus,
+} from '../../src/nsm';
+
+const host = (callerName: string, address: string): ClientHost => ({ key: hostKey(callerName, address), callerName, address });
+const VIP = '10.0.0.5';
+
+class FakeSender implements NsmSender {
+  requests: NotifyRequest[] = [];
+  callbacks: Array<{ cb: MonitorCallback; status: SmStatus }> = [];
+  constructor(private readonly answering: (address: string) => boolean = () => true) {}
+  async notifyHosts(req: NotifyRequest): Promise<void> {
+    this.requests.push(req);
+    for (const t of req.targets) if (this.answering(t.address)) req.onNotified(t.address);
+  }
+  async statusCallback(cb: MonitorCallback, status: SmStatus): Promise<void> {
+    this.callbacks.push({ cb, status });
+  }
+}
+
+describe('nsm monitor', () => {
+  let dir: string;
+  let store: NsmStore;
+  let puts: number;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'nsm-mon-'));
+    store = new NsmStore(dir);
+    puts = 0;
+    const put = store.put.bind(store);
+    store.put = (r) => { puts++; return put(r); };
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const hostFiles = (addr = VIP): string[] => readdirSync(path.join(dir, addr, 'hosts'));
+
+  it('records a host once: a second monitor, even concurrent, writes nothing', async () => {
+    const nsm = new Nsm({ store });
+    const h = host('alpha', '192.168.1.10');
+    const [a, b] = await Promise.all([nsm.monitor(h, VIP), nsm.monitor(h, VIP)]);
+    assert.equal(a, true);
+    assert.equal(b, true);
+    assert.equal(puts, 1);
+    assert.equal(nsm.monitor(h, VIP), true, 'already monitored answers synchronously');
+    assert.equal(puts, 1);
+    assert.equal(hostFiles().length, 1);
+    await nsm.monitor(h, '10.0.0.6'); // another server address is another record
+    assert.equal(puts, 2);
+  });
+
+  it('unmonitor forgets the host in memory and on disk', async () => {
+    const nsm = new Nsm({ store });
+    const h = host('alpha', '::ffff:192.168.1.10');
+    await nsm.monitor(h, VIP);
+    assert.equal(nsm.records(VIP)[0]!.address, '192.168.1.10');
+    await nsm.unmonitor(h, VIP);
+    assert.deepEqual(nsm.records(VIP), []);
+    assert.deepEqual(hostFiles(), []);
+  });
+
+  it('stopMonitoring forgets the address in memory but keeps its records for the next owner', async () => {
+    const nsm = new Nsm({ store });
+    await nsm.monitor(host('alpha', '192.168.1.10'), VIP);
+    nsm.stopMonitoring(VIP);
+    assert.deepEqual(nsm.addresses(), []);
+    assert.equal(hostFiles().length, 1);
+    const other = new Nsm({ store: new NsmStore(dir) });
+    const rep = await other.activate(VIP);
+    assert.equal(rep.records, 1);
+  });
+
+  it('bumps the state number to the next odd one, durably', async () => {
+    assert.equal(nextUpState(undefined), 1);
+    assert.equal(nextUpState(4), 5);
+    assert.equal(nextUpState(0x7fffffff), 1);
+    const nsm = new Nsm({ store });
+    assert.equal(await nsm.bumpState(VIP), 1);
+    assert.equal(await nsm.bumpState(VIP), 3);
+    assert.equal(await new Nsm({ store: new NsmStore(dir) }).bumpState(VIP), 5);
+  });
+
+  it('accepts SM_NOTIFY only from the recorded address and only with a changed state', async () => {
+    const sender = new FakeSender();
+    const nsm = new Nsm({ store, sender });
+    const events: HostRebooted[] = [];
+    nsm.rebooted$.subscribe((e) => events.push(e));
+    await nsm.monitor(host('alpha', '192.168.1.10'), VIP);
+    await nsm.monitor(host('alpha', '192.168.1.10'), '10.0.0.6');
+    await nsm.monitor(host('beta', '192.168.1.11'), VIP);
+
+    assert.equal(await nsm.hostNotified({ monName: 'gamma', state: 3 }, '192.168.1.10'), 'unknown-host');
+    assert.equal(await nsm.hostNotified({ monName: 'alpha', state: 3 }, '192.168.1.11'), 'wrong-address');
+    assert.equal(events.length, 0);
+    assert.equal(await nsm.hostNotified({ monName: 'alpha', state: 3 }, '::ffff:192.168.1.10'), 'accepted');
+    assert.deepEqual(events, [{ monName: 'alpha', address: '192.168.1.10', state: 3, serverAddresses: [VIP, '10.0.0.6'] }]);
+    assert.equal(await nsm.hostNotified({ monName: 'alpha', state: 3 }, '192.168.1.10'), 'stale-state');
+    assert.equal(events.length, 1);
+    // The new state is durable: a restarted daemon still sees the repeat as stale.
+    const again = new Nsm({ store: new NsmStore(dir) });
+    await again.activate(VIP);
+    assert.equal(await again.hostNotified({ monName: 'alpha', state: 3 }, '192.168.1.10'), 'stale-state');
+  });
+
+  it('notifies every recorded host from the address; forgets answered ones at grace end unless they came back', async () => {
+    const sender = new FakeSender((a) => a !== '192.168.1.12');
+    const nsm = new Nsm({ store, sender, monName: (a) => `srv-${a}` });
+    for (const [n, a] of [['a', '192.168.1.10'], ['b', '192.168.1.11'], ['c', '192.168.1.12']] as const) await nsm.monitor(host(n, a), VIP);
+    nsm.stopMonitoring(VIP); // the address moves away and comes back (or to another node)
+    const nsm2 = new Nsm({ store: new NsmStore(dir), sender, monName: (a) => `srv-${a}` });
+    const state = await nsm2.bumpState(VIP);
+    const rep = await nsm2.notify(VIP, { timeoutMs: 1000 });
+    assert.equal(sender.requests[0]!.from, VIP);
+    assert.deepEqual(sender.requests[0]!.args, { monName: `srv-${VIP}`, state });
+    assert.deepEqual(rep.notified.sort(), ['192.168.1.10', '192.168.1.11']);
+    assert.deepEqual(rep.failed, ['192.168.1.12']);
+    await nsm2.monitor(host('a', '192.168.1.10'), VIP); // a reclaims: monitored again
+    assert.equal(await nsm2.graceEnded(VIP), 1);
+    assert.deepEqual(nsm2.records(VIP).map((r) => r.monName).sort(), ['a', 'c']);
+    assert.equal(hostFiles().length, 2);
+  });
+
+  it('serves RPC monitors: SM_MON with my_id, callback on reboot, SM_UNMON and SM_UNMON_ALL', async () => {
+    const sender = new FakeSender();
+    const nsm = new Nsm({ store, sender });
+    const myId = { myName: 'kernel', myProg: 100021, myVers: 4, myProc: 16 };
+    const priv = Buffer.alloc(16, 7);
+    const res = await nsm.rpcMonitor({ monId: { monName: '192.168.1.20', myId }, priv }, VIP, '127.0.0.1');
+    assert.equal(res.res, STAT_SUCC);
+    assert.equal(res.state % 2, 1);
+    const unresolvable = await nsm.rpcMonitor({ monId: { monName: 'no-such-host', myId }, priv }, VIP, '127.0.0.1');
+    assert.equal(unresolvable.res, STAT_FAIL);
+    assert.equal(await nsm.hostNotified({ monName: '192.168.1.20', state: 8 }, '192.168.1.20'), 'accepted');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(sender.callbacks.map((c) => [c.cb.callbackAddress, c.status]), [['127.0.0.1', { monName: '192.168.1.20', state: 8, priv }]]);
+    await nsm.rpcUnmonitor({ monName: '192.168.1.20', myId: { ...myId, myProc: 99 } }, VIP); // not its id
+    assert.equal(nsm.records(VIP).length, 1);
+    await nsm.rpcUnmonitorAll(myId, VIP);
+    assert.equal(nsm.records(VIP).length, 0);
+    assert.deepEqual(hostFiles(), []);
+  });
+
+  it('imports an nfs-utils state directory (sm, sm.bak, binary state)', async () => {
+    const src = path.join(dir, 'nfs');
+    mkdirSync(path.join(src, 'sm'), { recursive: true });
+    mkdirSync(path.join(src, 'sm.bak'), { recursive: true });
+    const state = Buffer.alloc(4);
+    state.writeInt32LE(41);
+    writeFileSync(path.join(src, 'state'), state);
+    const priv = '0102030405060708090a0b0c0d0e0f10';
+    writeFileSync(path.join(src, 'sm', '192.168.1.30'), `0100007f 000186b5 00000004 00000010 ${priv} 192.168.1.30 server\n`);
+    writeFileSync(path.join(src, 'sm.bak', 'client9'), `0100007f 000186b5 00000004 00000010 ${priv} 192.168.1.31 server\n`);
+    writeFileSync(path.join(src, 'sm', 'broken'), 'not a record\n');
+    writeFileSync(path.join(src, 'sm', 'empty'), '');
+    const parsed = parseNfsUtilsLine(`0100007f 000186b5 00000004 00000010 ${priv} cl server`);
+    assert.deepEqual(parsed, { callbackAddress: '127.0.0.1', prog: 100021, vers: 4, proc: 16, priv: Buffer.from(priv, 'hex'), monName: 'cl', myName: 'server' });
+
+    const read = await readNfsUtilsStateDir(src, VIP);
+    assert.equal(read.state, 41);
+    assert.deepEqual(read.skipped.map((s) => path.basename(s.path)).sort(), ['broken', 'empty']);
+    const nsm = new Nsm({ store });
+    const imp = await nsm.importNfsUtils(src, VIP);
+    assert.equal(imp.records, 2);
+    assert.deepEqual(nsm.records(VIP).map((r) => [r.monName, r.address, r.local]).sort(), [['192.168.1.30', '192.168.1.30', true], ['192.168.1.31', '192.168.1.31', true]]);
+    assert.equal(await nsm.bumpState(VIP), 43);
+  });
+});
