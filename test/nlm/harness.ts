@@ -1,0 +1,69 @@
+// A real NLM server for tests: LockTable + NLM service on an RpcServer bound to the given server
+// addresses, and a real rpcbind (the test namespace's own) for callbacks to find clients.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LockTable } from '../../src/locks';
+import { RpcServer } from '../../src/rpc';
+import { createNlmService, NlmClient, type HostMonitor, type NlmClientOptions, type NlmService, type NlmServiceDeps, type NlmServiceOptions } from '../../src/nlm';
+import { ip, sh } from '../support/netns';
+
+export interface TestServer {
+  table: LockTable;
+  service: NlmService;
+  rpc: RpcServer;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startServer(addresses: string[], o: {
+  options?: Partial<NlmServiceOptions>;
+  monitor?: HostMonitor;
+  exportPolicy?: NlmServiceDeps['exportPolicy'];
+  onReboot?: NlmServiceDeps['onReboot'];
+  port?: number;
+} = {}): Promise<TestServer> {
+  let service: NlmService | undefined;
+  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g) });
+  service = createNlmService({
+    table, monitor: o.monitor, exportPolicy: o.exportPolicy, onReboot: o.onReboot,
+    options: { serverName: 'nlm-test-server', grantRetryInitialMs: 100, grantRetryMaxMs: 400, callbackTimeoutMs: 1_000, ...o.options },
+  });
+  const rpc = new RpcServer();
+  for (const p of service.programs) rpc.register(p);
+  if (o.port) rpc.listen({ port: o.port });
+  for (const a of addresses) await rpc.addAddress(a);
+  return {
+    table, service, rpc, port: rpc.port,
+    close: async () => {
+      service!.close();
+      await rpc.close();
+    },
+  };
+}
+
+/** Local addresses on lo inside the test namespace (this kernel has no dummy interfaces). */
+export function addLoopbackAddresses(addresses: string[]): () => void {
+  for (const a of addresses) ip('addr', 'add', `${a}/32`, 'dev', 'lo');
+  return () => {
+    for (const a of addresses) sh('ip', ['addr', 'del', `${a}/32`, 'dev', 'lo'], { allowFail: true });
+  };
+}
+
+/** rpcbind in the test namespace (its /run is private to the mocha run). */
+export async function startRpcbind(): Promise<() => Promise<void>> {
+  const child: ChildProcess = spawn('rpcbind', ['-f', '-w'], { stdio: 'ignore' });
+  for (let i = 0; i < 50; i++) {
+    if (sh('rpcinfo', ['-p', '127.0.0.1'], { allowFail: true }).includes('portmapper')) break;
+    await sleep(100);
+  }
+  return async () => {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
+}
+
+export const clientFor = (server: TestServer, address: string, o: Partial<NlmClientOptions> & Pick<NlmClientOptions, 'transport' | 'vers'>): Promise<NlmClient> =>
+  NlmClient.create({ server: { address, port: server.port }, callerName: 'client-a', timeoutMs: 3_000, ...o });
+
+export const fh = (name: string): Buffer => Buffer.from(`fh:${name}`.padEnd(32, '\0'));
