@@ -1,0 +1,112 @@
+// A small NFS cluster in network namespaces, for the demo and the end-to-end tests: hosts on one
+// bridge, each with its own network and mount namespace (so each runs its own rpcbind on port
+// 111, as real machines do). Everything it creates it records, and dispose() removes it all.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+export interface LabHost {
+  name: string;
+  /** The host's network namespace. */
+  netns: string;
+  /** Its fixed address on the lab network. */
+  address: string;
+  /** The interface facing the bridge, inside the host. */
+  nic: string;
+  /** pid of the host's rpcbind: its mount and network namespaces are the host's. */
+  anchorPid: number;
+}
+
+const run = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const tryRun = (cmd: string, args: string[]): void => {
+  try { run(cmd, args); } catch { /* already gone */ }
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class Lab {
+  readonly hosts = new Map<string, LabHost>();
+  private readonly namespaces: string[] = [];
+  private readonly children = new Set<ChildProcess>();
+  private disposed = false;
+
+  /** `prefix` keeps concurrent labs apart; `subnet` is the first three octets of the lab network. */
+  constructor(readonly prefix: string, readonly subnet = '10.77.0') {}
+
+  get bridgeNetns(): string { return `${this.prefix}-br`; }
+
+  /** The bridge everyone plugs into lives in a namespace of its own. */
+  async start(): Promise<void> {
+    this.addNetns(this.bridgeNetns);
+    run('ip', ['-n', this.bridgeNetns, 'link', 'add', 'br0', 'type', 'bridge']);
+    run('ip', ['-n', this.bridgeNetns, 'link', 'set', 'br0', 'up']);
+  }
+
+  /** A host with one NIC on the bridge, its address, and its own rpcbind. */
+  async addHost(name: string, hostNumber: number): Promise<LabHost> {
+    const netns = `${this.prefix}-${name}`;
+    const address = `${this.subnet}.${hostNumber}`;
+    this.addNetns(netns);
+    const outside = `v${this.prefix.slice(-6)}${hostNumber}`.slice(0, 15);
+    run('ip', ['link', 'add', outside, 'netns', this.bridgeNetns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+    run('ip', ['-n', this.bridgeNetns, 'link', 'set', outside, 'master', 'br0', 'up']);
+    run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+    run('ip', ['-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+    run('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+    // rpcbind anchors the host's mount namespace: a private /run holds its socket.
+    const anchor = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+      'mount -t tmpfs lab-run /run && mkdir -p /run/lock /run/rpcbind && exec rpcbind -f -w'], { stdio: 'ignore' });
+    this.children.add(anchor);
+    const host: LabHost = { name, netns, address, nic: 'eth0', anchorPid: anchor.pid! };
+    this.hosts.set(name, host);
+    for (let i = 0; i < 50; i++) {
+      try {
+        if (this.exec(host, 'rpcinfo', ['-p', '127.0.0.1']).includes('portmapper')) return host;
+      } catch { /* not up yet */ }
+      await sleep(100);
+    }
+    throw new Error(`rpcbind did not start on lab host ${name}`);
+  }
+
+  host(name: string): LabHost {
+    const h = this.hosts.get(name);
+    if (!h) throw new Error(`no lab host ${name}`);
+    return h;
+  }
+
+  /** Runs a command on a host (its network and mount namespace) and returns its output. */
+  exec(host: LabHost, cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
+    return execFileSync('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '--', cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  }
+
+  /** Starts a long-running process on a host; it is killed by dispose(). */
+  spawn(host: LabHost, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+    const child = spawn('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '--', cmd, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Kills every process it started (and anything else left in its namespaces) and removes the namespaces. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    await sleep(200);
+    for (const ns of this.namespaces) {
+      if (!existsSync(`/run/netns/${ns}`)) continue;
+      const pids = run('ip', ['netns', 'pids', ns]).split(/\s+/).filter(Boolean);
+      for (const pid of pids) tryRun('kill', ['-KILL', pid]);
+    }
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const ns of [...this.namespaces].reverse()) tryRun('ip', ['netns', 'del', ns]);
+  }
+
+  /** Namespaces of this lab still present (for the no-leftovers check). */
+  leftovers(): string[] {
+    return this.namespaces.filter((ns) => existsSync(`/run/netns/${ns}`));
+  }
+
+  private addNetns(name: string): void {
+    run('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+  }
+}
