@@ -1,0 +1,61 @@
+// NULL round trips over UDP and TCP on loopback with 1 and 16 concurrent clients: calls/s, p50,
+// p99. The server runs here; the load generator runs in a separate process (so the two do not
+// share one event loop), each client its own socket making one call at a time.
+// Run: npx tsx bench/rpc-null.ts [seconds-per-case]
+import { fork } from 'node:child_process';
+import { RpcClient, RpcServer } from '../src/rpc';
+
+const PROG = 0x20000077;
+const seconds = Number(process.argv[3] ?? process.argv[2] ?? 3);
+
+interface Result { transport: string; clients: number; calls: number; secs: number; p50: number; p99: number }
+
+async function loadGenerator(port: number, transport: 'udp' | 'tcp', clients: number, secs: number): Promise<Result> {
+  const latencies: number[] = [];
+  const until = Date.now() + secs * 1000;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      const c = new RpcClient({ transport, host: '127.0.0.1', port, timeoutMs: 5000 });
+      for (let i = 0; i < 200; i++) await c.call(PROG, 1, 0); // warm up
+      while (Date.now() < until) {
+        const t = process.hrtime.bigint();
+        await c.call(PROG, 1, 0);
+        latencies.push(Number(process.hrtime.bigint() - t) / 1000);
+      }
+      c.close();
+    }),
+  );
+  const total = Number(process.hrtime.bigint() - started) / 1e9;
+  latencies.sort((a, b) => a - b);
+  const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
+  return { transport, clients, calls: latencies.length, secs: total, p50: q(0.5), p99: q(0.99) };
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === 'client') {
+    const [port, transport, clients, secs] = process.argv.slice(3);
+    process.send!(await loadGenerator(Number(port), transport as 'udp' | 'tcp', Number(clients), Number(secs)));
+    return;
+  }
+  const server = new RpcServer();
+  server.register({ prog: PROG, vers: 1, procedures: new Map([[0, { name: 'NULL', decodeArgs: () => undefined, encodeResult: () => undefined, handle: () => undefined, idempotent: true }]]) });
+  await server.addAddress('127.0.0.1');
+  console.log(`NULL round trips on 127.0.0.1:${server.port}, ${seconds} s per case, load generator in a separate process`);
+  for (const transport of ['udp', 'tcp'] as const) {
+    for (const clients of [1, 16]) {
+      const child = fork(__filename, ['client', String(server.port), transport, String(clients), String(seconds)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const r = await new Promise<Result>((resolve, reject) => {
+        child.once('message', (m) => resolve(m as Result));
+        child.once('exit', (code) => reject(new Error(`load generator exited ${code}`)));
+      });
+      console.log(`${transport} ${String(clients).padStart(2)} client(s): ${Math.round(r.calls / r.secs).toLocaleString('en').padStart(7)} calls/s  p50 ${r.p50.toFixed(0)} µs  p99 ${r.p99.toFixed(0)} µs`);
+    }
+  }
+  await server.close();
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
