@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { XdrWriter } from '../../src/xdr';
-import { AUTH_SYS, encodeCall, encodeRecord, NULL_AUTH, RpcClient, RpcReplyError, RpcServer, type Procedure } from '../../src/rpc';
+import { AUTH_SYS, encodeCall, encodeRecord, NULL_AUTH, RpcClient, RpcReplyError, RpcServer, type Credential, type Procedure } from '../../src/rpc';
 import { hasCommand, requireNamespaceRoot, sh } from '../support/netns';
 import { rawTcp, sleep, TEST_PROG, testProgram } from './support';
 
@@ -53,7 +53,7 @@ describe('tshark dissects our RPC exchange', function () {
     assert.match(stderr, /Capturing on/);
     await sleep(300);
 
-    const sys = { flavor: AUTH_SYS, stamp: 7, machineName: 'client.example', uid: 0, gid: 0, gids: [0, 1] } as const;
+    const sys: Credential = { flavor: AUTH_SYS, stamp: 7, machineName: 'client.example', uid: 0, gid: 0, gids: [0, 1] };
     for (const transport of ['udp', 'tcp'] as const) {
       const c = new RpcClient({ transport, host: '127.0.0.1', port, cred: sys });
       await c.call(TEST_PROG, 1, 0);
