@@ -154,17 +154,21 @@ export interface HeaderInfo {
   pid: number;
 }
 
+interface WithHeader {
+  header: HeaderInfo;
+}
+
 /** One decoded rtnetlink message. */
 export type RtnetlinkMessage =
-  | (AddressMessage & HeaderInfo)
-  | (LinkMessage & HeaderInfo)
-  | ({ kind: 'done' } & HeaderInfo)
+  | (AddressMessage & WithHeader)
+  | (LinkMessage & WithHeader)
+  | ({ kind: 'done' } & WithHeader)
   /** errno is positive (the kernel sends -errno); 0 is an acknowledgement. */
-  | ({ kind: 'error'; errno: number; request?: HeaderInfo } & HeaderInfo)
-  | ({ kind: 'overrun' } & HeaderInfo)
-  | ({ kind: 'noop' } & HeaderInfo)
+  | ({ kind: 'error'; errno: number; request?: HeaderInfo } & WithHeader)
+  | ({ kind: 'overrun' } & WithHeader)
+  | ({ kind: 'noop' } & WithHeader)
   /** A request from userspace or a message type this codec does not decode (routes, neighbours …). */
-  | ({ kind: 'other' } & HeaderInfo);
+  | ({ kind: 'other' } & WithHeader);
 
 const cString = (b: Buffer): string => {
   const nul = b.indexOf(0);
@@ -224,7 +228,7 @@ function decodeLink(m: NetlinkMessage, base: number): LinkMessage {
 
 /** Decodes one message. Requests (NLM_F_REQUEST, from userspace) are 'other'. */
 export function decodeMessage(m: NetlinkMessage, base = 0): RtnetlinkMessage {
-  const h: HeaderInfo = { type: m.type, flags: m.flags, seq: m.seq, pid: m.pid };
+  const h = { header: { type: m.type, flags: m.flags, seq: m.seq, pid: m.pid } };
   switch (m.type) {
     case NLMSG_NOOP: return { kind: 'noop', ...h };
     case NLMSG_DONE: return { kind: 'done', ...h };

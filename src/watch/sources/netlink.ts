@@ -30,7 +30,7 @@ export function decodeDump(datagrams: Buffer[]): DumpResult {
   let interrupted = false;
   for (const d of datagrams) {
     for (const m of decodeDatagram(d)) {
-      if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
+      if (m.header.flags & NLM_F_DUMP_INTR) interrupted = true;
       if (m.kind === 'link') links.push(m);
       else if (m.kind === 'address') addresses.push(m);
       else if (m.kind === 'error' && m.errno !== 0) throw new NetlinkDumpError(`dump failed: errno ${m.errno}`);

@@ -3,7 +3,7 @@
 // scheduler, so a TestScheduler replays a trace in virtual time.
 import { asyncScheduler, concatMap, defer, from, map, of, timer, type Observable, type SchedulerLike } from 'rxjs';
 import {
-  AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, RTM_GETADDR, RTM_GETLINK,
+  AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_DUMP, NLM_F_REQUEST, RTM_GETADDR, RTM_GETLINK,
   decodeDatagram, splitMessages, type AddressMessage, type LinkMessage,
 } from '../netlink';
 import { NETLINK_ROUTE, readTrace, type TraceRecord } from '../pcap';
@@ -57,11 +57,11 @@ export class TraceFolder {
   private kernel(datagram: Buffer, at: number): SourceItem[] {
     const out: SourceItem[] = [];
     for (const m of decodeDatagram(datagram)) {
-      const dump = m.seq !== 0 ? this.dumps.get(m.seq) : undefined;
+      const dump = m.header.seq !== 0 ? this.dumps.get(m.header.seq) : undefined;
       if (dump && m.kind === 'link') dump.links.push(m);
       else if (dump && m.kind === 'address') dump.addresses.push(m);
-      else if (dump && (m.type === NLMSG_DONE || m.kind === 'error')) {
-        this.dumps.delete(m.seq);
+      else if (dump && (m.kind === 'done' || m.kind === 'error')) {
+        this.dumps.delete(m.header.seq);
         if (m.kind === 'done') {
           out.push(...this.table.replace(dump.what === 'links' ? { links: dump.links } : { addresses: dump.addresses, families: dump.families }, at));
         }
