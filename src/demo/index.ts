@@ -1,0 +1,227 @@
+// `lockdrop demo`: a failover in a lab of namespaces, narrated with timings. Two lockdropd nodes
+// share the moving address's state folder (as shared storage would), two clients hold locks
+// through two floating addresses, and the address moves the way a cluster agent moves it.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
+import { request } from '../cli/client';
+import type { StatusReport } from '../daemon/protocol';
+import { Lab, type LabHost } from './lab';
+
+export interface DemoOptions {
+  /** Where the narration goes (default: stdout). */
+  print?: (line: string) => void;
+  /** Seconds of grace on the takeover node. */
+  graceSeconds?: number;
+  /** Locks each client takes. */
+  locksPerClient?: number;
+  /** Namespace name prefix, to keep concurrent labs apart. */
+  prefix?: string;
+  /** Use `ip addr del/add` even when resource-agents' IPaddr2 is installed. */
+  plainIp?: boolean;
+}
+
+export interface DemoResult {
+  dropped: number;
+  droppedMs: number;
+  removedBy: string | undefined;
+  otherAddressDuringDrop: string;
+  notifiedFrom: string | undefined;
+  reclaimed: number;
+  newLockOnMovedAddress: string;
+  newLockOnOtherAddress: string;
+  leftovers: string[];
+}
+
+type Json = Record<string, any>;
+
+const REPO = path.resolve(__dirname, '..', '..');
+const IPADDR2 = '/usr/lib/ocf/resource.d/heartbeat/IPaddr2';
+const MOVING = '10.77.0.100';
+const STAYING = '10.77.0.101';
+
+/** A process on a lab host whose stdout is JSON lines, with a way to wait for one. */
+class JsonLines {
+  private readonly seen: Json[] = [];
+  private readonly waiters = new Set<{ match: (j: Json) => boolean; resolve: (j: Json) => void }>();
+
+  constructor(readonly child: ChildProcess, onLine: (j: Json) => void = () => undefined) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let j: Json;
+      try { j = JSON.parse(line) as Json; } catch { return; }
+      this.seen.push(j);
+      onLine(j);
+      for (const w of this.waiters) if (w.match(j)) { this.waiters.delete(w); w.resolve(j); }
+    });
+  }
+
+  /** The first line (already seen after `since`, or still to come) that matches. */
+  wait(what: string, match: (j: Json) => boolean, timeoutMs = 30_000, since = 0): Promise<Json> {
+    const old = this.seen.slice(since).find(match);
+    if (old) return Promise.resolve(old);
+    return new Promise((resolve, reject) => {
+      const w = { match, resolve: (j: Json) => { clearTimeout(timer); resolve(j); } };
+      const timer = setTimeout(() => { this.waiters.delete(w); reject(new Error(`timed out waiting for ${what}`)); }, timeoutMs);
+      this.waiters.add(w);
+    });
+  }
+
+  get count(): number { return this.seen.length; }
+
+  send(cmd: Json): void { this.child.stdin!.write(`${JSON.stringify(cmd)}\n`); }
+}
+
+export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
+  const print = opts.print ?? ((l: string) => void process.stdout.write(`${l}\n`));
+  const t0 = Date.now();
+  const say = (s: string): void => print(`[${((Date.now() - t0) / 1000).toFixed(2).padStart(6)}s] ${s}`);
+  if (process.getuid?.() !== 0) throw new Error('the demo builds network namespaces: run it as root');
+  for (const bin of ['ip', 'nsenter', 'unshare', 'rpcbind', 'rpcinfo']) if (!commandExists(bin)) throw new Error(`the demo needs ${bin} (npm run demo installs it)`);
+  const useIpaddr2 = !opts.plainIp && existsSync(IPADDR2);
+  const perClient = opts.locksPerClient ?? 20;
+  const lab = new Lab(opts.prefix ?? `ldd${process.pid % 1000}`);
+  const work = mkdtempSync(path.join(tmpdir(), 'lockdrop-demo-'));
+  const interrupted = (): void => { say('interrupted: cleaning up'); void lab.dispose().then(() => process.exit(130)); };
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
+  try {
+    say('building the lab: a bridge, a server node, a takeover node and two client hosts, each with its own rpcbind');
+    await lab.start();
+    const srv = await lab.addHost('srv', 1);
+    const tko = await lab.addHost('tko', 2);
+    const c1 = await lab.addHost('c1', 11);
+    const c2 = await lab.addHost('c2', 12);
+    lab.exec(srv, 'ip', ['addr', 'add', `${MOVING}/24`, 'dev', srv.nic]);
+    lab.exec(srv, 'ip', ['addr', 'add', `${STAYING}/24`, 'dev', srv.nic]);
+    say(`server ${srv.address} holds floating addresses ${MOVING} and ${STAYING}; takeover node ${tko.address}; clients ${c1.address}, ${c2.address}`);
+
+    // The moving address's NSM folder is on "shared storage": both nodes see the same one.
+    const shared = path.join(work, 'shared', MOVING);
+    mkdirSync(shared, { recursive: true });
+    const nodes = new Map<string, { host: LabHost; control: string; log: JsonLines }>();
+    for (const host of [srv, tko]) {
+      const dir = path.join(work, host.name);
+      mkdirSync(dir, { recursive: true });
+      symlinkSync(shared, path.join(dir, MOVING));
+      const control = path.join(dir, 'control.sock');
+      const config = path.join(dir, 'lockdrop.yaml');
+      writeFileSync(config, JSON.stringify({
+        stateDir: dir, control, grace: opts.graceSeconds ?? 20, addresses: [`${MOVING}/32`, `${STAYING}/32`], pollInterval: 1,
+        notify: { timeout: 30 }, metrics: null,
+      }));
+      const child = lab.spawn(host, process.execPath, [path.join(REPO, 'bin', 'lockdropd'), '--config', config]);
+      child.stderr!.on('data', (d: Buffer) => print(`  ${host.name}! ${d.toString().trimEnd()}`));
+      const log = new JsonLines(child, (j) => narrateDaemon(host.name, j, say));
+      nodes.set(host.name, { host, control, log });
+    }
+    for (const { host, control } of nodes.values()) await waitForControl(control, host.name);
+    say('lockdropd runs on both nodes (NLM and statd registered with each node\'s rpcbind)');
+
+    const clients = new Map<string, JsonLines>();
+    for (const host of [c1, c2]) {
+      const child = lab.spawn(host, process.execPath, [path.join(REPO, 'dist', 'demo', 'client-host.js'), host.name, host.address]);
+      child.stderr!.on('data', (d: Buffer) => print(`  ${host.name}! ${d.toString().trimEnd()}`));
+      const c = new JsonLines(child, (j) => narrateClient(host.name, j, say));
+      await c.wait(`${host.name} ready`, (j) => j.event === 'ready', 15_000);
+      clients.set(host.name, c);
+    }
+    const [cl1, cl2] = [clients.get('c1')!, clients.get('c2')!];
+    const node = (name: string) => nodes.get(name)!;
+
+    say(`c1 locks ${perClient} ranges through ${MOVING}; c2 locks ${perClient} through ${STAYING}`);
+    let mark1 = cl1.count;
+    cl1.send({ do: 'lock', server: MOVING, count: perClient });
+    cl2.send({ do: 'lock', server: STAYING, count: perClient });
+    await cl1.wait('c1 locked', (j) => j.event === 'locked', 30_000, mark1);
+    await cl2.wait('c2 locked', (j) => j.event === 'locked');
+    await showLocks(say, node('srv').control, 'srv');
+
+    const removeCmd = useIpaddr2 ? `IPaddr2 stop (resource-agents)` : `ip addr del`;
+    say(`removing ${MOVING} from the server with ${removeCmd}, as a cluster agent would`);
+    const srvMark = node('srv').log.count;
+    const removedAt = Date.now();
+    moveAddress(lab, srv, 'stop', useIpaddr2);
+    const drop = await node('srv').log.wait(`the drop of ${MOVING}`, (j) => j.address === MOVING && typeof j.locks === 'number' && typeof j.ms === 'number', 30_000, srvMark);
+    say(`command returned after ${Date.now() - removedAt} ms; the drop itself took ${Number(drop.ms).toFixed(2)} ms from the kernel event`);
+    await showLocks(say, node('srv').control, 'srv');
+
+    mark1 = cl2.count;
+    cl2.send({ do: 'try', server: STAYING, offset: 5_000_000 });
+    const during = await cl2.wait('c2 new lock', (j) => j.event === 'tried', 15_000, mark1);
+    say(`c2 meanwhile takes a new lock through ${STAYING}: ${during.status} (no grace there)`);
+
+    say(`bringing ${MOVING} up on the takeover node with ${useIpaddr2 ? 'IPaddr2 start' : 'ip addr add'}`);
+    mark1 = cl1.count;
+    const addedAt = Date.now();
+    moveAddress(lab, tko, 'start', useIpaddr2);
+    const notice = await cl1.wait('SM_NOTIFY at c1', (j) => j.event === 'sm-notify', 30_000, mark1);
+    say(`c1 got SM_NOTIFY from ${notice.from} (state ${notice.state}) ${notice.at - addedAt} ms after the address was added`);
+    const reclaimed = await cl1.wait('c1 reclaim', (j) => j.event === 'reclaimed', 30_000, mark1);
+    say(`c1 reclaimed ${reclaimed.granted} of ${reclaimed.of} locks on the takeover node in ${reclaimed.ms} ms`);
+
+    mark1 = cl1.count;
+    cl1.send({ do: 'try', server: MOVING, offset: 9_000_000 });
+    const onMoved = await cl1.wait('c1 new lock', (j) => j.event === 'tried', 15_000, mark1);
+    const mark2 = cl2.count;
+    cl2.send({ do: 'try', server: STAYING, offset: 9_000_000 });
+    const onOther = await cl2.wait('c2 new lock', (j) => j.event === 'tried', 15_000, mark2);
+    say(`a new (non-reclaim) lock through ${MOVING} during its grace: ${onMoved.status}; through ${STAYING}: ${onOther.status}`);
+    await showLocks(say, node('tko').control, 'tko');
+    await showLocks(say, node('srv').control, 'srv');
+
+    const result: Omit<DemoResult, 'leftovers'> = {
+      dropped: drop.locks, droppedMs: drop.ms, removedBy: drop.comm, otherAddressDuringDrop: during.status,
+      notifiedFrom: notice.from, reclaimed: reclaimed.granted, newLockOnMovedAddress: onMoved.status, newLockOnOtherAddress: onOther.status,
+    };
+    say('cleaning up: stopping every process and removing every namespace');
+    await lab.dispose();
+    const leftovers = lab.leftovers();
+    say(leftovers.length ? `left behind: ${leftovers.join(', ')}` : 'done: nothing left behind');
+    return { ...result, leftovers };
+  } finally {
+    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
+    await lab.dispose();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function moveAddress(lab: Lab, host: LabHost, op: 'start' | 'stop', useIpaddr2: boolean): void {
+  if (useIpaddr2) {
+    lab.exec(host, IPADDR2, [op], { ...process.env, OCF_ROOT: '/usr/lib/ocf', OCF_RESKEY_ip: MOVING, OCF_RESKEY_cidr_netmask: '24', OCF_RESKEY_nic: host.nic });
+  } else {
+    lab.exec(host, 'ip', ['addr', op === 'start' ? 'add' : 'del', `${MOVING}/24`, 'dev', host.nic]);
+  }
+}
+
+async function waitForControl(control: string, name: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await request<StatusReport>(control, { cmd: 'status' }, 2_000);
+      return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`lockdropd on ${name} did not come up`);
+}
+
+async function showLocks(say: (s: string) => void, control: string, name: string): Promise<void> {
+  const s = await request<StatusReport>(control, { cmd: 'status' });
+  const rows = s.addresses.map((a) => `${a.address} ${a.present ? 'present' : 'absent '} ${String(a.locks).padStart(3)} locks${a.grace ? `, grace until ${a.grace.slice(11, 19)}` : ''}`);
+  say(`${name} locks per address: ${rows.length ? rows.join(' | ') : '(none)'}`);
+}
+
+/** The daemon's log lines worth narrating: address arrivals and removals, drops, notifications. */
+function narrateDaemon(node: string, j: Json, say: (s: string) => void): void {
+  if (typeof j.msg !== 'string' || (j.level ?? 30) < 30) return;
+  if (/removed|arrived|notify done|removal|grace/.test(j.msg)) say(`  ${node}│ ${j.msg}`);
+}
+
+function narrateClient(name: string, j: Json, say: (s: string) => void): void {
+  if (j.event === 'locked') say(`  ${name}│ locks through ${j.server}: ${JSON.stringify(j.statuses)} in ${j.ms} ms`);
+  if (j.event === 'error') say(`  ${name}│ error: ${j.error}`);
+}
+
+function commandExists(bin: string): boolean {
+  return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => existsSync(path.join(d, bin)));
+}
