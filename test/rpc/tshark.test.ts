@@ -55,7 +55,7 @@ describe('tshark dissects our RPC exchange', function () {
 
     const sys: Credential = { flavor: AUTH_SYS, stamp: 7, machineName: 'client.example', uid: 0, gid: 0, gids: [0, 1] };
     for (const transport of ['udp', 'tcp'] as const) {
-      const c = new RpcClient({ transport, host: '127.0.0.1', port, cred: sys });
+      const c: RpcClient = new RpcClient({ transport, host: '127.0.0.1', port, cred: sys });
       await c.call(TEST_PROG, 1, 0);
       assert.equal(await c.call(TEST_PROG, 1, 1, (w) => void w.string('hello'), (r) => r.string()), 'hello');
       await c.call(100021, 4, 1, (w) => void w.raw(nlm4TestArgs()), (r) => r.rest());
