@@ -1,14 +1,12 @@
 // `lockdrop demo`: a failover in a lab of namespaces, narrated with timings. Two lockdropd nodes
 // share the moving address's state folder (as shared storage would), two clients hold locks
 // through two floating addresses, and the address moves the way a cluster agent moves it.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import type { ChildProcess } from 'node:child_process';
 import { request } from '../cli/client';
 import type { StatusReport } from '../daemon/protocol';
-import { Lab, type LabHost } from './lab';
+import { Lab, waitForControl, type JsonLines, type LabHost } from './lab';
 
 export interface DemoOptions {
   /** Where the narration goes (default: stdout). */
@@ -37,41 +35,9 @@ export interface DemoResult {
 
 type Json = Record<string, any>;
 
-const REPO = path.resolve(__dirname, '..', '..');
 const IPADDR2 = '/usr/lib/ocf/resource.d/heartbeat/IPaddr2';
 const MOVING = '10.77.0.100';
 const STAYING = '10.77.0.101';
-
-/** A process on a lab host whose stdout is JSON lines, with a way to wait for one. */
-class JsonLines {
-  private readonly seen: Json[] = [];
-  private readonly waiters = new Set<{ match: (j: Json) => boolean; resolve: (j: Json) => void }>();
-
-  constructor(readonly child: ChildProcess, onLine: (j: Json) => void = () => undefined) {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let j: Json;
-      try { j = JSON.parse(line) as Json; } catch { return; }
-      this.seen.push(j);
-      onLine(j);
-      for (const w of this.waiters) if (w.match(j)) { this.waiters.delete(w); w.resolve(j); }
-    });
-  }
-
-  /** The first line (already seen after `since`, or still to come) that matches. */
-  wait(what: string, match: (j: Json) => boolean, timeoutMs = 30_000, since = 0): Promise<Json> {
-    const old = this.seen.slice(since).find(match);
-    if (old) return Promise.resolve(old);
-    return new Promise((resolve, reject) => {
-      const w = { match, resolve: (j: Json) => { clearTimeout(timer); resolve(j); } };
-      const timer = setTimeout(() => { this.waiters.delete(w); reject(new Error(`timed out waiting for ${what}`)); }, timeoutMs);
-      this.waiters.add(w);
-    });
-  }
-
-  get count(): number { return this.seen.length; }
-
-  send(cmd: Json): void { this.child.stdin!.write(`${JSON.stringify(cmd)}\n`); }
-}
 
 export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const print = opts.print ?? ((l: string) => void process.stdout.write(`${l}\n`));
@@ -104,27 +70,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       const dir = path.join(work, host.name);
       mkdirSync(dir, { recursive: true });
       symlinkSync(shared, path.join(dir, MOVING));
-      const control = path.join(dir, 'control.sock');
-      const config = path.join(dir, 'lockdrop.yaml');
-      writeFileSync(config, JSON.stringify({
-        stateDir: dir, control, grace: opts.graceSeconds ?? 20, addresses: [`${MOVING}/32`, `${STAYING}/32`], pollInterval: 1,
-        notify: { timeout: 30 }, metrics: null,
-      }));
-      const child = lab.spawn(host, process.execPath, [path.join(REPO, 'bin', 'lockdropd'), '--config', config]);
-      child.stderr!.on('data', (d: Buffer) => print(`  ${host.name}! ${d.toString().trimEnd()}`));
-      const log = new JsonLines(child, (j) => narrateDaemon(host.name, j, say));
-      nodes.set(host.name, { host, control, log });
+      const daemon = lab.startDaemon(host, dir, {
+        grace: opts.graceSeconds ?? 20, addresses: [`${MOVING}/32`, `${STAYING}/32`], pollInterval: 1, notify: { timeout: 30 },
+      }, (j) => narrateDaemon(host.name, j, say), (line) => print(`  ${host.name}! ${line}`));
+      nodes.set(host.name, { host, ...daemon });
     }
     for (const { host, control } of nodes.values()) await waitForControl(control, host.name);
     say('lockdropd runs on both nodes (NLM and statd registered with each node\'s rpcbind)');
 
     const clients = new Map<string, JsonLines>();
     for (const host of [c1, c2]) {
-      const child = lab.spawn(host, process.execPath, [path.join(REPO, 'dist', 'demo', 'client-host.js'), host.name, host.address]);
-      child.stderr!.on('data', (d: Buffer) => print(`  ${host.name}! ${d.toString().trimEnd()}`));
-      const c = new JsonLines(child, (j) => narrateClient(host.name, j, say));
-      await c.wait(`${host.name} ready`, (j) => j.event === 'ready', 15_000);
-      clients.set(host.name, c);
+      clients.set(host.name, await lab.startClient(host, (j) => narrateClient(host.name, j, say), (line) => print(`  ${host.name}! ${line}`)));
     }
     const [cl1, cl2] = [clients.get('c1')!, clients.get('c2')!];
     const node = (name: string) => nodes.get(name)!;
@@ -192,17 +148,6 @@ function moveAddress(lab: Lab, host: LabHost, op: 'start' | 'stop', useIpaddr2: 
   } else {
     lab.exec(host, 'ip', ['addr', op === 'start' ? 'add' : 'del', `${MOVING}/24`, 'dev', host.nic]);
   }
-}
-
-async function waitForControl(control: string, name: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      await request<StatusReport>(control, { cmd: 'status' }, 2_000);
-      return;
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`lockdropd on ${name} did not come up`);
 }
 
 async function showLocks(say: (s: string) => void, control: string, name: string): Promise<void> {

@@ -2,7 +2,11 @@
 // bridge, each with its own network and mount namespace (so each runs its own rpcbind on port
 // 111, as real machines do). Everything it creates it records, and dispose() removes it all.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { request } from '../cli/client';
+import type { ConfigInput } from '../daemon/config';
 
 export interface LabHost {
   name: string;
@@ -15,6 +19,10 @@ export interface LabHost {
   /** pid of the host's rpcbind: its mount and network namespaces are the host's. */
   anchorPid: number;
 }
+
+type Json = Record<string, any>;
+
+const REPO = path.resolve(__dirname, '..', '..');
 
 const run = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const tryRun = (cmd: string, args: string[]): void => {
@@ -85,6 +93,25 @@ export class Lab {
     return child;
   }
 
+  /** Starts lockdropd on a host with its state (and control socket, config) in `dir`. */
+  startDaemon(host: LabHost, dir: string, config: Partial<ConfigInput>, onLine?: (j: Json) => void, onStderr?: (line: string) => void): { control: string; log: JsonLines; child: ChildProcess } {
+    const control = path.join(dir, 'control.sock');
+    const file = path.join(dir, 'lockdrop.json');
+    writeFileSync(file, JSON.stringify({ stateDir: dir, control, metrics: null, ...config }));
+    const child = this.spawn(host, process.execPath, [path.join(REPO, 'bin', 'lockdropd'), '--config', file]);
+    if (onStderr) createInterface({ input: child.stderr! }).on('line', onStderr);
+    return { control, log: new JsonLines(child, onLine), child };
+  }
+
+  /** Starts a demo client host process (src/demo/client-host.ts) and waits until it is ready. */
+  async startClient(host: LabHost, onLine?: (j: Json) => void, onStderr?: (line: string) => void): Promise<JsonLines> {
+    const child = this.spawn(host, process.execPath, [path.join(REPO, 'dist', 'demo', 'client-host.js'), host.name, host.address]);
+    if (onStderr) createInterface({ input: child.stderr! }).on('line', onStderr);
+    const c = new JsonLines(child, onLine);
+    await c.wait(`${host.name} ready`, (j) => j.event === 'ready', 15_000);
+    return c;
+  }
+
   /** Kills every process it started (and anything else left in its namespaces) and removes the namespaces. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
@@ -108,5 +135,50 @@ export class Lab {
   private addNetns(name: string): void {
     run('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
+  }
+}
+
+/** A process on a lab host whose stdout is JSON lines, with a way to wait for one. */
+export class JsonLines {
+  private readonly seen: Json[] = [];
+  private readonly waiters = new Set<{ match: (j: Json) => boolean; resolve: (j: Json) => void }>();
+
+  constructor(readonly child: ChildProcess, onLine: (j: Json) => void = () => undefined) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let j: Json;
+      try { j = JSON.parse(line) as Json; } catch { return; }
+      this.seen.push(j);
+      onLine(j);
+      for (const w of this.waiters) if (w.match(j)) { this.waiters.delete(w); w.resolve(j); }
+    });
+  }
+
+  /** The first line (already seen after `since`, or still to come) that matches. */
+  wait(what: string, match: (j: Json) => boolean, timeoutMs = 30_000, since = 0): Promise<Json> {
+    const old = this.seen.slice(since).find(match);
+    if (old) return Promise.resolve(old);
+    return new Promise((resolve, reject) => {
+      const w = { match, resolve: (j: Json) => { clearTimeout(timer); resolve(j); } };
+      const timer = setTimeout(() => { this.waiters.delete(w); reject(new Error(`timed out waiting for ${what}`)); }, timeoutMs);
+      this.waiters.add(w);
+    });
+  }
+
+  get count(): number { return this.seen.length; }
+
+  send(cmd: Json): void { this.child.stdin!.write(`${JSON.stringify(cmd)}\n`); }
+}
+
+/** Resolves once lockdropd answers on its control socket. */
+export async function waitForControl(control: string, name: string, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await request(control, { cmd: 'status' }, 2_000);
+      return;
+    } catch (err) {
+      if (Date.now() > until) throw new Error(`lockdropd on ${name} did not come up: ${(err as Error).message}`);
+    }
+    await sleep(100);
   }
 }
