@@ -1,0 +1,153 @@
+// lockdropd: the daemon. Flags override the config file, which overrides embedded defaults.
+// SIGHUP reloads (address filter, exports, log level, hold-down, …) without dropping a lock;
+// SIGTERM/SIGINT stop gracefully. Exit codes: 0 stopped cleanly, 1 could not start,
+// 78 (EX_CONFIG) invalid configuration.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import pino, { type Logger } from 'pino';
+import { ConfigError, LOG_LEVELS, SOURCES, loadConfig, type ConfigInput } from '../daemon/config';
+import { Daemon, StartupError } from '../daemon/daemon';
+
+export const EX_CONFIG = 78;
+
+const int = (name: string) => (v: string): number => {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return Number(v);
+};
+const positive = (v: string): number => {
+  const n = Number(v);
+  if (!(n > 0)) throw new InvalidArgumentError('must be a positive number');
+  return n;
+};
+const sourceList = (v: string): string[] => {
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.filter((s) => !(SOURCES as readonly string[]).includes(s));
+  if (bad.length) throw new InvalidArgumentError(`unknown source ${bad.join(', ')} (known: ${SOURCES.join(', ')})`);
+  return list;
+};
+
+interface Flags {
+  config?: string;
+  stateDir?: string;
+  nlmPort?: number;
+  nsmPort?: number;
+  rpcbind?: 'auto' | 'off';
+  control?: string;
+  grace?: number;
+  holdDown?: number;
+  sources?: string[];
+  pollInterval?: number;
+  address?: string[];
+  logLevel?: string;
+  metrics?: string;
+  replay?: string;
+  printConfig?: boolean;
+}
+
+export function buildProgram(): Command {
+  return new Command('lockdropd')
+    .description('NFS lock manager (NLM + NSM) that drops the locks of a floating IP the moment it leaves and runs grace for an arriving IP alone.')
+    .option('--config <file>', 'YAML or JSON configuration file (flags override it)')
+    .option('--state-dir <dir>', 'NSM records per server address and the instance lock (default /var/lib/lockdrop)')
+    .option('--nlm-port <port>', 'NLM port, 0 = ephemeral (registered with rpcbind)', int('--nlm-port'))
+    .option('--nsm-port <port>', 'statd port, 0 = ephemeral', int('--nsm-port'))
+    .addOption(new Option('--rpcbind <mode>', 'register with the local rpcbind').choices(['auto', 'off']))
+    .option('--control <path>', 'control socket for lockdropctl (default /run/lockdrop/control.sock)')
+    .option('--grace <seconds>', 'grace period of an arriving address (default 90)', positive)
+    .option('--hold-down <ms>', 'ignore a removal undone within this time (default 0)', int('--hold-down'))
+    .option('--sources <list>', `address sources, comma-separated (${SOURCES.join(',')})`, sourceList)
+    .option('--poll-interval <seconds>', 'seconds between poll snapshots (default 2)', positive)
+    .option('--address <addr...>', 'floating addresses or CIDRs to manage (default: every non-loopback address)')
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]))
+    .option('--metrics <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
+    .option('--replay <file>', 'take address events from a recorded trace (pcap) instead of the live sources')
+    .option('--print-config', 'print the effective configuration as JSON and exit')
+    .showHelpAfterError()
+    .exitOverride();
+}
+
+/** Flags as config keys: only what was given. */
+function flagsToConfig(f: Flags): Partial<ConfigInput> {
+  const out: Record<string, unknown> = {
+    stateDir: f.stateDir,
+    nlmPort: f.nlmPort,
+    nsmPort: f.nsmPort,
+    rpcbind: f.rpcbind,
+    control: f.control,
+    grace: f.grace,
+    holdDown: f.holdDown,
+    sources: f.sources,
+    pollInterval: f.pollInterval,
+    addresses: f.address,
+    logLevel: f.logLevel,
+    metrics: f.metrics,
+    replay: f.replay,
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as Partial<ConfigInput>;
+}
+
+function fail(message: string, code: number, log?: Logger): number {
+  log?.fatal(message);
+  process.stderr.write(`lockdropd: ${message}\n`);
+  return code;
+}
+
+/** Runs the daemon until a stop signal; resolves with the exit code. */
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = buildProgram();
+  try {
+    program.parse(argv);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : (e.exitCode ?? 2) || 2;
+  }
+  const f = program.opts<Flags>();
+  const flags = flagsToConfig(f);
+  let cfg;
+  try {
+    cfg = loadConfig(f.config, flags);
+  } catch (err) {
+    if (err instanceof ConfigError) return fail(err.message, EX_CONFIG);
+    throw err;
+  }
+  if (f.printConfig) {
+    process.stdout.write(JSON.stringify(cfg, null, 2) + '\n');
+    return 0;
+  }
+  const log = pino({ level: cfg.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(cfg, log);
+  } catch (err) {
+    if (err instanceof StartupError) return fail(err.message, 1, log);
+    throw err;
+  }
+  return new Promise<number>((resolve) => {
+    process.on('SIGHUP', () => {
+      try {
+        daemon.reload(loadConfig(f.config, flags));
+      } catch (err) {
+        const e = err as ConfigError;
+        log.error({ problems: e.problems ?? [] }, `reload refused, keeping the running configuration: ${e.message}`);
+      }
+    });
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        log.warn(`${signal} again: exiting at once`);
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, `${signal}: stopping`);
+      daemon.stop().then(
+        () => resolve(0),
+        (err: Error) => {
+          log.error({ err }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,456 @@
+// lockdropd's composition: the one file where the parts meet.
+//  - A packet enters: RpcServer (NLM on nlmPort, statd on nsmPort), one UDP socket and TCP
+//    listener per server address, each call carrying the address it arrived on.
+//  - A lock lives: the NLM service asks the LockTable, whose exportOf is the exports table and
+//    whose export policy (client networks, secure ports) the NLM service consults per request;
+//    hosts are monitored through Nsm (durable records per server address).
+//  - An address event turns into a drop: watch sources → AddressEvents → FailoverController
+//    (drop, listeners, grace, state number, SM_NOTIFY); a host's reboot (SM_NOTIFY in) →
+//    LockTable.dropByHost.
+// Around them: metrics, the control socket, reload (SIGHUP) and a graceful stop.
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Subject, filter, map, merge, type Observable, type Subscription } from 'rxjs';
+import type { Logger } from 'pino';
+import { ExportsTable } from '../exports';
+import { FailoverController, type FailoverReport } from '../failover';
+import { LockTable, hostKey, type DropCounts, type HeldLock, type LockChange } from '../locks';
+import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
+import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
+import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration } from '../rpc';
+import { nowMs, type AddressEvent } from '../watch/types';
+import { changedKeys, RELOADABLE, type Config } from './config';
+import { ControlServer, type ControlHandlers } from './control';
+import { acquireInstanceLock, type InstanceLock } from './lockfile';
+import { Metrics, type DropTrigger } from './metrics';
+import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, StatusReport, WatchEvent } from './protocol';
+import { createAddressWatch, type AddressWatch } from './sources';
+
+const VERSION: string = (require('../../package.json') as { version: string }).version;
+const LOOPBACK = '127.0.0.1';
+
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
+
+export class Daemon {
+  private readonly startedAt = Date.now();
+  private readonly watchEvents = new Subject<WatchEvent>();
+  private readonly subs: Subscription[] = [];
+  private rpcbind: RpcbindRegistration | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly control: ControlServer;
+
+  private constructor(
+    private cfg: Config,
+    private readonly log: Logger,
+    private exports: ExportsTable,
+    private readonly lock: InstanceLock,
+    private readonly nlmServer: RpcServer,
+    private readonly nsmServer: RpcServer,
+    private readonly table: LockTable,
+    private readonly nlm: NlmService,
+    private readonly nsm: Nsm,
+    private readonly failover: FailoverController,
+    private readonly watch: AddressWatch,
+    private readonly metrics: Metrics,
+  ) {
+    this.control = new ControlServer({ path: cfg.control, handlers: this.handlers(), log: log.child({ part: 'control' }) });
+  }
+
+  /** Builds and starts everything; on failure undoes what was started and throws StartupError. */
+  static async start(cfg: Config, log: Logger): Promise<Daemon> {
+    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
+    let lock: InstanceLock;
+    try {
+      lock = acquireInstanceLock(cfg.stateDir);
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+    const undo: (() => unknown)[] = [() => lock.release()];
+    try {
+      return await Daemon.compose(cfg, log, lock, undo);
+    } catch (err) {
+      for (const f of undo.reverse()) await Promise.resolve(f()).catch(() => undefined);
+      throw err instanceof StartupError ? err : new StartupError((err as Error).message);
+    }
+  }
+
+  private static async compose(cfg: Config, log: Logger, lock: InstanceLock, undo: (() => unknown)[]): Promise<Daemon> {
+    const exports = new ExportsTable(cfg.exports, { byteOrder: cfg.fhByteOrder, unknownHandles: cfg.unknownHandles });
+    // Late-bound: the daemon swaps the exports table on reload, the table and service refer to each other.
+    const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined };
+
+    const metrics = new Metrics(() => ref.daemon!.metricsSnapshot());
+    const nlmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
+    const nsmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
+    nlmServer.listen({ port: cfg.nlmPort });
+    nsmServer.listen({ port: cfg.nsmPort });
+    undo.push(() => nlmServer.close(), () => nsmServer.close());
+
+    // A lock lives here.
+    const store = new NsmStore(cfg.stateDir, { log: log.child({ part: 'nsm' }) });
+    const nsm = new Nsm({
+      store,
+      sender: new RpcNsmSender({ log: log.child({ part: 'nsm' }) }),
+      log: log.child({ part: 'nsm' }),
+      monName: (a) => (ref.daemon?.cfg ?? cfg).monNames[a] ?? a,
+      notifyTimeoutMs: cfg.notify.timeout * 1000,
+      notifyConcurrency: cfg.notify.concurrency,
+    });
+    undo.push(() => nsm.close());
+    const table = new LockTable({
+      exportOf: (fh) => ref.exports.exportOf(fh),
+      onBlockGranted: (g) => ref.nlm?.onBlockGranted(g),
+    });
+    const caller = rpcCaller({ machineName: hostname() });
+    undo.push(() => caller.close());
+    const nlm = createNlmService({
+      table,
+      rpc: caller,
+      monitor: nsm,
+      logger: log.child({ part: 'nlm' }),
+      exportPolicy: (fh, peer) => {
+        const d = ref.exports.check(fh, peer);
+        if (!d.allowed) log.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason: d.reason }, 'export policy refused a request');
+        // check() already applied the export's secure-port rule.
+        return { allowed: d.allowed, secure: false };
+      },
+    });
+    ref.nlm = nlm;
+    undo.push(() => nlm.close());
+    for (const p of metrics.instrumentNlm(nlm.programs)) nlmServer.register(p);
+    nsmServer.register(createNsmProgram({ nsm, log: log.child({ part: 'nsm' }) }));
+
+    // A packet enters here: loopback always (local tools, rpcinfo); floating addresses follow events.
+    const listeners = {
+      addAddress: async (a: string) => {
+        await nlmServer.addAddress(a);
+        await nsmServer.addAddress(a);
+      },
+      removeAddress: async (a: string) => {
+        await Promise.all([nlmServer.removeAddress(a), nsmServer.removeAddress(a)]);
+      },
+    };
+    try {
+      await nlmServer.addAddress(LOOPBACK);
+    } catch (err) {
+      throw new StartupError(portError('NLM', cfg.nlmPort, err));
+    }
+    try {
+      await nsmServer.addAddress(LOOPBACK);
+    } catch (err) {
+      throw new StartupError(portError('NSM (statd)', cfg.nsmPort, err));
+    }
+
+    // An address event turns into a drop here.
+    const failover = new FailoverController({ listeners, locks: table, monitors: {
+      activate: (a) => nsm.activate(a),
+      bumpState: (a) => nsm.bumpState(a),
+      notify: (a) => {
+        const { timeout, concurrency } = (ref.daemon?.cfg ?? cfg).notify;
+        return nsm.notify(a, { timeoutMs: timeout * 1000, concurrency });
+      },
+      stopMonitoring: (a) => {
+        nlm.forgetAddress(a);
+        nsm.stopMonitoring(a);
+      },
+      graceEnded: (a) => nsm.graceEnded(a),
+    }, graceSeconds: () => ref.daemon?.cfg.grace ?? cfg.grace, log: log.child({ part: 'failover' }) });
+    undo.push(() => failover.close());
+    const watch = createAddressWatch(cfg, log.child({ part: 'watch' }));
+    undo.push(() => watch.close());
+
+    const daemon = new Daemon(cfg, log, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics);
+    ref.daemon = daemon;
+    await daemon.control.listen().catch((err: Error) => {
+      throw new StartupError(`control socket: ${err.message}`);
+    });
+    undo.push(() => daemon.control.close());
+    if (cfg.metrics) {
+      await metrics.listen(cfg.metrics).catch((err: NodeJS.ErrnoException) => {
+        throw new StartupError(`metrics address ${cfg.metrics}: ${err.code === 'EADDRINUSE' ? 'in use by another process' : err.message}`);
+      });
+      undo.push(() => metrics.close());
+    }
+
+    daemon.wire();
+    daemon.rpcbind = await registerWithRpcbind(daemon.rpcbindEntries(), { mode: cfg.rpcbind });
+    log.info({ registered: daemon.rpcbind.registered, via: daemon.rpcbind.via, reason: daemon.rpcbind.reason }, daemon.rpcbind.registered ? `registered with rpcbind (${daemon.rpcbind.via})` : `not registered with rpcbind: ${daemon.rpcbind.reason ?? cfg.rpcbind}`);
+    daemon.subs.push(failover.run(watch.events$));
+    log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
+    return daemon;
+  }
+
+  /** Event plumbing between the parts: reboots to drops, everything to metrics and `watch`. */
+  private wire(): void {
+    const { log, metrics, table, nsm, nlm } = this;
+    this.subs.push(
+      nsm.rebooted$.subscribe((r) => {
+        const key = hostKey(r.monName, r.address);
+        const counts = table.dropByHost(key);
+        nlm.forgetHost(key);
+        log.info({ host: key, state: r.state, ...counts }, `${key} rebooted (state ${r.state}): released ${counts.locks} locks, ${counts.shares} shares`);
+        this.emit({ kind: 'drop', address: r.address, message: `${key} rebooted: released ${counts.locks} locks, ${counts.shares} shares`, host: key, ...counts });
+      }),
+      this.watch.events$.subscribe((e) => {
+        metrics.observeAddressEvent(e.source, e.type);
+        this.emit({ kind: 'address', address: e.address, message: describeEvent(e), type: e.type, source: e.source, pid: e.pid, comm: e.comm });
+      }),
+      this.watch.overflows$.subscribe((o) => {
+        metrics.observeOverflow(o.source);
+        log.warn({ source: o.source, reason: o.reason }, `${o.source}: events lost (${o.reason ?? 'overflow'}), resynchronising`);
+        this.emit({ kind: 'overflow', message: `${o.source} lost events (${o.reason ?? 'overflow'}), resynchronised` });
+      }),
+      this.failover.reports$.subscribe((r) => this.onFailoverReport(r)),
+    );
+  }
+
+  private onFailoverReport(r: FailoverReport): void {
+    switch (r.type) {
+      case 'down':
+        this.metrics.observeDrop(r.source as DropTrigger, r.counts.locks, r.ms);
+        this.emit({ kind: 'drop', address: r.address, message: `${r.address} removed${r.comm ? ` by ${r.comm}[${r.pid}]` : ''}: dropped ${r.counts.locks} locks of ${r.counts.clients} clients in ${r.ms.toFixed(1)} ms`, trigger: r.source, ...r.counts, ms: r.ms });
+        break;
+      case 'notified':
+        this.metrics.observeNotify(r.notified, r.failed.length);
+        this.emit({ kind: 'notify', address: r.address, message: `${r.address}: SM_NOTIFY (state ${r.state}) answered by ${r.notified} hosts${r.failed.length ? `, not by ${r.failed.join(', ')}` : ''} in ${r.ms.toFixed(0)} ms`, state: r.state, notified: r.notified, failed: r.failed });
+        break;
+      case 'up':
+        this.emit({ kind: 'address', address: r.address, message: `${r.address} ready: state ${r.state}, ${r.monitors} hosts to notify, grace ${r.graceEndsAt ? `until ${iso(r.graceEndsAt)}` : 'not needed'}`, state: r.state });
+        break;
+      case 'error':
+        this.emit({ kind: 'address', address: r.address, message: `${r.step} failed for ${r.address}: ${r.error}` });
+        break;
+      default:
+        break; // draining / drain-ended are reported from the address event itself
+    }
+  }
+
+  /** Lock table changes for `watch`: subscribed only while someone watches (free otherwise). */
+  private lockChanges(): Observable<WatchEvent> {
+    return this.table.changes.pipe(
+      filter((c) => c.type !== 'dropped'), // drops are reported with their trigger and timing
+      map((c): WatchEvent => describeChange(c)),
+    );
+  }
+
+  private emit(e: Omit<WatchEvent, 'at'>): void {
+    if (this.watchEvents.observed) this.watchEvents.next({ at: new Date().toISOString(), ...e } as WatchEvent);
+  }
+
+  private rpcbindEntries(): RpcbindEntry[] {
+    const out: RpcbindEntry[] = [];
+    for (const protocol of ['udp', 'tcp'] as const) {
+      for (const vers of NLM_VERSIONS) out.push({ prog: NLM_PROG, vers, protocol, port: this.nlmServer.port });
+      out.push({ prog: NSM_PROGRAM, vers: NSM_VERSION, protocol, port: this.nsmServer.port });
+    }
+    return out;
+  }
+
+  metricsSnapshot(): { addresses: Map<string, { locks: number; monitors: number }>; blocked: number; gracePeriods: number } {
+    const stats = this.table.stats();
+    const addresses = new Map<string, { locks: number; monitors: number }>();
+    for (const [a, s] of stats.byAddress) addresses.set(a, { locks: s.locks, monitors: 0 });
+    for (const a of this.nsm.addresses()) addresses.set(a, { locks: addresses.get(a)?.locks ?? 0, monitors: this.nsm.records(a).length });
+    return { addresses, blocked: stats.blocked, gracePeriods: this.table.grace.active().length };
+  }
+
+  // ---- the operator's commands ----
+
+  private handlers(): ControlHandlers {
+    return {
+      status: () => this.status(),
+      locks: (f) => this.locks(f),
+      drop: async (t) => this.drop(t),
+      grace: (action, ip, seconds) => {
+        const address = normaliseAddress(ip);
+        if (action === 'start') this.failover.startGrace(address, seconds ?? this.cfg.grace);
+        else this.failover.endGrace(address);
+        const g = this.table.grace.active().find((p) => p.scope.kind === 'address' && p.scope.address === address);
+        this.log.info({ address, action, seconds: seconds ?? null }, `grace ${action} for ${address} by the operator`);
+        return { address, grace: iso(g?.endsAt) };
+      },
+      monitors: (ip) =>
+        this.nsm.records(ip === undefined ? undefined : normaliseAddress(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
+      notify: async (ip) => {
+        const address = normaliseAddress(ip);
+        const r = await this.nsm.notify(address, { timeoutMs: this.cfg.notify.timeout * 1000, concurrency: this.cfg.notify.concurrency });
+        this.metrics.observeNotify(r.notified.length, r.failed.length);
+        return { address, notified: r.notified, failed: r.failed };
+      },
+      watch: () => merge(this.watchEvents, this.lockChanges()),
+    };
+  }
+
+  status(): StatusReport {
+    const stats = this.table.stats();
+    const known = this.failover.status();
+    const graces = new Map<string, number>();
+    let globalGrace: number | null = null;
+    for (const p of this.table.grace.active()) {
+      if (p.scope.kind === 'address') graces.set(p.scope.address, p.endsAt);
+      else if (p.scope.kind === 'global') globalGrace = p.endsAt;
+    }
+    const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses()]);
+    const addresses = [...names].sort().map((address): AddressStatus => ({
+      address,
+      present: known.get(address)?.present ?? false,
+      draining: known.get(address)?.draining ?? false,
+      grace: iso(graces.get(address)),
+      locks: stats.byAddress.get(address)?.locks ?? 0,
+      monitors: this.nsm.records(address).length,
+    }));
+    return {
+      pid: process.pid,
+      version: VERSION,
+      startedAt: new Date(this.startedAt).toISOString(),
+      nlmPort: this.nlmServer.port,
+      nsmPort: this.nsmServer.port,
+      rpcbind: this.rpcbind?.registered ?? false,
+      sources: this.watch.sources,
+      addresses,
+      locks: stats.locks,
+      blocked: stats.blocked,
+      monitors: addresses.reduce((n, a) => n + a.monitors, 0),
+      globalGrace: iso(globalGrace),
+    };
+  }
+
+  /** Host keys matching `name@address`, an address, or a caller name. */
+  private hostsMatching(client: string): string[] {
+    const keys = new Set<string>();
+    for (const l of this.table.locks()) keys.add(l.owner.host);
+    for (const s of this.table.shares()) keys.add(s.owner.host);
+    for (const b of this.table.blocked()) keys.add(b.request.owner.host);
+    return [...keys].filter((k) => k === client || k.endsWith(`@${client}`) || k.startsWith(`${client}@`));
+  }
+
+  locks(f: LocksFilter): LockView[] {
+    const hosts = f.client === undefined ? undefined : new Set(this.hostsMatching(f.client));
+    const out: LockView[] = [];
+    const source = this.table.locks({ serverAddress: f.ip === undefined ? undefined : normaliseAddress(f.ip), exportId: f.export });
+    for (const l of source) if (!hosts || hosts.has(l.owner.host)) out.push(lockView(l));
+    return out;
+  }
+
+  private async drop(t: DropTarget): Promise<DropReport> {
+    const start = nowMs();
+    let target: string;
+    let counts: DropCounts;
+    if (t.ip !== undefined) {
+      target = normaliseAddress(t.ip);
+      counts = this.table.dropByServerAddress(target);
+    } else if (t.client !== undefined) {
+      const hosts = this.hostsMatching(t.client);
+      target = `client ${t.client}`;
+      counts = sum(hosts.map((h) => this.table.dropByHost(h)));
+    } else {
+      const exportId = t.export ?? (t.fsid !== undefined ? this.exports.byFsid(t.fsid) : undefined);
+      if (exportId === undefined) throw new Error(`no export is configured with fsid ${t.fsid}`);
+      if (this.exports.size > 0 && !this.exports.get(exportId)) throw new Error(`no export ${exportId} is configured (known: ${this.exports.list().map((e) => e.path).join(', ')})`);
+      target = `export ${exportId}`;
+      counts = this.table.dropByExport(exportId);
+    }
+    const ms = nowMs() - start;
+    this.metrics.observeDrop('admin', counts.locks, ms);
+    this.log.info({ target, trigger: 'admin', ...counts, ms: Number(ms.toFixed(3)) }, `${target}: dropped ${counts.locks} locks of ${counts.clients} clients by the operator in ${ms.toFixed(1)} ms`);
+    this.emit({ kind: 'drop', message: `${target}: dropped ${counts.locks} locks of ${counts.clients} clients (operator) in ${ms.toFixed(1)} ms`, trigger: 'admin', ...counts, ms });
+    return { target, ...counts, ms };
+  }
+
+  // ---- reload and stop ----
+
+  /** Applies a new configuration's reloadable keys; the caller validated it. No lock is dropped. */
+  reload(next: Config): void {
+    const changed = changedKeys(this.cfg, next);
+    const later = changed.filter((k) => !RELOADABLE.includes(k));
+    if (changed.includes('exports') || changed.includes('fhByteOrder') || changed.includes('unknownHandles')) {
+      this.exports = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
+    }
+    this.log.level = next.logLevel;
+    this.watch.reconfigure(next);
+    this.cfg = { ...next, ...Object.fromEntries(later.map((k) => [k, this.cfg[k]])) } as Config;
+    this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')} apply at the next start` : ''}`);
+    this.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });
+  }
+
+  get config(): Config {
+    return this.cfg;
+  }
+
+  /** Graceful stop: stop accepting, unregister from rpcbind, flush records, close probes. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info('stopping');
+      for (const s of this.subs) s.unsubscribe();
+      this.watch.close();
+      await this.control.close();
+      await Promise.all([this.nlmServer.close(), this.nsmServer.close()]);
+      await this.rpcbind?.unregister();
+      this.failover.close();
+      this.nlm.close();
+      await this.nsm.close();
+      await this.metrics.close();
+      this.watchEvents.complete();
+      this.lock.release();
+      this.log.info('stopped');
+    })();
+    return this.stopping;
+  }
+}
+
+function portError(what: string, port: number, err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'EADDRINUSE') return `${what} port ${port} is already in use on ${LOOPBACK} (another lock manager running? choose another port)`;
+  if (e.code === 'EACCES') return `${what} port ${port} needs privileges to bind`;
+  return `${what} port ${port}: ${e.message}`;
+}
+
+function sum(all: DropCounts[]): DropCounts {
+  return all.reduce((a, c) => ({ locks: a.locks + c.locks, shares: a.shares + c.shares, blocked: a.blocked + c.blocked, clients: a.clients + c.clients, woken: a.woken + c.woken }), { locks: 0, shares: 0, blocked: 0, clients: 0, woken: 0 });
+}
+
+function lockView(l: HeldLock): LockView {
+  const at = l.owner.host.lastIndexOf('@');
+  return {
+    server: l.serverAddress,
+    client: l.owner.host,
+    callerName: l.owner.host.slice(0, at),
+    clientAddress: l.owner.host.slice(at + 1),
+    svid: l.owner.svid,
+    oh: l.owner.oh.toString('hex'),
+    offset: l.offset.toString(),
+    length: l.length.toString(),
+    exclusive: l.exclusive,
+    fh: l.fh.toString('hex'),
+    export: l.exportId ?? null,
+    since: new Date(l.since).toISOString(),
+  };
+}
+
+function describeEvent(e: AddressEvent): string {
+  const by = e.comm ? ` by ${e.comm}[${e.pid}]` : '';
+  const what = { up: 'arrived', down: 'removed', draining: 'removal requested', 'drain-ended': 'removal did not happen' }[e.type];
+  return `${e.address} ${what}${by} (${e.source}, seen in ${(e.detectedAt - e.at).toFixed(1)} ms)`;
+}
+
+function describeChange(c: Exclude<LockChange, { type: 'dropped' }>): WatchEvent {
+  const at = new Date().toISOString();
+  if (c.type === 'grace') {
+    const scope = c.period.scope.kind === 'address' ? c.period.scope.address : c.period.scope.kind === 'export' ? `export ${c.period.scope.exportId}` : 'every address';
+    return { at, kind: 'grace', address: c.period.scope.kind === 'address' ? c.period.scope.address : undefined, message: `grace ${c.state} for ${scope}${c.state === 'started' ? ` until ${iso(c.period.endsAt)}` : ''}` };
+  }
+  if (c.type === 'blocked') {
+    const r = c.request;
+    return { at, kind: 'blocked', address: r.serverAddress, message: `${r.owner.host} svid ${r.owner.svid} waits for ${r.exclusive ? 'write' : 'read'} ${r.offset}+${r.length} via ${r.serverAddress}` };
+  }
+  const l = c.lock;
+  const kind = c.type === 'granted' ? 'grant' : 'release';
+  return { at, kind, address: l.serverAddress, message: `${c.type === 'granted' ? (c.viaBlock ? 'granted (was blocked)' : 'granted') : 'released'} ${l.exclusive ? 'write' : 'read'} ${l.offset}+${l.length} to ${l.owner.host} svid ${l.owner.svid} via ${l.serverAddress}${l.exportId ? ` on ${l.exportId}` : ''}` };
+}
