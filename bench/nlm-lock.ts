@@ -1,0 +1,168 @@
+// LOCK+UNLOCK pairs per second through the whole NLM server (RpcServer + NLM service + LockTable)
+// on loopback, over UDP and TCP, with 1, 8 and 64 concurrent owners. The load generator is a
+// separate process that pre-encodes its calls and patches only the xid, so that it is not the
+// bottleneck; both processes report their CPU use. LOCK and UNLOCK each count as one RPC.
+//
+//   npx tsx bench/nlm-lock.ts [seconds per run, default 3]
+import { fork } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { LockTable } from '../src/locks';
+import { AUTH_SYS, RpcServer, credentialToOpaqueAuth, encodeRecord, NULL_AUTH, RecordDecoder, writeCallHeader } from '../src/rpc';
+import { XdrWriter } from '../src/xdr';
+import { createNlmService, encodeLockArgs, encodeUnlockArgs, NLM_PROG, NlmProc, type NlmLock } from '../src/nlm';
+
+type Transport = 'udp' | 'tcp';
+interface GenResult { rpcs: number; seconds: number; p50: number; p99: number; cpu: number; retransmits: number; errors: number }
+
+const HOST = '127.0.0.1';
+
+// ---- load generator (child process) ----
+
+function message(proc: number, owner: number, transport: Transport): Buffer {
+  const w = new XdrWriter(256);
+  const cred = credentialToOpaqueAuth({ flavor: AUTH_SYS, stamp: 0, machineName: 'bench', uid: 0, gid: 0, gids: [] });
+  writeCallHeader(w, { xid: 0, prog: NLM_PROG, vers: 4, proc, cred, verf: NULL_AUTH });
+  const lock: NlmLock = { callerName: 'bench', fh: Buffer.from(`file-${owner}`.padEnd(32, '.')), oh: Buffer.from(`owner-${owner}`), svid: owner, offset: 0n, length: 100n };
+  const cookie = Buffer.alloc(4, owner & 0xff);
+  if (proc === NlmProc.LOCK) encodeLockArgs(w, 4, { cookie, block: false, exclusive: true, lock, reclaim: false, state: 1 });
+  else encodeUnlockArgs(w, 4, { cookie, lock });
+  const m = w.toBuffer();
+  return transport === 'tcp' ? encodeRecord(m) : m;
+}
+
+async function generate(transport: Transport, port: number, owners: number, ms: number): Promise<GenResult> {
+  const xidAt = transport === 'tcp' ? 4 : 0;
+  const msgs = Array.from({ length: owners }, (_, i) => [message(NlmProc.LOCK, i, transport), message(NlmProc.UNLOCK, i, transport)] as const);
+  const state = Array.from({ length: owners }, () => ({ step: 0, sentAt: 0n, xid: 0 }));
+  const latencies = new Float64Array(4_000_000);
+  let n = 0;
+  let errors = 0;
+  let retransmits = 0;
+  let xid = 1;
+  let measuring = false;
+  let running = true;
+  let send: (b: Buffer) => void;
+  const byXid = new Map<number, number>();
+
+  const fire = (o: number): void => {
+    const s = state[o]!;
+    const b = msgs[o]![s.step & 1]!;
+    s.xid = xid = (xid + 1) >>> 0;
+    b.writeUInt32BE(s.xid, xidAt);
+    byXid.set(s.xid, o);
+    s.sentAt = process.hrtime.bigint();
+    send(b);
+  };
+  const onReply = (buf: Buffer): void => {
+    const x = buf.readUInt32BE(0);
+    const o = byXid.get(x);
+    if (o === undefined) return;
+    byXid.delete(x);
+    const s = state[o]!;
+    // accepted SUCCESS, then the 4-byte cookie netobj, then the stat
+    if (buf.readUInt32BE(8) !== 0 || buf.readUInt32BE(20) !== 0 || buf.readUInt32BE(32) !== 0) errors++;
+    if (measuring && n < latencies.length) latencies[n++] = Number(process.hrtime.bigint() - s.sentAt) / 1e3;
+    s.step++;
+    if (running) fire(o);
+  };
+
+  let close: () => void;
+  if (transport === 'udp') {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.connect(port, HOST, r));
+    sock.on('message', onReply);
+    send = (b) => sock.send(b);
+    close = () => sock.close();
+    // A datagram lost in a full buffer must not stall an owner: resend after 200 ms.
+    const t = setInterval(() => {
+      const now = process.hrtime.bigint();
+      for (let o = 0; o < owners; o++) {
+        const s = state[o]!;
+        if (byXid.has(s.xid) && now - s.sentAt > 200_000_000n) {
+          retransmits++;
+          sock.send(msgs[o]![s.step & 1]!);
+        }
+      }
+    }, 100);
+    const c0 = close;
+    close = () => { clearInterval(t); c0(); };
+  } else {
+    const sock = net.connect({ host: HOST, port, noDelay: true });
+    await new Promise<void>((r) => sock.once('connect', r));
+    const dec = new RecordDecoder(1 << 20);
+    sock.on('data', (chunk) => { for (const rec of dec.push(chunk)) onReply(rec); });
+    send = (b) => void sock.write(b);
+    close = () => sock.destroy();
+  }
+
+  for (let o = 0; o < owners; o++) fire(o);
+  await new Promise((r) => setTimeout(r, 500)); // warm-up
+  measuring = true;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, ms));
+  measuring = false;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  running = false;
+  await new Promise((r) => setTimeout(r, 300));
+  close();
+  const sorted = latencies.subarray(0, n).sort();
+  return {
+    rpcs: n, seconds,
+    p50: sorted[Math.floor(n * 0.5)] ?? 0, p99: sorted[Math.floor(n * 0.99)] ?? 0,
+    cpu: (cpu.user + cpu.system) / 1e6 / seconds, retransmits, errors,
+  };
+}
+
+// ---- server and driver (parent process) ----
+
+function runGenerator(transport: Transport, port: number, owners: number, ms: number): Promise<GenResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(__filename, ['generate', transport, String(port), String(owners), String(ms)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.once('message', (m) => resolve(m as GenResult));
+    child.once('error', reject);
+    child.once('exit', (code) => code !== 0 && reject(new Error(`generator exited ${code}`)));
+  });
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[2] ?? 3);
+  let service: ReturnType<typeof createNlmService> | undefined;
+  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g) });
+  service = createNlmService({ table });
+  const server = new RpcServer();
+  for (const p of service.programs) server.register(p);
+  await server.addAddress(HOST);
+  console.log(`NLM v4 LOCK+UNLOCK on ${HOST}:${server.port}, ${seconds} s per run, node ${process.version}`);
+  // With a busy machine the rate is bounded by the CPU we get: server CPU µs per RPC is the steadier figure.
+  console.log('transport owners   RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors');
+  for (const transport of ['udp', 'tcp'] as const) {
+    for (const owners of [1, 8, 64]) {
+      const cpu0 = process.cpuUsage();
+      const t0 = process.hrtime.bigint();
+      const r = await runGenerator(transport, server.port, owners, seconds * 1000);
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const c = process.cpuUsage(cpu0);
+      // The server's CPU over the generator's whole life (warm-up included): an upper bound.
+      const serverCpu = (c.user + c.system) / 1e6 / wall;
+      const rate = r.rpcs / r.seconds;
+      console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * wall * 1e6) / (rate * wall)).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)}`);
+    }
+  }
+  service.close();
+  await server.close();
+}
+
+if (process.argv[2] === 'generate') {
+  const [, , , transport, port, owners, ms] = process.argv;
+  generate(transport as Transport, Number(port), Number(owners), Number(ms)).then((r) => {
+    process.send!(r, () => process.exit(0));
+  });
+} else {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
