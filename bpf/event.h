@@ -34,6 +34,7 @@ struct lockdrop_event {
 	__u32 link_change;   /* RTM_NEWLINK: ifi_change */
 	__u16 nl_flags;      /* nlmsg_flags of the request */
 	__u16 reserved;
+	char ifname[16];     /* IFLA_IFNAME / IFA_LABEL of the request, when it names the interface */
 	__u32 reserved2;
 };
 

@@ -31,6 +31,7 @@
 #define RTM_DELADDR 21
 #define IFA_ADDRESS 1
 #define IFA_LOCAL 2
+#define IFA_LABEL_OR_IFLA_IFNAME 3
 #define MAX_ATTRS 8
 #define MAX_ACKS 4
 
@@ -109,24 +110,20 @@ static __always_inline void fill_task(struct lockdrop_event *e, __u16 kind, __u3
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
-/* Reads an address request's ifaddrmsg and its IFA_LOCAL (else IFA_ADDRESS) from user memory. */
-static __always_inline void read_addr_request(const __u8 *msg, __u32 len, struct lockdrop_event *e)
+/* Reads a request's attributes from user memory at off: the address (IFA_LOCAL, else
+ * IFA_ADDRESS) of an address request, the interface name (IFA_LABEL / IFLA_IFNAME, both 3). */
+static __always_inline void read_attrs(const __u8 *msg, __u32 off, __u32 len, bool is_addr, struct lockdrop_event *e)
 {
-	struct ifaddrmsg ifa;
-	__u32 off = sizeof(struct nlmsghdr) + sizeof(struct ifaddrmsg);
 	bool have_local = false;
 
-	if (bpf_probe_read_user(&ifa, sizeof(ifa), msg + sizeof(struct nlmsghdr)))
-		return;
-	e->family = ifa.ifa_family;
-	e->prefix = ifa.ifa_prefixlen;
-	e->ifindex = ifa.ifa_index;
-	for (int i = 0; i < MAX_ATTRS && !have_local; i++) {
+	for (int i = 0; i < MAX_ATTRS; i++) {
 		struct rtattr rta;
 
 		if (off + sizeof(rta) > len || bpf_probe_read_user(&rta, sizeof(rta), msg + off) || rta.rta_len < sizeof(rta))
 			break;
-		if (rta.rta_type == IFA_LOCAL || rta.rta_type == IFA_ADDRESS) {
+		if (rta.rta_type == IFA_LABEL_OR_IFLA_IFNAME) {
+			bpf_probe_read_user_str(e->ifname, sizeof(e->ifname), msg + off + sizeof(rta));
+		} else if (is_addr && !have_local && (rta.rta_type == IFA_LOCAL || rta.rta_type == IFA_ADDRESS)) {
 			have_local = rta.rta_type == IFA_LOCAL;
 			if (e->family == AF_INET6 && rta.rta_len >= sizeof(rta) + 16)
 				bpf_probe_read_user(e->address, 16, msg + off + sizeof(rta));
@@ -161,7 +158,14 @@ static __always_inline void request(int fd, const __u8 *msg, __u64 len)
 	if (len > h.nlmsg_len)
 		len = h.nlmsg_len;
 	if (h.nlmsg_type == RTM_NEWADDR || h.nlmsg_type == RTM_DELADDR) {
-		read_addr_request(msg, len, e);
+		struct ifaddrmsg ifa;
+
+		if (!bpf_probe_read_user(&ifa, sizeof(ifa), msg + sizeof(h))) {
+			e->family = ifa.ifa_family;
+			e->prefix = ifa.ifa_prefixlen;
+			e->ifindex = ifa.ifa_index;
+			read_attrs(msg, sizeof(h) + sizeof(ifa), len, true, e);
+		}
 	} else {
 		struct ifinfomsg ifi;
 
@@ -169,6 +173,7 @@ static __always_inline void request(int fd, const __u8 *msg, __u64 len)
 			e->ifindex = ifi.ifi_index;
 			e->link_flags = ifi.ifi_flags;
 			e->link_change = ifi.ifi_change;
+			read_attrs(msg, sizeof(h) + sizeof(ifi), len, false, e);
 		}
 	}
 	bpf_ringbuf_submit(e, 0);
@@ -345,6 +350,7 @@ static __always_inline bool kernel_event(struct net_device *dev, struct lockdrop
 	__builtin_memset(e, 0, sizeof(*e));
 	fill_task(e, LOCKDROP_KERNEL, netns);
 	e->ifindex = BPF_CORE_READ(dev, ifindex);
+	BPF_CORE_READ_STR_INTO(&e->ifname, dev, name);
 	*out = e;
 	return true;
 }

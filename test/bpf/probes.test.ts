@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { filter, firstValueFrom, timeout, toArray, take, takeUntil, timer } from 'rxjs';
+import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes, type ProbeEvent, RTM_DELADDR } from '../../src/addon';
+import { requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
+import { splitMessages, testInterface } from '../addon/netlink';
+
+const EADDRNOTAVAIL = 99;
+
+/** Runs ip with args; resolves with its pid once it exited. */
+function runIp(args: string[]): Promise<{ pid: number; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ pid: child.pid!, code }));
+  });
+}
+
+describe('bpf: lockdrop probes on this kernel', function () {
+  let probes: LockdropProbes | undefined;
+  let iface: ReturnType<typeof testInterface> | undefined;
+  beforeEach(function () {
+    requireNamespaceRoot(this);
+  });
+  afterEach(() => {
+    probes?.close();
+    iface?.dispose();
+    probes = iface = undefined;
+  });
+
+  it('probes features: tracepoints, BTF and ring buffers here; fentry and kprobe each supported or with a reason', () => {
+    const f = probeFeatures();
+    assert.equal(f.tracepoint.supported, true);
+    assert.equal(f.btf.supported, true);
+    assert.equal(f.ringbuf.supported, true);
+    for (const name of ['fentry', 'kprobe'] as const) {
+      const a = f[name];
+      if (!a.supported) assert.match(a.reason, /\S/);
+    }
+    assert.equal(probeFeatures(), f, 'cached');
+  });
+
+  it('reports the kernel removal probes as unsupported with the reason, or attached where the kernel allows', () => {
+    probes = openLockdropProbes();
+    const f = probeFeatures();
+    const removal = probes.programs.filter((p) => p.type === 'tracing' || p.type === 'kprobe');
+    assert.equal(removal.length, 6);
+    for (const p of removal) {
+      const family = p.type === 'tracing' ? 'fentry' : 'kprobe';
+      if (p.status === 'attached') continue;
+      assert.notEqual(p.status, 'failed', `${p.name}: ${'reason' in p ? p.reason : ''}`);
+      if (!f[family].supported) {
+        assert.equal(p.status, 'unsupported');
+        assert.match(p.reason, new RegExp(`^${family}: `));
+      }
+    }
+    // This kernel: fentry is refused (EPERM), no kprobes; everything else still attaches.
+    if (!f.fentry.supported) assert.match(f.fentry.reason, /EPERM/);
+    assert.ok(probes.programs.filter((p) => p.type === 'tracepoint').every((p) => p.status === 'attached'));
+  });
+
+  it('ip addr del: an intent with address, prefix, pid, comm and netns, before the netlink event, then a successful outcome', async () => {
+    iface = testInterface(['10.80.0.1/24']);
+    probes = openLockdropProbes();
+    const events: ProbeEvent[] = [];
+    probes.events$.subscribe((e) => events.push(e));
+    const rtnl = openRtnetlink();
+    let netlinkNs: bigint | undefined;
+    rtnl.messages$.subscribe((d) => {
+      if (Buffer.isBuffer(d) && splitMessages(d).some((m) => m.type === RTM_DELADDR)) netlinkNs ??= process.hrtime.bigint();
+    });
+    try {
+      const { pid, code } = await runIp(['addr', 'del', '10.80.0.1/24', 'dev', iface.name]);
+      assert.equal(code, 0);
+      await waitFor(() => netlinkNs !== undefined && events.some((e) => e.kind === 'outcome' && e.pid === pid));
+      const intent = events.find((e) => e.kind === 'intent' && e.pid === pid && e.msgType === RTM_DELADDR);
+      assert.ok(intent, 'intent seen');
+      assert.equal(intent.address, '10.80.0.1');
+      assert.equal(intent.prefixLen, 24);
+      assert.equal(intent.family, 4);
+      assert.equal(intent.ifindex, iface.ifindex);
+      assert.equal(intent.comm, 'ip');
+      assert.equal(intent.netns, currentNetns());
+      assert.ok(intent.tsNs < netlinkNs!, 'the intent happened before the netlink event reached us');
+      const outcome = events.find((e) => e.kind === 'outcome' && e.pid === pid)!;
+      assert.equal(outcome.seq, intent.seq);
+      assert.equal(outcome.msgType, RTM_DELADDR);
+      assert.equal(outcome.error, 0);
+    } finally {
+      rtnl.close();
+    }
+  });
+
+  it('a failing ip addr del (no such address): an intent whose outcome is the failure', async () => {
+    iface = testInterface(['10.80.1.1/24']);
+    probes = openLockdropProbes();
+    const events: ProbeEvent[] = [];
+    probes.events$.subscribe((e) => events.push(e));
+    const { pid, code } = await runIp(['addr', 'del', '10.80.1.99/24', 'dev', iface.name]);
+    assert.notEqual(code, 0);
+    await waitFor(() => events.some((e) => e.kind === 'outcome' && e.pid === pid));
+    const intent = events.find((e) => e.kind === 'intent' && e.pid === pid)!;
+    assert.equal(intent.address, '10.80.1.99');
+    const outcome = events.find((e) => e.kind === 'outcome' && e.pid === pid)!;
+    assert.equal(outcome.seq, intent.seq);
+    assert.equal(outcome.error, -EADDRNOTAVAIL);
+  });
+
+  it('sees IPv6 requests and link requests', async () => {
+    iface = testInterface(['fd00:80::1/64']);
+    probes = openLockdropProbes();
+    const events: ProbeEvent[] = [];
+    probes.events$.subscribe((e) => events.push(e));
+    const del6 = await runIp(['addr', 'del', 'fd00:80::1/64', 'dev', iface.name]);
+    const down = await runIp(['link', 'set', iface.name, 'down']);
+    await waitFor(() => events.filter((e) => e.kind === 'outcome').length >= 2);
+    const v6 = events.find((e) => e.kind === 'intent' && e.pid === del6.pid)!;
+    assert.deepEqual([v6.family, v6.address, v6.prefixLen], [6, 'fd00:80::1', 64]);
+    const link = events.find((e) => e.kind === 'intent' && e.pid === down.pid && (e.linkChange & 1) === 1)!;
+    assert.ok(link, JSON.stringify(events.filter((e) => e.pid === down.pid), (_k, v) => (typeof v === 'bigint' ? String(v) : v)));
+    assert.ok(link.ifindex === iface.ifindex || link.ifname === iface.name, `names the interface: ${JSON.stringify(link, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`);
+    assert.equal(link.linkChange & 1, 1, 'IFF_UP changes');
+    assert.equal(link.linkFlags & 1, 0, 'to down');
+  });
+
+  it('filters by network namespace: requests in another namespace are not reported', async () => {
+    const ns = uniqueName('ldbpf');
+    ip('netns', 'add', ns);
+    try {
+      probes = openLockdropProbes();
+      const seen = firstValueFrom(probes.events$.pipe(filter((e) => e.kind === 'intent'), takeUntil(timer(500)), toArray()));
+      sh('ip', ['-n', ns, 'addr', 'add', '10.81.0.1/32', 'dev', 'lo']);
+      assert.deepEqual(await seen, []);
+      probes.close();
+      probes = openLockdropProbes({ netns: 0 });
+      const all = firstValueFrom(probes.events$.pipe(filter((e) => e.kind === 'intent' && e.address === '10.81.0.1'), take(1), timeout(5000)));
+      sh('ip', ['-n', ns, 'addr', 'del', '10.81.0.1/32', 'dev', 'lo']);
+      assert.notEqual((await all).netns, currentNetns());
+    } finally {
+      sh('ip', ['netns', 'del', ns], { allowFail: true });
+    }
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
