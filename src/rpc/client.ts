@@ -52,6 +52,8 @@ interface Pending {
   resolve(v: unknown): void;
   reject(e: unknown): void;
   timers: NodeJS.Timeout[];
+  /** TCP: the connection the call went out on (its loss fails the call). */
+  socket?: net.Socket;
 }
 
 const noArgs: ArgsEncoder = () => undefined;
@@ -94,7 +96,7 @@ export class RpcClient {
         };
         transmit();
       } else {
-        this.sendRecord(msg).catch((err) => this.settle(xid, err));
+        this.sendRecord(msg, p).catch((err) => this.settle(xid, err));
       }
     });
   }
@@ -193,8 +195,9 @@ export class RpcClient {
     return opened;
   }
 
-  private async sendRecord(msg: Buffer): Promise<void> {
+  private async sendRecord(msg: Buffer, p?: Pending): Promise<void> {
     const s = await (this.tcp ??= this.openStream());
+    if (p) p.socket = s;
     await new Promise<void>((resolve, reject) => s.write(encodeRecord(msg), (err) => (err ? reject(new RpcConnectionError(err.message, (err as NodeJS.ErrnoException).code)) : resolve())));
   }
 
@@ -220,7 +223,8 @@ export class RpcClient {
     s.on('close', () => {
       // Reconnect on the next call; calls sent on this connection will get no reply.
       if (this.tcp === opened) this.tcp = undefined;
-      this.failAll(new RpcConnectionError(`connection to ${where} closed`));
+      const err = new RpcConnectionError(`connection to ${where} closed`);
+      for (const [xid, p] of [...this.pending]) if (p.socket === s) this.settle(xid, err);
     });
     return opened;
   }

@@ -208,11 +208,22 @@ export class RpcServer {
 
   private attach(l: Listener): void {
     const local: Endpoint = { address: l.address, port: this.chosenPort };
+    const v6 = net.isIPv6(l.address);
+    const sendFailed = (err: Error | null): void => {
+      if (err) this.emit({ kind: 'error', where: 'udp send', error: err });
+    };
     l.udp.on('message', (msg, rinfo) => {
-      const peer = { address: normaliseAddress(rinfo.address), port: rinfo.port };
+      // Only an IPv6 socket can report an IPv4-mapped peer.
+      const peer = { address: v6 ? normaliseAddress(rinfo.address) : rinfo.address, port: rinfo.port };
       this.dispatch(msg, { transport: 'udp', local, peer }).then(
         (reply) => {
-          if (reply) l.udp.send(reply, rinfo.port, rinfo.address, (err) => err && this.emit({ kind: 'error', where: 'udp send', error: err }));
+          // The address may have been removed while the call ran: its reply has nowhere to go.
+          if (!reply || this.listeners.get(l.address) !== l) return;
+          try {
+            l.udp.send(reply, rinfo.port, rinfo.address, sendFailed);
+          } catch (err) {
+            sendFailed(err as Error);
+          }
         },
         (error) => this.emit({ kind: 'error', where: 'udp dispatch', error }),
       );
@@ -396,7 +407,7 @@ export class RpcServer {
     let stat: ReplyStat | 'NO_REPLY';
     try {
       let result = procedure.handle(args, ctx);
-      if (result instanceof Promise) result = await result;
+      if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') result = await result;
       if (result === NO_REPLY) {
         stat = 'NO_REPLY';
       } else {

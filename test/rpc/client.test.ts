@@ -220,6 +220,26 @@ describe('rpc client', function () {
       }
     });
 
+    it('a call still running when its address is removed is dropped quietly (UDP and TCP)', async () => {
+      const server = new RpcServer();
+      let started = 0;
+      server.register(testProgram(1, [[5, { name: 'SLOW', decodeArgs: () => undefined, encodeResult: () => undefined, handle: async () => { started++; await sleep(200); } }]]));
+      await server.addAddress(A);
+      const port = server.port;
+      const clients = (['udp', 'tcp'] as const).map((transport) => new RpcClient({ transport, host: A, port, timeoutMs: 600, retransmitMs: 1000 }));
+      try {
+        const calls = clients.map((c) => c.call(TEST_PROG, 1, 5));
+        await sleep(50);
+        assert.equal(started, 2);
+        await server.removeAddress(A);
+        await assert.rejects(calls[0]!, RpcTimeoutError);
+        await assert.rejects(calls[1]!, RpcConnectionError);
+      } finally {
+        for (const c of clients) c.close();
+        await server.close();
+      }
+    });
+
     it('a fixed port is used on every address, and a taken one is an error for that address only', async () => {
       const blocker = net.createServer();
       await new Promise<void>((r) => blocker.listen(0, B, () => r()));

@@ -61,4 +61,24 @@ describe('rpc server on two addresses', function () {
     assert.deepEqual(await stat(c.call(TEST_PROG + 1, 1, 0)), { stat: 'PROG_UNAVAIL' });
     assert.deepEqual(await stat(c.call(TEST_PROG, 1, 3)), { stat: 'SYSTEM_ERR' });
   });
+
+  it('serves IPv6 addresses too', async function () {
+    const V6 = 'fd77::1';
+    let v6iface: { dispose(): void };
+    try {
+      v6iface = localAddresses([V6]);
+    } catch {
+      this.skip();
+    }
+    try {
+      await server.addAddress(V6);
+      for (const transport of ['udp', 'tcp'] as const) {
+        const c = client({ transport, host: V6, port: server.port });
+        assert.equal(await c.call(TEST_PROG, 1, 2, undefined, (r) => r.string()), `${transport} ${V6}:${server.port} ${V6} 0`);
+      }
+      await server.removeAddress(V6);
+    } finally {
+      v6iface!.dispose();
+    }
+  });
 });
