@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import fc from 'fast-check';
 import { XdrWriter } from '../../src/xdr';
 import {
-  AUTH_STAT, AUTH_SYS, decodeReply, encodeCall, encodeRecord, NULL_AUTH, RecordDecoder, RpcClient, RpcServer,
+  AUTH_STAT, AUTH_SYS, decodeReply, NO_REPLY, RpcAcceptError, RpcAuthError, encodeCall, encodeRecord, NULL_AUTH, RecordDecoder, RpcClient, RpcServer,
   type DecodedReply, type Procedure, type RpcServerEvent,
 } from '../../src/rpc';
 import { requireNamespaceRoot } from '../support/netns';
@@ -37,7 +37,13 @@ describe('rpc server against malformed input', function () {
     requireNamespaceRoot(this);
     iface = localAddresses([A, B]);
     server = new RpcServer({ halfRecordTimeoutMs: 300, idleTimeoutMs: 1500, maxConnections: 6, maxRecordSize: 64 * 1024, onEvent: (e) => events.push(e) });
-    program = testProgram(1, [[5, slow]]);
+    const none = { decodeArgs: () => undefined, encodeResult: () => undefined };
+    program = testProgram(1, [
+      [5, slow],
+      [6, { name: 'TOOWEAK', ...none, handle: () => { throw new RpcAuthError(AUTH_STAT.AUTH_TOOWEAK); } }],
+      [7, { name: 'GARBAGE', ...none, handle: () => { throw new RpcAcceptError('GARBAGE_ARGS'); } }],
+      [8, { name: 'SILENT', ...none, handle: () => NO_REPLY }],
+    ]);
     server.register(program);
     await server.addAddress(A);
     await server.addAddress(B);
@@ -78,6 +84,9 @@ describe('rpc server against malformed input', function () {
     // NULL takes no arguments: trailing bytes are garbage too.
     assert.deepEqual(await udpReply(call(6, TEST_PROG, 1, 0, Buffer.alloc(4))), { xid: 6, stat: 'GARBAGE_ARGS' });
     assert.deepEqual(await udpReply(call(7, TEST_PROG, 1, 3)), { xid: 7, stat: 'SYSTEM_ERR' });
+    assert.deepEqual(await udpReply(call(11, TEST_PROG, 1, 6)), { xid: 11, stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_TOOWEAK });
+    assert.deepEqual(await udpReply(call(12, TEST_PROG, 1, 7)), { xid: 12, stat: 'GARBAGE_ARGS' });
+    assert.equal(await udpReply(call(13, TEST_PROG, 1, 8)), undefined); // NO_REPLY
     assert.deepEqual(await udpReply(badAuthSys), { xid: 8, stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
     assert.deepEqual(await udpReply(unknownFlavor), { xid: 9, stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
     // A truncated header cannot be answered; a reply sent to a server is not a call: both dropped.
@@ -130,6 +139,7 @@ describe('rpc server against malformed input', function () {
       encodeRecord(call(3, TEST_PROG + 7, 1, 0)),
       encodeRecord(call(4, TEST_PROG, 1, 77)),
       encodeRecord(call(5, TEST_PROG, 1, 1, Buffer.from('00000064', 'hex'))),
+      encodeRecord(call(7, TEST_PROG, 1, 8)), // NO_REPLY: nothing, and the next reply is not held up
       encodeRecord(call(6, TEST_PROG, 1, 0), 5), // a NULL in 5-byte fragments
     ]);
     assert.equal(closed, false);
