@@ -5,7 +5,7 @@ import {
   Observable, asyncScheduler, filter, map, merge, pipe,
   type OperatorFunction, type SchedulerLike, type Subscription,
 } from 'rxjs';
-import { AddressParseError, addressFilter, normaliseAddress } from './address';
+import { AddressParseError, addressFilter, familyOf, normaliseAddress } from './address';
 import { AddressStateMachine, type MachineInput, type MachineOptions } from './machine';
 import { isOverflow, nowMs, type AddressChange, type AddressEvent, type SourceItem } from './types';
 
@@ -26,7 +26,7 @@ export function onlyFloating(floating?: readonly string[]): OperatorFunction<Sou
     map((c) => {
       try {
         const address = normaliseAddress(c.address);
-        return address === c.address ? c : { ...c, address };
+        return address === c.address ? c : { ...c, address, family: familyOf(address) };
       } catch (err) {
         if (err instanceof AddressParseError) return undefined;
         throw err;
