@@ -75,7 +75,8 @@ export class XdrReader {
     const at = this.pos;
     const n = this.uint();
     if (n > max) throw new XdrDecodeError(`array length ${n} exceeds maximum ${max}`, at);
-    if (n * minElementSize > this.remaining) throw new XdrDecodeError(`array of ${n} elements exceeds record`, at);
+    // Every element takes at least one byte on the wire, so a hostile count cannot spin a long loop.
+    if (n * Math.max(minElementSize, 1) > this.remaining) throw new XdrDecodeError(`array of ${n} elements exceeds record`, at);
     const out: T[] = [];
     for (let i = 0; i < n; i++) out.push(readElement(this));
     return out;

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { XdrDecodeError, XdrWriter } from '../../src/xdr';
 import {
   AUTH_NONE, AUTH_SYS, AUTH_STAT, decodeAuthSys, decodeCall, decodeReply, encodeAuthSys, encodeCall, encodeErrorReply,
-  encodeSuccessReply, normaliseAddress, NULL_AUTH, parseCredential, RpcHeaderError, credentialToOpaqueAuth, type ErrorReply,
+  encodeSuccessReply, normaliseAddress, RpcServer, NULL_AUTH, parseCredential, RpcHeaderError, credentialToOpaqueAuth, type ErrorReply,
 } from '../../src/rpc';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+|#[^\n]*/g, ''), 'hex');
@@ -119,5 +119,29 @@ describe('rpc message codec', () => {
     assert.equal(normaliseAddress('10.0.0.5'), '10.0.0.5');
     assert.equal(normaliseAddress('FE80::1'), 'fe80::1');
     assert.equal(normaliseAddress('::ffff:0a00:0005'), '::ffff:0a00:0005');
+  });
+
+  it('the server answers any bytes with a well-formed reply or nothing, never an exception (property)', async () => {
+    const server = new RpcServer({ onEvent: (e) => { if (e.kind === 'error' && !/handler/.test(e.where)) throw e.error; } });
+    server.register({ prog: 100021, vers: 4, procedures: new Map([[2, { name: 'LOCK', decodeArgs: (r) => r.array((x) => x.string(64), 8), encodeResult: (w, n: number) => void w.uint(n), handle: (a: string[]) => a.length }]]) });
+    const meta = { transport: 'udp' as const, local: { address: '10.0.0.1', port: 4045 }, peer: { address: '10.0.0.2', port: 800 } };
+    const valid = encodeCall({ xid: 1, prog: 100021, vers: 4, proc: 2, cred: NULL_AUTH, verf: NULL_AUTH }, new XdrWriter().array(['a', 'b'], (w, x) => void w.string(x)).toBuffer());
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 120 }).map((a) => Buffer.from(a)),
+          fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 }), fc.nat(valid.length)).map(([i, b, cut]) => {
+            const m = Buffer.from(valid);
+            m[i] = b;
+            return m.subarray(0, cut);
+          }),
+        ),
+        async (buf) => {
+          const reply = await server.dispatch(buf, meta);
+          if (reply) assert.equal(decodeReply(reply).xid, buf.readUInt32BE(0));
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
