@@ -4,9 +4,8 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { request } from '../cli/client';
 import type { StatusReport } from '../daemon/protocol';
-import { Lab, waitForControl, type JsonLines, type LabHost } from './lab';
+import { Lab, type JsonLines, type LabHost } from './lab';
 
 export interface DemoOptions {
   /** Where the narration goes (default: stdout). */
@@ -75,7 +74,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       }, (j) => narrateDaemon(host.name, j, say), (line) => print(`  ${host.name}! ${line}`));
       nodes.set(host.name, { host, ...daemon });
     }
-    for (const { host, control } of nodes.values()) await waitForControl(control, host.name);
+    for (const { host, control } of nodes.values()) await lab.waitForControl(host, control);
     say('lockdropd runs on both nodes (NLM and statd registered with each node\'s rpcbind)');
 
     const clients = new Map<string, JsonLines>();
@@ -91,7 +90,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     cl2.send({ do: 'lock', server: STAYING, count: perClient });
     await cl1.wait('c1 locked', (j) => j.event === 'locked', 30_000, mark1);
     await cl2.wait('c2 locked', (j) => j.event === 'locked');
-    await showLocks(say, node('srv').control, 'srv');
+    showLocks(say, lab, node('srv'));
 
     const removeCmd = useIpaddr2 ? `IPaddr2 stop (resource-agents)` : `ip addr del`;
     say(`removing ${MOVING} from the server with ${removeCmd}, as a cluster agent would`);
@@ -100,7 +99,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     moveAddress(lab, srv, 'stop', useIpaddr2);
     const drop = await node('srv').log.wait(`the drop of ${MOVING}`, (j) => j.address === MOVING && typeof j.locks === 'number' && typeof j.ms === 'number', 30_000, srvMark);
     say(`command returned after ${Date.now() - removedAt} ms; the drop itself took ${Number(drop.ms).toFixed(2)} ms from the kernel event`);
-    await showLocks(say, node('srv').control, 'srv');
+    showLocks(say, lab, node('srv'));
 
     mark1 = cl2.count;
     cl2.send({ do: 'try', server: STAYING, offset: 5_000_000 });
@@ -123,8 +122,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     cl2.send({ do: 'try', server: STAYING, offset: 9_000_000 });
     const onOther = await cl2.wait('c2 new lock', (j) => j.event === 'tried', 15_000, mark2);
     say(`a new (non-reclaim) lock through ${MOVING} during its grace: ${onMoved.status}; through ${STAYING}: ${onOther.status}`);
-    await showLocks(say, node('tko').control, 'tko');
-    await showLocks(say, node('srv').control, 'srv');
+    showLocks(say, lab, node('tko'));
+    showLocks(say, lab, node('srv'));
 
     const result: Omit<DemoResult, 'leftovers'> = {
       dropped: drop.locks, droppedMs: drop.ms, removedBy: drop.comm, otherAddressDuringDrop: during.status,
@@ -150,8 +149,9 @@ function moveAddress(lab: Lab, host: LabHost, op: 'start' | 'stop', useIpaddr2: 
   }
 }
 
-async function showLocks(say: (s: string) => void, control: string, name: string): Promise<void> {
-  const s = await request<StatusReport>(control, { cmd: 'status' });
+function showLocks(say: (s: string) => void, lab: Lab, node: { host: LabHost; control: string }): void {
+  const s = lab.ctl<StatusReport>(node.host, node.control, ['status']);
+  const name = node.host.name;
   const rows = s.addresses.map((a) => `${a.address} ${a.present ? 'present' : 'absent '} ${String(a.locks).padStart(3)} locks${a.grace ? `, grace until ${a.grace.slice(11, 19)}` : ''}`);
   say(`${name} locks per address: ${rows.length ? rows.join(' | ') : '(none)'}`);
 }

@@ -5,7 +5,6 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { request } from '../cli/client';
 import type { ConfigInput } from '../daemon/config';
 
 export interface LabHost {
@@ -103,6 +102,28 @@ export class Lab {
     return { control, log: new JsonLines(child, onLine), child };
   }
 
+  /**
+   * Asks a host's lockdropd over its control socket, from inside the host: the daemon tells
+   * who is asking through its own network namespace's socket table.
+   */
+  ctl<T = unknown>(host: LabHost, control: string, args: string[]): T {
+    return JSON.parse(this.exec(host, process.execPath, [path.join(REPO, 'bin', 'lockdropctl'), ...args, '--json', '--control', control])) as T;
+  }
+
+  /** Resolves once the host's lockdropd answers on its control socket. */
+  async waitForControl(host: LabHost, control: string, timeoutMs = 15_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        this.ctl(host, control, ['status']);
+        return;
+      } catch (err) {
+        if (Date.now() > until) throw new Error(`lockdropd on ${host.name} did not come up: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+      }
+      await sleep(200);
+    }
+  }
+
   /** Starts a demo client host process (src/demo/client-host.ts) and waits until it is ready. */
   async startClient(host: LabHost, onLine?: (j: Json) => void, onStderr?: (line: string) => void): Promise<JsonLines> {
     const child = this.spawn(host, process.execPath, [path.join(REPO, 'dist', 'demo', 'client-host.js'), host.name, host.address]);
@@ -167,18 +188,4 @@ export class JsonLines {
   get count(): number { return this.seen.length; }
 
   send(cmd: Json): void { this.child.stdin!.write(`${JSON.stringify(cmd)}\n`); }
-}
-
-/** Resolves once lockdropd answers on its control socket. */
-export async function waitForControl(control: string, name: string, timeoutMs = 15_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await request(control, { cmd: 'status' }, 2_000);
-      return;
-    } catch (err) {
-      if (Date.now() > until) throw new Error(`lockdropd on ${name} did not come up: ${(err as Error).message}`);
-    }
-    await sleep(100);
-  }
 }

@@ -1,0 +1,132 @@
+// Failover end to end with the real daemon, real clients on other hosts and real `ip addr`:
+// a lab of namespaces (src/demo/lab.ts) inside the test namespace.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { StatusReport } from '../../src/daemon/protocol';
+import { Lab, type JsonLines, type LabHost } from '../../src/demo/lab';
+import type { ConfigInput } from '../../src/daemon/config';
+import { requireNamespaceRoot } from '../support/netns';
+
+const A = '10.78.0.100';
+const B = '10.78.0.101';
+
+interface Scene {
+  lab: Lab;
+  srv: LabHost;
+  control: string;
+  log: JsonLines;
+  c1: JsonLines;
+  c2: JsonLines;
+  dir: string;
+}
+
+let labs = 0;
+async function scene(config: Partial<ConfigInput>): Promise<Scene> {
+  const lab = new Lab(`ldf${process.pid % 1000}${++labs}`, '10.78.0');
+  const dir = mkdtempSync(path.join(tmpdir(), 'lockdrop-live-'));
+  try {
+    await lab.start();
+    const srv = await lab.addHost('srv', 1);
+    const h1 = await lab.addHost('c1', 11);
+    const h2 = await lab.addHost('c2', 12);
+    for (const a of [A, B]) lab.exec(srv, 'ip', ['addr', 'add', `${a}/24`, 'dev', srv.nic]);
+    const { control, log } = lab.startDaemon(srv, dir, { grace: 30, addresses: [A, B], pollInterval: 1, notify: { timeout: 20 }, logLevel: 'info', ...config });
+    await lab.waitForControl(srv, control);
+    const [c1, c2] = [await lab.startClient(h1), await lab.startClient(h2)];
+    return { lab, srv, control, log, c1, c2, dir };
+  } catch (err) {
+    await lab.dispose();
+    throw err;
+  }
+}
+
+async function done(s: Scene | undefined): Promise<void> {
+  if (!s) return;
+  await s.lab.dispose();
+  rmSync(s.dir, { recursive: true, force: true });
+  assert.deepEqual(s.lab.leftovers(), []);
+}
+
+const status = async (s: Scene) => s.lab.ctl<StatusReport>(s.srv, s.control, ['status']);
+const locksAt = async (s: Scene, address: string): Promise<number> => (await status(s)).addresses.find((a) => a.address === address)?.locks ?? 0;
+
+async function lock(c: JsonLines, server: string, count: number): Promise<Record<string, number>> {
+  const mark = c.count;
+  c.send({ do: 'lock', server, count });
+  return (await c.wait('locked', (j) => j.event === 'locked', 20_000, mark)).statuses;
+}
+
+async function tryLock(c: JsonLines, server: string, offset: number): Promise<string> {
+  const mark = c.count;
+  c.send({ do: 'try', server, offset });
+  return (await c.wait('tried', (j) => j.event === 'tried', 20_000, mark)).status;
+}
+
+const dropOf = (address: string) => (j: Record<string, any>) => j.address === address && typeof j.locks === 'number' && typeof j.ms === 'number';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('failover, live (daemon, clients and ip addr in namespaces)', function () {
+  this.timeout(90_000);
+  let s: Scene | undefined;
+  before(function () { requireNamespaceRoot(this); });
+  afterEach(async () => { await done(s); s = undefined; });
+
+  it('ip addr del drops exactly that address; its return brings grace for it alone, SM_NOTIFY and reclaims', async () => {
+    s = await scene({ sources: ['netlink', 'poll'] });
+    assert.deepEqual(await lock(s.c1, A, 10), { granted: 10 });
+    assert.deepEqual(await lock(s.c2, B, 10), { granted: 10 });
+    assert.equal(await locksAt(s, A), 10);
+
+    const mark = s.log.count;
+    s.lab.exec(s.srv, 'ip', ['addr', 'del', `${A}/24`, 'dev', s.srv.nic]);
+    const drop = await s.log.wait('drop', dropOf(A), 10_000, mark);
+    assert.equal(drop.locks, 10);
+    assert.equal(drop.clients, 1);
+    assert.equal(await locksAt(s, A), 0);
+    assert.equal(await locksAt(s, B), 10, 'the other address keeps its locks');
+    assert.equal(await tryLock(s.c2, B, 7_000_000), 'granted', 'no grace reply on the other address');
+
+    const notifyMark = s.c1.count;
+    s.lab.exec(s.srv, 'ip', ['addr', 'add', `${A}/24`, 'dev', s.srv.nic]);
+    const notice = await s.c1.wait('SM_NOTIFY', (j) => j.event === 'sm-notify', 20_000, notifyMark);
+    assert.equal(notice.from, A, 'SM_NOTIFY leaves from the address itself');
+    assert.equal(notice.monName, A);
+    const reclaimed = await s.c1.wait('reclaim', (j) => j.event === 'reclaimed', 20_000, notifyMark);
+    assert.deepEqual([reclaimed.granted, reclaimed.of], [10, 10]);
+    assert.equal(await tryLock(s.c1, A, 8_000_000), 'denied_grace_period', 'non-reclaims refused during the address grace');
+    assert.equal(await tryLock(s.c2, B, 8_000_000), 'granted', 'and accepted on the other address');
+    const st = await status(s);
+    assert.ok(st.addresses.find((a) => a.address === A)?.grace, 'grace on the returned address');
+    assert.equal(st.addresses.find((a) => a.address === B)?.grace, null, 'no grace on the other');
+  });
+
+  it('a flap shorter than the hold-down drops nothing; a longer one drops', async () => {
+    s = await scene({ sources: ['netlink', 'poll'], holdDown: 1500 });
+    assert.deepEqual(await lock(s.c1, A, 5), { granted: 5 });
+    const mark = s.log.count;
+    s.lab.exec(s.srv, 'ip', ['addr', 'del', `${A}/24`, 'dev', s.srv.nic]);
+    await sleep(200);
+    s.lab.exec(s.srv, 'ip', ['addr', 'add', `${A}/24`, 'dev', s.srv.nic]);
+    await sleep(2500);
+    assert.equal(await locksAt(s, A), 5, 'short flap: nothing dropped');
+    await assert.rejects(s.log.wait('drop', dropOf(A), 1, mark));
+
+    s.lab.exec(s.srv, 'ip', ['addr', 'del', `${A}/24`, 'dev', s.srv.nic]);
+    const drop = await s.log.wait('drop', dropOf(A), 10_000, mark);
+    assert.equal(drop.locks, 5);
+  });
+
+  it('polling alone (netlink and eBPF off) still fails over, only later', async () => {
+    s = await scene({ sources: ['poll'], pollInterval: 0.5 });
+    const st = await status(s);
+    assert.deepEqual(st.sources.filter((x) => x.active).map((x) => x.name), ['poll']);
+    assert.deepEqual(await lock(s.c1, A, 5), { granted: 5 });
+    const mark = s.log.count;
+    s.lab.exec(s.srv, 'ip', ['addr', 'del', `${A}/24`, 'dev', s.srv.nic]);
+    const drop = await s.log.wait('drop', dropOf(A), 10_000, mark);
+    assert.equal(drop.locks, 5);
+    assert.equal(drop.source, 'poll');
+  });
+});
