@@ -89,7 +89,10 @@ export function cidrContains(cidr: Cidr, address: string | Buffer): boolean {
 
 const LOOPBACK = [parseCidr('127.0.0.0/8'), parseCidr('::1/128')];
 
-export const isLoopback = (address: string): boolean => LOOPBACK.some((c) => cidrContains(c, address));
+export const isLoopback = (address: string): boolean => {
+  const bytes = parseAddress(normaliseAddress(address));
+  return LOOPBACK.some((c) => cidrContains(c, bytes));
+};
 
 /**
  * The floating-address filter: a list of addresses and/or CIDRs, or (undefined / empty) every
@@ -99,7 +102,7 @@ export function addressFilter(floating?: readonly string[]): (address: string) =
   if (!floating || floating.length === 0) return (a) => !isLoopback(a);
   const cidrs = floating.map(parseCidr);
   return (a) => {
-    const bytes = parseAddress(a);
+    const bytes = parseAddress(normaliseAddress(a));
     return cidrs.some((c) => cidrContains(c, bytes));
   };
 }
