@@ -54,8 +54,8 @@ class HostEntry {
 }
 
 class Owner {
-  head: Lock | null = null;
-  count = 0;
+  /** One holder per server address this owner holds locks through (almost always one). */
+  holders: Holder[] = [];
   blocks: Block[] | null = null;
   mark = 0;
   constructor(
@@ -67,12 +67,27 @@ class Owner {
   ) {}
 }
 
-class AddressEntry {
+/**
+ * An owner holding locks through one server address. The address index is a set of holders,
+ * so per-lock changes never touch an address's maps, and a drop walks each holder's list.
+ */
+class Holder {
   head: Lock | null = null;
+  count = 0;
+  mark = 0;
+  constructor(
+    readonly owner: Owner,
+    readonly addr: AddressEntry,
+  ) {}
+}
+
+class AddressEntry {
+  readonly holders = new Set<Holder>();
+  /** Locks held through this address. */
   count = 0;
   readonly shares = new Set<Share>();
   readonly blocks = new Set<Block>();
-  /** Host key -> number of locks, shares and blocks it has through this address. */
+  /** Host key -> number of holders, shares and blocks it has through this address. */
   readonly hosts = new Map<string, number>();
   constructor(readonly address: string) {}
 }
@@ -96,24 +111,25 @@ class FileState {
   ) {}
 }
 
+/**
+ * A held lock: nine fields. `tag` packs the type and the time: seconds since the table's
+ * epoch times two, plus one if exclusive (a small integer for 34 years).
+ */
 class Lock {
   fPrev: Lock | null = null;
   fNext: Lock | null = null;
-  aPrev: Lock | null = null;
-  aNext: Lock | null = null;
-  oPrev: Lock | null = null;
-  oNext: Lock | null = null;
+  hPrev: Lock | null = null;
+  hNext: Lock | null = null;
   constructor(
     readonly file: FileState,
-    readonly owner: Owner,
-    readonly addr: AddressEntry,
+    readonly holder: Holder,
     public start: Pos,
     public end: Pos,
-    readonly exclusive: boolean,
-    /** ms since the table's epoch (small, so it stays a small integer in the object). */
-    public since: number,
+    public tag: number,
   ) {}
 }
+
+const isExcl = (l: Lock): boolean => (l.tag & 1) === 1;
 
 interface Block {
   file: FileState;
@@ -182,6 +198,7 @@ export class LockTable {
    * the range is even checked, as Linux lockd's nlm4svc_proc_test does: locks not yet reclaimed
    * are invisible, so "granted" could be a lie. Scoped here: a grace on another address or
    * export does not affect this TEST. A draining address still answers TEST truthfully.
+   * The holder answered is the conflicting lock with the lowest offset.
    */
   test(req: LockRequest): TestResult {
     const file = this.files.get(req.fh.toString('latin1'));
@@ -193,7 +210,7 @@ export class LockTable {
     const ownerKey = this.ownerKey(req.owner);
     let best: Lock | null = null;
     for (let l: Lock | null = file.head; l; l = l.fNext) {
-      if (l.owner.key === ownerKey || !(req.exclusive || l.exclusive) || !overlaps(l, r.start, r.end)) continue;
+      if (l.holder.owner.key === ownerKey || !(req.exclusive || isExcl(l)) || !overlaps(l, r.start, r.end)) continue;
       if (best === null || l.start < best.start) best = l;
     }
     return best ? { status: 'denied', holder: this.held(best) } : { status: 'granted' };
@@ -215,17 +232,16 @@ export class LockTable {
     const { start, end } = r;
     const excl = req.exclusive;
 
-    const conflict = this.firstConflict(file, owner, start, end, excl);
-    if (conflict === null) {
-      const addr = this.internAddr(req.serverAddress);
-      const downgraded = this.applyLock(file, owner, addr, start, end, excl, this.now() - this.epoch);
+    if (this.firstConflict(file, owner, start, end, excl) === null) {
+      const holder = this.internHolder(owner, this.internAddr(req.serverAddress));
+      const downgraded = this.applyLock(file, holder, start, end, excl);
       // A retransmitted blocking request that is grantable now is satisfied by this grant.
       if (owner.blocks !== null) {
         const b = this.findBlock(file, owner, start, end, excl);
         if (b) this.removeBlock(b);
       }
       if (this.subject.observed) {
-        this.subject.next({ type: 'granted', lock: this.heldOf(file, owner, addr, start, end, excl, this.now()), viaBlock: false });
+        this.subject.next({ type: 'granted', lock: this.heldOf(file, holder, start, end, excl, this.now()), viaBlock: false });
       }
       if (downgraded) this.wake(file);
       this.flush();
@@ -275,7 +291,7 @@ export class LockTable {
     if (!r) return 'fbig';
     const file = this.files.get(req.fh.toString('latin1'));
     const owner = this.owners.get(this.ownerKey(req.owner));
-    if (!file || !owner || owner.count === 0) return 'granted';
+    if (!file || !owner || owner.holders.length === 0) return 'granted';
     if (this.unlockRange(file, owner, r.start, r.end)) this.wake(file);
     this.release(file, owner);
     this.flush();
@@ -325,7 +341,7 @@ export class LockTable {
     return 'granted';
   }
 
-  // ---- drops ----
+  // ---- drops: each walks only what it drops ----
 
   /** NLM FREE_ALL: everything the host holds or waits for. */
   freeAll(host: string): DropCounts {
@@ -337,9 +353,9 @@ export class LockTable {
     if (!h) return this.dropped('host', host, NO_COUNTS);
     const d = this.startDrop();
     for (const o of [...h.owners]) {
-      for (let l = o.head; l; l = l.oNext) this.dropLock(d, l, true, true, false);
-      o.head = null;
-      o.count = 0;
+      for (const hd of o.holders) this.dropHolder(d, hd);
+      o.holders = [];
+      this.touchOwner(d, o);
       if (o.blocks) for (const b of [...o.blocks]) this.dropBlock(d, b);
     }
     for (const s of [...h.shares]) this.dropShare(d, s);
@@ -350,12 +366,14 @@ export class LockTable {
     const a = this.addrs.get(address);
     if (!a) return this.dropped('address', address, NO_COUNTS);
     const d = this.startDrop();
-    for (let l = a.head; l; l = l.aNext) this.dropLock(d, l, true, false, true);
-    a.head = null;
-    a.count = 0;
+    for (const hd of a.holders) {
+      this.dropHolder(d, hd);
+      const hs = hd.owner.holders;
+      hs.splice(hs.indexOf(hd), 1);
+      this.touchOwner(d, hd.owner);
+    }
     for (const b of [...a.blocks]) this.dropBlock(d, b);
     for (const s of [...a.shares]) this.dropShare(d, s);
-    this.freeAddrIfEmpty(a);
     return this.finishDrop(d, 'address', address);
   }
 
@@ -363,14 +381,31 @@ export class LockTable {
     const e = this.exports.get(exportId);
     if (!e) return this.dropped('export', exportId, NO_COUNTS);
     const d = this.startDrop();
+    const observed = this.subject.observed;
     for (const f of [...e.files]) {
-      for (let l = f.head; l; l = l.fNext) this.dropLock(d, l, false, true, true);
+      this.touchFile(d, f);
+      for (let l = f.head; l; l = l.fNext) {
+        if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
+        const hd = l.holder;
+        if (l.hPrev) l.hPrev.hNext = l.hNext;
+        else hd.head = l.hNext;
+        if (l.hNext) l.hNext.hPrev = l.hPrev;
+        hd.count--;
+        hd.addr.count--;
+        if (hd.mark !== d.mark) {
+          hd.mark = d.mark;
+          d.holders.push(hd);
+        }
+        this.touchOwner(d, hd.owner);
+      }
+      d.locks += f.count;
+      this.nLocks -= f.count;
       f.head = null;
       f.count = 0;
-      this.touchFile(d, f);
       if (f.queue) for (const b of [...f.queue]) this.dropBlock(d, b);
       if (f.shares) for (const s of [...f.shares]) this.dropShare(d, s);
     }
+    for (const hd of d.holders) if (hd.count === 0) this.freeHolder(hd);
     return this.finishDrop(d, 'export', exportId);
   }
 
@@ -390,22 +425,24 @@ export class LockTable {
   *locks(filter: LockFilter = {}): Iterable<HeldLock> {
     const { serverAddress, host, exportId } = filter;
     const keep = (l: Lock): boolean =>
-      (serverAddress === undefined || l.addr.address === serverAddress) &&
-      (host === undefined || l.owner.host.key === host) &&
+      (serverAddress === undefined || l.holder.addr.address === serverAddress) &&
+      (host === undefined || l.holder.owner.host.key === host) &&
       (exportId === undefined || l.file.exp?.id === exportId);
-    // Materialise each index's list before yielding, so a consumer may change the table.
-    let found: Lock[] = [];
+    // Collect from the narrowest index before yielding, so a consumer may change the table.
+    const found: Lock[] = [];
+    const fromHolder = (hd: Holder): void => {
+      for (let l = hd.head; l; l = l.hNext) found.push(l);
+    };
     if (serverAddress !== undefined) {
-      for (let l = this.addrs.get(serverAddress)?.head ?? null; l; l = l.aNext) found.push(l);
+      for (const hd of this.addrs.get(serverAddress)?.holders ?? []) fromHolder(hd);
     } else if (host !== undefined) {
-      for (const o of this.hosts.get(host)?.owners ?? []) for (let l = o.head; l; l = l.oNext) found.push(l);
+      for (const o of this.hosts.get(host)?.owners ?? []) o.holders.forEach(fromHolder);
     } else if (exportId !== undefined) {
       for (const f of this.exports.get(exportId)?.files ?? []) for (let l = f.head; l; l = l.fNext) found.push(l);
     } else {
       for (const f of this.files.values()) for (let l = f.head; l; l = l.fNext) found.push(l);
     }
-    found = found.filter(keep);
-    for (const l of found) yield this.held(l);
+    for (const l of found.filter(keep)) yield this.held(l);
   }
 
   /** Host keys holding a lock, share or queued block through this server address. */
@@ -460,15 +497,15 @@ export class LockTable {
    */
   checkIndexes(): string[] {
     const errs: string[] = [];
-    let locks = 0;
-    const perAddr = new Map<AddressEntry, Set<Lock>>();
-    const perOwner = new Map<Owner, Set<Lock>>();
+    const perHolder = new Map<Holder, Set<Lock>>();
+    const perAddr = new Map<AddressEntry, number>();
     const hostRefs = new Map<AddressEntry, Map<string, number>>();
     const ref = (a: AddressEntry, h: string): void => {
       const m = hostRefs.get(a) ?? new Map<string, number>();
       m.set(h, (m.get(h) ?? 0) + 1);
       hostRefs.set(a, m);
     };
+    let locks = 0;
     let blocked = 0;
     let shares = 0;
     for (const [key, f] of this.files) {
@@ -478,9 +515,8 @@ export class LockTable {
         n++;
         if (l.file !== f) errs.push('lock on wrong file list');
         if (l.fNext && l.fNext.fPrev !== l) errs.push('broken file links');
-        perAddr.set(l.addr, (perAddr.get(l.addr) ?? new Set()).add(l));
-        perOwner.set(l.owner, (perOwner.get(l.owner) ?? new Set()).add(l));
-        ref(l.addr, l.owner.host.key);
+        perHolder.set(l.holder, (perHolder.get(l.holder) ?? new Set()).add(l));
+        perAddr.set(l.holder.addr, (perAddr.get(l.holder.addr) ?? 0) + 1);
       }
       if (n !== f.count) errs.push(`file count ${f.count} != ${n}`);
       locks += n;
@@ -495,38 +531,40 @@ export class LockTable {
         if (!s.addr.shares.has(s) || !s.host.shares.has(s)) errs.push('share missing from an index');
       }
       if (n === 0 && !f.queue?.length && !f.shares?.length) errs.push('empty file kept');
-      if (f.exp && !f.exp.files.has(f)) errs.push('file missing from its export');
+      if (f.exp && (!f.exp.files.has(f) || this.exports.get(f.exp.id) !== f.exp)) errs.push('file missing from its export');
     }
     if (locks !== this.nLocks) errs.push(`nLocks ${this.nLocks} != ${locks}`);
     if (blocked !== this.nBlocked) errs.push(`nBlocked ${this.nBlocked} != ${blocked}`);
     if (shares !== this.nShares) errs.push(`nShares ${this.nShares} != ${shares}`);
-    for (const a of this.addrs.values()) {
-      const want = perAddr.get(a) ?? new Set();
-      let n = 0;
-      for (let l = a.head; l; l = l.aNext) {
-        n++;
-        if (!want.has(l)) errs.push(`address ${a.address} lists a lock not in the table`);
+    for (const [hd] of perHolder) if (!hd.addr.holders.has(hd) || !hd.owner.holders.includes(hd)) errs.push('holder not indexed');
+    for (const o of this.owners.values()) {
+      if (!o.host.owners.has(o) || this.hosts.get(o.host.key) !== o.host) errs.push('owner not under its host');
+      if (o.holders.length === 0 && !o.blocks?.length) errs.push('empty owner kept');
+      if (new Set(o.holders.map((hd) => hd.addr)).size !== o.holders.length) errs.push('two holders for one address');
+      for (const hd of o.holders) {
+        if (hd.owner !== o) errs.push('holder under the wrong owner');
+        const want = perHolder.get(hd) ?? new Set();
+        let n = 0;
+        for (let l = hd.head; l; l = l.hNext) {
+          n++;
+          if (!want.has(l)) errs.push('holder lists a lock not in the table');
+          if (l.hNext && l.hNext.hPrev !== l) errs.push('broken holder links');
+        }
+        if (n !== want.size || n !== hd.count || n === 0) errs.push(`holder count ${hd.count}, list ${n}, rescan ${want.size}`);
+        ref(hd.addr, o.host.key);
       }
-      if (n !== want.size || n !== a.count) errs.push(`address ${a.address} count ${a.count}, list ${n}, rescan ${want.size}`);
+    }
+    for (const [o] of [...perHolder].map(([hd]) => [hd.owner])) if (this.owners.get(o.key) !== o) errs.push('owner not indexed');
+    for (const a of this.addrs.values()) {
+      if ((perAddr.get(a) ?? 0) !== a.count) errs.push(`address ${a.address} count ${a.count}, rescan ${perAddr.get(a) ?? 0}`);
+      for (const hd of a.holders) if (!hd.owner.holders.includes(hd) || hd.addr !== a) errs.push(`address ${a.address} lists a stale holder`);
       const refs = hostRefs.get(a) ?? new Map();
       if (refs.size !== a.hosts.size || [...refs].some(([h, c]) => a.hosts.get(h) !== c)) {
         errs.push(`address ${a.address} host refs differ from a rescan`);
       }
-      if (a.count === 0 && a.shares.size === 0 && a.blocks.size === 0) errs.push(`empty address ${a.address} kept`);
+      if (a.holders.size === 0 && a.shares.size === 0 && a.blocks.size === 0) errs.push(`empty address ${a.address} kept`);
     }
     for (const [a] of perAddr) if (this.addrs.get(a.address) !== a) errs.push(`address ${a.address} not indexed`);
-    for (const o of this.owners.values()) {
-      const want = perOwner.get(o) ?? new Set();
-      let n = 0;
-      for (let l = o.head; l; l = l.oNext) {
-        n++;
-        if (!want.has(l)) errs.push('owner lists a foreign lock');
-      }
-      if (n !== want.size || n !== o.count) errs.push(`owner count ${o.count}, list ${n}, rescan ${want.size}`);
-      if (!o.host.owners.has(o) || this.hosts.get(o.host.key) !== o.host) errs.push('owner not under its host');
-      if (n === 0 && !o.blocks?.length) errs.push('empty owner kept');
-    }
-    for (const [o] of perOwner) if (this.owners.get(o.key) !== o) errs.push('owner not indexed');
     for (const h of this.hosts.values()) {
       if (h.owners.size === 0 && h.shares.size === 0) errs.push(`empty host ${h.key} kept`);
     }
@@ -568,6 +606,16 @@ export class LockTable {
     return a;
   }
 
+  private internHolder(owner: Owner, addr: AddressEntry): Holder {
+    const hs = owner.holders;
+    for (let i = 0; i < hs.length; i++) if (hs[i].addr === addr) return hs[i];
+    const hd = new Holder(owner, addr);
+    hs.push(hd);
+    addr.holders.add(hd);
+    this.hostRef(addr, owner.host.key, 1);
+    return hd;
+  }
+
   private newFile(key: string, exportId: string | undefined): FileState {
     let exp: ExportEntry | undefined;
     if (exportId !== undefined) {
@@ -586,8 +634,20 @@ export class LockTable {
     this.freeFileIfEmpty(file);
   }
 
+  /** Unindexes an empty holder (its owner's array is the caller's when dropping). */
+  private freeHolder(hd: Holder, fromOwner = true): void {
+    if (fromOwner) {
+      const hs = hd.owner.holders;
+      const i = hs.indexOf(hd);
+      if (i >= 0) hs.splice(i, 1);
+    }
+    hd.addr.holders.delete(hd);
+    this.hostRef(hd.addr, hd.owner.host.key, -1);
+    this.freeAddrIfEmpty(hd.addr);
+  }
+
   private freeOwnerIfEmpty(o: Owner): void {
-    if (o.count !== 0 || (o.blocks !== null && o.blocks.length !== 0)) return;
+    if (o.holders.length !== 0 || (o.blocks !== null && o.blocks.length !== 0)) return;
     if (this.owners.get(o.key) === o) this.owners.delete(o.key);
     o.host.owners.delete(o);
     this.freeHostIfEmpty(o.host);
@@ -603,12 +663,12 @@ export class LockTable {
     this.files.delete(f.key);
     if (f.exp) {
       f.exp.files.delete(f);
-      if (f.exp.files.size === 0) this.exports.delete(f.exp.id);
+      if (f.exp.files.size === 0 && this.exports.get(f.exp.id) === f.exp) this.exports.delete(f.exp.id);
     }
   }
 
   private freeAddrIfEmpty(a: AddressEntry): void {
-    if (a.count === 0 && a.shares.size === 0 && a.blocks.size === 0 && this.addrs.get(a.address) === a) {
+    if (a.holders.size === 0 && a.shares.size === 0 && a.blocks.size === 0 && this.addrs.get(a.address) === a) {
       this.addrs.delete(a.address);
     }
   }
@@ -623,7 +683,7 @@ export class LockTable {
 
   private firstConflict(file: FileState, owner: Owner, s: Pos, e: Pos, excl: boolean): Lock | null {
     for (let l = file.head; l; l = l.fNext) {
-      if (l.owner !== owner && (excl || l.exclusive) && l.start <= e && l.end >= s) return l;
+      if (l.holder.owner !== owner && (excl || isExcl(l)) && l.start <= e && l.end >= s) return l;
     }
     return null;
   }
@@ -634,17 +694,12 @@ export class LockTable {
     if (f.head) f.head.fPrev = l;
     f.head = l;
     f.count++;
-    const a = l.addr;
-    l.aNext = a.head;
-    if (a.head) a.head.aPrev = l;
-    a.head = l;
-    a.count++;
-    const o = l.owner;
-    l.oNext = o.head;
-    if (o.head) o.head.oPrev = l;
-    o.head = l;
-    o.count++;
-    this.hostRef(a, o.host.key, 1);
+    const hd = l.holder;
+    l.hNext = hd.head;
+    if (hd.head) hd.head.hPrev = l;
+    hd.head = l;
+    hd.count++;
+    hd.addr.count++;
     this.nLocks++;
   }
 
@@ -654,60 +709,62 @@ export class LockTable {
     else f.head = l.fNext;
     if (l.fNext) l.fNext.fPrev = l.fPrev;
     f.count--;
-    const a = l.addr;
-    if (l.aPrev) l.aPrev.aNext = l.aNext;
-    else a.head = l.aNext;
-    if (l.aNext) l.aNext.aPrev = l.aPrev;
-    a.count--;
-    const o = l.owner;
-    if (l.oPrev) l.oPrev.oNext = l.oNext;
-    else o.head = l.oNext;
-    if (l.oNext) l.oNext.oPrev = l.oPrev;
-    o.count--;
-    this.hostRef(a, o.host.key, -1);
+    const hd = l.holder;
+    if (l.hPrev) l.hPrev.hNext = l.hNext;
+    else hd.head = l.hNext;
+    if (l.hNext) l.hNext.hPrev = l.hPrev;
+    hd.addr.count--;
     this.nLocks--;
-    if (a.count === 0) this.freeAddrIfEmpty(a);
+    if (--hd.count === 0) this.freeHolder(hd);
+  }
+
+  private tag(excl: boolean): number {
+    return Math.floor((this.now() - this.epoch) / 1000) * 2 + (excl ? 1 : 0);
   }
 
   /**
-   * Gives the owner [s, e] of the given type through addr: merges its same-type same-address
-   * locks that overlap or touch, and cuts the range out of its other locks (upgrade/downgrade,
-   * splitting as POSIX does). Returns whether any exclusive byte became shared.
+   * Gives the holder's owner [s, e] of the given type through the holder's address: merges its
+   * same-type same-address locks that overlap or touch, and cuts the range out of its other
+   * locks (upgrade/downgrade, splitting as POSIX does). Returns whether any exclusive byte
+   * became shared.
    */
-  private applyLock(file: FileState, owner: Owner, addr: AddressEntry, s: Pos, e: Pos, excl: boolean, since: number): boolean {
+  private applyLock(file: FileState, holder: Holder, s: Pos, e: Pos, excl: boolean): boolean {
+    const owner = holder.owner;
     let downgraded = false;
     const s0 = s;
     const e0 = e;
-    // Linked first, so absorbing the address's other locks never leaves it empty (and freed).
-    const nl = new Lock(file, owner, addr, s, e, excl, since);
+    // Linked first, so absorbing the holder's other locks never leaves it empty (and freed).
+    const nl = new Lock(file, holder, s, e, this.tag(excl));
     this.insertLock(nl);
+    let first = nl.tag;
     let next: Lock | null;
     for (let l = file.head; l; l = next) {
       next = l.fNext;
-      if (l.owner !== owner || l === nl) continue;
+      if (l === nl || l.holder.owner !== owner) continue;
       const ls = l.start;
       const le = l.end;
-      const same = l.exclusive === excl && l.addr === addr;
+      const lx = isExcl(l);
+      const same = lx === excl && l.holder === holder;
       if (ls <= e0 && le >= s0) {
         if (same) {
           s = minPos(s, ls);
           e = maxPos(e, le);
-          since = Math.min(since, l.since);
+          first = Math.min(first, l.tag);
           this.removeLock(l);
         } else {
-          if (l.exclusive && !excl) downgraded = true;
+          if (lx && !excl) downgraded = true;
           this.cut(l, s0, e0);
         }
       } else if (same && ((le !== EOF && inc(le) === s0) || (e0 !== EOF && inc(e0) === ls))) {
         s = minPos(s, ls);
         e = maxPos(e, le);
-        since = Math.min(since, l.since);
+        first = Math.min(first, l.tag);
         this.removeLock(l);
       }
     }
     nl.start = s;
     nl.end = e;
-    nl.since = since;
+    nl.tag = first;
     return downgraded;
   }
 
@@ -716,7 +773,7 @@ export class LockTable {
     const keepLeft = l.start < s;
     const keepRight = l.end > e;
     if (keepLeft && keepRight) {
-      const right = new Lock(l.file, l.owner, l.addr, inc(e), l.end, l.exclusive, l.since);
+      const right = new Lock(l.file, l.holder, inc(e), l.end, l.tag);
       l.end = dec(s);
       this.insertLock(right);
     } else if (keepLeft) {
@@ -735,10 +792,10 @@ export class LockTable {
     const observed = this.subject.observed;
     for (let l = file.head; l; l = next) {
       next = l.fNext;
-      if (l.owner !== owner || !(l.start <= e && l.end >= s)) continue;
+      if (l.holder.owner !== owner || !(l.start <= e && l.end >= s)) continue;
       released = true;
       if (observed) {
-        const gone = this.heldOf(file, owner, l.addr, maxPos(l.start, s), minPos(l.end, e), l.exclusive, l.since + this.epoch);
+        const gone = this.heldOf(file, l.holder, maxPos(l.start, s), minPos(l.end, e), isExcl(l), this.sinceOf(l));
         this.cut(l, s, e);
         this.subject.next({ type: 'released', lock: gone });
       } else {
@@ -775,9 +832,10 @@ export class LockTable {
     const stack: Owner[] = [];
     const pushHolders = (f: FileState, o: Owner, bs: Pos, be: Pos, bx: boolean): void => {
       for (let l = f.head; l; l = l.fNext) {
-        if (l.owner !== o && (bx || l.exclusive) && l.start <= be && l.end >= bs && !seen.has(l.owner)) {
-          seen.add(l.owner);
-          stack.push(l.owner);
+        const lo = l.holder.owner;
+        if (lo !== o && (bx || isExcl(l)) && l.start <= be && l.end >= bs && !seen.has(lo)) {
+          seen.add(lo);
+          stack.push(lo);
         }
       }
     };
@@ -797,12 +855,13 @@ export class LockTable {
       progress = false;
       for (const b of [...file.queue]) {
         if (this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
-        const downgraded = this.applyLock(file, b.owner, b.addr, b.start, b.end, b.exclusive, this.now() - this.epoch);
+        // The block keeps its address alive until the lock holds it.
+        const holder = this.internHolder(b.owner, b.addr);
+        if (this.applyLock(file, holder, b.start, b.end, b.exclusive)) progress = true;
         this.removeBlock(b);
-        const lock = this.heldOf(file, b.owner, b.addr, b.start, b.end, b.exclusive, this.now());
+        const lock = this.heldOf(file, holder, b.start, b.end, b.exclusive, this.now());
         this.pending.push({ lock, waiter: b.waiter });
         if (this.subject.observed) this.subject.next({ type: 'granted', lock, viaBlock: true });
-        if (downgraded) progress = true;
       }
     }
   }
@@ -837,7 +896,7 @@ export class LockTable {
   // ---- internals: drops ----
 
   private startDrop(): Drop {
-    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], locks: 0, shares: 0, blocked: 0, woken: 0 };
+    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], holders: [], locks: 0, shares: 0, blocked: 0 };
   }
 
   private touchFile(d: Drop, f: FileState): void {
@@ -862,40 +921,27 @@ export class LockTable {
     }
   }
 
-  /**
-   * Unlinks a lock during a drop. The list the drop walks is cleared wholesale by the caller,
-   * so only the other lists are unlinked here (which ones: the flags). The walk reads l's next
-   * pointer of the walked list after this returns, so those pointers are left intact.
-   */
-  private dropLock(d: Drop, l: Lock, unlinkFile: boolean, unlinkAddr: boolean, unlinkOwner: boolean): void {
-    if (this.subject.observed) this.subject.next({ type: 'released', lock: this.held(l) });
-    const f = l.file;
-    if (unlinkFile) {
+  /** Releases every lock of a holder and unindexes it; its owner's array is the caller's. */
+  private dropHolder(d: Drop, hd: Holder): void {
+    const observed = this.subject.observed;
+    for (let l = hd.head; l; l = l.hNext) {
+      if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
+      const f = l.file;
       if (l.fPrev) l.fPrev.fNext = l.fNext;
       else f.head = l.fNext;
       if (l.fNext) l.fNext.fPrev = l.fPrev;
       f.count--;
+      if (f.mark !== d.mark) {
+        f.mark = d.mark;
+        d.files.push(f);
+      }
     }
-    this.touchFile(d, f);
-    const a = l.addr;
-    if (unlinkAddr) {
-      if (l.aPrev) l.aPrev.aNext = l.aNext;
-      else a.head = l.aNext;
-      if (l.aNext) l.aNext.aPrev = l.aPrev;
-      a.count--;
-      if (a.count === 0) this.freeAddrIfEmpty(a);
-    }
-    const o = l.owner;
-    if (unlinkOwner) {
-      if (l.oPrev) l.oPrev.oNext = l.oNext;
-      else o.head = l.oNext;
-      if (l.oNext) l.oNext.oPrev = l.oPrev;
-      o.count--;
-    }
-    this.touchOwner(d, o);
-    this.hostRef(a, o.host.key, -1);
-    this.nLocks--;
-    d.locks++;
+    d.locks += hd.count;
+    this.nLocks -= hd.count;
+    hd.addr.count -= hd.count;
+    hd.head = null;
+    hd.count = 0;
+    this.freeHolder(hd, false);
   }
 
   private dropBlock(d: Drop, b: Block): void {
@@ -912,16 +958,15 @@ export class LockTable {
     d.shares++;
   }
 
+  /** Wakes the waiters the drop unblocked (any address), frees what it emptied, reports. */
   private finishDrop(d: Drop, reason: 'address' | 'host' | 'export', key: string): DropCounts {
     const before = this.pending.length;
-    for (const f of d.files) {
-      if (f.count !== 0 || f.queue?.length) this.wake(f);
-    }
-    d.woken = this.pending.length - before;
+    for (const f of d.files) if (f.queue !== null && f.queue.length !== 0) this.wake(f);
+    const woken = this.pending.length - before;
     for (const o of d.owners) this.freeOwnerIfEmpty(o);
     for (const h of d.hosts) this.freeHostIfEmpty(h);
     for (const f of d.files) this.freeFileIfEmpty(f);
-    const counts: DropCounts = { locks: d.locks, shares: d.shares, blocked: d.blocked, clients: d.hosts.length, woken: d.woken };
+    const counts: DropCounts = { locks: d.locks, shares: d.shares, blocked: d.blocked, clients: d.hosts.length, woken };
     this.dropped(reason, key, counts);
     this.flush();
     return counts;
@@ -938,19 +983,23 @@ export class LockTable {
     return { host: o.host.key, svid: o.svid, oh: Buffer.from(o.oh, 'latin1') };
   }
 
-  private held(l: Lock): HeldLock {
-    return this.heldOf(l.file, l.owner, l.addr, l.start, l.end, l.exclusive, l.since + this.epoch);
+  private sinceOf(l: Lock): number {
+    return this.epoch + Math.floor(l.tag / 2) * 1000;
   }
 
-  private heldOf(file: FileState, owner: Owner, addr: AddressEntry, s: Pos, e: Pos, exclusive: boolean, since: number): HeldLock {
+  private held(l: Lock): HeldLock {
+    return this.heldOf(l.file, l.holder, l.start, l.end, isExcl(l), this.sinceOf(l));
+  }
+
+  private heldOf(file: FileState, holder: Holder, s: Pos, e: Pos, exclusive: boolean, since: number): HeldLock {
     const { offset, length } = toWire(s, e);
     return {
       fh: Buffer.from(file.key, 'latin1'),
-      owner: this.publicOwner(owner),
+      owner: this.publicOwner(holder.owner),
       exclusive,
       offset,
       length,
-      serverAddress: addr.address,
+      serverAddress: holder.addr.address,
       exportId: file.exp?.id,
       since,
     };
@@ -962,8 +1011,8 @@ interface Drop {
   files: FileState[];
   owners: Owner[];
   hosts: HostEntry[];
+  holders: Holder[];
   locks: number;
   shares: number;
   blocked: number;
-  woken: number;
 }

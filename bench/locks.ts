@@ -1,0 +1,157 @@
+// Lock table benchmarks: bytes per held lock (heap after GC), drop timings, a drop that wakes 1k
+// waiters, and raw LOCK+UNLOCK pairs per second of the table alone.
+// Run: npx tsx bench/locks.ts            (or: node --expose-gc --import tsx bench/locks.ts)
+//      npx tsx bench/locks.ts --quick    (100k only, for a fast look)
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { LockTable, hostKey } from '../src/locks';
+import type { LockOwner, LockRequest } from '../src/locks';
+
+setFlagsFromString('--expose-gc');
+const gc: () => void = (globalThis as { gc?: () => void }).gc ?? runInNewContext('gc');
+const quick = process.argv.includes('--quick');
+
+function fullGc(): void {
+  for (let i = 0; i < 4; i++) gc();
+}
+
+const NB = { block: false, reclaim: false };
+const SMALL_VIP = '10.9.0.1'; // holds the first 10k locks
+const BIG_VIP = '10.9.0.2'; // holds the next 100k
+const OTHER_VIPS = Array.from({ length: 8 }, (_, i) => `10.9.1.${i + 1}`);
+
+function fh(i: number): Buffer {
+  // 32-byte handles, like a Linux knfsd filehandle with a fsid and an inode.
+  const b = Buffer.alloc(32);
+  b.writeUInt32BE(0x01000601, 0);
+  b.writeUInt32BE(7, 4);
+  b.writeUInt32BE(i, 24);
+  return b;
+}
+
+function owners(hosts: number, perHost: number): LockOwner[] {
+  const out: LockOwner[] = [];
+  for (let h = 0; h < hosts; h++) {
+    const host = hostKey(`client-${h}.example.com`, `192.168.${h >> 8}.${h & 255}`);
+    for (let s = 0; s < perHost; s++) out.push({ host, svid: 1000 + s, oh: Buffer.from(`${s}@client-${h}`) });
+  }
+  return out;
+}
+
+function vipOf(i: number): string {
+  if (i < 10_000) return SMALL_VIP;
+  if (i < 110_000) return BIG_VIP;
+  return OTHER_VIPS[i % OTHER_VIPS.length];
+}
+
+/** n locks: lock i on file i % files, owner i % owners, a 5-byte range that never touches another. */
+function fill(t: LockTable, n: number, files: number, os: LockOwner[]): void {
+  const handles = Array.from({ length: files }, (_, i) => fh(i));
+  for (let i = 0; i < n; i++) {
+    const k = Math.floor(i / files);
+    const r: LockRequest = {
+      fh: handles[i % files],
+      owner: os[i % os.length],
+      exclusive: true,
+      offset: BigInt(k * 10),
+      length: 5n,
+      serverAddress: vipOf(i),
+    };
+    if (t.lock(r, NB) !== 'granted') throw new Error(`lock ${i} not granted`);
+  }
+}
+
+function memory(n: number, files: number, os: LockOwner[], label: string): void {
+  fullGc();
+  const before = process.memoryUsage().heapUsed;
+  const t = new LockTable();
+  fill(t, n, files, os);
+  fullGc();
+  const after = process.memoryUsage().heapUsed;
+  if (t.stats().locks !== n) throw new Error('lock count');
+  console.log(`memory  ${label.padEnd(44)} ${((after - before) / n).toFixed(1)} bytes/lock  (heap +${((after - before) / 2 ** 20).toFixed(1)} MiB)`);
+}
+
+function drops(n: number, os: LockOwner[]): void {
+  const t = new LockTable();
+  fill(t, n, n / 10, os);
+  fullGc();
+  for (const vip of [SMALL_VIP, BIG_VIP]) {
+    const t0 = process.hrtime.bigint();
+    const c = t.dropByServerAddress(vip);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    console.log(
+      `drop    ${`${c.locks} of ${n} locks (${c.clients} clients) via ${vip}`.padEnd(44)} ${ms.toFixed(2)} ms  ${((ms * 1000) / c.locks).toFixed(3)} µs/lock`,
+    );
+  }
+  if (t.checkIndexes().length) throw new Error('indexes out of step after drops');
+}
+
+/** 1k files each held through VIP A with a waiter (another owner) queued through VIP B. */
+function dropWaking(background: number): void {
+  const t = new LockTable({ onBlockGranted: () => {} });
+  const os = owners(2000, 1);
+  fill(t, background, Math.max(1, background / 10), owners(1000, 10));
+  for (let i = 0; i < 1000; i++) {
+    const f = fh(10_000_000 + i);
+    const base = { fh: f, exclusive: true, offset: 0n, length: 0n };
+    t.lock({ ...base, owner: os[i], serverAddress: '10.9.2.1' }, NB);
+    if (t.lock({ ...base, owner: os[1000 + i], serverAddress: '10.9.2.2' }, { block: true, reclaim: false, waiter: i }) !== 'blocked') throw new Error('not blocked');
+  }
+  fullGc();
+  const t0 = process.hrtime.bigint();
+  const c = t.dropByServerAddress('10.9.2.1');
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  console.log(`wake    ${`drop ${c.locks} locks, woke ${c.woken} waiters (${background} held elsewhere)`.padEnd(44)} ${ms.toFixed(2)} ms`);
+}
+
+/** 1k shared waiters queued behind one exclusive lock on one file. */
+function dropWakingOneFile(): void {
+  const t = new LockTable({ onBlockGranted: () => {} });
+  const os = owners(1001, 1);
+  const base = { fh: fh(1), offset: 0n, length: 0n };
+  t.lock({ ...base, exclusive: true, owner: os[0], serverAddress: '10.9.2.1' }, NB);
+  for (let i = 1; i <= 1000; i++) t.lock({ ...base, exclusive: false, owner: os[i], serverAddress: '10.9.2.2' }, { block: true, reclaim: false });
+  const t0 = process.hrtime.bigint();
+  const c = t.dropByServerAddress('10.9.2.1');
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  console.log(`wake    ${`drop 1 lock, woke ${c.woken} shared waiters on one file`.padEnd(44)} ${ms.toFixed(2)} ms`);
+}
+
+function ops(label: string, subscribe: boolean, held: number): void {
+  const t = new LockTable();
+  fill(t, held, Math.max(1, held / 10), owners(1000, 10));
+  const sub = subscribe ? t.changes.subscribe(() => {}) : undefined;
+  const os = owners(8, 1);
+  const handles = Array.from({ length: 1000 }, (_, i) => fh(20_000_000 + i));
+  const reqs: LockRequest[] = [];
+  for (let i = 0; i < 4096; i++) {
+    reqs.push({ fh: handles[(i * 7919) % 1000], owner: os[i % 8], exclusive: (i & 1) === 0, offset: BigInt((i % 64) * 100), length: 10n, serverAddress: OTHER_VIPS[i % 8] });
+  }
+  const run = (n: number): void => {
+    for (let i = 0; i < n; i++) {
+      const r = reqs[i & 4095];
+      t.lock(r, NB);
+      t.unlock(r);
+    }
+  };
+  run(200_000); // warm up
+  const n = 1_000_000;
+  const t0 = process.hrtime.bigint();
+  run(n);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  sub?.unsubscribe();
+  console.log(`ops     ${label.padEnd(44)} ${Math.round(n / s).toLocaleString('en-US')} LOCK+UNLOCK pairs/s (${((s / n) * 1e6).toFixed(2)} µs/pair)`);
+}
+
+const sizes = quick ? [100_000] : [100_000, 1_000_000];
+for (const n of sizes) {
+  memory(n, n / 10, owners(1000, 10), `${n} locks, 10 per file, 10k owners`);
+  memory(n, n, owners(1000, 100), `${n} locks, 1 per file, 100k owners`);
+}
+drops(quick ? 200_000 : 1_000_000, owners(1000, 10));
+dropWaking(quick ? 100_000 : 1_000_000);
+dropWakingOneFile();
+ops('8 owners, 1k files, empty table', false, 0);
+ops('8 owners, 1k files, 100k other locks held', false, 100_000);
+ops('8 owners, 1k files, one changes subscriber', true, 0);
