@@ -177,12 +177,9 @@ export class RpcClient {
     if (o.transport === 'unix') throw new Error('unreachable');
     const s = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
     const opened = new Promise<dgram.Socket>((resolve, reject) => {
-      s.once('error', reject);
+      s.once('error', (err: NodeJS.ErrnoException) => reject(new RpcConnectionError(`udp ${o.source ?? '*'} -> ${o.host}:${o.port}: ${err.message}`, err.code)));
       s.bind({ address: o.source, port: o.sourcePort ?? 0 }, () => {
-        s.connect(o.port, o.host, () => {
-          s.off('error', reject);
-          resolve(s);
-        });
+        s.connect(o.port, o.host, () => resolve(s));
       });
     });
     s.on('message', (msg) => this.onReply(msg));
