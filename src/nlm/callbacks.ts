@@ -129,6 +129,9 @@ interface PendingGrant {
  */
 export class GrantCallbacks {
   private readonly pending = new Map<string, PendingGrant>();
+  /** (client address, cookie) → keys of its pending grants, oldest first: GRANTED_RES names only the cookie. */
+  private readonly byCookie = new Map<string, string[]>();
+  private seq = 0;
   private closed = false;
 
   constructor(
@@ -141,16 +144,18 @@ export class GrantCallbacks {
 
   get size(): number { return this.pending.size; }
 
-  private static key(address: string, cookie: Buffer): string {
+  private static cookieKey(address: string, cookie: Buffer): string {
     return `${address}|${cookie.toString('hex')}`;
   }
 
   start(g: BlockGranted): void {
     const waiter = g.waiter as Waiter | undefined;
     if (!waiter || this.closed) return;
-    const key = GrantCallbacks.key(waiter.target.address, waiter.cookie);
-    const previous = this.pending.get(key);
-    if (previous?.timer) clearTimeout(previous.timer);
+    const ck = GrantCallbacks.cookieKey(waiter.target.address, waiter.cookie);
+    const key = `${ck}#${++this.seq}`;
+    const keys = this.byCookie.get(ck);
+    if (keys) keys.push(key);
+    else this.byCookie.set(ck, [key]);
     const p: PendingGrant = { waiter, lock: g.lock, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
     this.pending.set(key, p);
     this.attempt(key, p);
@@ -213,9 +218,9 @@ export class GrantCallbacks {
 
   /** A GRANTED_RES from the client's lock manager. */
   acknowledge(address: string, cookie: Buffer, stat: number): boolean {
-    const key = GrantCallbacks.key(address, cookie);
-    const p = this.pending.get(key);
-    if (!p) return false;
+    const key = this.byCookie.get(GrantCallbacks.cookieKey(address, cookie))?.[0];
+    const p = key === undefined ? undefined : this.pending.get(key);
+    if (!key || !p) return false;
     if (p.timer) clearTimeout(p.timer);
     this.answer(key, p, statName(stat));
     return true;
@@ -234,6 +239,11 @@ export class GrantCallbacks {
   private finish(key: string, p: PendingGrant): void {
     if (p.timer) clearTimeout(p.timer);
     this.pending.delete(key);
+    const ck = GrantCallbacks.cookieKey(p.waiter.target.address, p.waiter.cookie);
+    const keys = this.byCookie.get(ck);
+    const i = keys?.indexOf(key) ?? -1;
+    if (i >= 0) keys!.splice(i, 1);
+    if (keys?.length === 0) this.byCookie.delete(ck);
   }
 
   private giveUp(key: string, p: PendingGrant, why: string): void {
@@ -247,5 +257,6 @@ export class GrantCallbacks {
     this.closed = true;
     for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
     this.pending.clear();
+    this.byCookie.clear();
   }
 }
