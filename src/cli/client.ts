@@ -55,7 +55,7 @@ export async function request<T = unknown>(path: string, req: ControlRequest, ti
       f();
     };
     lines(s, (reply) => {
-      if (reply.id !== 1) return;
+      if (reply.id !== 1 && reply.id !== null) return; // null: the connection was refused as a whole
       if (reply.ok === true) finish(() => resolve(reply.result as T));
       else finish(() => reject(new ControlError(String(reply.error))));
     });

@@ -297,7 +297,7 @@ export class Daemon {
       if (p.scope.kind === 'address') graces.set(p.scope.address, p.endsAt);
       else if (p.scope.kind === 'global') globalGrace = p.endsAt;
     }
-    const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses()]);
+    const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses(), ...graces.keys()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
       present: known.get(address)?.present ?? false,
