@@ -6,6 +6,7 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { XdrReader, XdrWriter } from '../xdr';
+import { normaliseAddress } from './address';
 import { RpcConnectionError, RpcError, RpcReplyError, RpcTimeoutError } from './errors';
 import { credentialToOpaqueAuth, decodeReply, NULL_AUTH, writeCallHeader, type OpaqueAuth } from './message';
 import { encodeRecord, RecordDecoder } from './record';
@@ -66,7 +67,13 @@ export class RpcClient {
   private closed = false;
   private readonly cred: OpaqueAuth;
 
-  constructor(private readonly opts: RpcClientOptions) {
+  private readonly opts: RpcClientOptions;
+
+  constructor(opts: RpcClientOptions) {
+    // A mapped peer or source (::ffff:a.b.c.d) is reached over IPv4, like every other IPv4 address.
+    this.opts = opts.transport === 'unix'
+      ? opts
+      : { ...opts, host: normaliseAddress(opts.host), ...(opts.source !== undefined ? { source: normaliseAddress(opts.source) } : {}) };
     this.cred = opts.cred ? credentialToOpaqueAuth(opts.cred) : NULL_AUTH;
   }
 

@@ -48,7 +48,7 @@ describe('rpc server on two addresses', function () {
   }
 
   it('passes AUTH_SYS credentials and a chosen source address', async () => {
-    const c = client({ transport: 'udp', host: A, port: server.port, source: B, cred: { flavor: AUTH_SYS, stamp: 1, machineName: 'h', uid: 0, gid: 0, gids: [1, 2] } });
+    const c = client({ transport: 'udp', host: `::ffff:${A}`, port: server.port, source: `::ffff:${B}`, cred: { flavor: AUTH_SYS, stamp: 1, machineName: 'h', uid: 0, gid: 0, gids: [1, 2] } });
     const where = await c.call(TEST_PROG, 1, 2, undefined, (r) => r.string());
     assert.equal(where, `udp ${A}:${server.port} ${B} 1`);
   });
