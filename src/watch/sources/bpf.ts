@@ -1,0 +1,90 @@
+// The bpf source: lockdrop's kernel probes (src/addon) as address changes with attribution.
+//   intent RTM_DELADDR            → remove-intent (before the kernel acts: the pipeline drains)
+//   its outcome, error < 0        → intent-failed (the drain ends, nothing is dropped)
+//   its outcome, error 0          → removed (confirmed, with who asked)
+//   RTM_NEWADDR acked, IPv4       → added (IPv6 waits for netlink: only it knows when DAD is done)
+//   kernel probe (fentry/kprobe)  → removed, whoever asked (link deletion, DAD failure, netns teardown)
+// Link requests (down, delete) carry no address: the netlink source turns them into removals.
+import { Observable } from 'rxjs';
+import { monotonicNsToMs, openLockdropProbes, RTM_DELADDR, RTM_NEWADDR, type LockdropProbes, type LockdropProbesOptions, type ProbeEvent, type ProgramStatus } from '../../addon';
+import { normaliseAddress } from '../address';
+import type { AddressChange, SourceItem } from '../types';
+
+/** Requests awaiting their outcome are forgotten after this many (oldest first). */
+const MAX_PENDING = 4096;
+
+/** Folds probe events into address changes: pairs each request with its outcome (pid + seq). Pure. */
+export class IntentTracker {
+  private readonly pending = new Map<string, AddressChange & { msgType: number }>();
+
+  handle(ev: ProbeEvent): AddressChange[] {
+    const at = monotonicNsToMs(ev.tsNs);
+    if (ev.kind === 'kernel') {
+      if (ev.msgType !== RTM_DELADDR || !ev.address || !ev.family) return [];
+      return [{ ...this.change(ev, at), kind: 'removed' }];
+    }
+    const key = `${ev.pid}:${ev.seq}`;
+    if (ev.kind === 'intent') {
+      if ((ev.msgType !== RTM_DELADDR && ev.msgType !== RTM_NEWADDR) || !ev.address || !ev.family) return [];
+      const intent = { ...this.change(ev, at), kind: 'remove-intent' as const, msgType: ev.msgType };
+      this.pending.delete(key);
+      this.pending.set(key, intent);
+      if (this.pending.size > MAX_PENDING) this.pending.delete(this.pending.keys().next().value!);
+      return ev.msgType === RTM_DELADDR ? [strip(intent)] : [];
+    }
+    const intent = this.pending.get(key);
+    if (!intent || intent.msgType !== ev.msgType) return [];
+    this.pending.delete(key);
+    if (intent.msgType === RTM_DELADDR) return [{ ...strip(intent), kind: ev.error < 0 ? 'intent-failed' : 'removed', at }];
+    return ev.error === 0 && intent.family === 4 ? [{ ...strip(intent), kind: 'added', at }] : [];
+  }
+
+  private change(ev: ProbeEvent, at: number): AddressChange {
+    return {
+      address: normaliseAddress(ev.address!),
+      family: ev.family as 4 | 6,
+      prefixLen: ev.prefixLen,
+      ifindex: ev.ifindex,
+      ...(ev.ifname !== undefined && { label: ev.ifname }),
+      kind: 'removed',
+      source: 'bpf',
+      at,
+      pid: ev.pid,
+      comm: ev.comm,
+      netns: ev.netns,
+    };
+  }
+}
+
+const strip = ({ msgType: _unused, ...change }: AddressChange & { msgType: number }): AddressChange => change;
+
+export interface BpfSourceOptions extends LockdropProbesOptions {
+  /** Told once the probes are attached: which programs run and why the others do not (for the start log). */
+  onPrograms?: (programs: ProgramStatus[]) => void;
+  /** Opens the probes (tests may substitute); default: openLockdropProbes. */
+  open?: (opts: LockdropProbesOptions) => LockdropProbes;
+}
+
+/**
+ * The bpf source. Cold: subscribing loads and attaches the probes, unsubscribing detaches them.
+ * Where the probes cannot run (no addon, no BTF, no privileges) it errors at once with the typed
+ * reason (AddonUnavailable, BpfUnsupported): run on the other sources then.
+ */
+export function bpfSource(opts: BpfSourceOptions = {}): Observable<SourceItem> {
+  return new Observable<SourceItem>((subscriber) => {
+    const probes = (opts.open ?? openLockdropProbes)(opts);
+    opts.onPrograms?.(probes.programs);
+    const tracker = new IntentTracker();
+    const sub = probes.events$.subscribe({
+      next: (ev) => {
+        for (const c of tracker.handle(ev)) subscriber.next(c);
+      },
+      error: (err) => subscriber.error(err),
+      complete: () => subscriber.complete(),
+    });
+    return () => {
+      sub.unsubscribe();
+      probes.close();
+    };
+  });
+}

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { firstValueFrom } from 'rxjs';
+import { RTM_DELADDR, RTM_NEWADDR, RTM_NEWLINK, type ProbeEvent, type ProgramStatus } from '../../src/addon';
+import { bpfSource, IntentTracker } from '../../src/watch/sources/bpf';
+import type { AddressChange, SourceItem } from '../../src/watch/types';
+import { requireNamespaceRoot } from '../support/netns';
+import { testInterface } from '../addon/netlink';
+
+const base: ProbeEvent = {
+  kind: 'intent', tid: 7, pid: 7, comm: 'ip', netns: 4026531840, tsNs: process.hrtime.bigint(), msgType: RTM_DELADDR,
+  family: 4, prefixLen: 24, ifindex: 3, ifname: 'eth1', address: '10.0.0.5', error: 0, seq: 100, nlFlags: 5, linkFlags: 0, linkChange: 0,
+};
+const ev = (over: Partial<ProbeEvent>): ProbeEvent => ({ ...base, ...over });
+
+describe('bpf source: intents and outcomes', () => {
+  it('an address removal: remove-intent, then removed on a successful ack, with pid, comm, netns', () => {
+    const t = new IntentTracker();
+    const [intent] = t.handle(ev({}));
+    assert.deepEqual({ ...intent, at: 0 }, {
+      address: '10.0.0.5', family: 4, prefixLen: 24, ifindex: 3, label: 'eth1', kind: 'remove-intent', source: 'bpf', at: 0, pid: 7, comm: 'ip', netns: 4026531840,
+    });
+    const [done] = t.handle(ev({ kind: 'outcome', address: undefined, family: 0, error: 0, tsNs: base.tsNs + 1000000n }));
+    assert.equal(done.kind, 'removed');
+    assert.equal(done.address, '10.0.0.5');
+    assert.ok(Math.abs(done.at - intent.at - 1) < 0.01, 'outcome time');
+  });
+
+  it('a failed removal: intent-failed; an outcome of another request or process is ignored', () => {
+    const t = new IntentTracker();
+    t.handle(ev({}));
+    assert.deepEqual(t.handle(ev({ kind: 'outcome', seq: 101, error: -99 })), []);
+    assert.deepEqual(t.handle(ev({ kind: 'outcome', pid: 8, error: -99 })), []);
+    assert.deepEqual(t.handle(ev({ kind: 'outcome', error: -99 })).map((c) => c.kind), ['intent-failed']);
+    assert.deepEqual(t.handle(ev({ kind: 'outcome', error: -99 })), [], 'each outcome once');
+  });
+
+  it('additions: IPv4 on a successful ack; IPv6 is left to netlink (DAD); links and kernel events', () => {
+    const t = new IntentTracker();
+    assert.deepEqual(t.handle(ev({ msgType: RTM_NEWADDR })), []);
+    assert.deepEqual(t.handle(ev({ kind: 'outcome', msgType: RTM_NEWADDR })).map((c) => c.kind), ['added']);
+    t.handle(ev({ msgType: RTM_NEWADDR, family: 6, address: 'fd00::5', seq: 5 }));
+    assert.deepEqual(t.handle(ev({ kind: 'outcome', msgType: RTM_NEWADDR, seq: 5 })), []);
+    assert.deepEqual(t.handle(ev({ msgType: RTM_NEWLINK, family: 0, address: undefined })), []);
+    const [k] = t.handle(ev({ kind: 'kernel', comm: 'kworker/0:1', family: 6, address: 'FD00:0:0::5' }));
+    assert.deepEqual([k.kind, k.address, k.comm], ['removed', 'fd00::5', 'kworker/0:1']);
+  });
+
+  it('forgets the oldest requests beyond its bound', () => {
+    const t = new IntentTracker();
+    for (let seq = 0; seq < 5000; seq++) t.handle(ev({ seq }));
+    assert.deepEqual(t.handle(ev({ kind: 'outcome', seq: 0, error: -1 })), []);
+    assert.equal(t.handle(ev({ kind: 'outcome', seq: 4999, error: -1 })).length, 1);
+  });
+});
+
+describe('bpf source: live in the test namespace', function () {
+  beforeEach(function () {
+    requireNamespaceRoot(this);
+  });
+
+  it('ip addr del of a present and of an absent address: remove-intent + removed, remove-intent + intent-failed', async () => {
+    const iface = testInterface(['10.82.0.1/24']);
+    let programs: ProgramStatus[] = [];
+    const changes: AddressChange[] = [];
+    const sub = bpfSource({ onPrograms: (p) => (programs = p) }).subscribe((c: SourceItem) => {
+      if (c.kind !== 'overflow') changes.push(c);
+    });
+    try {
+      assert.ok(programs.some((p) => p.status === 'attached'));
+      const ok = await run(['addr', 'del', '10.82.0.1/24', 'dev', iface.name]);
+      const bad = await run(['addr', 'del', '10.82.0.7/24', 'dev', iface.name]);
+      const deadline = Date.now() + 5000;
+      while (changes.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const of = (pid: number) => changes.filter((c) => c.pid === pid).map((c) => `${c.kind} ${c.address}/${c.prefixLen} ${c.comm}`);
+      assert.deepEqual(of(ok), ['remove-intent 10.82.0.1/24 ip', 'removed 10.82.0.1/24 ip']);
+      assert.deepEqual(of(bad), ['remove-intent 10.82.0.7/24 ip', 'intent-failed 10.82.0.7/24 ip']);
+    } finally {
+      sub.unsubscribe();
+      iface.dispose();
+    }
+  });
+
+  it('errors with the typed reason where the probes cannot run', async () => {
+    await assert.rejects(firstValueFrom(bpfSource({ objectPath: '/nonexistent/lockdrop.bpf.o' })), { name: 'BpfUnsupported', message: /missing/ });
+  });
+});
+
+function run(args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', () => resolve(child.pid!));
+  });
+}
