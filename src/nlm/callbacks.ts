@@ -236,6 +236,17 @@ export class GrantCallbacks {
     return undefined;
   }
 
+  /** Forgets every pending grant that matches, without releasing (their locks were dropped already). */
+  forget(match: (lock: HeldLock) => boolean): number {
+    let n = 0;
+    for (const [key, p] of this.pending) {
+      if (!match(p.lock)) continue;
+      this.finish(key, p);
+      n++;
+    }
+    return n;
+  }
+
   private finish(key: string, p: PendingGrant): void {
     if (p.timer) clearTimeout(p.timer);
     this.pending.delete(key);

@@ -91,9 +91,13 @@ export interface NlmService {
   readonly programs: ProgramVersion[];
   /** Give to the LockTable as its onBlockGranted: sends GRANTED / GRANTED_MSG. */
   onBlockGranted(g: BlockGranted): void;
-  /** The address went away: forget its monitored hosts without unmonitoring (records stay). */
+  /**
+   * The address went away (its locks dropped): forget its monitored hosts without unmonitoring
+   * (the records stay for the node taking it over) and its pending GRANTED callbacks, so that a
+   * late callback failure cannot release a lock reclaimed in the meantime.
+   */
   forgetAddress(serverAddress: string): void;
-  /** The host rebooted: forget it without unmonitoring. */
+  /** The host rebooted (its locks dropped): forget it without unmonitoring, and its pending grants. */
   forgetHost(hostKey: string): void;
   /** Unmonitors idle hosts now (also runs every hostGcIntervalMs). */
   collectHosts(): number;
@@ -325,8 +329,14 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   return {
     programs,
     onBlockGranted: (g) => grants.start(g),
-    forgetAddress: (a) => monitored?.forgetAddress(a),
-    forgetHost: (h) => monitored?.forgetHost(h),
+    forgetAddress: (a) => {
+      monitored?.forgetAddress(a);
+      grants.forget((l) => l.serverAddress === a);
+    },
+    forgetHost: (h) => {
+      monitored?.forgetHost(h);
+      grants.forget((l) => l.owner.host === h);
+    },
     collectHosts: () => monitored?.sweep() ?? 0,
     pendingGrants: () => grants.size,
     close: () => {

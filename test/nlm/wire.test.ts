@@ -171,6 +171,21 @@ describe('nlm over the wire', function () {
         assert.equal(server.table.stats().blocked, 0);
       });
 
+      it('forgetAddress forgets pending grants without releasing them', async () => {
+        const a = await client({ vers: 4 });
+        const b = await client({ vers: 4, callerName: 'client-b', callback: { rpcbind: true, reply: 'none' } });
+        const f = fh('forget');
+        await a.lock({ fh: f, svid: 1 });
+        assert.equal((await b.lock({ fh: f, svid: 2, block: true })).status, 'blocked');
+        await a.unlock({ fh: f, svid: 1 });
+        await b.waitGranted({ svid: 2 });
+        assert.equal(server.service.pendingGrants(), 1);
+        server.service.forgetAddress(S1);
+        assert.equal(server.service.pendingGrants(), 0);
+        await sleep(1_700); // past grantTimeoutMs
+        assert.equal((await a.lock({ fh: f, svid: 1 })).status, 'denied'); // b still holds it
+      });
+
       it('async: LOCK_MSG → LOCK_RES blocked → GRANTED_MSG → GRANTED_RES; TEST/UNLOCK/CANCEL/GRANTED _MSG round trips', async () => {
         const a = await client({ vers: 4 });
         const b = await client({ vers: 4, callerName: 'client-b', callback: { rpcbind: true } });
