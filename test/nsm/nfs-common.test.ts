@@ -113,6 +113,13 @@ describe('nsm with the real nfs-common tools', function () {
   it('a spoofed SM_NOTIFY (right name, wrong address) or a stale one (same state) releases nothing', async () => {
     assert.equal(table.lock(lockOf(client1, 3), { block: false, reclaim: false }), 'granted');
     const before = events.length;
+    const verdicts: string[] = [];
+    const judge = u.nsm.hostNotified.bind(u.nsm);
+    u.nsm.hostNotified = async (args, from) => {
+      const v = await judge(args, from);
+      verdicts.push(v);
+      return v;
+    };
     // Right name, wrong source: from the server's own side of the veth.
     const spoof = new RpcClient({ transport: 'udp', host: SERVER, port: u.port, source: '127.0.0.1', timeoutMs: 3000 });
     await spoof.call(NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, { monName: 'client1', state: 1001 }));
@@ -120,6 +127,7 @@ describe('nsm with the real nfs-common tools', function () {
     // Right name and address, unchanged state: the real sm-notify without a state update (-n).
     assert.match(await smNotify(['-n']), /notified successfully/);
     await sleep(200);
+    assert.deepEqual([...new Set(verdicts)], ['wrong-address', 'stale-state']);
     assert.equal(events.length, before);
     assert.equal([...table.locks({ host: client1.key })].length, 1);
   });
@@ -131,10 +139,13 @@ describe('nsm with the real nfs-common tools', function () {
     const statd = spawnIsolated(ns, `rpcbind -f -w & for i in $(seq 50); do [ -S /run/rpcbind.sock ] && break; sleep 0.1; done; exec rpc.statd -F -d -L -P ${statdDir} -H ${script}`);
     let log = '';
     statd.stderr!.on('data', (d) => (log += d));
+    statd.stdout!.on('data', (d) => (log += d));
     try {
-      await waitFor('rpc.statd to start', () => /Waiting for client connections/.test(log));
+      await waitFor('rpc.statd to start', () => /Waiting for client connections/.test(log)).catch((err: Error) => {
+        throw new Error(`${err.message}: ${log}`);
+      });
       const state = await u.nsm.bumpState(SERVER);
-      const rep = await u.nsm.notify(SERVER, { timeoutMs: 10_000 });
+      const rep = await u.nsm.notify(SERVER, { timeoutMs: 3_000 });
       assert.deepEqual(rep.notified, [CLIENT]);
       assert.deepEqual(rep.failed, ['10.77.0.3']); // the bystander has no host at all: reported, record kept
       assert.equal(u.nsm.records(SERVER).length, 2);
