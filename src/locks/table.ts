@@ -62,8 +62,8 @@ class Owner {
     readonly key: string,
     readonly host: HostEntry,
     readonly svid: number,
-    /** The owner handle as a latin1 string: cheaper than keeping a Buffer per owner. */
-    readonly oh: string,
+    /** Where the owner handle (latin1) starts in the key: no separate string or Buffer. */
+    readonly ohAt: number,
   ) {}
 }
 
@@ -74,7 +74,6 @@ class Owner {
 class Holder {
   head: Lock | null = null;
   count = 0;
-  mark = 0;
   constructor(
     readonly owner: Owner,
     readonly addr: AddressEntry,
@@ -99,7 +98,6 @@ class ExportEntry {
 
 class FileState {
   head: Lock | null = null;
-  count = 0;
   /** Blocked requests in arrival order. */
   queue: Block[] | null = null;
   shares: Share[] | null = null;
@@ -368,8 +366,7 @@ export class LockTable {
     const d = this.startDrop();
     for (const hd of a.holders) {
       this.dropHolder(d, hd);
-      const hs = hd.owner.holders;
-      hs.splice(hs.indexOf(hd), 1);
+      hd.owner.holders = hd.owner.holders.filter((x) => x !== hd);
       this.touchOwner(d, hd.owner);
     }
     for (const b of [...a.blocks]) this.dropBlock(d, b);
@@ -390,22 +387,17 @@ export class LockTable {
         if (l.hPrev) l.hPrev.hNext = l.hNext;
         else hd.head = l.hNext;
         if (l.hNext) l.hNext.hPrev = l.hPrev;
-        hd.count--;
         hd.addr.count--;
-        if (hd.mark !== d.mark) {
-          hd.mark = d.mark;
-          d.holders.push(hd);
-        }
+        if (--hd.count === 0) d.holders.push(hd);
         this.touchOwner(d, hd.owner);
+        d.locks++;
+        this.nLocks--;
       }
-      d.locks += f.count;
-      this.nLocks -= f.count;
       f.head = null;
-      f.count = 0;
       if (f.queue) for (const b of [...f.queue]) this.dropBlock(d, b);
       if (f.shares) for (const s of [...f.shares]) this.dropShare(d, s);
     }
-    for (const hd of d.holders) if (hd.count === 0) this.freeHolder(hd);
+    for (const hd of d.holders) this.freeHolder(hd);
     return this.finishDrop(d, 'export', exportId);
   }
 
@@ -518,7 +510,6 @@ export class LockTable {
         perHolder.set(l.holder, (perHolder.get(l.holder) ?? new Set()).add(l));
         perAddr.set(l.holder.addr, (perAddr.get(l.holder.addr) ?? 0) + 1);
       }
-      if (n !== f.count) errs.push(`file count ${f.count} != ${n}`);
       locks += n;
       for (const b of f.queue ?? []) {
         blocked++;
@@ -587,7 +578,7 @@ export class LockTable {
     let owner = this.owners.get(key);
     if (!owner) {
       const host = this.internHost(o.host);
-      owner = new Owner(key, host, o.svid, o.oh.toString('latin1'));
+      owner = new Owner(key, host, o.svid, key.length - o.oh.length);
       this.owners.set(key, owner);
       host.owners.add(owner);
     }
@@ -610,7 +601,8 @@ export class LockTable {
     const hs = owner.holders;
     for (let i = 0; i < hs.length; i++) if (hs[i].addr === addr) return hs[i];
     const hd = new Holder(owner, addr);
-    hs.push(hd);
+    // Exact-size arrays: an owner rarely holds through more than one address.
+    owner.holders = hs.length === 0 ? [hd] : [...hs, hd];
     addr.holders.add(hd);
     this.hostRef(addr, owner.host.key, 1);
     return hd;
@@ -636,11 +628,7 @@ export class LockTable {
 
   /** Unindexes an empty holder (its owner's array is the caller's when dropping). */
   private freeHolder(hd: Holder, fromOwner = true): void {
-    if (fromOwner) {
-      const hs = hd.owner.holders;
-      const i = hs.indexOf(hd);
-      if (i >= 0) hs.splice(i, 1);
-    }
+    if (fromOwner) hd.owner.holders = hd.owner.holders.filter((x) => x !== hd);
     hd.addr.holders.delete(hd);
     this.hostRef(hd.addr, hd.owner.host.key, -1);
     this.freeAddrIfEmpty(hd.addr);
@@ -658,7 +646,7 @@ export class LockTable {
   }
 
   private freeFileIfEmpty(f: FileState): void {
-    if (f.count !== 0 || (f.queue !== null && f.queue.length !== 0) || (f.shares !== null && f.shares.length !== 0)) return;
+    if (f.head !== null || (f.queue !== null && f.queue.length !== 0) || (f.shares !== null && f.shares.length !== 0)) return;
     if (this.files.get(f.key) !== f) return;
     this.files.delete(f.key);
     if (f.exp) {
@@ -693,7 +681,6 @@ export class LockTable {
     l.fNext = f.head;
     if (f.head) f.head.fPrev = l;
     f.head = l;
-    f.count++;
     const hd = l.holder;
     l.hNext = hd.head;
     if (hd.head) hd.head.hPrev = l;
@@ -708,7 +695,6 @@ export class LockTable {
     if (l.fPrev) l.fPrev.fNext = l.fNext;
     else f.head = l.fNext;
     if (l.fNext) l.fNext.fPrev = l.fPrev;
-    f.count--;
     const hd = l.holder;
     if (l.hPrev) l.hPrev.hNext = l.hNext;
     else hd.head = l.hNext;
@@ -930,7 +916,6 @@ export class LockTable {
       if (l.fPrev) l.fPrev.fNext = l.fNext;
       else f.head = l.fNext;
       if (l.fNext) l.fNext.fPrev = l.fPrev;
-      f.count--;
       if (f.mark !== d.mark) {
         f.mark = d.mark;
         d.files.push(f);
@@ -980,7 +965,7 @@ export class LockTable {
   // ---- internals: the public shapes ----
 
   private publicOwner(o: Owner): LockOwner {
-    return { host: o.host.key, svid: o.svid, oh: Buffer.from(o.oh, 'latin1') };
+    return { host: o.host.key, svid: o.svid, oh: Buffer.from(o.key.slice(o.ohAt), 'latin1') };
   }
 
   private sinceOf(l: Lock): number {
