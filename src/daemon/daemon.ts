@@ -172,8 +172,9 @@ export class Daemon {
       throw new StartupError(`control socket: ${err.message}`);
     });
     undo.push(() => daemon.control.close());
+    let metricsPort: number | null = null;
     if (cfg.metrics) {
-      await metrics.listen(cfg.metrics).catch((err: NodeJS.ErrnoException) => {
+      metricsPort = await metrics.listen(cfg.metrics).catch((err: NodeJS.ErrnoException) => {
         throw new StartupError(`metrics address ${cfg.metrics}: ${err.code === 'EADDRINUSE' ? 'in use by another process' : err.message}`);
       });
       undo.push(() => metrics.close());
@@ -183,7 +184,7 @@ export class Daemon {
     daemon.rpcbind = await registerWithRpcbind(daemon.rpcbindEntries(), { mode: cfg.rpcbind });
     log.info({ registered: daemon.rpcbind.registered, via: daemon.rpcbind.via, reason: daemon.rpcbind.reason }, daemon.rpcbind.registered ? `registered with rpcbind (${daemon.rpcbind.via})` : `not registered with rpcbind: ${daemon.rpcbind.reason ?? cfg.rpcbind}`);
     daemon.subs.push(failover.run(watch.events$));
-    log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
+    log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, metricsPort, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
     return daemon;
   }
 

@@ -1,0 +1,144 @@
+// /metrics: valid Prometheus text, and the counters move with real traffic: NLM requests,
+// locks per server address, an address removed (drop with its trigger and latency), an
+// operator's drop, address events by source.
+import assert from 'node:assert/strict';
+import { NlmClient } from '../../src/nlm';
+import { addonStatus } from '../../src/addon';
+import { ip, requireNamespaceRoot, sh, uniqueName } from '../support/netns';
+import { ensureBuilt, spawnDaemon, type DaemonProcess } from './harness';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses the text exposition format strictly enough to catch malformed output. */
+function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, string> } {
+  const types = new Map<string, string>();
+  const samples: Sample[] = [];
+  const metricName = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+  for (const [i, line] of text.split('\n').entries()) {
+    if (line === '') continue;
+    if (line.startsWith('#')) {
+      const m = /^# (HELP|TYPE) (\S+) (.*)$/.exec(line);
+      assert.ok(m && metricName.test(m[2]!), `line ${i + 1}: bad comment ${line}`);
+      if (m[1] === 'TYPE') {
+        assert.ok(['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(m[3]!), `line ${i + 1}: bad type ${m[3]}`);
+        types.set(m[2]!, m[3]!);
+      }
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)( -?\d+)?$/.exec(line);
+    assert.ok(m, `line ${i + 1}: bad sample ${line}`);
+    const labels: Record<string, string> = {};
+    if (m[3]) {
+      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/y;
+      let pos = 0;
+      while (pos < m[3].length) {
+        re.lastIndex = pos;
+        const l = re.exec(m[3]);
+        assert.ok(l, `line ${i + 1}: bad labels ${m[3]}`);
+        labels[l[1]!] = l[2]!;
+        pos = re.lastIndex;
+      }
+    }
+    const value = m[4] === '+Inf' ? Infinity : m[4] === '-Inf' ? -Infinity : Number(m[4]);
+    assert.ok(!Number.isNaN(value) || m[4] === 'NaN', `line ${i + 1}: bad value ${m[4]}`);
+    const family = m[1]!.replace(/_(bucket|sum|count)$/, '');
+    assert.ok(types.has(m[1]!) || types.has(family), `line ${i + 1}: ${m[1]} has no TYPE`);
+    samples.push({ name: m[1]!, labels, value });
+  }
+  return { samples, types };
+}
+
+const value = (samples: Sample[], name: string, labels: Record<string, string> = {}): number =>
+  samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+
+describe('daemon: /metrics', function () {
+  this.timeout(60_000);
+  let d: DaemonProcess;
+  let url: string;
+  const VIP = '10.77.0.5';
+  let iface: { name: string; dispose(): void } | undefined;
+  const scrape = async () => {
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+    return parsePrometheus(await res.text());
+  };
+
+  before(async function () {
+    requireNamespaceRoot(this);
+    ensureBuilt();
+    const [a, b] = [uniqueName('ldm'), uniqueName('ldm')];
+    ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
+    ip('link', 'set', a, 'up');
+    ip('link', 'set', b, 'up');
+    ip('addr', 'add', `${VIP}/32`, 'dev', a);
+    iface = { name: a, dispose: () => void sh('ip', ['link', 'del', a], { allowFail: true }) };
+    const sources = addonStatus().available ? 'netlink,poll' : 'poll';
+    d = spawnDaemon(['--metrics', '127.0.0.1:0', '--sources', sources, '--address', '10.77.0.0/16']);
+    const started = await d.started();
+    url = `http://127.0.0.1:${started.metricsPort}/metrics`;
+    await d.waitLog((l) => l.address === VIP && / arrived/.test(l.msg));
+  });
+  after(() => {
+    d?.cleanup();
+    iface?.dispose();
+  });
+
+  it('serves valid Prometheus text with every lockdrop family', async () => {
+    const { types } = await scrape();
+    for (const [name, type] of Object.entries({
+      lockdrop_locks: 'gauge',
+      lockdrop_monitors: 'gauge',
+      lockdrop_blocked_requests: 'gauge',
+      lockdrop_grace_periods_active: 'gauge',
+      lockdrop_rpc_calls_total: 'counter',
+      lockdrop_nlm_requests_total: 'counter',
+      lockdrop_drops_total: 'counter',
+      lockdrop_dropped_locks_total: 'counter',
+      lockdrop_drop_duration_seconds: 'histogram',
+      lockdrop_notifications_total: 'counter',
+      lockdrop_address_events_total: 'counter',
+      lockdrop_source_overflows_total: 'counter',
+    })) assert.equal(types.get(name), type, name);
+    const res = await fetch(url.replace('/metrics', '/other'));
+    assert.equal(res.status, 404);
+  });
+
+  it('counters move with the traffic: requests, locks per address, drops by trigger', async () => {
+    const before = (await scrape()).samples;
+    assert.ok(value(before, 'lockdrop_address_events_total', { type: 'up' }) >= 1);
+    const c = await NlmClient.create({ server: { address: VIP, port: d.logs.find((x) => x.nlmPort)!.nlmPort as number }, transport: 'tcp', vers: 4, callerName: 'metrics-client' });
+    try {
+      const fh = Buffer.from('0100010109000000aa000000', 'hex');
+      for (let svid = 1; svid <= 3; svid++) assert.equal((await c.lock({ fh, svid, exclusive: false, offset: BigInt(svid * 10), length: 1n })).status, 'granted');
+      assert.equal((await c.lock({ fh, svid: 9, exclusive: true, offset: 10n, length: 1n })).status, 'denied');
+      const mid = (await scrape()).samples;
+      assert.equal(value(mid, 'lockdrop_nlm_requests_total', { procedure: 'LOCK', status: 'granted' }) - value(before, 'lockdrop_nlm_requests_total', { procedure: 'LOCK', status: 'granted' }), 3);
+      assert.equal(value(mid, 'lockdrop_nlm_requests_total', { procedure: 'LOCK', status: 'denied' }), 1);
+      assert.ok(value(mid, 'lockdrop_rpc_calls_total', { program: 'nlm', procedure: 'LOCK', status: 'SUCCESS', transport: 'tcp' }) >= 4);
+      assert.equal(value(mid, 'lockdrop_locks', { server: VIP }), 3);
+      assert.equal(value(mid, 'lockdrop_monitors', { server: VIP }), 1);
+
+      // The address leaves: its locks are dropped, counted under the source that saw it first.
+      ip('addr', 'del', `${VIP}/32`, 'dev', iface!.name);
+      const gone = await d.waitLog((l) => l.address === VIP && / removed/.test(l.msg));
+      const after = (await scrape()).samples;
+      const trigger = String(gone.source);
+      assert.equal(value(after, 'lockdrop_drops_total', { trigger }), 1);
+      assert.equal(value(after, 'lockdrop_dropped_locks_total', { trigger }), 3);
+      assert.equal(value(after, 'lockdrop_drop_duration_seconds_count', { trigger }), 1);
+      assert.equal(value(after, 'lockdrop_locks', { server: VIP }), 0);
+      assert.ok(value(after, 'lockdrop_address_events_total', { type: 'down', source: trigger }) >= 1);
+
+      // The operator drops: trigger admin.
+      d.ctl(['drop', '--ip', '127.0.0.1']);
+      assert.equal(value((await scrape()).samples, 'lockdrop_drops_total', { trigger: 'admin' }), 1);
+    } finally {
+      await c.close();
+    }
+  });
+});
