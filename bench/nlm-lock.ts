@@ -99,10 +99,12 @@ async function generate(transport: Transport, port: number, owners: number, ms: 
   for (let o = 0; o < owners; o++) fire(o);
   await new Promise((r) => setTimeout(r, 500)); // warm-up
   measuring = true;
+  process.send!('start');
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   await new Promise((r) => setTimeout(r, ms));
   measuring = false;
+  process.send!('stop');
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
   running = false;
@@ -118,10 +120,24 @@ async function generate(transport: Transport, port: number, owners: number, ms: 
 
 // ---- server and driver (parent process) ----
 
-function runGenerator(transport: Transport, port: number, owners: number, ms: number): Promise<GenResult> {
+/** Runs one generator; also the server's CPU seconds per wall second inside the generator's measuring window. */
+function runGenerator(transport: Transport, port: number, owners: number, ms: number): Promise<GenResult & { serverCpu: number }> {
   return new Promise((resolve, reject) => {
     const child = fork(__filename, ['generate', transport, String(port), String(owners), String(ms)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.once('message', (m) => resolve(m as GenResult));
+    let cpu0 = process.cpuUsage();
+    let t0 = process.hrtime.bigint();
+    let serverCpu = 0;
+    child.on('message', (m) => {
+      if (m === 'start') {
+        cpu0 = process.cpuUsage();
+        t0 = process.hrtime.bigint();
+      } else if (m === 'stop') {
+        const c = process.cpuUsage(cpu0);
+        serverCpu = (c.user + c.system) / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9);
+      } else {
+        resolve({ ...(m as GenResult), serverCpu });
+      }
+    });
     child.once('error', reject);
     child.once('exit', (code) => code !== 0 && reject(new Error(`generator exited ${code}`)));
   });
@@ -136,19 +152,35 @@ async function main(): Promise<void> {
   for (const p of service.programs) server.register(p);
   await server.addAddress(HOST);
   console.log(`NLM v4 LOCK+UNLOCK on ${HOST}:${server.port}, ${seconds} s per run, node ${process.version}`);
+  // The software path alone (RPC decode, NLM, table, reply encode), no sockets: an upper bound.
+  {
+    const meta = { transport: 'tcp' as const, local: { address: HOST, port: server.port }, peer: { address: HOST, port: 900 } };
+    const msgs = Array.from({ length: 64 }, (_, o) => [message(NlmProc.LOCK, o, 'udp'), message(NlmProc.UNLOCK, o, 'udp')] as const);
+    let line = '';
+    for (let round = 0; round < 3; round++) { // the last round, once the JIT has warmed up
+      let n = 0;
+      const c0 = process.cpuUsage();
+      const t0 = process.hrtime.bigint();
+      while (process.hrtime.bigint() - t0 < 700_000_000n) {
+        for (const [l, u] of msgs) {
+          await server.dispatch(l, meta);
+          await server.dispatch(u, meta);
+          n += 2;
+        }
+      }
+      const c = process.cpuUsage(c0);
+      line = `dispatch only (no sockets): ${((c.user + c.system) / n).toFixed(2)} µs CPU per RPC`;
+    }
+    console.log(line);
+  }
   // With a busy machine the rate is bounded by the CPU we get: server CPU µs per RPC is the steadier figure.
   console.log('transport owners   RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors');
   for (const transport of ['udp', 'tcp'] as const) {
     for (const owners of [1, 8, 64]) {
-      const cpu0 = process.cpuUsage();
-      const t0 = process.hrtime.bigint();
       const r = await runGenerator(transport, server.port, owners, seconds * 1000);
-      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-      const c = process.cpuUsage(cpu0);
-      // The server's CPU over the generator's whole life (warm-up included): an upper bound.
-      const serverCpu = (c.user + c.system) / 1e6 / wall;
+      const { serverCpu } = r;
       const rate = r.rpcs / r.seconds;
-      console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * wall * 1e6) / (rate * wall)).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)}`);
+      console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)}`);
     }
   }
   service.close();
