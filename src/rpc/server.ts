@@ -42,7 +42,7 @@ export interface RpcServerOptions {
   halfRecordTimeoutMs?: number;
   /** Connections beyond this many (over all addresses) are closed at once. Default 1024. */
   maxConnections?: number;
-  /** Calls handled at once per TCP connection before it stops reading. Default 64. */
+  /** Calls handled at once per TCP connection; beyond it the connection is not read. Default 64. */
   maxCallsPerConnection?: number;
   /** UDP duplicate-request cache entries. Default 1024. */
   duplicateCacheSize?: number;
@@ -78,6 +78,8 @@ interface Connection {
   decoder: RecordDecoder;
   /** Calls in arrival order; replies leave in that order. */
   queue: { done: boolean; reply: Buffer | undefined }[];
+  /** Whole records read but not yet started (more than maxCallsPerConnection at once). */
+  backlog: Buffer[];
   halfRecordTimer: NodeJS.Timeout | undefined;
   paused: boolean;
 }
@@ -245,13 +247,14 @@ export class RpcServer {
       meta: { transport: 'tcp', local, peer },
       decoder: new RecordDecoder(this.opts.maxRecordSize),
       queue: [],
+      backlog: [],
       halfRecordTimer: undefined,
       paused: false,
     };
     this.connections.add(c);
     this.emit({ kind: 'connection', state: 'open', local, peer });
     socket.setTimeout(this.opts.idleTimeoutMs, () => {
-      if (c.queue.length === 0) this.drop(c, 'idle');
+      if (c.queue.length === 0 && c.backlog.length === 0) this.drop(c, 'idle');
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
@@ -259,19 +262,30 @@ export class RpcServer {
       this.connections.delete(c);
       this.emit({ kind: 'connection', state: 'closed', local, peer });
     });
-    socket.on('drain', () => this.resume(c));
+    socket.on('drain', () => this.pump(c));
     socket.on('data', (chunk) => this.onData(c, chunk));
   }
 
   private onData(c: Connection, chunk: Buffer): void {
-    let records: Buffer[];
     try {
-      records = c.decoder.push(chunk);
+      for (const rec of c.decoder.push(chunk)) c.backlog.push(rec);
     } catch (err) {
       this.drop(c, (err as Error).message);
       return;
     }
-    for (const rec of records) {
+    if (c.decoder.partial) {
+      c.halfRecordTimer ??= setTimeout(() => this.drop(c, 'half record timed out'), this.opts.halfRecordTimeoutMs);
+    } else if (c.halfRecordTimer) {
+      clearTimeout(c.halfRecordTimer);
+      c.halfRecordTimer = undefined;
+    }
+    this.pump(c);
+  }
+
+  /** Starts waiting calls while fewer than the limit are in progress; reads more only when all have started. */
+  private pump(c: Connection): void {
+    while (c.backlog.length > 0 && c.queue.length < this.opts.maxCallsPerConnection) {
+      const rec = c.backlog.shift()!;
       const slot = { done: false, reply: undefined as Buffer | undefined };
       c.queue.push(slot);
       this.dispatch(rec, c.meta).then(
@@ -287,15 +301,14 @@ export class RpcServer {
         },
       );
     }
-    if (c.decoder.partial) {
-      c.halfRecordTimer ??= setTimeout(() => this.drop(c, 'half record timed out'), this.opts.halfRecordTimeoutMs);
-    } else if (c.halfRecordTimer) {
-      clearTimeout(c.halfRecordTimer);
-      c.halfRecordTimer = undefined;
-    }
-    if (c.queue.length >= this.opts.maxCallsPerConnection && !c.paused) {
+    // Stop reading while calls wait for a free slot, or while the peer is not reading its replies.
+    const hold = c.backlog.length > 0 || c.socket.writableNeedDrain;
+    if (hold && !c.paused) {
       c.paused = true;
       c.socket.pause();
+    } else if (!hold && c.paused) {
+      c.paused = false;
+      c.socket.resume();
     }
   }
 
@@ -304,18 +317,7 @@ export class RpcServer {
       const { reply } = c.queue.shift()!;
       if (reply && !c.socket.destroyed) c.socket.write(encodeRecord(reply));
     }
-    this.resume(c);
-  }
-
-  private resume(c: Connection): void {
-    if (c.paused && c.queue.length < this.opts.maxCallsPerConnection && !c.socket.writableNeedDrain) {
-      c.paused = false;
-      c.socket.resume();
-    } else if (!c.paused && c.socket.writableNeedDrain) {
-      // The peer is not reading its replies: stop reading its calls until it does.
-      c.paused = true;
-      c.socket.pause();
-    }
+    if (!c.socket.destroyed) this.pump(c);
   }
 
   private drop(c: Connection, reason: string): void {

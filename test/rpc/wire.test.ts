@@ -158,6 +158,28 @@ describe('rpc server against malformed input', function () {
     assert.deepEqual(replies.map((r) => r.xid), [1, 2]);
   });
 
+  it('stops reading a connection with too many calls in progress, and resumes as they finish', async () => {
+    let running = 0;
+    let most = 0;
+    const busy = new RpcServer({ maxCallsPerConnection: 4 });
+    busy.register({ prog: TEST_PROG, vers: 1, procedures: new Map([[0, {
+      name: 'BUSY', decodeArgs: () => undefined, encodeResult: () => undefined,
+      handle: async () => { most = Math.max(most, ++running); await sleep(20); running--; },
+    }]]) });
+    await busy.addAddress(A);
+    try {
+      const t = await rawTcp(A, busy.port);
+      for (let i = 0; i < 40; i++) t.socket.write(encodeRecord(call(i, TEST_PROG, 1, 0)));
+      for (let i = 0; i < 100 && new RecordDecoder(1 << 20).push(t.received()).length < 40; i++) await sleep(20);
+      const xids = new RecordDecoder(1 << 20).push(t.received()).map((r) => decodeReply(r).xid);
+      assert.deepEqual(xids, Array.from({ length: 40 }, (_, i) => i));
+      assert.equal(most, 4);
+      t.socket.destroy();
+    } finally {
+      await busy.close();
+    }
+  });
+
   it('closes a connection announcing a 2 GiB fragment, before reading it', async () => {
     const { replies, closed } = await tcpRecords([Buffer.from('ffffffff', 'hex'), Buffer.alloc(1024)]);
     assert.equal(closed, true);
