@@ -251,6 +251,22 @@ describe('rpc client', function () {
       }
     });
 
+    it('an address that is not local is refused with EADDRNOTAVAIL and leaves the server as it was', async () => {
+      const server = new RpcServer();
+      server.register(testProgram(1));
+      try {
+        await assert.rejects(server.addAddress('10.77.3.99'), /EADDRNOTAVAIL/);
+        await server.addAddress(A);
+        await assert.rejects(server.addAddress('10.77.3.98'), /EADDRNOTAVAIL/);
+        assert.deepEqual(server.addresses(), [A]);
+        const c = new RpcClient({ transport: 'udp', host: A, port: server.port });
+        await c.call(TEST_PROG, 1, 0);
+        c.close();
+      } finally {
+        await server.close();
+      }
+    });
+
     it('a fixed port is used on every address, and a taken one is an error for that address only', async () => {
       const blocker = net.createServer();
       await new Promise<void>((r) => blocker.listen(0, B, () => r()));
