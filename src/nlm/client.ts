@@ -96,6 +96,8 @@ export interface ResCallback {
 
 type Waiting<T> = { match: (v: T) => boolean; resolve: (v: T) => void; timer: NodeJS.Timeout };
 
+/** Callbacks kept for a later waitGranted / waitRes. */
+const MAX_UNCLAIMED = 1024;
 const named = (stat: number): LockStatus => statName(stat) ?? 'failed';
 
 export class NlmClient extends EventEmitter {
@@ -306,6 +308,7 @@ export class NlmClient extends EventEmitter {
       if (w.match(v)) return w.resolve(v);
     }
     seen.push(v);
+    if (seen.length > MAX_UNCLAIMED) seen.shift(); // nobody waits for these: keep the newest only
   }
 
   private async serveCallbacks(cb: NonNullable<NlmClientOptions['callback']>): Promise<void> {
