@@ -183,6 +183,8 @@ export class RpcClient {
     const o = this.opts;
     if (o.transport === 'unix') throw new Error('unreachable');
     const s = dgram.createSocket({ type: net.isIPv6(o.host) ? 'udp6' : 'udp4' });
+    // An idle client never keeps the process alive; a call's own timer does while it waits.
+    s.unref();
     const opened = new Promise<dgram.Socket>((resolve, reject) => {
       s.once('error', (err: NodeJS.ErrnoException) => reject(new RpcConnectionError(`udp ${o.source ?? '*'} -> ${o.host}:${o.port}: ${err.message}`, err.code)));
       s.bind({ address: o.source, port: o.sourcePort ?? 0 }, () => {
@@ -210,6 +212,7 @@ export class RpcClient {
     const s = o.transport === 'unix'
       ? net.connect({ path: o.path })
       : net.connect({ host: (o as { host: string }).host, port: (o as { port: number }).port, localAddress: (o as { source?: string }).source, localPort: (o as { sourcePort?: number }).sourcePort, noDelay: true });
+    s.unref();
     const where = o.transport === 'unix' ? o.path : `${o.host}:${o.port}`;
     const decoder = new RecordDecoder(this.opts.maxRecordSize ?? 1 << 20);
     const opened = new Promise<net.Socket>((resolve, reject) => {
