@@ -96,17 +96,31 @@ class ExportEntry {
   constructor(readonly id: string) {}
 }
 
+/** What few files have: queued blocks and share reservations. */
+class FileExtra {
+  /** Blocked requests in arrival order. */
+  readonly queue: Block[] = [];
+  readonly shares: Share[] = [];
+}
+
 class FileState {
   head: Lock | null = null;
-  /** Blocked requests in arrival order. */
-  queue: Block[] | null = null;
-  shares: Share[] | null = null;
   mark = 0;
+  extra: FileExtra | null = null;
   constructor(
     /** The file handle bytes as a latin1 string. */
     readonly key: string,
     readonly exp: ExportEntry | undefined,
   ) {}
+  get queue(): Block[] | null {
+    return this.extra && this.extra.queue;
+  }
+  get shares(): Share[] | null {
+    return this.extra && this.extra.shares;
+  }
+  more(): FileExtra {
+    return (this.extra ??= new FileExtra());
+  }
 }
 
 /**
@@ -256,7 +270,7 @@ export class LockTable {
     }
     const addr = this.internAddr(req.serverAddress);
     const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter };
-    (file.queue ??= []).push(b);
+    file.more().queue.push(b);
     (owner.blocks ??= []).push(b);
     addr.blocks.add(b);
     this.hostRef(addr, owner.host.key, 1);
@@ -317,7 +331,7 @@ export class LockTable {
     const host = this.internHost(req.owner.host);
     const addr = this.internAddr(req.serverAddress);
     const s: Share = { file, host, oh, mode: req.mode, access: req.access, addr };
-    (file.shares ??= []).push(s);
+    file.more().shares.push(s);
     host.shares.add(s);
     addr.shares.add(s);
     this.hostRef(addr, host.key, 1);

@@ -429,4 +429,32 @@ describe('locks: changes', () => {
     t.unlock(req(B, 0, 0));
     assert.equal(seen.length, 8);
   });
+
+  it('builds no event when nobody listens', () => {
+    const { t } = setup();
+    const spy = t as unknown as { heldOf: (...a: unknown[]) => unknown };
+    const real = spy.heldOf.bind(t);
+    let built = 0;
+    spy.heldOf = (...a: unknown[]) => (built++, real(...a));
+    t.lock(req(A, 0, 10), NB);
+    t.lock(req(A, 20, 10), NB);
+    t.unlock(req(A, 0, 5));
+    t.dropByServerAddress(VIP1);
+    assert.equal(built, 0);
+    const sub = t.changes.subscribe(() => {});
+    t.lock(req(A, 0, 10), NB);
+    assert.equal(built, 1);
+    sub.unsubscribe();
+  });
+
+  it('announces the end of a grace period on time, without being asked', async () => {
+    const t = new LockTable();
+    const states: string[] = [];
+    t.changes.subscribe((c) => c.type === 'grace' && states.push(c.state));
+    t.grace.start({ kind: 'address', address: VIP1 }, 0.03);
+    assert.deepEqual(states, ['started']);
+    await new Promise((r) => setTimeout(r, 80));
+    assert.deepEqual(states, ['started', 'ended']);
+    assert.deepEqual(t.grace.active(), []);
+  });
 });
