@@ -46,6 +46,9 @@ export interface LockTableStats {
   byAddress: Map<string, { locks: number; hosts: number }>;
 }
 
+/** Shared by every owner without holders; never mutated (holder arrays are copied on write). */
+const NO_HOLDERS: Holder[] = [];
+
 class HostEntry {
   readonly owners = new Set<Owner>();
   readonly shares = new Set<Share>();
@@ -55,7 +58,7 @@ class HostEntry {
 
 class Owner {
   /** One holder per server address this owner holds locks through (almost always one). */
-  holders: Holder[] = [];
+  holders: Holder[] = NO_HOLDERS;
   blocks: Block[] | null = null;
   mark = 0;
   constructor(
@@ -365,8 +368,8 @@ export class LockTable {
     if (!h) return this.dropped('host', host, NO_COUNTS);
     const d = this.startDrop();
     for (const o of [...h.owners]) {
-      for (const hd of o.holders) this.dropHolder(d, hd);
-      o.holders = [];
+      for (const hd of o.holders) this.dropHolder(d, hd, true);
+      o.holders = NO_HOLDERS;
       this.touchOwner(d, o);
       if (o.blocks) for (const b of [...o.blocks]) this.dropBlock(d, b);
     }
@@ -378,13 +381,17 @@ export class LockTable {
     const a = this.addrs.get(address);
     if (!a) return this.dropped('address', address, NO_COUNTS);
     const d = this.startDrop();
-    for (const hd of a.holders) {
-      this.dropHolder(d, hd);
-      hd.owner.holders = hd.owner.holders.filter((x) => x !== hd);
-      this.touchOwner(d, hd.owner);
-    }
     for (const b of [...a.blocks]) this.dropBlock(d, b);
     for (const s of [...a.shares]) this.dropShare(d, s);
+    // Now only holders are left: unindex them wholesale rather than one by one.
+    for (const hd of a.holders) {
+      this.dropHolder(d, hd, false);
+      this.unholder(hd);
+      this.touchOwner(d, hd.owner);
+    }
+    a.holders.clear();
+    a.hosts.clear();
+    this.freeAddrIfEmpty(a);
     return this.finishDrop(d, 'address', address);
   }
 
@@ -640,9 +647,15 @@ export class LockTable {
     this.freeFileIfEmpty(file);
   }
 
+  /** Takes a holder out of its owner's array (copy on write: arrays stay exact-size). */
+  private unholder(hd: Holder): void {
+    const hs = hd.owner.holders;
+    hd.owner.holders = hs.length === 1 ? NO_HOLDERS : hs.filter((x) => x !== hd);
+  }
+
   /** Unindexes an empty holder (its owner's array is the caller's when dropping). */
   private freeHolder(hd: Holder, fromOwner = true): void {
-    if (fromOwner) hd.owner.holders = hd.owner.holders.filter((x) => x !== hd);
+    if (fromOwner) this.unholder(hd);
     hd.addr.holders.delete(hd);
     this.hostRef(hd.addr, hd.owner.host.key, -1);
     this.freeAddrIfEmpty(hd.addr);
@@ -921,8 +934,11 @@ export class LockTable {
     }
   }
 
-  /** Releases every lock of a holder and unindexes it; its owner's array is the caller's. */
-  private dropHolder(d: Drop, hd: Holder): void {
+  /**
+   * Releases every lock of a holder; unindexes it from its address when asked (the owner's
+   * array is the caller's).
+   */
+  private dropHolder(d: Drop, hd: Holder, unindex: boolean): void {
     const observed = this.subject.observed;
     for (let l = hd.head; l; l = l.hNext) {
       if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
@@ -940,7 +956,7 @@ export class LockTable {
     hd.addr.count -= hd.count;
     hd.head = null;
     hd.count = 0;
-    this.freeHolder(hd, false);
+    if (unindex) this.freeHolder(hd, false);
   }
 
   private dropBlock(d: Drop, b: Block): void {
