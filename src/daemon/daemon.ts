@@ -180,17 +180,19 @@ export class Daemon {
       undo.push(() => metrics.close());
     }
 
-    daemon.wire();
     daemon.rpcbind = await registerWithRpcbind(daemon.rpcbindEntries(), { mode: cfg.rpcbind });
     log.info({ registered: daemon.rpcbind.registered, via: daemon.rpcbind.via, reason: daemon.rpcbind.reason }, daemon.rpcbind.registered ? `registered with rpcbind (${daemon.rpcbind.via})` : `not registered with rpcbind: ${daemon.rpcbind.reason ?? cfg.rpcbind}`);
-    daemon.subs.push(failover.run(watch.events$));
+    undo.push(() => daemon.rpcbind?.unregister());
+    daemon.wire();
     log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, metricsPort, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
     return daemon;
   }
 
-  /** Event plumbing between the parts: reboots to drops, everything to metrics and `watch`. */
+  /** Event plumbing between the parts: address events to failover, reboots to drops, everything to metrics and `watch`. */
   private wire(): void {
     const { log, metrics, table, nsm, nlm } = this;
+    // Failover subscribes first: the sources start with it and their first snapshot is its.
+    this.subs.push(this.failover.run(this.watch.events$));
     this.subs.push(
       nsm.rebooted$.subscribe((r) => {
         const key = hostKey(r.monName, r.address);

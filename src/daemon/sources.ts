@@ -1,21 +1,20 @@
-// Which address sources run, and the address event stream they feed. Each source that cannot run
-// here (no addon, no BPF, replay mode) is reported with the reason, for the start log and status.
-import { EMPTY, Observable, filter, map, merge, share } from 'rxjs';
+// Which address sources run, and the AddressEvent stream the watch pipeline makes of them. A
+// source that cannot run here (no addon, no BPF, replay mode) is reported with the reason, for
+// the start log and `lockdropctl status`; the daemon then runs on the others.
+import { EMPTY, Observable, Subject, catchError, filter, merge, share, tap } from 'rxjs';
 import type { Logger } from 'pino';
 import { addonStatus, openRtnetlink, type RtnetlinkSocket } from '../addon';
-import { addressFilter } from '../watch/address';
-import { netlinkSource } from '../watch/sources/netlink';
-import { pollSource } from '../watch/sources/poll';
-import { replaySource } from '../watch/sources/replay';
-import { isOverflow, nowMs, type AddressChange, type AddressEvent, type SourceItem, type SourceOverflow } from '../watch/types';
+import { addressFilter, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
+import { bpfSource } from '../watch/sources/bpf';
 import type { Config } from './config';
 import type { SourceStatus } from './protocol';
 
 export interface AddressWatch {
   events$: Observable<AddressEvent>;
   overflows$: Observable<SourceOverflow>;
+  /** Live: a source that fails after start is marked inactive with its reason. */
   sources: SourceStatus[];
-  /** Applies the reloadable settings (floating filter, hold-down). */
+  /** Applies the reloadable settings: the floating filter and the hold-down. */
   reconfigure(cfg: Config): void;
   close(): void;
 }
@@ -24,60 +23,80 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
   const sources: SourceStatus[] = [];
   const inputs: Observable<SourceItem>[] = [];
   let rtnetlink: RtnetlinkSocket | undefined;
+  // A source failing later (e.g. the probes refused at load) leaves the others running.
+  const guarded = (name: SourceName, status: SourceStatus, source: Observable<SourceItem>): Observable<SourceItem> =>
+    source.pipe(
+      catchError((err: Error) => {
+        status.active = false;
+        status.reason = err.message;
+        log.warn({ source: name, err: err.message }, `source ${name}: off (${err.message})`);
+        return EMPTY;
+      }),
+    );
   if (cfg.replay) {
-    inputs.push(replaySource(cfg.replay));
-    sources.push({ name: 'replay', active: true, reason: cfg.replay });
+    const status: SourceStatus = { name: 'replay', active: true, reason: cfg.replay };
+    sources.push(status);
+    inputs.push(guarded('replay', status, replaySource(cfg.replay)));
     for (const name of cfg.sources) sources.push({ name, active: false, reason: 'replaying a trace' });
   } else {
     for (const name of cfg.sources) {
+      const status: SourceStatus = { name, active: true };
+      sources.push(status);
       if (name === 'poll') {
-        inputs.push(pollSource({ intervalMs: cfg.pollInterval * 1000 }));
-        sources.push({ name, active: true, reason: `every ${cfg.pollInterval} s` });
-      } else if (name === 'netlink') {
-        const addon = addonStatus();
-        if (!addon.available) {
-          sources.push({ name, active: false, reason: addon.reason });
-          continue;
-        }
+        status.reason = `every ${cfg.pollInterval} s`;
+        inputs.push(guarded(name, status, pollSource({ intervalMs: cfg.pollInterval * 1000 })));
+        continue;
+      }
+      const addon = addonStatus();
+      if (!addon.available) {
+        status.active = false;
+        status.reason = addon.reason;
+        continue;
+      }
+      if (name === 'netlink') {
         rtnetlink = openRtnetlink();
-        inputs.push(netlinkSource(rtnetlink));
-        sources.push({ name, active: true });
+        inputs.push(guarded(name, status, netlinkSource(rtnetlink)));
       } else {
-        sources.push({ name, active: false, reason: 'the bpf source is not wired into the daemon yet' });
+        const onPrograms = (programs: { name: string; status: string; reason?: string }[]) => {
+          status.reason = programs.map((p) => (p.status === 'attached' ? `${p.name}: attached` : `${p.name}: ${p.status} (${p.reason})`)).join('; ');
+          for (const p of programs) log.info({ source: 'bpf', program: p.name, status: p.status, reason: p.reason }, `bpf probe ${p.name}: ${p.status}${p.reason ? ` (${p.reason})` : ''}`);
+        };
+        inputs.push(guarded(name, status, bpfSource({ onPrograms })));
       }
     }
   }
   for (const s of sources) log.info({ source: s.name, active: s.active, reason: s.reason }, `source ${s.name}: ${s.active ? 'active' : `off (${s.reason})`}`);
 
-  let floating = addressFilter(cfg.addresses);
   const items$ = (inputs.length ? merge(...inputs) : EMPTY).pipe(share());
   const overflows$ = items$.pipe(filter(isOverflow), share());
-  // Interim until src/watch's pipeline lands: one source's AddressTable already yields only
-  // real transitions; merge keeps the first report of each (present/absent) state.
-  const present = new Map<string, boolean>();
-  const events$ = items$.pipe(
-    filter((i): i is AddressChange => !isOverflow(i)),
-    filter((c) => floating(c.address)),
-    map((c): AddressEvent | undefined => {
-      const up = c.kind === 'added';
-      if (c.kind === 'added' || c.kind === 'removed') {
-        if (present.get(c.address) === up) return undefined;
-        present.set(c.address, up);
-      }
-      const type = c.kind === 'added' ? 'up' : c.kind === 'removed' ? 'down' : c.kind === 'remove-intent' ? 'draining' : 'drain-ended';
-      return { type, address: c.address, family: c.family, ifindex: c.ifindex, source: c.source, at: c.at, pid: c.pid, comm: c.comm, detectedAt: nowMs() };
-    }),
-    filter((e): e is AddressEvent => e !== undefined),
-    share(),
-  );
+  // The hold-down is handed over as a getter, read by the pipeline's state machine.
+  let holdDownMs = cfg.holdDown;
+  const machineOptions = {
+    get holdDownMs() {
+      return holdDownMs;
+    },
+  };
+  // The pipeline watches every non-loopback address; the floating filter applies to its output,
+  // so that widening it on reload can bring in an address that is already up.
+  let floating = addressFilter(cfg.addresses);
+  const lastSeen = new Map<string, AddressEvent>();
+  const added = new Subject<AddressEvent>();
+  const all$ = watchAddresses([items$], machineOptions).pipe(tap((e) => lastSeen.set(e.address, e)));
+  const events$ = merge(all$.pipe(filter((e) => floating(e.address))), added).pipe(share());
   return {
     events$,
     overflows$,
     sources,
     reconfigure: (next) => {
+      const before = floating;
       floating = addressFilter(next.addresses);
+      holdDownMs = next.holdDown;
+      for (const e of lastSeen.values()) {
+        if (e.type === 'up' && floating(e.address) && !before(e.address)) added.next({ ...e, at: nowMs(), detectedAt: nowMs() });
+      }
     },
     close: () => {
+      added.complete();
       rtnetlink?.close();
     },
   };
