@@ -21,18 +21,31 @@ export interface PipelineOptions extends MachineOptions {
 /** Drops overflow markers and unparsable addresses, normalises the text, keeps floating addresses. */
 export function onlyFloating(floating?: readonly string[]): OperatorFunction<SourceItem, AddressChange> {
   const keep = addressFilter(floating);
+  // Text as a source wrote it → canonical text, or null when dropped. The same few addresses
+  // come back again and again; bounded so a flood of distinct ones cannot grow it without end.
+  const memo = new Map<string, string | null>();
+  const canonical = (text: string): string | null => {
+    let out = memo.get(text);
+    if (out !== undefined) return out;
+    try {
+      const address = normaliseAddress(text);
+      out = keep(address) ? address : null;
+    } catch (err) {
+      if (!(err instanceof AddressParseError)) throw err;
+      out = null;
+    }
+    if (memo.size >= 4096) memo.clear();
+    memo.set(text, out);
+    return out;
+  };
   return pipe(
     filter((i): i is AddressChange => !isOverflow(i)),
     map((c) => {
-      try {
-        const address = normaliseAddress(c.address);
-        return address === c.address ? c : { ...c, address, family: familyOf(address) };
-      } catch (err) {
-        if (err instanceof AddressParseError) return undefined;
-        throw err;
-      }
+      const address = canonical(c.address);
+      if (address === null) return undefined;
+      return address === c.address ? c : { ...c, address, family: familyOf(address) };
     }),
-    filter((c): c is AddressChange => c !== undefined && keep(c.address)),
+    filter((c): c is AddressChange => c !== undefined),
   );
 }
 

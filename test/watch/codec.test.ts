@@ -187,6 +187,7 @@ describe('watch pcap traces', () => {
 
   it('tshark dissects every fixture as Linux rtnetlink with no malformed packets or warnings', function () {
     if (!hasCommand('tshark')) this.skip();
+    this.timeout(60000); // five tshark runs: seconds normally, more on a loaded machine
     for (const name of ['addr-v4', 'addr-v6', 'link-down', 'link-del', 'burst-1000']) {
       // One line per packet: its protocols, then any malformed mark or expert severity.
       const lines = execFileSync('tshark', ['-r', fixture(name), '-T', 'fields', '-E', 'separator=|', '-e', 'frame.protocols', '-e', '_ws.malformed', '-e', '_ws.expert.severity'], {

@@ -1,0 +1,85 @@
+// Watch benchmarks: pipeline throughput on the recorded 1,000-change burst, and the latency
+// from `ip addr del` to the AddressEvent through netlink and through poll.
+// Run as root: npx tsx bench/watch.ts  (latency runs in a network namespace it creates).
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { count, filter, firstValueFrom, lastValueFrom, share, timeout, type Observable } from 'rxjs';
+import { openRtnetlink } from '../src/addon';
+import { addressEvents, decodeDatagram, netlinkSource, nowMs, pollSource, readTrace, replaySource, watchAddresses, type AddressEvent } from '../src/watch';
+
+const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+const fmt = (xs: number[]): string => `p50 ${quantile(xs, 0.5).toFixed(2)} ms, p99 ${quantile(xs, 0.99).toFixed(2)} ms (n=${xs.length})`;
+const run = (cmd: string, args: string[]): Promise<void> => new Promise((resolve, reject) => {
+  spawn(cmd, args, { stdio: 'ignore' }).on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: ${code}`))));
+});
+
+async function throughput(): Promise<void> {
+  const trace = readTrace(join(__dirname, '..', 'test', 'fixtures', 'netlink', 'burst-1000.pcap'));
+  const changes = 1000;
+  const rates: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const t0 = performance.now();
+    const n = await lastValueFrom(replaySource(trace, { pace: 'fast' }).pipe(addressEvents(), count()));
+    const ms = performance.now() - t0;
+    if (n !== 1000) throw new Error(`expected 1000 events, got ${n}`);
+    if (i >= 5) rates.push(changes / (ms / 1000)); // after warm-up
+  }
+  const t0 = performance.now();
+  let msgs = 0;
+  for (let i = 0; i < 30; i++) for (const r of trace) msgs += decodeDatagram(r.datagram).length;
+  const decodeRate = msgs / ((performance.now() - t0) / 1000);
+  console.log(`pipeline throughput, burst-1000 replayed as fast as possible (decode ▸ table ▸ filter ▸ state machine): median ${Math.round(quantile(rates, 0.5))} events/s, min ${Math.round(Math.min(...rates))} (25 runs)`);
+  console.log(`netlink decode alone: ${Math.round(decodeRate)} messages/s`);
+}
+
+/** Times `ip addr del` (spawned) → the matching down event. */
+async function latency(name: string, events: Observable<AddressEvent>, dev: string, runs: number): Promise<number[]> {
+  const out: number[] = [];
+  const shared = events.pipe(share());
+  const sub = shared.subscribe(); // keep the source hot between runs
+  for (let i = 0; i < runs; i++) {
+    const addr = `10.90.${i >> 8}.${(i & 255) + 1}`;
+    execFileSync('ip', ['addr', 'add', `${addr}/32`, 'dev', dev]);
+    await firstValueFrom(shared.pipe(filter((e) => e.type === 'up' && e.address === addr), timeout(10000)));
+    const down = firstValueFrom(shared.pipe(filter((e) => e.type === 'down' && e.address === addr), timeout(10000)));
+    const t0 = nowMs();
+    await run('ip', ['addr', 'del', `${addr}/32`, 'dev', dev]);
+    const e = await down;
+    out.push(e.detectedAt - t0);
+  }
+  sub.unsubscribe();
+  console.log(`ip addr del → AddressEvent down, ${name}: ${fmt(out)}`);
+  return out;
+}
+
+async function inNamespace(): Promise<void> {
+  execFileSync('sh', ['-ec', 'ip link set lo up; ip link add lb0 type veth peer name lb0p; ip link set lb0p up; ip link set lb0 up']);
+  await new Promise((r) => setTimeout(r, 300));
+  const spawnCost: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const t0 = nowMs();
+    await run('ip', ['-V']);
+    spawnCost.push(nowMs() - t0);
+  }
+  console.log(`(for scale: spawning \`ip -V\` alone: ${fmt(spawnCost)})`);
+  const sock = openRtnetlink();
+  const floating = ['10.90.0.0/16'];
+  await latency('netlink source', watchAddresses([netlinkSource(sock)], { floating }), 'lb0', 200);
+  sock.close();
+  for (const interval of [100, 1000]) {
+    await latency(`poll source alone (every ${interval} ms)`, watchAddresses([pollSource({ intervalMs: interval })], { floating }), 'lb0', interval === 100 ? 50 : 15);
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.env.LOCKDROP_BENCH_NS === '1') return inNamespace();
+  await throughput();
+  // The latency part needs its own network namespace (removed when it exits).
+  const r = spawnSync('unshare', ['--net', '--', 'env', 'LOCKDROP_BENCH_NS=1', process.execPath, ...process.execArgv, __filename], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('latency run failed (root needed for unshare --net)');
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });
