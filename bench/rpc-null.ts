@@ -12,12 +12,12 @@ interface Result { transport: string; clients: number; calls: number; secs: numb
 
 async function loadGenerator(port: number, transport: 'udp' | 'tcp', clients: number, secs: number): Promise<Result> {
   const latencies: number[] = [];
-  const until = Date.now() + secs * 1000;
+  const cs = Array.from({ length: clients }, () => new RpcClient({ transport, host: '127.0.0.1', port, timeoutMs: 5000 }));
+  await Promise.all(cs.map(async (c) => { for (let i = 0; i < 100; i++) await c.call(PROG, 1, 0); })); // warm up
   const started = process.hrtime.bigint();
+  const until = Date.now() + secs * 1000;
   await Promise.all(
-    Array.from({ length: clients }, async () => {
-      const c = new RpcClient({ transport, host: '127.0.0.1', port, timeoutMs: 5000 });
-      for (let i = 0; i < 200; i++) await c.call(PROG, 1, 0); // warm up
+    cs.map(async (c) => {
       while (Date.now() < until) {
         const t = process.hrtime.bigint();
         await c.call(PROG, 1, 0);
