@@ -4,7 +4,7 @@
 import { EMPTY, Observable, Subject, catchError, filter, merge, share, tap } from 'rxjs';
 import type { Logger } from 'pino';
 import { addonStatus, openRtnetlink, type RtnetlinkSocket } from '../addon';
-import { addressFilter, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
+import { addressFilter, cidrContains, isOverflow, parseCidr, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
 import { bpfSource } from '../watch/sources/bpf';
 import type { Config } from './config';
 import type { SourceStatus } from './protocol';
@@ -17,6 +17,17 @@ export interface AddressWatch {
   /** Applies the reloadable settings: the floating filter and the hold-down. */
   reconfigure(cfg: Config): void;
   close(): void;
+}
+
+const LINK_LOCAL = parseCidr('fe80::/10');
+
+/**
+ * The addresses lockdrop manages: the configured floating ones, or every address but loopback
+ * and IPv6 link-local (never a floating service address, and not bindable without a scope id).
+ */
+function managed(floating: readonly string[]): (address: string) => boolean {
+  const keep = addressFilter(floating);
+  return floating.length ? keep : (a) => keep(a) && !cidrContains(LINK_LOCAL, a);
 }
 
 export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
@@ -78,7 +89,7 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
   };
   // The pipeline watches every non-loopback address; the floating filter applies to its output,
   // so that widening it on reload can bring in an address that is already up.
-  let floating = addressFilter(cfg.addresses);
+  let floating = managed(cfg.addresses);
   const lastSeen = new Map<string, AddressEvent>();
   const added = new Subject<AddressEvent>();
   const all$ = watchAddresses([items$], machineOptions).pipe(tap((e) => lastSeen.set(e.address, e)));
@@ -89,7 +100,7 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
     sources,
     reconfigure: (next) => {
       const before = floating;
-      floating = addressFilter(next.addresses);
+      floating = managed(next.addresses);
       holdDownMs = next.holdDown;
       for (const e of lastSeen.values()) {
         if (e.type === 'up' && floating(e.address) && !before(e.address)) added.next({ ...e, at: nowMs(), detectedAt: nowMs() });
