@@ -57,12 +57,15 @@ export class AddressStateMachine {
   /** token → address, for timers in flight. */
   private readonly timers = new Map<number, string>();
   private nextToken = 1;
-  private readonly holdDownMs: number;
-  private readonly drainTimeoutMs: number;
+  /** The options are read at each use: a getter there makes them reloadable. */
+  constructor(private readonly opts: MachineOptions = {}) {}
 
-  constructor(opts: MachineOptions = {}) {
-    this.holdDownMs = opts.holdDownMs ?? 0;
-    this.drainTimeoutMs = opts.drainTimeoutMs ?? 1000;
+  private get holdDownMs(): number {
+    return this.opts.holdDownMs ?? 0;
+  }
+
+  private get drainTimeoutMs(): number {
+    return this.opts.drainTimeoutMs ?? 1000;
   }
 
   /** What downstream was told about an address (draining counts as up). */

@@ -222,4 +222,12 @@ describe('watch state machine (decisions)', () => {
     assert.deepEqual(m.handle({ kind: 'timer', token: 1 }), []);
     assert.equal(m.announced('10.0.0.5'), 'up');
   });
+
+  it('reads its options at each use, so a getter makes the hold-down reloadable', () => {
+    let holdDownMs = 0;
+    const m = new AddressStateMachine({ get holdDownMs() { return holdDownMs; } });
+    m.handle({ kind: 'change', change: change('added', '10.0.0.5', 0) });
+    holdDownMs = 250;
+    assert.deepEqual(m.handle({ kind: 'change', change: change('removed', '10.0.0.5', 1) }), [{ kind: 'start-timer', token: 1, delayMs: 250 }]);
+  });
 });
