@@ -49,7 +49,7 @@ describe('tshark dissects our RPC exchange', function () {
     const capture = spawn('tshark', ['-i', 'lo', '-f', `port ${port}`, '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     capture.stderr!.on('data', (d) => (stderr += d));
-    for (let i = 0; i < 100 && !/Capturing on/.test(stderr); i++) await sleep(100);
+    for (let i = 0; i < 300 && !/Capturing on/.test(stderr); i++) await sleep(100);
     assert.match(stderr, /Capturing on/);
     await sleep(300);
 

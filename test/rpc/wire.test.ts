@@ -195,7 +195,7 @@ describe('rpc server against malformed input', function () {
     t.socket.write(encodeRecord(call(1, TEST_PROG, 1, 0)).subarray(0, 20));
     await t.closed;
     const took = Date.now() - started;
-    assert.ok(took >= 250 && took < 1200, `closed after ${took} ms`);
+    assert.ok(took >= 250 && took < 3000, `closed after ${took} ms`);
     assert.equal(other.socket.destroyed, false);
     other.socket.write(encodeRecord(call(2, TEST_PROG, 1, 0)));
     await sleep(100);
@@ -223,7 +223,7 @@ describe('rpc server against malformed input', function () {
   });
 
   describe('UDP duplicate-request cache', () => {
-    async function fromOnePort(msgs: Buffer[], gapMs = 0): Promise<Buffer[]> {
+    async function fromOnePort(msgs: Buffer[], gapMs = 0, settleMs = 250): Promise<Buffer[]> {
       const s = dgram.createSocket('udp4');
       await new Promise<void>((r) => s.bind(0, A, () => r()));
       const replies: Buffer[] = [];
@@ -232,7 +232,7 @@ describe('rpc server against malformed input', function () {
         s.send(m, server.port, A);
         if (gapMs) await sleep(gapMs);
       }
-      await sleep(250);
+      await sleep(settleMs);
       s.close();
       return replies;
     }
@@ -256,8 +256,8 @@ describe('rpc server against malformed input', function () {
 
     it('drops a duplicate of a call still in progress', async () => {
       const before = slowCalls;
-      const m = call(0x3000, TEST_PROG, 1, 5, new XdrWriter().uint(150).toBuffer());
-      const replies = await fromOnePort([m, m], 20);
+      const m = call(0x3000, TEST_PROG, 1, 5, new XdrWriter().uint(400).toBuffer());
+      const replies = await fromOnePort([m, m], 20, 700);
       assert.equal(slowCalls, before + 1);
       assert.equal(replies.length, 1);
     });
