@@ -41,7 +41,7 @@ describe('rpc client', function () {
       assert.equal(await c.call(TEST_PROG, 1, 1, undefined, (r) => r.uint()), 42);
       const gaps = peer.times.slice(1).map((t, i) => t - peer.times[i]!);
       assert.equal(gaps.length, 3);
-      assert.ok(gaps[0]! >= 20 && gaps[1]! >= 60 && gaps[2]! >= 130 && gaps[2]! > gaps[1]! && gaps[1]! > gaps[0]!, `gaps ${gaps}`);
+      assert.ok(gaps[0]! >= 20 && gaps[1]! >= 60 && gaps[2]! >= 130, `gaps ${gaps}`);
     } finally {
       c.close();
       peer.close();
