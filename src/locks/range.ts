@@ -43,8 +43,9 @@ export function parseRange(offset: bigint, length: bigint): { start: Pos; end: P
     const start = Number(offset);
     const len = Number(length);
     if (len === 0) return { start, end: EOF };
-    const end = start + len - 1;
-    if (end <= SAFE) return { start, end };
+    // Checked before adding: start + len could round in a double before the - 1.
+    const last = len - 1;
+    if (start <= SAFE - last) return { start, end: start + last };
   }
   const start = fromBig(offset);
   if (length === 0n) return { start, end: EOF };

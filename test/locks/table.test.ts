@@ -129,6 +129,9 @@ describe('locks: POSIX byte ranges', () => {
     t.unlock(req(B, 0, 0));
     t.lock(req(A, base + 3n, 1n), NB);
     assert.deepEqual(view(t), [`100:${base}+10:X@${VIP1}`]);
+    // start + length rounds in a double here; the range must still end exactly at 2^53.
+    t.lock(req(C, (1n << 53n) - 3n, 4n, false, { fh: F2 }), NB);
+    assert.ok(view(t).includes(`300:${(1n << 53n) - 3n}+4:S@${VIP1}`));
     const hi = 1n << 62n;
     t.lock(req(A, hi, 100n, false), NB);
     t.lock(req(A, hi + 100n, 0n, false), NB);
