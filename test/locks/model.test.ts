@@ -26,7 +26,8 @@ type Cmd =
   | { k: 'test'; o: number; f: number; s: number; len: number; x: boolean }
   | { k: 'cancel'; pick: number; exact: boolean; o: number; f: number; s: number; len: number; x: boolean }
   | { k: 'dropAddr'; a: number }
-  | { k: 'dropHost'; h: number };
+  | { k: 'dropHost'; h: number }
+  | { k: 'dropExport'; f: number };
 
 const owner = fc.integer({ min: 0, max: OWNERS.length - 1 });
 const file = fc.integer({ min: 0, max: FILES.length - 1 });
@@ -39,7 +40,10 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('cancel' as const), pick: fc.nat(), exact: fc.boolean(), o: owner, f: file, s: start, len, x: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('dropAddr' as const), a: fc.integer({ min: 0, max: ADDRS.length - 1 }) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('dropHost' as const), h: fc.integer({ min: 0, max: HOSTS.length - 1 }) }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('dropExport' as const), f: file }) },
 );
+// Each file is its own export.
+const exportOf = (fh: Buffer): string => `/export/${FILES.findIndex((f) => f.equals(fh))}`;
 
 interface Cell {
   x: boolean;
@@ -158,13 +162,13 @@ class Model {
     return 'granted';
   }
 
-  drop(match: (o: number, a: number) => boolean): DropCounts {
+  drop(match: (o: number, a: number, f: number) => boolean): DropCounts {
     const before = this.grants.length;
-    const runs = this.runs().filter((r) => match(r.o, r.a));
-    const blocks = this.queues.flat().filter((b) => match(b.o, b.a));
+    const runs = this.runs().filter((r) => match(r.o, r.a, r.f));
+    const blocks = this.queues.flat().filter((b) => match(b.o, b.a, b.f));
     const clients = new Set([...runs, ...blocks].map((r) => hostOf(r.o)));
     for (const r of runs) for (let i = r.s; i <= r.e; i++) this.bytes[r.f][i].delete(r.o);
-    this.queues = this.queues.map((q) => q.filter((b) => !match(b.o, b.a)));
+    this.queues = this.queues.map((q) => q.filter((b) => !match(b.o, b.a, b.f)));
     for (let f = 0; f < FILES.length; f++) this.rescan(f);
     return { locks: runs.length, shares: 0, blocked: blocks.length, clients: clients.size, woken: this.grants.length - before };
   }
@@ -226,6 +230,7 @@ function checkStep(t: LockTable, m: Model, grants: { f: number; waiter: number }
 function runCommands(cmds: Cmd[]): void {
   const grants: { f: number; waiter: number }[] = [];
   const t = new LockTable({
+    exportOf,
     onBlockGranted: (g) => grants.push({ f: FILES.findIndex((f) => f.equals(g.lock.fh)), waiter: g.waiter as number }),
   });
   const m = new Model();
@@ -268,6 +273,9 @@ function runCommands(cmds: Cmd[]): void {
         break;
       case 'dropHost':
         assert.deepEqual(t.dropByHost(HOSTS[c.h]), m.drop((o) => hostOf(o) === c.h), step);
+        break;
+      case 'dropExport':
+        assert.deepEqual(t.dropByExport(exportOf(FILES[c.f])), m.drop((_o, _a, f) => f === c.f), step);
         break;
     }
     checkStep(t, m, grants, step);
