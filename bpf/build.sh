@@ -15,5 +15,7 @@ case "$(uname -m)" in
   x86_64) arch=x86 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;;
 esac
 mkdir -p "$out"
-clang -target bpf -O2 -g -Wall -Werror -D__TARGET_ARCH_"$arch" -I. -c lockdrop.bpf.c -o "$out/lockdrop.bpf.o"
-echo "build:bpf: $out/lockdrop.bpf.o"
+for prog in lockdrop selftest; do
+  clang -target bpf -O2 -g -Wall -Werror -D__TARGET_ARCH_"$arch" -I. -I/usr/include/"$(uname -m)"-linux-gnu -c "$prog.bpf.c" -o "$out/$prog.bpf.o"
+  echo "build:bpf: $out/$prog.bpf.o"
+done

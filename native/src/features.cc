@@ -54,6 +54,16 @@ std::string ProbeFentry(const std::string& function) {
   return "";
 }
 
+// Whether this process may use bpf() at all: a failure here explains every other "no".
+std::string ProbeAccess() {
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lockdrop_probe", 4, 4, 1, nullptr);
+  if (fd >= 0) { close(fd); return ""; }
+  int err = errno;
+  std::string why = "bpf() refused: " + ErrnoText(err);
+  if (err == EPERM) why += " (needs CAP_BPF and CAP_PERFMON, or root; see kernel.unprivileged_bpf_disabled)";
+  return why;
+}
+
 // probeFeatures(fentryFunction): { tracepoint, fentry, kprobe, btf, ringbuf } each { supported, reason? }
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -62,6 +72,12 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
 
   bool btf = Exists("/sys/kernel/btf/vmlinux");
   out.Set("btf", Answer(env, btf, "no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF)"));
+
+  std::string access = ProbeAccess();
+  if (!access.empty()) {
+    for (const char* name : {"ringbuf", "tracepoint", "fentry", "kprobe"}) out.Set(name, Answer(env, false, access));
+    return out;
+  }
 
   int rb = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr);
   out.Set("ringbuf", Answer(env, rb == 1, rb == 0 ? "the kernel has no BPF ring buffer (before 5.8)" : "probing ring buffers failed: " + ErrnoText(-rb)));

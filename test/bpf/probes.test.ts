@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import { filter, firstValueFrom, timeout, toArray, take, takeUntil, timer } from 'rxjs';
 import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes, type ProbeEvent, RTM_DELADDR } from '../../src/addon';
-import { requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
+import { hasCommand, requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
 import { splitMessages, testInterface } from '../addon/netlink';
 
 const EADDRNOTAVAIL = 99;
@@ -121,6 +122,22 @@ describe('bpf: lockdrop probes on this kernel', function () {
     assert.ok(link.ifindex === iface.ifindex || link.ifname === iface.name, `names the interface: ${JSON.stringify(link, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`);
     assert.equal(link.linkChange & 1, 1, 'IFF_UP changes');
     assert.equal(link.linkFlags & 1, 0, 'to down');
+  });
+
+  it('without privileges: each probe answers why not, and opening the probes is a BpfUnsupported, not a crash', function () {
+    if (!hasCommand('setpriv')) this.skip();
+    const out = execFileSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '-r', 'tsx/cjs', '-e', `
+      const a = require('./src/addon');
+      const features = a.probeFeatures();
+      let error = '';
+      try { a.openLockdropProbes(); } catch (e) { error = e.name; }
+      console.log(JSON.stringify({ features, error }));`], { encoding: 'utf8', cwd: resolve(__dirname, '../..') });
+    const { features, error } = JSON.parse(out.trim().split('\n').at(-1)!);
+    for (const name of ['ringbuf', 'tracepoint', 'fentry', 'kprobe']) {
+      assert.equal(features[name].supported, false);
+      assert.match(features[name].reason, /EPERM/);
+    }
+    assert.equal(error, 'BpfUnsupported');
   });
 
   it('filters by network namespace: requests in another namespace are not reported', async () => {
