@@ -82,6 +82,7 @@ export interface GrantedCallback {
   exclusive: boolean;
   lock: C.NlmLock;
   from: { address: string; port: number };
+  transport: TransportKind;
 }
 
 /** A *_RES that reached the callback server. */
@@ -92,6 +93,7 @@ export interface ResCallback {
   status: LockStatus;
   holder?: C.NlmHolder;
   from: { address: string; port: number };
+  transport: TransportKind;
 }
 
 type Waiting<T> = { match: (v: T) => boolean; resolve: (v: T) => void; timer: NodeJS.Timeout };
@@ -317,7 +319,7 @@ export class NlmClient extends EventEmitter {
     const server = new RpcServer();
     server.listen({ port: cb.port ?? 0 });
     const onGranted = (a: C.NlmTestArgs, ctx: CallContext, async: boolean): void => {
-      this.deliver<GrantedCallback>({ async, cookie: Buffer.from(a.cookie), exclusive: a.exclusive, lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) }, from: ctx.peer }, this.granted, this.waitingGranted, 'granted');
+      this.deliver<GrantedCallback>({ async, cookie: Buffer.from(a.cookie), exclusive: a.exclusive, lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) }, from: ctx.peer, transport: ctx.transport }, this.granted, this.waitingGranted, 'granted');
     };
     const answer = (cookie: Buffer): C.NlmRes => ({ cookie, stat: reply === 'denied' ? NlmStat.denied : NlmStat.granted });
     const procs = new Map<number, Procedure<any, any>>();
@@ -349,7 +351,7 @@ export class NlmClient extends EventEmitter {
         encodeResult: () => undefined,
         handle: (res: C.NlmTestRes, ctx) => {
           const { holder } = res;
-          this.deliver<ResCallback>({ proc, cookie: Buffer.from(res.cookie), stat: res.stat, status: named(res.stat), ...(holder ? { holder } : {}), from: ctx.peer }, this.results, this.waitingRes, 'res');
+          this.deliver<ResCallback>({ proc, cookie: Buffer.from(res.cookie), stat: res.stat, status: named(res.stat), ...(holder ? { holder } : {}), from: ctx.peer, transport: ctx.transport }, this.results, this.waitingRes, 'res');
         },
       });
     };

@@ -55,6 +55,11 @@ export interface NlmServiceOptions {
   grantRetryMaxMs: number;
   callbackTimeoutMs: number;
   portCacheMs: number;
+  /**
+   * Transport of *_RES and GRANTED callbacks: 'same' as the request, as Linux does
+   * (nlmsvc_lookup_host keys the host by rq_prot), or always one.
+   */
+  callbackTransport: 'same' | 'udp' | 'tcp';
 }
 
 export const defaultNlmServiceOptions: NlmServiceOptions = {
@@ -68,6 +73,7 @@ export const defaultNlmServiceOptions: NlmServiceOptions = {
   grantRetryMaxMs: 10_000, // Linux retries a grant every 10 s
   callbackTimeoutMs: 5_000,
   portCacheMs: 30_000,
+  callbackTransport: 'same',
 };
 
 export interface NlmRebootNotice extends C.NlmReboot {
@@ -247,7 +253,10 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
 
   // ---- callbacks ----
 
-  const target = (ctx: CallContext): CallbackTarget => ({ address: ctx.peer.address, source: ctx.local.address, transport: ctx.transport, vers: ctx.vers });
+  const target = (ctx: CallContext): CallbackTarget => ({
+    address: ctx.peer.address, source: ctx.local.address, vers: ctx.vers,
+    transport: opts.callbackTransport === 'same' ? ctx.transport : opts.callbackTransport,
+  });
 
   function sendRes(ctx: CallContext, proc: number, encode: (w: XdrWriter) => void): void {
     const w = new XdrWriter(128);

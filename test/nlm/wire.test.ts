@@ -146,7 +146,7 @@ describe('nlm over the wire', function () {
         assert.equal((await b.lock({ fh: f, svid: 2, block: true, cookie })).status, 'blocked');
         await a.unlock({ fh: f, svid: 1 });
         const g = await b.waitGranted({ svid: 2 });
-        assert.equal(g.async, false);
+        assert.deepEqual([g.async, g.transport], [false, transport]); // Linux: the request's transport
         assert.ok(g.cookie.equals(cookie));
         assert.equal(g.lock.callerName, 'nlm-test-server');
         assert.equal(g.from.address, S1); // from the server address the LOCK came in on
@@ -213,6 +213,23 @@ describe('nlm over the wire', function () {
         // Stray *_RES calls are accepted and ignored.
         await b.sendRes(NlmProc.LOCK_RES, { cookie: Buffer.from('x'), stat: 0 });
         await b.sendRes(NlmProc.GRANTED_RES, { cookie: Buffer.from('x'), stat: 0 });
+      });
+
+      it('callbackTransport: the *_RES and GRANTED go over the configured transport', async () => {
+        await server.close();
+        const other = transport === 'udp' ? 'tcp' : 'udp';
+        server = await startServer([S1], { options: { callbackTransport: other } });
+        const a = await client({ vers: 4 });
+        const b = await client({ vers: 4, callerName: 'client-b', callback: { rpcbind: true } });
+        const f = fh('cbt');
+        await a.lock({ fh: f, svid: 1 });
+        const lr = await b.waitRes(await b.lockMsg({ fh: f, svid: 2, block: true }));
+        assert.deepEqual([lr.status, lr.transport], ['blocked', other]);
+        await a.unlock({ fh: f, svid: 1 });
+        const g = await b.waitGranted({ svid: 2 });
+        assert.deepEqual([g.async, g.transport], [true, other]);
+        for (let i = 0; i < 50 && server.service.pendingGrants() > 0; i++) await sleep(20);
+        assert.equal(server.service.pendingGrants(), 0);
       });
 
       it('a GRANTED_MSG never acknowledged releases the lock', async () => {
