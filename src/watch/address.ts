@@ -10,14 +10,15 @@ export class AddressParseError extends Error {
   }
 }
 
-/** 4 or 16 address bytes as text: dotted quad, or RFC 5952 IPv6 (IPv4-mapped becomes dotted quad). */
-export function formatAddress(bytes: Uint8Array): string {
-  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  if (bytes.length !== 16) throw new AddressParseError(`address of ${bytes.length} bytes`);
+/** 4 or 16 address bytes (at offset, for length) as text: dotted quad, or RFC 5952 IPv6 (IPv4-mapped becomes dotted quad). */
+export function formatAddress(bytes: Uint8Array, offset = 0, length = bytes.length - offset): string {
+  const b = (i: number): number => bytes[offset + i];
+  if (length === 4) return `${b(0)}.${b(1)}.${b(2)}.${b(3)}`;
+  if (length !== 16) throw new AddressParseError(`address of ${length} bytes`);
   const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((bytes[i] << 8) | bytes[i + 1]);
+  for (let i = 0; i < 16; i += 2) words.push((b(i) << 8) | b(i + 1));
   // ::ffff:a.b.c.d is an IPv4 address in the field's words (DESIGN: normalise it everywhere).
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return formatAddress(bytes.subarray(12));
+  if (words[0] === 0 && words[1] === 0 && words[2] === 0 && words[3] === 0 && words[4] === 0 && words[5] === 0xffff) return formatAddress(bytes, offset + 12, 4);
   // RFC 5952 4.2: compress the longest run of two or more zero words, the first on a tie.
   let best = -1;
   let bestLen = 1;

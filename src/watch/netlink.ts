@@ -95,18 +95,26 @@ export function splitMessages(datagram: Buffer): NetlinkMessage[] {
   return out;
 }
 
-/** Route attributes (struct rtattr) as a map from type to payload; the last one of a type wins. */
-export function parseAttributes(buf: Buffer, base = 0): Map<number, Buffer> {
-  const attrs = new Map<number, Buffer>();
-  let off = 0;
+/**
+ * Walks route attributes (struct rtattr) from `start` to the end of `buf` and returns, for each
+ * type up to maxType, the [offset, end) of its payload (-1 when absent; the last one wins).
+ * Offsets, not slices: a busy link dump is thousands of attributes.
+ */
+export function attributeSpans(buf: Buffer, start: number, maxType: number, base = 0): Int32Array {
+  const spans = new Int32Array((maxType + 1) * 2).fill(-1);
+  let off = start;
   while (off + 4 <= buf.length) {
     const len = buf.readUInt16LE(off);
     if (len < 4) throw new NetlinkDecodeError(`rta_len ${len} shorter than its header`, base + off);
     if (off + len > buf.length) throw new NetlinkDecodeError(`rta_len ${len} runs past its message`, base + off);
-    attrs.set(buf.readUInt16LE(off + 2) & NLA_TYPE_MASK, buf.subarray(off + 4, off + len));
+    const type = buf.readUInt16LE(off + 2) & NLA_TYPE_MASK;
+    if (type <= maxType) {
+      spans[type * 2] = off + 4;
+      spans[type * 2 + 1] = off + len;
+    }
     off += align4(len);
   }
-  return attrs;
+  return spans;
 }
 
 export interface IfaCacheInfo {
@@ -170,65 +178,74 @@ export type RtnetlinkMessage =
   /** A request from userspace or a message type this codec does not decode (routes, neighbours …). */
   | ({ kind: 'other' } & WithHeader);
 
-const cString = (b: Buffer): string => {
-  const nul = b.indexOf(0);
-  return b.toString('utf8', 0, nul < 0 ? b.length : nul);
+const cString = (b: Buffer, start: number, end: number): string => {
+  const nul = b.indexOf(0, start);
+  return b.toString('utf8', start, nul < 0 || nul > end ? end : nul);
 };
 
-function addressAttr(b: Buffer | undefined, family: number, at: number): string | undefined {
+/** The address in attribute `type`, if present and of a family this part uses. */
+function addressAttr(p: Buffer, spans: Int32Array, type: number, family: number, at: number): string | undefined {
+  const start = spans[type * 2];
   // Other families (DECnet, MCTP …) carry addresses this part has no use for.
-  if (!b || (family !== AF_INET && family !== AF_INET6)) return undefined;
-  const want = family === AF_INET ? 4 : 16;
-  if (b.length !== want) throw new NetlinkDecodeError(`address attribute of ${b.length} bytes for family ${family}`, at);
-  return formatAddress(b);
+  if (start < 0 || (family !== AF_INET && family !== AF_INET6)) return undefined;
+  const len = spans[type * 2 + 1] - start;
+  if (len !== (family === AF_INET ? 4 : 16)) throw new NetlinkDecodeError(`address attribute of ${len} bytes for family ${family}`, at);
+  return formatAddress(p, start, len);
 }
 
-function decodeAddress(m: NetlinkMessage, base: number): AddressMessage {
+function decodeAddress(m: NetlinkMessage, base: number): AddressMessage & WithHeader {
   const p = m.payload;
   if (p.length < IFADDRMSG_LEN) throw new NetlinkDecodeError(`ifaddrmsg truncated: ${p.length} bytes`, base);
   const family = p.readUInt8(0);
-  const attrs = parseAttributes(p.subarray(IFADDRMSG_LEN), base + IFADDRMSG_LEN);
-  const flagsAttr = attrs.get(IFA_FLAGS);
-  if (flagsAttr && flagsAttr.length < 4) throw new NetlinkDecodeError('IFA_FLAGS shorter than a u32', base);
-  const ci = attrs.get(IFA_CACHEINFO);
-  if (ci && ci.length < 16) throw new NetlinkDecodeError('IFA_CACHEINFO shorter than 16 bytes', base);
-  const address = addressAttr(attrs.get(IFA_ADDRESS), family, base);
-  const local = addressAttr(attrs.get(IFA_LOCAL), family, base) ?? address;
-  const label = attrs.get(IFA_LABEL);
-  return {
+  const spans = attributeSpans(p, IFADDRMSG_LEN, IFA_FLAGS, base);
+  const span = (type: number, min: number, what: string): number => {
+    const start = spans[type * 2];
+    if (start >= 0 && spans[type * 2 + 1] - start < min) throw new NetlinkDecodeError(`${what} shorter than ${min} bytes`, base);
+    return start;
+  };
+  const flagsAt = span(IFA_FLAGS, 4, 'IFA_FLAGS');
+  const ci = span(IFA_CACHEINFO, 16, 'IFA_CACHEINFO');
+  const address = addressAttr(p, spans, IFA_ADDRESS, family, base);
+  const local = addressAttr(p, spans, IFA_LOCAL, family, base) ?? address;
+  const out: AddressMessage & WithHeader = {
     kind: 'address',
     op: m.type === RTM_NEWADDR ? 'new' : 'del',
     family,
     prefixLen: p.readUInt8(1),
-    flags: flagsAttr ? flagsAttr.readUInt32LE(0) : p.readUInt8(2),
+    flags: flagsAt >= 0 ? p.readUInt32LE(flagsAt) : p.readUInt8(2),
     scope: p.readUInt8(3),
     ifindex: p.readUInt32LE(4),
-    ...(local !== undefined && { local }),
-    ...(address !== undefined && { address }),
-    ...(label && { label: cString(label) }),
-    ...(ci && { cacheInfo: { preferred: ci.readUInt32LE(0), valid: ci.readUInt32LE(4), cstamp: ci.readUInt32LE(8), tstamp: ci.readUInt32LE(12) } }),
+    header: headerOf(m),
   };
+  if (local !== undefined) out.local = local;
+  if (address !== undefined) out.address = address;
+  if (spans[IFA_LABEL * 2] >= 0) out.label = cString(p, spans[IFA_LABEL * 2], spans[IFA_LABEL * 2 + 1]);
+  if (ci >= 0) out.cacheInfo = { preferred: p.readUInt32LE(ci), valid: p.readUInt32LE(ci + 4), cstamp: p.readUInt32LE(ci + 8), tstamp: p.readUInt32LE(ci + 12) };
+  return out;
 }
 
-function decodeLink(m: NetlinkMessage, base: number): LinkMessage {
+function decodeLink(m: NetlinkMessage, base: number): LinkMessage & WithHeader {
   const p = m.payload;
   if (p.length < IFINFOMSG_LEN) throw new NetlinkDecodeError(`ifinfomsg truncated: ${p.length} bytes`, base);
-  const attrs = parseAttributes(p.subarray(IFINFOMSG_LEN), base + IFINFOMSG_LEN);
-  const name = attrs.get(IFLA_IFNAME);
-  return {
+  const spans = attributeSpans(p, IFINFOMSG_LEN, IFLA_IFNAME, base);
+  const out: LinkMessage & WithHeader = {
     kind: 'link',
     op: m.type === RTM_NEWLINK ? 'new' : 'del',
     family: p.readUInt8(0),
     ifindex: p.readInt32LE(4),
     flags: p.readUInt32LE(8),
     change: p.readUInt32LE(12),
-    ...(name && { ifname: cString(name) }),
+    header: headerOf(m),
   };
+  if (spans[IFLA_IFNAME * 2] >= 0) out.ifname = cString(p, spans[IFLA_IFNAME * 2], spans[IFLA_IFNAME * 2 + 1]);
+  return out;
 }
+
+const headerOf = (m: NetlinkMessage): HeaderInfo => ({ type: m.type, flags: m.flags, seq: m.seq, pid: m.pid });
 
 /** Decodes one message. Requests (NLM_F_REQUEST, from userspace) are 'other'. */
 export function decodeMessage(m: NetlinkMessage, base = 0): RtnetlinkMessage {
-  const h = { header: { type: m.type, flags: m.flags, seq: m.seq, pid: m.pid } };
+  const h = { header: headerOf(m) };
   switch (m.type) {
     case NLMSG_NOOP: return { kind: 'noop', ...h };
     case NLMSG_DONE: return { kind: 'done', ...h };
@@ -247,10 +264,10 @@ export function decodeMessage(m: NetlinkMessage, base = 0): RtnetlinkMessage {
   switch (m.type) {
     case RTM_NEWADDR:
     case RTM_DELADDR:
-      return { ...decodeAddress(m, base + NLMSG_HDRLEN), ...h };
+      return decodeAddress(m, base + NLMSG_HDRLEN);
     case RTM_NEWLINK:
     case RTM_DELLINK:
-      return { ...decodeLink(m, base + NLMSG_HDRLEN), ...h };
+      return decodeLink(m, base + NLMSG_HDRLEN);
     default:
       return { kind: 'other', ...h };
   }
