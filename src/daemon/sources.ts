@@ -14,7 +14,7 @@ export interface AddressWatch {
   overflows$: Observable<SourceOverflow>;
   /** Live: a source that fails after start is marked inactive with its reason. */
   sources: SourceStatus[];
-  /** Applies the reloadable settings: the floating filter and the hold-down. */
+  /** Applies the reloadable setting: the floating filter (an address already up that it now takes in arrives). */
   reconfigure(cfg: Config): void;
   close(): void;
 }
@@ -80,19 +80,12 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
 
   const items$ = (inputs.length ? merge(...inputs) : EMPTY).pipe(share());
   const overflows$ = items$.pipe(filter(isOverflow), share());
-  // The hold-down is handed over as a getter, read by the pipeline's state machine.
-  let holdDownMs = cfg.holdDown;
-  const machineOptions = {
-    get holdDownMs() {
-      return holdDownMs;
-    },
-  };
   // The pipeline watches every non-loopback address; the floating filter applies to its output,
   // so that widening it on reload can bring in an address that is already up.
   let floating = managed(cfg.addresses);
   const lastSeen = new Map<string, AddressEvent>();
   const added = new Subject<AddressEvent>();
-  const all$ = watchAddresses([items$], machineOptions).pipe(tap((e) => lastSeen.set(e.address, e)));
+  const all$ = watchAddresses([items$], { holdDownMs: cfg.holdDown }).pipe(tap((e) => lastSeen.set(e.address, e)));
   const events$ = merge(all$.pipe(filter((e) => floating(e.address))), added).pipe(share());
   return {
     events$,
@@ -101,7 +94,6 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
     reconfigure: (next) => {
       const before = floating;
       floating = managed(next.addresses);
-      holdDownMs = next.holdDown;
       for (const e of lastSeen.values()) {
         if (e.type === 'up' && floating(e.address) && !before(e.address)) added.next({ ...e, at: nowMs(), detectedAt: nowMs() });
       }
