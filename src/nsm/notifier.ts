@@ -2,15 +2,23 @@
 // RPC monitors. As sm-notify does, each peer's statd is found through the peer's portmapper
 // (GETPORT 100024 v1 udp on port 111), then told over UDP, from the server address itself.
 //
+// One notify run uses one UDP socket bound to the server address for every peer (as sm-notify
+// does), not a connected socket per peer: 10k hosts cost two datagrams each, not two sockets.
 // One attempt per host at a time: an attempt holds a concurrency slot only while it runs, and a
 // host that did not answer waits out its backoff outside the slots, so dead hosts never starve
 // live ones. Hosts are retried until the overall time runs out.
-import { getPort, RpcClient, type RpcClientOptions } from '../rpc';
+import { randomInt } from 'node:crypto';
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import {
+  decodeReply, encodeCall, getPort, IPPROTO, normaliseAddress, NULL_AUTH, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcClient, RpcReplyError, RpcTimeoutError,
+  type ArgsEncoder, type ResultDecoder, type RpcClientOptions,
+} from '../rpc';
+import { XdrReader, XdrWriter } from '../xdr';
 import type { Logger } from 'pino';
-import { encodeSmStatus, encodeStatChge, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY } from './protocol';
+import { encodeSmStatus, encodeStatChge, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, type SmStatus } from './protocol';
 import type { NotifyRequest, NsmSender } from './monitor';
 import type { MonitorCallback } from './store';
-import type { SmStatus } from './protocol';
 
 export interface RpcNsmSenderOptions {
   /** The peers' portmapper port. Default 111. */
@@ -41,14 +49,13 @@ export class RpcNsmSender implements NsmSender {
     let left = ready.length;
     let active = 0;
     const timers = new Set<NodeJS.Timeout>();
-    const clients = new Set<RpcClient>();
-    return new Promise<void>((resolve) => {
+    return DatagramCaller.open(req.from).then((caller) => new Promise<void>((resolve) => {
       let finished = false;
       const finish = (): void => {
         if (finished) return;
         finished = true;
         for (const t of timers) clearTimeout(t);
-        for (const c of clients) c.close();
+        caller.close();
         clearTimeout(overall);
         req.signal.removeEventListener('abort', finish);
         resolve();
@@ -60,7 +67,7 @@ export class RpcNsmSender implements NsmSender {
         while (!finished && active < req.concurrency && ready.length > 0) {
           const h = ready.shift()!;
           active++;
-          this.attempt(req, h.address, deadline, clients).then((ok) => {
+          this.attempt(req, caller, h.address, deadline).then((ok) => {
             active--;
             if (finished) return;
             if (ok) {
@@ -81,26 +88,24 @@ export class RpcNsmSender implements NsmSender {
         }
       };
       pump();
+    }), (err: Error) => {
+      // Cannot even bind the server address (it left this node): nobody is reached.
+      this.opts.log?.warn({ err, from: req.from }, 'nsm: cannot send from the server address');
     });
   }
 
   /** One GETPORT + SM_NOTIFY; true when the host answered. */
-  private async attempt(req: NotifyRequest, address: string, deadline: number, clients: Set<RpcClient>): Promise<boolean> {
+  private async attempt(req: NotifyRequest, caller: DatagramCaller, address: string, deadline: number): Promise<boolean> {
     const timeoutMs = Math.max(1, Math.min(this.opts.attemptTimeoutMs ?? 2_000, deadline - Date.now()));
+    const retransmitMs = this.opts.retransmitMs ?? 250;
     try {
-      const port = await getPort(address, NSM_PROGRAM, NSM_VERSION, 'udp', { source: req.from, port: this.opts.portmapperPort ?? 111, timeoutMs });
+      const port = await caller.call(address, this.opts.portmapperPort ?? 111, PMAP_PROG, PMAP_VERS, PMAPPROC.GETPORT,
+        (w) => void w.uint(NSM_PROGRAM).uint(NSM_VERSION).uint(IPPROTO.udp).uint(0), (r) => r.uint(), timeoutMs, retransmitMs);
       if (port === 0) {
         this.opts.log?.debug({ host: address }, 'nsm: peer has no statd registered');
         return false;
       }
-      const client = new RpcClient(this.udpTo(address, port, req.from, timeoutMs));
-      clients.add(client);
-      try {
-        await client.call(NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, req.args));
-      } finally {
-        clients.delete(client);
-        client.close();
-      }
+      await caller.call(address, port, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, req.args), () => undefined, timeoutMs, retransmitMs);
       return true;
     } catch (err) {
       this.opts.log?.debug({ host: address, err: (err as Error).message }, 'nsm: SM_NOTIFY attempt failed');
@@ -130,5 +135,102 @@ export class RpcNsmSender implements NsmSender {
       retransmitMs: this.opts.retransmitMs ?? 250,
       maxRetransmitMs: 1_000,
     };
+  }
+}
+
+interface PendingCall {
+  host: string;
+  port: number;
+  prog: number;
+  vers: number;
+  proc: number;
+  decode: ResultDecoder<unknown>;
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  timers: NodeJS.Timeout[];
+}
+
+/**
+ * UDP calls to many peers over one unconnected socket bound to a source address: replies are
+ * matched by xid and by the peer they must come from. Retransmits with backoff inside a timeout.
+ */
+class DatagramCaller {
+  private readonly pending = new Map<number, PendingCall>();
+  private xid = randomInt(0, 0x7fffffff);
+
+  private constructor(private readonly socket: dgram.Socket) {
+    socket.on('message', (msg, rinfo) => this.onReply(msg, rinfo));
+    // Unconnected: ICMP errors are not reported; a failed send fails its call through the send callback.
+    socket.on('error', () => undefined);
+  }
+
+  static open(source: string): Promise<DatagramCaller> {
+    const s = dgram.createSocket({ type: isIPv6(source) ? 'udp6' : 'udp4' });
+    return new Promise((resolve, reject) => {
+      s.once('error', (err) => {
+        s.close();
+        reject(err);
+      });
+      s.bind({ address: source, port: 0 }, () => {
+        s.removeAllListeners('error');
+        resolve(new DatagramCaller(s));
+      });
+    });
+  }
+
+  call<R>(host: string, port: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, decode: ResultDecoder<R>, timeoutMs: number, retransmitMs: number): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.xid = (this.xid + 1) >>> 0;
+      const xid = this.xid;
+      const w = new XdrWriter(128);
+      encodeArgs(w);
+      const msg = encodeCall({ xid, prog, vers, proc, cred: NULL_AUTH, verf: NULL_AUTH }, w.view());
+      const p: PendingCall = { host: normaliseAddress(host), port, prog, vers, proc, decode, resolve: resolve as (v: unknown) => void, reject, timers: [] };
+      this.pending.set(xid, p);
+      p.timers.push(setTimeout(() => this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs)), timeoutMs));
+      let interval = retransmitMs;
+      const transmit = (): void => {
+        if (!this.pending.has(xid)) return;
+        this.socket.send(msg, port, host, (err) => err && this.settle(xid, err));
+        p.timers.push(setTimeout(transmit, interval));
+        interval = Math.min(interval * 2, 4 * retransmitMs);
+      };
+      transmit();
+    });
+  }
+
+  close(): void {
+    for (const xid of [...this.pending.keys()]) this.settle(xid, new Error('closed'));
+    this.socket.close();
+  }
+
+  private settle(xid: number, outcome: Error | { value: unknown }): void {
+    const p = this.pending.get(xid);
+    if (!p) return;
+    this.pending.delete(xid);
+    for (const t of p.timers) clearTimeout(t);
+    if (outcome instanceof Error) p.reject(outcome);
+    else p.resolve(outcome.value);
+  }
+
+  private onReply(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    let reply;
+    try {
+      reply = decodeReply(msg);
+    } catch {
+      return;
+    }
+    const p = this.pending.get(reply.xid);
+    // Only the peer the call went to may answer it.
+    if (!p || p.port !== rinfo.port || p.host !== normaliseAddress(rinfo.address)) return;
+    if (reply.stat !== 'SUCCESS') {
+      const { xid: _x, verf: _v, ...err } = reply;
+      return this.settle(reply.xid, new RpcReplyError(err, p.prog, p.vers, p.proc));
+    }
+    try {
+      this.settle(reply.xid, { value: p.decode(new XdrReader(msg, reply.resultsOffset)) });
+    } catch (err) {
+      this.settle(reply.xid, err as Error);
+    }
   }
 }

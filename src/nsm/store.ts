@@ -250,7 +250,7 @@ export class NsmStore {
           const fh = await fs.open(tmp, 'w', 0o644);
           try {
             await fh.writeFile(op.content);
-            await fh.sync();
+            await fh.datasync(); // data and size; the rename is made durable by the directory fsync
           } finally {
             await fh.close();
           }

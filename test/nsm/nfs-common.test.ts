@@ -136,7 +136,7 @@ describe('nsm with the real nfs-common tools', function () {
     const statdDir = nfsUtilsDir(path.join(dir, 'client-statd'));
     const calloutLog = path.join(dir, 'callout.log');
     const script = calloutScript(dir, calloutLog);
-    const statd = spawnIsolated(ns, `rpcbind -f -w & for i in $(seq 50); do [ -S /run/rpcbind.sock ] && break; sleep 0.1; done; exec rpc.statd -F -d -L -P ${statdDir} -H ${script}`);
+    const statd = spawnIsolated(ns, `rpcbind -f -w & for i in $(seq 100); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done; exec rpc.statd -F -d -L -P ${statdDir} -H ${script}`);
     let log = '';
     statd.stderr!.on('data', (d) => (log += d));
     statd.stdout!.on('data', (d) => (log += d));
