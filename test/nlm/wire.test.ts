@@ -3,9 +3,9 @@
 // trust (spoofed hosts, AUTH_NULL), grace per server address, malformed arguments.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AUTH_NONE, RpcReplyError, type TransportKind } from '../../src/rpc';
+import { AUTH_NONE, RpcReplyError, registerWithRpcbind, type TransportKind } from '../../src/rpc';
 import { XdrWriter } from '../../src/xdr';
-import { NlmClient, NlmProc, encodeLockArgs, type HostMonitor } from '../../src/nlm';
+import { NLM_PROG, NlmClient, NlmProc, encodeLockArgs, type HostMonitor } from '../../src/nlm';
 import type { ClientHost } from '../../src/locks';
 import { requireNamespaceRoot } from '../support/netns';
 import { addLoopbackAddresses, clientFor, fh, startRpcbind, startServer, type TestServer } from './harness';
@@ -263,7 +263,11 @@ describe('nlm over the wire', function () {
 
       it('AUTH_NULL is refused for LOCK (AUTH_TOOWEAK) but TEST works', async () => {
         const a = await client({ vers: 4, cred: { flavor: AUTH_NONE } });
-        await assert.rejects(a.lock({ fh: fh('auth'), svid: 1 }), (e: unknown) => e instanceof RpcReplyError && e.reply.stat === 'AUTH_ERROR' && e.reply.authStat === 5);
+        const tooWeak = (e: unknown): boolean => e instanceof RpcReplyError && e.reply.stat === 'AUTH_ERROR' && e.reply.authStat === 5;
+        await assert.rejects(a.lock({ fh: fh('auth'), svid: 1 }), tooWeak);
+        await assert.rejects(a.lockMsg({ fh: fh('auth'), svid: 1 }), tooWeak);
+        await assert.rejects(a.unlock({ fh: fh('auth'), svid: 1 }), tooWeak);
+        await assert.rejects(a.freeAll(), tooWeak);
         assert.equal((await a.test({ fh: fh('auth'), svid: 1 })).status, 'granted');
       });
 
@@ -286,6 +290,25 @@ describe('nlm over the wire', function () {
       });
     });
   }
+
+  describe('discovery', () => {
+    it('a client without a port finds the server through rpcbind (GETPORT), over UDP and TCP', async () => {
+      const server = await startServer([S1]);
+      const reg = await registerWithRpcbind((['udp', 'tcp'] as const).map((protocol) => ({ prog: NLM_PROG, vers: 4, protocol, port: server.port })), { mode: 'auto' });
+      try {
+        assert.ok(reg.registered, reg.reason);
+        for (const transport of TRANSPORTS) {
+          const c = await NlmClient.create({ server: { address: S1 }, transport, vers: 4, callerName: 'finder', source: C1 });
+          assert.equal(c.serverPort, server.port);
+          assert.equal((await c.lock({ fh: fh(`find-${transport}`), svid: 1 })).status, 'granted');
+          await c.close();
+        }
+      } finally {
+        await reg.unregister();
+        await server.close();
+      }
+    });
+  });
 
   describe('host monitoring and SM_NOTIFY', () => {
     it('monitors once per host and address, not per lock cycle; NM_LOCK does not monitor; idle hosts are unmonitored', async () => {
