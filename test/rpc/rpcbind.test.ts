@@ -1,6 +1,8 @@
 // Against the real rpcbind, started inside the test namespace (scripts/mocha-ns.sh gives it a
 // private /run, so its /run/rpcbind.sock is ours alone).
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { getPort, registerWithRpcbind, RpcServer } from '../../src/rpc';
 import { hasCommand, requireNamespaceRoot, sh } from '../support/netns';
 import { localAddresses, startRpcbind, TEST_PROG, testProgram } from './support';
@@ -13,6 +15,8 @@ const rpcinfoRows = (prog: number): string[] =>
     .filter((f) => f[0] === String(prog))
     .map((f) => f.slice(1, 4).join(' '))
     .sort();
+
+const execFileAsync = promisify(execFile);
 
 describe('rpcbind registration and GETPORT against the real rpcbind', function () {
   this.timeout(30_000);
@@ -76,6 +80,28 @@ describe('rpcbind registration and GETPORT against the real rpcbind', function (
     assert.ok(rows.every((f) => f[5] === 'superuser'), rows.map((f) => f.join(' ')).join('\n'));
     await reg.unregister();
     assert.ok(!sh('rpcinfo', ['127.0.0.1']).includes(String(TEST_PROG)));
+  });
+
+  it('rpcinfo (libtirpc) finds the server through rpcbind and calls it over UDP and TCP, probing versions', async () => {
+    // Asynchronously: our server answers from this very process.
+    const rpcinfo = async (...args: string[]): Promise<string> => {
+      try {
+        return (await execFileAsync('rpcinfo', args)).stdout;
+      } catch (e) {
+        return `failed: ${(e as { stdout?: string; stderr?: string }).stdout ?? ''}${(e as { stderr?: string }).stderr ?? ''}`;
+      }
+    };
+    const reg = await registerWithRpcbind(entries(), { mode: 'auto' });
+    try {
+      for (const t of ['-u', '-t']) assert.match(await rpcinfo(t, A, String(TEST_PROG), '1'), /program \d+ version 1 ready and waiting/);
+      // Without a version, rpcinfo calls version 0 and walks the range PROG_MISMATCH gave it.
+      const probe = await rpcinfo('-u', A, String(TEST_PROG));
+      assert.match(probe, /version 1 ready and waiting/);
+      assert.match(probe, /version 2 ready and waiting/);
+      assert.match(await rpcinfo('-t', A, String(TEST_PROG), '5'), /Program\/version mismatch; low version = 1, high version = 2/);
+    } finally {
+      await reg.unregister();
+    }
   });
 
   it('replaces a stale registration left by an earlier run', async () => {
