@@ -36,6 +36,21 @@ export class StartupError extends Error {
   }
 }
 
+/** One child logger per part; pino children keep the level they were made with, so reload sets each. */
+class PartLogs {
+  private readonly parts = new Map<string, Logger>();
+  constructor(readonly root: Logger) {}
+  of(part: string): Logger {
+    let c = this.parts.get(part);
+    if (!c) this.parts.set(part, (c = this.root.child({ part })));
+    return c;
+  }
+  setLevel(level: string): void {
+    this.root.level = level;
+    for (const c of this.parts.values()) c.level = level;
+  }
+}
+
 const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
 export class Daemon {
@@ -45,10 +60,11 @@ export class Daemon {
   private rpcbind: RpcbindRegistration | undefined;
   private stopping: Promise<void> | undefined;
   private readonly control: ControlServer;
+  private readonly log: Logger;
 
   private constructor(
     private cfg: Config,
-    private readonly log: Logger,
+    private readonly logs: PartLogs,
     private exports: ExportsTable,
     private readonly lock: InstanceLock,
     private readonly nlmServer: RpcServer,
@@ -60,7 +76,8 @@ export class Daemon {
     private readonly watch: AddressWatch,
     private readonly metrics: Metrics,
   ) {
-    this.control = new ControlServer({ path: cfg.control, handlers: this.handlers(), log: log.child({ part: 'control' }) });
+    this.log = logs.root;
+    this.control = new ControlServer({ path: cfg.control, handlers: this.handlers(), log: logs.of('control') });
   }
 
   /** Builds and starts everything; on failure undoes what was started and throws StartupError. */
@@ -82,6 +99,7 @@ export class Daemon {
   }
 
   private static async compose(cfg: Config, log: Logger, lock: InstanceLock, undo: (() => unknown)[]): Promise<Daemon> {
+    const logs = new PartLogs(log);
     const exports = new ExportsTable(cfg.exports, { byteOrder: cfg.fhByteOrder, unknownHandles: cfg.unknownHandles });
     // Late-bound: the daemon swaps the exports table on reload, the table and service refer to each other.
     const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined };
@@ -94,11 +112,11 @@ export class Daemon {
     undo.push(() => nlmServer.close(), () => nsmServer.close());
 
     // A lock lives here.
-    const store = new NsmStore(cfg.stateDir, { log: log.child({ part: 'nsm' }) });
+    const store = new NsmStore(cfg.stateDir, { log: logs.of('nsm') });
     const nsm = new Nsm({
       store,
-      sender: new RpcNsmSender({ log: log.child({ part: 'nsm' }) }),
-      log: log.child({ part: 'nsm' }),
+      sender: new RpcNsmSender({ log: logs.of('nsm') }),
+      log: logs.of('nsm'),
       monName: (a) => (ref.daemon?.cfg ?? cfg).monNames[a] ?? a,
       notifyTimeoutMs: cfg.notify.timeout * 1000,
       notifyConcurrency: cfg.notify.concurrency,
@@ -114,7 +132,7 @@ export class Daemon {
       table,
       rpc: caller,
       monitor: nsm,
-      logger: log.child({ part: 'nlm' }),
+      logger: logs.of('nlm'),
       exportPolicy: (fh, peer) => {
         const d = ref.exports.check(fh, peer);
         if (!d.allowed) log.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason: d.reason }, 'export policy refused a request');
@@ -125,7 +143,7 @@ export class Daemon {
     ref.nlm = nlm;
     undo.push(() => nlm.close());
     for (const p of metrics.instrumentNlm(nlm.programs)) nlmServer.register(p);
-    nsmServer.register(createNsmProgram({ nsm, log: log.child({ part: 'nsm' }) }));
+    nsmServer.register(createNsmProgram({ nsm, log: logs.of('nsm') }));
 
     // A packet enters here: loopback always (local tools, rpcinfo); floating addresses follow events.
     const listeners = {
@@ -161,12 +179,12 @@ export class Daemon {
         nsm.stopMonitoring(a);
       },
       graceEnded: (a) => nsm.graceEnded(a),
-    }, graceSeconds: () => ref.daemon?.cfg.grace ?? cfg.grace, log: log.child({ part: 'failover' }) });
+    }, graceSeconds: () => ref.daemon?.cfg.grace ?? cfg.grace, log: logs.of('failover') });
     undo.push(() => failover.close());
-    const watch = createAddressWatch(cfg, log.child({ part: 'watch' }));
+    const watch = createAddressWatch(cfg, logs.of('watch'));
     undo.push(() => watch.close());
 
-    const daemon = new Daemon(cfg, log, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics);
+    const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics);
     ref.daemon = daemon;
     await daemon.control.listen().catch((err: Error) => {
       throw new StartupError(`control socket: ${err.message}`);
@@ -376,10 +394,11 @@ export class Daemon {
     if (changed.includes('exports') || changed.includes('fhByteOrder') || changed.includes('unknownHandles')) {
       this.exports = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
     }
-    this.log.level = next.logLevel;
+    this.logs.setLevel(next.logLevel);
+    this.log.debug({ config: next }, 'new configuration');
     this.watch.reconfigure(next);
     this.cfg = { ...next, ...Object.fromEntries(later.map((k) => [k, this.cfg[k]])) } as Config;
-    this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')} apply at the next start` : ''}`);
+    this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')}: at the next start` : ''}`);
     this.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });
   }
 
