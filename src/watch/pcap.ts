@@ -4,6 +4,7 @@
 // order: packet type, ARPHRD_NETLINK (824), address length and 8 address bytes (unused: 0),
 // then the netlink protocol (0 = NETLINK_ROUTE). The netlink datagram follows in host order.
 // See https://www.tcpdump.org/linktypes/LINKTYPE_NETLINK.html and Wireshark's packet-netlink.c.
+// Reading also takes pcapng, the default of dumpcap and tshark.
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 
 export const LINKTYPE_NETLINK = 253;
@@ -66,13 +67,14 @@ export function encodePcapRecord(r: TraceRecord): Buffer {
   return out;
 }
 
-/** Reads a whole pcap file of LINKTYPE_NETLINK (either byte order, µs or ns timestamps). */
+/** Reads a whole trace: pcap (either byte order, µs or ns) or pcapng (as dumpcap and tshark write). */
 export function decodePcap(file: Buffer): TraceRecord[] {
   if (file.length < GLOBAL_HEADER_LEN) throw new PcapDecodeError(`pcap header truncated: ${file.length} bytes`, 0);
+  if (file.readUInt32LE(0) === PCAPNG_SHB) return decodePcapng(file);
   const le = file.readUInt32LE(0);
   const be = file.readUInt32BE(0);
   const magic = le === MAGIC_USEC || le === MAGIC_NSEC ? le : be;
-  if (magic !== MAGIC_USEC && magic !== MAGIC_NSEC) throw new PcapDecodeError(`not a pcap file (magic 0x${be.toString(16)}; pcapng is not read)`, 0);
+  if (magic !== MAGIC_USEC && magic !== MAGIC_NSEC) throw new PcapDecodeError(`not a pcap file (magic 0x${be.toString(16)})`, 0);
   const u32 = magic === le ? (o: number) => file.readUInt32LE(o) : (o: number) => file.readUInt32BE(o);
   const linktype = u32(20) & 0x0fffffff; // the top bits may carry FCS information
   if (linktype !== LINKTYPE_NETLINK) throw new PcapDecodeError(`link type ${linktype}, not LINKTYPE_NETLINK (253)`, 20);
@@ -83,17 +85,87 @@ export function decodePcap(file: Buffer): TraceRecord[] {
     if (file.length - off < RECORD_HEADER_LEN) throw new PcapDecodeError('record header truncated', off);
     const incl = u32(off + 8);
     if (incl > file.length - off - RECORD_HEADER_LEN) throw new PcapDecodeError(`record of ${incl} bytes runs past the file`, off);
-    if (incl < COOKED_LEN) throw new PcapDecodeError(`record of ${incl} bytes has no netlink cooked header`, off);
-    const data = file.subarray(off + RECORD_HEADER_LEN, off + RECORD_HEADER_LEN + incl);
-    if (data.readUInt16BE(2) !== ARPHRD_NETLINK) throw new PcapDecodeError(`hatype ${data.readUInt16BE(2)}, not ARPHRD_NETLINK`, off + RECORD_HEADER_LEN);
-    out.push({
-      at: u32(off) * 1000 + u32(off + 4) / fraction,
-      from: data.readUInt16BE(0) === PACKET_USER ? 'user' : 'kernel',
-      protocol: data.readUInt16BE(14),
-      datagram: data.subarray(COOKED_LEN),
-    });
+    out.push(cooked(file.subarray(off + RECORD_HEADER_LEN, off + RECORD_HEADER_LEN + incl), u32(off) * 1000 + u32(off + 4) / fraction, off));
     off += RECORD_HEADER_LEN + incl;
   }
+  return out;
+}
+
+/** One packet: the cooked header, then the netlink datagram. */
+function cooked(data: Buffer, at: number, off: number): TraceRecord {
+  if (data.length < COOKED_LEN) throw new PcapDecodeError(`packet of ${data.length} bytes has no netlink cooked header`, off);
+  if (data.readUInt16BE(2) !== ARPHRD_NETLINK) throw new PcapDecodeError(`hatype ${data.readUInt16BE(2)}, not ARPHRD_NETLINK`, off);
+  return { at, from: data.readUInt16BE(0) === PACKET_USER ? 'user' : 'kernel', protocol: data.readUInt16BE(14), datagram: data.subarray(COOKED_LEN) };
+}
+
+const PCAPNG_SHB = 0x0a0d0d0a;
+const PCAPNG_IDB = 1;
+const PCAPNG_SPB = 3;
+const PCAPNG_EPB = 6;
+const PCAPNG_BYTE_ORDER = 0x1a2b3c4d;
+const IF_TSRESOL = 9;
+
+/**
+ * pcapng (draft-ietf-opsawg-pcapng): section headers, interface descriptions (link type, time
+ * resolution), enhanced and simple packet blocks. Packets of interfaces that are not netlink are
+ * skipped; a file without a netlink interface is an error.
+ */
+function decodePcapng(file: Buffer): TraceRecord[] {
+  const out: TraceRecord[] = [];
+  let le = true;
+  let interfaces: Array<{ netlink: boolean; unitsPerMs: number }> = [];
+  let sawNetlink = false;
+  let off = 0;
+  while (off < file.length) {
+    if (file.length - off < 12) throw new PcapDecodeError('pcapng block truncated', off);
+    const type = file.readUInt32LE(off);
+    if (type === PCAPNG_SHB) {
+      const bom = file.readUInt32LE(off + 8);
+      if (bom !== PCAPNG_BYTE_ORDER && file.readUInt32BE(off + 8) !== PCAPNG_BYTE_ORDER) throw new PcapDecodeError('pcapng section without its byte-order magic', off);
+      le = bom === PCAPNG_BYTE_ORDER;
+      interfaces = []; // interface ids are per section
+    }
+    const u32 = (o: number): number => (le ? file.readUInt32LE(o) : file.readUInt32BE(o));
+    const u16 = (o: number): number => (le ? file.readUInt16LE(o) : file.readUInt16BE(o));
+    const len = u32(off + 4);
+    if (len < 12 || len % 4 !== 0 || len > file.length - off) throw new PcapDecodeError(`pcapng block length ${len}`, off);
+    const body = off + 8;
+    const end = off + len - 4;
+    const blockType = u32(off);
+    if (blockType === PCAPNG_IDB) {
+      if (end - body < 8) throw new PcapDecodeError('interface description truncated', off);
+      let tsresol = 6;
+      for (let o = body + 8; o + 4 <= end; ) {
+        const code = u16(o);
+        const olen = u16(o + 2);
+        if (code === 0) break;
+        if (code === IF_TSRESOL && olen >= 1 && o + 4 < end) tsresol = file[o + 4];
+        o += 4 + ((olen + 3) & ~3);
+      }
+      const perSecond = tsresol & 0x80 ? 2 ** (tsresol & 0x7f) : 10 ** tsresol;
+      const netlink = (u16(body) & 0x0fff) === LINKTYPE_NETLINK;
+      sawNetlink ||= netlink;
+      interfaces.push({ netlink, unitsPerMs: perSecond / 1000 });
+    } else if (blockType === PCAPNG_EPB) {
+      if (end - body < 20) throw new PcapDecodeError('enhanced packet block truncated', off);
+      const iface = interfaces[u32(body)];
+      if (!iface) throw new PcapDecodeError(`packet of undeclared interface ${u32(body)}`, off);
+      const captured = u32(body + 12);
+      if (captured > end - body - 20) throw new PcapDecodeError(`packet of ${captured} bytes runs past its block`, off);
+      if (iface.netlink) {
+        const ts = u32(body + 4) * 2 ** 32 + u32(body + 8);
+        out.push(cooked(file.subarray(body + 20, body + 20 + captured), ts / iface.unitsPerMs, off));
+      }
+    } else if (blockType === PCAPNG_SPB) {
+      // No timestamp and the length of the original packet: only for a single interface.
+      const iface = interfaces[0];
+      if (!iface) throw new PcapDecodeError('simple packet block before any interface', off);
+      const captured = Math.min(u32(body), end - body - 4);
+      if (iface.netlink) out.push(cooked(file.subarray(body + 4, body + 4 + captured), out.at(-1)?.at ?? 0, off));
+    }
+    off += len;
+  }
+  if (!sawNetlink) throw new PcapDecodeError('no LINKTYPE_NETLINK interface in this pcapng file', 0);
   return out;
 }
 

@@ -2,7 +2,7 @@
 // traces (tshark dissects ours), addresses and CIDRs.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -202,6 +202,25 @@ describe('watch pcap traces', () => {
       }
       assert.ok(lines.filter((l) => l.startsWith('netlink:netlink-route')).length >= lines.length / 2, name);
     }
+  });
+
+  it('reads pcapng as tshark writes it (same records as the pcap), and rejects broken pcapng with PcapDecodeError', function () {
+    if (!hasCommand('tshark')) this.skip();
+    const path = join(dir, 'v6.pcapng');
+    execFileSync('tshark', ['-r', fixture('addr-v6'), '-F', 'pcapng', '-w', path], { stdio: 'ignore' });
+    const ng = readTrace(path);
+    const classic = readTrace(fixture('addr-v6'));
+    assert.equal(ng.length, classic.length);
+    ng.forEach((r, i) => {
+      assert.deepEqual([r.from, r.protocol, r.datagram], [classic[i].from, classic[i].protocol, classic[i].datagram]);
+      assert.ok(Math.abs(r.at - classic[i].at) < 0.002, `${r.at} vs ${classic[i].at}`);
+    });
+    const file = readFileSync(path);
+    for (const cut of [20, 100, file.length - 3]) assert.throws(() => decodePcap(file.subarray(0, cut)), PcapDecodeError, String(cut));
+    const headers = file.readUInt32LE(4) + file.readUInt32LE(file.readUInt32LE(4) + 4); // section header + interface
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 120 }), (tail) => {
+      try { decodePcap(Buffer.concat([file.subarray(0, headers), Buffer.from(tail)])); } catch (err) { assert.ok(err instanceof PcapDecodeError, String(err)); }
+    }), { numRuns: 1000 });
   });
 
   it('tshark decodes the address of a written record', function () {
