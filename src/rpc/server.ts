@@ -44,6 +44,8 @@ export interface RpcServerOptions {
   maxConnections?: number;
   /** Calls handled at once per TCP connection; beyond it the connection is not read. Default 64. */
   maxCallsPerConnection?: number;
+  /** UDP calls handled at once (all addresses); datagrams beyond are dropped, clients retransmit. Default 1024. */
+  maxUdpCallsInProgress?: number;
   /** UDP duplicate-request cache entries. Default 1024. */
   duplicateCacheSize?: number;
   /** Cheap, synchronous observer for metrics and logs; must not throw. */
@@ -95,6 +97,7 @@ export class RpcServer {
   /** addAddress/removeAddress/close run one at a time: the first bind fixes an ephemeral port for the rest. */
   private ops: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private udpInProgress = 0;
 
   constructor(options: RpcServerOptions = {}) {
     this.opts = {
@@ -104,6 +107,7 @@ export class RpcServer {
       maxConnections: options.maxConnections ?? 1024,
       maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
       duplicateCacheSize: options.duplicateCacheSize ?? 1024,
+      maxUdpCallsInProgress: options.maxUdpCallsInProgress ?? 1024,
     };
     this.onEvent = options.onEvent;
     this.drc = new DuplicateRequestCache(this.opts.duplicateCacheSize);
@@ -217,7 +221,12 @@ export class RpcServer {
     l.udp.on('message', (msg, rinfo) => {
       // Only an IPv6 socket can report an IPv4-mapped peer.
       const peer = { address: v6 ? normaliseAddress(rinfo.address) : rinfo.address, port: rinfo.port };
-      this.dispatch(msg, { transport: 'udp', local, peer }).then(
+      if (this.udpInProgress >= this.opts.maxUdpCallsInProgress) {
+        this.emit({ kind: 'drop', transport: 'udp', local, peer, reason: 'too many calls in progress' });
+        return;
+      }
+      this.udpInProgress++;
+      this.dispatch(msg, { transport: 'udp', local, peer }).finally(() => this.udpInProgress--).then(
         (reply) => {
           // The address may have been removed while the call ran: its reply has nowhere to go.
           if (!reply || this.listeners.get(l.address) !== l) return;

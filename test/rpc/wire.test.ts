@@ -180,6 +180,27 @@ describe('rpc server against malformed input', function () {
     }
   });
 
+  it('drops datagrams beyond the UDP calls in progress, answering the rest', async () => {
+    const busy = new RpcServer({ maxUdpCallsInProgress: 3 });
+    busy.register(testProgram(1, [[5, slow]]));
+    await busy.addAddress(A);
+    try {
+      const s = dgram.createSocket('udp4');
+      const replies: Buffer[] = [];
+      s.on('message', (m) => replies.push(m));
+      await new Promise<void>((r) => s.bind(0, A, () => r()));
+      for (let i = 0; i < 6; i++) s.send(call(100 + i, TEST_PROG, 1, 5, new XdrWriter().uint(200).toBuffer()), busy.port, A);
+      await sleep(500);
+      assert.deepEqual(replies.map((r) => decodeReply(r).xid).sort(), [100, 101, 102]);
+      s.send(call(200, TEST_PROG, 1, 0), busy.port, A);
+      await sleep(100);
+      assert.equal(decodeReply(replies[3]!).xid, 200);
+      s.close();
+    } finally {
+      await busy.close();
+    }
+  });
+
   it('closes a connection announcing a 2 GiB fragment, before reading it', async () => {
     const { replies, closed } = await tcpRecords([Buffer.from('ffffffff', 'hex'), Buffer.alloc(1024)]);
     assert.equal(closed, true);
