@@ -66,6 +66,12 @@ describe('daemon: configuration', () => {
     assert.match(problems(() => loadConfig(file('- a\n- b\n'), {}))[0]!, /must hold a mapping/);
   });
 
+  it('accepts the example in contrib/lockdrop.yaml', () => {
+    const c = loadConfig(path.join(__dirname, '..', '..', 'contrib', 'lockdrop.yaml'), {});
+    assert.equal(c.exports.length, 4);
+    assert.equal(c.monNames['192.0.2.10'], 'nfs-a.example.com');
+  });
+
   it('tells which keys changed', () => {
     const a = validateConfig({}, 't');
     const b = validateConfig({ logLevel: 'debug', exports: [{ path: '/x', fsid: 2 }] }, 't');
