@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { filter, firstValueFrom, lastValueFrom, take, timeout, toArray } from 'rxjs';
+import { filter, firstValueFrom, lastValueFrom, share, take, timeout, toArray } from 'rxjs';
 import { addonStatus, openRtnetlink, type RtnetlinkSocket } from '../../src/addon';
 import {
   addressEvents, netlinkSource, pollSource, recordTrace, replaySource, watchAddresses,
@@ -67,12 +67,16 @@ describe('watch live: netlink source through the addon', function () {
     iface = testInterface([]);
     sock = openRtnetlink({ rcvbuf: 1 });
     const local = new Set<string>();
+    const up = new Set<string>();
     const items: SourceItem[] = [];
-    const sub = netlinkSource(sock).subscribe((i) => {
+    const source = netlinkSource(sock).pipe(share());
+    const sub = source.subscribe((i) => {
       items.push(i);
       if (i.kind === 'added' && i.ifindex === iface!.ifindex && i.family === 4) local.add(i.address);
       if (i.kind === 'removed') local.delete(i.address);
     });
+    // And through the pipeline: the set of addresses it says are up.
+    sub.add(source.pipe(addressEvents({ floating: ['10.67.0.0/16'] })).subscribe((e) => (e.type === 'up' ? up.add(e.address) : up.delete(e.address))));
     await new Promise((r) => setTimeout(r, 100));
     // 300 additions then 100 removals while this loop is blocked in execFileSync: nobody reads.
     const adds = Array.from({ length: 300 }, (_, i) => `addr add 10.67.${i >> 7}.${(i & 127) + 1}/32 dev ${iface!.name}`);
@@ -84,6 +88,7 @@ describe('watch live: netlink source through the addon', function () {
     sub.unsubscribe();
     assert.ok(items.some((x) => x.kind === 'overflow'), 'an overflow was provoked');
     assert.deepEqual([...local].sort(), want);
+    assert.deepEqual([...up].sort(), want);
   });
 
   it('a recording replays to the same transitions the live pipeline saw', async () => {
