@@ -119,6 +119,8 @@ export class Nsm {
   private readonly activating = new Map<string, Promise<AddressEntry>>();
   /** In-flight first monitors, so a burst for one host writes once. */
   private readonly monitoring = new Map<string, Promise<boolean>>();
+  /** The tail of each record's chain of changes (see serial). */
+  private readonly changing = new Map<string, Promise<void>>();
   private readonly rebootedSubject = new Subject<HostRebooted>();
   private readonly log: Logger | undefined;
 
@@ -205,10 +207,13 @@ export class Nsm {
     const key = recordKey(host.callerName, normaliseAddress(host.address));
     await this.monitoring.get(`${addr} ${key}`);
     const e = this.entries.get(addr);
-    const rec = e?.records.get(key);
-    if (!e || !rec) return;
-    rec.local = false;
-    await this.settle(e, key, rec);
+    if (!e) return;
+    await this.serial(addr, key, async () => {
+      const rec = e.records.get(key);
+      if (!rec) return;
+      rec.local = false;
+      await this.settle(e, key, rec);
+    });
   }
 
   /**
@@ -344,7 +349,7 @@ export class Nsm {
   async rpcUnmonitor(id: MonId, serverAddress: string): Promise<number> {
     const addr = normaliseAddress(serverAddress);
     const e = await this.entry(addr);
-    await Promise.all([...e.records].filter(([, r]) => r.monName === id.monName).map(([k, r]) => this.dropCallbacks(e, k, r, id.myId)));
+    await Promise.all([...e.records].filter(([, r]) => r.monName === id.monName).map(([k]) => this.dropCallbacks(addr, e, k, id.myId)));
     return this.upState(addr);
   }
 
@@ -352,7 +357,7 @@ export class Nsm {
   async rpcUnmonitorAll(id: MyId, serverAddress: string): Promise<number> {
     const addr = normaliseAddress(serverAddress);
     const e = await this.entry(addr);
-    await Promise.all([...e.records].map(([k, r]) => this.dropCallbacks(e, k, r, id)));
+    await Promise.all([...e.records.keys()].map((k) => this.dropCallbacks(addr, e, k, id)));
     return this.upState(addr);
   }
 
@@ -421,40 +426,58 @@ export class Nsm {
     return p;
   }
 
+  /** Runs changes to one record one at a time, in call order (two SM_MON for one host must not race). */
+  private serial<T>(addr: string, key: string, change: () => Promise<T>): Promise<T> {
+    const k = `${addr} ${key}`;
+    const run = (this.changing.get(k) ?? Promise.resolve()).then(change);
+    const tail = run.then(() => undefined, () => undefined);
+    this.changing.set(k, tail);
+    void tail.then(() => {
+      if (this.changing.get(k) === tail) this.changing.delete(k);
+    });
+    return run;
+  }
+
   /** Records (durably) that a monitor (local when cb is undefined) watches the host through addr. */
   private async addMonitor(addr: string, monName: string, address: string, cb: MonitorCallback | undefined): Promise<void> {
     const e = await this.entry(addr);
     const key = recordKey(monName, address);
-    let rec = e.records.get(key);
-    let dirty = false;
-    if (!rec) {
-      rec = { monName, address, serverAddress: addr, local: false, callbacks: [], since: Date.now() };
-      dirty = true;
-    }
-    if (!cb && !rec.local) {
-      rec = { ...rec, local: true };
-      dirty = true;
-    }
-    if (cb) {
-      const i = rec.callbacks.findIndex((c) => sameId(c, cb));
-      const old = rec.callbacks[i];
-      if (!old || old.priv !== cb.priv || old.callbackAddress !== cb.callbackAddress) {
-        rec = { ...rec, callbacks: i < 0 ? [...rec.callbacks, cb] : rec.callbacks.map((c, j) => (j === i ? cb : c)) };
+    await this.serial(addr, key, async () => {
+      let rec = e.records.get(key);
+      let dirty = false;
+      if (!rec) {
+        rec = { monName, address, serverAddress: addr, local: false, callbacks: [], since: Date.now() };
         dirty = true;
       }
-    }
-    if (dirty) await this.store.put(rec);
-    // Only a durable record is visible: SM_NOTIFY in and notify() see what a restart would see.
-    e.records.set(key, rec);
-    e.monitored.add(key);
-    e.notified.delete(key);
+      if (!cb && !rec.local) {
+        rec = { ...rec, local: true };
+        dirty = true;
+      }
+      if (cb) {
+        const i = rec.callbacks.findIndex((c) => sameId(c, cb));
+        const old = rec.callbacks[i];
+        if (!old || old.priv !== cb.priv || old.callbackAddress !== cb.callbackAddress) {
+          rec = { ...rec, callbacks: i < 0 ? [...rec.callbacks, cb] : rec.callbacks.map((c, j) => (j === i ? cb : c)) };
+          dirty = true;
+        }
+      }
+      if (dirty) await this.store.put(rec);
+      // Only a durable record is visible: SM_NOTIFY in and notify() see what a restart would see.
+      e.records.set(key, rec);
+      e.monitored.add(key);
+      e.notified.delete(key);
+    });
   }
 
-  private async dropCallbacks(e: AddressEntry, key: string, rec: HostRecord, id: MyId): Promise<void> {
-    const kept = rec.callbacks.filter((c) => !sameId(c, id));
-    if (kept.length === rec.callbacks.length) return;
-    rec.callbacks = kept;
-    await this.settle(e, key, rec);
+  private dropCallbacks(addr: string, e: AddressEntry, key: string, id: MyId): Promise<void> {
+    return this.serial(addr, key, async () => {
+      const rec = e.records.get(key);
+      if (!rec) return;
+      const kept = rec.callbacks.filter((c) => !sameId(c, id));
+      if (kept.length === rec.callbacks.length) return;
+      rec.callbacks = kept;
+      await this.settle(e, key, rec);
+    });
   }
 
   /** Writes a changed record, or removes it when nobody monitors the host any more. */

@@ -143,6 +143,16 @@ describe('nsm monitor', () => {
     assert.deepEqual(hostFiles(), []);
   });
 
+  it('keeps both monitors when two SM_MON for one host race', async () => {
+    const nsm = new Nsm({ store });
+    const id = (myName: string) => ({ myName, myProg: 100021, myVers: 4, myProc: 16 });
+    const priv = Buffer.alloc(16);
+    await Promise.all(['a', 'b', 'c'].map((n) => nsm.rpcMonitor({ monId: { monName: '192.168.1.40', myId: id(n) }, priv }, VIP, '127.0.0.1')));
+    assert.deepEqual(nsm.records(VIP)[0]!.callbacks.map((c) => c.myName).sort(), ['a', 'b', 'c']);
+    const onDisk = await new NsmStore(dir).load(VIP);
+    assert.deepEqual(onDisk.records[0]!.callbacks.map((c) => c.myName).sort(), ['a', 'b', 'c']);
+  });
+
   it('imports an nfs-utils state directory (sm, sm.bak, binary state)', async () => {
     const src = path.join(dir, 'nfs');
     mkdirSync(path.join(src, 'sm'), { recursive: true });
