@@ -178,7 +178,6 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   function lock(a: C.NlmLockArgs, ctx: CallContext, how: { monitor: boolean; async: boolean }): Answer<C.NlmRes> {
     const req = prepare(a.lock, a.exclusive, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
-    const host = clientHost(a.lock.callerName, ctx);
     const go = (ok: boolean): C.NlmRes => {
       if (!ok) return res(a.cookie, 'denied_nolocks', ctx.vers);
       const waiter: Waiter | undefined = a.block ? {
@@ -189,7 +188,7 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
       return res(a.cookie, table.lock(req, { block: a.block, reclaim: a.reclaim, waiter }), ctx.vers);
     };
     if (!how.monitor || !monitored) return go(true);
-    return then(monitored.ensure(host, ctx.local.address), go);
+    return then(monitored.ensure(clientHost(a.lock.callerName, ctx), ctx.local.address), go);
   }
 
   function cancel(a: C.NlmCancelArgs, ctx: CallContext): C.NlmRes {
