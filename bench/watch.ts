@@ -5,7 +5,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { count, filter, firstValueFrom, lastValueFrom, share, timeout, type Observable } from 'rxjs';
 import { openRtnetlink } from '../src/addon';
-import { addressEvents, decodeDatagram, netlinkSource, nowMs, pollSource, readTrace, replaySource, watchAddresses, type AddressEvent } from '../src/watch';
+import { addressEvents, decodeDatagram, netlink, netlinkSource, nowMs, parseAddress, pollSource, readTrace, replaySource, watchAddresses, type AddressEvent } from '../src/watch';
 
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -35,8 +35,12 @@ async function throughput(): Promise<void> {
   console.log(`netlink decode alone: ${Math.round(decodeRate)} messages/s`);
 }
 
-/** Times `ip addr del` (spawned) → the matching down event. */
-async function latency(name: string, events: Observable<AddressEvent>, dev: string, runs: number): Promise<number[]> {
+/**
+ * Times the removal of an address → the matching down event. The removal is `ip addr del`
+ * (spawned, its start-up included), or with `direct` our own RTM_DELADDR request sent on a
+ * netlink socket (kernel + delivery + pipeline only).
+ */
+async function latency(name: string, events: Observable<AddressEvent>, dev: string, runs: number, direct?: { ifindex: number; send: (req: Buffer) => Promise<Buffer[]> }): Promise<number[]> {
   const out: number[] = [];
   const shared = events.pipe(share());
   const sub = shared.subscribe(); // keep the source hot between runs
@@ -46,7 +50,12 @@ async function latency(name: string, events: Observable<AddressEvent>, dev: stri
     await firstValueFrom(shared.pipe(filter((e) => e.type === 'up' && e.address === addr), timeout(10000)));
     const down = firstValueFrom(shared.pipe(filter((e) => e.type === 'down' && e.address === addr), timeout(10000)));
     const t0 = nowMs();
-    await run('ip', ['addr', 'del', `${addr}/32`, 'dev', dev]);
+    if (direct) {
+      const [ack] = await direct.send(netlink.encodeAddressMessage({ op: 'del', local: parseAddress(addr), prefixLen: 32, ifindex: direct.ifindex, request: true, seq: i + 1 }));
+      if (decodeDatagram(ack)[0]?.kind !== 'error' || (decodeDatagram(ack)[0] as { errno: number }).errno !== 0) throw new Error('RTM_DELADDR refused');
+    } else {
+      await run('ip', ['addr', 'del', `${addr}/32`, 'dev', dev]);
+    }
     const e = await down;
     out.push(e.detectedAt - t0);
   }
@@ -67,7 +76,9 @@ async function inNamespace(): Promise<void> {
   console.log(`(for scale: spawning \`ip -V\` alone: ${fmt(spawnCost)})`);
   const sock = openRtnetlink();
   const floating = ['10.90.0.0/16'];
+  const ifindex = (JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'dev', 'lb0'], { encoding: 'utf8' })) as Array<{ ifindex: number }>)[0].ifindex;
   await latency('netlink source', watchAddresses([netlinkSource(sock)], { floating }), 'lb0', 200);
+  await latency('netlink source, in-process RTM_DELADDR request (no ip start-up)', watchAddresses([netlinkSource(sock)], { floating }), 'lb0', 200, { ifindex, send: sock.dump });
   sock.close();
   for (const interval of [100, 1000]) {
     await latency(`poll source alone (every ${interval} ms)`, watchAddresses([pollSource({ intervalMs: interval })], { floating }), 'lb0', interval === 100 ? 50 : 15);

@@ -193,7 +193,8 @@ function addressAttr(p: Buffer, spans: Int32Array, type: number, family: number,
   return formatAddress(p, start, len);
 }
 
-function decodeAddress(m: NetlinkMessage, base: number): AddressMessage & WithHeader {
+/** An RTM_NEWADDR / RTM_DELADDR body, whether the kernel sent it or a request (`ip addr del`) did. */
+export function decodeAddress(m: NetlinkMessage, base = 0): AddressMessage & WithHeader {
   const p = m.payload;
   if (p.length < IFADDRMSG_LEN) throw new NetlinkDecodeError(`ifaddrmsg truncated: ${p.length} bytes`, base);
   const family = p.readUInt8(0);
@@ -320,9 +321,10 @@ function encodeAttributes(attrs: Array<[number, Buffer]>): Buffer {
 
 /**
  * Encodes an RTM_NEWADDR / RTM_DELADDR as the kernel sends it (for fakes in tests and for
- * synthetic traces): IPv4 carries IFA_LOCAL and IFA_ADDRESS, IPv6 IFA_ADDRESS; IFA_FLAGS always.
+ * synthetic traces), or with `request` as `ip addr add/del` asks it (NLM_F_REQUEST | NLM_F_ACK):
+ * IPv4 carries IFA_LOCAL and IFA_ADDRESS, IPv6 IFA_ADDRESS; IFA_FLAGS always.
  */
-export function encodeAddressMessage(m: { op: 'new' | 'del'; local: Buffer; prefixLen: number; ifindex: number; flags?: number; scope?: number; label?: string; seq?: number; pid?: number; multi?: boolean }): Buffer {
+export function encodeAddressMessage(m: { op: 'new' | 'del'; local: Buffer; prefixLen: number; ifindex: number; flags?: number; scope?: number; label?: string; seq?: number; pid?: number; multi?: boolean; request?: boolean }): Buffer {
   const family = m.local.length === 4 ? AF_INET : AF_INET6;
   const flags = m.flags ?? IFA_F_PERMANENT;
   const ifa = Buffer.alloc(IFADDRMSG_LEN);
@@ -338,7 +340,7 @@ export function encodeAddressMessage(m: { op: 'new' | 'del'; local: Buffer; pref
   if (m.label) attrs.push([IFA_LABEL, Buffer.from(`${m.label}\0`)]);
   attrs.push([IFA_FLAGS, u32]);
   return encodeMessage(
-    { type: m.op === 'new' ? RTM_NEWADDR : RTM_DELADDR, flags: m.multi ? NLM_F_MULTI : 0, seq: m.seq, pid: m.pid },
+    { type: m.op === 'new' ? RTM_NEWADDR : RTM_DELADDR, flags: (m.multi ? NLM_F_MULTI : 0) | (m.request ? NLM_F_REQUEST | NLM_F_ACK : 0), seq: m.seq, pid: m.pid },
     Buffer.concat([ifa, encodeAttributes(attrs)]),
   );
 }

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { Subject, firstValueFrom, lastValueFrom, take, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import {
-  NetlinkDumpError, netlink, netlinkSource, parseAddress, pollSource, replaySource,
+  NetlinkDumpError, addressEvents, netlink, netlinkSource, parseAddress, pollSource, replaySource,
   type AddressChange, type RtnetlinkOverflow, type SnapshotAddress, type SourceItem, type TraceRecord,
 } from '../../src/watch';
 import { parseIfInet6, parseIgmp } from '../../src/watch/sources/poll';
@@ -201,5 +201,29 @@ describe('watch replay source', () => {
         d: a('removed', '10.0.0.6', 301),
       });
     });
+  });
+
+  it('an nlmon-style capture: ip addr del requests are remove-intents, a failed ack ends the drain', async () => {
+    const ack = (seq: number, errno: number): Buffer => {
+      const body = Buffer.alloc(20);
+      body.writeInt32LE(-errno, 0);
+      netlink.encodeMessage({ type: netlink.RTM_DELADDR, flags: netlink.NLM_F_REQUEST | netlink.NLM_F_ACK, seq }, Buffer.alloc(0)).copy(body, 4, 0, 16);
+      return netlink.encodeMessage({ type: netlink.NLMSG_ERROR, flags: 0, seq, pid: 4443 }, body);
+    };
+    const del = (address: string, seq: number): Buffer => netlink.encodeAddressMessage({ op: 'del', local: parseAddress(address), prefixLen: 24, ifindex: 3, request: true, seq });
+    const dumped = (address: string, seq: number): Buffer => netlink.encodeAddressMessage({ op: 'new', local: parseAddress(address), prefixLen: 24, ifindex: 3, seq, multi: true });
+    const nlmon: TraceRecord[] = [
+      { at: t0, from: 'user', protocol: 0, datagram: netlink.encodeGetAddrDump(7) },
+      { at: t0 + 1, from: 'kernel', protocol: 0, datagram: Buffer.concat([dumped('10.0.0.5', 7), dumped('10.0.0.6', 7), netlink.encodeDone(7)]) },
+      { at: t0 + 10, from: 'user', protocol: 0, datagram: del('10.0.0.5', 100) },
+      { at: t0 + 11, from: 'kernel', protocol: 0, datagram: netlink.encodeAddressMessage({ op: 'del', local: parseAddress('10.0.0.5'), prefixLen: 24, ifindex: 3 }) },
+      { at: t0 + 12, from: 'kernel', protocol: 0, datagram: ack(100, 0) },
+      { at: t0 + 20, from: 'user', protocol: 0, datagram: del('10.0.0.6', 101) },
+      { at: t0 + 21, from: 'kernel', protocol: 0, datagram: ack(101, 99) }, // EADDRNOTAVAIL (wrong prefix, say)
+      { at: t0 + 30, from: 'user', protocol: 0, datagram: del('10.0.0.9', 102) }, // not local: nothing to drain
+      { at: t0 + 31, from: 'kernel', protocol: 0, datagram: ack(102, 99) },
+    ];
+    const events = await lastValueFrom(replaySource(nlmon, { pace: 'fast' }).pipe(addressEvents(), toArray()));
+    assert.deepEqual(events.map((e) => `${e.type} ${e.address}`), ['up 10.0.0.5', 'up 10.0.0.6', 'draining 10.0.0.5', 'down 10.0.0.5', 'draining 10.0.0.6', 'drain-ended 10.0.0.6']);
   });
 });

@@ -3,12 +3,12 @@
 // scheduler, so a TestScheduler replays a trace in virtual time.
 import { asyncScheduler, concatMap, defer, from, map, of, timer, type Observable, type SchedulerLike } from 'rxjs';
 import {
-  AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_DUMP, NLM_F_REQUEST, RTM_GETADDR, RTM_GETLINK,
-  decodeDatagram, splitMessages, type AddressMessage, type LinkMessage,
+  AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, RTM_DELADDR, RTM_GETADDR, RTM_GETLINK,
+  decodeAddress, decodeDatagram, splitMessages, type AddressMessage, type LinkMessage,
 } from '../netlink';
 import { NETLINK_ROUTE, readTrace, type TraceRecord } from '../pcap';
 import { AddressTable } from '../table';
-import type { SourceItem, SourceName } from '../types';
+import type { AddressChange, SourceItem, SourceName } from '../types';
 
 interface PendingDump {
   what: 'links' | 'addresses';
@@ -20,11 +20,14 @@ interface PendingDump {
 /**
  * Folds trace records into source items. A dump whose request is in the trace (ours, or any
  * unfiltered one in an nlmon capture) replaces the table like a resync; other messages are
- * notifications.
+ * notifications. An RTM_DELADDR request (an nlmon capture sees `ip addr del`'s own message) is a
+ * remove-intent, and its failed ack an intent-failed, as the bpf source reports them live.
  */
 export class TraceFolder {
   private readonly table: AddressTable;
   private readonly dumps = new Map<number, PendingDump>();
+  /** RTM_DELADDR requests awaiting their ack, by seq and type (an nlmon capture sees both). */
+  private readonly intents = new Map<string, AddressChange>();
 
   constructor(private readonly source: SourceName = 'replay') {
     this.table = new AddressTable(source);
@@ -33,16 +36,28 @@ export class TraceFolder {
   fold(r: TraceRecord, at: number): SourceItem[] {
     if (r.protocol !== NETLINK_ROUTE) return [];
     try {
-      return r.from === 'user' ? this.request(r.datagram) : this.kernel(r.datagram, at);
+      return r.from === 'user' ? this.request(r.datagram, at) : this.kernel(r.datagram, at);
     } catch (err) {
       if (!(err instanceof NetlinkDecodeError)) throw err;
       return [{ kind: 'overflow', source: this.source, at, reason: `malformed datagram: ${err.message}` }];
     }
   }
 
-  private request(datagram: Buffer): SourceItem[] {
+  private request(datagram: Buffer, at: number): SourceItem[] {
+    const out: SourceItem[] = [];
     for (const m of splitMessages(datagram)) {
-      if (!(m.flags & NLM_F_REQUEST) || (m.flags & NLM_F_DUMP) !== NLM_F_DUMP) continue;
+      if (!(m.flags & NLM_F_REQUEST)) continue;
+      // Someone's `ip addr del` in an nlmon capture: the intent, before the kernel acts.
+      if (m.type === RTM_DELADDR) {
+        const a = decodeAddress(m);
+        if (a.local && (a.family === AF_INET || a.family === AF_INET6)) {
+          const intent: AddressChange = { address: a.local, family: a.family === AF_INET ? 4 : 6, prefixLen: a.prefixLen, ifindex: a.ifindex, kind: 'remove-intent', source: this.source, at };
+          if (m.flags & NLM_F_ACK) this.intents.set(`${m.seq}:${m.type}`, intent);
+          if (this.intents.size > 4096) this.intents.delete(this.intents.keys().next().value!);
+          out.push(intent);
+        }
+      }
+      if ((m.flags & NLM_F_DUMP) !== NLM_F_DUMP) continue;
       if (m.type === RTM_GETLINK) this.dumps.set(m.seq, { what: 'links', families: [], links: [], addresses: [] });
       // A dump filtered to one interface is not a snapshot of the table: leave it to merge.
       if (m.type === RTM_GETADDR && (m.payload.length < 8 || m.payload.readUInt32LE(4) === 0)) {
@@ -51,7 +66,7 @@ export class TraceFolder {
         this.dumps.set(m.seq, { what: 'addresses', families, links: [], addresses: [] });
       }
     }
-    return [];
+    return out;
   }
 
   private kernel(datagram: Buffer, at: number): SourceItem[] {
@@ -65,6 +80,12 @@ export class TraceFolder {
         if (m.kind === 'done') {
           out.push(...this.table.replace(dump.what === 'links' ? { links: dump.links } : { addresses: dump.addresses, families: dump.families }, at));
         }
+      } else if (m.kind === 'error' && m.request) {
+        // The ack of a request: a failed RTM_DELADDR ends its intent.
+        const key = `${m.request.seq}:${m.request.type}`;
+        const intent = this.intents.get(key);
+        this.intents.delete(key);
+        if (intent && m.errno !== 0) out.push({ ...intent, kind: 'intent-failed', at });
       } else out.push(...this.table.apply(m, at));
     }
     return out;
