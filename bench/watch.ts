@@ -42,6 +42,7 @@ async function throughput(): Promise<void> {
  */
 async function latency(name: string, events: Observable<AddressEvent>, dev: string, runs: number, direct?: { ifindex: number; send: (req: Buffer) => Promise<Buffer[]> }): Promise<number[]> {
   const out: number[] = [];
+  const inPipeline: number[] = [];
   const shared = events.pipe(share());
   const sub = shared.subscribe(); // keep the source hot between runs
   for (let i = 0; i < runs; i++) {
@@ -58,9 +59,10 @@ async function latency(name: string, events: Observable<AddressEvent>, dev: stri
     }
     const e = await down;
     out.push(e.detectedAt - t0);
+    inPipeline.push(e.detectedAt - e.at);
   }
   sub.unsubscribe();
-  console.log(`ip addr del → AddressEvent down, ${name}: ${fmt(out)}`);
+  console.log(`ip addr del → AddressEvent down, ${name}: ${fmt(out)}; from the source's observation to the event: ${fmt(inPipeline)}`);
   return out;
 }
 
