@@ -67,7 +67,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     const nodes = new Map<string, { host: LabHost; control: string; log: JsonLines }>();
     for (const host of [srv, tko]) {
       const dir = path.join(work, host.name);
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       symlinkSync(shared, path.join(dir, MOVING));
       const daemon = lab.startDaemon(host, dir, {
         grace: opts.graceSeconds ?? 20, addresses: [`${MOVING}/32`, `${STAYING}/32`], pollInterval: 1, notify: { timeout: 30 },
@@ -159,7 +159,7 @@ function showLocks(say: (s: string) => void, lab: Lab, node: { host: LabHost; co
 /** The daemon's log lines worth narrating: address arrivals and removals, drops, notifications. */
 function narrateDaemon(node: string, j: Json, say: (s: string) => void): void {
   if (typeof j.msg !== 'string' || (j.level ?? 30) < 30) return;
-  if (/removed|arrived|notify done|removal|grace/.test(j.msg)) say(`  ${node}│ ${j.msg}`);
+  if ((typeof j.address === 'string' && / (removed|arrived|removal)/.test(j.msg)) || j.msg.startsWith('nsm: notify done')) say(`  ${node}│ ${j.msg}`);
 }
 
 function narrateClient(name: string, j: Json, say: (s: string) => void): void {

@@ -139,12 +139,16 @@ export class Lab {
     this.disposed = true;
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
     await sleep(200);
+    const killed: string[] = [];
     for (const ns of this.namespaces) {
       if (!existsSync(`/run/netns/${ns}`)) continue;
       const pids = run('ip', ['netns', 'pids', ns]).split(/\s+/).filter(Boolean);
       for (const pid of pids) tryRun('kill', ['-KILL', pid]);
+      killed.push(...pids);
     }
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    // Gone means gone: wait (bounded) until the kernel has really removed them.
+    for (let i = 0; i < 40 && killed.some((pid) => existsSync(`/proc/${pid}/ns`)); i++) await sleep(50);
     for (const ns of [...this.namespaces].reverse()) tryRun('ip', ['netns', 'del', ns]);
   }
 

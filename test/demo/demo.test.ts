@@ -1,0 +1,30 @@
+// The README's main command, end to end: `lockdrop demo` as a user runs it.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { requireNamespaceRoot, sh } from '../support/netns';
+
+const run = promisify(execFile);
+const REPO = path.resolve(__dirname, '..', '..');
+
+describe('lockdrop demo', function () {
+  this.timeout(180_000);
+  before(function () { requireNamespaceRoot(this); });
+
+  it('fails an address over with the story it tells, and leaves no namespace, process or address behind', async () => {
+    const before = sh('ip', ['netns', 'list']);
+    // Other test runs on this machine may have their own rpcbind: only new ones count.
+    const labProcesses = (): string[] => sh('ps', ['-eo', 'pid=,args=']).split('\n').filter((l) => /lockdrop-demo-|client-host\.js|rpcbind -f -w/.test(l));
+    const earlier = new Set(labProcesses());
+    const { stdout } = await run(process.execPath, [path.join(REPO, 'bin', 'lockdrop'), 'demo', '--locks', '12', '--grace', '30'], { timeout: 170_000 });
+    assert.match(stdout, /10\.77\.0\.100 removed by ip\[\d+\]: dropped 12 locks of 1 clients in [\d.]+ ms/);
+    assert.match(stdout, /c2 meanwhile takes a new lock through 10\.77\.0\.101: granted/);
+    assert.match(stdout, /c1 got SM_NOTIFY from 10\.77\.0\.100/);
+    assert.match(stdout, /c1 reclaimed 12 of 12 locks on the takeover node/);
+    assert.match(stdout, /through 10\.77\.0\.100 during its grace: denied_grace_period; through 10\.77\.0\.101: granted/);
+    assert.match(stdout, /done: nothing left behind/);
+    assert.equal(sh('ip', ['netns', 'list']), before, 'no namespace left');
+    assert.deepEqual(labProcesses().filter((p) => !earlier.has(p)), [], 'no process left');
+  });
+});
