@@ -131,12 +131,18 @@ describe('cli: lockdropctl and the control socket', function () {
       }
     });
     try {
-      await new Promise((r) => setTimeout(r, 700)); // let watch connect
+      // Until the watcher is connected grants go unseen: lock and unlock until one shows.
+      for (let i = 0; i < 100 && !events.some((e) => e.kind === 'grant'); i++) {
+        assert.equal((await b.lock({ fh: fh(2, 31), svid: 23, exclusive: true })).status, 'granted');
+        assert.equal((await b.unlock({ fh: fh(2, 31), svid: 23 })).status, 'granted');
+        await new Promise((r) => setTimeout(r, 100));
+      }
       assert.equal((await b.lock({ fh: fh(2, 30), svid: 22, exclusive: true })).status, 'granted');
       const drop = d.ctl(['drop', '--client', 'beta', '--json']);
       assert.equal(drop.code, 0, drop.stderr);
       assert.deepEqual({ ...JSON.parse(drop.stdout), ms: 0 }, { target: 'client beta', locks: 2, shares: 0, blocked: 0, clients: 1, woken: 0, ms: 0 });
-      for (let i = 0; i < 50 && !events.some((e) => e.kind === 'drop'); i++) await new Promise((r) => setTimeout(r, 100));
+      const seen = () => events.some((e) => e.kind === 'drop') && events.some((e) => e.kind === 'grant' && /svid 22/.test(e.message));
+      for (let i = 0; i < 50 && !seen(); i++) await new Promise((r) => setTimeout(r, 100));
       assert.ok(events.some((e) => e.kind === 'grant' && /beta@127\.0\.0\.1 svid 22/.test(e.message)), JSON.stringify(events));
       assert.ok(events.some((e) => e.kind === 'drop' && /client beta: dropped 2 locks/.test(e.message)), JSON.stringify(events));
       assert.equal(d.ctl(['locks', '--json', '--client', 'alpha']).stdout.trim().split('\n').length, 2, 'alpha keeps its locks');
