@@ -32,6 +32,8 @@ export interface RpcNsmSenderOptions {
   retransmitMs?: number;
   /** Status callback time, retransmissions included. Default 10 s. */
   callbackTimeoutMs?: number;
+  /** Send from a port below 1024, as sm-notify does (some peers insist). Default: when running as root. */
+  reservedPort?: boolean;
   log?: Logger;
 }
 
@@ -49,7 +51,7 @@ export class RpcNsmSender implements NsmSender {
     let left = ready.length;
     let active = 0;
     const timers = new Set<NodeJS.Timeout>();
-    return DatagramCaller.open(req.from).then((caller) => new Promise<void>((resolve) => {
+    return DatagramCaller.open(req.from, this.opts.reservedPort ?? process.getuid?.() === 0).then((caller) => new Promise<void>((resolve) => {
       let finished = false;
       const finish = (): void => {
         if (finished) return;
@@ -164,18 +166,29 @@ class DatagramCaller {
     socket.on('error', () => undefined);
   }
 
-  static open(source: string): Promise<DatagramCaller> {
-    const s = dgram.createSocket({ type: isIPv6(source) ? 'udp6' : 'udp4' });
-    return new Promise((resolve, reject) => {
-      s.once('error', (err) => {
+  /** Binds to the source address; with `reserved`, to a port below 1024 as sm-notify does (bindresvport). */
+  static async open(source: string, reserved: boolean): Promise<DatagramCaller> {
+    const tries = reserved ? [...Array.from({ length: 8 }, () => randomInt(600, 1024)), 0] : [0];
+    let last: Error | undefined;
+    for (const port of tries) {
+      const s = dgram.createSocket({ type: isIPv6(source) ? 'udp6' : 'udp4' });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.bind({ address: source, port, exclusive: true }, () => {
+            s.off('error', reject);
+            resolve();
+          });
+        });
+        return new DatagramCaller(s);
+      } catch (err) {
         s.close();
-        reject(err);
-      });
-      s.bind({ address: source, port: 0 }, () => {
-        s.removeAllListeners('error');
-        resolve(new DatagramCaller(s));
-      });
-    });
+        last = err as Error;
+        // Only a port clash is worth another try; a source address that is not local is final.
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' && (err as NodeJS.ErrnoException).code !== 'EACCES') break;
+      }
+    }
+    throw last;
   }
 
   call<R>(host: string, port: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, decode: ResultDecoder<R>, timeoutMs: number, retransmitMs: number): Promise<R> {

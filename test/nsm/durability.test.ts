@@ -59,11 +59,11 @@ describe('nsm durability', function () {
     const VIP = '127.88.0.1';
     const hosts = Array.from({ length: 20 }, (_, i) => `127.88.1.${i + 1}`);
     // A light peer on every host address: a portmapper (on port 1111, as the sender is told) and a statd.
-    const seen: Array<{ to: string; from: string; args: StatChge }> = [];
+    const seen: Array<{ to: string; from: string; fromPort: number; args: StatChge }> = [];
     const peer = new RpcServer();
     const statd: Procedure<StatChge, undefined> = {
       name: 'SM_NOTIFY', decodeArgs: decodeStatChge, encodeResult: encodeVoid,
-      handle: (args, ctx: CallContext) => { seen.push({ to: ctx.local.address, from: ctx.peer.address, args }); return undefined; },
+      handle: (args, ctx: CallContext) => { seen.push({ to: ctx.local.address, from: ctx.peer.address, fromPort: ctx.peer.port, args }); return undefined; },
     };
     peer.register({ prog: NSM_PROGRAM, vers: NSM_VERSION, procedures: new Map([[6, statd]]) });
     for (const h of hosts) await peer.addAddress(h);
@@ -91,6 +91,7 @@ describe('nsm durability', function () {
       assert.deepEqual(seen.map((s) => s.to).sort(), [...hosts].sort());
       for (const s of seen) {
         assert.equal(s.from, VIP, 'SM_NOTIFY leaves from the server address');
+        assert.ok(s.fromPort < 1024, `from a reserved port, as sm-notify (root): ${s.fromPort}`);
         assert.deepEqual(s.args, { monName: 'server.example', state: s2 });
       }
       await nsm.close();
