@@ -140,6 +140,16 @@ describe('watch netlink source (fake transport)', () => {
     assert.match((items[1] as { reason: string }).reason, /malformed datagram/);
   });
 
+  it('NLMSG_OVERRUN from the kernel is a gap too', async () => {
+    const k = new FakeKernel();
+    const items = await collect(k, async () => {
+      k.addrs.set('10.0.0.8', { ifindex: 3, prefixLen: 24, flags: 0x80 });
+      k.messages$.next(netlink.encodeMessage({ type: netlink.NLMSG_OVERRUN, flags: 0 }, Buffer.alloc(0)));
+      await tick();
+    });
+    assert.deepEqual(brief(items), ['added 127.0.0.1%1', 'overflow', 'added 10.0.0.8%3']);
+  });
+
   it('a failing dump errors the source with NetlinkDumpError', async () => {
     const k = new FakeKernel();
     k.failDump = true;

@@ -55,7 +55,7 @@ export function netlinkSource(transport: RtnetlinkTransport, opts: NetlinkSource
   const maxRetries = opts.maxDumpRetries ?? 3;
   return new Observable<SourceItem>((subscriber) => {
     const table = new AddressTable(source);
-    let queue: Array<Buffer | null> = []; // null: resync needed
+    let queue: Array<{ datagram: Buffer; at: number } | null> = []; // null: resync needed
     let busy = true; // the initial dump runs first
     let closed = false;
     let ended = false;
@@ -87,13 +87,22 @@ export function netlinkSource(transport: RtnetlinkTransport, opts: NetlinkSource
           await resync();
           continue;
         }
+        // A datagram we cannot read, or the kernel saying it dropped some, is a gap: re-dump.
+        let gap: string | undefined;
         try {
-          const at = now();
-          for (const m of decodeDatagram(item)) emitAll(table.apply(m, at));
+          for (const m of decodeDatagram(item.datagram)) {
+            if (m.kind === 'overrun') {
+              gap = 'NLMSG_OVERRUN: the kernel lost messages';
+              break;
+            }
+            emitAll(table.apply(m, item.at));
+          }
         } catch (err) {
           if (!(err instanceof NetlinkDecodeError)) throw err;
-          // What that datagram said is lost: treat it as a gap.
-          emitAll([{ kind: 'overflow', source, at: now(), reason: `malformed datagram: ${err.message}` }]);
+          gap = `malformed datagram: ${err.message}`;
+        }
+        if (gap !== undefined) {
+          emitAll([{ kind: 'overflow', source, at: now(), reason: gap }]);
           queue.push(null);
         }
       }
@@ -113,7 +122,7 @@ export function netlinkSource(transport: RtnetlinkTransport, opts: NetlinkSource
     const sub = transport.messages$.subscribe({
       next: (m) => {
         if (Buffer.isBuffer(m)) {
-          queue.push(m);
+          queue.push({ datagram: m, at: now() }); // observed on arrival, even if folded after a dump
         } else {
           emitAll([{ kind: 'overflow', source, at: now(), reason: m.reason ?? 'overflow' }]);
           // Everything queued before the gap is superseded by the re-dump.
