@@ -77,7 +77,7 @@ export class AddressTable {
       return this.sync([key], at);
     }
     if (m.kind === 'link') {
-      const keys = [...(this.addrs.get(m.ifindex)?.keys() ?? [])];
+      const keys = new Set(this.addrs.get(m.ifindex)?.keys());
       if (m.op === 'del') {
         this.links.delete(m.ifindex);
         this.addrs.delete(m.ifindex);
@@ -85,7 +85,7 @@ export class AddressTable {
         this.links.set(m.ifindex, linkUsable(m.flags));
       }
       // Include what was reported on that link even if the table lost it (RTM_DELADDR seen first).
-      for (const [k, e] of this.reported) if (e.ifindex === m.ifindex && !keys.includes(k)) keys.push(k);
+      for (const [k, e] of this.reported) if (e.ifindex === m.ifindex) keys.add(k);
       return this.sync(keys, at);
     }
     return [];
@@ -113,7 +113,7 @@ export class AddressTable {
     }
     const keys = new Set(this.reported.keys());
     for (const onLink of this.addrs.values()) for (const k of onLink.keys()) keys.add(k);
-    return this.sync([...keys], at);
+    return this.sync(keys, at);
   }
 
   /** Brings the reported view of these keys in line with the table. */
