@@ -33,7 +33,8 @@
 #define IFA_LOCAL 2
 #define IFA_LABEL_OR_IFLA_IFNAME 3
 #define MAX_ATTRS 8
-#define MAX_ACKS 4
+#define MAX_ACKS 8
+#define MAX_BATCH 8
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -134,54 +135,78 @@ static __always_inline void read_attrs(const __u8 *msg, __u32 off, __u32 len, bo
 	}
 }
 
-/* An rtnetlink request at msg (user memory): report its intent, remember it for its outcome. */
-static __always_inline void request(int fd, const __u8 *msg, __u64 len)
+static __always_inline bool is_request(__u16 type)
 {
-	struct nlmsghdr h;
-	struct lockdrop_event *e;
-	__u32 netns = 0;
+	return type == RTM_NEWADDR || type == RTM_DELADDR || type == RTM_NEWLINK || type == RTM_DELLINK;
+}
 
-	if (!msg || len < sizeof(h) || bpf_probe_read_user(&h, sizeof(h), msg))
-		return;
-	if (h.nlmsg_type != RTM_NEWADDR && h.nlmsg_type != RTM_DELADDR && h.nlmsg_type != RTM_NEWLINK && h.nlmsg_type != RTM_DELLINK)
-		return;
-	if (!route_socket(fd, &netns))
-		return;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+/* One request message at msg (user memory, len bytes of it readable): its intent event. */
+static __always_inline void report(const __u8 *msg, const struct nlmsghdr *h, __u64 len, __u32 netns)
+{
+	struct lockdrop_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
 	if (!e)
 		return;
 	__builtin_memset(e, 0, sizeof(*e));
 	fill_task(e, LOCKDROP_INTENT, netns);
-	e->msg_type = h.nlmsg_type;
-	e->seq = h.nlmsg_seq;
-	e->nl_flags = h.nlmsg_flags;
-	if (len > h.nlmsg_len)
-		len = h.nlmsg_len;
-	if (h.nlmsg_type == RTM_NEWADDR || h.nlmsg_type == RTM_DELADDR) {
+	e->msg_type = h->nlmsg_type;
+	e->seq = h->nlmsg_seq;
+	e->nl_flags = h->nlmsg_flags;
+	if (len > h->nlmsg_len)
+		len = h->nlmsg_len;
+	if (h->nlmsg_type == RTM_NEWADDR || h->nlmsg_type == RTM_DELADDR) {
 		struct ifaddrmsg ifa;
 
-		if (!bpf_probe_read_user(&ifa, sizeof(ifa), msg + sizeof(h))) {
+		if (!bpf_probe_read_user(&ifa, sizeof(ifa), msg + sizeof(*h))) {
 			e->family = ifa.ifa_family;
 			e->prefix = ifa.ifa_prefixlen;
 			e->ifindex = ifa.ifa_index;
-			read_attrs(msg, sizeof(h) + sizeof(ifa), len, true, e);
+			read_attrs(msg, sizeof(*h) + sizeof(ifa), len, true, e);
 		}
 	} else {
 		struct ifinfomsg ifi;
 
-		if (!bpf_probe_read_user(&ifi, sizeof(ifi), msg + sizeof(h))) {
+		if (!bpf_probe_read_user(&ifi, sizeof(ifi), msg + sizeof(*h))) {
 			e->ifindex = ifi.ifi_index;
 			e->link_flags = ifi.ifi_flags;
 			e->link_change = ifi.ifi_change;
-			read_attrs(msg, sizeof(h) + sizeof(ifi), len, false, e);
+			read_attrs(msg, sizeof(*h) + sizeof(ifi), len, false, e);
 		}
 	}
 	bpf_ringbuf_submit(e, 0);
+}
 
-	struct pending_request p = { .seq = h.nlmsg_seq, .msg_type = h.nlmsg_type };
+/* A datagram of rtnetlink requests at msg (user memory): an intent for each address or link
+ * request (up to MAX_BATCH: `ip addr flush` and `ip -batch` pack several per send); the last one
+ * is remembered for the outcome. Anything else (most sends) stops at the first header read. */
+static __always_inline void requests(int fd, const __u8 *msg, __u64 len)
+{
+	struct nlmsghdr h;
+	__u32 netns = 0, last_seq = 0;
+	__u16 last_type = 0;
+	__u64 off = 0;
+	int reported = 0;
+
+	if (!msg)
+		return;
+	for (int i = 0; i < MAX_BATCH; i++) {
+		if (off + sizeof(h) > len || bpf_probe_read_user(&h, sizeof(h), msg + off) || h.nlmsg_len < sizeof(h) || !is_request(h.nlmsg_type))
+			break;
+		if (!reported && !route_socket(fd, &netns))
+			return;
+		report(msg + off, &h, len - off, netns);
+		reported++;
+		last_seq = h.nlmsg_seq;
+		last_type = h.nlmsg_type;
+		off += (h.nlmsg_len + 3) & ~3U;
+	}
+	if (!reported)
+		return;
+
+	struct pending_request p = { .seq = last_seq, .msg_type = last_type };
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct inflight f = { .netns = netns, .seq = h.nlmsg_seq, .msg_type = h.nlmsg_type, .is_send = 1 };
+	struct inflight f = { .netns = netns, .seq = last_seq, .msg_type = last_type, .is_send = 1 };
 
 	bpf_map_update_elem(&pending, &tgid, &p, BPF_ANY);
 	bpf_map_update_elem(&inflight, &id, &f, BPF_ANY);
@@ -224,14 +249,14 @@ int intent_sendmsg(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	if (bpf_probe_read_user(&iov, sizeof(iov), m.msg_iov))
 		return 0;
-	request((int)ctx->args[0], iov.iov_base, iov.iov_len);
+	requests((int)ctx->args[0], iov.iov_base, iov.iov_len);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int intent_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	request((int)ctx->args[0], (const __u8 *)ctx->args[1], ctx->args[2]);
+	requests((int)ctx->args[0], (const __u8 *)ctx->args[1], ctx->args[2]);
 	return 0;
 }
 

@@ -63,18 +63,23 @@ struct RingReader {
   Napi::FunctionReference onRecords;
   Napi::AsyncContext ctx;
   std::vector<napi_value>* batch = nullptr;
-  bool inCallback = false;  // JS may close the reader from inside its own callback:
-  bool closing = false;     // then it is freed when the callback returns
+  bool inCallback = false;  // JS may close the reader from inside its own callback (or from a
+  bool closing = false;     // microtask run when that callback returns): then only the struct's
+                            // memory waits for the callback to return; the fds go at once.
 
-  // Frees now, or when the running callback returns.
   static void Dispose(RingReader* r) {
-    if (r->inCallback) { r->closing = true; uv_poll_stop(r->poll); } else delete r;
+    r->Shutdown();
+    if (r->inCallback) r->closing = true; else delete r;
   }
 
   RingReader(napi_env e, Napi::Function fn) : env(e), onRecords(Napi::Persistent(fn)), ctx(Napi::Env(e), "lockdrop:ringbuf") {}
-  ~RingReader() {
-    if (poll != nullptr) { poll->data = nullptr; ClosePoll(poll); }
+  ~RingReader() { Shutdown(); }
+
+  // The callback into JS runs after ring_buffer__consume returned, so freeing here is safe then too.
+  void Shutdown() {
+    if (poll != nullptr) { poll->data = nullptr; ClosePoll(poll); poll = nullptr; }
     ring_buffer__free(rb);  // unmaps and closes the epoll fd, after the poll stopped watching it
+    rb = nullptr;
   }
 
   static int OnSample(void* self, void* data, size_t size) {
@@ -88,6 +93,7 @@ struct RingReader {
     Napi::HandleScope scope(e);
     std::vector<napi_value> records;
     batch = &records;
+    if (rb == nullptr) return;
     int rc = status < 0 ? status : ring_buffer__consume(rb);
     batch = nullptr;
     Napi::Array arr = Napi::Array::New(e, records.size());

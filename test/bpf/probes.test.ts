@@ -107,6 +107,18 @@ describe('bpf: lockdrop probes on this kernel', function () {
     assert.equal(outcome.error, -EADDRNOTAVAIL);
   });
 
+  it('reports each request of a batched send (ip addr flush packs several into one sendmsg)', async () => {
+    iface = testInterface(['10.80.2.1/24', '10.80.3.1/24', '10.80.4.1/24']);
+    probes = openLockdropProbes();
+    const events: ProbeEvent[] = [];
+    probes.events$.subscribe((e) => events.push(e));
+    const { pid } = await runIp(['addr', 'flush', 'dev', iface.name]);
+    await waitFor(() => events.filter((e) => e.kind === 'intent' && e.pid === pid && e.family === 4).length >= 3);
+    const intents = events.filter((e) => e.kind === 'intent' && e.pid === pid && e.family === 4); // not the veth's link-local IPv6
+    assert.deepEqual(intents.map((e) => e.address).sort(), ['10.80.2.1', '10.80.3.1', '10.80.4.1']);
+    assert.equal(new Set(intents.map((e) => e.seq)).size, 3);
+  });
+
   it('sees IPv6 requests and link requests', async () => {
     iface = testInterface(['fd00:80::1/64']);
     probes = openLockdropProbes();
