@@ -1,10 +1,11 @@
 // The lock table: POSIX byte-range locks, share reservations and blocked-lock queues, indexed by
 // file, server address, client host and export so that every drop costs what it drops.
 //
-// Representation (kept small: ≤ 250 bytes per held lock is a target): owners, files, hosts,
-// addresses and exports are interned once; a held lock is one object with number positions
-// (see range.ts) threaded on three intrusive doubly linked lists (its file's, its server
-// address's and its owner's), so unlinking is O(1) without per-lock Maps, Sets or BigInts.
+// Representation (≤ 250 bytes per held lock is a target): files, owners, hosts, addresses and
+// exports are interned once. A "holder" is one owner holding through one server address; the
+// address index is its set of holders. A held lock is one small object (nine fields, positions
+// as plain numbers, see range.ts) on two intrusive doubly linked lists, its file's and its
+// holder's, so linking and unlinking are O(1) with no per-lock Map, Set or BigInt.
 //
 // One owner's locks never overlap. Its overlapping or adjacent locks merge when they have the same
 // type *and* came through the same server address: the server address is what a failover drops
