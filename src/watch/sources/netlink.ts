@@ -40,7 +40,7 @@ export function decodeDump(datagrams: Buffer[]): DumpResult {
 }
 
 export interface NetlinkSourceOptions {
-  /** Name to put on changes (the replay of a live socket is still 'netlink'). */
+  /** The name put on changes (default 'netlink'). */
   source?: SourceName;
   now?: () => number;
   /** Dumps retried while notifications keep arriving during them (the snapshot may be stale). */
