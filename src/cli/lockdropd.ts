@@ -114,40 +114,58 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     return 0;
   }
   const log = pino({ level: cfg.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
-  let daemon: Daemon;
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, `uncaught exception: ${err.message}`);
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (err) => {
+    log.fatal({ err }, `unhandled rejection: ${(err as Error)?.message ?? String(err)}`);
+    process.exit(1);
+  });
+  // Signals are taken from the start: one arriving while the daemon starts waits for it.
+  let daemon: Daemon | undefined;
+  let stopRequested: string | undefined;
+  let stopping = false;
+  let done: (code: number) => void = () => undefined;
+  const exited = new Promise<number>((resolve) => (done = resolve));
+  const stop = (signal: string): void => {
+    if (!daemon) {
+      stopRequested ??= signal;
+      return;
+    }
+    if (stopping) {
+      log.warn(`${signal} again: exiting at once`);
+      done(1);
+      return;
+    }
+    stopping = true;
+    log.info({ signal }, `${signal}: stopping`);
+    daemon.stop().then(
+      () => done(0),
+      (err: Error) => {
+        log.error({ err }, 'stop failed');
+        done(1);
+      },
+    );
+  };
+  const reload = (): void => {
+    if (!daemon) return void log.warn('SIGHUP while starting: ignored');
+    try {
+      daemon.reload(loadConfig(f.config, flags));
+    } catch (err) {
+      const e = err as ConfigError;
+      log.error({ problems: e.problems ?? [] }, `reload refused, keeping the running configuration: ${e.message}`);
+    }
+  };
+  process.on('SIGHUP', reload);
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   try {
     daemon = await Daemon.start(cfg, log);
   } catch (err) {
     if (err instanceof StartupError) return fail(err.message, 1, log);
     throw err;
   }
-  return new Promise<number>((resolve) => {
-    process.on('SIGHUP', () => {
-      try {
-        daemon.reload(loadConfig(f.config, flags));
-      } catch (err) {
-        const e = err as ConfigError;
-        log.error({ problems: e.problems ?? [] }, `reload refused, keeping the running configuration: ${e.message}`);
-      }
-    });
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        log.warn(`${signal} again: exiting at once`);
-        resolve(1);
-        return;
-      }
-      stopping = true;
-      log.info({ signal }, `${signal}: stopping`);
-      daemon.stop().then(
-        () => resolve(0),
-        (err: Error) => {
-          log.error({ err }, 'stop failed');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-  });
+  if (stopRequested) stop(stopRequested);
+  return exited;
 }

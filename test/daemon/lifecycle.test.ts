@@ -76,6 +76,14 @@ describe('daemon: lifecycle of lockdropd', function () {
     assert.equal(await d.stop('SIGINT'), 0);
   });
 
+  it('a SIGTERM while starting stops it cleanly once started', async () => {
+    const d = start();
+    await d.waitLog((l) => /^source poll/.test(l.msg)); // composing: not started yet
+    d.child.kill('SIGTERM');
+    assert.equal(await d.exited, 0);
+    assert.ok(d.logs.some((l) => l.msg === 'stopped'), d.stderr);
+  });
+
   it('refuses a second instance on the same state directory', async () => {
     const dir = daemonDir();
     const first = start([], { dir });
