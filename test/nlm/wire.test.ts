@@ -171,6 +171,19 @@ describe('nlm over the wire', function () {
         assert.equal(server.table.stats().blocked, 0);
       });
 
+      it('a GRANTED answered denied releases the lock at once', async () => {
+        const a = await client({ vers: 4 });
+        const b = await client({ vers: 4, callerName: 'client-b', callback: { rpcbind: true, reply: 'denied' } });
+        const f = fh('refused');
+        await a.lock({ fh: f, svid: 1 });
+        assert.equal((await b.lock({ fh: f, svid: 2, block: true })).status, 'blocked');
+        await a.unlock({ fh: f, svid: 1 });
+        await b.waitGranted({ svid: 2 });
+        for (let i = 0; i < 50 && server.service.pendingGrants() > 0; i++) await sleep(20);
+        assert.equal(server.service.pendingGrants(), 0);
+        assert.equal((await a.lock({ fh: f, svid: 1 })).status, 'granted');
+      });
+
       it('forgetAddress forgets pending grants without releasing them', async () => {
         const a = await client({ vers: 4 });
         const b = await client({ vers: 4, callerName: 'client-b', callback: { rpcbind: true, reply: 'none' } });
