@@ -12,11 +12,10 @@ export class AddressParseError extends Error {
 
 /** 4 or 16 address bytes (at offset, for length) as text: dotted quad, or RFC 5952 IPv6 (IPv4-mapped becomes dotted quad). */
 export function formatAddress(bytes: Uint8Array, offset = 0, length = bytes.length - offset): string {
-  const b = (i: number): number => bytes[offset + i];
-  if (length === 4) return `${b(0)}.${b(1)}.${b(2)}.${b(3)}`;
+  if (length === 4) return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
   if (length !== 16) throw new AddressParseError(`address of ${length} bytes`);
-  const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((b(i) << 8) | b(i + 1));
+  const words: number[] = new Array(8);
+  for (let i = 0; i < 8; i++) words[i] = (bytes[offset + 2 * i] << 8) | bytes[offset + 2 * i + 1];
   // ::ffff:a.b.c.d is an IPv4 address in the field's words (DESIGN: normalise it everywhere).
   if (words[0] === 0 && words[1] === 0 && words[2] === 0 && words[3] === 0 && words[4] === 0 && words[5] === 0xffff) return formatAddress(bytes, offset + 12, 4);
   // RFC 5952 4.2: compress the longest run of two or more zero words, the first on a tie.
@@ -29,9 +28,17 @@ export function formatAddress(bytes: Uint8Array, offset = 0, length = bytes.leng
     if (j - i > bestLen) { best = i; bestLen = j - i; }
     i = j;
   }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(':');
-  if (best < 0) return hex(words);
-  return `${hex(words.slice(0, best))}::${hex(words.slice(best + bestLen))}`;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === best) {
+      out += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (out !== '' && !out.endsWith(':')) out += ':';
+    out += words[i].toString(16);
+  }
+  return out;
 }
 
 /** Text → bytes (4 or 16). A zone suffix (`%eth0`) is ignored. */

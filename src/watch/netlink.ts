@@ -193,19 +193,21 @@ function addressAttr(p: Buffer, spans: Int32Array, type: number, family: number,
   return formatAddress(p, start, len);
 }
 
+/** Where attribute `type` starts (-1: absent); shorter than `min` bytes is malformed. */
+function sizedSpan(spans: Int32Array, type: number, min: number, what: string, base: number): number {
+  const start = spans[type * 2];
+  if (start >= 0 && spans[type * 2 + 1] - start < min) throw new NetlinkDecodeError(`${what} shorter than ${min} bytes`, base);
+  return start;
+}
+
 /** An RTM_NEWADDR / RTM_DELADDR body, whether the kernel sent it or a request (`ip addr del`) did. */
 export function decodeAddress(m: NetlinkMessage, base = 0): AddressMessage & WithHeader {
   const p = m.payload;
   if (p.length < IFADDRMSG_LEN) throw new NetlinkDecodeError(`ifaddrmsg truncated: ${p.length} bytes`, base);
   const family = p.readUInt8(0);
   const spans = attributeSpans(p, IFADDRMSG_LEN, IFA_FLAGS, base);
-  const span = (type: number, min: number, what: string): number => {
-    const start = spans[type * 2];
-    if (start >= 0 && spans[type * 2 + 1] - start < min) throw new NetlinkDecodeError(`${what} shorter than ${min} bytes`, base);
-    return start;
-  };
-  const flagsAt = span(IFA_FLAGS, 4, 'IFA_FLAGS');
-  const ci = span(IFA_CACHEINFO, 16, 'IFA_CACHEINFO');
+  const flagsAt = sizedSpan(spans, IFA_FLAGS, 4, 'IFA_FLAGS', base);
+  const ci = sizedSpan(spans, IFA_CACHEINFO, 16, 'IFA_CACHEINFO', base);
   const address = addressAttr(p, spans, IFA_ADDRESS, family, base);
   const local = addressAttr(p, spans, IFA_LOCAL, family, base) ?? address;
   const out: AddressMessage & WithHeader = {

@@ -1,7 +1,7 @@
 // The replay source: a pcap trace's netlink messages, folded exactly as the netlink source folds
 // live ones, with their recorded spacing or as fast as possible. Time comes from an rxjs
 // scheduler, so a TestScheduler replays a trace in virtual time.
-import { asyncScheduler, concatMap, defer, from, map, of, timer, type Observable, type SchedulerLike } from 'rxjs';
+import { Observable, asyncScheduler, concatMap, defer, from, map, of, timer, type SchedulerLike } from 'rxjs';
 import {
   AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, RTM_DELADDR, RTM_GETADDR, RTM_GETLINK,
   decodeAddress, decodeDatagram, splitMessages, type AddressMessage, type LinkMessage,
@@ -107,12 +107,19 @@ export function replaySource(trace: TraceRecord[] | string, opts: ReplayOptions 
     const folder = new TraceFolder(opts.source ?? 'replay');
     const start = scheduler.now();
     const t0 = records.length > 0 ? records[0].at : 0;
-    const paced = opts.pace !== 'fast'
+    const records$ = opts.pace !== 'fast'
       ? from(records).pipe(concatMap((r) => {
         const due = start + (r.at - t0) - scheduler.now();
         return due > 0 ? timer(due, scheduler).pipe(map(() => r)) : of(r);
       }))
       : from(records);
-    return paced.pipe(concatMap((r) => from(folder.fold(r, scheduler.now()))));
+    // Each record folds into zero or more items, emitted in place (no inner Observable per record).
+    return new Observable<SourceItem>((subscriber) => records$.subscribe({
+      next: (r) => {
+        for (const item of folder.fold(r, scheduler.now())) subscriber.next(item);
+      },
+      error: (err) => subscriber.error(err),
+      complete: () => subscriber.complete(),
+    }));
   });
 }
