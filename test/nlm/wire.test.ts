@@ -304,6 +304,22 @@ describe('nlm over the wire', function () {
     });
   }
 
+  describe('IPv6', () => {
+    it('locks over ::1 with UDP and TCP; the host key carries the IPv6 address', async () => {
+      const server = await startServer(['::1']);
+      try {
+        for (const transport of TRANSPORTS) {
+          const c = await NlmClient.create({ server: { address: '::1', port: server.port }, transport, vers: 4, callerName: 'six', source: '::1' });
+          assert.equal((await c.lock({ fh: fh(`v6-${transport}`), svid: 1 })).status, 'granted');
+          await c.close();
+        }
+        assert.deepEqual([...server.table.locks({ serverAddress: '::1' })].map((l) => l.owner.host), ['six@::1', 'six@::1']);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
   describe('discovery', () => {
     it('a client without a port finds the server through rpcbind (GETPORT), over UDP and TCP', async () => {
       const server = await startServer([S1]);
