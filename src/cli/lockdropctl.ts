@@ -36,6 +36,7 @@ function statusText(s: StatusReport): string {
     `NLM port ${s.nlmPort}, NSM port ${s.nsmPort}, rpcbind ${s.rpcbind ? 'registered' : 'not registered'}`,
     `sources: ${s.sources.map((x) => (x.active ? x.name : `${x.name} (off: ${x.reason ?? 'unavailable'})`)).join(', ')}`,
     `${s.locks} locks, ${s.blocked} blocked, ${s.monitors} monitored hosts${s.globalGrace ? `, global grace until ${when(s.globalGrace)}` : ''}`,
+    ...s.exportGraces.map((g) => `export ${g.export}: grace until ${when(g.grace)} (${remaining(g.grace)})`),
     '',
   ];
   const row = (a: AddressStatus) => [a.address, a.present ? 'yes' : 'no', a.draining ? 'yes' : 'no', a.grace ? remaining(a.grace) : '-', a.locks, a.monitors];
@@ -95,16 +96,19 @@ export function buildProgram(): Command {
         : print(`${r.target}: dropped ${r.locks} locks, ${r.shares} shares and ${r.blocked} blocked requests of ${r.clients} clients in ${r.ms.toFixed(1)} ms (${r.woken} waiters granted)`);
     });
 
-  cmd('grace', 'start or end the grace period of one server address')
+  cmd('grace', 'start or end the grace period of one server address (or of one export, on every address)')
     .argument('<action>', 'start | end', (v: string) => {
       if (v !== 'start' && v !== 'end') throw new InvalidArgumentError('must be "start" or "end"');
       return v;
     })
-    .requiredOption('--ip <address>', 'server address', ipArg)
+    .option('--ip <address>', 'server address', ipArg)
+    .option('--export <path>', 'export (its grace covers every address)')
     .option('--seconds <s>', 'length of the grace period (start; default: the configured grace)', secondsArg)
-    .action(async (action: 'start' | 'end', o: Common & { ip: string; seconds?: number }) => {
-      const r = await request<GraceReport>(o.control, { cmd: 'grace', action, ip: o.ip, seconds: o.seconds });
-      o.json ? printJson(r) : print(r.grace ? `${r.address}: grace until ${when(r.grace)} (${remaining(r.grace)})` : `${r.address}: no grace period`);
+    .action(async (action: 'start' | 'end', o: Common & { ip?: string; export?: string; seconds?: number }) => {
+      if ((o.ip === undefined) === (o.export === undefined)) throw new ControlError('grace needs exactly one of --ip, --export');
+      const r = await request<GraceReport>(o.control, { cmd: 'grace', action, ip: o.ip, export: o.export, seconds: o.seconds });
+      const name = r.scope === 'export' ? `export ${r.target}` : r.target;
+      o.json ? printJson(r) : print(r.grace ? `${name}: grace until ${when(r.grace)} (${remaining(r.grace)})` : `${name}: no grace period`);
     });
 
   cmd('monitors', 'client hosts monitored (NSM records), per server address')

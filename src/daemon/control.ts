@@ -6,7 +6,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Observable, Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type LocksFilter, type LockView, type MonitorView, type NotifyReport, type StatusReport, type WatchEvent } from './protocol';
+import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type MonitorView, type NotifyReport, type StatusReport, type WatchEvent } from './protocol';
 import { peerUid } from './peer';
 
 /** What the daemon answers with; each command maps to one method. */
@@ -14,7 +14,7 @@ export interface ControlHandlers {
   status(): StatusReport;
   locks(filter: LocksFilter): LockView[];
   drop(target: DropTarget): Promise<DropReport>;
-  grace(action: 'start' | 'end', ip: string, seconds?: number): GraceReport;
+  grace(action: 'start' | 'end', target: GraceTarget, seconds?: number): GraceReport;
   monitors(ip?: string): MonitorView[];
   notify(ip: string): Promise<NotifyReport>;
   watch(): Observable<WatchEvent>;
@@ -179,7 +179,8 @@ export class ControlServer {
       case 'drop':
         return h.drop({ ip: req.ip, client: req.client, export: req.export, fsid: req.fsid });
       case 'grace':
-        return h.grace(req.action, req.ip, req.seconds);
+        if ((req.ip === undefined) === (req.export === undefined)) throw new Error('grace needs exactly one of ip, export');
+        return h.grace(req.action, { ip: req.ip, export: req.export }, req.seconds);
       case 'monitors':
         return h.monitors(req.ip);
       case 'notify':

@@ -14,7 +14,7 @@ import { Subject, filter, map, merge, type Observable, type Subscription } from 
 import type { Logger } from 'pino';
 import { ExportsTable } from '../exports';
 import { FailoverController, type FailoverReport } from '../failover';
-import { LockTable, hostKey, type DropCounts, type HeldLock, type LockChange } from '../locks';
+import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
 import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
 import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration } from '../rpc';
@@ -289,13 +289,23 @@ export class Daemon {
       status: () => this.status(),
       locks: (f) => this.locks(f),
       drop: async (t) => this.drop(t),
-      grace: (action, ip, seconds) => {
-        const address = normaliseAddress(ip);
-        if (action === 'start') this.failover.startGrace(address, seconds ?? this.cfg.grace);
-        else this.failover.endGrace(address);
-        const g = this.table.grace.active().find((p) => p.scope.kind === 'address' && p.scope.address === address);
-        this.log.info({ address, action, seconds: seconds ?? null }, `grace ${action} for ${address} by the operator`);
-        return { address, grace: iso(g?.endsAt) };
+      grace: (action, t, seconds) => {
+        let scope: GraceScope;
+        if (t.ip !== undefined) {
+          scope = { kind: 'address', address: normaliseAddress(t.ip) };
+          if (action === 'start') this.failover.startGrace(scope.address, seconds ?? this.cfg.grace);
+          else this.failover.endGrace(scope.address);
+        } else {
+          const exportId = t.export!;
+          if (this.exports.size > 0 && !this.exports.get(exportId)) throw new Error(`no export ${exportId} is configured`);
+          scope = { kind: 'export', exportId };
+          if (action === 'start') this.table.grace.start(scope, seconds ?? this.cfg.grace);
+          else this.table.grace.end(scope);
+        }
+        const target = scope.kind === 'address' ? scope.address : scope.exportId;
+        const g = this.table.grace.active().find((p) => JSON.stringify(p.scope) === JSON.stringify(scope));
+        this.log.info({ scope: scope.kind, target, action, seconds: seconds ?? null }, `grace ${action} for ${scope.kind} ${target} by the operator`);
+        return { target, scope: scope.kind, grace: iso(g?.endsAt) };
       },
       monitors: (ip) =>
         this.nsm.records(ip === undefined ? undefined : normaliseAddress(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
@@ -314,9 +324,11 @@ export class Daemon {
     const known = this.failover.status();
     const graces = new Map<string, number>();
     let globalGrace: number | null = null;
+    const exportGraces: StatusReport['exportGraces'] = [];
     for (const p of this.table.grace.active()) {
       if (p.scope.kind === 'address') graces.set(p.scope.address, p.endsAt);
-      else if (p.scope.kind === 'global') globalGrace = p.endsAt;
+      else if (p.scope.kind === 'export') exportGraces.push({ export: p.scope.exportId, grace: iso(p.endsAt)! });
+      else globalGrace = p.endsAt;
     }
     const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses(), ...graces.keys()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
@@ -339,6 +351,7 @@ export class Daemon {
       locks: stats.locks,
       blocked: stats.blocked,
       monitors: addresses.reduce((n, a) => n + a.monitors, 0),
+      exportGraces,
       globalGrace: iso(globalGrace),
     };
   }

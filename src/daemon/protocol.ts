@@ -16,7 +16,8 @@ export const requestSchema = z.discriminatedUnion('cmd', [
     export: z.string().optional(),
     fsid: z.number().int().min(0).optional(),
   }),
-  z.object({ cmd: z.literal('grace'), action: z.enum(['start', 'end']), ip, seconds: z.number().positive().optional() }),
+  /** One of ip (a server address's grace) or export (an export's grace, on every address). */
+  z.object({ cmd: z.literal('grace'), action: z.enum(['start', 'end']), ip: ip.optional(), export: z.string().min(1).optional(), seconds: z.number().positive().optional() }),
   z.object({ cmd: z.literal('monitors'), ip: ip.optional() }),
   z.object({ cmd: z.literal('notify'), ip }),
   z.object({ cmd: z.literal('watch') }),
@@ -25,6 +26,7 @@ export const requestSchema = z.discriminatedUnion('cmd', [
 export type ControlRequest = z.infer<typeof requestSchema>;
 export type LocksFilter = Omit<Extract<ControlRequest, { cmd: 'locks' }>, 'cmd'>;
 export type DropTarget = Omit<Extract<ControlRequest, { cmd: 'drop' }>, 'cmd'>;
+export type GraceTarget = { ip?: string; export?: string };
 
 /** One held lock, as `locks --json` prints it. Offsets and lengths are decimal strings (exact u64). */
 export interface LockView {
@@ -75,6 +77,8 @@ export interface StatusReport {
   locks: number;
   blocked: number;
   monitors: number;
+  /** Grace periods of exports (every address), started by hand. */
+  exportGraces: { export: string; grace: string }[];
   /** A grace period that covers every address (rare: set by hand), or null. */
   globalGrace: string | null;
 }
@@ -103,7 +107,9 @@ export interface NotifyReport {
 }
 
 export interface GraceReport {
-  address: string;
+  /** The server address or the export path. */
+  target: string;
+  scope: 'address' | 'export';
   grace: string | null;
 }
 

@@ -103,13 +103,25 @@ describe('cli: lockdropctl and the control socket', function () {
   });
 
   it('grace start/end for one address', async () => {
-    const started = JSON.parse(d.ctl(['grace', 'start', '--ip', '10.1.2.3', '--seconds', '20', '--json']).stdout) as { address: string; grace: string };
-    assert.equal(started.address, '10.1.2.3');
+    const started = JSON.parse(d.ctl(['grace', 'start', '--ip', '10.1.2.3', '--seconds', '20', '--json']).stdout) as { target: string; scope: string; grace: string };
+    assert.deepEqual([started.target, started.scope], ['10.1.2.3', 'address']);
     assert.ok(Date.parse(started.grace) - Date.now() > 15_000);
     const s = JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport;
     assert.equal(s.addresses.find((x) => x.address === '10.1.2.3')?.grace, started.grace);
     assert.match(d.ctl(['grace', 'end', '--ip', '10.1.2.3']).stdout, /10\.1\.2\.3: no grace period/);
     assert.notEqual(d.ctl(['grace', 'pause', '--ip', '10.1.2.3']).code, 0);
+    assert.match(d.ctl(['grace', 'start']).stderr, /exactly one of --ip, --export/);
+  });
+
+  it('grace start/end for one export: non-reclaims on it are refused on every address, others not', async () => {
+    assert.match(d.ctl(['grace', 'start', '--export', '/srv/b', '--seconds', '20']).stdout, /export \/srv\/b: grace until/);
+    assert.equal(JSON.parse(d.ctl(['status', '--json']).stdout).exportGraces[0].export, '/srv/b');
+    assert.equal((await a.lock({ fh: fh(2, 40), svid: 13, exclusive: true })).status, 'denied_grace_period');
+    assert.equal((await a.lock({ fh: fh(1, 40), svid: 13, exclusive: true })).status, 'granted');
+    assert.match(d.ctl(['grace', 'end', '--export', '/srv/b']).stdout, /export \/srv\/b: no grace period/);
+    assert.equal((await a.lock({ fh: fh(2, 40), svid: 13, exclusive: true })).status, 'granted');
+    assert.match(d.ctl(['grace', 'start', '--export', '/srv/nope']).stderr, /no export \/srv\/nope is configured/);
+    for (const ino of [1, 2]) assert.equal((await a.unlock({ fh: fh(ino, 40), svid: 13 })).status, 'granted');
   });
 
   it('notify: reports the hosts told (none recorded for an unused address)', () => {
