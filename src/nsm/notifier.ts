@@ -26,9 +26,9 @@ export interface RpcNsmSenderOptions {
   /** First wait before a host is tried again; doubles up to maxBackoffMs. Default 1 s. */
   backoffMs?: number;
   maxBackoffMs?: number;
-  /** Time one attempt (GETPORT, then SM_NOTIFY) may take. Default 2 s. */
+  /** Time each call of an attempt (GETPORT, then SM_NOTIFY) may take. Default 5 s. */
   attemptTimeoutMs?: number;
-  /** UDP retransmission inside an attempt. Default 250 ms. */
+  /** UDP retransmission inside a call, doubling. Default 1 s: shorter only floods a loaded peer. */
   retransmitMs?: number;
   /** Status callback time, retransmissions included. Default 10 s. */
   callbackTimeoutMs?: number;
@@ -98,8 +98,8 @@ export class RpcNsmSender implements NsmSender {
 
   /** One GETPORT + SM_NOTIFY; true when the host answered. */
   private async attempt(req: NotifyRequest, caller: DatagramCaller, address: string, deadline: number): Promise<boolean> {
-    const timeoutMs = Math.max(1, Math.min(this.opts.attemptTimeoutMs ?? 2_000, deadline - Date.now()));
-    const retransmitMs = this.opts.retransmitMs ?? 250;
+    const timeoutMs = Math.max(1, Math.min(this.opts.attemptTimeoutMs ?? 5_000, deadline - Date.now()));
+    const retransmitMs = this.opts.retransmitMs ?? 1_000;
     try {
       const port = await caller.call(address, this.opts.portmapperPort ?? 111, PMAP_PROG, PMAP_VERS, PMAPPROC.GETPORT,
         (w) => void w.uint(NSM_PROGRAM).uint(NSM_VERSION).uint(IPPROTO.udp).uint(0), (r) => r.uint(), timeoutMs, retransmitMs);
@@ -134,7 +134,7 @@ export class RpcNsmSender implements NsmSender {
       port,
       ...(source !== undefined ? { source } : {}),
       timeoutMs,
-      retransmitMs: this.opts.retransmitMs ?? 250,
+      retransmitMs: this.opts.retransmitMs ?? 1_000,
       maxRetransmitMs: 1_000,
     };
   }

@@ -1,18 +1,28 @@
 // Durability end to end: SIGKILL during a burst of SM_MON loses no record whose reply was sent,
 // and a restart bumps the state number and notifies every recorded host, from the address.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RpcClient, RpcServer, PMAP_PROG, PMAP_VERS, PMAPPROC, type CallContext, type Procedure } from '../../src/rpc';
 import {
-  decodeStatChge, encodeMon, encodeVoid, Nsm, NsmStore, NSM_PROGRAM, NSM_VERSION, RpcNsmSender, SM_MON, STAT_SUCC, decodeSmStatRes,
+  decodeStatChge, encodeMon, encodeSmName, encodeVoid, SM_STAT, Nsm, NsmStore, NSM_PROGRAM, NSM_VERSION, RpcNsmSender, SM_MON, STAT_SUCC, decodeSmStatRes,
   type StatChge,
 } from '../../src/nsm';
 import { requireNamespaceRoot } from '../support/netns';
 
 const hostName = (i: number): string => `10.${(i >> 8) & 255}.${i & 255}.1`;
+
+/** lockdrop's statd in a child process on 127.0.0.1 (statd-child.ts). */
+async function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--require', 'tsx/cjs', path.join(__dirname, 'statd-child.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d) => resolve(Number(String(d).trim())));
+    child.once('exit', (c) => reject(new Error(`child exited ${c}`)));
+  });
+  return { child, port };
+}
 
 describe('nsm durability', function () {
   this.timeout(60_000);
@@ -21,11 +31,7 @@ describe('nsm durability', function () {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('SIGKILL during a burst of 1k SM_MON loses none of the records whose replies were sent', async () => {
-    const child = spawn(process.execPath, ['--require', 'tsx/cjs', path.join(__dirname, 'statd-child.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const port = await new Promise<number>((resolve, reject) => {
-      child.stdout!.once('data', (d) => resolve(Number(String(d).trim())));
-      child.once('exit', (c) => reject(new Error(`child exited ${c}`)));
-    });
+    const { child, port } = await startChild(dir);
     const exited = new Promise((r) => child.once('exit', r));
     const client = new RpcClient({ transport: 'udp', host: '127.0.0.1', port, timeoutMs: 20_000, retransmitMs: 1000 });
     const acked = new Set<string>();
@@ -51,6 +57,16 @@ describe('nsm durability', function () {
     assert.deepEqual(lost, [], `${lost.length} acknowledged records lost`);
     // Records of calls in flight may or may not be there, but each one there is whole.
     for (const r of loaded.records) assert.equal(r.callbacks.length, 1);
+    // And the statd starts again on that directory and answers.
+    const again = await startChild(dir);
+    try {
+      const c = new RpcClient({ transport: 'udp', host: '127.0.0.1', port: again.port, timeoutMs: 5000 });
+      const res = await c.call(NSM_PROGRAM, NSM_VERSION, SM_STAT, (w) => encodeSmName(w, 'x'), decodeSmStatRes);
+      c.close();
+      assert.equal(res.res, STAT_SUCC);
+    } finally {
+      again.child.kill('SIGKILL');
+    }
   });
 
   it('a restart bumps the state number and notifies every recorded host, from the address', async function () {
