@@ -2,14 +2,15 @@
 // 1. Detection latency: from the moment `ip addr del` sends its request (the intent's kernel
 //    timestamp, CLOCK_MONOTONIC) to the event reaching JavaScript, for the bpf intent (ring buffer)
 //    and for the netlink socket (RTM_DELADDR multicast). p50 / p99 over the runs.
-// 2. Probe cost: ns per sendmsg() on an unrelated UDP socket, 100k calls from a small C program,
-//    with and without the probes attached.
+// 2. Probe cost: ns per sendmsg() on an unrelated socket, 100k calls from a small C program,
+//    with and without the probes attached; and the probes' own run time per invocation as the
+//    kernel counts it (BPF_ENABLE_STATS), which the machine's noise does not blur.
 // It re-executes itself in private network and mount namespaces: no address touches the machine's own.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BpfObject, openLockdropProbes, openRtnetlink, probeObjectPath, RTM_DELADDR, type ProbeEvent } from '../src/addon';
+import { BpfObject, bpfRunTimeStats, openLockdropProbes, openRtnetlink, probeObjectPath, RTM_DELADDR, type ProbeEvent } from '../src/addon';
 
 const RUNS = Number(process.env.RUNS ?? 300);
 const CALLS = 100_000;
@@ -69,6 +70,24 @@ async function latency(): Promise<void> {
   console.log(`ip addr del → JavaScript, from the request's sendmsg (kernel timestamp):`);
   console.log(`  bpf intent (ring buffer):   ${fmt(bpfMs)}`);
   console.log(`  netlink (RTM_DELADDR):      ${fmt(netlinkMs)}`);
+}
+
+/** run_cnt and run_time_ns of the programs this process holds (ids from /proc/self/fdinfo). */
+function programStats(): Map<string, { runs: number; ns: number }> {
+  const out = new Map<string, { runs: number; ns: number }>();
+  for (const fd of readdirSync('/proc/self/fdinfo')) {
+    let info = '';
+    try {
+      info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const id = /^prog_id:\s*(\d+)/m.exec(info)?.[1];
+    if (!id) continue;
+    const p = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', id], { encoding: 'utf8' })) as { name: string; run_cnt?: number; run_time_ns?: number };
+    out.set(p.name, { runs: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 });
+  }
+  return out;
 }
 
 function cost(): void {
@@ -146,6 +165,20 @@ int main(int argc, char **argv) {
         return `${setup} ${v.toFixed(0)} ns${setup === 'without' ? '' : ` (${v - base >= 0 ? '+' : ''}${(v - base).toFixed(0)})`}`;
       });
       console.log(`  ${label}: ${cols.join(', ')}`);
+    }
+    // The probes' own run time, counted by the kernel (BPF_ENABLE_STATS), for the same calls.
+    const probes = openLockdropProbes();
+    bpfRunTimeStats(true);
+    const before = programStats();
+    once('udp');
+    const after = programStats();
+    bpfRunTimeStats(false);
+    probes.close();
+    console.log(`probe run time per invocation (kernel BPF stats, ${CALLS} UDP sendmsg calls):`);
+    for (const [name, a] of after) {
+      const b = before.get(name) ?? { runs: 0, ns: 0 };
+      const runs = a.runs - b.runs;
+      if (runs > 0) console.log(`  ${name}: ${runs} runs, ${((a.ns - b.ns) / runs).toFixed(0)} ns per run`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -46,6 +46,16 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+/* When the last intent was reported (bpf_ktime_get_ns). Exits and receives are only looked at
+ * for RECENT_NS after one: the rest of the time the per-thread lookups cost nothing. */
+__u64 last_intent_ns = 0;
+#define RECENT_NS (10ULL * 1000000000ULL)
+
+static __always_inline bool intent_recently(void)
+{
+	return last_intent_ns != 0 && bpf_ktime_get_ns() - last_intent_ns < RECENT_NS;
+}
+
 /* Processes with a request awaiting its ack: only their receives are looked at. */
 struct pending_request {
 	__u32 seq;
@@ -202,6 +212,7 @@ static __always_inline void requests(int fd, const __u8 *msg, __u64 len)
 	}
 	if (!reported)
 		return;
+	last_intent_ns = bpf_ktime_get_ns();
 
 	struct pending_request p = { .seq = last_seq, .msg_type = last_type };
 	__u64 id = bpf_get_current_pid_tgid();
@@ -229,9 +240,13 @@ static __always_inline void outcome(__u32 netns, __u16 msg_type, __u32 seq, __s3
 /* A send's exit: a failed syscall is the request's outcome (no ack will come). */
 static __always_inline void send_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight *f = bpf_map_lookup_elem(&inflight, &id);
+	__u64 id;
+	struct inflight *f;
 
+	if (!intent_recently())
+		return;
+	id = bpf_get_current_pid_tgid();
+	f = bpf_map_lookup_elem(&inflight, &id);
 	if (!f || !f->is_send)
 		return;
 	if (ret < 0)
@@ -281,7 +296,7 @@ static __always_inline void recv_enter(int fd, __u64 buf, __u64 flags, __u8 is_m
 	__u32 tgid = id >> 32;
 	__u32 netns = 0;
 
-	if ((flags & MSG_PEEK) || !bpf_map_lookup_elem(&pending, &tgid) || !route_socket(fd, &netns))
+	if ((flags & MSG_PEEK) || !intent_recently() || !bpf_map_lookup_elem(&pending, &tgid) || !route_socket(fd, &netns))
 		return;
 	struct inflight f = { .buf = buf, .netns = netns, .is_msghdr = is_msghdr };
 	bpf_map_update_elem(&inflight, &id, &f, BPF_ANY);
@@ -292,10 +307,13 @@ static __always_inline void recv_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct inflight *f = bpf_map_lookup_elem(&inflight, &id);
+	struct inflight *f;
 	const __u8 *buf;
 	__u32 off = 0;
 
+	if (!intent_recently())
+		return;
+	f = bpf_map_lookup_elem(&inflight, &id);
 	if (!f || f->is_send)
 		return;
 	buf = (const __u8 *)f->buf;

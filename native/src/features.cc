@@ -97,10 +97,27 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// bpfRunTimeStats(on): the kernel counts each program's runs and run time (run_cnt,
+// run_time_ns in bpftool prog show) while the BPF_ENABLE_STATS fd stays open. For benchmarks.
+int statsFd = -1;
+Napi::Value RunTimeStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool on = info.Length() > 0 && info[0].ToBoolean();
+  if (on && statsFd < 0) {
+    statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (statsFd < 0) return ThrowErrno(env, "BPF_ENABLE_STATS", errno);
+  } else if (!on && statsFd >= 0) {
+    close(statsFd);
+    statsFd = -1;
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitFeatures(Napi::Env env, Napi::Object exports) {
   exports.Set("probeFeatures", Napi::Function::New(env, ProbeFeatures, "probeFeatures"));
+  exports.Set("bpfRunTimeStats", Napi::Function::New(env, RunTimeStats, "bpfRunTimeStats"));
 }
 
 }  // namespace lockdrop

@@ -46,6 +46,13 @@ export function requireFeature(name: FeatureName): void {
   if (!f.supported) throw new BpfUnsupported(name, f.reason);
 }
 
+/**
+ * Turns the kernel's per-program run statistics on or off (run_cnt and run_time_ns, as
+ * `bpftool prog show` prints them; the kernel keeps them while any process has them on). They
+ * cost a little on every run: for benchmarks and diagnosis.
+ */
+export const bpfRunTimeStats = (on: boolean): void => loadAddon().bpfRunTimeStats(on);
+
 /** The feature a program type needs (libbpf's type names). */
 const FEATURE_OF_TYPE: Record<string, FeatureName> = { tracepoint: 'tracepoint', tracing: 'fentry', kprobe: 'kprobe' };
 

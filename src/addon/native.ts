@@ -32,6 +32,7 @@ export interface NativeAddon {
     close(): void;
   };
   mountTracefs(): boolean;
+  bpfRunTimeStats(on: boolean): void;
   probeFeatures(fentryFunction?: string): Record<'btf' | 'ringbuf' | 'tracepoint' | 'fentry' | 'kprobe', FeatureAnswer>;
 }
 
