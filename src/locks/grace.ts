@@ -21,8 +21,7 @@ export class GraceTable {
     if (old) clearTimeout(old.timer);
     const startedAt = this.now();
     const period: GracePeriod = { scope: { ...scope }, startedAt, endsAt: startedAt + seconds * 1000 };
-    const timer = setTimeout(() => this.sweep(), seconds * 1000 + 1).unref();
-    this.periods.set(key, { period, timer });
+    this.periods.set(key, { period, timer: this.arm(key, seconds * 1000) });
     this.announce(period, 'started');
     return period;
   }
@@ -55,6 +54,15 @@ export class GraceTable {
   /** Ends every period (for shutdown). */
   clear(): void {
     for (const [key, p] of this.periods) this.drop(key, p.period, p.timer);
+  }
+
+  /** Node timers overflow past 2^31-1 ms: long periods re-arm until they are due. */
+  private arm(key: string, ms: number): NodeJS.Timeout {
+    return setTimeout(() => {
+      this.sweep();
+      const p = this.periods.get(key);
+      if (p) p.timer = this.arm(key, Math.max(1, p.period.endsAt - this.now()));
+    }, Math.min(ms + 1, 2 ** 31 - 1)).unref();
   }
 
   private live(key: string): boolean {
