@@ -19,9 +19,9 @@ function socketFd(socket: Socket): number | undefined {
 async function peerInode(localInode: number): Promise<number | undefined> {
   const { stdout } = await run('ss', ['-xnH'], { maxBuffer: 16 << 20 });
   for (const line of stdout.split('\n')) {
+    // u_str ESTAB recvq sendq <path|*> <inode> <peerpath|*> <peerinode>: read from the end, a path may hold spaces
     const f = line.trim().split(/\s+/);
-    // u_str ESTAB recvq sendq <path|*> <inode> <peerpath|*> <peerinode>
-    if (f.length >= 8 && Number(f[5]) === localInode) return Number(f[7]);
+    if (f.length >= 8 && Number(f[f.length - 3]) === localInode) return Number(f[f.length - 1]);
   }
   return undefined;
 }
