@@ -165,11 +165,17 @@ export class Nsm {
 
   /** Durably moves the address to its next odd state number (at start and at every takeover). */
   async bumpState(serverAddress: string): Promise<number> {
-    const e = await this.entry(normaliseAddress(serverAddress));
+    const addr = normaliseAddress(serverAddress);
+    const e = await this.entry(addr);
+    // Two bumps at once must give two numbers: the state is changed like a record, in order.
+    return this.serial(addr, '', () => this.writeNextState(addr, e));
+  }
+
+  private async writeNextState(addr: string, e: AddressEntry): Promise<number> {
     const next = nextUpState(e.state);
-    await this.store.writeState(normaliseAddress(serverAddress), next);
+    await this.store.writeState(addr, next);
     e.state = next;
-    this.log?.info({ serverAddress, state: next }, 'nsm: state number bumped');
+    this.log?.info({ serverAddress: addr, state: next }, 'nsm: state number bumped');
     return next;
   }
 
@@ -233,18 +239,19 @@ export class Nsm {
    * since are forgotten (nfs-utils' sm.bak); hosts never reached stay to be told next time.
    */
   async graceEnded(serverAddress: string): Promise<number> {
-    const e = this.entries.get(normaliseAddress(serverAddress));
+    const addr = normaliseAddress(serverAddress);
+    const e = this.entries.get(addr);
     if (!e) return 0;
-    const gone = [...e.notified].filter((k) => !e.monitored.has(k));
-    await Promise.all(gone.map(async (k) => {
+    let forgotten = 0;
+    await Promise.all([...e.notified].map((k) => this.serial(addr, k, async () => {
       const rec = e.records.get(k);
-      e.notified.delete(k);
-      if (!rec) return;
+      if (!rec || !e.notified.delete(k) || e.monitored.has(k)) return;
       e.records.delete(k);
+      forgotten++;
       await this.store.remove(rec);
-    }));
-    if (gone.length) this.log?.info({ serverAddress, forgotten: gone.length }, 'nsm: grace ended, notified hosts that did not come back forgotten');
-    return gone.length;
+    })));
+    if (forgotten) this.log?.info({ serverAddress: addr, forgotten }, 'nsm: grace ended, notified hosts that did not come back forgotten');
+    return forgotten;
   }
 
   // ---- SM_NOTIFY out ----
@@ -363,8 +370,9 @@ export class Nsm {
 
   /** The address's state number, given a first one if it has none yet (an address that answers is up). */
   async upState(serverAddress: string): Promise<number> {
-    const e = await this.entry(normaliseAddress(serverAddress));
-    return e.state ?? this.bumpState(serverAddress);
+    const addr = normaliseAddress(serverAddress);
+    const e = await this.entry(addr);
+    return e.state ?? this.serial(addr, '', async () => e.state ?? this.writeNextState(addr, e));
   }
 
   /**

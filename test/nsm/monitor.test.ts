@@ -81,6 +81,9 @@ describe('nsm monitor', () => {
     assert.equal(await nsm.bumpState(VIP), 1);
     assert.equal(await nsm.bumpState(VIP), 3);
     assert.equal(await new Nsm({ store: new NsmStore(dir) }).bumpState(VIP), 5);
+    const fresh = new Nsm({ store: new NsmStore(dir) });
+    assert.deepEqual((await Promise.all([fresh.bumpState(VIP), fresh.bumpState(VIP)])).sort(), [7, 9], 'two bumps at once, two numbers');
+    assert.deepEqual(await Promise.all([fresh.upState('10.0.0.9'), fresh.upState('10.0.0.9')]), [1, 1], 'a first state is given once');
   });
 
   it('accepts SM_NOTIFY only from the recorded address and only with a changed state', async () => {
