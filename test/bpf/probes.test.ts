@@ -60,6 +60,18 @@ describe('bpf: lockdrop probes on this kernel', function () {
     assert.ok(probes.programs.filter((p) => p.type === 'tracepoint').every((p) => p.status === 'attached'));
   });
 
+  it('where the kernel removal probes attach, they report a removal with the same fields', async function () {
+    probes = openLockdropProbes();
+    if (!probes.programs.some((p) => p.name.startsWith('removed_inet') && p.status === 'attached')) this.skip(); // not on this kernel
+    iface = testInterface(['10.80.9.1/24']);
+    const events: ProbeEvent[] = [];
+    probes.events$.subscribe((e) => events.push(e));
+    const { pid } = await runIp(['addr', 'del', '10.80.9.1/24', 'dev', iface.name]);
+    await waitFor(() => events.some((e) => e.kind === 'kernel' && e.address === '10.80.9.1'));
+    const k = events.find((e) => e.kind === 'kernel' && e.address === '10.80.9.1')!;
+    assert.deepEqual([k.pid, k.comm, k.prefixLen, k.ifindex, k.netns], [pid, 'ip', 24, iface.ifindex, currentNetns()]);
+  });
+
   it('ip addr del: an intent with address, prefix, pid, comm and netns, before the netlink event, then a successful outcome', async () => {
     iface = testInterface(['10.80.0.1/24']);
     probes = openLockdropProbes();
