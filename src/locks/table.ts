@@ -575,7 +575,6 @@ export class LockTable {
       if (refs.size !== a.hosts.size || [...refs].some(([h, c]) => a.hosts.get(h) !== c)) {
         errs.push(`address ${a.address} host refs differ from a rescan`);
       }
-      if (a.holders.size === 0 && a.shares.size === 0 && a.blocks.size === 0) errs.push(`empty address ${a.address} kept`);
     }
     for (const [a] of perAddr) if (this.addrs.get(a.address) !== a) errs.push(`address ${a.address} not indexed`);
     for (const h of this.hosts.values()) {
@@ -659,7 +658,6 @@ export class LockTable {
     if (fromOwner) this.unholder(hd);
     hd.addr.holders.delete(hd);
     this.hostRef(hd.addr, hd.owner.host.key, -1);
-    this.freeAddrIfEmpty(hd.addr);
   }
 
   private freeOwnerIfEmpty(o: Owner): void {
@@ -683,6 +681,10 @@ export class LockTable {
     }
   }
 
+  /**
+   * Server addresses are the machine's own (a handful of VIPs), so an emptied entry is kept for
+   * the next request rather than rebuilt each time; dropping the address forgets it.
+   */
   private freeAddrIfEmpty(a: AddressEntry): void {
     if (a.holders.size === 0 && a.shares.size === 0 && a.blocks.size === 0 && this.addrs.get(a.address) === a) {
       this.addrs.delete(a.address);
@@ -833,7 +835,6 @@ export class LockTable {
     b.addr.blocks.delete(b);
     this.hostRef(b.addr, b.owner.host.key, -1);
     this.nBlocked--;
-    this.freeAddrIfEmpty(b.addr);
   }
 
   /**
@@ -904,7 +905,6 @@ export class LockTable {
     s.addr.shares.delete(s);
     this.hostRef(s.addr, s.host.key, -1);
     this.nShares--;
-    this.freeAddrIfEmpty(s.addr);
   }
 
   // ---- internals: drops ----
