@@ -2,9 +2,10 @@
 // decisions (events to emit, timers to start or cancel). No I/O, no clock of its own.
 //
 // Each source keeps its own view of an address (the interfaces it sees it on, with flags). An
-// observation moves the address to that source's view unless it is older than the last accepted
-// one (a poll snapshot started before netlink reported the removal must not bring the address
-// back). So the same change reported by several sources yields one transition.
+// observation moves the address to that source's view unless it is older than the one behind the
+// last transition, from another source (a poll snapshot started before netlink reported the
+// removal must not bring the address back). So the same change reported by several sources
+// yields one transition.
 import type { AddressChange, AddressEvent, AddressFamily, AddressFlags, SourceName } from './types';
 
 export interface MachineOptions {
@@ -33,8 +34,9 @@ interface AddressState {
   family: AddressFamily;
   /** source → ifindex → flags: where each source sees the address. */
   views: Map<SourceName, Map<number, AddressFlags>>;
-  /** Time of the last accepted observation. */
+  /** Time and source of the observation behind the last transition. */
   lastAt: number;
+  lastSource?: SourceName;
   announced: 'up' | 'down';
   ifindex: number;
   draining?: Attribution & { token: number };
@@ -102,11 +104,14 @@ export class AddressStateMachine {
         if (c.at < p.at) { p.at = c.at; p.source = c.source; }
         if (p.pid === undefined && c.pid !== undefined) { p.pid = c.pid; p.comm = c.comm; }
       }
-      s.lastAt = Math.max(s.lastAt, c.at);
       return [];
     }
-    if (c.at < s.lastAt) return []; // stale: a newer observation already decided
+    // Stale: another source's newer observation already decided. A source's own reports are in
+    // order (one socket, sequential snapshots), so they never make each other stale; and only a
+    // deciding observation sets the mark, so a source whose clock runs ahead cannot freeze others.
+    if (c.at < s.lastAt && c.source !== s.lastSource) return [];
     s.lastAt = c.at;
+    s.lastSource = c.source;
     s.ifindex = c.ifindex;
     return target ? this.arrive(c, s) : this.depart(c, s);
   }

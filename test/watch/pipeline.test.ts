@@ -51,6 +51,24 @@ describe('watch pipeline (marbles)', () => {
     });
   });
 
+  it('a source whose clock runs ahead cannot freeze the others; a source never makes itself stale', () => {
+    ts.run(({ cold, expectObservable }) => {
+      const src = cold<SourceItem>('a 9ms b c d e', {
+        a: change('added', '10.0.0.5', 0),
+        b: change('removed', '10.0.0.5', 10),
+        c: change('removed', '10.0.0.5', 15, { source: 'bpf' }), // agrees, but stamped ahead
+        d: change('added', '10.0.0.5', 12), // netlink's next report: the address is back
+        e: change('removed', '10.0.0.5', 11), // netlink again, its clock stepped back: still in order
+      });
+      expectObservable(src.pipe(addressEvents(opts()))).toBe('a 9ms b-de', {
+        a: event('up', '10.0.0.5', 0, 0),
+        b: event('down', '10.0.0.5', 10, 10),
+        d: event('up', '10.0.0.5', 12, 12),
+        e: event('down', '10.0.0.5', 11, 13),
+      });
+    });
+  });
+
   it('poll heals a removal netlink missed', () => {
     ts.run(({ cold, expectObservable }) => {
       const netlink = cold<SourceItem>('a', { a: change('added', '10.0.0.5', 0) });

@@ -5,6 +5,7 @@
 //   RTM_NEWADDR acked, IPv4       → added (IPv6 waits for netlink: only it knows when DAD is done)
 //   kernel probe (fentry/kprobe)  → removed, whoever asked (link deletion, DAD failure, netns teardown)
 // Link requests (down, delete) carry no address: the netlink source turns them into removals.
+// Events the probes could not queue (ring buffer full) come out as an overflow marker.
 import { Observable } from 'rxjs';
 import { monotonicNsToMs, openLockdropProbes, RTM_DELADDR, RTM_NEWADDR, type LockdropProbes, type LockdropProbesOptions, type ProbeEvent, type ProgramStatus } from '../../addon';
 import { normaliseAddress } from '../address';
@@ -75,8 +76,15 @@ export function bpfSource(opts: BpfSourceOptions = {}): Observable<SourceItem> {
     const probes = (opts.open ?? openLockdropProbes)(opts);
     opts.onPrograms?.(probes.programs);
     const tracker = new IntentTracker();
+    let lost = 0;
     const sub = probes.events$.subscribe({
       next: (ev) => {
+        // A full ring buffer drops events (intents, outcomes): say so before what follows the gap.
+        const nowLost = probes.lostEvents();
+        if (nowLost > lost) {
+          subscriber.next({ kind: 'overflow', source: 'bpf', at: monotonicNsToMs(ev.tsNs), reason: `${nowLost - lost} probe events lost (ring buffer full)` });
+          lost = nowLost;
+        }
         for (const c of tracker.handle(ev)) subscriber.next(c);
       },
       error: (err) => subscriber.error(err),
