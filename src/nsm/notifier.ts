@@ -11,8 +11,8 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import {
-  decodeReply, encodeCall, getPort, IPPROTO, normaliseAddress, NULL_AUTH, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcClient, RpcReplyError, RpcTimeoutError,
-  type ArgsEncoder, type ResultDecoder, type RpcClientOptions,
+  callOnce, decodeReply, encodeCall, getPort, IPPROTO, normaliseAddress, NULL_AUTH, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcReplyError, RpcTimeoutError,
+  type ArgsEncoder, type ResultDecoder,
 } from '../rpc';
 import { XdrReader, XdrWriter } from '../xdr';
 import type { Logger } from 'pino';
@@ -119,24 +119,7 @@ export class RpcNsmSender implements NsmSender {
     const timeoutMs = this.opts.callbackTimeoutMs ?? 10_000;
     const port = await getPort(cb.callbackAddress, cb.myProg, cb.myVers, 'udp', { port: this.opts.portmapperPort ?? 111, timeoutMs });
     if (port === 0) throw new Error(`program ${cb.myProg} version ${cb.myVers} not registered at ${cb.callbackAddress}`);
-    const client = new RpcClient(this.udpTo(cb.callbackAddress, port, undefined, timeoutMs));
-    try {
-      await client.call(cb.myProg, cb.myVers, cb.myProc, (w) => encodeSmStatus(w, status));
-    } finally {
-      client.close();
-    }
-  }
-
-  private udpTo(host: string, port: number, source: string | undefined, timeoutMs: number): RpcClientOptions {
-    return {
-      transport: 'udp',
-      host,
-      port,
-      ...(source !== undefined ? { source } : {}),
-      timeoutMs,
-      retransmitMs: this.opts.retransmitMs ?? 1_000,
-      maxRetransmitMs: 1_000,
-    };
+    await callOnce({ transport: 'udp', host: cb.callbackAddress, port, timeoutMs }, cb.myProg, cb.myVers, cb.myProc, (w) => encodeSmStatus(w, status), () => undefined);
   }
 }
 
@@ -149,7 +132,7 @@ interface PendingCall {
   decode: ResultDecoder<unknown>;
   resolve(v: unknown): void;
   reject(e: Error): void;
-  timers: NodeJS.Timeout[];
+  timer: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -198,14 +181,16 @@ class DatagramCaller {
       const w = new XdrWriter(128);
       encodeArgs(w);
       const msg = encodeCall({ xid, prog, vers, proc, cred: NULL_AUTH, verf: NULL_AUTH }, w.view());
-      const p: PendingCall = { host: normaliseAddress(host), port, prog, vers, proc, decode, resolve: resolve as (v: unknown) => void, reject, timers: [] };
+      const p: PendingCall = { host: normaliseAddress(host), port, prog, vers, proc, decode, resolve: resolve as (v: unknown) => void, reject, timer: undefined };
       this.pending.set(xid, p);
-      p.timers.push(setTimeout(() => this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs)), timeoutMs));
+      // One timer per call: the next retransmission, or the end.
+      const end = Date.now() + timeoutMs;
       let interval = retransmitMs;
       const transmit = (): void => {
-        if (!this.pending.has(xid)) return;
+        const left = end - Date.now();
+        if (left <= 0) return this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs));
         this.socket.send(msg, port, host, (err) => err && this.settle(xid, err));
-        p.timers.push(setTimeout(transmit, interval));
+        p.timer = setTimeout(transmit, Math.min(interval, left));
         interval = Math.min(interval * 2, 4 * retransmitMs);
       };
       transmit();
@@ -221,7 +206,7 @@ class DatagramCaller {
     const p = this.pending.get(xid);
     if (!p) return;
     this.pending.delete(xid);
-    for (const t of p.timers) clearTimeout(t);
+    clearTimeout(p.timer);
     if (outcome instanceof Error) p.reject(outcome);
     else p.resolve(outcome.value);
   }

@@ -113,18 +113,3 @@ function privOf(priv: Buffer): Buffer {
   if (priv.length !== SM_PRIV_SIZE) throw new RangeError(`priv must be ${SM_PRIV_SIZE} bytes, got ${priv.length}`);
   return priv;
 }
-
-/** Decodes a whole argument body with `decode`, failing on trailing bytes. */
-export function decodeWhole<T>(buf: Buffer, decode: (r: XdrReader) => T): T {
-  const r = new XdrReader(buf);
-  const v = decode(r);
-  r.done();
-  return v;
-}
-
-/** Encodes one value into a fresh buffer. */
-export function encodeWhole<T>(v: T, encode: (w: XdrWriter, v: T) => void): Buffer {
-  const w = new XdrWriter(64);
-  encode(w, v);
-  return w.toBuffer();
-}
