@@ -82,9 +82,9 @@ export class Daemon {
 
   /** Builds and starts everything; on failure undoes what was started and throws StartupError. */
   static async start(cfg: Config, log: Logger): Promise<Daemon> {
-    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
     let lock: InstanceLock;
     try {
+      mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
       lock = acquireInstanceLock(cfg.stateDir);
     } catch (err) {
       throw new StartupError((err as Error).message);
