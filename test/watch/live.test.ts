@@ -91,6 +91,32 @@ describe('watch live: netlink source through the addon', function () {
     assert.deepEqual([...up].sort(), want);
   });
 
+  it('a recording that overflows re-dumps into the trace, and its replay ends in the kernel state', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lockdrop-rec-'));
+    try {
+      iface = testInterface([]);
+      sock = openRtnetlink({ rcvbuf: 1 });
+      const out = join(dir, 'overflow.pcap');
+      const recorder = recordTrace({ out, transport: sock });
+      await recorder.ready;
+      const adds = Array.from({ length: 300 }, (_, i) => `addr add 10.70.${i >> 7}.${(i & 127) + 1}/32 dev ${iface!.name}`);
+      const dels = Array.from({ length: 50 }, (_, i) => `addr del 10.70.${i >> 7}.${(i & 127) + 1}/32 dev ${iface!.name}`);
+      execFileSync('ip', ['-batch', '-'], { input: [...adds, ...dels].join('\n') });
+      for (let i = 0; i < 100 && recorder.overflows === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      await recorder.stop();
+      assert.ok(recorder.overflows > 0, 'an overflow was provoked');
+      const up = new Set<string>();
+      await lastValueFrom(replaySource(out, { pace: 'fast' }).pipe(addressEvents({ floating: ['10.70.0.0/16'] }), toArray())).then((es) => {
+        for (const e of es) if (e.type === 'up') up.add(e.address); else up.delete(e.address);
+      });
+      assert.deepEqual([...up].sort(), kernelAddresses(iface.name));
+      assert.equal(up.size, 250);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a recording replays to the same transitions the live pipeline saw', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lockdrop-rec-'));
     try {
