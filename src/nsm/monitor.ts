@@ -88,7 +88,7 @@ export interface NsmOptions {
   resolve?: (hostname: string) => Promise<string | undefined>;
   /** SM_NOTIFY retransmission time. Default 15 min, as sm-notify. */
   notifyTimeoutMs?: number;
-  /** Hosts notified at once. Default 256. */
+  /** Hosts notified at once. Default 1024. */
   notifyConcurrency?: number;
 }
 
@@ -284,7 +284,7 @@ export class Nsm {
       targets: [...byAddress.keys()].map((address) => ({ address })),
       args: { monName, state },
       timeoutMs: opts.timeoutMs ?? this.opts.notifyTimeoutMs ?? 15 * 60_000,
-      concurrency: opts.concurrency ?? this.opts.notifyConcurrency ?? 256,
+      concurrency: opts.concurrency ?? this.opts.notifyConcurrency ?? 1024,
       signal: abort.signal,
       onNotified: (address) => {
         answered.add(address);

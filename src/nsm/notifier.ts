@@ -154,7 +154,9 @@ class DatagramCaller {
     const tries = reserved ? [...Array.from({ length: 8 }, () => randomInt(600, 1024)), 0] : [0];
     let last: Error | undefined;
     for (const port of tries) {
-      const s = dgram.createSocket({ type: isIPv6(source) ? 'udp6' : 'udp4' });
+      // Room for a burst of answers from many hosts at once (capped by net.core.rmem_max): a reply
+      // dropped here costs that host a whole retransmission interval.
+      const s = dgram.createSocket({ type: isIPv6(source) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
       try {
         await new Promise<void>((resolve, reject) => {
           s.once('error', reject);
