@@ -3,6 +3,11 @@
 // Each packet starts with the 16-byte "cooked" header of LINKTYPE_LINUX_SLL, in network byte
 // order: packet type, ARPHRD_NETLINK (824), address length and 8 address bytes (unused: 0),
 // then the netlink protocol (0 = NETLINK_ROUTE). The netlink datagram follows in host order.
+// The packet type is what nlmon puts there: the kind of socket the message was delivered to
+// (net/netlink/af_netlink.c: pkt_type = netlink_is_kernel(skb->sk), skb->sk being the
+// receiver) — PACKET_KERNEL for a request sent to the kernel, PACKET_USER for what the kernel
+// sends to a program. LINKTYPE_NETLINK calls the field unused, so readers should not rely on it
+// (the replay source tells requests by NLM_F_REQUEST).
 // See https://www.tcpdump.org/linktypes/LINKTYPE_NETLINK.html and Wireshark's packet-netlink.c.
 // Reading also takes pcapng, the default of dumpcap and tshark.
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
@@ -10,7 +15,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 export const LINKTYPE_NETLINK = 253;
 export const ARPHRD_NETLINK = 824;
 export const NETLINK_ROUTE = 0;
-/** nlmon's packet types (include/uapi/linux/if_packet.h): sent by a user socket, or by the kernel. */
+/** nlmon's packet types (include/uapi/linux/if_packet.h): delivered to a user socket, or to the kernel. */
 export const PACKET_USER = 6;
 export const PACKET_KERNEL = 7;
 
@@ -32,7 +37,7 @@ export class PcapDecodeError extends Error {
 export interface TraceRecord {
   /** Capture time, ms since the epoch (µs precision in the file). */
   at: number;
-  /** Who sent it: the kernel (notifications, dump replies) or a user socket (requests). */
+  /** Who sent it: the kernel (notifications, dump replies) or a user socket (requests), from the packet type. */
   from: 'kernel' | 'user';
   /** Netlink protocol (0 = NETLINK_ROUTE). */
   protocol: number;
@@ -59,7 +64,7 @@ export function encodePcapRecord(r: TraceRecord): Buffer {
   out.writeUInt32LE(totalUs % 1e6, 4);
   out.writeUInt32LE(len, 8);
   out.writeUInt32LE(len, 12);
-  out.writeUInt16BE(r.from === 'kernel' ? PACKET_KERNEL : PACKET_USER, 16);
+  out.writeUInt16BE(r.from === 'kernel' ? PACKET_USER : PACKET_KERNEL, 16); // the receiver's kind
   out.writeUInt16BE(ARPHRD_NETLINK, 18);
   out.writeUInt16BE(0, 20); // address length; the 8 address bytes stay 0
   out.writeUInt16BE(r.protocol, 30);
@@ -95,7 +100,7 @@ export function decodePcap(file: Buffer): TraceRecord[] {
 function cooked(data: Buffer, at: number, off: number): TraceRecord {
   if (data.length < COOKED_LEN) throw new PcapDecodeError(`packet of ${data.length} bytes has no netlink cooked header`, off);
   if (data.readUInt16BE(2) !== ARPHRD_NETLINK) throw new PcapDecodeError(`hatype ${data.readUInt16BE(2)}, not ARPHRD_NETLINK`, off);
-  return { at, from: data.readUInt16BE(0) === PACKET_USER ? 'user' : 'kernel', protocol: data.readUInt16BE(14), datagram: data.subarray(COOKED_LEN) };
+  return { at, from: data.readUInt16BE(0) === PACKET_KERNEL ? 'user' : 'kernel', protocol: data.readUInt16BE(14), datagram: data.subarray(COOKED_LEN) };
 }
 
 const PCAPNG_SHB = 0x0a0d0d0a;

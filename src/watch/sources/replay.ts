@@ -4,7 +4,7 @@
 import { Observable, asyncScheduler, concatMap, defer, from, map, of, timer, type SchedulerLike } from 'rxjs';
 import {
   AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, RTM_DELADDR, RTM_GETADDR, RTM_GETLINK,
-  decodeAddress, decodeDatagram, splitMessages, type AddressMessage, type LinkMessage,
+  decodeAddress, decodeDatagram, splitMessages, type AddressMessage, type LinkMessage, type NetlinkMessage,
 } from '../netlink';
 import { NETLINK_ROUTE, readTrace, type TraceRecord } from '../pcap';
 import { AddressTable } from '../table';
@@ -36,16 +36,18 @@ export class TraceFolder {
   fold(r: TraceRecord, at: number): SourceItem[] {
     if (r.protocol !== NETLINK_ROUTE) return [];
     try {
-      return r.from === 'user' ? this.request(r.datagram, at) : this.kernel(r.datagram, at);
+      // Requests are told by NLM_F_REQUEST (the kernel never sets it), not by the packet type.
+      const messages = splitMessages(r.datagram);
+      return messages.length > 0 && messages[0].flags & NLM_F_REQUEST ? this.request(messages, at) : this.kernel(r.datagram, at);
     } catch (err) {
       if (!(err instanceof NetlinkDecodeError)) throw err;
       return [{ kind: 'overflow', source: this.source, at, reason: `malformed datagram: ${err.message}` }];
     }
   }
 
-  private request(datagram: Buffer, at: number): SourceItem[] {
+  private request(messages: NetlinkMessage[], at: number): SourceItem[] {
     const out: SourceItem[] = [];
-    for (const m of splitMessages(datagram)) {
+    for (const m of messages) {
       if (!(m.flags & NLM_F_REQUEST)) continue;
       // Someone's `ip addr del` in an nlmon capture: the intent, before the kernel acts.
       if (m.type === RTM_DELADDR) {
