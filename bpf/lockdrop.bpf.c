@@ -46,6 +46,18 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+/* Events dropped because the ring buffer was full (the reader was too slow). */
+__u64 lost_events = 0;
+
+static __always_inline struct lockdrop_event *reserve(void)
+{
+	struct lockdrop_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		__sync_fetch_and_add(&lost_events, 1);
+	return e;
+}
+
 /* When the last intent was reported (bpf_ktime_get_ns). Exits and receives are only looked at
  * for RECENT_NS after one: the rest of the time the per-thread lookups cost nothing. */
 __u64 last_intent_ns = 0;
@@ -153,7 +165,7 @@ static __always_inline bool is_request(__u16 type)
 /* One request message at msg (user memory, len bytes of it readable): its intent event. */
 static __always_inline void report(const __u8 *msg, const struct nlmsghdr *h, __u64 len, __u32 netns)
 {
-	struct lockdrop_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct lockdrop_event *e = reserve();
 
 	if (!e)
 		return;
@@ -225,7 +237,7 @@ static __always_inline void requests(int fd, const __u8 *msg, __u64 len)
 
 static __always_inline void outcome(__u32 netns, __u16 msg_type, __u32 seq, __s32 error)
 {
-	struct lockdrop_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct lockdrop_event *e = reserve();
 
 	if (!e)
 		return;
@@ -387,7 +399,7 @@ static __always_inline bool kernel_event(struct net_device *dev, struct lockdrop
 
 	if (target_netns != 0 && netns != target_netns)
 		return false;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	e = reserve();
 	if (!e)
 		return false;
 	__builtin_memset(e, 0, sizeof(*e));

@@ -115,6 +115,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       InstanceMethod<&BpfObject::Maps>("maps"),
       InstanceMethod<&BpfObject::SetAutoload>("setAutoload"),
       InstanceMethod<&BpfObject::SetReadOnly>("setReadOnly"),
+      InstanceMethod<&BpfObject::ReadGlobal>("readGlobal"),
+      InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
       InstanceMethod<&BpfObject::Load>("load"),
       InstanceMethod<&BpfObject::Attach>("attach"),
       InstanceMethod<&BpfObject::Detach>("detach"),
@@ -201,8 +203,37 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return env.Undefined();
   }
 
-  // setReadOnly(variable, bytes): writes a `const volatile` global's initial value, found by
-  // name in the object's BTF (.rodata datasec). Only before load: afterwards the map is frozen.
+  // Where a global variable lives: its section's map (.rodata, .bss, .data) and its place in the
+  // map's single value, found by name in the object's BTF datasec.
+  struct Global { bpf_map* map = nullptr; size_t offset = 0; size_t size = 0; };
+
+  bool FindGlobal(const char* section, const std::string& name, Global* out, std::string* err) {
+    const btf* b = bpf_object__btf(obj_);
+    size_t sectionLen = strlen(section);
+    bpf_map* m;
+    bpf_object__for_each_map(m, obj_) {
+      const char* n = bpf_map__name(m);
+      size_t len = strlen(n);
+      if (len >= sectionLen && strcmp(n + len - sectionLen, section) == 0) out->map = m;
+    }
+    int secId = b ? btf__find_by_name_kind(b, section, BTF_KIND_DATASEC) : -ENOENT;
+    if (out->map == nullptr || secId < 0) { *err = std::string("object has no ") + section; return false; }
+    const btf_type* sec = btf__type_by_id(b, secId);
+    const btf_var_secinfo* vars = btf_var_secinfos(sec);
+    for (int i = 0; i < btf_vlen(sec); i++) {
+      const btf_type* var = btf__type_by_id(b, vars[i].type);
+      if (name != btf__name_by_offset(b, var->name_off)) continue;
+      if (vars[i].offset + vars[i].size > bpf_map__value_size(out->map)) break;
+      out->offset = vars[i].offset;
+      out->size = vars[i].size;
+      return true;
+    }
+    *err = std::string("no variable ") + name + " in " + section;
+    return false;
+  }
+
+  // setReadOnly(variable, bytes): writes a `const volatile` global's initial value (in .rodata).
+  // Only before load: afterwards the map is frozen.
   Napi::Value SetReadOnly(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Usable(env)) return env.Undefined();
@@ -210,31 +241,57 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     if (loaded_) return ThrowErrno(env, "setReadOnly after load", EBUSY);
     std::string name = info[0].As<Napi::String>();
     Napi::Buffer<uint8_t> value = info[1].As<Napi::Buffer<uint8_t>>();
-    const btf* b = bpf_object__btf(obj_);
-    bpf_map* rodata = nullptr;
-    bpf_map* m;
-    bpf_object__for_each_map(m, obj_) {
-      const char* n = bpf_map__name(m);
-      size_t len = strlen(n);
-      if (len >= 7 && strcmp(n + len - 7, ".rodata") == 0) rodata = m;
+    Global g;
+    std::string err;
+    if (!FindGlobal(".rodata", name, &g, &err)) return ThrowErrno(env, err, ENOENT);
+    if (g.size != value.Length())
+      return ThrowType(env, "setReadOnly " + name + ": expected " + std::to_string(g.size) + " bytes, got " + std::to_string(value.Length()));
+    size_t size = 0;
+    // libbpf's own copy of the initial value: writing into it is how skeletons set rodata.
+    auto* image = static_cast<uint8_t*>(const_cast<void*>(bpf_map__initial_value(g.map, &size)));
+    if (image == nullptr || g.offset + g.size > size) return ThrowErrno(env, "rodata image", EINVAL);
+    memcpy(image + g.offset, value.Data(), g.size);
+    return env.Undefined();
+  }
+
+  // readGlobal(variable): a copy of a global's current bytes (.bss, .data or .rodata), e.g. a
+  // counter the programs keep: after load, looked up in the kernel's map (libbpf 1.1 maps the
+  // live memory only for skeletons), before load, libbpf's initial image.
+  Napi::Value ReadGlobal(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Usable(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsString()) return ThrowType(env, "readGlobal(name: string)");
+    std::string name = info[0].As<Napi::String>();
+    std::string err;
+    for (const char* section : {".bss", ".data", ".rodata"}) {
+      Global g;
+      if (!FindGlobal(section, name, &g, &err)) continue;
+      std::vector<uint8_t> value(bpf_map__value_size(g.map));
+      if (loaded_) {
+        uint32_t key = 0;
+        if (bpf_map_lookup_elem(bpf_map__fd(g.map), &key, value.data()) < 0) return ThrowErrno(env, "read " + name, errno);
+      } else {
+        size_t size = 0;
+        const void* image = bpf_map__initial_value(g.map, &size);
+        if (image == nullptr || size < value.size()) return ThrowErrno(env, "image of " + name, EINVAL);
+        memcpy(value.data(), image, value.size());
+      }
+      return Napi::Buffer<uint8_t>::Copy(env, value.data() + g.offset, g.size);
     }
-    int secId = b ? btf__find_by_name_kind(b, ".rodata", BTF_KIND_DATASEC) : -ENOENT;
-    if (rodata == nullptr || secId < 0) return ThrowErrno(env, "object has no .rodata", ENOENT);
-    const btf_type* sec = btf__type_by_id(b, secId);
-    const btf_var_secinfo* vars = btf_var_secinfos(sec);
-    for (int i = 0; i < btf_vlen(sec); i++) {
-      const btf_type* var = btf__type_by_id(b, vars[i].type);
-      if (name != btf__name_by_offset(b, var->name_off)) continue;
-      if (vars[i].size != value.Length())
-        return ThrowType(env, "setReadOnly " + name + ": expected " + std::to_string(vars[i].size) + " bytes, got " + std::to_string(value.Length()));
-      size_t size = 0;
-      // libbpf's own copy of the initial value: writing into it is how skeletons set rodata.
-      auto* data = static_cast<uint8_t*>(const_cast<void*>(bpf_map__initial_value(rodata, &size)));
-      if (data == nullptr || vars[i].offset + vars[i].size > size) return ThrowErrno(env, "rodata image", EINVAL);
-      memcpy(data + vars[i].offset, value.Data(), value.Length());
-      return env.Undefined();
-    }
-    return ThrowErrno(env, "no read-only variable " + name, ENOENT);
+    return ThrowErrno(env, "no global variable " + name, ENOENT);
+  }
+
+  // setMaxEntries(map, n): before load, e.g. a ring buffer's size in bytes (a power of two pages).
+  Napi::Value SetMaxEntries(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Usable(env)) return env.Undefined();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) return ThrowType(env, "setMaxEntries(map: string, n: number)");
+    std::string name = info[0].As<Napi::String>();
+    bpf_map* m = bpf_object__find_map_by_name(obj_, name.c_str());
+    if (m == nullptr) return ThrowErrno(env, "no map " + name, ENOENT);
+    int rc = bpf_map__set_max_entries(m, info[1].As<Napi::Number>().Uint32Value());
+    if (rc < 0) return ThrowLibbpf(env, "set max entries of " + name, -rc);
+    return env.Undefined();
   }
 
   Napi::Value Load(const Napi::CallbackInfo& info) {

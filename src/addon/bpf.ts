@@ -104,6 +104,17 @@ export class BpfObject {
     return this;
   }
 
+  /** Sets a map's size before load (for a ring buffer: bytes, a power-of-two number of pages). */
+  setMaxEntries(map: string, entries: number): this {
+    this.native.setMaxEntries(map, entries);
+    return this;
+  }
+
+  /** A global variable's current bytes (.bss/.data/.rodata): after load, read live from the kernel's map. */
+  readGlobal(variable: string): Buffer {
+    return this.native.readGlobal(variable);
+  }
+
   /** Leaves a program out of the load (e.g. an alternative to one that is used instead). */
   disable(program: string, reason: string): this {
     this.native.setAutoload(program, false);

@@ -24,6 +24,8 @@ export interface NativeAddon {
     maps(): NativeMapInfo[];
     setAutoload(program: string, load: boolean): void;
     setReadOnly(variable: string, value: Buffer): void;
+    readGlobal(variable: string): Buffer;
+    setMaxEntries(map: string, entries: number): void;
     load(): void;
     attach(program: string): void;
     detach(program: string): void;

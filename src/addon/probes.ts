@@ -13,6 +13,8 @@ export interface LockdropProbesOptions {
   /** Network namespace inode to watch (0: all). Default: this process's namespace. */
   netns?: number;
   objectPath?: string;
+  /** Ring buffer size in bytes (a power-of-two number of pages; default 256 KiB). */
+  ringBufferBytes?: number;
 }
 
 export interface LockdropProbes {
@@ -20,6 +22,8 @@ export interface LockdropProbes {
   events$: Observable<ProbeEvent>;
   /** Each program: attached, or why not (e.g. fentry unsupported here). */
   programs: ProgramStatus[];
+  /** Events the probes dropped so far because the ring buffer was full. */
+  lostEvents(): number;
   close(): void;
 }
 
@@ -39,6 +43,7 @@ export function openLockdropProbes(options: LockdropProbesOptions = {}): Lockdro
   const obj = BpfObject.open(path);
   try {
     obj.setReadOnly('target_netns', u32(options.netns ?? currentNetns()));
+    if (options.ringBufferBytes !== undefined) obj.setMaxEntries('events', options.ringBufferBytes);
     // fentry and kprobe programs watch the same functions: use one family only.
     const removal = features.fentry.supported ? 'tracing' : features.kprobe.supported ? 'kprobe' : undefined;
     for (const p of obj.programs()) {
@@ -48,7 +53,12 @@ export function openLockdropProbes(options: LockdropProbesOptions = {}): Lockdro
     const programs = obj.attachAll();
     const failed = programs.filter((p) => p.type === 'tracepoint' && p.status !== 'attached');
     if (failed.length) throw new BpfUnsupported('tracepoint', failed.map((p) => `${p.name}: ${'reason' in p ? p.reason : ''}`).join('; '));
-    return { events$: obj.ringBuffer('events').pipe(map(decodeEvent)), programs, close: () => obj.close() };
+    return {
+      events$: obj.ringBuffer('events').pipe(map(decodeEvent)),
+      programs,
+      lostEvents: () => Number(obj.readGlobal('lost_events').readBigUInt64LE(0)),
+      close: () => obj.close(),
+    };
   } catch (err) {
     obj.close();
     throw err;

@@ -94,6 +94,9 @@ describe('bpf: object lifecycle', function () {
       assert.throws(() => obj.setReadOnly('target_netns', Buffer.alloc(2)), /expected 4 bytes/);
       assert.throws(() => obj.setReadOnly('no_such_variable', u32(1)), /ENOENT/);
       assert.throws(() => obj.attachAll(), /before load/);
+      assert.throws(() => obj.readGlobal('no_such_variable'), /ENOENT/);
+      assert.throws(() => obj.setMaxEntries('no_such_map', 4096), /ENOENT/);
+      assert.equal(obj.readGlobal('lost_events').length, 8);
       obj.close();
       obj.close();
       assert.throws(() => obj.programs(), /closed/);

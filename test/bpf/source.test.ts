@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { firstValueFrom } from 'rxjs';
 import { RTM_DELADDR, RTM_NEWADDR, RTM_NEWLINK, type ProbeEvent, type ProgramStatus } from '../../src/addon';
 import { bpfSource, IntentTracker } from '../../src/watch/sources/bpf';
@@ -75,6 +75,29 @@ describe('bpf source: live in the test namespace', function () {
       const of = (pid: number) => changes.filter((c) => c.pid === pid).map((c) => `${c.kind} ${c.address}/${c.prefixLen} ${c.comm}`);
       assert.deepEqual(of(ok), ['remove-intent 10.82.0.1/24 ip', 'removed 10.82.0.1/24 ip']);
       assert.deepEqual(of(bad), ['remove-intent 10.82.0.7/24 ip', 'intent-failed 10.82.0.7/24 ip']);
+    } finally {
+      sub.unsubscribe();
+      iface.dispose();
+    }
+  });
+
+  it('a full ring buffer: an overflow marker saying how many events were lost, and the source goes on', async () => {
+    const iface = testInterface([]);
+    const items: SourceItem[] = [];
+    const sub = bpfSource({ ringBufferBytes: 4096 }).subscribe((i) => items.push(i));
+    try {
+      // The loop is blocked in execFileSync while ip sends: ~36 events fit in 4 KiB, 600 come.
+      const batch = Array.from({ length: 300 }, (_, i) => `addr add 10.83.${i >> 7}.${(i & 127) + 1}/32 dev ${iface.name}`).join('\n');
+      execFileSync('ip', ['-batch', '-'], { input: batch });
+      const deadline = Date.now() + 5000;
+      while (!items.some((i) => i.kind === 'overflow') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const overflow = items.find((i) => i.kind === 'overflow');
+      assert.ok(overflow && overflow.kind === 'overflow');
+      assert.equal(overflow.source, 'bpf');
+      assert.match(overflow.reason!, /^\d+ probe events lost/);
+      const pid = await run(['addr', 'del', '10.83.0.1/32', 'dev', iface.name]);
+      while (!items.some((i) => i.kind === 'removed' && i.pid === pid) && Date.now() < deadline + 5000) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(items.some((i) => i.kind === 'removed' && i.pid === pid), `still working: ${JSON.stringify(items.slice(-4))} ${items.length}`);
     } finally {
       sub.unsubscribe();
       iface.dispose();
