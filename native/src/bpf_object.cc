@@ -89,17 +89,19 @@ struct RingReader {
   }
 
   void OnReadable(int status) {
+    if (rb == nullptr) return;
     Napi::Env e(env);
     Napi::HandleScope scope(e);
     std::vector<napi_value> records;
     batch = &records;
-    if (rb == nullptr) return;
     int rc = status < 0 ? status : ring_buffer__consume(rb);
     batch = nullptr;
+    if (records.empty() && rc >= 0) return;
     Napi::Array arr = Napi::Array::New(e, records.size());
     for (size_t i = 0; i < records.size(); i++) arr.Set(static_cast<uint32_t>(i), records[i]);
-    napi_value err = rc < 0 ? Napi::String::New(e, status < 0 ? std::string("poll error: ") + uv_strerror(status) : ErrnoText(-rc)).operator napi_value() : e.Null().operator napi_value();
-    if (records.empty() && rc >= 0) return;
+    Napi::Value err = e.Null();
+    if (status < 0) err = Napi::String::New(e, std::string("poll error: ") + uv_strerror(status));
+    else if (rc < 0) err = Napi::String::New(e, ErrnoText(-rc));
     inCallback = true;
     CallFromLoop(e, onRecords, ctx, {arr, err});
     inCallback = false;

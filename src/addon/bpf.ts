@@ -22,7 +22,8 @@ let features: Features | undefined;
 
 /**
  * What this kernel lets us load, probed once and cached: tracepoint, tracing (fentry, by loading
- * and attaching a trivial program on `fentryFunction`), kprobe, kernel BTF, ring buffers.
+ * and attaching a trivial program on __inet_del_ifa, the removal probe's function), kprobe,
+ * kernel BTF, ring buffers; each supported or the reason it is not.
  * Tracepoints are attached through tracefs: it is mounted on /sys/kernel/tracing when missing.
  */
 export function probeFeatures(): Features {
@@ -154,6 +155,12 @@ export class BpfObject {
         return { ...p, status: 'failed', reason: (err as Error).message };
       }
     });
+  }
+
+  /** Detaches one program (it stays loaded until close()). */
+  detach(program: string): this {
+    this.native.detach(program);
+    return this;
   }
 
   /**

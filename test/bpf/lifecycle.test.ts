@@ -64,6 +64,7 @@ describe('bpf: object lifecycle', function () {
     for (let i = 0; i < 100; i++) {
       const obj = BpfObject.open(selftestPath).setReadOnly('target_tgid', u32(process.pid));
       assert.deepEqual(obj.load().attachAll().map((p) => `${p.name} ${p.status}`), ['on_kill attached']);
+      if (i === 0) obj.detach('on_kill').attachAll(); // detached and attached again
       const record = firstValueFrom(obj.ringBuffer('records'));
       process.kill(process.pid, 0);
       const r = await record; // the first subscription completes and closes its reader
