@@ -8,7 +8,7 @@ import {
 } from '../netlink';
 import { NETLINK_ROUTE, readTrace, type TraceRecord } from '../pcap';
 import { AddressTable } from '../table';
-import type { AddressChange, SourceItem, SourceName } from '../types';
+import { nowMs, type AddressChange, type SourceItem, type SourceName } from '../types';
 
 interface PendingDump {
   what: 'links' | 'addresses';
@@ -99,11 +99,14 @@ export interface ReplayOptions {
   pace?: 'recorded' | 'fast';
   scheduler?: SchedulerLike;
   source?: SourceName;
+  /** The clock stamped on changes: default the given scheduler's, else the watch clock (nowMs). */
+  now?: () => number;
 }
 
 /** Replays a trace (records, or the path of a pcap file); completes at its end. */
 export function replaySource(trace: TraceRecord[] | string, opts: ReplayOptions = {}): Observable<SourceItem> {
   const scheduler = opts.scheduler ?? asyncScheduler;
+  const now = opts.now ?? (opts.scheduler ? () => scheduler.now() : nowMs);
   return defer(() => {
     const records = typeof trace === 'string' ? readTrace(trace) : trace;
     const folder = new TraceFolder(opts.source ?? 'replay');
@@ -118,7 +121,7 @@ export function replaySource(trace: TraceRecord[] | string, opts: ReplayOptions 
     // Each record folds into zero or more items, emitted in place (no inner Observable per record).
     return new Observable<SourceItem>((subscriber) => records$.subscribe({
       next: (r) => {
-        for (const item of folder.fold(r, scheduler.now())) subscriber.next(item);
+        for (const item of folder.fold(r, now())) subscriber.next(item);
       },
       error: (err) => subscriber.error(err),
       complete: () => subscriber.complete(),
