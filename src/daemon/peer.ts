@@ -1,7 +1,8 @@
 // Who is on the other end of a unix socket? Node exposes no SO_PEERCRED, so: our end's inode
-// (fstat of the accepted fd) → the peer socket's inode (sock_diag, through `ss -x`) → every
-// process holding that inode (/proc/*/fd) → their effective uid. Slower than SO_PEERCRED (a
-// few ms per connection) but enough for an admin socket, and it needs no native code.
+// (fstat of the accepted fd) → the peer socket's inode and the processes holding it (sock_diag
+// and /proc, through `ss -xp`; for a peer in another network namespace, a scan of /proc/*/fd)
+// → their effective uids. Slower than SO_PEERCRED (tens of ms per connection) but enough for an
+// admin socket, and it needs no native code.
 import { execFile } from 'node:child_process';
 import { fstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -15,16 +16,37 @@ function socketFd(socket: Socket): number | undefined {
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 
-/** The peer socket's inode, from `ss -xn` (columns: … Local Address:Port  Peer Address:Port). */
-async function peerInode(localInode: number): Promise<number | undefined> {
-  const { stdout } = await run('ss', ['-xnH'], { maxBuffer: 16 << 20 });
-  for (const line of stdout.split('\n')) {
-    // u_str ESTAB recvq sendq <path|*> <inode> <peerpath|*> <peerinode>: read from the end, a path may hold spaces
-    const f = line.trim().split(/\s+/);
-    if (f.length >= 8 && Number(f[f.length - 3]) === localInode) return Number(f[f.length - 1]);
-  }
-  return undefined;
+/**
+ * From one `ss -xpn` listing (sock_diag for the sockets, /proc for their holders): the peer
+ * socket's inode, and the pids holding it when the peer is in our network namespace (undefined
+ * when it is not: its socket is not listed here).
+ */
+async function peerOf(localInode: number, netnsOf?: number): Promise<{ inode: number; pids: number[] | undefined } | undefined> {
+  const { stdout } = netnsOf === undefined
+    ? await run('ss', ['-xpnH'], { maxBuffer: 32 << 20 })
+    : await run('nsenter', [`--net=/proc/${netnsOf}/ns/net`, 'ss', '-xpnH'], { maxBuffer: 32 << 20 });
+  // u_str ESTAB recvq sendq <path|*> <inode> <peerpath|*> <peerinode> [users:(("cmd",pid=N,fd=N),…)]
+  // A path may hold spaces: the inodes are read relative to the users column or the end.
+  const rows = stdout.split('\n').map((line) => {
+    const users = line.indexOf(' users:(');
+    const f = (users >= 0 ? line.slice(0, users) : line).trim().split(/\s+/);
+    const pids = users >= 0 ? [...line.slice(users).matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])) : [];
+    return { local: Number(f[f.length - 3]), peer: Number(f[f.length - 1]), pids, ok: f.length >= 8 };
+  });
+  const ours = rows.find((r) => r.ok && r.local === localInode);
+  if (!ours) return undefined;
+  const theirs = rows.find((r) => r.ok && r.local === ours.peer);
+  return { inode: ours.peer, pids: theirs && theirs.pids.length ? theirs.pids : undefined };
 }
+
+const euid = (pid: number): number | undefined => {
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Uid:\s+\d+\s+(\d+)/m);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined; // exited meanwhile
+  }
+};
 
 /** Effective uids of the processes holding socket inode `inode` open. */
 function holderUids(inode: number): number[] {
@@ -46,16 +68,29 @@ function holderUids(inode: number): number[] {
         continue;
       }
       if (link !== target) continue;
-      try {
-        const uidLine = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Uid:\s+(\d+)\s+(\d+)/m);
-        if (uidLine) uids.push(Number(uidLine[2]));
-      } catch {
-        /* exited meanwhile */
-      }
+      const uid = euid(Number(pid));
+      if (uid !== undefined) uids.push(uid);
       break;
     }
   }
   return uids;
+}
+
+/** One process per network namespace other than ours (at most MAX_NETNS), to enter for sock_diag. */
+const MAX_NETNS = 64;
+function otherNetnsPids(): number[] {
+  const ours = readlinkSync('/proc/self/ns/net');
+  const seen = new Map<string, number>();
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || seen.size >= MAX_NETNS) continue;
+    try {
+      const ns = readlinkSync(`/proc/${pid}/ns/net`);
+      if (ns !== ours && !seen.has(ns)) seen.set(ns, Number(pid));
+    } catch {
+      /* gone or not ours to read */
+    }
+  }
+  return [...seen.values()];
 }
 
 /**
@@ -65,8 +100,16 @@ function holderUids(inode: number): number[] {
 export async function peerUid(socket: Socket): Promise<number | undefined> {
   const fd = socketFd(socket);
   if (fd === undefined) return undefined;
-  const peer = await peerInode(fstatSync(fd).ino);
+  const local = fstatSync(fd).ino;
+  let peer = await peerOf(local);
+  // A connection from another network namespace belongs to that namespace (the kernel makes the
+  // accepted socket in the connecting socket's namespace): look in each other namespace.
+  for (const pid of peer ? [] : otherNetnsPids()) {
+    peer = await peerOf(local, pid).catch(() => undefined);
+    if (peer) break;
+  }
   if (peer === undefined) return undefined;
-  const uids = new Set(holderUids(peer));
+  // A peer in another network namespace is not in our listing: find its holders in /proc.
+  const uids = new Set(peer.pids ? peer.pids.map(euid) : holderUids(peer.inode));
   return uids.size === 1 ? [...uids][0] : undefined;
 }

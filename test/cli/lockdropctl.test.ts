@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
 import type { LockView, StatusReport } from '../../src/daemon/protocol';
-import { requireNamespaceRoot } from '../support/netns';
+import { requireNamespaceRoot, sh, uniqueName } from '../support/netns';
 import { LOCKDROPCTL, ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 
 const fh = (fsid: number, ino: number) => Buffer.from(`01000101${Buffer.from(Uint32Array.of(fsid).buffer).toString('hex')}${Buffer.from(Uint32Array.of(ino, 1).buffer).toString('hex')}`, 'hex');
@@ -184,6 +184,17 @@ describe('cli: lockdropctl and the control socket', function () {
     const long = await raw(d.control, 'x'.repeat(200_000), 1);
     assert.match(String(long[0]?.error), /longer than/);
     assert.equal(d.ctl(['status']).code, 0);
+  });
+
+  it('serves root in another network namespace (the connection is listed in that namespace)', () => {
+    const ns = uniqueName('ldctl');
+    sh('ip', ['netns', 'add', ns]);
+    try {
+      const out = sh('ip', ['netns', 'exec', ns, process.execPath, LOCKDROPCTL, 'status', '--json', '--control', d.control]);
+      assert.equal((JSON.parse(out) as StatusReport).pid, d.child.pid);
+    } finally {
+      sh('ip', ['netns', 'del', ns], { allowFail: true });
+    }
   });
 
   it('refuses non-root peers: by the socket permissions, and by the peer uid check behind them', async () => {
