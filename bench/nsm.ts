@@ -1,5 +1,6 @@
 // NSM benchmarks: `npx tsx bench/nsm.ts` (as root it runs in a private network namespace).
-//  1. SM_MON calls per second over UDP, each answered only once its record is durable;
+//  1. SM_MON calls per second over UDP, each answered only once its record is durable
+//     (UV_THREADPOOL_SIZE=32 unless set: see below);
 //  2. time to load 10k records at start;
 //  3. time to notify 10k hosts on 127.x addresses, all answering (target <= 1 s).
 // The hosts in (3) are played by a small responder (python3) on two wildcard UDP sockets that
@@ -11,6 +12,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RpcClient, RpcServer } from '../src/rpc';
 import { createNsmProgram, decodeSmStatRes, encodeMon, Nsm, NsmStore, NSM_PROGRAM, NSM_VERSION, RpcNsmSender, SM_MON, STAT_SUCC } from '../src/nsm';
+
+// Durable writes wait in the libuv thread pool (fdatasync): 4 threads let the disk batch only
+// 4 at a time. The pool starts at its first use, so this must come first (lockdropd does the same).
+process.env.UV_THREADPOOL_SIZE ??= '32';
 
 if (process.getuid?.() === 0 && !process.env.LOCKDROP_BENCH_NS) {
   // Re-run inside a private network namespace: the 127.x traffic stays there.
