@@ -14,7 +14,7 @@ import { RpcClient, RpcServer } from '../src/rpc';
 import { createNsmProgram, decodeSmStatRes, encodeMon, Nsm, NsmStore, NSM_PROGRAM, NSM_VERSION, RpcNsmSender, SM_MON, STAT_SUCC } from '../src/nsm';
 
 // Durable writes wait in the libuv thread pool (fdatasync): 4 threads let the disk batch only
-// 4 at a time. The pool starts at its first use, so this must come first (lockdropd does the same).
+// 4 at a time. The pool starts at its first use, so this must come first (as in a daemon entry point).
 process.env.UV_THREADPOOL_SIZE ??= '32';
 
 if (process.getuid?.() === 0 && !process.env.LOCKDROP_BENCH_NS) {
