@@ -340,14 +340,14 @@ export class Nsm {
     const address = isIP(name) ? name : await this.opts.resolve?.(name).catch(() => undefined);
     if (!address || name.length === 0 || /[\s/]/.test(name)) {
       this.log?.warn({ monName: name, serverAddress: addr }, 'nsm: SM_MON for a host with no address');
-      return { res: STAT_FAIL, state: await this.upState(addr) };
+      return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     const cb: MonitorCallback = { ...m.monId.myId, priv: m.priv.toString('hex'), callbackAddress: normaliseAddress(callerAddress) };
     try {
       await this.addMonitor(addr, name, normaliseAddress(address), cb);
     } catch (err) {
       this.log?.error({ err, monName: name, serverAddress: addr }, 'nsm: SM_MON record not written');
-      return { res: STAT_FAIL, state: await this.upState(addr) };
+      return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     return { res: STAT_SUCC, state: await this.upState(addr) };
   }

@@ -154,7 +154,8 @@ export class NsmStore {
     try {
       names = await fs.readdir(dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Unreadable: reported like a bad record, and the address starts with what could be read.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') skip(dir, (err as Error).message);
       names = [];
     }
     const records: HostRecord[] = [];

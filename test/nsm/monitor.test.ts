@@ -52,6 +52,15 @@ describe('nsm monitor', () => {
     assert.equal(puts, 2);
   });
 
+  it('answers false (never throws) when the record cannot be written', async () => {
+    writeFileSync(path.join(dir, '10.0.0.7'), 'a file where the address folder should be');
+    const nsm = new Nsm({ store });
+    assert.equal(await nsm.monitor(host('alpha', '192.168.1.10'), '10.0.0.7'), false);
+    assert.deepEqual(nsm.records('10.0.0.7'), []);
+    const res = await nsm.rpcMonitor({ monId: { monName: '192.168.1.10', myId: { myName: 'x', myProg: 1, myVers: 1, myProc: 1 } }, priv: Buffer.alloc(16) }, '10.0.0.7', '127.0.0.1');
+    assert.equal(res.res, STAT_FAIL);
+  });
+
   it('unmonitor forgets the host in memory and on disk', async () => {
     const nsm = new Nsm({ store });
     const h = host('alpha', '::ffff:192.168.1.10');
