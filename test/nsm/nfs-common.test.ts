@@ -16,8 +16,8 @@ import { hasCommand, requireNamespaceRoot, sh, vethNamespace, type Netns } from 
 import { startRpcbind } from '../rpc/support';
 import { calloutScript, nfsUtilsDir, nfsUtilsLine, sleep, spawnIsolated, startNsm, waitFor, type NsmUnderTest } from './support';
 
-const SERVER = '10.77.0.1'; // the server address (VIP) on our side of the veth
-const CLIENT = '10.77.0.2'; // the client host, in its own namespace
+const SERVER = '10.177.0.1'; // the server address (VIP) on our side of the veth
+const CLIENT = '10.177.0.2'; // the client host, in its own namespace
 const host = (callerName: string, address: string): ClientHost => ({ key: hostKey(callerName, address), callerName, address });
 const lockOf = (h: ClientHost, n: number): LockRequest => ({
   fh: Buffer.from(`file-${n}`), owner: { host: h.key, svid: n, oh: Buffer.from('oh') }, exclusive: true, offset: 0n, length: 0n, serverAddress: SERVER,
@@ -35,7 +35,7 @@ describe('nsm with the real nfs-common tools', function () {
   const events: HostRebooted[] = [];
   const table = new LockTable();
   const client1 = host('client1', CLIENT);
-  const bystander = host('other', '10.77.0.3');
+  const bystander = host('other', '10.177.0.3');
 
   before(async function () {
     requireNamespaceRoot(this);
@@ -147,7 +147,7 @@ describe('nsm with the real nfs-common tools', function () {
       const state = await u.nsm.bumpState(SERVER);
       const rep = await u.nsm.notify(SERVER, { timeoutMs: 3_000 });
       assert.deepEqual(rep.notified, [CLIENT]);
-      assert.deepEqual(rep.failed, ['10.77.0.3']); // the bystander has no host at all: reported, record kept
+      assert.deepEqual(rep.failed, ['10.177.0.3']); // the bystander has no host at all: reported, record kept
       assert.equal(u.nsm.records(SERVER).length, 2);
       await waitFor('the ha-callout', () => existsSync(calloutLog) && readFileSync(calloutLog, 'utf8').includes(`sm-notify ${SERVER} ${SERVER} ${state}`));
       assert.match(log, new RegExp(`Received SM_NOTIFY from ${SERVER.replace(/\./g, '\\.')}, state: ${state}`));

@@ -15,8 +15,8 @@ import { hasCommand, ip, requireNamespaceRoot } from '../support/netns';
 import { startRpcbind } from '../rpc/support';
 import { startNsm, waitFor, type NsmUnderTest } from './support';
 
-const SERVER = '10.66.0.1';
-const REMOTE = '10.66.0.2'; // another address of this namespace: a caller that is neither loopback nor the server address
+const SERVER = '10.166.0.1';
+const REMOTE = '10.166.0.2'; // another address of this namespace: a caller that is neither loopback nor the server address
 const myId: MyId = { myName: 'lockd', myProg: 100021, myVers: 4, myProc: 16 };
 const priv = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
 
