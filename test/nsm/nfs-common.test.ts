@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { hostKey, LockTable, type ClientHost, type LockRequest } from '../../src/locks';
 import { registerWithRpcbind, RpcClient, type RpcbindRegistration } from '../../src/rpc';
-import { encodeStatChge, NSM_PROGRAM, NSM_VERSION, RpcNsmSender, SM_NOTIFY, type HostRebooted } from '../../src/nsm';
+import { encodeStatChge, NSM_PROGRAM, NSM_VERSION, readNfsUtilsStateDir, RpcNsmSender, SM_NOTIFY, type HostRebooted } from '../../src/nsm';
 import { hasCommand, requireNamespaceRoot, sh, vethNamespace, type Netns } from '../support/netns';
 import { startRpcbind } from '../rpc/support';
 import { calloutScript, nfsUtilsDir, nfsUtilsLine, sleep, spawnIsolated, startNsm, waitFor, type NsmUnderTest } from './support';
@@ -108,6 +108,8 @@ describe('nsm with the real nfs-common tools', function () {
     assert.deepEqual([...table.locks({ host: client1.key })], []);
     assert.equal([...table.locks({ host: bystander.key })].length, 1);
     assert.equal(u.nsm.records(SERVER).find((r) => r.monName === 'client1')?.state, e.state);
+    // The reader understands the real tool's binary state file: the number it just sent us.
+    assert.equal((await readNfsUtilsStateDir(path.join(dir, 'client-sm'), SERVER)).state, e.state);
   });
 
   it('a spoofed SM_NOTIFY (right name, wrong address) or a stale one (same state) releases nothing', async () => {
@@ -151,6 +153,8 @@ describe('nsm with the real nfs-common tools', function () {
       assert.equal(u.nsm.records(SERVER).length, 2);
       await waitFor('the ha-callout', () => existsSync(calloutLog) && readFileSync(calloutLog, 'utf8').includes(`sm-notify ${SERVER} ${SERVER} ${state}`));
       assert.match(log, new RegExp(`Received SM_NOTIFY from ${SERVER.replace(/\./g, '\\.')}, state: ${state}`));
+      const theirs = Number(/Local NSM state number: (\d+)/.exec(log)?.[1]);
+      assert.equal((await readNfsUtilsStateDir(statdDir, SERVER)).state, theirs, 'rpc.statd\'s own state file reads back');
     } finally {
       statd.kill('SIGKILL');
     }
