@@ -71,6 +71,14 @@ describe('nsm monitor', () => {
     assert.deepEqual(hostFiles(), []);
   });
 
+  it('keeps IPv6 server addresses and normalises mapped IPv4 hosts', async () => {
+    const nsm = new Nsm({ store });
+    await nsm.monitor(host('v6', '::FFFF:192.168.1.50'), 'FD00::5');
+    await nsm.monitor(host('v6b', 'FD00::77'), 'fd00::5');
+    assert.deepEqual(nsm.records('fd00::5').map((r) => r.address).sort(), ['192.168.1.50', 'fd00::77']);
+    assert.equal((await new NsmStore(dir).load('fd00::5')).records.length, 2);
+  });
+
   it('stopMonitoring forgets the address in memory but keeps its records for the next owner', async () => {
     const nsm = new Nsm({ store });
     await nsm.monitor(host('alpha', '192.168.1.10'), VIP);
