@@ -96,7 +96,7 @@ export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** Keys SIGHUP applies without a restart; others are reported and wait for the next start. */
-export const RELOADABLE: readonly (keyof Config)[] = ['addresses', 'exports', 'logLevel', 'fhByteOrder', 'unknownHandles', 'monNames', 'notify', 'grace'];
+export const RELOADABLE: readonly (keyof Config)[] = ['addresses', 'exports', 'logLevel', 'holdDown', 'fhByteOrder', 'unknownHandles', 'monNames', 'notify', 'grace'];
 
 export class ConfigError extends Error {
   constructor(

@@ -85,13 +85,16 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
   let floating = managed(cfg.addresses);
   const lastSeen = new Map<string, AddressEvent>();
   const added = new Subject<AddressEvent>();
-  const all$ = watchAddresses([items$], { holdDownMs: cfg.holdDown }).pipe(tap((e) => lastSeen.set(e.address, e)));
+  // The state machine reads the hold-down at each removal, so a reload applies to the next one.
+  let holdDown = cfg.holdDown;
+  const all$ = watchAddresses([items$], { get holdDownMs() { return holdDown; } }).pipe(tap((e) => lastSeen.set(e.address, e)));
   const events$ = merge(all$.pipe(filter((e) => floating(e.address))), added).pipe(share());
   return {
     events$,
     overflows$,
     sources,
     reconfigure: (next) => {
+      holdDown = next.holdDown;
       const before = floating;
       floating = managed(next.addresses);
       for (const e of lastSeen.values()) {

@@ -58,7 +58,8 @@ export class FailoverController {
   private readonly known = new Map<string, AddressStatus>();
   private readonly reports = new Subject<FailoverReport>();
   private readonly notifying = new Set<Promise<void>>();
-  private queue: Promise<void> = Promise.resolve();
+  /** One queue per address: its events apply in order; one address's slow bind never delays another's drop. */
+  private readonly queues = new Map<string, Promise<void>>();
   private readonly graceEnds: Subscription;
 
   /** Everything failover did, for logs, metrics and `lockdropctl watch`. */
@@ -74,10 +75,14 @@ export class FailoverController {
       });
   }
 
-  /** Applies one event; events are applied one at a time, in order. Resolves when its drop is complete. */
+  /** Applies one event after the earlier events of its address. Resolves when its drop is complete. */
   handle(ev: AddressEvent): Promise<void> {
-    const done = this.queue.then(() => this.apply(ev));
-    this.queue = done.catch(() => undefined);
+    const done = (this.queues.get(ev.address) ?? Promise.resolve()).then(() => this.apply(ev));
+    const tail = done.catch(() => undefined);
+    this.queues.set(ev.address, tail);
+    void tail.then(() => {
+      if (this.queues.get(ev.address) === tail) this.queues.delete(ev.address);
+    });
     return done;
   }
 
@@ -110,7 +115,7 @@ export class FailoverController {
 
   /** Waits for queued events and running notifications (for shutdown and tests). */
   async settle(): Promise<void> {
-    await this.queue;
+    await Promise.all([...this.queues.values()]);
     await Promise.all([...this.notifying]);
   }
 
@@ -154,8 +159,13 @@ export class FailoverController {
         }
       } catch (err) {
         this.fail(ev.address, step, err);
-        // Without listeners a notify would send clients to a dead address.
-        if (step === 'open-listeners') return;
+        if (step === 'open-listeners') {
+          // Without listeners a notify would send clients to a dead address, and a grace
+          // would only outlive them. Not present: a later arrival of the address tries again.
+          if (grace) this.opts.locks.grace.end(addressScope(ev.address));
+          this.known.set(ev.address, { ...next, present: false });
+          return;
+        }
       }
     }
     if (ev.type === 'draining' || ev.type === 'drain-ended') {

@@ -47,7 +47,7 @@ describe('daemon: lifecycle of lockdropd', function () {
       d.child.kill('SIGHUP');
       const reloaded = await d.waitLog((l) => l.msg.startsWith('configuration reloaded'));
       assert.deepEqual([...(reloaded.changed as string[])].sort(), ['exports', 'holdDown', 'logLevel']);
-      assert.deepEqual(reloaded.needsRestart, ['holdDown']); // the watch pipeline reads it once
+      assert.deepEqual(reloaded.needsRestart, []);
       await d.waitLog((l) => l.level === 20); // debug logging is on now
       const locks = d.ctl(['locks', '--json']);
       assert.equal(locks.code, 0, locks.stderr);

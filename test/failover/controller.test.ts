@@ -60,6 +60,24 @@ describe('failover', () => {
   });
 
   describe('controller with a real lock table', () => {
+    it("one address's slow bind does not delay another address's drop", async () => {
+      const table = new LockTable();
+      let release!: () => void;
+      const slow = new Promise<void>((r) => { release = r; });
+      const ctl = new FailoverController({
+        listeners: { addAddress: (a) => (a === '10.0.0.8' ? slow : Promise.resolve()), removeAddress: async () => undefined },
+        locks: table, monitors: fakeMonitors({}), graceSeconds: () => 50,
+      });
+      await ctl.handle(ev('up', '10.0.0.7'));
+      assert.equal(table.lock(req('10.0.0.7', 'a', 0), { block: false, reclaim: false }), 'granted');
+      const stuck = ctl.handle(ev('up', '10.0.0.8'));
+      await ctl.handle(ev('down', '10.0.0.7'));
+      assert.equal([...table.locks()].length, 0, 'dropped while the other bind still waits');
+      release();
+      await stuck;
+      ctl.close();
+    });
+
     let table: LockTable;
     let monitors: ReturnType<typeof fakeMonitors>;
     let reports: FailoverReport[];
@@ -126,16 +144,19 @@ describe('failover', () => {
 
     it('an address whose sockets cannot be opened is not announced to clients', async () => {
       const m = fakeMonitors({ '10.0.0.9': 3 });
+      const locks = new LockTable();
       const broken = new FailoverController({
         listeners: { addAddress: async () => { throw new Error('EADDRNOTAVAIL'); }, removeAddress: async () => undefined },
-        locks: new LockTable(), monitors: m, graceSeconds: () => 50, bindAttempts: 2, bindRetryMs: 1,
+        locks, monitors: m, graceSeconds: () => 50, bindAttempts: 2, bindRetryMs: 1,
       });
       const seen: FailoverReport[] = [];
       broken.reports$.subscribe((r) => seen.push(r));
       await broken.handle(ev('up', '10.0.0.9'));
       await broken.settle();
       assert.deepEqual(seen.map((r) => r.type), ['error']);
-      assert.deepEqual(m.calls, [], 'no state bump, no SM_NOTIFY');
+      assert.deepEqual(m.calls.filter((c) => /^(bump|notify|activate)/.test(c)), [], 'no state bump, no SM_NOTIFY');
+      assert.equal(broken.status().get('10.0.0.9')?.present, false, 'a later arrival tries again');
+      assert.deepEqual(locks.grace.active(), [], 'no grace left without listeners');
       broken.close();
     });
   });

@@ -1,7 +1,8 @@
 // Failover end to end with the real daemon, real clients on other hosts and real `ip addr`:
 // a lab of namespaces (src/demo/lab.ts) inside the test namespace.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { StatusReport } from '../../src/daemon/protocol';
@@ -17,6 +18,7 @@ interface Scene {
   srv: LabHost;
   control: string;
   log: JsonLines;
+  daemon: ChildProcess;
   c1: JsonLines;
   c2: JsonLines;
   dir: string;
@@ -32,10 +34,10 @@ async function scene(config: Partial<ConfigInput>): Promise<Scene> {
     const h1 = await lab.addHost('c1', 11);
     const h2 = await lab.addHost('c2', 12);
     for (const a of [A, B]) lab.exec(srv, 'ip', ['addr', 'add', `${a}/24`, 'dev', srv.nic]);
-    const { control, log } = lab.startDaemon(srv, dir, { grace: 30, addresses: [A, B], pollInterval: 1, notify: { timeout: 20 }, logLevel: 'info', ...config });
+    const { control, log, child } = lab.startDaemon(srv, dir, { grace: 30, addresses: [A, B], pollInterval: 1, notify: { timeout: 20 }, logLevel: 'info', ...config });
     await lab.waitForControl(srv, control);
     const [c1, c2] = [await lab.startClient(h1), await lab.startClient(h2)];
-    return { lab, srv, control, log, c1, c2, dir };
+    return { lab, srv, control, log, daemon: child, c1, c2, dir };
   } catch (err) {
     await lab.dispose();
     throw err;
@@ -102,10 +104,16 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
     assert.equal(st.addresses.find((a) => a.address === B)?.grace, null, 'no grace on the other');
   });
 
-  it('a flap shorter than the hold-down drops nothing; a longer one drops', async () => {
-    s = await scene({ sources: ['netlink', 'poll'], holdDown: 1500 });
+  it('a flap shorter than the hold-down (set by SIGHUP) drops nothing; a longer one drops', async () => {
+    s = await scene({ sources: ['netlink', 'poll'] });
+    const file = path.join(s.dir, 'lockdrop.json');
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), holdDown: 1500 }));
+    let mark = s.log.count;
+    s.daemon.kill('SIGHUP');
+    const reloaded = await s.log.wait('reload', (j) => Array.isArray(j.changed), 10_000, mark);
+    assert.deepEqual(reloaded.changed, ['holdDown']);
     assert.deepEqual(await lock(s.c1, A, 5), { granted: 5 });
-    const mark = s.log.count;
+    mark = s.log.count;
     s.lab.exec(s.srv, 'ip', ['addr', 'del', `${A}/24`, 'dev', s.srv.nic]);
     await sleep(200);
     s.lab.exec(s.srv, 'ip', ['addr', 'add', `${A}/24`, 'dev', s.srv.nic]);
