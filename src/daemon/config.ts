@@ -61,7 +61,7 @@ export const configSchema = z
       .object({
         /** Seconds to keep retrying SM_NOTIFY to hosts that do not answer (sm-notify: 15 min). */
         timeout: seconds.default(900),
-        concurrency: z.number().int().positive().default(64),
+        concurrency: z.number().int().positive().default(256),
       })
       .strict()
       .default({}),
