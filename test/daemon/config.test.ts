@@ -31,7 +31,7 @@ describe('daemon: configuration', () => {
     assert.equal(c.nlmPort, 0);
     assert.equal(c.metrics, null);
     assert.deepEqual(c.exports, []);
-    assert.deepEqual(c.notify, { timeout: 900, concurrency: 64 });
+    assert.deepEqual(c.notify, { timeout: 900, concurrency: 256 });
   });
 
   it('reads YAML and JSON; flags override the file', () => {
