@@ -3,7 +3,7 @@
 // separate process that pre-encodes its calls and patches only the xid, so that it is not the
 // bottleneck; both processes report their CPU use. LOCK and UNLOCK each count as one RPC.
 //
-//   npx tsx bench/nlm-lock.ts [seconds per run, default 3]
+//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners]   (the last two pick rows, e.g. for a profile)
 import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -145,6 +145,8 @@ function runGenerator(transport: Transport, port: number, owners: number, ms: nu
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 3);
+  const onlyTransport = process.argv[3];
+  const onlyOwners = process.argv[4] === undefined ? undefined : Number(process.argv[4]);
   let service: ReturnType<typeof createNlmService> | undefined;
   const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g) });
   service = createNlmService({ table });
@@ -176,7 +178,9 @@ async function main(): Promise<void> {
   // With a busy machine the rate is bounded by the CPU we get: server CPU µs per RPC is the steadier figure.
   console.log('transport owners   RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors');
   for (const transport of ['udp', 'tcp'] as const) {
+    if (onlyTransport !== undefined && transport !== onlyTransport) continue;
     for (const owners of [1, 8, 64]) {
+      if (onlyOwners !== undefined && owners !== onlyOwners) continue;
       const r = await runGenerator(transport, server.port, owners, seconds * 1000);
       const { serverCpu } = r;
       const rate = r.rpcs / r.seconds;

@@ -18,7 +18,7 @@ import {
   type ErrorReply,
   type ReplyStat,
 } from './message';
-import { encodeRecord, RecordDecoder } from './record';
+import { LAST_FRAGMENT, RecordDecoder } from './record';
 import {
   AUTH_NONE,
   AUTH_SYS,
@@ -32,6 +32,20 @@ import {
   type ProgramVersion,
   type TransportKind,
 } from './types';
+
+/** Frames replies as records into one buffer and writes it: one write (and one syscall) for many replies. */
+function writeRecords(socket: net.Socket, replies: Buffer[]): void {
+  let size = 0;
+  for (const r of replies) size += 4 + r.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const r of replies) {
+    out.writeUInt32BE(LAST_FRAGMENT + r.length, at);
+    out.set(r, at + 4);
+    at += 4 + r.length;
+  }
+  socket.write(out);
+}
 
 export interface RpcServerOptions {
   /** Largest TCP record accepted; a bigger one closes the connection. Default 1 MiB. */
@@ -225,23 +239,30 @@ export class RpcServer {
         this.emit({ kind: 'drop', transport: 'udp', local, peer, reason: 'too many calls in progress' });
         return;
       }
-      this.udpInProgress++;
-      this.dispatch(msg, { transport: 'udp', local, peer }).finally(() => this.udpInProgress--).then(
-        (reply) => {
-          // The address may have been removed while the call ran: its reply has nowhere to go.
-          if (!reply || this.listeners.get(l.address) !== l) return;
-          try {
-            l.udp.send(reply, rinfo.port, rinfo.address, sendFailed);
-          } catch (err) {
-            sendFailed(err as Error);
-          }
-        },
-        (error) => this.emit({ kind: 'error', where: 'udp dispatch', error }),
-      );
+      const reply = this.handleSafely(msg, { transport: 'udp', local, peer }, 'udp dispatch');
+      if (reply instanceof Promise) {
+        this.udpInProgress++;
+        reply.finally(() => this.udpInProgress--).then(
+          (r) => r && this.sendUdp(l, r, rinfo, sendFailed),
+          (error) => this.emit({ kind: 'error', where: 'udp dispatch', error }),
+        );
+      } else if (reply) {
+        this.sendUdp(l, reply, rinfo, sendFailed);
+      }
     });
     l.udp.on('error', (error) => this.emit({ kind: 'error', where: `udp ${l.address}`, error }));
     l.tcp.on('error', (error) => this.emit({ kind: 'error', where: `tcp ${l.address}`, error }));
     l.tcp.on('connection', (socket) => this.accept(socket, local));
+  }
+
+  private sendUdp(l: Listener, reply: Buffer, to: dgram.RemoteInfo, sendFailed: (err: Error | null) => void): void {
+    // The address may have been removed while the call ran: its reply has nowhere to go.
+    if (this.listeners.get(l.address) !== l) return;
+    try {
+      l.udp.send(reply, to.port, to.address, sendFailed);
+    } catch (err) {
+      sendFailed(err as Error);
+    }
   }
 
   private accept(socket: net.Socket, local: Endpoint): void {
@@ -291,15 +312,25 @@ export class RpcServer {
     this.pump(c);
   }
 
-  /** Starts waiting calls while fewer than the limit are in progress; reads more only when all have started. */
+  /**
+   * Starts waiting calls while fewer than the limit are in progress; reads more only when all have
+   * started. Replies ready at once leave together in one write.
+   */
   private pump(c: Connection): void {
+    let ready: Buffer[] | undefined;
     while (c.backlog.length > 0 && c.queue.length < this.opts.maxCallsPerConnection) {
-      const rec = c.backlog.shift()!;
+      const reply = this.handleSafely(c.backlog.shift()!, c.meta, 'tcp dispatch');
+      if (!(reply instanceof Promise)) {
+        // Answered synchronously: straight out unless an earlier call is still running.
+        if (c.queue.length > 0) c.queue.push({ done: true, reply });
+        else if (reply) (ready ??= []).push(reply);
+        continue;
+      }
       const slot = { done: false, reply: undefined as Buffer | undefined };
       c.queue.push(slot);
-      this.dispatch(rec, c.meta).then(
-        (reply) => {
-          slot.reply = reply;
+      reply.then(
+        (r) => {
+          slot.reply = r;
           slot.done = true;
           this.flush(c);
         },
@@ -310,6 +341,7 @@ export class RpcServer {
         },
       );
     }
+    if (ready && !c.socket.destroyed) writeRecords(c.socket, ready);
     // Stop reading while calls wait for a free slot, or while the peer is not reading its replies.
     const hold = c.backlog.length > 0 || c.socket.writableNeedDrain;
     if (hold && !c.paused) {
@@ -322,11 +354,24 @@ export class RpcServer {
   }
 
   private flush(c: Connection): void {
+    let ready: Buffer[] | undefined;
     while (c.queue.length > 0 && c.queue[0]!.done) {
       const { reply } = c.queue.shift()!;
-      if (reply && !c.socket.destroyed) c.socket.write(encodeRecord(reply));
+      if (reply) (ready ??= []).push(reply);
     }
-    if (!c.socket.destroyed) this.pump(c);
+    if (c.socket.destroyed) return;
+    if (ready) writeRecords(c.socket, ready);
+    this.pump(c);
+  }
+
+  /** handle(), with a failure the peer could not cause reported instead of thrown into the socket's callback. */
+  private handleSafely(msg: Buffer, meta: CallMeta, where: string): Buffer | undefined | Promise<Buffer | undefined> {
+    try {
+      return this.handle(msg, meta);
+    } catch (error) {
+      this.emit({ kind: 'error', where, error });
+      return undefined;
+    }
   }
 
   private drop(c: Connection, reason: string): void {
@@ -349,35 +394,35 @@ export class RpcServer {
    * send (undefined: send nothing). Never throws for anything a peer can send.
    */
   async dispatch(msg: Buffer, meta: CallMeta): Promise<Buffer | undefined> {
+    return this.handle(msg, meta);
+  }
+
+  /**
+   * dispatch() without a Promise when the handler answers synchronously (the common case): the
+   * transports send such replies in the same turn, with no microtask or closure per call.
+   */
+  private handle(msg: Buffer, meta: CallMeta): Buffer | undefined | Promise<Buffer | undefined> {
     const started = this.onEvent ? performance.now() : 0;
     let call: DecodedCall;
     try {
       call = decodeCall(msg);
     } catch (err) {
-      if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) {
-        this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: err.message });
-        return encodeErrorReply(err.xid, err.reply);
-      }
       this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: (err as Error).message });
+      if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) return encodeErrorReply(err.xid, err.reply);
       return undefined;
     }
     const { xid, prog, vers, proc } = call;
-    const answer = (stat: ReplyStat | 'NO_REPLY', reply: Buffer | undefined): Buffer | undefined => {
-      this.onEvent && this.emit({ kind: 'call', transport: meta.transport, prog, vers, proc, stat, ms: performance.now() - started });
-      return reply;
-    };
-    const fail = (r: ErrorReply): Buffer => answer(r.stat, encodeErrorReply(xid, r))!;
 
     let cred: Credential;
     try {
       cred = parseCredential(call.cred);
     } catch {
-      return fail({ stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
+      return this.fail(call, meta, started, { stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
     }
-    if (cred.flavor !== AUTH_NONE && cred.flavor !== AUTH_SYS) return fail({ stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
+    if (cred.flavor !== AUTH_NONE && cred.flavor !== AUTH_SYS) return this.fail(call, meta, started, { stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
 
     const versions = this.programs.get(prog);
-    if (!versions) return fail({ stat: 'PROG_UNAVAIL' });
+    if (!versions) return this.fail(call, meta, started, { stat: 'PROG_UNAVAIL' });
     const program = versions.get(vers);
     if (!program) {
       let low = Infinity;
@@ -386,10 +431,10 @@ export class RpcServer {
         low = Math.min(low, v);
         high = Math.max(high, v);
       }
-      return fail({ stat: 'PROG_MISMATCH', low, high });
+      return this.fail(call, meta, started, { stat: 'PROG_MISMATCH', low, high });
     }
     const procedure: Procedure | undefined = program.procedures.get(proc);
-    if (!procedure) return fail({ stat: 'PROC_UNAVAIL' });
+    if (!procedure) return this.fail(call, meta, started, { stat: 'PROC_UNAVAIL' });
 
     let args: unknown;
     try {
@@ -398,11 +443,12 @@ export class RpcServer {
       r.done();
     } catch (err) {
       if (!(err instanceof XdrDecodeError)) this.emit({ kind: 'error', where: `decode ${prog}/${vers}/${proc}`, error: err });
-      return fail({ stat: 'GARBAGE_ARGS' });
+      return this.fail(call, meta, started, { stat: 'GARBAGE_ARGS' });
     }
 
+    // The call's bytes (compared on a hit) hold prog, vers and proc; the key holds the rest.
     const cacheKey = meta.transport === 'udp' && !procedure.idempotent
-      ? `${xid}/${meta.peer.address}/${meta.peer.port}/${meta.local.address}/${prog}/${vers}/${proc}`
+      ? `${xid}/${meta.peer.port}/${meta.peer.address}/${meta.local.address}`
       : undefined;
     if (cacheKey !== undefined) {
       const seen = this.drc.begin(cacheKey, msg);
@@ -414,34 +460,60 @@ export class RpcServer {
     }
 
     const ctx: CallContext = { xid, prog, vers, proc, transport: meta.transport, local: meta.local, peer: meta.peer, cred };
-    let reply: Buffer | undefined;
-    let stat: ReplyStat | 'NO_REPLY';
+    let result: unknown;
     try {
-      let result = procedure.handle(args, ctx);
-      if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') result = await result;
-      if (result === NO_REPLY) {
-        stat = 'NO_REPLY';
-      } else {
+      result = procedure.handle(args, ctx);
+    } catch (err) {
+      return this.failed(call, meta, started, cacheKey, msg, err);
+    }
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+      return Promise.resolve(result).then(
+        (r) => this.answered(call, meta, started, procedure, cacheKey, msg, r),
+        (err) => this.failed(call, meta, started, cacheKey, msg, err),
+      );
+    }
+    return this.answered(call, meta, started, procedure, cacheKey, msg, result);
+  }
+
+  /** Encodes a handler's result (an encoder that throws fails the call like a handler would). */
+  private answered(call: DecodedCall, meta: CallMeta, started: number, procedure: Procedure, cacheKey: string | undefined, msg: Buffer, result: unknown): Buffer | undefined {
+    let reply: Buffer | undefined;
+    if (result !== NO_REPLY) {
+      try {
         const w = new XdrWriter(256);
-        writeSuccessHeader(w, xid);
+        writeSuccessHeader(w, call.xid);
         procedure.encodeResult(w, result);
         reply = w.view(); // the writer is dropped here: its view is the reply
-        stat = 'SUCCESS';
+      } catch (err) {
+        return this.failed(call, meta, started, cacheKey, msg, err);
       }
-    } catch (err) {
-      let r: ErrorReply;
-      if (err instanceof RpcAcceptError) r = { stat: err.stat };
-      else if (err instanceof RpcAuthError) r = { stat: 'AUTH_ERROR', authStat: err.authStat };
-      else {
-        this.emit({ kind: 'error', where: `handler ${prog}/${vers}/${proc}`, error: err });
-        // Unexpected failure: let a retransmission try again rather than replay the error.
-        if (cacheKey !== undefined) this.drc.abandon(cacheKey, msg);
-        return fail({ stat: 'SYSTEM_ERR' });
-      }
-      reply = encodeErrorReply(xid, r);
-      stat = r.stat;
     }
     if (cacheKey !== undefined) this.drc.finish(cacheKey, msg, reply);
-    return answer(stat, reply);
+    if (this.onEvent) this.callEvent(call, meta, started, reply === undefined ? 'NO_REPLY' : 'SUCCESS');
+    return reply;
+  }
+
+  private failed(call: DecodedCall, meta: CallMeta, started: number, cacheKey: string | undefined, msg: Buffer, err: unknown): Buffer {
+    let r: ErrorReply;
+    if (err instanceof RpcAcceptError) r = { stat: err.stat };
+    else if (err instanceof RpcAuthError) r = { stat: 'AUTH_ERROR', authStat: err.authStat };
+    else {
+      this.emit({ kind: 'error', where: `handler ${call.prog}/${call.vers}/${call.proc}`, error: err });
+      // Unexpected failure: let a retransmission try again rather than replay the error.
+      if (cacheKey !== undefined) this.drc.abandon(cacheKey, msg);
+      return this.fail(call, meta, started, { stat: 'SYSTEM_ERR' });
+    }
+    const reply = encodeErrorReply(call.xid, r);
+    if (cacheKey !== undefined) this.drc.finish(cacheKey, msg, reply);
+    return this.fail(call, meta, started, r, reply);
+  }
+
+  private fail(call: DecodedCall, meta: CallMeta, started: number, r: ErrorReply, reply = encodeErrorReply(call.xid, r)): Buffer {
+    if (this.onEvent) this.callEvent(call, meta, started, r.stat);
+    return reply;
+  }
+
+  private callEvent(call: DecodedCall, meta: CallMeta, started: number, stat: ReplyStat | 'NO_REPLY'): void {
+    this.emit({ kind: 'call', transport: meta.transport, prog: call.prog, vers: call.vers, proc: call.proc, stat, ms: performance.now() - started });
   }
 }
