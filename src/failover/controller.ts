@@ -161,9 +161,8 @@ export class FailoverController {
         this.fail(ev.address, step, err);
         if (step === 'open-listeners') {
           // Without listeners a notify would send clients to a dead address, and a grace
-          // would only outlive them. Not present: a later arrival of the address tries again.
+          // would only outlive them. The address stays present: its removal still drops.
           if (grace) this.opts.locks.grace.end(addressScope(ev.address));
-          this.known.set(ev.address, { ...next, present: false });
           return;
         }
       }
