@@ -49,15 +49,6 @@ interface Cell {
   x: boolean;
   a: number;
 }
-interface MBlock {
-  o: number;
-  f: number;
-  s: number;
-  e: number;
-  x: boolean;
-  a: number;
-  waiter: number;
-}
 interface Run {
   o: number;
   f: number;
@@ -65,6 +56,9 @@ interface Run {
   e: number;
   x: boolean;
   a: number;
+}
+interface MBlock extends Run {
+  waiter: number;
 }
 
 const endOf = (s: number, l: number): number => (l === 0 ? SIZE - 1 : s + l - 1);
