@@ -2,7 +2,7 @@
 // the listeners (RpcServer), the lock table and the status monitor, and reports what it did.
 import { Subject, filter, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import type { DropCounts, GracePeriod, GraceScope, LockChange } from '../locks/types';
+import type { DropCounts, GracePeriod, GraceScope } from '../locks/types';
 import { nowMs, type AddressEvent, type SourceName } from '../watch/types';
 import { decide, type AddressStatus, type FailoverStep } from './decide';
 
@@ -20,8 +20,8 @@ export interface FailoverLocks {
     start(scope: GraceScope, seconds: number): GracePeriod;
     end(scope: GraceScope): boolean;
     active(): GracePeriod[];
+    readonly ended$: Observable<GracePeriod>;
   };
-  readonly changes: Observable<LockChange>;
 }
 
 /** What failover needs of the status monitor. */
@@ -67,10 +67,10 @@ export class FailoverController {
 
   constructor(private readonly opts: FailoverOptions) {
     // An address's grace ended (on time, early or by hand): hosts told and not back are forgotten.
-    this.graceEnds = opts.locks.changes
-      .pipe(filter((c): c is Extract<LockChange, { type: 'grace' }> => c.type === 'grace' && c.state === 'ended' && c.period.scope.kind === 'address'))
-      .subscribe((c) => {
-        const address = (c.period.scope as { address: string }).address;
+    this.graceEnds = opts.locks.grace.ended$
+      .pipe(filter((p) => p.scope.kind === 'address'))
+      .subscribe((p) => {
+        const address = (p.scope as { address: string }).address;
         opts.monitors.graceEnded(address).catch((err) => this.fail(address, 'grace-end', err));
       });
   }

@@ -1,5 +1,6 @@
 // Grace periods, each scoped to everything, to one server address or to one export.
 // Expiry is checked lazily against now(); an unref'd timer only announces the end on time.
+import { Subject, type Observable } from 'rxjs';
 import type { GracePeriod, GraceScope } from './types';
 
 const scopeKey = (s: GraceScope): string =>
@@ -7,6 +8,13 @@ const scopeKey = (s: GraceScope): string =>
 
 export class GraceTable {
   private readonly periods = new Map<string, { period: GracePeriod; timer: NodeJS.Timeout }>();
+  private readonly endings = new Subject<GracePeriod>();
+
+  /**
+   * Periods as they end (on time, early or by hand). Apart from the table's changes so that who
+   * only cares about grace (failover) does not make every grant and release build an event.
+   */
+  readonly ended$: Observable<GracePeriod> = this.endings.asObservable();
 
   constructor(
     private readonly now: () => number,
@@ -82,5 +90,6 @@ export class GraceTable {
     clearTimeout(timer);
     this.periods.delete(key);
     this.announce(period, 'ended');
+    this.endings.next(period);
   }
 }
