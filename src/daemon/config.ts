@@ -55,6 +55,8 @@ export const configSchema = z
     sources: z.array(z.enum(SOURCES)).nonempty('needs at least one source').default(['netlink', 'bpf', 'poll']),
     /** Seconds between poll snapshots. */
     pollInterval: seconds.default(2),
+    /** Bytes of kernel buffer for address notifications; a burst beyond it is an overflow, healed by a re-dump. */
+    netlinkReceiveBuffer: z.number().int().min(1).default(8 * 1024 * 1024),
     /** The floating addresses lockdrop manages (addresses or CIDRs); empty: every non-loopback address. */
     addresses: z.array(network).default([]),
     notify: z

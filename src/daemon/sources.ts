@@ -65,7 +65,7 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
         continue;
       }
       if (name === 'netlink') {
-        rtnetlink = openRtnetlink();
+        rtnetlink = openRtnetlink({ rcvbuf: cfg.netlinkReceiveBuffer });
         inputs.push(guarded(name, status, netlinkSource(rtnetlink)));
       } else {
         const onPrograms = (programs: { name: string; status: string; reason?: string }[]) => {
