@@ -1,6 +1,5 @@
 // Just enough netlink framing for the addon's tests to find their own changes in raw datagrams
 // (the real parser lives in src/watch).
-import { ip, sh, uniqueName } from '../support/netns';
 export const RTM_NEWADDR = 20;
 export const RTM_DELADDR = 21;
 export const RTM_GETADDR = 22;
@@ -32,17 +31,3 @@ export function getAddrRequest(seq: number): Buffer {
 
 /** True when an address message's attributes carry this IPv4 address. */
 export const carriesIPv4 = (m: RawMessage, address: string): boolean => m.body.includes(Buffer.from(address.split('.').map(Number)));
-
-/**
- * An interface to put test addresses on. This kernel has no dummy driver (support/netns.ts's
- * dummyInterface fails with "Unknown device type"), so: one end of a veth pair, both ends up.
- */
-export function testInterface(addresses: string[] = []): { name: string; ifindex: number; dispose(): void } {
-  const name = uniqueName('lda');
-  ip('link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`);
-  ip('link', 'set', `${name}p`, 'up');
-  ip('link', 'set', name, 'up');
-  for (const a of addresses) ip('addr', 'add', a, 'dev', name, ...(a.includes(':') ? ['nodad'] : []));
-  const ifindex = (JSON.parse(ip('-j', 'link', 'show', 'dev', name)) as Array<{ ifindex: number }>)[0].ifindex;
-  return { name, ifindex, dispose: () => void sh('ip', ['link', 'del', name], { allowFail: true }) };
-}

@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { firstValueFrom, filter, take, toArray, timeout } from 'rxjs';
 import { addonStatus, openRtnetlink, rtnetlinkDump, type RtnetlinkSocket } from '../../src/addon';
 import { ip, requireNamespaceRoot } from '../support/netns';
-import { carriesIPv4, testInterface, getAddrRequest, NLMSG_DONE, NLMSG_ERROR, RTM_DELADDR, RTM_NEWADDR, splitMessages } from './netlink';
+import { carriesIPv4, getAddrRequest, NLMSG_DONE, NLMSG_ERROR, RTM_DELADDR, RTM_NEWADDR, splitMessages } from './netlink';
+import { testInterface } from '../support/netns';
 
 const messagesOf = (item: Buffer | { overflow: true }) => (Buffer.isBuffer(item) ? splitMessages(item) : []);
 

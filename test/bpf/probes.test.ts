@@ -4,7 +4,8 @@ import { resolve } from 'node:path';
 import { filter, firstValueFrom, timeout, toArray, take, takeUntil, timer } from 'rxjs';
 import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes, type ProbeEvent, RTM_DELADDR } from '../../src/addon';
 import { hasCommand, requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
-import { splitMessages, testInterface } from '../addon/netlink';
+import { splitMessages } from '../addon/netlink';
+import { testInterface } from '../support/netns';
 
 const EADDRNOTAVAIL = 99;
 

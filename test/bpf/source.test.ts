@@ -5,7 +5,7 @@ import { RTM_DELADDR, RTM_NEWADDR, RTM_NEWLINK, type ProbeEvent, type ProgramSta
 import { bpfSource, IntentTracker } from '../../src/watch/sources/bpf';
 import type { AddressChange, SourceItem } from '../../src/watch/types';
 import { requireNamespaceRoot } from '../support/netns';
-import { testInterface } from '../addon/netlink';
+import { testInterface } from '../support/netns';
 
 const base: ProbeEvent = {
   kind: 'intent', tid: 7, pid: 7, comm: 'ip', netns: 4026531840, tsNs: process.hrtime.bigint(), msgType: RTM_DELADDR,

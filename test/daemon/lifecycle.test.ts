@@ -5,8 +5,8 @@ import { createSocket } from 'node:dgram';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import { requireNamespaceRoot, sh, hasCommand } from '../support/netns';
-import { startRpcbind } from '../rpc/support';
+import { requireNamespaceRoot, sh, hasCommand, startRpcbind } from '../support/netns';
+
 import { daemonDir, ensureBuilt, modeOf, spawnDaemon, type DaemonProcess } from './harness';
 
 const FH = Buffer.from('0100010107000000' + '0c0000002a000000', 'hex'); // knfsd FSID_NUM fsid=7

@@ -1,7 +1,5 @@
 // A real NLM server for tests: LockTable + NLM service on an RpcServer bound to the given server
 // addresses, and a real rpcbind (the test namespace's own) for callbacks to find clients.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { LockTable } from '../../src/locks';
 import { RpcServer } from '../../src/rpc';
 import { createNlmService, NlmClient, type HostMonitor, type NlmClientOptions, type NlmService, type NlmServiceDeps, type NlmServiceOptions } from '../../src/nlm';
@@ -46,20 +44,6 @@ export function addLoopbackAddresses(addresses: string[]): () => void {
   for (const a of addresses) ip('addr', 'add', `${a}/32`, 'dev', 'lo');
   return () => {
     for (const a of addresses) sh('ip', ['addr', 'del', `${a}/32`, 'dev', 'lo'], { allowFail: true });
-  };
-}
-
-/** rpcbind in the test namespace (its /run is private to the mocha run). */
-export async function startRpcbind(): Promise<() => Promise<void>> {
-  const child: ChildProcess = spawn('rpcbind', ['-f', '-w'], { stdio: 'ignore' });
-  for (let i = 0; i < 50; i++) {
-    if (sh('rpcinfo', ['-p', '127.0.0.1'], { allowFail: true }).includes('portmapper')) break;
-    await sleep(100);
-  }
-  return async () => {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
   };
 }
 

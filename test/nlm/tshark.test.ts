@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NlmProc, type NlmClient } from '../../src/nlm';
-import { hasCommand, requireNamespaceRoot, sh } from '../support/netns';
-import { addLoopbackAddresses, clientFor, fh, startRpcbind, startServer } from './harness';
+import { hasCommand, requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
+import { addLoopbackAddresses, clientFor, fh, startServer } from './harness';
 
 const S1 = '192.0.2.1';
 const C1 = '192.0.2.11';

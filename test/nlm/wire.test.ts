@@ -7,8 +7,8 @@ import { AUTH_NONE, RpcReplyError, registerWithRpcbind, type TransportKind } fro
 import { XdrWriter } from '../../src/xdr';
 import { NLM_PROG, NlmClient, NlmProc, encodeLockArgs, type HostMonitor } from '../../src/nlm';
 import type { ClientHost } from '../../src/locks';
-import { requireNamespaceRoot } from '../support/netns';
-import { addLoopbackAddresses, clientFor, fh, startRpcbind, startServer, type TestServer } from './harness';
+import { requireNamespaceRoot, startRpcbind } from '../support/netns';
+import { addLoopbackAddresses, clientFor, fh, startServer, type TestServer } from './harness';
 
 const S1 = '192.0.2.1';
 const S2 = '192.0.2.2';

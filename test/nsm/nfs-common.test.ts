@@ -12,8 +12,8 @@ import path from 'node:path';
 import { hostKey, LockTable, type ClientHost, type LockRequest } from '../../src/locks';
 import { registerWithRpcbind, RpcClient, type RpcbindRegistration } from '../../src/rpc';
 import { encodeStatChge, NSM_PROGRAM, NSM_VERSION, readNfsUtilsStateDir, RpcNsmSender, SM_NOTIFY, type HostRebooted } from '../../src/nsm';
-import { hasCommand, requireNamespaceRoot, sh, vethNamespace, type Netns } from '../support/netns';
-import { startRpcbind } from '../rpc/support';
+import { hasCommand, requireNamespaceRoot, sh, vethNamespace, type Netns, startRpcbind } from '../support/netns';
+
 import { calloutScript, nfsUtilsDir, nfsUtilsLine, sleep, spawnIsolated, startNsm, waitFor, type NsmUnderTest } from './support';
 
 const SERVER = '10.177.0.1'; // the server address (VIP) on our side of the veth

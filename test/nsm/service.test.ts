@@ -11,8 +11,8 @@ import {
   NSM_PROGRAM, NSM_VERSION, SM_MAXSTRLEN, SM_MON, SM_NOTIFY, SM_NULL, SM_SIMU_CRASH, SM_STAT, SM_UNMON, SM_UNMON_ALL, STAT_FAIL, STAT_SUCC,
   type MyId, type SmStatus,
 } from '../../src/nsm';
-import { hasCommand, ip, requireNamespaceRoot } from '../support/netns';
-import { startRpcbind } from '../rpc/support';
+import { hasCommand, ip, requireNamespaceRoot, startRpcbind } from '../support/netns';
+
 import { startNsm, waitFor, type NsmUnderTest } from './support';
 
 const SERVER = '10.166.0.1';

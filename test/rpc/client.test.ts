@@ -6,8 +6,8 @@ import {
   decodeCall, encodeErrorReply, encodeRecord, encodeSuccessReply, RecordDecoder, RpcClient, RpcConnectionError, RpcReplyError,
   RpcServer, RpcTimeoutError,
 } from '../../src/rpc';
-import { requireNamespaceRoot } from '../support/netns';
-import { localAddresses, rawTcp, sleep, TEST_PROG, testProgram } from './support';
+import { requireNamespaceRoot, testInterface } from '../support/netns';
+import { rawTcp, sleep, TEST_PROG, testProgram } from './support';
 
 /** A hand-driven UDP peer: records the calls it receives and answers as the test says. */
 async function udpPeer(host: string, answer: (msg: Buffer, n: number, reply: (b: Buffer) => void) => void): Promise<{ port: number; times: number[]; close(): void }> {
@@ -28,7 +28,7 @@ describe('rpc client', function () {
 
   before(function () {
     requireNamespaceRoot(this);
-    iface = localAddresses([A, B]);
+    iface = testInterface([A, B]);
   });
   after(() => iface?.dispose());
 

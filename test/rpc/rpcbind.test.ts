@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { getPort, registerWithRpcbind, RpcServer } from '../../src/rpc';
-import { hasCommand, requireNamespaceRoot, sh } from '../support/netns';
-import { localAddresses, startRpcbind, TEST_PROG, testProgram } from './support';
+import { hasCommand, requireNamespaceRoot, sh, testInterface, startRpcbind } from '../support/netns';
+import { TEST_PROG, testProgram } from './support';
 
 /** rpcinfo -p rows for a program: "vers proto port". */
 const rpcinfoRows = (prog: number): string[] =>
@@ -28,7 +28,7 @@ describe('rpcbind registration and GETPORT against the real rpcbind', function (
   before(async function () {
     requireNamespaceRoot(this);
     if (!hasCommand('rpcbind') || !hasCommand('rpcinfo')) this.skip();
-    iface = localAddresses([A]);
+    iface = testInterface([A]);
     stop = await startRpcbind();
     server = new RpcServer();
     server.register(testProgram(1));

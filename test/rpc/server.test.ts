@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { RpcClient, RpcServer, RpcReplyError, AUTH_SYS } from '../../src/rpc';
-import { requireNamespaceRoot } from '../support/netns';
-import { localAddresses, TEST_PROG, testProgram } from './support';
+import { requireNamespaceRoot, testInterface } from '../support/netns';
+import { TEST_PROG, testProgram } from './support';
 
 describe('rpc server on two addresses', function () {
   const A = '10.77.1.1';
@@ -17,7 +17,7 @@ describe('rpc server on two addresses', function () {
 
   before(async function () {
     requireNamespaceRoot(this);
-    iface = localAddresses([A, B]);
+    iface = testInterface([A, B]);
     server = new RpcServer();
     server.register(testProgram(1));
     server.register(testProgram(3));
@@ -66,7 +66,7 @@ describe('rpc server on two addresses', function () {
     const V6 = 'fd77::1';
     let v6iface: { dispose(): void };
     try {
-      v6iface = localAddresses([V6]);
+      v6iface = testInterface([V6]);
     } catch {
       this.skip();
     }

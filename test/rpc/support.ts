@@ -1,11 +1,8 @@
 // Shared pieces for the rpc tests: a tiny test program and raw sockets for hand-made input.
-import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import type { XdrReader, XdrWriter } from '../../src/xdr';
-import { dummyInterface, ip, sh, uniqueName } from '../support/netns';
-import { RPCBIND_SOCKET, type CallContext, type ProgramVersion, type Procedure } from '../../src/rpc';
+import { type CallContext, type ProgramVersion, type Procedure } from '../../src/rpc';
 
 export const TEST_PROG = 0x20000099;
 
@@ -58,39 +55,3 @@ export function rawTcp(host: string, port: number): Promise<{ socket: net.Socket
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Local addresses for a test: on a dummy interface, or (this kernel has no dummy driver) on
- * one end of a veth pair whose ends both stay in the test namespace.
- */
-export function localAddresses(addresses: string[]): { dispose(): void } {
-  try {
-    return dummyInterface(addresses);
-  } catch {
-    const a = uniqueName('lda');
-    const b = uniqueName('ldb');
-    ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
-    for (const x of addresses) ip('addr', 'add', `${x}/${x.includes(':') ? 128 : 32}`, 'dev', a, ...(x.includes(':') ? ['nodad'] : []));
-    ip('link', 'set', a, 'up');
-    ip('link', 'set', b, 'up');
-    return { dispose: () => void sh('ip', ['link', 'del', a], { allowFail: true }) };
-  }
-}
-
-/**
- * Starts rpcbind in the foreground (inside scripts/mocha-ns.sh's namespace, with its private /run)
- * and waits until it answers; the returned function stops it.
- */
-export async function startRpcbind(): Promise<() => Promise<void>> {
-  const child: ChildProcess = spawn('rpcbind', ['-f'], { stdio: 'ignore' });
-  for (let i = 0; i < 50; i++) {
-    if (existsSync(RPCBIND_SOCKET) && sh('rpcinfo', ['-p', '127.0.0.1'], { allowFail: true }).includes('portmapper')) break;
-    await sleep(100);
-  }
-  return async () => {
-    if (child.exitCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await gone;
-    }
-  };
-}

@@ -8,8 +8,8 @@ import {
   AUTH_STAT, AUTH_SYS, decodeReply, NO_REPLY, RpcAcceptError, RpcAuthError, encodeCall, encodeRecord, NULL_AUTH, RecordDecoder, RpcClient, RpcServer,
   type DecodedReply, type Procedure, type RpcServerEvent,
 } from '../../src/rpc';
-import { requireNamespaceRoot } from '../support/netns';
-import { localAddresses, rawTcp, sleep, TEST_PROG, testProgram, udpExchange } from './support';
+import { requireNamespaceRoot, testInterface } from '../support/netns';
+import { rawTcp, sleep, TEST_PROG, testProgram, udpExchange } from './support';
 
 const call = (xid: number, prog: number, vers: number, proc: number, args: Buffer = Buffer.alloc(0)): Buffer =>
   encodeCall({ xid, prog, vers, proc, cred: NULL_AUTH, verf: NULL_AUTH }, args);
@@ -35,7 +35,7 @@ describe('rpc server against malformed input', function () {
 
   before(async function () {
     requireNamespaceRoot(this);
-    iface = localAddresses([A, B]);
+    iface = testInterface([A, B]);
     server = new RpcServer({ halfRecordTimeoutMs: 300, idleTimeoutMs: 1500, maxConnections: 6, maxRecordSize: 64 * 1024, onEvent: (e) => events.push(e) });
     const none = { decodeArgs: () => undefined, encodeResult: () => undefined };
     program = testProgram(1, [

@@ -2,6 +2,7 @@
 // The suite runs inside its own namespace (scripts/mocha-ns.sh); sub-namespaces made here
 // are removed by their dispose().
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 /** True when running inside the private namespace made by scripts/mocha-ns.sh. */
@@ -37,13 +38,34 @@ let counter = 0;
 /** A unique short name (interface names are limited to 15 characters). */
 export const uniqueName = (prefix: string): string => `${prefix}${process.pid % 10000}${++counter}`.slice(0, 15);
 
-/** A dummy interface in the current (test) namespace carrying the given addresses. */
-export function dummyInterface(addresses: string[]): { name: string; dispose(): void } {
-  const name = uniqueName('ld');
-  ip('link', 'add', name, 'type', 'dummy');
+/**
+ * An interface in the current (test) namespace carrying the given addresses (with or without a
+ * prefix; IPv6 ones skip duplicate address detection). This kernel has no dummy driver, so it is
+ * one end of a veth pair whose ends both stay here, both up.
+ */
+export function testInterface(addresses: string[] = []): { name: string; ifindex: number; dispose(): void } {
+  const name = uniqueName('lda');
+  ip('link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`);
+  ip('link', 'set', `${name}p`, 'up');
   ip('link', 'set', name, 'up');
   for (const a of addresses) ip('addr', 'add', a.includes('/') ? a : `${a}/${a.includes(':') ? 128 : 32}`, 'dev', name, ...(a.includes(':') ? ['nodad'] : []));
-  return { name, dispose: () => void sh('ip', ['link', 'del', name], { allowFail: true }) };
+  const ifindex = (JSON.parse(ip('-j', 'link', 'show', 'dev', name)) as Array<{ ifindex: number }>)[0]!.ifindex;
+  return { name, ifindex, dispose: () => void sh('ip', ['link', 'del', name], { allowFail: true }) };
+}
+
+/** rpcbind in the test namespace (its /run is private to the mocha run); resolves once it answers. */
+export async function startRpcbind(): Promise<() => Promise<void>> {
+  const child: ChildProcess = spawn('rpcbind', ['-f', '-w'], { stdio: 'ignore' });
+  for (let i = 0; i < 50; i++) {
+    if (existsSync('/run/rpcbind.sock') && sh('rpcinfo', ['-p', '127.0.0.1'], { allowFail: true }).includes('portmapper')) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
 }
 
 export interface Netns {

@@ -13,7 +13,7 @@ import {
   type AddressChange, type AddressEvent, type SourceItem,
 } from '../../src/watch';
 import { ip, requireNamespaceRoot } from '../support/netns';
-import { testInterface } from '../addon/netlink';
+import { testInterface } from '../support/netns';
 
 /** The kernel's IPv4 addresses on an interface, from `ip -j`. */
 function kernelAddresses(dev: string): string[] {
