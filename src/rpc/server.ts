@@ -33,6 +33,13 @@ import {
   type TransportKind,
 } from './types';
 
+/**
+ * Replies go only to addresses a datagram came from, always literals: skip dns.lookup, which
+ * validates, tests the address with a regular expression and defers every send by a tick.
+ */
+const literalLookup = ((address: string, family: number, callback: (err: null, address: string, family: number) => void): void =>
+  callback(null, address, family)) as unknown as dgram.SocketOptions['lookup'];
+
 /** Frames replies as records into one buffer and writes it: one write (and one syscall) for many replies. */
 function writeRecords(socket: net.Socket, replies: Buffer[]): void {
   let size = 0;
@@ -185,7 +192,7 @@ export class RpcServer {
     // With an ephemeral port, the number UDP got may be taken for TCP: try a few.
     const attempts = this.chosenPort === 0 ? 8 : 1;
     for (let i = 1; ; i++) {
-      const udp = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4' });
+      const udp = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4', lookup: literalLookup });
       let tcp: net.Server | undefined;
       try {
         await new Promise<void>((resolve, reject) => {
@@ -259,7 +266,7 @@ export class RpcServer {
     // The address may have been removed while the call ran: its reply has nowhere to go.
     if (this.listeners.get(l.address) !== l) return;
     try {
-      if (process.env.NOCB) l.udp.send(reply, to.port, to.address); else l.udp.send(reply, to.port, to.address, sendFailed);
+      l.udp.send(reply, to.port, to.address, sendFailed);
     } catch (err) {
       sendFailed(err as Error);
     }
