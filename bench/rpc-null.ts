@@ -1,6 +1,7 @@
 // NULL round trips over UDP and TCP on loopback with 1 and 16 concurrent clients: calls/s, p50,
-// p99. The server runs here; the load generator runs in a separate process (so the two do not
-// share one event loop), each client its own socket making one call at a time.
+// p99, and the CPU both sides spend per call (on a busy machine the steadier figure). The server
+// runs here; the load generator runs in a separate process (so the two do not share one event
+// loop), each client its own socket making one call at a time.
 // Run: npx tsx bench/rpc-null.ts [seconds-per-case]
 import { fork } from 'node:child_process';
 import { RpcClient, RpcServer } from '../src/rpc';
@@ -8,12 +9,14 @@ import { RpcClient, RpcServer } from '../src/rpc';
 const PROG = 0x20000077;
 const seconds = Number(process.argv[3] ?? process.argv[2] ?? 3);
 
-interface Result { transport: string; clients: number; calls: number; secs: number; p50: number; p99: number }
+interface Result { transport: string; clients: number; calls: number; secs: number; p50: number; p99: number; cpu: number }
 
 async function loadGenerator(port: number, transport: 'udp' | 'tcp', clients: number, secs: number): Promise<Result> {
   const latencies: number[] = [];
   const cs = Array.from({ length: clients }, () => new RpcClient({ transport, host: '127.0.0.1', port, timeoutMs: 5000 }));
   await Promise.all(cs.map(async (c) => { for (let i = 0; i < 100; i++) await c.call(PROG, 1, 0); })); // warm up
+  process.send!('start');
+  const cpu0 = process.cpuUsage();
   const started = process.hrtime.bigint();
   const until = Date.now() + secs * 1000;
   await Promise.all(
@@ -27,9 +30,11 @@ async function loadGenerator(port: number, transport: 'udp' | 'tcp', clients: nu
     }),
   );
   const total = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  process.send!('stop');
   latencies.sort((a, b) => a - b);
   const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
-  return { transport, clients, calls: latencies.length, secs: total, p50: q(0.5), p99: q(0.99) };
+  return { transport, clients, calls: latencies.length, secs: total, p50: q(0.5), p99: q(0.99), cpu: (cpu.user + cpu.system) / 1e6 / total };
 }
 
 async function main(): Promise<void> {
@@ -45,11 +50,25 @@ async function main(): Promise<void> {
   for (const transport of ['udp', 'tcp'] as const) {
     for (const clients of [1, 16]) {
       const child = fork(__filename, ['client', String(server.port), transport, String(clients), String(seconds)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      let cpu0 = process.cpuUsage();
+      let t0 = process.hrtime.bigint();
+      let serverCpu = 0; // CPU seconds per wall second while the generator measured
       const r = await new Promise<Result>((resolve, reject) => {
-        child.once('message', (m) => resolve(m as Result));
+        child.on('message', (m) => {
+          if (m === 'start') {
+            cpu0 = process.cpuUsage();
+            t0 = process.hrtime.bigint();
+          } else if (m === 'stop') {
+            const c = process.cpuUsage(cpu0);
+            serverCpu = (c.user + c.system) / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9);
+          } else {
+            resolve(m as Result);
+          }
+        });
         child.once('exit', (code) => reject(new Error(`load generator exited ${code}`)));
       });
-      console.log(`${transport} ${String(clients).padStart(2)} client(s): ${Math.round(r.calls / r.secs).toLocaleString('en').padStart(7)} calls/s  p50 ${r.p50.toFixed(0)} µs  p99 ${r.p99.toFixed(0)} µs`);
+      const rate = r.calls / r.secs;
+      console.log(`${transport} ${String(clients).padStart(2)} client(s): ${Math.round(rate).toLocaleString('en').padStart(7)} calls/s  p50 ${r.p50.toFixed(0)} µs  p99 ${r.p99.toFixed(0)} µs  server CPU ${(serverCpu * 100).toFixed(0)}% ${(serverCpu * 1e6 / rate).toFixed(1)} µs/call  generator CPU ${(r.cpu * 100).toFixed(0)}% ${(r.cpu * 1e6 / rate).toFixed(1)} µs/call`);
     }
   }
   await server.close();
