@@ -453,12 +453,9 @@ export class RpcServer {
       return this.fail(call, meta, started, { stat: 'GARBAGE_ARGS' });
     }
 
-    // The call's bytes (compared on a hit) hold prog, vers and proc; the key holds the rest.
-    const cacheKey = meta.transport === 'udp' && !procedure.idempotent
-      ? `${xid}/${meta.peer.port}/${meta.peer.address}/${meta.local.address}`
-      : undefined;
-    if (cacheKey !== undefined) {
-      const seen = this.drc.begin(cacheKey, msg);
+    const cached = meta.transport === 'udp' && !procedure.idempotent;
+    if (cached) {
+      const seen = this.drc.begin(xid, meta.peer, meta.local.address, msg);
       if (seen.kind !== 'new') {
         if (seen.kind === 'done') this.emit({ kind: 'duplicate', local: meta.local, peer: meta.peer, xid });
         else this.emit({ kind: 'drop', transport: 'udp', local: meta.local, peer: meta.peer, reason: 'duplicate in progress' });
@@ -471,19 +468,19 @@ export class RpcServer {
     try {
       result = procedure.handle(args, ctx);
     } catch (err) {
-      return this.failed(call, meta, started, cacheKey, msg, err);
+      return this.failed(call, meta, started, cached, msg, err);
     }
     if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
       return Promise.resolve(result).then(
-        (r) => this.answered(call, meta, started, procedure, cacheKey, msg, r),
-        (err) => this.failed(call, meta, started, cacheKey, msg, err),
+        (r) => this.answered(call, meta, started, procedure, cached, msg, r),
+        (err) => this.failed(call, meta, started, cached, msg, err),
       );
     }
-    return this.answered(call, meta, started, procedure, cacheKey, msg, result);
+    return this.answered(call, meta, started, procedure, cached, msg, result);
   }
 
   /** Encodes a handler's result (an encoder that throws fails the call like a handler would). */
-  private answered(call: DecodedCall, meta: CallMeta, started: number, procedure: Procedure, cacheKey: string | undefined, msg: Buffer, result: unknown): Buffer | undefined {
+  private answered(call: DecodedCall, meta: CallMeta, started: number, procedure: Procedure, cached: boolean, msg: Buffer, result: unknown): Buffer | undefined {
     let reply: Buffer | undefined;
     if (result !== NO_REPLY) {
       try {
@@ -492,26 +489,26 @@ export class RpcServer {
         procedure.encodeResult(w, result);
         reply = w.view(); // the writer is dropped here: its view is the reply
       } catch (err) {
-        return this.failed(call, meta, started, cacheKey, msg, err);
+        return this.failed(call, meta, started, cached, msg, err);
       }
     }
-    if (cacheKey !== undefined) this.drc.finish(cacheKey, msg, reply);
+    if (cached) this.drc.finish(call.xid, meta.peer, meta.local.address, msg, reply);
     if (this.onEvent) this.callEvent(call, meta, started, reply === undefined ? 'NO_REPLY' : 'SUCCESS');
     return reply;
   }
 
-  private failed(call: DecodedCall, meta: CallMeta, started: number, cacheKey: string | undefined, msg: Buffer, err: unknown): Buffer {
+  private failed(call: DecodedCall, meta: CallMeta, started: number, cached: boolean, msg: Buffer, err: unknown): Buffer {
     let r: ErrorReply;
     if (err instanceof RpcAcceptError) r = { stat: err.stat };
     else if (err instanceof RpcAuthError) r = { stat: 'AUTH_ERROR', authStat: err.authStat };
     else {
       this.emit({ kind: 'error', where: `handler ${call.prog}/${call.vers}/${call.proc}`, error: err });
       // Unexpected failure: let a retransmission try again rather than replay the error.
-      if (cacheKey !== undefined) this.drc.abandon(cacheKey, msg);
+      if (cached) this.drc.abandon(call.xid, meta.peer, meta.local.address, msg);
       return this.fail(call, meta, started, { stat: 'SYSTEM_ERR' });
     }
     const reply = encodeErrorReply(call.xid, r);
-    if (cacheKey !== undefined) this.drc.finish(cacheKey, msg, reply);
+    if (cached) this.drc.finish(call.xid, meta.peer, meta.local.address, msg, reply);
     return this.fail(call, meta, started, r, reply);
   }
 

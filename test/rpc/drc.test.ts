@@ -3,45 +3,65 @@ import { DuplicateRequestCache } from '../../src/rpc';
 
 describe('rpc duplicate-request cache', () => {
   const call = (s: string): Buffer => Buffer.from(s);
+  const peer = { address: '192.0.2.1', port: 900 };
+  const L = '198.51.100.1';
 
   it('reports new, in progress, then done with the reply', () => {
     const c = new DuplicateRequestCache(4);
     const m = call('a');
-    assert.deepEqual(c.begin('k', m), { kind: 'new' });
-    assert.deepEqual(c.begin('k', call('a')), { kind: 'in-progress' });
-    c.finish('k', m, call('reply'));
-    assert.deepEqual(c.begin('k', call('a')), { kind: 'done', reply: call('reply') });
+    assert.deepEqual(c.begin(1, peer, L, m), { kind: 'new' });
+    assert.deepEqual(c.begin(1, peer, L, call('a')), { kind: 'in-progress' });
+    c.finish(1, peer, L, m, call('reply'));
+    assert.deepEqual(c.begin(1, peer, L, call('a')), { kind: 'done', reply: call('reply') });
   });
 
-  it('treats the same key with different bytes as a new call (xid reuse)', () => {
+  it('treats the same xid with different bytes as a new call (xid reuse)', () => {
     const c = new DuplicateRequestCache(4);
-    c.begin('k', call('a'));
-    assert.deepEqual(c.begin('k', call('b')), { kind: 'new' });
-    c.finish('k', call('a'), call('stale')); // the old call's late finish does not overwrite
-    assert.deepEqual(c.begin('k', call('b')), { kind: 'in-progress' });
+    c.begin(1, peer, L, call('a'));
+    assert.deepEqual(c.begin(1, peer, L, call('b')), { kind: 'new' });
+    c.finish(1, peer, L, call('a'), call('stale')); // the old call's late finish does not overwrite
+    assert.deepEqual(c.begin(1, peer, L, call('b')), { kind: 'in-progress' });
+    assert.equal(c.size, 1);
+  });
+
+  it('keeps calls with one xid apart by peer address, peer port and local address', () => {
+    const c = new DuplicateRequestCache(8);
+    const others = [{ address: '192.0.2.2', port: 900 }, { address: '192.0.2.1', port: 901 }];
+    const m = call('a');
+    c.begin(7, peer, L, m);
+    for (const p of others) assert.deepEqual(c.begin(7, p, L, call('a')), { kind: 'new' });
+    assert.deepEqual(c.begin(7, peer, '198.51.100.2', call('a')), { kind: 'new' });
+    // xids that share a bucket (equal in the low 30 bits) are told apart too
+    assert.deepEqual(c.begin(7 + 2 ** 30, peer, L, call('a')), { kind: 'new' });
+    c.finish(7, peer, L, m, call('first'));
+    assert.deepEqual(c.begin(7, peer, L, call('a')), { kind: 'done', reply: call('first') });
+    assert.deepEqual(c.begin(7, others[0]!, L, call('a')), { kind: 'in-progress' });
+    assert.equal(c.size, 5);
   });
 
   it('remembers a no-reply answer and forgets an abandoned call', () => {
     const c = new DuplicateRequestCache(4);
     const m = call('a');
-    c.begin('k', m);
-    c.finish('k', m, undefined);
-    assert.deepEqual(c.begin('k', call('a')), { kind: 'done', reply: undefined });
+    c.begin(1, peer, L, m);
+    c.finish(1, peer, L, m, undefined);
+    assert.deepEqual(c.begin(1, peer, L, call('a')), { kind: 'done', reply: undefined });
     const n = call('n');
-    c.begin('j', n);
-    c.abandon('j', n);
-    assert.deepEqual(c.begin('j', call('n')), { kind: 'new' });
+    c.begin(2, peer, L, n);
+    c.abandon(2, peer, L, n);
+    assert.deepEqual(c.begin(2, peer, L, call('n')), { kind: 'new' });
   });
 
   it('is bounded, evicting the least recently used', () => {
     const c = new DuplicateRequestCache(3);
-    for (const k of ['1', '2', '3']) c.begin(k, call(k));
-    c.begin('1', call('1')); // touch 1: 2 is now the oldest
-    c.begin('4', call('4'));
+    for (const k of [1, 2, 3]) c.begin(k, peer, L, call(String(k)));
+    c.begin(1, peer, L, call('1')); // touch 1: 2 is now the oldest
+    c.begin(4, peer, L, call('4'));
     assert.equal(c.size, 3);
-    assert.deepEqual(c.begin('2', call('2')), { kind: 'new' });
-    assert.deepEqual(c.begin('1', call('1')), { kind: 'in-progress' });
-    for (let i = 0; i < 1000; i++) c.begin(`x${i}`, call('x'));
+    assert.deepEqual(c.begin(2, peer, L, call('2')), { kind: 'new' });
+    assert.deepEqual(c.begin(1, peer, L, call('1')), { kind: 'in-progress' });
+    // many xids sharing one bucket, evicted from the middle and the head of its chain
+    for (let i = 0; i < 1000; i++) c.begin(5 + (i % 4) * 2 ** 30, { address: '192.0.2.9', port: i }, L, call('x'));
     assert.equal(c.size, 3);
+    for (let i = 997; i < 1000; i++) assert.deepEqual(c.begin(5 + (i % 4) * 2 ** 30, { address: '192.0.2.9', port: i }, L, call('x')), { kind: 'in-progress' });
   });
 });
