@@ -4,12 +4,12 @@
 // bottleneck; both processes report their CPU use. LOCK and UNLOCK each count as one RPC.
 //
 //   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners]   (the last two pick rows, e.g. for a profile)
-import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { LockTable } from '../src/locks';
 import { AUTH_SYS, RpcServer, credentialToOpaqueAuth, encodeRecord, NULL_AUTH, RecordDecoder, writeCallHeader } from '../src/rpc';
 import { XdrWriter } from '../src/xdr';
+import { runGenerator } from './generator';
 import { createNlmService, encodeLockArgs, encodeUnlockArgs, NLM_PROG, NlmProc, type NlmLock } from '../src/nlm';
 
 type Transport = 'udp' | 'tcp';
@@ -121,27 +121,8 @@ async function generate(transport: Transport, port: number, owners: number, ms: 
 // ---- server and driver (parent process) ----
 
 /** Runs one generator; also the server's CPU seconds per wall second inside the generator's measuring window. */
-function runGenerator(transport: Transport, port: number, owners: number, ms: number): Promise<GenResult & { serverCpu: number }> {
-  return new Promise((resolve, reject) => {
-    const child = fork(__filename, ['generate', transport, String(port), String(owners), String(ms)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    let cpu0 = process.cpuUsage();
-    let t0 = process.hrtime.bigint();
-    let serverCpu = 0;
-    child.on('message', (m) => {
-      if (m === 'start') {
-        cpu0 = process.cpuUsage();
-        t0 = process.hrtime.bigint();
-      } else if (m === 'stop') {
-        const c = process.cpuUsage(cpu0);
-        serverCpu = (c.user + c.system) / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9);
-      } else {
-        resolve({ ...(m as GenResult), serverCpu });
-      }
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => code !== 0 && reject(new Error(`generator exited ${code}`)));
-  });
-}
+const measure = (transport: Transport, port: number, owners: number, ms: number) =>
+  runGenerator<GenResult>(__filename, ['generate', transport, String(port), String(owners), String(ms)]);
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 3);
@@ -181,7 +162,7 @@ async function main(): Promise<void> {
     if (onlyTransport !== undefined && transport !== onlyTransport) continue;
     for (const owners of [1, 8, 64]) {
       if (onlyOwners !== undefined && owners !== onlyOwners) continue;
-      const r = await runGenerator(transport, server.port, owners, seconds * 1000);
+      const r = await measure(transport, server.port, owners, seconds * 1000);
       const { serverCpu } = r;
       const rate = r.rpcs / r.seconds;
       console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)}`);

@@ -3,8 +3,8 @@
 // runs here; the load generator runs in a separate process (so the two do not share one event
 // loop), each client its own socket making one call at a time.
 // Run: npx tsx bench/rpc-null.ts [seconds-per-case]
-import { fork } from 'node:child_process';
 import { RpcClient, RpcServer } from '../src/rpc';
+import { runGenerator } from './generator';
 
 const PROG = 0x20000077;
 const seconds = Number(process.argv[3] ?? process.argv[2] ?? 3);
@@ -49,24 +49,8 @@ async function main(): Promise<void> {
   console.log(`NULL round trips on 127.0.0.1:${server.port}, ${seconds} s per case, load generator in a separate process`);
   for (const transport of ['udp', 'tcp'] as const) {
     for (const clients of [1, 16]) {
-      const child = fork(__filename, ['client', String(server.port), transport, String(clients), String(seconds)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      let cpu0 = process.cpuUsage();
-      let t0 = process.hrtime.bigint();
-      let serverCpu = 0; // CPU seconds per wall second while the generator measured
-      const r = await new Promise<Result>((resolve, reject) => {
-        child.on('message', (m) => {
-          if (m === 'start') {
-            cpu0 = process.cpuUsage();
-            t0 = process.hrtime.bigint();
-          } else if (m === 'stop') {
-            const c = process.cpuUsage(cpu0);
-            serverCpu = (c.user + c.system) / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9);
-          } else {
-            resolve(m as Result);
-          }
-        });
-        child.once('exit', (code) => reject(new Error(`load generator exited ${code}`)));
-      });
+      const r = await runGenerator<Result>(__filename, ['client', String(server.port), transport, String(clients), String(seconds)]);
+      const serverCpu = r.serverCpu;
       const rate = r.calls / r.secs;
       console.log(`${transport} ${String(clients).padStart(2)} client(s): ${Math.round(rate).toLocaleString('en').padStart(7)} calls/s  p50 ${r.p50.toFixed(0)} µs  p99 ${r.p99.toFixed(0)} µs  server CPU ${(serverCpu * 100).toFixed(0)}% ${(serverCpu * 1e6 / rate).toFixed(1)} µs/call  generator CPU ${(r.cpu * 100).toFixed(0)}% ${(r.cpu * 1e6 / rate).toFixed(1)} µs/call`);
     }
