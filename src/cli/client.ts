@@ -36,7 +36,16 @@ function lines(s: Socket, onLine: (value: Record<string, unknown>) => void): voi
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
-      if (line.trim()) onLine(JSON.parse(line) as Record<string, unknown>);
+      if (!line.trim()) continue;
+      let value: Record<string, unknown>;
+      try {
+        value = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        // Not our daemon, or a broken one: say so instead of throwing out of a socket callback.
+        s.destroy(new ControlError(`the daemon sent a line that is not JSON: ${line.slice(0, 80)}`));
+        return;
+      }
+      onLine(value);
     }
   });
 }

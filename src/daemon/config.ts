@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseNetwork, uuidBytes } from '../exports';
+import { normaliseAddress } from '../watch/address';
 
 const network = z.string().refine((s) => parseNetwork(s) !== undefined, (s) => ({ message: `"${s}" is not an address or CIDR network` }));
 const address = z.string().refine((s) => isIP(s) !== 0, (s) => ({ message: `"${s}" is not an IP address` }));
@@ -68,7 +69,11 @@ export const configSchema = z
       .strict()
       .default({}),
     /** mon_name to send in SM_NOTIFY per server address (default: the address itself). */
-    monNames: z.record(address, z.string().min(1)).default({}),
+    monNames: z
+      .record(address, z.string().min(1))
+      .default({})
+      // Keys as lookups see them: normalised (`::ffff:a.b.c.d` → `a.b.c.d`, IPv6 in canonical form).
+      .transform((m) => Object.fromEntries(Object.entries(m).map(([a, name]) => [normaliseAddress(a), name]))),
     exports: z.array(exportSchema).default([]),
     /** Byte order of the host-order words in knfsd handles (the NFS server's CPU). */
     fhByteOrder: z.enum(['little', 'big']).default(endianness() === 'LE' ? 'little' : 'big'),

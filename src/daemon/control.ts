@@ -177,6 +177,7 @@ export class ControlServer {
       case 'locks':
         return h.locks({ ip: req.ip, client: req.client, export: req.export });
       case 'drop':
+        if ([req.ip, req.client, req.export, req.fsid].filter((t) => t !== undefined).length !== 1) throw new Error('drop needs exactly one of ip, client, export, fsid');
         return h.drop({ ip: req.ip, client: req.client, export: req.export, fsid: req.fsid });
       case 'grace':
         if ((req.ip === undefined) === (req.export === undefined)) throw new Error('grace needs exactly one of ip, export');

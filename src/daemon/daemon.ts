@@ -311,8 +311,7 @@ export class Daemon {
         this.nsm.records(ip === undefined ? undefined : normaliseAddress(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
       notify: async (ip) => {
         const address = normaliseAddress(ip);
-        const r = await this.nsm.notify(address, { timeoutMs: this.cfg.notify.timeout * 1000, concurrency: this.cfg.notify.concurrency });
-        this.metrics.observeNotify(r.notified.length, r.failed.length);
+        const r = await this.failover.notify(address);
         return { address, notified: r.notified, failed: r.failed };
       },
       watch: () => merge(this.watchEvents, this.lockChanges()),
@@ -428,6 +427,8 @@ export class Daemon {
       await this.control.close();
       await Promise.all([this.nlmServer.close(), this.nsmServer.close()]);
       await this.rpcbind?.unregister();
+      // An arrival still being applied may be writing its state number: let it finish first.
+      await this.failover.settle();
       this.failover.close();
       this.nlm.close();
       await this.nsm.close();

@@ -97,8 +97,11 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
       holdDown = next.holdDown;
       const before = floating;
       floating = managed(next.addresses);
+      // An address now managed and up arrives; one no longer managed leaves (its locks drop, as
+      // its later removal would otherwise pass the filter unseen).
       for (const e of lastSeen.values()) {
-        if (e.type === 'up' && floating(e.address) && !before(e.address)) added.next({ ...e, at: nowMs(), detectedAt: nowMs() });
+        if (e.type !== 'up' || floating(e.address) === before(e.address)) continue;
+        added.next({ ...e, type: floating(e.address) ? 'up' : 'down', at: nowMs(), detectedAt: nowMs() });
       }
     },
     close: () => {

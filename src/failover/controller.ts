@@ -24,11 +24,18 @@ export interface FailoverLocks {
   };
 }
 
+export interface NotifyOutcome {
+  notified: string[];
+  failed: string[];
+  ms: number;
+  state: number;
+}
+
 /** What failover needs of the status monitor. */
 export interface FailoverMonitors {
   activate(address: string): Promise<{ records: number }>;
   bumpState(address: string): Promise<number>;
-  notify(address: string): Promise<{ notified: string[]; failed: string[]; ms: number; state: number }>;
+  notify(address: string): Promise<NotifyOutcome>;
   stopMonitoring(address: string): void;
   graceEnded(address: string): Promise<number>;
 }
@@ -57,7 +64,6 @@ const addressScope = (address: string): GraceScope => ({ kind: 'address', addres
 export class FailoverController {
   private readonly known = new Map<string, AddressStatus>();
   private readonly reports = new Subject<FailoverReport>();
-  private readonly notifying = new Set<Promise<void>>();
   /** One queue per address: its events apply in order; one address's slow bind never delays another's drop. */
   private readonly queues = new Map<string, Promise<void>>();
   private readonly graceEnds: Subscription;
@@ -108,15 +114,18 @@ export class FailoverController {
     return this.opts.locks.grace.end(addressScope(address));
   }
 
-  /** `lockdropctl notify`: tells the address's recorded hosts again. */
-  notify(address: string): Promise<void> {
+  /**
+   * `lockdropctl notify`: tells the address's recorded hosts again — only for an address this node
+   * holds (its listeners are open), never for one another node may own.
+   */
+  async notify(address: string): Promise<NotifyOutcome> {
+    if (!this.known.get(address)?.present) throw new Error(`${address} is not a local server address here: only its holder notifies for it`);
     return this.track(address);
   }
 
-  /** Waits for queued events and running notifications (for shutdown and tests). */
+  /** Waits until every queued event is applied (notifications may go on: they retry for minutes). */
   async settle(): Promise<void> {
     await Promise.all([...this.queues.values()]);
-    await Promise.all([...this.notifying]);
   }
 
   close(): void {
@@ -159,9 +168,10 @@ export class FailoverController {
         }
       } catch (err) {
         this.fail(ev.address, step, err);
-        if (step === 'open-listeners') {
-          // Without listeners a notify would send clients to a dead address, and a grace
-          // would only outlive them. The address stays present: its removal still drops.
+        if (step === 'open-listeners' || step === 'bump-state') {
+          // Without listeners a notify would send clients to a dead address, and without a new
+          // state number peers would take it for an old one; a grace would only outlive either.
+          // The address stays present: its removal still drops.
           if (grace) this.opts.locks.grace.end(addressScope(ev.address));
           return;
         }
@@ -190,19 +200,18 @@ export class FailoverController {
       try {
         return await this.opts.listeners.addAddress(address);
       } catch (err) {
-        if (i >= attempts || !this.known.get(address)?.present) throw err;
+        if (i >= attempts) throw err;
         await new Promise((r) => setTimeout(r, this.opts.bindRetryMs ?? 100));
       }
     }
   }
 
-  private track(address: string): Promise<void> {
-    const p = this.opts.monitors.notify(address).then(
-      (r) => void this.reports.next({ type: 'notified', address, state: r.state, notified: r.notified.length, failed: r.failed, ms: r.ms }),
+  private track(address: string): Promise<NotifyOutcome> {
+    const p = this.opts.monitors.notify(address);
+    p.then(
+      (r) => this.reports.next({ type: 'notified', address, state: r.state, notified: r.notified.length, failed: r.failed, ms: r.ms }),
       (err) => this.fail(address, 'notify', err),
     );
-    this.notifying.add(p);
-    void p.finally(() => this.notifying.delete(p));
     return p;
   }
 

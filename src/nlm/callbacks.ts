@@ -177,7 +177,7 @@ export class GrantCallbacks {
     if (waiter.async) {
       // GRANTED_MSG: the answer comes as a GRANTED_RES call (see acknowledge).
       this.caller.call(waiter.target, NlmProc.GRANTED_MSG, this.args(p), timeout).catch((err) => this.log?.debug({ err: String(err), key }, 'GRANTED_MSG not delivered'));
-      this.schedule(key, p, timeout);
+      this.schedule(key, p);
       return;
     }
     this.caller.call(waiter.target, NlmProc.GRANTED, this.args(p), timeout).then(
@@ -194,13 +194,14 @@ export class GrantCallbacks {
       (err) => {
         if (this.pending.get(key) !== p) return;
         this.log?.debug({ err: String(err), key }, 'GRANTED not answered');
-        this.schedule(key, p, 0);
+        this.schedule(key, p);
       },
     );
   }
 
-  private schedule(key: string, p: PendingGrant, spent: number): void {
-    const wait = Math.max(0, Math.min(p.delay - spent, p.deadline - this.now()));
+  /** The next attempt after the current backoff (doubling, capped), or at the deadline. */
+  private schedule(key: string, p: PendingGrant): void {
+    const wait = Math.max(0, Math.min(p.delay, p.deadline - this.now()));
     p.delay = Math.min(p.delay * 2, this.opts.retryMaxMs);
     p.timer = setTimeout(() => this.attempt(key, p), wait);
     p.timer.unref();
@@ -210,7 +211,7 @@ export class GrantCallbacks {
     if (stat === 'granted') {
       this.finish(key, p);
     } else if (stat === 'denied_grace_period') {
-      this.schedule(key, p, 0);
+      this.schedule(key, p);
     } else {
       this.giveUp(key, p, `answered ${stat ?? 'garbage'}`);
     }

@@ -231,6 +231,8 @@ export class Nsm {
     const e = this.entries.get(addr);
     e?.notifying?.abort();
     this.entries.delete(addr);
+    // A load still under way must not bring the address back once it is done.
+    this.activating.delete(addr);
     this.log?.info({ serverAddress: addr, records: e?.records.size ?? 0 }, 'nsm: stopped monitoring (records kept)');
   }
 
@@ -421,15 +423,18 @@ export class Nsm {
     if (have) return have;
     let p = this.activating.get(addr);
     if (!p) {
-      p = this.store.load(addr).then((loaded) => {
+      const loading: Promise<AddressEntry> = this.store.load(addr).then((loaded) => {
         skipped?.push(...loaded.skipped);
         const e: AddressEntry = { state: loaded.state, records: new Map(), monitored: new Set(), notified: new Set(), notifying: undefined };
         for (const r of loaded.records) e.records.set(recordKey(r.monName, r.address), r);
-        this.entries.set(addr, e);
+        if (this.activating.get(addr) === loading) this.entries.set(addr, e);
         this.log?.info({ serverAddress: addr, state: e.state, records: e.records.size, skipped: loaded.skipped.length }, 'nsm: address loaded');
         return e;
-      }).finally(() => this.activating.delete(addr));
-      this.activating.set(addr, p);
+      }).finally(() => {
+        if (this.activating.get(addr) === loading) this.activating.delete(addr);
+      });
+      this.activating.set(addr, loading);
+      p = loading;
     }
     return p;
   }

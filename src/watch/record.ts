@@ -31,7 +31,8 @@ export function recordTrace(opts: { out: string; transport: RtnetlinkTransport; 
     for (const d of await opts.transport.dump(request)) write('kernel', d);
   };
   let pending: Promise<void> = Promise.resolve();
-  const redump = (): Promise<void> => (pending = pending.then(async () => {
+  // Each re-dump runs after the previous one, whether that one worked or not.
+  const redump = (): Promise<void> => (pending = pending.catch(() => undefined).then(async () => {
     await dump(encodeGetLinkDump(nextSeq++));
     await dump(encodeGetAddrDump(nextSeq++));
   }));

@@ -124,10 +124,10 @@ describe('cli: lockdropctl and the control socket', function () {
     for (const ino of [1, 2]) assert.equal((await a.unlock({ fh: fh(ino, 40), svid: 13 })).status, 'granted');
   });
 
-  it('notify: reports the hosts told (none recorded for an unused address)', () => {
+  it('notify: refused for an address this node does not hold (another node may own its records)', () => {
     const r = d.ctl(['notify', '--ip', '10.1.2.4', '--json']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { address: '10.1.2.4', notified: [], failed: [] });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /10\.1\.2\.4 is not a local server address here/);
   });
 
   it('watch streams grants and drops as JSON lines; drop --client releases exactly that client', async () => {

@@ -102,6 +102,12 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
     const st = await status(s);
     assert.ok(st.addresses.find((a) => a.address === A)?.grace, 'grace on the returned address');
     assert.equal(st.addresses.find((a) => a.address === B)?.grace, null, 'no grace on the other');
+
+    // By hand: lockdropctl notify tells the address's recorded hosts again, from the address.
+    const again = s.c1.count;
+    const told = s.lab.ctl<{ notified: string[] }>(s.srv, s.control, ['notify', '--ip', A]);
+    assert.deepEqual(told.notified, ['10.78.0.11']);
+    assert.equal((await s.c1.wait('SM_NOTIFY again', (j) => j.event === 'sm-notify', 10_000, again)).from, A);
   });
 
   it('a flap shorter than the hold-down (set by SIGHUP) drops nothing; a longer one drops', async () => {

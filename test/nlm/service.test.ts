@@ -79,4 +79,29 @@ describe('nlm service dispatch', () => {
       assert.deepEqual(table.checkIndexes(), []);
     }), { numRuns: 60 });
   });
+
+  it('retries an unanswered GRANTED_MSG with backoff, not in a loop, and releases it at the deadline', async () => {
+    const sent: number[] = [];
+    const quiet = N.createNlmService({
+      table,
+      rpc: { getPort: async () => 4045, call: async (q) => { if (q.proc === N.NlmProc.GRANTED_MSG) sent.push(Date.now()); return Buffer.alloc(0); } },
+      options: { grantTimeoutMs: 1_000, grantRetryInitialMs: 100, grantRetryMaxMs: 400 },
+    });
+    service = quiet;
+    server = new RpcServer();
+    for (const p of quiet.programs) server.register(p);
+    const lockArgs = (svid: number, block: boolean): Buffer => {
+      const w = new XdrWriter();
+      N.encodeLockArgs(w, 4, { cookie: Buffer.from([svid]), block, exclusive: true, reclaim: false, state: 0, lock: { callerName: `c${svid}`, fh: Buffer.from('f'), oh: Buffer.from('o'), svid, offset: 0n, length: 1n } });
+      return w.toBuffer();
+    };
+    assert.equal(stat(await call(4, N.NlmProc.LOCK, lockArgs(1, false), '192.0.2.11')), 'SUCCESS');
+    await call(4, N.NlmProc.LOCK_MSG, lockArgs(2, true), '192.0.2.12'); // queued behind svid 1
+    await call(4, N.NlmProc.UNLOCK, (() => { const w = new XdrWriter(); N.encodeUnlockArgs(w, 4, { cookie: Buffer.from([1]), lock: { callerName: 'c1', fh: Buffer.from('f'), oh: Buffer.from('o'), svid: 1, offset: 0n, length: 1n } }); return w.toBuffer(); })(), '192.0.2.11');
+    await new Promise((r) => setTimeout(r, 1_300));
+    // 0, 100, 300, 700 ms: a handful of sends in a second, then the grant is released.
+    assert.ok(sent.length >= 3 && sent.length <= 6, `${sent.length} GRANTED_MSG sent`);
+    assert.equal([...table.locks()].length, 0, 'never acknowledged: released');
+  });
 });
+
