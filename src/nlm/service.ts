@@ -9,6 +9,7 @@
 //   monitored gets denied_nolocks.
 // - v1/v3 cannot carry deadlck/rofs/stale_fh/fbig/failed: see statusCode.
 // - SM_NOTIFY (proc 16) is accepted only from a privileged port on a loopback address.
+// - CANCEL of a request that is not queued answers granted.
 // Deliberate differences:
 // - State-changing procedures need AUTH_SYS by default (Linux also takes AUTH_NULL and leaves
 //   the decision to nfsd's export check): AUTH_ERROR/AUTH_TOOWEAK; `requireAuthSys: false` to allow.
@@ -202,8 +203,9 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
       const granted = grants.withdraw(same);
       if (granted) {
         table.unlock({ ...req, offset: granted.offset, length: granted.length });
-        status = 'granted';
       }
+      // Nothing of this owner's to cancel is success, as in Linux's nlmsvc_cancel_blocked.
+      if (status === 'denied') status = 'granted';
     }
     monitored?.touch(req.owner.host, ctx.local.address);
     return res(a.cookie, status, ctx.vers);
