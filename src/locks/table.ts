@@ -316,14 +316,15 @@ export class LockTable {
 
   /**
    * NLM SHARE. A reservation conflicts with another owner's when one's access meets the other's
-   * deny mode; the same (host, oh) replaces its own reservation. Grace applies as for LOCK.
+   * deny mode; the same (host, oh) replaces its own reservation. During a covering grace only
+   * reclaims are taken; unlike LOCK, a reclaim after grace is accepted (Linux nlmsvc_proc_share).
    */
   share(req: ShareRequest, reclaim: boolean): LockStatus {
     if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
     const fkey = req.fh.toString('latin1');
     let file = this.files.get(fkey);
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
-    if (this.grace.covers(req.serverAddress, exportId) !== reclaim) return 'denied_grace_period';
+    if (!reclaim && this.grace.covers(req.serverAddress, exportId)) return 'denied_grace_period';
     const oh = req.owner.oh.toString('latin1');
     let mine: Share | undefined;
     for (const s of file?.shares ?? []) {
