@@ -414,8 +414,9 @@ export class RpcServer {
     try {
       call = decodeCall(msg);
     } catch (err) {
-      this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: (err as Error).message });
+      // A header we can still answer (RPC_MISMATCH, a bad credential) is answered, not dropped.
       if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) return encodeErrorReply(err.xid, err.reply);
+      this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: (err as Error).message });
       return undefined;
     }
     const { xid, prog, vers, proc } = call;
