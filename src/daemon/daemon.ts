@@ -278,7 +278,7 @@ export class Daemon {
     const stats = this.table.stats();
     const addresses = new Map<string, { locks: number; monitors: number }>();
     for (const [a, s] of stats.byAddress) addresses.set(a, { locks: s.locks, monitors: 0 });
-    for (const a of this.nsm.addresses()) addresses.set(a, { locks: addresses.get(a)?.locks ?? 0, monitors: this.nsm.records(a).length });
+    for (const a of this.nsm.addresses()) addresses.set(a, { locks: addresses.get(a)?.locks ?? 0, monitors: this.nsm.recordCount(a) });
     return { addresses, blocked: stats.blocked, gracePeriods: this.table.grace.active().length };
   }
 
@@ -336,7 +336,7 @@ export class Daemon {
       draining: known.get(address)?.draining ?? false,
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
-      monitors: this.nsm.records(address).length,
+      monitors: this.nsm.recordCount(address),
     }));
     return {
       pid: process.pid,

@@ -30,7 +30,6 @@ const tryRun = (cmd: string, args: string[]): void => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class Lab {
-  readonly hosts = new Map<string, LabHost>();
   private readonly namespaces: string[] = [];
   private readonly children = new Set<ChildProcess>();
   private disposed = false;
@@ -63,7 +62,6 @@ export class Lab {
       'mount -t tmpfs lab-run /run && mkdir -p /run/lock /run/rpcbind && exec rpcbind -f -w'], { stdio: 'ignore' });
     this.children.add(anchor);
     const host: LabHost = { name, netns, address, nic: 'eth0', anchorPid: anchor.pid! };
-    this.hosts.set(name, host);
     for (let i = 0; i < 50; i++) {
       try {
         if (this.exec(host, 'rpcinfo', ['-p', '127.0.0.1']).includes('portmapper')) return host;
@@ -71,12 +69,6 @@ export class Lab {
       await sleep(100);
     }
     throw new Error(`rpcbind did not start on lab host ${name}`);
-  }
-
-  host(name: string): LabHost {
-    const h = this.hosts.get(name);
-    if (!h) throw new Error(`no lab host ${name}`);
-    return h;
   }
 
   /** Runs a command on a host (its network and mount namespace) and returns its output. */

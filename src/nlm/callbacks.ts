@@ -22,9 +22,9 @@ export interface NlmRpcCaller {
  * The NlmRpcCaller over the rpc part: one RpcClient per (peer, port, transport, source), kept
  * for reuse (a few hundred at most, the oldest closed first), AUTH_SYS as Linux's lockd sends.
  */
-export function rpcCaller(opts: { machineName: string; maxClients?: number }): NlmRpcCaller & { close(): void } {
+export function rpcCaller(opts: { machineName: string }): NlmRpcCaller & { close(): void } {
   const cred: Credential = { flavor: AUTH_SYS, stamp: 0, machineName: opts.machineName, uid: 0, gid: 0, gids: [] };
-  const max = opts.maxClients ?? 256;
+  const max = 256;
   const clients = new Map<string, RpcClient>();
   const client = (address: string, port: number, transport: TransportKind, source: string): RpcClient => {
     const key = `${transport}|${address}|${port}|${source}`;

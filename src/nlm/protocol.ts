@@ -40,7 +40,6 @@ export const NlmProc = {
   NM_LOCK: 22,
   FREE_ALL: 23,
 } as const;
-export type NlmProcName = keyof typeof NlmProc;
 
 /** Wire codes: nlm_stats (v1/v3) are 0..4, nlm4_stats (v4) extend them with 5..9. */
 export const NlmStat: Readonly<Record<LockStatus, number>> = {

@@ -158,6 +158,11 @@ export class Nsm {
   }
 
   /** Copies of the records of one address (or of every active address). */
+  /** How many hosts are recorded for the address (no copies, for status and metrics). */
+  recordCount(serverAddress: string): number {
+    return this.entries.get(normaliseAddress(serverAddress))?.records.size ?? 0;
+  }
+
   records(serverAddress?: string): HostRecord[] {
     const list = serverAddress === undefined ? [...this.entries.values()] : [this.entries.get(normaliseAddress(serverAddress))].filter((e): e is AddressEntry => !!e);
     return list.flatMap((e) => [...e.records.values()].map((r) => ({ ...r, callbacks: r.callbacks.map((c) => ({ ...c })) })));
