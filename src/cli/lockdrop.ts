@@ -1,16 +1,11 @@
 // lockdrop: the umbrella command. `lockdrop demo` runs the failover demo (src/demo);
 // `lockdrop record --out FILE` records the kernel's address notifications as a pcap trace
 // (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { positive, runCommand } from './args';
 import { openRtnetlink } from '../addon';
 import { runDemo } from '../demo';
 import { recordTrace } from '../watch/record';
-
-const positive = (v: string): number => {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError('must be a positive number');
-  return n;
-};
 
 export function buildProgram(): Command {
   const program = new Command('lockdrop').description('lockdrop: NFS lock manager for highly available NFS').showHelpAfterError().exitOverride();
@@ -50,14 +45,4 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[] = process.argv): Promise<number> {
-  try {
-    await buildProgram().parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (err) {
-    const e = err as { code?: string; exitCode?: number; message: string };
-    if (e.code?.startsWith('commander.')) return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : (e.exitCode ?? 2) || 2;
-    process.stderr.write(`lockdrop: ${e.message}\n`);
-    return 1;
-  }
-}
+export const main = (argv: string[] = process.argv): Promise<number> => runCommand('lockdrop', buildProgram(), argv);

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import type { AddressStatus, DropReport, GraceReport, LockView, MonitorView, NotifyReport, StatusReport, WatchEvent } from '../daemon/protocol';
 import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
+import { positive, runCommand } from './args';
 
 interface Common {
   control: string;
@@ -19,12 +20,6 @@ const uintArg = (v: string): number => {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a non-negative integer`);
   return Number(v);
 };
-const secondsArg = (v: string): number => {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError(`"${v}" is not a positive number of seconds`);
-  return n;
-};
-
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 const printJson = (v: unknown): void => print(JSON.stringify(v, null, 2));
 const when = (iso: string | null): string => (iso === null ? '-' : new Date(iso).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
@@ -103,7 +98,7 @@ export function buildProgram(): Command {
     })
     .option('--ip <address>', 'server address', ipArg)
     .option('--export <path>', 'export (its grace covers every address)')
-    .option('--seconds <s>', 'length of the grace period (start; default: the configured grace)', secondsArg)
+    .option('--seconds <s>', 'length of the grace period (start; default: the configured grace)', positive)
     .action(async (action: 'start' | 'end', o: Common & { ip?: string; export?: string; seconds?: number }) => {
       if ((o.ip === undefined) === (o.export === undefined)) throw new ControlError('grace needs exactly one of --ip, --export');
       const r = await request<GraceReport>(o.control, { cmd: 'grace', action, ip: o.ip, export: o.export, seconds: o.seconds });
@@ -144,16 +139,5 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[] = process.argv): Promise<number> {
-  const program = buildProgram();
-  try {
-    await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (err) {
-    const e = err as { code?: string; exitCode?: number; message: string };
-    if (e.code?.startsWith('commander.')) return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : (e.exitCode ?? 2) || 2;
-    process.stderr.write(`lockdropctl: ${e.message}\n`);
-    return 1;
-  }
-}
+export const main = (argv: string[] = process.argv): Promise<number> => runCommand('lockdropctl', buildProgram(), argv);
 

@@ -6,17 +6,13 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 import { ConfigError, LOG_LEVELS, SOURCES, loadConfig, type ConfigInput } from '../daemon/config';
 import { Daemon, StartupError } from '../daemon/daemon';
+import { commanderExit, positive } from './args';
 
 export const EX_CONFIG = 78;
 
 const int = (name: string) => (v: string): number => {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
   return Number(v);
-};
-const positive = (v: string): number => {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError('must be a positive number');
-  return n;
 };
 const sourceList = (v: string): string[] => {
   const list = v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -97,8 +93,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   try {
     program.parse(argv);
   } catch (err) {
-    const e = err as { code?: string; exitCode?: number };
-    return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : (e.exitCode ?? 2) || 2;
+    return commanderExit(err) ?? 2;
   }
   const f = program.opts<Flags>();
   const flags = flagsToConfig(f);
