@@ -2,6 +2,7 @@
 // A handle maps to an export by an explicit byte prefix (any server's handle format) or, for
 // Linux knfsd handles, by the fsid inside it: fsid= number, filesystem uuid, or device numbers.
 import { BlockList, isIP } from 'node:net';
+import { normaliseAddress } from '../rpc/address';
 import {
   FSID_DEV,
   FSID_ENCODE_DEV,
@@ -68,7 +69,7 @@ export function networkSet(networks: string[]): (address: string) => boolean {
     list.addSubnet(net.address, net.prefix, net.family);
   }
   return (address) => {
-    const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const a = normaliseAddress(address);
     const v = isIP(a);
     return v !== 0 && list.check(a, v === 4 ? 'ipv4' : 'ipv6');
   };
