@@ -118,8 +118,9 @@ export class Daemon {
       sender: new RpcNsmSender({ log: logs.of('nsm') }),
       log: logs.of('nsm'),
       monName: (a) => (ref.daemon?.cfg ?? cfg).monNames[a] ?? a,
-      notifyTimeoutMs: cfg.notify.timeout * 1000,
-      notifyConcurrency: cfg.notify.concurrency,
+      // Getters: Nsm reads them at each notify (SM_SIMU_CRASH included), so a reload applies.
+      get notifyTimeoutMs() { return (ref.daemon?.cfg ?? cfg).notify.timeout * 1000; },
+      get notifyConcurrency() { return (ref.daemon?.cfg ?? cfg).notify.concurrency; },
     });
     undo.push(() => nsm.close());
     const table = new LockTable({
@@ -170,10 +171,7 @@ export class Daemon {
     const failover = new FailoverController({ listeners, locks: table, monitors: {
       activate: (a) => nsm.activate(a),
       bumpState: (a) => nsm.bumpState(a),
-      notify: (a) => {
-        const { timeout, concurrency } = (ref.daemon?.cfg ?? cfg).notify;
-        return nsm.notify(a, { timeoutMs: timeout * 1000, concurrency });
-      },
+      notify: (a) => nsm.notify(a),
       stopMonitoring: (a) => {
         nlm.forgetAddress(a);
         nsm.stopMonitoring(a);
