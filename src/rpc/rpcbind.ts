@@ -6,6 +6,7 @@
 // register udp6/tcp6. Without that socket it falls back to portmapper v2 SET over UDP to
 // 127.0.0.1:111, which every portmapper speaks.
 import { existsSync } from 'node:fs';
+import { isIP, isIPv6 } from 'node:net';
 import type { XdrReader, XdrWriter } from '../xdr';
 import { RpcConnectionError, RpcError, RpcTimeoutError } from './errors';
 import { callOnce, RpcClient, type RpcClientOptions } from './client';
@@ -155,10 +156,20 @@ export interface GetPortOptions {
   timeoutMs?: number;
 }
 
+/** The port in an rpcbind universal address ("h1.h2.h3.h4.p1.p2", or IPv6 text then ".p1.p2"); 0 for "". */
+export function portOfUniversalAddress(uaddr: string): number {
+  if (uaddr === '') return 0;
+  const m = /^(.+)\.(\d{1,3})\.(\d{1,3})$/.exec(uaddr);
+  if (!m || isIP(m[1]!) === 0 || Number(m[2]) > 255 || Number(m[3]) > 255) throw new RpcError(`not a universal address: ${JSON.stringify(uaddr.slice(0, 80))}`);
+  return Number(m[2]) * 256 + Number(m[3]);
+}
+
 /**
- * Portmapper v2 GETPORT: the port of (prog, vers, protocol) on host; 0 means the program is not
- * registered. Note rpcbind answers with another version's port when only the asked version is
- * missing: the service itself then replies PROG_MISMATCH.
+ * The port of (prog, vers, protocol) on host; 0 means the program is not registered. IPv4 peers
+ * are asked with portmapper v2 GETPORT, which every portmapper speaks; IPv6 peers with rpcbind v4
+ * GETADDR for the udp6/tcp6 netid, since portmapper v2 only knows IPv4 registrations. Note
+ * rpcbind's GETPORT answers with another version's port when only the asked version is missing:
+ * the service itself then replies PROG_MISMATCH.
  */
 export async function getPort(host: string, prog: number, vers: number, protocol: Protocol, opts: GetPortOptions = {}): Promise<number> {
   const target: RpcClientOptions = {
@@ -168,5 +179,9 @@ export async function getPort(host: string, prog: number, vers: number, protocol
     timeoutMs: opts.timeoutMs ?? 5_000,
     ...(opts.source !== undefined ? { source: opts.source } : {}),
   };
+  if (isIPv6(host)) {
+    const uaddr = await callOnce(target, PMAP_PROG, RPCBIND_VERS4, RPCBPROC.GETADDR, writeRpcb(prog, vers, `${protocol}6`, ''), (r) => r.string(256));
+    return portOfUniversalAddress(uaddr);
+  }
   return callOnce(target, PMAP_PROG, PMAP_VERS, PMAPPROC.GETPORT, writeMapping({ prog, vers, protocol }), (r) => r.uint());
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { getPort, registerWithRpcbind, RpcServer } from '../../src/rpc';
+import { getPort, portOfUniversalAddress, registerWithRpcbind, RpcError, RpcServer } from '../../src/rpc';
 import { hasCommand, requireNamespaceRoot, sh, testInterface, startRpcbind } from '../support/netns';
 import { TEST_PROG, testProgram } from './support';
 
@@ -67,6 +67,13 @@ describe('rpcbind registration and GETPORT against the real rpcbind', function (
     });
   }
 
+  it('reads the port of universal addresses, IPv4 and IPv6, and refuses garbage', () => {
+    assert.equal(portOfUniversalAddress('10.0.0.5.15.205'), 4045);
+    assert.equal(portOfUniversalAddress('::1.0.111'), 111);
+    assert.equal(portOfUniversalAddress(''), 0);
+    for (const bad of ['10.0.0.5', '::1.300.1', 'garbage']) assert.throws(() => portOfUniversalAddress(bad), RpcError);
+  });
+
   it('over the socket, registers as superuser and can add udp6/tcp6', async () => {
     const reg = await registerWithRpcbind(entries(), { mode: 'auto', ipv6: true });
     assert.equal(reg.registered, true);
@@ -78,6 +85,10 @@ describe('rpcbind registration and GETPORT against the real rpcbind', function (
       `2 udp 0.0.0.0.${p >> 8}.${p & 255}`, `2 udp6 ::.${p >> 8}.${p & 255}`,
     ]);
     assert.ok(rows.every((f) => f[5] === 'superuser'), rows.map((f) => f.join(' ')).join('\n'));
+    // An IPv6 peer is asked with rpcbind v4 GETADDR for udp6/tcp6: portmapper v2 knows only IPv4.
+    assert.equal(await getPort('::1', TEST_PROG, 1, 'udp'), p);
+    assert.equal(await getPort('::1', TEST_PROG, 1, 'tcp', { transport: 'tcp' }), p);
+    assert.equal(await getPort('::1', TEST_PROG + 5, 1, 'udp'), 0, 'not registered: 0');
     await reg.unregister();
     assert.ok(!sh('rpcinfo', ['127.0.0.1']).includes(String(TEST_PROG)));
   });
