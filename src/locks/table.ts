@@ -273,7 +273,7 @@ export class LockTable {
       return 'deadlck';
     }
     const addr = this.internAddr(req.serverAddress);
-    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter };
+    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.() };
     file.more().queue.push(b);
     (owner.blocks ??= []).push(b);
     addr.blocks.add(b);

@@ -60,10 +60,11 @@ export interface LockOptions {
   block: boolean;
   reclaim: boolean;
   /**
-   * Opaque to the table: handed back in onBlockGranted when a queued request is granted later
-   * (the NLM layer keeps the cookie and callback address there).
+   * Makes what onBlockGranted hands back when a queued request is granted later (the NLM layer
+   * keeps the cookie and callback address there). Called only if the request is queued, so a
+   * blocking LOCK granted at once builds nothing.
    */
-  waiter?: unknown;
+  waiter?: () => unknown;
 }
 
 export interface BlockGranted {

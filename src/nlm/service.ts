@@ -22,7 +22,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext, type Endpoint, type Procedure, type ProgramVersion } from '../rpc/types';
 import { XdrWriter, type XdrReader } from '../xdr';
-import { hostKey, type BlockGranted, type ClientHost, type DropCounts, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest, type TestResult } from '../locks/types';
+import { hostKey, type BlockGranted, type ClientHost, type DropCounts, type LockOptions, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest, type TestResult } from '../locks/types';
 import * as C from './codec';
 import { GrantCallbacks, LockManagerCaller, rpcCaller, type CallbackTarget, type NlmRpcCaller, type Waiter } from './callbacks';
 import { MonitoredHosts, type HostMonitor } from './hosts';
@@ -31,7 +31,7 @@ import { NLM_PROG, NlmProc, NlmStat, statusCode, type NlmVersion } from './proto
 /** What the service needs of the lock table (src/locks LockTable satisfies it). */
 export interface NlmLockTable {
   test(req: LockRequest): TestResult;
-  lock(req: LockRequest, opts: { block: boolean; reclaim: boolean; waiter?: unknown }): LockStatus;
+  lock(req: LockRequest, opts: LockOptions): LockStatus;
   cancel(req: LockRequest): LockStatus;
   unlock(req: LockRequest): LockStatus;
   share(req: ShareRequest, reclaim: boolean): LockStatus;
@@ -181,11 +181,11 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
     const go = (ok: boolean): C.NlmRes => {
       if (!ok) return res(a.cookie, 'denied_nolocks', ctx.vers);
-      const waiter: Waiter | undefined = a.block ? {
+      // Built only if the request is queued; kept until the grant: copies, not views into the receive buffer.
+      const waiter = (): Waiter => ({
         target: target(ctx), cookie: Buffer.from(a.cookie), exclusive: a.exclusive, async: how.async,
-        // Kept until the grant: copies, not views into the receive buffer.
         lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) },
-      } : undefined;
+      });
       return res(a.cookie, table.lock(req, { block: a.block, reclaim: a.reclaim, waiter }), ctx.vers);
     };
     if (!how.monitor || !monitored) return go(true);

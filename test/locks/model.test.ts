@@ -232,7 +232,7 @@ function runCommands(cmds: Cmd[]): void {
     const step = `#${i} ${JSON.stringify(c)}`;
     switch (c.k) {
       case 'lock': {
-        const got = t.lock(request(c.o, c.f, c.s, c.len, c.x, c.a), { block: c.block, reclaim: false, waiter: i });
+        const got = t.lock(request(c.o, c.f, c.s, c.len, c.x, c.a), { block: c.block, reclaim: false, waiter: () => i });
         assert.equal(got, m.lock(c, i), step);
         break;
       }

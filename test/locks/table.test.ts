@@ -14,7 +14,7 @@ function req(owner: LockOwner, offset: number | bigint, length: number | bigint,
   return { fh: F1, owner, exclusive, offset: BigInt(offset), length: BigInt(length), serverAddress: VIP1, ...extra };
 }
 const NB = { block: false, reclaim: false };
-const BL = (waiter?: unknown) => ({ block: true, reclaim: false, waiter });
+const BL = (waiter?: unknown) => ({ block: true, reclaim: false, waiter: () => waiter });
 
 function setup(opts: { exportOf?: (fh: Buffer) => string | undefined } = {}) {
   let clock = 1_000_000;
