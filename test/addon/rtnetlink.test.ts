@@ -3,7 +3,12 @@ import { execFileSync } from 'node:child_process';
 import { firstValueFrom, filter, take, toArray, timeout } from 'rxjs';
 import { addonStatus, openRtnetlink, rtnetlinkDump, type RtnetlinkSocket } from '../../src/addon';
 import { ip, requireNamespaceRoot } from '../support/netns';
-import { carriesIPv4, getAddrRequest, NLMSG_DONE, NLMSG_ERROR, RTM_DELADDR, RTM_NEWADDR, splitMessages } from './netlink';
+import { netlink } from '../../src/watch';
+
+const { NLMSG_DONE, NLMSG_ERROR, RTM_DELADDR, RTM_NEWADDR, splitMessages } = netlink;
+const getAddrRequest = (seq: number): Buffer => netlink.encodeGetAddrDump(seq);
+/** True when an address message's attributes carry this IPv4 address. */
+const carriesIPv4 = (m: netlink.NetlinkMessage, address: string): boolean => m.payload.includes(Buffer.from(address.split('.').map(Number)));
 import { testInterface } from '../support/netns';
 
 const messagesOf = (item: Buffer | { overflow: true }) => (Buffer.isBuffer(item) ? splitMessages(item) : []);
@@ -82,7 +87,7 @@ describe('addon: rtnetlink', function () {
     bad.writeUInt16LE(0x7ff, 4); // no such message type
     const msgs = (await rtnetlinkDump(bad)).flatMap(splitMessages);
     assert.equal(msgs[0].type, NLMSG_ERROR);
-    assert.ok(msgs[0].body.readInt32LE(0) < 0);
+    assert.ok(msgs[0].payload.readInt32LE(0) < 0);
     await assert.rejects(rtnetlinkDump(Buffer.alloc(4)), TypeError);
   });
 

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { filter, firstValueFrom, timeout, toArray, take, takeUntil, timer } from 'rxjs';
 import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes, type ProbeEvent, RTM_DELADDR } from '../../src/addon';
 import { hasCommand, requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
-import { splitMessages } from '../addon/netlink';
+import { netlink } from '../../src/watch';
 import { testInterface } from '../support/netns';
 
 const EADDRNOTAVAIL = 99;
@@ -81,7 +81,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     const rtnl = openRtnetlink();
     let netlinkNs: bigint | undefined;
     rtnl.messages$.subscribe((d) => {
-      if (Buffer.isBuffer(d) && splitMessages(d).some((m) => m.type === RTM_DELADDR)) netlinkNs ??= process.hrtime.bigint();
+      if (Buffer.isBuffer(d) && netlink.splitMessages(d).some((m) => m.type === RTM_DELADDR)) netlinkNs ??= process.hrtime.bigint();
     });
     try {
       const { pid, code } = await runIp(['addr', 'del', '10.80.0.1/24', 'dev', iface.name]);
