@@ -37,10 +37,23 @@ function heldObjects(): { progs: number[]; maps: number[] } {
   return out;
 }
 /** Which of these ids the kernel still has (other processes' objects do not count). */
-function stillLoaded(ids: { progs: Set<number>; maps: Set<number> }): number[] {
+function loadedNow(ids: { progs: Set<number>; maps: Set<number> }): number[] {
   const progs = (JSON.parse(sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number }>).map((p) => p.id).filter((id) => ids.progs.has(id));
   const maps = (JSON.parse(sh('bpftool', ['-j', 'map', 'show'])) as Array<{ id: number }>).map((m) => m.id).filter((id) => ids.maps.has(id));
   return [...progs, ...maps];
+}
+/**
+ * The ids still loaded once the kernel has had up to `ms` to free them: it frees programs and maps
+ * asynchronously after their last fd closes, so `bpftool` may list them for a moment. An id that
+ * stays past the bound is a leak.
+ */
+async function stillLoaded(ids: { progs: Set<number>; maps: Set<number> }, ms = 2000): Promise<number[]> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const left = loadedNow(ids);
+    if (left.length === 0 || Date.now() >= until) return left;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 describe('bpf: object lifecycle', function () {
@@ -81,7 +94,7 @@ describe('bpf: object lifecycle', function () {
     }
     assert.deepEqual(openFds(), fds);
     assert.ok(seen.progs.size >= 100 + 5 * 8 && seen.maps.size >= 100, 'ids of what was loaded');
-    assert.deepEqual(stillLoaded(seen), []);
+    assert.deepEqual(await stillLoaded(seen), []);
   });
 
   it('reports bad objects and bad configuration as errors, not crashes', () => {
