@@ -33,6 +33,8 @@ const exportSchema = z
     fhPrefix: z.array(z.string().regex(/^([0-9a-fA-F]{2})+$/, 'must be hex bytes')).optional(),
     clients: z.array(network).default([]),
     secure: z.boolean().default(true),
+    /** Locks on the real files under path (default); false: in lockdrop's memory only. */
+    fileLocks: z.boolean().default(true),
   })
   .strict();
 
@@ -75,6 +77,11 @@ export const configSchema = z
       // Keys as lookups see them: normalised (`::ffff:a.b.c.d` → `a.b.c.d`, IPv6 in canonical form).
       .transform((m) => Object.fromEntries(Object.entries(m).map(([a, name]) => [normaliseAddress(a), name]))),
     exports: z.array(exportSchema).default([]),
+    /**
+     * Open files allowed for real-file locks (one per owner and file); beyond it a lock is refused
+     * with denied_nolocks. Default: from RLIMIT_NOFILE, raised at start as far as allowed.
+     */
+    maxOpenFiles: z.number().int().positive().nullable().default(null),
     /** Byte order of the host-order words in knfsd handles (the NFS server's CPU). */
     fhByteOrder: z.enum(['little', 'big']).default(endianness() === 'LE' ? 'little' : 'big'),
     /** A handle that maps to no export, while exports are configured: allow or refuse. */
@@ -103,7 +110,7 @@ export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** Keys SIGHUP applies without a restart; others are reported and wait for the next start. */
-export const RELOADABLE: readonly (keyof Config)[] = ['addresses', 'exports', 'logLevel', 'holdDown', 'fhByteOrder', 'unknownHandles', 'monNames', 'notify', 'grace'];
+export const RELOADABLE: readonly (keyof Config)[] = ['addresses', 'exports', 'maxOpenFiles', 'logLevel', 'holdDown', 'fhByteOrder', 'unknownHandles', 'monNames', 'notify', 'grace'];
 
 export class ConfigError extends Error {
   constructor(

@@ -36,6 +36,11 @@ export interface ExportEntry {
   clients: string[];
   /** Require a privileged source port (< 1024), as exports(5) "secure". */
   secure: boolean;
+  /**
+   * Lock on the real files (default): every NLM lock is an OFD lock on the file the handle
+   * names. false keeps locks in lockdrop's memory only: safe only when nothing else locks them.
+   */
+  fileLocks?: boolean;
 }
 
 export interface ExportsOptions {
@@ -44,6 +49,17 @@ export interface ExportsOptions {
   /** What to do with a handle that maps to no export while exports are configured. */
   unknownHandles: 'allow' | 'deny';
 }
+
+/** A kernel file_handle to open within an export's filesystem; `root`: the export root itself. */
+export interface KernelHandle {
+  exportId: string;
+  root: boolean;
+  type: number;
+  handle: Buffer;
+}
+
+/** fh_fileid_type 0: the handle names the export's root (knfsd's FILEID_ROOT). */
+const FILEID_ROOT = 0;
 
 export type ExportDecision =
   | { allowed: true; exportId: string | undefined }
@@ -149,6 +165,25 @@ export class ExportsTable {
       }
     } catch (err) {
       if (err instanceof FileHandleError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The kernel file_handle inside an NFS handle, for open_by_handle_at: for knfsd handles the
+   * fileid after the fsid is exactly that (fh_fileid_type is its handle_type); FILEID_ROOT (0)
+   * names the export root itself. `error` says why none can be had.
+   */
+  kernelHandle(fh: Buffer): KernelHandle | { exportId: string | undefined; error: string } {
+    const exportId = this.exportOf(fh);
+    if (exportId === undefined) return { exportId, error: 'the handle belongs to no configured export' };
+    try {
+      const h = parseKnfsdHandle(fh, this.options.byteOrder);
+      if (h.fileidType === FILEID_ROOT) return { exportId, root: true, type: 0, handle: Buffer.alloc(0) };
+      if (h.fileid.length === 0) return { exportId, error: `fileid type ${h.fileidType} with no fileid bytes` };
+      return { exportId, root: false, type: h.fileidType, handle: h.fileid };
+    } catch (err) {
+      if (err instanceof FileHandleError) return { exportId, error: err.message };
       throw err;
     }
   }

@@ -16,6 +16,7 @@ import { EOF, Pos, dec, inc, maxPos, minPos, parseRange, toWire } from './range'
 import type {
   BlockGranted,
   DropCounts,
+  FileLocker,
   HeldLock,
   LockChange,
   LockOptions,
@@ -32,6 +33,8 @@ export interface LockTableOptions {
   now?: () => number;
   /** Called synchronously, before the releasing call returns, for each queued block granted. */
   onBlockGranted?: (g: BlockGranted) => void;
+  /** Carries every decision to the real files (src/files); without it locks live in memory only. */
+  locker?: FileLocker;
 }
 
 export interface LockFilter {
@@ -155,6 +158,10 @@ interface Block {
   end: Pos;
   exclusive: boolean;
   waiter: unknown;
+  /** Still queued (removeBlock clears it): a kernel wait finishing later must know. */
+  queued: boolean;
+  /** The cancel of a wait in the kernel for a holder outside the table, while one runs. */
+  kernelWait: (() => void) | null;
 }
 
 interface Share {
@@ -178,6 +185,7 @@ export class LockTable {
   private readonly exportOf: (fh: Buffer) => string | undefined;
   private readonly now: () => number;
   private readonly onBlockGranted: (g: BlockGranted) => void;
+  private readonly locker: FileLocker | undefined;
   private readonly epoch: number;
 
   private readonly files = new Map<string, FileState>();
@@ -200,6 +208,7 @@ export class LockTable {
     this.exportOf = opts.exportOf ?? (() => undefined);
     this.now = opts.now ?? Date.now;
     this.onBlockGranted = opts.onBlockGranted ?? (() => {});
+    this.locker = opts.locker;
     this.epoch = this.now();
     this.grace = new GraceTable(this.now, (period, state) => {
       if (this.subject.observed) this.subject.next({ type: 'grace', period, state });
@@ -217,29 +226,43 @@ export class LockTable {
    * The holder answered is the conflicting lock with the lowest offset.
    */
   test(req: LockRequest): TestResult {
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return { status: refused as Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
+    const file = this.files.get(fkey);
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId)) return { status: 'denied_grace_period' };
     const r = parseRange(req.offset, req.length);
     if (!r) return { status: 'fbig' };
-    if (!file || file.head === null) return { status: 'granted' };
     const ownerKey = this.ownerKey(req.owner);
     let best: Lock | null = null;
-    for (let l: Lock | null = file.head; l; l = l.fNext) {
+    for (let l: Lock | null = file?.head ?? null; l; l = l.fNext) {
       if (l.holder.owner.key === ownerKey || !(req.exclusive || isExcl(l)) || !overlaps(l, r.start, r.end)) continue;
       if (best === null || l.start < best.start) best = l;
     }
-    return best ? { status: 'denied', holder: this.held(best) } : { status: 'granted' };
+    if (best) return { status: 'denied', holder: this.held(best) };
+    if (!this.locker) return { status: 'granted' };
+    const outside = this.locker.test(fkey, req.fh, ownerKey, r.start, r.end, req.exclusive);
+    if (outside === undefined) return { status: 'granted' };
+    if (typeof outside === 'string') return { status: outside as Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
+    // Held by no NLM owner: svid 0 and an empty owner handle, as the kernel names no owner.
+    const { offset, length } = toWire(outside.start, outside.end);
+    const holder: HeldLock = {
+      fh: req.fh, owner: { host: '', svid: 0, oh: Buffer.alloc(0) }, exclusive: outside.exclusive, offset, length, serverAddress: '', exportId, since: this.now(),
+    };
+    return { status: 'denied', holder };
   }
 
   lock(req: LockRequest, opts: LockOptions): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
     // A draining address is about to leave this node: a lock granted now would be dropped in a
     // moment. denied_nolocks ("no resources now, try later") is the one status that neither claims
     // a conflicting holder (denied) nor tells the client to reclaim (denied_grace_period).
     if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
-    const fkey = req.fh.toString('latin1');
     let file = this.files.get(fkey);
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return 'denied_grace_period';
@@ -248,7 +271,10 @@ export class LockTable {
     const { start, end } = r;
     const excl = req.exclusive;
 
-    if (this.firstConflict(file, owner, start, end, excl) === null) {
+    // No conflict in the table: the kernel decides whether anyone outside holds the range.
+    const free = this.firstConflict(file, owner, start, end, excl) === null;
+    const onFile = free && this.locker ? this.locker.lock(fkey, req.fh, owner.key, start, end, excl) : 'granted';
+    if (free && onFile === 'granted') {
       const holder = this.internHolder(owner, this.internAddr(req.serverAddress));
       const downgraded = this.applyLock(file, holder, start, end, excl);
       // A retransmitted blocking request that is grantable now is satisfied by this grant.
@@ -263,22 +289,28 @@ export class LockTable {
       this.flush();
       return 'granted';
     }
+    if (onFile !== 'granted' && onFile !== 'denied') {
+      this.release(file, owner);
+      return onFile;
+    }
     if (!opts.block) {
       this.release(file, owner);
       return 'denied';
     }
     if (owner.blocks !== null && this.findBlock(file, owner, start, end, excl)) return 'blocked';
-    if (this.wouldDeadlock(owner, file, start, end, excl)) {
+    // Only the table's own owners can form a cycle; a holder outside it is waited for in the kernel.
+    if (free === false && this.wouldDeadlock(owner, file, start, end, excl)) {
       this.release(file, owner);
       return 'deadlck';
     }
     const addr = this.internAddr(req.serverAddress);
-    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.() };
+    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.(), queued: true, kernelWait: null };
     file.more().queue.push(b);
     (owner.blocks ??= []).push(b);
     addr.blocks.add(b);
     this.hostRef(addr, owner.host.key, 1);
     this.nBlocked++;
+    if (free) this.waitInKernel(b);
     if (this.subject.observed) this.subject.next({ type: 'blocked', request: req });
     return 'blocked';
   }
@@ -291,12 +323,16 @@ export class LockTable {
   cancel(req: LockRequest): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    const file = this.files.get(fkey);
     const owner = this.owners.get(this.ownerKey(req.owner));
     if (!file || !owner || owner.blocks === null) return 'denied';
     const b = this.findBlock(file, owner, r.start, r.end, req.exclusive);
     if (!b) return 'denied';
     this.removeBlock(b);
+    this.closeIfIdle(file, owner);
     this.release(file, owner);
     return 'granted';
   }
@@ -305,10 +341,20 @@ export class LockTable {
   unlock(req: LockRequest): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    const file = this.files.get(fkey);
     const owner = this.owners.get(this.ownerKey(req.owner));
     if (!file || !owner || owner.holders.length === 0) return 'granted';
-    if (this.unlockRange(file, owner, r.start, r.end)) this.wake(file);
+    if (this.unlockRange(file, owner, r.start, r.end)) {
+      // The kernel lets go first: the waiters woken next are granted on the file too.
+      if (this.locker) {
+        this.locker.unlock(fkey, owner.key, r.start, r.end);
+        this.closeIfIdle(file, owner);
+      }
+      this.wake(file);
+    }
     this.release(file, owner);
     this.flush();
     return 'granted';
@@ -320,8 +366,11 @@ export class LockTable {
    * reclaims are taken; unlike LOCK, a reclaim after grace is accepted (Linux nlmsvc_proc_share).
    */
   share(req: ShareRequest, reclaim: boolean): LockStatus {
-    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
     const fkey = req.fh.toString('latin1');
+    // Shares are NLM's alone (Linux keeps them in lockd's memory too), but the handle must name a file.
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
     let file = this.files.get(fkey);
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
     if (!reclaim && this.grace.covers(req.serverAddress, exportId)) return 'denied_grace_period';
@@ -346,7 +395,10 @@ export class LockTable {
 
   /** NLM UNSHARE: always 'granted' (Linux answers granted whether or not a reservation existed). */
   unshare(req: ShareRequest): LockStatus {
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    const file = this.files.get(fkey);
     if (!file || file.shares === null) return 'granted';
     const oh = req.owner.oh.toString('latin1');
     const s = file.shares.find((x) => x.host.key === req.owner.host && x.oh === oh);
@@ -402,10 +454,12 @@ export class LockTable {
     if (!e) return this.dropped('export', exportId, NO_COUNTS);
     const d = this.startDrop();
     const observed = this.subject.observed;
+    const keep = this.locker !== undefined;
     for (const f of [...e.files]) {
       this.touchFile(d, f);
       for (let l = f.head; l; l = l.fNext) {
         if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
+        if (keep) d.released.push(l);
         const hd = l.holder;
         if (l.hPrev) l.hPrev.hNext = l.hNext;
         else hd.head = l.hNext;
@@ -829,6 +883,12 @@ export class LockTable {
   }
 
   private removeBlock(b: Block): void {
+    b.queued = false;
+    if (b.kernelWait !== null) {
+      const cancel = b.kernelWait;
+      b.kernelWait = null;
+      cancel();
+    }
     const q = b.file.queue!;
     q.splice(q.indexOf(b), 1);
     const ob = b.owner.blocks!;
@@ -871,15 +931,103 @@ export class LockTable {
       progress = false;
       for (const b of [...file.queue]) {
         if (this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
-        // The block keeps its address alive until the lock holds it.
-        const holder = this.internHolder(b.owner, b.addr);
-        if (this.applyLock(file, holder, b.start, b.end, b.exclusive)) progress = true;
-        this.removeBlock(b);
-        const lock = this.heldOf(file, holder, b.start, b.end, b.exclusive, this.now());
-        this.pending.push({ lock, waiter: b.waiter });
-        if (this.subject.observed) this.subject.next({ type: 'granted', lock, viaBlock: true });
+        if (this.locker) {
+          const onFile = this.locker.lock(file.key, Buffer.from(file.key, 'latin1'), b.owner.key, b.start, b.end, b.exclusive);
+          if (onFile === 'denied') {
+            // Free in the table, held outside it: wait for that holder in the kernel.
+            if (b.kernelWait === null) this.waitInKernel(b);
+            continue;
+          }
+          // Any other refusal (no file descriptor left) leaves it queued for the next release.
+          if (onFile !== 'granted') continue;
+        }
+        if (this.grantBlock(b)) progress = true;
       }
     }
+  }
+
+  /** Commits a queued request the kernel holds for it; returns whether exclusive bytes became shared. */
+  private grantBlock(b: Block): boolean {
+    const file = b.file;
+    // The block keeps its address alive until the lock holds it.
+    const holder = this.internHolder(b.owner, b.addr);
+    const downgraded = this.applyLock(file, holder, b.start, b.end, b.exclusive);
+    this.removeBlock(b);
+    const lock = this.heldOf(file, holder, b.start, b.end, b.exclusive, this.now());
+    this.pending.push({ lock, waiter: b.waiter });
+    if (this.subject.observed) this.subject.next({ type: 'granted', lock, viaBlock: true });
+    return downgraded;
+  }
+
+  /**
+   * Waits in the kernel for a holder outside the table. When the kernel hands the range over,
+   * a still-queued request is granted; one removed meanwhile (cancel, unlock, drop, a grant by
+   * the table) has its range put back to what the table says the owner holds.
+   */
+  private waitInKernel(b: Block): void {
+    const locker = this.locker!;
+    const fileKey = b.file.key;
+    const ownerKey = b.owner.key;
+    const cancel = locker.wait(fileKey, Buffer.from(fileKey, 'latin1'), ownerKey, b.start, b.end, b.exclusive, (acquired) => {
+      if (b.kernelWait !== cancel) {
+        if (acquired) this.resync(fileKey, ownerKey, b.start, b.end);
+        return;
+      }
+      b.kernelWait = null;
+      if (!acquired) {
+        // The kernel gave up on the file (gone, or no resources): the client retransmits its request.
+        this.removeBlock(b);
+        this.closeIfIdle(b.file, b.owner);
+        this.release(b.file, b.owner);
+        return;
+      }
+      if (this.firstConflict(b.file, b.owner, b.start, b.end, b.exclusive) !== null) {
+        // Cannot happen while the kernel mirrors the table; undo rather than hold two truths.
+        this.resync(fileKey, ownerKey, b.start, b.end);
+        return;
+      }
+      if (this.grantBlock(b)) this.wake(b.file);
+      this.flush();
+    });
+    b.kernelWait = cancel;
+  }
+
+  /**
+   * Puts the owner's description of the file back to what the table holds on [s, e]: its locks
+   * there are set again (a downgrade where the kernel holds more), the gaps unlocked, and the
+   * description closed when the owner holds and awaits nothing more on the file.
+   */
+  private resync(fileKey: string, ownerKey: string, s: Pos, e: Pos): void {
+    const locker = this.locker!;
+    const file = this.files.get(fileKey);
+    const owner = this.owners.get(ownerKey);
+    if (!file || !owner) {
+      locker.close(fileKey, ownerKey);
+      return;
+    }
+    const mine: Lock[] = [];
+    for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner && overlaps(l, s, e)) mine.push(l);
+    mine.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    const fh = Buffer.from(fileKey, 'latin1');
+    let from: Pos | null = s;
+    for (const l of mine) {
+      locker.lock(fileKey, fh, ownerKey, maxPos(l.start, s), minPos(l.end, e), isExcl(l));
+      if (from !== null && l.start > from) locker.unlock(fileKey, ownerKey, from, dec(l.start));
+      from = l.end === EOF || l.end >= e ? null : inc(l.end);
+    }
+    if (from !== null) locker.unlock(fileKey, ownerKey, from, e);
+    this.closeIfIdle(file, owner);
+  }
+
+  private awaitsInKernel(file: FileState, owner: Owner): boolean {
+    return owner.blocks !== null && owner.blocks.some((b) => b.file === file && b.kernelWait !== null);
+  }
+
+  /** Closes the owner's description of the file once it holds and awaits nothing there. */
+  private closeIfIdle(file: FileState, owner: Owner): void {
+    if (!this.locker || this.awaitsInKernel(file, owner)) return;
+    for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner) return;
+    this.locker.close(file.key, owner.key);
   }
 
   /** Reports the grants of this call once the table is consistent (callbacks may call back in). */
@@ -911,7 +1059,7 @@ export class LockTable {
   // ---- internals: drops ----
 
   private startDrop(): Drop {
-    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], holders: [], locks: 0, shares: 0, blocked: 0 };
+    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], holders: [], released: [], unblocked: [], locks: 0, shares: 0, blocked: 0 };
   }
 
   private touchFile(d: Drop, f: FileState): void {
@@ -942,8 +1090,10 @@ export class LockTable {
    */
   private dropHolder(d: Drop, hd: Holder, unindex: boolean): void {
     const observed = this.subject.observed;
+    const keep = this.locker !== undefined;
     for (let l = hd.head; l; l = l.hNext) {
       if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
+      if (keep) d.released.push(l);
       const f = l.file;
       if (l.fPrev) l.fPrev.fNext = l.fNext;
       else f.head = l.fNext;
@@ -965,6 +1115,7 @@ export class LockTable {
     this.touchFile(d, b.file);
     this.touchOwner(d, b.owner);
     this.removeBlock(b);
+    if (this.locker) d.unblocked.push(b);
     d.blocked++;
   }
 
@@ -977,6 +1128,7 @@ export class LockTable {
 
   /** Wakes the waiters the drop unblocked (any address), frees what it emptied, reports. */
   private finishDrop(d: Drop, reason: 'address' | 'host' | 'export', key: string): DropCounts {
+    if (this.locker) this.releaseOnFiles(d);
     const before = this.pending.length;
     for (const f of d.files) if (f.queue !== null && f.queue.length !== 0) this.wake(f);
     const woken = this.pending.length - before;
@@ -987,6 +1139,33 @@ export class LockTable {
     this.dropped(reason, key, counts);
     this.flush();
     return counts;
+  }
+
+  /**
+   * The kernel lets go of what the drop took out, before any waiter is woken and before the drop
+   * returns: a description its owner no longer needs on that file is closed (one call releases
+   * all of it), otherwise each dropped range is unlocked.
+   */
+  private releaseOnFiles(d: Drop): void {
+    const locker = this.locker!;
+    // Owners that still hold something somewhere: which of their files to look at once.
+    const partly = new Map<Owner, Set<FileState>>();
+    const later = (o: Owner, f: FileState): void => {
+      const fs = partly.get(o);
+      if (fs) fs.add(f);
+      else partly.set(o, new Set([f]));
+    };
+    for (const l of d.released) {
+      const o = l.holder.owner;
+      if (o.holders.length === 0 && !this.awaitsInKernel(l.file, o)) {
+        locker.close(l.file.key, o.key);
+      } else {
+        locker.unlock(l.file.key, o.key, l.start, l.end);
+        later(o, l.file);
+      }
+    }
+    for (const b of d.unblocked) later(b.owner, b.file);
+    for (const [owner, files] of partly) for (const file of files) this.closeIfIdle(file, owner);
   }
 
   private dropped(reason: 'address' | 'host' | 'export', key: string, counts: DropCounts): DropCounts {
@@ -1029,6 +1208,9 @@ interface Drop {
   owners: Owner[];
   hosts: HostEntry[];
   holders: Holder[];
+  /** Locks and blocks taken out, for the real files (kept only with a locker). */
+  released: Lock[];
+  unblocked: Block[];
   locks: number;
   shares: number;
   blocked: number;
