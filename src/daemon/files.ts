@@ -28,7 +28,7 @@ export interface DaemonFiles {
 }
 
 /** Raises RLIMIT_NOFILE, then opens the exports locked on their files. Throws ExportError naming a bad export. */
-export function openDaemonFiles(cfg: Config, exports: () => ExportsTable, log: ExportedFilesLog): DaemonFiles {
+export function openDaemonFiles(cfg: Config, exportsTable: () => ExportsTable, log: ExportedFilesLog): DaemonFiles {
   const addon = addonStatus();
   const wanted = exportSpecs(cfg).filter((e) => e.fileLocks);
   if (!addon.available) {
@@ -43,7 +43,7 @@ export function openDaemonFiles(cfg: Config, exports: () => ExportsTable, log: E
     limit = nofileLimit().soft;
   }
   const maxOpen = fileBudget(cfg, limit);
-  const files = new ExportedFiles({ sys: nativeFileSyscalls, kernelHandle: (fh) => exports().kernelHandle(fh), maxOpen, log });
+  const files = new ExportedFiles({ sys: nativeFileSyscalls, kernelHandle: (fh) => exportsTable().kernelHandle(fh), maxOpen, log });
   files.setExports(exportSpecs(cfg));
   return { files, unavailable: null, maxOpen };
 }

@@ -39,7 +39,7 @@ describe('daemon: configuration', () => {
     const c = loadConfig(y, { grace: 20 });
     assert.equal(c.grace, 20);
     assert.equal(c.nlmPort, 4045);
-    assert.deepEqual(c.exports, [{ path: '/srv', fsid: 1, clients: ['10.0.0.0/8'], secure: true }]);
+    assert.deepEqual(c.exports, [{ path: '/srv', fsid: 1, clients: ['10.0.0.0/8'], secure: true, fileLocks: true }], 'locked on the real files unless fileLocks: false');
     assert.equal(loadConfig(file('{"holdDown": 300, "monNames": {"10.0.0.5": "nfs-a"}}'), {}).monNames['10.0.0.5'], 'nfs-a');
     assert.equal(loadConfig(file(''), {}).grace, 90, 'an empty file is all defaults');
   });
