@@ -30,6 +30,8 @@ const exportSchema = z
       .optional(),
     dev: z.string().regex(/^\d+:\d+$/, 'must be "major:minor"').optional(),
     rootIno: z.number().int().min(0).max(0xffffffff).optional(),
+    /** NFS-Ganesha's Export_Id for this path (its handles carry it). */
+    ganeshaExportId: z.number().int().min(0).max(0xffff).optional(),
     fhPrefix: z.array(z.string().regex(/^([0-9a-fA-F]{2})+$/, 'must be hex bytes')).optional(),
     clients: z.array(network).default([]),
     secure: z.boolean().default(true),
@@ -103,6 +105,13 @@ export const configSchema = z
       const prior = seen.get(e.path);
       if (prior !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['exports', i, 'path'], message: `duplicates exports.${prior}.path` });
       seen.set(e.path, i);
+    });
+    const ganesha = new Map<number, number>();
+    c.exports.forEach((e, i) => {
+      if (e.ganeshaExportId === undefined) return;
+      const prior = ganesha.get(e.ganeshaExportId);
+      if (prior !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['exports', i, 'ganeshaExportId'], message: `duplicates exports.${prior}.ganeshaExportId` });
+      ganesha.set(e.ganeshaExportId, i);
     });
   });
 

@@ -10,7 +10,7 @@
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
-import type { KernelHandle } from '../exports';
+import type { KernelHandleResult } from '../exports';
 import { E, LOCK_READ, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
 
 /** An export as this part needs it: its path (the export's id) and whether its locks are on the files. */
@@ -22,7 +22,7 @@ export interface ExportSpec {
 export interface ExportedFilesOptions {
   sys: FileSyscalls;
   /** The kernel handle inside an NFS handle, or why there is none (ExportsTable.kernelHandle). */
-  kernelHandle: (fh: Buffer) => KernelHandle | { exportId: string | undefined; error: string };
+  kernelHandle: (fh: Buffer) => KernelHandleResult;
   /** Open file descriptions allowed at once (export roots included). */
   maxOpen: number;
   /** Retry interval while every kernel wait thread is busy: starts here, doubles up to pollMaxMs. */
@@ -71,6 +71,8 @@ class OpenFile {
   constructor(readonly exp: RealExport) {}
 }
 
+/** A kernel handle to open in the export's filesystem, or the export's root itself. */
+type KernelHandle = { type: number; handle: Buffer } | { root: true };
 type Resolved = { kind: 'memory' } | { kind: 'stale'; why: string } | { kind: 'file'; exp: RealExport; kh: KernelHandle };
 
 const flockOf = (start: FilePos, end: FilePos): [FlockPos, FlockPos] => {
@@ -363,7 +365,7 @@ export class ExportedFiles implements FileLocker {
   private openByHandle(exp: RealExport, kh: KernelHandle, mode: 'rw' | 'ro'): number {
     if (this.open >= this.maxOpen) return -E.EMFILE;
     if (exp.rootFd < 0) this.openRoot(exp);
-    const h = kh.root ? exp.rootHandle! : kh;
+    const h = 'root' in kh ? exp.rootHandle! : kh;
     let fd = this.sys.openByHandle(exp.rootFd, h.type, h.handle, mode);
     if (fd === -E.ESTALE) {
       // The export's filesystem may have been mounted again under its path: open the root anew once.
