@@ -7,8 +7,10 @@
 // between its last look at `cancelled` and the syscall when it arrives, and the wake is lost.
 // So a cancel arms a per-wait POSIX timer aimed at the worker thread (SIGEV_THREAD_ID) that fires
 // at once and then every kResendNs until the worker itself deletes it, after it has left the wait
-// for good. Arming (JS thread) and deleting (worker) happen under the pool's mutex, so a timer is
-// never armed after it is gone; resources are taken when the wait starts, so a cancel cannot fail.
+// for good. Arming (JS thread) and deleting (worker) happen under the wait's own mutex, so a timer
+// is never armed after it is gone; resources are taken when the wait starts, so a cancel cannot
+// fail. (One mutex per wait, not the pool's: cancelling 1000 waits must not have every woken
+// worker queue on the lock the canceller holds while their timers keep firing.)
 //
 // Results: fcntl's own answer wins. A wait that acquired the lock as the cancel came reports 0
 // (the caller holds the lock and must undo it); EINTR after a cancel reports -ECANCELED; EINTR
@@ -36,7 +38,7 @@ namespace lockdrop {
 namespace {
 
 constexpr size_t kStackSize = 128 * 1024;
-constexpr long kResendNs = 2 * 1000 * 1000;
+constexpr long kResendNs = 5 * 1000 * 1000;  // only matters when the first wake was lost
 constexpr double kMaxPoolSize = 16384;
 constexpr size_t kDefaultPoolSize = 64;
 
@@ -69,12 +71,12 @@ struct Wait {
   Pool* pool = nullptr;
   pthread_t thread{};
   Napi::FunctionReference done;  // JS thread only
-  // Guarded by the pool's mutex:
+  std::mutex mu;                 // guards the fields below
   bool cancelled = false;
   bool hasTimer = false;
   bool armed = false;
   timer_t timer{};
-  int result = 0;
+  int result = 0;  // set by the worker before it queues the wait as completed
 };
 
 class Pool {
@@ -136,15 +138,13 @@ class Pool {
     if (!(d >= 1) || std::floor(d) != d) return Napi::Boolean::New(env, false);
     auto it = waits_.find(static_cast<uint64_t>(d));
     if (it == waits_.end()) return Napi::Boolean::New(env, false);
-    std::lock_guard<std::mutex> lock(mu_);
-    CancelLocked(it->second.get());
+    CancelOne(it->second.get());
     return Napi::Boolean::New(env, true);
   }
 
   // ofdCancelAll(): cancels every pending wait; their done callbacks still come. The count.
   Napi::Value CancelAll(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [id, w] : waits_) CancelLocked(w.get());
+    for (auto& [id, w] : waits_) CancelOne(w.get());
     return Napi::Number::New(info.Env(), static_cast<double>(waits_.size()));
   }
 
@@ -170,7 +170,12 @@ class Pool {
   }
 
  private:
-  void CancelLocked(Wait* w) {
+  static void CancelOne(Wait* w) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    CancelLocked(w);
+  }
+
+  static void CancelLocked(Wait* w) {
     w->cancelled = true;
     if (w->hasTimer && !w->armed) {
       struct itimerspec its{};
@@ -185,9 +190,9 @@ class Pool {
     Pool* p = w->pool;
     int result = p->Work(w);
     close(w->fd);
+    w->result = result;
     {
       std::lock_guard<std::mutex> lock(p->mu_);
-      w->result = result;
       p->active_--;
       p->completed_.push_back(w);
     }
@@ -207,7 +212,7 @@ class Pool {
     timer_t timer;
     if (timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0) return -errno;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(w->mu);
       w->timer = timer;
       w->hasTimer = true;
       if (w->cancelled) CancelLocked(w);  // cancelled before the timer existed: checked below anyway
@@ -215,7 +220,7 @@ class Pool {
     int result = -ECANCELED;
     for (;;) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(w->mu);
         if (w->cancelled) break;
       }
       // A cancel from here on arms the timer, which keeps interrupting until the timer is deleted.
@@ -225,7 +230,7 @@ class Pool {
       if (errno != EINTR) { result = -errno; break; }
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(w->mu);
       w->hasTimer = false;
     }
     timer_delete(timer);  // a signal it already queued is harmless: this thread waits no more
@@ -267,10 +272,7 @@ class Pool {
 
   // Environment teardown: every wait is cancelled and its thread joined; callbacks are dropped.
   void Shutdown() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [id, w] : waits_) CancelLocked(w.get());
-    }
+    for (auto& [id, w] : waits_) CancelOne(w.get());
     for (auto& [id, w] : waits_) pthread_join(w->thread, nullptr);
     waits_.clear();
     completed_.clear();
@@ -286,7 +288,7 @@ class Pool {
   uv_async_t* async_ = nullptr;
   uint64_t nextId_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Wait>> waits_;  // JS thread only
-  std::mutex mu_;  // guards the fields below and Wait's guarded fields
+  std::mutex mu_;  // guards the fields below
   std::vector<Wait*> completed_;
   size_t active_ = 0;
   size_t size_ = kDefaultPoolSize;

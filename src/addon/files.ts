@@ -28,7 +28,7 @@ export interface FileHandle {
 }
 
 /**
- * name_to_handle_at(AT_FDCWD, path, flags 0): the handle of `path` (a symlink is followed).
+ * name_to_handle_at(AT_FDCWD, path, flags 0): the handle of `path` (flags 0: a final symlink is not followed; its handle opens to -ELOOP).
  * Throws an errno error: 'EOPNOTSUPP' when the filesystem cannot make handles, 'ENOENT', ….
  */
 export const nameToHandle = (path: string): FileHandle => loadAddon().nameToHandle(path);
