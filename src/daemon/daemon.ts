@@ -25,7 +25,7 @@ import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { Metrics, type DropTrigger } from './metrics';
 import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, StatusReport, WatchEvent } from './protocol';
 import { createAddressWatch, type AddressWatch } from './sources';
-import { exportSpecs, exportsLeaving, openDaemonFiles, type DaemonFiles } from './files';
+import { checkHandleFormats, exportSpecs, exportsLeaving, openDaemonFiles, type DaemonFiles } from './files';
 import { ExportError } from '../files';
 
 const VERSION: string = (require('../../package.json') as { version: string }).version;
@@ -430,6 +430,7 @@ export class Daemon {
       const table = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
       try {
         // Opens the new exports' roots first: a bad one refuses the reload with nothing changed.
+        checkHandleFormats(next);
         files?.setExports(exportSpecs(next));
       } catch (err) {
         if (err instanceof ExportError) throw new ConfigError('reload refused', [`exports: ${err.message}`]);

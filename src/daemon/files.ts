@@ -29,6 +29,7 @@ export interface DaemonFiles {
 
 /** Raises RLIMIT_NOFILE, then opens the exports locked on their files. Throws ExportError naming a bad export. */
 export function openDaemonFiles(cfg: Config, exportsTable: () => ExportsTable, log: ExportedFilesLog): DaemonFiles {
+  checkHandleFormats(cfg);
   const addon = addonStatus();
   const wanted = exportSpecs(cfg).filter((e) => e.fileLocks);
   if (!addon.available) {
@@ -46,6 +47,21 @@ export function openDaemonFiles(cfg: Config, exportsTable: () => ExportsTable, l
   const files = new ExportedFiles({ sys: nativeFileSyscalls, kernelHandle: (fh) => exportsTable().kernelHandle(fh), maxOpen, log });
   files.setExports(exportSpecs(cfg));
   return { files, unavailable: null, maxOpen };
+}
+
+/**
+ * An export locked on its files must be one whose handles lockdrop can turn into files: knfsd
+ * handles (found by fsid, uuid or dev) or NFS-Ganesha FSAL_VFS handles (by ganeshaExportId).
+ * Handles matched only by fhPrefix are of a format with no decoder.
+ */
+export function checkHandleFormats(cfg: Config): void {
+  for (const e of cfg.exports) {
+    if (!e.fileLocks) continue;
+    if (e.fsid !== undefined || e.uuid !== undefined || e.dev !== undefined || e.ganeshaExportId !== undefined) continue;
+    throw new ExportError(e.path, e.fhPrefix?.length
+      ? 'its handles are matched by fhPrefix only, a format lockdrop cannot turn into files: give fsid, uuid, dev or ganeshaExportId, or set fileLocks: false'
+      : 'no fsid, uuid, dev or ganeshaExportId: no handle can name its files (or set fileLocks: false)');
+  }
 }
 
 type ExportedFilesLog = { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
