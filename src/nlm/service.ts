@@ -10,6 +10,7 @@
 // - v1/v3 cannot carry deadlck/rofs/stale_fh/fbig/failed: see statusCode.
 // - SM_NOTIFY (proc 16) is accepted only from a privileged port on a loopback address.
 // - CANCEL of a request that is not queued answers granted.
+// - TEST's holder has an empty oh (svclock.c nlmsvc_testlock): another host never learns it.
 // Deliberate differences:
 // - State-changing procedures need AUTH_SYS by default (Linux also takes AUTH_NULL and leaves
 //   the decision to nfsd's export check): AUTH_ERROR/AUTH_TOOWEAK; `requireAuthSys: false` to allow.
@@ -115,6 +116,7 @@ export interface NlmService {
 const AUTH_TOOWEAK = 5;
 const PRIVILEGED_PORT_LIMIT = 1024;
 const allow: ExportPolicy = () => ({ allowed: true, secure: false });
+const NO_OH = Buffer.alloc(0);
 const isLoopback = (a: string): boolean => a.startsWith('127.') || a === '::1';
 
 type Answer<R> = R | Promise<R>;
@@ -173,7 +175,8 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
     const r = table.test(req);
     if (r.status !== 'denied') return res(a.cookie, r.status, ctx.vers);
     const h = r.holder;
-    return { cookie: a.cookie, stat: NlmStat.denied, holder: { exclusive: h.exclusive, svid: h.owner.svid, oh: h.owner.oh, ...C.wireRange(ctx.vers, h.offset, h.length) } };
+    // The holder's oh is its client's own token: kept private, as Linux's nlmsvc_testlock does.
+    return { cookie: a.cookie, stat: NlmStat.denied, holder: { exclusive: h.exclusive, svid: h.owner.svid, oh: NO_OH, ...C.wireRange(ctx.vers, h.offset, h.length) } };
   }
 
   function lock(a: C.NlmLockArgs, ctx: CallContext, how: { monitor: boolean; async: boolean }): Answer<C.NlmRes> {
