@@ -72,6 +72,18 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * TCP connections to each of NLM and statd. At `max` a new one closes the least recently active
+     * idle connection (as Linux's svc_check_conn_limits); `perPeer` bounds one client address the
+     * same way, so one address cannot crowd everyone else out. Raise `perPeer` for many clients behind one NAT.
+     */
+    connections: z
+      .object({
+        max: z.number().int().positive().default(1024),
+        perPeer: z.number().int().positive().default(64),
+      })
+      .strict()
+      .default({}),
     /** mon_name to send in SM_NOTIFY per server address (default: the address itself). */
     monNames: z
       .record(address, z.string().min(1))

@@ -17,7 +17,7 @@ import { FailoverController, type FailoverReport } from '../failover';
 import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
 import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
-import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration } from '../rpc';
+import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration, type RpcServerEvent } from '../rpc';
 import { nowMs, type AddressEvent } from '../watch/types';
 import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer, type ControlHandlers } from './control';
@@ -113,8 +113,9 @@ export class Daemon {
     const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined };
 
     const metrics = new Metrics(() => ref.daemon!.metricsSnapshot());
-    const nlmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
-    const nsmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
+    const rpcOptions = { onEvent: (e: RpcServerEvent) => metrics.observeRpc(e), log: logs.of('rpc'), maxConnections: cfg.connections.max, maxConnectionsPerPeer: cfg.connections.perPeer };
+    const nlmServer = new RpcServer(rpcOptions);
+    const nsmServer = new RpcServer(rpcOptions);
     nlmServer.listen({ port: cfg.nlmPort });
     nsmServer.listen({ port: cfg.nsmPort });
     undo.push(() => nlmServer.close(), () => nsmServer.close());

@@ -32,6 +32,7 @@ describe('daemon: configuration', () => {
     assert.equal(c.metrics, null);
     assert.deepEqual(c.exports, []);
     assert.deepEqual(c.notify, { timeout: 900, concurrency: 256 });
+    assert.deepEqual(c.connections, { max: 1024, perPeer: 64 });
   });
 
   it('reads YAML and JSON; flags override the file', () => {
