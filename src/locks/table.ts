@@ -16,6 +16,7 @@ import { EOF, Pos, dec, inc, maxPos, minPos, parseRange, toWire } from './range'
 import type {
   BlockGranted,
   DropCounts,
+  PriorLock,
   FileLocker,
   HeldLock,
   LockChange,
@@ -346,18 +347,57 @@ export class LockTable {
     if (refused !== undefined) return refused;
     const file = this.files.get(fkey);
     const owner = this.owners.get(this.ownerKey(req.owner));
-    if (!file || !owner || owner.holders.length === 0) return 'granted';
-    if (this.unlockRange(file, owner, r.start, r.end)) {
+    if (!file || !owner) return 'granted';
+    // The owner's own queued requests inside the range go first, as Linux's nlmsvc_unlock cancels
+    // the blocked lock before unlocking: granted later, they would be locks nobody waits for.
+    if (owner.blocks !== null) {
+      for (const b of [...owner.blocks]) if (b.file === file && b.start >= r.start && b.end <= r.end) this.removeBlock(b);
+    }
+    if (owner.holders.length !== 0 && this.unlockRange(file, owner, r.start, r.end)) {
       // The kernel lets go first: the waiters woken next are granted on the file too.
-      if (this.locker) {
-        this.locker.unlock(fkey, owner.key, r.start, r.end);
-        this.closeIfIdle(file, owner);
-      }
+      this.locker?.unlock(fkey, owner.key, r.start, r.end);
       this.wake(file);
     }
+    this.closeIfIdle(file, owner);
     this.release(file, owner);
     this.flush();
     return 'granted';
+  }
+
+  /**
+   * Takes back a grant the client never confirmed (its GRANTED refused or unanswered, or CANCEL
+   * after the grant): the owner is left with exactly what it held in that range before — an
+   * upgrade falls back to the shared lock, never to nothing. Where an exclusive prior lock now
+   * meets another owner's lock (a downgrade let readers in), the owner keeps it shared. Nothing
+   * happens when the owner no longer holds the grant's range through its address.
+   */
+  undoGrant(g: BlockGranted): void {
+    const { lock, prior } = g;
+    const fkey = lock.fh.toString('latin1');
+    const file = this.files.get(fkey);
+    const owner = this.owners.get(this.ownerKey(lock.owner));
+    const r = parseRange(lock.offset, lock.length);
+    if (!file || !owner || !r) return;
+    const holder = owner.holders.find((hd) => hd.addr.address === lock.serverAddress);
+    let held = false;
+    for (let l = holder?.head ?? null; l && !held; l = l.hNext) held = l.file === file && overlaps(l, r.start, r.end);
+    if (!held) return;
+    const pieces = prior.flatMap((p) => {
+      const pr = parseRange(p.offset, p.length);
+      return pr ? [{ start: pr.start, end: pr.end, exclusive: p.exclusive, address: p.serverAddress }] : [];
+    });
+    for (const p of pieces) {
+      if (!p.exclusive) continue;
+      if (this.firstConflict(file, owner, p.start, p.end, true) !== null) p.exclusive = false;
+      // The kernel may refuse the way back up (an outside reader came in): then shared.
+      else if (this.locker && this.locker.lock(fkey, lock.fh, owner.key, p.start, p.end, true) !== 'granted') p.exclusive = false;
+    }
+    this.unlockRange(file, owner, r.start, r.end);
+    for (const p of pieces) this.applyLock(file, this.internHolder(owner, this.internAddr(p.address)), p.start, p.end, p.exclusive);
+    if (this.locker) this.resync(fkey, owner.key, r.start, r.end);
+    this.wake(file);
+    this.release(file, owner);
+    this.flush();
   }
 
   /**
@@ -950,11 +990,12 @@ export class LockTable {
   private grantBlock(b: Block): boolean {
     const file = b.file;
     // The block keeps its address alive until the lock holds it.
+    const prior = this.priorOf(file, b.owner, b.start, b.end);
     const holder = this.internHolder(b.owner, b.addr);
     const downgraded = this.applyLock(file, holder, b.start, b.end, b.exclusive);
     this.removeBlock(b);
     const lock = this.heldOf(file, holder, b.start, b.end, b.exclusive, this.now());
-    this.pending.push({ lock, waiter: b.waiter });
+    this.pending.push({ lock, waiter: b.waiter, prior });
     if (this.subject.observed) this.subject.next({ type: 'granted', lock, viaBlock: true });
     return downgraded;
   }
@@ -1017,6 +1058,16 @@ export class LockTable {
     }
     if (from !== null) locker.unlock(fileKey, ownerKey, from, e);
     this.closeIfIdle(file, owner);
+  }
+
+  /** The owner's locks on [s, e], clipped to it: what undoing a grant of [s, e] restores. */
+  private priorOf(file: FileState, owner: Owner, s: Pos, e: Pos): PriorLock[] {
+    const out: PriorLock[] = [];
+    for (let l = file.head; l; l = l.fNext) {
+      if (l.holder.owner !== owner || !overlaps(l, s, e)) continue;
+      out.push({ ...toWire(maxPos(l.start, s), minPos(l.end, e)), exclusive: isExcl(l), serverAddress: l.holder.addr.address });
+    }
+    return out;
   }
 
   private awaitsInKernel(file: FileState, owner: Owner): boolean {

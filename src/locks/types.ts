@@ -70,6 +70,19 @@ export interface LockOptions {
 export interface BlockGranted {
   lock: HeldLock;
   waiter: unknown;
+  /**
+   * What the owner held in the granted range just before (an upgrade's shared lock, say), so that
+   * an unconfirmed grant can be undone to exactly that (LockTable.undoGrant).
+   */
+  prior: PriorLock[];
+}
+
+/** One of the owner's locks inside a granted range before the grant, clipped to it. */
+export interface PriorLock {
+  offset: bigint;
+  length: bigint;
+  exclusive: boolean;
+  serverAddress: string;
 }
 
 export type ShareMode = 0 | 1 | 2 | 3; // fsm_DN, fsm_DR, fsm_DW, fsm_DRW

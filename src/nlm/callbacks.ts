@@ -123,6 +123,7 @@ export function ownerRangeMeets(l: HeldLock, q: { fh: Buffer; owner: LockOwner; 
 interface PendingGrant {
   waiter: Waiter;
   lock: HeldLock;
+  grant: BlockGranted;
   deadline: number;
   delay: number;
   timer?: NodeJS.Timeout;
@@ -151,7 +152,7 @@ export class GrantCallbacks {
   constructor(
     private readonly caller: LockManagerCaller,
     /** Takes back an unconfirmed grant (the one seam between callbacks and the lock table). */
-    private readonly undo: (lock: HeldLock) => void,
+    private readonly undo: (grant: BlockGranted) => void,
     private readonly opts: GrantOptions,
     private readonly log: Logger | undefined,
     private readonly now: () => number,
@@ -171,7 +172,7 @@ export class GrantCallbacks {
     const keys = this.byCookie.get(ck);
     if (keys) keys.push(key);
     else this.byCookie.set(ck, [key]);
-    const p: PendingGrant = { waiter, lock: g.lock, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
+    const p: PendingGrant = { waiter, lock: g.lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
     this.pending.set(key, p);
     const host = g.lock.owner.host;
     const ofHost = this.byHost.get(host);
@@ -257,11 +258,11 @@ export class GrantCallbacks {
   }
 
   /** Stops the host's first pending grant that matches (the client cancelled) and hands it back to be undone. */
-  withdraw(host: string, match: (lock: HeldLock) => boolean): HeldLock | undefined {
+  withdraw(host: string, match: (lock: HeldLock) => boolean): BlockGranted | undefined {
     const [hit] = this.ofHost(host, match);
     if (!hit) return undefined;
     this.finish(...hit);
-    return hit[1].lock;
+    return hit[1].grant;
   }
 
   /**
@@ -302,8 +303,8 @@ export class GrantCallbacks {
   private giveUp(key: string, p: PendingGrant, why: string): void {
     this.finish(key, p);
     const l = p.lock;
-    this.log?.warn({ client: l.owner.host, serverAddress: l.serverAddress, svid: l.owner.svid, why }, 'GRANTED callback failed: releasing the lock');
-    this.undo(l);
+    this.log?.warn({ client: l.owner.host, serverAddress: l.serverAddress, svid: l.owner.svid, why }, 'GRANTED callback failed: undoing the grant');
+    this.undo(p.grant);
   }
 
   close(): void {

@@ -24,7 +24,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext, type Endpoint, type Procedure, type ProgramVersion } from '../rpc/types';
 import { XdrWriter, type XdrReader } from '../xdr';
-import { hostKey, type BlockGranted, type ClientHost, type DropCounts, type HeldLock, type LockOptions, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest, type TestResult } from '../locks/types';
+import { hostKey, type BlockGranted, type ClientHost, type DropCounts, type LockOptions, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest, type TestResult } from '../locks/types';
 import * as C from './codec';
 import { GrantCallbacks, LockManagerCaller, ownerRangeMeets, rpcCaller, type CallbackTarget, type NlmRpcCaller, type Waiter } from './callbacks';
 import { MonitoredHosts, type HostMonitor } from './hosts';
@@ -40,6 +40,7 @@ export interface NlmLockTable {
   unshare(req: ShareRequest): LockStatus;
   freeAll(host: string): DropCounts;
   hostsAt(serverAddress: string): ReadonlySet<string>;
+  undoGrant(g: BlockGranted): void;
 }
 
 /** Export policy: may this peer use this file handle, and must it come from a privileged port? */
@@ -131,9 +132,8 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   const ownRpc = deps.rpc ? undefined : rpcCaller({ machineName: opts.serverName });
   const caller = new LockManagerCaller(deps.rpc ?? ownRpc!, { portCacheMs: opts.portCacheMs, callTimeoutMs: opts.callbackTimeoutMs, now });
   // Taking back a grant the client never confirmed (GRANTED refused or unanswered, CANCEL of a granted block).
-  const undo = (l: HeldLock): void => {
-    table.unlock({ fh: l.fh, owner: l.owner, exclusive: l.exclusive, offset: l.offset, length: l.length, serverAddress: l.serverAddress });
-  };
+  // The owner gets back exactly what it held before (an upgrade's shared lock), never nothing.
+  const undo = (g: BlockGranted): void => table.undoGrant(g);
   const grants = new GrantCallbacks(caller, undo, {
     timeoutMs: opts.grantTimeoutMs, retryInitialMs: opts.grantRetryInitialMs, retryMaxMs: opts.grantRetryMaxMs, serverName: opts.serverName,
   }, log, now);
