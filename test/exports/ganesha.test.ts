@@ -98,6 +98,10 @@ describe('exports: NFS-Ganesha 4.3 handles from a real server', function () {
         assert.equal(h.dummy, false);
         const k = nameToHandle(fs.dir);
         assert.deepEqual({ type: h.kernel!.type, handle: h.kernel!.handle.toString('hex') }, { type: k.type, handle: k.handle.toString('hex') });
+        assert.match(ganesha!.log(), /NFS Server skipping GRACE \(Graceless is true\)/);
+        // NLM (100021) and RQUOTA (100011) are left to others: lockdropd serves NLM beside it.
+        const rpcinfo = nodeExec(node!, 'rpcinfo', ['-p', '127.0.0.1']);
+        assert.ok(!/^\s*1000(21|11)\s/m.test(rpcinfo), rpcinfo);
       });
 
       it('LOOKUP over UDP and TCP gives a file\'s handle whose kernel handle is name_to_handle_at\'s', async () => {
