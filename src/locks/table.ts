@@ -286,7 +286,7 @@ export class LockTable {
       if (this.subject.observed) {
         this.subject.next({ type: 'granted', lock: this.heldOf(file, holder, start, end, excl, this.now()), viaBlock: false });
       }
-      if (downgraded) this.wake(file);
+      if (downgraded) this.wake(file, start, end);
       this.flush();
       return 'granted';
     }
@@ -356,7 +356,7 @@ export class LockTable {
     if (owner.holders.length !== 0 && this.unlockRange(file, owner, r.start, r.end)) {
       // The kernel lets go first: the waiters woken next are granted on the file too.
       this.locker?.unlock(fkey, owner.key, r.start, r.end);
-      this.wake(file);
+      this.wake(file, r.start, r.end);
     }
     this.closeIfIdle(file, owner);
     this.release(file, owner);
@@ -395,7 +395,7 @@ export class LockTable {
     this.unlockRange(file, owner, r.start, r.end);
     for (const p of pieces) this.applyLock(file, this.internHolder(owner, this.internAddr(p.address)), p.start, p.end, p.exclusive);
     if (this.locker) this.resync(fkey, owner.key, r.start, r.end);
-    this.wake(file);
+    this.wake(file, r.start, r.end);
     this.release(file, owner);
     this.flush();
   }
@@ -964,13 +964,18 @@ export class LockTable {
     return false;
   }
 
-  /** Grants, in arrival order, every queued request on the file that no longer conflicts. */
-  private wake(file: FileState): void {
-    let progress = true;
-    while (progress && file.queue !== null && file.queue.length !== 0) {
-      progress = false;
-      for (const b of [...file.queue]) {
-        if (this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
+  /**
+   * Bytes [s, e] of the file were released or became shared: grants, in arrival order, the queued
+   * requests there that no longer conflict. Only waiters overlapping the bytes are looked at (a
+   * release costs what it wakes, not the whole queue), and a grant that turns the owner's own
+   * exclusive bytes shared looks again at its range.
+   */
+  private wake(file: FileState, s: Pos, e: Pos): void {
+    const changed: { s: Pos; e: Pos }[] = [{ s, e }];
+    for (let c = changed.pop(); c !== undefined && file.queue !== null && file.queue.length !== 0; c = changed.pop()) {
+      const candidates = file.queue.filter((b) => overlaps(b, c.s, c.e));
+      for (const b of candidates) {
+        if (!b.queued || this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
         if (this.locker) {
           const onFile = this.locker.lock(file.key, Buffer.from(file.key, 'latin1'), b.owner.key, b.start, b.end, b.exclusive);
           if (onFile === 'denied') {
@@ -981,7 +986,7 @@ export class LockTable {
           // Any other refusal (no file descriptor left) leaves it queued for the next release.
           if (onFile !== 'granted') continue;
         }
-        if (this.grantBlock(b)) progress = true;
+        if (this.grantBlock(b)) changed.push({ s: b.start, e: b.end });
       }
     }
   }
@@ -1027,7 +1032,7 @@ export class LockTable {
         this.resync(fileKey, ownerKey, b.start, b.end);
         return;
       }
-      if (this.grantBlock(b)) this.wake(b.file);
+      if (this.grantBlock(b)) this.wake(b.file, b.start, b.end);
       this.flush();
     });
     b.kernelWait = cancel;
@@ -1181,7 +1186,7 @@ export class LockTable {
   private finishDrop(d: Drop, reason: 'address' | 'host' | 'export', key: string): DropCounts {
     if (this.locker) this.releaseOnFiles(d);
     const before = this.pending.length;
-    for (const f of d.files) if (f.queue !== null && f.queue.length !== 0) this.wake(f);
+    for (const f of d.files) if (f.queue !== null && f.queue.length !== 0) this.wake(f, 0, EOF);
     const woken = this.pending.length - before;
     for (const o of d.owners) this.freeOwnerIfEmpty(o);
     for (const h of d.hosts) this.freeHostIfEmpty(h);
