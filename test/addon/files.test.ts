@@ -50,11 +50,14 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       fs = kind === 'tmpfs' ? mountTmpfs() : mountExt4();
       root = openPath(fs.dir);
     });
-    after(() => {
+    after(async () => {
       for (const fd of opened.splice(0)) closeFd(fd);
       if (root >= 0) closeFd(root);
       root = -1;
+      const device = fs && 'device' in fs ? (fs.device as string) : undefined;
       fs?.dispose();
+      // The kernel detaches an autoclear device shortly after the last user lets go.
+      if (device) await until(`${device} detached after umount`, () => !sh('losetup', ['--list', '--noheadings', '--output', 'NAME']).split('\n').includes(device));
     });
 
     it('turns a path into a handle and the handle back into the same file', () => {
@@ -166,6 +169,8 @@ describe('addon files: errors and bad input', function () {
     assert.throws(() => (ofdWait as (...a: unknown[]) => unknown)(0, LOCK_UNLOCK, 0, 0, () => {}), TypeError);
     assert.throws(() => (ofdWait as (...a: unknown[]) => unknown)(0, LOCK_WRITE, 0, 0), TypeError);
     assert.throws(() => (openByHandle as (...a: unknown[]) => unknown)(0, 1, 'not a buffer', 'rw'), TypeError);
+    assert.throws(() => openByHandle(0, 1.5, h.handle, 'rw'), TypeError);
+    assert.throws(() => openByHandle(0, 2 ** 31, h.handle, 'rw'), TypeError);
     assert.throws(() => setWaitPoolSize(0), TypeError);
     assert.equal(ofdCancelWait(-1), false);
     assert.equal(ofdCancelWait(1e15), false);
