@@ -1,13 +1,14 @@
 // The native file edge (issue 10): µs per openByHandle + ofdSetLock(write) + unlock + close cycle
 // on tmpfs and on ext4 (an image on a loop device), µs per ofdSetLock alone, and the wait pool:
-// grant latency (outside holder lets go → done(0)) and cancel latency (ofdCancelWait → done).
+// grant latency (holder lets go → done(0)), cancel latency (ofdCancelWait → done), and the cost
+// of starting and cancelling 1000 waits at once (a thread each).
 // Runs as root in its own mount namespace (it re-executes itself under unshare).
 // Run: npx tsx bench/files.ts [cycles]
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  closeFd, errnoName, nameToHandle, ofdCancelWait, ofdSetLock, ofdWait, openByHandle, openPath, LOCK_UNLOCK, LOCK_WRITE,
+  closeFd, errnoName, nameToHandle, ofdCancelAll, ofdCancelWait, ofdSetLock, ofdWait, openByHandle, openPath, setWaitPoolSize, LOCK_UNLOCK, LOCK_WRITE,
 } from '../src/addon';
 import { mountExt4, mountTmpfs, type Mounted } from '../test/support/files';
 
@@ -40,6 +41,11 @@ function fileCycles(fs: Mounted, kind: string): void {
     closeFd(fd);
   });
   console.log(`${kind}: openByHandle + lock + unlock + close: ${us.toFixed(2)} µs/cycle`);
+  const openClose = timeIt(cycles, (i) => {
+    const h = files[i % files.length]!;
+    closeFd(check('openByHandle', openByHandle(root, h.type, h.handle, 'rw')));
+  });
+  console.log(`${kind}: openByHandle + close alone: ${openClose.toFixed(2)} µs/cycle`);
   const fd = check('openByHandle', openByHandle(root, files[0]!.type, files[0]!.handle, 'rw'));
   const one = timeIt(cycles * 2, (i) => check('setLock', ofdSetLock(fd, i & 1 ? LOCK_UNLOCK : LOCK_WRITE, 100, 10)));
   console.log(`${kind}: ofdSetLock alone (lock and unlock alternating): ${one.toFixed(2)} µs/call`);
@@ -78,6 +84,18 @@ async function waitLatencies(fs: Mounted): Promise<void> {
     cancel.push((at - asked) * 1000);
     check('release', ofdSetLock(holder, LOCK_UNLOCK, 0, 0));
   }
+  setWaitPoolSize(1000);
+  check('hold', ofdSetLock(holder, LOCK_WRITE, 0, 0));
+  const t = performance.now();
+  let left = 1000;
+  const all = new Promise<void>((resolve) => {
+    for (let i = 0; i < 1000; i++) check('ofdWait', ofdWait(waiter, LOCK_WRITE, 0, 0, () => --left === 0 && resolve()));
+  });
+  const started = performance.now();
+  ofdCancelAll();
+  await all;
+  console.log(`1000 waits: started in ${(started - t).toFixed(1)} ms, all cancelled and delivered ${(performance.now() - started).toFixed(1)} ms later`);
+  check('release', ofdSetLock(holder, LOCK_UNLOCK, 0, 0));
   clearInterval(keepAlive);
   closeSync(holder);
   closeSync(waiter);
