@@ -86,14 +86,16 @@ Napi::Value OpenPath(const Napi::CallbackInfo& info) {
 Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int mountFd = -1;
-  if (info.Length() < 4 || !ParseFd(info[0], &mountFd) || !info[1].IsNumber() || !info[2].IsBuffer() || !info[3].IsBoolean())
+  double type = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : NAN;
+  if (info.Length() < 4 || !ParseFd(info[0], &mountFd) || !(std::fabs(type) <= 2147483647.0 && std::floor(type) == type) ||
+      !info[2].IsBuffer() || !info[3].IsBoolean())
     return ThrowType(env, "openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean)");
   Napi::Buffer<uint8_t> handle = info[2].As<Napi::Buffer<uint8_t>>();
   if (handle.Length() == 0 || handle.Length() > MAX_HANDLE_SZ) return Napi::Number::New(env, -EINVAL);
   alignas(file_handle) uint8_t storage[sizeof(file_handle) + MAX_HANDLE_SZ];
   auto* fh = reinterpret_cast<file_handle*>(storage);
   fh->handle_bytes = static_cast<unsigned int>(handle.Length());
-  fh->handle_type = info[1].As<Napi::Number>().Int32Value();
+  fh->handle_type = static_cast<int>(type);
   memcpy(fh->f_handle, handle.Data(), handle.Length());
   int flags = (info[3].As<Napi::Boolean>().Value() ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
   int fd = open_by_handle_at(mountFd, fh, flags);

@@ -188,7 +188,7 @@ class Pool {
   static void* Run(void* arg) {
     Wait* w = static_cast<Wait*>(arg);
     Pool* p = w->pool;
-    int result = p->Work(w);
+    int result = Work(w);
     close(w->fd);
     w->result = result;
     {
@@ -200,7 +200,7 @@ class Pool {
     return nullptr;
   }
 
-  int Work(Wait* w) {
+  static int Work(Wait* w) {
     sigset_t wake;
     sigemptyset(&wake);
     sigaddset(&wake, WakeSignal());
@@ -214,8 +214,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(w->mu);
       w->timer = timer;
-      w->hasTimer = true;
-      if (w->cancelled) CancelLocked(w);  // cancelled before the timer existed: checked below anyway
+      w->hasTimer = true;  // a cancel before this armed nothing: the loop below sees `cancelled`
     }
     int result = -ECANCELED;
     for (;;) {

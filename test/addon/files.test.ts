@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { constants, tmpdir } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import {
   closeFd, errnoName, fileType, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openPath,
   raiseNofileLimit, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_UNLOCK, LOCK_WRITE, type FileHandle, type HoldType, type Position,
 } from '../../src/addon';
+import { addonPath } from '../../src/addon/native';
 import { requireNamespaceRoot, sh } from '../support/netns';
 import { fdCount, mountExt4, mountTmpfs, OutsideLocker, taskCount, type Mounted } from '../support/files';
 
@@ -26,6 +29,15 @@ function waitFor(fd: number, type: HoldType, start: Position, len: Position): { 
   const id = ofdWait(fd, type, start, len, (result) => resolve({ result, at: performance.now() }));
   return { id, done };
 }
+
+/** How many of this process's fds are open on `path`. */
+const fdsOn = (path: string): number => readdirSync('/proc/self/fd').filter((fd) => {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === path;
+  } catch {
+    return false; // the directory's own fd, gone by now
+  }
+}).length;
 
 async function until(what: string, check: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
@@ -50,11 +62,14 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       fs = kind === 'tmpfs' ? mountTmpfs() : mountExt4();
       root = openPath(fs.dir);
     });
-    after(() => {
+    after(async () => {
       for (const fd of opened.splice(0)) closeFd(fd);
       if (root >= 0) closeFd(root);
       root = -1;
+      const device = fs && 'device' in fs ? (fs.device as string) : undefined;
       fs?.dispose();
+      // The kernel detaches an autoclear device shortly after the last user lets go.
+      if (device) await until(`${device} detached after umount`, () => !sh('losetup', ['--list', '--noheadings', '--output', 'NAME']).split('\n').includes(device));
     });
 
     it('turns a path into a handle and the handle back into the same file', () => {
@@ -166,6 +181,8 @@ describe('addon files: errors and bad input', function () {
     assert.throws(() => (ofdWait as (...a: unknown[]) => unknown)(0, LOCK_UNLOCK, 0, 0, () => {}), TypeError);
     assert.throws(() => (ofdWait as (...a: unknown[]) => unknown)(0, LOCK_WRITE, 0, 0), TypeError);
     assert.throws(() => (openByHandle as (...a: unknown[]) => unknown)(0, 1, 'not a buffer', 'rw'), TypeError);
+    assert.throws(() => openByHandle(0, 1.5, h.handle, 'rw'), TypeError);
+    assert.throws(() => openByHandle(0, 2 ** 31, h.handle, 'rw'), TypeError);
     assert.throws(() => setWaitPoolSize(0), TypeError);
     assert.equal(ofdCancelWait(-1), false);
     assert.equal(ofdCancelWait(1e15), false);
@@ -390,6 +407,27 @@ describe('addon files: OFD locks', function () {
     assert.equal(ofdSetLock(holder, LOCK_UNLOCK, 0, 0), 0);
     assert.equal((await w.done).result, 0);
     assert.equal(ofdGetLock(other, LOCK_WRITE, 0, 0), null, 'nothing left holding it');
+  });
+
+  it('a worker thread terminated with waits pending cancels and joins them (environment teardown)', async () => {
+    const holder = openFile();
+    assert.equal(ofdSetLock(holder, LOCK_WRITE, 0, 0), 0);
+    const fd = openFile(); // fds are the process's: the worker waits on this one
+    const tasks = taskCount();
+    const worker = new Worker(`
+      const { parentPort, workerData } = require('node:worker_threads');
+      const a = require(workerData.addon);
+      for (let i = 0; i < 20; i++) if (a.ofdWait(workerData.fd, 1, 0, 0, () => {}) <= 0) throw new Error('no wait');
+      parentPort.postMessage(a.waitPoolStats().busy);
+      setInterval(() => {}, 1000);`, { eval: true, workerData: { addon: addonPath, fd } });
+    const [busy] = await once(worker, 'message');
+    assert.equal(busy, 20);
+    assert.ok(taskCount() >= tasks + 21, 'the worker and a thread per wait');
+    assert.equal(fdsOn(path), 22, 'the holder, fd and a dup per wait');
+    await worker.terminate();
+    await until('the worker and its wait threads to be gone', () => taskCount() === tasks);
+    await until('the waits\' dups to be closed', () => fdsOn(path) === 2);
+    assert.equal(ofdGetLock(openFile(), LOCK_WRITE, 0, 0)?.exclusive, true, 'the holder still holds its lock, undisturbed');
   });
 
   it('lets the process exit with waits pending, by the loop running dry and by process.exit', async function () {
