@@ -22,7 +22,7 @@ import { nowMs, type AddressEvent } from '../watch/types';
 import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer, type ControlHandlers } from './control';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
-import { Metrics, type DropTrigger } from './metrics';
+import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
 import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, StatusReport, WatchEvent } from './protocol';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { checkHandleFormats, exportSpecs, exportsLeaving, openDaemonFiles, type DaemonFiles } from './files';
@@ -285,12 +285,13 @@ export class Daemon {
     return out;
   }
 
-  metricsSnapshot(): { addresses: Map<string, { locks: number; monitors: number }>; blocked: number; gracePeriods: number } {
+  metricsSnapshot(): MetricsSnapshot {
     const stats = this.table.stats();
     const addresses = new Map<string, { locks: number; monitors: number }>();
     for (const [a, s] of stats.byAddress) addresses.set(a, { locks: s.locks, monitors: 0 });
     for (const a of this.nsm.addresses()) addresses.set(a, { locks: addresses.get(a)?.locks ?? 0, monitors: this.nsm.recordCount(a) });
-    return { addresses, blocked: stats.blocked, gracePeriods: this.table.grace.active().length };
+    const files = this.files.files?.stats();
+    return { addresses, blocked: stats.blocked, gracePeriods: this.table.grace.active().length, files: { open: files?.open ?? 0, waits: files?.waits ?? 0, budgetRefusals: files?.budgetRefusals ?? 0 } };
   }
 
   // ---- the operator's commands ----
