@@ -6,8 +6,10 @@
 //   ## <key> (frame N)
 //   <hex bytes>   # <what tshark says the field is>
 // where <key> is "<PROCEDURE> call|reply[ <stat>]" and N the frame of the capture the bytes are from.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { hasCommand } from './netns';
 
 export interface FixtureSection {
   key: string;
@@ -162,7 +164,7 @@ export function annotate(frame: Buffer, node: PdmlNode): string[] {
  * Annotates XDR bytes tshark does not dissect (Linux's private NLM procedure 16 and statd's status
  * callback) by a layout: strings (length, contents, fill) and 4-byte integers, and fixed opaques.
  */
-export function annotateLayout(bytes: Buffer, layout: [string, 'string' | 'int' | { fixed: number }][], why: string): string[] {
+export function annotateLayout(bytes: Buffer, layout: XdrLayout, why: string): string[] {
   const lines: [string, string][] = [];
   let at = 0;
   for (const [name, kind] of layout) {
@@ -184,4 +186,109 @@ export function annotateLayout(bytes: Buffer, layout: [string, 'string' | 'int' 
   if (at !== bytes.length) throw new Error(`layout covers ${at} of ${bytes.length} bytes`);
   const width = Math.max(...lines.map(([h]) => h.length));
   return [`# ${why}`, ...lines.map(([h, what]) => `${h.padEnd(width)}  # ${what}`)];
+}
+
+// ---- recording ----
+
+/**
+ * Re-runs the calling script as root in a private network namespace with its own /run
+ * (rpcbind's socket), as scripts/mocha-ns.sh does for tests; returns false when already there.
+ */
+export function reexecInNamespace(script: string): boolean {
+  if (process.env.LOCKDROP_TEST_NS === '1') return false;
+  const r = spawnSync('unshare', ['--net', '--mount', '--propagation', 'private', '--', 'sh', '-ec',
+    'mount -t tmpfs golden-run /run; mkdir -p /run/lock; ip link set lo up; exec env LOCKDROP_TEST_NS=1 "$@"',
+    'sh', process.execPath, ...process.execArgv, script, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+
+/** dumpcap on lo into a classic pcap file; resolves once it captures. */
+export async function startCapture(file: string, filter: string): Promise<{ stop(): Promise<void> }> {
+  const capture = spawn('dumpcap', ['-q', '-P', '-i', 'lo', '-w', file, '-f', filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    capture.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('Capturing on')) resolve();
+    });
+    capture.once('exit', () => reject(new Error(`dumpcap: ${err}`)));
+  });
+  return {
+    stop: async () => {
+      capture.kill('SIGINT');
+      await new Promise((resolve) => capture.once('exit', resolve));
+    },
+  };
+}
+
+export type XdrLayout = [string, 'string' | 'int' | { fixed: number }][];
+
+/** Where a packet's fixture goes: its file (group), its key, and the dissected body (absent: void). */
+export interface FixtureOf {
+  group: string;
+  key: string;
+  body: PdmlNode | undefined;
+}
+
+/**
+ * The fixture sections of a capture, per group: the first packet of each key, annotated by
+ * tshark's dissection (or by `layout` where tshark shows only data), and the keys that were void.
+ */
+export function cutFixtures(pcap: string, fixtureOf: (packet: PdmlNode[]) => FixtureOf | undefined, layout: (key: string) => { layout: XdrLayout; why: string }): Map<string, { sections: string[]; empty: string[] }> {
+  const frames = pcapFrames(pcap);
+  const out = new Map<string, { sections: string[]; empty: string[]; seen: Set<string> }>();
+  dissect(pcap).forEach((p, i) => {
+    const f = fixtureOf(p);
+    if (!f) return;
+    let g = out.get(f.group);
+    if (!g) out.set(f.group, (g = { sections: [], empty: [], seen: new Set() }));
+    if (g.seen.has(f.key)) return;
+    g.seen.add(f.key);
+    if (!f.body || f.body.size === 0) return void g.empty.push(f.key);
+    let lines: string[];
+    if (f.body.children.some((n) => n.name === 'data')) {
+      const l = layout(f.key);
+      lines = annotateLayout(frames[i]!.subarray(f.body.pos, f.body.pos + f.body.size), l.layout, l.why);
+    } else {
+      lines = annotate(frames[i]!, f.body);
+    }
+    g.sections.push(`## ${f.key} (frame ${i + 1})`, ...lines, '');
+  });
+  return out;
+}
+
+// ---- checking ----
+
+/** Skips the suite, saying why, when tshark is missing. */
+export function requireTshark(ctx: Mocha.Context): void {
+  if (hasCommand('tshark')) return;
+  console.log('    skipped: tshark is not installed (scripts/setup.sh installs it)');
+  ctx.skip();
+}
+
+/**
+ * Checks a capture against the fixtures cut from it: tshark marks no packet malformed, and each
+ * section is its frame's dissected body, byte for byte, with nothing tshark complains about.
+ * Returns every fixture key the capture holds ("group key") with its body's size (0: void).
+ */
+export function verifyCapture(pcap: string, fixtures: Map<string, Map<string, FixtureSection>>, fixtureOf: (packet: PdmlNode[]) => FixtureOf | undefined): Map<string, number> {
+  const packets = dissect(pcap);
+  const frames = pcapFrames(pcap);
+  assert.equal(packets.length, frames.length);
+  assert.deepEqual(packets.flatMap((p, i) => (names(p).includes('_ws.malformed') ? [i + 1] : [])), [], 'malformed frames');
+  for (const [group, sections] of fixtures) {
+    for (const s of sections.values()) {
+      const f = fixtureOf(packets[s.frame - 1]!);
+      assert.deepEqual([f?.group, f?.key], [group, s.key], `frame ${s.frame}`);
+      const body = f!.body;
+      assert.ok(body && !names([body]).some((n) => n.startsWith('_ws.')), `frame ${s.frame}: tshark complains`);
+      assert.equal(frames[s.frame - 1]!.subarray(body.pos, body.pos + body.size).toString('hex'), s.bytes.toString('hex'), `frame ${s.frame}`);
+    }
+  }
+  const seen = new Map<string, number>();
+  for (const p of packets) {
+    const f = fixtureOf(p);
+    if (f) seen.set(`${f.group} ${f.key}`, Math.max(seen.get(`${f.group} ${f.key}`) ?? 0, f.body?.size ?? 0));
+  }
+  return seen;
 }
