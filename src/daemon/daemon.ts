@@ -398,10 +398,13 @@ export class Daemon {
     if (t.ip !== undefined) {
       target = normaliseAddress(t.ip);
       counts = this.table.dropByServerAddress(target);
+      // No GRANTED may go on for what was dropped (nor undo a lock taken again meanwhile).
+      this.nlm.forgetAddress(target);
     } else if (t.client !== undefined) {
       const hosts = this.hostsMatching(t.client);
       target = `client ${t.client}`;
       counts = sum(hosts.map((h) => this.table.dropByHost(h)));
+      for (const h of hosts) this.nlm.forgetHost(h);
     } else {
       const exportId = t.export ?? (t.fsid !== undefined ? this.exports.byFsid(t.fsid) : undefined);
       if (exportId === undefined) throw new Error(`no export is configured with fsid ${t.fsid}`);
