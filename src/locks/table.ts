@@ -328,17 +328,17 @@ export class LockTable {
       return 'granted';
     }
     if (onFile !== 'granted' && onFile !== 'denied') {
-      this.release(file, owner);
+      this.forgetIfUnused(file, owner);
       return onFile;
     }
     if (!opts.block) {
-      this.release(file, owner);
+      this.forgetIfUnused(file, owner);
       return 'denied';
     }
     if (owner.blocks !== null && this.findBlock(file, owner, start, end, excl)) return 'blocked';
     // Only the table's own owners can form a cycle; a holder outside it is waited for in the kernel.
     if (free === false && this.wouldDeadlock(owner, file, start, end, excl)) {
-      this.release(file, owner);
+      this.forgetIfUnused(file, owner);
       return 'deadlck';
     }
     const addr = this.internAddr(req.serverAddress);
@@ -371,7 +371,7 @@ export class LockTable {
     if (!b) return 'denied';
     this.removeBlock(b);
     this.closeIfIdle(file, owner);
-    this.release(file, owner);
+    this.forgetIfUnused(file, owner);
     return 'granted';
   }
 
@@ -396,7 +396,7 @@ export class LockTable {
       this.wake(file, r.start, r.end);
     }
     this.closeIfIdle(file, owner);
-    this.release(file, owner);
+    this.forgetIfUnused(file, owner);
     this.flush();
     return 'granted';
   }
@@ -433,7 +433,7 @@ export class LockTable {
     for (const p of pieces) this.applyLock(file, this.internHolder(owner, this.internAddr(p.address)), p.start, p.end, p.exclusive);
     if (this.locker) this.resync(fkey, owner.key, r.start, r.end);
     this.wake(file, r.start, r.end);
-    this.release(file, owner);
+    this.forgetIfUnused(file, owner);
     this.flush();
   }
 
@@ -779,7 +779,7 @@ export class LockTable {
   }
 
   /** Frees what a request interned but left empty (an owner or file that holds nothing). */
-  private release(file: FileState, owner: Owner): void {
+  private forgetIfUnused(file: FileState, owner: Owner): void {
     this.freeOwnerIfEmpty(owner);
     this.freeFileIfEmpty(file);
   }
@@ -1083,7 +1083,7 @@ export class LockTable {
         // The kernel gave up on the file (gone, or no resources): the client retransmits its request.
         this.removeBlock(b);
         this.closeIfIdle(b.file, b.owner);
-        this.release(b.file, b.owner);
+        this.forgetIfUnused(b.file, b.owner);
         return;
       }
       if (this.firstConflict(b.file, b.owner, b.start, b.end, b.exclusive) !== null) {
