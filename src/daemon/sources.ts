@@ -4,7 +4,8 @@
 import { EMPTY, Observable, Subject, catchError, filter, merge, share, tap } from 'rxjs';
 import type { Logger } from 'pino';
 import { addonStatus, openRtnetlink, type RtnetlinkSocket } from '../addon';
-import { addressFilter, cidrContains, isOverflow, parseCidr, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
+import { isLinkLocal } from '../net';
+import { addressFilter, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
 import { bpfSource } from '../watch/sources/bpf';
 import type { Config } from './config';
 import type { SourceStatus } from './protocol';
@@ -19,15 +20,13 @@ export interface AddressWatch {
   close(): void;
 }
 
-const LINK_LOCAL = parseCidr('fe80::/10');
-
 /**
  * The addresses lockdrop manages: the configured floating ones, or every address but loopback
  * and IPv6 link-local (never a floating service address, and not bindable without a scope id).
  */
 function managed(floating: readonly string[]): (address: string) => boolean {
   const keep = addressFilter(floating);
-  return floating.length ? keep : (a) => keep(a) && !cidrContains(LINK_LOCAL, a);
+  return floating.length ? keep : (a) => keep(a) && !isLinkLocal(a);
 }
 
 export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {

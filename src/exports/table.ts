@@ -1,8 +1,7 @@
 // The exports table: which export a file handle belongs to, and who may lock through it.
 // A handle maps to an export by an explicit byte prefix (any server's handle format) or, for
 // Linux knfsd handles, by the fsid inside it: fsid= number, filesystem uuid, or device numbers.
-import { BlockList, isIP } from 'node:net';
-import { normaliseAddress } from '../rpc/address';
+import { networkSet } from '../net';
 import {
   FSID_DEV,
   FSID_ENCODE_DEV,
@@ -48,32 +47,6 @@ export interface ExportsOptions {
 export type ExportDecision =
   | { allowed: true; exportId: string | undefined }
   | { allowed: false; exportId: string | undefined; reason: 'network' | 'insecure-port' | 'unknown-handle' };
-
-/** Parses "a.b.c.d", "a.b.c.d/n", "v6", "v6/n"; undefined if malformed. */
-export function parseNetwork(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address = '', prefixText, extra] = text.split('/');
-  const v = isIP(address);
-  if (v === 0 || extra !== undefined) return undefined;
-  const max = v === 4 ? 32 : 128;
-  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
-  if (!(prefix >= 0 && prefix <= max)) return undefined;
-  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** A set of networks; an address matches if any network contains it. `::ffff:` mapped IPv4 is normalised. */
-export function networkSet(networks: string[]): (address: string) => boolean {
-  const list = new BlockList();
-  for (const n of networks) {
-    const net = parseNetwork(n);
-    if (!net) throw new Error(`"${n}" is not an address or CIDR network`);
-    list.addSubnet(net.address, net.prefix, net.family);
-  }
-  return (address) => {
-    const a = normaliseAddress(address);
-    const v = isIP(a);
-    return v !== 0 && list.check(a, v === 4 ? 'ipv4' : 'ipv6');
-  };
-}
 
 interface Compiled {
   entry: ExportEntry;

@@ -89,15 +89,17 @@ export function normaliseAddress(text: string): string {
   return zone === undefined || bytes.length === 4 || isMapped(bytes, 0) ? plain : `${plain}%${zone}`;
 }
 
-/** True when the text is an IP address (in any spelling normaliseAddress takes). */
-export function isAddress(text: string): boolean {
+const parses = (parse: () => unknown): boolean => {
   try {
-    parseAddress(text);
+    parse();
     return true;
   } catch {
     return false;
   }
-}
+};
+
+/** True when the text is an IP address (in any spelling normaliseAddress takes). */
+export const isAddress = (text: string): boolean => parses(() => parseAddress(text));
 
 export function familyOf(address: string): AddressFamily {
   const bytes = parseAddress(address);
@@ -122,6 +124,9 @@ export function parseCidr(text: string): Cidr {
   if (isMapped(bytes, 0) && prefixLen >= 96) return { bytes: bytes.subarray(12), prefixLen: prefixLen - 96 };
   return { bytes, prefixLen };
 }
+
+/** True when the text is an address or a CIDR network parseCidr takes. */
+export const isNetwork = (text: string): boolean => parses(() => parseCidr(text));
 
 /** Whether the network holds the address; an IPv4 network never holds an IPv6 address, nor the reverse. */
 export function cidrContains(cidr: Cidr, address: string | Buffer): boolean {

@@ -21,6 +21,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext, type Endpoint, type Procedure, type ProgramVersion } from '../rpc/types';
+import { isLoopback } from '../net';
 import { XdrWriter, type XdrReader } from '../xdr';
 import { hostKey, type BlockGranted, type ClientHost, type DropCounts, type LockOptions, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest, type TestResult } from '../locks/types';
 import * as C from './codec';
@@ -115,7 +116,6 @@ export interface NlmService {
 const AUTH_TOOWEAK = 5;
 const PRIVILEGED_PORT_LIMIT = 1024;
 const allow: ExportPolicy = () => ({ allowed: true, secure: false });
-const isLoopback = (a: string): boolean => a.startsWith('127.') || a === '::1';
 
 type Answer<R> = R | Promise<R>;
 const then = <T, R>(v: Answer<T>, f: (t: T) => R): Answer<R> => (v instanceof Promise ? v.then(f) : f(v));

@@ -11,7 +11,7 @@ import { isIP } from 'node:net';
 import { Subject, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClientHost } from '../locks/types';
-import { normaliseAddress } from '../rpc';
+import { normaliseAddress } from '../net';
 import { STAT_FAIL, STAT_SUCC, type Mon, type MonId, type MyId, type SmStatRes, type SmStatus, type StatChge } from './protocol';
 import { readNfsUtilsStateDir, type NfsUtilsReadOptions } from './nfsutils';
 import { recordKey, type HostRecord, type MonitorCallback, type NsmStore, type SkippedFile } from './store';

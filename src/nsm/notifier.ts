@@ -11,9 +11,10 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import {
-  callOnce, decodeReply, encodeCall, getPort, IPPROTO, normaliseAddress, NULL_AUTH, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcReplyError, RpcTimeoutError,
+  callOnce, decodeReply, encodeCall, getPort, IPPROTO, NULL_AUTH, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcReplyError, RpcTimeoutError,
   type ArgsEncoder, type ResultDecoder,
 } from '../rpc';
+import { normaliseAddress } from '../net';
 import { XdrReader, XdrWriter } from '../xdr';
 import type { Logger } from 'pino';
 import { encodeSmStatus, encodeStatChge, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, type SmStatus } from './protocol';

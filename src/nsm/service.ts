@@ -3,7 +3,7 @@
 // monitored (MON, UNMON, UNMON_ALL, SIMU_CRASH) are taken only from this machine.
 import type { Logger } from 'pino';
 import type { CallContext, ProgramVersion, Procedure } from '../rpc';
-import { normaliseAddress } from '../rpc';
+import { isLoopback, normaliseAddress } from '../net';
 import {
   decodeMon, decodeMonId, decodeMyId, decodeSmName, decodeStatChge, decodeVoid,
   encodeSmStat, encodeSmStatRes, encodeVoid,
@@ -19,11 +19,8 @@ export interface NsmProgramDeps {
   isLocalCaller?: (ctx: CallContext) => boolean;
 }
 
-const LOOPBACK = /^(127\.|::1$)/;
-export const defaultIsLocalCaller = (ctx: CallContext): boolean => {
-  const peer = normaliseAddress(ctx.peer.address);
-  return LOOPBACK.test(peer) || peer === normaliseAddress(ctx.local.address);
-};
+export const defaultIsLocalCaller = (ctx: CallContext): boolean =>
+  isLoopback(ctx.peer.address) || normaliseAddress(ctx.peer.address) === normaliseAddress(ctx.local.address);
 
 export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
   const { nsm, log } = deps;

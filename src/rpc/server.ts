@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { XdrDecodeError, XdrReader, XdrWriter } from '../xdr';
-import { normaliseAddress } from './address';
+import { normaliseAddress } from '../net';
 import { DuplicateRequestCache } from './drc';
 import {
   AUTH_STAT,
@@ -273,7 +273,8 @@ export class RpcServer {
   }
 
   private accept(socket: net.Socket, local: Endpoint): void {
-    const peer = { address: normaliseAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
+    const remote = socket.remoteAddress; // undefined once the peer is gone
+    const peer = { address: remote ? normaliseAddress(remote) : '', port: socket.remotePort ?? 0 };
     if (this.connections.size >= this.opts.maxConnections) {
       socket.destroy();
       this.emit({ kind: 'connection', state: 'refused', local, peer, reason: 'too many connections' });

@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import {
-  AddressParseError, cidrContains, familyOf, formatAddress, isAddress, isLinkLocal, isLoopback, networkSet, normaliseAddress, parseAddress, parseCidr,
+  AddressParseError, cidrContains, familyOf, formatAddress, isAddress, isLinkLocal, isLoopback, isNetwork, networkSet, normaliseAddress, parseAddress, parseCidr,
 } from '../../src/net';
 
 describe('net addresses', () => {
@@ -81,7 +81,11 @@ describe('net addresses', () => {
     assert.ok(cidrContains(parseCidr('::ffff:10.0.0.0/104'), '10.1.2.3') && !cidrContains(parseCidr('::ffff:10.0.0.0/104'), '11.1.2.3'), 'a mapped network is its IPv4 network');
     assert.ok(cidrContains(parseCidr('2001:DB8:0:0:0:0:0:0/32'), '2001:db8:ffff::1'));
     assert.ok(cidrContains(parseCidr('10.0.0.5'), '10.0.0.5') && !cidrContains(parseCidr('10.0.0.5'), '10.0.0.6'));
-    for (const bad of ['10.0.0.0/33', 'fd00::/129', '10.0.0.0/x', '10.0.0.0/', '10.0.0.0/8/8', '10.0.0.0/-1', 'nothing/8']) assert.throws(() => parseCidr(bad), AddressParseError, bad);
+    for (const bad of ['10.0.0.0/33', 'fd00::/129', '10.0.0.0/x', '10.0.0.0/', '10.0.0.0/8/8', '10.0.0.0/-1', 'nothing/8']) {
+      assert.throws(() => parseCidr(bad), AddressParseError, bad);
+      assert.equal(isNetwork(bad), false, bad);
+    }
+    assert.ok(isNetwork('10.0.0.0/8') && isNetwork('2001:db8::1') && isNetwork('FD00::/8'));
   });
 
   it('a network set tests any spelling and refuses a malformed network', () => {
