@@ -4,7 +4,7 @@ export * from './protocol';
 export { NsmStore, recordKey, recordFileName, type HostRecord, type MonitorCallback, type SkippedFile, type LoadedAddress, type NsmStoreOptions } from './store';
 export { readNfsUtilsStateDir, parseNfsUtilsLine, type NfsUtilsImport, type NfsUtilsLine, type NfsUtilsReadOptions } from './nfsutils';
 export {
-  Nsm, nextUpState,
+  Nsm, NODE_IDENTITY, nextUpState, notifyMatches,
   type NsmOptions, type NsmSender, type NotifyRequest, type NotifyTarget, type NotifyReport, type NotifyOptions,
   type HostRebooted, type NotifyVerdict, type ActivateReport,
 } from './monitor';
