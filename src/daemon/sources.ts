@@ -11,7 +11,12 @@ import type { Config } from './config';
 import type { SourceStatus } from './protocol';
 
 export interface AddressWatch {
+  /** The floating addresses' events (failover's). */
   events$: Observable<AddressEvent>;
+  /** Every non-loopback address's events, floating or not (the node serves the others). */
+  all$: Observable<AddressEvent>;
+  /** Whether failover manages the address (the configured floating filter, as reloaded). */
+  isFloating(address: string): boolean;
   overflows$: Observable<SourceOverflow>;
   /** Live: a source that fails after start is marked inactive with its reason. */
   sources: SourceStatus[];
@@ -86,10 +91,12 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
   const added = new Subject<AddressEvent>();
   // The state machine reads the hold-down at each removal, so a reload applies to the next one.
   let holdDown = cfg.holdDown;
-  const all$ = watchAddresses([items$], { get holdDownMs() { return holdDown; } }).pipe(tap((e) => lastSeen.set(e.address, e)));
+  const all$ = watchAddresses([items$], { get holdDownMs() { return holdDown; } }).pipe(tap((e) => lastSeen.set(e.address, e)), share());
   const events$ = merge(all$.pipe(filter((e) => floating(e.address))), added).pipe(share());
   return {
     events$,
+    all$,
+    isFloating: (a) => floating(a),
     overflows$,
     sources,
     reconfigure: (next) => {

@@ -9,4 +9,5 @@ export {
   type HostRebooted, type NotifyVerdict, type ActivateReport,
 } from './monitor';
 export { RpcNsmSender, type RpcNsmSenderOptions } from './notifier';
+export { announceCommand, interfaceOf, neighbourAnnouncer, type AddressInterface, type NeighbourAnnouncerOptions } from './announce';
 export { createNsmProgram, defaultIsLocalCaller, type NsmProgramDeps } from './service';
