@@ -4,48 +4,18 @@
 // so the client's answers to the first exchange come back here. The client runs the real
 // rpcbind and rpc.statd.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { hostKey, type ClientHost } from '../../src/locks';
 import { announceCommand, interfaceOf, neighbourAnnouncer, Nsm, NsmStore, RpcNsmSender } from '../../src/nsm';
-import { hasCommand, ip, requireNamespaceRoot, sh, uniqueName, type Netns } from '../support/netns';
+import { bridgedNamespace, hasCommand, ip, requireNamespaceRoot, sh, uniqueName, type Netns } from '../support/netns';
 import { nfsUtilsDir, spawnIsolated, waitFor } from './support';
 
 const NET4 = { a: '10.179.0.1', b: '10.179.0.2', client: '10.179.0.3', vip: '10.179.0.100', prefix: 24 };
 const NET6 = { a: 'fd00:179::1', b: 'fd00:179::2', client: 'fd00:179::3', vip: 'fd00:179::100', prefix: 64 };
 const host = (callerName: string, address: string): ClientHost => ({ key: hostKey(callerName, address), callerName, address });
-
-/** A namespace with one veth whose other end is a port of `bridge` (in the test namespace). */
-function bridgedNamespace(bridge: string, addresses: string[]): Netns & { dev: string } {
-  const name = uniqueName('ldan');
-  const inner = uniqueName('vai');
-  const outer = uniqueName('vao');
-  ip('netns', 'add', name);
-  ip('link', 'add', outer, 'type', 'veth', 'peer', 'name', inner);
-  ip('link', 'set', inner, 'netns', name);
-  ip('link', 'set', outer, 'master', bridge, 'up');
-  ip('-n', name, 'link', 'set', 'lo', 'up');
-  ip('-n', name, 'link', 'set', inner, 'up');
-  for (const a of addresses) ip('-n', name, 'addr', 'add', a, 'dev', inner, ...(a.includes(':') ? ['nodad'] : []));
-  const children: ChildProcess[] = [];
-  return {
-    name,
-    dev: inner,
-    exec: (cmd, args) => sh('ip', ['netns', 'exec', name, cmd, ...args]),
-    spawn: (cmd, args) => {
-      const c = spawn('ip', ['netns', 'exec', name, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(c);
-      return c;
-    },
-    dispose: () => {
-      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-      sh('ip', ['link', 'del', outer], { allowFail: true });
-      sh('ip', ['netns', 'del', name], { allowFail: true });
-    },
-  };
-}
 
 const macOf = (args: string[]): string => (JSON.parse(sh('ip', ['-j', ...args])) as Array<{ address: string }>)[0]!.address;
 /** The client's neighbour entry for an address: its lladdr, or undefined. */
