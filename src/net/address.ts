@@ -80,13 +80,26 @@ export function parseAddress(text: string): Buffer {
   return out;
 }
 
+/**
+ * Spellings seen → canonical text. Every IPv6 datagram's peer is normalised, and the same few
+ * peers come back again and again: a lookup costs ~50 ns, a parse ~5 µs. Bounded, so a flood of
+ * distinct addresses cannot grow it without end.
+ */
+const seen = new Map<string, string>();
+const SEEN_MAX = 4096;
+
 /** The canonical text of an address (see the top of this file). Throws AddressParseError. */
 export function normaliseAddress(text: string): string {
   if (CANONICAL_V4.test(text)) return text;
+  const known = seen.get(text);
+  if (known !== undefined) return known;
   const bytes = parseAddress(text);
   const plain = formatAddress(bytes);
   const [, zone] = splitZone(text);
-  return zone === undefined || bytes.length === 4 || isMapped(bytes, 0) ? plain : `${plain}%${zone}`;
+  const out = zone === undefined || bytes.length === 4 || isMapped(bytes, 0) ? plain : `${plain}%${zone}`;
+  if (seen.size >= SEEN_MAX) seen.clear();
+  seen.set(text, out);
+  return out;
 }
 
 const parses = (parse: () => unknown): boolean => {
