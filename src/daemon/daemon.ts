@@ -334,7 +334,7 @@ export class Daemon {
         return { target, scope: scope.kind, grace: iso(g?.endsAt) };
       },
       monitors: (ip) =>
-        this.nsm.records(ip === undefined ? undefined : normaliseAddress(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
+        this.nsm.records(ip === undefined ? undefined : this.nsm.identityOf(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
       notify: async (ip) => {
         const address = normaliseAddress(ip);
         const r = await this.failover.notify(address);
@@ -358,7 +358,7 @@ export class Daemon {
     const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses(), ...graces.keys()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
-      present: known.get(address)?.present ?? false,
+      present: known.get(address)?.present ?? this.node.serves(address),
       draining: known.get(address)?.draining ?? false,
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,

@@ -89,6 +89,8 @@ describe('daemon: the node\'s own addresses and identity', function () {
     assert.equal(res.res, STAT_SUCC);
     const monitors = JSON.parse(d.ctl(['monitors', '--json']).stdout) as MonitorView[];
     assert.deepEqual(monitors.filter((m) => m.host === 'nfs-server.test').map((m) => [m.server, m.address]), [['127.0.0.1', PEER]]);
+    const viaOwnAddress = JSON.parse(d.ctl(['monitors', '--ip', OWN, '--json']).stdout) as MonitorView[];
+    assert.deepEqual(viaOwnAddress.map((m) => m.host).sort(), ['local-app', 'nfs-server.test'], 'an own address shows the node\'s records');
     const viaOwn = await nsmCall<{ state: number }>(OWN, SM_STAT, (w) => encodeSmName(w, 'x'), decodeSmStatRes);
     assert.equal(viaOwn.state, res.state, 'the node\'s own addresses share its state number');
   });
@@ -109,5 +111,6 @@ describe('daemon: the node\'s own addresses and identity', function () {
     const status = JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport;
     const grace = new Map(status.addresses.map((a) => [a.address, a.grace]));
     assert.ok(grace.get('127.0.0.1') && grace.get(OWN), `grace on the node's addresses: ${JSON.stringify(status.addresses)}`);
+    assert.equal(status.addresses.find((a) => a.address === OWN)?.present, true, 'served, so present');
   });
 });
