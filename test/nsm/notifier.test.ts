@@ -134,7 +134,7 @@ describe('nsm notify sender', function () {
       const rep = await nsm.notify(VIP, { timeoutMs: 5_000 });
       assert.deepEqual(rep.notified, hosts);
       assert.equal(p.getports.get('127.89.5.1'), 2);
-      assert.ok(rep.ms >= 190 && rep.ms < 600, `took ${rep.ms} ms`);
+      assert.ok(rep.ms >= 190 && rep.ms < 900, `took ${rep.ms} ms: the retransmission came before the 1 s default`);
       await nsm.close();
     } finally {
       await p.close();
