@@ -358,7 +358,7 @@ export class Daemon {
     const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses(), ...graces.keys()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
-      present: known.get(address)?.present ?? this.node.serves(address),
+      present: known.get(address)?.present ?? false,
       draining: known.get(address)?.draining ?? false,
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
