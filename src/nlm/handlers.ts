@@ -22,6 +22,7 @@
 //   within grantTimeoutMs is undone (Linux retries for ever) unless the client confirmed it
 //   meanwhile (see GrantCallbacks).
 import type { Logger } from 'pino';
+import { isLoopback } from '../net';
 import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext } from '../rpc/types';
 import { XdrWriter } from '../xdr';
 import { hostKey, type BlockGranted, type ClientHost, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest } from '../locks/types';
@@ -35,7 +36,6 @@ const AUTH_TOOWEAK = 5;
 const PRIVILEGED_PORT_LIMIT = 1024;
 const allow: ExportPolicy = () => ({ allowed: true, secure: false });
 const NO_OH = Buffer.alloc(0);
-const isLoopback = (a: string): boolean => a.startsWith('127.') || a === '::1';
 
 /** A handler's answer: at once, or once the host is monitored. */
 export type Answer<R> = R | Promise<R>;
