@@ -1,4 +1,4 @@
-// Lock table benchmarks: bytes per held lock (heap after GC), drop timings, a drop that wakes 1k
+// Lock table benchmarks: bytes per held lock (heap and array buffers after GC), drop timings, a drop that wakes 1k
 // waiters, and raw LOCK+UNLOCK pairs per second of the table alone.
 // Run: npx tsx bench/locks.ts            (or: node --expose-gc --import tsx bench/locks.ts)
 //      npx tsx bench/locks.ts --quick    (100k only, for a fast look)
@@ -82,17 +82,23 @@ function throwaway(n: number, hs: Buffer[], os: LockOwner[]): void {
   fill(new LockTable(), n, hs, os);
 }
 
+/** The JavaScript heap and the typed arrays' backing stores (outside the heap, where the table keeps its columns). */
+function used(): number {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
 function memory(n: number, files: number, os: LockOwner[], label: string): void {
   // The caller's handles and owners exist before: only the table is measured. A throwaway table
   // of the same shape first, so compiled code and grown internal tables are not counted.
   const hs = handles(files);
   throwaway(Math.min(n, 100_000), hs.slice(0, Math.max(1, Math.min(n, 100_000) / (n / files))), os);
   fullGc();
-  const before = process.memoryUsage().heapUsed;
+  const before = used();
   const t = new LockTable();
   fill(t, n, hs, os);
   fullGc();
-  const after = process.memoryUsage().heapUsed;
+  const after = used();
   if (t.stats().locks !== n) throw new Error('lock count');
   console.log(`memory  ${label.padEnd(52)} ${((after - before) / n).toFixed(1)} bytes/lock  (heap +${((after - before) / 2 ** 20).toFixed(1)} MiB)`);
 }

@@ -1,11 +1,12 @@
 // The lock table: POSIX byte-range locks, share reservations and blocked-lock queues, indexed by
 // file, server address, client host and export so that every drop costs what it drops.
 //
-// Representation (≤ 250 bytes per held lock is a target): files, owners, hosts, addresses and
-// exports are interned once. A "holder" is one owner holding through one server address; the
-// address index is its set of holders. A held lock is one small object (nine fields, positions
-// as plain numbers, see range.ts) on two intrusive doubly linked lists, its file's and its
-// holder's, so linking and unlinking are O(1) with no per-lock Map, Set or BigInt.
+// Representation (≤ 250 bytes per held lock is a target): locks, files, owners and holders are
+// records in typed-array columns (records.ts), found by id; hosts, addresses and exports are few
+// and stay objects. A "holder" is one owner holding through one server address; an address keeps
+// its holders in one list per client host, so a drop by address or by host walks only what it
+// drops. A held lock is on two intrusive doubly linked lists, its file's and its holder's, so
+// linking and unlinking are O(1) with no per-lock Map, Set, object or BigInt.
 //
 // One owner's locks never overlap. Its overlapping or adjacent locks merge when they have the same
 // type *and* came through the same server address: the server address is what a failover drops
@@ -13,6 +14,7 @@
 import { Observable, Subject } from 'rxjs';
 import { GraceTable } from './grace';
 import { EOF, Pos, dec, inc, maxPos, minPos, parseRange, toWire } from './range';
+import { FileRecords, HolderRecords, LockRecords, OwnerRecords, Registry } from './records';
 import type {
   BlockGranted,
   DropCounts,
@@ -51,57 +53,49 @@ export interface LockTableStats {
   byAddress: Map<string, { locks: number; hosts: number }>;
 }
 
-/** Shared by every owner without holders; never mutated (holder arrays are copied on write). */
-const NO_HOLDERS: Holder[] = [];
-
 class HostEntry {
-  readonly owners = new Set<Owner>();
+  /** Owners interned under this host. */
+  owners = 0;
   readonly shares = new Set<Share>();
-  mark = 0;
-  constructor(readonly key: string) {}
-}
-
-class Owner {
-  /** One holder per server address this owner holds locks through (almost always one). */
-  holders: Holder[] = NO_HOLDERS;
-  blocks: Block[] | null = null;
-  mark = 0;
+  /** Its owners' queued requests: how a drop by host finds an owner that holds nothing. */
+  readonly blocks = new Set<Block>();
+  marked = false;
   constructor(
+    readonly id: number,
     readonly key: string,
-    readonly host: HostEntry,
-    readonly svid: number,
-    /** Where the owner handle (latin1) starts in the key: no separate string or Buffer. */
-    readonly ohAt: number,
   ) {}
 }
 
-/**
- * An owner holding locks through one server address. The address index is a set of holders,
- * so per-lock changes never touch an address's maps, and a drop walks each holder's list.
- */
-class Holder {
-  head: Lock | null = null;
-  count = 0;
-  constructor(
-    readonly owner: Owner,
-    readonly addr: AddressEntry,
-  ) {}
+/** One client host at one server address: its holders there (a list), and what refers to it. */
+class HostAtAddress {
+  /** The first of its holders through the address (HolderRecords.aNext chains them). */
+  head = 0;
+  /** Holders, shares and queued requests of the host through the address. */
+  refs = 0;
+  constructor(readonly host: HostEntry) {}
 }
 
 class AddressEntry {
-  readonly holders = new Set<Holder>();
   /** Locks held through this address. */
   count = 0;
   readonly shares = new Set<Share>();
   readonly blocks = new Set<Block>();
-  /** Host key -> number of holders, shares and blocks it has through this address. */
-  readonly hosts = new Map<string, number>();
-  constructor(readonly address: string) {}
+  /** Host id -> that host's holders and references here. */
+  readonly hosts = new Map<number, HostAtAddress>();
+  constructor(
+    readonly id: number,
+    readonly address: string,
+  ) {}
 }
 
 class ExportEntry {
-  readonly files = new Set<FileState>();
-  constructor(readonly id: string) {}
+  /** The first of its files (FileRecords.xNext chains them), and how many. */
+  head = 0;
+  files = 0;
+  constructor(
+    readonly id: number,
+    readonly key: string,
+  ) {}
 }
 
 /**
@@ -143,52 +137,10 @@ class FileExtra {
   readonly shares: Share[] = [];
 }
 
-class FileState {
-  head: Lock | null = null;
-  /** Locks on the file, and how many are exclusive: a shared request meets no conflict when none is. */
-  count = 0;
-  exclusive = 0;
-  mark = 0;
-  extra: FileExtra | null = null;
-  constructor(
-    /** The file handle bytes as a latin1 string. */
-    readonly key: string,
-    readonly exp: ExportEntry | undefined,
-  ) {}
-  get queue(): BlockQueue | null {
-    return this.extra && this.extra.queue;
-  }
-  get shares(): Share[] | null {
-    return this.extra && this.extra.shares;
-  }
-  more(): FileExtra {
-    return (this.extra ??= new FileExtra());
-  }
-}
-
-/**
- * A held lock: nine fields. `tag` packs the type and the time: seconds since the table's
- * epoch times two, plus one if exclusive (a small integer for 34 years).
- */
-class Lock {
-  fPrev: Lock | null = null;
-  fNext: Lock | null = null;
-  hPrev: Lock | null = null;
-  hNext: Lock | null = null;
-  constructor(
-    readonly file: FileState,
-    readonly holder: Holder,
-    public start: Pos,
-    public end: Pos,
-    public tag: number,
-  ) {}
-}
-
-const isExcl = (l: Lock): boolean => (l.tag & 1) === 1;
-
 interface Block {
-  file: FileState;
-  owner: Owner;
+  /** File and owner ids: both stay while the request is queued. */
+  file: number;
+  owner: number;
   addr: AddressEntry;
   start: Pos;
   end: Pos;
@@ -203,7 +155,8 @@ interface Block {
 }
 
 interface Share {
-  file: FileState;
+  /** File id: it stays while the reservation does. */
+  file: number;
   host: HostEntry;
   oh: string;
   mode: number;
@@ -211,9 +164,28 @@ interface Share {
   addr: AddressEntry;
 }
 
-const NO_COUNTS: DropCounts = { locks: 0, shares: 0, blocked: 0, clients: 0, woken: 0 };
+/** A lock taken out by a drop, as the real files must hear of it (its record is freed by then). */
+interface Released {
+  file: number;
+  owner: number;
+  start: Pos;
+  end: Pos;
+}
 
-const overlaps = (l: { start: Pos; end: Pos }, s: Pos, e: Pos): boolean => l.start <= e && l.end >= s;
+/** A held lock as a view saw it: its records may change or be reused before it is yielded. */
+interface LockSnapshot {
+  file: string;
+  host: string;
+  svid: number;
+  oh: string;
+  start: Pos;
+  end: Pos;
+  tag: number;
+  address: string;
+  exportId: string | undefined;
+}
+
+const NO_COUNTS: DropCounts = { locks: 0, shares: 0, blocked: 0, clients: 0, woken: 0 };
 
 export class LockTable {
   readonly grace: GraceTable;
@@ -226,18 +198,26 @@ export class LockTable {
   private readonly locker: FileLocker | undefined;
   private readonly epoch: number;
 
-  private readonly files = new Map<string, FileState>();
-  private readonly owners = new Map<string, Owner>();
+  private readonly L = new LockRecords();
+  private readonly F = new FileRecords();
+  private readonly O = new OwnerRecords();
+  private readonly H = new HolderRecords();
+  /** What few files have (queues, shares), by file id. */
+  private readonly extras = new Map<number, FileExtra>();
+  /** Queued requests of owners that have any, by owner id. */
+  private readonly ownerBlocks = new Map<number, Block[]>();
+
   private readonly hosts = new Map<string, HostEntry>();
+  private readonly hostIds = new Registry<HostEntry>();
   private readonly addrs = new Map<string, AddressEntry>();
+  private readonly addrIds = new Registry<AddressEntry>();
   private readonly exports = new Map<string, ExportEntry>();
+  private readonly exportIds = new Registry<ExportEntry>();
   private readonly draining = new Set<string>();
 
   private nLocks = 0;
   private nShares = 0;
   private nBlocked = 0;
-  /** Stamp for "already collected" marks during one drop. */
-  private markSeq = 0;
   /** Grants made while the table was being changed, reported once it is consistent again. */
   private pending: BlockGranted[] = [];
   private flushing = false;
@@ -264,23 +244,24 @@ export class LockTable {
    * The holder answered is the conflicting lock with the lowest offset.
    */
   test(req: LockRequest): TestResult {
-    const fkey = req.fh.toString('latin1');
+    const L = this.L;
+    const file = this.F.find(req.fh);
+    const fkey = this.locker ? this.fileKey(file, req.fh) : '';
     const refused = this.locker?.validate(fkey, req.fh);
     if (refused !== undefined) return { status: refused as Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
-    const file = this.files.get(fkey);
-    const exportId = file ? file.exp?.id : this.exportOf(req.fh);
+    const exportId = file !== 0 ? this.exportIdOf(file) : this.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId)) return { status: 'denied_grace_period' };
     const r = parseRange(req.offset, req.length);
     if (!r) return { status: 'fbig' };
-    const ownerKey = this.ownerKey(req.owner);
-    let best: Lock | null = null;
-    for (let l: Lock | null = file?.head ?? null; l; l = l.fNext) {
-      if (l.holder.owner.key === ownerKey || !(req.exclusive || isExcl(l)) || !overlaps(l, r.start, r.end)) continue;
-      if (best === null || l.start < best.start) best = l;
+    const owner = this.findOwner(req.owner);
+    let best = 0;
+    for (let l = file !== 0 ? this.F.head[file] : 0; l !== 0; l = L.fNext[l]) {
+      if (this.H.owner[L.holder[l]] === owner || !(req.exclusive || isExcl(L, l)) || !(L.start(l) <= r.end && L.end(l) >= r.start)) continue;
+      if (best === 0 || L.start(l) < L.start(best)) best = l;
     }
-    if (best) return { status: 'denied', holder: this.held(best) };
+    if (best !== 0) return { status: 'denied', holder: this.held(best) };
     if (!this.locker) return { status: 'granted' };
-    const outside = this.locker.test(fkey, req.fh, ownerKey, r.start, r.end, req.exclusive);
+    const outside = this.locker.test(fkey, req.fh, this.ownerKey(req.owner), r.start, r.end, req.exclusive);
     if (outside === undefined) return { status: 'granted' };
     if (typeof outside === 'string') return { status: outside as Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
     // Held by no NLM owner: svid 0 and an empty owner handle, as the kernel names no owner.
@@ -294,29 +275,30 @@ export class LockTable {
   lock(req: LockRequest, opts: LockOptions): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const fkey = req.fh.toString('latin1');
-    const refused = this.locker?.validate(fkey, req.fh);
+    let file = this.F.find(req.fh);
+    const locker = this.locker;
+    const fkey = locker ? this.fileKey(file, req.fh) : '';
+    const refused = locker?.validate(fkey, req.fh);
     if (refused !== undefined) return refused;
     // A draining address is about to leave this node: a lock granted now would be dropped in a
     // moment. denied_nolocks ("no resources now, try later") is the one status that neither claims
     // a conflicting holder (denied) nor tells the client to reclaim (denied_grace_period).
     if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
-    let file = this.files.get(fkey);
-    const exportId = file ? file.exp?.id : this.exportOf(req.fh);
+    const exportId = file !== 0 ? this.exportIdOf(file) : this.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return 'denied_grace_period';
-    file ??= this.newFile(fkey, exportId);
+    if (file === 0) file = this.newFile(fkey || req.fh.toString('latin1'), exportId);
     const owner = this.internOwner(req.owner);
     const { start, end } = r;
     const excl = req.exclusive;
 
     // No conflict in the table: the kernel decides whether anyone outside holds the range.
-    const free = this.firstConflict(file, owner, start, end, excl) === null;
-    const onFile = free && this.locker ? this.locker.lock(fkey, req.fh, owner.key, start, end, excl) : 'granted';
+    const free = this.firstConflict(file, owner, start, end, excl) === 0;
+    const onFile = free && locker ? locker.lock(fkey, req.fh, this.ownerKeyOf(owner), start, end, excl) : 'granted';
     if (free && onFile === 'granted') {
       const holder = this.internHolder(owner, this.internAddr(req.serverAddress));
       const downgraded = this.applyLock(file, holder, start, end, excl);
       // A retransmitted blocking request that is grantable now is satisfied by this grant.
-      if (owner.blocks !== null) {
+      if (this.ownerBlocks.size !== 0) {
         const b = this.findBlock(file, owner, start, end, excl);
         if (b) this.removeBlock(b);
       }
@@ -335,18 +317,22 @@ export class LockTable {
       this.forgetIfUnused(file, owner);
       return 'denied';
     }
-    if (owner.blocks !== null && this.findBlock(file, owner, start, end, excl)) return 'blocked';
+    if (this.findBlock(file, owner, start, end, excl)) return 'blocked';
     // Only the table's own owners can form a cycle; a holder outside it is waited for in the kernel.
     if (free === false && this.wouldDeadlock(owner, file, start, end, excl)) {
       this.forgetIfUnused(file, owner);
       return 'deadlck';
     }
     const addr = this.internAddr(req.serverAddress);
+    const host = this.hostOf(owner);
     const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.(), queued: true, slot: 0, kernelWait: null };
-    file.more().queue.push(b);
-    (owner.blocks ??= []).push(b);
+    this.more(file).queue.push(b);
+    const ob = this.ownerBlocks.get(owner);
+    if (ob) ob.push(b);
+    else this.ownerBlocks.set(owner, [b]);
     addr.blocks.add(b);
-    this.hostRef(addr, owner.host.key, 1);
+    host.blocks.add(b);
+    this.hostRef(addr, host, 1);
     this.nBlocked++;
     if (free) this.waitInKernel(b);
     if (this.subject.observed) this.subject.next({ type: 'blocked', request: req });
@@ -361,12 +347,11 @@ export class LockTable {
   cancel(req: LockRequest): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const fkey = req.fh.toString('latin1');
-    const refused = this.locker?.validate(fkey, req.fh);
+    const file = this.F.find(req.fh);
+    const refused = this.locker?.validate(this.fileKey(file, req.fh), req.fh);
     if (refused !== undefined) return refused;
-    const file = this.files.get(fkey);
-    const owner = this.owners.get(this.ownerKey(req.owner));
-    if (!file || !owner || owner.blocks === null) return 'denied';
+    const owner = this.findOwner(req.owner);
+    if (file === 0 || owner === 0) return 'denied';
     const b = this.findBlock(file, owner, r.start, r.end, req.exclusive);
     if (!b) return 'denied';
     this.removeBlock(b);
@@ -379,20 +364,18 @@ export class LockTable {
   unlock(req: LockRequest): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const fkey = req.fh.toString('latin1');
-    const refused = this.locker?.validate(fkey, req.fh);
+    const file = this.F.find(req.fh);
+    const refused = this.locker?.validate(this.fileKey(file, req.fh), req.fh);
     if (refused !== undefined) return refused;
-    const file = this.files.get(fkey);
-    const owner = this.owners.get(this.ownerKey(req.owner));
-    if (!file || !owner) return 'granted';
+    const owner = this.findOwner(req.owner);
+    if (file === 0 || owner === 0) return 'granted';
     // The owner's own queued requests inside the range go first, as Linux's nlmsvc_unlock cancels
     // the blocked lock before unlocking: granted later, they would be locks nobody waits for.
-    if (owner.blocks !== null) {
-      for (const b of [...owner.blocks]) if (b.file === file && b.start >= r.start && b.end <= r.end) this.removeBlock(b);
-    }
-    if (owner.holders.length !== 0 && this.unlockRange(file, owner, r.start, r.end)) {
+    const ob = this.ownerBlocks.get(owner);
+    if (ob) for (const b of [...ob]) if (b.file === file && b.start >= r.start && b.end <= r.end) this.removeBlock(b);
+    if (this.O.holder[owner] !== 0 && this.unlockRange(file, owner, r.start, r.end)) {
       // The kernel lets go first: the waiters woken next are granted on the file too.
-      this.locker?.unlock(fkey, owner.key, r.start, r.end);
+      this.locker?.unlock(this.F.key[file], this.ownerKeyOf(owner), r.start, r.end);
       this.wake(file, r.start, r.end);
     }
     this.closeIfIdle(file, owner);
@@ -410,28 +393,32 @@ export class LockTable {
    */
   undoGrant(g: BlockGranted): void {
     const { lock, prior } = g;
-    const fkey = lock.fh.toString('latin1');
-    const file = this.files.get(fkey);
-    const owner = this.owners.get(this.ownerKey(lock.owner));
+    const L = this.L;
+    const file = this.F.find(lock.fh);
+    const owner = this.findOwner(lock.owner);
     const r = parseRange(lock.offset, lock.length);
-    if (!file || !owner || !r) return;
-    const holder = owner.holders.find((hd) => hd.addr.address === lock.serverAddress);
+    if (file === 0 || owner === 0 || !r) return;
+    let holder = this.O.holder[owner];
+    while (holder !== 0 && this.addrIds.get(this.H.addr[holder]).address !== lock.serverAddress) holder = this.H.next[holder];
     let held = false;
-    for (let l = holder?.head ?? null; l && !held; l = l.hNext) held = l.file === file && overlaps(l, r.start, r.end);
+    for (let l = holder !== 0 ? this.H.head[holder] : 0; l !== 0 && !held; l = L.hNext[l]) {
+      held = L.file[l] === file && L.start(l) <= r.end && L.end(l) >= r.start;
+    }
     if (!held) return;
+    const fkey = this.F.key[file];
     const pieces = prior.flatMap((p) => {
       const pr = parseRange(p.offset, p.length);
       return pr ? [{ start: pr.start, end: pr.end, exclusive: p.exclusive, address: p.serverAddress }] : [];
     });
     for (const p of pieces) {
       if (!p.exclusive) continue;
-      if (this.firstConflict(file, owner, p.start, p.end, true) !== null) p.exclusive = false;
+      if (this.firstConflict(file, owner, p.start, p.end, true) !== 0) p.exclusive = false;
       // The kernel may refuse the way back up (an outside reader came in): then shared.
-      else if (this.locker && this.locker.lock(fkey, lock.fh, owner.key, p.start, p.end, true) !== 'granted') p.exclusive = false;
+      else if (this.locker && this.locker.lock(fkey, lock.fh, this.ownerKeyOf(owner), p.start, p.end, true) !== 'granted') p.exclusive = false;
     }
     this.unlockRange(file, owner, r.start, r.end);
     for (const p of pieces) this.applyLock(file, this.internHolder(owner, this.internAddr(p.address)), p.start, p.end, p.exclusive);
-    if (this.locker) this.resync(fkey, owner.key, r.start, r.end);
+    if (this.locker) this.resync(fkey, this.ownerKeyOf(owner), lock.owner, r.start, r.end);
     this.wake(file, r.start, r.end);
     this.forgetIfUnused(file, owner);
     this.flush();
@@ -443,42 +430,42 @@ export class LockTable {
    * reclaims are taken; unlike LOCK, a reclaim after grace is accepted (Linux nlmsvc_proc_share).
    */
   share(req: ShareRequest, reclaim: boolean): LockStatus {
-    const fkey = req.fh.toString('latin1');
+    let file = this.F.find(req.fh);
+    const fkey = this.fileKey(file, req.fh);
     // Shares are NLM's alone (Linux keeps them in lockd's memory too), but the handle must name a file.
     const refused = this.locker?.validate(fkey, req.fh);
     if (refused !== undefined) return refused;
     if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
-    let file = this.files.get(fkey);
-    const exportId = file ? file.exp?.id : this.exportOf(req.fh);
+    const exportId = file !== 0 ? this.exportIdOf(file) : this.exportOf(req.fh);
     if (!reclaim && this.grace.covers(req.serverAddress, exportId)) return 'denied_grace_period';
     const oh = req.owner.oh.toString('latin1');
     let mine: Share | undefined;
-    for (const s of file?.shares ?? []) {
+    for (const s of (file !== 0 && this.extras.get(file)?.shares) || []) {
       if (s.host.key === req.owner.host && s.oh === oh) mine = s;
       else if ((req.access & s.mode) !== 0 || (req.mode & s.access) !== 0) return 'denied';
     }
     if (mine) this.removeShare(mine);
-    file ??= this.newFile(fkey, exportId);
+    if (file === 0) file = this.newFile(fkey, exportId);
     const host = this.internHost(req.owner.host);
     const addr = this.internAddr(req.serverAddress);
     const s: Share = { file, host, oh, mode: req.mode, access: req.access, addr };
-    file.more().shares.push(s);
+    this.more(file).shares.push(s);
     host.shares.add(s);
     addr.shares.add(s);
-    this.hostRef(addr, host.key, 1);
+    this.hostRef(addr, host, 1);
     this.nShares++;
     return 'granted';
   }
 
   /** NLM UNSHARE: always 'granted' (Linux answers granted whether or not a reservation existed). */
   unshare(req: ShareRequest): LockStatus {
-    const fkey = req.fh.toString('latin1');
-    const refused = this.locker?.validate(fkey, req.fh);
+    const file = this.F.find(req.fh);
+    const refused = this.locker?.validate(this.fileKey(file, req.fh), req.fh);
     if (refused !== undefined) return refused;
-    const file = this.files.get(fkey);
-    if (!file || file.shares === null) return 'granted';
+    const shares = file !== 0 ? this.extras.get(file)?.shares : undefined;
+    if (!shares) return 'granted';
     const oh = req.owner.oh.toString('latin1');
-    const s = file.shares.find((x) => x.host.key === req.owner.host && x.oh === oh);
+    const s = shares.find((x) => x.host.key === req.owner.host && x.oh === oh);
     if (s) {
       this.removeShare(s);
       this.freeHostIfEmpty(s.host);
@@ -498,63 +485,79 @@ export class LockTable {
     const h = this.hosts.get(host);
     if (!h) return this.dropped('host', host, NO_COUNTS);
     const d = this.startDrop();
-    for (const o of [...h.owners]) {
-      for (const hd of o.holders) this.dropHolder(d, hd, true);
-      o.holders = NO_HOLDERS;
-      this.touchOwner(d, o);
-      if (o.blocks) for (const b of [...o.blocks]) this.dropBlock(d, b);
+    try {
+      this.touchHost(d, h);
+      for (const a of this.addrs.values()) {
+        const at = a.hosts.get(h.id);
+        if (!at) continue;
+        at.refs -= this.dropHolders(d, at);
+        if (at.refs === 0) a.hosts.delete(h.id);
+      }
+      for (const b of [...h.blocks]) this.dropBlock(d, b);
+      for (const s of [...h.shares]) this.dropShare(d, s);
+      return this.finishDrop(d, 'host', host);
+    } finally {
+      this.clearMarks(d);
     }
-    for (const s of [...h.shares]) this.dropShare(d, s);
-    return this.finishDrop(d, 'host', host);
   }
 
   dropByServerAddress(address: string): DropCounts {
     const a = this.addrs.get(address);
     if (!a) return this.dropped('address', address, NO_COUNTS);
     const d = this.startDrop();
-    for (const b of [...a.blocks]) this.dropBlock(d, b);
-    for (const s of [...a.shares]) this.dropShare(d, s);
-    // Now only holders are left: unindex them wholesale rather than one by one.
-    for (const hd of a.holders) {
-      this.dropHolder(d, hd, false);
-      this.unholder(hd);
-      this.touchOwner(d, hd.owner);
+    try {
+      for (const b of [...a.blocks]) this.dropBlock(d, b);
+      for (const s of [...a.shares]) this.dropShare(d, s);
+      // Now only holders are left: unindex them wholesale rather than one by one.
+      for (const at of a.hosts.values()) {
+        this.touchHost(d, at.host);
+        this.dropHolders(d, at);
+      }
+      a.hosts.clear();
+      this.freeAddrIfEmpty(a);
+      return this.finishDrop(d, 'address', address);
+    } finally {
+      this.clearMarks(d);
     }
-    a.holders.clear();
-    a.hosts.clear();
-    this.freeAddrIfEmpty(a);
-    return this.finishDrop(d, 'address', address);
   }
 
   dropByExport(exportId: string): DropCounts {
     const e = this.exports.get(exportId);
     if (!e) return this.dropped('export', exportId, NO_COUNTS);
+    const { L, F, H } = this;
     const d = this.startDrop();
-    const observed = this.subject.observed;
-    const keep = this.locker !== undefined;
-    for (const f of [...e.files]) {
-      this.touchFile(d, f);
-      for (let l = f.head; l; l = l.fNext) {
-        if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
-        if (keep) d.released.push(l);
-        const hd = l.holder;
-        if (l.hPrev) l.hPrev.hNext = l.hNext;
-        else hd.head = l.hNext;
-        if (l.hNext) l.hNext.hPrev = l.hPrev;
-        hd.addr.count--;
-        if (--hd.count === 0) d.holders.push(hd);
-        this.touchOwner(d, hd.owner);
-        d.locks++;
-        this.nLocks--;
+    try {
+      const observed = this.subject.observed;
+      const keep = this.locker !== undefined;
+      const files: number[] = [];
+      for (let f = e.head; f !== 0; f = F.xNext[f]) files.push(f);
+      for (const f of files) {
+        this.touchFile(d, f);
+        for (let l = F.head[f], next = 0; l !== 0; l = next) {
+          next = L.fNext[l];
+          if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
+          const hd = L.holder[l];
+          if (keep) d.released.push({ file: f, owner: H.owner[hd], start: L.start(l), end: L.end(l) });
+          this.unlinkFromHolder(l);
+          if (H.head[hd] === 0) d.holders.push(hd);
+          this.touchOwner(d, H.owner[hd]);
+          L.release(l);
+          d.locks++;
+          this.nLocks--;
+        }
+        F.head[f] = 0;
+        F.exclusive[f] = 0;
+        const x = this.extras.get(f);
+        if (x) {
+          for (const b of x.queue.toArray()) this.dropBlock(d, b);
+          for (const s of [...x.shares]) this.dropShare(d, s);
+        }
       }
-      f.head = null;
-      f.count = 0;
-      f.exclusive = 0;
-      if (f.queue) for (const b of f.queue.toArray()) this.dropBlock(d, b);
-      if (f.shares) for (const s of [...f.shares]) this.dropShare(d, s);
+      for (const hd of d.holders) this.freeHolder(hd);
+      return this.finishDrop(d, 'export', exportId);
+    } finally {
+      this.clearMarks(d);
     }
-    for (const hd of d.holders) this.freeHolder(hd);
-    return this.finishDrop(d, 'export', exportId);
   }
 
   // ---- draining ----
@@ -571,31 +574,53 @@ export class LockTable {
   // ---- views ----
 
   *locks(filter: LockFilter = {}): Iterable<HeldLock> {
+    const { L, F, H } = this;
     const { serverAddress, host, exportId } = filter;
-    const keep = (l: Lock): boolean =>
-      (serverAddress === undefined || l.holder.addr.address === serverAddress) &&
-      (host === undefined || l.holder.owner.host.key === host) &&
-      (exportId === undefined || l.file.exp?.id === exportId);
-    // Collect from the narrowest index before yielding, so a consumer may change the table.
-    const found: Lock[] = [];
-    const fromHolder = (hd: Holder): void => {
-      for (let l = hd.head; l; l = l.hNext) found.push(l);
+    const addr = serverAddress === undefined ? undefined : this.addrs.get(serverAddress);
+    const h = host === undefined ? undefined : this.hosts.get(host);
+    const exp = exportId === undefined ? undefined : this.exports.get(exportId);
+    if ((serverAddress !== undefined && !addr) || (host !== undefined && !h) || (exportId !== undefined && !exp)) return;
+    const keep = (l: number): boolean => {
+      const hd = L.holder[l];
+      return (!addr || H.addr[hd] === addr.id) && (!h || this.O.host[H.owner[hd]] === h.id) && (!exp || F.exp[L.file[l]] === exp.id);
     };
-    if (serverAddress !== undefined) {
-      for (const hd of this.addrs.get(serverAddress)?.holders ?? []) fromHolder(hd);
-    } else if (host !== undefined) {
-      for (const o of this.hosts.get(host)?.owners ?? []) o.holders.forEach(fromHolder);
-    } else if (exportId !== undefined) {
-      for (const f of this.exports.get(exportId)?.files ?? []) for (let l = f.head; l; l = l.fNext) found.push(l);
+    // Collected from the narrowest index and copied before yielding, so a consumer may change the table.
+    const found: LockSnapshot[] = [];
+    const take = (l: number): void => {
+      if (keep(l)) found.push(this.snapshot(l));
+    };
+    const fromHolders = (first: number): void => {
+      for (let hd = first; hd !== 0; hd = H.aNext[hd]) for (let l = H.head[hd]; l !== 0; l = L.hNext[l]) take(l);
+    };
+    if (addr) {
+      for (const at of addr.hosts.values()) fromHolders(at.head);
+    } else if (h) {
+      for (const a of this.addrs.values()) fromHolders(a.hosts.get(h.id)?.head ?? 0);
+    } else if (exp) {
+      for (let f = exp.head; f !== 0; f = F.xNext[f]) for (let l = F.head[f]; l !== 0; l = L.fNext[l]) take(l);
     } else {
-      for (const f of this.files.values()) for (let l = f.head; l; l = l.fNext) found.push(l);
+      for (const f of F.ids()) for (let l = F.head[f]; l !== 0; l = L.fNext[l]) take(l);
     }
-    for (const l of found.filter(keep)) yield this.held(l);
+    for (const s of found) {
+      const { offset, length } = toWire(s.start, s.end);
+      yield {
+        fh: Buffer.from(s.file, 'latin1'),
+        owner: { host: s.host, svid: s.svid, oh: Buffer.from(s.oh, 'latin1') },
+        exclusive: (s.tag & 1) === 1,
+        offset,
+        length,
+        serverAddress: s.address,
+        exportId: s.exportId,
+        since: this.sinceOf(s.tag),
+      };
+    }
   }
 
   /** Host keys holding a lock, share or queued block through this server address. */
   hostsAt(serverAddress: string): ReadonlySet<string> {
-    return new Set(this.addrs.get(serverAddress)?.hosts.keys() ?? []);
+    const out = new Set<string>();
+    for (const at of this.addrs.get(serverAddress)?.hosts.values() ?? []) out.add(at.host.key);
+    return out;
   }
 
   stats(): LockTableStats {
@@ -606,37 +631,34 @@ export class LockTable {
 
   /** Queued blocks in arrival order (per file), for views and tests. */
   *blocked(): Iterable<{ request: LockRequest; waiter: unknown }> {
-    const all: Block[] = [];
-    for (const f of this.files.values()) if (f.queue) all.push(...f.queue.toArray());
-    for (const b of all) {
-      const { offset, length } = toWire(b.start, b.end);
-      yield {
-        request: {
-          fh: Buffer.from(b.file.key, 'latin1'),
-          owner: this.publicOwner(b.owner),
-          exclusive: b.exclusive,
-          offset,
-          length,
-          serverAddress: b.addr.address,
-        },
-        waiter: b.waiter,
-      };
+    const all: { request: LockRequest; waiter: unknown }[] = [];
+    for (const [f, x] of this.extras) {
+      for (const b of x.queue.toArray()) {
+        const { offset, length } = toWire(b.start, b.end);
+        all.push({
+          request: { fh: Buffer.from(this.F.key[f], 'latin1'), owner: this.publicOwner(b.owner), exclusive: b.exclusive, offset, length, serverAddress: b.addr.address },
+          waiter: b.waiter,
+        });
+      }
     }
+    yield* all;
   }
 
   /** Share reservations, for views and tests. */
   *shares(): Iterable<ShareRequest> {
-    const all: Share[] = [];
-    for (const f of this.files.values()) if (f.shares) all.push(...f.shares);
-    for (const s of all) {
-      yield {
-        fh: Buffer.from(s.file.key, 'latin1'),
-        owner: { host: s.host.key, oh: Buffer.from(s.oh, 'latin1') },
-        mode: s.mode as ShareRequest['mode'],
-        access: s.access as ShareRequest['access'],
-        serverAddress: s.addr.address,
-      };
+    const all: ShareRequest[] = [];
+    for (const [f, x] of this.extras) {
+      for (const s of x.shares) {
+        all.push({
+          fh: Buffer.from(this.F.key[f], 'latin1'),
+          owner: { host: s.host.key, oh: Buffer.from(s.oh, 'latin1') },
+          mode: s.mode as ShareRequest['mode'],
+          access: s.access as ShareRequest['access'],
+          serverAddress: s.addr.address,
+        });
+      }
     }
+    yield* all;
   }
 
   /**
@@ -644,178 +666,294 @@ export class LockTable {
    * returns the inconsistencies found (empty when the indexes are in step).
    */
   checkIndexes(): string[] {
+    const { L, F, O, H } = this;
     const errs: string[] = [];
-    const perHolder = new Map<Holder, Set<Lock>>();
-    const perAddr = new Map<AddressEntry, number>();
-    const hostRefs = new Map<AddressEntry, Map<string, number>>();
-    const ref = (a: AddressEntry, h: string): void => {
-      const m = hostRefs.get(a) ?? new Map<string, number>();
-      m.set(h, (m.get(h) ?? 0) + 1);
-      hostRefs.set(a, m);
+    const perHolder = new Map<number, Set<number>>();
+    const perAddr = new Map<number, number>();
+    // address id -> host id -> holders + shares + blocks found by the rescan
+    const refs = new Map<number, Map<number, number>>();
+    const ref = (a: AddressEntry, host: number): void => {
+      const m = refs.get(a.id) ?? new Map<number, number>();
+      m.set(host, (m.get(host) ?? 0) + 1);
+      refs.set(a.id, m);
     };
     let locks = 0;
     let blocked = 0;
     let shares = 0;
-    for (const [key, f] of this.files) {
-      if (f.key !== key) errs.push(`file key mismatch`);
+    let files = 0;
+    const perExport = new Map<number, number>();
+    for (const f of F.ids()) {
+      files++;
+      if (F.findKey(F.key[f]) !== f) errs.push('file not indexed by its key');
       let n = 0;
       let x = 0;
-      for (let l = f.head; l; l = l.fNext) {
+      for (let l = F.head[f]; l !== 0; l = L.fNext[l]) {
         n++;
-        if (isExcl(l)) x++;
-        if (l.file !== f) errs.push('lock on wrong file list');
-        if (l.fNext && l.fNext.fPrev !== l) errs.push('broken file links');
-        perHolder.set(l.holder, (perHolder.get(l.holder) ?? new Set()).add(l));
-        perAddr.set(l.holder.addr, (perAddr.get(l.holder.addr) ?? 0) + 1);
+        if (isExcl(L, l)) x++;
+        if (L.file[l] !== f) errs.push('lock on wrong file list');
+        if (L.fNext[l] !== 0 && L.fPrev[L.fNext[l]] !== l) errs.push('broken file links');
+        if (!(L.start(l) <= L.end(l))) errs.push('lock ends before it starts');
+        const hd = L.holder[l];
+        perHolder.set(hd, (perHolder.get(hd) ?? new Set()).add(l));
+        perAddr.set(H.addr[hd], (perAddr.get(H.addr[hd]) ?? 0) + 1);
       }
       locks += n;
-      if (n !== f.count || x !== f.exclusive) errs.push(`file counts ${f.count}/${f.exclusive}, rescan ${n}/${x}`);
-      for (const b of f.queue?.toArray() ?? []) {
+      if (x !== F.exclusive[f]) errs.push(`file exclusive count ${F.exclusive[f]}, rescan ${x}`);
+      const extra = this.extras.get(f);
+      for (const b of extra?.queue.toArray() ?? []) {
         blocked++;
-        ref(b.addr, b.owner.host.key);
-        if (!b.addr.blocks.has(b) || !b.owner.blocks?.includes(b)) errs.push('block missing from an index');
+        ref(b.addr, O.host[b.owner]);
+        if (b.file !== f || !b.addr.blocks.has(b) || !this.ownerBlocks.get(b.owner)?.includes(b) || !this.hostOf(b.owner).blocks.has(b)) {
+          errs.push('block missing from an index');
+        }
       }
-      for (const s of f.shares ?? []) {
+      for (const s of extra?.shares ?? []) {
         shares++;
-        ref(s.addr, s.host.key);
-        if (!s.addr.shares.has(s) || !s.host.shares.has(s)) errs.push('share missing from an index');
+        ref(s.addr, s.host.id);
+        if (s.file !== f || !s.addr.shares.has(s) || !s.host.shares.has(s)) errs.push('share missing from an index');
       }
-      if (n === 0 && !f.queue?.size && !f.shares?.length) errs.push('empty file kept');
-      if (f.exp && (!f.exp.files.has(f) || this.exports.get(f.exp.id) !== f.exp)) errs.push('file missing from its export');
+      if (n === 0 && !extra?.queue.size && !extra?.shares.length) errs.push('empty file kept');
+      if (F.exp[f] !== 0) perExport.set(F.exp[f], (perExport.get(F.exp[f]) ?? 0) + 1);
+      if (F.mark[f] !== 0) errs.push('file left marked');
     }
-    if (locks !== this.nLocks) errs.push(`nLocks ${this.nLocks} != ${locks}`);
+    for (const [f] of this.extras) if (!F.live(f)) errs.push('extra kept for a freed file');
+    if (files !== F.size) errs.push(`files ${F.size} live, ${files} rescanned`);
+    if (locks !== this.nLocks || locks !== L.size) errs.push(`nLocks ${this.nLocks} (records ${L.size}) != ${locks}`);
     if (blocked !== this.nBlocked) errs.push(`nBlocked ${this.nBlocked} != ${blocked}`);
     if (shares !== this.nShares) errs.push(`nShares ${this.nShares} != ${shares}`);
-    for (const [hd] of perHolder) if (!hd.addr.holders.has(hd) || !hd.owner.holders.includes(hd)) errs.push('holder not indexed');
-    for (const o of this.owners.values()) {
-      if (!o.host.owners.has(o) || this.hosts.get(o.host.key) !== o.host) errs.push('owner not under its host');
-      if (o.holders.length === 0 && !o.blocks?.length) errs.push('empty owner kept');
-      if (new Set(o.holders.map((hd) => hd.addr)).size !== o.holders.length) errs.push('two holders for one address');
-      for (const hd of o.holders) {
-        if (hd.owner !== o) errs.push('holder under the wrong owner');
+    const ownersPerHost = new Map<number, number>();
+    const holderIds = new Set(H.ids());
+    for (const o of O.ids()) {
+      if (O.findKey(O.host[o], O.svid[o], O.oh[o]) !== o) errs.push('owner not indexed');
+      const host = this.hostIds.find(O.host[o]);
+      if (!host || this.hosts.get(host.key) !== host) errs.push('owner under an unindexed host');
+      ownersPerHost.set(O.host[o], (ownersPerHost.get(O.host[o]) ?? 0) + 1);
+      if (O.holder[o] === 0 && !this.ownerBlocks.get(o)?.length) errs.push('empty owner kept');
+      if (O.mark[o] !== 0) errs.push('owner left marked');
+      const seen = new Set<number>();
+      for (let hd = O.holder[o]; hd !== 0; hd = H.next[hd]) {
+        if (!holderIds.delete(hd)) errs.push('owner chains a freed or shared holder');
+        if (seen.has(H.addr[hd])) errs.push('two holders for one address');
+        seen.add(H.addr[hd]);
+        if (H.owner[hd] !== o) errs.push('holder under the wrong owner');
         const want = perHolder.get(hd) ?? new Set();
         let n = 0;
-        for (let l = hd.head; l; l = l.hNext) {
+        for (let l = H.head[hd]; l !== 0; l = L.hNext[l]) {
           n++;
           if (!want.has(l)) errs.push('holder lists a lock not in the table');
-          if (l.hNext && l.hNext.hPrev !== l) errs.push('broken holder links');
+          if (L.hNext[l] !== 0 && L.hPrev[L.hNext[l]] !== l) errs.push('broken holder links');
         }
-        if (n !== want.size || n !== hd.count || n === 0) errs.push(`holder count ${hd.count}, list ${n}, rescan ${want.size}`);
-        ref(hd.addr, o.host.key);
+        if (n !== want.size || n === 0) errs.push(`holder list ${n}, rescan ${want.size}`);
+        ref(this.addrIds.get(H.addr[hd]), O.host[o]);
       }
     }
-    for (const [o] of [...perHolder].map(([hd]) => [hd.owner])) if (this.owners.get(o.key) !== o) errs.push('owner not indexed');
+    if (holderIds.size !== 0) errs.push(`${holderIds.size} holders on no owner`);
+    for (const [hd] of perHolder) if (this.O.holder[H.owner[hd]] === 0) errs.push('lock under an unindexed holder');
     for (const a of this.addrs.values()) {
-      if ((perAddr.get(a) ?? 0) !== a.count) errs.push(`address ${a.address} count ${a.count}, rescan ${perAddr.get(a) ?? 0}`);
-      for (const hd of a.holders) if (!hd.owner.holders.includes(hd) || hd.addr !== a) errs.push(`address ${a.address} lists a stale holder`);
-      const refs = hostRefs.get(a) ?? new Map();
-      if (refs.size !== a.hosts.size || [...refs].some(([h, c]) => a.hosts.get(h) !== c)) {
-        errs.push(`address ${a.address} host refs differ from a rescan`);
+      if (this.addrIds.find(a.id) !== a) errs.push(`address ${a.address} not registered`);
+      if ((perAddr.get(a.id) ?? 0) !== a.count) errs.push(`address ${a.address} count ${a.count}, rescan ${perAddr.get(a.id) ?? 0}`);
+      const want = refs.get(a.id) ?? new Map<number, number>();
+      for (const [hid, at] of a.hosts) {
+        if (at.host.id !== hid || this.hosts.get(at.host.key) !== at.host) errs.push(`address ${a.address} lists an unindexed host`);
+        let prev = 0;
+        for (let hd = at.head; hd !== 0; hd = H.aNext[hd]) {
+          if (H.aPrev[hd] !== prev) errs.push(`address ${a.address} broken holder links`);
+          if (H.addr[hd] !== a.id || O.host[H.owner[hd]] !== hid) errs.push(`address ${a.address} lists a stale holder`);
+          prev = hd;
+        }
+        if ((want.get(hid) ?? 0) !== at.refs) errs.push(`address ${a.address} host refs ${at.refs}, rescan ${want.get(hid) ?? 0}`);
       }
+      for (const [hid] of want) if (!a.hosts.has(hid)) errs.push(`address ${a.address} misses a host`);
     }
-    for (const [a] of perAddr) if (this.addrs.get(a.address) !== a) errs.push(`address ${a.address} not indexed`);
+    for (const [aid] of perAddr) {
+      const a = this.addrIds.find(aid);
+      if (!a || this.addrs.get(a.address) !== a) errs.push('lock through an unindexed address');
+    }
     for (const h of this.hosts.values()) {
-      if (h.owners.size === 0 && h.shares.size === 0) errs.push(`empty host ${h.key} kept`);
+      if (this.hostIds.find(h.id) !== h) errs.push(`host ${h.key} not registered`);
+      if ((ownersPerHost.get(h.id) ?? 0) !== h.owners) errs.push(`host ${h.key} counts ${h.owners} owners, rescan ${ownersPerHost.get(h.id) ?? 0}`);
+      if (h.owners === 0 && h.shares.size === 0) errs.push(`empty host ${h.key} kept`);
+      if (h.marked) errs.push(`host ${h.key} left marked`);
     }
     for (const e of this.exports.values()) {
-      for (const f of e.files) if (this.files.get(f.key) !== f) errs.push('export lists a dropped file');
-      if (e.files.size === 0) errs.push(`empty export ${e.id} kept`);
+      let n = 0;
+      for (let f = e.head, prev = 0; f !== 0; prev = f, f = F.xNext[f]) {
+        n++;
+        if (F.exp[f] !== e.id || F.xPrev[f] !== prev) errs.push(`export ${e.key} lists a file that is not its own`);
+      }
+      if (n !== e.files || n !== (perExport.get(e.id) ?? 0)) errs.push(`export ${e.key} lists ${n} files, counts ${e.files}, rescan ${perExport.get(e.id) ?? 0}`);
+      if (n === 0) errs.push(`empty export ${e.key} kept`);
     }
     return errs;
   }
 
   // ---- internals: interning ----
 
+  /** The locker's name for an owner; length-prefixed host, so no (host, svid, oh) triple can spell another's. */
   private ownerKey(o: LockOwner): string {
-    // Length-prefixed host, so no (host, svid, oh) triple can spell another's key.
     return `${o.host.length}:${o.host}${o.svid}:${o.oh.toString('latin1')}`;
   }
 
-  private internOwner(o: LockOwner): Owner {
-    const key = this.ownerKey(o);
-    let owner = this.owners.get(key);
-    if (!owner) {
-      const host = this.internHost(o.host);
-      owner = new Owner(key, host, o.svid, key.length - o.oh.length);
-      this.owners.set(key, owner);
-      host.owners.add(owner);
+  private ownerKeyOf(o: number): string {
+    const host = this.hostOf(o).key;
+    return `${host.length}:${host}${this.O.svid[o]}:${this.O.oh[o]}`;
+  }
+
+  private fileKey(file: number, fh: Buffer): string {
+    return file !== 0 ? this.F.key[file] : fh.toString('latin1');
+  }
+
+  private hostOf(o: number): HostEntry {
+    return this.hostIds.get(this.O.host[o]);
+  }
+
+  private exportIdOf(f: number): string | undefined {
+    const e = this.F.exp[f];
+    return e === 0 ? undefined : this.exportIds.get(e).key;
+  }
+
+  private more(f: number): FileExtra {
+    let x = this.extras.get(f);
+    if (!x) this.extras.set(f, (x = new FileExtra()));
+    return x;
+  }
+
+  private findOwner(o: LockOwner): number {
+    const host = this.hosts.get(o.host);
+    return host ? this.O.find(host.id, o.svid, o.oh) : 0;
+  }
+
+  private internOwner(o: LockOwner): number {
+    const host = this.internHost(o.host);
+    let owner = this.O.find(host.id, o.svid, o.oh);
+    if (owner === 0) {
+      owner = this.O.add(host.id, o.svid, o.oh.toString('latin1'));
+      host.owners++;
     }
     return owner;
   }
 
   private internHost(key: string): HostEntry {
     let h = this.hosts.get(key);
-    if (!h) this.hosts.set(key, (h = new HostEntry(key)));
+    if (!h) this.hosts.set(key, (h = this.hostIds.add((id) => new HostEntry(id, key))));
     return h;
   }
 
   private internAddr(address: string): AddressEntry {
     let a = this.addrs.get(address);
-    if (!a) this.addrs.set(address, (a = new AddressEntry(address)));
+    if (!a) this.addrs.set(address, (a = this.addrIds.add((id) => new AddressEntry(id, address))));
     return a;
   }
 
-  private internHolder(owner: Owner, addr: AddressEntry): Holder {
-    const hs = owner.holders;
-    for (let i = 0; i < hs.length; i++) if (hs[i].addr === addr) return hs[i];
-    const hd = new Holder(owner, addr);
-    // Exact-size arrays: an owner rarely holds through more than one address.
-    owner.holders = hs.length === 0 ? [hd] : [...hs, hd];
-    addr.holders.add(hd);
-    this.hostRef(addr, owner.host.key, 1);
+  /** The owner's holder through the address, made (last in its chain) if it has none. */
+  private internHolder(owner: number, addr: AddressEntry): number {
+    const H = this.H;
+    let last = 0;
+    for (let hd = this.O.holder[owner]; hd !== 0; hd = H.next[hd]) {
+      if (H.addr[hd] === addr.id) return hd;
+      last = hd;
+    }
+    const hd = H.alloc();
+    H.owner[hd] = owner;
+    H.addr[hd] = addr.id;
+    H.head[hd] = 0;
+    H.next[hd] = 0;
+    if (last === 0) this.O.holder[owner] = hd;
+    else H.next[last] = hd;
+    const host = this.hostOf(owner);
+    const at = this.hostRef(addr, host, 1);
+    H.aPrev[hd] = 0;
+    H.aNext[hd] = at.head;
+    if (at.head !== 0) H.aPrev[at.head] = hd;
+    at.head = hd;
     return hd;
   }
 
-  private newFile(key: string, exportId: string | undefined): FileState {
-    let exp: ExportEntry | undefined;
+  private newFile(key: string, exportId: string | undefined): number {
+    let exp = 0;
+    let e: ExportEntry | undefined;
     if (exportId !== undefined) {
-      exp = this.exports.get(exportId);
-      if (!exp) this.exports.set(exportId, (exp = new ExportEntry(exportId)));
+      e = this.exports.get(exportId);
+      if (!e) this.exports.set(exportId, (e = this.exportIds.add((id) => new ExportEntry(id, exportId))));
+      exp = e.id;
     }
-    const f = new FileState(key, exp);
-    this.files.set(key, f);
-    exp?.files.add(f);
+    const f = this.F.add(key, exp);
+    if (e) {
+      this.F.xNext[f] = e.head;
+      if (e.head !== 0) this.F.xPrev[e.head] = f;
+      e.head = f;
+      e.files++;
+    }
     return f;
   }
 
   /** Frees what a request interned but left empty (an owner or file that holds nothing). */
-  private forgetIfUnused(file: FileState, owner: Owner): void {
+  private forgetIfUnused(file: number, owner: number): void {
     this.freeOwnerIfEmpty(owner);
     this.freeFileIfEmpty(file);
   }
 
-  /** Takes a holder out of its owner's array (copy on write: arrays stay exact-size). */
-  private unholder(hd: Holder): void {
-    const hs = hd.owner.holders;
-    hd.owner.holders = hs.length === 1 ? NO_HOLDERS : hs.filter((x) => x !== hd);
+  /** Takes a holder out of its owner's chain. */
+  private unholder(hd: number): void {
+    const { H, O } = this;
+    const o = H.owner[hd];
+    if (O.holder[o] === hd) {
+      O.holder[o] = H.next[hd];
+      return;
+    }
+    let prev = O.holder[o];
+    while (H.next[prev] !== hd) prev = H.next[prev];
+    H.next[prev] = H.next[hd];
   }
 
-  /** Unindexes an empty holder (its owner's array is the caller's when dropping). */
-  private freeHolder(hd: Holder, fromOwner = true): void {
-    if (fromOwner) this.unholder(hd);
-    hd.addr.holders.delete(hd);
-    this.hostRef(hd.addr, hd.owner.host.key, -1);
+  /** Unindexes an empty holder and frees its record. */
+  private freeHolder(hd: number): void {
+    const H = this.H;
+    this.unholder(hd);
+    const addr = this.addrIds.get(H.addr[hd]);
+    const at = addr.hosts.get(this.O.host[H.owner[hd]])!;
+    if (H.aPrev[hd] !== 0) H.aNext[H.aPrev[hd]] = H.aNext[hd];
+    else at.head = H.aNext[hd];
+    if (H.aNext[hd] !== 0) H.aPrev[H.aNext[hd]] = H.aPrev[hd];
+    this.hostRef(addr, at.host, -1);
+    H.release(hd);
   }
 
-  private freeOwnerIfEmpty(o: Owner): void {
-    if (o.holders.length !== 0 || (o.blocks !== null && o.blocks.length !== 0)) return;
-    if (this.owners.get(o.key) === o) this.owners.delete(o.key);
-    o.host.owners.delete(o);
-    this.freeHostIfEmpty(o.host);
+  private freeOwnerIfEmpty(o: number): void {
+    if (!this.O.live(o) || this.O.holder[o] !== 0 || this.ownerBlocks.has(o)) return;
+    const host = this.hostOf(o);
+    this.O.remove(o);
+    host.owners--;
+    this.freeHostIfEmpty(host);
   }
 
   private freeHostIfEmpty(h: HostEntry): void {
-    if (h.owners.size === 0 && h.shares.size === 0 && this.hosts.get(h.key) === h) this.hosts.delete(h.key);
+    if (h.owners === 0 && h.shares.size === 0 && this.hosts.get(h.key) === h) {
+      this.hosts.delete(h.key);
+      this.hostIds.remove(h);
+    }
   }
 
-  private freeFileIfEmpty(f: FileState): void {
-    if (f.head !== null || (f.queue !== null && f.queue.size !== 0) || (f.shares !== null && f.shares.length !== 0)) return;
-    if (this.files.get(f.key) !== f) return;
-    this.files.delete(f.key);
-    if (f.exp) {
-      f.exp.files.delete(f);
-      if (f.exp.files.size === 0 && this.exports.get(f.exp.id) === f.exp) this.exports.delete(f.exp.id);
+  private freeFileIfEmpty(f: number): void {
+    const F = this.F;
+    if (!F.live(f) || F.head[f] !== 0) return;
+    const x = this.extras.get(f);
+    if (x) {
+      if (x.queue.size !== 0 || x.shares.length !== 0) return;
+      this.extras.delete(f);
     }
+    const exp = F.exp[f];
+    if (exp !== 0) {
+      const e = this.exportIds.get(exp);
+      if (F.xPrev[f] !== 0) F.xNext[F.xPrev[f]] = F.xNext[f];
+      else e.head = F.xNext[f];
+      if (F.xNext[f] !== 0) F.xPrev[F.xNext[f]] = F.xPrev[f];
+      if (--e.files === 0) {
+        this.exports.delete(e.key);
+        this.exportIds.remove(e);
+      }
+    }
+    F.remove(f);
   }
 
   /**
@@ -823,74 +961,111 @@ export class LockTable {
    * the next request rather than rebuilt each time; dropping the address forgets it.
    */
   private freeAddrIfEmpty(a: AddressEntry): void {
-    if (a.holders.size === 0 && a.shares.size === 0 && a.blocks.size === 0 && this.addrs.get(a.address) === a) {
+    if (a.hosts.size === 0 && a.shares.size === 0 && a.blocks.size === 0 && this.addrs.get(a.address) === a) {
       this.addrs.delete(a.address);
+      this.addrIds.remove(a);
     }
   }
 
-  private hostRef(a: AddressEntry, host: string, delta: 1 | -1): void {
-    const n = (a.hosts.get(host) ?? 0) + delta;
-    if (n === 0) a.hosts.delete(host);
-    else a.hosts.set(host, n);
+  /** Counts a holder, share or queued request of the host through the address; returns their group. */
+  private hostRef(a: AddressEntry, host: HostEntry, delta: 1 | -1): HostAtAddress {
+    let at = a.hosts.get(host.id);
+    if (!at) a.hosts.set(host.id, (at = new HostAtAddress(host)));
+    at.refs += delta;
+    if (at.refs === 0) a.hosts.delete(host.id);
+    return at;
   }
 
   // ---- internals: locks ----
 
-  private firstConflict(file: FileState, owner: Owner, s: Pos, e: Pos, excl: boolean): Lock | null {
-    if (!excl && file.exclusive === 0) return null;
-    for (let l = file.head; l; l = l.fNext) {
-      if (l.holder.owner !== owner && (excl || isExcl(l)) && l.start <= e && l.end >= s) return l;
+  private firstConflict(file: number, owner: number, s: Pos, e: Pos, excl: boolean): number {
+    const L = this.L;
+    if (!excl && this.F.exclusive[file] === 0) return 0;
+    for (let l = this.F.head[file]; l !== 0; l = L.fNext[l]) {
+      if (this.H.owner[L.holder[l]] !== owner && (excl || isExcl(L, l)) && L.start(l) <= e && L.end(l) >= s) return l;
     }
-    return null;
+    return 0;
   }
 
   /**
    * The owner's locks on the file, from whichever list is shorter: the file's, or the owner's own
-   * (its holders'), so that neither a crowded file nor a busy owner makes the other slow.
+   * (its holders'), so that neither a crowded file nor a busy owner makes the other slow. Both are
+   * walked in step until one ends; that one is walked again to collect.
    */
-  private mineOn(file: FileState, owner: Owner): Lock[] {
-    const out: Lock[] = [];
-    let own = 0;
-    for (const hd of owner.holders) own += hd.count;
-    if (own === 0) return out;
-    if (own < file.count) {
-      for (const hd of owner.holders) for (let l = hd.head; l; l = l.hNext) if (l.file === file) out.push(l);
-    } else {
-      for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner) out.push(l);
+  private mineOn(file: number, owner: number): number[] {
+    const { L, H } = this;
+    const out: number[] = [];
+    const first = this.O.holder[owner];
+    if (first === 0) return out;
+    let a = this.F.head[file];
+    let hd = first;
+    let b = H.head[hd];
+    for (;;) {
+      if (a === 0) {
+        for (let l = this.F.head[file]; l !== 0; l = L.fNext[l]) if (H.owner[L.holder[l]] === owner) out.push(l);
+        return out;
+      }
+      while (b === 0) {
+        hd = H.next[hd];
+        if (hd === 0) {
+          for (let h = first; h !== 0; h = H.next[h]) for (let l = H.head[h]; l !== 0; l = L.hNext[l]) if (L.file[l] === file) out.push(l);
+          return out;
+        }
+        b = H.head[hd];
+      }
+      a = L.fNext[a];
+      b = L.hNext[b];
     }
-    return out;
   }
 
-  private insertLock(l: Lock): void {
-    const f = l.file;
-    l.fNext = f.head;
-    if (f.head) f.head.fPrev = l;
-    f.head = l;
-    f.count++;
-    if (isExcl(l)) f.exclusive++;
-    const hd = l.holder;
-    l.hNext = hd.head;
-    if (hd.head) hd.head.hPrev = l;
-    hd.head = l;
-    hd.count++;
-    hd.addr.count++;
+  private newLock(file: number, holder: number, s: Pos, e: Pos, tag: number): number {
+    const L = this.L;
+    const l = L.alloc();
+    L.file[l] = file;
+    L.holder[l] = holder;
+    L.setStart(l, s);
+    L.setEnd(l, e);
+    L.tag[l] = tag;
+    L.fPrev[l] = 0;
+    L.fNext[l] = this.F.head[file];
+    if (L.fNext[l] !== 0) L.fPrev[L.fNext[l]] = l;
+    this.F.head[file] = l;
+    if ((tag & 1) === 1) this.F.exclusive[file]++;
+    L.hPrev[l] = 0;
+    L.hNext[l] = this.H.head[holder];
+    if (L.hNext[l] !== 0) L.hPrev[L.hNext[l]] = l;
+    this.H.head[holder] = l;
+    this.addrIds.get(this.H.addr[holder]).count++;
     this.nLocks++;
+    return l;
   }
 
-  private removeLock(l: Lock): void {
-    const f = l.file;
-    if (l.fPrev) l.fPrev.fNext = l.fNext;
-    else f.head = l.fNext;
-    f.count--;
-    if (isExcl(l)) f.exclusive--;
-    if (l.fNext) l.fNext.fPrev = l.fPrev;
-    const hd = l.holder;
-    if (l.hPrev) l.hPrev.hNext = l.hNext;
-    else hd.head = l.hNext;
-    if (l.hNext) l.hNext.hPrev = l.hPrev;
-    hd.addr.count--;
+  private removeLock(l: number): void {
+    const hd = this.L.holder[l];
+    this.unlinkFromFile(l);
+    this.unlinkFromHolder(l);
     this.nLocks--;
-    if (--hd.count === 0) this.freeHolder(hd);
+    this.L.release(l);
+    if (this.H.head[hd] === 0) this.freeHolder(hd);
+  }
+
+  private unlinkFromFile(l: number): void {
+    const { L, F } = this;
+    const f = L.file[l];
+    if (L.fPrev[l] !== 0) L.fNext[L.fPrev[l]] = L.fNext[l];
+    else F.head[f] = L.fNext[l];
+    if (L.fNext[l] !== 0) L.fPrev[L.fNext[l]] = L.fPrev[l];
+    if (isExcl(L, l)) F.exclusive[f]--;
+  }
+
+  /** Also counts the lock out of its address. */
+  private unlinkFromHolder(l: number): void {
+    const { L, H } = this;
+    const hd = L.holder[l];
+    if (L.hPrev[l] !== 0) L.hNext[L.hPrev[l]] = L.hNext[l];
+    else H.head[hd] = L.hNext[l];
+    if (L.hNext[l] !== 0) L.hPrev[L.hNext[l]] = L.hPrev[l];
+    this.addrIds.get(H.addr[hd]).count--;
   }
 
   private tag(excl: boolean): number {
@@ -903,26 +1078,26 @@ export class LockTable {
    * locks (upgrade/downgrade, splitting as POSIX does). Returns whether any exclusive byte
    * became shared.
    */
-  private applyLock(file: FileState, holder: Holder, s: Pos, e: Pos, excl: boolean): boolean {
-    const owner = holder.owner;
+  private applyLock(file: number, holder: number, s: Pos, e: Pos, excl: boolean): boolean {
+    const L = this.L;
+    const owner = this.H.owner[holder];
     let downgraded = false;
     const s0 = s;
     const e0 = e;
     const mine = this.mineOn(file, owner);
     // Linked first, so absorbing the holder's other locks never leaves it empty (and freed).
-    const nl = new Lock(file, holder, s, e, this.tag(excl));
-    this.insertLock(nl);
-    let first = nl.tag;
+    const nl = this.newLock(file, holder, s, e, this.tag(excl));
+    let first = L.tag[nl];
     for (const l of mine) {
-      const ls = l.start;
-      const le = l.end;
-      const lx = isExcl(l);
-      const same = lx === excl && l.holder === holder;
+      const ls = L.start(l);
+      const le = L.end(l);
+      const lx = isExcl(L, l);
+      const same = lx === excl && L.holder[l] === holder;
       if (ls <= e0 && le >= s0) {
         if (same) {
           s = minPos(s, ls);
           e = maxPos(e, le);
-          first = Math.min(first, l.tag);
+          first = Math.min(first, L.tag[l]);
           this.removeLock(l);
         } else {
           if (lx && !excl) downgraded = true;
@@ -931,42 +1106,45 @@ export class LockTable {
       } else if (same && ((le !== EOF && inc(le) === s0) || (e0 !== EOF && inc(e0) === ls))) {
         s = minPos(s, ls);
         e = maxPos(e, le);
-        first = Math.min(first, l.tag);
+        first = Math.min(first, L.tag[l]);
         this.removeLock(l);
       }
     }
-    nl.start = s;
-    nl.end = e;
-    nl.tag = first;
+    L.setStart(nl, s);
+    L.setEnd(nl, e);
+    L.tag[nl] = first;
     return downgraded;
   }
 
   /** Removes [s, e] from lock l (which overlaps it): trims, splits in two, or removes it. */
-  private cut(l: Lock, s: Pos, e: Pos): void {
-    const keepLeft = l.start < s;
-    const keepRight = l.end > e;
+  private cut(l: number, s: Pos, e: Pos): void {
+    const L = this.L;
+    const ls = L.start(l);
+    const le = L.end(l);
+    const keepLeft = ls < s;
+    const keepRight = le > e;
     if (keepLeft && keepRight) {
-      const right = new Lock(l.file, l.holder, inc(e), l.end, l.tag);
-      l.end = dec(s);
-      this.insertLock(right);
+      L.setEnd(l, dec(s));
+      this.newLock(L.file[l], L.holder[l], inc(e), le, L.tag[l]);
     } else if (keepLeft) {
-      l.end = dec(s);
+      L.setEnd(l, dec(s));
     } else if (keepRight) {
-      l.start = inc(e);
+      L.setStart(l, inc(e));
     } else {
       this.removeLock(l);
     }
   }
 
   /** Unlocks [s, e] for the owner; returns whether anything was released. */
-  private unlockRange(file: FileState, owner: Owner, s: Pos, e: Pos): boolean {
+  private unlockRange(file: number, owner: number, s: Pos, e: Pos): boolean {
+    const L = this.L;
     let released = false;
     const observed = this.subject.observed;
     for (const l of this.mineOn(file, owner)) {
-      if (!(l.start <= e && l.end >= s)) continue;
+      if (!(L.start(l) <= e && L.end(l) >= s)) continue;
       released = true;
       if (observed) {
-        const gone = this.heldOf(file, l.holder, maxPos(l.start, s), minPos(l.end, e), isExcl(l), this.sinceOf(l));
+        const gone = this.heldOf(file, L.holder[l], maxPos(L.start(l), s), minPos(L.end(l), e), isExcl(L, l), this.sinceOf(L.tag[l]));
         this.cut(l, s, e);
         this.subject.next({ type: 'released', lock: gone });
       } else {
@@ -978,8 +1156,8 @@ export class LockTable {
 
   // ---- internals: blocks ----
 
-  private findBlock(file: FileState, owner: Owner, s: Pos, e: Pos, excl: boolean): Block | undefined {
-    return owner.blocks?.find((b) => b.file === file && b.start === s && b.end === e && b.exclusive === excl);
+  private findBlock(file: number, owner: number, s: Pos, e: Pos, excl: boolean): Block | undefined {
+    return this.ownerBlocks.get(owner)?.find((b) => b.file === file && b.start === s && b.end === e && b.exclusive === excl);
   }
 
   private removeBlock(b: Block): void {
@@ -989,11 +1167,14 @@ export class LockTable {
       b.kernelWait = null;
       cancel();
     }
-    b.file.queue!.remove(b);
-    const ob = b.owner.blocks!;
+    this.extras.get(b.file)!.queue.remove(b);
+    const ob = this.ownerBlocks.get(b.owner)!;
     ob.splice(ob.indexOf(b), 1);
+    if (ob.length === 0) this.ownerBlocks.delete(b.owner);
+    const host = this.hostOf(b.owner);
+    host.blocks.delete(b);
     b.addr.blocks.delete(b);
-    this.hostRef(b.addr, b.owner.host.key, -1);
+    this.hostRef(b.addr, host, -1);
     this.nBlocked--;
   }
 
@@ -1002,13 +1183,14 @@ export class LockTable {
    * for the holders of the conflicting locks; a holder waits for the holders blocking its own
    * queued requests, and so on.
    */
-  private wouldDeadlock(owner: Owner, file: FileState, s: Pos, e: Pos, excl: boolean): boolean {
-    const seen = new Set<Owner>();
-    const stack: Owner[] = [];
-    const pushHolders = (f: FileState, o: Owner, bs: Pos, be: Pos, bx: boolean): void => {
-      for (let l = f.head; l; l = l.fNext) {
-        const lo = l.holder.owner;
-        if (lo !== o && (bx || isExcl(l)) && l.start <= be && l.end >= bs && !seen.has(lo)) {
+  private wouldDeadlock(owner: number, file: number, s: Pos, e: Pos, excl: boolean): boolean {
+    const { L, H } = this;
+    const seen = new Set<number>();
+    const stack: number[] = [];
+    const pushHolders = (f: number, o: number, bs: Pos, be: Pos, bx: boolean): void => {
+      for (let l = this.F.head[f]; l !== 0; l = L.fNext[l]) {
+        const lo = H.owner[L.holder[l]];
+        if (lo !== o && (bx || isExcl(L, l)) && L.start(l) <= be && L.end(l) >= bs && !seen.has(lo)) {
           seen.add(lo);
           stack.push(lo);
         }
@@ -1018,7 +1200,7 @@ export class LockTable {
     while (stack.length) {
       const h = stack.pop()!;
       if (h === owner) return true;
-      for (const b of h.blocks ?? []) pushHolders(b.file, h, b.start, b.end, b.exclusive);
+      for (const b of this.ownerBlocks.get(h) ?? []) pushHolders(b.file, h, b.start, b.end, b.exclusive);
     }
     return false;
   }
@@ -1029,14 +1211,16 @@ export class LockTable {
    * release costs what it wakes, not the whole queue), and a grant that turns the owner's own
    * exclusive bytes shared looks again at its range.
    */
-  private wake(file: FileState, s: Pos, e: Pos): void {
+  private wake(file: number, s: Pos, e: Pos): void {
+    const queue = this.extras.get(file)?.queue;
+    if (!queue) return;
     const changed: { s: Pos; e: Pos }[] = [{ s, e }];
-    for (let c = changed.pop(); c !== undefined && file.queue !== null && file.queue.size !== 0; c = changed.pop()) {
-      const candidates = file.queue.overlapping(c.s, c.e);
-      for (const b of candidates) {
-        if (!b.queued || this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
+    for (let c = changed.pop(); c !== undefined && queue.size !== 0; c = changed.pop()) {
+      for (const b of queue.overlapping(c.s, c.e)) {
+        if (!b.queued || this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== 0) continue;
         if (this.locker) {
-          const onFile = this.locker.lock(file.key, Buffer.from(file.key, 'latin1'), b.owner.key, b.start, b.end, b.exclusive);
+          const key = this.F.key[file];
+          const onFile = this.locker.lock(key, Buffer.from(key, 'latin1'), this.ownerKeyOf(b.owner), b.start, b.end, b.exclusive);
           if (onFile === 'denied') {
             // Free in the table, held outside it: wait for that holder in the kernel.
             if (b.kernelWait === null) this.waitInKernel(b);
@@ -1071,11 +1255,12 @@ export class LockTable {
    */
   private waitInKernel(b: Block): void {
     const locker = this.locker!;
-    const fileKey = b.file.key;
-    const ownerKey = b.owner.key;
+    const fileKey = this.F.key[b.file];
+    const ownerKey = this.ownerKeyOf(b.owner);
+    const owner = this.publicOwner(b.owner);
     const cancel = locker.wait(fileKey, Buffer.from(fileKey, 'latin1'), ownerKey, b.start, b.end, b.exclusive, (acquired) => {
       if (b.kernelWait !== cancel) {
-        if (acquired) this.resync(fileKey, ownerKey, b.start, b.end);
+        if (acquired) this.resync(fileKey, ownerKey, owner, b.start, b.end);
         return;
       }
       b.kernelWait = null;
@@ -1086,9 +1271,9 @@ export class LockTable {
         this.forgetIfUnused(b.file, b.owner);
         return;
       }
-      if (this.firstConflict(b.file, b.owner, b.start, b.end, b.exclusive) !== null) {
+      if (this.firstConflict(b.file, b.owner, b.start, b.end, b.exclusive) !== 0) {
         // Cannot happen while the kernel mirrors the table; undo rather than hold two truths.
-        this.resync(fileKey, ownerKey, b.start, b.end);
+        this.resync(fileKey, ownerKey, owner, b.start, b.end);
         return;
       }
       if (this.grantBlock(b)) this.wake(b.file, b.start, b.end);
@@ -1100,47 +1285,52 @@ export class LockTable {
   /**
    * Puts the owner's description of the file back to what the table holds on [s, e]: its locks
    * there are set again (a downgrade where the kernel holds more), the gaps unlocked, and the
-   * description closed when the owner holds and awaits nothing more on the file.
+   * description closed when the owner holds and awaits nothing more on the file. The owner is
+   * named, not given by id: once its request is gone the id may name another owner.
    */
-  private resync(fileKey: string, ownerKey: string, s: Pos, e: Pos): void {
+  private resync(fileKey: string, ownerKey: string, who: LockOwner, s: Pos, e: Pos): void {
     const locker = this.locker!;
-    const file = this.files.get(fileKey);
-    const owner = this.owners.get(ownerKey);
-    if (!file || !owner) {
+    const L = this.L;
+    const file = this.F.findKey(fileKey);
+    const owner = this.findOwner(who);
+    if (file === 0 || owner === 0) {
       locker.close(fileKey, ownerKey);
       return;
     }
-    const mine = this.mineOn(file, owner).filter((l) => overlaps(l, s, e));
-    mine.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    const mine = this.mineOn(file, owner).filter((l) => L.start(l) <= e && L.end(l) >= s);
+    mine.sort((a, b) => (L.start(a) < L.start(b) ? -1 : L.start(a) > L.start(b) ? 1 : 0));
     const fh = Buffer.from(fileKey, 'latin1');
     let from: Pos | null = s;
     for (const l of mine) {
-      locker.lock(fileKey, fh, ownerKey, maxPos(l.start, s), minPos(l.end, e), isExcl(l));
-      if (from !== null && l.start > from) locker.unlock(fileKey, ownerKey, from, dec(l.start));
-      from = l.end === EOF || l.end >= e ? null : inc(l.end);
+      const ls = L.start(l);
+      const le = L.end(l);
+      locker.lock(fileKey, fh, ownerKey, maxPos(ls, s), minPos(le, e), isExcl(L, l));
+      if (from !== null && ls > from) locker.unlock(fileKey, ownerKey, from, dec(ls));
+      from = le === EOF || le >= e ? null : inc(le);
     }
     if (from !== null) locker.unlock(fileKey, ownerKey, from, e);
     this.closeIfIdle(file, owner);
   }
 
   /** The owner's locks on [s, e], clipped to it: what undoing a grant of [s, e] restores. */
-  private priorOf(file: FileState, owner: Owner, s: Pos, e: Pos): PriorLock[] {
+  private priorOf(file: number, owner: number, s: Pos, e: Pos): PriorLock[] {
+    const L = this.L;
     const out: PriorLock[] = [];
     for (const l of this.mineOn(file, owner)) {
-      if (!overlaps(l, s, e)) continue;
-      out.push({ ...toWire(maxPos(l.start, s), minPos(l.end, e)), exclusive: isExcl(l), serverAddress: l.holder.addr.address });
+      if (!(L.start(l) <= e && L.end(l) >= s)) continue;
+      out.push({ ...toWire(maxPos(L.start(l), s), minPos(L.end(l), e)), exclusive: isExcl(L, l), serverAddress: this.addrIds.get(this.H.addr[L.holder[l]]).address });
     }
     return out;
   }
 
-  private awaitsInKernel(file: FileState, owner: Owner): boolean {
-    return owner.blocks !== null && owner.blocks.some((b) => b.file === file && b.kernelWait !== null);
+  private awaitsInKernel(file: number, owner: number): boolean {
+    return this.ownerBlocks.get(owner)?.some((b) => b.file === file && b.kernelWait !== null) ?? false;
   }
 
   /** Closes the owner's description of the file once it holds and awaits nothing there. */
-  private closeIfIdle(file: FileState, owner: Owner): void {
+  private closeIfIdle(file: number, owner: number): void {
     if (!this.locker || this.awaitsInKernel(file, owner) || this.mineOn(file, owner).length !== 0) return;
-    this.locker.close(file.key, owner.key);
+    this.locker.close(this.F.key[file], this.ownerKeyOf(owner));
   }
 
   /** Reports the grants of this call once the table is consistent (callbacks may call back in). */
@@ -1161,69 +1351,83 @@ export class LockTable {
   // ---- internals: shares ----
 
   private removeShare(s: Share): void {
-    const list = s.file.shares!;
+    const list = this.extras.get(s.file)!.shares;
     list.splice(list.indexOf(s), 1);
     s.host.shares.delete(s);
     s.addr.shares.delete(s);
-    this.hostRef(s.addr, s.host.key, -1);
+    this.hostRef(s.addr, s.host, -1);
     this.nShares--;
   }
 
   // ---- internals: drops ----
 
   private startDrop(): Drop {
-    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], holders: [], released: [], unblocked: [], locks: 0, shares: 0, blocked: 0 };
+    return { files: [], owners: [], hosts: [], holders: [], released: [], unblocked: [], locks: 0, shares: 0, blocked: 0 };
   }
 
-  private touchFile(d: Drop, f: FileState): void {
-    if (f.mark !== d.mark) {
-      f.mark = d.mark;
+  private touchFile(d: Drop, f: number): void {
+    if (this.F.mark[f] === 0) {
+      this.F.mark[f] = 1;
       d.files.push(f);
     }
   }
 
-  private touchOwner(d: Drop, o: Owner): void {
-    if (o.mark !== d.mark) {
-      o.mark = d.mark;
+  private touchOwner(d: Drop, o: number): void {
+    if (this.O.mark[o] === 0) {
+      this.O.mark[o] = 1;
       d.owners.push(o);
+      this.touchHost(d, this.hostOf(o));
     }
-    this.touchHost(d, o.host);
   }
 
   private touchHost(d: Drop, h: HostEntry): void {
-    if (h.mark !== d.mark) {
-      h.mark = d.mark;
+    if (!h.marked) {
+      h.marked = true;
       d.hosts.push(h);
     }
   }
 
-  /**
-   * Releases every lock of a holder; unindexes it from its address when asked (the owner's
-   * array is the caller's).
-   */
-  private dropHolder(d: Drop, hd: Holder, unindex: boolean): void {
+  /** Clears what the drop marked (records freed meanwhile are cleared when reused). */
+  private clearMarks(d: Drop): void {
+    for (const f of d.files) this.F.mark[f] = 0;
+    for (const o of d.owners) this.O.mark[o] = 0;
+    for (const h of d.hosts) h.marked = false;
+  }
+
+  /** Drops every holder of the host at the address and frees their records; returns how many. */
+  private dropHolders(d: Drop, at: HostAtAddress): number {
+    let n = 0;
+    for (let hd = at.head, next = 0; hd !== 0; hd = next, n++) {
+      next = this.H.aNext[hd];
+      this.touchOwner(d, this.H.owner[hd]);
+      this.dropHolder(d, hd);
+      this.unholder(hd);
+      this.H.release(hd);
+    }
+    at.head = 0;
+    return n;
+  }
+
+  /** Releases every lock of a holder and frees their records; the holder's record is the caller's. */
+  private dropHolder(d: Drop, hd: number): void {
+    const { L, H } = this;
     const observed = this.subject.observed;
     const keep = this.locker !== undefined;
-    for (let l = hd.head; l; l = l.hNext) {
+    let n = 0;
+    for (let l = H.head[hd], next = 0; l !== 0; l = next) {
+      next = L.hNext[l];
       if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
-      if (keep) d.released.push(l);
-      const f = l.file;
-      if (l.fPrev) l.fPrev.fNext = l.fNext;
-      else f.head = l.fNext;
-      if (l.fNext) l.fNext.fPrev = l.fPrev;
-      f.count--;
-      if (isExcl(l)) f.exclusive--;
-      if (f.mark !== d.mark) {
-        f.mark = d.mark;
-        d.files.push(f);
-      }
+      const f = L.file[l];
+      if (keep) d.released.push({ file: f, owner: H.owner[hd], start: L.start(l), end: L.end(l) });
+      this.unlinkFromFile(l);
+      this.touchFile(d, f);
+      L.release(l);
+      n++;
     }
-    d.locks += hd.count;
-    this.nLocks -= hd.count;
-    hd.addr.count -= hd.count;
-    hd.head = null;
-    hd.count = 0;
-    if (unindex) this.freeHolder(hd, false);
+    d.locks += n;
+    this.nLocks -= n;
+    this.addrIds.get(H.addr[hd]).count -= n;
+    H.head[hd] = 0;
   }
 
   private dropBlock(d: Drop, b: Block): void {
@@ -1245,7 +1449,7 @@ export class LockTable {
   private finishDrop(d: Drop, reason: 'address' | 'host' | 'export', key: string): DropCounts {
     if (this.locker) this.releaseOnFiles(d);
     const before = this.pending.length;
-    for (const f of d.files) if (f.queue !== null && f.queue.size !== 0) this.wake(f, 0, EOF);
+    for (const f of d.files) if (this.extras.get(f)?.queue.size) this.wake(f, 0, EOF);
     const woken = this.pending.length - before;
     for (const o of d.owners) this.freeOwnerIfEmpty(o);
     for (const h of d.hosts) this.freeHostIfEmpty(h);
@@ -1264,19 +1468,19 @@ export class LockTable {
   private releaseOnFiles(d: Drop): void {
     const locker = this.locker!;
     // Owners that still hold something somewhere: which of their files to look at once.
-    const partly = new Map<Owner, Set<FileState>>();
-    const later = (o: Owner, f: FileState): void => {
+    const partly = new Map<number, Set<number>>();
+    const later = (o: number, f: number): void => {
       const fs = partly.get(o);
       if (fs) fs.add(f);
       else partly.set(o, new Set([f]));
     };
-    for (const l of d.released) {
-      const o = l.holder.owner;
-      if (o.holders.length === 0 && !this.awaitsInKernel(l.file, o)) {
-        locker.close(l.file.key, o.key);
+    for (const r of d.released) {
+      const key = this.F.key[r.file];
+      if (this.O.holder[r.owner] === 0 && !this.awaitsInKernel(r.file, r.owner)) {
+        locker.close(key, this.ownerKeyOf(r.owner));
       } else {
-        locker.unlock(l.file.key, o.key, l.start, l.end);
-        later(o, l.file);
+        locker.unlock(key, this.ownerKeyOf(r.owner), r.start, r.end);
+        later(r.owner, r.file);
       }
     }
     for (const b of d.unblocked) later(b.owner, b.file);
@@ -1290,41 +1494,60 @@ export class LockTable {
 
   // ---- internals: the public shapes ----
 
-  private publicOwner(o: Owner): LockOwner {
-    return { host: o.host.key, svid: o.svid, oh: Buffer.from(o.key.slice(o.ohAt), 'latin1') };
+  private publicOwner(o: number): LockOwner {
+    return { host: this.hostOf(o).key, svid: this.O.svid[o], oh: Buffer.from(this.O.oh[o], 'latin1') };
   }
 
-  private sinceOf(l: Lock): number {
-    return this.epoch + Math.floor(l.tag / 2) * 1000;
+  private sinceOf(tag: number): number {
+    return this.epoch + Math.floor(tag / 2) * 1000;
   }
 
-  private held(l: Lock): HeldLock {
-    return this.heldOf(l.file, l.holder, l.start, l.end, isExcl(l), this.sinceOf(l));
+  private held(l: number): HeldLock {
+    const L = this.L;
+    return this.heldOf(L.file[l], L.holder[l], L.start(l), L.end(l), isExcl(L, l), this.sinceOf(L.tag[l]));
   }
 
-  private heldOf(file: FileState, holder: Holder, s: Pos, e: Pos, exclusive: boolean, since: number): HeldLock {
+  private snapshot(l: number): LockSnapshot {
+    const { L, O, H } = this;
+    const o = H.owner[L.holder[l]];
+    return {
+      file: this.F.key[L.file[l]],
+      host: this.hostOf(o).key,
+      svid: O.svid[o],
+      oh: O.oh[o],
+      start: L.start(l),
+      end: L.end(l),
+      tag: L.tag[l],
+      address: this.addrIds.get(H.addr[L.holder[l]]).address,
+      exportId: this.exportIdOf(L.file[l]),
+    };
+  }
+
+  private heldOf(file: number, holder: number, s: Pos, e: Pos, exclusive: boolean, since: number): HeldLock {
     const { offset, length } = toWire(s, e);
     return {
-      fh: Buffer.from(file.key, 'latin1'),
-      owner: this.publicOwner(holder.owner),
+      fh: Buffer.from(this.F.key[file], 'latin1'),
+      owner: this.publicOwner(this.H.owner[holder]),
       exclusive,
       offset,
       length,
-      serverAddress: holder.addr.address,
-      exportId: file.exp?.id,
+      serverAddress: this.addrIds.get(this.H.addr[holder]).address,
+      exportId: this.exportIdOf(file),
       since,
     };
   }
 }
 
+const isExcl = (L: LockRecords, l: number): boolean => (L.tag[l] & 1) === 1;
+
 interface Drop {
-  mark: number;
-  files: FileState[];
-  owners: Owner[];
+  files: number[];
+  owners: number[];
   hosts: HostEntry[];
-  holders: Holder[];
+  /** Holders a drop by export emptied, freed at its end. */
+  holders: number[];
   /** Locks and blocks taken out, for the real files (kept only with a locker). */
-  released: Lock[];
+  released: Released[];
   unblocked: Block[];
   locks: number;
   shares: number;
