@@ -990,26 +990,26 @@ export class LockTable {
   /**
    * The owner's locks on the file, from whichever list is shorter: the file's, or the owner's own
    * (its holders'), so that neither a crowded file nor a busy owner makes the other slow. Both are
-   * walked in step until one ends; that one is walked again to collect.
+   * walked in step until one ends; that one is walked again to collect. Read-only: it may be shared.
    */
-  private mineOn(file: number, owner: number): number[] {
+  private mineOn(file: number, owner: number): readonly number[] {
     const { L, H } = this;
-    const out: number[] = [];
     const first = this.O.holder[owner];
-    if (first === 0) return out;
+    if (first === 0) return NONE;
+    let out: number[] | undefined;
     let a = this.F.head[file];
     let hd = first;
     let b = H.head[hd];
     for (;;) {
       if (a === 0) {
-        for (let l = this.F.head[file]; l !== 0; l = L.fNext[l]) if (H.owner[L.holder[l]] === owner) out.push(l);
-        return out;
+        for (let l = this.F.head[file]; l !== 0; l = L.fNext[l]) if (H.owner[L.holder[l]] === owner) (out ??= []).push(l);
+        return out ?? NONE;
       }
       while (b === 0) {
         hd = H.next[hd];
         if (hd === 0) {
-          for (let h = first; h !== 0; h = H.next[h]) for (let l = H.head[h]; l !== 0; l = L.hNext[l]) if (L.file[l] === file) out.push(l);
-          return out;
+          for (let h = first; h !== 0; h = H.next[h]) for (let l = H.head[h]; l !== 0; l = L.hNext[l]) if (L.file[l] === file) (out ??= []).push(l);
+          return out ?? NONE;
         }
         b = H.head[hd];
       }
@@ -1539,6 +1539,9 @@ export class LockTable {
 }
 
 const isExcl = (L: LockRecords, l: number): boolean => (L.tag[l] & 1) === 1;
+
+/** mineOn's answer when the owner holds nothing on the file: no array per call. */
+const NONE: readonly number[] = Object.freeze([]);
 
 interface Drop {
   files: number[];
