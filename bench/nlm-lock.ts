@@ -4,7 +4,12 @@
 // bottleneck; both processes report their CPU use. LOCK and UNLOCK each count as one RPC.
 //
 //   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners]   (the last two pick rows, e.g. for a profile)
+//   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof]   (the server alone in its process, for strace -p and --prof:
+//   `serve` prints {port, pid} and, at each SIGUSR2, the RPCs handled, its read/write syscalls and CPU; `drive` runs the
+//   generator against it, signalling the server when it starts and stops measuring)
 import dgram from 'node:dgram';
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { LockTable } from '../src/locks';
 import { AUTH_SYS, RpcServer, credentialToOpaqueAuth, encodeRecord, NULL_AUTH, RecordDecoder, writeCallHeader } from '../src/rpc';
@@ -172,7 +177,34 @@ async function main(): Promise<void> {
   await server.close();
 }
 
-if (process.argv[2] === 'generate') {
+/** The server alone; SIGUSR2 prints what it did so far (RPCs, read/write syscalls, CPU µs). */
+async function serve(): Promise<void> {
+  let rpcs = 0;
+  let service: ReturnType<typeof createNlmService> | undefined;
+  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g) });
+  const { lock, unlock } = table;
+  table.lock = (r, o) => (rpcs++, lock.call(table, r, o));
+  table.unlock = (r) => (rpcs++, unlock.call(table, r));
+  service = createNlmService({ table });
+  const server = new RpcServer();
+  for (const p of service.programs) server.register(p);
+  await server.addAddress(HOST);
+  const io = (k: string): number => Number(/^(\w+): (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8').split('\n').find((l) => l.startsWith(`${k}:`)) ?? '')?.[2]);
+  process.on('SIGUSR2', () => {
+    const c = process.cpuUsage();
+    console.log(JSON.stringify({ rpcs, reads: io('syscr'), writes: io('syscw'), cpuUs: c.user + c.system }));
+  });
+  process.on('SIGTERM', () => void server.close().then(() => process.exit(0)));
+  console.log(JSON.stringify({ port: server.port, pid: process.pid }));
+}
+
+if (process.argv[2] === 'serve') {
+  void serve();
+} else if (process.argv[2] === 'drive') {
+  const [, , , port, owners, ms, pid] = process.argv;
+  const child = fork(__filename, ['generate', 'tcp', port!, owners!, ms!], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  child.on('message', (m) => (m === 'start' || m === 'stop' ? process.kill(Number(pid), 'SIGUSR2') : console.log(JSON.stringify(m))));
+} else if (process.argv[2] === 'generate') {
   const [, , , transport, port, owners, ms] = process.argv;
   generate(transport as Transport, Number(port), Number(owners), Number(ms)).then((r) => {
     process.send!(r, () => process.exit(0));
