@@ -4,7 +4,7 @@
 // bottleneck; both processes report their CPU use. LOCK and UNLOCK each count as one RPC.
 //
 //   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners]   (the last two pick rows, e.g. for a profile)
-//   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof]   (the server alone in its process, for strace -p and --prof:
+//   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof|cpuprof]   (the server alone in its process, for strace -p and --prof:
 //   `serve` prints {port, pid} and, at each SIGUSR2, the RPCs handled, its read/write syscalls and CPU; `drive` runs the
 //   generator against it, signalling the server when it starts and stops measuring)
 import dgram from 'node:dgram';

@@ -2,14 +2,16 @@
 # The TCP path of bench/nlm-lock.ts with the server alone in its process, so that strace and the
 # V8 profiler see only it. Prints the server's counters at the generator's start and stop (RPCs,
 # read/write syscalls from /proc, CPU µs) and the generator's result; with `strace` the
-# syscall summary of the server's threads, with `prof` the V8 tick profile (--prof), processed.
-#   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof]
+# syscall summary of the server's threads, with `prof` the V8 tick profile (--prof), processed,
+# with `cpuprof` a .cpuprofile (--cpu-prof) left in the folder it names, for DevTools.
+#   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof|cpuprof]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 owners=${1:-8}; seconds=${2:-4}; mode=${3:-plain}
 out=$(mktemp -d /tmp/lockdrop-profile-tcp.XXXXXX)
 flags=(--import tsx)
 [ "$mode" = prof ] && flags=(--prof "--logfile=$out/v8.log" --no-logfile-per-isolate --import tsx)
+[ "$mode" = cpuprof ] && flags=(--cpu-prof "--cpu-prof-dir=$out" --import tsx)
 node "${flags[@]}" bench/nlm-lock.ts serve > "$out/server.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
@@ -27,4 +29,4 @@ trap - EXIT
 tail -n +2 "$out/server.log"
 [ "$mode" = strace ] && cat "$out/strace.txt"
 [ "$mode" = prof ] && node --prof-process "$out/v8.log" 2>/dev/null | sed -n '/\[Summary\]/,/\[C++ entry points\]/p;/\[Bottom up/,+12p'
-rm -rf "$out"
+if [ "$mode" = cpuprof ]; then echo "profile: $(ls "$out"/*.cpuprofile)"; else rm -rf "$out"; fi
