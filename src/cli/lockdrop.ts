@@ -2,13 +2,13 @@
 // `lockdrop record --out FILE` records the kernel's address notifications as a pcap trace
 // (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read.
 import { Command } from 'commander';
-import { positive, runCommand } from './args';
+import { positive, runCommand, withConventions } from './args';
 import { openRtnetlink } from '../addon';
 import { runDemo } from '../demo';
 import { recordTrace } from '../watch/record';
 
 export function buildProgram(): Command {
-  const program = new Command('lockdrop').description('lockdrop: NFS lock manager for highly available NFS').showHelpAfterError().exitOverride();
+  const program = withConventions(new Command('lockdrop'), false).description('lockdrop: NFS lock manager for highly available NFS');
 
   program
     .command('demo')
@@ -16,7 +16,6 @@ export function buildProgram(): Command {
     .option('--grace <seconds>', 'grace period on the takeover node', positive)
     .option('--locks <n>', 'locks each client takes', positive)
     .option('--plain-ip', 'move the address with ip addr del/add even when IPaddr2 is installed')
-    .exitOverride()
     .action(async (o: { grace?: number; locks?: number; plainIp?: boolean }) => {
       const r = await runDemo({ graceSeconds: o.grace, locksPerClient: o.locks, plainIp: o.plainIp });
       if (r.leftovers.length) process.exitCode = 1;
@@ -27,7 +26,6 @@ export function buildProgram(): Command {
     .description('record rtnetlink address and link notifications to a pcap file until Ctrl-C (or --seconds)')
     .requiredOption('--out <file>', 'pcap file to write')
     .option('--seconds <s>', 'stop after this long', positive)
-    .exitOverride()
     .action(async (o: { out: string; seconds?: number }) => {
       const socket = openRtnetlink();
       const rec = recordTrace({ out: o.out, transport: socket });

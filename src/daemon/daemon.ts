@@ -10,7 +10,7 @@
 // Around them: metrics, the control socket, reload (SIGHUP) and a graceful stop.
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { Subject, filter, map, merge, type Observable, type Subscription } from 'rxjs';
+import { Subject, map, merge, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { ExportsTable } from '../exports';
 import { FailoverController, type FailoverReport } from '../failover';
@@ -19,15 +19,29 @@ import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } 
 import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
 import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration } from '../rpc';
 import { nowMs, type AddressEvent } from '../watch/types';
+import { checkAddressTarget, checkExportTarget, type AddressView } from './admin';
 import { changedKeys, RELOADABLE, type Config } from './config';
 import { ControlServer, type ControlHandlers } from './control';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { Metrics, type DropTrigger } from './metrics';
-import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, StatusReport, WatchEvent } from './protocol';
+import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, ReloadReport, StatusReport, WatchEvent } from './protocol';
+import { arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
 import { createAddressWatch, type AddressWatch } from './sources';
+import { VERSION } from './version';
+import { withoutDropReleases } from './watch-stream';
 
-const VERSION: string = (require('../../package.json') as { version: string }).version;
 const LOOPBACK = '127.0.0.1';
+
+/** What the command running the daemon gives it beyond the configuration. */
+export interface DaemonHooks {
+  /** Reads the configuration again (file, then flags) for a reload; throws ConfigError. */
+  loadConfig?: () => Config;
+  /** sd_notify: READY=1 once serving, RELOADING=1 around reloads. */
+  readiness?: Readiness;
+}
+
+/** How long READY=1 waits for the addresses present at start before it is sent anyway (with a warning). */
+const ARRIVALS_TIMEOUT_MS = 30_000;
 
 export class StartupError extends Error {
   constructor(message: string) {
@@ -59,6 +73,8 @@ export class Daemon {
   private readonly subs: Subscription[] = [];
   private rpcbind: RpcbindRegistration | undefined;
   private stopping: Promise<void> | undefined;
+  private ready = false;
+  private hooks: DaemonHooks = {};
   private readonly control: ControlServer;
   private readonly log: Logger;
 
@@ -81,7 +97,7 @@ export class Daemon {
   }
 
   /** Builds and starts everything; on failure undoes what was started and throws StartupError. */
-  static async start(cfg: Config, log: Logger): Promise<Daemon> {
+  static async start(cfg: Config, log: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
     let lock: InstanceLock;
     try {
       mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
@@ -91,14 +107,14 @@ export class Daemon {
     }
     const undo: (() => unknown)[] = [() => lock.release()];
     try {
-      return await Daemon.compose(cfg, log, lock, undo);
+      return await Daemon.compose(cfg, log, lock, undo, hooks);
     } catch (err) {
       for (const f of undo.reverse()) await Promise.resolve(f()).catch(() => undefined);
       throw err instanceof StartupError ? err : new StartupError((err as Error).message);
     }
   }
 
-  private static async compose(cfg: Config, log: Logger, lock: InstanceLock, undo: (() => unknown)[]): Promise<Daemon> {
+  private static async compose(cfg: Config, log: Logger, lock: InstanceLock, undo: (() => unknown)[], hooks: DaemonHooks): Promise<Daemon> {
     const logs = new PartLogs(log);
     const exports = new ExportsTable(cfg.exports, { byteOrder: cfg.fhByteOrder, unknownHandles: cfg.unknownHandles });
     // Late-bound: the daemon swaps the exports table on reload, the table and service refer to each other.
@@ -184,6 +200,7 @@ export class Daemon {
 
     const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics);
     ref.daemon = daemon;
+    daemon.hooks = hooks;
     await daemon.control.listen().catch((err: Error) => {
       throw new StartupError(`control socket: ${err.message}`);
     });
@@ -199,7 +216,13 @@ export class Daemon {
     daemon.rpcbind = await registerWithRpcbind(daemon.rpcbindEntries(), { mode: cfg.rpcbind });
     log.info({ registered: daemon.rpcbind.registered, via: daemon.rpcbind.via, reason: daemon.rpcbind.reason }, daemon.rpcbind.registered ? `registered with rpcbind (${daemon.rpcbind.via})` : `not registered with rpcbind: ${daemon.rpcbind.reason ?? cfg.rpcbind}`);
     undo.push(() => daemon.rpcbind?.unregister());
+    const present = cfg.replay ? [] : await presentAddresses((a) => watch.manages(a));
     daemon.wire();
+    // Ready once every address present now is served (reports come a tick after the events: none is missed).
+    const arrivals = await arrivalsApplied(present, failover.reports$, watch.events$, ARRIVALS_TIMEOUT_MS);
+    if (arrivals.pending.length || arrivals.failed.length) log.warn(arrivals, `ready, but not serving ${[...arrivals.pending, ...arrivals.failed].join(', ')}: ${arrivals.pending.length ? `no arrival within ${ARRIVALS_TIMEOUT_MS / 1000} s` : 'their arrival failed'}`);
+    daemon.ready = true;
+    hooks.readiness?.ready(statusLine(daemon.status()));
     log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, metricsPort, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
     return daemon;
   }
@@ -254,7 +277,7 @@ export class Daemon {
   /** Lock table changes for `watch`: subscribed only while someone watches (free otherwise). */
   private lockChanges(): Observable<WatchEvent> {
     return this.table.changes.pipe(
-      filter((c) => c.type !== 'dropped'), // drops are reported with their trigger and timing
+      withoutDropReleases(), // drops are reported in one line, with their trigger and timing
       map((c): WatchEvent => describeChange(c)),
     );
   }
@@ -291,11 +314,12 @@ export class Daemon {
         let scope: GraceScope;
         if (t.ip !== undefined) {
           scope = { kind: 'address', address: normaliseAddress(t.ip) };
+          checkAddressTarget(`grace ${action}`, scope.address, this.addressView());
           if (action === 'start') this.failover.startGrace(scope.address, seconds ?? this.cfg.grace);
           else this.failover.endGrace(scope.address);
         } else {
           const exportId = t.export!;
-          if (this.exports.size > 0 && !this.exports.get(exportId)) throw new Error(`no export ${exportId} is configured`);
+          checkExportTarget(exportId, this.exports.list().map((e) => e.path));
           scope = { kind: 'export', exportId };
           if (action === 'start') this.table.grace.start(scope, seconds ?? this.cfg.grace);
           else this.table.grace.end(scope);
@@ -313,6 +337,15 @@ export class Daemon {
         return { address, notified: r.notified, failed: r.failed };
       },
       watch: () => merge(this.watchEvents, this.lockChanges()),
+      reload: () => this.reloadFromFile(),
+    };
+  }
+
+  private addressView(): AddressView {
+    return {
+      manages: (a) => this.watch.manages(a),
+      holds: (a) => this.failover.status().get(a)?.present ?? false,
+      hasLocks: (a) => this.table.stats().byAddress.has(a),
     };
   }
 
@@ -340,6 +373,7 @@ export class Daemon {
       pid: process.pid,
       version: VERSION,
       startedAt: new Date(this.startedAt).toISOString(),
+      ready: this.ready,
       nlmPort: this.nlmServer.port,
       nsmPort: this.nsmServer.port,
       rpcbind: this.rpcbind?.registered ?? false,
@@ -376,6 +410,7 @@ export class Daemon {
     let counts: DropCounts;
     if (t.ip !== undefined) {
       target = normaliseAddress(t.ip);
+      checkAddressTarget('drop', target, this.addressView());
       counts = this.table.dropByServerAddress(target);
     } else if (t.client !== undefined) {
       const hosts = this.hostsMatching(t.client);
@@ -384,7 +419,7 @@ export class Daemon {
     } else {
       const exportId = t.export ?? (t.fsid !== undefined ? this.exports.byFsid(t.fsid) : undefined);
       if (exportId === undefined) throw new Error(`no export is configured with fsid ${t.fsid}`);
-      if (this.exports.size > 0 && !this.exports.get(exportId)) throw new Error(`no export ${exportId} is configured (known: ${this.exports.list().map((e) => e.path).join(', ')})`);
+      checkExportTarget(exportId, this.exports.list().map((e) => e.path));
       target = `export ${exportId}`;
       counts = this.table.dropByExport(exportId);
     }
@@ -397,8 +432,24 @@ export class Daemon {
 
   // ---- reload and stop ----
 
+  /** SIGHUP and `lockdropctl reload`: reads the file again and applies it; throws ConfigError and keeps the running configuration when it is invalid. */
+  reloadFromFile(): ReloadReport {
+    const { loadConfig, readiness } = this.hooks;
+    readiness?.reloading();
+    try {
+      if (!loadConfig) throw new Error('this daemon was started without a configuration to reload');
+      return this.reload(loadConfig());
+    } catch (err) {
+      const problems = (err as { problems?: string[] }).problems ?? [];
+      this.log.error({ problems }, `reload refused, keeping the running configuration: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      readiness?.ready(statusLine(this.status()));
+    }
+  }
+
   /** Applies a new configuration's reloadable keys; the caller validated it. No lock is dropped. */
-  reload(next: Config): void {
+  reload(next: Config): ReloadReport {
     const changed = changedKeys(this.cfg, next);
     const later = changed.filter((k) => !RELOADABLE.includes(k));
     if (changed.includes('exports') || changed.includes('fhByteOrder') || changed.includes('unknownHandles')) {
@@ -410,6 +461,7 @@ export class Daemon {
     this.cfg = { ...next, ...Object.fromEntries(later.map((k) => [k, this.cfg[k]])) } as Config;
     this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')}: at the next start` : ''}`);
     this.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });
+    return { changed, needsRestart: later };
   }
 
   get config(): Config {
@@ -420,6 +472,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('stopping');
+      this.hooks.readiness?.stopping();
       for (const s of this.subs) s.unsubscribe();
       this.watch.close();
       await this.control.close();

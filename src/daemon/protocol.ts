@@ -21,6 +21,8 @@ export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('monitors'), ip: ip.optional() }),
   z.object({ cmd: z.literal('notify'), ip }),
   z.object({ cmd: z.literal('watch') }),
+  /** Re-reads the configuration file; answered once applied, or with the problems of the new file. */
+  z.object({ cmd: z.literal('reload') }),
 ]);
 
 export type ControlRequest = z.infer<typeof requestSchema>;
@@ -69,6 +71,8 @@ export interface StatusReport {
   pid: number;
   version: string;
   startedAt: string;
+  /** Every address present at start is served (listeners, arrival, rpcbind): what READY=1 tells systemd. */
+  ready: boolean;
   nlmPort: number;
   nsmPort: number;
   rpcbind: boolean;
@@ -113,6 +117,22 @@ export interface GraceReport {
   grace: string | null;
 }
 
+export interface ReloadReport {
+  /** Keys whose value changed. */
+  changed: string[];
+  /** Changed keys that only a restart applies (ports, state directory, sources). */
+  needsRestart: string[];
+}
+
+/** `lockdropctl check`: the daemon answers, is ready, and NLM and statd answer NULL on every held address. */
+export interface CheckReport {
+  ok: boolean;
+  pid: number | null;
+  /** Addresses where every NULL call was answered. */
+  answered: string[];
+  problems: string[];
+}
+
 /** One line of `watch`. */
 export interface WatchEvent {
   at: string;
@@ -122,7 +142,8 @@ export interface WatchEvent {
   [field: string]: unknown;
 }
 
-export type ControlReply = { id: unknown; ok: true; result: unknown } | { id: unknown; ok: false; error: string } | { id: unknown; event: WatchEvent };
+/** An error reply; `problems` lists a refused configuration's bad keys, one `key: why` each. */
+export type ControlReply = { id: unknown; ok: true; result: unknown } | { id: unknown; ok: false; error: string; problems?: string[] } | { id: unknown; event: WatchEvent };
 
 /** The longest request line accepted; beyond it the connection is closed. */
 export const MAX_REQUEST_BYTES = 64 * 1024;

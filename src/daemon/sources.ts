@@ -14,6 +14,8 @@ export interface AddressWatch {
   overflows$: Observable<SourceOverflow>;
   /** Live: a source that fails after start is marked inactive with its reason. */
   sources: SourceStatus[];
+  /** Is this address one lockdrop manages (the floating filter, as last reconfigured)? */
+  manages(address: string): boolean;
   /** Applies the reloadable setting: the floating filter (an address already up that it now takes in arrives). */
   reconfigure(cfg: Config): void;
   close(): void;
@@ -47,7 +49,18 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
   if (cfg.replay) {
     const status: SourceStatus = { name: 'replay', active: true, reason: cfg.replay };
     sources.push(status);
-    inputs.push(guarded('replay', status, replaySource(cfg.replay)));
+    let changes = 0;
+    // The trace ends; the daemon keeps the state it left (inspect it with lockdropctl) until stopped.
+    const replay$ = replaySource(cfg.replay).pipe(
+      tap({
+        next: (i) => void (isOverflow(i) || changes++),
+        complete: () => {
+          status.reason = `${cfg.replay}: ended after ${changes} address ${changes === 1 ? 'change' : 'changes'}`;
+          log.info({ source: 'replay', trace: cfg.replay, changes }, `replay: end of the trace ${cfg.replay} (${changes} address ${changes === 1 ? 'change' : 'changes'}); lockdropd keeps serving what it left until stopped`);
+        },
+      }),
+    );
+    inputs.push(guarded('replay', status, replay$));
     for (const name of cfg.sources) sources.push({ name, active: false, reason: 'replaying a trace' });
   } else {
     for (const name of cfg.sources) {
@@ -93,6 +106,7 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
     events$,
     overflows$,
     sources,
+    manages: (address) => floating(address),
     reconfigure: (next) => {
       holdDown = next.holdDown;
       const before = floating;

@@ -135,7 +135,7 @@ describe('daemon: /metrics', function () {
       assert.ok(value(after, 'lockdrop_address_events_total', { type: 'down', source: trigger }) >= 1);
 
       // The operator drops: trigger admin.
-      d.ctl(['drop', '--ip', '127.0.0.1']);
+      assert.equal(d.ctl(['drop', '--client', 'nobody']).code, 0);
       assert.equal(value((await scrape()).samples, 'lockdrop_drops_total', { trigger: 'admin' }), 1);
     } finally {
       await c.close();
