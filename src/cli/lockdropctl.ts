@@ -10,6 +10,7 @@ import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
 import { UsageError, nonNegativeInteger, positive, runCommand, wantsJson, withConventions } from './args';
 import { checkDaemon } from './check';
+import { plural } from '../daemon/words';
 
 interface Globals {
   control?: string;
@@ -29,7 +30,6 @@ const printListing = (items: unknown[]): void => {
 };
 const when = (iso: string | null): string => (iso === null ? '-' : new Date(iso).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
 const remaining = (iso: string | null): string => (iso === null ? '-' : `${Math.max(0, Math.round((Date.parse(iso) - Date.now()) / 1000))}s left`);
-const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
 /**
  * --control, else the configuration file's `control`, else $LOCKDROP_CONTROL or the default. The

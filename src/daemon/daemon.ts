@@ -29,6 +29,7 @@ import { arrivalsApplied, presentAddresses, statusLine, type Readiness } from '.
 import { createAddressWatch, type AddressWatch } from './sources';
 import { VERSION } from './version';
 import { withoutDropReleases } from './watch-stream';
+import { plural } from './words';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -425,8 +426,8 @@ export class Daemon {
     }
     const ms = nowMs() - start;
     this.metrics.observeDrop('admin', counts.locks, ms);
-    this.log.info({ target, trigger: 'admin', ...counts, ms: Number(ms.toFixed(3)) }, `${target}: dropped ${counts.locks} locks of ${counts.clients} clients by the operator in ${ms.toFixed(1)} ms`);
-    this.emit({ kind: 'drop', message: `${target}: dropped ${counts.locks} locks of ${counts.clients} clients (operator) in ${ms.toFixed(1)} ms`, trigger: 'admin', ...counts, ms });
+    this.log.info({ target, trigger: 'admin', ...counts, ms: Number(ms.toFixed(3)) }, `${target}: dropped ${plural(counts.locks, 'lock')} of ${plural(counts.clients, 'client')} by the operator in ${ms.toFixed(1)} ms`);
+    this.emit({ kind: 'drop', message: `${target}: dropped ${plural(counts.locks, 'lock')} of ${plural(counts.clients, 'client')} (operator) in ${ms.toFixed(1)} ms`, trigger: 'admin', ...counts, ms });
     return { target, ...counts, ms };
   }
 

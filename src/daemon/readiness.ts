@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { FailoverReport } from '../failover';
 import { netlink, readLocalAddresses, type AddressEvent } from '../watch';
 import type { StatusReport } from './protocol';
+import { plural } from './words';
 
 /** Sends one sd_notify message (newline-separated KEY=VALUE lines); false when it could not. */
 export type SdNotify = (message: string) => boolean;
@@ -29,9 +30,8 @@ export function systemdNotify(log: Logger, env: NodeJS.ProcessEnv = process.env)
 export function statusLine(s: StatusReport): string {
   const held = s.addresses.filter((a) => a.present);
   const graces = held.filter((a) => a.grace !== null).length;
-  const n = (k: number, one: string, many = `${one}es`) => `${k} ${k === 1 ? one : many}`;
-  const serving = held.length ? `serving ${n(held.length, 'address')} (${held.map((a) => a.address).slice(0, 4).join(', ')}${held.length > 4 ? ', …' : ''})` : 'serving no floating address';
-  return `${serving}; ${s.locks} ${s.locks === 1 ? 'lock' : 'locks'}, ${s.monitors} monitored ${s.monitors === 1 ? 'host' : 'hosts'}${graces ? `; ${graces} in grace` : ''}${s.rpcbind ? '' : '; not registered with rpcbind'}`;
+  const serving = held.length ? `serving ${plural(held.length, 'address', 'addresses')} (${held.map((a) => a.address).slice(0, 4).join(', ')}${held.length > 4 ? ', …' : ''})` : 'serving no floating address';
+  return `${serving}; ${plural(s.locks, 'lock')}, ${plural(s.monitors, 'monitored host')}${graces ? `; ${graces} in grace` : ''}${s.rpcbind ? '' : '; not registered with rpcbind'}`;
 }
 
 export class Readiness {
