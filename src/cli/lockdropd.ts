@@ -21,7 +21,7 @@ interface Flags {
   stateDir?: string;
   nlmPort?: number;
   nsmPort?: number;
-  rpcbind?: 'auto' | 'off';
+  rpcbind?: 'auto' | 'off' | 'takeover';
   control?: string;
   grace?: number;
   holdDown?: number;
@@ -41,7 +41,7 @@ export function buildProgram(): Command {
     .option('--state-dir <dir>', 'NSM records per server address and the instance lock (default /var/lib/lockdrop)')
     .option('--nlm-port <port>', 'NLM port, 0 = ephemeral (registered with rpcbind)', nonNegativeInteger)
     .option('--nsm-port <port>', 'statd port, 0 = ephemeral', nonNegativeInteger)
-    .addOption(new Option('--rpcbind <mode>', 'register with the local rpcbind').choices(['auto', 'off']))
+    .addOption(new Option('--rpcbind <mode>', 'register with the local rpcbind; auto refuses to start while another live lock manager holds NLM or statd, takeover registers over it').choices(['auto', 'off', 'takeover']))
     .option('--control <path>', 'control socket for lockdropctl (default /run/lockdrop/control.sock)')
     .option('--grace <seconds>', 'grace period of an arriving address (default 90)', positive)
     .option('--hold-down <ms>', 'ignore a removal undone within this time (default 0)', nonNegativeInteger)

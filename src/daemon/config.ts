@@ -46,7 +46,8 @@ export const configSchema = z
     /** 0: an ephemeral port, found by clients through rpcbind (as Linux lockd does by default). */
     nlmPort: port.default(0),
     nsmPort: port.default(0),
-    rpcbind: z.enum(['auto', 'off']).default('auto'),
+    /** auto: register, refused while another live lock manager holds NLM or statd; takeover: register over it. */
+    rpcbind: z.enum(['auto', 'off', 'takeover']).default('auto'),
     /** The control socket; its directory is created 0700. */
     control: z.string().min(1).default('/run/lockdrop/control.sock'),
     /** Grace period per arriving address, seconds (nfsd's 90: covers NFSv4 leases of the same server). */

@@ -17,7 +17,7 @@ import { FailoverController, type FailoverReport } from '../failover';
 import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
 import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
-import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration } from '../rpc';
+import { RpcServer, normaliseAddress, type RpcbindEntry } from '../rpc';
 import { nowMs, type AddressEvent } from '../watch/types';
 import { checkAddressTarget, checkExportTarget, type AddressView } from './admin';
 import { changedKeys, RELOADABLE, type Config } from './config';
@@ -26,6 +26,7 @@ import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { Metrics, type DropTrigger } from './metrics';
 import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, ReloadReport, StatusReport, WatchEvent } from './protocol';
 import { arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
+import { RpcbindKeeper } from './rpcbind-owner';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { VERSION } from './version';
 import { withoutDropReleases } from './watch-stream';
@@ -72,7 +73,7 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private readonly watchEvents = new Subject<WatchEvent>();
   private readonly subs: Subscription[] = [];
-  private rpcbind: RpcbindRegistration | undefined;
+  private rpcbind: RpcbindKeeper | undefined;
   private stopping: Promise<void> | undefined;
   private ready = false;
   private hooks: DaemonHooks = {};
@@ -214,9 +215,10 @@ export class Daemon {
       undo.push(() => metrics.close());
     }
 
-    daemon.rpcbind = await registerWithRpcbind(daemon.rpcbindEntries(), { mode: cfg.rpcbind });
-    log.info({ registered: daemon.rpcbind.registered, via: daemon.rpcbind.via, reason: daemon.rpcbind.reason }, daemon.rpcbind.registered ? `registered with rpcbind (${daemon.rpcbind.via})` : `not registered with rpcbind: ${daemon.rpcbind.reason ?? cfg.rpcbind}`);
-    undo.push(() => daemon.rpcbind?.unregister());
+    // One lockdropd per rpcbind: refused while another live lock manager holds NLM or statd.
+    daemon.rpcbind = new RpcbindKeeper({ mode: cfg.rpcbind, entries: () => daemon.rpcbindEntries(), log: logs.of('rpcbind') });
+    await daemon.rpcbind.start();
+    undo.push(() => daemon.rpcbind?.stop());
     const present = cfg.replay ? [] : await presentAddresses((a) => watch.manages(a));
     daemon.wire();
     // Ready once every address present now is served (reports come a tick after the events: none is missed).
@@ -478,7 +480,7 @@ export class Daemon {
       this.watch.close();
       await this.control.close();
       await Promise.all([this.nlmServer.close(), this.nsmServer.close()]);
-      await this.rpcbind?.unregister();
+      await this.rpcbind?.stop();
       // An arrival still being applied may be writing its state number: let it finish first.
       await this.failover.settle();
       this.failover.close();
