@@ -15,7 +15,7 @@ export interface LabHost {
   address: string;
   /** The interface facing the bridge, inside the host. */
   nic: string;
-  /** pid of the host's rpcbind: its mount and network namespaces are the host's. */
+  /** pid of the host's rpcbind: its mount, UTS and network namespaces are the host's (its host name is `netns`). */
   anchorPid: number;
 }
 
@@ -57,9 +57,10 @@ export class Lab {
     run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
     run('ip', ['-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
     run('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
-    // rpcbind anchors the host's mount namespace: a private /run holds its socket.
-    const anchor = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c',
-      'mount -t tmpfs lab-run /run && mkdir -p /run/lock /run/rpcbind && exec rpcbind -f -w'], { stdio: 'ignore' });
+    // rpcbind anchors the host's mount and UTS namespaces: a private /run holds its socket, and the
+    // host has a name of its own (lockdropd's instance lock in a shared state directory is per host name).
+    const anchor = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c',
+      `hostname ${netns} && mount -t tmpfs lab-run /run && mkdir -p /run/lock /run/rpcbind && exec rpcbind -f -w`], { stdio: 'ignore' });
     this.children.add(anchor);
     const host: LabHost = { name, netns, address, nic: 'eth0', anchorPid: anchor.pid! };
     for (let i = 0; i < 50; i++) {
@@ -73,12 +74,12 @@ export class Lab {
 
   /** Runs a command on a host (its network and mount namespace) and returns its output. */
   exec(host: LabHost, cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
-    return execFileSync('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '--', cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    return execFileSync('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '-u', '--', cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   }
 
   /** Starts a long-running process on a host; it is killed by dispose(). */
   spawn(host: LabHost, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-    const child = spawn('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '--', cmd, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '-u', '--', cmd, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
