@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { Command, InvalidArgumentError } from 'commander';
 import { positive, runCommand, wantsJson, withConventions } from './args';
 import { importStatd } from './import-statd';
-import { plural } from '../daemon/words';
+import { plural } from '../failover';
 import { openRtnetlink } from '../addon';
 import { runDemo } from '../demo';
 import { recordTrace } from '../watch/record';

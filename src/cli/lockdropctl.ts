@@ -10,7 +10,7 @@ import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
 import { UsageError, nonNegativeInteger, positive, runCommand, wantsJson, withConventions } from './args';
 import { checkDaemon } from './check';
-import { plural } from '../daemon/words';
+import { plural } from '../failover';
 
 interface Globals {
   control?: string;

@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import { Subject, map, merge, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { ExportsTable } from '../exports';
-import { FailoverController, type FailoverReport } from '../failover';
+import { FailoverController, dropLine, plural, type FailoverReport } from '../failover';
 import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
 import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
@@ -30,7 +30,6 @@ import { RpcbindKeeper } from './rpcbind-owner';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { VERSION } from './version';
 import { withoutDropReleases } from './watch-stream';
-import { plural } from './words';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -122,7 +121,7 @@ export class Daemon {
     // Late-bound: the daemon swaps the exports table on reload, the table and service refer to each other.
     const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined };
 
-    const metrics = new Metrics(() => ref.daemon!.metricsSnapshot());
+    const metrics = new Metrics(() => ref.daemon!.status());
     const nlmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
     const nsmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
     nlmServer.listen({ port: cfg.nlmPort });
@@ -240,8 +239,8 @@ export class Daemon {
         const key = hostKey(r.monName, r.address);
         const counts = table.dropByHost(key);
         nlm.forgetHost(key);
-        log.info({ host: key, state: r.state, ...counts }, `${key} rebooted (state ${r.state}): released ${counts.locks} locks, ${counts.shares} shares`);
-        this.emit({ kind: 'drop', address: r.address, message: `${key} rebooted: released ${counts.locks} locks, ${counts.shares} shares`, host: key, ...counts });
+        log.info({ host: key, state: r.state, ...counts }, `${key} rebooted (state ${r.state}): released ${plural(counts.locks, 'lock')}, ${plural(counts.shares, 'share')}`);
+        this.emit({ kind: 'drop', address: r.address, message: `${key} rebooted: released ${plural(counts.locks, 'lock')}, ${plural(counts.shares, 'share')}`, host: key, ...counts });
       }),
       this.watch.events$.subscribe((e) => {
         metrics.observeAddressEvent(e.source, e.type);
@@ -260,14 +259,14 @@ export class Daemon {
     switch (r.type) {
       case 'down':
         this.metrics.observeDrop(r.source as DropTrigger, r.counts.locks, r.ms);
-        this.emit({ kind: 'drop', address: r.address, message: `${r.address} removed${r.comm ? ` by ${r.comm}[${r.pid}]` : ''}: dropped ${r.counts.locks} locks of ${r.counts.clients} clients in ${r.ms.toFixed(1)} ms`, trigger: r.source, ...r.counts, ms: r.ms });
+        this.emit({ kind: 'drop', address: r.address, message: dropLine(r), trigger: r.source, ...r.counts, ms: r.ms });
         break;
       case 'notified':
-        this.metrics.observeNotify(r.notified, r.failed.length);
-        this.emit({ kind: 'notify', address: r.address, message: `${r.address}: SM_NOTIFY (state ${r.state}) answered by ${r.notified} hosts${r.failed.length ? `, not by ${r.failed.join(', ')}` : ''} in ${r.ms.toFixed(0)} ms`, state: r.state, notified: r.notified, failed: r.failed });
+        this.metrics.observeNotify(r.address, r.notified, r.failed.length);
+        this.emit({ kind: 'notify', address: r.address, message: `${r.address}: SM_NOTIFY (state ${r.state}) answered by ${plural(r.notified, 'host')}${r.failed.length ? `, not by ${r.failed.join(', ')}` : ''} in ${r.ms.toFixed(0)} ms`, state: r.state, notified: r.notified, failed: r.failed });
         break;
       case 'up':
-        this.emit({ kind: 'address', address: r.address, message: `${r.address} ready: state ${r.state}, ${r.monitors} hosts to notify, grace ${r.graceEndsAt ? `until ${iso(r.graceEndsAt)}` : 'not needed'}`, state: r.state });
+        this.emit({ kind: 'address', address: r.address, message: `${r.address} ready: state ${r.state}, ${plural(r.monitors, 'host')} to notify, grace ${r.graceEndsAt ? `until ${iso(r.graceEndsAt)}` : 'not needed'}`, state: r.state });
         break;
       case 'error':
         this.emit({ kind: 'address', address: r.address, message: `${r.step} failed for ${r.address}: ${r.error}` });
@@ -296,14 +295,6 @@ export class Daemon {
       out.push({ prog: NSM_PROGRAM, vers: NSM_VERSION, protocol, port: this.nsmServer.port });
     }
     return out;
-  }
-
-  metricsSnapshot(): { addresses: Map<string, { locks: number; monitors: number }>; blocked: number; gracePeriods: number } {
-    const stats = this.table.stats();
-    const addresses = new Map<string, { locks: number; monitors: number }>();
-    for (const [a, s] of stats.byAddress) addresses.set(a, { locks: s.locks, monitors: 0 });
-    for (const a of this.nsm.addresses()) addresses.set(a, { locks: addresses.get(a)?.locks ?? 0, monitors: this.nsm.recordCount(a) });
-    return { addresses, blocked: stats.blocked, gracePeriods: this.table.grace.active().length };
   }
 
   // ---- the operator's commands ----

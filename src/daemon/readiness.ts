@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { FailoverReport } from '../failover';
 import { netlink, readLocalAddresses, type AddressEvent } from '../watch';
 import type { StatusReport } from './protocol';
-import { plural } from './words';
+import { plural } from '../failover';
 
 /** Sends one sd_notify message (newline-separated KEY=VALUE lines); false when it could not. */
 export type SdNotify = (message: string) => boolean;

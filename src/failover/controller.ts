@@ -5,6 +5,11 @@ import type { Logger } from 'pino';
 import type { DropCounts, GracePeriod, GraceScope } from '../locks/types';
 import { nowMs, type AddressEvent, type SourceName } from '../watch/types';
 import { decide, type AddressStatus, type FailoverStep } from './decide';
+import { dropLine, plural } from './words';
+
+/** Who asked for an address change (the bpf probes see it), as a log field: `pid` alone would be pino's own. */
+const by = (ev: { pid?: number; comm?: string }): { by?: { pid?: number; comm?: string } } => (ev.pid === undefined && ev.comm === undefined ? {} : { by: { pid: ev.pid, comm: ev.comm } });
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
 /** The sockets of one server address (RpcServer). */
 export interface Listeners {
@@ -161,7 +166,7 @@ export class FailoverController {
               this.opts.locks.grace.end(addressScope(ev.address));
               grace = undefined;
             }
-            this.opts.log?.info({ address: ev.address, source: ev.source, state, monitors, graceEndsAt: grace?.endsAt ?? null }, `${ev.address} arrived: grace ${grace ? `until ${new Date(grace.endsAt).toISOString()}` : 'not needed'}, state ${state}, notifying ${monitors} hosts`);
+            this.opts.log?.info({ address: ev.address, source: ev.source, state, monitors, graceEndsAt: iso(grace?.endsAt) }, `${ev.address} arrived: grace ${grace ? `until ${iso(grace.endsAt)}` : 'not needed'}, state ${state}, notifying ${plural(monitors, 'host')}`);
             this.reports.next({ type: 'up', address: ev.address, source: ev.source, state, monitors, graceEndsAt: grace?.endsAt ?? null });
             if (monitors > 0) void this.track(ev.address);
             break;
@@ -179,17 +184,16 @@ export class FailoverController {
     }
     if (ev.type === 'draining' || ev.type === 'drain-ended') {
       if (steps.length) {
-        this.opts.log?.info({ address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm }, `${ev.address} ${ev.type === 'draining' ? `removal requested${ev.comm ? ` by ${ev.comm}[${ev.pid}]` : ''}: refusing new locks through it` : 'removal did not happen: accepting locks again'}`);
+        this.opts.log?.info({ address: ev.address, source: ev.source, ...by(ev) }, `${ev.address} ${ev.type === 'draining' ? `removal requested${ev.comm ? ` by ${ev.comm}[${ev.pid}]` : ''}: refusing new locks through it` : 'removal did not happen: accepting locks again'}`);
         this.reports.next({ type: ev.type, address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm });
       }
     }
   }
 
   private reportDrop(ev: AddressEvent, counts: DropCounts, ms: number): void {
-    const by = ev.comm ? ` by ${ev.comm}[${ev.pid}]` : '';
     this.opts.log?.info(
-      { address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, locks: counts.locks, shares: counts.shares, blocked: counts.blocked, clients: counts.clients, woken: counts.woken, ms: Number(ms.toFixed(3)) },
-      `${ev.address} removed${by}: dropped ${counts.locks} locks of ${counts.clients} clients in ${ms.toFixed(1)} ms`,
+      { address: ev.address, source: ev.source, ...by(ev), locks: counts.locks, shares: counts.shares, blocked: counts.blocked, clients: counts.clients, woken: counts.woken, ms: Number(ms.toFixed(3)), measuredFrom: ev.source === 'poll' ? 'detection' : 'removal' },
+      dropLine({ address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms }),
     );
     this.reports.next({ type: 'down', address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms });
   }

@@ -180,7 +180,7 @@ export class Nsm {
     const next = nextUpState(e.state);
     await this.store.writeState(addr, next);
     e.state = next;
-    this.log?.info({ serverAddress: addr, state: next }, 'nsm: state number bumped');
+    this.log?.info({ address: addr, state: next }, 'nsm: state number bumped');
     return next;
   }
 
@@ -203,7 +203,7 @@ export class Nsm {
       p = this.addMonitor(addr, host.callerName, address, undefined).then(
         () => true,
         (err: Error) => {
-          this.log?.error({ err, serverAddress: addr, host: key }, 'nsm: could not record monitored host');
+          this.log?.error({ err, address: addr, host: key }, 'nsm: could not record monitored host');
           return false;
         },
       ).finally(() => this.monitoring.delete(flight));
@@ -238,7 +238,7 @@ export class Nsm {
     this.entries.delete(addr);
     // A load still under way must not bring the address back once it is done.
     this.activating.delete(addr);
-    this.log?.info({ serverAddress: addr, records: e?.records.size ?? 0 }, 'nsm: stopped monitoring (records kept)');
+    this.log?.info({ address: addr, records: e?.records.size ?? 0 }, 'nsm: stopped monitoring (records kept)');
   }
 
   /**
@@ -257,7 +257,7 @@ export class Nsm {
       forgotten++;
       await this.store.remove(rec);
     })));
-    if (forgotten) this.log?.info({ serverAddress: addr, forgotten }, 'nsm: grace ended, notified hosts that did not come back forgotten');
+    if (forgotten) this.log?.info({ address: addr, forgotten }, 'nsm: grace ended, notified hosts that did not come back forgotten');
     return forgotten;
   }
 
@@ -285,7 +285,7 @@ export class Nsm {
     }
     const answered = new Set<string>();
     const started = Date.now();
-    this.log?.info({ serverAddress: addr, monName, state, hosts: byAddress.size }, 'nsm: notifying hosts');
+    this.log?.info({ address: addr, monName, state, hosts: byAddress.size }, 'nsm: notifying hosts');
     await sender.notifyHosts({
       from: addr,
       targets: [...byAddress.keys()].map((address) => ({ address })),
@@ -301,8 +301,8 @@ export class Nsm {
     if (e.notifying === abort) e.notifying = undefined;
     const failed = [...byAddress.keys()].filter((a) => !answered.has(a));
     const report: NotifyReport = { serverAddress: addr, monName, state, notified: [...answered], failed, ms: Date.now() - started };
-    if (failed.length) this.log?.warn({ serverAddress: addr, failed }, 'nsm: hosts not reached; their records are kept');
-    this.log?.info({ serverAddress: addr, notified: answered.size, failed: failed.length, ms: report.ms }, 'nsm: notify done');
+    if (failed.length) this.log?.warn({ address: addr, failed }, 'nsm: hosts not reached; their records are kept');
+    this.log?.info({ address: addr, notified: answered.size, failed: failed.length, ms: report.ms }, 'nsm: notify done');
     return report;
   }
 
@@ -324,7 +324,7 @@ export class Nsm {
       return verdict;
     }
     const serverAddresses = [...new Set(ours.map((r) => r.serverAddress))];
-    this.log?.info({ monName: args.monName, address: peer, state: args.state, serverAddresses }, 'nsm: host rebooted');
+    this.log?.info({ monName: args.monName, from: peer, state: args.state, addresses: serverAddresses }, 'nsm: host rebooted');
     for (const r of ours) r.state = args.state;
     this.rebootedSubject.next({ monName: args.monName, address: peer, state: args.state, serverAddresses });
     for (const r of ours) {
@@ -346,14 +346,14 @@ export class Nsm {
     const name = m.monId.monName;
     const address = isIP(name) ? name : await this.opts.resolve?.(name).catch(() => undefined);
     if (!address || name.length === 0 || /[\s/]/.test(name)) {
-      this.log?.warn({ monName: name, serverAddress: addr }, 'nsm: SM_MON for a host with no address');
+      this.log?.warn({ monName: name, address: addr }, 'nsm: SM_MON for a host with no address');
       return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     const cb: MonitorCallback = { ...m.monId.myId, priv: m.priv.toString('hex'), callbackAddress: normaliseAddress(callerAddress) };
     try {
       await this.addMonitor(addr, name, normaliseAddress(address), cb);
     } catch (err) {
-      this.log?.error({ err, monName: name, serverAddress: addr }, 'nsm: SM_MON record not written');
+      this.log?.error({ err, monName: name, address: addr }, 'nsm: SM_MON record not written');
       return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     return { res: STAT_SUCC, state: await this.upState(addr) };
@@ -409,7 +409,7 @@ export class Nsm {
       e.state = got.state;
     }
     await Promise.all(writes);
-    this.log?.info({ dir, serverAddress: addr, records: got.records.length, state: got.state }, 'nsm: imported nfs-utils records');
+    this.log?.info({ dir, address: addr, records: got.records.length, state: got.state }, 'nsm: imported nfs-utils records');
     return { records: got.records.length, state: got.state, skipped: got.skipped };
   }
 
@@ -433,7 +433,7 @@ export class Nsm {
         const e: AddressEntry = { state: loaded.state, records: new Map(), monitored: new Set(), notified: new Set(), notifying: undefined };
         for (const r of loaded.records) e.records.set(recordKey(r.monName, r.address), r);
         if (this.activating.get(addr) === loading) this.entries.set(addr, e);
-        this.log?.info({ serverAddress: addr, state: e.state, records: e.records.size, skipped: loaded.skipped.length }, 'nsm: address loaded');
+        this.log?.info({ address: addr, state: e.state, records: e.records.size, skipped: loaded.skipped.length }, 'nsm: address loaded');
         return e;
       }).finally(() => {
         if (this.activating.get(addr) === loading) this.activating.delete(addr);

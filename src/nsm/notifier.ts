@@ -92,7 +92,7 @@ export class RpcNsmSender implements NsmSender {
       pump();
     }), (err: Error) => {
       // Cannot even bind the server address (it left this node): nobody is reached.
-      this.opts.log?.warn({ err, from: req.from }, 'nsm: cannot send from the server address');
+      this.opts.log?.warn({ err, address: req.from }, 'nsm: cannot send from the server address');
     });
   }
 

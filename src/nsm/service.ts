@@ -29,7 +29,7 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
   const { nsm, log } = deps;
   const isLocal = deps.isLocalCaller ?? defaultIsLocalCaller;
   const refuse = (ctx: CallContext, what: string): void =>
-    void log?.warn({ from: ctx.peer.address, serverAddress: ctx.local.address }, `nsm: ${what} from a remote caller refused`);
+    void log?.warn({ from: ctx.peer.address, address: ctx.local.address }, `nsm: ${what} from a remote caller refused`);
 
   const procedures = new Map<number, Procedure<any, any>>([
     [SM_NULL, { name: 'SM_NULL', decodeArgs: decodeVoid, encodeResult: encodeVoid, handle: () => undefined, idempotent: true } satisfies Procedure<undefined, undefined>],
@@ -87,7 +87,7 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
         const addr = ctx.local.address;
         await nsm.bumpState(addr);
         // Answer now; the notices go on for as long as they need.
-        nsm.notify(addr).catch((err: Error) => log?.warn({ err, serverAddress: addr }, 'nsm: notify after SM_SIMU_CRASH failed'));
+        nsm.notify(addr).catch((err: Error) => log?.warn({ err, address: addr }, 'nsm: notify after SM_SIMU_CRASH failed'));
         return undefined;
       },
     } satisfies Procedure<undefined, undefined>],

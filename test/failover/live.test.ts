@@ -143,6 +143,9 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
     const drop = await s.log.wait('drop', dropOf(A), 10_000, mark);
     assert.equal(drop.locks, 5);
     assert.equal(drop.source, 'poll');
+    // The poll cannot know when the kernel removed it: the line says what it measured from.
+    assert.equal(drop.measuredFrom, 'detection');
+    assert.match(String(drop.msg), /: dropped 5 locks of 1 client [\d.]+ ms after the poll detected it \(removed up to a poll interval earlier\)$/);
   });
 
   it('a netlink overflow (tiny receive buffer, a burst of changes) ends in exactly the kernel state, daemon running', async () => {
