@@ -3,8 +3,9 @@
 // live listener that is not ours (the kernel's lockd started with nfsd, rpc.statd, another
 // lockdropd) refuses the start, naming who holds it, unless told to take over; one that points
 // at nothing (left by a crash) is replaced. Afterwards the registration is checked every few
-// seconds: lost (rpcbind restarted) it is made again, taken by another live service it is
-// reported and left alone. On stop only what still points at us is removed.
+// seconds: lost (rpcbind restarted) it is made again; taken by another live service it is
+// reported and left alone, or taken back in takeover mode (knfsd's lockd registers again at each
+// nfsd restart). On stop only what still points at us is removed.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -27,6 +28,8 @@ export interface RpcbindHolder {
   port: number;
   /** Who listens there: "rpc.statd[812]", or the kernel (no process holds a kernel socket). */
   holder: string;
+  /** No process holds the socket: the kernel's own (lockd). */
+  kernel: boolean;
 }
 
 /** "NLM (100021) on port 4045/udp+tcp and statd (100024) on port 4046/udp+tcp are registered with rpcbind by rpc.statd[812]", per holder. */
@@ -67,17 +70,17 @@ async function commandName(pid: number, comm: string): Promise<string> {
 }
 
 /** The process listening on a local port, from the kernel's socket table (ss, as peer.ts). */
-async function listener(netid: string, port: number): Promise<string> {
+async function listener(netid: string, port: number): Promise<{ holder: string; kernel: boolean }> {
   const proto = netid.startsWith('tcp') ? '-t' : '-u';
   try {
     const { stdout } = await run('ss', ['-H', '-l', '-n', '-p', proto, `sport = :${port}`], { timeout: 2_000 });
     const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(stdout);
-    if (m) return `${await commandName(Number(m[2]), m[1]!)}[${m[2]}]`;
-    if (stdout.trim()) return "the kernel (no process holds the socket: the kernel's lockd, started with nfsd?)";
+    if (m) return { holder: `${await commandName(Number(m[2]), m[1]!)}[${m[2]}]`, kernel: false };
+    if (stdout.trim()) return { holder: "the kernel (no process holds the socket: the kernel's lockd, started with nfsd?)", kernel: true };
   } catch {
     // ss missing or refused: say what we know
   }
-  return `an unknown listener on port ${port}`;
+  return { holder: `an unknown listener on port ${port}`, kernel: false };
 }
 
 /** The live registrations of NLM and statd that are not on our ports. */
@@ -92,7 +95,7 @@ export async function liveHolders(mappings: readonly RpcbindMapping[], ourPort: 
   });
   const live = await Promise.all(candidates.map(async (m) => ((await answers(m)) ? m : undefined)));
   return Promise.all(
-    live.filter((m): m is RpcbindMapping => m !== undefined).map(async (m) => ({ prog: m.prog, netid: m.netid, port: m.port, holder: await listener(m.netid, m.port) })),
+    live.filter((m): m is RpcbindMapping => m !== undefined).map(async (m) => ({ prog: m.prog, netid: m.netid, port: m.port, ...(await listener(m.netid, m.port)) })),
   );
 }
 
@@ -187,10 +190,14 @@ export class RpcbindKeeper {
       return;
     }
     const holders = await liveHolders(mappings, this.ourPort);
-    if (holders.length) {
+    // In takeover mode the kernel's lockd is overridden again: beside knfsd it registers anew at
+    // every nfsd restart. Never a process: two lockdropds told to take over would take turns.
+    const retake = this.opts.mode === 'takeover' && holders.every((h) => h.kernel);
+    if (holders.length && !retake) {
       this.registered = false;
-      return this.report(`${describeHolders(holders)}: another lock manager took the registration over; not taking it back (restart lockdropd with --rpcbind takeover to)`, 'error');
+      return this.report(`${describeHolders(holders)}: another lock manager took the registration over; not taking it back${this.opts.mode === 'takeover' ? '' : ' (restart lockdropd with --rpcbind takeover to)'}`, 'error');
     }
+    if (holders.length) this.opts.log.warn({ holders }, `taking the registration back: ${describeHolders(holders)}`);
     await this.register(`rpcbind had lost ${[...new Set(missing.map((e) => PROGRAM_NAMES[e.prog] ?? e.prog))].join(' and ')} (restarted?): registered again`);
   }
 

@@ -57,6 +57,7 @@ describe('daemon: one lockdropd per rpcbind', function () {
   });
 
   it('takeover: the second one registers over the first, whose clean stop then leaves the second registered; the first reports it lost the registration', async () => {
+    // The first in auto mode: it reports the loss and leaves the registration to the second.
     const first = start([]);
     await first.started();
     const second = start(['--rpcbind', 'takeover']);
