@@ -27,7 +27,8 @@ export async function checkDaemon(control: string, opts: CheckOptions): Promise<
   const problems: string[] = [];
   if (!s.ready) problems.push('still starting: not every present address is served yet');
   const held = s.addresses.filter((a) => a.present).map((a) => a.address);
-  if (opts.ip !== undefined && !held.includes(opts.ip)) problems.push(`${opts.ip} is not held by this node`);
+  for (const a of s.addresses) if (a.heldBy) problems.push(`${a.address} is on this node but ${a.heldBy} holds its lease: not served here`);
+  if (opts.ip !== undefined && !held.includes(opts.ip) && !s.addresses.some((a) => a.address === opts.ip && a.heldBy)) problems.push(`${opts.ip} is not held by this node`);
   if (opts.released !== undefined) {
     const a = s.addresses.find((x) => x.address === opts.released);
     if (a?.present) problems.push(`${a.address} is still held by this node`);

@@ -59,7 +59,7 @@ function statusText(s: StatusReport): string {
     ...s.exportGraces.map((g) => `export ${g.export}: grace until ${when(g.grace)} (${remaining(g.grace)})`),
     '',
   ];
-  const row = (a: AddressStatus) => [a.address, a.present ? 'yes' : 'no', a.draining ? 'yes' : 'no', a.grace ? remaining(a.grace) : '-', a.locks, a.monitors];
+  const row = (a: AddressStatus) => [a.address, a.present ? 'yes' : a.heldBy ? `no (lease: ${a.heldBy})` : 'no', a.draining ? 'yes' : 'no', a.grace ? remaining(a.grace) : '-', a.locks, a.monitors];
   return head.join('\n') + formatTable(['ADDRESS', 'PRESENT', 'DRAINING', 'GRACE', 'LOCKS', 'MONITORS'], s.addresses.map(row));
 }
 

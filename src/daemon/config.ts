@@ -87,6 +87,11 @@ export const configSchema = z
       .nullable()
       .default(null),
     logLevel: z.enum(LOG_LEVELS).default('info'),
+    /**
+     * Seconds an address's holder lease (in its folder of the state directory) lasts without a
+     * renewal; renewed every third of it. Another node waits that long for a holder that died.
+     */
+    leaseSeconds: z.number().min(1).default(10),
     /** Run from a recorded trace (pcap, LINKTYPE_NETLINK) instead of live sources. */
     replay: z.string().nullable().default(null),
   })

@@ -20,12 +20,14 @@ import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION
 import { RpcServer, normaliseAddress, type RpcbindEntry } from '../rpc';
 import { nowMs, type AddressEvent } from '../watch/types';
 import { checkAddressTarget, checkExportTarget, type AddressView } from './admin';
+import { arpProbe } from './dad';
 import { changedKeys, RELOADABLE, type Config } from './config';
 import { ControlServer, type ControlHandlers } from './control';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { Metrics, type DropTrigger } from './metrics';
 import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, ReloadReport, StatusReport, WatchEvent } from './protocol';
-import { arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
+import { arrivalOutcomes, arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
+import { AddressLeases } from './lease';
 import { RpcbindKeeper } from './rpcbind-owner';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { VERSION } from './version';
@@ -76,6 +78,7 @@ export class Daemon {
   private stopping: Promise<void> | undefined;
   private ready = false;
   private hooks: DaemonHooks = {};
+  private leases!: AddressLeases;
   private readonly control: ControlServer;
   private readonly log: Logger;
 
@@ -198,10 +201,14 @@ export class Daemon {
     undo.push(() => failover.close());
     const watch = createAddressWatch(cfg, logs.of('watch'));
     undo.push(() => watch.close());
+    // Split brain: an address another live node holds the lease of is not served here.
+    const leases = new AddressLeases({ stateDir: cfg.stateDir, node: hostname(), leaseMs: cfg.leaseSeconds * 1000, log: logs.of('lease'), onConflict: (a) => metrics.observeLeaseConflict(a) });
+    undo.push(() => leases.close());
 
     const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics);
     ref.daemon = daemon;
     daemon.hooks = hooks;
+    daemon.leases = leases;
     await daemon.control.listen().catch((err: Error) => {
       throw new StartupError(`control socket: ${err.message}`);
     });
@@ -221,8 +228,9 @@ export class Daemon {
     const present = cfg.replay ? [] : await presentAddresses((a) => watch.manages(a));
     daemon.wire();
     // Ready once every address present now is served (reports come a tick after the events: none is missed).
-    const arrivals = await arrivalsApplied(present, failover.reports$, watch.events$, ARRIVALS_TIMEOUT_MS);
-    if (arrivals.pending.length || arrivals.failed.length) log.warn(arrivals, `ready, but not serving ${[...arrivals.pending, ...arrivals.failed].join(', ')}: ${arrivals.pending.length ? `no arrival within ${ARRIVALS_TIMEOUT_MS / 1000} s` : 'their arrival failed'}`);
+    const outcomes$ = merge(arrivalOutcomes(failover.reports$, watch.events$), leases.waiting$.pipe(map((w) => ({ address: w.address, failed: true }))));
+    const arrivals = await arrivalsApplied(present, outcomes$, ARRIVALS_TIMEOUT_MS);
+    if (arrivals.pending.length || arrivals.failed.length) log.warn(arrivals, `ready, but not serving ${[...arrivals.pending, ...arrivals.failed].join(', ')}: ${arrivals.pending.length ? `no arrival within ${ARRIVALS_TIMEOUT_MS / 1000} s` : 'their arrival failed or waits for another node'}`);
     daemon.ready = true;
     hooks.readiness?.ready(statusLine(daemon.status()));
     log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, metricsPort, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
@@ -233,7 +241,7 @@ export class Daemon {
   private wire(): void {
     const { log, metrics, table, nsm, nlm } = this;
     // Failover subscribes first: the sources start with it and their first snapshot is its.
-    this.subs.push(this.failover.run(this.watch.events$));
+    this.subs.push(this.failover.run(this.leases.gate(this.watch.events$)));
     this.subs.push(
       nsm.rebooted$.subscribe((r) => {
         const key = hostKey(r.monName, r.address);
@@ -244,6 +252,7 @@ export class Daemon {
       }),
       this.watch.events$.subscribe((e) => {
         metrics.observeAddressEvent(e.source, e.type);
+        if (e.type === 'up' && e.family === 4 && !this.cfg.replay) void this.probeDuplicate(e.address, e.ifindex);
         this.emit({ kind: 'address', address: e.address, message: describeEvent(e), type: e.type, source: e.source, pid: e.pid, comm: e.comm });
       }),
       this.watch.overflows$.subscribe((o) => {
@@ -255,9 +264,21 @@ export class Daemon {
     );
   }
 
+  /** Another host answering ARP for an address that just arrived here: logged and counted, not acted on. */
+  private async probeDuplicate(address: string, ifindex: number): Promise<void> {
+    const r = await arpProbe(address, ifindex);
+    if ('unavailable' in r) this.log.debug({ address, reason: r.unavailable }, `no duplicate address detection for ${address}: ${r.unavailable}`);
+    else if (r.duplicate) {
+      this.metrics.observeDuplicateAddress(address);
+      this.log.error({ address, mac: r.mac }, `${address} arrived here but another host (${r.mac}) answers ARP for it: two nodes with one address?`);
+    }
+  }
+
   private onFailoverReport(r: FailoverReport): void {
     switch (r.type) {
       case 'down':
+        // Dropped and closed here: another node may serve it now.
+        this.leases.release(r.address);
         this.metrics.observeDrop(r.source as DropTrigger, r.counts.locks, r.ms);
         this.emit({ kind: 'drop', address: r.address, message: dropLine(r), trigger: r.source, ...r.counts, ms: r.ms });
         break;
@@ -354,7 +375,7 @@ export class Daemon {
       else if (p.scope.kind === 'export') exportGraces.push({ export: p.scope.exportId, grace: iso(p.endsAt)! });
       else globalGrace = p.endsAt;
     }
-    const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses(), ...graces.keys()]);
+    const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses(), ...graces.keys(), ...this.leases.waitingAddresses()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
       present: known.get(address)?.present ?? false,
@@ -362,6 +383,7 @@ export class Daemon {
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
       monitors: this.nsm.recordCount(address),
+      heldBy: this.leases.heldBy(address) ?? null,
     }));
     return {
       pid: process.pid,
@@ -475,6 +497,7 @@ export class Daemon {
       // An arrival still being applied may be writing its state number: let it finish first.
       await this.failover.settle();
       this.failover.close();
+      this.leases.close();
       this.nlm.close();
       await this.nsm.close();
       await this.metrics.close();

@@ -36,6 +36,8 @@ export class Metrics {
   });
   private readonly notifications = new Counter({ name: 'lockdrop_notifications_total', help: 'SM_NOTIFY sent to client hosts, by server address and result', labelNames: ['address', 'result'], registers: [this.registry] });
   private readonly addressEvents = new Counter({ name: 'lockdrop_address_events_total', help: 'Address transitions, by source and type', labelNames: ['source', 'type'], registers: [this.registry] });
+  private readonly leaseConflicts = new Counter({ name: 'lockdrop_lease_conflicts_total', help: 'An address arrived (or stayed) here while another node held its lease: not served until that lease ends', labelNames: ['address'], registers: [this.registry] });
+  private readonly duplicates = new Counter({ name: 'lockdrop_duplicate_addresses_total', help: 'An arriving IPv4 address another host answered ARP for (RFC 5227 probe)', labelNames: ['address'], registers: [this.registry] });
   private readonly overflows = new Counter({ name: 'lockdrop_source_overflows_total', help: 'Events lost by a source (netlink ENOBUFS and the like), each healed by a re-dump', labelNames: ['source'], registers: [this.registry] });
 
   /** The daemon's status, read once per scrape for every gauge. */
@@ -90,6 +92,14 @@ export class Metrics {
 
   observeAddressEvent(source: string, type: string): void {
     this.addressEvents.inc({ source, type });
+  }
+
+  observeDuplicateAddress(address: string): void {
+    this.duplicates.inc({ address });
+  }
+
+  observeLeaseConflict(address: string): void {
+    this.leaseConflicts.inc({ address });
   }
 
   observeOverflow(source: string): void {

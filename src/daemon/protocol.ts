@@ -58,6 +58,8 @@ export interface AddressStatus {
   grace: string | null;
   locks: number;
   monitors: number;
+  /** Another node whose live lease keeps this node from serving the address (split brain), or null. */
+  heldBy: string | null;
 }
 
 export interface SourceStatus {

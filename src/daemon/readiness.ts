@@ -88,27 +88,35 @@ export async function presentAddresses(managed: (address: string) => boolean): P
   return [...new Set(usable)].sort();
 }
 
-/**
- * Resolves once the arrival of every expected address has been applied (failover reported it up,
- * or reported the step that failed), or the address left again; after `timeoutMs` with the ones
- * still pending. Subscribe before the sources start: reports are not replayed.
- */
-export function arrivalsApplied(expected: readonly string[], reports$: Observable<FailoverReport>, events$: Observable<AddressEvent>, timeoutMs: number): Promise<{ pending: string[]; failed: string[] }> {
-  const initial = { pending: new Set(expected), failed: [] as string[] };
-  if (expected.length === 0) return Promise.resolve({ pending: [], failed: [] });
-  const settled$ = merge(
+/** An arrival applied (up), failed, or cut short (the address left, or waits for another node's lease). */
+export interface ArrivalOutcome {
+  address: string;
+  failed: boolean;
+}
+
+/** Arrival outcomes from failover's reports and the address events. */
+export function arrivalOutcomes(reports$: Observable<FailoverReport>, events$: Observable<AddressEvent>): Observable<ArrivalOutcome> {
+  return merge(
     // The steps whose failure ends an arrival (see FailoverController.apply); other failures come before its 'up'.
     reports$.pipe(filter((r) => r.type === 'up' || (r.type === 'error' && (r.step === 'open-listeners' || r.step === 'bump-state'))), map((r) => ({ address: r.address, failed: r.type === 'error' }))),
     events$.pipe(filter((e) => e.type === 'down'), map((e) => ({ address: e.address, failed: false }))),
-    timer(timeoutMs).pipe(map(() => null)),
   );
+}
+
+/**
+ * Resolves once every expected address has an outcome, or after `timeoutMs` with the ones still
+ * pending. Subscribe before the outcomes can come: they are not replayed.
+ */
+export function arrivalsApplied(expected: readonly string[], outcomes$: Observable<ArrivalOutcome>, timeoutMs: number): Promise<{ pending: string[]; failed: string[] }> {
+  if (expected.length === 0) return Promise.resolve({ pending: [], failed: [] });
+  const settled$ = merge(outcomes$, timer(timeoutMs).pipe(map(() => null)));
   return firstValueFrom(
     settled$.pipe(
       scan((acc, s) => {
         if (s === null) return { ...acc, timedOut: true };
         if (acc.pending.delete(s.address) && s.failed) acc.failed.push(s.address);
         return acc;
-      }, { ...initial, timedOut: false }),
+      }, { pending: new Set(expected), failed: [] as string[], timedOut: false }),
       takeWhile((acc) => acc.pending.size > 0 && !acc.timedOut, true),
       filter((acc) => acc.pending.size === 0 || acc.timedOut),
       map((acc) => ({ pending: [...acc.pending].sort(), failed: acc.failed.sort() })),

@@ -93,7 +93,7 @@ async function tryLock(c: JsonLines, server: string, offset: number): Promise<st
  * After the move from `from` to `to`: `from` dropped the client's locks through the VIP, `to`
  * holds it in grace (and STAY not), the client heard SM_NOTIFY from the VIP and reclaimed all.
  */
-async function assertMoved(s: Scene, from: Node, to: Node, locks: number, marks: { from: number; client: number }): Promise<void> {
+async function assertMoved(s: Scene, from: Node, to: Node, locks: number, marks: { from: number; to: number; client: number }): Promise<void> {
   const drop = await from.log.wait('the drop on the old node', (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 20_000, marks.from);
   assert.equal(drop.locks, locks);
   const notice = await s.client.wait('SM_NOTIFY at the client', (j) => j.event === 'sm-notify', 30_000, marks.client);
@@ -110,6 +110,8 @@ async function assertMoved(s: Scene, from: Node, to: Node, locks: number, marks:
   assert.equal(at(now, STAY)?.grace ?? null, null, 'no grace on the address that stayed');
   assert.equal(await tryLock(s.client, VIP, 9_000_000), 'denied_grace_period', 'a new lock through the moved address waits for the grace');
   assert.equal(await tryLock(s.client, STAY, 9_000_000), 'granted', 'one through the other address does not');
+  // A clean move: the ARP probe of the arrival found nobody else with the address.
+  await assert.rejects(to.log.wait('a duplicate', (j) => /answers ARP for it/.test(String(j.msg)), 1, marks.to));
 }
 
 describe('cluster: moving an address between two lockdropd nodes over a shared state directory', function () {
@@ -170,7 +172,7 @@ describe('cluster: moving an address between two lockdropd nodes over a shared s
 
     assert.deepEqual(await lock(s.client, VIP, 12), { granted: 12 });
     assert.deepEqual(await lock(s.client, STAY, 3), { granted: 3 });
-    const marks = { from: s.n1.log.count, client: s.client.count };
+    const marks = { from: s.n1.log.count, to: s.n2.log.count, client: s.client.count };
     // n1 goes away from VRRP (keepalived stops: it removes the VIP and tells the peer at once).
     k1.kill('SIGTERM');
     await assertMoved(s, s.n1, s.n2, 12, marks);
@@ -192,7 +194,7 @@ describe('cluster: moving an address between two lockdropd nodes over a shared s
     ipaddr2(s.n1, 'start');
     for (let i = 0; i < 100 && !at(status(s, s.n1), VIP)?.present; i++) await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(await lock(s.client, VIP, 10), { granted: 10 });
-    const marks = { from: s.n1.log.count, client: s.client.count };
+    const marks = { from: s.n1.log.count, to: s.n2.log.count, client: s.client.count };
     ipaddr2(s.n1, 'stop');
     ipaddr2(s.n2, 'start');
     await assertMoved(s, s.n1, s.n2, 10, marks);
