@@ -5,7 +5,7 @@
 import { lookup } from 'node:dns/promises';
 import { acquireInstanceLock } from '../daemon/lockfile';
 import { Nsm, NsmStore, type SkippedFile } from '../nsm';
-import { normaliseAddress } from '../rpc';
+import { normaliseAddress } from '../net';
 
 export interface ImportReport {
   address: string;

@@ -156,7 +156,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   } catch (err) {
     if (err instanceof StartupError) {
       readiness.status(`failed to start: ${err.message}`);
-      return fail(err.message, 1, log);
+      return fail(err.message, err.badConfig ? EX_CONFIG : 1, log);
     }
     throw err;
   }

@@ -8,6 +8,7 @@
 //    (drop, listeners, grace, state number, SM_NOTIFY); a host's reboot (SM_NOTIFY in) →
 //    LockTable.dropByHost.
 // Around them: metrics, the control socket, reload (SIGHUP) and a graceful stop.
+import { lookup } from 'node:dns/promises';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Subject, map, merge, type Observable, type Subscription } from 'rxjs';
@@ -16,20 +17,25 @@ import { ExportsTable } from '../exports';
 import { FailoverController, dropLine, plural, type FailoverReport } from '../failover';
 import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
-import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
-import { RpcServer, normaliseAddress, type RpcbindEntry } from '../rpc';
+import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION } from '../nsm';
+import { normaliseAddress } from '../net';
+import { RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
+import { readLocalAddresses } from '../watch';
 import { nowMs, type AddressEvent } from '../watch/types';
 import { checkAddressTarget, checkExportTarget, type AddressView } from './admin';
-import { arpProbe } from './dad';
-import { changedKeys, RELOADABLE, type Config } from './config';
+import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer, type ControlHandlers } from './control';
-import { acquireInstanceLock, type InstanceLock } from './lockfile';
-import { Metrics, type DropTrigger } from './metrics';
-import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, ReloadReport, StatusReport, WatchEvent } from './protocol';
-import { arrivalOutcomes, arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
+import { arpProbe } from './dad';
 import { AddressLeases } from './lease';
+import { acquireInstanceLock, type InstanceLock } from './lockfile';
+import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
+import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, ReloadReport, StatusReport, WatchEvent } from './protocol';
+import { NodeAddresses, SharedListeners } from './node';
+import { arrivalOutcomes, arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
 import { RpcbindKeeper } from './rpcbind-owner';
 import { createAddressWatch, type AddressWatch } from './sources';
+import { checkHandleFormats, exportSpecs, exportsLeaving, openDaemonFiles, type DaemonFiles } from './files';
+import { ExportError } from '../files';
 import { VERSION } from './version';
 import { withoutDropReleases } from './watch-stream';
 
@@ -46,8 +52,19 @@ export interface DaemonHooks {
 /** How long READY=1 waits for the addresses present at start before it is sent anyway (with a warning). */
 const ARRIVALS_TIMEOUT_MS = 30_000;
 
+/** SM_MON of a host name: resolved as statd does (getaddrinfo: the hosts file, then DNS), in bounded time. */
+function resolveHost(name: string): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000)));
+  return Promise.race([lookup(name).then((r) => r.address, () => undefined), late]).finally(() => clearTimeout(timer));
+}
+
 export class StartupError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The configuration is at fault (exit 78, EX_CONFIG), not the machine. */
+    readonly badConfig = false,
+  ) {
     super(message);
     this.name = 'StartupError';
   }
@@ -94,7 +111,9 @@ export class Daemon {
     private readonly nsm: Nsm,
     private readonly failover: FailoverController,
     private readonly watch: AddressWatch,
+    private readonly node: NodeAddresses,
     private readonly metrics: Metrics,
+    private readonly files: DaemonFiles,
   ) {
     this.log = logs.root;
     this.control = new ControlServer({ path: cfg.control, handlers: this.handlers(), log: logs.of('control') });
@@ -114,6 +133,7 @@ export class Daemon {
       return await Daemon.compose(cfg, log, lock, undo, hooks);
     } catch (err) {
       for (const f of undo.reverse()) await Promise.resolve(f()).catch(() => undefined);
+      if (err instanceof ExportError) throw new StartupError(err.message, true);
       throw err instanceof StartupError ? err : new StartupError((err as Error).message);
     }
   }
@@ -122,11 +142,12 @@ export class Daemon {
     const logs = new PartLogs(log);
     const exports = new ExportsTable(cfg.exports, { byteOrder: cfg.fhByteOrder, unknownHandles: cfg.unknownHandles });
     // Late-bound: the daemon swaps the exports table on reload, the table and service refer to each other.
-    const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined };
+    const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined, watch: undefined as AddressWatch | undefined };
 
-    const metrics = new Metrics(() => ref.daemon!.status());
-    const nlmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
-    const nsmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
+    const metrics = new Metrics(() => ref.daemon!.metricsSnapshot());
+    const rpcOptions = { onEvent: (e: RpcServerEvent) => metrics.observeRpc(e), log: logs.of('rpc'), maxConnections: cfg.connections.max, maxConnectionsPerPeer: cfg.connections.perPeer };
+    const nlmServer = new RpcServer(rpcOptions);
+    const nsmServer = new RpcServer(rpcOptions);
     nlmServer.listen({ port: cfg.nlmPort });
     nsmServer.listen({ port: cfg.nsmPort });
     undo.push(() => nlmServer.close(), () => nsmServer.close());
@@ -135,17 +156,24 @@ export class Daemon {
     const store = new NsmStore(cfg.stateDir, { log: logs.of('nsm') });
     const nsm = new Nsm({
       store,
-      sender: new RpcNsmSender({ log: logs.of('nsm') }),
+      sender: new RpcNsmSender({ log: logs.of('nsm'), announce: neighbourAnnouncer({ log: logs.of('nsm') }) }),
       log: logs.of('nsm'),
-      monName: (a) => (ref.daemon?.cfg ?? cfg).monNames[a] ?? a,
+      monName: (a) => (ref.daemon?.cfg ?? cfg).monNames[a],
+      // A floating address's hosts move with it; every other address's are the node's.
+      identity: (a) => (ref.watch?.isFloating(a) ? a : NODE_IDENTITY),
+      resolve: resolveHost,
       // Getters: Nsm reads them at each notify (SM_SIMU_CRASH included), so a reload applies.
       get notifyTimeoutMs() { return (ref.daemon?.cfg ?? cfg).notify.timeout * 1000; },
       get notifyConcurrency() { return (ref.daemon?.cfg ?? cfg).notify.concurrency; },
     });
     undo.push(() => nsm.close());
+    // A lock lives on the file too: the table decides, the files part carries it to the kernel.
+    const files = openDaemonFiles(cfg, () => ref.exports, logs.of('files'));
+    undo.push(() => files.files?.setExports([]));
     const table = new LockTable({
       exportOf: (fh) => ref.exports.exportOf(fh),
       onBlockGranted: (g) => ref.nlm?.onBlockGranted(g),
+      locker: files.files,
     });
     const caller = rpcCaller({ machineName: hostname() });
     undo.push(() => caller.close());
@@ -166,8 +194,9 @@ export class Daemon {
     for (const p of metrics.instrumentNlm(nlm.programs)) nlmServer.register(p);
     nsmServer.register(createNsmProgram({ nsm, log: logs.of('nsm') }));
 
-    // A packet enters here: loopback always (local tools, rpcinfo); floating addresses follow events.
-    const listeners = {
+    // A packet enters here: loopback always (local tools, rpcinfo, this node's own lockd); the
+    // node's other addresses and the floating ones follow events.
+    const listeners = new SharedListeners({
       addAddress: async (a: string) => {
         await nlmServer.addAddress(a);
         await nsmServer.addAddress(a);
@@ -175,7 +204,7 @@ export class Daemon {
       removeAddress: async (a: string) => {
         await Promise.all([nlmServer.removeAddress(a), nsmServer.removeAddress(a)]);
       },
-    };
+    });
     try {
       await nlmServer.addAddress(LOOPBACK);
     } catch (err) {
@@ -188,7 +217,7 @@ export class Daemon {
     }
 
     // An address event turns into a drop here.
-    const failover = new FailoverController({ listeners, locks: table, monitors: {
+    const failover = new FailoverController({ listeners: listeners.of('failover'), locks: table, monitors: {
       activate: (a) => nsm.activate(a),
       bumpState: (a) => nsm.bumpState(a),
       notify: (a) => nsm.notify(a),
@@ -200,12 +229,21 @@ export class Daemon {
     }, graceSeconds: () => ref.daemon?.cfg.grace ?? cfg.grace, log: logs.of('failover') });
     undo.push(() => failover.close());
     const watch = createAddressWatch(cfg, logs.of('watch'));
+    ref.watch = watch;
     undo.push(() => watch.close());
     // Split brain: an address another live node holds the lease of is not served here.
     const leases = new AddressLeases({ stateDir: cfg.stateDir, node: hostname(), leaseMs: cfg.leaseSeconds * 1000, log: logs.of('lease'), onConflict: (a) => metrics.observeLeaseConflict(a) });
     undo.push(() => leases.close());
+    const node = new NodeAddresses({
+      listeners: listeners.of('node'),
+      monitors: nsm,
+      grace: table.grace,
+      graceSeconds: () => ref.daemon?.cfg.grace ?? cfg.grace,
+      isFloating: (a) => watch.isFloating(a),
+      log: logs.of('node'),
+    });
 
-    const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics);
+    const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, node, metrics, files);
     ref.daemon = daemon;
     daemon.hooks = hooks;
     daemon.leases = leases;
@@ -225,11 +263,15 @@ export class Daemon {
     daemon.rpcbind = new RpcbindKeeper({ mode: cfg.rpcbind, entries: () => daemon.rpcbindEntries(), log: logs.of('rpcbind') });
     await daemon.rpcbind.start();
     undo.push(() => daemon.rpcbind?.stop());
-    const present = cfg.replay ? [] : await presentAddresses((a) => watch.manages(a));
+    // Registered, so the node's hosts can find us again when told: serve its addresses and notify.
+    const present = await readLocalAddresses().then((as) => as.flatMap((a) => (a.local === undefined ? [] : [a.local])), () => []);
+    await node.start(present, [LOOPBACK]);
+    // The floating ones arrive through failover: READY=1 waits for them below.
+    const floating = cfg.replay ? [] : await presentAddresses((a) => watch.isFloating(a));
     daemon.wire();
     // Ready once every address present now is served (reports come a tick after the events: none is missed).
     const outcomes$ = merge(arrivalOutcomes(failover.reports$, watch.events$), leases.waiting$.pipe(map((w) => ({ address: w.address, failed: true }))));
-    const arrivals = await arrivalsApplied(present, outcomes$, ARRIVALS_TIMEOUT_MS);
+    const arrivals = await arrivalsApplied(floating, outcomes$, ARRIVALS_TIMEOUT_MS);
     if (arrivals.pending.length || arrivals.failed.length) log.warn(arrivals, `ready, but not serving ${[...arrivals.pending, ...arrivals.failed].join(', ')}: ${arrivals.pending.length ? `no arrival within ${ARRIVALS_TIMEOUT_MS / 1000} s` : 'their arrival failed or waits for another node'}`);
     daemon.ready = true;
     hooks.readiness?.ready(statusLine(daemon.status()));
@@ -241,7 +283,7 @@ export class Daemon {
   private wire(): void {
     const { log, metrics, table, nsm, nlm } = this;
     // Failover subscribes first: the sources start with it and their first snapshot is its.
-    this.subs.push(this.failover.run(this.leases.gate(this.watch.events$)));
+    this.subs.push(this.failover.run(this.leases.gate(this.watch.events$)), this.watch.all$.subscribe((e) => this.node.handle(e)));
     this.subs.push(
       nsm.rebooted$.subscribe((r) => {
         const key = hostKey(r.monName, r.address);
@@ -318,6 +360,11 @@ export class Daemon {
     return out;
   }
 
+  metricsSnapshot(): MetricsSnapshot {
+    const files = this.files.files?.stats();
+    return { status: this.status(), files: { open: files?.open ?? 0, waits: files?.waits ?? 0, budgetRefusals: files?.budgetRefusals ?? 0 } };
+  }
+
   // ---- the operator's commands ----
 
   private handlers(): ControlHandlers {
@@ -345,7 +392,7 @@ export class Daemon {
         return { target, scope: scope.kind, grace: iso(g?.endsAt) };
       },
       monitors: (ip) =>
-        this.nsm.records(ip === undefined ? undefined : normaliseAddress(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
+        this.nsm.records(ip === undefined ? undefined : this.nsm.identityOf(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
       notify: async (ip) => {
         const address = normaliseAddress(ip);
         const r = await this.failover.notify(address);
@@ -358,7 +405,7 @@ export class Daemon {
 
   private addressView(): AddressView {
     return {
-      manages: (a) => this.watch.manages(a),
+      manages: (a) => this.watch.isFloating(a),
       holds: (a) => this.failover.status().get(a)?.present ?? false,
       hasLocks: (a) => this.table.stats().byAddress.has(a),
     };
@@ -400,7 +447,14 @@ export class Daemon {
       monitors: addresses.reduce((n, a) => n + a.monitors, 0),
       exportGraces,
       globalGrace: iso(globalGrace),
+      files: this.filesStatus(),
     };
+  }
+
+  private filesStatus(): StatusReport['files'] {
+    const f = this.files.files;
+    const s = f?.stats();
+    return { exports: f?.realExports() ?? [], unavailable: this.files.unavailable, open: s?.open ?? 0, waits: s?.waits ?? 0, maxOpen: this.files.maxOpen, budgetRefusals: s?.budgetRefusals ?? 0 };
   }
 
   /** Host keys matching `name@address`, an address, or a caller name. */
@@ -428,16 +482,21 @@ export class Daemon {
       target = normaliseAddress(t.ip);
       checkAddressTarget('drop', target, this.addressView());
       counts = this.table.dropByServerAddress(target);
+      // No GRANTED may go on for what was dropped (nor undo a lock taken again meanwhile).
+      this.nlm.forgetAddress(target);
     } else if (t.client !== undefined) {
       const hosts = this.hostsMatching(t.client);
       target = `client ${t.client}`;
       counts = sum(hosts.map((h) => this.table.dropByHost(h)));
+      for (const h of hosts) this.nlm.forgetHost(h);
     } else {
       const exportId = t.export ?? (t.fsid !== undefined ? this.exports.byFsid(t.fsid) : undefined);
       if (exportId === undefined) throw new Error(`no export is configured with fsid ${t.fsid}`);
       checkExportTarget(exportId, this.exports.list().map((e) => e.path));
       target = `export ${exportId}`;
       counts = this.table.dropByExport(exportId);
+      // Nothing of the export stays open: its filesystem can be unmounted now.
+      this.files.files?.closeExport(exportId);
     }
     const ms = nowMs() - start;
     this.metrics.observeDrop('admin', counts.locks, ms);
@@ -469,11 +528,33 @@ export class Daemon {
     const changed = changedKeys(this.cfg, next);
     const later = changed.filter((k) => !RELOADABLE.includes(k));
     if (changed.includes('exports') || changed.includes('fhByteOrder') || changed.includes('unknownHandles')) {
-      this.exports = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
+      const files = this.files.files;
+      if (!files && next.exports.some((e) => e.fileLocks)) {
+        throw new ConfigError('reload refused', [`exports: ${this.files.unavailable} (or set fileLocks: false)`]);
+      }
+      const table = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
+      try {
+        // Opens the new exports' roots first: a bad one refuses the reload with nothing changed.
+        checkHandleFormats(next);
+        files?.setExports(exportSpecs(next));
+      } catch (err) {
+        if (err instanceof ExportError) throw new ConfigError('reload refused', [`exports: ${err.message}`]);
+        throw err;
+      }
+      this.exports = table;
+      for (const path of exportsLeaving(this.cfg, next)) {
+        const counts = this.table.dropByExport(path);
+        if (counts.locks + counts.shares + counts.blocked) this.log.info({ export: path, ...counts }, `export ${path} removed or changed: dropped ${counts.locks} locks`);
+      }
+    }
+    if (changed.includes('maxOpenFiles') && this.files.files) {
+      this.files.maxOpen = next.maxOpenFiles ?? this.files.maxOpen;
+      this.files.files.setBudget(this.files.maxOpen);
     }
     this.logs.setLevel(next.logLevel);
     this.log.debug({ config: next }, 'new configuration');
     this.watch.reconfigure(next);
+    this.node.refresh();
     this.cfg = { ...next, ...Object.fromEntries(later.map((k) => [k, this.cfg[k]])) } as Config;
     this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')}: at the next start` : ''}`);
     this.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });
@@ -499,6 +580,8 @@ export class Daemon {
       this.failover.close();
       this.leases.close();
       this.nlm.close();
+      // The kernel lets go of every lock: the descriptions close (the table's state goes with the process).
+      this.files.files?.setExports([]);
       await this.nsm.close();
       await this.metrics.close();
       this.watchEvents.complete();

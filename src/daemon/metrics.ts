@@ -12,6 +12,13 @@ import { VERSION } from './version';
 
 export type DropTrigger = 'netlink' | 'bpf' | 'poll' | 'replay' | 'admin';
 
+/** Per-scrape figures: the daemon's status (counts the parts keep), and the real-file locking's. */
+export interface MetricsSnapshot {
+  status: StatusReport;
+  /** Real-file locking: open descriptions, kernel waits, refusals for the descriptor budget. */
+  files: { open: number; waits: number; budgetRefusals: number };
+}
+
 const PROGRAM_NAMES: Record<number, string> = { [NLM_PROG]: 'nlm', 100024: 'nsm' };
 const NLM_PROC_NAMES = new Map<number, string>(Object.entries(NlmProc).map(([name, num]) => [num, name]));
 const NSM_PROC_NAMES = ['NULL', 'STAT', 'MON', 'UNMON', 'UNMON_ALL', 'SIMU_CRASH', 'NOTIFY'];
@@ -24,6 +31,7 @@ export class Metrics {
 
   private readonly rpcCalls = new Counter({ name: 'lockdrop_rpc_calls_total', help: 'RPC calls answered, by program, procedure and RPC reply status', labelNames: ['program', 'procedure', 'status', 'transport'], registers: [this.registry] });
   private readonly rpcDrops = new Counter({ name: 'lockdrop_rpc_dropped_total', help: 'RPC messages dropped without a reply', labelNames: ['transport'], registers: [this.registry] });
+  private readonly connectionLimits = new Counter({ name: 'lockdrop_rpc_connection_limit_total', help: 'New TCP connections that met a connection limit (server-wide or per peer address): an idle one closed to make room, or the new one refused', labelNames: ['scope', 'action'], registers: [this.registry] });
   private readonly nlmResults = new Counter({ name: 'lockdrop_nlm_requests_total', help: 'NLM requests by procedure and NLM status', labelNames: ['procedure', 'status'], registers: [this.registry] });
   private readonly drops = new Counter({ name: 'lockdrop_drops_total', help: 'Lock drops, by what triggered them', labelNames: ['trigger'], registers: [this.registry] });
   private readonly droppedLocks = new Counter({ name: 'lockdrop_dropped_locks_total', help: 'Locks released by drops', labelNames: ['trigger'], registers: [this.registry] });
@@ -41,18 +49,18 @@ export class Metrics {
   private readonly overflows = new Counter({ name: 'lockdrop_source_overflows_total', help: 'Events lost by a source (netlink ENOBUFS and the like), each healed by a re-dump', labelNames: ['source'], registers: [this.registry] });
 
   /** The daemon's status, read once per scrape for every gauge. */
-  private scraped: StatusReport | undefined;
+  private scraped: MetricsSnapshot | undefined;
 
-  constructor(private readonly snapshot: () => StatusReport) {
+  constructor(private readonly snapshot: () => MetricsSnapshot) {
     collectDefaultMetrics({ register: this.registry });
-    const read = (): StatusReport => (this.scraped ??= snapshot());
+    const read = (): MetricsSnapshot => (this.scraped ??= snapshot());
     new Gauge({ name: 'lockdrop_build_info', help: 'lockdrop version and the Node.js running it (always 1)', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: VERSION, node: process.version }, 1);
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge, s: StatusReport) => void): void => {
       new Gauge({
         name, help, labelNames, registers: [this.registry],
         collect() {
           this.reset();
-          fill(this, read());
+          fill(this, read().status);
         },
       });
     };
@@ -72,11 +80,37 @@ export class Metrics {
     gauge('lockdrop_source_active', 'Whether an address source runs (1) or is off (0)', ['source'], (g, s) => {
       for (const x of s.sources) g.set({ source: x.name }, Number(x.active));
     });
+    new Gauge({
+      name: 'lockdrop_open_files',
+      help: 'Open file descriptions holding real-file locks (one per lock owner and file)',
+      registers: [this.registry],
+      collect() {
+        this.set(read().files.open);
+      },
+    });
+    new Gauge({
+      name: 'lockdrop_file_waits',
+      help: 'Blocking requests waiting in the kernel for a holder outside lockdrop',
+      registers: [this.registry],
+      collect() {
+        this.set(read().files.waits);
+      },
+    });
+    new Counter({
+      name: 'lockdrop_file_budget_refusals_total',
+      help: 'Locks refused with denied_nolocks because the open-file budget (maxOpenFiles) was spent',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read().files.budgetRefusals);
+      },
+    });
   }
 
   observeRpc(e: RpcServerEvent): void {
     if (e.kind === 'call') this.rpcCalls.inc({ program: PROGRAM_NAMES[e.prog] ?? String(e.prog), procedure: procName(e.prog, e.proc), status: e.stat, transport: e.transport });
     else if (e.kind === 'drop') this.rpcDrops.inc({ transport: e.transport });
+    else if (e.kind === 'limit') this.connectionLimits.inc({ scope: e.scope, action: e.action });
   }
 
   observeDrop(trigger: DropTrigger, locks: number, ms: number): void {
@@ -150,7 +184,7 @@ export class Metrics {
       const url = req.url?.split('?')[0];
       if (req.method === 'GET' && url === '/healthz') {
         // 200 once serving (ready), 503 while starting; the body says what is off.
-        const s = this.snapshot();
+        const s = this.snapshot().status;
         const body = { status: s.ready ? 'ok' : 'starting', ready: s.ready, rpcbind: s.rpcbind, addresses: s.addresses.filter((a) => a.present).map((a) => a.address), sourcesOff: s.sources.filter((x) => !x.active).map((x) => x.name) };
         res.writeHead(s.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
         return;

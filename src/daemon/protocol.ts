@@ -3,8 +3,9 @@
 // `watch` answers with {id, ok: true, result: "watching"} and then {id, event} lines until the
 // client closes. Shared by the daemon (server) and lockdropctl (client).
 import { z } from 'zod';
+import { isAddress } from '../net';
 
-const ip = z.string().min(1);
+const ip = z.string().refine(isAddress, (s) => ({ message: `"${s}" is not an IP address` }));
 
 export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('status') }),
@@ -87,6 +88,19 @@ export interface StatusReport {
   exportGraces: { export: string; grace: string }[];
   /** A grace period that covers every address (rare: set by hand), or null. */
   globalGrace: string | null;
+  /** Real-file locking: the exports locked on their files, open descriptions, kernel waits, the budget. */
+  files: FilesStatus;
+}
+
+export interface FilesStatus {
+  /** Exports whose locks are OFD locks on the files (the others keep them in memory). */
+  exports: string[];
+  /** Why exports cannot be locked on their files, when that is so (no native addon). */
+  unavailable: string | null;
+  open: number;
+  waits: number;
+  maxOpen: number;
+  budgetRefusals: number;
 }
 
 export interface MonitorView {

@@ -13,6 +13,19 @@ export function requireNamespaceRoot(ctx: Mocha.Context): void {
   if (!isRoot() || !inTestNamespace()) ctx.skip();
 }
 
+/**
+ * Skips the calling suite (from its before hook) or test, saying why in every skipped test's
+ * title, so the report shows the reason.
+ */
+export function skipBecause(ctx: Mocha.Context, reason: string): never {
+  const runnable = ctx.currentTest ?? ctx.test;
+  const isHook = (runnable as { type?: string } | undefined)?.type === 'hook';
+  const all = (s: Mocha.Suite): Mocha.Runnable[] => [...s.tests, ...s.suites.flatMap(all)];
+  const tests = isHook ? (runnable?.parent ? all(runnable.parent) : []) : runnable ? [runnable] : [];
+  for (const t of tests) t.title += ` [skipped: ${reason}]`;
+  ctx.skip();
+}
+
 export function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -76,18 +89,41 @@ export interface Netns {
 }
 
 /** A sub-namespace joined to the test namespace by a veth pair: hostAddr on our side, nsAddr inside. */
-export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24): Netns {
-  const name = uniqueName('ldns');
+export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24, opts: { name?: string } = {}): Netns {
+  const { name, inner, outer } = plugged(opts.name, (o) => {
+    ip('addr', 'add', `${hostAddr}/${prefixLen}`, 'dev', o);
+    ip('link', 'set', o, 'up');
+  });
+  ip('-n', name, 'addr', 'add', `${nsAddr}/${prefixLen}`, 'dev', inner);
+  return handle(name, outer);
+}
+
+/**
+ * A sub-namespace on a bridge of the test namespace: one veth whose inner end `dev` carries the
+ * addresses (with prefix; IPv6 without duplicate address detection), the outer end a bridge port.
+ */
+export function bridgedNamespace(bridge: string, addresses: string[]): Netns & { dev: string } {
+  const { name, inner, outer } = plugged(undefined, (o) => ip('link', 'set', o, 'master', bridge, 'up'));
+  for (const a of addresses) ip('-n', name, 'addr', 'add', a, 'dev', inner, ...(a.includes(':') ? ['nodad'] : []));
+  return { ...handle(name, outer), dev: inner };
+}
+
+/** A new namespace with lo up and the inner end of a veth, up; `attach` sets up the outer end here. */
+function plugged(given: string | undefined, attach: (outer: string) => void): { name: string; inner: string; outer: string } {
+  const name = given ?? uniqueName('ldns');
   const outer = uniqueName('vo');
   const inner = uniqueName('vi');
   ip('netns', 'add', name);
   ip('link', 'add', outer, 'type', 'veth', 'peer', 'name', inner);
   ip('link', 'set', inner, 'netns', name);
-  ip('addr', 'add', `${hostAddr}/${prefixLen}`, 'dev', outer);
-  ip('link', 'set', outer, 'up');
+  attach(outer);
   ip('-n', name, 'link', 'set', 'lo', 'up');
-  ip('-n', name, 'addr', 'add', `${nsAddr}/${prefixLen}`, 'dev', inner);
   ip('-n', name, 'link', 'set', inner, 'up');
+  return { name, inner, outer };
+}
+
+/** Runs commands in namespace `name`; dispose kills them and removes the namespace and its veth. */
+function handle(name: string, outer: string): Netns {
   const children: ChildProcess[] = [];
   return {
     name,
@@ -101,6 +137,33 @@ export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24):
       for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
       sh('ip', ['link', 'del', outer], { allowFail: true });
       sh('ip', ['netns', 'del', name], { allowFail: true });
+    },
+  };
+}
+
+export interface Capture {
+  file: string;
+  /** Ends the capture (SIGINT, so dumpcap finishes the file) and waits for dumpcap to exit. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** dumpcap on an interface of this namespace ('any' for all) with a capture filter; resolves once it captures. */
+export async function startCapture(iface: string, file: string, filter: string): Promise<Capture> {
+  const child = spawn('dumpcap', ['-i', iface, '-w', file, '-f', filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('Capturing on')) resolve();
+    });
+    child.once('exit', () => reject(new Error(`dumpcap exited: ${err}`)));
+  });
+  return {
+    file,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
     },
   };
 }
