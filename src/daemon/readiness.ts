@@ -5,25 +5,25 @@
 //
 // The datagram itself goes out through a `notify(message)` function: Node has no unix datagram
 // sockets, the native addon sends it. Without $NOTIFY_SOCKET there is no service manager to tell.
+import { addonStatus, sdNotify } from '../addon';
 import { filter, firstValueFrom, merge, scan, takeWhile, timer, map, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
-import type { FailoverReport } from '../failover';
+import { plural, type FailoverReport } from '../failover';
 import { netlink, readLocalAddresses, type AddressEvent } from '../watch';
 import type { StatusReport } from './protocol';
-import { plural } from '../failover';
 
 /** Sends one sd_notify message (newline-separated KEY=VALUE lines); false when it could not. */
 export type SdNotify = (message: string) => boolean;
 
-/** The addon's sd_notify when $NOTIFY_SOCKET asks for one; undefined when nobody listens. */
+/** The addon's sd_notify when $NOTIFY_SOCKET asks for one; undefined when nobody listens (or the addon cannot send). */
 export function systemdNotify(log: Logger, env: NodeJS.ProcessEnv = process.env): SdNotify | undefined {
   if (!env.NOTIFY_SOCKET) return undefined;
-  // The addon gains sdNotify(message) (src/addon/files.ts); until a build has it, say so once.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const addon = require('../addon') as { sdNotify?: SdNotify };
-  if (typeof addon.sdNotify === 'function') return addon.sdNotify;
-  log.warn({ notifySocket: env.NOTIFY_SOCKET }, 'NOTIFY_SOCKET is set but this build cannot send sd_notify messages: the service manager will not see READY=1');
-  return undefined;
+  const addon = addonStatus();
+  if (!addon.available) {
+    log.warn({ notifySocket: env.NOTIFY_SOCKET, reason: addon.reason }, `NOTIFY_SOCKET is set but the native addon cannot send sd_notify messages (${addon.reason}): the service manager will not see READY=1`);
+    return undefined;
+  }
+  return (message) => sdNotify(message, env.NOTIFY_SOCKET);
 }
 
 /** One line for `systemctl status`: what is served, locks, hosts, graces. */

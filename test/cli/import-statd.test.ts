@@ -11,7 +11,7 @@ import { RpcClient } from '../../src/rpc';
 import { NSM_PROGRAM, NSM_VERSION, SM_MON, STAT_SUCC, decodeSmStatRes, encodeMon, readNfsUtilsStateDir } from '../../src/nsm';
 import type { MonitorView, StatusReport } from '../../src/daemon/protocol';
 import { hasCommand, requireNamespaceRoot, startRpcbind, testInterface } from '../support/netns';
-import { REPO, ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
+import { REPO, ensureBuilt, listing, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 
 const VIP = '10.84.0.1';
 const STATD_PORT = 40480;
@@ -117,7 +117,7 @@ describe('cli: lockdrop import-statd on records of the real rpc.statd', function
     nic = testInterface([VIP]);
     d = spawnDaemon(['--state-dir', stateDir, '--address', VIP, '--sources', 'netlink,poll']);
     await d.started();
-    const monitors = d.ctl(['monitors', '--ip', VIP, '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as MonitorView);
+    const monitors = listing<MonitorView>(d.ctl(['monitors', '--ip', VIP, '--json']).stdout);
     assert.deepEqual(monitors.map((m) => `${m.host}@${m.address}`).sort(), ['10.84.0.11@10.84.0.11', '10.84.0.12@10.84.0.12', '10.84.0.14@10.84.0.14', 'client-c@10.84.0.13']);
     const arrived = await d.waitLog((l) => l.address === VIP && / arrived: /.test(l.msg));
     assert.ok((arrived.state as number) > theirState && (arrived.state as number) % 2 === 1, `state ${arrived.state} after rpc.statd's ${theirState}`);

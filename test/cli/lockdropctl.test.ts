@@ -8,7 +8,7 @@ import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
 import type { LockView, StatusReport } from '../../src/daemon/protocol';
 import { requireNamespaceRoot, sh, testInterface, uniqueName } from '../support/netns';
-import { LOCKDROPCTL, ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
+import { LOCKDROPCTL, ensureBuilt, listing, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 
 const fh = (fsid: number, ino: number) => Buffer.from(`01000101${Buffer.from(Uint32Array.of(fsid).buffer).toString('hex')}${Buffer.from(Uint32Array.of(ino, 1).buffer).toString('hex')}`, 'hex');
 
@@ -107,7 +107,7 @@ describe('cli: lockdropctl and the control socket', function () {
 
   it('monitors: the hosts monitored through each server address', () => {
     // A listing is one JSON object per line, as `locks --json`.
-    const m = d.ctl(['monitors', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { server: string; host: string });
+    const m = listing<{ server: string; host: string }>(d.ctl(['monitors', '--json']).stdout);
     assert.deepEqual(m.map((x) => `${x.host} via ${x.server}`).sort(), ['alpha via 127.0.0.1', 'beta via 127.0.0.1']);
     assert.match(d.ctl(['monitors', '--ip', '127.0.0.1']).stdout, /SERVER\s+HOST\s+ADDRESS\s+STATE/);
   });

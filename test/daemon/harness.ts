@@ -132,3 +132,6 @@ export function spawnDaemon(args: string[] = [], opts: { dir?: string; config?: 
 }
 
 export const modeOf = (p: string): number => statSync(p).mode & 0o777;
+
+/** A `--json` listing (locks, monitors): one JSON object per line, nothing for none. */
+export const listing = <T>(stdout: string): T[] => stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T);

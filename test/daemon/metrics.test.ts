@@ -44,8 +44,9 @@ function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, 
         pos = re.lastIndex;
       }
     }
-    const value = m[4] === '+Inf' ? Infinity : m[4] === '-Inf' ? -Infinity : Number(m[4]);
-    assert.ok(!Number.isNaN(value) || m[4] === 'NaN', `line ${i + 1}: bad value ${m[4]}`);
+    // Prometheus reads values with Go's ParseFloat: NaN and Inf in any case (prom-client writes "Nan").
+    const value = /^\+?inf$/i.test(m[4]!) ? Infinity : /^-inf$/i.test(m[4]!) ? -Infinity : Number(m[4]);
+    assert.ok(!Number.isNaN(value) || /^nan$/i.test(m[4]!), `line ${i + 1}: bad value ${m[4]}`);
     const family = m[1]!.replace(/_(bucket|sum|count)$/, '');
     assert.ok(types.has(m[1]!) || types.has(family), `line ${i + 1}: ${m[1]} has no TYPE`);
     samples.push({ name: m[1]!, labels, value });

@@ -18,7 +18,7 @@ describe('lockdrop demo', function () {
     const labProcesses = (): string[] => sh('ps', ['-eo', 'pid=,args=']).split('\n').filter((l) => /lockdrop-demo-|client-host\.js|rpcbind -f -w/.test(l));
     const earlier = new Set(labProcesses());
     const { stdout } = await run(process.execPath, [path.join(REPO, 'bin', 'lockdrop'), 'demo', '--locks', '12', '--grace', '30'], { timeout: 170_000 });
-    assert.match(stdout, /10\.77\.0\.100 removed by ip\[\d+\]: dropped 12 locks of 1 clients in [\d.]+ ms/);
+    assert.match(stdout, /10\.77\.0\.100 removed by ip\[\d+\]: dropped 12 locks of 1 client in [\d.]+ ms/);
     assert.match(stdout, /c2 meanwhile takes a new lock through 10\.77\.0\.101: granted/);
     assert.match(stdout, /c1 got SM_NOTIFY from 10\.77\.0\.100/);
     assert.match(stdout, /c1 reclaimed 12 of 12 locks on the takeover node/);
