@@ -2,15 +2,15 @@
 // with the process), files on that tmpfs with their knfsd handles, and the files part over the
 // export exactly as lockdropd opens it (openDaemonFiles: RLIMIT_NOFILE raised, the budget).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addonStatus } from '../src/addon';
+import { nameToHandle } from '../src/addon/files';
 import { validateConfig } from '../src/daemon/config';
 import { openDaemonFiles } from '../src/daemon/files';
-import { ExportsTable } from '../src/exports';
+import { ExportsTable, knfsdHandle } from '../src/exports';
 import type { ExportedFiles } from '../src/files';
-import { knfsdHandle, makeFile } from '../test/files/support';
 
 const INSIDE = 'LOCKDROP_BENCH_NS';
 
@@ -60,7 +60,11 @@ export function tmpfsExport(fsid = 7): BenchExport {
     fsid,
     exports,
     files,
-    handles: (prefix, count) => Array.from({ length: count }, (_, i) => knfsdHandle(makeFile(dir, `${prefix}${i}`, 0), fsid)),
+    handles: (prefix, count) => Array.from({ length: count }, (_, i) => {
+      const path = join(dir, `${prefix}${i}`);
+      writeFileSync(path, '');
+      return knfsdHandle(fsid, nameToHandle(path));
+    }),
   };
 }
 
