@@ -1,10 +1,11 @@
-// lockdrop: the umbrella command. `lockdrop demo` runs the failover demo (src/demo);
+// lockdrop: the umbrella command. `lockdrop demo` runs the failover demo (src/demo), `lockdrop
+// demo --active-active` the scene of two nodes serving one directory;
 // `lockdrop record --out FILE` records the kernel's address notifications as a pcap trace
 // (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read.
 import { Command } from 'commander';
 import { positive, runCommand } from './args';
 import { openRtnetlink } from '../addon';
-import { runDemo } from '../demo';
+import { runActiveActiveDemo, runDemo } from '../demo';
 import { recordTrace } from '../watch/record';
 
 export function buildProgram(): Command {
@@ -16,9 +17,12 @@ export function buildProgram(): Command {
     .option('--grace <seconds>', 'grace period on the takeover node', positive)
     .option('--locks <n>', 'locks each client takes', positive)
     .option('--plain-ip', 'move the address with ip addr del/add even when IPaddr2 is installed')
+    .option('--active-active', 'instead: two nodes serve one directory through their own addresses; a drop on one lets the other\'s waiter in')
     .exitOverride()
-    .action(async (o: { grace?: number; locks?: number; plainIp?: boolean }) => {
-      const r = await runDemo({ graceSeconds: o.grace, locksPerClient: o.locks, plainIp: o.plainIp });
+    .action(async (o: { grace?: number; locks?: number; plainIp?: boolean; activeActive?: boolean }) => {
+      const r = o.activeActive
+        ? await runActiveActiveDemo({ plainIp: o.plainIp })
+        : await runDemo({ graceSeconds: o.grace, locksPerClient: o.locks, plainIp: o.plainIp });
       if (r.leftovers.length) process.exitCode = 1;
     });
 
