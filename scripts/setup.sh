@@ -19,6 +19,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 fi
 
+# The kernel-client VM test (test/vm): QEMU, busybox, NFS-Ganesha and Debian's kernel, unpacked.
+bash test/vm/setup.sh || echo "setup: test/vm/setup.sh failed; the VM test will say what it lacks" >&2
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

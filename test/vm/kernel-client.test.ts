@@ -1,0 +1,367 @@
+// The Linux kernel's NFS client (its lockd, the host's rpc.statd) through a lockdrop failover:
+// Debian bookworm's kernel in QEMU on a bridge with two server nodes, each running NFS-Ganesha
+// (NFSv3 + MOUNT, Enable_NLM = false) and lockdropd (NLM + statd) on one shared export, and a
+// userspace NLM client as another host. Every scene asserts what the guest's processes see and
+// what lockdropctl shows; the bridge's traffic is captured and must have no malformed frame.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, createWriteStream, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Lab, JsonLines, type LabHost } from '../../src/demo/lab';
+import type { LockView, StatusReport } from '../../src/daemon/protocol';
+import { sh } from '../support/netns';
+import { startGanesha } from './ganesha';
+import { Agent, Guest, REPO, buildInitramfs, findKernel, whyNotRunnable, type GuestOptions, type Holder, type Kernel } from './vm';
+
+const SUBNET = '10.79.0';
+const VIP = `${SUBNET}.100`;
+/** A's and B's addresses that never move. */
+const A2 = `${SUBNET}.101`;
+const B2 = `${SUBNET}.102`;
+const GUEST_ADDR = `${SUBNET}.21`;
+const GUEST_NAME = 'vmclient';
+const OTHER_NAME = 'otherhost';
+const EXPORT_ID = 77;
+/** Long enough never to end by itself during a scene: scenes end it with lockdropctl. */
+const GRACE_S = 120;
+
+type Json = Record<string, any>;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Node { host: LabHost; control: string; log: JsonLines; child: ChildProcess }
+
+/** Polls until check() returns a value (not undefined), or throws what it last saw. */
+async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs: number, everyMs = 200): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Settles with the promise's value, or 'pending' if it has not settled within ms. */
+const within = <T>(p: Promise<T>, ms: number): Promise<T | 'pending'> => Promise.race([p, sleep(ms).then(() => 'pending' as const)]);
+
+describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', function () {
+  this.timeout(120_000);
+  let lab: Lab;
+  let work: string;
+  let kernel: Kernel;
+  let initrd: string;
+  let exportDir: string;
+  let guest: Guest | undefined;
+  let guestOpts: GuestOptions;
+  let other: JsonLines;
+  let otherSeq = 0;
+  let capture: ChildProcess | undefined;
+  let pcap: string;
+  const nodes: Record<'a' | 'b', Node> = {} as Record<'a' | 'b', Node>;
+  let broken: string | undefined;
+  let failed = false;
+  let fh: string;
+  const holders: Record<string, Holder> = {};
+  /** The svid the kernel gave each holder's lock owner, as lockdropctl shows it. */
+  const svids: Record<string, number> = {};
+  const timings: Json = {};
+
+  const ctl = <T = unknown>(n: 'a' | 'b', args: string[]): T => lab.ctl<T>(nodes[n].host, nodes[n].control, args);
+  /** `lockdropctl locks --json` prints one object per line. */
+  const locks = (n: 'a' | 'b', ip?: string): LockView[] =>
+    lab.exec(nodes[n].host, process.execPath, [path.join(REPO, 'bin', 'lockdropctl'), 'locks', '--json', '--control', nodes[n].control, ...(ip ? ['--ip', ip] : [])])
+      .split('\n').filter(Boolean).map((l) => JSON.parse(l) as LockView);
+  const guestLocks = (n: 'a' | 'b', ip?: string): LockView[] => locks(n, ip).filter((l) => l.callerName === GUEST_NAME);
+  const ranges = (ls: LockView[]): string[] => ls.map((l) => `${l.server} ${l.offset}+${l.length}${l.exclusive ? ' w' : ' r'}`).sort();
+  const otherDo = async (r: Json, timeoutMs = 15_000): Promise<string> => {
+    const id = ++otherSeq;
+    other.send({ id, server: VIP, fh, svid: 7, ...r });
+    const reply = await other.wait(`${OTHER_NAME} ${r.do}`, (j) => j.id === id, timeoutMs);
+    return reply.status as string;
+  };
+  const addr = (n: 'a' | 'b', op: 'add' | 'del', a: string): void => void lab.exec(nodes[n].host, 'ip', ['addr', op, `${a}/24`, 'dev', 'eth0']);
+
+  /** A scene runs only while the ones before it passed: each builds on the last. */
+  const scene = (title: string, fn: (this: Mocha.Context) => Promise<void>): void => {
+    it(title, async function () {
+      if (broken) {
+        process.stdout.write(`      (not run: the scene "${broken}" failed)\n`);
+        this.skip();
+      }
+      try {
+        await fn.call(this);
+      } catch (err) {
+        broken = title;
+        failed = true;
+        throw err;
+      }
+    });
+  };
+
+  before(async function () {
+    this.timeout(240_000);
+    const why = whyNotRunnable();
+    if (why) {
+      process.stdout.write(`    the VM test cannot run here: ${why}\n`);
+      this.skip();
+    }
+    failed = true; // until the lab is up: a failing setup keeps its logs too
+    kernel = findKernel() as Kernel;
+    work = mkdtempSync(path.join(tmpdir(), 'lockdrop-vm-'));
+    initrd = path.join(work, 'initrd.cpio');
+    buildInitramfs(kernel, initrd);
+    exportDir = path.join(work, 'export');
+    mkdirSync(exportDir);
+    writeFileSync(path.join(exportDir, 'data'), Buffer.alloc(4096));
+    writeFileSync(path.join(exportDir, 'other'), Buffer.alloc(4096));
+
+    lab = new Lab(`ldvm${process.pid % 1000}`, SUBNET);
+    await lab.start();
+    pcap = path.join(work, 'bridge.pcapng');
+    capture = spawn('ip', ['netns', 'exec', lab.bridgeNetns, 'tshark', '-q', '-i', 'br0', '-w', pcap], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await until('tshark capturing on the bridge', () => (existsSync(pcap) ? true : undefined), 20_000);
+    const a = await lab.addHost('a', 1);
+    const b = await lab.addHost('b', 2);
+    const c = await lab.addHost('c', 11);
+    lab.exec(a, 'ip', ['addr', 'add', `${VIP}/24`, 'dev', 'eth0']);
+    lab.exec(a, 'ip', ['addr', 'add', `${A2}/24`, 'dev', 'eth0']);
+    lab.exec(b, 'ip', ['addr', 'add', `${B2}/24`, 'dev', 'eth0']);
+
+    // The moving address's NSM records are on "shared storage": one folder both nodes see.
+    const shared = path.join(work, 'shared', VIP);
+    mkdirSync(shared, { recursive: true });
+    for (const [name, host] of [['a', a], ['b', b]] as const) {
+      const dir = path.join(work, name);
+      mkdirSync(dir, { mode: 0o700 });
+      symlinkSync(shared, path.join(dir, VIP));
+      await startGanesha(lab, host, path.join(dir, 'ganesha'), { id: EXPORT_ID, path: exportDir });
+      const log = createWriteStream(path.join(dir, 'lockdropd.log'));
+      const d = lab.startDaemon(host, dir, {
+        grace: GRACE_S, addresses: [`${VIP}/32`, `${A2}/32`, `${B2}/32`], pollInterval: 1, notify: { timeout: 30 },
+        exports: [{ path: exportDir }],
+      }, (j) => void log.write(`${JSON.stringify(j)}\n`), (line) => void log.write(`stderr: ${line}\n`));
+      nodes[name] = { host, ...d };
+    }
+    for (const n of Object.values(nodes)) await lab.waitForControl(n.host, n.control);
+
+    const otherChild = lab.spawn(c, process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'other-host.ts'), OTHER_NAME, c.address]);
+    let otherErr = '';
+    otherChild.stderr!.setEncoding('utf8').on('data', (t: string) => (otherErr += t));
+    other = new JsonLines(otherChild);
+    await other.wait(`${OTHER_NAME} ready`, (j) => j.id === 0, 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}: ${otherErr}`);
+    });
+
+    const nfsState = path.join(work, 'guest-nfs-state');
+    mkdirSync(nfsState);
+    guestOpts = {
+      kernel, initrd, netns: lab.bridgeNetns, bridge: 'br0', tap: 'tapvm0', mac: '52:54:00:4c:44:15', hostname: GUEST_NAME,
+      address: `${GUEST_ADDR}/24`, server: VIP, exportPath: exportDir, nfsState, workDir: work,
+    };
+    const t0 = Date.now();
+    guest = await Guest.boot(guestOpts);
+    timings.bootMs = Date.now() - t0;
+    timings.accel = guest.accel;
+    failed = false;
+    process.stdout.write(`    guest booted under ${guest.accel.toUpperCase()} in ${(timings.bootMs / 1000).toFixed(1)} s${guest.accel === 'tcg' ? ` (KVM: ${Guest.kvmVerdict})` : ''}\n`);
+  });
+
+  after(async function () {
+    this.timeout(60_000);
+    await cleanup();
+    if (work && !failed) rmSync(work, { recursive: true, force: true });
+    else if (work) process.stdout.write(`    logs kept in ${work}\n`);
+  });
+
+  let cleaned = false;
+  async function cleanup(): Promise<void> {
+    if (cleaned) return;
+    cleaned = true;
+    await guest?.crash();
+    if (capture && capture.exitCode === null) {
+      const done = new Promise((r) => capture!.once('exit', r));
+      capture.kill('SIGINT');
+      await within(done, 10_000);
+      if (capture.exitCode === null) capture.kill('SIGKILL');
+    }
+    await lab?.dispose();
+  }
+
+  scene("an fcntl lock from the guest lands on node A, with the VIP as its server address", async () => {
+    const g = guest!.agent;
+    holders.h1 = await g.holder('h1', '/mnt/nfs/data');
+    assert.equal(await holders.h1.lock(0, 100), 'ok');
+    const mine = guestLocks('a');
+    assert.deepEqual(ranges(mine), [`${VIP} 0+100 w`]);
+    // Linux's svid is a pseudo-pid its lockd numbers per server (__nlm_alloc_pid), not the pid.
+    svids.h1 = mine[0]!.svid;
+    assert.equal(mine[0]!.clientAddress, GUEST_ADDR);
+    assert.deepEqual(guestLocks('b'), [], 'node B holds nothing');
+    fh = mine[0]!.fh;
+  });
+
+  scene('a lock another client host holds is EAGAIN in the guest', async () => {
+    assert.equal(await otherDo({ do: 'lock', offset: 200, length: 100 }), 'granted');
+    // Through A's other address, on another range: it must survive the VIP's move.
+    assert.equal(await otherDo({ do: 'lock', server: A2, offset: 5000, length: 10, svid: 8 }), 'granted');
+    assert.equal(await holders.h1!.lock(200, 100), 'err EAGAIN');
+    assert.match(await holders.h1!.test(250, 10), /^ok held w 200 100 /, 'F_GETLK names the other host\'s range');
+  });
+
+  scene("the guest's F_SETLKW behind that lock is granted by lockdrop's GRANTED to the kernel", async () => {
+    holders.h2 = await guest!.agent.holder('h2', '/mnt/nfs/data');
+    const waiting = holders.h2.lock(200, 100, { wait: true, timeoutMs: 60_000 });
+    assert.equal(await within(waiting, 1_500), 'pending', 'F_SETLKW waits');
+    await until('the kernel\'s blocked request on node A', () => (ctl<StatusReport>('a', ['status']).blocked === 1 ? true : undefined), 10_000);
+    assert.equal(await otherDo({ do: 'unlock', offset: 200, length: 100 }), 'granted');
+    const t = Date.now();
+    assert.equal(await waiting, 'ok');
+    timings.grantedMs = Date.now() - t;
+    assert.deepEqual(ranges(guestLocks('a')), [`${VIP} 0+100 w`, `${VIP} 200+100 w`]);
+    svids.h2 = guestLocks('a').find((l) => l.offset === '200')!.svid;
+    assert.notEqual(svids.h2, svids.h1, 'two processes are two lock owners');
+  });
+
+  scene('the VIP moves from A to B: A drops exactly the guest\'s locks, B notifies, the kernel reclaims', async () => {
+    const markA = nodes.a.log.count;
+    addr('a', 'del', VIP);
+    const drop = await nodes.a.log.wait(`A's drop of ${VIP}`, (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 15_000, markA);
+    assert.equal(drop.locks, 2, "A dropped the guest's two locks");
+    assert.deepEqual(guestLocks('a'), []);
+    assert.deepEqual(ranges(locks('a')), [`${A2} 5000+10 w`], "the other host's lock through A's other address stays");
+
+    const markB = nodes.b.log.count;
+    timings.addedAt = Date.now();
+    addr('b', 'add', VIP);
+    const back = await until('the guest\'s locks reclaimed on B', () => {
+      const l = guestLocks('b', VIP);
+      return l.length === 2 ? l : undefined;
+    }, 30_000, 50);
+    timings.reclaimedSeenMs = Date.now() - timings.addedAt;
+    assert.deepEqual(ranges(back), [`${VIP} 0+100 w`, `${VIP} 200+100 w`]);
+    assert.deepEqual(back.map((l) => `${l.offset}:${l.svid}`).sort(), [`0:${svids.h1}`, `200:${svids.h2}`], 'reclaimed by the same owners');
+    const notified = await nodes.b.log.wait('B notify done', (j) => j.msg === 'nsm: notify done' && j.serverAddress === VIP, 30_000, markB);
+    assert.ok(notified.notified >= 1, 'B notified the guest');
+    const status = ctl<StatusReport>('b', ['status']).addresses.find((x) => x.address === VIP)!;
+    assert.ok(status.grace, "B's grace for the VIP is running");
+
+    // The guest's processes still hold their locks, and the other host is refused them.
+    const procLocks = (await guest!.agent.sh('cat /proc/locks')).out;
+    for (const h of [holders.h1!, holders.h2!]) assert.match(procLocks, new RegExp(`POSIX +ADVISORY +WRITE +${h.pid} `), `${h.name} still holds its lock`);
+    assert.equal(await otherDo({ do: 'lock', offset: 0, length: 100, reclaim: true }), 'denied', 'a conflicting reclaim is refused');
+  });
+
+  scene("a new lock during B's grace waits for it while B's other address grants at once", async () => {
+    const g = guest!.agent;
+    holders.h3 = await g.holder('h3', '/mnt/nfs/new');
+    const waiting = holders.h3.lock(0, 10, { timeoutMs: 60_000 });
+    assert.equal((await g.sh(`mkdir -p /mnt/b2 && mount -t nfs -o vers=3,proto=tcp,mountproto=tcp ${B2}:${exportDir} /mnt/b2`, 60_000)).rc, 0);
+    holders.h4 = await g.holder('h4', '/mnt/b2/other');
+    const t = Date.now();
+    assert.equal(await holders.h4.lock(0, 10), 'ok');
+    timings.otherAddressMs = Date.now() - t;
+    assert.ok(timings.otherAddressMs < 3_000, `a lock through ${B2} is granted at once (${timings.otherAddressMs} ms)`);
+    assert.deepEqual(ranges(guestLocks('b', B2)), [`${B2} 0+10 w`]);
+    assert.equal(await within(waiting, 1_000), 'pending', "the new lock through the VIP waits for B's grace");
+    ctl('b', ['grace', 'end', '--ip', VIP]);
+    const ended = Date.now();
+    // Linux retries a lock refused for grace every 5 s (NLMCLNT_GRACE_WAIT).
+    assert.equal(await waiting, 'ok');
+    timings.afterGraceMs = Date.now() - ended;
+    assert.deepEqual(ranges(guestLocks('b', VIP)), [`${VIP} 0+10 w`, `${VIP} 0+100 w`, `${VIP} 200+100 w`]);
+    assert.equal(await otherDo({ do: 'lock', offset: 0, length: 100 }), 'denied', 'after grace the guest\'s lock still refuses the other host');
+  });
+
+  scene('failback: the VIP returns to A and the guest reclaims there', async () => {
+    const markB = nodes.b.log.count;
+    addr('b', 'del', VIP);
+    const drop = await nodes.b.log.wait(`B's drop of ${VIP}`, (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 15_000, markB);
+    assert.equal(drop.locks, 3);
+    assert.deepEqual(ranges(guestLocks('b')), [`${B2} 0+10 w`], "B keeps the lock through its own address");
+    addr('a', 'add', VIP);
+    const back = await until('the guest\'s locks reclaimed on A', () => {
+      const l = guestLocks('a', VIP);
+      return l.length === 3 ? l : undefined;
+    }, 30_000, 50);
+    assert.deepEqual(ranges(back), [`${VIP} 0+10 w`, `${VIP} 0+100 w`, `${VIP} 200+100 w`]);
+    ctl('a', ['grace', 'end', '--ip', VIP]);
+    assert.equal(await otherDo({ do: 'lock', offset: 200, length: 100 }), 'denied');
+  });
+
+  scene('the guest reboots: its sm-notify tells both servers, and its locks are released', async function () {
+    this.timeout(180_000);
+    await guest!.crash();
+    // Dead, not rebooted yet: the servers still hold what it had.
+    assert.equal(guestLocks('a').length, 3);
+    assert.equal(guestLocks('b').length, 1);
+    const markA = nodes.a.log.count;
+    guest = await Guest.boot(guestOpts);
+    await until('node A released the rebooted guest\'s locks', () => (guestLocks('a').length === 0 ? true : undefined), 30_000);
+    await until('node B released the rebooted guest\'s locks', () => (guestLocks('b').length === 0 ? true : undefined), 30_000);
+    assert.ok(nodes.a.log.count > markA);
+    assert.equal(await otherDo({ do: 'lock', offset: 0, length: 100 }), 'granted', 'the other host gets what the guest held');
+    assert.equal(await otherDo({ do: 'unlock', offset: 0, length: 100 }), 'granted');
+  });
+
+  scene("a host process's fcntl lock on the export conflicts with the guest's NFS lock", async function () {
+    const status = ctl<Json>('a', ['status']);
+    const why = fileLocksInactive(status, exportDir);
+    if (why) {
+      process.stdout.write(`      pending: ${why}\n`);
+      this.skip();
+    }
+    const local = lab.spawn(nodes.a.host, 'perl', [path.join(__dirname, 'guest', 'agent.pl'), '-']);
+    const agent = new Agent((l) => void local.stdin!.write(l), local.stdout!, 'host process on node A');
+    await within(agent.ready, 5_000);
+    const hostHolder = await agent.holder('local', path.join(exportDir, 'data'));
+    assert.equal(await hostHolder.lock(1000, 100), 'ok');
+    const g1 = await guest!.agent.holder('g1', '/mnt/nfs/data');
+    assert.equal(await g1.lock(1000, 100), 'err EAGAIN', "the host's lock refuses the guest");
+    assert.equal(await g1.lock(0, 100), 'ok');
+    assert.equal(await hostHolder.lock(0, 100), 'err EAGAIN', "the guest's NFS lock refuses the host process");
+  });
+
+  // Runs whatever happened before: the cleanup is checked also after a failed scene.
+  it('leaves nothing behind, and the bridge traffic has no malformed frame', async function () {
+    this.timeout(90_000);
+    if (!lab) this.skip();
+    await cleanup();
+    assert.deepEqual(lab.leftovers(), [], 'namespaces left behind');
+    assert.equal(sh('ip', ['link', 'show', 'tapvm0'], { allowFail: true }), '', 'tap left behind');
+    const fields = (filter: string, ...f: string[]): string[][] =>
+      sh('tshark', ['-r', pcap, '-Y', filter, '-T', 'fields', ...f.flatMap((x) => ['-e', x])]).split('\n').filter(Boolean).map((l) => l.split('\t'));
+    assert.deepEqual(fields('_ws.malformed', 'frame.number'), [], 'malformed frames');
+    if (broken) return; // the times below need every scene
+    const granted = fields(`nlm && rpc.msgtyp == 0 && ip.dst == ${GUEST_ADDR} && (nlm.procedure_v4 == 5 || nlm.procedure_v4 == 10)`, 'frame.number');
+    assert.ok(granted.length >= 1, 'lockdrop sent GRANTED to the kernel');
+    const notifies = fields(`stat.procedure_v1 == 6 && rpc.msgtyp == 0 && ip.src == ${VIP} && ip.dst == ${GUEST_ADDR}`, 'frame.time_epoch');
+    assert.ok(notifies.length >= 2, 'SM_NOTIFY from the VIP reached the guest at the failover and the failback');
+    const firstNotify = notifies.map((r) => Number(r[0]) * 1000).find((t) => t >= timings.addedAt);
+    const reclaims = fields(`nlm.reclaim == 1 && rpc.msgtyp == 0 && ip.src == ${GUEST_ADDR} && ip.dst == ${VIP}`, 'frame.time_epoch', 'rpc.xid');
+    const firstReclaims = reclaims.filter((r) => Number(r[0]) * 1000 >= timings.addedAt).slice(0, 2);
+    const replies = fields(`rpc.msgtyp == 1 && nlm.stat == 0 && ip.src == ${VIP} && ip.dst == ${GUEST_ADDR}`, 'frame.time_epoch', 'rpc.xid');
+    const backAt = Math.max(...firstReclaims.map(([, xid]) => Number(replies.find((r) => r[1] === xid)?.[0] ?? NaN) * 1000));
+    assert.ok(firstNotify !== undefined && Number.isFinite(backAt), 'the capture shows the notify and the granted reclaims');
+    timings.notifyMs = firstNotify - timings.addedAt;
+    timings.locksBackMs = backAt - timings.addedAt;
+    process.stdout.write(`      times: ${JSON.stringify(timings)}\n`);
+  });
+});
+
+/**
+ * Why lockdropd does not lock this export's real files (undefined: it does). The status field is
+ * the one the real-file locking work is to add; until it exists the scene is pending, never passed.
+ */
+function fileLocksInactive(status: Json, exportPath: string): string | undefined {
+  const exports = status.exports as Json[] | undefined;
+  if (!Array.isArray(exports)) return 'lockdropd reports no file locking (its status has no exports[] with fileLocks)';
+  const e = exports.find((x) => x.path === exportPath);
+  if (!e) return `lockdropd's status lists no export ${exportPath}`;
+  return e.fileLocks === true ? undefined : `lockdropd does not lock ${exportPath}'s real files (fileLocks: ${String(e.fileLocks)})`;
+}
