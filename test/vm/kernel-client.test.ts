@@ -25,6 +25,7 @@ const OTHER_NAME = 'otherhost';
 const EXPORT_ID = 77;
 /** Long enough never to end by itself during a scene: scenes end it with lockdropctl. */
 const GRACE_S = 120;
+const IPADDR2 = '/usr/lib/ocf/resource.d/heartbeat/IPaddr2';
 
 type Json = Record<string, any>;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -71,6 +72,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   /** The svid the kernel gave each holder's lock owner, as lockdropctl shows it. */
   const svids: Record<string, number> = {};
   const timings: Json = {};
+  const moves: { node: string; ipaddr2Ms: number; arrivedAt: number; reclaims: number }[] = [];
 
   const ctl = <T = unknown>(n: 'a' | 'b', args: string[]): T => lab.ctl<T>(nodes[n].host, nodes[n].control, args);
   /** `lockdropctl locks --json` prints one object per line. */
@@ -85,7 +87,22 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     const reply = await other.wait(`${OTHER_NAME} ${r.do}`, (j) => j.id === id, timeoutMs);
     return reply.status as string;
   };
-  const addr = (n: 'a' | 'b', op: 'add' | 'del', a: string): void => void lab.exec(nodes[n].host, 'ip', ['addr', op, `${a}/24`, 'dev', 'eth0']);
+  /**
+   * Moves the VIP as a cluster does, with resource-agents' IPaddr2: its start sends gratuitous
+   * ARP, without which the guest keeps sending to the old node's MAC (a bare `ip addr add` on
+   * failback leaves the guest unreachable from the VIP until its neighbour entry goes stale).
+   */
+  const vip = (n: 'a' | 'b', op: 'start' | 'stop'): void => void lab.exec(nodes[n].host, IPADDR2, [op],
+    { ...process.env, OCF_ROOT: '/usr/lib/ocf', OCF_RESKEY_ip: VIP, OCF_RESKEY_cidr_netmask: '24', OCF_RESKEY_nic: 'eth0' });
+
+  /** Adds the VIP on a node; notes when its lockdropd saw it arrive, for the times at the end. */
+  const moveIn = async (n: 'a' | 'b', mark: number, reclaims: number): Promise<void> => {
+    const started = Date.now();
+    vip(n, 'start');
+    const ipaddr2Ms = Date.now() - started;
+    const arrived = await nodes[n].log.wait(`${VIP} arriving on ${n}`, (j) => j.address === VIP && /arrived/.test(j.msg), 10_000, mark);
+    moves.push({ node: n, ipaddr2Ms, arrivedAt: Date.parse(arrived.time), reclaims });
+  };
 
   /** A scene runs only while the ones before it passed: each builds on the last. */
   const scene = (title: string, fn: (this: Mocha.Context) => Promise<void>): void => {
@@ -97,6 +114,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
       try {
         await fn.call(this);
       } catch (err) {
+        if (this.test?.isPending()) throw err; // a scene reported pending is no failure
         broken = title;
         failed = true;
         throw err;
@@ -129,7 +147,6 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     const a = await lab.addHost('a', 1);
     const b = await lab.addHost('b', 2);
     const c = await lab.addHost('c', 11);
-    lab.exec(a, 'ip', ['addr', 'add', `${VIP}/24`, 'dev', 'eth0']);
     lab.exec(a, 'ip', ['addr', 'add', `${A2}/24`, 'dev', 'eth0']);
     lab.exec(b, 'ip', ['addr', 'add', `${B2}/24`, 'dev', 'eth0']);
 
@@ -149,6 +166,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
       nodes[name] = { host, ...d };
     }
     for (const n of Object.values(nodes)) await lab.waitForControl(n.host, n.control);
+    vip('a', 'start');
 
     const otherChild = lab.spawn(c, process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'other-host.ts'), OTHER_NAME, c.address]);
     let otherErr = '';
@@ -175,7 +193,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   after(async function () {
     this.timeout(60_000);
     await cleanup();
-    if (work && !failed) rmSync(work, { recursive: true, force: true });
+    if (work && !failed && !process.env.LOCKDROP_VM_KEEP) rmSync(work, { recursive: true, force: true });
     else if (work) process.stdout.write(`    logs kept in ${work}\n`);
   });
 
@@ -230,24 +248,22 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
 
   scene('the VIP moves from A to B: A drops exactly the guest\'s locks, B notifies, the kernel reclaims', async () => {
     const markA = nodes.a.log.count;
-    addr('a', 'del', VIP);
+    vip('a', 'stop');
     const drop = await nodes.a.log.wait(`A's drop of ${VIP}`, (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 15_000, markA);
     assert.equal(drop.locks, 2, "A dropped the guest's two locks");
     assert.deepEqual(guestLocks('a'), []);
     assert.deepEqual(ranges(locks('a')), [`${A2} 5000+10 w`], "the other host's lock through A's other address stays");
 
     const markB = nodes.b.log.count;
-    timings.addedAt = Date.now();
-    addr('b', 'add', VIP);
+    await moveIn('b', markB, 2);
     const back = await until('the guest\'s locks reclaimed on B', () => {
       const l = guestLocks('b', VIP);
       return l.length === 2 ? l : undefined;
     }, 30_000, 50);
-    timings.reclaimedSeenMs = Date.now() - timings.addedAt;
     assert.deepEqual(ranges(back), [`${VIP} 0+100 w`, `${VIP} 200+100 w`]);
     assert.deepEqual(back.map((l) => `${l.offset}:${l.svid}`).sort(), [`0:${svids.h1}`, `200:${svids.h2}`], 'reclaimed by the same owners');
-    const notified = await nodes.b.log.wait('B notify done', (j) => j.msg === 'nsm: notify done' && j.serverAddress === VIP, 30_000, markB);
-    assert.ok(notified.notified >= 1, 'B notified the guest');
+    const notifying = await nodes.b.log.wait('B notifying', (j) => j.msg === 'nsm: notifying hosts' && j.serverAddress === VIP, 5_000, markB);
+    assert.equal(notifying.hosts, 2, 'B notifies both hosts the shared records name (the guest and the other host)');
     const status = ctl<StatusReport>('b', ['status']).addresses.find((x) => x.address === VIP)!;
     assert.ok(status.grace, "B's grace for the VIP is running");
 
@@ -280,11 +296,11 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
 
   scene('failback: the VIP returns to A and the guest reclaims there', async () => {
     const markB = nodes.b.log.count;
-    addr('b', 'del', VIP);
+    vip('b', 'stop');
     const drop = await nodes.b.log.wait(`B's drop of ${VIP}`, (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 15_000, markB);
     assert.equal(drop.locks, 3);
     assert.deepEqual(ranges(guestLocks('b')), [`${B2} 0+10 w`], "B keeps the lock through its own address");
-    addr('a', 'add', VIP);
+    await moveIn('a', nodes.a.log.count, 3);
     const back = await until('the guest\'s locks reclaimed on A', () => {
       const l = guestLocks('a', VIP);
       return l.length === 3 ? l : undefined;
@@ -300,11 +316,11 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     // Dead, not rebooted yet: the servers still hold what it had.
     assert.equal(guestLocks('a').length, 3);
     assert.equal(guestLocks('b').length, 1);
-    const markA = nodes.a.log.count;
+    const t = Date.now();
     guest = await Guest.boot(guestOpts);
+    timings.rebootMs = Date.now() - t;
     await until('node A released the rebooted guest\'s locks', () => (guestLocks('a').length === 0 ? true : undefined), 30_000);
     await until('node B released the rebooted guest\'s locks', () => (guestLocks('b').length === 0 ? true : undefined), 30_000);
-    assert.ok(nodes.a.log.count > markA);
     assert.equal(await otherDo({ do: 'lock', offset: 0, length: 100 }), 'granted', 'the other host gets what the guest held');
     assert.equal(await otherDo({ do: 'unlock', offset: 0, length: 100 }), 'granted');
   });
@@ -342,14 +358,21 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     assert.ok(granted.length >= 1, 'lockdrop sent GRANTED to the kernel');
     const notifies = fields(`stat.procedure_v1 == 6 && rpc.msgtyp == 0 && ip.src == ${VIP} && ip.dst == ${GUEST_ADDR}`, 'frame.time_epoch');
     assert.ok(notifies.length >= 2, 'SM_NOTIFY from the VIP reached the guest at the failover and the failback');
-    const firstNotify = notifies.map((r) => Number(r[0]) * 1000).find((t) => t >= timings.addedAt);
+    const rebootNotifies = fields(`stat.procedure_v1 == 6 && rpc.msgtyp == 0 && ip.src == ${GUEST_ADDR}`, 'ip.dst', 'stat.mon_id.name');
+    assert.deepEqual([...new Set(rebootNotifies.map((r) => r.join(' ')))].sort(), [`${VIP} ${GUEST_NAME}`, `${B2} ${GUEST_NAME}`], "the rebooted guest's sm-notify told both servers");
+    // Per move: address seen by lockdropd → first SM_NOTIFY to the guest → the last reclaim granted.
     const reclaims = fields(`nlm.reclaim == 1 && rpc.msgtyp == 0 && ip.src == ${GUEST_ADDR} && ip.dst == ${VIP}`, 'frame.time_epoch', 'rpc.xid');
-    const firstReclaims = reclaims.filter((r) => Number(r[0]) * 1000 >= timings.addedAt).slice(0, 2);
     const replies = fields(`rpc.msgtyp == 1 && nlm.stat == 0 && ip.src == ${VIP} && ip.dst == ${GUEST_ADDR}`, 'frame.time_epoch', 'rpc.xid');
-    const backAt = Math.max(...firstReclaims.map(([, xid]) => Number(replies.find((r) => r[1] === xid)?.[0] ?? NaN) * 1000));
-    assert.ok(firstNotify !== undefined && Number.isFinite(backAt), 'the capture shows the notify and the granted reclaims');
-    timings.notifyMs = firstNotify - timings.addedAt;
-    timings.locksBackMs = backAt - timings.addedAt;
+    const ms = (r: string[]): number => Number(r[0]) * 1000;
+    timings.moves = moves.map((m) => {
+      const notify = notifies.map(ms).find((t) => t >= m.arrivedAt);
+      // A call the old node's port reset is sent again with its xid: count each xid once.
+      const xids = [...new Set(reclaims.filter((r) => ms(r) >= m.arrivedAt).map((r) => r[1]))].slice(0, m.reclaims);
+      const answers = xids.map((xid) => replies.find((r) => r[1] === xid && ms(r) >= m.arrivedAt));
+      assert.ok(notify !== undefined && xids.length === m.reclaims && answers.every(Boolean), `the capture shows ${m.node}'s notify and ${m.reclaims} granted reclaims`);
+      const back = Math.max(...answers.map((r) => ms(r!)));
+      return { to: m.node, ipaddr2Ms: m.ipaddr2Ms, notifyMs: +(notify - m.arrivedAt).toFixed(1), locksBackMs: +(back - m.arrivedAt).toFixed(1) };
+    });
     process.stdout.write(`      times: ${JSON.stringify(timings)}\n`);
   });
 });

@@ -45,6 +45,7 @@ export function whyNotRunnable(): string | undefined {
   if (!existsSync(BUSYBOX)) missing.push(`${BUSYBOX} (busybox-static)`);
   if (!existsSync('/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so')) missing.push('NFS-Ganesha FSAL_VFS (nfs-ganesha-vfs)');
   if (!existsSync('/dev/net/tun')) missing.push('/dev/net/tun');
+  if (!existsSync('/usr/lib/ocf/resource.d/heartbeat/IPaddr2')) missing.push("resource-agents' IPaddr2");
   if (missing.length) return `missing: ${missing.join(', ')} (bash test/vm/setup.sh installs them as root)`;
   const k = findKernel();
   return typeof k === 'string' ? k : undefined;
@@ -233,7 +234,7 @@ export class Guest {
     }
     if (kvmVerdict === undefined || kvmVerdict === 'works') {
       const g = await Guest.start(opts, 'kvm', KVM_PROBE_MS).catch((err: Error) => {
-        kvmVerdict = err.message;
+        kvmVerdict = err.message.replace(/\s+/g, ' ');
         return undefined;
       });
       if (g) {

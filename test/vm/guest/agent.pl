@@ -28,7 +28,8 @@ binmode $ch;
 my %holders;    # name -> { pid, pipe }
 
 sub reply { my ($line) = @_; syswrite($ch, "$line\n"); }
-sub errname { my $e = $! + 0; for (keys %!) { return $_ if $!{$_} } return "E$e"; }
+# Aliases (EWOULDBLOCK, EDEADLOCK) name the same numbers: the usual names come first.
+sub errname { my $e = $! + 0; for (qw(EAGAIN EDEADLK), sort keys %!) { return $_ if $!{$_} } return "E$e"; }
 $SIG{CHLD} = 'IGNORE';
 
 # struct flock on x86_64: short l_type, short l_whence, (pad), off_t l_start, off_t l_len, pid_t l_pid, (pad)
