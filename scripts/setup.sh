@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool rpcbind nfs-common tshark iproute2 resource-agents keepalived)
+APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool rpcbind nfs-common tshark iproute2 resource-agents keepalived nfs-ganesha nfs-ganesha-vfs e2fsprogs python3)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

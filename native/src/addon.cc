@@ -1,4 +1,5 @@
-// lockdrop's native addon: rtnetlink sockets and a small loader over libbpf.
+// lockdrop's native addon: rtnetlink sockets, a small loader over libbpf, real files (handles,
+// OFD locks and waits for them) and sd_notify.
 #include "common.h"
 
 namespace lockdrop {
@@ -8,6 +9,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRtnetlink(env, exports);
   InitBpfObject(env, exports);
   InitFeatures(env, exports);
+  InitFiles(env, exports);
+  InitOfdWait(env, exports);
+  InitNotify(env, exports);
   return exports;
 }
 

@@ -36,6 +36,23 @@ export interface NativeAddon {
   mountTracefs(): boolean;
   bpfRunTimeStats(on: boolean): void;
   probeFeatures(fentryFunction?: string): Record<'btf' | 'ringbuf' | 'tracepoint' | 'fentry' | 'kprobe', FeatureAnswer>;
+  // native/src/files.cc and ofd_wait.cc (wrapped by files.ts): results below 0 are -errno.
+  nameToHandle(path: string): { type: number; handle: Buffer; mountId: number };
+  openPath(path: string): number;
+  openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
+  fileType(fd: number): number;
+  closeFd(fd: number): void;
+  ofdSetLock(fd: number, type: 0 | 1 | 2, start: number | bigint, len: number | bigint): number;
+  ofdGetLock(fd: number, type: 0 | 1, start: number | bigint, len: number | bigint): null | { exclusive: boolean; start: number | bigint; len: number | bigint; pid: number };
+  ofdWait(fd: number, type: 0 | 1, start: number | bigint, len: number | bigint, done: (result: number) => void): number;
+  ofdCancelWait(id: number): boolean;
+  ofdCancelAll(): number;
+  setWaitPoolSize(n: number): void;
+  waitPoolStats(): { size: number; busy: number; pending: number };
+  nofileLimit(): { soft: number; hard: number };
+  raiseNofileLimit(): { soft: number; hard: number };
+  // native/src/notify.cc (wrapped by notify.ts)
+  sendNotify(socket: string, message: string): void;
 }
 
 /** The addon cannot be used here; `reason` says why (not built, not Linux, forced off, load error). */

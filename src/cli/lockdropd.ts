@@ -158,7 +158,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   try {
     daemon = await Daemon.start(cfg, log);
   } catch (err) {
-    if (err instanceof StartupError) return fail(err.message, 1, log);
+    if (err instanceof StartupError) return fail(err.message, err.badConfig ? EX_CONFIG : 1, log);
     throw err;
   }
   if (stopRequested) stop(stopRequested);

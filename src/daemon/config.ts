@@ -30,9 +30,13 @@ const exportSchema = z
       .optional(),
     dev: z.string().regex(/^\d+:\d+$/, 'must be "major:minor"').optional(),
     rootIno: z.number().int().min(0).max(0xffffffff).optional(),
+    /** NFS-Ganesha's Export_Id for this path (its handles carry it). */
+    ganeshaExportId: z.number().int().min(0).max(0xffff).optional(),
     fhPrefix: z.array(z.string().regex(/^([0-9a-fA-F]{2})+$/, 'must be hex bytes')).optional(),
     clients: z.array(network).default([]),
     secure: z.boolean().default(true),
+    /** Locks on the real files under path (default); false: in lockdrop's memory only. */
+    fileLocks: z.boolean().default(true),
   })
   .strict();
 
@@ -68,6 +72,18 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * TCP connections to each of NLM and statd. At `max` a new one closes the least recently active
+     * idle connection (as Linux's svc_check_conn_limits); `perPeer` bounds one client address the
+     * same way, so one address cannot crowd everyone else out. Raise `perPeer` for many clients behind one NAT.
+     */
+    connections: z
+      .object({
+        max: z.number().int().positive().default(1024),
+        perPeer: z.number().int().positive().default(64),
+      })
+      .strict()
+      .default({}),
     /** mon_name to send in SM_NOTIFY per server address (default: the address itself). */
     monNames: z
       .record(address, z.string().min(1))
@@ -75,6 +91,11 @@ export const configSchema = z
       // Keys as lookups see them: normalised (`::ffff:a.b.c.d` → `a.b.c.d`, IPv6 in canonical form).
       .transform((m) => Object.fromEntries(Object.entries(m).map(([a, name]) => [normaliseAddress(a), name]))),
     exports: z.array(exportSchema).default([]),
+    /**
+     * Open files allowed for real-file locks (one per owner and file); beyond it a lock is refused
+     * with denied_nolocks. Default: from RLIMIT_NOFILE, raised at start as far as allowed.
+     */
+    maxOpenFiles: z.number().int().positive().nullable().default(null),
     /** Byte order of the host-order words in knfsd handles (the NFS server's CPU). */
     fhByteOrder: z.enum(['little', 'big']).default(endianness() === 'LE' ? 'little' : 'big'),
     /** A handle that maps to no export, while exports are configured: allow or refuse. */
@@ -97,13 +118,20 @@ export const configSchema = z
       if (prior !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['exports', i, 'path'], message: `duplicates exports.${prior}.path` });
       seen.set(e.path, i);
     });
+    const ganesha = new Map<number, number>();
+    c.exports.forEach((e, i) => {
+      if (e.ganeshaExportId === undefined) return;
+      const prior = ganesha.get(e.ganeshaExportId);
+      if (prior !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['exports', i, 'ganeshaExportId'], message: `duplicates exports.${prior}.ganeshaExportId` });
+      ganesha.set(e.ganeshaExportId, i);
+    });
   });
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** Keys SIGHUP applies without a restart; others are reported and wait for the next start. */
-export const RELOADABLE: readonly (keyof Config)[] = ['addresses', 'exports', 'logLevel', 'holdDown', 'fhByteOrder', 'unknownHandles', 'monNames', 'notify', 'grace'];
+export const RELOADABLE: readonly (keyof Config)[] = ['addresses', 'exports', 'maxOpenFiles', 'logLevel', 'holdDown', 'fhByteOrder', 'unknownHandles', 'monNames', 'notify', 'grace'];
 
 export class ConfigError extends Error {
   constructor(

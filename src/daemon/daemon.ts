@@ -17,20 +17,26 @@ import { FailoverController, type FailoverReport } from '../failover';
 import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
 import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
-import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration } from '../rpc';
+import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration, type RpcServerEvent } from '../rpc';
 import { nowMs, type AddressEvent } from '../watch/types';
-import { changedKeys, RELOADABLE, type Config } from './config';
+import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer, type ControlHandlers } from './control';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { Metrics, type DropTrigger } from './metrics';
 import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, StatusReport, WatchEvent } from './protocol';
 import { createAddressWatch, type AddressWatch } from './sources';
+import { checkHandleFormats, exportSpecs, exportsLeaving, openDaemonFiles, type DaemonFiles } from './files';
+import { ExportError } from '../files';
 
 const VERSION: string = (require('../../package.json') as { version: string }).version;
 const LOOPBACK = '127.0.0.1';
 
 export class StartupError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The configuration is at fault (exit 78, EX_CONFIG), not the machine. */
+    readonly badConfig = false,
+  ) {
     super(message);
     this.name = 'StartupError';
   }
@@ -75,6 +81,7 @@ export class Daemon {
     private readonly failover: FailoverController,
     private readonly watch: AddressWatch,
     private readonly metrics: Metrics,
+    private readonly files: DaemonFiles,
   ) {
     this.log = logs.root;
     this.control = new ControlServer({ path: cfg.control, handlers: this.handlers(), log: logs.of('control') });
@@ -94,6 +101,7 @@ export class Daemon {
       return await Daemon.compose(cfg, log, lock, undo);
     } catch (err) {
       for (const f of undo.reverse()) await Promise.resolve(f()).catch(() => undefined);
+      if (err instanceof ExportError) throw new StartupError(err.message, true);
       throw err instanceof StartupError ? err : new StartupError((err as Error).message);
     }
   }
@@ -105,8 +113,9 @@ export class Daemon {
     const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined };
 
     const metrics = new Metrics(() => ref.daemon!.metricsSnapshot());
-    const nlmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
-    const nsmServer = new RpcServer({ onEvent: (e) => metrics.observeRpc(e) });
+    const rpcOptions = { onEvent: (e: RpcServerEvent) => metrics.observeRpc(e), log: logs.of('rpc'), maxConnections: cfg.connections.max, maxConnectionsPerPeer: cfg.connections.perPeer };
+    const nlmServer = new RpcServer(rpcOptions);
+    const nsmServer = new RpcServer(rpcOptions);
     nlmServer.listen({ port: cfg.nlmPort });
     nsmServer.listen({ port: cfg.nsmPort });
     undo.push(() => nlmServer.close(), () => nsmServer.close());
@@ -123,9 +132,13 @@ export class Daemon {
       get notifyConcurrency() { return (ref.daemon?.cfg ?? cfg).notify.concurrency; },
     });
     undo.push(() => nsm.close());
+    // A lock lives on the file too: the table decides, the files part carries it to the kernel.
+    const files = openDaemonFiles(cfg, () => ref.exports, logs.of('files'));
+    undo.push(() => files.files?.setExports([]));
     const table = new LockTable({
       exportOf: (fh) => ref.exports.exportOf(fh),
       onBlockGranted: (g) => ref.nlm?.onBlockGranted(g),
+      locker: files.files,
     });
     const caller = rpcCaller({ machineName: hostname() });
     undo.push(() => caller.close());
@@ -182,7 +195,7 @@ export class Daemon {
     const watch = createAddressWatch(cfg, logs.of('watch'));
     undo.push(() => watch.close());
 
-    const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics);
+    const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics, files);
     ref.daemon = daemon;
     await daemon.control.listen().catch((err: Error) => {
       throw new StartupError(`control socket: ${err.message}`);
@@ -350,7 +363,14 @@ export class Daemon {
       monitors: addresses.reduce((n, a) => n + a.monitors, 0),
       exportGraces,
       globalGrace: iso(globalGrace),
+      files: this.filesStatus(),
     };
+  }
+
+  private filesStatus(): StatusReport['files'] {
+    const f = this.files.files;
+    const s = f?.stats();
+    return { exports: f?.realExports() ?? [], unavailable: this.files.unavailable, open: s?.open ?? 0, waits: s?.waits ?? 0, maxOpen: this.files.maxOpen, budgetRefusals: s?.budgetRefusals ?? 0 };
   }
 
   /** Host keys matching `name@address`, an address, or a caller name. */
@@ -387,6 +407,8 @@ export class Daemon {
       if (this.exports.size > 0 && !this.exports.get(exportId)) throw new Error(`no export ${exportId} is configured (known: ${this.exports.list().map((e) => e.path).join(', ')})`);
       target = `export ${exportId}`;
       counts = this.table.dropByExport(exportId);
+      // Nothing of the export stays open: its filesystem can be unmounted now.
+      this.files.files?.closeExport(exportId);
     }
     const ms = nowMs() - start;
     this.metrics.observeDrop('admin', counts.locks, ms);
@@ -402,7 +424,28 @@ export class Daemon {
     const changed = changedKeys(this.cfg, next);
     const later = changed.filter((k) => !RELOADABLE.includes(k));
     if (changed.includes('exports') || changed.includes('fhByteOrder') || changed.includes('unknownHandles')) {
-      this.exports = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
+      const files = this.files.files;
+      if (!files && next.exports.some((e) => e.fileLocks)) {
+        throw new ConfigError('reload refused', [`exports: ${this.files.unavailable} (or set fileLocks: false)`]);
+      }
+      const table = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
+      try {
+        // Opens the new exports' roots first: a bad one refuses the reload with nothing changed.
+        checkHandleFormats(next);
+        files?.setExports(exportSpecs(next));
+      } catch (err) {
+        if (err instanceof ExportError) throw new ConfigError('reload refused', [`exports: ${err.message}`]);
+        throw err;
+      }
+      this.exports = table;
+      for (const path of exportsLeaving(this.cfg, next)) {
+        const counts = this.table.dropByExport(path);
+        if (counts.locks + counts.shares + counts.blocked) this.log.info({ export: path, ...counts }, `export ${path} removed or changed: dropped ${counts.locks} locks`);
+      }
+    }
+    if (changed.includes('maxOpenFiles') && this.files.files) {
+      this.files.maxOpen = next.maxOpenFiles ?? this.files.maxOpen;
+      this.files.files.setBudget(this.files.maxOpen);
     }
     this.logs.setLevel(next.logLevel);
     this.log.debug({ config: next }, 'new configuration');
@@ -429,6 +472,8 @@ export class Daemon {
       await this.failover.settle();
       this.failover.close();
       this.nlm.close();
+      // The kernel lets go of every lock: the descriptions close (the table's state goes with the process).
+      this.files.files?.setExports([]);
       await this.nsm.close();
       await this.metrics.close();
       this.watchEvents.complete();

@@ -28,6 +28,7 @@ export class Metrics {
 
   private readonly rpcCalls = new Counter({ name: 'lockdrop_rpc_calls_total', help: 'RPC calls answered, by program, procedure and RPC reply status', labelNames: ['program', 'procedure', 'status', 'transport'], registers: [this.registry] });
   private readonly rpcDrops = new Counter({ name: 'lockdrop_rpc_dropped_total', help: 'RPC messages dropped without a reply', labelNames: ['transport'], registers: [this.registry] });
+  private readonly connectionLimits = new Counter({ name: 'lockdrop_rpc_connection_limit_total', help: 'New TCP connections that met a connection limit (server-wide or per peer address): an idle one closed to make room, or the new one refused', labelNames: ['scope', 'action'], registers: [this.registry] });
   private readonly nlmResults = new Counter({ name: 'lockdrop_nlm_requests_total', help: 'NLM requests by procedure and NLM status', labelNames: ['procedure', 'status'], registers: [this.registry] });
   private readonly drops = new Counter({ name: 'lockdrop_drops_total', help: 'Lock drops, by what triggered them', labelNames: ['trigger'], registers: [this.registry] });
   private readonly droppedLocks = new Counter({ name: 'lockdrop_dropped_locks_total', help: 'Locks released by drops', labelNames: ['trigger'], registers: [this.registry] });
@@ -85,6 +86,7 @@ export class Metrics {
   observeRpc(e: RpcServerEvent): void {
     if (e.kind === 'call') this.rpcCalls.inc({ program: PROGRAM_NAMES[e.prog] ?? String(e.prog), procedure: procName(e.prog, e.proc), status: e.stat, transport: e.transport });
     else if (e.kind === 'drop') this.rpcDrops.inc({ transport: e.transport });
+    else if (e.kind === 'limit') this.connectionLimits.inc({ scope: e.scope, action: e.action });
   }
 
   observeDrop(trigger: DropTrigger, locks: number, ms: number): void {

@@ -81,6 +81,19 @@ export interface StatusReport {
   exportGraces: { export: string; grace: string }[];
   /** A grace period that covers every address (rare: set by hand), or null. */
   globalGrace: string | null;
+  /** Real-file locking: the exports locked on their files, open descriptions, kernel waits, the budget. */
+  files: FilesStatus;
+}
+
+export interface FilesStatus {
+  /** Exports whose locks are OFD locks on the files (the others keep them in memory). */
+  exports: string[];
+  /** Why exports cannot be locked on their files, when that is so (no native addon). */
+  unavailable: string | null;
+  open: number;
+  waits: number;
+  maxOpen: number;
+  budgetRefusals: number;
 }
 
 export interface MonitorView {

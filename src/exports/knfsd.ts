@@ -39,7 +39,15 @@ export interface KnfsdHandle {
   fileid: Buffer;
 }
 
-export type FhErrorCode = 'truncated' | 'not-knfsd' | 'unknown-fsid-type';
+export type FhErrorCode =
+  | 'truncated'
+  | 'not-knfsd'
+  | 'unknown-fsid-type'
+  /** NFS-Ganesha handles (ganesha.ts): */
+  | 'not-ganesha'
+  | 'length-mismatch'
+  | 'bad-handle-type'
+  | 'bad-kernel-handle';
 
 export class FileHandleError extends Error {
   constructor(readonly code: FhErrorCode, message: string) {

@@ -1,6 +1,8 @@
 // The exports table: which export a file handle belongs to, and who may lock through it.
-// A handle maps to an export by an explicit byte prefix (any server's handle format) or, for
-// Linux knfsd handles, by the fsid inside it: fsid= number, filesystem uuid, or device numbers.
+// A handle maps to an export by an explicit byte prefix (any server's handle format), for Linux
+// knfsd handles by the fsid inside it (fsid= number, filesystem uuid, or device numbers), for
+// NFS-Ganesha handles by the Export_Id inside it. It also names the kernel file handle inside a
+// knfsd or Ganesha FSAL_VFS handle, for open_by_handle_at(); it makes no system call itself.
 import { BlockList, isIP } from 'node:net';
 import { normaliseAddress } from '../rpc/address';
 import {
@@ -18,6 +20,12 @@ import {
   uuidBytes,
   type ByteOrder,
 } from './knfsd';
+import { GANESHA_FH_HEADER, isGaneshaHandle, parseGaneshaHandle, type GaneshaFsid } from './ganesha';
+
+/** MAX_HANDLE_SZ: the longest f_handle open_by_handle_at() takes. */
+const MAX_HANDLE_SZ = 128;
+/** knfsd's fh_fileid_type for the export root itself (the handle carries no file id). */
+export const FILEID_ROOT = 0;
 
 export interface ExportEntry {
   /** The exported path; also the export's id in the lock table and the admin commands. */
@@ -30,12 +38,19 @@ export interface ExportEntry {
   dev?: string;
   /** Inode of the export root, to tell apart two exports of one device (dev/uuid4 handles carry it). */
   rootIno?: number;
+  /** NFS-Ganesha's Export_Id of this export: matched against Ganesha handles (first byte 0x43). */
+  ganeshaExportId?: number;
   /** Hex prefixes of handles of other formats that belong to this export. */
   fhPrefix?: string[];
   /** Client networks allowed (addresses or CIDRs); empty: every client. */
   clients: string[];
   /** Require a privileged source port (< 1024), as exports(5) "secure". */
   secure: boolean;
+  /**
+   * Lock on the real files (default): every NLM lock is an OFD lock on the file the handle
+   * names. false keeps locks in lockdrop's memory only: safe only when nothing else locks them.
+   */
+  fileLocks?: boolean;
 }
 
 export interface ExportsOptions {
@@ -48,6 +63,17 @@ export interface ExportsOptions {
 export type ExportDecision =
   | { allowed: true; exportId: string | undefined }
   | { allowed: false; exportId: string | undefined; reason: 'network' | 'insecure-port' | 'unknown-handle' };
+
+/**
+ * The kernel file handle inside an NFS handle, for open_by_handle_at() on the export's
+ * filesystem; `root` for a knfsd FILEID_ROOT handle (the export root itself, no file id); or why
+ * there is none. Ganesha handles also carry their fsid: the filesystem Ganesha made the handle
+ * on, for the caller to compare with the export root's.
+ */
+export type KernelHandleResult =
+  | { exportId: string; type: number; handle: Buffer; fsid?: GaneshaFsid }
+  | { exportId: string; root: true }
+  | { exportId: string | undefined; error: string };
 
 /** Parses "a.b.c.d", "a.b.c.d/n", "v6", "v6/n"; undefined if malformed. */
 export function parseNetwork(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
@@ -103,6 +129,7 @@ export class ExportsTable {
         key(`uuid8:${uuid8}`);
         key(entry.rootIno === undefined ? `uuid4:${uuid4}` : `uuid4:${uuid4}:${entry.rootIno}`);
       }
+      if (entry.ganeshaExportId !== undefined) key(`ganesha:${entry.ganeshaExportId}`);
       if (entry.dev !== undefined) key(entry.rootIno === undefined ? `dev:${entry.dev}` : `dev:${entry.dev}:${entry.rootIno}`);
       for (const p of entry.fhPrefix ?? []) this.prefixes.push({ prefix: Buffer.from(p, 'hex'), path: entry.path });
     }
@@ -129,6 +156,7 @@ export class ExportsTable {
   exportOf(fh: Buffer): string | undefined {
     for (const { prefix, path } of this.prefixes) if (fh.length >= prefix.length && fh.subarray(0, prefix.length).equals(prefix)) return path;
     if (this.byKey.size === 0) return undefined;
+    if (isGaneshaHandle(fh)) return fh.length >= GANESHA_FH_HEADER ? this.byKey.get(`ganesha:${fh.readUInt16BE(2)}`) : undefined;
     try {
       const { fsid } = parseKnfsdHandle(fh, this.options.byteOrder);
       const k = this.byKey;
@@ -151,6 +179,34 @@ export class ExportsTable {
       if (err instanceof FileHandleError) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * The kernel file handle a knfsd or Ganesha FSAL_VFS handle embeds, with the export it belongs
+   * to. Never throws: a handle of no export, of a format without a decoder, or malformed, gives
+   * `error` (the NLM answer is stale_fh).
+   */
+  kernelHandle(fh: Buffer): KernelHandleResult {
+    const exportId = this.exportOf(fh);
+    if (exportId === undefined) return { exportId, error: 'the handle belongs to no configured export' };
+    try {
+      if (isGaneshaHandle(fh)) {
+        const g = parseGaneshaHandle(fh);
+        if (g.dummy) return { exportId, error: 'a Ganesha dummy handle: it names a filesystem, not a file' };
+        return { exportId, type: g.kernel.type, handle: g.kernel.handle, fsid: g.fsid };
+      }
+      if (fh[0] === 1) {
+        const k = parseKnfsdHandle(fh, this.options.byteOrder);
+        // As nfsd_set_fh_dentry(): FILEID_ROOT is the export's root, whatever follows.
+        if (k.fileidType === FILEID_ROOT) return { exportId, root: true };
+        if (k.fileid.length === 0 || k.fileid.length > MAX_HANDLE_SZ) return { exportId, error: `knfsd file id of ${k.fileid.length} bytes: a kernel handle has 1 to ${MAX_HANDLE_SZ}` };
+        return { exportId, type: k.fileidType, handle: k.fileid };
+      }
+    } catch (err) {
+      if (err instanceof FileHandleError) return { exportId, error: err.message };
+      throw err;
+    }
+    return { exportId, error: `handle format 0x${fh.length ? fh[0]!.toString(16) : '--'} has no decoder (only knfsd and NFS-Ganesha FSAL_VFS handles name kernel handles)` };
   }
 
   /**

@@ -16,6 +16,8 @@ import { EOF, Pos, dec, inc, maxPos, minPos, parseRange, toWire } from './range'
 import type {
   BlockGranted,
   DropCounts,
+  PriorLock,
+  FileLocker,
   HeldLock,
   LockChange,
   LockOptions,
@@ -32,6 +34,8 @@ export interface LockTableOptions {
   now?: () => number;
   /** Called synchronously, before the releasing call returns, for each queued block granted. */
   onBlockGranted?: (g: BlockGranted) => void;
+  /** Carries every decision to the real files (src/files); without it locks live in memory only. */
+  locker?: FileLocker;
 }
 
 export interface LockFilter {
@@ -155,6 +159,10 @@ interface Block {
   end: Pos;
   exclusive: boolean;
   waiter: unknown;
+  /** Still queued (removeBlock clears it): a kernel wait finishing later must know. */
+  queued: boolean;
+  /** The cancel of a wait in the kernel for a holder outside the table, while one runs. */
+  kernelWait: (() => void) | null;
 }
 
 interface Share {
@@ -178,6 +186,7 @@ export class LockTable {
   private readonly exportOf: (fh: Buffer) => string | undefined;
   private readonly now: () => number;
   private readonly onBlockGranted: (g: BlockGranted) => void;
+  private readonly locker: FileLocker | undefined;
   private readonly epoch: number;
 
   private readonly files = new Map<string, FileState>();
@@ -200,6 +209,7 @@ export class LockTable {
     this.exportOf = opts.exportOf ?? (() => undefined);
     this.now = opts.now ?? Date.now;
     this.onBlockGranted = opts.onBlockGranted ?? (() => {});
+    this.locker = opts.locker;
     this.epoch = this.now();
     this.grace = new GraceTable(this.now, (period, state) => {
       if (this.subject.observed) this.subject.next({ type: 'grace', period, state });
@@ -217,29 +227,43 @@ export class LockTable {
    * The holder answered is the conflicting lock with the lowest offset.
    */
   test(req: LockRequest): TestResult {
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return { status: refused as Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
+    const file = this.files.get(fkey);
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId)) return { status: 'denied_grace_period' };
     const r = parseRange(req.offset, req.length);
     if (!r) return { status: 'fbig' };
-    if (!file || file.head === null) return { status: 'granted' };
     const ownerKey = this.ownerKey(req.owner);
     let best: Lock | null = null;
-    for (let l: Lock | null = file.head; l; l = l.fNext) {
+    for (let l: Lock | null = file?.head ?? null; l; l = l.fNext) {
       if (l.holder.owner.key === ownerKey || !(req.exclusive || isExcl(l)) || !overlaps(l, r.start, r.end)) continue;
       if (best === null || l.start < best.start) best = l;
     }
-    return best ? { status: 'denied', holder: this.held(best) } : { status: 'granted' };
+    if (best) return { status: 'denied', holder: this.held(best) };
+    if (!this.locker) return { status: 'granted' };
+    const outside = this.locker.test(fkey, req.fh, ownerKey, r.start, r.end, req.exclusive);
+    if (outside === undefined) return { status: 'granted' };
+    if (typeof outside === 'string') return { status: outside as Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
+    // Held by no NLM owner: svid 0 and an empty owner handle, as the kernel names no owner.
+    const { offset, length } = toWire(outside.start, outside.end);
+    const holder: HeldLock = {
+      fh: req.fh, owner: { host: '', svid: 0, oh: Buffer.alloc(0) }, exclusive: outside.exclusive, offset, length, serverAddress: '', exportId, since: this.now(),
+    };
+    return { status: 'denied', holder };
   }
 
   lock(req: LockRequest, opts: LockOptions): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
     // A draining address is about to leave this node: a lock granted now would be dropped in a
     // moment. denied_nolocks ("no resources now, try later") is the one status that neither claims
     // a conflicting holder (denied) nor tells the client to reclaim (denied_grace_period).
     if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
-    const fkey = req.fh.toString('latin1');
     let file = this.files.get(fkey);
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return 'denied_grace_period';
@@ -248,7 +272,10 @@ export class LockTable {
     const { start, end } = r;
     const excl = req.exclusive;
 
-    if (this.firstConflict(file, owner, start, end, excl) === null) {
+    // No conflict in the table: the kernel decides whether anyone outside holds the range.
+    const free = this.firstConflict(file, owner, start, end, excl) === null;
+    const onFile = free && this.locker ? this.locker.lock(fkey, req.fh, owner.key, start, end, excl) : 'granted';
+    if (free && onFile === 'granted') {
       const holder = this.internHolder(owner, this.internAddr(req.serverAddress));
       const downgraded = this.applyLock(file, holder, start, end, excl);
       // A retransmitted blocking request that is grantable now is satisfied by this grant.
@@ -259,26 +286,32 @@ export class LockTable {
       if (this.subject.observed) {
         this.subject.next({ type: 'granted', lock: this.heldOf(file, holder, start, end, excl, this.now()), viaBlock: false });
       }
-      if (downgraded) this.wake(file);
+      if (downgraded) this.wake(file, start, end);
       this.flush();
       return 'granted';
+    }
+    if (onFile !== 'granted' && onFile !== 'denied') {
+      this.release(file, owner);
+      return onFile;
     }
     if (!opts.block) {
       this.release(file, owner);
       return 'denied';
     }
     if (owner.blocks !== null && this.findBlock(file, owner, start, end, excl)) return 'blocked';
-    if (this.wouldDeadlock(owner, file, start, end, excl)) {
+    // Only the table's own owners can form a cycle; a holder outside it is waited for in the kernel.
+    if (free === false && this.wouldDeadlock(owner, file, start, end, excl)) {
       this.release(file, owner);
       return 'deadlck';
     }
     const addr = this.internAddr(req.serverAddress);
-    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.() };
+    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.(), queued: true, kernelWait: null };
     file.more().queue.push(b);
     (owner.blocks ??= []).push(b);
     addr.blocks.add(b);
     this.hostRef(addr, owner.host.key, 1);
     this.nBlocked++;
+    if (free) this.waitInKernel(b);
     if (this.subject.observed) this.subject.next({ type: 'blocked', request: req });
     return 'blocked';
   }
@@ -291,12 +324,16 @@ export class LockTable {
   cancel(req: LockRequest): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    const file = this.files.get(fkey);
     const owner = this.owners.get(this.ownerKey(req.owner));
     if (!file || !owner || owner.blocks === null) return 'denied';
     const b = this.findBlock(file, owner, r.start, r.end, req.exclusive);
     if (!b) return 'denied';
     this.removeBlock(b);
+    this.closeIfIdle(file, owner);
     this.release(file, owner);
     return 'granted';
   }
@@ -305,13 +342,62 @@ export class LockTable {
   unlock(req: LockRequest): LockStatus {
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    const file = this.files.get(fkey);
     const owner = this.owners.get(this.ownerKey(req.owner));
-    if (!file || !owner || owner.holders.length === 0) return 'granted';
-    if (this.unlockRange(file, owner, r.start, r.end)) this.wake(file);
+    if (!file || !owner) return 'granted';
+    // The owner's own queued requests inside the range go first, as Linux's nlmsvc_unlock cancels
+    // the blocked lock before unlocking: granted later, they would be locks nobody waits for.
+    if (owner.blocks !== null) {
+      for (const b of [...owner.blocks]) if (b.file === file && b.start >= r.start && b.end <= r.end) this.removeBlock(b);
+    }
+    if (owner.holders.length !== 0 && this.unlockRange(file, owner, r.start, r.end)) {
+      // The kernel lets go first: the waiters woken next are granted on the file too.
+      this.locker?.unlock(fkey, owner.key, r.start, r.end);
+      this.wake(file, r.start, r.end);
+    }
+    this.closeIfIdle(file, owner);
     this.release(file, owner);
     this.flush();
     return 'granted';
+  }
+
+  /**
+   * Takes back a grant the client never confirmed (its GRANTED refused or unanswered, or CANCEL
+   * after the grant): the owner is left with exactly what it held in that range before — an
+   * upgrade falls back to the shared lock, never to nothing. Where an exclusive prior lock now
+   * meets another owner's lock (a downgrade let readers in), the owner keeps it shared. Nothing
+   * happens when the owner no longer holds the grant's range through its address.
+   */
+  undoGrant(g: BlockGranted): void {
+    const { lock, prior } = g;
+    const fkey = lock.fh.toString('latin1');
+    const file = this.files.get(fkey);
+    const owner = this.owners.get(this.ownerKey(lock.owner));
+    const r = parseRange(lock.offset, lock.length);
+    if (!file || !owner || !r) return;
+    const holder = owner.holders.find((hd) => hd.addr.address === lock.serverAddress);
+    let held = false;
+    for (let l = holder?.head ?? null; l && !held; l = l.hNext) held = l.file === file && overlaps(l, r.start, r.end);
+    if (!held) return;
+    const pieces = prior.flatMap((p) => {
+      const pr = parseRange(p.offset, p.length);
+      return pr ? [{ start: pr.start, end: pr.end, exclusive: p.exclusive, address: p.serverAddress }] : [];
+    });
+    for (const p of pieces) {
+      if (!p.exclusive) continue;
+      if (this.firstConflict(file, owner, p.start, p.end, true) !== null) p.exclusive = false;
+      // The kernel may refuse the way back up (an outside reader came in): then shared.
+      else if (this.locker && this.locker.lock(fkey, lock.fh, owner.key, p.start, p.end, true) !== 'granted') p.exclusive = false;
+    }
+    this.unlockRange(file, owner, r.start, r.end);
+    for (const p of pieces) this.applyLock(file, this.internHolder(owner, this.internAddr(p.address)), p.start, p.end, p.exclusive);
+    if (this.locker) this.resync(fkey, owner.key, r.start, r.end);
+    this.wake(file, r.start, r.end);
+    this.release(file, owner);
+    this.flush();
   }
 
   /**
@@ -320,8 +406,11 @@ export class LockTable {
    * reclaims are taken; unlike LOCK, a reclaim after grace is accepted (Linux nlmsvc_proc_share).
    */
   share(req: ShareRequest, reclaim: boolean): LockStatus {
-    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
     const fkey = req.fh.toString('latin1');
+    // Shares are NLM's alone (Linux keeps them in lockd's memory too), but the handle must name a file.
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
     let file = this.files.get(fkey);
     const exportId = file ? file.exp?.id : this.exportOf(req.fh);
     if (!reclaim && this.grace.covers(req.serverAddress, exportId)) return 'denied_grace_period';
@@ -346,7 +435,10 @@ export class LockTable {
 
   /** NLM UNSHARE: always 'granted' (Linux answers granted whether or not a reservation existed). */
   unshare(req: ShareRequest): LockStatus {
-    const file = this.files.get(req.fh.toString('latin1'));
+    const fkey = req.fh.toString('latin1');
+    const refused = this.locker?.validate(fkey, req.fh);
+    if (refused !== undefined) return refused;
+    const file = this.files.get(fkey);
     if (!file || file.shares === null) return 'granted';
     const oh = req.owner.oh.toString('latin1');
     const s = file.shares.find((x) => x.host.key === req.owner.host && x.oh === oh);
@@ -402,10 +494,12 @@ export class LockTable {
     if (!e) return this.dropped('export', exportId, NO_COUNTS);
     const d = this.startDrop();
     const observed = this.subject.observed;
+    const keep = this.locker !== undefined;
     for (const f of [...e.files]) {
       this.touchFile(d, f);
       for (let l = f.head; l; l = l.fNext) {
         if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
+        if (keep) d.released.push(l);
         const hd = l.holder;
         if (l.hPrev) l.hPrev.hNext = l.hNext;
         else hd.head = l.hNext;
@@ -829,6 +923,12 @@ export class LockTable {
   }
 
   private removeBlock(b: Block): void {
+    b.queued = false;
+    if (b.kernelWait !== null) {
+      const cancel = b.kernelWait;
+      b.kernelWait = null;
+      cancel();
+    }
     const q = b.file.queue!;
     q.splice(q.indexOf(b), 1);
     const ob = b.owner.blocks!;
@@ -864,22 +964,126 @@ export class LockTable {
     return false;
   }
 
-  /** Grants, in arrival order, every queued request on the file that no longer conflicts. */
-  private wake(file: FileState): void {
-    let progress = true;
-    while (progress && file.queue !== null && file.queue.length !== 0) {
-      progress = false;
-      for (const b of [...file.queue]) {
-        if (this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
-        // The block keeps its address alive until the lock holds it.
-        const holder = this.internHolder(b.owner, b.addr);
-        if (this.applyLock(file, holder, b.start, b.end, b.exclusive)) progress = true;
-        this.removeBlock(b);
-        const lock = this.heldOf(file, holder, b.start, b.end, b.exclusive, this.now());
-        this.pending.push({ lock, waiter: b.waiter });
-        if (this.subject.observed) this.subject.next({ type: 'granted', lock, viaBlock: true });
+  /**
+   * Bytes [s, e] of the file were released or became shared: grants, in arrival order, the queued
+   * requests there that no longer conflict. Only waiters overlapping the bytes are looked at (a
+   * release costs what it wakes, not the whole queue), and a grant that turns the owner's own
+   * exclusive bytes shared looks again at its range.
+   */
+  private wake(file: FileState, s: Pos, e: Pos): void {
+    const changed: { s: Pos; e: Pos }[] = [{ s, e }];
+    for (let c = changed.pop(); c !== undefined && file.queue !== null && file.queue.length !== 0; c = changed.pop()) {
+      const candidates = file.queue.filter((b) => overlaps(b, c.s, c.e));
+      for (const b of candidates) {
+        if (!b.queued || this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
+        if (this.locker) {
+          const onFile = this.locker.lock(file.key, Buffer.from(file.key, 'latin1'), b.owner.key, b.start, b.end, b.exclusive);
+          if (onFile === 'denied') {
+            // Free in the table, held outside it: wait for that holder in the kernel.
+            if (b.kernelWait === null) this.waitInKernel(b);
+            continue;
+          }
+          // Any other refusal (no file descriptor left) leaves it queued for the next release.
+          if (onFile !== 'granted') continue;
+        }
+        if (this.grantBlock(b)) changed.push({ s: b.start, e: b.end });
       }
     }
+  }
+
+  /** Commits a queued request the kernel holds for it; returns whether exclusive bytes became shared. */
+  private grantBlock(b: Block): boolean {
+    const file = b.file;
+    // The block keeps its address alive until the lock holds it.
+    const prior = this.priorOf(file, b.owner, b.start, b.end);
+    const holder = this.internHolder(b.owner, b.addr);
+    const downgraded = this.applyLock(file, holder, b.start, b.end, b.exclusive);
+    this.removeBlock(b);
+    const lock = this.heldOf(file, holder, b.start, b.end, b.exclusive, this.now());
+    this.pending.push({ lock, waiter: b.waiter, prior });
+    if (this.subject.observed) this.subject.next({ type: 'granted', lock, viaBlock: true });
+    return downgraded;
+  }
+
+  /**
+   * Waits in the kernel for a holder outside the table. When the kernel hands the range over,
+   * a still-queued request is granted; one removed meanwhile (cancel, unlock, drop, a grant by
+   * the table) has its range put back to what the table says the owner holds.
+   */
+  private waitInKernel(b: Block): void {
+    const locker = this.locker!;
+    const fileKey = b.file.key;
+    const ownerKey = b.owner.key;
+    const cancel = locker.wait(fileKey, Buffer.from(fileKey, 'latin1'), ownerKey, b.start, b.end, b.exclusive, (acquired) => {
+      if (b.kernelWait !== cancel) {
+        if (acquired) this.resync(fileKey, ownerKey, b.start, b.end);
+        return;
+      }
+      b.kernelWait = null;
+      if (!acquired) {
+        // The kernel gave up on the file (gone, or no resources): the client retransmits its request.
+        this.removeBlock(b);
+        this.closeIfIdle(b.file, b.owner);
+        this.release(b.file, b.owner);
+        return;
+      }
+      if (this.firstConflict(b.file, b.owner, b.start, b.end, b.exclusive) !== null) {
+        // Cannot happen while the kernel mirrors the table; undo rather than hold two truths.
+        this.resync(fileKey, ownerKey, b.start, b.end);
+        return;
+      }
+      if (this.grantBlock(b)) this.wake(b.file, b.start, b.end);
+      this.flush();
+    });
+    b.kernelWait = cancel;
+  }
+
+  /**
+   * Puts the owner's description of the file back to what the table holds on [s, e]: its locks
+   * there are set again (a downgrade where the kernel holds more), the gaps unlocked, and the
+   * description closed when the owner holds and awaits nothing more on the file.
+   */
+  private resync(fileKey: string, ownerKey: string, s: Pos, e: Pos): void {
+    const locker = this.locker!;
+    const file = this.files.get(fileKey);
+    const owner = this.owners.get(ownerKey);
+    if (!file || !owner) {
+      locker.close(fileKey, ownerKey);
+      return;
+    }
+    const mine: Lock[] = [];
+    for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner && overlaps(l, s, e)) mine.push(l);
+    mine.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    const fh = Buffer.from(fileKey, 'latin1');
+    let from: Pos | null = s;
+    for (const l of mine) {
+      locker.lock(fileKey, fh, ownerKey, maxPos(l.start, s), minPos(l.end, e), isExcl(l));
+      if (from !== null && l.start > from) locker.unlock(fileKey, ownerKey, from, dec(l.start));
+      from = l.end === EOF || l.end >= e ? null : inc(l.end);
+    }
+    if (from !== null) locker.unlock(fileKey, ownerKey, from, e);
+    this.closeIfIdle(file, owner);
+  }
+
+  /** The owner's locks on [s, e], clipped to it: what undoing a grant of [s, e] restores. */
+  private priorOf(file: FileState, owner: Owner, s: Pos, e: Pos): PriorLock[] {
+    const out: PriorLock[] = [];
+    for (let l = file.head; l; l = l.fNext) {
+      if (l.holder.owner !== owner || !overlaps(l, s, e)) continue;
+      out.push({ ...toWire(maxPos(l.start, s), minPos(l.end, e)), exclusive: isExcl(l), serverAddress: l.holder.addr.address });
+    }
+    return out;
+  }
+
+  private awaitsInKernel(file: FileState, owner: Owner): boolean {
+    return owner.blocks !== null && owner.blocks.some((b) => b.file === file && b.kernelWait !== null);
+  }
+
+  /** Closes the owner's description of the file once it holds and awaits nothing there. */
+  private closeIfIdle(file: FileState, owner: Owner): void {
+    if (!this.locker || this.awaitsInKernel(file, owner)) return;
+    for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner) return;
+    this.locker.close(file.key, owner.key);
   }
 
   /** Reports the grants of this call once the table is consistent (callbacks may call back in). */
@@ -911,7 +1115,7 @@ export class LockTable {
   // ---- internals: drops ----
 
   private startDrop(): Drop {
-    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], holders: [], locks: 0, shares: 0, blocked: 0 };
+    return { mark: ++this.markSeq, files: [], owners: [], hosts: [], holders: [], released: [], unblocked: [], locks: 0, shares: 0, blocked: 0 };
   }
 
   private touchFile(d: Drop, f: FileState): void {
@@ -942,8 +1146,10 @@ export class LockTable {
    */
   private dropHolder(d: Drop, hd: Holder, unindex: boolean): void {
     const observed = this.subject.observed;
+    const keep = this.locker !== undefined;
     for (let l = hd.head; l; l = l.hNext) {
       if (observed) this.subject.next({ type: 'released', lock: this.held(l) });
+      if (keep) d.released.push(l);
       const f = l.file;
       if (l.fPrev) l.fPrev.fNext = l.fNext;
       else f.head = l.fNext;
@@ -965,6 +1171,7 @@ export class LockTable {
     this.touchFile(d, b.file);
     this.touchOwner(d, b.owner);
     this.removeBlock(b);
+    if (this.locker) d.unblocked.push(b);
     d.blocked++;
   }
 
@@ -977,8 +1184,9 @@ export class LockTable {
 
   /** Wakes the waiters the drop unblocked (any address), frees what it emptied, reports. */
   private finishDrop(d: Drop, reason: 'address' | 'host' | 'export', key: string): DropCounts {
+    if (this.locker) this.releaseOnFiles(d);
     const before = this.pending.length;
-    for (const f of d.files) if (f.queue !== null && f.queue.length !== 0) this.wake(f);
+    for (const f of d.files) if (f.queue !== null && f.queue.length !== 0) this.wake(f, 0, EOF);
     const woken = this.pending.length - before;
     for (const o of d.owners) this.freeOwnerIfEmpty(o);
     for (const h of d.hosts) this.freeHostIfEmpty(h);
@@ -987,6 +1195,33 @@ export class LockTable {
     this.dropped(reason, key, counts);
     this.flush();
     return counts;
+  }
+
+  /**
+   * The kernel lets go of what the drop took out, before any waiter is woken and before the drop
+   * returns: a description its owner no longer needs on that file is closed (one call releases
+   * all of it), otherwise each dropped range is unlocked.
+   */
+  private releaseOnFiles(d: Drop): void {
+    const locker = this.locker!;
+    // Owners that still hold something somewhere: which of their files to look at once.
+    const partly = new Map<Owner, Set<FileState>>();
+    const later = (o: Owner, f: FileState): void => {
+      const fs = partly.get(o);
+      if (fs) fs.add(f);
+      else partly.set(o, new Set([f]));
+    };
+    for (const l of d.released) {
+      const o = l.holder.owner;
+      if (o.holders.length === 0 && !this.awaitsInKernel(l.file, o)) {
+        locker.close(l.file.key, o.key);
+      } else {
+        locker.unlock(l.file.key, o.key, l.start, l.end);
+        later(o, l.file);
+      }
+    }
+    for (const b of d.unblocked) later(b.owner, b.file);
+    for (const [owner, files] of partly) for (const file of files) this.closeIfIdle(file, owner);
   }
 
   private dropped(reason: 'address' | 'host' | 'export', key: string, counts: DropCounts): DropCounts {
@@ -1029,6 +1264,9 @@ interface Drop {
   owners: Owner[];
   hosts: HostEntry[];
   holders: Holder[];
+  /** Locks and blocks taken out, for the real files (kept only with a locker). */
+  released: Lock[];
+  unblocked: Block[];
   locks: number;
   shares: number;
   blocked: number;

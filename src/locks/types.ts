@@ -70,6 +70,19 @@ export interface LockOptions {
 export interface BlockGranted {
   lock: HeldLock;
   waiter: unknown;
+  /**
+   * What the owner held in the granted range just before (an upgrade's shared lock, say), so that
+   * an unconfirmed grant can be undone to exactly that (LockTable.undoGrant).
+   */
+  prior: PriorLock[];
+}
+
+/** One of the owner's locks inside a granted range before the grant, clipped to it. */
+export interface PriorLock {
+  offset: bigint;
+  length: bigint;
+  exclusive: boolean;
+  serverAddress: string;
 }
 
 export type ShareMode = 0 | 1 | 2 | 3; // fsm_DN, fsm_DR, fsm_DW, fsm_DRW
@@ -110,3 +123,43 @@ export type LockChange =
   | { type: 'blocked'; request: LockRequest }
   | { type: 'dropped'; reason: 'address' | 'host' | 'export'; key: string; counts: DropCounts }
   | { type: 'grace'; period: GracePeriod; state: 'started' | 'ended' };
+
+/** A byte position as the table keeps it (see range.ts): a number, a bigint beyond 2^53, Infinity for end of file. */
+export type FilePos = number | bigint;
+
+/** A conflicting lock held outside the table (another process, node or NFS server), as TEST reports it. */
+export interface OutsideHolder {
+  exclusive: boolean;
+  start: FilePos;
+  end: FilePos;
+}
+
+/**
+ * Where the table's decisions reach the real files (src/files implements it). The table stays the
+ * NLM truth and calls this port synchronously at each decision: a grant is committed only after
+ * `lock` answered 'granted', and every release reaches it before the table call returns. Files
+ * are named by the table's key (the handle as latin1) and owners by theirs; one open file
+ * description per (owner, file) mirrors the owner's ranges exactly, so the kernel splits,
+ * merges, upgrades and downgrades as the table does. Without a FileLocker locks live in memory.
+ */
+export interface FileLocker {
+  /** undefined when the handle names a file this node can lock (or keeps in memory); else the status to answer. */
+  validate(fileKey: string, fh: Buffer): LockStatus | undefined;
+  /**
+   * Sets [start, end] of this type on the owner's description of the file: 'granted', 'denied'
+   * (a holder outside the table conflicts), or the refusal (stale_fh, rofs, denied_nolocks, failed).
+   */
+  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus;
+  /** Releases [start, end] of the owner's locks on the file. */
+  unlock(fileKey: string, ownerKey: string, start: FilePos, end: FilePos): void;
+  /** The owner holds and awaits nothing more on the file: its description closes (releasing everything at once). */
+  close(fileKey: string, ownerKey: string): void;
+  /** A holder outside the table that conflicts with [start, end] (the owner's own locks excluded), or the refusal. */
+  test(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): OutsideHolder | LockStatus | undefined;
+  /**
+   * Waits in the kernel until the owner's description holds [start, end]; `done(true)` once it
+   * does (also when the wait was cancelled just too late: the caller undoes it), `done(false)`
+   * otherwise. Always asynchronous. Returns the cancel.
+   */
+  wait(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean, done: (acquired: boolean) => void): () => void;
+}

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { AUTH_SYS, RpcClient, getPort, type Credential, type TransportKind } from '../rpc';
 import { XdrReader, XdrWriter } from '../xdr';
-import type { BlockGranted, HeldLock, LockRequest, LockStatus } from '../locks/types';
+import type { BlockGranted, HeldLock, LockOwner, LockStatus } from '../locks/types';
 import { encodeTestArgs, decodeRes, type NlmLock } from './codec';
 import { NLM_PROG, NlmProc, statName } from './protocol';
 
@@ -114,9 +114,16 @@ export interface GrantOptions {
   serverName: string;
 }
 
+/** Does the held lock belong to this owner on this file and meet [offset, offset+length)? Length 0: to EOF. */
+export function ownerRangeMeets(l: HeldLock, q: { fh: Buffer; owner: LockOwner; offset: bigint; length: bigint }): boolean {
+  if (l.owner.host !== q.owner.host || l.owner.svid !== q.owner.svid || !l.owner.oh.equals(q.owner.oh) || !l.fh.equals(q.fh)) return false;
+  return (q.length === 0n || l.offset < q.offset + q.length) && (l.length === 0n || q.offset < l.offset + l.length);
+}
+
 interface PendingGrant {
   waiter: Waiter;
   lock: HeldLock;
+  grant: BlockGranted;
   deadline: number;
   delay: number;
   timer?: NodeJS.Timeout;
@@ -124,19 +131,28 @@ interface PendingGrant {
 
 /**
  * GRANTED callbacks with retry and backoff. A grant the client never acknowledges, or answers
- * with anything but granted (denied_grace_period means "try again"), is released so that others
+ * with anything but granted (denied_grace_period means "try again"), is undone so that others
  * are not blocked forever behind a client that went away.
+ *
+ * Only a grant still unconfirmed may be undone. Once the client holds the lock by another path
+ * (a LOCK answered granted, an UNLOCK, FREE_ALL, its reboot) the service forgets the pending
+ * grant: a later `denied` or the give-up timer would otherwise release what the client now holds
+ * (Linux: nlmsvc_lock / nlmsvc_unlock / nlmsvc_traverse_blocks unlink the block, and a
+ * GRANTED_RES that then finds no block does nothing).
  */
 export class GrantCallbacks {
   private readonly pending = new Map<string, PendingGrant>();
   /** (client address, cookie) → keys of its pending grants, oldest first: GRANTED_RES names only the cookie. */
   private readonly byCookie = new Map<string, string[]>();
+  /** Owner host → keys of its pending grants: confirmations look at one host's, not at all. */
+  private readonly byHost = new Map<string, Set<string>>();
   private seq = 0;
   private closed = false;
 
   constructor(
     private readonly caller: LockManagerCaller,
-    private readonly release: (req: LockRequest) => void,
+    /** Takes back an unconfirmed grant (the one seam between callbacks and the lock table). */
+    private readonly undo: (grant: BlockGranted) => void,
     private readonly opts: GrantOptions,
     private readonly log: Logger | undefined,
     private readonly now: () => number,
@@ -156,8 +172,12 @@ export class GrantCallbacks {
     const keys = this.byCookie.get(ck);
     if (keys) keys.push(key);
     else this.byCookie.set(ck, [key]);
-    const p: PendingGrant = { waiter, lock: g.lock, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
+    const p: PendingGrant = { waiter, lock: g.lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
     this.pending.set(key, p);
+    const host = g.lock.owner.host;
+    const ofHost = this.byHost.get(host);
+    if (ofHost) ofHost.add(key);
+    else this.byHost.set(host, new Set([key]));
     this.attempt(key, p);
   }
 
@@ -227,17 +247,35 @@ export class GrantCallbacks {
     return true;
   }
 
-  /** Stops a pending grant of this owner's range (the client cancelled); true when there was one. */
-  withdraw(match: (lock: HeldLock) => boolean): HeldLock | undefined {
-    for (const [key, p] of this.pending) {
-      if (!match(p.lock)) continue;
-      this.finish(key, p);
-      return p.lock;
+  /** This host's pending grants that match (a copy: the caller may finish them). */
+  private ofHost(host: string, match: (lock: HeldLock) => boolean): [string, PendingGrant][] {
+    const out: [string, PendingGrant][] = [];
+    for (const key of this.byHost.get(host) ?? []) {
+      const p = this.pending.get(key)!;
+      if (match(p.lock)) out.push([key, p]);
     }
-    return undefined;
+    return out;
   }
 
-  /** Forgets every pending grant that matches, without releasing (their locks were dropped already). */
+  /** Stops the host's first pending grant that matches (the client cancelled) and hands it back to be undone. */
+  withdraw(host: string, match: (lock: HeldLock) => boolean): BlockGranted | undefined {
+    const [hit] = this.ofHost(host, match);
+    if (!hit) return undefined;
+    this.finish(...hit);
+    return hit[1].grant;
+  }
+
+  /**
+   * Forgets the host's pending grants that match, without undoing them: the client confirmed
+   * the lock by another path, or its locks were dropped already.
+   */
+  forgetOfHost(host: string, match: (lock: HeldLock) => boolean = () => true): number {
+    const hits = this.ofHost(host, match);
+    for (const [key, p] of hits) this.finish(key, p);
+    return hits.length;
+  }
+
+  /** forgetOfHost over every host (an address went away: rare, and it walks all). */
   forget(match: (lock: HeldLock) => boolean): number {
     let n = 0;
     for (const [key, p] of this.pending) {
@@ -256,13 +294,17 @@ export class GrantCallbacks {
     const i = keys?.indexOf(key) ?? -1;
     if (i >= 0) keys!.splice(i, 1);
     if (keys?.length === 0) this.byCookie.delete(ck);
+    const host = p.lock.owner.host;
+    const ofHost = this.byHost.get(host);
+    ofHost?.delete(key);
+    if (ofHost?.size === 0) this.byHost.delete(host);
   }
 
   private giveUp(key: string, p: PendingGrant, why: string): void {
     this.finish(key, p);
     const l = p.lock;
-    this.log?.warn({ client: l.owner.host, serverAddress: l.serverAddress, svid: l.owner.svid, why }, 'GRANTED callback failed: releasing the lock');
-    this.release({ fh: l.fh, owner: l.owner, exclusive: l.exclusive, offset: l.offset, length: l.length, serverAddress: l.serverAddress });
+    this.log?.warn({ client: l.owner.host, serverAddress: l.serverAddress, svid: l.owner.svid, why }, 'GRANTED callback failed: undoing the grant');
+    this.undo(p.grant);
   }
 
   close(): void {
@@ -270,5 +312,6 @@ export class GrantCallbacks {
     for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
     this.pending.clear();
     this.byCookie.clear();
+    this.byHost.clear();
   }
 }

@@ -30,10 +30,12 @@ export interface NlmClientOptions {
     port?: number;
     /** Register the callback port for NLM (this version, UDP and TCP) with the local rpcbind. */
     rpcbind?: boolean;
-    /** How to answer GRANTED / GRANTED_MSG: acknowledge (default), refuse, or stay silent. */
-    reply?: 'granted' | 'denied' | 'none';
+    /** How to answer GRANTED / GRANTED_MSG: acknowledge (default), refuse, or stay silent. See answerGranted. */
+    reply?: GrantedReply;
   };
 }
+
+export type GrantedReply = 'granted' | 'denied' | 'none';
 
 /** A lock as the client names it; offset/length default to the whole file. */
 export interface LockSpec {
@@ -110,6 +112,7 @@ export class NlmClient extends EventEmitter {
   private cookieSeq = randomBytes(4).readUInt32BE();
   private callbackServer: RpcServer | undefined;
   private registration: RpcbindRegistration | undefined;
+  private grantedReply: GrantedReply = 'granted';
 
   private constructor(readonly opts: NlmClientOptions, readonly serverPort: number, private readonly rpc: RpcClient) {
     super();
@@ -123,6 +126,11 @@ export class NlmClient extends EventEmitter {
     const c = new NlmClient(opts, port, rpc);
     if (opts.callback) await c.serveCallbacks(opts.callback);
     return c;
+  }
+
+  /** From now on answer GRANTED / GRANTED_MSG this way (a client that stopped waiting answers denied). */
+  answerGranted(reply: GrantedReply): void {
+    this.grantedReply = reply;
   }
 
   /** The port the callback server listens on (0 without one). */
@@ -315,13 +323,13 @@ export class NlmClient extends EventEmitter {
 
   private async serveCallbacks(cb: NonNullable<NlmClientOptions['callback']>): Promise<void> {
     const vers = this.vers;
-    const reply = cb.reply ?? 'granted';
+    this.grantedReply = cb.reply ?? 'granted';
     const server = new RpcServer();
     server.listen({ port: cb.port ?? 0 });
     const onGranted = (a: C.NlmTestArgs, ctx: CallContext, async: boolean): void => {
       this.deliver<GrantedCallback>({ async, cookie: Buffer.from(a.cookie), exclusive: a.exclusive, lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) }, from: ctx.peer, transport: ctx.transport }, this.granted, this.waitingGranted, 'granted');
     };
-    const answer = (cookie: Buffer): C.NlmRes => ({ cookie, stat: reply === 'denied' ? NlmStat.denied : NlmStat.granted });
+    const answer = (cookie: Buffer): C.NlmRes => ({ cookie, stat: this.grantedReply === 'denied' ? NlmStat.denied : NlmStat.granted });
     const procs = new Map<number, Procedure<any, any>>();
     procs.set(NlmProc.NULL, { name: 'NULL', decodeArgs: () => undefined, encodeResult: () => undefined, handle: () => undefined });
     procs.set(NlmProc.GRANTED, {
@@ -330,7 +338,7 @@ export class NlmClient extends EventEmitter {
       encodeResult: (w, res: C.NlmRes) => C.encodeRes(w, res),
       handle: (a: C.NlmTestArgs, ctx) => {
         onGranted(a, ctx, false);
-        return reply === 'none' ? NO_REPLY : answer(a.cookie);
+        return this.grantedReply === 'none' ? NO_REPLY : answer(a.cookie);
       },
     });
     procs.set(NlmProc.GRANTED_MSG, {
@@ -340,7 +348,7 @@ export class NlmClient extends EventEmitter {
       handle: (a: C.NlmTestArgs, ctx) => {
         onGranted(a, ctx, true);
         // GRANTED_RES goes to the server we lock with (Linux finds it through rpcbind: the same port).
-        if (reply !== 'none') this.sendRes(NlmProc.GRANTED_RES, answer(Buffer.from(a.cookie))).catch((err) => this.emit('error', err));
+        if (this.grantedReply !== 'none') this.sendRes(NlmProc.GRANTED_RES, answer(Buffer.from(a.cookie))).catch((err) => this.emit('error', err));
         return undefined;
       },
     });

@@ -9,4 +9,4 @@ export type { HostMonitor, MonitoredHostsOptions } from './hosts';
 export { rpcCaller } from './callbacks';
 export type { NlmRpcCaller, CallbackTarget } from './callbacks';
 export { NlmClient } from './client';
-export type { NlmClientOptions, LockSpec, LockCallSpec, ShareSpec, NlmResult, NlmTestResult, NlmShareResult, GrantedCallback, ResCallback } from './client';
+export type { NlmClientOptions, LockSpec, LockCallSpec, ShareSpec, NlmResult, NlmTestResult, NlmShareResult, GrantedCallback, GrantedReply, ResCallback } from './client';

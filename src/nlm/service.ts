@@ -10,6 +10,7 @@
 // - v1/v3 cannot carry deadlck/rofs/stale_fh/fbig/failed: see statusCode.
 // - SM_NOTIFY (proc 16) is accepted only from a privileged port on a loopback address.
 // - CANCEL of a request that is not queued answers granted.
+// - TEST's holder has an empty oh (svclock.c nlmsvc_testlock): another host never learns it.
 // Deliberate differences:
 // - State-changing procedures need AUTH_SYS by default (Linux also takes AUTH_NULL and leaves
 //   the decision to nfsd's export check): AUTH_ERROR/AUTH_TOOWEAK; `requireAuthSys: false` to allow.
@@ -17,14 +18,15 @@
 //   another host and cannot unlock, cancel or FREE_ALL what it does not hold.
 // - GRANTED carries the original LOCK's cookie (Linux makes a fresh one) and is GRANTED_MSG only
 //   when the LOCK was LOCK_MSG (Linux always sends GRANTED_MSG); a grant never acknowledged
-//   within grantTimeoutMs is released (Linux retries for ever).
+//   within grantTimeoutMs is released (Linux retries for ever) unless the client confirmed it
+//   meanwhile (see GrantCallbacks).
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext, type Endpoint, type Procedure, type ProgramVersion } from '../rpc/types';
 import { XdrWriter, type XdrReader } from '../xdr';
 import { hostKey, type BlockGranted, type ClientHost, type DropCounts, type LockOptions, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest, type TestResult } from '../locks/types';
 import * as C from './codec';
-import { GrantCallbacks, LockManagerCaller, rpcCaller, type CallbackTarget, type NlmRpcCaller, type Waiter } from './callbacks';
+import { GrantCallbacks, LockManagerCaller, ownerRangeMeets, rpcCaller, type CallbackTarget, type NlmRpcCaller, type Waiter } from './callbacks';
 import { MonitoredHosts, type HostMonitor } from './hosts';
 import { NLM_PROG, NlmProc, NlmStat, statusCode, type NlmVersion } from './protocol';
 
@@ -38,6 +40,7 @@ export interface NlmLockTable {
   unshare(req: ShareRequest): LockStatus;
   freeAll(host: string): DropCounts;
   hostsAt(serverAddress: string): ReadonlySet<string>;
+  undoGrant(g: BlockGranted): void;
 }
 
 /** Export policy: may this peer use this file handle, and must it come from a privileged port? */
@@ -115,6 +118,7 @@ export interface NlmService {
 const AUTH_TOOWEAK = 5;
 const PRIVILEGED_PORT_LIMIT = 1024;
 const allow: ExportPolicy = () => ({ allowed: true, secure: false });
+const NO_OH = Buffer.alloc(0);
 const isLoopback = (a: string): boolean => a.startsWith('127.') || a === '::1';
 
 type Answer<R> = R | Promise<R>;
@@ -127,7 +131,10 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   const policy = deps.exportPolicy ?? allow;
   const ownRpc = deps.rpc ? undefined : rpcCaller({ machineName: opts.serverName });
   const caller = new LockManagerCaller(deps.rpc ?? ownRpc!, { portCacheMs: opts.portCacheMs, callTimeoutMs: opts.callbackTimeoutMs, now });
-  const grants = new GrantCallbacks(caller, (req) => table.unlock(req), {
+  // Taking back a grant the client never confirmed (GRANTED refused or unanswered, CANCEL of a granted block).
+  // The owner gets back exactly what it held before (an upgrade's shared lock), never nothing.
+  const undo = (g: BlockGranted): void => table.undoGrant(g);
+  const grants = new GrantCallbacks(caller, undo, {
     timeoutMs: opts.grantTimeoutMs, retryInitialMs: opts.grantRetryInitialMs, retryMaxMs: opts.grantRetryMaxMs, serverName: opts.serverName,
   }, log, now);
   const monitored = deps.monitor
@@ -165,6 +172,14 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
 
   const res = (cookie: Buffer, status: LockStatus, vers: number): C.NlmRes => ({ cookie, stat: statusCode(status, vers) });
 
+  /**
+   * The client now holds, or let go of, this owner's range by another path than the GRANTED
+   * callback: the pending grants it meets are confirmed, never to be undone.
+   */
+  const confirmed = (req: LockRequest): void => {
+    grants.forgetOfHost(req.owner.host, (l) => ownerRangeMeets(l, req));
+  };
+
   // ---- procedures' cores: arguments in, result out ----
 
   function test(a: C.NlmTestArgs, ctx: CallContext): C.NlmTestRes {
@@ -173,7 +188,8 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
     const r = table.test(req);
     if (r.status !== 'denied') return res(a.cookie, r.status, ctx.vers);
     const h = r.holder;
-    return { cookie: a.cookie, stat: NlmStat.denied, holder: { exclusive: h.exclusive, svid: h.owner.svid, oh: h.owner.oh, ...C.wireRange(ctx.vers, h.offset, h.length) } };
+    // The holder's oh is its client's own token: kept private, as Linux's nlmsvc_testlock does.
+    return { cookie: a.cookie, stat: NlmStat.denied, holder: { exclusive: h.exclusive, svid: h.owner.svid, oh: NO_OH, ...C.wireRange(ctx.vers, h.offset, h.length) } };
   }
 
   function lock(a: C.NlmLockArgs, ctx: CallContext, how: { monitor: boolean; async: boolean }): Answer<C.NlmRes> {
@@ -186,7 +202,10 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
         target: target(ctx), cookie: Buffer.from(a.cookie), exclusive: a.exclusive, async: how.async,
         lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) },
       });
-      return res(a.cookie, table.lock(req, { block: a.block, reclaim: a.reclaim, waiter }), ctx.vers);
+      const status = table.lock(req, { block: a.block, reclaim: a.reclaim, waiter });
+      // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
+      if (status === 'granted') confirmed(req);
+      return res(a.cookie, status, ctx.vers);
     };
     if (!how.monitor || !monitored) return go(true);
     return then(monitored.ensure(clientHost(a.lock.callerName, ctx), ctx.local.address), go);
@@ -200,10 +219,8 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
       // Granted while the client gave up waiting: withdraw the callback and release the lock.
       const same = (l: { fh: Buffer; owner: { host: string; svid: number; oh: Buffer }; offset: bigint; length: bigint }): boolean =>
         l.owner.host === req.owner.host && l.owner.svid === req.owner.svid && l.offset === req.offset && l.length === req.length && l.owner.oh.equals(req.owner.oh) && l.fh.equals(req.fh);
-      const granted = grants.withdraw(same);
-      if (granted) {
-        table.unlock({ ...req, offset: granted.offset, length: granted.length });
-      }
+      const granted = grants.withdraw(req.owner.host, same);
+      if (granted) undo(granted);
       // Nothing of this owner's to cancel is success, as in Linux's nlmsvc_cancel_blocked.
       if (status === 'denied') status = 'granted';
     }
@@ -215,6 +232,8 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
     const req = prepare(a.lock, false, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
     monitored?.touch(req.owner.host, ctx.local.address);
+    // The client knows it holds the range (Linux nlmsvc_unlock: a GRANTED_RES lost, then UNLOCK).
+    confirmed(req);
     return res(a.cookie, table.unlock(req), ctx.vers);
   }
 
@@ -240,6 +259,8 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
 
   function freeAll(a: C.NlmNotify, ctx: CallContext): void {
     const key = hostKey(a.name, ctx.peer.address);
+    // No GRANTED may follow FREE_ALL, nor undo a lock taken after it.
+    grants.forgetOfHost(key);
     const counts = table.freeAll(key);
     log?.info({ client: key, serverAddress: ctx.local.address, ...counts }, 'FREE_ALL');
   }
@@ -345,7 +366,7 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
     },
     forgetHost: (h) => {
       monitored?.forgetHost(h);
-      grants.forget((l) => l.owner.host === h);
+      grants.forgetOfHost(h);
     },
     collectHosts: () => monitored?.sweep() ?? 0,
     pendingGrants: () => grants.size,

@@ -4,6 +4,7 @@
 // the one port chosen by listen(). Addresses come and go with addAddress/removeAddress.
 import dgram from 'node:dgram';
 import net from 'node:net';
+import type { Logger } from 'pino';
 import { XdrDecodeError, XdrReader, XdrWriter } from '../xdr';
 import { normaliseAddress } from './address';
 import { DuplicateRequestCache } from './drc';
@@ -61,8 +62,14 @@ export interface RpcServerOptions {
   idleTimeoutMs?: number;
   /** A TCP connection that started a record and has not finished it this long after is closed. Default 10 s. */
   halfRecordTimeoutMs?: number;
-  /** Connections beyond this many (over all addresses) are closed at once. Default 1024. */
+  /**
+   * Connections over all addresses. At the cap a new connection closes the least recently active
+   * idle one (Linux svc_check_conn_limits: "always select the oldest connection"), or is refused
+   * when every connection has a call in progress. Default 1024.
+   */
   maxConnections?: number;
+  /** Connections from one peer address; at the cap the same rule applies among that peer's. Default 64. */
+  maxConnectionsPerPeer?: number;
   /** Calls handled at once per TCP connection; beyond it the connection is not read. Default 64. */
   maxCallsPerConnection?: number;
   /** UDP calls handled at once (all addresses); datagrams beyond are dropped, clients retransmit. Default 1024. */
@@ -71,6 +78,8 @@ export interface RpcServerOptions {
   duplicateCacheSize?: number;
   /** Cheap, synchronous observer for metrics and logs; must not throw. */
   onEvent?: (e: RpcServerEvent) => void;
+  /** Warnings an operator must see (a connection limit reached), at most one line per 10 s per limit. */
+  log?: Logger;
 }
 
 export type RpcServerEvent =
@@ -80,6 +89,11 @@ export type RpcServerEvent =
   /** A UDP retransmission answered from the duplicate-request cache. */
   | { kind: 'duplicate'; local: Endpoint; peer: Endpoint; xid: number }
   | { kind: 'connection'; state: 'open' | 'closed' | 'refused'; local: Endpoint; peer: Endpoint; reason?: string }
+  /**
+   * A new connection met a limit: the least recently active idle connection (of all, or of that
+   * peer) was closed to make room, or the new one was refused because none was idle.
+   */
+  | { kind: 'limit'; scope: 'server' | 'peer'; action: 'closed-idle' | 'refused'; limit: number; local: Endpoint; peer: Endpoint; closed?: Endpoint }
   /** A handler or encoder threw (answered SYSTEM_ERR), or a socket failed. */
   | { kind: 'error'; where: string; error: unknown };
 
@@ -105,14 +119,27 @@ interface Connection {
   backlog: Buffer[];
   halfRecordTimer: NodeJS.Timeout | undefined;
   paused: boolean;
+  /** The server's activity count when the peer last sent something: the least is the least recently active. */
+  active: number;
 }
+
+/** No call running or waiting and no record half read: closing it loses nothing. */
+const idle = (c: Connection): boolean => c.queue.length === 0 && c.backlog.length === 0 && !c.decoder.partial;
+
+const LIMIT_WARN_INTERVAL_MS = 10_000;
 
 export class RpcServer {
   private readonly programs = new Map<number, Map<number, ProgramVersion>>();
   private readonly listeners = new Map<string, Listener>();
   private readonly connections = new Set<Connection>();
+  /** Peer address → its connections (over all local addresses). */
+  private readonly byPeer = new Map<string, Set<Connection>>();
+  private activity = 0;
+  /** Per limit: when its warning was last logged, and how many hits it has not told since. */
+  private readonly warned = { server: { at: -Infinity, untold: 0 }, peer: { at: -Infinity, untold: 0 } };
+  private readonly log: Logger | undefined;
   private readonly drc: DuplicateRequestCache;
-  private readonly opts: Required<Omit<RpcServerOptions, 'onEvent'>>;
+  private readonly opts: Required<Omit<RpcServerOptions, 'onEvent' | 'log'>>;
   private readonly onEvent: ((e: RpcServerEvent) => void) | undefined;
   private chosenPort = 0;
   /** addAddress/removeAddress/close run one at a time: the first bind fixes an ephemeral port for the rest. */
@@ -126,11 +153,13 @@ export class RpcServer {
       idleTimeoutMs: options.idleTimeoutMs ?? 6 * 60_000,
       halfRecordTimeoutMs: options.halfRecordTimeoutMs ?? 10_000,
       maxConnections: options.maxConnections ?? 1024,
+      maxConnectionsPerPeer: options.maxConnectionsPerPeer ?? 64,
       maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
       duplicateCacheSize: options.duplicateCacheSize ?? 1024,
       maxUdpCallsInProgress: options.maxUdpCallsInProgress ?? 1024,
     };
     this.onEvent = options.onEvent;
+    this.log = options.log;
     this.drc = new DuplicateRequestCache(this.opts.duplicateCacheSize);
   }
 
@@ -274,7 +303,8 @@ export class RpcServer {
 
   private accept(socket: net.Socket, local: Endpoint): void {
     const peer = { address: normaliseAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
-    if (this.connections.size >= this.opts.maxConnections) {
+    const mine = this.byPeer.get(peer.address);
+    if (!this.makeRoom(mine, this.opts.maxConnectionsPerPeer, 'peer', local, peer) || !this.makeRoom(this.connections, this.opts.maxConnections, 'server', local, peer)) {
       socket.destroy();
       this.emit({ kind: 'connection', state: 'refused', local, peer, reason: 'too many connections' });
       return;
@@ -287,8 +317,11 @@ export class RpcServer {
       backlog: [],
       halfRecordTimer: undefined,
       paused: false,
+      active: ++this.activity,
     };
     this.connections.add(c);
+    if (mine) mine.add(c);
+    else this.byPeer.set(peer.address, new Set([c]));
     this.emit({ kind: 'connection', state: 'open', local, peer });
     socket.setTimeout(this.opts.idleTimeoutMs, () => {
       if (c.queue.length === 0 && c.backlog.length === 0) this.drop(c, 'idle');
@@ -296,14 +329,58 @@ export class RpcServer {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       clearTimeout(c.halfRecordTimer);
-      this.connections.delete(c);
+      this.forget(c);
       this.emit({ kind: 'connection', state: 'closed', local, peer });
     });
     socket.on('drain', () => this.pump(c));
     socket.on('data', (chunk) => this.onData(c, chunk));
   }
 
+  /** Out of the counts now (a closed socket's 'close' event comes a turn later); idempotent. */
+  private forget(c: Connection): void {
+    if (!this.connections.delete(c)) return;
+    const mine = this.byPeer.get(c.meta.peer.address);
+    mine?.delete(c);
+    if (mine?.size === 0) this.byPeer.delete(c.meta.peer.address);
+  }
+
+  /**
+   * Below the limit, or made so by closing the least recently active idle connection among
+   * `among`; false when all of them are busy (the new connection is then refused).
+   */
+  private makeRoom(among: Set<Connection> | undefined, limit: number, scope: 'server' | 'peer', local: Endpoint, peer: Endpoint): boolean {
+    while (among && among.size >= limit) {
+      let oldest: Connection | undefined;
+      for (const c of among) if (idle(c) && (!oldest || c.active < oldest.active)) oldest = c;
+      if (!oldest) {
+        this.limitReached({ kind: 'limit', scope, action: 'refused', limit, local, peer });
+        return false;
+      }
+      this.forget(oldest);
+      oldest.socket.destroy();
+      this.limitReached({ kind: 'limit', scope, action: 'closed-idle', limit, local, peer, closed: oldest.meta.peer });
+    }
+    return true;
+  }
+
+  private limitReached(e: Extract<RpcServerEvent, { kind: 'limit' }>): void {
+    this.emit(e);
+    if (!this.log) return;
+    const w = this.warned[e.scope];
+    const now = performance.now();
+    if (now - w.at < LIMIT_WARN_INTERVAL_MS) {
+      w.untold++;
+      return;
+    }
+    const what = e.scope === 'server' ? `too many open connections (the limit is ${e.limit})` : `too many open connections from ${e.peer.address} (the per-peer limit is ${e.limit})`;
+    const done = e.action === 'closed-idle' ? `closed the least recently active idle one (from ${e.closed!.address}:${e.closed!.port})` : `refused a new one from ${e.peer.address}: none is idle`;
+    this.log.warn({ scope: e.scope, action: e.action, limit: e.limit, peer: e.peer.address, local: e.local.address, closed: e.closed?.address, untold: w.untold }, `${what}: ${done}${w.untold ? `; ${w.untold} more since the last warning` : ''}`);
+    w.at = now;
+    w.untold = 0;
+  }
+
   private onData(c: Connection, chunk: Buffer): void {
+    c.active = ++this.activity;
     try {
       for (const rec of c.decoder.push(chunk)) c.backlog.push(rec);
     } catch (err) {

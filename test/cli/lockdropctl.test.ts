@@ -48,7 +48,7 @@ describe('cli: lockdropctl and the control socket', function () {
   before(async function () {
     requireNamespaceRoot(this);
     ensureBuilt();
-    d = spawnDaemon(['--grace', '30'], { config: { exports: [{ path: '/srv/a', fsid: 1, secure: false }, { path: '/srv/b', fsid: 2, secure: false }] } });
+    d = spawnDaemon(['--grace', '30'], { config: { exports: [{ path: '/srv/a', fsid: 1, secure: false, fileLocks: false }, { path: '/srv/b', fsid: 2, secure: false, fileLocks: false }] } });
     const s = await d.started();
     const server = { address: '127.0.0.1', port: s.nlmPort as number };
     a = await NlmClient.create({ server, transport: 'tcp', vers: 4, callerName: 'alpha' });

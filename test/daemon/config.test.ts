@@ -32,6 +32,7 @@ describe('daemon: configuration', () => {
     assert.equal(c.metrics, null);
     assert.deepEqual(c.exports, []);
     assert.deepEqual(c.notify, { timeout: 900, concurrency: 256 });
+    assert.deepEqual(c.connections, { max: 1024, perPeer: 64 });
   });
 
   it('reads YAML and JSON; flags override the file', () => {
@@ -39,7 +40,7 @@ describe('daemon: configuration', () => {
     const c = loadConfig(y, { grace: 20 });
     assert.equal(c.grace, 20);
     assert.equal(c.nlmPort, 4045);
-    assert.deepEqual(c.exports, [{ path: '/srv', fsid: 1, clients: ['10.0.0.0/8'], secure: true }]);
+    assert.deepEqual(c.exports, [{ path: '/srv', fsid: 1, clients: ['10.0.0.0/8'], secure: true, fileLocks: true }], 'locked on the real files unless fileLocks: false');
     assert.equal(loadConfig(file('{"holdDown": 300, "monNames": {"10.0.0.5": "nfs-a"}}'), {}).monNames['10.0.0.5'], 'nfs-a');
     assert.equal(loadConfig(file(''), {}).grace, 90, 'an empty file is all defaults');
   });
@@ -58,6 +59,8 @@ describe('daemon: configuration', () => {
       problems(() => validateConfig({ exports: [{ path: 'srv', uuid: 'xyz', dev: '8', fhPrefix: ['abc'] }, { path: '/a' }, { path: '/a' }] }, 't')),
       ['exports.0.path: must be an absolute path', 'exports.0.uuid: must be 32 hex digits (dashes or colons allowed)', 'exports.0.dev: must be "major:minor"', 'exports.0.fhPrefix.0: must be hex bytes', 'exports.2.path: duplicates exports.1.path'],
     );
+    assert.deepEqual(problems(() => validateConfig({ exports: [{ path: '/a', ganeshaExportId: 7 }, { path: '/b', ganeshaExportId: 7 }] }, 't')), ['exports.1.ganeshaExportId: duplicates exports.0.ganeshaExportId']);
+    assert.deepEqual(problems(() => validateConfig({ exports: [{ path: '/c', ganeshaExportId: 65536 }] }, 't')), ['exports.0.ganeshaExportId: Number must be less than or equal to 65535']);
   });
 
   it('reports unreadable and unparsable files', () => {
@@ -68,7 +71,8 @@ describe('daemon: configuration', () => {
 
   it('accepts the example in contrib/lockdrop.yaml', () => {
     const c = loadConfig(path.join(__dirname, '..', '..', 'contrib', 'lockdrop.yaml'), {});
-    assert.equal(c.exports.length, 4);
+    assert.equal(c.exports.length, 5);
+    assert.equal(c.exports.find((e) => e.path === '/export/ganesha')?.ganeshaExportId, 77);
     assert.equal(c.monNames['192.0.2.10'], 'nfs-a.example.com');
   });
 

@@ -43,7 +43,7 @@ describe('daemon: lifecycle of lockdropd', function () {
       assert.equal((await client.lock({ fh: FH, svid: 1, exclusive: true })).status, 'granted');
 
       // A good new config: applied, lock untouched.
-      writeFileSync(config, 'logLevel: debug\nholdDown: 250\nexports:\n  - path: /srv/seven\n    fsid: 7\n    secure: false\n');
+      writeFileSync(config, 'logLevel: debug\nholdDown: 250\nexports:\n  - path: /srv/seven\n    fsid: 7\n    secure: false\n    fileLocks: false\n');
       d.child.kill('SIGHUP');
       const reloaded = await d.waitLog((l) => l.msg.startsWith('configuration reloaded'));
       assert.deepEqual([...(reloaded.changed as string[])].sort(), ['exports', 'holdDown', 'logLevel']);

@@ -96,6 +96,7 @@ describe('daemon: /metrics', function () {
       lockdrop_blocked_requests: 'gauge',
       lockdrop_grace_periods_active: 'gauge',
       lockdrop_rpc_calls_total: 'counter',
+      lockdrop_rpc_connection_limit_total: 'counter',
       lockdrop_nlm_requests_total: 'counter',
       lockdrop_drops_total: 'counter',
       lockdrop_dropped_locks_total: 'counter',

@@ -1,4 +1,5 @@
-// Exports end to end: real NLM locks over the wire on knfsd-style handles of several fsid types;
+// Exports end to end: NLM locks over the wire on knfsd-style handles of several fsid types (kept in
+// memory: these exports name no real files — test/files has the real-file ones);
 // `lockdropctl drop --export` / `--fsid` release exactly that export's locks; the export policy
 // refuses clients outside an export's networks and unprivileged ports on secure exports.
 import assert from 'node:assert/strict';
@@ -42,11 +43,11 @@ describe('exports: drop --export with knfsd handles, and the export policy', fun
       config: {
         unknownHandles: 'deny',
         exports: [
-          { path: '/srv/a', uuid: UUID, secure: false },
-          { path: '/srv/b', fsid: 3, secure: false },
-          { path: '/srv/c', dev: '8:17', secure: false },
-          { path: '/srv/d', fsid: 4, clients: ['10.0.0.0/8'], secure: false },
-          { path: '/srv/e', fsid: 5, clients: ['127.0.0.0/8'] },
+          { path: '/srv/a', uuid: UUID, secure: false, fileLocks: false },
+          { path: '/srv/b', fsid: 3, secure: false, fileLocks: false },
+          { path: '/srv/c', dev: '8:17', secure: false, fileLocks: false },
+          { path: '/srv/d', fsid: 4, clients: ['10.0.0.0/8'], secure: false, fileLocks: false },
+          { path: '/srv/e', fsid: 5, clients: ['127.0.0.0/8'], fileLocks: false },
         ],
       },
     });

@@ -145,6 +145,8 @@ class Model {
   }
 
   unlock(o: number, f: number, s: number, e: number): void {
+    // The owner's queued requests inside the range are cancelled first (Linux nlmsvc_unlock).
+    this.queues[f] = this.queues[f].filter((b) => !(b.o === o && b.s >= s && b.e <= e));
     for (let i = s; i <= e; i++) this.bytes[f][i].delete(o);
     this.rescan(f);
   }

@@ -1,6 +1,6 @@
 // A real NLM server for tests: LockTable + NLM service on an RpcServer bound to the given server
 // addresses, and a real rpcbind (the test namespace's own) for callbacks to find clients.
-import { LockTable } from '../../src/locks';
+import { LockTable, type FileLocker } from '../../src/locks';
 import { RpcServer } from '../../src/rpc';
 import { createNlmService, NlmClient, type HostMonitor, type NlmClientOptions, type NlmService, type NlmServiceDeps, type NlmServiceOptions } from '../../src/nlm';
 import { ip, sh } from '../support/netns';
@@ -19,9 +19,11 @@ export async function startServer(addresses: string[], o: {
   exportPolicy?: NlmServiceDeps['exportPolicy'];
   onReboot?: NlmServiceDeps['onReboot'];
   port?: number;
+  /** Real files under the table (src/files), with the exports' handle → export mapping. */
+  files?: { locker: FileLocker; exportOf: (fh: Buffer) => string | undefined };
 } = {}): Promise<TestServer> {
   let service: NlmService | undefined;
-  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g) });
+  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g), locker: o.files?.locker, exportOf: o.files?.exportOf });
   service = createNlmService({
     table, monitor: o.monitor, exportPolicy: o.exportPolicy, onReboot: o.onReboot,
     options: { serverName: 'nlm-test-server', grantRetryInitialMs: 100, grantRetryMaxMs: 400, callbackTimeoutMs: 1_000, ...o.options },

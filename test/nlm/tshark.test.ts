@@ -1,13 +1,12 @@
 // tshark dissects a whole NLM session (every procedure, versions 1, 3 and 4, UDP and TCP)
 // captured on lo in the test namespace, without a single malformed-packet mark.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NlmProc, type NlmClient } from '../../src/nlm';
-import { hasCommand, requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
+import { hasCommand, requireNamespaceRoot, sh, startCapture, startRpcbind } from '../support/netns';
 import { addLoopbackAddresses, clientFor, fh, startServer } from './harness';
 
 const S1 = '192.0.2.1';
@@ -54,18 +53,10 @@ describe('nlm session dissected by tshark', function () {
     const stopRpcbind = await startRpcbind();
     const dir = mkdtempSync(join(tmpdir(), 'nlm-tshark-'));
     const file = join(dir, 'nlm.pcapng');
-    const capture = spawn('dumpcap', ['-i', 'lo', '-w', file, '-f', `host ${S1}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const capture = await startCapture('lo', file, `host ${S1}`);
     const server = await startServer([S1]);
     const clients: NlmClient[] = [];
     try {
-      await new Promise<void>((resolve, reject) => {
-        let err = '';
-        capture.stderr!.on('data', (d: Buffer) => {
-          err += d.toString();
-          if (err.includes('Capturing on')) resolve();
-        });
-        capture.once('exit', () => reject(new Error(`dumpcap exited: ${err}`)));
-      });
       for (const transport of ['udp', 'tcp'] as const) {
         for (const vers of [1, 3, 4] as const) {
           const c = await clientFor(server, S1, { transport, vers, source: C1, callerName: `cl-${transport}-${vers}`, callback: { rpcbind: true } });
@@ -82,8 +73,7 @@ describe('nlm session dissected by tshark', function () {
     } finally {
       for (const c of clients) await c.close();
       await server.close();
-      capture.kill('SIGINT');
-      await new Promise((resolve) => capture.once('exit', resolve));
+      await capture.stop();
       await stopRpcbind();
       removeAddresses();
     }

@@ -56,7 +56,7 @@ describe('nlm over the wire', function () {
           assert.equal((await a.lock({ fh: f, svid: 1, offset: 10n, length: 5n, cookie: Buffer.from('c1') })).status, 'granted');
           const t = await b.test({ fh: f, svid: 7, offset: 0n, length: 100n });
           assert.equal(t.status, 'denied');
-          assert.deepEqual({ ...t.holder, oh: t.holder!.oh.toString() }, { exclusive: true, svid: 1, oh: '1@client-a', offset: 10n, length: 5n });
+          assert.deepEqual({ ...t.holder, oh: t.holder!.oh.toString() }, { exclusive: true, svid: 1, oh: '', offset: 10n, length: 5n });
           assert.equal((await b.lock({ fh: f, svid: 7, offset: 12n, length: 1n })).status, 'denied');
           assert.equal((await b.test({ fh: f, svid: 7, offset: 15n, length: 1n })).status, 'granted');
           assert.equal((await b.cancel({ fh: f, svid: 7 })).status, 'granted'); // nothing queued: nothing to do (Linux)
@@ -82,6 +82,20 @@ describe('nlm over the wire', function () {
           await a.freeAll();
           assert.equal([...server.table.locks({ host: `client-a@${C1}` })].length, 0);
           assert.equal(server.table.stats().shares, 2); // b's two reservations stay
+        });
+      }
+
+      for (const vers of [1, 3, 4] as const) {
+        it(`v${vers}: TEST and TEST_MSG name the holder without its owner handle (oh of length 0, as Linux)`, async () => {
+          const a = await client({ vers });
+          const b = await client({ vers, callerName: 'client-b', callback: { rpcbind: true } });
+          const f = fh(`oh${vers}`);
+          const oh = Buffer.from('secret-owner-handle');
+          assert.equal((await a.lock({ fh: f, svid: 4, oh, offset: 0n, length: 8n, exclusive: false })).status, 'granted');
+          const t = await b.test({ fh: f, svid: 5 });
+          assert.deepEqual([t.status, t.holder?.svid, t.holder?.exclusive, t.holder?.offset, t.holder?.length, t.holder?.oh.length], ['denied', 4, false, 0n, 8n, 0]);
+          const r = await b.waitRes(await b.testMsg({ fh: f, svid: 5 }));
+          assert.deepEqual([r.status, r.holder?.svid, r.holder?.oh.length], ['denied', 4, 0]);
         });
       }
 

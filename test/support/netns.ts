@@ -13,6 +13,19 @@ export function requireNamespaceRoot(ctx: Mocha.Context): void {
   if (!isRoot() || !inTestNamespace()) ctx.skip();
 }
 
+/**
+ * Skips the calling suite (from its before hook) or test, saying why in every skipped test's
+ * title, so the report shows the reason.
+ */
+export function skipBecause(ctx: Mocha.Context, reason: string): never {
+  const runnable = ctx.currentTest ?? ctx.test;
+  const isHook = (runnable as { type?: string } | undefined)?.type === 'hook';
+  const all = (s: Mocha.Suite): Mocha.Runnable[] => [...s.tests, ...s.suites.flatMap(all)];
+  const tests = isHook ? (runnable?.parent ? all(runnable.parent) : []) : runnable ? [runnable] : [];
+  for (const t of tests) t.title += ` [skipped: ${reason}]`;
+  ctx.skip();
+}
+
 export function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -76,8 +89,8 @@ export interface Netns {
 }
 
 /** A sub-namespace joined to the test namespace by a veth pair: hostAddr on our side, nsAddr inside. */
-export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24): Netns {
-  const name = uniqueName('ldns');
+export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24, opts: { name?: string } = {}): Netns {
+  const name = opts.name ?? uniqueName('ldns');
   const outer = uniqueName('vo');
   const inner = uniqueName('vi');
   ip('netns', 'add', name);
@@ -101,6 +114,33 @@ export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24):
       for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
       sh('ip', ['link', 'del', outer], { allowFail: true });
       sh('ip', ['netns', 'del', name], { allowFail: true });
+    },
+  };
+}
+
+export interface Capture {
+  file: string;
+  /** Ends the capture (SIGINT, so dumpcap finishes the file) and waits for dumpcap to exit. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** dumpcap on an interface of this namespace ('any' for all) with a capture filter; resolves once it captures. */
+export async function startCapture(iface: string, file: string, filter: string): Promise<Capture> {
+  const child = spawn('dumpcap', ['-i', iface, '-w', file, '-f', filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('Capturing on')) resolve();
+    });
+    child.once('exit', () => reject(new Error(`dumpcap exited: ${err}`)));
+  });
+  return {
+    file,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
     },
   };
 }

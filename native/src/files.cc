@@ -1,0 +1,211 @@
+// Real files for NLM locks: file handles (name_to_handle_at / open_by_handle_at), export roots
+// opened O_PATH, open file description (OFD) locks, and the RLIMIT_NOFILE budget.
+// Hot-path calls (openByHandle, ofdSetLock) return a negative errno instead of throwing: a stale
+// handle or a conflict is an answer, not an exception. Bad argument types are TypeErrors.
+#include "common.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <vector>
+
+namespace lockdrop {
+
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
+
+bool ParsePosition(const Napi::Value& v, off_t* out) {
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= kMaxSafeInteger) || std::floor(d) != d) return false;
+    *out = static_cast<off_t>(d);
+    return true;
+  }
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    int64_t n = v.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless || n < 0) return false;
+    *out = static_cast<off_t>(n);
+    return true;
+  }
+  return false;
+}
+
+bool ParseFd(const Napi::Value& v, int* out) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 2147483647.0) || std::floor(d) != d) return false;
+  *out = static_cast<int>(d);
+  return true;
+}
+
+// name_to_handle_at(path): { type, handle, mountId }. The buffer starts at MAX_HANDLE_SZ and
+// grows when the kernel says EOVERFLOW (it then reports the size it needs in handle_bytes).
+Napi::Value NameToHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return ThrowType(env, "nameToHandle(path: string)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  unsigned int size = MAX_HANDLE_SZ;
+  for (int attempt = 0; attempt < 4; attempt++) {
+    std::vector<uint8_t> storage(sizeof(file_handle) + size);
+    auto* fh = reinterpret_cast<file_handle*>(storage.data());
+    fh->handle_bytes = size;
+    int mountId = 0;
+    if (name_to_handle_at(AT_FDCWD, path.c_str(), fh, &mountId, 0) == 0) {
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("type", Napi::Number::New(env, fh->handle_type));
+      out.Set("handle", Napi::Buffer<uint8_t>::Copy(env, fh->f_handle, fh->handle_bytes));
+      out.Set("mountId", Napi::Number::New(env, mountId));
+      return out;
+    }
+    if (errno != EOVERFLOW || fh->handle_bytes <= size) return ThrowErrno(env, "name_to_handle_at " + path, errno);
+    size = fh->handle_bytes;
+  }
+  return ThrowErrno(env, "name_to_handle_at " + path, EOVERFLOW);
+}
+
+// openPath(path): a directory fd, the mount fd open_by_handle_at needs. Not O_PATH: the kernel
+// takes the mount fd with fdget(), which refuses O_PATH files (EBADF; seen on 6.18).
+Napi::Value OpenPath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return ThrowType(env, "openPath(path: string)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return ThrowErrno(env, "open " + path, errno);
+  return Napi::Number::New(env, fd);
+}
+
+// openByHandle(mountFd, type, handle, rw): fd or -errno. O_NONBLOCK: opening a FIFO or a device
+// by handle must not block the JS thread (it has no effect on regular files' reads or locks).
+// O_NOFOLLOW is pointless here: a handle is never resolved through a path, and a symlink's handle
+// without O_PATH fails with ELOOP anyway.
+Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int mountFd = -1;
+  double type = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : NAN;
+  if (info.Length() < 4 || !ParseFd(info[0], &mountFd) || !(std::fabs(type) <= 2147483647.0 && std::floor(type) == type) ||
+      !info[2].IsBuffer() || !info[3].IsBoolean())
+    return ThrowType(env, "openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean)");
+  Napi::Buffer<uint8_t> handle = info[2].As<Napi::Buffer<uint8_t>>();
+  if (handle.Length() == 0 || handle.Length() > MAX_HANDLE_SZ) return Napi::Number::New(env, -EINVAL);
+  alignas(file_handle) uint8_t storage[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(storage);
+  fh->handle_bytes = static_cast<unsigned int>(handle.Length());
+  fh->handle_type = static_cast<int>(type);
+  memcpy(fh->f_handle, handle.Data(), handle.Length());
+  int flags = (info[3].As<Napi::Boolean>().Value() ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  int fd = open_by_handle_at(mountFd, fh, flags);
+  return Napi::Number::New(env, fd >= 0 ? fd : -errno);
+}
+
+// fileType(fd): the S_IFMT bits of fstat's st_mode, or -errno.
+Napi::Value FileType(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (info.Length() < 1 || !ParseFd(info[0], &fd)) return ThrowType(env, "fileType(fd: number)");
+  struct stat st;
+  if (fstat(fd, &st) < 0) return Napi::Number::New(env, -errno);
+  return Napi::Number::New(env, st.st_mode & S_IFMT);
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (info.Length() < 1 || !ParseFd(info[0], &fd)) return ThrowType(env, "closeFd(fd: number)");
+  // Linux releases the descriptor even when close reports EINTR or EIO: never retry.
+  if (close(fd) < 0 && errno == EBADF) return ThrowErrno(env, "close", EBADF);
+  return env.Undefined();
+}
+
+Napi::Value Position(Napi::Env env, off_t v) {
+  if (static_cast<double>(v) <= kMaxSafeInteger) return Napi::Number::New(env, static_cast<double>(v));
+  return Napi::BigInt::New(env, static_cast<int64_t>(v));
+}
+
+// ofdSetLock(fd, type, start, len): F_OFD_SETLK; 0 or -errno (-EAGAIN: a conflicting holder).
+Napi::Value OfdSetLock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LockArgs a;
+  if (!ParseLockArgs(info, "ofdSetLock", true, &a)) return env.Undefined();
+  struct flock fl = a.Flock();
+  int rc = fcntl(a.fd, F_OFD_SETLK, &fl);
+  return Napi::Number::New(env, rc == 0 ? 0 : -errno);
+}
+
+// ofdGetLock(fd, type, start, len): null when the lock could be placed, else the first
+// conflicting holder { exclusive, start, len, pid } (pid -1: an OFD lock). Errors throw: with a
+// valid fd and range F_OFD_GETLK does not fail.
+Napi::Value OfdGetLock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LockArgs a;
+  if (!ParseLockArgs(info, "ofdGetLock", false, &a)) return env.Undefined();
+  struct flock fl = a.Flock();
+  if (fcntl(a.fd, F_OFD_GETLK, &fl) < 0) return ThrowErrno(env, "F_OFD_GETLK", errno);
+  if (fl.l_type == F_UNLCK) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("exclusive", Napi::Boolean::New(env, fl.l_type == F_WRLCK));
+  out.Set("start", Position(env, fl.l_start));
+  out.Set("len", Position(env, fl.l_len));
+  out.Set("pid", Napi::Number::New(env, fl.l_pid));
+  return out;
+}
+
+Napi::Object Limit(Napi::Env env, const rlimit& rl) {
+  auto num = [&](rlim_t v) { return v == RLIM_INFINITY ? Napi::Number::New(env, INFINITY) : Napi::Number::New(env, static_cast<double>(v)); };
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("soft", num(rl.rlim_cur));
+  out.Set("hard", num(rl.rlim_max));
+  return out;
+}
+
+Napi::Value NofileLimit(const Napi::CallbackInfo& info) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return ThrowErrno(info.Env(), "getrlimit(RLIMIT_NOFILE)", errno);
+  return Limit(info.Env(), rl);
+}
+
+// raiseNofileLimit(): soft := hard (always allowed without privilege), then the limits as they are.
+Napi::Value RaiseNofileLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return ThrowErrno(env, "getrlimit(RLIMIT_NOFILE)", errno);
+  if (rl.rlim_cur != rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return ThrowErrno(env, "setrlimit(RLIMIT_NOFILE)", errno);
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return ThrowErrno(env, "getrlimit(RLIMIT_NOFILE)", errno);
+  }
+  return Limit(env, rl);
+}
+
+}  // namespace
+
+bool ParseLockArgs(const Napi::CallbackInfo& info, const char* what, bool allowUnlock, LockArgs* out) {
+  Napi::Env env = info.Env();
+  double type = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  if (info.Length() < 4 || !ParseFd(info[0], &out->fd) || !(type == 0 || type == 1 || (allowUnlock && type == 2)) ||
+      !ParsePosition(info[2], &out->start) || !ParsePosition(info[3], &out->len)) {
+    ThrowType(env, std::string(what) + "(fd: number, type: " + (allowUnlock ? "0 | 1 | 2" : "0 | 1") +
+                       ", start: non-negative integer, len: non-negative integer (0: to end of file))");
+    return false;
+  }
+  out->type = type == 0 ? F_RDLCK : type == 1 ? F_WRLCK : F_UNLCK;
+  return true;
+}
+
+void InitFiles(Napi::Env env, Napi::Object exports) {
+  exports.Set("nameToHandle", Napi::Function::New(env, NameToHandle, "nameToHandle"));
+  exports.Set("openPath", Napi::Function::New(env, OpenPath, "openPath"));
+  exports.Set("openByHandle", Napi::Function::New(env, OpenByHandle, "openByHandle"));
+  exports.Set("fileType", Napi::Function::New(env, FileType, "fileType"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("ofdSetLock", Napi::Function::New(env, OfdSetLock, "ofdSetLock"));
+  exports.Set("ofdGetLock", Napi::Function::New(env, OfdGetLock, "ofdGetLock"));
+  exports.Set("nofileLimit", Napi::Function::New(env, NofileLimit, "nofileLimit"));
+  exports.Set("raiseNofileLimit", Napi::Function::New(env, RaiseNofileLimit, "raiseNofileLimit"));
+}
+
+}  // namespace lockdrop

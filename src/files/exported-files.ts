@@ -1,0 +1,411 @@
+// The edge to the exported filesystems: the lock table's FileLocker over real files.
+//
+// An export whose locks are on the real files has its root open (O_PATH) for open_by_handle_at.
+// Each (owner, file) the table locks gets one open file description of its own, and the owner's
+// ranges are OFD locks on it: the kernel then enforces them against every other holder (local
+// POSIX/OFD locks, the NFS server's NFSv4 locks, another node's lockd on a cluster filesystem)
+// and applies splits, merges, upgrades and downgrades exactly as the table does for that owner.
+// A description is closed as soon as its owner holds and awaits nothing on the file.
+//
+// Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
+// the limit a request is refused with denied_nolocks, never EMFILE.
+import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
+import type { KernelHandleResult } from '../exports';
+import { E, LOCK_READ, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
+
+/** An export as this part needs it: its path (the export's id) and whether its locks are on the files. */
+export interface ExportSpec {
+  path: string;
+  fileLocks: boolean;
+}
+
+export interface ExportedFilesOptions {
+  sys: FileSyscalls;
+  /** The kernel handle inside an NFS handle, or why there is none (ExportsTable.kernelHandle). */
+  kernelHandle: (fh: Buffer) => KernelHandleResult;
+  /** Open file descriptions allowed at once (export roots included). */
+  maxOpen: number;
+  /** Retry interval while every kernel wait thread is busy: starts here, doubles up to pollMaxMs. */
+  pollInitialMs?: number;
+  pollMaxMs?: number;
+  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+/** An export whose configuration cannot be served on the real files (exit 78 at start). */
+export class ExportError extends Error {
+  constructor(
+    readonly exportPath: string,
+    why: string,
+  ) {
+    super(`export ${exportPath}: ${why}`);
+    this.name = 'ExportError';
+  }
+}
+
+export interface FilesStats {
+  /** Open descriptions of locked files (export roots not counted). */
+  open: number;
+  roots: number;
+  waits: number;
+  /** Requests refused because the descriptor budget was spent. */
+  budgetRefusals: number;
+  /** Kernel unlocks that failed (the kernel may still hold what the table released). */
+  unlockFailures: number;
+}
+
+class RealExport {
+  rootFd = -1;
+  rootHandle: { type: number; handle: Buffer } | undefined;
+  constructor(readonly path: string) {}
+}
+
+interface Description {
+  fd: number;
+  writable: boolean;
+  /** Opened read-only because the filesystem is: an exclusive lock is rofs, not failed. */
+  readOnlyFs: boolean;
+}
+
+class OpenFile {
+  readonly owners = new Map<string, Description>();
+  constructor(readonly exp: RealExport) {}
+}
+
+/** A kernel handle to open in the export's filesystem, or the export's root itself. */
+type KernelHandle = { type: number; handle: Buffer } | { root: true };
+type Resolved = { kind: 'memory' } | { kind: 'stale'; why: string } | { kind: 'file'; exp: RealExport; kh: KernelHandle };
+
+const flockOf = (start: FilePos, end: FilePos): [FlockPos, FlockPos] => {
+  if (end === Infinity) return [start, 0];
+  if (typeof start === 'number' && typeof end === 'number') return [start, end - start + 1];
+  return [start, BigInt(end) - BigInt(start) + 1n];
+};
+
+const endOf = (start: FlockPos, len: FlockPos): FilePos => {
+  if (len === 0 || len === 0n) return Infinity;
+  if (typeof start === 'number' && typeof len === 'number' && start + len - 1 <= Number.MAX_SAFE_INTEGER) return start + len - 1;
+  return BigInt(start) + BigInt(len) - 1n;
+};
+
+export class ExportedFiles implements FileLocker {
+  private readonly sys: FileSyscalls;
+  private readonly exports = new Map<string, RealExport>();
+  /** Files with at least one open description, by the table's file key. */
+  private readonly files = new Map<string, OpenFile>();
+  private open = 0;
+  private waits = 0;
+  private budgetRefusals = 0;
+  private unlockFailures = 0;
+  private maxOpen: number;
+  private readonly pollInitialMs: number;
+  private readonly pollMaxMs: number;
+
+  constructor(private readonly opts: ExportedFilesOptions) {
+    this.sys = opts.sys;
+    this.maxOpen = opts.maxOpen;
+    this.pollInitialMs = opts.pollInitialMs ?? 20;
+    this.pollMaxMs = opts.pollMaxMs ?? 500;
+  }
+
+  /**
+   * Makes these the exports served on the real files: new ones are checked (the path exists,
+   * its filesystem gives handles) and their roots opened; the roots of removed ones are closed
+   * (the caller dropped their locks first). Throws ExportError naming the first bad export,
+   * leaving the previous set in place.
+   */
+  setExports(specs: readonly ExportSpec[]): void {
+    const wanted = new Set(specs.filter((s) => s.fileLocks).map((s) => s.path));
+    const added: RealExport[] = [];
+    try {
+      for (const path of wanted) if (!this.exports.has(path)) added.push(this.openExport(path));
+    } catch (err) {
+      for (const e of added) this.closeRoot(e);
+      throw err;
+    }
+    for (const path of [...this.exports.keys()]) {
+      if (wanted.has(path)) continue;
+      this.closeExport(path);
+      this.exports.delete(path);
+    }
+    for (const e of added) this.exports.set(e.path, e);
+  }
+
+  private openExport(path: string): RealExport {
+    const e = new RealExport(path);
+    try {
+      e.rootHandle = this.sys.nameToHandle(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new ExportError(path, 'the path does not exist on this node (set fileLocks: false to keep its locks in memory)');
+      if (code === 'EOPNOTSUPP') throw new ExportError(path, 'its filesystem cannot turn file handles into files (no name_to_handle_at): set fileLocks: false');
+      throw new ExportError(path, (err as Error).message);
+    }
+    this.openRoot(e);
+    return e;
+  }
+
+  private openRoot(e: RealExport): void {
+    try {
+      e.rootFd = this.sys.openPath(e.path);
+      this.open++;
+    } catch (err) {
+      throw new ExportError(e.path, `cannot open its root: ${(err as Error).message}`);
+    }
+  }
+
+  private closeRoot(e: RealExport): void {
+    if (e.rootFd < 0) return;
+    this.sys.closeFd(e.rootFd);
+    e.rootFd = -1;
+    this.open--;
+  }
+
+  /**
+   * Closes every description of the export's files and its root, so that its filesystem can be
+   * unmounted now; the root opens again at the next request. The caller dropped its locks first.
+   */
+  closeExport(path: string): number {
+    const e = this.exports.get(path);
+    if (!e) return 0;
+    let closed = 0;
+    for (const [key, f] of this.files) {
+      if (f.exp !== e) continue;
+      for (const d of f.owners.values()) {
+        this.sys.closeFd(d.fd);
+        this.open--;
+        closed++;
+      }
+      this.files.delete(key);
+    }
+    this.closeRoot(e);
+    return closed;
+  }
+
+  /** Exports whose locks are on the real files. */
+  realExports(): string[] {
+    return [...this.exports.keys()];
+  }
+
+  setBudget(maxOpen: number): void {
+    this.maxOpen = maxOpen;
+  }
+
+  stats(): FilesStats {
+    let roots = 0;
+    for (const e of this.exports.values()) if (e.rootFd >= 0) roots++;
+    return { open: this.open - roots, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
+  }
+
+  // ---- FileLocker ----
+
+  validate(fileKey: string, fh: Buffer): LockStatus | undefined {
+    if (this.exports.size === 0 || this.files.has(fileKey)) return undefined;
+    const r = this.resolve(fh);
+    if (r.kind === 'memory') return undefined;
+    if (r.kind === 'stale') return 'stale_fh';
+    const fd = this.openByHandle(r.exp, r.kh, 'ro');
+    if (fd < 0) return this.refusal(fd);
+    this.closeDescription(fd);
+    return undefined;
+  }
+
+  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
+    if (this.exports.size === 0) return 'granted';
+    let d = this.files.get(fileKey)?.owners.get(ownerKey);
+    let fresh = false;
+    if (d === undefined) {
+      const opened = this.openFor(fileKey, fh, ownerKey);
+      if (opened === 'memory') return 'granted';
+      if (typeof opened === 'string') return opened;
+      d = opened;
+      fresh = true;
+    }
+    let status: LockStatus;
+    if (exclusive && !d.writable) {
+      status = d.readOnlyFs ? 'rofs' : 'failed';
+    } else {
+      const [s, len] = flockOf(start, end);
+      const rc = this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
+      if (rc === 0) return 'granted';
+      status = rc === -E.EAGAIN || rc === -E.EACCES ? 'denied' : rc === -E.ENOLCK ? 'denied_nolocks' : rc === -E.EDEADLK ? 'deadlck' : 'failed';
+      if (status === 'failed') this.opts.log?.warn({ fileKey: Buffer.from(fileKey, 'latin1').toString('hex'), errno: -rc }, 'OFD lock failed');
+    }
+    // A refusal leaves nothing open that was not open before.
+    if (fresh) this.close(fileKey, ownerKey);
+    return status;
+  }
+
+  unlock(fileKey: string, ownerKey: string, start: FilePos, end: FilePos): void {
+    const d = this.files.get(fileKey)?.owners.get(ownerKey);
+    if (d === undefined) return;
+    const [s, len] = flockOf(start, end);
+    const rc = this.sys.ofdSetLock(d.fd, LOCK_UNLOCK, s, len);
+    if (rc !== 0) {
+      // Splitting a lock needs kernel memory; without it the kernel keeps the range.
+      this.unlockFailures++;
+      this.opts.log?.error({ fileKey: Buffer.from(fileKey, 'latin1').toString('hex'), errno: -rc }, 'OFD unlock failed: the file may stay locked until the owner holds nothing there');
+    }
+  }
+
+  close(fileKey: string, ownerKey: string): void {
+    const f = this.files.get(fileKey);
+    const d = f?.owners.get(ownerKey);
+    if (!f || d === undefined) return;
+    f.owners.delete(ownerKey);
+    if (f.owners.size === 0) this.files.delete(fileKey);
+    this.closeDescription(d.fd);
+  }
+
+  test(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): OutsideHolder | LockStatus | undefined {
+    if (this.exports.size === 0) return undefined;
+    const f = this.files.get(fileKey);
+    // The owner's own description leaves its own locks out; without one it holds nothing in the
+    // kernel, and another owner's locks were already found not to conflict by the table.
+    let fd = f?.owners.get(ownerKey)?.fd ?? (f ? f.owners.values().next().value?.fd : undefined);
+    let temporary = false;
+    if (fd === undefined) {
+      const r = this.resolve(fh);
+      if (r.kind === 'memory') return undefined;
+      if (r.kind === 'stale') return 'stale_fh';
+      const opened = this.openByHandle(r.exp, r.kh, 'ro');
+      if (opened < 0) return this.refusal(opened);
+      fd = opened;
+      temporary = true;
+    }
+    const [s, len] = flockOf(start, end);
+    try {
+      const held = this.sys.ofdGetLock(fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
+      return held ? { exclusive: held.exclusive, start: held.start, end: endOf(held.start, held.len) } : undefined;
+    } finally {
+      if (temporary) this.closeDescription(fd);
+    }
+  }
+
+  wait(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean, done: (acquired: boolean) => void): () => void {
+    const fail = (): (() => void) => {
+      setImmediate(() => done(false));
+      return () => {};
+    };
+    let d = this.files.get(fileKey)?.owners.get(ownerKey);
+    if (d === undefined) {
+      const opened = this.openFor(fileKey, fh, ownerKey);
+      if (typeof opened === 'string') return fail();
+      d = opened;
+    }
+    const type = exclusive ? LOCK_WRITE : LOCK_READ;
+    const [s, len] = flockOf(start, end);
+    const id = this.sys.ofdWait(d.fd, type, s, len, (rc) => {
+      this.waits--;
+      done(rc === 0);
+    });
+    if (id > 0) {
+      this.waits++;
+      return () => this.sys.ofdCancelWait(id);
+    }
+    if (id !== -E.EBUSY) return fail();
+    return this.poll(fileKey, ownerKey, type, s, len, done);
+  }
+
+  /** Every kernel wait thread is busy: try again on a timer, doubling from pollInitialMs to pollMaxMs. */
+  private poll(fileKey: string, ownerKey: string, type: typeof LOCK_READ | typeof LOCK_WRITE, s: FlockPos, len: FlockPos, done: (acquired: boolean) => void): () => void {
+    let delay = this.pollInitialMs;
+    let timer: NodeJS.Timeout | undefined;
+    const attempt = (): void => {
+      timer = undefined;
+      const d = this.files.get(fileKey)?.owners.get(ownerKey);
+      const rc = d === undefined ? -E.EBADF : this.sys.ofdSetLock(d.fd, type, s, len);
+      if (rc === 0) return done(true);
+      if (rc !== -E.EAGAIN && rc !== -E.EACCES) return done(false);
+      delay = Math.min(delay * 2, this.pollMaxMs);
+      timer = setTimeout(attempt, delay);
+    };
+    timer = setTimeout(attempt, delay);
+    return () => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    };
+  }
+
+  // ---- opening ----
+
+  private resolve(fh: Buffer): Resolved {
+    const kh = this.opts.kernelHandle(fh);
+    if ('error' in kh) {
+      const e = kh.exportId === undefined ? undefined : this.exports.get(kh.exportId);
+      // A handle of an export kept in memory, or of none while no export is on real files.
+      if (kh.exportId === undefined ? false : !e) return { kind: 'memory' };
+      return { kind: 'stale', why: kh.error };
+    }
+    const exp = this.exports.get(kh.exportId);
+    return exp ? { kind: 'file', exp, kh } : { kind: 'memory' };
+  }
+
+  /** The owner's new description of the file, 'memory' for a file not locked on disk, or the refusal. */
+  private openFor(fileKey: string, fh: Buffer, ownerKey: string): Description | 'memory' | LockStatus {
+    const r = this.resolve(fh);
+    if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
+    let readOnlyFs = false;
+    let writable = true;
+    let fd = this.openByHandle(r.exp, r.kh, 'rw');
+    if (fd === -E.EROFS || fd === -E.EACCES || fd === -E.EPERM || fd === -E.ETXTBSY) {
+      // A read-only filesystem, or a file this process may not write: shared locks still work.
+      readOnlyFs = fd === -E.EROFS;
+      writable = false;
+      fd = this.openByHandle(r.exp, r.kh, 'ro');
+    }
+    if (fd < 0) return this.refusal(fd);
+    const d: Description = { fd, writable, readOnlyFs };
+    let f = this.files.get(fileKey);
+    if (!f) this.files.set(fileKey, (f = new OpenFile(r.exp)));
+    f.owners.set(ownerKey, d);
+    return d;
+  }
+
+  /** A descriptor of the file, counted against the budget, or a negative errno. */
+  private openByHandle(exp: RealExport, kh: KernelHandle, mode: 'rw' | 'ro'): number {
+    if (this.open >= this.maxOpen) return -E.EMFILE;
+    if (exp.rootFd < 0) this.openRoot(exp);
+    const h = 'root' in kh ? exp.rootHandle! : kh;
+    let fd = this.sys.openByHandle(exp.rootFd, h.type, h.handle, mode);
+    if (fd === -E.ESTALE) {
+      // The export's filesystem may have been mounted again under its path: open the root anew once.
+      this.closeRoot(exp);
+      this.openRoot(exp);
+      fd = this.sys.openByHandle(exp.rootFd, h.type, h.handle, mode);
+    }
+    if (fd < 0) return fd;
+    // A regular file only, as knfsd's lockd opens (a directory, a device: failed).
+    if (!this.sys.isRegularFile(fd)) {
+      this.sys.closeFd(fd);
+      return -E.EISDIR;
+    }
+    this.open++;
+    return fd;
+  }
+
+  /** What a failed open answers. */
+  private refusal(errno: number): LockStatus {
+    switch (-errno) {
+      case E.ESTALE:
+      case E.ENOENT:
+      case E.EINVAL: // a handle of the wrong length or type for this filesystem
+      case E.ENOTDIR:
+      case E.ELOOP:
+        return 'stale_fh';
+      case E.EMFILE:
+      case E.ENFILE:
+      case E.ENOMEM:
+        this.budgetRefusals++;
+        return 'denied_nolocks';
+      case E.EROFS:
+        return 'rofs';
+      default:
+        return 'failed';
+    }
+  }
+
+  private closeDescription(fd: number): void {
+    this.sys.closeFd(fd);
+    this.open--;
+  }
+}

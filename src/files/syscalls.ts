@@ -1,0 +1,35 @@
+// The system calls the files part needs and Node lacks, as the native addon provides them
+// (src/addon/files.ts). An interface so that a unit test of this part can stand in for them;
+// every capability is also tested on real files.
+import { constants } from 'node:os';
+
+/** F_RDLCK, F_WRLCK, F_UNLCK as the addon numbers them. */
+export const LOCK_READ = 0;
+export const LOCK_WRITE = 1;
+export const LOCK_UNLOCK = 2;
+export type LockType = typeof LOCK_READ | typeof LOCK_WRITE | typeof LOCK_UNLOCK;
+
+/** A byte position or length for struct flock: a number while exact, a bigint above 2^53. */
+export type FlockPos = number | bigint;
+
+export interface FileSyscalls {
+  /** An O_PATH descriptor of an export root (throws an errno error). */
+  openPath(path: string): number;
+  /** name_to_handle_at: the kernel's handle of a path (throws an errno error, EOPNOTSUPP when the filesystem has none). */
+  nameToHandle(path: string): { type: number; handle: Buffer; mountId: number };
+  /** open_by_handle_at: a descriptor (>= 0) or a negative errno. */
+  openByHandle(mountFd: number, type: number, handle: Buffer, mode: 'rw' | 'ro'): number;
+  closeFd(fd: number): void;
+  /** Whether the descriptor is a regular file. */
+  isRegularFile(fd: number): boolean;
+  /** F_OFD_SETLK: 0 or a negative errno (-EAGAIN: someone else holds a conflicting lock). */
+  ofdSetLock(fd: number, type: LockType, start: FlockPos, len: FlockPos): number;
+  /** F_OFD_GETLK: the first conflicting lock of another description or process, or null. */
+  ofdGetLock(fd: number, type: LockType, start: FlockPos, len: FlockPos): { exclusive: boolean; start: FlockPos; len: FlockPos } | null;
+  /** F_OFD_SETLKW on the addon's bounded pool: a wait id, or -EBUSY when every thread waits already. */
+  ofdWait(fd: number, type: LockType, start: FlockPos, len: FlockPos, done: (result: number) => void): number;
+  /** Cancels a wait; its done still comes (0 if it acquired meanwhile, else -ECANCELED). */
+  ofdCancelWait(id: number): void;
+}
+
+export const E = constants.errno;

@@ -1,0 +1,236 @@
+// NLM locks on real files, over the wire: every lock an NLM client holds is an OFD lock on the
+// file its handle names, so a separate local process sees it and is seen by it; blocking requests
+// wait for holders outside lockdrop; stale handles and read-only filesystems answer as Linux's
+// lockd; releases and drops reach the kernel before the reply; descriptors never leak.
+import assert from 'node:assert/strict';
+import { unlinkSync } from 'node:fs';
+import { NlmClient, type NlmClientOptions } from '../../src/nlm';
+import { localLock, releaseLocalLocks } from '../support/local-locker';
+import { requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
+import { knfsdHandle, makeFile, mountExt4, mountTmpfs, openFdCount, startFileServer, type FileServer, type Mounted } from './support';
+
+const S = '127.0.0.1';
+
+async function until(cond: () => boolean, what: string, ms = 2_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+for (const fsKind of ['tmpfs', 'ext4'] as const) {
+  describe(`files: NLM locks on real files (${fsKind})`, function () {
+    this.timeout(60_000);
+    let fs: Mounted;
+    let server: FileServer;
+    let stopRpcbind: () => Promise<void>;
+    const clients: NlmClient[] = [];
+    const client = async (o: Partial<NlmClientOptions> = {}): Promise<NlmClient> => {
+      const c = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'udp', vers: 4, callerName: 'client-a', ...o });
+      clients.push(c);
+      return c;
+    };
+    let n = 0;
+    const newFile = (): { path: string; fh: Buffer } => {
+      const path = makeFile(fs.dir, `f${++n}`);
+      return { path, fh: knfsdHandle(path, 7) };
+    };
+
+    before(async function () {
+      requireNamespaceRoot(this);
+      stopRpcbind = await startRpcbind();
+      fs = fsKind === 'tmpfs' ? mountTmpfs() : mountExt4();
+      server = await startFileServer([S], [{ path: fs.dir, fsid: 7 }], { options: { grantRetryInitialMs: 100 } });
+    });
+    after(async () => {
+      for (const c of clients.splice(0)) await c.close();
+      await releaseLocalLocks();
+      await server?.close();
+      fs?.dispose();
+      await stopRpcbind?.();
+    });
+
+    it('an NLM lock holds against a local process, and a local lock against NLM; TEST names the outside holder', async () => {
+      const a = await client();
+      const { path, fh } = newFile();
+      assert.equal((await a.lock({ fh, svid: 1, exclusive: true, offset: 0n, length: 100n })).status, 'granted');
+      assert.equal(await localLock(path, { start: 50, length: 10 }).outcome, 'refused', 'local write lock inside the NLM range');
+      const beside = localLock(path, { start: 100, length: 10 });
+      assert.equal(await beside.outcome, 'locked', 'local write lock next to it');
+      assert.equal((await a.lock({ fh, svid: 2, exclusive: false, offset: 105n, length: 1n })).status, 'denied', 'NLM over the local lock');
+      const t = await a.test({ fh, svid: 2, exclusive: false, offset: 100n, length: 30n });
+      assert.equal(t.status, 'denied');
+      assert.deepEqual({ ...t.holder, oh: t.holder!.oh.length }, { exclusive: true, svid: 0, oh: 0, offset: 100n, length: 10n }, 'held outside: svid 0, no owner handle');
+      const ofd = localLock(path, { kind: 'ofd', type: 'read', start: 200, length: 10 });
+      assert.equal(await ofd.outcome, 'locked');
+      assert.equal((await a.lock({ fh, svid: 2, exclusive: true, offset: 205n, length: 1n })).status, 'denied', 'NLM over a local OFD lock');
+      assert.equal((await a.lock({ fh, svid: 2, exclusive: false, offset: 205n, length: 1n })).status, 'granted', 'shared beside a shared one');
+      await beside.release();
+      await ofd.release();
+      assert.equal((await a.unlock({ fh, svid: 1, offset: 0n, length: 100n })).status, 'granted');
+      assert.equal(await localLock(path, { start: 0, length: 100 }).outcome, 'locked', 'the unlock reached the file before the reply');
+    });
+
+    it('mirrors splits, upgrades and downgrades exactly on the file', async () => {
+      const a = await client();
+      const { path, fh } = newFile();
+      assert.equal((await a.lock({ fh, svid: 1, exclusive: true, offset: 0n, length: 100n })).status, 'granted');
+      await a.unlock({ fh, svid: 1, offset: 40n, length: 20n });
+      const hole = localLock(path, { start: 40, length: 20 });
+      assert.equal(await hole.outcome, 'locked', 'the unlocked middle is free on the file');
+      await hole.release();
+      assert.equal(await localLock(path, { start: 39, length: 1 }).outcome, 'refused', 'the left part is still held');
+      assert.equal(await localLock(path, { start: 60, length: 1 }).outcome, 'refused', 'the right part is still held');
+      // Downgrade [0, 40) to shared: a local reader gets in there, a writer does not.
+      assert.equal((await a.lock({ fh, svid: 1, exclusive: false, offset: 0n, length: 40n })).status, 'granted');
+      const reader = localLock(path, { type: 'read', start: 10, length: 5 });
+      assert.equal(await reader.outcome, 'locked');
+      assert.equal(await localLock(path, { type: 'write', start: 10, length: 1 }).outcome, 'refused');
+      // Upgrade over the local reader is refused, and the owner keeps its shared lock.
+      assert.equal((await a.lock({ fh, svid: 1, exclusive: true, offset: 0n, length: 40n })).status, 'denied');
+      assert.equal(await localLock(path, { type: 'write', start: 20, length: 1 }).outcome, 'refused', 'still held shared after the refused upgrade');
+      await reader.release();
+      assert.equal((await a.lock({ fh, svid: 1, exclusive: true, offset: 0n, length: 40n })).status, 'granted', 'upgrade once the reader left');
+      assert.equal(await localLock(path, { type: 'read', start: 20, length: 1 }).outcome, 'refused');
+      await a.unlock({ fh, svid: 1 });
+      assert.equal(await localLock(path).outcome, 'locked', 'whole-file unlock leaves nothing');
+    });
+
+    it('a blocking LOCK behind a local holder is granted (GRANTED callback) when it lets go; CANCEL withdraws the wait', async () => {
+      const a = await client({ callerName: 'client-b', callback: { rpcbind: true } });
+      const { path, fh } = newFile();
+      const local = localLock(path, { start: 0, length: 10 });
+      assert.equal(await local.outcome, 'locked');
+      assert.equal((await a.lock({ fh, svid: 5, exclusive: true, offset: 0n, length: 10n, block: true })).status, 'blocked');
+      const granted = a.waitGranted({ svid: 5 }, 3_000);
+      const released = Date.now();
+      await local.release();
+      await granted;
+      const ms = Date.now() - released;
+      assert.ok(ms < 1_000, `granted ${ms} ms after the local holder let go`);
+      assert.equal(await localLock(path, { start: 5, length: 1 }).outcome, 'refused', 'the granted lock is on the file');
+
+      const { path: p2, fh: fh2 } = newFile();
+      const l2 = localLock(p2, { kind: 'ofd' });
+      assert.equal(await l2.outcome, 'locked');
+      assert.equal((await a.lock({ fh: fh2, svid: 6, exclusive: true, block: true })).status, 'blocked');
+      assert.equal((await a.cancel({ fh: fh2, svid: 6, exclusive: true, block: true })).status, 'granted');
+      await until(() => server.files.stats().waits === 0, 'the kernel wait ends once cancelled');
+      await l2.release();
+      assert.equal(await localLock(p2).outcome, 'locked', 'a cancelled wait holds nothing');
+      assert.equal(a.granted.filter((g) => g.lock.svid === 6).length, 0);
+    });
+
+    it('stale handles answer stale_fh (v4) / denied_nolocks (v3) on every procedure', async () => {
+      const a4 = await client();
+      const a3 = await client({ vers: 3 });
+      const { path, fh } = newFile();
+      unlinkSync(path);
+      const corrupt = Buffer.from(fh);
+      corrupt.writeUInt32LE(0xdeadbeef, 8); // the inode number inside the kernel handle
+      const short = fh.subarray(0, fh.length - 2);
+      const noExport = Buffer.from(fh);
+      noExport.writeUInt32LE(99, 4);
+      for (const [what, bad] of [['deleted', fh], ['corrupted', corrupt], ['truncated', short], ['of no export', noExport]] as const) {
+        for (const [c, want] of [[a4, 'stale_fh'], [a3, 'denied_nolocks']] as const) {
+          const l = { fh: bad, svid: 1, exclusive: true };
+          assert.equal((await c.lock(l)).status, want, `LOCK, ${what}`);
+          assert.equal((await c.test(l)).status, want, `TEST, ${what}`);
+          assert.equal((await c.cancel(l)).status, want, `CANCEL, ${what}`);
+          assert.equal((await c.unlock(l)).status, want, `UNLOCK, ${what}`);
+          assert.equal((await c.share({ fh: bad, mode: 0, access: 1 })).status, want, `SHARE, ${what}`);
+        }
+      }
+      const badKeys = new Set([fh, corrupt, short, noExport].map((b) => b.toString('hex')));
+      assert.deepEqual([...server.table.locks()].filter((l) => badKeys.has(l.fh.toString('hex'))), []);
+    });
+
+    it('drops by address and by host release the kernel locks; descriptors come back to idle after 2,000 lock/drop cycles', async () => {
+      const a = await client();
+      const files = Array.from({ length: 20 }, () => newFile());
+      server.table.dropByServerAddress(S); // what earlier cases left
+      await until(() => server.files.stats().waits === 0, 'no kernel wait left');
+      const idle = openFdCount();
+      for (let round = 0; round < 100; round++) {
+        for (const [i, f] of files.entries()) {
+          const st = (await a.lock({ fh: f.fh, svid: i % 3, exclusive: i % 2 === 0, offset: BigInt(round % 7), length: 3n })).status;
+          assert.equal(st, 'granted');
+        }
+        if (round % 2) server.table.dropByServerAddress(S);
+        else server.table.dropByHost([...server.table.locks()][0]!.owner.host);
+      }
+      assert.equal(server.files.stats().open, 0);
+      assert.equal(openFdCount(), idle);
+      for (const f of files) {
+        const l = localLock(f.path);
+        assert.equal(await l.outcome, 'locked', 'nothing stays locked on the file');
+        await l.release();
+      }
+    });
+
+    it('refuses with denied_nolocks when the descriptor budget is spent, and never leaks', async () => {
+      const a = await client();
+      server.files.setBudget(server.files.stats().roots + 2);
+      try {
+        const fs3 = [newFile(), newFile(), newFile()];
+        assert.equal((await a.lock({ fh: fs3[0]!.fh, svid: 1, exclusive: true })).status, 'granted');
+        assert.equal((await a.lock({ fh: fs3[1]!.fh, svid: 1, exclusive: true })).status, 'granted');
+        assert.equal((await a.lock({ fh: fs3[2]!.fh, svid: 1, exclusive: true })).status, 'denied_nolocks');
+        assert.ok(server.files.stats().budgetRefusals >= 1);
+        for (const f of fs3) await a.unlock({ fh: f.fh, svid: 1 });
+        assert.equal(server.files.stats().open, 0);
+      } finally {
+        server.files.setBudget(10_000);
+      }
+    });
+  });
+}
+
+describe('files: read-only filesystems and unmounting after a drop', function () {
+  this.timeout(60_000);
+  let stopRpcbind: () => Promise<void>;
+  before(async function () {
+    requireNamespaceRoot(this);
+    stopRpcbind = await startRpcbind();
+  });
+  after(async () => stopRpcbind?.());
+
+  it('an exclusive lock on a read-only filesystem answers rofs (v4), a shared one is granted', async () => {
+    const rw = mountExt4();
+    makeFile(rw.dir, 'data');
+    const fh = knfsdHandle(`${rw.dir}/data`, 9);
+    sh('mount', ['-o', 'remount,ro', rw.dir]);
+    const server = await startFileServer([S], [{ path: rw.dir, fsid: 9 }]);
+    const c4 = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'tcp', vers: 4, callerName: 'ro-client' });
+    const c3 = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'tcp', vers: 3, callerName: 'ro-client' });
+    try {
+      assert.equal((await c4.lock({ fh, svid: 1, exclusive: true })).status, 'rofs');
+      assert.equal((await c3.lock({ fh, svid: 1, exclusive: true })).status, 'denied_nolocks');
+      assert.equal((await c4.lock({ fh, svid: 1, exclusive: false })).status, 'granted');
+    } finally {
+      await c4.close();
+      await c3.close();
+      await server.close();
+      rw.dispose();
+    }
+  });
+
+  it('after dropByExport and closeExport nothing of the export is open: umount succeeds at once', async () => {
+    const m = mountTmpfs();
+    const server = await startFileServer([S], [{ path: m.dir, fsid: 11 }]);
+    const c = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'udp', vers: 4, callerName: 'umount-client' });
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await c.lock({ fh: knfsdHandle(makeFile(m.dir, `u${i}`), 11), svid: i, exclusive: true })).status, 'granted');
+      assert.throws(() => sh('umount', [m.dir]), /busy/i, 'held files keep the filesystem busy');
+      const counts = server.table.dropByExport(m.dir);
+      assert.equal(counts.locks, 5);
+      server.files.closeExport(m.dir);
+      sh('umount', [m.dir]);
+    } finally {
+      await c.close();
+      await server.close();
+      m.dispose();
+    }
+  });
+});
