@@ -11,8 +11,9 @@ import path from 'node:path';
 import { Lab, JsonLines, type LabHost } from '../../src/demo/lab';
 import type { LockView, StatusReport } from '../../src/daemon/protocol';
 import { sh } from '../support/netns';
-import { startGanesha } from './ganesha';
-import { Agent, Guest, REPO, buildInitramfs, findKernel, whyNotRunnable, type GuestOptions, type Holder, type Kernel } from './vm';
+import { startGanesha, type Ganesha } from '../support/ganesha';
+import { localLock, releaseLocalLocks } from '../support/local-locker';
+import { Guest, REPO, buildInitramfs, findKernel, whyNotRunnable, type GuestOptions, type Holder, type Kernel } from './vm';
 
 const SUBNET = '10.79.0';
 const VIP = `${SUBNET}.100`;
@@ -63,6 +64,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   let other: JsonLines;
   let otherSeq = 0;
   let capture: ChildProcess | undefined;
+  const ganeshas: Ganesha[] = [];
   let pcap: string;
   const nodes: Record<'a' | 'b', Node> = {} as Record<'a' | 'b', Node>;
   let broken: string | undefined;
@@ -142,8 +144,10 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     lab = new Lab(`ldvm${process.pid % 1000}`, SUBNET);
     await lab.start();
     pcap = path.join(work, 'bridge.pcapng');
-    capture = spawn('ip', ['netns', 'exec', lab.bridgeNetns, 'tshark', '-q', '-i', 'br0', '-w', pcap], { stdio: ['ignore', 'ignore', 'pipe'] });
-    await until('tshark capturing on the bridge', () => (existsSync(pcap) ? true : undefined), 20_000);
+    // dumpcap (tshark's capture engine) itself: on SIGINT it flushes and exits. Stopping tshark
+    // instead can leave its dumpcap child to the namespace's cleanup, losing the last frames.
+    capture = spawn('ip', ['netns', 'exec', lab.bridgeNetns, 'dumpcap', '-q', '-i', 'br0', '-w', pcap], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await until('dumpcap capturing on the bridge', () => (existsSync(pcap) ? true : undefined), 20_000);
     const a = await lab.addHost('a', 1);
     const b = await lab.addHost('b', 2);
     const c = await lab.addHost('c', 11);
@@ -157,11 +161,11 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
       const dir = path.join(work, name);
       mkdirSync(dir, { mode: 0o700 });
       symlinkSync(shared, path.join(dir, VIP));
-      await startGanesha(lab, host, path.join(dir, 'ganesha'), { id: EXPORT_ID, path: exportDir });
+      ganeshas.push(await startGanesha({ node: host, exportPath: exportDir, exportId: EXPORT_ID, workDir: path.join(dir, 'ganesha') }));
       const log = createWriteStream(path.join(dir, 'lockdropd.log'));
       const d = lab.startDaemon(host, dir, {
         grace: GRACE_S, addresses: [`${VIP}/32`, `${A2}/32`, `${B2}/32`], pollInterval: 1, notify: { timeout: 30 },
-        exports: [{ path: exportDir }],
+        exports: [{ path: exportDir, ganeshaExportId: EXPORT_ID }], logLevel: (process.env.LOCKDROP_VM_LOG_LEVEL ?? 'info') as 'info',
       }, (j) => void log.write(`${JSON.stringify(j)}\n`), (line) => void log.write(`stderr: ${line}\n`));
       nodes[name] = { host, ...d };
     }
@@ -202,6 +206,8 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     if (cleaned) return;
     cleaned = true;
     await guest?.crash();
+    await releaseLocalLocks();
+    await Promise.all(ganeshas.map((g) => g.stop()));
     if (capture && capture.exitCode === null) {
       const done = new Promise((r) => capture!.once('exit', r));
       capture.kill('SIGINT');
@@ -326,21 +332,21 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   });
 
   scene("a host process's fcntl lock on the export conflicts with the guest's NFS lock", async function () {
-    const status = ctl<Json>('a', ['status']);
-    const why = fileLocksInactive(status, exportDir);
+    const why = fileLocksInactive(ctl<StatusReport>('a', ['status']), exportDir);
     if (why) {
       process.stdout.write(`      pending: ${why}\n`);
       this.skip();
     }
-    const local = lab.spawn(nodes.a.host, 'perl', [path.join(__dirname, 'guest', 'agent.pl'), '-']);
-    const agent = new Agent((l) => void local.stdin!.write(l), local.stdout!, 'host process on node A');
-    await within(agent.ready, 5_000);
-    const hostHolder = await agent.holder('local', path.join(exportDir, 'data'));
-    assert.equal(await hostHolder.lock(1000, 100), 'ok');
+    // A process on the server machine, on the export's own file: no NFS, no NLM.
+    const local = localLock(path.join(exportDir, 'data'), { start: 1000, length: 100 });
+    assert.equal(await local.outcome, 'locked');
     const g1 = await guest!.agent.holder('g1', '/mnt/nfs/data');
-    assert.equal(await g1.lock(1000, 100), 'err EAGAIN', "the host's lock refuses the guest");
+    assert.equal(await g1.lock(1000, 100), 'err EAGAIN', "the host process's lock refuses the guest");
     assert.equal(await g1.lock(0, 100), 'ok');
-    assert.equal(await hostHolder.lock(0, 100), 'err EAGAIN', "the guest's NFS lock refuses the host process");
+    assert.equal(await localLock(path.join(exportDir, 'data'), { start: 0, length: 100 }).outcome, 'refused', "the guest's NFS lock refuses the host process");
+    await local.release();
+    const waiting = g1.lock(1000, 100, { wait: true, timeoutMs: 30_000 });
+    assert.equal(await waiting, 'ok', 'released on the host, granted to the guest');
   });
 
   // Runs whatever happened before: the cleanup is checked also after a failed scene.
@@ -377,14 +383,9 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   });
 });
 
-/**
- * Why lockdropd does not lock this export's real files (undefined: it does). The status field is
- * the one the real-file locking work is to add; until it exists the scene is pending, never passed.
- */
-function fileLocksInactive(status: Json, exportPath: string): string | undefined {
-  const exports = status.exports as Json[] | undefined;
-  if (!Array.isArray(exports)) return 'lockdropd reports no file locking (its status has no exports[] with fileLocks)';
-  const e = exports.find((x) => x.path === exportPath);
-  if (!e) return `lockdropd's status lists no export ${exportPath}`;
-  return e.fileLocks === true ? undefined : `lockdropd does not lock ${exportPath}'s real files (fileLocks: ${String(e.fileLocks)})`;
+/** Why lockdropd does not lock this export's real files (undefined: it does). */
+function fileLocksInactive(status: StatusReport, exportPath: string): string | undefined {
+  if (!status.files) return 'lockdropd reports no file locking (its status has no files)';
+  if (status.files.unavailable) return `lockdropd cannot lock files here: ${status.files.unavailable}`;
+  return status.files.exports.includes(exportPath) ? undefined : `lockdropd does not lock ${exportPath}'s files (it locks: ${status.files.exports.join(', ') || 'none'})`;
 }

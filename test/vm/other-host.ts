@@ -8,10 +8,13 @@ interface Request { id: number; do: 'lock' | 'unlock' | 'test'; server: string; 
 
 async function main(name: string, address: string): Promise<void> {
   const clients = new Map<string, NlmClient>();
+  /** One reserved source port per server address, kept when its client is made again. */
+  const ports = new Map<string, number>();
   const clientFor = async (server: string): Promise<NlmClient> => {
     let c = clients.get(server);
     if (!c) {
-      c = await NlmClient.create({ server: { address: server }, transport: 'udp', vers: 4, callerName: name, source: address, timeoutMs: 3_000 });
+      // From a reserved port, as a kernel's lockd calls: exports are "secure" by default.
+      c = await NlmClient.create({ server: { address: server }, transport: 'udp', vers: 4, callerName: name, source: address, sourcePort: ports.get(server) ?? ports.set(server, 800 + ports.size).get(server)!, timeoutMs: 3_000 });
       clients.set(server, c);
     }
     return c;

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# What the kernel-client VM test needs (scripts/setup.sh calls this as root): QEMU, a static
-# busybox for the initramfs, NFS-Ganesha, and Debian bookworm's kernel — its .deb fetched with
+# What the kernel-client VM test needs beyond scripts/setup.sh's packages (which calls this as
+# root): QEMU, a static busybox for the initramfs, and Debian bookworm's kernel — its .deb fetched with
 # apt-get download and unpacked with dpkg-deb -x into .cache/vm/ (never installed on this machine).
 # Idempotent: with everything in place it only checks. A failure here is reported, not fatal:
 # the test then says exactly what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE=${LOCKDROP_VM_CACHE:-$PWD/.cache/vm}
-PACKAGES=(qemu-system-x86 busybox-static nfs-ganesha nfs-ganesha-vfs)
+PACKAGES=(qemu-system-x86 busybox-static)
 
 [ "$(id -u)" = 0 ] || { echo "test/vm/setup: not root: the VM test will not run" >&2; exit 0; }
 command -v apt-get >/dev/null || { echo "test/vm/setup: no apt-get: the VM test will not run" >&2; exit 0; }

@@ -7,6 +7,7 @@ import { accessSync, constants, existsSync, readFileSync, realpathSync, writeFil
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { ganeshaUnavailable } from '../support/ganesha';
 import { hasCommand, isRoot, inTestNamespace, sh } from '../support/netns';
 
 export const REPO = path.resolve(__dirname, '..', '..');
@@ -40,10 +41,10 @@ export function findKernel(): Kernel | string {
 export function whyNotRunnable(): string | undefined {
   if (!isRoot()) return 'not root: the VM test builds namespaces, a bridge and a tap device';
   if (!inTestNamespace()) return 'not inside the test namespace (run it through scripts/mocha-ns.sh: npm run test:vm)';
-  const missing = ['qemu-system-x86_64', 'ganesha.nfsd', 'rpcbind', 'rpc.statd', 'sm-notify', 'mount.nfs', 'perl', 'tshark', 'nsenter']
-    .filter((c) => !hasCommand(c));
+  const ganesha = ganeshaUnavailable();
+  if (ganesha) return `NFS-Ganesha: ${ganesha}`;
+  const missing = ['qemu-system-x86_64', 'rpc.statd', 'sm-notify', 'mount.nfs', 'perl', 'tshark'].filter((c) => !hasCommand(c));
   if (!existsSync(BUSYBOX)) missing.push(`${BUSYBOX} (busybox-static)`);
-  if (!existsSync('/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so')) missing.push('NFS-Ganesha FSAL_VFS (nfs-ganesha-vfs)');
   if (!existsSync('/dev/net/tun')) missing.push('/dev/net/tun');
   if (!existsSync('/usr/lib/ocf/resource.d/heartbeat/IPaddr2')) missing.push("resource-agents' IPaddr2");
   if (missing.length) return `missing: ${missing.join(', ')} (bash test/vm/setup.sh installs them as root)`;

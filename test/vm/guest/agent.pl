@@ -1,6 +1,5 @@
 #!/usr/bin/perl
-# The test's hands inside the guest, on a virtio serial port (or, given "-", on stdin/stdout
-# for a process on the host). One request per line:
+# The test's hands inside the guest, on a virtio serial port. One request per line:
 #   ID sh HEX                      run the shell command (hex of its text); reply: ID ok RC HEX(output)
 #   ID spawn NAME                  start a lock holder: a process of its own (its own svid)
 #   ID NAME open PATH              the holder opens PATH read-write (creating it)
@@ -15,15 +14,8 @@ use warnings;
 use Fcntl qw(F_GETLK F_SETLK F_SETLKW F_RDLCK F_WRLCK F_UNLCK O_RDWR O_CREAT SEEK_SET);
 use POSIX ();
 
-my $port = shift @ARGV or die "usage: agent.pl PORT|-\n";
-my ($in, $ch);
-if ($port eq '-') {
-  # On the host (a local process locking the export's files): requests on stdin, replies on stdout.
-  ($in, $ch) = (\*STDIN, \*STDOUT);
-} else {
-  open($ch, '+<', $port) or die "agent: open $port: $!\n";
-  $in = $ch;
-}
+my $port = shift @ARGV or die "usage: agent.pl PORT\n";
+open(my $ch, '+<', $port) or die "agent: open $port: $!\n";
 binmode $ch;
 my %holders;    # name -> { pid, pipe }
 
@@ -64,7 +56,7 @@ sub holder {
 }
 
 reply("0 ready $$");
-while (my $line = <$in>) {
+while (my $line = <$ch>) {
   chomp $line;
   $line =~ s/\r$//;
   my ($id, $verb, @a) = split / /, $line;
