@@ -209,6 +209,7 @@ export interface GuestOptions {
 }
 
 let kvmVerdict: string | undefined;
+let boots = 0;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A booted guest whose agent answers. */
@@ -269,7 +270,7 @@ export class Guest {
     const qemu = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     let stderr = '';
-    const logFile = path.join(opts.workDir, `console-${accel}.log`);
+    const logFile = path.join(opts.workDir, `console-${++boots}-${accel}.log`);
     createInterface({ input: qemu.stdout! }).on('line', (l) => {
       lines.push(l);
       opts.onConsole?.(l);
