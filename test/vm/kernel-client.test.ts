@@ -60,6 +60,8 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   let initrd: string;
   let exportDir: string;
   let guest: Guest | undefined;
+  /** Every boot's guest, for the kernel's complaints at the end. */
+  const boots: Guest[] = [];
   let guestOpts: GuestOptions;
   let other: JsonLines;
   let otherSeq = 0;
@@ -188,6 +190,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     };
     const t0 = Date.now();
     guest = await Guest.boot(guestOpts);
+    boots.push(guest);
     timings.bootMs = Date.now() - t0;
     timings.accel = guest.accel;
     failed = false;
@@ -324,6 +327,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     assert.equal(guestLocks('b').length, 1);
     const t = Date.now();
     guest = await Guest.boot(guestOpts);
+    boots.push(guest);
     timings.rebootMs = Date.now() - t;
     await until('node A released the rebooted guest\'s locks', () => (guestLocks('a').length === 0 ? true : undefined), 30_000);
     await until('node B released the rebooted guest\'s locks', () => (guestLocks('b').length === 0 ? true : undefined), 30_000);
@@ -359,6 +363,10 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     const fields = (filter: string, ...f: string[]): string[][] =>
       sh('tshark', ['-r', pcap, '-Y', filter, '-T', 'fields', ...f.flatMap((x) => ['-e', x])]).split('\n').filter(Boolean).map((l) => l.split('\t'));
     assert.deepEqual(fields('_ws.malformed', 'frame.number'), [], 'malformed frames');
+    // The kernel logs what it dislikes about a server ("lockd: spurious grace period reject",
+    // "lockd: server … not responding", statd's "cannot monitor"): none of it may appear.
+    const complaints = boots.flatMap((g) => g.console).filter((l) => /\b(lockd|statd|nfs|NFS|sunrpc|rpcbind)\b.*(spurious|not responding|cannot|fail|refused|error)/i.test(l));
+    assert.deepEqual(complaints, [], "the guest kernel's complaints");
     if (broken) return; // the times below need every scene
     const granted = fields(`nlm && rpc.msgtyp == 0 && ip.dst == ${GUEST_ADDR} && (nlm.procedure_v4 == 5 || nlm.procedure_v4 == 10)`, 'frame.number');
     assert.ok(granted.length >= 1, 'lockdrop sent GRANTED to the kernel');
