@@ -12,7 +12,7 @@ import { hasCommand, isRoot, inTestNamespace, sh } from '../support/netns';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 const GUEST = path.join(__dirname, 'guest');
-/** Where test/vm/setup.sh unpacked the kernel (`current` → the version in use). */
+/** Where test/vm/fetch-kernel.sh unpacked the kernel (`current` → the version in use). */
 export const CACHE = process.env.LOCKDROP_VM_CACHE ?? path.join(REPO, '.cache', 'vm');
 const BUSYBOX = '/bin/busybox';
 /** What the guest loads, in this order (each after its modules.dep closure). */
@@ -29,7 +29,7 @@ export interface Kernel {
 
 export function findKernel(): Kernel | string {
   const current = path.join(CACHE, 'current');
-  if (!existsSync(path.join(current, 'ok'))) return `no unpacked kernel in ${CACHE} (bash test/vm/setup.sh fetches it with apt-get download)`;
+  if (!existsSync(path.join(current, 'ok'))) return `no unpacked kernel in ${CACHE} (bash test/vm/fetch-kernel.sh fetches it with apt-get download)`;
   const version = path.basename(realpathSync(current));
   const vmlinuz = path.join(current, 'tree', 'boot', `vmlinuz-${version}`);
   const modules = path.join(current, 'tree', 'lib', 'modules', version);
@@ -47,7 +47,7 @@ export function whyNotRunnable(): string | undefined {
   if (!existsSync(BUSYBOX)) missing.push(`${BUSYBOX} (busybox-static)`);
   if (!existsSync('/dev/net/tun')) missing.push('/dev/net/tun');
   if (!existsSync('/usr/lib/ocf/resource.d/heartbeat/IPaddr2')) missing.push("resource-agents' IPaddr2");
-  if (missing.length) return `missing: ${missing.join(', ')} (bash test/vm/setup.sh installs them as root)`;
+  if (missing.length) return `missing: ${missing.join(', ')} (bash scripts/setup.sh installs them as root)`;
   const k = findKernel();
   return typeof k === 'string' ? k : undefined;
 }
