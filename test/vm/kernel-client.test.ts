@@ -242,10 +242,18 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   });
 
   scene("the guest's F_SETLKW behind that lock is granted by lockdrop's GRANTED to the kernel", async () => {
+    const blocked = (n: number) => () => (ctl<StatusReport>('a', ['status']).blocked === n ? true : undefined);
     holders.h2 = await guest!.agent.holder('h2', '/mnt/nfs/data');
     const waiting = holders.h2.lock(200, 100, { wait: true, timeoutMs: 60_000 });
     assert.equal(await within(waiting, 1_500), 'pending', 'F_SETLKW waits');
-    await until('the kernel\'s blocked request on node A', () => (ctl<StatusReport>('a', ['status']).blocked === 1 ? true : undefined), 10_000);
+    await until("the kernel's blocked request on node A", blocked(1), 10_000);
+    // A second waiter, interrupted: the kernel takes its request back with CANCEL.
+    const quitter = await guest!.agent.holder('h2q', '/mnt/nfs/data');
+    const quitting = quitter.lock(200, 100, { wait: true, timeoutMs: 60_000 });
+    await until("the second blocked request on node A", blocked(2), 10_000);
+    await quitter.kill('INT');
+    assert.equal(await quitting, 'err EINTR');
+    await until("the interrupted request cancelled on node A", blocked(1), 10_000);
     assert.equal(await otherDo({ do: 'unlock', offset: 200, length: 100 }), 'granted');
     const t = Date.now();
     assert.equal(await waiting, 'ok');
@@ -368,8 +376,10 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     assert.deepEqual(lab.leftovers(), [], 'namespaces left behind');
     for (const g of boots) assert.notEqual(await within(g.exited, 1_000), 'pending', 'a guest still running');
     assert.equal(capture!.exitCode ?? capture!.signalCode, 0, 'dumpcap stopped and flushed its capture');
+    // The kernel's lockd and NFS calls leave from random reserved ports: on 993 or 995 tshark
+    // would take them for TLS by the port, unless RPC's heuristic gets the first look.
     const fields = (filter: string, ...f: string[]): string[][] =>
-      sh('tshark', ['-r', pcap, '-Y', filter, '-T', 'fields', ...f.flatMap((x) => ['-e', x])]).split('\n').filter(Boolean).map((l) => l.split('\t'));
+      sh('tshark', ['-o', 'tcp.try_heuristic_first:TRUE', '-r', pcap, '-Y', filter, '-T', 'fields', ...f.flatMap((x) => ['-e', x])]).split('\n').filter(Boolean).map((l) => l.split('\t'));
     assert.deepEqual(fields('_ws.malformed', 'frame.number'), [], 'malformed frames');
     // The kernel logs what it dislikes about a server ("lockd: spurious grace period reject",
     // "lockd: server … not responding", statd's "cannot monitor"): none of it may appear.
@@ -378,6 +388,8 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     if (broken) return; // the times below need every scene
     const granted = fields(`nlm && rpc.msgtyp == 0 && ip.dst == ${GUEST_ADDR} && (nlm.procedure_v4 == 5 || nlm.procedure_v4 == 10)`, 'frame.number');
     assert.ok(granted.length >= 1, 'lockdrop sent GRANTED to the kernel');
+    const cancels = fields(`nlm.procedure_v4 == 3 && rpc.msgtyp == 0 && ip.src == ${GUEST_ADDR}`, 'frame.number');
+    assert.ok(cancels.length >= 1, 'the kernel sent CANCEL for the interrupted F_SETLKW');
     const notifies = fields(`stat.procedure_v1 == 6 && rpc.msgtyp == 0 && ip.src == ${VIP} && ip.dst == ${GUEST_ADDR}`, 'frame.time_epoch');
     assert.ok(notifies.length >= 2, 'SM_NOTIFY from the VIP reached the guest at the failover and the failback');
     const rebootNotifies = fields(`stat.procedure_v1 == 6 && rpc.msgtyp == 0 && ip.src == ${GUEST_ADDR}`, 'ip.dst', 'stat.mon_id.name');

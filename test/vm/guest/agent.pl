@@ -6,7 +6,7 @@
 #   ID NAME lock w|r START LEN 0|1 fcntl F_SETLK (0) or F_SETLKW (1)
 #   ID NAME unlock START LEN       fcntl F_UNLCK
 #   ID NAME test w|r START LEN     fcntl F_GETLK; reply: ID ok free | ID ok held TYPE START LEN PID
-#   ID kill NAME SIGNAL            signal a holder (a blocked F_SETLKW returns EINTR)
+#   ID kill NAME SIGNAL            signal a holder (INT: a blocked F_SETLKW returns EINTR)
 # Replies: "ID ok ..." or "ID err ERRNO_NAME". A holder answers by itself, so a request blocked in
 # F_SETLKW does not hold up the others. Only perl-base modules: the guest runs the host's tree.
 use strict;
@@ -30,6 +30,8 @@ sub flock_pack { my ($type, $start, $len) = @_; pack('s s x4 q q l x4', $type, S
 sub holder {
   my ($name, $in) = @_;
   my $fh;
+  # A signal interrupts a blocked F_SETLKW (EINTR, reported) instead of ending the holder.
+  $SIG{INT} = sub { };
   while (my $line = <$in>) {
     chomp $line;
     my ($id, $verb, @a) = split / /, $line;
