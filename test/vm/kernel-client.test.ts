@@ -357,8 +357,11 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     assert.equal(await g1.lock(0, 100), 'ok');
     assert.equal(await localLock(path.join(exportDir, 'data'), { start: 0, length: 100 }).outcome, 'refused', "the guest's NFS lock refuses the host process");
     await local.release();
-    const waiting = g1.lock(1000, 100, { wait: true, timeoutMs: 30_000 });
-    assert.equal(await waiting, 'ok', 'released on the host, granted to the guest');
+    assert.equal(await g1.lock(1000, 100, { wait: true, timeoutMs: 30_000 }), 'ok', 'released on the host, granted to the guest');
+    assert.equal(await g1.unlock(0, 100), 'ok');
+    const after = localLock(path.join(exportDir, 'data'), { start: 0, length: 100 });
+    assert.equal(await after.outcome, 'locked', "the guest's unlock reached the file");
+    await after.release();
   });
 
   // Runs whatever happened before: the cleanup is checked also after a failed scene.

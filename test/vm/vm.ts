@@ -151,7 +151,7 @@ export class Agent {
     return { rc: Number(m[1]), out: Buffer.from(m[2]!, 'hex').toString() };
   }
 
-  /** A lock-holding process of its own (its pid is the NLM svid). */
+  /** A lock-holding process of its own: its own lock owner (Linux's lockd gives it its own svid). */
   async holder(name: string, file: string): Promise<Holder> {
     const pid = Number(expectOk(await this.request(`spawn ${name}`), `spawn ${name}`));
     expectOk(await this.request(`${name} open ${file}`), `${name} open ${file}`);
@@ -169,8 +169,8 @@ export class Holder {
   constructor(private readonly agent: Agent, readonly name: string, readonly pid: number) {}
 
   /** "ok" or "err ERRNO"; `wait` uses F_SETLKW (the promise settles when the kernel answers). */
-  lock(start: number, len: number, opts: { wait?: boolean; read?: boolean; timeoutMs?: number } = {}): Promise<string> {
-    return this.agent.request(`${this.name} lock ${opts.read ? 'r' : 'w'} ${start} ${len} ${opts.wait ? 1 : 0}`, opts.timeoutMs);
+  lock(start: number, len: number, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<string> {
+    return this.agent.request(`${this.name} lock w ${start} ${len} ${opts.wait ? 1 : 0}`, opts.timeoutMs);
   }
 
   unlock(start: number, len: number): Promise<string> {
@@ -205,7 +205,6 @@ export interface GuestOptions {
   nfsState: string;
   /** Per-boot files (control socket, console log). */
   workDir: string;
-  onConsole?: (line: string) => void;
 }
 
 let kvmVerdict: string | undefined;
@@ -271,10 +270,7 @@ export class Guest {
     const lines: string[] = [];
     let stderr = '';
     const logFile = path.join(opts.workDir, `console-${++boots}-${accel}.log`);
-    createInterface({ input: qemu.stdout! }).on('line', (l) => {
-      lines.push(l);
-      opts.onConsole?.(l);
-    });
+    createInterface({ input: qemu.stdout! }).on('line', (l) => void lines.push(l));
     qemu.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     let exited = false;
     qemu.once('exit', () => {
@@ -306,7 +302,7 @@ export class Guest {
     if (firstLineWithinMs) await until('kernel line', () => lines.some((l) => l.includes('Linux version')), firstLineWithinMs);
     await until('agent socket', () => existsSync(sock), 10_000);
     const socket = net.connect(sock);
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject)).catch((err: Error) => fail(`agent socket: ${err.message}`));
     const agent = new Agent((l) => void socket.write(l), socket, `guest ${opts.hostname}`);
     let ready = false;
     void agent.ready.then(() => (ready = true));

@@ -46,10 +46,6 @@ sub holder {
       if ($verb ne 'test') { reply("$id ok"); next; }
       my ($t, undef, $s, $l, $p) = unpack('s s x4 q q l x4', $fl);
       reply($t == F_UNLCK ? "$id ok free" : "$id ok held " . ($t == F_WRLCK ? 'w' : 'r') . " $s $l $p");
-    } elsif ($verb eq 'close') {
-      close($fh) if $fh;
-      undef $fh;
-      reply("$id ok");
     } else {
       reply("$id err EINVAL");
     }
