@@ -72,6 +72,8 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   let broken: string | undefined;
   let failed = false;
   let fh: string;
+  /** h5's F_SETLKW, queued on A before the failover and granted on B after its grace. */
+  let waiter: Promise<string>;
   const holders: Record<string, Holder> = {};
   /** The svid the kernel gave each holder's lock owner, as lockdropctl shows it. */
   const svids: Record<string, number> = {};
@@ -83,6 +85,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   const locks = (n: 'a' | 'b', ip?: string): LockView[] =>
     lab.exec(nodes[n].host, process.execPath, [path.join(REPO, 'bin', 'lockdropctl'), 'locks', '--json', '--control', nodes[n].control, ...(ip ? ['--ip', ip] : [])])
       .split('\n').filter(Boolean).map((l) => JSON.parse(l) as LockView);
+  const blocked = (n: 'a' | 'b', count: number) => (): true | undefined => (ctl<StatusReport>(n, ['status']).blocked === count ? true : undefined);
   const guestLocks = (n: 'a' | 'b', ip?: string): LockView[] => locks(n, ip).filter((l) => l.callerName === GUEST_NAME);
   const ranges = (ls: LockView[]): string[] => ls.map((l) => `${l.server} ${l.offset}+${l.length}${l.exclusive ? ' w' : ' r'}`).sort();
   const otherDo = async (r: Json, timeoutMs = 15_000): Promise<string> => {
@@ -242,18 +245,17 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
   });
 
   scene("the guest's F_SETLKW behind that lock is granted by lockdrop's GRANTED to the kernel", async () => {
-    const blocked = (n: number) => () => (ctl<StatusReport>('a', ['status']).blocked === n ? true : undefined);
     holders.h2 = await guest!.agent.holder('h2', '/mnt/nfs/data');
     const waiting = holders.h2.lock(200, 100, { wait: true, timeoutMs: 60_000 });
     assert.equal(await within(waiting, 1_500), 'pending', 'F_SETLKW waits');
-    await until("the kernel's blocked request on node A", blocked(1), 10_000);
+    await until("the kernel's blocked request on node A", blocked('a', 1), 10_000);
     // A second waiter, interrupted: the kernel takes its request back with CANCEL.
     const quitter = await guest!.agent.holder('h2q', '/mnt/nfs/data');
     const quitting = quitter.lock(200, 100, { wait: true, timeoutMs: 60_000 });
-    await until("the second blocked request on node A", blocked(2), 10_000);
+    await until("the second blocked request on node A", blocked('a', 2), 10_000);
     await quitter.kill('INT');
     assert.equal(await quitting, 'err EINTR');
-    await until("the interrupted request cancelled on node A", blocked(1), 10_000);
+    await until("the interrupted request cancelled on node A", blocked('a', 1), 10_000);
     assert.equal(await otherDo({ do: 'unlock', offset: 200, length: 100 }), 'granted');
     const t = Date.now();
     assert.equal(await waiting, 'ok');
@@ -263,12 +265,18 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     assert.notEqual(svids.h2, svids.h1, 'two processes are two lock owners');
   });
 
-  scene('the VIP moves from A to B: A drops exactly the guest\'s locks, B notifies, the kernel reclaims', async () => {
+  scene('the VIP moves from A to B: A drops exactly the VIP\'s locks, B notifies, the kernel reclaims', async () => {
+    // A waiter too, behind the other host: the kernel queues it again on B after the notify.
+    assert.equal(await otherDo({ do: 'lock', offset: 300, length: 100, svid: 9 }), 'granted');
+    holders.h5 = await guest!.agent.holder('h5', '/mnt/nfs/data');
+    waiter = holders.h5.lock(300, 100, { wait: true, timeoutMs: 90_000 });
+    await until("the guest's waiter blocked on node A", blocked('a', 1), 10_000);
     const markA = nodes.a.log.count;
     vip('a', 'stop');
     const drop = await nodes.a.log.wait(`A's drop of ${VIP}`, (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 15_000, markA);
-    assert.equal(drop.locks, 2, "A dropped the guest's two locks");
+    assert.deepEqual([drop.locks, drop.blocked, drop.clients], [3, 1, 2], "A dropped the guest's two locks and its waiter, and the other host's lock through the VIP");
     assert.deepEqual(guestLocks('a'), []);
+    assert.equal(ctl<StatusReport>('a', ['status']).blocked, 0);
     assert.deepEqual(ranges(locks('a')), [`${A2} 5000+10 w`], "the other host's lock through A's other address stays");
 
     const markB = nodes.b.log.count;
@@ -288,6 +296,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     const procLocks = (await guest!.agent.sh('cat /proc/locks')).out;
     for (const h of [holders.h1!, holders.h2!]) assert.match(procLocks, new RegExp(`POSIX +ADVISORY +WRITE +${h.pid} `), `${h.name} still holds its lock`);
     assert.equal(await otherDo({ do: 'lock', offset: 0, length: 100, reclaim: true }), 'denied', 'a conflicting reclaim is refused');
+    assert.equal(await within(waiter, 0), 'pending', "the guest's waiter still waits");
   });
 
   scene("a new lock during B's grace waits for it while B's other address grants at once", async () => {
@@ -307,7 +316,10 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     // Linux retries a lock refused for grace every 5 s (NLMCLNT_GRACE_WAIT).
     assert.equal(await waiting, 'ok');
     timings.afterGraceMs = Date.now() - ended;
-    assert.deepEqual(ranges(guestLocks('b', VIP)), [`${VIP} 0+10 w`, `${VIP} 0+100 w`, `${VIP} 200+100 w`]);
+    // The waiter from A: the other host's lock went with A's drop, so once grace is over it is free.
+    assert.equal(await waiter, 'ok', "the guest's waiter from node A is granted on B");
+    timings.waiterAfterGraceMs = Date.now() - ended;
+    assert.deepEqual(ranges(guestLocks('b', VIP)), [`${VIP} 0+10 w`, `${VIP} 0+100 w`, `${VIP} 200+100 w`, `${VIP} 300+100 w`]);
     assert.equal(await otherDo({ do: 'lock', offset: 0, length: 100 }), 'denied', 'after grace the guest\'s lock still refuses the other host');
   });
 
@@ -315,14 +327,14 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     const markB = nodes.b.log.count;
     vip('b', 'stop');
     const drop = await nodes.b.log.wait(`B's drop of ${VIP}`, (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 15_000, markB);
-    assert.equal(drop.locks, 3);
+    assert.equal(drop.locks, 4);
     assert.deepEqual(ranges(guestLocks('b')), [`${B2} 0+10 w`], "B keeps the lock through its own address");
-    await moveIn('a', nodes.a.log.count, 3);
+    await moveIn('a', nodes.a.log.count, 4);
     const back = await until('the guest\'s locks reclaimed on A', () => {
       const l = guestLocks('a', VIP);
-      return l.length === 3 ? l : undefined;
+      return l.length === 4 ? l : undefined;
     }, 30_000, 50);
-    assert.deepEqual(ranges(back), [`${VIP} 0+10 w`, `${VIP} 0+100 w`, `${VIP} 200+100 w`]);
+    assert.deepEqual(ranges(back), [`${VIP} 0+10 w`, `${VIP} 0+100 w`, `${VIP} 200+100 w`, `${VIP} 300+100 w`]);
     ctl('a', ['grace', 'end', '--ip', VIP]);
     assert.equal(await otherDo({ do: 'lock', offset: 200, length: 100 }), 'denied');
   });
@@ -331,7 +343,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     this.timeout(180_000);
     await guest!.crash();
     // Dead, not rebooted yet: the servers still hold what it had.
-    assert.equal(guestLocks('a').length, 3);
+    assert.equal(guestLocks('a').length, 4);
     assert.equal(guestLocks('b').length, 1);
     const t = Date.now();
     guest = await Guest.boot(guestOpts);
