@@ -234,6 +234,10 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     assert.equal(mine[0]!.clientAddress, GUEST_ADDR);
     assert.deepEqual(guestLocks('b'), [], 'node B holds nothing');
     fh = mine[0]!.fh;
+    // Another process of the same client: a conflict between two owners of one host.
+    const sibling = await g.holder('h1b', '/mnt/nfs/data');
+    assert.equal(await sibling.lock(50, 10), 'err EAGAIN', "the guest's other process is refused (by the guest's kernel)");
+    assert.deepEqual(ranges(guestLocks('a')), [`${VIP} 0+100 w`]);
   });
 
   scene('a lock another client host holds is EAGAIN in the guest', async () => {
@@ -403,6 +407,9 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     if (broken) return; // the times below need every scene
     const granted = fields(`nlm && rpc.msgtyp == 0 && ip.dst == ${GUEST_ADDR} && (nlm.procedure_v4 == 5 || nlm.procedure_v4 == 10)`, 'frame.number');
     assert.ok(granted.length >= 1, 'lockdrop sent GRANTED to the kernel');
+    const lockCalls = (offset: number): string[][] => fields(`nlm.procedure_v4 == 2 && ip.src == ${GUEST_ADDR} && nlm.lock.l_offset64 == ${offset}`, 'frame.number');
+    assert.ok(lockCalls(200).length >= 1, "the guest's LOCK calls are found by their offset");
+    assert.deepEqual(lockCalls(50), [], 'the kernel decided the conflict between its own processes without asking the server');
     const cancels = fields(`nlm.procedure_v4 == 3 && rpc.msgtyp == 0 && ip.src == ${GUEST_ADDR}`, 'frame.number');
     assert.ok(cancels.length >= 1, 'the kernel sent CANCEL for the interrupted F_SETLKW');
     const notifies = fields(`stat.procedure_v1 == 6 && rpc.msgtyp == 0 && ip.src == ${VIP} && ip.dst == ${GUEST_ADDR}`, 'frame.time_epoch');
