@@ -5,7 +5,8 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { count, filter, firstValueFrom, lastValueFrom, share, timeout, type Observable } from 'rxjs';
 import { addonStatus, openRtnetlink } from '../src/addon';
-import { addressEvents, decodeDatagram, netlink, netlinkSource, nowMs, parseAddress, pollSource, readTrace, replaySource, watchAddresses, type AddressEvent } from '../src/watch';
+import { addressEvents, decodeDatagram, netlink, netlinkSource, nowMs, pollSource, readTrace, replaySource, watchAddresses, type AddressEvent } from '../src/watch';
+import { parseAddress } from '../src/net';
 
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);

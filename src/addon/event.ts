@@ -1,5 +1,7 @@
 // lockdrop's probe event (bpf/event.h), decoded from the ring buffer's records. A test checks
 // EVENT_LAYOUT against the compiled object's BTF.
+import { formatAddress } from '../net';
+
 export const EVENT_VERSION = 1;
 export const EVENT_SIZE = 104;
 
@@ -71,15 +73,6 @@ export class ProbeEventError extends Error {
   override readonly name = 'ProbeEventError';
 }
 
-/** Text form of an address: dotted quad, or compressed IPv6 (URL's host parser does RFC 5952). */
-export function formatAddress(family: 4 | 6, bytes: Buffer): string {
-  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2).toString(16));
-  const text = new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
-  const mapped = /^::ffff:([0-9a-f]+):([0-9a-f]+)$/.exec(text);
-  return mapped ? formatAddress(4, bytes.subarray(12)) : text;
-}
-
 function cString(record: Buffer, field: { offset: number; size: number }): string {
   const bytes = record.subarray(field.offset, field.offset + field.size);
   const nul = bytes.indexOf(0);
@@ -110,7 +103,7 @@ export function decodeEvent(record: Buffer): ProbeEvent {
     prefixLen: record[L.prefix.offset],
     ifindex: record.readUInt32LE(L.ifindex.offset),
     ifname: cString(record, L.ifname) || undefined,
-    address: isAddress ? formatAddress(family, record.subarray(L.address.offset, L.address.offset + L.address.size)) : undefined,
+    address: isAddress ? formatAddress(record, L.address.offset, family === 4 ? 4 : 16) : undefined,
     error: record.readInt32LE(L.error.offset),
     seq: record.readUInt32LE(L.seq.offset),
     nlFlags: record.readUInt16LE(L.nl_flags.offset),

@@ -5,7 +5,7 @@
 export { AddonUnavailable, addonStatus, loadAddon, type FeatureAnswer } from './native';
 export { openRtnetlink, rtnetlinkDump, rtnetlinkGroups, DEFAULT_RCVBUF, type RtnetlinkOptions, type RtnetlinkOverflow, type RtnetlinkSocket } from './rtnetlink';
 export { BpfObject, BpfUnsupported, bpfRunTimeStats, probeFeatures, requireFeature, u32, type FeatureName, type Features, type ProgramInfo, type ProgramStatus } from './bpf';
-export { decodeEvent, formatAddress, monotonicNsToMs, EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError, RTM_DELADDR, RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, type ProbeEvent, type ProbeEventKind } from './event';
+export { decodeEvent, monotonicNsToMs, EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError, RTM_DELADDR, RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, type ProbeEvent, type ProbeEventKind } from './event';
 export { currentNetns, openLockdropProbes, probeObjectPath, type LockdropProbes, type LockdropProbesOptions } from './probes';
 export {
   closeFd, errnoName, fileType, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openPath,

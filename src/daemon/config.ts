@@ -2,14 +2,13 @@
 // Validated with zod at start and on every reload; errors name the key and say why.
 import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { parseNetwork, uuidBytes } from '../exports';
-import { normaliseAddress } from '../watch/address';
+import { uuidBytes } from '../exports';
+import { isAddress, isNetwork, normaliseAddress } from '../net';
 
-const network = z.string().refine((s) => parseNetwork(s) !== undefined, (s) => ({ message: `"${s}" is not an address or CIDR network` }));
-const address = z.string().refine((s) => isIP(s) !== 0, (s) => ({ message: `"${s}" is not an IP address` }));
+const network = z.string().refine(isNetwork, (s) => ({ message: `"${s}" is not an address or CIDR network` }));
+const address = z.string().refine(isAddress, (s) => ({ message: `"${s}" is not an IP address` }));
 const port = z.number().int().min(0).max(65535);
 const seconds = z.number().positive();
 

@@ -8,6 +8,7 @@
 //    (drop, listeners, grace, state number, SM_NOTIFY); a host's reboot (SM_NOTIFY in) →
 //    LockTable.dropByHost.
 // Around them: metrics, the control socket, reload (SIGHUP) and a graceful stop.
+import { lookup } from 'node:dns/promises';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Subject, filter, map, merge, type Observable, type Subscription } from 'rxjs';
@@ -16,20 +17,30 @@ import { ExportsTable } from '../exports';
 import { FailoverController, type FailoverReport } from '../failover';
 import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
-import { Nsm, NsmStore, RpcNsmSender, createNsmProgram, NSM_PROGRAM, NSM_VERSION } from '../nsm';
-import { RpcServer, normaliseAddress, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration, type RpcServerEvent } from '../rpc';
+import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION } from '../nsm';
+import { normaliseAddress } from '../net';
+import { RpcServer, registerWithRpcbind, type RpcbindEntry, type RpcbindRegistration, type RpcServerEvent } from '../rpc';
+import { readLocalAddresses } from '../watch';
 import { nowMs, type AddressEvent } from '../watch/types';
 import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer, type ControlHandlers } from './control';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
-import { Metrics, type DropTrigger } from './metrics';
+import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
 import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, StatusReport, WatchEvent } from './protocol';
+import { NodeAddresses, SharedListeners } from './node';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { checkHandleFormats, exportSpecs, exportsLeaving, openDaemonFiles, type DaemonFiles } from './files';
 import { ExportError } from '../files';
 
 const VERSION: string = (require('../../package.json') as { version: string }).version;
 const LOOPBACK = '127.0.0.1';
+
+/** SM_MON of a host name: resolved as statd does (getaddrinfo: the hosts file, then DNS), in bounded time. */
+function resolveHost(name: string): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000)));
+  return Promise.race([lookup(name).then((r) => r.address, () => undefined), late]).finally(() => clearTimeout(timer));
+}
 
 export class StartupError extends Error {
   constructor(
@@ -80,6 +91,7 @@ export class Daemon {
     private readonly nsm: Nsm,
     private readonly failover: FailoverController,
     private readonly watch: AddressWatch,
+    private readonly node: NodeAddresses,
     private readonly metrics: Metrics,
     private readonly files: DaemonFiles,
   ) {
@@ -110,7 +122,7 @@ export class Daemon {
     const logs = new PartLogs(log);
     const exports = new ExportsTable(cfg.exports, { byteOrder: cfg.fhByteOrder, unknownHandles: cfg.unknownHandles });
     // Late-bound: the daemon swaps the exports table on reload, the table and service refer to each other.
-    const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined };
+    const ref = { exports, nlm: undefined as NlmService | undefined, daemon: undefined as Daemon | undefined, watch: undefined as AddressWatch | undefined };
 
     const metrics = new Metrics(() => ref.daemon!.metricsSnapshot());
     const rpcOptions = { onEvent: (e: RpcServerEvent) => metrics.observeRpc(e), log: logs.of('rpc'), maxConnections: cfg.connections.max, maxConnectionsPerPeer: cfg.connections.perPeer };
@@ -124,9 +136,12 @@ export class Daemon {
     const store = new NsmStore(cfg.stateDir, { log: logs.of('nsm') });
     const nsm = new Nsm({
       store,
-      sender: new RpcNsmSender({ log: logs.of('nsm') }),
+      sender: new RpcNsmSender({ log: logs.of('nsm'), announce: neighbourAnnouncer({ log: logs.of('nsm') }) }),
       log: logs.of('nsm'),
-      monName: (a) => (ref.daemon?.cfg ?? cfg).monNames[a] ?? a,
+      monName: (a) => (ref.daemon?.cfg ?? cfg).monNames[a],
+      // A floating address's hosts move with it; every other address's are the node's.
+      identity: (a) => (ref.watch?.isFloating(a) ? a : NODE_IDENTITY),
+      resolve: resolveHost,
       // Getters: Nsm reads them at each notify (SM_SIMU_CRASH included), so a reload applies.
       get notifyTimeoutMs() { return (ref.daemon?.cfg ?? cfg).notify.timeout * 1000; },
       get notifyConcurrency() { return (ref.daemon?.cfg ?? cfg).notify.concurrency; },
@@ -159,8 +174,9 @@ export class Daemon {
     for (const p of metrics.instrumentNlm(nlm.programs)) nlmServer.register(p);
     nsmServer.register(createNsmProgram({ nsm, log: logs.of('nsm') }));
 
-    // A packet enters here: loopback always (local tools, rpcinfo); floating addresses follow events.
-    const listeners = {
+    // A packet enters here: loopback always (local tools, rpcinfo, this node's own lockd); the
+    // node's other addresses and the floating ones follow events.
+    const listeners = new SharedListeners({
       addAddress: async (a: string) => {
         await nlmServer.addAddress(a);
         await nsmServer.addAddress(a);
@@ -168,7 +184,7 @@ export class Daemon {
       removeAddress: async (a: string) => {
         await Promise.all([nlmServer.removeAddress(a), nsmServer.removeAddress(a)]);
       },
-    };
+    });
     try {
       await nlmServer.addAddress(LOOPBACK);
     } catch (err) {
@@ -181,7 +197,7 @@ export class Daemon {
     }
 
     // An address event turns into a drop here.
-    const failover = new FailoverController({ listeners, locks: table, monitors: {
+    const failover = new FailoverController({ listeners: listeners.of('failover'), locks: table, monitors: {
       activate: (a) => nsm.activate(a),
       bumpState: (a) => nsm.bumpState(a),
       notify: (a) => nsm.notify(a),
@@ -193,9 +209,18 @@ export class Daemon {
     }, graceSeconds: () => ref.daemon?.cfg.grace ?? cfg.grace, log: logs.of('failover') });
     undo.push(() => failover.close());
     const watch = createAddressWatch(cfg, logs.of('watch'));
+    ref.watch = watch;
     undo.push(() => watch.close());
+    const node = new NodeAddresses({
+      listeners: listeners.of('node'),
+      monitors: nsm,
+      grace: table.grace,
+      graceSeconds: () => ref.daemon?.cfg.grace ?? cfg.grace,
+      isFloating: (a) => watch.isFloating(a),
+      log: logs.of('node'),
+    });
 
-    const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, metrics, files);
+    const daemon = new Daemon(cfg, logs, exports, lock, nlmServer, nsmServer, table, nlm, nsm, failover, watch, node, metrics, files);
     ref.daemon = daemon;
     await daemon.control.listen().catch((err: Error) => {
       throw new StartupError(`control socket: ${err.message}`);
@@ -209,9 +234,12 @@ export class Daemon {
       undo.push(() => metrics.close());
     }
 
-    daemon.rpcbind = await registerWithRpcbind(daemon.rpcbindEntries(), { mode: cfg.rpcbind });
+    daemon.rpcbind = await registerWithRpcbind(daemon.rpcbindEntries(), { mode: cfg.rpcbind, ipv6: true });
     log.info({ registered: daemon.rpcbind.registered, via: daemon.rpcbind.via, reason: daemon.rpcbind.reason }, daemon.rpcbind.registered ? `registered with rpcbind (${daemon.rpcbind.via})` : `not registered with rpcbind: ${daemon.rpcbind.reason ?? cfg.rpcbind}`);
     undo.push(() => daemon.rpcbind?.unregister());
+    // Registered, so the node's hosts can find us again when told: serve its addresses and notify.
+    const present = await readLocalAddresses().then((as) => as.flatMap((a) => (a.local === undefined ? [] : [a.local])), () => []);
+    await node.start(present, [LOOPBACK]);
     daemon.wire();
     log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, metricsPort, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
     return daemon;
@@ -221,7 +249,7 @@ export class Daemon {
   private wire(): void {
     const { log, metrics, table, nsm, nlm } = this;
     // Failover subscribes first: the sources start with it and their first snapshot is its.
-    this.subs.push(this.failover.run(this.watch.events$));
+    this.subs.push(this.failover.run(this.watch.events$), this.watch.all$.subscribe((e) => this.node.handle(e)));
     this.subs.push(
       nsm.rebooted$.subscribe((r) => {
         const key = hostKey(r.monName, r.address);
@@ -285,12 +313,13 @@ export class Daemon {
     return out;
   }
 
-  metricsSnapshot(): { addresses: Map<string, { locks: number; monitors: number }>; blocked: number; gracePeriods: number } {
+  metricsSnapshot(): MetricsSnapshot {
     const stats = this.table.stats();
     const addresses = new Map<string, { locks: number; monitors: number }>();
     for (const [a, s] of stats.byAddress) addresses.set(a, { locks: s.locks, monitors: 0 });
     for (const a of this.nsm.addresses()) addresses.set(a, { locks: addresses.get(a)?.locks ?? 0, monitors: this.nsm.recordCount(a) });
-    return { addresses, blocked: stats.blocked, gracePeriods: this.table.grace.active().length };
+    const files = this.files.files?.stats();
+    return { addresses, blocked: stats.blocked, gracePeriods: this.table.grace.active().length, files: { open: files?.open ?? 0, waits: files?.waits ?? 0, budgetRefusals: files?.budgetRefusals ?? 0 } };
   }
 
   // ---- the operator's commands ----
@@ -319,7 +348,7 @@ export class Daemon {
         return { target, scope: scope.kind, grace: iso(g?.endsAt) };
       },
       monitors: (ip) =>
-        this.nsm.records(ip === undefined ? undefined : normaliseAddress(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
+        this.nsm.records(ip === undefined ? undefined : this.nsm.identityOf(ip)).map((r): MonitorView => ({ server: r.serverAddress, host: r.monName, address: r.address, state: r.state ?? null })),
       notify: async (ip) => {
         const address = normaliseAddress(ip);
         const r = await this.failover.notify(address);
@@ -397,10 +426,13 @@ export class Daemon {
     if (t.ip !== undefined) {
       target = normaliseAddress(t.ip);
       counts = this.table.dropByServerAddress(target);
+      // No GRANTED may go on for what was dropped (nor undo a lock taken again meanwhile).
+      this.nlm.forgetAddress(target);
     } else if (t.client !== undefined) {
       const hosts = this.hostsMatching(t.client);
       target = `client ${t.client}`;
       counts = sum(hosts.map((h) => this.table.dropByHost(h)));
+      for (const h of hosts) this.nlm.forgetHost(h);
     } else {
       const exportId = t.export ?? (t.fsid !== undefined ? this.exports.byFsid(t.fsid) : undefined);
       if (exportId === undefined) throw new Error(`no export is configured with fsid ${t.fsid}`);
@@ -450,6 +482,7 @@ export class Daemon {
     this.logs.setLevel(next.logLevel);
     this.log.debug({ config: next }, 'new configuration');
     this.watch.reconfigure(next);
+    this.node.refresh();
     this.cfg = { ...next, ...Object.fromEntries(later.map((k) => [k, this.cfg[k]])) } as Config;
     this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')}: at the next start` : ''}`);
     this.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });

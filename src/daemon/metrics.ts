@@ -14,6 +14,8 @@ export interface MetricsSnapshot {
   addresses: Map<string, { locks: number; monitors: number }>;
   blocked: number;
   gracePeriods: number;
+  /** Real-file locking: open descriptions, kernel waits, refusals for the descriptor budget. */
+  files: { open: number; waits: number; budgetRefusals: number };
 }
 
 const PROGRAM_NAMES: Record<number, string> = { [NLM_PROG]: 'nlm', 100024: 'nsm' };
@@ -71,6 +73,31 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(read().blocked);
+      },
+    });
+    new Gauge({
+      name: 'lockdrop_open_files',
+      help: 'Open file descriptions holding real-file locks (one per lock owner and file)',
+      registers: [this.registry],
+      collect() {
+        this.set(read().files.open);
+      },
+    });
+    new Gauge({
+      name: 'lockdrop_file_waits',
+      help: 'Blocking requests waiting in the kernel for a holder outside lockdrop',
+      registers: [this.registry],
+      collect() {
+        this.set(read().files.waits);
+      },
+    });
+    new Counter({
+      name: 'lockdrop_file_budget_refusals_total',
+      help: 'Locks refused with denied_nolocks because the open-file budget (maxOpenFiles) was spent',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read().files.budgetRefusals);
       },
     });
     new Gauge({

@@ -3,8 +3,9 @@
 // `watch` answers with {id, ok: true, result: "watching"} and then {id, event} lines until the
 // client closes. Shared by the daemon (server) and lockdropctl (client).
 import { z } from 'zod';
+import { isAddress } from '../net';
 
-const ip = z.string().min(1);
+const ip = z.string().refine(isAddress, (s) => ({ message: `"${s}" is not an IP address` }));
 
 export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('status') }),

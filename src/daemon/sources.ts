@@ -4,13 +4,19 @@
 import { EMPTY, Observable, Subject, catchError, filter, merge, share, tap } from 'rxjs';
 import type { Logger } from 'pino';
 import { addonStatus, openRtnetlink, type RtnetlinkSocket } from '../addon';
-import { addressFilter, cidrContains, isOverflow, parseCidr, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
+import { isLinkLocal } from '../net';
+import { addressFilter, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
 import { bpfSource } from '../watch/sources/bpf';
 import type { Config } from './config';
 import type { SourceStatus } from './protocol';
 
 export interface AddressWatch {
+  /** The floating addresses' events (failover's). */
   events$: Observable<AddressEvent>;
+  /** Every non-loopback address's events, floating or not (the node serves the others). */
+  all$: Observable<AddressEvent>;
+  /** Whether failover manages the address (the configured floating filter, as reloaded). */
+  isFloating(address: string): boolean;
   overflows$: Observable<SourceOverflow>;
   /** Live: a source that fails after start is marked inactive with its reason. */
   sources: SourceStatus[];
@@ -19,15 +25,13 @@ export interface AddressWatch {
   close(): void;
 }
 
-const LINK_LOCAL = parseCidr('fe80::/10');
-
 /**
  * The addresses lockdrop manages: the configured floating ones, or every address but loopback
  * and IPv6 link-local (never a floating service address, and not bindable without a scope id).
  */
 function managed(floating: readonly string[]): (address: string) => boolean {
   const keep = addressFilter(floating);
-  return floating.length ? keep : (a) => keep(a) && !cidrContains(LINK_LOCAL, a);
+  return floating.length ? keep : (a) => keep(a) && !isLinkLocal(a);
 }
 
 export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
@@ -87,10 +91,12 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
   const added = new Subject<AddressEvent>();
   // The state machine reads the hold-down at each removal, so a reload applies to the next one.
   let holdDown = cfg.holdDown;
-  const all$ = watchAddresses([items$], { get holdDownMs() { return holdDown; } }).pipe(tap((e) => lastSeen.set(e.address, e)));
+  const all$ = watchAddresses([items$], { get holdDownMs() { return holdDown; } }).pipe(tap((e) => lastSeen.set(e.address, e)), share());
   const events$ = merge(all$.pipe(filter((e) => floating(e.address))), added).pipe(share());
   return {
     events$,
+    all$,
+    isFloating: (a) => floating(a),
     overflows$,
     sources,
     reconfigure: (next) => {

@@ -3,8 +3,7 @@
 // knfsd handles by the fsid inside it (fsid= number, filesystem uuid, or device numbers), for
 // NFS-Ganesha handles by the Export_Id inside it. It also names the kernel file handle inside a
 // knfsd or Ganesha FSAL_VFS handle, for open_by_handle_at(); it makes no system call itself.
-import { BlockList, isIP } from 'node:net';
-import { normaliseAddress } from '../rpc/address';
+import { networkSet } from '../net';
 import {
   FSID_DEV,
   FSID_ENCODE_DEV,
@@ -74,32 +73,6 @@ export type KernelHandleResult =
   | { exportId: string; type: number; handle: Buffer; fsid?: GaneshaFsid }
   | { exportId: string; root: true }
   | { exportId: string | undefined; error: string };
-
-/** Parses "a.b.c.d", "a.b.c.d/n", "v6", "v6/n"; undefined if malformed. */
-export function parseNetwork(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address = '', prefixText, extra] = text.split('/');
-  const v = isIP(address);
-  if (v === 0 || extra !== undefined) return undefined;
-  const max = v === 4 ? 32 : 128;
-  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
-  if (!(prefix >= 0 && prefix <= max)) return undefined;
-  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** A set of networks; an address matches if any network contains it. `::ffff:` mapped IPv4 is normalised. */
-export function networkSet(networks: string[]): (address: string) => boolean {
-  const list = new BlockList();
-  for (const n of networks) {
-    const net = parseNetwork(n);
-    if (!net) throw new Error(`"${n}" is not an address or CIDR network`);
-    list.addSubnet(net.address, net.prefix, net.family);
-  }
-  return (address) => {
-    const a = normaliseAddress(address);
-    const v = isIP(a);
-    return v !== 0 && list.check(a, v === 4 ? 'ipv4' : 'ipv6');
-  };
-}
 
 interface Compiled {
   entry: ExportEntry;

@@ -59,11 +59,6 @@ export class GraceTable {
     );
   }
 
-  /** Ends every period (for shutdown). */
-  clear(): void {
-    for (const [key, p] of this.periods) this.drop(key, p.period, p.timer);
-  }
-
   /** Node timers overflow past 2^31-1 ms: long periods re-arm until they are due. */
   private arm(key: string, ms: number): NodeJS.Timeout {
     return setTimeout(() => {

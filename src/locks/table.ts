@@ -104,15 +104,50 @@ class ExportEntry {
   constructor(readonly id: string) {}
 }
 
+/**
+ * A file's queued requests in arrival order. A removal leaves a hole (O(1): a grant storm must not
+ * shift the array once per grant); holes are swept when they outnumber the requests.
+ */
+class BlockQueue {
+  private items: (Block | null)[] = [];
+  size = 0;
+  push(b: Block): void {
+    b.slot = this.items.length;
+    this.items.push(b);
+    this.size++;
+  }
+  remove(b: Block): void {
+    this.items[b.slot] = null;
+    this.size--;
+    if (this.size === 0) this.items = [];
+    else if (this.items.length > 16 && this.size * 2 < this.items.length) this.sweep();
+  }
+  private sweep(): void {
+    const live = this.toArray();
+    live.forEach((b, i) => (b.slot = i));
+    this.items = live;
+  }
+  toArray(): Block[] {
+    return this.items.filter((b): b is Block => b !== null);
+  }
+  /** The requests overlapping [s, e], in arrival order. */
+  overlapping(s: Pos, e: Pos): Block[] {
+    return this.items.filter((b): b is Block => b !== null && b.start <= e && b.end >= s);
+  }
+}
+
 /** What few files have: queued blocks and share reservations. */
 class FileExtra {
   /** Blocked requests in arrival order. */
-  readonly queue: Block[] = [];
+  readonly queue = new BlockQueue();
   readonly shares: Share[] = [];
 }
 
 class FileState {
   head: Lock | null = null;
+  /** Locks on the file, and how many are exclusive: a shared request meets no conflict when none is. */
+  count = 0;
+  exclusive = 0;
   mark = 0;
   extra: FileExtra | null = null;
   constructor(
@@ -120,7 +155,7 @@ class FileState {
     readonly key: string,
     readonly exp: ExportEntry | undefined,
   ) {}
-  get queue(): Block[] | null {
+  get queue(): BlockQueue | null {
     return this.extra && this.extra.queue;
   }
   get shares(): Share[] | null {
@@ -161,6 +196,8 @@ interface Block {
   waiter: unknown;
   /** Still queued (removeBlock clears it): a kernel wait finishing later must know. */
   queued: boolean;
+  /** Its place in the file's BlockQueue. */
+  slot: number;
   /** The cancel of a wait in the kernel for a holder outside the table, while one runs. */
   kernelWait: (() => void) | null;
 }
@@ -291,21 +328,21 @@ export class LockTable {
       return 'granted';
     }
     if (onFile !== 'granted' && onFile !== 'denied') {
-      this.release(file, owner);
+      this.forgetIfUnused(file, owner);
       return onFile;
     }
     if (!opts.block) {
-      this.release(file, owner);
+      this.forgetIfUnused(file, owner);
       return 'denied';
     }
     if (owner.blocks !== null && this.findBlock(file, owner, start, end, excl)) return 'blocked';
     // Only the table's own owners can form a cycle; a holder outside it is waited for in the kernel.
     if (free === false && this.wouldDeadlock(owner, file, start, end, excl)) {
-      this.release(file, owner);
+      this.forgetIfUnused(file, owner);
       return 'deadlck';
     }
     const addr = this.internAddr(req.serverAddress);
-    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.(), queued: true, kernelWait: null };
+    const b: Block = { file, owner, addr, start, end, exclusive: excl, waiter: opts.waiter?.(), queued: true, slot: 0, kernelWait: null };
     file.more().queue.push(b);
     (owner.blocks ??= []).push(b);
     addr.blocks.add(b);
@@ -334,7 +371,7 @@ export class LockTable {
     if (!b) return 'denied';
     this.removeBlock(b);
     this.closeIfIdle(file, owner);
-    this.release(file, owner);
+    this.forgetIfUnused(file, owner);
     return 'granted';
   }
 
@@ -359,7 +396,7 @@ export class LockTable {
       this.wake(file, r.start, r.end);
     }
     this.closeIfIdle(file, owner);
-    this.release(file, owner);
+    this.forgetIfUnused(file, owner);
     this.flush();
     return 'granted';
   }
@@ -396,7 +433,7 @@ export class LockTable {
     for (const p of pieces) this.applyLock(file, this.internHolder(owner, this.internAddr(p.address)), p.start, p.end, p.exclusive);
     if (this.locker) this.resync(fkey, owner.key, r.start, r.end);
     this.wake(file, r.start, r.end);
-    this.release(file, owner);
+    this.forgetIfUnused(file, owner);
     this.flush();
   }
 
@@ -511,7 +548,9 @@ export class LockTable {
         this.nLocks--;
       }
       f.head = null;
-      if (f.queue) for (const b of [...f.queue]) this.dropBlock(d, b);
+      f.count = 0;
+      f.exclusive = 0;
+      if (f.queue) for (const b of f.queue.toArray()) this.dropBlock(d, b);
       if (f.shares) for (const s of [...f.shares]) this.dropShare(d, s);
     }
     for (const hd of d.holders) this.freeHolder(hd);
@@ -568,7 +607,7 @@ export class LockTable {
   /** Queued blocks in arrival order (per file), for views and tests. */
   *blocked(): Iterable<{ request: LockRequest; waiter: unknown }> {
     const all: Block[] = [];
-    for (const f of this.files.values()) if (f.queue) all.push(...f.queue);
+    for (const f of this.files.values()) if (f.queue) all.push(...f.queue.toArray());
     for (const b of all) {
       const { offset, length } = toWire(b.start, b.end);
       yield {
@@ -620,15 +659,18 @@ export class LockTable {
     for (const [key, f] of this.files) {
       if (f.key !== key) errs.push(`file key mismatch`);
       let n = 0;
+      let x = 0;
       for (let l = f.head; l; l = l.fNext) {
         n++;
+        if (isExcl(l)) x++;
         if (l.file !== f) errs.push('lock on wrong file list');
         if (l.fNext && l.fNext.fPrev !== l) errs.push('broken file links');
         perHolder.set(l.holder, (perHolder.get(l.holder) ?? new Set()).add(l));
         perAddr.set(l.holder.addr, (perAddr.get(l.holder.addr) ?? 0) + 1);
       }
       locks += n;
-      for (const b of f.queue ?? []) {
+      if (n !== f.count || x !== f.exclusive) errs.push(`file counts ${f.count}/${f.exclusive}, rescan ${n}/${x}`);
+      for (const b of f.queue?.toArray() ?? []) {
         blocked++;
         ref(b.addr, b.owner.host.key);
         if (!b.addr.blocks.has(b) || !b.owner.blocks?.includes(b)) errs.push('block missing from an index');
@@ -638,7 +680,7 @@ export class LockTable {
         ref(s.addr, s.host.key);
         if (!s.addr.shares.has(s) || !s.host.shares.has(s)) errs.push('share missing from an index');
       }
-      if (n === 0 && !f.queue?.length && !f.shares?.length) errs.push('empty file kept');
+      if (n === 0 && !f.queue?.size && !f.shares?.length) errs.push('empty file kept');
       if (f.exp && (!f.exp.files.has(f) || this.exports.get(f.exp.id) !== f.exp)) errs.push('file missing from its export');
     }
     if (locks !== this.nLocks) errs.push(`nLocks ${this.nLocks} != ${locks}`);
@@ -737,7 +779,7 @@ export class LockTable {
   }
 
   /** Frees what a request interned but left empty (an owner or file that holds nothing). */
-  private release(file: FileState, owner: Owner): void {
+  private forgetIfUnused(file: FileState, owner: Owner): void {
     this.freeOwnerIfEmpty(owner);
     this.freeFileIfEmpty(file);
   }
@@ -767,7 +809,7 @@ export class LockTable {
   }
 
   private freeFileIfEmpty(f: FileState): void {
-    if (f.head !== null || (f.queue !== null && f.queue.length !== 0) || (f.shares !== null && f.shares.length !== 0)) return;
+    if (f.head !== null || (f.queue !== null && f.queue.size !== 0) || (f.shares !== null && f.shares.length !== 0)) return;
     if (this.files.get(f.key) !== f) return;
     this.files.delete(f.key);
     if (f.exp) {
@@ -795,10 +837,28 @@ export class LockTable {
   // ---- internals: locks ----
 
   private firstConflict(file: FileState, owner: Owner, s: Pos, e: Pos, excl: boolean): Lock | null {
+    if (!excl && file.exclusive === 0) return null;
     for (let l = file.head; l; l = l.fNext) {
       if (l.holder.owner !== owner && (excl || isExcl(l)) && l.start <= e && l.end >= s) return l;
     }
     return null;
+  }
+
+  /**
+   * The owner's locks on the file, from whichever list is shorter: the file's, or the owner's own
+   * (its holders'), so that neither a crowded file nor a busy owner makes the other slow.
+   */
+  private mineOn(file: FileState, owner: Owner): Lock[] {
+    const out: Lock[] = [];
+    let own = 0;
+    for (const hd of owner.holders) own += hd.count;
+    if (own === 0) return out;
+    if (own < file.count) {
+      for (const hd of owner.holders) for (let l = hd.head; l; l = l.hNext) if (l.file === file) out.push(l);
+    } else {
+      for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner) out.push(l);
+    }
+    return out;
   }
 
   private insertLock(l: Lock): void {
@@ -806,6 +866,8 @@ export class LockTable {
     l.fNext = f.head;
     if (f.head) f.head.fPrev = l;
     f.head = l;
+    f.count++;
+    if (isExcl(l)) f.exclusive++;
     const hd = l.holder;
     l.hNext = hd.head;
     if (hd.head) hd.head.hPrev = l;
@@ -819,6 +881,8 @@ export class LockTable {
     const f = l.file;
     if (l.fPrev) l.fPrev.fNext = l.fNext;
     else f.head = l.fNext;
+    f.count--;
+    if (isExcl(l)) f.exclusive--;
     if (l.fNext) l.fNext.fPrev = l.fPrev;
     const hd = l.holder;
     if (l.hPrev) l.hPrev.hNext = l.hNext;
@@ -844,14 +908,12 @@ export class LockTable {
     let downgraded = false;
     const s0 = s;
     const e0 = e;
+    const mine = this.mineOn(file, owner);
     // Linked first, so absorbing the holder's other locks never leaves it empty (and freed).
     const nl = new Lock(file, holder, s, e, this.tag(excl));
     this.insertLock(nl);
     let first = nl.tag;
-    let next: Lock | null;
-    for (let l = file.head; l; l = next) {
-      next = l.fNext;
-      if (l === nl || l.holder.owner !== owner) continue;
+    for (const l of mine) {
       const ls = l.start;
       const le = l.end;
       const lx = isExcl(l);
@@ -899,11 +961,9 @@ export class LockTable {
   /** Unlocks [s, e] for the owner; returns whether anything was released. */
   private unlockRange(file: FileState, owner: Owner, s: Pos, e: Pos): boolean {
     let released = false;
-    let next: Lock | null;
     const observed = this.subject.observed;
-    for (let l = file.head; l; l = next) {
-      next = l.fNext;
-      if (l.holder.owner !== owner || !(l.start <= e && l.end >= s)) continue;
+    for (const l of this.mineOn(file, owner)) {
+      if (!(l.start <= e && l.end >= s)) continue;
       released = true;
       if (observed) {
         const gone = this.heldOf(file, l.holder, maxPos(l.start, s), minPos(l.end, e), isExcl(l), this.sinceOf(l));
@@ -929,8 +989,7 @@ export class LockTable {
       b.kernelWait = null;
       cancel();
     }
-    const q = b.file.queue!;
-    q.splice(q.indexOf(b), 1);
+    b.file.queue!.remove(b);
     const ob = b.owner.blocks!;
     ob.splice(ob.indexOf(b), 1);
     b.addr.blocks.delete(b);
@@ -972,8 +1031,8 @@ export class LockTable {
    */
   private wake(file: FileState, s: Pos, e: Pos): void {
     const changed: { s: Pos; e: Pos }[] = [{ s, e }];
-    for (let c = changed.pop(); c !== undefined && file.queue !== null && file.queue.length !== 0; c = changed.pop()) {
-      const candidates = file.queue.filter((b) => overlaps(b, c.s, c.e));
+    for (let c = changed.pop(); c !== undefined && file.queue !== null && file.queue.size !== 0; c = changed.pop()) {
+      const candidates = file.queue.overlapping(c.s, c.e);
       for (const b of candidates) {
         if (!b.queued || this.firstConflict(file, b.owner, b.start, b.end, b.exclusive) !== null) continue;
         if (this.locker) {
@@ -1024,7 +1083,7 @@ export class LockTable {
         // The kernel gave up on the file (gone, or no resources): the client retransmits its request.
         this.removeBlock(b);
         this.closeIfIdle(b.file, b.owner);
-        this.release(b.file, b.owner);
+        this.forgetIfUnused(b.file, b.owner);
         return;
       }
       if (this.firstConflict(b.file, b.owner, b.start, b.end, b.exclusive) !== null) {
@@ -1051,8 +1110,7 @@ export class LockTable {
       locker.close(fileKey, ownerKey);
       return;
     }
-    const mine: Lock[] = [];
-    for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner && overlaps(l, s, e)) mine.push(l);
+    const mine = this.mineOn(file, owner).filter((l) => overlaps(l, s, e));
     mine.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
     const fh = Buffer.from(fileKey, 'latin1');
     let from: Pos | null = s;
@@ -1068,8 +1126,8 @@ export class LockTable {
   /** The owner's locks on [s, e], clipped to it: what undoing a grant of [s, e] restores. */
   private priorOf(file: FileState, owner: Owner, s: Pos, e: Pos): PriorLock[] {
     const out: PriorLock[] = [];
-    for (let l = file.head; l; l = l.fNext) {
-      if (l.holder.owner !== owner || !overlaps(l, s, e)) continue;
+    for (const l of this.mineOn(file, owner)) {
+      if (!overlaps(l, s, e)) continue;
       out.push({ ...toWire(maxPos(l.start, s), minPos(l.end, e)), exclusive: isExcl(l), serverAddress: l.holder.addr.address });
     }
     return out;
@@ -1081,8 +1139,7 @@ export class LockTable {
 
   /** Closes the owner's description of the file once it holds and awaits nothing there. */
   private closeIfIdle(file: FileState, owner: Owner): void {
-    if (!this.locker || this.awaitsInKernel(file, owner)) return;
-    for (let l = file.head; l; l = l.fNext) if (l.holder.owner === owner) return;
+    if (!this.locker || this.awaitsInKernel(file, owner) || this.mineOn(file, owner).length !== 0) return;
     this.locker.close(file.key, owner.key);
   }
 
@@ -1154,6 +1211,8 @@ export class LockTable {
       if (l.fPrev) l.fPrev.fNext = l.fNext;
       else f.head = l.fNext;
       if (l.fNext) l.fNext.fPrev = l.fPrev;
+      f.count--;
+      if (isExcl(l)) f.exclusive--;
       if (f.mark !== d.mark) {
         f.mark = d.mark;
         d.files.push(f);
@@ -1186,7 +1245,7 @@ export class LockTable {
   private finishDrop(d: Drop, reason: 'address' | 'host' | 'export', key: string): DropCounts {
     if (this.locker) this.releaseOnFiles(d);
     const before = this.pending.length;
-    for (const f of d.files) if (f.queue !== null && f.queue.length !== 0) this.wake(f, 0, EOF);
+    for (const f of d.files) if (f.queue !== null && f.queue.size !== 0) this.wake(f, 0, EOF);
     const woken = this.pending.length - before;
     for (const o of d.owners) this.freeOwnerIfEmpty(o);
     for (const h of d.hosts) this.freeHostIfEmpty(h);

@@ -372,7 +372,8 @@ export class NlmClient extends EventEmitter {
     if (cb.rpcbind) {
       this.registration = await registerWithRpcbind(
         (['udp', 'tcp'] as const).map((protocol) => ({ prog: NLM_PROG, vers, protocol, port: server.port })),
-        { mode: 'auto' },
+        // udp6/tcp6 too: a server finds an IPv6 client's callbacks with rpcbind v4 GETADDR of those.
+        { mode: 'auto', ipv6: true },
       );
     }
   }

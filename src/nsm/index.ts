@@ -4,9 +4,10 @@ export * from './protocol';
 export { NsmStore, recordKey, recordFileName, type HostRecord, type MonitorCallback, type SkippedFile, type LoadedAddress, type NsmStoreOptions } from './store';
 export { readNfsUtilsStateDir, parseNfsUtilsLine, type NfsUtilsImport, type NfsUtilsLine, type NfsUtilsReadOptions } from './nfsutils';
 export {
-  Nsm, nextUpState,
+  Nsm, NODE_IDENTITY, nextUpState, notifyMatches,
   type NsmOptions, type NsmSender, type NotifyRequest, type NotifyTarget, type NotifyReport, type NotifyOptions,
   type HostRebooted, type NotifyVerdict, type ActivateReport,
 } from './monitor';
 export { RpcNsmSender, type RpcNsmSenderOptions } from './notifier';
+export { announceCommand, interfaceOf, neighbourAnnouncer, type AddressInterface, type NeighbourAnnouncerOptions } from './announce';
 export { createNsmProgram, defaultIsLocalCaller, type NsmProgramDeps } from './service';

@@ -1,18 +1,22 @@
-// The status monitor's state per server address: its NSM state number, the hosts monitored
-// through it (durable, see store.ts), who asked (the in-process lock manager or an RPC caller's
-// my_id), and the two directions of reboot news:
-//  - a client rebooted (SM_NOTIFY in): accepted only from the host's recorded address and only
-//    with a changed state; then `rebooted$` tells the daemon to drop that host's locks;
-//  - this address restarted or moved (SM_NOTIFY out): notify() tells every recorded host, from
+// The status monitor's state per identity: its NSM state number, the hosts monitored through it
+// (durable, see store.ts), who asked (the in-process lock manager or an RPC caller's my_id), and
+// the two directions of reboot news:
+//  - a client rebooted (SM_NOTIFY in): matched as nfs-utils' statd does (the name case-insensitively,
+//    or an address name), but believed only from the host's recorded address and only with a
+//    changed state; then `rebooted$` tells the daemon to drop that host's locks;
+//  - this identity restarted or moved (SM_NOTIFY out): notify() tells every recorded host, from
 //    the address itself, through the NsmSender.
+// An identity is a floating server address (its records move with it) or the node's own
+// (NODE_IDENTITY, "127.0.0.1" as nfs-utils files them): every address that never moves shares
+// the node's one state number and records.
 // nsm never imports nlm or locks: the lock manager calls monitor()/unmonitor() structurally and
 // the daemon turns `rebooted$` into `dropByHost(hostKey(monName, address))`.
-import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { Subject, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClientHost } from '../locks/types';
-import { normaliseAddress } from '../rpc';
-import { STAT_FAIL, STAT_SUCC, type Mon, type MonId, type MyId, type SmStatRes, type SmStatus, type StatChge } from './protocol';
+import { isAddress, normaliseAddress } from '../net';
+import { SM_MON_PROCS, SM_MON_PROG, STAT_FAIL, STAT_SUCC, type Mon, type MonId, type MyId, type SmStatRes, type SmStatus, type StatChge } from './protocol';
 import { readNfsUtilsStateDir, type NfsUtilsReadOptions } from './nfsutils';
 import { recordKey, type HostRecord, type MonitorCallback, type NsmStore, type SkippedFile } from './store';
 
@@ -22,7 +26,7 @@ export interface HostRebooted {
   address: string;
   /** The host's new NSM state number. */
   state: number;
-  /** The server addresses the host was monitored through. */
+  /** The identities the host was monitored through. */
   serverAddresses: string[];
 }
 
@@ -35,8 +39,8 @@ export interface NotifyTarget {
 }
 
 export interface NotifyRequest {
-  /** The server address the notices leave from. */
-  from: string;
+  /** The server address the notices leave from; undefined: any local address (the node's identity, as sm-notify without -v). */
+  from: string | undefined;
   targets: NotifyTarget[];
   args: StatChge;
   timeoutMs: number;
@@ -82,8 +86,13 @@ export interface NsmOptions {
   store: NsmStore;
   sender?: NsmSender;
   log?: Logger;
-  /** The mon_name this address calls itself in SM_NOTIFY. Default: the address. */
-  monName?: (serverAddress: string) => string;
+  /** The mon_name an identity calls itself in SM_NOTIFY. Default: the host name for the node's, else the address. */
+  monName?: (identity: string) => string | undefined;
+  /**
+   * The identity a server address's monitors are filed under. Default: its own. The daemon files
+   * every address that never moves (loopback included) under the node's, NODE_IDENTITY.
+   */
+  identity?: (serverAddress: string) => string;
   /** Resolves an SM_MON mon_name that is not an address. Default: no resolution (STAT_FAIL). */
   resolve?: (hostname: string) => Promise<string | undefined>;
   /** SM_NOTIFY retransmission time. Default 15 min, as sm-notify. */
@@ -97,6 +106,8 @@ interface AddressEntry {
   records: Map<string, HostRecord>;
   /** Keys monitored (again) since this address came up: the rest are only remembered to notify. */
   monitored: Set<string>;
+  /** The server addresses the lock manager monitors each key through (an identity may have several). */
+  localVia: Map<string, Set<string>>;
   /** Keys whose host answered this address's last notify. */
   notified: Set<string>;
   notifying: AbortController | undefined;
@@ -113,6 +124,27 @@ export const nextUpState = (current: number | undefined): number => {
 const sameId = (c: MonitorCallback, id: MyId): boolean =>
   c.myName === id.myName && c.myProg === id.myProg && c.myVers === id.myVers && c.myProc === id.myProc;
 
+/** The node's own identity: where the monitors of every address that never moves are filed. */
+export const NODE_IDENTITY = '127.0.0.1';
+
+/** An address spelling of `name` equal to `address` (a host may be named by its address). */
+const namesAddress = (name: string, address: string): boolean => isAddress(name) && normaliseAddress(name) === address;
+
+/**
+ * Whether an SM_NOTIFY's mon_name, sent from `sender`, is the recorded host, as nfs-utils'
+ * sm_notify_1_svc matches (statd_matchhostname on the mon_name and on the sender's address):
+ * the names equal ignoring case, or the mon_name is the host's address, or the host was recorded
+ * under its address and the notice comes from there. Only a notice from the recorded address is
+ * believed: a name alone releases nothing (the spoof nfs-utils' DNS match cannot rule out).
+ */
+export function notifyMatches(record: Pick<HostRecord, 'monName' | 'address'>, monName: string, sender: string): boolean {
+  return record.address === sender && (record.monName.toLowerCase() === monName.toLowerCase() || namesAddress(monName, sender) || namesAddress(record.monName, sender));
+}
+
+/** The names a notice could mean, from anywhere: for telling a spoof ('wrong-address') from an unknown host. */
+const notifyNames = (record: Pick<HostRecord, 'monName' | 'address'>, monName: string): boolean =>
+  record.monName.toLowerCase() === monName.toLowerCase() || namesAddress(monName, record.address);
+
 export class Nsm {
   private readonly store: NsmStore;
   private readonly entries = new Map<string, AddressEntry>();
@@ -122,6 +154,12 @@ export class Nsm {
   /** The tail of each record's chain of changes (see serial). */
   private readonly changing = new Map<string, Promise<void>>();
   private readonly rebootedSubject = new Subject<HostRebooted>();
+  /**
+   * The last state of rebooted hosts whose records went (rebootHandled): a host that monitors
+   * again starts from it, so a late retransmission of the same notice is stale, not a new reboot
+   * that would release the locks it took since.
+   */
+  private readonly lastStates = new Map<string, number>();
   private readonly log: Logger | undefined;
 
   /** Host reboots accepted from SM_NOTIFY. */
@@ -132,9 +170,15 @@ export class Nsm {
     this.log = opts.log;
   }
 
-  /** The mon_name this address sends in SM_NOTIFY. */
-  monNameOf(serverAddress: string): string {
-    return this.opts.monName?.(serverAddress) ?? serverAddress;
+  /** The mon_name an identity sends in SM_NOTIFY (the node's: its host name, as sm-notify). */
+  monNameOf(identity: string): string {
+    return this.opts.monName?.(identity) ?? (identity === NODE_IDENTITY ? hostname() : identity);
+  }
+
+  /** The identity a server address's monitors are filed under (see NsmOptions.identity). */
+  identityOf(serverAddress: string): string {
+    const a = normaliseAddress(serverAddress);
+    return this.opts.identity?.(a) ?? a;
   }
 
   /**
@@ -191,16 +235,16 @@ export class Nsm {
    * Otherwise resolves true once the host's record is durable (false if it could not be written).
    */
   monitor(host: ClientHost, serverAddress: string): Promise<boolean> | boolean {
-    const addr = normaliseAddress(serverAddress);
+    const via = normaliseAddress(serverAddress);
+    const addr = this.identityOf(via);
     const address = normaliseAddress(host.address);
     const key = recordKey(host.callerName, address);
     const e = this.entries.get(addr);
-    const known = e?.records.get(key);
-    if (e && known?.local && e.monitored.has(key)) return true;
-    const flight = `${addr} ${key}`;
+    if (e?.records.get(key)?.local && e.localVia.get(key)?.has(via)) return true;
+    const flight = `${via} ${key}`;
     let p = this.monitoring.get(flight);
     if (!p) {
-      p = this.addMonitor(addr, host.callerName, address, undefined).then(
+      p = this.addMonitor(addr, host.callerName, address, { via }).then(
         () => true,
         (err: Error) => {
           this.log?.error({ err, serverAddress: addr, host: key }, 'nsm: could not record monitored host');
@@ -214,14 +258,20 @@ export class Nsm {
 
   /** Called once a host has held nothing through the address for a while: forgets it, durably. */
   async unmonitor(host: ClientHost, serverAddress: string): Promise<void> {
-    const addr = normaliseAddress(serverAddress);
+    const via = normaliseAddress(serverAddress);
+    const addr = this.identityOf(via);
     const key = recordKey(host.callerName, normaliseAddress(host.address));
-    await this.monitoring.get(`${addr} ${key}`);
+    await this.monitoring.get(`${via} ${key}`);
     const e = this.entries.get(addr);
     if (!e) return;
     await this.serial(addr, key, async () => {
       const rec = e.records.get(key);
       if (!rec) return;
+      const through = e.localVia.get(key);
+      through?.delete(via);
+      // Still monitored through another address of the same identity: the record stays local.
+      if (through?.size) return;
+      e.localVia.delete(key);
       rec.local = false;
       await this.settle(e, key, rec);
     });
@@ -287,7 +337,8 @@ export class Nsm {
     const started = Date.now();
     this.log?.info({ serverAddress: addr, monName, state, hosts: byAddress.size }, 'nsm: notifying hosts');
     await sender.notifyHosts({
-      from: addr,
+      // The node's hosts are told from whichever local address routes to them, as sm-notify does.
+      from: addr === NODE_IDENTITY ? undefined : addr,
       targets: [...byAddress.keys()].map((address) => ({ address })),
       args: { monName, state },
       timeoutMs: opts.timeoutMs ?? this.opts.notifyTimeoutMs ?? 15 * 60_000,
@@ -312,46 +363,88 @@ export class Nsm {
   async hostNotified(args: StatChge, from: string): Promise<NotifyVerdict> {
     const peer = normaliseAddress(from);
     const named: HostRecord[] = [];
-    for (const e of this.entries.values()) for (const r of e.records.values()) if (r.monName === args.monName) named.push(r);
-    const ours = named.filter((r) => r.address === peer);
+    const ours: HostRecord[] = [];
+    for (const e of this.entries.values()) {
+      for (const r of e.records.values()) {
+        if (notifyMatches(r, args.monName, peer)) ours.push(r);
+        else if (notifyNames(r, args.monName)) named.push(r);
+      }
+    }
+    const changed = ours.filter((r) => r.state !== args.state);
     let verdict: NotifyVerdict;
-    if (named.length === 0) verdict = 'unknown-host';
-    else if (ours.length === 0) verdict = 'wrong-address';
-    else if (ours.every((r) => r.state === args.state)) verdict = 'stale-state';
+    if (ours.length === 0) verdict = named.length === 0 ? 'unknown-host' : 'wrong-address';
+    else if (changed.length === 0) verdict = 'stale-state';
     else verdict = 'accepted';
     if (verdict !== 'accepted') {
-      this.log?.warn({ monName: args.monName, from: peer, state: args.state, recorded: named.map((r) => r.address), verdict }, 'nsm: SM_NOTIFY ignored');
+      this.log?.warn({ monName: args.monName, from: peer, state: args.state, recorded: [...ours, ...named].map((r) => r.address), verdict }, 'nsm: SM_NOTIFY ignored');
       return verdict;
     }
-    const serverAddresses = [...new Set(ours.map((r) => r.serverAddress))];
-    this.log?.info({ monName: args.monName, address: peer, state: args.state, serverAddresses }, 'nsm: host rebooted');
-    for (const r of ours) r.state = args.state;
-    this.rebootedSubject.next({ monName: args.monName, address: peer, state: args.state, serverAddresses });
-    for (const r of ours) {
+    // One event per host as the lock manager keyed it (the record's own name and address).
+    const hosts = new Map<string, HostRecord[]>();
+    for (const r of changed) {
+      r.state = args.state;
+      const k = recordKey(r.monName, r.address);
+      hosts.set(k, [...(hosts.get(k) ?? []), r]);
+      // From now on a monitor() of the host records it again (after handled() below).
+      this.entries.get(r.serverAddress)?.localVia.delete(k);
+    }
+    for (const [, rs] of hosts) {
+      const { monName, address } = rs[0]!;
+      const serverAddresses = [...new Set(rs.map((r) => r.serverAddress))];
+      this.log?.info({ monName, notifiedAs: args.monName, address, state: args.state, serverAddresses }, 'nsm: host rebooted');
+      this.rebootedSubject.next({ monName, address, state: args.state, serverAddresses });
+    }
+    for (const r of changed) {
       for (const cb of r.callbacks) {
         this.opts.sender?.statusCallback(cb, { monName: r.monName, state: args.state, priv: Buffer.from(cb.priv, 'hex') }).catch((err: Error) =>
           this.log?.warn({ err, callback: cb, monName: r.monName }, 'nsm: status callback failed'));
       }
     }
-    // The sender retransmits until we answer: answer once the new state is durable.
-    await Promise.all(ours.map((r) => this.store.put(r)));
+    // The sender retransmits until we answer: answer once the records are durable.
+    await Promise.all(changed.map((r) => this.rebootHandled(r)));
     return verdict;
+  }
+
+  /**
+   * The lock manager released the rebooted host (rebooted$), so it no longer needs the record:
+   * only RPC monitors, told by their callback, may (until their SM_UNMON). A record nothing needs
+   * goes; one the host monitored again meanwhile stays, with its new state.
+   */
+  private rebootHandled(r: HostRecord): Promise<void> {
+    const e = this.entries.get(r.serverAddress);
+    const key = recordKey(r.monName, r.address);
+    if (!e) return this.store.put(r);
+    return this.serial(r.serverAddress, key, async () => {
+      const rec = e.records.get(key);
+      if (!rec) return;
+      if (e.localVia.has(key)) return this.store.put(rec);
+      rec.local = false;
+      if (rec.state !== undefined) this.lastStates.set(`${r.serverAddress} ${key}`, rec.state);
+      await this.settle(e, key, rec);
+    });
   }
 
   // ---- the RPC monitor procedures (SM_MON and friends) ----
 
   /** SM_MON through RPC: the host is monitored through the server address the call came in on. */
   async rpcMonitor(m: Mon, serverAddress: string, callerAddress: string): Promise<SmStatRes> {
-    const addr = normaliseAddress(serverAddress);
+    const addr = this.identityOf(serverAddress);
     const name = m.monId.monName;
-    const address = isIP(name) ? name : await this.opts.resolve?.(name).catch(() => undefined);
-    if (!address || name.length === 0 || /[\s/]/.test(name)) {
+    const { myProg, myProc } = m.monId.myId;
+    // As nfs-utils: the callback can only be a lock manager's reboot procedure.
+    if (myProg !== SM_MON_PROG || !SM_MON_PROCS.includes(myProc)) {
+      this.log?.warn({ monName: name, myProg, myProc, serverAddress: addr }, 'nsm: SM_MON refused: the callback is not a lock manager\'s');
+      return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
+    }
+    const address = name.length === 0 || /[\s/]/.test(name) || name.startsWith('.') ? undefined
+      : isAddress(name) ? name : await this.opts.resolve?.(name).catch(() => undefined);
+    if (!address) {
       this.log?.warn({ monName: name, serverAddress: addr }, 'nsm: SM_MON for a host with no address');
       return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     const cb: MonitorCallback = { ...m.monId.myId, priv: m.priv.toString('hex'), callbackAddress: normaliseAddress(callerAddress) };
     try {
-      await this.addMonitor(addr, name, normaliseAddress(address), cb);
+      await this.addMonitor(addr, name, normaliseAddress(address), { callback: cb });
     } catch (err) {
       this.log?.error({ err, monName: name, serverAddress: addr }, 'nsm: SM_MON record not written');
       return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
@@ -361,7 +454,7 @@ export class Nsm {
 
   /** SM_UNMON: drops my_id's monitor of mon_name through the address; returns our state. */
   async rpcUnmonitor(id: MonId, serverAddress: string): Promise<number> {
-    const addr = normaliseAddress(serverAddress);
+    const addr = this.identityOf(serverAddress);
     const e = await this.entry(addr);
     await Promise.all([...e.records].filter(([, r]) => r.monName === id.monName).map(([k]) => this.dropCallbacks(addr, e, k, id.myId)));
     return this.upState(addr);
@@ -369,7 +462,7 @@ export class Nsm {
 
   /** SM_UNMON_ALL: drops every monitor my_id holds through the address. */
   async rpcUnmonitorAll(id: MyId, serverAddress: string): Promise<number> {
-    const addr = normaliseAddress(serverAddress);
+    const addr = this.identityOf(serverAddress);
     const e = await this.entry(addr);
     await Promise.all([...e.records.keys()].map((k) => this.dropCallbacks(addr, e, k, id)));
     return this.upState(addr);
@@ -377,7 +470,7 @@ export class Nsm {
 
   /** The address's state number, given a first one if it has none yet (an address that answers is up). */
   async upState(serverAddress: string): Promise<number> {
-    const addr = normaliseAddress(serverAddress);
+    const addr = this.identityOf(serverAddress);
     const e = await this.entry(addr);
     return e.state ?? this.serial(addr, '', async () => e.state ?? this.writeNextState(addr, e));
   }
@@ -430,7 +523,7 @@ export class Nsm {
     if (!p) {
       const loading: Promise<AddressEntry> = this.store.load(addr).then((loaded) => {
         skipped?.push(...loaded.skipped);
-        const e: AddressEntry = { state: loaded.state, records: new Map(), monitored: new Set(), notified: new Set(), notifying: undefined };
+        const e: AddressEntry = { state: loaded.state, records: new Map(), monitored: new Set(), localVia: new Map(), notified: new Set(), notifying: undefined };
         for (const r of loaded.records) e.records.set(recordKey(r.monName, r.address), r);
         if (this.activating.get(addr) === loading) this.entries.set(addr, e);
         this.log?.info({ serverAddress: addr, state: e.state, records: e.records.size, skipped: loaded.skipped.length }, 'nsm: address loaded');
@@ -456,15 +549,18 @@ export class Nsm {
     return run;
   }
 
-  /** Records (durably) that a monitor (local when cb is undefined) watches the host through addr. */
-  private async addMonitor(addr: string, monName: string, address: string, cb: MonitorCallback | undefined): Promise<void> {
+  /** Records (durably) that a monitor (the lock manager through `via`, or an RPC caller's callback) watches the host through addr. */
+  private async addMonitor(addr: string, monName: string, address: string, by: { via: string } | { callback: MonitorCallback }): Promise<void> {
+    const cb = 'callback' in by ? by.callback : undefined;
     const e = await this.entry(addr);
     const key = recordKey(monName, address);
     await this.serial(addr, key, async () => {
       let rec = e.records.get(key);
       let dirty = false;
       if (!rec) {
-        rec = { monName, address, serverAddress: addr, local: false, callbacks: [], since: Date.now() };
+        const state = this.lastStates.get(`${addr} ${key}`);
+        this.lastStates.delete(`${addr} ${key}`);
+        rec = { monName, address, serverAddress: addr, ...(state === undefined ? {} : { state }), local: false, callbacks: [], since: Date.now() };
         dirty = true;
       }
       if (!cb && !rec.local) {
@@ -484,6 +580,10 @@ export class Nsm {
       e.records.set(key, rec);
       e.monitored.add(key);
       e.notified.delete(key);
+      if ('via' in by) {
+        const through = e.localVia.get(key);
+        if (through) through.add(by.via); else e.localVia.set(key, new Set([by.via]));
+      }
     });
   }
 
@@ -506,6 +606,7 @@ export class Nsm {
     }
     e.records.delete(key);
     e.monitored.delete(key);
+    e.localVia.delete(key);
     e.notified.delete(key);
     await this.store.remove(rec);
   }

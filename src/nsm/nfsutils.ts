@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { SM_PRIV_SIZE } from './protocol';
-import { normaliseAddress } from '../rpc';
+import { normaliseAddress } from '../net';
 import { recordKey, type HostRecord, type SkippedFile } from './store';
 
 /** NLM's program number: a monitor by the kernel's lockd becomes one by lockdrop's own NLM. */

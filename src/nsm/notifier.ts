@@ -4,16 +4,22 @@
 //
 // One notify run uses one UDP socket bound to the server address for every peer (as sm-notify
 // does), not a connected socket per peer: 10k hosts cost two datagrams each, not two sockets.
+// The node's own identity sends from the wildcard address (one socket per family), letting the
+// kernel pick the source address each peer is routed from.
+// Before the first datagram from an arriving address, its neighbours are told its new link-layer
+// address (announce, see announce.ts): a peer answering an old MAC loses the first exchange.
+// And the first exchange is retransmitted soon (firstRetransmitMs): if its answer was lost
+// anyway, waiting the usual second costs every client of the moved address that second.
 // One attempt per host at a time: an attempt holds a concurrency slot only while it runs, and a
 // host that did not answer waits out its backoff outside the slots, so dead hosts never starve
 // live ones. Hosts are retried until the overall time runs out.
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
 import {
-  callOnce, decodeReply, encodeCall, getPort, IPPROTO, normaliseAddress, NULL_AUTH, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcReplyError, RpcTimeoutError,
+  callOnce, decodeReply, encodeCall, getPort, NULL_AUTH, PMAP_PROG, portQuery, RpcReplyError, RpcTimeoutError,
   type ArgsEncoder, type ResultDecoder,
 } from '../rpc';
+import { familyOf, normaliseAddress, type AddressFamily } from '../net';
 import { XdrReader, XdrWriter } from '../xdr';
 import type { Logger } from 'pino';
 import { encodeSmStatus, encodeStatChge, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, type SmStatus } from './protocol';
@@ -30,6 +36,13 @@ export interface RpcNsmSenderOptions {
   attemptTimeoutMs?: number;
   /** UDP retransmission inside a call, doubling. Default 1 s: shorter only floods a loaded peer. */
   retransmitMs?: number;
+  /** The first retransmission of a host's first attempt (then doubling as above). Default 200 ms. */
+  firstRetransmitMs?: number;
+  /**
+   * Tells the neighbours an arriving address's link-layer address (gratuitous ARP, unsolicited
+   * neighbour advertisement) before its first notice. Never rejects; bounded by its own time.
+   */
+  announce?: (address: string) => Promise<void>;
   /** Status callback time, retransmissions included. Default 10 s. */
   callbackTimeoutMs?: number;
   /** Send from a port below 1024, as sm-notify does (some peers insist). Default: when running as root. */
@@ -40,6 +53,7 @@ export interface RpcNsmSenderOptions {
 interface HostState {
   address: string;
   backoff: number;
+  attempts: number;
 }
 
 export class RpcNsmSender implements NsmSender {
@@ -47,17 +61,17 @@ export class RpcNsmSender implements NsmSender {
 
   notifyHosts(req: NotifyRequest): Promise<void> {
     const deadline = Date.now() + req.timeoutMs;
-    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: this.opts.backoffMs ?? 1_000 }));
+    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: this.opts.backoffMs ?? 1_000, attempts: 0 }));
     let left = ready.length;
     let active = 0;
     const timers = new Set<NodeJS.Timeout>();
-    return DatagramCaller.open(req.from, this.opts.reservedPort ?? process.getuid?.() === 0).then((caller) => new Promise<void>((resolve) => {
+    return this.open(req).then((callers) => new Promise<void>((resolve) => {
       let finished = false;
       const finish = (): void => {
         if (finished) return;
         finished = true;
         for (const t of timers) clearTimeout(t);
-        caller.close();
+        for (const c of callers.values()) c.close();
         clearTimeout(overall);
         req.signal.removeEventListener('abort', finish);
         resolve();
@@ -69,7 +83,8 @@ export class RpcNsmSender implements NsmSender {
         while (!finished && active < req.concurrency && ready.length > 0) {
           const h = ready.shift()!;
           active++;
-          this.attempt(req, caller, h.address, deadline).then((ok) => {
+          const caller = callers.get(familyOf(h.address));
+          (caller ? this.attempt(req, caller, h, deadline) : Promise.resolve(false)).then((ok) => {
             active--;
             if (finished) return;
             if (ok) {
@@ -96,18 +111,43 @@ export class RpcNsmSender implements NsmSender {
     });
   }
 
+  /**
+   * The sockets of a run: one bound to the server address, after its neighbours were told it is
+   * here; or for the node's identity one per family of the targets, on the wildcard address.
+   */
+  private async open(req: NotifyRequest): Promise<Map<AddressFamily, DatagramCaller>> {
+    const reserved = this.opts.reservedPort ?? process.getuid?.() === 0;
+    const callers = new Map<AddressFamily, DatagramCaller>();
+    if (req.from !== undefined) {
+      if (req.targets.length > 0) await this.opts.announce?.(req.from);
+      callers.set(familyOf(req.from), await DatagramCaller.open(req.from, reserved));
+      return callers;
+    }
+    try {
+      for (const family of new Set(req.targets.map((t) => familyOf(t.address)))) {
+        callers.set(family, await DatagramCaller.open(family === 4 ? '0.0.0.0' : '::', reserved));
+      }
+    } catch (err) {
+      for (const c of callers.values()) c.close();
+      throw err;
+    }
+    return callers;
+  }
+
   /** One GETPORT + SM_NOTIFY; true when the host answered. */
-  private async attempt(req: NotifyRequest, caller: DatagramCaller, address: string, deadline: number): Promise<boolean> {
+  private async attempt(req: NotifyRequest, caller: DatagramCaller, h: HostState, deadline: number): Promise<boolean> {
     const timeoutMs = Math.max(1, Math.min(this.opts.attemptTimeoutMs ?? 5_000, deadline - Date.now()));
     const retransmitMs = this.opts.retransmitMs ?? 1_000;
+    const first = h.attempts++ === 0 ? Math.min(this.opts.firstRetransmitMs ?? 200, retransmitMs) : retransmitMs;
+    const { address } = h;
     try {
-      const port = await caller.call(address, this.opts.portmapperPort ?? 111, PMAP_PROG, PMAP_VERS, PMAPPROC.GETPORT,
-        (w) => void w.uint(NSM_PROGRAM).uint(NSM_VERSION).uint(IPPROTO.udp).uint(0), (r) => r.uint(), timeoutMs, retransmitMs);
+      const q = portQuery(address, NSM_PROGRAM, NSM_VERSION, 'udp');
+      const port = await caller.call(address, this.opts.portmapperPort ?? 111, PMAP_PROG, q.vers, q.proc, q.encodeArgs, q.decodeResult, timeoutMs, first, retransmitMs);
       if (port === 0) {
         this.opts.log?.debug({ host: address }, 'nsm: peer has no statd registered');
         return false;
       }
-      await caller.call(address, port, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, req.args), () => undefined, timeoutMs, retransmitMs);
+      await caller.call(address, port, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, req.args), () => undefined, timeoutMs, first, retransmitMs);
       return true;
     } catch (err) {
       this.opts.log?.debug({ host: address, err: (err as Error).message }, 'nsm: SM_NOTIFY attempt failed');
@@ -156,7 +196,7 @@ class DatagramCaller {
     for (const port of tries) {
       // Room for a burst of answers from many hosts at once (capped by net.core.rmem_max): a reply
       // dropped here costs that host a whole retransmission interval.
-      const s = dgram.createSocket({ type: isIPv6(source) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
+      const s = dgram.createSocket({ type: familyOf(source) === 6 ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
       try {
         await new Promise<void>((resolve, reject) => {
           s.once('error', reject);
@@ -176,7 +216,8 @@ class DatagramCaller {
     throw last;
   }
 
-  call<R>(host: string, port: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, decode: ResultDecoder<R>, timeoutMs: number, retransmitMs: number): Promise<R> {
+  /** Retransmits after firstRetransmitMs, then doubling up to 4 × retransmitMs, until timeoutMs. */
+  call<R>(host: string, port: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, decode: ResultDecoder<R>, timeoutMs: number, firstRetransmitMs: number, retransmitMs: number): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.xid = (this.xid + 1) >>> 0;
       const xid = this.xid;
@@ -187,7 +228,7 @@ class DatagramCaller {
       this.pending.set(xid, p);
       // One timer per call: the next retransmission, or the end.
       const end = Date.now() + timeoutMs;
-      let interval = retransmitMs;
+      let interval = firstRetransmitMs;
       const transmit = (): void => {
         const left = end - Date.now();
         if (left <= 0) return this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs));

@@ -16,6 +16,10 @@ export const SM_UNMON_ALL = 4;
 export const SM_SIMU_CRASH = 5;
 export const SM_NOTIFY = 6;
 
+/** The only callbacks SM_MON accepts (as nfs-utils): a lock manager's reboot procedure (Linux's 16, once 24). */
+export const SM_MON_PROG = 100021;
+export const SM_MON_PROCS: readonly number[] = [16, 24];
+
 /** sm_stat_res.res_stat */
 export const STAT_SUCC = 0;
 export const STAT_FAIL = 1;

@@ -1,9 +1,10 @@
 // The statd RPC program (100024 v1) over an Nsm. Calls are keyed by the server address they
-// arrived on (ctx.local.address). As nfs-utils' statd, the procedures that change who is
-// monitored (MON, UNMON, UNMON_ALL, SIMU_CRASH) are taken only from this machine.
+// arrived on (ctx.local.address), filed under its identity (Nsm.identityOf). As nfs-utils' statd,
+// the procedures that change who is monitored (MON, UNMON, UNMON_ALL, SIMU_CRASH) are taken only
+// from this machine, SIMU_CRASH only from a privileged port.
 import type { Logger } from 'pino';
 import type { CallContext, ProgramVersion, Procedure } from '../rpc';
-import { normaliseAddress } from '../rpc';
+import { isLoopback, normaliseAddress } from '../net';
 import {
   decodeMon, decodeMonId, decodeMyId, decodeSmName, decodeStatChge, decodeVoid,
   encodeSmStat, encodeSmStatRes, encodeVoid,
@@ -19,17 +20,16 @@ export interface NsmProgramDeps {
   isLocalCaller?: (ctx: CallContext) => boolean;
 }
 
-const LOOPBACK = /^(127\.|::1$)/;
-export const defaultIsLocalCaller = (ctx: CallContext): boolean => {
-  const peer = normaliseAddress(ctx.peer.address);
-  return LOOPBACK.test(peer) || peer === normaliseAddress(ctx.local.address);
-};
+const PRIVILEGED_PORT_LIMIT = 1024;
+
+export const defaultIsLocalCaller = (ctx: CallContext): boolean =>
+  isLoopback(ctx.peer.address) || normaliseAddress(ctx.peer.address) === normaliseAddress(ctx.local.address);
 
 export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
   const { nsm, log } = deps;
   const isLocal = deps.isLocalCaller ?? defaultIsLocalCaller;
   const refuse = (ctx: CallContext, what: string): void =>
-    void log?.warn({ from: ctx.peer.address, serverAddress: ctx.local.address }, `nsm: ${what} from a remote caller refused`);
+    void log?.warn({ from: ctx.peer.address, port: ctx.peer.port, serverAddress: ctx.local.address }, `nsm: ${what} refused`);
 
   const procedures = new Map<number, Procedure<any, any>>([
     [SM_NULL, { name: 'SM_NULL', decodeArgs: decodeVoid, encodeResult: encodeVoid, handle: () => undefined, idempotent: true } satisfies Procedure<undefined, undefined>],
@@ -47,7 +47,7 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
       idempotent: true,
       handle: async (m, ctx) => {
         if (!isLocal(ctx)) {
-          refuse(ctx, 'SM_MON');
+          refuse(ctx, 'SM_MON from a remote caller');
           return { res: STAT_FAIL, state: await nsm.upState(ctx.local.address) };
         }
         return nsm.rpcMonitor(m, ctx.local.address, ctx.peer.address);
@@ -60,7 +60,7 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
       idempotent: true,
       handle: async (id, ctx) => {
         if (isLocal(ctx)) return nsm.rpcUnmonitor(id, ctx.local.address);
-        refuse(ctx, 'SM_UNMON');
+        refuse(ctx, 'SM_UNMON from a remote caller');
         return nsm.upState(ctx.local.address);
       },
     } satisfies Procedure<MonId, number>],
@@ -71,7 +71,7 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
       idempotent: true,
       handle: async (id, ctx) => {
         if (isLocal(ctx)) return nsm.rpcUnmonitorAll(id, ctx.local.address);
-        refuse(ctx, 'SM_UNMON_ALL');
+        refuse(ctx, 'SM_UNMON_ALL from a remote caller');
         return nsm.upState(ctx.local.address);
       },
     } satisfies Procedure<MyId, number>],
@@ -80,11 +80,12 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
       decodeArgs: decodeVoid,
       encodeResult: encodeVoid,
       handle: async (_v, ctx) => {
-        if (!isLocal(ctx)) {
-          refuse(ctx, 'SM_SIMU_CRASH');
+        // As nfs-utils: only from this machine, and only from a privileged port (root asked).
+        if (!isLocal(ctx) || ctx.peer.port >= PRIVILEGED_PORT_LIMIT) {
+          refuse(ctx, isLocal(ctx) ? 'SM_SIMU_CRASH from an unprivileged port' : 'SM_SIMU_CRASH from a remote caller');
           return undefined;
         }
-        const addr = ctx.local.address;
+        const addr = nsm.identityOf(ctx.local.address);
         await nsm.bumpState(addr);
         // Answer now; the notices go on for as long as they need.
         nsm.notify(addr).catch((err: Error) => log?.warn({ err, serverAddress: addr }, 'nsm: notify after SM_SIMU_CRASH failed'));

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Logger } from 'pino';
+import { isAddress } from '../net';
 import { SM_MAXSTRLEN, SM_PRIV_SIZE } from './protocol';
 
 const fdatasync = promisify(fsSync.fdatasync);
@@ -59,11 +60,12 @@ export interface LoadedAddress {
 }
 
 const name = z.string().min(1).max(SM_MAXSTRLEN);
+const address = z.string().refine(isAddress, 'not an IP address');
 const int32 = z.number().int().min(-0x80000000).max(0x7fffffff);
 const recordSchema = z.object({
   monName: name,
-  address: z.string().min(1),
-  serverAddress: z.string().min(1),
+  address,
+  serverAddress: address,
   state: int32.optional(),
   local: z.boolean(),
   callbacks: z.array(z.object({
@@ -72,7 +74,7 @@ const recordSchema = z.object({
     myVers: int32,
     myProc: int32,
     priv: z.string().regex(new RegExp(`^[0-9a-f]{${SM_PRIV_SIZE * 2}}$`)),
-    callbackAddress: z.string().min(1),
+    callbackAddress: address,
   }).strict()),
   since: z.number(),
 }).strict();

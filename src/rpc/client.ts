@@ -6,7 +6,7 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { XdrReader, XdrWriter } from '../xdr';
-import { normaliseAddress } from './address';
+import { isAddress, normaliseAddress } from '../net';
 import { RpcConnectionError, RpcError, RpcReplyError, RpcTimeoutError } from './errors';
 import { credentialToOpaqueAuth, decodeReply, NULL_AUTH, writeCallHeader, type OpaqueAuth } from './message';
 import { encodeRecord, RecordDecoder } from './record';
@@ -73,7 +73,7 @@ export class RpcClient {
     // A mapped peer or source (::ffff:a.b.c.d) is reached over IPv4, like every other IPv4 address.
     this.opts = opts.transport === 'unix'
       ? opts
-      : { ...opts, host: normaliseAddress(opts.host), ...(opts.source !== undefined ? { source: normaliseAddress(opts.source) } : {}) };
+      : { ...opts, host: isAddress(opts.host) ? normaliseAddress(opts.host) : opts.host, ...(opts.source !== undefined ? { source: normaliseAddress(opts.source) } : {}) };
     this.cred = opts.cred ? credentialToOpaqueAuth(opts.cred) : NULL_AUTH;
   }
 

@@ -1,7 +1,6 @@
 // ONC RPC (RFC 5531) and rpcbind (RFC 1833): the public surface of the rpc part.
 export * from './types';
 export * from './message';
-export { normaliseAddress } from './address';
 export { RecordDecoder, RecordTooLargeError, encodeRecord, LAST_FRAGMENT, MAX_FRAGMENT } from './record';
 export { DuplicateRequestCache, type DuplicateLookup } from './drc';
 export { RpcServer, type RpcServerOptions, type RpcServerEvent, type CallMeta } from './server';

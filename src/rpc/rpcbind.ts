@@ -179,9 +179,25 @@ export async function getPort(host: string, prog: number, vers: number, protocol
     timeoutMs: opts.timeoutMs ?? 5_000,
     ...(opts.source !== undefined ? { source: opts.source } : {}),
   };
+  const q = portQuery(host, prog, vers, protocol);
+  return callOnce(target, PMAP_PROG, q.vers, q.proc, q.encodeArgs, q.decodeResult);
+}
+
+/** The call to a peer's rpcbind (program PMAP_PROG) that answers a port, for callers with a transport of their own. */
+export interface PortQuery {
+  vers: number;
+  proc: number;
+  encodeArgs: (w: XdrWriter) => void;
+  decodeResult: (r: XdrReader) => number;
+}
+
+/**
+ * How to ask a host's rpcbind for (prog, vers, protocol): portmapper v2 GETPORT, or for an IPv6
+ * host rpcbind v4 GETADDR of udp6/tcp6 (portmapper v2 knows only IPv4 registrations).
+ */
+export function portQuery(host: string, prog: number, vers: number, protocol: Protocol): PortQuery {
   if (isIPv6(host)) {
-    const uaddr = await callOnce(target, PMAP_PROG, RPCBIND_VERS4, RPCBPROC.GETADDR, writeRpcb(prog, vers, `${protocol}6`, ''), (r) => r.string(256));
-    return portOfUniversalAddress(uaddr);
+    return { vers: RPCBIND_VERS4, proc: RPCBPROC.GETADDR, encodeArgs: writeRpcb(prog, vers, `${protocol}6`, ''), decodeResult: (r) => portOfUniversalAddress(r.string(256)) };
   }
-  return callOnce(target, PMAP_PROG, PMAP_VERS, PMAPPROC.GETPORT, writeMapping({ prog, vers, protocol }), (r) => r.uint());
+  return { vers: PMAP_VERS, proc: PMAPPROC.GETPORT, encodeArgs: writeMapping({ prog, vers, protocol }), decodeResult: (r) => r.uint() };
 }

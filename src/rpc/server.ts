@@ -6,7 +6,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { XdrDecodeError, XdrReader, XdrWriter } from '../xdr';
-import { normaliseAddress } from './address';
+import { normaliseAddress } from '../net';
 import { DuplicateRequestCache } from './drc';
 import {
   AUTH_STAT,
@@ -302,7 +302,8 @@ export class RpcServer {
   }
 
   private accept(socket: net.Socket, local: Endpoint): void {
-    const peer = { address: normaliseAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
+    const remote = socket.remoteAddress; // undefined once the peer is gone
+    const peer = { address: remote ? normaliseAddress(remote) : '', port: socket.remotePort ?? 0 };
     const mine = this.byPeer.get(peer.address);
     if (!this.makeRoom(mine, this.opts.maxConnectionsPerPeer, 'peer', local, peer) || !this.makeRoom(this.connections, this.opts.maxConnections, 'server', local, peer)) {
       socket.destroy();

@@ -1,14 +1,11 @@
 // The watch part: address sources, the pipeline to AddressEvents, trace record and replay.
 export * from './types';
-export {
-  AddressParseError, addressFilter, cidrContains, familyOf, formatAddress, isLoopback, normaliseAddress, parseAddress, parseCidr, type Cidr,
-} from './address';
 export * as netlink from './netlink';
 export { NetlinkDecodeError, decodeDatagram, type RtnetlinkMessage } from './netlink';
 export { PcapDecodeError, TraceWriter, decodePcap, encodePcapHeader, encodePcapRecord, readTrace, LINKTYPE_NETLINK, type TraceRecord } from './pcap';
 export { AddressTable } from './table';
 export { AddressStateMachine, type Decision, type MachineInput, type MachineOptions } from './machine';
-export { addressEvents, addressTransitions, onlyFloating, watchAddresses, type PipelineOptions } from './pipeline';
+export { addressEvents, addressFilter, addressTransitions, onlyFloating, watchAddresses, type PipelineOptions } from './pipeline';
 export { NetlinkDumpError, decodeDump, netlinkSource, type NetlinkSourceOptions } from './sources/netlink';
 export { pollSource, readLocalAddresses, type PollSourceOptions, type SnapshotAddress } from './sources/poll';
 export { TraceFolder, replaySource, type ReplayOptions } from './sources/replay';

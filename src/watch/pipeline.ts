@@ -5,7 +5,7 @@ import {
   Observable, asyncScheduler, filter, map, merge, pipe,
   type OperatorFunction, type SchedulerLike, type Subscription,
 } from 'rxjs';
-import { AddressParseError, addressFilter, familyOf, normaliseAddress } from './address';
+import { AddressParseError, familyOf, isLoopback, networkSet, normaliseAddress } from '../net';
 import { AddressStateMachine, type MachineInput, type MachineOptions } from './machine';
 import { isOverflow, nowMs, type AddressChange, type AddressEvent, type SourceItem } from './types';
 
@@ -16,6 +16,11 @@ export interface PipelineOptions extends MachineOptions {
   scheduler?: SchedulerLike;
   /** The clock for detectedAt (default performance.timeOrigin + performance.now()). */
   now?: () => number;
+}
+
+/** The floating-address filter: the listed addresses and networks, or (none listed) every address but loopback. */
+export function addressFilter(floating?: readonly string[]): (address: string) => boolean {
+  return floating?.length ? networkSet(floating) : (a) => !isLoopback(a);
 }
 
 /** Drops overflow markers and unparsable addresses, normalises the text, keeps floating addresses. */

@@ -2,8 +2,9 @@
 // pipeline hands to failover (AddressEvent). The bpf source (src/watch/sources/bpf.ts) and the
 // failover controller code against these types.
 import type { Observable } from 'rxjs';
+import type { AddressFamily } from '../net';
 
-export type AddressFamily = 4 | 6;
+export type { AddressFamily };
 export type SourceName = 'netlink' | 'bpf' | 'poll' | 'replay';
 
 export interface AddressFlags {

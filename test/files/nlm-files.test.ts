@@ -3,7 +3,7 @@
 // wait for holders outside lockdrop; stale handles and read-only filesystems answer as Linux's
 // lockd; releases and drops reach the kernel before the reply; descriptors never leak.
 import assert from 'node:assert/strict';
-import { unlinkSync } from 'node:fs';
+import { rmSync, unlinkSync } from 'node:fs';
 import { NlmClient, type NlmClientOptions } from '../../src/nlm';
 import { localLock, releaseLocalLocks } from '../support/local-locker';
 import { requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
@@ -218,6 +218,7 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
 
   it('after dropByExport and closeExport nothing of the export is open: umount succeeds at once', async () => {
     const m = mountTmpfs();
+    let unmounted = false;
     const server = await startFileServer([S], [{ path: m.dir, fsid: 11 }]);
     const c = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'udp', vers: 4, callerName: 'umount-client' });
     try {
@@ -227,10 +228,12 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
       assert.equal(counts.locks, 5);
       server.files.closeExport(m.dir);
       sh('umount', [m.dir]);
+      unmounted = true;
     } finally {
       await c.close();
       await server.close();
-      m.dispose();
+      if (unmounted) rmSync(m.dir, { recursive: true, force: true });
+      else m.dispose();
     }
   });
 });

@@ -1,50 +1,14 @@
-// Exports on real filesystems for the files tests: a tmpfs and an ext4 image mounted in the test's
-// private mount namespace, knfsd-style NFS handles made from name_to_handle_at, and an NLM
-// server whose lock table locks on those files.
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// Exports on real filesystems for the files tests (mounted by test/support/files.ts), knfsd-style
+// NFS handles made from name_to_handle_at, and an NLM server whose lock table locks on those files.
+import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nameToHandle } from '../../src/addon/files';
 import { ExportsTable, type ExportEntry } from '../../src/exports';
 import { ExportedFiles } from '../../src/files';
 import { nativeFileSyscalls } from '../../src/files/native';
-import { sh } from '../support/netns';
+export { mountExt4, mountTmpfs, type Mounted } from '../support/files';
 import type { NlmServiceOptions } from '../../src/nlm';
 import { startServer, type TestServer } from '../nlm/harness';
-
-export interface Mounted {
-  dir: string;
-  dispose(): void;
-}
-
-export function mountTmpfs(): Mounted {
-  const dir = mkdtempSync(join(tmpdir(), 'ld-tmpfs-'));
-  sh('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'ld-files', dir]);
-  return { dir, dispose: () => unmount(dir) };
-}
-
-/** An ext4 filesystem on a loop device (mkfs.ext4 on an image file), mounted read-write or read-only. */
-export function mountExt4(o: { readOnly?: boolean } = {}): Mounted {
-  const work = mkdtempSync(join(tmpdir(), 'ld-ext4-'));
-  const image = join(work, 'fs.img');
-  const dir = join(work, 'mnt');
-  sh('truncate', ['-s', '32M', image]);
-  sh('mkfs.ext4', ['-q', '-F', image]);
-  sh('mkdir', [dir]);
-  sh('mount', ['-o', `loop${o.readOnly ? ',ro' : ''}`, image, dir]);
-  return {
-    dir,
-    dispose: () => {
-      unmount(dir);
-      rmSync(work, { recursive: true, force: true });
-    },
-  };
-}
-
-function unmount(dir: string): void {
-  sh('umount', [dir], { allowFail: true });
-  rmSync(dir, { recursive: true, force: true });
-}
 
 /** A knfsd NFS handle (fh_version 1, FSID_NUM) of a file: header, fsid, then the kernel's file_handle. */
 export function knfsdHandle(path: string, fsid: number): Buffer {

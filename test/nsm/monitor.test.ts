@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { hostKey, type ClientHost } from '../../src/locks/types';
 import {
-  Nsm, NsmStore, nextUpState, readNfsUtilsStateDir, parseNfsUtilsLine, STAT_FAIL, STAT_SUCC,
+  Nsm, NsmStore, NODE_IDENTITY, nextUpState, readNfsUtilsStateDir, parseNfsUtilsLine, STAT_FAIL, STAT_SUCC,
   type HostRebooted, type MonitorCallback, type NotifyRequest, type NsmSender, type SmStatus,
 } from '../../src/nsm';
 
@@ -114,15 +114,72 @@ describe('nsm monitor', () => {
 
     assert.equal(await nsm.hostNotified({ monName: 'gamma', state: 3 }, '192.168.1.10'), 'unknown-host');
     assert.equal(await nsm.hostNotified({ monName: 'alpha', state: 3 }, '192.168.1.11'), 'wrong-address');
+    assert.equal(await nsm.hostNotified({ monName: '192.168.1.10', state: 3 }, '192.168.1.11'), 'wrong-address', 'naming the address, from elsewhere');
     assert.equal(events.length, 0);
     assert.equal(await nsm.hostNotified({ monName: 'alpha', state: 3 }, '::ffff:192.168.1.10'), 'accepted');
     assert.deepEqual(events, [{ monName: 'alpha', address: '192.168.1.10', state: 3, serverAddresses: [VIP, '10.0.0.6'] }]);
+    // Handled: the lock manager released alpha, nothing else needed its records.
+    assert.deepEqual(nsm.records().map((r) => r.monName), ['beta']);
+    assert.equal(hostFiles().length, 1);
+    assert.equal(hostFiles('10.0.0.6').length, 0);
+    // alpha locks again: monitored (and written) again, knowing its state: a late copy of the notice is stale.
+    assert.equal(await nsm.monitor(host('alpha', '192.168.1.10'), VIP), true);
+    assert.equal(hostFiles().length, 2);
     assert.equal(await nsm.hostNotified({ monName: 'alpha', state: 3 }, '192.168.1.10'), 'stale-state');
     assert.equal(events.length, 1);
-    // The new state is durable: a restarted daemon still sees the repeat as stale.
+  });
+
+  it('matches SM_NOTIFY as nfs-utils: any case of the name, the host\'s address as the name, an address-named record', async () => {
+    const nsm = new Nsm({ store, sender: new FakeSender() });
+    const events: HostRebooted[] = [];
+    nsm.rebooted$.subscribe((e) => events.push(e));
+    await nsm.monitor(host('cli-a', '10.1.0.1'), VIP);
+    await nsm.monitor(host('cli-b', '10.1.0.2'), VIP);
+    await nsm.monitor(host('10.1.0.3', '10.1.0.3'), VIP); // a kernel lockd that names hosts by address
+    await nsm.monitor(host('nat-1', '10.1.0.9'), VIP); // two hosts behind one address
+    await nsm.monitor(host('nat-2', '10.1.0.9'), VIP);
+    await nsm.monitor(host('cli-6', '2001:db8::6'), VIP);
+
+    assert.equal(await nsm.hostNotified({ monName: 'CLI-A', state: 5 }, '10.1.0.1'), 'accepted');
+    assert.equal(await nsm.hostNotified({ monName: '10.1.0.2', state: 5 }, '10.1.0.2'), 'accepted');
+    assert.equal(await nsm.hostNotified({ monName: 'client3.example', state: 5 }, '10.1.0.3'), 'accepted');
+    assert.equal(await nsm.hostNotified({ monName: 'NAT-2', state: 5 }, '10.1.0.9'), 'accepted');
+    assert.equal(await nsm.hostNotified({ monName: '2001:DB8:0:0:0:0:0:6', state: 5 }, '2001:db8::6'), 'accepted');
+    assert.deepEqual(events.map((e) => `${e.monName}@${e.address}`), ['cli-a@10.1.0.1', 'cli-b@10.1.0.2', '10.1.0.3@10.1.0.3', 'nat-2@10.1.0.9', 'cli-6@2001:db8::6']);
+    assert.deepEqual(nsm.records().map((r) => r.monName), ['nat-1'], 'the other host behind the same address keeps its locks');
+  });
+
+  it('keeps a rebooted host\'s record while an RPC monitor needs it; a repeat notice is stale, also after a restart', async () => {
+    const sender = new FakeSender();
+    const nsm = new Nsm({ store, sender });
+    const myId = { myName: 'kernel', myProg: 100021, myVers: 4, myProc: 16 };
+    await nsm.monitor(host('alpha', '192.168.1.10'), VIP);
+    await nsm.rpcMonitor({ monId: { monName: 'alpha', myId }, priv: Buffer.alloc(16) }, VIP, '127.0.0.1').then((r) => assert.equal(r.res, STAT_FAIL, 'no resolver: a name cannot be monitored'));
+    await nsm.rpcMonitor({ monId: { monName: '192.168.1.10', myId }, priv: Buffer.alloc(16) }, VIP, '127.0.0.1');
+    assert.equal(await nsm.hostNotified({ monName: 'alpha', state: 7 }, '192.168.1.10'), 'accepted');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(sender.callbacks.length, 1);
+    assert.deepEqual(nsm.records(VIP).map((r) => [r.monName, r.state, r.local]), [['192.168.1.10', 7, false]]);
+    assert.equal(await nsm.hostNotified({ monName: '192.168.1.10', state: 7 }, '192.168.1.10'), 'stale-state');
     const again = new Nsm({ store: new NsmStore(dir) });
     await again.activate(VIP);
-    assert.equal(await again.hostNotified({ monName: 'alpha', state: 3 }, '192.168.1.10'), 'stale-state');
+    assert.equal(await again.hostNotified({ monName: '192.168.1.10', state: 7 }, '192.168.1.10'), 'stale-state', 'the new state is durable');
+  });
+
+  it('files several server addresses under one identity: one state number, unmonitored when no address needs the host', async () => {
+    const nsm = new Nsm({ store, identity: (a) => (a === VIP ? VIP : NODE_IDENTITY) });
+    const h = host('alpha', '192.168.1.10');
+    await nsm.monitor(h, '192.168.5.5');
+    await nsm.monitor(h, '127.0.0.1');
+    assert.deepEqual(nsm.addresses(), [NODE_IDENTITY]);
+    assert.equal(hostFiles(NODE_IDENTITY).length, 1);
+    assert.equal(await nsm.upState('192.168.5.5'), await nsm.upState('127.0.0.1'));
+    await nsm.unmonitor(h, '192.168.5.5');
+    assert.equal(nsm.records(NODE_IDENTITY).length, 1, 'still monitored through 127.0.0.1');
+    await nsm.unmonitor(h, '127.0.0.1');
+    assert.deepEqual(nsm.records(NODE_IDENTITY), []);
+    assert.equal(nsm.monNameOf(NODE_IDENTITY), hostname(), 'the node calls itself by its host name, as sm-notify');
+    assert.equal(nsm.monNameOf(VIP), VIP);
   });
 
   it('notifies every recorded host from the address; forgets answered ones at grace end unless they came back', async () => {

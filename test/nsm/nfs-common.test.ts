@@ -107,12 +107,15 @@ describe('nsm with the real nfs-common tools', function () {
     assert.deepEqual(e.serverAddresses, [SERVER]);
     assert.deepEqual([...table.locks({ host: client1.key })], []);
     assert.equal([...table.locks({ host: bystander.key })].length, 1);
-    assert.equal(u.nsm.records(SERVER).find((r) => r.monName === 'client1')?.state, e.state);
+    // Handled: its record goes (nothing needs it until it locks again); the bystander's stays.
+    assert.deepEqual(u.nsm.records(SERVER).map((r) => r.monName), ['other']);
     // The reader understands the real tool's binary state file: the number it just sent us.
     assert.equal((await readNfsUtilsStateDir(path.join(dir, 'client-sm'), SERVER)).state, e.state);
   });
 
   it('a spoofed SM_NOTIFY (right name, wrong address) or a stale one (same state) releases nothing', async () => {
+    // client1, back from its reboot, locks again (monitored again first, as the lock manager does).
+    assert.equal(await u.nsm.monitor(client1, SERVER), true);
     assert.equal(table.lock(lockOf(client1, 3), { block: false, reclaim: false }), 'granted');
     const before = events.length;
     const verdicts: string[] = [];
@@ -132,6 +135,24 @@ describe('nsm with the real nfs-common tools', function () {
     assert.deepEqual([...new Set(verdicts)], ['wrong-address', 'stale-state']);
     assert.equal(events.length, before);
     assert.equal([...table.locks({ host: client1.key })].length, 1);
+  });
+
+  it('the real sm-notify naming the host in another case releases it (nfs-utils matching)', async () => {
+    const names: string[] = [];
+    const judge = u.nsm.hostNotified.bind(u.nsm);
+    u.nsm.hostNotified = async (args, from) => {
+      names.push(args.monName);
+      return judge(args, from);
+    };
+    const before = events.length;
+    assert.equal([...table.locks({ host: client1.key })].length, 1);
+    assert.match(await smNotify(['-v', 'CLIENT1']), /notified successfully/);
+    await waitFor('the reboot event', () => events.length > before);
+    assert.deepEqual(names, ['CLIENT1']);
+    assert.equal(events.at(-1)!.monName, 'client1', 'released as the lock manager keyed it');
+    assert.deepEqual([...table.locks({ host: client1.key })], []);
+    u.nsm.hostNotified = judge;
+    assert.equal(await u.nsm.monitor(client1, SERVER), true); // client1 locks again
   });
 
   it('lockdrop\'s notify reaches a real rpc.statd in the client namespace', async () => {

@@ -125,6 +125,22 @@ describe('nsm notify sender', function () {
     }
   });
 
+  it('retransmits a host\'s first exchange after 200 ms: a lost first answer costs a fifth of a second, not a second', async () => {
+    const hosts = ['127.89.5.1'];
+    const p = await peers(hosts, () => ((p.getports.get('127.89.5.1') ?? 0) === 1 ? 'silent' : 'answer')); // the first answer is lost
+    try {
+      const nsm = new Nsm({ store: new NsmStore(dir), sender: new RpcNsmSender({ portmapperPort: PMAP_PORT }) }); // retransmitMs: the 1 s default
+      await nsm.monitor({ key: 'a@127.89.5.1', callerName: 'a', address: '127.89.5.1' }, VIP);
+      const rep = await nsm.notify(VIP, { timeoutMs: 5_000 });
+      assert.deepEqual(rep.notified, hosts);
+      assert.equal(p.getports.get('127.89.5.1'), 2);
+      assert.ok(rep.ms >= 190 && rep.ms < 900, `took ${rep.ms} ms: the retransmission came before the 1 s default`);
+      await nsm.close();
+    } finally {
+      await p.close();
+    }
+  });
+
   it('reports every host when the server address cannot be bound (it is not local)', async () => {
     const nsm = new Nsm({ store: new NsmStore(dir), sender: new RpcNsmSender() });
     await nsm.monitor({ key: 'a@127.89.4.1', callerName: 'a', address: '127.89.4.1' }, '10.255.255.1');

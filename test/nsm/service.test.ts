@@ -25,8 +25,8 @@ describe('nsm statd program over the wire', function () {
   let dir: string;
   let u: NsmUnderTest;
   let stopRpcbind: () => Promise<void>;
-  const call = <R>(proc: number, enc: (w: XdrWriter) => void, dec: (r: import('../../src/xdr').XdrReader) => R, from = '127.0.0.1', to = SERVER): Promise<R> => {
-    const c = new RpcClient({ transport: 'udp', host: to, port: u.port, source: from, timeoutMs: 3000 });
+  const call = <R>(proc: number, enc: (w: XdrWriter) => void, dec: (r: import('../../src/xdr').XdrReader) => R, from = '127.0.0.1', to = SERVER, sourcePort?: number): Promise<R> => {
+    const c = new RpcClient({ transport: 'udp', host: to, port: u.port, source: from, sourcePort, timeoutMs: 3000 });
     return c.call(NSM_PROGRAM, NSM_VERSION, proc, enc, dec).finally(() => c.close());
   };
 
@@ -100,9 +100,23 @@ describe('nsm statd program over the wire', function () {
     assert.deepEqual(readdirSync(path.join(dir, SERVER, 'hosts')), []);
   });
 
-  it('SM_SIMU_CRASH bumps the state number', async () => {
+  it('SM_MON takes only a lock manager\'s callback (my_prog 100021, proc 16 or 24), as nfs-utils', async () => {
+    for (const bad of [{ ...myId, myProg: 100024 }, { ...myId, myProc: 1 }, { ...myId, myProg: 200000 }]) {
+      const res = await call(SM_MON, (w) => encodeMon(w, { monId: { monName: '127.0.0.7', myId: bad }, priv }), decodeSmStatRes);
+      assert.equal(res.res, STAT_FAIL, JSON.stringify(bad));
+    }
+    assert.equal(u.nsm.records(SERVER).some((r) => r.address === '127.0.0.7'), false);
+    const ok = await call(SM_MON, (w) => encodeMon(w, { monId: { monName: '127.0.0.7', myId: { ...myId, myProc: 24 } }, priv }), decodeSmStatRes);
+    assert.equal(ok.res, STAT_SUCC);
+    await call(SM_UNMON, (w) => encodeMonId(w, { monName: '127.0.0.7', myId: { ...myId, myProc: 24 } }), decodeSmStat);
+    assert.deepEqual(u.nsm.records(SERVER), []);
+  });
+
+  it('SM_SIMU_CRASH bumps the state number, only when asked from a privileged port', async () => {
     const before = u.nsm.state(SERVER)!;
-    await call(SM_SIMU_CRASH, () => undefined, () => undefined);
+    await call(SM_SIMU_CRASH, () => undefined, () => undefined, '127.0.0.1', SERVER, 50_000);
+    assert.equal(u.nsm.state(SERVER), before, 'an unprivileged port is refused');
+    await call(SM_SIMU_CRASH, () => undefined, () => undefined, '127.0.0.1', SERVER, 777);
     assert.equal(u.nsm.state(SERVER), before + 2);
   });
 

@@ -90,17 +90,40 @@ export interface Netns {
 
 /** A sub-namespace joined to the test namespace by a veth pair: hostAddr on our side, nsAddr inside. */
 export function vethNamespace(hostAddr: string, nsAddr: string, prefixLen = 24, opts: { name?: string } = {}): Netns {
-  const name = opts.name ?? uniqueName('ldns');
+  const { name, inner, outer } = plugged(opts.name, (o) => {
+    ip('addr', 'add', `${hostAddr}/${prefixLen}`, 'dev', o);
+    ip('link', 'set', o, 'up');
+  });
+  ip('-n', name, 'addr', 'add', `${nsAddr}/${prefixLen}`, 'dev', inner);
+  return handle(name, outer);
+}
+
+/**
+ * A sub-namespace on a bridge of the test namespace: one veth whose inner end `dev` carries the
+ * addresses (with prefix; IPv6 without duplicate address detection), the outer end a bridge port.
+ */
+export function bridgedNamespace(bridge: string, addresses: string[]): Netns & { dev: string } {
+  const { name, inner, outer } = plugged(undefined, (o) => ip('link', 'set', o, 'master', bridge, 'up'));
+  for (const a of addresses) ip('-n', name, 'addr', 'add', a, 'dev', inner, ...(a.includes(':') ? ['nodad'] : []));
+  return { ...handle(name, outer), dev: inner };
+}
+
+/** A new namespace with lo up and the inner end of a veth, up; `attach` sets up the outer end here. */
+function plugged(given: string | undefined, attach: (outer: string) => void): { name: string; inner: string; outer: string } {
+  const name = given ?? uniqueName('ldns');
   const outer = uniqueName('vo');
   const inner = uniqueName('vi');
   ip('netns', 'add', name);
   ip('link', 'add', outer, 'type', 'veth', 'peer', 'name', inner);
   ip('link', 'set', inner, 'netns', name);
-  ip('addr', 'add', `${hostAddr}/${prefixLen}`, 'dev', outer);
-  ip('link', 'set', outer, 'up');
+  attach(outer);
   ip('-n', name, 'link', 'set', 'lo', 'up');
-  ip('-n', name, 'addr', 'add', `${nsAddr}/${prefixLen}`, 'dev', inner);
   ip('-n', name, 'link', 'set', inner, 'up');
+  return { name, inner, outer };
+}
+
+/** Runs commands in namespace `name`; dispose kills them and removes the namespace and its veth. */
+function handle(name: string, outer: string): Netns {
   const children: ChildProcess[] = [];
   return {
     name,

@@ -4,10 +4,11 @@ import { strict as assert } from 'node:assert';
 import { Subject, firstValueFrom, lastValueFrom, take, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import {
-  NetlinkDumpError, addressEvents, netlink, netlinkSource, parseAddress, pollSource, replaySource,
+  NetlinkDumpError, addressEvents, netlink, netlinkSource, pollSource, replaySource,
   type AddressChange, type RtnetlinkOverflow, type SnapshotAddress, type SourceItem, type TraceRecord,
 } from '../../src/watch';
 import { parseIfInet6, parseIgmp } from '../../src/watch/sources/poll';
+import { parseAddress } from '../../src/net';
 
 const UP_RUNNING = netlink.IFF_UP | netlink.IFF_RUNNING;
 

@@ -8,7 +8,7 @@
 // Events the probes could not queue (ring buffer full) come out as an overflow marker.
 import { Observable } from 'rxjs';
 import { monotonicNsToMs, openLockdropProbes, RTM_DELADDR, RTM_NEWADDR, type LockdropProbes, type LockdropProbesOptions, type ProbeEvent, type ProgramStatus } from '../../addon';
-import { normaliseAddress } from '../address';
+import { normaliseAddress } from '../../net';
 import type { AddressChange, SourceItem } from '../types';
 
 /** Requests awaiting their outcome are forgotten after this many (oldest first). */
