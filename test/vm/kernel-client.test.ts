@@ -291,7 +291,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
     }, 30_000, 50);
     assert.deepEqual(ranges(back), [`${VIP} 0+100 w`, `${VIP} 200+100 w`]);
     assert.deepEqual(back.map((l) => `${l.offset}:${l.svid}`).sort(), [`0:${svids.h1}`, `200:${svids.h2}`], 'reclaimed by the same owners');
-    const notifying = await nodes.b.log.wait('B notifying', (j) => j.msg === 'nsm: notifying hosts' && j.serverAddress === VIP, 5_000, markB);
+    const notifying = await nodes.b.log.wait('B notifying', (j) => j.msg === 'nsm: notifying hosts' && j.address === VIP, 5_000, markB);
     assert.equal(notifying.hosts, 2, 'B notifies both hosts the shared records name (the guest and the other host)');
     const status = ctl<StatusReport>('b', ['status']).addresses.find((x) => x.address === VIP)!;
     assert.ok(status.grace, "B's grace for the VIP is running");
