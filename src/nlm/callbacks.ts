@@ -5,6 +5,7 @@
 // srcaddr = the request's destination address).
 import type { Logger } from 'pino';
 import { AUTH_SYS, RpcClient, getPort, type Credential, type TransportKind } from '../rpc';
+import { Backoff } from '../net';
 import { XdrReader, XdrWriter } from '../xdr';
 import type { BlockGranted, HeldLock, LockOwner, LockStatus } from '../locks/types';
 import { encodeTestArgs, decodeRes, type NlmLock } from './codec';
@@ -125,7 +126,9 @@ interface PendingGrant {
   lock: HeldLock;
   grant: BlockGranted;
   deadline: number;
+  /** The current attempt's wait (its call timeout, then the pause after it); `backoff` gives the next. */
   delay: number;
+  backoff: Backoff;
   timer?: NodeJS.Timeout;
 }
 
@@ -172,7 +175,8 @@ export class GrantCallbacks {
     const keys = this.byCookie.get(ck);
     if (keys) keys.push(key);
     else this.byCookie.set(ck, [key]);
-    const p: PendingGrant = { waiter, lock: g.lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
+    const backoff = new Backoff({ initialMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs });
+    const p: PendingGrant = { waiter, lock: g.lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: backoff.next(), backoff };
     this.pending.set(key, p);
     const host = g.lock.owner.host;
     const ofHost = this.byHost.get(host);
@@ -219,10 +223,10 @@ export class GrantCallbacks {
     );
   }
 
-  /** The next attempt after the current backoff (doubling, capped), or at the deadline. */
+  /** The next attempt after the current backoff (doubling, jittered, capped), or at the deadline. */
   private schedule(key: string, p: PendingGrant): void {
     const wait = Math.max(0, Math.min(p.delay, p.deadline - this.now()));
-    p.delay = Math.min(p.delay * 2, this.opts.retryMaxMs);
+    p.delay = p.backoff.next();
     p.timer = setTimeout(() => this.attempt(key, p), wait);
     p.timer.unref();
   }

@@ -19,7 +19,7 @@ import {
   callOnce, decodeReply, encodeCall, getPort, NULL_AUTH, PMAP_PROG, portQuery, RpcReplyError, RpcTimeoutError,
   type ArgsEncoder, type ResultDecoder,
 } from '../rpc';
-import { familyOf, normaliseAddress, type AddressFamily } from '../net';
+import { Backoff, familyOf, normaliseAddress, type AddressFamily } from '../net';
 import { XdrReader, XdrWriter } from '../xdr';
 import type { Logger } from 'pino';
 import { encodeSmStatus, encodeStatChge, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, type SmStatus } from './protocol';
@@ -29,7 +29,7 @@ import type { MonitorCallback } from './store';
 export interface RpcNsmSenderOptions {
   /** The peers' portmapper port. Default 111. */
   portmapperPort?: number;
-  /** First wait before a host is tried again; doubles up to maxBackoffMs. Default 1 s. */
+  /** First wait before a host is tried again; doubles (jittered: hosts that failed together spread out) up to maxBackoffMs. Default 1 s. */
   backoffMs?: number;
   maxBackoffMs?: number;
   /** Time each call of an attempt (GETPORT, then SM_NOTIFY) may take. Default 5 s. */
@@ -52,7 +52,7 @@ export interface RpcNsmSenderOptions {
 
 interface HostState {
   address: string;
-  backoff: number;
+  backoff: Backoff;
   attempts: number;
 }
 
@@ -61,7 +61,7 @@ export class RpcNsmSender implements NsmSender {
 
   notifyHosts(req: NotifyRequest): Promise<void> {
     const deadline = Date.now() + req.timeoutMs;
-    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: this.opts.backoffMs ?? 1_000, attempts: 0 }));
+    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: new Backoff({ initialMs: this.opts.backoffMs ?? 1_000, maxMs: this.opts.maxBackoffMs ?? 60_000 }), attempts: 0 }));
     let left = ready.length;
     let active = 0;
     const timers = new Set<NodeJS.Timeout>();
@@ -91,8 +91,7 @@ export class RpcNsmSender implements NsmSender {
               req.onNotified(h.address);
               if (--left === 0) return finish();
             } else {
-              const wait = Math.min(h.backoff, Math.max(0, deadline - Date.now()));
-              h.backoff = Math.min(h.backoff * 2, this.opts.maxBackoffMs ?? 60_000);
+              const wait = Math.min(h.backoff.next(), Math.max(0, deadline - Date.now()));
               const t = setTimeout(() => {
                 timers.delete(t);
                 ready.push(h);
@@ -216,7 +215,7 @@ class DatagramCaller {
     throw last;
   }
 
-  /** Retransmits after firstRetransmitMs, then doubling up to 4 × retransmitMs, until timeoutMs. */
+  /** Retransmits after firstRetransmitMs exactly, then doubling (jittered) up to 4 × retransmitMs, until timeoutMs. */
   call<R>(host: string, port: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, decode: ResultDecoder<R>, timeoutMs: number, firstRetransmitMs: number, retransmitMs: number): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.xid = (this.xid + 1) >>> 0;
@@ -228,13 +227,12 @@ class DatagramCaller {
       this.pending.set(xid, p);
       // One timer per call: the next retransmission, or the end.
       const end = Date.now() + timeoutMs;
-      let interval = firstRetransmitMs;
+      const interval = new Backoff({ initialMs: firstRetransmitMs, maxMs: 4 * retransmitMs });
       const transmit = (): void => {
         const left = end - Date.now();
         if (left <= 0) return this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs));
         this.socket.send(msg, port, host, (err) => err && this.settle(xid, err));
-        p.timer = setTimeout(transmit, Math.min(interval, left));
-        interval = Math.min(interval * 2, 4 * retransmitMs);
+        p.timer = setTimeout(transmit, Math.min(interval.next(), left));
       };
       transmit();
     });

@@ -6,7 +6,7 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { XdrReader, XdrWriter } from '../xdr';
-import { isAddress, normaliseAddress } from '../net';
+import { Backoff, isAddress, normaliseAddress } from '../net';
 import { RpcConnectionError, RpcError, RpcReplyError, RpcTimeoutError } from './errors';
 import { credentialToOpaqueAuth, decodeReply, NULL_AUTH, writeCallHeader, type OpaqueAuth } from './message';
 import { encodeRecord, RecordDecoder } from './record';
@@ -17,7 +17,7 @@ export type RpcClientOptions = {
   cred?: Credential;
   /** Overall time a call may take, retransmissions included. Default 10 s. */
   timeoutMs?: number;
-  /** UDP: first retransmission after this long, then doubling up to maxRetransmitMs. Default 500 ms. */
+  /** UDP: first retransmission after this long, then doubling (jittered) up to maxRetransmitMs. Default 500 ms. */
   retransmitMs?: number;
   maxRetransmitMs?: number;
   /** TCP: largest reply record accepted. Default 1 MiB. */
@@ -93,13 +93,11 @@ export class RpcClient {
       this.pending.set(xid, p);
       p.timers.push(setTimeout(() => this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs)), timeoutMs));
       if (this.opts.transport === 'udp') {
-        let interval = opts.retransmitMs ?? this.opts.retransmitMs ?? 500;
-        const maxInterval = this.opts.maxRetransmitMs ?? 4_000;
+        const interval = new Backoff({ initialMs: opts.retransmitMs ?? this.opts.retransmitMs ?? 500, maxMs: this.opts.maxRetransmitMs ?? 4_000 });
         const transmit = (): void => {
           if (!this.pending.has(xid)) return;
           this.sendDatagram(msg).catch((err) => this.settle(xid, err));
-          p.timers.push(setTimeout(transmit, interval));
-          interval = Math.min(interval * 2, maxInterval);
+          p.timers.push(setTimeout(transmit, interval.next()));
         };
         transmit();
       } else {
