@@ -146,8 +146,8 @@ async function main(): Promise<void> {
       const t0 = process.hrtime.bigint();
       while (process.hrtime.bigint() - t0 < 700_000_000n) {
         for (const [l, u] of msgs) {
-          await server.dispatch(l, meta);
-          await server.dispatch(u, meta);
+          await server.dispatcher.handle(l, meta);
+          await server.dispatcher.handle(u, meta);
           n += 2;
         }
       }
