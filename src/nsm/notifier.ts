@@ -55,7 +55,9 @@ export class RpcNsmSender implements NsmSender {
 
   notifyHosts(req: NotifyRequest): Promise<void> {
     const deadline = Date.now() + req.timeoutMs;
-    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: new Backoff({ initialMs: this.opts.backoffMs ?? 1_000, maxMs: this.opts.maxBackoffMs ?? 60_000 }), attempts: 0 }));
+    // Hosts of one wave that did not answer failed together: their first retry is jittered too.
+    const backoff = { initialMs: this.opts.backoffMs ?? 1_000, maxMs: this.opts.maxBackoffMs ?? 60_000, jitterFirst: true };
+    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: new Backoff(backoff), attempts: 0 }));
     let left = ready.length;
     let active = 0;
     const timers = new Set<NodeJS.Timeout>();

@@ -28,6 +28,13 @@ describe('net backoff', () => {
     assert.equal(i, 4, 'one draw per jittered wait');
   });
 
+  it('jitterFirst: the first wait is jittered too, the sequence the same', () => {
+    const b = new Backoff({ initialMs: 1_000, maxMs: 8_000, jitterFirst: true, random: () => 0 });
+    assert.deepEqual(waits(b, 3), [800, 1_600, 3_200]);
+    b.reset();
+    assert.equal(b.next(), 800, 'after reset as well');
+  });
+
   it('reset: back to the exact first wait and the start of the sequence', () => {
     const b = new Backoff({ initialMs: 50, maxMs: 1_000, random: () => 0.9 });
     waits(b, 4);
