@@ -1,7 +1,7 @@
 // The ONC RPC client: calls to one peer (host and port, or a unix stream socket) over UDP
 // (retransmit with exponential backoff inside an overall timeout) or TCP (lazy connect,
 // reconnect after close, record marking, concurrent calls matched by xid). An optional source
-// address makes calls leave from a chosen local address (callbacks and SM_NOTIFY "from the VIP").
+// address makes calls leave from a chosen local address (callbacks and notices sent "from the VIP").
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { isAddress, normaliseAddress } from '../net';
