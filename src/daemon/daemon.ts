@@ -29,7 +29,7 @@ import { arpProbe } from './dad';
 import { AddressLeases } from './lease';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
-import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, ReloadReport, StatusReport, WatchEvent } from './protocol';
+import type { AddressStatus, DropReport, DropTarget, LocksFilter, LockView, MonitorView, ReloadReport, StatusReport, WatchEvent } from '../control';
 import { NodeAddresses, SharedListeners } from './node';
 import { arrivalOutcomes, arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
 import { RpcbindKeeper } from './rpcbind-owner';

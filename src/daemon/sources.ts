@@ -8,7 +8,7 @@ import { isLinkLocal } from '../net';
 import { addressFilter, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
 import { bpfSource } from '../watch/sources/bpf';
 import type { Config } from './config';
-import type { SourceStatus } from './protocol';
+import type { SourceStatus } from '../control';
 
 export interface AddressWatch {
   /** The floating addresses' events (failover's). */
