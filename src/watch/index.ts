@@ -1,8 +1,9 @@
 // The watch part: address sources, the pipeline to AddressEvents, trace record and replay.
 export * from './types';
-export * as netlink from './netlink';
-export { NetlinkDecodeError, decodeDatagram, type RtnetlinkMessage } from './netlink';
-export { PcapDecodeError, TraceWriter, decodePcap, encodePcapHeader, encodePcapRecord, readTrace, LINKTYPE_NETLINK, type TraceRecord } from './pcap';
+export * as netlink from './codec/netlink';
+export { NetlinkDecodeError, decodeDatagram, type RtnetlinkMessage } from './codec/netlink';
+export { PcapDecodeError, decodePcap, encodePcapHeader, encodePcapRecord, LINKTYPE_NETLINK, type TraceRecord } from './codec/pcap';
+export { TraceWriter, readTrace } from './trace';
 export { AddressTable } from './table';
 export { AddressStateMachine, type Decision, type MachineInput, type MachineOptions } from './machine';
 export { addressEvents, addressFilter, addressTransitions, onlyFloating, watchAddresses, type PipelineOptions } from './pipeline';

@@ -5,7 +5,7 @@ import { Observable } from 'rxjs';
 import {
   AF_UNSPEC, NetlinkDecodeError, NLM_F_DUMP_INTR, decodeDatagram, encodeGetAddrDump, encodeGetLinkDump,
   type AddressMessage, type LinkMessage,
-} from '../netlink';
+} from '../codec/netlink';
 import { AddressTable } from '../table';
 import { nowMs, type RtnetlinkTransport, type SourceItem, type SourceName } from '../types';
 
