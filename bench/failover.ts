@@ -5,11 +5,10 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { filter, firstValueFrom } from 'rxjs';
-import { addonStatus, openRtnetlink } from '../src/addon';
+import { addonStatus, openLockdropProbes, openRtnetlink } from '../src/addon';
 import { FailoverController, type FailoverReport } from '../src/failover';
 import { LockTable, hostKey } from '../src/locks';
-import { netlinkSource, nowMs, pollSource, watchAddresses, type SourceItem } from '../src/watch';
-import { bpfSource } from '../src/watch/sources/bpf';
+import { bpfSource, netlinkSource, nowMs, pollSource, watchAddresses, type SourceItem } from '../src/watch';
 import { merge, type Observable } from 'rxjs';
 
 if (process.env.LOCKDROP_BENCH_NS !== '1') {
@@ -106,7 +105,7 @@ async function main(): Promise<void> {
     await bench('netlink', () => netlinkSource(socket), sizes, RUNS);
     // With the probe, an event's time is the `ip` process's own sendmsg: "kernel event → drop
     // done" then runs from the command's request, without the cost of starting `ip`.
-    await bench('bpf+nl', () => merge(bpfSource(), netlinkSource(socket)), sizes, RUNS);
+    await bench('bpf+nl', () => merge(bpfSource(() => openLockdropProbes()), netlinkSource(socket)), sizes, RUNS);
     socket.close();
   } else {
     console.log(`netlink: skipped (${addon.reason})`);

@@ -1,13 +1,8 @@
 // rtnetlink over the native addon: a multicast socket as an Observable of datagrams (with loss
 // notices), and one-shot dumps. Parsing the messages is src/watch's job.
 import { Observable, type Subscriber } from 'rxjs';
+import type { RtnetlinkOverflow } from '../net';
 import { loadAddon } from './native';
-
-/** Multicast messages were lost (ENOBUFS) or the socket's poll failed: re-dump to resynchronise. */
-export interface RtnetlinkOverflow {
-  overflow: true;
-  reason: string;
-}
 
 export interface RtnetlinkOptions {
   /** Receive buffer in bytes, set with SO_RCVBUFFORCE (default 8 MiB; tests make it tiny). */

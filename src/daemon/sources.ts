@@ -3,10 +3,9 @@
 // the start log and `lockdropctl status`; the daemon then runs on the others.
 import { EMPTY, Observable, Subject, catchError, filter, merge, share, tap } from 'rxjs';
 import type { Logger } from 'pino';
-import { addonStatus, openRtnetlink, type RtnetlinkSocket } from '../addon';
+import { addonStatus, openLockdropProbes, openRtnetlink, type RtnetlinkSocket } from '../addon';
 import { isLinkLocal } from '../net';
-import { addressFilter, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
-import { bpfSource } from '../watch/sources/bpf';
+import { addressFilter, bpfSource, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
 import type { Config } from './config';
 import type { SourceStatus } from './protocol';
 
@@ -72,11 +71,15 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
         rtnetlink = openRtnetlink({ rcvbuf: cfg.netlinkReceiveBuffer });
         inputs.push(guarded(name, status, netlinkSource(rtnetlink)));
       } else {
-        const onPrograms = (programs: { name: string; status: string; reason?: string }[]) => {
+        // Opened when the source is subscribed: which programs run, and why the others do not.
+        const open = () => {
+          const probes = openLockdropProbes();
+          const programs: Array<{ name: string; status: string; reason?: string }> = probes.programs;
           status.reason = programs.map((p) => (p.status === 'attached' ? `${p.name}: attached` : `${p.name}: ${p.status} (${p.reason})`)).join('; ');
           for (const p of programs) log.info({ source: 'bpf', program: p.name, status: p.status, reason: p.reason }, `bpf probe ${p.name}: ${p.status}${p.reason ? ` (${p.reason})` : ''}`);
+          return probes;
         };
-        inputs.push(guarded(name, status, bpfSource({ onPrograms })));
+        inputs.push(guarded(name, status, bpfSource(open)));
       }
     }
   }

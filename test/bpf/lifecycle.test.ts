@@ -88,7 +88,7 @@ describe('bpf: object lifecycle', function () {
     }
     for (let i = 0; i < 5; i++) {
       const p = openLockdropProbes();
-      p.events$.subscribe();
+      p.records$.subscribe();
       note();
       p.close();
     }

@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { filter, firstValueFrom, timeout, toArray, take, takeUntil, timer } from 'rxjs';
-import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes, type ProbeEvent, RTM_DELADDR } from '../../src/addon';
+import { filter, firstValueFrom, map, timeout, toArray, take, takeUntil, timer, type Observable } from 'rxjs';
+import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes } from '../../src/addon';
 import { hasCommand, requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
-import { netlink } from '../../src/watch';
+import { decodeEvent, netlink, type ProbeEvent } from '../../src/watch';
 import { testInterface } from '../support/netns';
 
 const EADDRNOTAVAIL = 99;
+const { RTM_DELADDR } = netlink;
+
+/** The probes' records, decoded. */
+const eventsOf = (p: LockdropProbes): Observable<ProbeEvent> => p.records$.pipe(map(decodeEvent));
 
 /** Runs ip with args; resolves with its pid once it exited. */
 function runIp(args: string[]): Promise<{ pid: number; code: number | null }> {
@@ -66,7 +70,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     if (!probes.programs.some((p) => p.name.startsWith('removed_inet') && p.status === 'attached')) this.skip(); // not on this kernel
     iface = testInterface(['10.80.9.1/24']);
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const { pid } = await runIp(['addr', 'del', '10.80.9.1/24', 'dev', iface.name]);
     await waitFor(() => events.some((e) => e.kind === 'kernel' && e.address === '10.80.9.1'));
     const k = events.find((e) => e.kind === 'kernel' && e.address === '10.80.9.1')!;
@@ -77,7 +81,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['10.80.0.1/24']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const rtnl = openRtnetlink();
     let netlinkNs: bigint | undefined;
     rtnl.messages$.subscribe((d) => {
@@ -109,7 +113,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['10.80.1.1/24']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const { pid, code } = await runIp(['addr', 'del', '10.80.1.99/24', 'dev', iface.name]);
     assert.notEqual(code, 0);
     await waitFor(() => events.some((e) => e.kind === 'outcome' && e.pid === pid));
@@ -124,7 +128,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['10.80.2.1/24', '10.80.3.1/24', '10.80.4.1/24']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const { pid } = await runIp(['addr', 'flush', 'dev', iface.name]);
     await waitFor(() => events.filter((e) => e.kind === 'intent' && e.pid === pid && e.family === 4).length >= 3);
     const intents = events.filter((e) => e.kind === 'intent' && e.pid === pid && e.family === 4); // not the veth's link-local IPv6
@@ -136,7 +140,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['fd00:80::1/64']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const del6 = await runIp(['addr', 'del', 'fd00:80::1/64', 'dev', iface.name]);
     const down = await runIp(['link', 'set', iface.name, 'down']);
     await waitFor(() => events.filter((e) => e.kind === 'outcome').length >= 2);
@@ -170,12 +174,12 @@ describe('bpf: lockdrop probes on this kernel', function () {
     ip('netns', 'add', ns);
     try {
       probes = openLockdropProbes();
-      const seen = firstValueFrom(probes.events$.pipe(filter((e) => e.kind === 'intent'), takeUntil(timer(500)), toArray()));
+      const seen = firstValueFrom(eventsOf(probes).pipe(filter((e) => e.kind === 'intent'), takeUntil(timer(500)), toArray()));
       sh('ip', ['-n', ns, 'addr', 'add', '10.81.0.1/32', 'dev', 'lo']);
       assert.deepEqual(await seen, []);
       probes.close();
       probes = openLockdropProbes({ netns: 0 });
-      const all = firstValueFrom(probes.events$.pipe(filter((e) => e.kind === 'intent' && e.address === '10.81.0.1'), take(1), timeout(5000)));
+      const all = firstValueFrom(eventsOf(probes).pipe(filter((e) => e.kind === 'intent' && e.address === '10.81.0.1'), take(1), timeout(5000)));
       sh('ip', ['-n', ns, 'addr', 'del', '10.81.0.1/32', 'dev', 'lo']);
       assert.notEqual((await all).netns, currentNetns());
     } finally {

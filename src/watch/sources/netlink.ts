@@ -124,7 +124,7 @@ export function netlinkSource(transport: RtnetlinkTransport, opts: NetlinkSource
         if (Buffer.isBuffer(m)) {
           queue.push({ datagram: m, at: now() }); // observed on arrival, even if folded after a dump
         } else {
-          emitAll([{ kind: 'overflow', source, at: now(), reason: m.reason ?? 'overflow' }]);
+          emitAll([{ kind: 'overflow', source, at: now(), reason: m.reason }]);
           // Everything queued before the gap is superseded by the re-dump.
           queue = [null];
         }
