@@ -7,8 +7,10 @@ export { PcapDecodeError, decodePcap, encodePcapHeader, encodePcapRecord, LINKTY
 export { EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError, decodeEvent, type ProbeEvent, type ProbeEventKind } from './codec/probe-event';
 export { TraceWriter, readTrace } from './trace';
 export { AddressTable } from './table';
-export { AddressStateMachine, type Decision, type MachineInput, type MachineOptions } from './machine';
-export { addressEvents, addressFilter, addressTransitions, onlyFloating, watchAddresses, type PipelineOptions } from './pipeline';
+export { AddressStateMachine, type MachineDecision, type MachineInput, type MachineOptions } from './machine';
+export {
+  addressEvents, addressTransitions, floatingFilter, localChanges, onlyFloating, watchAddresses, type PipelineClock, type WatchConfig, type WatchConfigInput,
+} from './pipeline';
 export { IntentTracker, bpfSource } from './sources/bpf';
 export { NetlinkDumpError, decodeDump, netlinkSource, type NetlinkSourceOptions } from './sources/netlink';
 export { pollSource, readLocalAddresses, type PollSourceOptions, type SnapshotAddress } from './sources/poll';

@@ -83,6 +83,20 @@ export interface AddressEvent {
   detectedAt: number;
 }
 
+/**
+ * Where an address stands in the pipeline's output. Per address the events are real transitions:
+ * each one leaves the phase the one before it left (the first leaves 'down'), as TRANSITIONS
+ * says; whoever follows the stream knows an address's phase from its last event alone.
+ */
+export type AddressPhase = 'down' | 'up' | 'draining';
+
+export const TRANSITIONS: { readonly [T in AddressEvent['type']]: { readonly from: readonly AddressPhase[]; readonly to: AddressPhase } } = {
+  up: { from: ['down'], to: 'up' },
+  down: { from: ['up', 'draining'], to: 'down' },
+  draining: { from: ['up'], to: 'draining' },
+  'drain-ended': { from: ['draining'], to: 'up' },
+};
+
 /** Milliseconds on the clock every AddressChange.at uses. */
 export const nowMs = (): number => performance.timeOrigin + performance.now();
 
