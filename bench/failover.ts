@@ -56,7 +56,7 @@ async function bench(name: string, source: () => Observable<SourceItem>, sizes: 
     listeners: { addAddress: async () => undefined, removeAddress: async () => undefined },
     locks: table,
     monitors: {
-      activate: async () => ({ records: 0 }), bumpState: async () => 1, stopMonitoring: () => undefined,
+      activate: async () => ({ records: 0 }), bumpState: async () => 1, forgetClients: () => undefined,
       notify: async () => ({ notified: [], failed: [], ms: 0, state: 1 }), graceEnded: async () => 0,
     },
     graceSeconds: () => 0,
