@@ -4,7 +4,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Observable } from 'rxjs';
-import { BpfObject, BpfUnsupported, probeFeatures, requireFeature, u32, type ProgramStatus } from './bpf';
+import { BpfObject, BpfUnsupported, mountTracefs, probeFeatures, requireFeature, u32, type ProgramStatus } from './bpf';
 import { packageRoot } from './native';
 
 export const probeObjectPath = resolve(packageRoot, 'dist', 'bpf', 'lockdrop.bpf.o');
@@ -31,13 +31,14 @@ export interface LockdropProbes {
 export const currentNetns = (): number => statSync('/proc/self/ns/net').ino;
 
 /**
- * Loads and attaches lockdrop's probes. The netlink intent (tracepoints) is required; kernel
- * removal uses fentry where allowed, else kprobe, else is left out with the reason. Throws
- * AddonUnavailable or BpfUnsupported when the probes cannot run at all.
+ * Loads and attaches lockdrop's probes (mounting tracefs where it is missing). The netlink intent
+ * (tracepoints) is required; kernel removal uses fentry where allowed, else kprobe, else is left
+ * out with the reason. Throws AddonUnavailable or BpfUnsupported when the probes cannot run at all.
  */
 export function openLockdropProbes(options: LockdropProbesOptions = {}): LockdropProbes {
   const path = options.objectPath ?? probeObjectPath;
   if (!existsSync(path)) throw new BpfUnsupported('probe object', `${path} missing (npm run build:bpf)`);
+  mountTracefs();
   for (const f of ['btf', 'ringbuf', 'tracepoint'] as const) requireFeature(f);
   const features = probeFeatures();
   const obj = BpfObject.open(path);

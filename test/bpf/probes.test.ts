@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { filter, firstValueFrom, map, timeout, toArray, take, takeUntil, timer, type Observable } from 'rxjs';
-import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes } from '../../src/addon';
+import { currentNetns, mountTracefs, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes } from '../../src/addon';
 import { hasCommand, requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
 import { decodeEvent, netlink, type ProbeEvent } from '../../src/watch';
 import { testInterface } from '../support/netns';
@@ -34,7 +34,8 @@ describe('bpf: lockdrop probes on this kernel', function () {
     probes = iface = undefined;
   });
 
-  it('probes features: tracepoints, BTF and ring buffers here; fentry and kprobe each supported or with a reason', () => {
+  it('probes features: tracepoints (once tracefs is mounted), BTF and ring buffers here; fentry and kprobe each supported or with a reason', () => {
+    assert.equal(mountTracefs(), undefined, 'tracefs mounted or already there');
     const f = probeFeatures();
     assert.equal(f.tracepoint.supported, true);
     assert.equal(f.btf.supported, true);
