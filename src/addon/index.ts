@@ -4,8 +4,8 @@
 // rtnetlink and probe event codecs are src/watch's.
 // Everything runs in the calling process's network namespace; nothing here calls setns.
 export { AddonUnavailable, addonStatus, loadAddon, type FeatureAnswer } from './native';
-export { openRtnetlink, rtnetlinkDump, rtnetlinkGroups, DEFAULT_RCVBUF, type RtnetlinkOptions, type RtnetlinkSocket } from './rtnetlink';
-export { BpfObject, BpfUnsupported, bpfRunTimeStats, mountTracefs, probeFeatures, requireFeature, u32, type FeatureName, type Features, type ProgramInfo, type ProgramStatus } from './bpf';
+export { openRtnetlink, rtnetlinkDump, type RtnetlinkOptions, type RtnetlinkSocket } from './rtnetlink';
+export { BpfObject, BpfUnsupported, bpfRunTimeStats, mountTracefs, probeFeatures, u32, type FeatureName, type Features, type ProgramInfo, type ProgramStatus } from './bpf';
 export { currentNetns, openLockdropProbes, probeObjectPath, type LockdropProbes, type LockdropProbesOptions } from './probes';
 export {
   closeFd, errnoName, fileType, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openPath,

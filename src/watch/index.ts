@@ -6,13 +6,12 @@ export { NetlinkDecodeError, decodeDatagram, type RtnetlinkMessage } from './cod
 export { PcapDecodeError, decodePcap, encodePcapHeader, encodePcapRecord, LINKTYPE_NETLINK, type TraceRecord } from './codec/pcap';
 export { EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError, decodeEvent, type ProbeEvent, type ProbeEventKind } from './codec/probe-event';
 export { TraceWriter, readTrace } from './trace';
-export { AddressTable } from './table';
 export { AddressStateMachine, type MachineDecision, type MachineInput, type MachineOptions } from './machine';
 export {
-  addressEvents, addressTransitions, floatingFilter, localChanges, onlyFloating, watchAddresses, type PipelineClock, type WatchConfig, type WatchConfigInput,
+  addressEvents, addressTransitions, floatingFilter, onlyFloating, watchAddresses, type PipelineClock, type WatchConfig, type WatchConfigInput,
 } from './pipeline';
 export { IntentTracker, bpfSource } from './sources/bpf';
-export { NetlinkDumpError, decodeDump, netlinkSource, type NetlinkSourceOptions } from './sources/netlink';
+export { NetlinkDumpError, netlinkSource, type NetlinkSourceOptions } from './sources/netlink';
 export { pollSource, readLocalAddresses, type PollSourceOptions, type SnapshotAddress } from './sources/poll';
-export { TraceFolder, replaySource, type ReplayOptions } from './sources/replay';
+export { replaySource, type ReplayOptions } from './sources/replay';
 export { recordTrace, type TraceRecorder } from './record';

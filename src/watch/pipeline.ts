@@ -39,7 +39,7 @@ export function floatingFilter(floating?: readonly string[]): (address: string) 
 }
 
 /** Drops overflow markers, unparsable and loopback addresses; normalises the text. */
-export function localChanges(): OperatorFunction<SourceItem, AddressChange> {
+function localChanges(): OperatorFunction<SourceItem, AddressChange> {
   // Text as a source wrote it → canonical text, or null when dropped. The same few addresses
   // come back again and again; bounded so a flood of distinct ones cannot grow it without end.
   const memo = new Map<string, string | null>();

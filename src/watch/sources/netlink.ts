@@ -16,7 +16,7 @@ export class NetlinkDumpError extends Error {
   }
 }
 
-export interface DumpResult {
+interface DumpResult {
   links?: LinkMessage[];
   addresses?: AddressMessage[];
   /** NLM_F_DUMP_INTR was set: the table changed during the dump. */
@@ -24,7 +24,7 @@ export interface DumpResult {
 }
 
 /** Decodes the reply datagrams of one dump; an NLMSG_ERROR in them is a NetlinkDumpError. */
-export function decodeDump(datagrams: Buffer[]): DumpResult {
+function decodeDump(datagrams: Buffer[]): DumpResult {
   const links: LinkMessage[] = [];
   const addresses: AddressMessage[] = [];
   let interrupted = false;
