@@ -53,8 +53,8 @@ export class OperatorCommands {
     const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...nsm.addresses(), ...graces.keys(), ...leases.waitingAddresses()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
-      present: known.get(address)?.present ?? false,
-      draining: known.get(address)?.draining ?? false,
+      present: failover.holds(address),
+      draining: known.get(address) === 'draining',
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
       monitors: nsm.recordCount(address),
@@ -161,7 +161,7 @@ export class OperatorCommands {
     const { watch, failover, table } = this.parts;
     return {
       manages: (a) => watch.isFloating(a),
-      holds: (a) => failover.status().get(a)?.present ?? false,
+      holds: (a) => failover.holds(a),
       hasLocks: (a) => table.stats().byAddress.has(a),
     };
   }

@@ -211,7 +211,7 @@ function addressParts(
     activate: (a) => nsm.activate(a),
     bumpState: (a) => nsm.bumpState(a),
     notify: (a) => nsm.notify(a),
-    stopMonitoring: (a) => {
+    forgetClients: (a) => {
       nlm.forgetAddress(a);
       nsm.stopMonitoring(a);
     },
