@@ -1,12 +1,16 @@
-// A client for the daemon's control socket (protocol in src/daemon/protocol.ts): one request,
+// A client for the daemon's control socket (protocol in src/control): one request,
 // one reply; or a watch stream. Used by lockdropctl, the demo and tests.
 import { connect, type Socket } from 'node:net';
-import type { ControlRequest, WatchEvent } from '../daemon/protocol';
+import type { ControlRequest, WatchEvent } from '../control';
 
 export const DEFAULT_CONTROL = process.env.LOCKDROP_CONTROL ?? '/run/lockdrop/control.sock';
 
 export class ControlError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** A refused configuration's problems, one `key: why` each. */
+    readonly problems: string[] = [],
+  ) {
     super(message);
     this.name = 'ControlError';
   }
@@ -66,7 +70,7 @@ export async function request<T = unknown>(path: string, req: ControlRequest, ti
     lines(s, (reply) => {
       if (reply.id !== 1 && reply.id !== null) return; // null: the connection was refused as a whole
       if (reply.ok === true) finish(() => resolve(reply.result as T));
-      else finish(() => reject(new ControlError(String(reply.error))));
+      else finish(() => reject(new ControlError(String(reply.error), Array.isArray(reply.problems) ? reply.problems.map(String) : [])));
     });
     s.on('close', () => finish(() => reject(new ControlError('the daemon closed the connection without an answer'))));
     s.on('error', (err) => finish(() => reject(new ControlError(err.message))));

@@ -1,14 +1,20 @@
-// lockdrop: the umbrella command. `lockdrop demo` runs the failover demo (src/demo);
+// lockdrop: the umbrella command. `lockdrop demo` runs the failover demo (src/demo), `lockdrop
+// demo --active-active` the scene of two nodes serving one directory;
 // `lockdrop record --out FILE` records the kernel's address notifications as a pcap trace
-// (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read.
-import { Command } from 'commander';
-import { positive, runCommand } from './args';
+// (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read; `lockdrop import-statd`
+// brings rpc.statd's records over to one server address.
+import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { Command, InvalidArgumentError } from 'commander';
+import { positive, runCommand, wantsJson, withConventions } from './args';
+import { importStatd } from './import-statd';
+import { plural } from '../failover';
 import { openRtnetlink } from '../addon';
-import { runDemo } from '../demo';
+import { runActiveActiveDemo, runDemo } from '../demo';
 import { recordTrace } from '../watch/record';
 
-export function buildProgram(): Command {
-  const program = new Command('lockdrop').description('lockdrop: NFS lock manager for highly available NFS').showHelpAfterError().exitOverride();
+export function buildProgram(json = false): Command {
+  const program = withConventions(new Command('lockdrop'), json).description('lockdrop: NFS lock manager for highly available NFS');
 
   program
     .command('demo')
@@ -16,9 +22,11 @@ export function buildProgram(): Command {
     .option('--grace <seconds>', 'grace period on the takeover node', positive)
     .option('--locks <n>', 'locks each client takes', positive)
     .option('--plain-ip', 'move the address with ip addr del/add even when IPaddr2 is installed')
-    .exitOverride()
-    .action(async (o: { grace?: number; locks?: number; plainIp?: boolean }) => {
-      const r = await runDemo({ graceSeconds: o.grace, locksPerClient: o.locks, plainIp: o.plainIp });
+    .option('--active-active', 'instead: two nodes serve one directory through their own addresses; a drop on one lets the other\'s waiter in')
+    .action(async (o: { grace?: number; locks?: number; plainIp?: boolean; activeActive?: boolean }) => {
+      const r = o.activeActive
+        ? await runActiveActiveDemo({ plainIp: o.plainIp })
+        : await runDemo({ graceSeconds: o.grace, locksPerClient: o.locks, plainIp: o.plainIp });
       if (r.leftovers.length) process.exitCode = 1;
     });
 
@@ -27,7 +35,6 @@ export function buildProgram(): Command {
     .description('record rtnetlink address and link notifications to a pcap file until Ctrl-C (or --seconds)')
     .requiredOption('--out <file>', 'pcap file to write')
     .option('--seconds <s>', 'stop after this long', positive)
-    .exitOverride()
     .action(async (o: { out: string; seconds?: number }) => {
       const socket = openRtnetlink();
       const rec = recordTrace({ out: o.out, transport: socket });
@@ -42,7 +49,32 @@ export function buildProgram(): Command {
       process.stderr.write(`${rec.count} records, ${rec.overflows} overflows\n`);
     });
 
+  program
+    .command('import-statd')
+    .description("import rpc.statd's records (sm/, sm.bak/, state) as one server address's records in lockdropd's state directory (with lockdropd stopped)")
+    .option('--from <dir>', "rpc.statd's state directory", '/var/lib/nfs')
+    .requiredOption('--ip <address>', 'the server address the records belong to (the floating address clients mounted)', (v: string) => {
+      if (isIP(v) === 0) throw new InvalidArgumentError(`"${v}" is not an IP address`);
+      return v;
+    })
+    .option('--state-dir <dir>', "lockdropd's state directory", '/var/lib/lockdrop')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { from: string; ip: string; stateDir: string; json?: boolean }) => {
+      mkdirSync(o.stateDir, { recursive: true, mode: 0o755 });
+      const r = await importStatd({ from: o.from, address: o.ip, stateDir: o.stateDir });
+      if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
+      const lines = [
+        `imported ${plural(r.records, 'host')} from ${r.from} for ${r.address} into ${r.stateDir}${r.state !== null ? ` (rpc.statd's state ${r.state})` : ''}`,
+        ...r.skipped.map((s) => `skipped ${s.path}: ${s.reason}`),
+        `lockdropd notifies them from ${r.address} when it arrives. rpc.statd's sm.bak/ still lists hosts to notify: keep sm-notify from telling them too (systemctl mask rpc-statd-notify.service rpc-statd.service).`,
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
   return program;
 }
 
-export const main = (argv: string[] = process.argv): Promise<number> => runCommand('lockdrop', buildProgram(), argv);
+export const main = (argv: string[] = process.argv): Promise<number> => {
+  const json = wantsJson(argv);
+  return runCommand('lockdrop', buildProgram(json), argv, json);
+};

@@ -1,14 +1,20 @@
-// lockdropctl: the operator's commands over the control socket. Tables for people; --json on
-// every command for scripts (`locks --json` prints one JSON object per line, one per lock).
+// lockdropctl: the operator's commands over the control socket. Tables for people; --json for
+// scripts: every listing (locks, monitors) is one JSON object per line, every other answer one
+// JSON object, and an error one JSON object on stderr. The global options (--control, --config,
+// --json) go before or after the subcommand.
 import { Command, InvalidArgumentError } from 'commander';
 import { isIP } from 'node:net';
-import type { AddressStatus, DropReport, GraceReport, LockView, MonitorView, NotifyReport, StatusReport, WatchEvent } from '../daemon/protocol';
+import { readConfigFile } from '../daemon/config';
+import type { AddressStatus, CheckReport, DropReport, GraceReport, LockView, MonitorView, NotifyReport, ReloadReport, StatusReport, WatchEvent } from '../control';
 import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
-import { positive, runCommand } from './args';
+import { UsageError, nonNegativeInteger, positive, runCommand, wantsJson, withConventions } from './args';
+import { checkDaemon } from './check';
+import { plural } from '../failover';
 
-interface Common {
-  control: string;
+interface Globals {
+  control?: string;
+  config?: string;
   json?: boolean;
 }
 
@@ -16,25 +22,44 @@ const ipArg = (v: string): string => {
   if (isIP(v) === 0) throw new InvalidArgumentError(`"${v}" is not an IP address`);
   return v;
 };
-const uintArg = (v: string): number => {
-  if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a non-negative integer`);
-  return Number(v);
-};
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : s + '\n');
-const printJson = (v: unknown): void => print(JSON.stringify(v, null, 2));
+/** One JSON value per line: a listing is one line per item, anything else one line. */
+const printJson = (v: unknown): void => print(JSON.stringify(v));
+const printListing = (items: unknown[]): void => {
+  if (items.length) print(items.map((i) => JSON.stringify(i)).join('\n'));
+};
 const when = (iso: string | null): string => (iso === null ? '-' : new Date(iso).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
 const remaining = (iso: string | null): string => (iso === null ? '-' : `${Math.max(0, Math.round((Date.parse(iso) - Date.now()) / 1000))}s left`);
 
+/**
+ * --control, else the configuration file's `control`, else $LOCKDROP_CONTROL or the default. The
+ * file is read, not validated: `reload` of a file with mistakes must still reach the daemon, which
+ * names them (and keeps listening where it started: `control` changes only at a restart).
+ */
+function controlPath(g: Globals): string {
+  if (g.control) return g.control;
+  if (g.config) {
+    let control: unknown;
+    try {
+      control = readConfigFile(g.config).control;
+    } catch {
+      // unreadable or not YAML: the daemon (at the default place) says what is wrong with it
+    }
+    if (typeof control === 'string' && control !== '') return control;
+  }
+  return DEFAULT_CONTROL;
+}
+
 function statusText(s: StatusReport): string {
   const head = [
-    `lockdropd pid ${s.pid} (version ${s.version}), up since ${when(s.startedAt)}`,
+    `lockdropd pid ${s.pid} (version ${s.version}), up since ${when(s.startedAt)}${s.ready === false ? ', starting' : ''}`,
     `NLM port ${s.nlmPort}, NSM port ${s.nsmPort}, rpcbind ${s.rpcbind ? 'registered' : 'not registered'}`,
     `sources: ${s.sources.map((x) => (x.active ? x.name : `${x.name} (off: ${x.reason ?? 'unavailable'})`)).join(', ')}`,
-    `${s.locks} locks, ${s.blocked} blocked, ${s.monitors} monitored hosts${s.globalGrace ? `, global grace until ${when(s.globalGrace)}` : ''}`,
+    `${plural(s.locks, 'lock')}, ${s.blocked} blocked, ${plural(s.monitors, 'monitored host')}${s.globalGrace ? `, global grace until ${when(s.globalGrace)}` : ''}`,
     ...s.exportGraces.map((g) => `export ${g.export}: grace until ${when(g.grace)} (${remaining(g.grace)})`),
     '',
   ];
-  const row = (a: AddressStatus) => [a.address, a.present ? 'yes' : 'no', a.draining ? 'yes' : 'no', a.grace ? remaining(a.grace) : '-', a.locks, a.monitors];
+  const row = (a: AddressStatus) => [a.address, a.present ? 'yes' : a.heldBy ? `no (lease: ${a.heldBy})` : 'no', a.draining ? 'yes' : 'no', a.grace ? remaining(a.grace) : '-', a.locks, a.monitors];
   return head.join('\n') + formatTable(['ADDRESS', 'PRESENT', 'DRAINING', 'GRACE', 'LOCKS', 'MONITORS'], s.addresses.map(row));
 }
 
@@ -48,47 +73,46 @@ function watchText(e: WatchEvent): string {
   return `${e.at.slice(11, 23)}  ${e.kind.padEnd(8)}  ${e.message}`;
 }
 
-export function buildProgram(): Command {
-  const program = new Command('lockdropctl')
+export function buildProgram(json = false): Command {
+  const program = withConventions(new Command('lockdropctl'), json)
     .description('Administer a running lockdropd through its control socket (root only).')
-    .showHelpAfterError()
-    .exitOverride();
+    .option('--control <path>', `control socket (default ${DEFAULT_CONTROL}, or $LOCKDROP_CONTROL)`)
+    .option('--config <file>', "lockdropd's configuration file: its control socket (and, for check, its ports)")
+    .option('--json', 'machine-readable output (errors too, on stderr)');
 
-  const cmd = (name: string, description: string): Command =>
-    program
-      .command(name)
-      .description(description)
-      .option('--control <path>', 'control socket', DEFAULT_CONTROL)
-      .option('--json', 'machine-readable output')
-      .exitOverride();
+  /** A subcommand; its action gets the global options merged with its own. */
+  const cmd = (name: string, description: string): Command => program.command(name).description(description);
+  const globals = <T extends object = object>(c: Command): Globals & T => c.optsWithGlobals<Globals & T>();
 
-  cmd('status', 'the daemon, its sources and every server address').action(async (o: Common) => {
-    const s = await request<StatusReport>(o.control, { cmd: 'status' });
-    o.json ? printJson(s) : print(statusText(s));
+  cmd('status', 'the daemon, its sources and every server address').action(async (_o, c: Command) => {
+    const g = globals(c);
+    const s = await request<StatusReport>(controlPath(g), { cmd: 'status' });
+    g.json ? printJson(s) : print(statusText(s));
   });
 
   cmd('locks', 'held locks, optionally of one server address, client or export')
     .option('--ip <address>', 'server address the locks were taken through', ipArg)
     .option('--client <host>', 'client: caller name, address, or name@address')
     .option('--export <path>', 'export path')
-    .action(async (o: Common & { ip?: string; client?: string; export?: string }) => {
-      const locks = await request<LockView[]>(o.control, { cmd: 'locks', ip: o.ip, client: o.client, export: o.export });
-      if (o.json) for (const l of locks) print(JSON.stringify(l));
-      else print(locksText(locks));
+    .action(async (_o, c: Command) => {
+      const o = globals<{ ip?: string; client?: string; export?: string }>(c);
+      const locks = await request<LockView[]>(controlPath(o), { cmd: 'locks', ip: o.ip, client: o.client, export: o.export });
+      o.json ? printListing(locks) : print(locksText(locks));
     });
 
   cmd('drop', 'release locks now: of a server address, a client, or an export')
     .option('--ip <address>', 'every lock taken through this server address', ipArg)
     .option('--client <host>', 'every lock of this client (caller name, address, or name@address)')
     .option('--export <path>', 'every lock on this export')
-    .option('--fsid <n>', 'every lock on the export with this fsid', uintArg)
-    .action(async (o: Common & { ip?: string; client?: string; export?: string; fsid?: number }) => {
+    .option('--fsid <n>', 'every lock on the export with this fsid', nonNegativeInteger)
+    .action(async (_o, c: Command) => {
+      const o = globals<{ ip?: string; client?: string; export?: string; fsid?: number }>(c);
       const given = [o.ip, o.client, o.export, o.fsid].filter((v) => v !== undefined).length;
-      if (given !== 1) throw new ControlError('drop needs exactly one of --ip, --client, --export, --fsid');
-      const r = await request<DropReport>(o.control, { cmd: 'drop', ip: o.ip, client: o.client, export: o.export, fsid: o.fsid });
+      if (given !== 1) throw new UsageError('drop needs exactly one of --ip, --client, --export, --fsid');
+      const r = await request<DropReport>(controlPath(o), { cmd: 'drop', ip: o.ip, client: o.client, export: o.export, fsid: o.fsid });
       o.json
         ? printJson(r)
-        : print(`${r.target}: dropped ${r.locks} locks, ${r.shares} shares and ${r.blocked} blocked requests of ${r.clients} clients in ${r.ms.toFixed(1)} ms (${r.woken} waiters granted)`);
+        : print(`${r.target}: dropped ${plural(r.locks, 'lock')}, ${plural(r.shares, 'share')} and ${plural(r.blocked, 'blocked request')} of ${plural(r.clients, 'client')} in ${r.ms.toFixed(1)} ms (${plural(r.woken, 'waiter')} granted)`);
     });
 
   cmd('grace', 'start or end the grace period of one server address (or of one export, on every address)')
@@ -99,45 +123,77 @@ export function buildProgram(): Command {
     .option('--ip <address>', 'server address', ipArg)
     .option('--export <path>', 'export (its grace covers every address)')
     .option('--seconds <s>', 'length of the grace period (start; default: the configured grace)', positive)
-    .action(async (action: 'start' | 'end', o: Common & { ip?: string; export?: string; seconds?: number }) => {
-      if ((o.ip === undefined) === (o.export === undefined)) throw new ControlError('grace needs exactly one of --ip, --export');
-      const r = await request<GraceReport>(o.control, { cmd: 'grace', action, ip: o.ip, export: o.export, seconds: o.seconds });
+    .action(async (action: 'start' | 'end', _o, c: Command) => {
+      const o = globals<{ ip?: string; export?: string; seconds?: number }>(c);
+      if ((o.ip === undefined) === (o.export === undefined)) throw new UsageError('grace needs exactly one of --ip, --export');
+      const r = await request<GraceReport>(controlPath(o), { cmd: 'grace', action, ip: o.ip, export: o.export, seconds: o.seconds });
       const name = r.scope === 'export' ? `export ${r.target}` : r.target;
       o.json ? printJson(r) : print(r.grace ? `${name}: grace until ${when(r.grace)} (${remaining(r.grace)})` : `${name}: no grace period`);
     });
 
   cmd('monitors', 'client hosts monitored (NSM records), per server address')
     .option('--ip <address>', 'only this server address', ipArg)
-    .action(async (o: Common & { ip?: string }) => {
-      const m = await request<MonitorView[]>(o.control, { cmd: 'monitors', ip: o.ip });
-      if (o.json) printJson(m);
+    .action(async (_o, c: Command) => {
+      const o = globals<{ ip?: string }>(c);
+      const m = await request<MonitorView[]>(controlPath(o), { cmd: 'monitors', ip: o.ip });
+      if (o.json) printListing(m);
       else print(m.length ? formatTable(['SERVER', 'HOST', 'ADDRESS', 'STATE'], m.map((x) => [x.server, x.host, x.address ?? '-', x.state ?? '-'])) : 'no monitored hosts');
     });
 
   cmd('notify', 'send SM_NOTIFY from a server address to every host recorded for it')
     .requiredOption('--ip <address>', 'server address', ipArg)
-    .action(async (o: Common & { ip: string }) => {
-      const r = await request<NotifyReport>(o.control, { cmd: 'notify', ip: o.ip }, 20 * 60_000);
+    .action(async (_o, c: Command) => {
+      const o = globals<{ ip: string }>(c);
+      const r = await request<NotifyReport>(controlPath(o), { cmd: 'notify', ip: o.ip }, 20 * 60_000);
       if (o.json) printJson(r);
-      else print(`${r.address}: notified ${r.notified.length} hosts${r.failed.length ? `; no answer from ${r.failed.join(', ')}` : ''}`);
+      else print(`${r.address}: notified ${plural(r.notified.length, 'host')}${r.failed.length ? `; no answer from ${r.failed.join(', ')}` : ''}`);
       if (r.failed.length) process.exitCode = 1;
     });
 
-  cmd('watch', 'follow address events, drops, grants and grace changes live (Ctrl-C to stop)').action(async (o: Common) => {
+  cmd('reload', 're-read the configuration file and apply it; fails, naming the bad keys, when it is invalid').action(async (_o, c: Command) => {
+    const o = globals(c);
+    const r = await request<ReloadReport>(controlPath(o), { cmd: 'reload' });
+    if (o.json) return printJson(r);
+    print(`configuration reloaded${r.changed.length ? `: ${r.changed.join(', ')}` : ' (no change)'}${r.needsRestart.length ? `; ${r.needsRestart.join(', ')}: at the next start` : ''}`);
+  });
+
+  cmd('check', 'is lockdropd serving? its status, then an NLM NULL call (UDP and TCP) on every address it holds (for cluster monitors)')
+    .option('--ip <address>', 'also require this address to be held and answering', ipArg)
+    .option('--released <address>', 'also require this address to be released: not held, no lock left through it', ipArg)
+    .option('--timeout <s>', 'seconds to wait for each answer (default 2)', positive)
+    .action(async (_o, c: Command) => {
+      const o = globals<{ ip?: string; released?: string; timeout?: number }>(c);
+      const r: CheckReport = await checkDaemon(controlPath(o), { ip: o.ip, released: o.released, timeoutMs: (o.timeout ?? 2) * 1000 });
+      if (o.json) printJson(r);
+      else print(r.ok ? `lockdropd ${r.pid} serves ${r.answered.join(', ')}` : `lockdropd not serving: ${r.problems.join('; ')}`);
+      if (!r.ok) process.exitCode = 1;
+    });
+
+  cmd('watch', 'follow address events, drops, grants and grace changes live (Ctrl-C to stop)').action(async (_o, c: Command) => {
+    const o = globals(c);
     await new Promise<void>((resolve, reject) => {
       let stop: (() => void) | undefined;
+      let stopped = false;
       const onSignal = () => {
+        stopped = true;
         stop?.();
         resolve();
       };
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
-      watch(o.control, (e) => print(o.json ? JSON.stringify(e) : watchText(e)), (err) => (err ? reject(err) : resolve())).then((s) => (stop = s), reject);
+      const onEnd = (err?: Error) => {
+        if (stopped) return resolve();
+        // The daemon went away (or refused us) while we watched: that is a failure of `watch`.
+        reject(err ?? new ControlError('the daemon closed the watch stream (stopped?)'));
+      };
+      watch(controlPath(o), (e) => print(o.json ? JSON.stringify(e) : watchText(e)), onEnd).then((s) => (stop = s), reject);
     });
   });
 
   return program;
 }
 
-export const main = (argv: string[] = process.argv): Promise<number> => runCommand('lockdropctl', buildProgram(), argv);
-
+export const main = (argv: string[] = process.argv): Promise<number> => {
+  const json = wantsJson(argv);
+  return runCommand('lockdropctl', buildProgram(json), argv, json);
+};

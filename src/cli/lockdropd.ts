@@ -1,19 +1,14 @@
 // lockdropd: the daemon. Flags override the config file, which overrides embedded defaults.
 // SIGHUP reloads (address filter, exports, log level, hold-down, …) without dropping a lock;
 // SIGTERM/SIGINT stop gracefully. Exit codes: 0 stopped cleanly, 1 could not start,
-// 78 (EX_CONFIG) invalid configuration.
+// 64 (EX_USAGE) a usage error, 78 (EX_CONFIG) invalid configuration, a bad flag value included.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 import { ConfigError, LOG_LEVELS, SOURCES, loadConfig, type ConfigInput } from '../daemon/config';
 import { Daemon, StartupError } from '../daemon/daemon';
-import { commanderExit, positive } from './args';
+import { Readiness, statusLine, systemdNotify } from '../daemon/readiness';
+import { EX_CONFIG, collectList, commanderExit, nonNegativeInteger, positive, withConventions } from './args';
 
-export const EX_CONFIG = 78;
-
-const int = (name: string) => (v: string): number => {
-  if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-  return Number(v);
-};
 const sourceList = (v: string): string[] => {
   const list = v.split(',').map((s) => s.trim()).filter(Boolean);
   const bad = list.filter((s) => !(SOURCES as readonly string[]).includes(s));
@@ -26,7 +21,7 @@ interface Flags {
   stateDir?: string;
   nlmPort?: number;
   nsmPort?: number;
-  rpcbind?: 'auto' | 'off';
+  rpcbind?: 'auto' | 'off' | 'takeover';
   control?: string;
   grace?: number;
   holdDown?: number;
@@ -40,25 +35,23 @@ interface Flags {
 }
 
 export function buildProgram(): Command {
-  return new Command('lockdropd')
+  return withConventions(new Command('lockdropd'), false)
     .description('NFS lock manager (NLM + NSM) that drops the locks of a floating IP the moment it leaves and runs grace for an arriving IP alone.')
     .option('--config <file>', 'YAML or JSON configuration file (flags override it)')
     .option('--state-dir <dir>', 'NSM records per server address and the instance lock (default /var/lib/lockdrop)')
-    .option('--nlm-port <port>', 'NLM port, 0 = ephemeral (registered with rpcbind)', int('--nlm-port'))
-    .option('--nsm-port <port>', 'statd port, 0 = ephemeral', int('--nsm-port'))
-    .addOption(new Option('--rpcbind <mode>', 'register with the local rpcbind').choices(['auto', 'off']))
+    .option('--nlm-port <port>', 'NLM port, 0 = ephemeral (registered with rpcbind)', nonNegativeInteger)
+    .option('--nsm-port <port>', 'statd port, 0 = ephemeral', nonNegativeInteger)
+    .addOption(new Option('--rpcbind <mode>', 'register with the local rpcbind; auto refuses to start while another live lock manager holds NLM or statd, takeover registers over it').choices(['auto', 'off', 'takeover']))
     .option('--control <path>', 'control socket for lockdropctl (default /run/lockdrop/control.sock)')
     .option('--grace <seconds>', 'grace period of an arriving address (default 90)', positive)
-    .option('--hold-down <ms>', 'ignore a removal undone within this time (default 0)', int('--hold-down'))
+    .option('--hold-down <ms>', 'ignore a removal undone within this time (default 0)', nonNegativeInteger)
     .option('--sources <list>', `address sources, comma-separated (${SOURCES.join(',')})`, sourceList)
     .option('--poll-interval <seconds>', 'seconds between poll snapshots (default 2)', positive)
-    .option('--address <addr...>', 'floating addresses or CIDRs to manage (default: every non-loopback address)')
+    .option('--address <addr>', 'a floating address or CIDR to manage; repeat it or separate with commas (default: every non-loopback address)', collectList)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]))
     .option('--metrics <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
     .option('--replay <file>', 'take address events from a recorded trace (pcap) instead of the live sources')
-    .option('--print-config', 'print the effective configuration as JSON and exit')
-    .showHelpAfterError()
-    .exitOverride();
+    .option('--print-config', 'print the effective configuration as JSON and exit');
 }
 
 /** Flags as config keys: only what was given. */
@@ -81,6 +74,9 @@ function flagsToConfig(f: Flags): Partial<ConfigInput> {
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as Partial<ConfigInput>;
 }
 
+/** How often STATUS= is refreshed for `systemctl status` (sent only when it changed). */
+const STATUS_INTERVAL_MS = 2_000;
+
 function fail(message: string, code: number, log?: Logger): number {
   log?.fatal(message);
   process.stderr.write(`lockdropd: ${message}\n`);
@@ -93,7 +89,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   try {
     program.parse(argv);
   } catch (err) {
-    return commanderExit(err) ?? 2;
+    return commanderExit(err, EX_CONFIG) ?? 1;
   }
   const f = program.opts<Flags>();
   const flags = flagsToConfig(f);
@@ -146,20 +142,28 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   const reload = (): void => {
     if (!daemon) return void log.warn('SIGHUP while starting: ignored');
     try {
-      daemon.reload(loadConfig(f.config, flags));
-    } catch (err) {
-      const e = err as ConfigError;
-      log.error({ problems: e.problems ?? [] }, `reload refused, keeping the running configuration: ${e.message}`);
+      daemon.reloadFromFile();
+    } catch {
+      // logged by the daemon; the running configuration stays
     }
   };
   process.on('SIGHUP', reload);
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  const readiness = new Readiness(systemdNotify(log), log);
   try {
-    daemon = await Daemon.start(cfg, log);
+    daemon = await Daemon.start(cfg, log, { loadConfig: () => loadConfig(f.config, flags), readiness });
   } catch (err) {
-    if (err instanceof StartupError) return fail(err.message, err.badConfig ? EX_CONFIG : 1, log);
+    if (err instanceof StartupError) {
+      readiness.status(`failed to start: ${err.message}`);
+      return fail(err.message, err.badConfig ? EX_CONFIG : 1, log);
+    }
     throw err;
+  }
+  if (readiness.enabled) {
+    // `systemctl status` follows the addresses, locks and graces.
+    const d = daemon;
+    setInterval(() => readiness.status(statusLine(d.status())), STATUS_INTERVAL_MS).unref();
   }
   if (stopRequested) stop(stopRequested);
   return exited;

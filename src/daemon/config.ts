@@ -49,7 +49,8 @@ export const configSchema = z
     /** 0: an ephemeral port, found by clients through rpcbind (as Linux lockd does by default). */
     nlmPort: port.default(0),
     nsmPort: port.default(0),
-    rpcbind: z.enum(['auto', 'off']).default('auto'),
+    /** auto: register, refused while another live lock manager holds NLM or statd; takeover: register over it. */
+    rpcbind: z.enum(['auto', 'off', 'takeover']).default('auto'),
     /** The control socket; its directory is created 0700. */
     control: z.string().min(1).default('/run/lockdrop/control.sock'),
     /** Grace period per arriving address, seconds (nfsd's 90: covers NFSv4 leases of the same server). */
@@ -106,6 +107,11 @@ export const configSchema = z
       .nullable()
       .default(null),
     logLevel: z.enum(LOG_LEVELS).default('info'),
+    /**
+     * Seconds an address's holder lease (in its folder of the state directory) lasts without a
+     * renewal; renewed every third of it. Another node waits that long for a holder that died.
+     */
+    leaseSeconds: z.number().min(1).default(10),
     /** Run from a recorded trace (pcap, LINKTYPE_NETLINK) instead of live sources. */
     replay: z.string().nullable().default(null),
   })

@@ -6,7 +6,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Observable, Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type MonitorView, type NotifyReport, type StatusReport, type WatchEvent } from './protocol';
+import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
 import { peerUid } from './peer';
 
 /** What the daemon answers with; each command maps to one method. */
@@ -18,6 +18,8 @@ export interface ControlHandlers {
   monitors(ip?: string): MonitorView[];
   notify(ip: string): Promise<NotifyReport>;
   watch(): Observable<WatchEvent>;
+  /** Throws an error with `problems` (a ConfigError) when the new file is invalid. */
+  reload(): ReloadReport;
 }
 
 export interface ControlServerOptions {
@@ -165,7 +167,8 @@ export class ControlServer {
       }
       send({ id, ok: true, result: await this.dispatch(req) });
     } catch (err) {
-      send({ id, ok: false, error: (err as Error).message });
+      const problems = (err as { problems?: string[] }).problems;
+      send({ id, ok: false, error: (err as Error).message, ...(problems?.length ? { problems } : {}) });
     }
   }
 
@@ -186,6 +189,8 @@ export class ControlServer {
         return h.monitors(req.ip);
       case 'notify':
         return h.notify(req.ip);
+      case 'reload':
+        return h.reload();
     }
   }
 }

@@ -1,19 +1,20 @@
-// Prometheus metrics (prom-client, own registry) served as text on /metrics. Counters move with
-// the events the parts publish (rpc server events, procedure results, failover drops, address
-// events); gauges are read at scrape time from counts the parts already keep (per-address stats,
-// grace periods): no scrape walks the locks.
+// Prometheus metrics (prom-client, own registry) served as text on /metrics, and /healthz.
+// Counters move with the events the parts publish (rpc server events, procedure results,
+// failover drops, address events, notifications); gauges are read at scrape time from the
+// daemon's status, which the parts keep as counts (per-address stats, grace periods): no scrape
+// walks the locks. Node's and the process's own figures come from prom-client's defaults.
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProgramVersion, Procedure, RpcServerEvent } from '../rpc';
 import { NLM_PROG, NlmProc, statName } from '../nlm/protocol';
+import type { StatusReport } from '../control';
+import { VERSION } from './version';
 
 export type DropTrigger = 'netlink' | 'bpf' | 'poll' | 'replay' | 'admin';
 
-/** Per-scrape figures the daemon reads from the parts' own counts. */
+/** Per-scrape figures: the daemon's status (counts the parts keep), and the real-file locking's. */
 export interface MetricsSnapshot {
-  addresses: Map<string, { locks: number; monitors: number }>;
-  blocked: number;
-  gracePeriods: number;
+  status: StatusReport;
   /** Real-file locking: open descriptions, kernel waits, refusals for the descriptor budget. */
   files: { open: number; waits: number; budgetRefusals: number };
 }
@@ -41,39 +42,43 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
   });
-  private readonly notifications = new Counter({ name: 'lockdrop_notifications_total', help: 'SM_NOTIFY sent to client hosts, by result', labelNames: ['result'], registers: [this.registry] });
+  private readonly notifications = new Counter({ name: 'lockdrop_notifications_total', help: 'SM_NOTIFY sent to client hosts, by server address and result', labelNames: ['address', 'result'], registers: [this.registry] });
   private readonly addressEvents = new Counter({ name: 'lockdrop_address_events_total', help: 'Address transitions, by source and type', labelNames: ['source', 'type'], registers: [this.registry] });
+  private readonly leaseConflicts = new Counter({ name: 'lockdrop_lease_conflicts_total', help: 'An address arrived (or stayed) here while another node held its lease: not served until that lease ends', labelNames: ['address'], registers: [this.registry] });
+  private readonly duplicates = new Counter({ name: 'lockdrop_duplicate_addresses_total', help: 'An arriving IPv4 address another host answered ARP for (RFC 5227 probe)', labelNames: ['address'], registers: [this.registry] });
   private readonly overflows = new Counter({ name: 'lockdrop_source_overflows_total', help: 'Events lost by a source (netlink ENOBUFS and the like), each healed by a re-dump', labelNames: ['source'], registers: [this.registry] });
 
-  constructor(snapshot: () => MetricsSnapshot) {
-    const read = snapshot; // O(addresses): the parts keep these counts
-    new Gauge({
-      name: 'lockdrop_locks',
-      help: 'Locks held, per server address',
-      labelNames: ['server'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [server, a] of read().addresses) this.set({ server }, a.locks);
-      },
-    });
-    new Gauge({
-      name: 'lockdrop_monitors',
-      help: 'Client hosts monitored, per server address',
-      labelNames: ['server'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [server, a] of read().addresses) this.set({ server }, a.monitors);
-      },
-    });
-    new Gauge({
-      name: 'lockdrop_blocked_requests',
-      help: 'Blocking lock requests waiting in queues',
-      registers: [this.registry],
-      collect() {
-        this.set(read().blocked);
-      },
+  /** The daemon's status, read once per scrape for every gauge. */
+  private scraped: MetricsSnapshot | undefined;
+
+  constructor(private readonly snapshot: () => MetricsSnapshot) {
+    collectDefaultMetrics({ register: this.registry });
+    const read = (): MetricsSnapshot => (this.scraped ??= snapshot());
+    new Gauge({ name: 'lockdrop_build_info', help: 'lockdrop version and the Node.js running it (always 1)', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: VERSION, node: process.version }, 1);
+    const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge, s: StatusReport) => void): void => {
+      new Gauge({
+        name, help, labelNames, registers: [this.registry],
+        collect() {
+          this.reset();
+          fill(this, read().status);
+        },
+      });
+    };
+    const perAddress = (name: string, help: string, value: (a: StatusReport['addresses'][number]) => number): void =>
+      gauge(name, help, ['address'], (g, s) => {
+        for (const a of s.addresses) g.set({ address: a.address }, value(a));
+      });
+    perAddress('lockdrop_address_present', 'Whether this node holds the server address now (1) or not (0)', (a) => Number(a.present));
+    perAddress('lockdrop_address_draining', 'Whether the address is draining: its removal was requested, no new locks through it', (a) => Number(a.draining));
+    perAddress('lockdrop_address_grace_end_seconds', "End of the address's grace period (Unix time), 0 when none", (a) => (a.grace ? Date.parse(a.grace) / 1000 : 0));
+    perAddress('lockdrop_locks', 'Locks held, per server address', (a) => a.locks);
+    perAddress('lockdrop_monitors', 'Client hosts monitored, per server address', (a) => a.monitors);
+    gauge('lockdrop_blocked_requests', 'Blocking lock requests waiting in queues', [], (g, s) => g.set(s.blocked));
+    gauge('lockdrop_grace_periods_active', 'Grace periods in force (addresses, exports, global)', [], (g, s) => g.set(s.addresses.filter((a) => a.grace).length + s.exportGraces.length + (s.globalGrace ? 1 : 0)));
+    gauge('lockdrop_ready', 'Whether every address present at start is served (what READY=1 told systemd)', [], (g, s) => g.set(Number(s.ready)));
+    gauge('lockdrop_rpcbind_registered', 'Whether NLM and statd are registered with the local rpcbind, as this daemon', [], (g, s) => g.set(Number(s.rpcbind)));
+    gauge('lockdrop_source_active', 'Whether an address source runs (1) or is off (0)', ['source'], (g, s) => {
+      for (const x of s.sources) g.set({ source: x.name }, Number(x.active));
     });
     new Gauge({
       name: 'lockdrop_open_files',
@@ -100,14 +105,6 @@ export class Metrics {
         this.inc(read().files.budgetRefusals);
       },
     });
-    new Gauge({
-      name: 'lockdrop_grace_periods_active',
-      help: 'Grace periods in force',
-      registers: [this.registry],
-      collect() {
-        this.set(read().gracePeriods);
-      },
-    });
   }
 
   observeRpc(e: RpcServerEvent): void {
@@ -122,13 +119,21 @@ export class Metrics {
     this.dropSeconds.observe({ trigger }, ms / 1000);
   }
 
-  observeNotify(sent: number, failed: number): void {
-    if (sent) this.notifications.inc({ result: 'sent' }, sent);
-    if (failed) this.notifications.inc({ result: 'failed' }, failed);
+  observeNotify(address: string, sent: number, failed: number): void {
+    if (sent) this.notifications.inc({ address, result: 'sent' }, sent);
+    if (failed) this.notifications.inc({ address, result: 'failed' }, failed);
   }
 
   observeAddressEvent(source: string, type: string): void {
     this.addressEvents.inc({ source, type });
+  }
+
+  observeDuplicateAddress(address: string): void {
+    this.duplicates.inc({ address });
+  }
+
+  observeLeaseConflict(address: string): void {
+    this.leaseConflicts.inc({ address });
   }
 
   observeOverflow(source: string): void {
@@ -162,7 +167,12 @@ export class Metrics {
   }
 
   async text(): Promise<string> {
-    return this.registry.metrics();
+    this.scraped = undefined;
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.scraped = undefined;
+    }
   }
 
   /** Serves GET /metrics on "host:port"; resolves with the bound port. */
@@ -171,11 +181,19 @@ export class Metrics {
     const host = hostPort.slice(0, i).replace(/^\[|\]$/g, '');
     const port = Number(hostPort.slice(i + 1));
     const server = createServer((req, res) => {
-      if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
-        res.writeHead(404).end('not found: try /metrics\n');
+      const url = req.url?.split('?')[0];
+      if (req.method === 'GET' && url === '/healthz') {
+        // 200 once serving (ready), 503 while starting; the body says what is off.
+        const s = this.snapshot().status;
+        const body = { status: s.ready ? 'ok' : 'starting', ready: s.ready, rpcbind: s.rpcbind, addresses: s.addresses.filter((a) => a.present).map((a) => a.address), sourcesOff: s.sources.filter((x) => !x.active).map((x) => x.name) };
+        res.writeHead(s.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
         return;
       }
-      this.registry.metrics().then(
+      if (req.method !== 'GET' || url !== '/metrics') {
+        res.writeHead(404).end('not found: try /metrics or /healthz\n');
+        return;
+      }
+      this.text().then(
         (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
         (err: Error) => res.writeHead(500).end(`${err.message}\n`),
       );

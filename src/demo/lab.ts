@@ -15,7 +15,7 @@ export interface LabHost {
   address: string;
   /** The interface facing the bridge, inside the host. */
   nic: string;
-  /** pid of the host's rpcbind: its mount and network namespaces are the host's. */
+  /** pid of the host's rpcbind: its mount, UTS and network namespaces are the host's (its host name is `netns`). */
   anchorPid: number;
 }
 
@@ -57,9 +57,10 @@ export class Lab {
     run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
     run('ip', ['-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
     run('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
-    // rpcbind anchors the host's mount namespace: a private /run holds its socket.
-    const anchor = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c',
-      'mount -t tmpfs lab-run /run && mkdir -p /run/lock /run/rpcbind && exec rpcbind -f -w'], { stdio: 'ignore' });
+    // rpcbind anchors the host's mount and UTS namespaces: a private /run holds its socket, and the
+    // host has a name of its own (lockdropd's instance lock in a shared state directory is per host name).
+    const anchor = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c',
+      `hostname ${netns} && mount -t tmpfs lab-run /run && mkdir -p /run/lock /run/rpcbind && exec rpcbind -f -w`], { stdio: 'ignore' });
     this.children.add(anchor);
     const host: LabHost = { name, netns, address, nic: 'eth0', anchorPid: anchor.pid! };
     for (let i = 0; i < 50; i++) {
@@ -73,12 +74,12 @@ export class Lab {
 
   /** Runs a command on a host (its network and mount namespace) and returns its output. */
   exec(host: LabHost, cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
-    return execFileSync('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '--', cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    return execFileSync('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '-u', '--', cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   }
 
   /** Starts a long-running process on a host; it is killed by dispose(). */
   spawn(host: LabHost, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-    const child = spawn('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '--', cmd, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('nsenter', ['-t', String(host.anchorPid), '-n', '-m', '-u', '--', cmd, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
@@ -184,4 +185,21 @@ export class JsonLines {
   get count(): number { return this.seen.length; }
 
   send(cmd: Json): void { this.child.stdin!.write(`${JSON.stringify(cmd)}\n`); }
+
+  /** Sends a command to a client host (client-host.ts) and waits for its next `event` line. */
+  ask(cmd: Json, event: string, timeoutMs = 20_000): Promise<Json> {
+    const mark = this.count;
+    this.send(cmd);
+    return this.wait(`${event} after ${String(cmd.do)}`, (j) => j.event === event, timeoutMs, mark);
+  }
+}
+
+/** A client host takes `count` locks through `server`: the tally of their statuses. */
+export async function lockMany(c: JsonLines, server: string, count: number): Promise<Record<string, number>> {
+  return (await c.ask({ do: 'lock', server, count }, 'locked')).statuses as Record<string, number>;
+}
+
+/** A client host tries one new lock through `server` at `offset`: its status. */
+export async function tryLock(c: JsonLines, server: string, offset: number): Promise<string> {
+  return (await c.ask({ do: 'try', server, offset }, 'tried')).status as string;
 }

@@ -3,8 +3,13 @@
 import { Subject, filter, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import type { DropCounts, GracePeriod, GraceScope } from '../locks/types';
-import { nowMs, type AddressEvent, type SourceName } from '../watch/types';
-import { decide, type AddressStatus, type FailoverStep } from './decide';
+import { nowMs, type AddressEvent, type AddressPhase, type SourceName } from '../watch/types';
+import { decide, type FailoverStep } from './decide';
+import { dropLine, plural } from './words';
+
+/** Who asked for an address change (the bpf probes see it), as a log field: `pid` alone would be pino's own. */
+const by = (ev: { pid?: number; comm?: string }): { by?: { pid?: number; comm?: string } } => (ev.pid === undefined && ev.comm === undefined ? {} : { by: { pid: ev.pid, comm: ev.comm } });
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
 /** The sockets of one server address (RpcServer). */
 export interface Listeners {
@@ -31,17 +36,23 @@ export interface NotifyOutcome {
   state: number;
 }
 
-/** What failover needs of the status monitor. */
+/** What failover needs of the status monitor and of the lock manager's clients. */
 export interface FailoverMonitors {
   activate(address: string): Promise<{ records: number }>;
   bumpState(address: string): Promise<number>;
   notify(address: string): Promise<NotifyOutcome>;
-  stopMonitoring(address: string): void;
+  /**
+   * The address left (its locks dropped): forget its clients — stop monitoring them (their records
+   * stay for the node taking it over) and forget the GRANTED callbacks pending to them, so a late
+   * callback failure cannot release a lock reclaimed meanwhile.
+   */
+  forgetClients(address: string): void;
   graceEnded(address: string): Promise<number>;
 }
 
 export type FailoverReport =
-  | { type: 'down'; address: string; source: SourceName; pid?: number; comm?: string; counts: DropCounts; ms: number }
+  /** `line`: the drop's one line, as logged here; the daemon's `watch` shows the same. */
+  | { type: 'down'; address: string; source: SourceName; pid?: number; comm?: string; counts: DropCounts; ms: number; line: string }
   | { type: 'up'; address: string; source: SourceName; state: number; monitors: number; graceEndsAt: number | null }
   | { type: 'draining' | 'drain-ended'; address: string; source: SourceName; pid?: number; comm?: string }
   | { type: 'notified'; address: string; state: number; notified: number; failed: string[]; ms: number }
@@ -62,7 +73,8 @@ export interface FailoverOptions {
 const addressScope = (address: string): GraceScope => ({ kind: 'address', address });
 
 export class FailoverController {
-  private readonly known = new Map<string, AddressStatus>();
+  /** The phase failover has applied to each address it has seen. */
+  private readonly applied = new Map<string, AddressPhase>();
   private readonly reports = new Subject<FailoverReport>();
   /** One queue per address: its events apply in order; one address's slow bind never delays another's drop. */
   private readonly queues = new Map<string, Promise<void>>();
@@ -100,8 +112,14 @@ export class FailoverController {
     });
   }
 
-  status(): ReadonlyMap<string, Readonly<AddressStatus>> {
-    return this.known;
+  /** The phase applied to each address seen: 'up' or 'draining' while this node holds it. */
+  status(): ReadonlyMap<string, AddressPhase> {
+    return this.applied;
+  }
+
+  /** Whether this node holds the address: it arrived here (listeners opened) and has not left. */
+  holds(address: string): boolean {
+    return (this.applied.get(address) ?? 'down') !== 'down';
   }
 
   /** `lockdropctl grace start`: (re)starts an address's grace by hand. */
@@ -119,7 +137,7 @@ export class FailoverController {
    * holds (its listeners are open), never for one another node may own.
    */
   async notify(address: string): Promise<NotifyOutcome> {
-    if (!this.known.get(address)?.present) throw new Error(`${address} is not a local server address here: only its holder notifies for it`);
+    if (!this.holds(address)) throw new Error(`${address} is not a local server address here: only its holder notifies for it`);
     return this.track(address);
   }
 
@@ -134,8 +152,8 @@ export class FailoverController {
   }
 
   private async apply(ev: AddressEvent): Promise<void> {
-    const { next, steps } = decide(this.known.get(ev.address), ev);
-    this.known.set(ev.address, next);
+    const { next, steps } = decide(this.applied.get(ev.address), ev);
+    this.applied.set(ev.address, next);
     let counts: DropCounts | undefined;
     let monitors = 0;
     let state = 0;
@@ -150,7 +168,7 @@ export class FailoverController {
             this.reportDrop(ev, counts, nowMs() - ev.at);
             break;
           case 'close-listeners': await this.opts.listeners.removeAddress(ev.address); break;
-          case 'stop-monitoring': this.opts.monitors.stopMonitoring(ev.address); break;
+          case 'forget-clients': this.opts.monitors.forgetClients(ev.address); break;
           case 'start-grace': grace = this.opts.locks.grace.start(addressScope(ev.address), this.opts.graceSeconds()); break;
           case 'open-listeners': await this.bind(ev.address); break;
           case 'load-monitors': monitors = (await this.opts.monitors.activate(ev.address)).records; break;
@@ -161,7 +179,7 @@ export class FailoverController {
               this.opts.locks.grace.end(addressScope(ev.address));
               grace = undefined;
             }
-            this.opts.log?.info({ address: ev.address, source: ev.source, state, monitors, graceEndsAt: grace?.endsAt ?? null }, `${ev.address} arrived: grace ${grace ? `until ${new Date(grace.endsAt).toISOString()}` : 'not needed'}, state ${state}, notifying ${monitors} hosts`);
+            this.opts.log?.info({ address: ev.address, source: ev.source, state, monitors, graceEndsAt: iso(grace?.endsAt) }, `${ev.address} arrived: grace ${grace ? `until ${iso(grace.endsAt)}` : 'not needed'}, state ${state}, notifying ${plural(monitors, 'host')}`);
             this.reports.next({ type: 'up', address: ev.address, source: ev.source, state, monitors, graceEndsAt: grace?.endsAt ?? null });
             if (monitors > 0) void this.track(ev.address);
             break;
@@ -179,19 +197,19 @@ export class FailoverController {
     }
     if (ev.type === 'draining' || ev.type === 'drain-ended') {
       if (steps.length) {
-        this.opts.log?.info({ address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm }, `${ev.address} ${ev.type === 'draining' ? `removal requested${ev.comm ? ` by ${ev.comm}[${ev.pid}]` : ''}: refusing new locks through it` : 'removal did not happen: accepting locks again'}`);
+        this.opts.log?.info({ address: ev.address, source: ev.source, ...by(ev) }, `${ev.address} ${ev.type === 'draining' ? `removal requested${ev.comm ? ` by ${ev.comm}[${ev.pid}]` : ''}: refusing new locks through it` : 'removal did not happen: accepting locks again'}`);
         this.reports.next({ type: ev.type, address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm });
       }
     }
   }
 
   private reportDrop(ev: AddressEvent, counts: DropCounts, ms: number): void {
-    const by = ev.comm ? ` by ${ev.comm}[${ev.pid}]` : '';
+    const line = dropLine({ address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms });
     this.opts.log?.info(
-      { address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, locks: counts.locks, shares: counts.shares, blocked: counts.blocked, clients: counts.clients, woken: counts.woken, ms: Number(ms.toFixed(3)) },
-      `${ev.address} removed${by}: dropped ${counts.locks} locks of ${counts.clients} clients in ${ms.toFixed(1)} ms`,
+      { address: ev.address, source: ev.source, ...by(ev), locks: counts.locks, shares: counts.shares, blocked: counts.blocked, clients: counts.clients, woken: counts.woken, ms: Number(ms.toFixed(3)), measuredFrom: ev.source === 'poll' ? 'detection' : 'removal' },
+      line,
     );
-    this.reports.next({ type: 'down', address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms });
+    this.reports.next({ type: 'down', address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms, line });
   }
 
   private async bind(address: string): Promise<void> {

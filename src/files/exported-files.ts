@@ -11,6 +11,7 @@
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
 import type { KernelHandleResult } from '../exports';
+import { Backoff } from '../net';
 import { E, LOCK_READ, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
 
 /** An export as this part needs it: its path (the export's id) and whether its locks are on the files. */
@@ -25,7 +26,7 @@ export interface ExportedFilesOptions {
   kernelHandle: (fh: Buffer) => KernelHandleResult;
   /** Open file descriptions allowed at once (export roots included). */
   maxOpen: number;
-  /** Retry interval while every kernel wait thread is busy: starts here, doubles up to pollMaxMs. */
+  /** Retry interval while every kernel wait thread is busy: starts here, doubles (jittered) up to pollMaxMs. */
   pollInitialMs?: number;
   pollMaxMs?: number;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -99,6 +100,12 @@ export class ExportedFiles implements FileLocker {
   private maxOpen: number;
   private readonly pollInitialMs: number;
   private readonly pollMaxMs: number;
+  /**
+   * The description validate() opened for a file nobody had open. The table's LOCK, TEST or wait
+   * that follows in the same call takes or uses it instead of opening the file again (a LOCK of a
+   * new file costs one open_by_handle_at, not two); closed at the end of the current job otherwise.
+   */
+  private spare: { fileKey: string; exp: RealExport; d: Description } | undefined;
 
   constructor(private readonly opts: ExportedFilesOptions) {
     this.sys = opts.sys;
@@ -167,6 +174,7 @@ export class ExportedFiles implements FileLocker {
   closeExport(path: string): number {
     const e = this.exports.get(path);
     if (!e) return 0;
+    if (this.spare?.exp === e) this.closeSpare();
     let closed = 0;
     for (const [key, f] of this.files) {
       if (f.exp !== e) continue;
@@ -199,13 +207,18 @@ export class ExportedFiles implements FileLocker {
   // ---- FileLocker ----
 
   validate(fileKey: string, fh: Buffer): LockStatus | undefined {
-    if (this.exports.size === 0 || this.files.has(fileKey)) return undefined;
+    if (this.exports.size === 0 || this.files.has(fileKey) || this.spare?.fileKey === fileKey) return undefined;
     const r = this.resolve(fh);
     if (r.kind === 'memory') return undefined;
     if (r.kind === 'stale') return 'stale_fh';
-    const fd = this.openByHandle(r.exp, r.kh, 'ro');
-    if (fd < 0) return this.refusal(fd);
-    this.closeDescription(fd);
+    this.closeSpare();
+    const d = this.describe(r.exp, r.kh);
+    if (typeof d === 'string') return d;
+    const spare = { fileKey, exp: r.exp, d };
+    this.spare = spare;
+    queueMicrotask(() => {
+      if (this.spare === spare) this.closeSpare();
+    });
     return undefined;
   }
 
@@ -262,6 +275,7 @@ export class ExportedFiles implements FileLocker {
     // The owner's own description leaves its own locks out; without one it holds nothing in the
     // kernel, and another owner's locks were already found not to conflict by the table.
     let fd = f?.owners.get(ownerKey)?.fd ?? (f ? f.owners.values().next().value?.fd : undefined);
+    if (fd === undefined && this.spare?.fileKey === fileKey) fd = this.spare.d.fd;
     let temporary = false;
     if (fd === undefined) {
       const r = this.resolve(fh);
@@ -306,9 +320,9 @@ export class ExportedFiles implements FileLocker {
     return this.poll(fileKey, ownerKey, type, s, len, done);
   }
 
-  /** Every kernel wait thread is busy: try again on a timer, doubling from pollInitialMs to pollMaxMs. */
+  /** Every kernel wait thread is busy: try again on a timer, doubling (jittered) from pollInitialMs to pollMaxMs. */
   private poll(fileKey: string, ownerKey: string, type: typeof LOCK_READ | typeof LOCK_WRITE, s: FlockPos, len: FlockPos, done: (acquired: boolean) => void): () => void {
-    let delay = this.pollInitialMs;
+    const delay = new Backoff({ initialMs: this.pollInitialMs, maxMs: this.pollMaxMs });
     let timer: NodeJS.Timeout | undefined;
     const attempt = (): void => {
       timer = undefined;
@@ -316,10 +330,9 @@ export class ExportedFiles implements FileLocker {
       const rc = d === undefined ? -E.EBADF : this.sys.ofdSetLock(d.fd, type, s, len);
       if (rc === 0) return done(true);
       if (rc !== -E.EAGAIN && rc !== -E.EACCES) return done(false);
-      delay = Math.min(delay * 2, this.pollMaxMs);
-      timer = setTimeout(attempt, delay);
+      timer = setTimeout(attempt, delay.next());
     };
-    timer = setTimeout(attempt, delay);
+    timer = setTimeout(attempt, delay.next());
     return () => {
       if (timer) clearTimeout(timer);
       timer = undefined;
@@ -342,23 +355,45 @@ export class ExportedFiles implements FileLocker {
 
   /** The owner's new description of the file, 'memory' for a file not locked on disk, or the refusal. */
   private openFor(fileKey: string, fh: Buffer, ownerKey: string): Description | 'memory' | LockStatus {
-    const r = this.resolve(fh);
-    if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
+    let exp: RealExport;
+    let d: Description | LockStatus;
+    const spare = this.spare;
+    if (spare?.fileKey === fileKey) {
+      this.spare = undefined;
+      ({ exp, d } = spare);
+    } else {
+      const r = this.resolve(fh);
+      if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
+      exp = r.exp;
+      d = this.describe(exp, r.kh);
+      if (typeof d === 'string') return d;
+    }
+    let f = this.files.get(fileKey);
+    if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
+    f.owners.set(ownerKey, d);
+    return d;
+  }
+
+  /** A new description of the file, read-write where this process may write it, or the refusal. */
+  private describe(exp: RealExport, kh: KernelHandle): Description | LockStatus {
     let readOnlyFs = false;
     let writable = true;
-    let fd = this.openByHandle(r.exp, r.kh, 'rw');
+    let fd = this.openByHandle(exp, kh, 'rw');
     if (fd === -E.EROFS || fd === -E.EACCES || fd === -E.EPERM || fd === -E.ETXTBSY) {
       // A read-only filesystem, or a file this process may not write: shared locks still work.
       readOnlyFs = fd === -E.EROFS;
       writable = false;
-      fd = this.openByHandle(r.exp, r.kh, 'ro');
+      fd = this.openByHandle(exp, kh, 'ro');
     }
     if (fd < 0) return this.refusal(fd);
-    const d: Description = { fd, writable, readOnlyFs };
-    let f = this.files.get(fileKey);
-    if (!f) this.files.set(fileKey, (f = new OpenFile(r.exp)));
-    f.owners.set(ownerKey, d);
-    return d;
+    return { fd, writable, readOnlyFs };
+  }
+
+  private closeSpare(): void {
+    const spare = this.spare;
+    if (spare === undefined) return;
+    this.spare = undefined;
+    this.closeDescription(spare.d.fd);
   }
 
   /** A descriptor of the file, counted against the budget, or a negative errno. */

@@ -70,7 +70,7 @@ export interface NotifyReport {
 }
 
 export interface NotifyOptions {
-  /** How long to keep retransmitting to hosts that do not answer. Default: the Nsm's notifyTimeoutMs. */
+  /** How long to keep retransmitting to hosts that do not answer. Default: the Nsm's settings' notifyTimeoutMs. */
   timeoutMs?: number;
   concurrency?: number;
 }
@@ -86,8 +86,6 @@ export interface NsmOptions {
   store: NsmStore;
   sender?: NsmSender;
   log?: Logger;
-  /** The mon_name an identity calls itself in SM_NOTIFY. Default: the host name for the node's, else the address. */
-  monName?: (identity: string) => string | undefined;
   /**
    * The identity a server address's monitors are filed under. Default: its own. The daemon files
    * every address that never moves (loopback included) under the node's, NODE_IDENTITY.
@@ -95,6 +93,14 @@ export interface NsmOptions {
   identity?: (serverAddress: string) => string;
   /** Resolves an SM_MON mon_name that is not an address. Default: no resolution (STAT_FAIL). */
   resolve?: (hostname: string) => Promise<string | undefined>;
+  /** The settings a reload may change, read at each use (every notify, SM_SIMU_CRASH's included). */
+  config?: () => NsmSettings;
+}
+
+/** What the configuration sets of the status monitor. */
+export interface NsmSettings {
+  /** The mon_name an identity calls itself in SM_NOTIFY. Default: the host name for the node's, else the address. */
+  monNames?: Readonly<Record<string, string>>;
   /** SM_NOTIFY retransmission time. Default 15 min, as sm-notify. */
   notifyTimeoutMs?: number;
   /** Hosts notified at once. Default 1024. */
@@ -170,9 +176,13 @@ export class Nsm {
     this.log = opts.log;
   }
 
+  private settings(): NsmSettings {
+    return this.opts.config?.() ?? {};
+  }
+
   /** The mon_name an identity sends in SM_NOTIFY (the node's: its host name, as sm-notify). */
   monNameOf(identity: string): string {
-    return this.opts.monName?.(identity) ?? (identity === NODE_IDENTITY ? hostname() : identity);
+    return this.settings().monNames?.[identity] ?? (identity === NODE_IDENTITY ? hostname() : identity);
   }
 
   /** The identity a server address's monitors are filed under (see NsmOptions.identity). */
@@ -224,7 +234,7 @@ export class Nsm {
     const next = nextUpState(e.state);
     await this.store.writeState(addr, next);
     e.state = next;
-    this.log?.info({ serverAddress: addr, state: next }, 'nsm: state number bumped');
+    this.log?.info({ address: addr, state: next }, 'nsm: state number bumped');
     return next;
   }
 
@@ -247,7 +257,7 @@ export class Nsm {
       p = this.addMonitor(addr, host.callerName, address, { via }).then(
         () => true,
         (err: Error) => {
-          this.log?.error({ err, serverAddress: addr, host: key }, 'nsm: could not record monitored host');
+          this.log?.error({ err, address: addr, host: key }, 'nsm: could not record monitored host');
           return false;
         },
       ).finally(() => this.monitoring.delete(flight));
@@ -288,7 +298,7 @@ export class Nsm {
     this.entries.delete(addr);
     // A load still under way must not bring the address back once it is done.
     this.activating.delete(addr);
-    this.log?.info({ serverAddress: addr, records: e?.records.size ?? 0 }, 'nsm: stopped monitoring (records kept)');
+    this.log?.info({ address: addr, records: e?.records.size ?? 0 }, 'nsm: stopped monitoring (records kept)');
   }
 
   /**
@@ -307,7 +317,7 @@ export class Nsm {
       forgotten++;
       await this.store.remove(rec);
     })));
-    if (forgotten) this.log?.info({ serverAddress: addr, forgotten }, 'nsm: grace ended, notified hosts that did not come back forgotten');
+    if (forgotten) this.log?.info({ address: addr, forgotten }, 'nsm: grace ended, notified hosts that did not come back forgotten');
     return forgotten;
   }
 
@@ -324,6 +334,7 @@ export class Nsm {
     const e = await this.entry(addr);
     if (e.state === undefined) await this.bumpState(addr);
     const state = e.state!;
+    const settings = this.settings();
     const monName = this.monNameOf(addr);
     e.notifying?.abort();
     const abort = new AbortController();
@@ -335,14 +346,14 @@ export class Nsm {
     }
     const answered = new Set<string>();
     const started = Date.now();
-    this.log?.info({ serverAddress: addr, monName, state, hosts: byAddress.size }, 'nsm: notifying hosts');
+    this.log?.info({ address: addr, monName, state, hosts: byAddress.size }, 'nsm: notifying hosts');
     await sender.notifyHosts({
       // The node's hosts are told from whichever local address routes to them, as sm-notify does.
       from: addr === NODE_IDENTITY ? undefined : addr,
       targets: [...byAddress.keys()].map((address) => ({ address })),
       args: { monName, state },
-      timeoutMs: opts.timeoutMs ?? this.opts.notifyTimeoutMs ?? 15 * 60_000,
-      concurrency: opts.concurrency ?? this.opts.notifyConcurrency ?? 1024,
+      timeoutMs: opts.timeoutMs ?? settings.notifyTimeoutMs ?? 15 * 60_000,
+      concurrency: opts.concurrency ?? settings.notifyConcurrency ?? 1024,
       signal: abort.signal,
       onNotified: (address) => {
         answered.add(address);
@@ -352,8 +363,8 @@ export class Nsm {
     if (e.notifying === abort) e.notifying = undefined;
     const failed = [...byAddress.keys()].filter((a) => !answered.has(a));
     const report: NotifyReport = { serverAddress: addr, monName, state, notified: [...answered], failed, ms: Date.now() - started };
-    if (failed.length) this.log?.warn({ serverAddress: addr, failed }, 'nsm: hosts not reached; their records are kept');
-    this.log?.info({ serverAddress: addr, notified: answered.size, failed: failed.length, ms: report.ms }, 'nsm: notify done');
+    if (failed.length) this.log?.warn({ address: addr, failed }, 'nsm: hosts not reached; their records are kept');
+    this.log?.info({ address: addr, notified: answered.size, failed: failed.length, ms: report.ms }, 'nsm: notify done');
     return report;
   }
 
@@ -391,7 +402,7 @@ export class Nsm {
     for (const [, rs] of hosts) {
       const { monName, address } = rs[0]!;
       const serverAddresses = [...new Set(rs.map((r) => r.serverAddress))];
-      this.log?.info({ monName, notifiedAs: args.monName, address, state: args.state, serverAddresses }, 'nsm: host rebooted');
+      this.log?.info({ monName, notifiedAs: args.monName, client: address, state: args.state, addresses: serverAddresses }, 'nsm: host rebooted');
       this.rebootedSubject.next({ monName, address, state: args.state, serverAddresses });
     }
     for (const r of changed) {
@@ -433,20 +444,20 @@ export class Nsm {
     const { myProg, myProc } = m.monId.myId;
     // As nfs-utils: the callback can only be a lock manager's reboot procedure.
     if (myProg !== SM_MON_PROG || !SM_MON_PROCS.includes(myProc)) {
-      this.log?.warn({ monName: name, myProg, myProc, serverAddress: addr }, 'nsm: SM_MON refused: the callback is not a lock manager\'s');
+      this.log?.warn({ monName: name, myProg, myProc, address: addr }, 'nsm: SM_MON refused: the callback is not a lock manager\'s');
       return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     const address = name.length === 0 || /[\s/]/.test(name) || name.startsWith('.') ? undefined
       : isAddress(name) ? name : await this.opts.resolve?.(name).catch(() => undefined);
     if (!address) {
-      this.log?.warn({ monName: name, serverAddress: addr }, 'nsm: SM_MON for a host with no address');
+      this.log?.warn({ monName: name, address: addr }, 'nsm: SM_MON for a host with no address');
       return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     const cb: MonitorCallback = { ...m.monId.myId, priv: m.priv.toString('hex'), callbackAddress: normaliseAddress(callerAddress) };
     try {
       await this.addMonitor(addr, name, normaliseAddress(address), { callback: cb });
     } catch (err) {
-      this.log?.error({ err, monName: name, serverAddress: addr }, 'nsm: SM_MON record not written');
+      this.log?.error({ err, monName: name, address: addr }, 'nsm: SM_MON record not written');
       return { res: STAT_FAIL, state: await this.upState(addr).catch(() => this.state(addr) ?? 0) };
     }
     return { res: STAT_SUCC, state: await this.upState(addr) };
@@ -502,7 +513,7 @@ export class Nsm {
       e.state = got.state;
     }
     await Promise.all(writes);
-    this.log?.info({ dir, serverAddress: addr, records: got.records.length, state: got.state }, 'nsm: imported nfs-utils records');
+    this.log?.info({ dir, address: addr, records: got.records.length, state: got.state }, 'nsm: imported nfs-utils records');
     return { records: got.records.length, state: got.state, skipped: got.skipped };
   }
 
@@ -526,7 +537,7 @@ export class Nsm {
         const e: AddressEntry = { state: loaded.state, records: new Map(), monitored: new Set(), localVia: new Map(), notified: new Set(), notifying: undefined };
         for (const r of loaded.records) e.records.set(recordKey(r.monName, r.address), r);
         if (this.activating.get(addr) === loading) this.entries.set(addr, e);
-        this.log?.info({ serverAddress: addr, state: e.state, records: e.records.size, skipped: loaded.skipped.length }, 'nsm: address loaded');
+        this.log?.info({ address: addr, state: e.state, records: e.records.size, skipped: loaded.skipped.length }, 'nsm: address loaded');
         return e;
       }).finally(() => {
         if (this.activating.get(addr) === loading) this.activating.delete(addr);

@@ -29,7 +29,7 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
   const { nsm, log } = deps;
   const isLocal = deps.isLocalCaller ?? defaultIsLocalCaller;
   const refuse = (ctx: CallContext, what: string): void =>
-    void log?.warn({ from: ctx.peer.address, port: ctx.peer.port, serverAddress: ctx.local.address }, `nsm: ${what} refused`);
+    void log?.warn({ from: ctx.peer.address, port: ctx.peer.port, address: ctx.local.address }, `nsm: ${what} refused`);
 
   const procedures = new Map<number, Procedure<any, any>>([
     [SM_NULL, { name: 'SM_NULL', decodeArgs: decodeVoid, encodeResult: encodeVoid, handle: () => undefined, idempotent: true } satisfies Procedure<undefined, undefined>],
@@ -88,7 +88,7 @@ export function createNsmProgram(deps: NsmProgramDeps): ProgramVersion {
         const addr = nsm.identityOf(ctx.local.address);
         await nsm.bumpState(addr);
         // Answer now; the notices go on for as long as they need.
-        nsm.notify(addr).catch((err: Error) => log?.warn({ err, serverAddress: addr }, 'nsm: notify after SM_SIMU_CRASH failed'));
+        nsm.notify(addr).catch((err: Error) => log?.warn({ err, address: addr }, 'nsm: notify after SM_SIMU_CRASH failed'));
         return undefined;
       },
     } satisfies Procedure<undefined, undefined>],

@@ -17,7 +17,7 @@ export const PMAP_VERS = 2;
 export const RPCBIND_VERS4 = 4;
 export const PMAPPROC = { NULL: 0, SET: 1, UNSET: 2, GETPORT: 3, DUMP: 4 } as const;
 /** rpcbind v3/v4 use the same numbers for SET, UNSET and GETADDR. */
-export const RPCBPROC = { NULL: 0, SET: 1, UNSET: 2, GETADDR: 3 } as const;
+export const RPCBPROC = { NULL: 0, SET: 1, UNSET: 2, GETADDR: 3, DUMP: 4 } as const;
 export const IPPROTO = { tcp: 6, udp: 17 } as const;
 export const RPCBIND_SOCKET = '/run/rpcbind.sock';
 
@@ -39,6 +39,18 @@ export interface RpcbindOptions {
   host?: string;
   port?: number;
   timeoutMs?: number;
+}
+
+/** One mapping rpcbind holds. */
+export interface RpcbindMapping {
+  prog: number;
+  vers: number;
+  /** udp, tcp, udp6, tcp6, local, ... (portmapper v2 knows only udp and tcp). */
+  netid: string;
+  /** 0 when the address carries no port (a local/unix registration). */
+  port: number;
+  /** rpcbind v4's owner: "superuser", "unknown" or a uid; undefined over portmapper v2. */
+  owner?: string;
 }
 
 export interface RpcbindRegistration {
@@ -66,6 +78,55 @@ export function universalAddress(host: string, port: number): string {
   return `${host}.${port >> 8}.${port & 0xff}`;
 }
 
+const readRpcb = (r: XdrReader): RpcbindMapping => {
+  const prog = r.uint();
+  const vers = r.uint();
+  const netid = r.string(64);
+  const addr = r.string(256);
+  const owner = r.string(256);
+  let port = 0;
+  try {
+    port = portOfUniversalAddress(addr);
+  } catch {
+    // a unix path or an address of another family: no port
+  }
+  return { prog, vers, netid, port, owner };
+};
+
+/** A linked list in XDR (`*next` optional-data), as DUMP answers. */
+const readList = <T>(readItem: (r: XdrReader) => T) => (r: XdrReader): T[] => {
+  const out: T[] = [];
+  for (let i = 0; r.bool(); i++) {
+    if (i >= 65536) throw new RpcError('rpcbind DUMP: more than 65536 mappings');
+    out.push(readItem(r));
+  }
+  return out;
+};
+
+/** Every mapping the local rpcbind holds: rpcbind v4 DUMP over its socket, else portmapper v2 DUMP over UDP. Throws RpcError when none answers. */
+export async function dumpRpcbind(opts: Omit<RpcbindOptions, 'mode' | 'ipv6'> = {}): Promise<{ via: 'unix' | 'udp'; mappings: RpcbindMapping[] }> {
+  const socketPath = opts.socketPath ?? RPCBIND_SOCKET;
+  const timeoutMs = opts.timeoutMs ?? 2_000;
+  if (existsSync(socketPath)) {
+    try {
+      const mappings = await callOnce({ transport: 'unix', path: socketPath, timeoutMs }, PMAP_PROG, RPCBIND_VERS4, RPCBPROC.DUMP, () => undefined, readList(readRpcb));
+      return { via: 'unix', mappings };
+    } catch (err) {
+      if (!(err instanceof RpcError)) throw err;
+      // fall back to the portmapper
+    }
+  }
+  const udp: RpcClientOptions = { transport: 'udp', host: opts.host ?? '127.0.0.1', port: opts.port ?? PMAP_PORT, timeoutMs, retransmitMs: 250 };
+  const mappings = await callOnce(udp, PMAP_PROG, PMAP_VERS, PMAPPROC.DUMP, () => undefined, readList((r) => {
+    const prog = r.uint();
+    const vers = r.uint();
+    const prot = r.uint();
+    const port = r.uint();
+    return { prog, vers, netid: prot === IPPROTO.tcp ? 'tcp' : prot === IPPROTO.udp ? 'udp' : String(prot), port };
+  }));
+  return { via: 'udp', mappings };
+}
+
 /** Registers entries with the local rpcbind; 'auto' reports (never throws) when no rpcbind answers. */
 export async function registerWithRpcbind(entries: readonly RpcbindEntry[], opts: RpcbindOptions): Promise<RpcbindRegistration> {
   const none = async (): Promise<void> => undefined;
@@ -77,7 +138,7 @@ export async function registerWithRpcbind(entries: readonly RpcbindEntry[], opts
 
   if (existsSync(socketPath)) {
     const client = new RpcClient({ transport: 'unix', path: socketPath, timeoutMs });
-    const set: { prog: number; vers: number; netid: string }[] = [];
+    const set: { prog: number; vers: number; netid: string; port: number }[] = [];
     try {
       // Clear stale registrations of ours first: rpcbind refuses SET over an existing mapping.
       for (const v of versions) await client.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.UNSET, writeRpcb(v.prog, v.vers, '', ''), readBool);
@@ -86,7 +147,7 @@ export async function registerWithRpcbind(entries: readonly RpcbindEntry[], opts
         if (opts.ipv6) families.push([`${e.protocol}6`, universalAddress('::', e.port)]);
         for (const [netid, addr] of families) {
           const ok = await client.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.SET, writeRpcb(e.prog, e.vers, netid, addr), readBool);
-          if (ok) set.push({ prog: e.prog, vers: e.vers, netid });
+          if (ok) set.push({ prog: e.prog, vers: e.vers, netid, port: e.port });
           else failures.push(`SET ${e.prog}/${e.vers}/${netid} refused`);
         }
       }
@@ -98,7 +159,10 @@ export async function registerWithRpcbind(entries: readonly RpcbindEntry[], opts
         unregister: async () => {
           const c = new RpcClient({ transport: 'unix', path: socketPath, timeoutMs });
           try {
-            for (const s of set) await c.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.UNSET, writeRpcb(s.prog, s.vers, s.netid, ''), readBool);
+            // Only what still points at us: another service may have registered since.
+            const now = await c.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.DUMP, () => undefined, readList(readRpcb));
+            const ours = (s: { prog: number; vers: number; netid: string; port: number }) => now.some((m) => m.prog === s.prog && m.vers === s.vers && m.netid === s.netid && m.port === s.port);
+            for (const s of set.filter(ours)) await c.call(PMAP_PROG, RPCBIND_VERS4, RPCBPROC.UNSET, writeRpcb(s.prog, s.vers, s.netid, ''), readBool);
           } catch {
             // rpcbind went away: nothing left to unregister from.
           } finally {
@@ -128,7 +192,10 @@ export async function registerWithRpcbind(entries: readonly RpcbindEntry[], opts
       unregister: async () => {
         const c = new RpcClient(udp);
         try {
-          for (const v of versions) await c.call(PMAP_PROG, PMAP_VERS, PMAPPROC.UNSET, writeMapping(v), readBool);
+          // Portmapper v2 UNSET removes a version on every protocol: only when all of it still points at us.
+          const now = await c.call(PMAP_PROG, PMAP_VERS, PMAPPROC.DUMP, () => undefined, readList((r) => ({ prog: r.uint(), vers: r.uint(), prot: r.uint(), port: r.uint() })));
+          const ours = (v: RpcbindEntry) => now.filter((m) => m.prog === v.prog && m.vers === v.vers).every((m) => set.some((e) => e.prog === m.prog && e.vers === m.vers && IPPROTO[e.protocol] === m.prot && e.port === m.port));
+          for (const v of versions.filter(ours)) await c.call(PMAP_PROG, PMAP_VERS, PMAPPROC.UNSET, writeMapping(v), readBool);
         } catch {
           // rpcbind went away: nothing left to unregister from.
         } finally {

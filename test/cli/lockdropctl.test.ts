@@ -6,11 +6,20 @@ import { chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import type { LockView, StatusReport } from '../../src/daemon/protocol';
-import { requireNamespaceRoot, sh, uniqueName } from '../support/netns';
-import { LOCKDROPCTL, ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
+import type { LockView, StatusReport } from '../../src/control';
+import { requireNamespaceRoot, sh, testInterface, uniqueName } from '../support/netns';
+import { LOCKDROPCTL, ensureBuilt, listing, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 
 const fh = (fsid: number, ino: number) => Buffer.from(`01000101${Buffer.from(Uint32Array.of(fsid).buffer).toString('hex')}${Buffer.from(Uint32Array.of(ino, 1).buffer).toString('hex')}`, 'hex');
+
+/** Polls `check` every 50 ms until it holds (at most 10 s). */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting until ${what}`);
+}
 
 /** Sends raw lines on the control socket and collects reply lines until `count` arrive or it closes. */
 function raw(control: string, payload: string, count: number): Promise<Record<string, unknown>[]> {
@@ -97,12 +106,29 @@ describe('cli: lockdropctl and the control socket', function () {
   });
 
   it('monitors: the hosts monitored through each server address', () => {
-    const m = JSON.parse(d.ctl(['monitors', '--json']).stdout) as { server: string; host: string }[];
+    // A listing is one JSON object per line, as `locks --json`.
+    const m = listing<{ server: string; host: string }>(d.ctl(['monitors', '--json']).stdout);
     assert.deepEqual(m.map((x) => `${x.host} via ${x.server}`).sort(), ['alpha via 127.0.0.1', 'beta via 127.0.0.1']);
     assert.match(d.ctl(['monitors', '--ip', '127.0.0.1']).stdout, /SERVER\s+HOST\s+ADDRESS\s+STATE/);
   });
 
-  it('grace start/end for one address', async () => {
+  it('grace start/end for one address this node holds; refused for one it does not hold or manage', async () => {
+    const nic = testInterface(['10.1.2.3']);
+    try {
+      await until(() => (JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport).addresses.some((x) => x.address === '10.1.2.3' && x.present), 'the poll source sees 10.1.2.3');
+      await graceForOneAddress();
+    } finally {
+      nic.dispose();
+    }
+    const elsewhere = d.ctl(['grace', 'start', '--ip', '10.1.2.9']);
+    assert.equal(elsewhere.code, 1);
+    assert.match(elsewhere.stderr, /10\.1\.2\.9 is not held by this node/);
+    assert.match(d.ctl(['grace', 'start', '--ip', '127.0.0.1']).stderr, /127\.0\.0\.1 is not an address lockdrop manages here/);
+    assert.match(d.ctl(['drop', '--ip', '10.1.2.9']).stderr, /10\.1\.2\.9 is not held by this node and no lock was taken through it/);
+    assert.match(d.ctl(['drop', '--ip', '127.0.0.2']).stderr, /127\.0\.0\.2 is not an address lockdrop manages here and no lock was taken through it/);
+  });
+
+  async function graceForOneAddress(): Promise<void> {
     const started = JSON.parse(d.ctl(['grace', 'start', '--ip', '10.1.2.3', '--seconds', '20', '--json']).stdout) as { target: string; scope: string; grace: string };
     assert.deepEqual([started.target, started.scope], ['10.1.2.3', 'address']);
     assert.ok(Date.parse(started.grace) - Date.now() > 15_000);
@@ -111,7 +137,7 @@ describe('cli: lockdropctl and the control socket', function () {
     assert.match(d.ctl(['grace', 'end', '--ip', '10.1.2.3']).stdout, /10\.1\.2\.3: no grace period/);
     assert.notEqual(d.ctl(['grace', 'pause', '--ip', '10.1.2.3']).code, 0);
     assert.match(d.ctl(['grace', 'start']).stderr, /exactly one of --ip, --export/);
-  });
+  }
 
   it('grace start/end for one export: non-reclaims on it are refused on every address, others not', async () => {
     assert.match(d.ctl(['grace', 'start', '--export', '/srv/b', '--seconds', '20']).stdout, /export \/srv\/b: grace until/);

@@ -119,9 +119,14 @@ describe('daemon: lifecycle of lockdropd', function () {
     const d = start([], { config: 'grace: [1, 2\n' });
     assert.equal(await d.exited, 78);
     assert.match(d.stderr, /not valid YAML/);
+    // A bad flag value is bad configuration too: 78, which the unit does not restart on.
     const f = start(['--nlm-port', 'lots']);
-    assert.notEqual(await f.exited, 0);
-    assert.match(f.stderr, /--nlm-port must be a non-negative integer/);
+    assert.equal(await f.exited, 78);
+    assert.match(f.stderr, /--nlm-port <port>' argument 'lots' is invalid. "lots" is not a non-negative integer/);
+    // A usage error (unknown flag, missing value) is 64.
+    const u = start(['--colour', 'blue']);
+    assert.equal(await u.exited, 64);
+    assert.match(u.stderr, /unknown option '--colour'/);
   });
 
   it('says so clearly when its port is taken', async () => {

@@ -1,6 +1,7 @@
 // /metrics: valid Prometheus text, and the counters move with real traffic: NLM requests,
 // locks per server address, an address removed (drop with its trigger and latency), an
-// operator's drop, address events by source.
+// operator's drop, address events by source; per-address, rpcbind and source gauges, build
+// info, Node's own metrics; /healthz. And the drop's log line: no field of pino's own taken.
 import assert from 'node:assert/strict';
 import { NlmClient } from '../../src/nlm';
 import { addonStatus } from '../../src/addon';
@@ -43,8 +44,9 @@ function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, 
         pos = re.lastIndex;
       }
     }
-    const value = m[4] === '+Inf' ? Infinity : m[4] === '-Inf' ? -Infinity : Number(m[4]);
-    assert.ok(!Number.isNaN(value) || m[4] === 'NaN', `line ${i + 1}: bad value ${m[4]}`);
+    // Prometheus reads values with Go's ParseFloat: NaN and Inf in any case (prom-client writes "Nan").
+    const value = /^\+?inf$/i.test(m[4]!) ? Infinity : /^-inf$/i.test(m[4]!) ? -Infinity : Number(m[4]);
+    assert.ok(!Number.isNaN(value) || /^nan$/i.test(m[4]!), `line ${i + 1}: bad value ${m[4]}`);
     const family = m[1]!.replace(/_(bucket|sum|count)$/, '');
     assert.ok(types.has(m[1]!) || types.has(family), `line ${i + 1}: ${m[1]} has no TYPE`);
     samples.push({ name: m[1]!, labels, value });
@@ -77,7 +79,7 @@ describe('daemon: /metrics', function () {
     ip('link', 'set', b, 'up');
     ip('addr', 'add', `${VIP}/32`, 'dev', a);
     iface = { name: a, dispose: () => void sh('ip', ['link', 'del', a], { allowFail: true }) };
-    const sources = addonStatus().available ? 'netlink,poll' : 'poll';
+    const sources = addonStatus().available ? 'netlink,bpf,poll' : 'poll';
     d = spawnDaemon(['--metrics', '127.0.0.1:0', '--sources', sources, '--address', '10.77.0.0/16']);
     const started = await d.started();
     url = `http://127.0.0.1:${started.metricsPort}/metrics`;
@@ -104,9 +106,31 @@ describe('daemon: /metrics', function () {
       lockdrop_notifications_total: 'counter',
       lockdrop_address_events_total: 'counter',
       lockdrop_source_overflows_total: 'counter',
+      lockdrop_build_info: 'gauge',
+      lockdrop_ready: 'gauge',
+      lockdrop_address_present: 'gauge',
+      lockdrop_address_draining: 'gauge',
+      lockdrop_address_grace_end_seconds: 'gauge',
+      lockdrop_rpcbind_registered: 'gauge',
+      lockdrop_source_active: 'gauge',
+      process_cpu_user_seconds_total: 'counter',
+      process_resident_memory_bytes: 'gauge',
+      nodejs_eventloop_lag_seconds: 'gauge',
+      nodejs_heap_size_used_bytes: 'gauge',
     })) assert.equal(types.get(name), type, name);
+    const { samples } = await scrape();
+    const build = samples.find((x) => x.name === 'lockdrop_build_info');
+    assert.deepEqual([build?.labels.version, build?.labels.node, build?.value], [(require('../../package.json') as { version: string }).version, process.version, 1]);
+    assert.equal(value(samples, 'lockdrop_ready'), 1);
+    assert.equal(value(samples, 'lockdrop_address_present', { address: VIP }), 1);
+    assert.equal(value(samples, 'lockdrop_address_draining', { address: VIP }), 0);
+    assert.equal(value(samples, 'lockdrop_rpcbind_registered'), 0, 'the harness runs with --rpcbind off');
+    assert.equal(value(samples, 'lockdrop_source_active', { source: 'poll' }), 1);
     const res = await fetch(url.replace('/metrics', '/other'));
     assert.equal(res.status, 404);
+    const health = await fetch(url.replace('/metrics', '/healthz'));
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: 'ok', ready: true, rpcbind: false, addresses: [VIP], sourcesOff: [] });
   });
 
   it('counters move with the traffic: requests, locks per address, drops by trigger', async () => {
@@ -121,22 +145,28 @@ describe('daemon: /metrics', function () {
       assert.equal(value(mid, 'lockdrop_nlm_requests_total', { procedure: 'LOCK', status: 'granted' }) - value(before, 'lockdrop_nlm_requests_total', { procedure: 'LOCK', status: 'granted' }), 3);
       assert.equal(value(mid, 'lockdrop_nlm_requests_total', { procedure: 'LOCK', status: 'denied' }), 1);
       assert.ok(value(mid, 'lockdrop_rpc_calls_total', { program: 'nlm', procedure: 'LOCK', status: 'SUCCESS', transport: 'tcp' }) >= 4);
-      assert.equal(value(mid, 'lockdrop_locks', { server: VIP }), 3);
-      assert.equal(value(mid, 'lockdrop_monitors', { server: VIP }), 1);
+      assert.equal(value(mid, 'lockdrop_locks', { address: VIP }), 3);
+      assert.equal(value(mid, 'lockdrop_monitors', { address: VIP }), 1);
 
       // The address leaves: its locks are dropped, counted under the source that saw it first.
       ip('addr', 'del', `${VIP}/32`, 'dev', iface!.name);
       const gone = await d.waitLog((l) => l.address === VIP && / removed/.test(l.msg));
+      // The line keeps pino's pid (the daemon's); who removed the address, when the probes saw it, is `by`.
+      assert.equal(gone.pid, d.child.pid);
+      if (gone.by !== undefined) assert.equal((gone.by as { comm: string }).comm, 'ip');
+      assert.match(String(gone.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      assert.match(gone.msg, /dropped 3 locks of 1 client (in|[\d.]+ ms after the poll detected it)/);
       const after = (await scrape()).samples;
       const trigger = String(gone.source);
       assert.equal(value(after, 'lockdrop_drops_total', { trigger }), 1);
       assert.equal(value(after, 'lockdrop_dropped_locks_total', { trigger }), 3);
       assert.equal(value(after, 'lockdrop_drop_duration_seconds_count', { trigger }), 1);
-      assert.equal(value(after, 'lockdrop_locks', { server: VIP }), 0);
+      assert.equal(value(after, 'lockdrop_locks', { address: VIP }), 0);
+      assert.equal(value(after, 'lockdrop_address_present', { address: VIP }), 0);
       assert.ok(value(after, 'lockdrop_address_events_total', { type: 'down', source: trigger }) >= 1);
 
       // The operator drops: trigger admin.
-      d.ctl(['drop', '--ip', '127.0.0.1']);
+      assert.equal(d.ctl(['drop', '--client', 'nobody']).code, 0);
       assert.equal(value((await scrape()).samples, 'lockdrop_drops_total', { trigger: 'admin' }), 1);
     } finally {
       await c.close();

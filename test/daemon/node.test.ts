@@ -12,10 +12,10 @@ import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
 import { decodeSmStatRes, encodeMon, encodeSmName, NSM_PROGRAM, NSM_VERSION, SM_MON, SM_STAT, STAT_SUCC } from '../../src/nsm';
 import { RpcClient } from '../../src/rpc';
-import type { LockView, MonitorView, StatusReport } from '../../src/daemon/protocol';
+import type { LockView, MonitorView, StatusReport } from '../../src/control';
 import { hasCommand, ip, requireNamespaceRoot, sh, testInterface, vethNamespace, type Netns } from '../support/netns';
 import { nfsUtilsDir, spawnIsolated, waitFor } from '../nsm/support';
-import { ensureBuilt, spawnDaemon, type DaemonProcess } from './harness';
+import { ensureBuilt, listing, spawnDaemon, type DaemonProcess } from './harness';
 
 const OWN = '10.178.0.1'; // this node's own address (not floating), on a veth to the peer
 const PEER = '10.178.0.2'; // an NFS server this node's kernel lockd locks with: it runs rpc.statd
@@ -87,9 +87,9 @@ describe('daemon: the node\'s own addresses and identity', function () {
     const myId = { myName: '127.0.0.1', myProg: 100021, myVers: 4, myProc: 16 };
     const res = await nsmCall<{ res: number; state: number }>('127.0.0.1', SM_MON, (w) => encodeMon(w, { monId: { monName: 'nfs-server.test', myId }, priv: Buffer.alloc(16, 1) }), decodeSmStatRes);
     assert.equal(res.res, STAT_SUCC);
-    const monitors = JSON.parse(d.ctl(['monitors', '--json']).stdout) as MonitorView[];
+    const monitors = listing<MonitorView>(d.ctl(['monitors', '--json']).stdout);
     assert.deepEqual(monitors.filter((m) => m.host === 'nfs-server.test').map((m) => [m.server, m.address]), [['127.0.0.1', PEER]]);
-    const viaOwnAddress = JSON.parse(d.ctl(['monitors', '--ip', OWN, '--json']).stdout) as MonitorView[];
+    const viaOwnAddress = listing<MonitorView>(d.ctl(['monitors', '--ip', OWN, '--json']).stdout);
     assert.deepEqual(viaOwnAddress.map((m) => m.host).sort(), ['local-app', 'nfs-server.test'], 'an own address shows the node\'s records');
     const viaOwn = await nsmCall<{ state: number }>(OWN, SM_STAT, (w) => encodeSmName(w, 'x'), decodeSmStatRes);
     assert.equal(viaOwn.state, res.state, 'the node\'s own addresses share its state number');

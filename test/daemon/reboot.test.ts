@@ -5,10 +5,10 @@ import { NlmClient } from '../../src/nlm';
 import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, encodeStatChge } from '../../src/nsm';
 import { RpcClient } from '../../src/rpc';
 import { XdrWriter } from '../../src/xdr';
-import type { LockView } from '../../src/daemon/protocol';
+import type { LockView } from '../../src/control';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ip, requireNamespaceRoot, sh, startRpcbind, uniqueName } from '../support/netns';
-import { ensureBuilt, spawnDaemon, type DaemonProcess } from './harness';
+import { ensureBuilt, listing, spawnDaemon, type DaemonProcess } from './harness';
 
 describe('daemon: a client reboot releases its locks', function () {
   this.timeout(60_000);
@@ -68,7 +68,7 @@ describe('daemon: a client reboot releases its locks', function () {
       await d.waitLog((l) => /host-b@127\.0\.0\.1 rebooted/.test(l.msg));
       assert.deepEqual(holders(), []);
       // Handled: nothing needs their records any more.
-      assert.deepEqual(JSON.parse(d.ctl(['monitors', '--json']).stdout), []);
+      assert.deepEqual(listing(d.ctl(['monitors', '--json']).stdout), []);
       // host-b locks again; a late copy of its notice (the same state) is stale and releases nothing.
       assert.equal((await b.lock({ fh, svid: 2, exclusive: true, offset: 10n, length: 10n })).status, 'granted');
       await notify('host-b', 5);

@@ -1,7 +1,8 @@
 // The control socket's protocol: newline-delimited JSON. A request is one object per line with an
 // optional `id` echoed in the reply; a reply is {id, ok: true, result} or {id, ok: false, error}.
 // `watch` answers with {id, ok: true, result: "watching"} and then {id, event} lines until the
-// client closes. Shared by the daemon (server) and lockdropctl (client).
+// client closes. Shared by the daemon (server, src/daemon/control.ts) and lockdropctl (client,
+// src/cli/client.ts), each through this folder's index.
 import { z } from 'zod';
 import { isAddress } from '../net';
 
@@ -22,6 +23,8 @@ export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('monitors'), ip: ip.optional() }),
   z.object({ cmd: z.literal('notify'), ip }),
   z.object({ cmd: z.literal('watch') }),
+  /** Re-reads the configuration file; answered once applied, or with the problems of the new file. */
+  z.object({ cmd: z.literal('reload') }),
 ]);
 
 export type ControlRequest = z.infer<typeof requestSchema>;
@@ -57,6 +60,8 @@ export interface AddressStatus {
   grace: string | null;
   locks: number;
   monitors: number;
+  /** Another node whose live lease keeps this node from serving the address (split brain), or null. */
+  heldBy: string | null;
 }
 
 export interface SourceStatus {
@@ -70,6 +75,8 @@ export interface StatusReport {
   pid: number;
   version: string;
   startedAt: string;
+  /** Every address present at start is served (listeners, arrival, rpcbind): what READY=1 tells systemd. */
+  ready: boolean;
   nlmPort: number;
   nsmPort: number;
   rpcbind: boolean;
@@ -127,6 +134,22 @@ export interface GraceReport {
   grace: string | null;
 }
 
+export interface ReloadReport {
+  /** Keys whose value changed. */
+  changed: string[];
+  /** Changed keys that only a restart applies (ports, state directory, sources). */
+  needsRestart: string[];
+}
+
+/** `lockdropctl check`: the daemon answers, is ready, and NLM and statd answer NULL on every held address. */
+export interface CheckReport {
+  ok: boolean;
+  pid: number | null;
+  /** Addresses where every NULL call was answered. */
+  answered: string[];
+  problems: string[];
+}
+
 /** One line of `watch`. */
 export interface WatchEvent {
   at: string;
@@ -136,7 +159,8 @@ export interface WatchEvent {
   [field: string]: unknown;
 }
 
-export type ControlReply = { id: unknown; ok: true; result: unknown } | { id: unknown; ok: false; error: string } | { id: unknown; event: WatchEvent };
+/** An error reply; `problems` lists a refused configuration's bad keys, one `key: why` each. */
+export type ControlReply = { id: unknown; ok: true; result: unknown } | { id: unknown; ok: false; error: string; problems?: string[] } | { id: unknown; event: WatchEvent };
 
 /** The longest request line accepted; beyond it the connection is closed. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
