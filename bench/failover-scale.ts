@@ -27,8 +27,9 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
 import { NlmClient, type LockSpec } from '../src/nlm';
-import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, SM_NULL, decodeStatChge, decodeVoid, encodeVoid, type StatChge } from '../src/nsm';
-import { RpcServer, registerWithRpcbind, type Procedure, type TransportKind } from '../src/rpc';
+import { startClientStatd } from '../src/demo/client-statd';
+import type { StatChge } from '../src/nsm';
+import type { TransportKind } from '../src/rpc';
 import type { StatusReport } from '../src/control';
 
 type Json = Record<string, any>;
@@ -106,37 +107,18 @@ async function runHosts(cfg: HostsConfig): Promise<void> {
     }
   };
 
-  const notify: Procedure<StatChge, undefined> = {
-    name: 'SM_NOTIFY', decodeArgs: decodeStatChge, encodeResult: encodeVoid,
-    handle: (args, ctx) => {
-      const h = byAddress.get(ctx.local.address);
-      // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
-      if (h && h.state !== args.state) {
-        h.state = args.state;
-        h.notifiedAt = now();
-        h.granted = 0;
-        h.refused = {};
-        h.doneAt = 0;
-        reclaiming++;
-        void reclaim(h, args).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
-      }
-      return undefined;
-    },
-  };
-  const statd = new RpcServer();
-  statd.register({
-    prog: NSM_PROGRAM, vers: NSM_VERSION,
-    procedures: new Map<number, Procedure<any, any>>([
-      [SM_NULL, { name: 'SM_NULL', decodeArgs: decodeVoid, encodeResult: encodeVoid, handle: () => undefined, idempotent: true }],
-      [SM_NOTIFY, notify],
-    ]),
+  // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
+  const statd = await startClientStatd(cfg.addresses, (notice, ctx) => {
+    const h = byAddress.get(ctx.local.address);
+    if (!h || h.state === notice.state) return;
+    h.state = notice.state;
+    h.notifiedAt = now();
+    h.granted = 0;
+    h.refused = {};
+    h.doneAt = 0;
+    reclaiming++;
+    void reclaim(h, notice).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
   });
-  statd.listen({ port: 0 });
-  for (const h of hosts) await statd.addAddress(h.address);
-  await registerWithRpcbind(
-    (['udp', 'tcp'] as const).map((protocol) => ({ prog: NSM_PROGRAM, vers: NSM_VERSION, protocol, port: statd.port })),
-    { mode: 'auto' },
-  );
   say('ready', { hosts: hosts.length });
 
   for await (const line of createInterface({ input: process.stdin })) {
@@ -302,13 +284,14 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       for (const [k, v] of Object.entries(j.statuses as Record<string, number>)) acc[k] = (acc[k] ?? 0) + v;
       return acc;
     }, {});
-    const held = (node: { host: LabHost; control: string }, address: string): number =>
-      lab.ctl<StatusReport>(node.host, node.control, ['status']).addresses.find((x) => x.address === address)?.locks ?? 0;
+    const at = (node: { host: LabHost; control: string }, address: string) =>
+      lab.ctl<StatusReport>(node.host, node.control, ['status']).addresses.find((x) => x.address === address);
+    const held = (node: { host: LabHost; control: string }, address: string): number => at(node, address)?.locks ?? 0;
     log(`${o.hosts} hosts took ${JSON.stringify(lockStatuses)} through ${VIP} on a in ${f1((now() - tLock) / 1000)} s; a holds ${held(A, VIP)}`);
     if ((lockStatuses.granted ?? 0) !== o.locks || held(A, VIP) !== o.locks) throw new Error('not every lock was granted on a');
     // Every host is monitored (a's records, in the shared folder) before the address moves.
     for (let i = 0; ; i++) {
-      const n = lab.ctl<unknown[]>(A.host, A.control, ['monitors', '--ip', VIP]).length;
+      const n = at(A, VIP)?.monitors ?? 0;
       if (n >= o.hosts) break;
       if (i > 100) throw new Error(`a monitors only ${n} hosts`);
       await sleep(100);
@@ -335,7 +318,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
 
     const drop = await A.log.wait('the drop on a', (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 10_000, aMark);
     const arrived = await B.log.wait('the arrival on b', (j) => j.address === VIP && typeof j.monitors === 'number', 10_000, bMark);
-    const notifyDone = await B.log.wait('the notify run on b', (j) => j.serverAddress === VIP && typeof j.notified === 'number', 60_000, bMark);
+    const notifyDone = await B.log.wait('the notify run on b', (j) => j.address === VIP && typeof j.notified === 'number', 60_000, bMark);
     const hosts = reclaimed.flatMap((j) => j.hosts as { notifiedAt: number; doneAt: number; granted: number; refused: Record<string, number> }[]);
     const granted = hosts.reduce((n, h) => n + h.granted, 0);
     const refused = hosts.reduce<Record<string, number>>((acc, h) => {
