@@ -4,7 +4,7 @@
 // is reclaimed on B, and what a client of another address on B sees meanwhile (any grace reply?
 // how much added latency?).
 //
-//   npx tsx bench/failover-scale.ts [--hosts 1000] [--locks 100000] [--namespaces 4] [--transport tcp|udp] [--runs 1] [--window 1] [--profile DIR]
+//   npx tsx bench/failover-scale.ts [--hosts 1000] [--locks 100000] [--namespaces 4] [--transport tcp|udp] [--runs 1] [--window 1] [--gap 0] [--profile DIR]
 //
 // Run as root after `npm run build` (the nodes run bin/lockdropd, i.e. dist/). The lab is
 // src/demo's: one bridge, one namespace per machine with its own rpcbind:
@@ -39,7 +39,9 @@ const STAY = '10.77.0.101';
 const REPO = path.resolve(__dirname, '..');
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable across the lab's processes. */
 const now = (): number => performance.timeOrigin + performance.now();
-const say = (event: string, fields: Json = {}): void => void process.stdout.write(`${JSON.stringify({ event, at: now(), ...fields })}\n`);
+/** One JSON line out; resolves once written (a pipe takes big lines asynchronously, and exit would cut them). */
+const say = (event: string, fields: Json = {}): Promise<void> =>
+  new Promise((resolve) => void process.stdout.write(`${JSON.stringify({ event, at: now(), ...fields })}\n`, () => resolve()));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ---- a client namespace: many hosts in one process ----
@@ -101,7 +103,7 @@ async function runHosts(cfg: HostsConfig): Promise<void> {
     }));
     h.doneAt = now();
     if (--reclaiming === 0 && hosts.every((x) => x.doneAt > 0)) {
-      say('reclaimed', {
+      void say('reclaimed', {
         hosts: hosts.map((x) => ({ name: x.name, notifiedAt: x.notifiedAt, doneAt: x.doneAt, granted: x.granted, refused: x.refused })),
       });
     }
@@ -119,7 +121,7 @@ async function runHosts(cfg: HostsConfig): Promise<void> {
     reclaiming++;
     void reclaim(h, notice).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
   });
-  say('ready', { hosts: hosts.length });
+  void say('ready', { hosts: hosts.length });
 
   for await (const line of createInterface({ input: process.stdin })) {
     const cmd = JSON.parse(line) as { do: string };
@@ -133,7 +135,7 @@ async function runHosts(cfg: HostsConfig): Promise<void> {
           statuses[r.status] = (statuses[r.status] ?? 0) + 1;
         }
       }));
-      say('locked', { statuses, ms: now() - t0 });
+      void say('locked', { statuses, ms: now() - t0 });
     } else if (cmd.do === 'quit') {
       break;
     }
@@ -145,7 +147,7 @@ async function runHosts(cfg: HostsConfig): Promise<void> {
 // ---- the probe: a client of the other address on B, one call at a time ----
 
 async function runProbe(address: string, transport: TransportKind): Promise<void> {
-  const c = await NlmClient.create({ server: { address: STAY }, transport, vers: 4, callerName: 'probe', source: address, timeoutMs: 20_000 });
+  const c = await NlmClient.create({ server: { address: STAY }, transport, vers: 4, callerName: 'probe', source: address, timeoutMs: 5_000 });
   const samples: { at: number; ms: number; status: string }[] = [];
   let running = true;
   const fh = Buffer.from('scale-probe-file'.padEnd(32, '.'));
@@ -153,19 +155,20 @@ async function runProbe(address: string, transport: TransportKind): Promise<void
     for (let i = 0; running; i++) {
       const spec = { fh, svid: 7, offset: BigInt((i % 1000) * 10), length: 5n, exclusive: true };
       const t0 = now();
-      const r = await c.lock(spec);
-      samples.push({ at: t0, ms: now() - t0, status: r.status });
-      await c.unlock(spec);
+      // A call that fails is a sample too (its error as the status): the probe must not stop.
+      const status = await c.lock(spec).then((r) => r.status, (err: Error) => `error: ${err.message}`);
+      samples.push({ at: t0, ms: now() - t0, status });
+      await c.unlock(spec).catch(() => undefined);
       await sleep(1);
     }
   })();
-  say('ready', {});
+  void say('ready', {});
   for await (const line of createInterface({ input: process.stdin })) {
     if ((JSON.parse(line) as { do: string }).do === 'stop') break;
   }
   running = false;
   await loop;
-  say('samples', { samples });
+  await say('samples', { samples });
   await c.close();
 }
 
@@ -177,6 +180,8 @@ interface Options {
   namespaces: number;
   transport: TransportKind;
   runs: number;
+  /** Milliseconds between the removal on a and the addition on b (a cluster agent's stop, then start). */
+  gap: number;
   /** Reclaims in flight per host (1: one at a time, as Linux's lockd). */
   window: number;
   /** A folder for CPU profiles of both nodes (--cpu-prof). */
@@ -184,10 +189,10 @@ interface Options {
 }
 
 function options(argv: string[]): Options {
-  const o: Options = { hosts: 1000, locks: 100_000, namespaces: 4, transport: 'tcp', runs: 1, window: 1, profile: '' };
+  const o: Options = { hosts: 1000, locks: 100_000, namespaces: 4, transport: 'tcp', runs: 1, window: 1, gap: 0, profile: '' };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i]!.replace(/^--/, ''), argv[i + 1]];
-    if (!(k in o) || v === undefined) throw new Error(`usage: failover-scale.ts [--hosts N] [--locks N] [--namespaces N] [--transport tcp|udp] [--runs N] [--window N] [--profile DIR] (bad: ${argv[i]})`);
+    if (!(k in o) || v === undefined) throw new Error(`usage: failover-scale.ts [--hosts N] [--locks N] [--namespaces N] [--transport tcp|udp] [--runs N] [--window N] [--gap MS] [--profile DIR] (bad: ${argv[i]})`);
     (o as unknown as Record<string, unknown>)[k] = k === 'transport' || k === 'profile' ? v : Number(v);
   }
   if (o.transport !== 'tcp' && o.transport !== 'udp') throw new Error('--transport is tcp or udp');
@@ -306,6 +311,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const bMark = B.log.count;
     const tDel = now();
     lab.exec(a, 'ip', ['addr', 'del', `${VIP}/24`, 'dev', 'eth0']);
+    if (o.gap > 0) await sleep(o.gap);
     const tAdd = now();
     lab.exec(b, 'ip', ['addr', 'add', `${VIP}/24`, 'dev', 'eth0']);
     const tAdded = now();
@@ -314,11 +320,17 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const cpu = { b: cpuMs(B.child.pid) - cpu0.b, clients: clients.reduce((n, c, i) => n + cpuMs(c.child.pid) - cpu0.clients[i]!, 0) };
     await sleep(500);
     probe.send({ do: 'stop' });
-    const samples = (await probe.wait('probe samples', (j) => j.event === 'samples', 30_000)).samples as { at: number; ms: number; status: string }[];
+    const samples = (await probe.wait('probe samples', (j) => j.event === 'samples', 30_000).catch((err: Error) => {
+      throw new Error(`${err.message} (probe exit ${probe.child.exitCode} ${probe.child.signalCode}, ${probe.count} lines)`);
+    })).samples as { at: number; ms: number; status: string }[];
 
     const drop = await A.log.wait('the drop on a', (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 10_000, aMark);
     const arrived = await B.log.wait('the arrival on b', (j) => j.address === VIP && typeof j.monitors === 'number', 10_000, bMark);
     const notifyDone = await B.log.wait('the notify run on b', (j) => j.address === VIP && typeof j.notified === 'number', 60_000, bMark);
+    // b may find a's lease on the address still held (a lets go once its drop is done) and wait for it.
+    const leaseHeld = await B.log.wait('', (j) => j.address === VIP && typeof j.holder === 'string' && typeof j.leaseSeconds === 'number', 0, bMark).catch(() => undefined);
+    const leaseTaken = leaseHeld && (await B.log.wait('', (j) => j.address === VIP && typeof j.holder === 'string' && /taken over/.test(j.msg), 0, bMark).catch(() => undefined));
+    const leaseWaitMs = leaseHeld && leaseTaken ? Date.parse(leaseTaken.time) - Date.parse(leaseHeld.time) : 0;
     const hosts = reclaimed.flatMap((j) => j.hosts as { notifiedAt: number; doneAt: number; granted: number; refused: Record<string, number> }[]);
     const granted = hosts.reduce((n, h) => n + h.granted, 0);
     const refused = hosts.reduce<Record<string, number>>((acc, h) => {
@@ -330,12 +342,14 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const notified = hosts.map((h) => h.notifiedAt - tAdd);
     const done = hosts.map((h) => h.doneAt - tAdd);
     const base = samples.filter((s) => s.at < tDel).map((s) => s.ms);
-    const during = samples.filter((s) => s.at >= tDel && s.at <= tDone);
+    // From when b serves the address (after any lease wait, which leaves b idle) to the last reclaim.
+    const busyFrom = Date.parse(arrived.time);
+    const during = samples.filter((s) => s.at >= busyFrom && s.at <= tDone);
     const notGranted = samples.filter((s) => s.status !== 'granted');
     const result = {
-      run, transport: o.transport, window: o.window, hosts: hosts.length, locks: o.locks, namespaces: o.namespaces,
+      run, transport: o.transport, window: o.window, gap: o.gap, hosts: hosts.length, locks: o.locks, namespaces: o.namespaces,
       ipDelMs: tAdd - tDel, ipAddMs: tAdded - tAdd, dropOnA: { locks: drop.locks, ms: drop.ms },
-      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors },
+      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs },
       notifyDoneOnB: { afterAddMs: Date.parse(notifyDone.time) - tAdd, notified: notifyDone.notified, failed: notifyDone.failed },
       notifiedMs: { first: Math.min(...notified), p50: pct(notified, 0.5), last: Math.max(...notified) },
       reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done) },
@@ -349,13 +363,14 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       },
     };
     log(`moved: ip addr del on a ${f1(result.ipDelMs)} ms, ip addr add on b ${f1(result.ipAddMs)} ms; a dropped ${drop.locks} locks in ${f1(drop.ms)} ms`);
-    log(`b: ${VIP} up (listeners, records, state) ${f1(result.arrivedOnB.afterAddMs)} ms after ip addr add began, notifying ${arrived.monitors} hosts; ` +
+    log(`b: ${VIP} up (lease, listeners, records, state) ${f1(result.arrivedOnB.afterAddMs)} ms after ip addr add began` +
+      `${leaseWaitMs ? `, ${f1(leaseWaitMs)} ms of it waiting for a's lease` : ''}, notifying ${arrived.monitors} hosts; ` +
       `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
     log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
     log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms; ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
     log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock), the client processes ${cpu.clients.toFixed(0)} ms`);
     log(`every lock reclaimed ${f1(result.everyLockReclaimedMs)} ms after ip addr add began (${f1(result.fromRemovalMs)} ms after the removal on a)`);
-    log(`probe on ${STAY}: baseline p50 ${result.probe.baseline.p50.toFixed(2)} / p99 ${result.probe.baseline.p99.toFixed(2)} ms (n=${base.length}); ` +
+    log(`probe on ${STAY} (while b serves ${VIP} until the last reclaim): baseline p50 ${result.probe.baseline.p50.toFixed(2)} / p99 ${result.probe.baseline.p99.toFixed(2)} ms (n=${base.length}); ` +
       `during p50 ${result.probe.during.p50.toFixed(2)} / p99 ${result.probe.during.p99.toFixed(2)} / max ${result.probe.during.max.toFixed(2)} ms (n=${during.length}); ` +
       `refusals ${notGranted.length ? JSON.stringify(notGranted.map((s) => s.status)) : 'none'}`);
     for (const c of clients) c.send({ do: 'quit' });
@@ -380,7 +395,7 @@ async function main(): Promise<void> {
   checkBuilt();
   const o = options(process.argv.slice(2));
   console.log(`failover at scale: ${o.hosts} hosts, ${o.locks} locks through ${VIP}, ${o.namespaces} client namespaces, NLM v4 over ${o.transport}, ` +
-    `${o.window} reclaim${o.window > 1 ? 's' : ''} in flight per host, node ${process.version}`);
+    `${o.window} reclaim${o.window > 1 ? 's' : ''} in flight per host, ${o.gap} ms from the removal on a to the addition on b, node ${process.version}`);
   const results = [];
   for (let run = 1; run <= o.runs; run++) results.push(await runOnce(o, run));
   console.log(JSON.stringify(results));
@@ -389,13 +404,11 @@ async function main(): Promise<void> {
 const role = process.argv[2];
 if (role === 'hosts') {
   runHosts(JSON.parse(process.argv[3]!) as HostsConfig).then(() => process.exit(0), (err) => {
-    say('error', { what: 'hosts', error: String(err) });
-    process.exit(1);
+    void say('error', { what: 'hosts', error: String(err) }).then(() => process.exit(1));
   });
 } else if (role === 'probe') {
   runProbe(process.argv[3]!, process.argv[4] as TransportKind).then(() => process.exit(0), (err) => {
-    say('error', { what: 'probe', error: String(err) });
-    process.exit(1);
+    void say('error', { what: 'probe', error: String(err) }).then(() => process.exit(1));
   });
 } else {
   main().catch((err) => {
