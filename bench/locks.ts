@@ -106,7 +106,7 @@ function memory(n: number, files: number, os: LockOwner[], label: string): void 
   fullGc();
   const after = used();
   if (t.stats().locks !== n) throw new Error('lock count');
-  console.log(`memory  ${label.padEnd(52)} ${((after - before) / n).toFixed(1)} bytes/lock  (heap +${((after - before) / 2 ** 20).toFixed(1)} MiB)`);
+  console.log(`memory  ${label.padEnd(52)} ${((after - before) / n).toFixed(1)} bytes/lock  (heap and buffers +${((after - before) / 2 ** 20).toFixed(1)} MiB)`);
 }
 
 /** Runs the drop and wake paths once on a small table, so the timed runs measure warm code. */
