@@ -85,12 +85,12 @@ export class Lab {
     return child;
   }
 
-  /** Starts lockdropd on a host with its state (and control socket, config) in `dir`. */
-  startDaemon(host: LabHost, dir: string, config: Partial<ConfigInput>, onLine?: (j: Json) => void, onStderr?: (line: string) => void, env?: NodeJS.ProcessEnv): { control: string; log: JsonLines; child: ChildProcess } {
+  /** Starts lockdropd on a host with its state (and control socket, config) in `dir`; `nodeArgs` go to node (say, --cpu-prof). */
+  startDaemon(host: LabHost, dir: string, config: Partial<ConfigInput>, onLine?: (j: Json) => void, onStderr?: (line: string) => void, env?: NodeJS.ProcessEnv, nodeArgs: string[] = []): { control: string; log: JsonLines; child: ChildProcess } {
     const control = path.join(dir, 'control.sock');
     const file = path.join(dir, 'lockdrop.json');
     writeFileSync(file, JSON.stringify({ stateDir: dir, control, metrics: null, ...config }));
-    const child = this.spawn(host, process.execPath, [path.join(REPO, 'bin', 'lockdropd'), '--config', file], { env: { ...process.env, ...env } });
+    const child = this.spawn(host, process.execPath, [...nodeArgs, path.join(REPO, 'bin', 'lockdropd'), '--config', file], { env: { ...process.env, ...env } });
     if (onStderr) createInterface({ input: child.stderr! }).on('line', onStderr);
     return { control, log: new JsonLines(child, onLine), child };
   }

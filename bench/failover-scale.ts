@@ -1,0 +1,422 @@
+// The headline failover: client hosts hold locks through one floating address on node A (a real
+// lockdropd); the address moves to node B (another lockdropd sharing that address's state folder,
+// as shared storage would). Measured: the time until every host has had SM_NOTIFY and every lock
+// is reclaimed on B, and what a client of another address on B sees meanwhile (any grace reply?
+// how much added latency?).
+//
+//   npx tsx bench/failover-scale.ts [--hosts 1000] [--locks 100000] [--namespaces 4] [--transport tcp|udp] [--runs 1] [--window 1] [--profile DIR]
+//
+// Run as root after `npm run build` (the nodes run bin/lockdropd, i.e. dist/). The lab is
+// src/demo's: one bridge, one namespace per machine with its own rpcbind:
+//   node a 10.77.0.1, holding VIP 10.77.0.100 at first; node b 10.77.0.2, holding STAY 10.77.0.101;
+//   the probe 10.77.0.9, a client of STAY; client namespace k at 10.77.0.(10+k), carrying its
+//   hosts' addresses 10.78.k.1… (routed to it from the nodes, so their neighbour tables hold one
+//   entry per namespace, not one per host).
+// Each client namespace runs one Node process playing all its hosts: per host a statd (SM_NOTIFY
+// on the host's own address, registered with the namespace's rpcbind), an NlmClient bound to the
+// host's address, and the reclaim a kernel client's lockd makes after SM_NOTIFY: one lock at a
+// time, each with the reclaim flag and the new state. 1,000 namespaces would fit the kernel, but
+// 1,000 processes (30–50 MB of Node each) do not fit this 2-core machine; 1,000 hosts are four
+// processes of 250 hosts by default. Everything is removed at the end, also on error or Ctrl-C.
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
+import { NlmClient, type LockSpec } from '../src/nlm';
+import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, SM_NULL, decodeStatChge, decodeVoid, encodeVoid, type StatChge } from '../src/nsm';
+import { RpcServer, registerWithRpcbind, type Procedure, type TransportKind } from '../src/rpc';
+import type { StatusReport } from '../src/daemon/protocol';
+
+type Json = Record<string, any>;
+
+const VIP = '10.77.0.100';
+const STAY = '10.77.0.101';
+const REPO = path.resolve(__dirname, '..');
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable across the lab's processes. */
+const now = (): number => performance.timeOrigin + performance.now();
+const say = (event: string, fields: Json = {}): void => void process.stdout.write(`${JSON.stringify({ event, at: now(), ...fields })}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---- a client namespace: many hosts in one process ----
+
+interface HostsConfig {
+  /** Host addresses (one per host) and their caller names. */
+  addresses: string[];
+  names: string[];
+  transport: TransportKind;
+  locksPerHost: number;
+  /** Reclaims in flight per host: 1 as a kernel client's lockd (its reclaimer takes one lock at a time). */
+  window: number;
+}
+
+interface Host {
+  address: string;
+  name: string;
+  client: NlmClient | undefined;
+  /** The NSM state of the last SM_NOTIFY acted on. */
+  state: number;
+  notifiedAt: number;
+  doneAt: number;
+  granted: number;
+  refused: Record<string, number>;
+}
+
+/** Host h's locks: ten owners (svids) on ten files, ten 5-byte ranges each. */
+function locksOf(h: Host, n: number): LockSpec[] {
+  return Array.from({ length: n }, (_, j) => ({
+    fh: Buffer.from(`scale-${h.name}-file-${j % 10}`.padEnd(32, '.')),
+    svid: 1000 + (j % 10),
+    offset: BigInt(Math.floor(j / 10) * 10),
+    length: 5n,
+    exclusive: true,
+  }));
+}
+
+async function runHosts(cfg: HostsConfig): Promise<void> {
+  const hosts: Host[] = cfg.addresses.map((address, i) => ({ address, name: cfg.names[i]!, client: undefined, state: -1, notifiedAt: 0, doneAt: 0, granted: 0, refused: {} }));
+  const byAddress = new Map(hosts.map((h) => [h.address, h]));
+  const connect = (h: Host): Promise<NlmClient> =>
+    NlmClient.create({ server: { address: VIP }, transport: cfg.transport, vers: 4, callerName: h.name, source: h.address, timeoutMs: 20_000 });
+  let reclaiming = 0;
+
+  const reclaim = async (h: Host, notice: StatChge): Promise<void> => {
+    // As a kernel client's lockd: the server restarted, so a fresh binding and every lock again.
+    const old = h.client;
+    h.client = undefined;
+    await old?.close();
+    const c = (h.client = await connect(h));
+    const specs = locksOf(h, cfg.locksPerHost);
+    let next = 0;
+    await Promise.all(Array.from({ length: cfg.window }, async () => {
+      while (next < specs.length) {
+        const r = await c.lock({ ...specs[next++]!, reclaim: true, state: notice.state });
+        if (r.status === 'granted') h.granted++;
+        else h.refused[r.status] = (h.refused[r.status] ?? 0) + 1;
+      }
+    }));
+    h.doneAt = now();
+    if (--reclaiming === 0 && hosts.every((x) => x.doneAt > 0)) {
+      say('reclaimed', {
+        hosts: hosts.map((x) => ({ name: x.name, notifiedAt: x.notifiedAt, doneAt: x.doneAt, granted: x.granted, refused: x.refused })),
+      });
+    }
+  };
+
+  const notify: Procedure<StatChge, undefined> = {
+    name: 'SM_NOTIFY', decodeArgs: decodeStatChge, encodeResult: encodeVoid,
+    handle: (args, ctx) => {
+      const h = byAddress.get(ctx.local.address);
+      // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
+      if (h && h.state !== args.state) {
+        h.state = args.state;
+        h.notifiedAt = now();
+        h.granted = 0;
+        h.refused = {};
+        h.doneAt = 0;
+        reclaiming++;
+        void reclaim(h, args).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
+      }
+      return undefined;
+    },
+  };
+  const statd = new RpcServer();
+  statd.register({
+    prog: NSM_PROGRAM, vers: NSM_VERSION,
+    procedures: new Map<number, Procedure<any, any>>([
+      [SM_NULL, { name: 'SM_NULL', decodeArgs: decodeVoid, encodeResult: encodeVoid, handle: () => undefined, idempotent: true }],
+      [SM_NOTIFY, notify],
+    ]),
+  });
+  statd.listen({ port: 0 });
+  for (const h of hosts) await statd.addAddress(h.address);
+  await registerWithRpcbind(
+    (['udp', 'tcp'] as const).map((protocol) => ({ prog: NSM_PROGRAM, vers: NSM_VERSION, protocol, port: statd.port })),
+    { mode: 'auto' },
+  );
+  say('ready', { hosts: hosts.length });
+
+  for await (const line of createInterface({ input: process.stdin })) {
+    const cmd = JSON.parse(line) as { do: string };
+    if (cmd.do === 'lock') {
+      const t0 = now();
+      const statuses: Record<string, number> = {};
+      await Promise.all(hosts.map(async (h) => {
+        h.client ??= await connect(h);
+        for (const spec of locksOf(h, cfg.locksPerHost)) {
+          const r = await h.client.lock(spec);
+          statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+        }
+      }));
+      say('locked', { statuses, ms: now() - t0 });
+    } else if (cmd.do === 'quit') {
+      break;
+    }
+  }
+  await Promise.all(hosts.map((h) => h.client?.close()));
+  await statd.close();
+}
+
+// ---- the probe: a client of the other address on B, one call at a time ----
+
+async function runProbe(address: string, transport: TransportKind): Promise<void> {
+  const c = await NlmClient.create({ server: { address: STAY }, transport, vers: 4, callerName: 'probe', source: address, timeoutMs: 20_000 });
+  const samples: { at: number; ms: number; status: string }[] = [];
+  let running = true;
+  const fh = Buffer.from('scale-probe-file'.padEnd(32, '.'));
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      const spec = { fh, svid: 7, offset: BigInt((i % 1000) * 10), length: 5n, exclusive: true };
+      const t0 = now();
+      const r = await c.lock(spec);
+      samples.push({ at: t0, ms: now() - t0, status: r.status });
+      await c.unlock(spec);
+      await sleep(1);
+    }
+  })();
+  say('ready', {});
+  for await (const line of createInterface({ input: process.stdin })) {
+    if ((JSON.parse(line) as { do: string }).do === 'stop') break;
+  }
+  running = false;
+  await loop;
+  say('samples', { samples });
+  await c.close();
+}
+
+// ---- the driver ----
+
+interface Options {
+  hosts: number;
+  locks: number;
+  namespaces: number;
+  transport: TransportKind;
+  runs: number;
+  /** Reclaims in flight per host (1: one at a time, as Linux's lockd). */
+  window: number;
+  /** A folder for CPU profiles of both nodes (--cpu-prof). */
+  profile: string;
+}
+
+function options(argv: string[]): Options {
+  const o: Options = { hosts: 1000, locks: 100_000, namespaces: 4, transport: 'tcp', runs: 1, window: 1, profile: '' };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [k, v] = [argv[i]!.replace(/^--/, ''), argv[i + 1]];
+    if (!(k in o) || v === undefined) throw new Error(`usage: failover-scale.ts [--hosts N] [--locks N] [--namespaces N] [--transport tcp|udp] [--runs N] [--window N] [--profile DIR] (bad: ${argv[i]})`);
+    (o as unknown as Record<string, unknown>)[k] = k === 'transport' || k === 'profile' ? v : Number(v);
+  }
+  if (o.transport !== 'tcp' && o.transport !== 'udp') throw new Error('--transport is tcp or udp');
+  if (o.locks % o.hosts !== 0) throw new Error('--locks must be a multiple of --hosts');
+  if (Math.ceil(o.hosts / o.namespaces) > 250) throw new Error('at most 250 hosts per namespace: add --namespaces');
+  return o;
+}
+
+/** dist/ must be the current code: the nodes run the compiled daemon. */
+function checkBuilt(): void {
+  const newest = (dir: string): number => readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .reduce((m, e) => Math.max(m, statSync(path.join(e.parentPath, e.name)).mtimeMs), 0);
+  if (statSync(path.join(REPO, 'dist', 'cli', 'lockdropd.js')).mtimeMs < newest(path.join(REPO, 'src'))) {
+    throw new Error('dist/ is older than src/: run npm run build first');
+  }
+}
+
+/** CPU milliseconds a process has used (user + system, from /proc). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))]! : NaN;
+};
+const f1 = (x: number): string => x.toFixed(1);
+
+async function runOnce(o: Options, run: number): Promise<Json> {
+  const lab = new Lab(`ldfs${process.pid % 100}${run}`);
+  const work = mkdtempSync(path.join(tmpdir(), 'lockdrop-scale-'));
+  const stop = (): void => void lab.dispose().then(() => process.exit(130));
+  process.once('SIGINT', stop).once('SIGTERM', stop);
+  const log = (s: string): void => console.log(`  ${s}`);
+  try {
+    const t0 = now();
+    await lab.start();
+    const a = await lab.addHost('a', 1);
+    const b = await lab.addHost('b', 2);
+    const probeHost = await lab.addHost('p', 9);
+    const spaces: LabHost[] = [];
+    for (let k = 0; k < o.namespaces; k++) spaces.push(await lab.addHost(`c${k}`, 10 + k));
+    const perNs = Math.ceil(o.hosts / o.namespaces);
+    const hostAddrs = spaces.map((_, k) => Array.from({ length: Math.min(perNs, o.hosts - k * perNs) }, (_, i) => `10.78.${k}.${i + 1}`));
+    for (const [k, ns] of spaces.entries()) {
+      const batch = path.join(work, `addrs-${k}`);
+      writeFileSync(batch, hostAddrs[k]!.map((x) => `addr add ${x}/32 dev eth0`).join('\n') + '\n');
+      lab.exec(ns, 'ip', ['-batch', batch]);
+      for (const node of [a, b]) lab.exec(node, 'ip', ['route', 'add', `10.78.${k}.0/24`, 'via', ns.address]);
+    }
+    lab.exec(a, 'ip', ['addr', 'add', `${VIP}/24`, 'dev', 'eth0']);
+    lab.exec(b, 'ip', ['addr', 'add', `${STAY}/24`, 'dev', 'eth0']);
+    log(`lab: 2 nodes, the probe and ${o.namespaces} client namespaces with ${o.hosts} host addresses, ${f1((now() - t0) / 1000)} s`);
+
+    // The moving address's NSM folder is on "shared storage": both nodes see the same one.
+    const shared = path.join(work, 'shared', VIP);
+    mkdirSync(shared, { recursive: true });
+    const nodes = new Map<string, { host: LabHost; control: string; log: JsonLines; child: ChildProcess }>();
+    for (const host of [a, b]) {
+      const dir = path.join(work, host.name);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      symlinkSync(shared, path.join(dir, VIP));
+      const d = lab.startDaemon(host, dir, {
+        grace: 120, addresses: [`${VIP}/32`, `${STAY}/32`], sources: ['netlink', 'poll'], pollInterval: 1,
+        notify: { timeout: 60, concurrency: 1024 }, connections: { max: 8192, perPeer: 64 }, logLevel: 'info',
+      }, undefined, (line) => log(`${host.name}! ${line}`), undefined, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(o.profile)}`] : []);
+      nodes.set(host.name, { host, ...d });
+    }
+    for (const { host, control } of nodes.values()) await lab.waitForControl(host, control);
+    const [A, B] = [nodes.get('a')!, nodes.get('b')!];
+
+    const start = (host: LabHost, args: string[]): JsonLines => {
+      // Entering a mount namespace moves the working directory to its root: tsx by its full path.
+      const child = lab.spawn(host, process.execPath, ['--import', pathToFileURL(path.join(REPO, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, __filename, ...args]);
+      createInterface({ input: child.stderr! }).on('line', (line) => log(`${host.name}! ${line}`));
+      return new JsonLines(child, (j) => j.event === 'error' && log(`${host.name}: ${j.what}: ${j.error}`));
+    };
+    const perHost = o.locks / o.hosts;
+    let first = 0;
+    const clients = spaces.map((ns, k) => {
+      const names = hostAddrs[k]!.map((_, i) => `host${first + i}`);
+      first += names.length;
+      return start(ns, ['hosts', JSON.stringify({ addresses: hostAddrs[k], names, transport: o.transport, locksPerHost: perHost, window: o.window } satisfies HostsConfig)]);
+    });
+    await Promise.all(clients.map((c) => c.wait('hosts ready', (j) => j.event === 'ready', 60_000)));
+
+    const tLock = now();
+    for (const c of clients) c.send({ do: 'lock' });
+    const locked = await Promise.all(clients.map((c) => c.wait('locks taken', (j) => j.event === 'locked', 600_000)));
+    const lockStatuses = locked.reduce<Record<string, number>>((acc, j) => {
+      for (const [k, v] of Object.entries(j.statuses as Record<string, number>)) acc[k] = (acc[k] ?? 0) + v;
+      return acc;
+    }, {});
+    const held = (node: { host: LabHost; control: string }, address: string): number =>
+      lab.ctl<StatusReport>(node.host, node.control, ['status']).addresses.find((x) => x.address === address)?.locks ?? 0;
+    log(`${o.hosts} hosts took ${JSON.stringify(lockStatuses)} through ${VIP} on a in ${f1((now() - tLock) / 1000)} s; a holds ${held(A, VIP)}`);
+    if ((lockStatuses.granted ?? 0) !== o.locks || held(A, VIP) !== o.locks) throw new Error('not every lock was granted on a');
+    // Every host is monitored (a's records, in the shared folder) before the address moves.
+    for (let i = 0; ; i++) {
+      const n = lab.ctl<unknown[]>(A.host, A.control, ['monitors', '--ip', VIP]).length;
+      if (n >= o.hosts) break;
+      if (i > 100) throw new Error(`a monitors only ${n} hosts`);
+      await sleep(100);
+    }
+
+    const probe = start(probeHost, ['probe', probeHost.address, o.transport]);
+    await probe.wait('probe ready', (j) => j.event === 'ready', 60_000);
+    await sleep(2_000); // the baseline
+
+    const cpu0 = { b: cpuMs(B.child.pid), clients: clients.map((c) => cpuMs(c.child.pid)) };
+    const aMark = A.log.count;
+    const bMark = B.log.count;
+    const tDel = now();
+    lab.exec(a, 'ip', ['addr', 'del', `${VIP}/24`, 'dev', 'eth0']);
+    const tAdd = now();
+    lab.exec(b, 'ip', ['addr', 'add', `${VIP}/24`, 'dev', 'eth0']);
+    const tAdded = now();
+    const reclaimed = await Promise.all(clients.map((c) => c.wait('reclaims', (j) => j.event === 'reclaimed', 120_000)));
+    const tDone = now();
+    const cpu = { b: cpuMs(B.child.pid) - cpu0.b, clients: clients.reduce((n, c, i) => n + cpuMs(c.child.pid) - cpu0.clients[i]!, 0) };
+    await sleep(500);
+    probe.send({ do: 'stop' });
+    const samples = (await probe.wait('probe samples', (j) => j.event === 'samples', 30_000)).samples as { at: number; ms: number; status: string }[];
+
+    const drop = await A.log.wait('the drop on a', (j) => j.address === VIP && typeof j.locks === 'number' && typeof j.ms === 'number', 10_000, aMark);
+    const arrived = await B.log.wait('the arrival on b', (j) => j.address === VIP && typeof j.monitors === 'number', 10_000, bMark);
+    const notifyDone = await B.log.wait('the notify run on b', (j) => j.serverAddress === VIP && typeof j.notified === 'number', 60_000, bMark);
+    const hosts = reclaimed.flatMap((j) => j.hosts as { notifiedAt: number; doneAt: number; granted: number; refused: Record<string, number> }[]);
+    const granted = hosts.reduce((n, h) => n + h.granted, 0);
+    const refused = hosts.reduce<Record<string, number>>((acc, h) => {
+      for (const [k, v] of Object.entries(h.refused)) acc[k] = (acc[k] ?? 0) + v;
+      return acc;
+    }, {});
+    const onB = held(B, VIP);
+    const onA = held(A, VIP);
+    const notified = hosts.map((h) => h.notifiedAt - tAdd);
+    const done = hosts.map((h) => h.doneAt - tAdd);
+    const base = samples.filter((s) => s.at < tDel).map((s) => s.ms);
+    const during = samples.filter((s) => s.at >= tDel && s.at <= tDone);
+    const notGranted = samples.filter((s) => s.status !== 'granted');
+    const result = {
+      run, transport: o.transport, window: o.window, hosts: hosts.length, locks: o.locks, namespaces: o.namespaces,
+      ipDelMs: tAdd - tDel, ipAddMs: tAdded - tAdd, dropOnA: { locks: drop.locks, ms: drop.ms },
+      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors },
+      notifyDoneOnB: { afterAddMs: Date.parse(notifyDone.time) - tAdd, notified: notifyDone.notified, failed: notifyDone.failed },
+      notifiedMs: { first: Math.min(...notified), p50: pct(notified, 0.5), last: Math.max(...notified) },
+      reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done) },
+      everyLockReclaimedMs: tDone - tAdd, fromRemovalMs: tDone - tDel,
+      granted, refused, heldOnB: onB, heldOnA: onA,
+      cpuMs: { b: cpu.b, clients: cpu.clients },
+      probe: {
+        baseline: { n: base.length, p50: pct(base, 0.5), p99: pct(base, 0.99), max: Math.max(...base) },
+        during: { n: during.length, p50: pct(during.map((s) => s.ms), 0.5), p99: pct(during.map((s) => s.ms), 0.99), max: Math.max(...during.map((s) => s.ms)) },
+        notGranted: notGranted.map((s) => s.status),
+      },
+    };
+    log(`moved: ip addr del on a ${f1(result.ipDelMs)} ms, ip addr add on b ${f1(result.ipAddMs)} ms; a dropped ${drop.locks} locks in ${f1(drop.ms)} ms`);
+    log(`b: ${VIP} up (listeners, records, state) ${f1(result.arrivedOnB.afterAddMs)} ms after ip addr add began, notifying ${arrived.monitors} hosts; ` +
+      `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
+    log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
+    log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms; ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
+    log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock), the client processes ${cpu.clients.toFixed(0)} ms`);
+    log(`every lock reclaimed ${f1(result.everyLockReclaimedMs)} ms after ip addr add began (${f1(result.fromRemovalMs)} ms after the removal on a)`);
+    log(`probe on ${STAY}: baseline p50 ${result.probe.baseline.p50.toFixed(2)} / p99 ${result.probe.baseline.p99.toFixed(2)} ms (n=${base.length}); ` +
+      `during p50 ${result.probe.during.p50.toFixed(2)} / p99 ${result.probe.during.p99.toFixed(2)} / max ${result.probe.during.max.toFixed(2)} ms (n=${during.length}); ` +
+      `refusals ${notGranted.length ? JSON.stringify(notGranted.map((s) => s.status)) : 'none'}`);
+    for (const c of clients) c.send({ do: 'quit' });
+    // Stopped, not killed: a profile is written at exit.
+    await Promise.all([A, B].map((n) => new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 10_000);
+      n.child.once('exit', () => { clearTimeout(t); resolve(); });
+      n.child.kill('SIGTERM');
+    })));
+    return result;
+  } finally {
+    process.off('SIGINT', stop).off('SIGTERM', stop);
+    await lab.dispose();
+    rmSync(work, { recursive: true, force: true });
+    const left = lab.leftovers();
+    if (left.length) console.log(`  left behind: ${left.join(', ')}`);
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('run as root: the bench builds network namespaces');
+  checkBuilt();
+  const o = options(process.argv.slice(2));
+  console.log(`failover at scale: ${o.hosts} hosts, ${o.locks} locks through ${VIP}, ${o.namespaces} client namespaces, NLM v4 over ${o.transport}, ` +
+    `${o.window} reclaim${o.window > 1 ? 's' : ''} in flight per host, node ${process.version}`);
+  const results = [];
+  for (let run = 1; run <= o.runs; run++) results.push(await runOnce(o, run));
+  console.log(JSON.stringify(results));
+}
+
+const role = process.argv[2];
+if (role === 'hosts') {
+  runHosts(JSON.parse(process.argv[3]!) as HostsConfig).then(() => process.exit(0), (err) => {
+    say('error', { what: 'hosts', error: String(err) });
+    process.exit(1);
+  });
+} else if (role === 'probe') {
+  runProbe(process.argv[3]!, process.argv[4] as TransportKind).then(() => process.exit(0), (err) => {
+    say('error', { what: 'probe', error: String(err) });
+    process.exit(1);
+  });
+} else {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
