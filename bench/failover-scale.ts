@@ -29,7 +29,7 @@ import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
 import { NlmClient, type LockSpec } from '../src/nlm';
 import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, SM_NULL, decodeStatChge, decodeVoid, encodeVoid, type StatChge } from '../src/nsm';
 import { RpcServer, registerWithRpcbind, type Procedure, type TransportKind } from '../src/rpc';
-import type { StatusReport } from '../src/daemon/protocol';
+import type { StatusReport } from '../src/control';
 
 type Json = Record<string, any>;
 
