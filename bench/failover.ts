@@ -1,7 +1,9 @@
 // Time from `ip addr del` to the end of the drop of that address's locks, through the real
 // address pipeline (netlink via the addon, or the poll source alone) and the failover
-// controller over a real lock table. Runs in a private network namespace it makes itself.
-//   npx tsx bench/failover.ts [runs]
+// controller over a real lock table, its locks in memory or on real files (a tmpfs export: the
+// drop then releases every OFD lock and closes every description before it is done). Runs in a
+// private network and mount namespace it makes itself.
+//   npx tsx bench/failover.ts [runs] [memory|files]
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { filter, firstValueFrom } from 'rxjs';
@@ -11,39 +13,62 @@ import { LockTable, hostKey } from '../src/locks';
 import { netlinkSource, nowMs, pollSource, watchAddresses, type SourceItem } from '../src/watch';
 import { bpfSource } from '../src/watch/sources/bpf';
 import { merge, type Observable } from 'rxjs';
+import { realFilesUnavailable, reexecInNamespaces, tmpfsExport, type BenchExport } from './real-files';
 
-if (process.env.LOCKDROP_BENCH_NS !== '1') {
-  // A namespace of our own: addresses come and go without touching the machine's.
-  execFileSync('unshare', ['--net', '--', 'env', 'LOCKDROP_BENCH_NS=1', process.execPath, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
-  process.exit(0);
-}
+// Namespaces of our own: addresses come and go without touching the machine's, the tmpfs goes with us.
+reexecInNamespaces(['net', 'mount']);
 
 const run = promisify(execFile);
 const VIP = '10.90.0.100';
 const OTHER = '10.90.0.200';
 const RUNS = Number(process.argv[2] ?? 15);
+const ONLY_MODE = process.argv[3] as Mode | undefined;
 const POLL_MS = 1000;
+
+type Mode = 'memory' | 'files';
+
+/**
+ * Who holds the locks: lock i is on file i % files, of owner i % owners (of 64 client hosts on
+ * 10.<net>.0.x: a client mounts through one address), so with lcm(owners, files) ≥ n every lock
+ * is its own (owner, file), the files' worst case: one description each.
+ */
+interface Shape {
+  label: string;
+  net: number;
+  owners: number;
+  files: Buffer[];
+}
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 
-function fill(table: LockTable, address: string, n: number, tag: string): void {
-  // 64 client hosts, each owner holding many small ranges on a few files.
+function fill(table: LockTable, address: string, n: number, shape: Shape): void {
   for (let i = 0; i < n; i++) {
-    const host = i % 64;
+    const o = i % shape.owners;
+    const host = o % 64;
     const status = table.lock({
-      fh: Buffer.from(`${tag}-file-${i % 256}`),
-      owner: { host: hostKey(`client${host}`, `10.91.${host >> 8}.${host & 255}`), svid: i % 1000, oh: Buffer.from(`oh${host}`) },
+      fh: shape.files[i % shape.files.length]!,
+      owner: { host: hostKey(`client${shape.net}-${host}`, `10.${shape.net}.0.${host}`), svid: o, oh: Buffer.from(`oh${host}`) },
       exclusive: true, offset: BigInt(i) * 10n, length: 5n, serverAddress: address,
     }, { block: false, reclaim: false });
     if (status !== 'granted') throw new Error(`fill: ${status}`);
   }
 }
 
-async function bench(name: string, source: () => Observable<SourceItem>, sizes: number[], runs: number): Promise<void> {
-  const table = new LockTable();
+interface Files {
+  mode: Mode;
+  /** The export the locks are on (files mode); its handles name the files in both modes. */
+  exp: BenchExport | undefined;
+  /** Where the addresses' locks are: one shape for the address that goes, one for the other. */
+  shapes: Shape[];
+  other: Shape;
+}
+
+async function bench(name: string, source: () => Observable<SourceItem>, sizes: number[], runs: number, files: Files): Promise<void> {
+  const onFiles = files.mode === 'files' ? { locker: files.exp!.files, exportOf: (fh: Buffer) => files.exp!.exports.exportOf(fh) } : {};
+  const table = new LockTable(onFiles);
   // The drop alone, to tell it apart from event delivery.
   const dropMs: number[] = [];
   const drop = table.dropByServerAddress.bind(table);
@@ -66,52 +91,87 @@ async function bench(name: string, source: () => Observable<SourceItem>, sizes: 
   const reports = ctl.reports$;
   const next = (type: FailoverReport['type']) => firstValueFrom(reports.pipe(filter((r) => r.type === type && r.address === VIP)));
   execFileSync('ip', ['addr', 'add', `${OTHER}/32`, 'dev', 'bench0']);
-  fill(table, OTHER, 100_000, 'other');
-  for (const n of sizes) {
-    const total: number[] = [];
-    const fromEvent: number[] = [];
-    dropMs.length = 0;
-    for (let r = 0; r < runs; r++) {
-      const up = next('up');
-      await run('ip', ['addr', 'add', `${VIP}/32`, 'dev', 'bench0']);
-      await up;
-      fill(table, VIP, n, `r${r}`);
-      const down = next('down');
-      const t0 = nowMs();
-      void run('ip', ['addr', 'del', `${VIP}/32`, 'dev', 'bench0']);
-      const d = await down;
-      const t1 = nowMs();
-      if (d.type !== 'down' || d.counts.locks !== n) throw new Error(`expected ${n} locks dropped, got ${JSON.stringify(d)}`);
-      total.push(t1 - t0);
-      fromEvent.push(d.ms);
+  fill(table, OTHER, 100_000, files.other);
+  const openBefore = files.exp?.files.stats().open ?? 0;
+  for (const shape of files.shapes) {
+    for (const n of sizes) {
+      const total: number[] = [];
+      const fromEvent: number[] = [];
+      dropMs.length = 0;
+      let described = 0;
+      for (let r = 0; r < runs; r++) {
+        const up = next('up');
+        await run('ip', ['addr', 'add', `${VIP}/32`, 'dev', 'bench0']);
+        await up;
+        fill(table, VIP, n, shape);
+        described = (files.exp?.files.stats().open ?? 0) - openBefore;
+        const down = next('down');
+        const t0 = nowMs();
+        void run('ip', ['addr', 'del', `${VIP}/32`, 'dev', 'bench0']);
+        const d = await down;
+        const t1 = nowMs();
+        if (d.type !== 'down' || d.counts.locks !== n) throw new Error(`expected ${n} locks dropped, got ${JSON.stringify(d)}`);
+        const left = (files.exp?.files.stats().open ?? 0) - openBefore;
+        if (left !== 0) throw new Error(`${left} descriptions of the dropped address still open`);
+        total.push(t1 - t0);
+        fromEvent.push(d.ms);
+      }
+      const f = (x: number) => x.toFixed(2).padStart(8);
+      const fds = files.mode === 'files' ? `, ${described} descriptions closed` : '';
+      console.log(`${name.padEnd(8)} ${files.mode.padEnd(6)} ${String(n).padStart(7)} locks, ${shape.label}${fds} (+100k on another address), ${runs} runs: ` +
+        `ip addr del → drop done p50 ${f(pct(total, 50))} p99 ${f(pct(total, 99))} ms | first sighting → drop done p50 ${f(pct(fromEvent, 50))} p99 ${f(pct(fromEvent, 99))} ms | the drop alone p50 ${f(pct(dropMs, 50))} p99 ${f(pct(dropMs, 99))} ms`);
     }
-    const f = (x: number) => x.toFixed(2).padStart(8);
-    console.log(`${name.padEnd(8)} ${String(n).padStart(7)} locks (+100k on another address), ${runs} runs: ` +
-      `ip addr del → drop done p50 ${f(pct(total, 50))} p99 ${f(pct(total, 99))} ms | first sighting → drop done p50 ${f(pct(fromEvent, 50))} p99 ${f(pct(fromEvent, 99))} ms | the drop alone p50 ${f(pct(dropMs, 50))} p99 ${f(pct(dropMs, 99))} ms`);
   }
   sub.unsubscribe();
   ctl.close();
+  table.dropByServerAddress(OTHER);
   execFileSync('ip', ['addr', 'del', `${OTHER}/32`, 'dev', 'bench0']);
 }
+
+/** knfsd-shaped handles (fsid 7) of files that exist nowhere: the memory rows when no real export can be made. */
+const synthetic = (tag: number, n: number): Buffer[] => Array.from({ length: n }, (_, i) => {
+  const b = Buffer.alloc(20);
+  b.set([1, 0, 1, 1]);
+  b.writeUInt32LE(7, 4);
+  b.writeUInt32LE(tag * 1_000_000 + i, 8);
+  return b;
+});
 
 async function main(): Promise<void> {
   execFileSync('ip', ['link', 'set', 'lo', 'up']);
   execFileSync('ip', ['link', 'add', 'bench0', 'type', 'veth', 'peer', 'name', 'bench1']);
   execFileSync('ip', ['link', 'set', 'bench0', 'up']);
   execFileSync('ip', ['link', 'set', 'bench1', 'up']);
-  const sizes = [1_000, 10_000, 100_000];
+  const noFiles = realFilesUnavailable();
+  const exp = noFiles === undefined ? tmpfsExport() : undefined;
+  const handles = (tag: number, prefix: string, n: number): Buffer[] => (exp ? exp.handles(prefix, n) : synthetic(tag, n));
+  // Few locks per file: the table and the kernel both scan a file's locks on each change.
+  // The other address: 100k locks, 100 per (owner, file), each owner on a file of its own — 1,000 descriptions.
+  const other: Shape = { label: 'other', net: 92, owners: 1000, files: handles(1, 'other-', 1000) };
+  const onePerLock: Shape = { label: 'one per (owner, file)', net: 91, owners: 8000, files: handles(2, 'vip-', 256) };
+  const tenPerPair: Shape = { label: 'ten per (owner, file)', net: 91, owners: 1000, files: handles(3, 'vip10-', 1000) };
+  if (noFiles !== undefined) console.log(`files: skipped (${noFiles})`);
+  const modes: Files[] = [
+    { mode: 'memory' as const, exp: undefined, shapes: [onePerLock], other },
+    // RLIMIT_NOFILE here (and lockdropd's budget below it) bounds files to about 16k descriptions: no 100k.
+    ...(exp ? [{ mode: 'files' as const, exp, shapes: [onePerLock, tenPerPair], other }] : []),
+  ].filter((m) => ONLY_MODE === undefined || m.mode === ONLY_MODE);
+  const sizes = (m: Files) => (m.mode === 'memory' ? [1_000, 10_000, 100_000] : [1_000, 10_000]);
   const addon = addonStatus();
   if (addon.available) {
     const socket = openRtnetlink();
-    await bench('netlink', () => netlinkSource(socket), sizes, RUNS);
+    for (const m of modes) await bench('netlink', () => netlinkSource(socket), sizes(m), RUNS, m);
     // With the probe, an event's time is the `ip` process's own sendmsg: "kernel event → drop
     // done" then runs from the command's request, without the cost of starting `ip`.
-    await bench('bpf+nl', () => merge(bpfSource(), netlinkSource(socket)), sizes, RUNS);
+    for (const m of modes) await bench('bpf+nl', () => merge(bpfSource(), netlinkSource(socket)), sizes(m), RUNS, m);
     socket.close();
   } else {
     console.log(`netlink: skipped (${addon.reason})`);
   }
-  await bench(`poll ${POLL_MS / 1000}s`, () => pollSource({ intervalMs: POLL_MS }), sizes, Math.max(3, Math.floor(RUNS / 3)));
+  for (const m of modes.filter((x) => x.mode === 'memory')) {
+    await bench(`poll ${POLL_MS / 1000}s`, () => pollSource({ intervalMs: POLL_MS }), sizes(m), Math.max(3, Math.floor(RUNS / 3)), m);
+  }
+  exp?.files.setExports([]);
   process.exit(0);
 }
 

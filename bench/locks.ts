@@ -1,11 +1,16 @@
 // Lock table benchmarks: bytes per held lock (heap after GC), drop timings, a drop that wakes 1k
-// waiters, and raw LOCK+UNLOCK pairs per second of the table alone.
+// waiters, and raw LOCK+UNLOCK pairs per second of the table alone; with --files, what the same
+// shapes cost on real files: open descriptions (one per owner and file), kernel OFD locks and
+// memory per held lock.
 // Run: npx tsx bench/locks.ts            (or: node --expose-gc --import tsx bench/locks.ts)
 //      npx tsx bench/locks.ts --quick    (100k only, for a fast look)
+//      npx tsx bench/locks.ts --files    (root: a tmpfs export in a private mount namespace)
+import { readFileSync, statSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { LockTable, hostKey } from '../src/locks';
 import type { LockOwner, LockRequest } from '../src/locks';
+import { fdsOpen, realFilesUnavailable, reexecInNamespaces, tmpfsExport, type BenchExport } from './real-files';
 
 setFlagsFromString('--expose-gc');
 const gc: () => void = (globalThis as { gc?: () => void }).gc ?? runInNewContext('gc');
@@ -182,6 +187,63 @@ function ops(label: string, subscribe: boolean, held: number): void {
   sub?.unsubscribe();
   const rate = (x: number): string => Math.round(n / (x / 1000)).toLocaleString('en-US');
   console.log(`ops     ${label.padEnd(52)} ${rate(ms)} pairs/s wall (${((ms * 1000) / n).toFixed(2)} µs), ${rate(cpuMs)} pairs/s cpu (${((cpuMs * 1000) / n).toFixed(2)} µs)`);
+}
+
+/** OFD locks the kernel holds on the export's filesystem (/proc/locks: "OFDLCK … MAJ:MIN:INODE …", in hex). */
+function kernelLocksOn(dir: string): number {
+  const dev = statSync(dir).dev;
+  const id = `${((dev >> 8) & 0xfff).toString(16).padStart(2, '0')}:${((dev & 0xff) | ((dev >> 12) & 0xfff00)).toString(16).padStart(2, '0')}:`;
+  return readFileSync('/proc/locks', 'utf8').split('\n').filter((l) => l.includes('OFDLCK') && l.includes(` ${id}`)).length;
+}
+
+/** A slab's object size (bytes) from /proc/slabinfo, or undefined when the cache is merged away. */
+function slabSize(name: string): number | undefined {
+  const line = readFileSync('/proc/slabinfo', 'utf8').split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.split(/\s+/)[3]);
+}
+
+/**
+ * A shape of memory() on real files: n locks held, then what they cost — descriptions (one per
+ * owner and file) and process fds, kernel OFD locks, the JS heap beyond the in-memory table, and
+ * the kernel's struct file and struct file_lock for them.
+ */
+function onFiles(exp: BenchExport, n: number, files: number, os: LockOwner[], label: string): void {
+  const hs = exp.handles(`s${n}-${files}-${os.length}-`, files);
+  const heapOf = (locker: boolean): { heap: number; table: LockTable } => {
+    fullGc();
+    const before = process.memoryUsage().heapUsed;
+    const table = new LockTable(locker ? { locker: exp.files, exportOf: (fh) => exp.exports.exportOf(fh) } : {});
+    fill(table, n, hs, os);
+    fullGc();
+    return { heap: process.memoryUsage().heapUsed - before, table };
+  };
+  const memory = heapOf(false).heap;
+  const fds0 = fdsOpen();
+  const { heap, table } = heapOf(true);
+  const descriptions = exp.files.stats().open;
+  const fds = fdsOpen() - fds0;
+  const kernelLocks = kernelLocksOn(exp.dir);
+  const kernelBytes = descriptions * (slabSize('filp') ?? 0) + kernelLocks * (slabSize('file_lock_cache') ?? 0);
+  console.log(`files   ${label.padEnd(52)} ${(descriptions / n).toFixed(2)} descriptions/lock (${descriptions} open, ${fds} fds), ${(kernelLocks / n).toFixed(2)} OFD locks/lock, ` +
+    `heap ${((heap - memory) / n).toFixed(0)} B/lock beyond the table's, kernel ${(kernelBytes / n).toFixed(0)} B/lock`);
+  for (const vip of [...SMALL_VIPS, ...BIG_VIPS, ...OTHER_VIPS]) table.dropByServerAddress(vip);
+  if (exp.files.stats().open !== 0 || fdsOpen() !== fds0) throw new Error(`descriptions left after the drops: ${exp.files.stats().open}`);
+}
+
+if (process.argv.includes('--files')) {
+  reexecInNamespaces(['mount']);
+  const why = realFilesUnavailable();
+  if (why !== undefined) throw new Error(`--files ${why}`);
+  const exp = tmpfsExport();
+  console.log(`kernel objects: struct file ${slabSize('filp') ?? '?'} B, struct file_lock ${slabSize('file_lock_cache') ?? '?'} B (/proc/slabinfo); descriptor budget ${exp.files.stats().roots} root + what RLIMIT_NOFILE leaves`);
+  // The shapes of memory() below, as large as this machine's RLIMIT_NOFILE lets one process hold.
+  onFiles(exp, 100_000, 10_000, owners(1000, 10), '100000 locks, 10 per file, 10k owners');
+  onFiles(exp, 10_000, 10_000, owners(1000, 10), '10000 locks, 1 per file, 10k owners');
+  onFiles(exp, 10_000, 10_000, owners(1000, 100), '10000 locks, 1 per file, 100k owners');
+  onFiles(exp, 10_000, 1_000, owners(1000, 10), '10000 locks, 10 per file, 10k owners');
+  onFiles(exp, 10_000, 1_000, owners(10, 10), '10000 locks, 10 per file, 100 owners');
+  exp.files.setExports([]);
+  process.exit(0);
 }
 
 const sizes = quick ? [100_000] : [100_000, 1_000_000];

@@ -1,14 +1,20 @@
 // LOCK+UNLOCK pairs per second through the whole NLM server (RpcServer + NLM service + LockTable)
-// on loopback, over UDP and TCP, with 1, 8 and 64 concurrent owners. The load generator is a
-// separate process that pre-encodes its calls and patches only the xid, so that it is not the
-// bottleneck; both processes report their CPU use. LOCK and UNLOCK each count as one RPC.
+// on loopback, over UDP and TCP, with 1, 8 and 64 concurrent owners, with the locks in memory and
+// on real files (a tmpfs export, knfsd handles, the files part as lockdropd opens it), one row of
+// each back to back against the same generator. The load generator is a separate process that
+// pre-encodes its calls and patches only the xid, so that it is not the bottleneck; both processes
+// report their CPU use. LOCK and UNLOCK each count as one RPC. Each owner locks a file of its own.
 //
-//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners]   (the last two pick rows, e.g. for a profile)
+//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files]   (the last three pick rows, e.g. for a profile)
+//
+// Real files need root (the benchmark runs itself again in a private mount namespace, for the
+// tmpfs); without it only the memory rows run.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { LockTable } from '../src/locks';
 import { AUTH_SYS, RpcServer, credentialToOpaqueAuth, encodeRecord, NULL_AUTH, RecordDecoder, writeCallHeader } from '../src/rpc';
 import { XdrWriter } from '../src/xdr';
+import { realFilesUnavailable, reexecInNamespaces, tmpfsExport, type BenchExport } from './real-files';
 import { runGenerator } from './generator';
 import { createNlmService, encodeLockArgs, encodeUnlockArgs, NLM_PROG, NlmProc, type NlmLock } from '../src/nlm';
 
@@ -19,11 +25,11 @@ const HOST = '127.0.0.1';
 
 // ---- load generator (child process) ----
 
-function message(proc: number, owner: number, transport: Transport): Buffer {
+function message(proc: number, owner: number, fh: Buffer, transport: Transport): Buffer {
   const w = new XdrWriter(256);
   const cred = credentialToOpaqueAuth({ flavor: AUTH_SYS, stamp: 0, machineName: 'bench', uid: 0, gid: 0, gids: [] });
   writeCallHeader(w, { xid: 0, prog: NLM_PROG, vers: 4, proc, cred, verf: NULL_AUTH });
-  const lock: NlmLock = { callerName: 'bench', fh: Buffer.from(`file-${owner}`.padEnd(32, '.')), oh: Buffer.from(`owner-${owner}`), svid: owner, offset: 0n, length: 100n };
+  const lock: NlmLock = { callerName: 'bench', fh, oh: Buffer.from(`owner-${owner}`), svid: owner, offset: 0n, length: 100n };
   const cookie = Buffer.alloc(4, owner & 0xff);
   if (proc === NlmProc.LOCK) encodeLockArgs(w, 4, { cookie, block: false, exclusive: true, lock, reclaim: false, state: 1 });
   else encodeUnlockArgs(w, 4, { cookie, lock });
@@ -31,9 +37,10 @@ function message(proc: number, owner: number, transport: Transport): Buffer {
   return transport === 'tcp' ? encodeRecord(m) : m;
 }
 
-async function generate(transport: Transport, port: number, owners: number, ms: number): Promise<GenResult> {
+async function generate(transport: Transport, port: number, handles: Buffer[], ms: number): Promise<GenResult> {
   const xidAt = transport === 'tcp' ? 4 : 0;
-  const msgs = Array.from({ length: owners }, (_, i) => [message(NlmProc.LOCK, i, transport), message(NlmProc.UNLOCK, i, transport)] as const);
+  const owners = handles.length;
+  const msgs = handles.map((fh, i) => [message(NlmProc.LOCK, i, fh, transport), message(NlmProc.UNLOCK, i, fh, transport)] as const);
   const state = Array.from({ length: owners }, () => ({ step: 0, sentAt: 0n, xid: 0 }));
   const latencies = new Float64Array(4_000_000);
   let n = 0;
@@ -120,64 +127,115 @@ async function generate(transport: Transport, port: number, owners: number, ms: 
 
 // ---- server and driver (parent process) ----
 
+type Mode = 'memory' | 'files';
+const MAX_OWNERS = 64;
+
+interface Stack {
+  mode: Mode;
+  table: LockTable;
+  server: RpcServer;
+  close(): Promise<void>;
+}
+
+/** An NLM server on HOST whose table keeps locks in memory, or on the export's files. */
+async function startStack(mode: Mode, exp: BenchExport | undefined): Promise<Stack> {
+  let service: ReturnType<typeof createNlmService> | undefined;
+  const onFiles = mode === 'files' ? { locker: exp!.files, exportOf: (fh: Buffer) => exp!.exports.exportOf(fh) } : {};
+  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g), ...onFiles });
+  service = createNlmService({ table });
+  const server = new RpcServer();
+  for (const p of service.programs) server.register(p);
+  await server.addAddress(HOST);
+  return { mode, table, server, close: async () => { service!.close(); await server.close(); } };
+}
+
+/** The software path alone (RPC decode, NLM, table, files, reply encode), no sockets: CPU µs per RPC. */
+async function dispatchOnly(stack: Stack, handles: Buffer[]): Promise<number> {
+  const meta = { transport: 'tcp' as const, local: { address: HOST, port: stack.server.port }, peer: { address: HOST, port: 900 } };
+  const msgs = handles.map((fh, o) => [message(NlmProc.LOCK, o, fh, 'udp'), message(NlmProc.UNLOCK, o, fh, 'udp')] as const);
+  let us = 0;
+  for (let round = 0; round < 3; round++) { // the last round, once the JIT has warmed up
+    let n = 0;
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    while (process.hrtime.bigint() - t0 < 700_000_000n) {
+      for (const [l, u] of msgs) {
+        await stack.server.dispatch(l, meta);
+        await stack.server.dispatch(u, meta);
+        n += 2;
+      }
+    }
+    const c = process.cpuUsage(c0);
+    us = (c.user + c.system) / n;
+  }
+  return us;
+}
+
 /** Runs one generator; also the server's CPU seconds per wall second inside the generator's measuring window. */
-const measure = (transport: Transport, port: number, owners: number, ms: number) =>
-  runGenerator<GenResult>(__filename, ['generate', transport, String(port), String(owners), String(ms)]);
+const measure = (transport: Transport, port: number, handles: Buffer[], ms: number) =>
+  runGenerator<GenResult>(__filename, ['generate', transport, String(port), handles.map((h) => h.toString('hex')).join(','), String(ms)]);
+
+/** knfsd-shaped handles (fsid 7) of files that exist nowhere, for the memory rows when no real export can be made. */
+const syntheticHandles = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => {
+  const b = Buffer.alloc(20);
+  b.set([1, 0, 1, 1]);
+  b.writeUInt32LE(7, 4);
+  b.writeUInt32LE(1000 + i, 8);
+  return b;
+});
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 3);
   const onlyTransport = process.argv[3];
   const onlyOwners = process.argv[4] === undefined ? undefined : Number(process.argv[4]);
-  let service: ReturnType<typeof createNlmService> | undefined;
-  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g) });
-  service = createNlmService({ table });
-  const server = new RpcServer();
-  for (const p of service.programs) server.register(p);
-  await server.addAddress(HOST);
-  console.log(`NLM v4 LOCK+UNLOCK on ${HOST}:${server.port}, ${seconds} s per run, node ${process.version}`);
-  // The software path alone (RPC decode, NLM, table, reply encode), no sockets: an upper bound.
-  {
-    const meta = { transport: 'tcp' as const, local: { address: HOST, port: server.port }, peer: { address: HOST, port: 900 } };
-    const msgs = Array.from({ length: 64 }, (_, o) => [message(NlmProc.LOCK, o, 'udp'), message(NlmProc.UNLOCK, o, 'udp')] as const);
-    let line = '';
-    for (let round = 0; round < 3; round++) { // the last round, once the JIT has warmed up
-      let n = 0;
-      const c0 = process.cpuUsage();
-      const t0 = process.hrtime.bigint();
-      while (process.hrtime.bigint() - t0 < 700_000_000n) {
-        for (const [l, u] of msgs) {
-          await server.dispatch(l, meta);
-          await server.dispatch(u, meta);
-          n += 2;
-        }
-      }
-      const c = process.cpuUsage(c0);
-      line = `dispatch only (no sockets): ${((c.user + c.system) / n).toFixed(2)} µs CPU per RPC`;
-    }
-    console.log(line);
-  }
+  const onlyMode = process.argv[5] as Mode | undefined;
+  const noFiles = realFilesUnavailable();
+  const exp = noFiles === undefined ? tmpfsExport() : undefined;
+  // The same handles for both modes: a knfsd handle of a tmpfs file per owner.
+  const handles = exp ? exp.handles('owner-', MAX_OWNERS) : syntheticHandles(MAX_OWNERS);
+  const modes = (['memory', 'files'] as const).filter((m) => (onlyMode === undefined || m === onlyMode) && (m === 'memory' || exp));
+  const stacks = new Map<Mode, Stack>();
+  for (const m of modes) stacks.set(m, await startStack(m, exp));
+  console.log(`NLM v4 LOCK+UNLOCK on ${HOST}, ${seconds} s per run, node ${process.version}${exp ? `; files: a tmpfs export, ${handles[0]!.length}-byte knfsd handles` : `; files: skipped (${noFiles})`}`);
+  const perRpc = new Map<Mode, number>();
+  for (const [m, stack] of stacks) perRpc.set(m, await dispatchOnly(stack, handles));
+  console.log(`dispatch only (no sockets, 64 owners): ${[...perRpc].map(([m, us]) => `${m} ${us.toFixed(2)} µs CPU per RPC`).join(', ')}`);
   // With a busy machine the rate is bounded by the CPU we get: server CPU µs per RPC is the steadier figure.
-  console.log('transport owners   RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors');
+  console.log('transport owners mode      RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors  files/memory');
   for (const transport of ['udp', 'tcp'] as const) {
     if (onlyTransport !== undefined && transport !== onlyTransport) continue;
-    for (const owners of [1, 8, 64]) {
+    for (const owners of [1, 8, MAX_OWNERS]) {
       if (onlyOwners !== undefined && owners !== onlyOwners) continue;
-      const r = await measure(transport, server.port, owners, seconds * 1000);
-      const { serverCpu } = r;
-      const rate = r.rpcs / r.seconds;
-      console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)}`);
+      let memoryRate: number | undefined;
+      for (const [mode, stack] of stacks) {
+        const r = await measure(transport, stack.server.port, handles.slice(0, owners), seconds * 1000);
+        const { serverCpu } = r;
+        const rate = r.rpcs / r.seconds;
+        if (mode === 'memory') memoryRate = rate;
+        const ratio = mode === 'files' && memoryRate ? `${((rate / memoryRate) * 100).toFixed(0)}%` : '';
+        console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${mode.padEnd(7)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)} ${ratio.padStart(13)}`);
+      }
     }
   }
-  service.close();
-  await server.close();
+  // A generator stops between a LOCK and its UNLOCK: what it left held goes, and nothing stays open.
+  for (const stack of stacks.values()) {
+    stack.table.dropByServerAddress(HOST);
+    await stack.close();
+  }
+  if (exp) {
+    const s = exp.files.stats();
+    if (s.open !== 0) throw new Error(`${s.open} files still open after the runs`);
+    exp.files.setExports([]);
+  }
 }
 
 if (process.argv[2] === 'generate') {
-  const [, , , transport, port, owners, ms] = process.argv;
-  generate(transport as Transport, Number(port), Number(owners), Number(ms)).then((r) => {
+  const [, , , transport, port, handles, ms] = process.argv;
+  generate(transport as Transport, Number(port), handles!.split(',').map((h) => Buffer.from(h, 'hex')), Number(ms)).then((r) => {
     process.send!(r, () => process.exit(0));
   });
 } else {
+  reexecInNamespaces(['mount']);
   main().catch((err) => {
     console.error(err);
     process.exit(1);

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool rpcbind nfs-common tshark iproute2 resource-agents keepalived nfs-ganesha nfs-ganesha-vfs e2fsprogs python3 iputils-arping)
+APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool rpcbind nfs-common tshark iproute2 resource-agents keepalived nfs-ganesha nfs-ganesha-vfs e2fsprogs python3 iputils-arping qemu-system-x86 busybox-static)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
@@ -18,6 +18,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
+
+# The kernel-client VM test's kernel (test/vm): Debian's, unpacked, never installed.
+bash test/vm/fetch-kernel.sh || echo "setup: test/vm/fetch-kernel.sh failed; the VM test will say what it lacks" >&2
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

@@ -1,4 +1,5 @@
-// lockdrop: the umbrella command. `lockdrop demo` runs the failover demo (src/demo);
+// lockdrop: the umbrella command. `lockdrop demo` runs the failover demo (src/demo), `lockdrop
+// demo --active-active` the scene of two nodes serving one directory;
 // `lockdrop record --out FILE` records the kernel's address notifications as a pcap trace
 // (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read; `lockdrop import-statd`
 // brings rpc.statd's records over to one server address.
@@ -9,7 +10,7 @@ import { positive, runCommand, wantsJson, withConventions } from './args';
 import { importStatd } from './import-statd';
 import { plural } from '../failover';
 import { openRtnetlink } from '../addon';
-import { runDemo } from '../demo';
+import { runActiveActiveDemo, runDemo } from '../demo';
 import { recordTrace } from '../watch/record';
 
 export function buildProgram(json = false): Command {
@@ -21,8 +22,11 @@ export function buildProgram(json = false): Command {
     .option('--grace <seconds>', 'grace period on the takeover node', positive)
     .option('--locks <n>', 'locks each client takes', positive)
     .option('--plain-ip', 'move the address with ip addr del/add even when IPaddr2 is installed')
-    .action(async (o: { grace?: number; locks?: number; plainIp?: boolean }) => {
-      const r = await runDemo({ graceSeconds: o.grace, locksPerClient: o.locks, plainIp: o.plainIp });
+    .option('--active-active', 'instead: two nodes serve one directory through their own addresses; a drop on one lets the other\'s waiter in')
+    .action(async (o: { grace?: number; locks?: number; plainIp?: boolean; activeActive?: boolean }) => {
+      const r = o.activeActive
+        ? await runActiveActiveDemo({ plainIp: o.plainIp })
+        : await runDemo({ graceSeconds: o.grace, locksPerClient: o.locks, plainIp: o.plainIp });
       if (r.leftovers.length) process.exitCode = 1;
     });
 

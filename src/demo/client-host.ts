@@ -1,9 +1,13 @@
-// A demo NFS client host: holds NLM locks through server addresses and runs the small part of
-// a status monitor a client needs — it answers SM_NOTIFY and then reclaims, as a kernel NFS
-// client's lockd does after statd tells it a server rebooted. Driven by JSON lines on stdin
-// ({"do":"lock","server":A,"count":N} / {"do":"try","server":A,"offset":O}); reports JSON lines on stdout.
+// A demo NFS client host: holds NLM locks through server addresses, serves GRANTED callbacks
+// for its blocked requests, and runs the small part of a status monitor a client needs — it
+// answers SM_NOTIFY and then reclaims, as a kernel NFS client's lockd does after statd tells it a
+// server rebooted. Driven by JSON lines on stdin, reports JSON lines on stdout:
+//   {"do":"lock","server":A,"count":N}                      N ranges of 100 bytes  → locked
+//   {"do":"try","server":A,"offset":O,"length":L,"block":B}  one lock (svid 1)      → tried, later granted
+//   {"do":"test","server":A,"offset":O,"length":L}          TEST                   → tested
+// Each may name the file by its NFS handle ("fh": hex); else the host's own made-up handle.
 import { createInterface } from 'node:readline';
-import { NlmClient, type LockSpec } from '../nlm';
+import { NlmClient, type GrantedCallback, type LockSpec } from '../nlm';
 import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, SM_NULL, decodeStatChge, decodeVoid, encodeVoid, type StatChge } from '../nsm';
 import { RpcServer, registerWithRpcbind, type Procedure } from '../rpc';
 
@@ -15,12 +19,14 @@ const say = (event: string, fields: Record<string, unknown> = {}): void =>
 export async function runClientHost(name: string, address: string): Promise<void> {
   const clients = new Map<string, NlmClient>();
   const held: Held[] = [];
-  const fh = Buffer.from(`demo-file-of-${name}`);
+  const ownFh = Buffer.from(`demo-file-of-${name}`);
 
   const clientFor = async (server: string): Promise<NlmClient> => {
     let c = clients.get(server);
     if (!c) {
-      c = await NlmClient.create({ server: { address: server }, transport: 'udp', vers: 4, callerName: name, source: address, timeoutMs: 3_000 });
+      // Callbacks registered with this host's rpcbind, as a kernel client's lockd has them.
+      c = await NlmClient.create({ server: { address: server }, transport: 'udp', vers: 4, callerName: name, source: address, timeoutMs: 3_000, callback: { rpcbind: true } });
+      c.on('granted', (g: GrantedCallback) => say('granted', { server, svid: g.lock.svid, offset: Number(g.lock.offset), length: Number(g.lock.length), from: g.from.address }));
       clients.set(server, c);
     }
     return c;
@@ -65,8 +71,10 @@ export async function runClientHost(name: string, address: string): Promise<void
 
   for await (const line of createInterface({ input: process.stdin })) {
     try {
-      const cmd = JSON.parse(line) as { do: string; server: string; count?: number; offset?: number };
+      const cmd = JSON.parse(line) as { do: string; server: string; count?: number; offset?: number; length?: number; block?: boolean; fh?: string };
       const c = await clientFor(cmd.server);
+      const fh = cmd.fh === undefined ? ownFh : Buffer.from(cmd.fh, 'hex');
+      const range = { offset: BigInt(cmd.offset ?? 1e6), length: BigInt(cmd.length ?? 1) };
       if (cmd.do === 'lock') {
         const base = held.length;
         const specs = Array.from({ length: cmd.count ?? 1 }, (_, i): Held => ({ server: cmd.server, fh, svid: 1000 + base + i, offset: BigInt((base + i) * 100), length: 100n, exclusive: true }));
@@ -75,8 +83,12 @@ export async function runClientHost(name: string, address: string): Promise<void
         results.forEach((r, i) => r.status === 'granted' && held.push(specs[i]!));
         say('locked', { server: cmd.server, statuses: tally(results.map((r) => r.status)), ms: Date.now() - started });
       } else if (cmd.do === 'try') {
-        const r = await c.lock({ fh, svid: 1, offset: BigInt(cmd.offset ?? 1e6), length: 1n, exclusive: true });
+        const r = await c.lock({ fh, svid: 1, ...range, exclusive: true, block: cmd.block ?? false });
         say('tried', { server: cmd.server, status: r.status });
+      } else if (cmd.do === 'test') {
+        const r = await c.test({ fh, svid: 1, ...range, exclusive: true });
+        const h = r.holder;
+        say('tested', { server: cmd.server, status: r.status, holder: h && { svid: h.svid, offset: Number(h.offset), length: Number(h.length), exclusive: h.exclusive } });
       }
     } catch (err) {
       say('error', { what: line, error: err instanceof Error ? err.message : String(err) });

@@ -1,23 +1,18 @@
 // `lockdrop demo`: a failover in a lab of namespaces, narrated with timings. Two lockdropd nodes
 // share the moving address's state folder (as shared storage would), two clients hold locks
 // through two floating addresses, and the address moves the way a cluster agent moves it.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
-import type { StatusReport } from '../daemon/protocol';
-import { Lab, type JsonLines, type LabHost } from './lab';
+import type { JsonLines, LabHost } from './lab';
+import { moveAddress, narrateClient, narrateDaemon, removeCommand, runScene, showLocks, type SceneOptions } from './stage';
 
-export interface DemoOptions {
-  /** Where the narration goes (default: stdout). */
-  print?: (line: string) => void;
+export { runActiveActiveDemo, type ActiveActiveOptions, type ActiveActiveResult } from './active-active';
+
+export interface DemoOptions extends SceneOptions {
   /** Seconds of grace on the takeover node. */
   graceSeconds?: number;
   /** Locks each client takes. */
   locksPerClient?: number;
-  /** Namespace name prefix, to keep concurrent labs apart. */
-  prefix?: string;
-  /** Use `ip addr del/add` even when resource-agents' IPaddr2 is installed. */
-  plainIp?: boolean;
 }
 
 export interface DemoResult {
@@ -32,25 +27,13 @@ export interface DemoResult {
   leftovers: string[];
 }
 
-type Json = Record<string, any>;
-
-const IPADDR2 = '/usr/lib/ocf/resource.d/heartbeat/IPaddr2';
 const MOVING = '10.77.0.100';
 const STAYING = '10.77.0.101';
 
-export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
-  const print = opts.print ?? ((l: string) => void process.stdout.write(`${l}\n`));
-  const t0 = Date.now();
-  const say = (s: string): void => print(`[${((Date.now() - t0) / 1000).toFixed(2).padStart(6)}s] ${s}`);
-  if (process.getuid?.() !== 0) throw new Error('the demo builds network namespaces: run it as root');
-  for (const bin of ['ip', 'nsenter', 'unshare', 'rpcbind', 'rpcinfo']) if (!commandExists(bin)) throw new Error(`the demo needs ${bin} (npm run demo installs it)`);
-  const useIpaddr2 = !opts.plainIp && existsSync(IPADDR2);
+export function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const perClient = opts.locksPerClient ?? 20;
-  const lab = new Lab(opts.prefix ?? `ldd${process.pid % 1000}`);
-  const work = mkdtempSync(path.join(tmpdir(), 'lockdrop-demo-'));
-  const interrupted = (): void => { say('interrupted: cleaning up'); void lab.dispose().then(() => process.exit(130)); };
-  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
-  try {
+  return runScene(opts, async (scene) => {
+    const { lab, say, print, work, useIpaddr2 } = scene;
     say('building the lab: a bridge, a server node, a takeover node and two client hosts, each with its own rpcbind');
     await lab.start();
     const srv = await lab.addHost('srv', 1);
@@ -92,11 +75,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     await cl2.wait('c2 locked', (j) => j.event === 'locked');
     showLocks(say, lab, node('srv'));
 
-    const removeCmd = useIpaddr2 ? `IPaddr2 stop (resource-agents)` : `ip addr del`;
-    say(`removing ${MOVING} from the server with ${removeCmd}, as a cluster agent would`);
+    say(`removing ${MOVING} from the server with ${removeCommand(scene)}, as a cluster agent would`);
     const srvMark = node('srv').log.count;
     const removedAt = Date.now();
-    moveAddress(lab, srv, 'stop', useIpaddr2);
+    moveAddress(scene, srv, MOVING, 'stop');
     const drop = await node('srv').log.wait(`the drop of ${MOVING}`, (j) => j.address === MOVING && typeof j.locks === 'number' && typeof j.ms === 'number', 30_000, srvMark);
     say(`command returned after ${Date.now() - removedAt} ms; the drop itself took ${Number(drop.ms).toFixed(2)} ms from the kernel event`);
     showLocks(say, lab, node('srv'));
@@ -109,7 +91,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     say(`bringing ${MOVING} up on the takeover node with ${useIpaddr2 ? 'IPaddr2 start' : 'ip addr add'}`);
     mark1 = cl1.count;
     const addedAt = Date.now();
-    moveAddress(lab, tko, 'start', useIpaddr2);
+    moveAddress(scene, tko, MOVING, 'start');
     const notice = await cl1.wait('SM_NOTIFY at c1', (j) => j.event === 'sm-notify', 30_000, mark1);
     say(`c1 got SM_NOTIFY from ${notice.from} (state ${notice.state}) ${notice.at - addedAt} ms after the address was added`);
     const reclaimed = await cl1.wait('c1 reclaim', (j) => j.event === 'reclaimed', 30_000, mark1);
@@ -125,48 +107,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     showLocks(say, lab, node('tko'));
     showLocks(say, lab, node('srv'));
 
-    const result: Omit<DemoResult, 'leftovers'> = {
+    return {
       dropped: drop.locks, droppedMs: drop.ms, removedBy: drop.comm, otherAddressDuringDrop: during.status,
       notifiedFrom: notice.from, reclaimed: reclaimed.granted, newLockOnMovedAddress: onMoved.status, newLockOnOtherAddress: onOther.status,
     };
-    say('cleaning up: stopping every process and removing every namespace');
-    await lab.dispose();
-    const leftovers = lab.leftovers();
-    say(leftovers.length ? `left behind: ${leftovers.join(', ')}` : 'done: nothing left behind');
-    return { ...result, leftovers };
-  } finally {
-    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
-    await lab.dispose();
-    rmSync(work, { recursive: true, force: true });
-  }
-}
-
-function moveAddress(lab: Lab, host: LabHost, op: 'start' | 'stop', useIpaddr2: boolean): void {
-  if (useIpaddr2) {
-    lab.exec(host, IPADDR2, [op], { ...process.env, OCF_ROOT: '/usr/lib/ocf', OCF_RESKEY_ip: MOVING, OCF_RESKEY_cidr_netmask: '24', OCF_RESKEY_nic: host.nic });
-  } else {
-    lab.exec(host, 'ip', ['addr', op === 'start' ? 'add' : 'del', `${MOVING}/24`, 'dev', host.nic]);
-  }
-}
-
-function showLocks(say: (s: string) => void, lab: Lab, node: { host: LabHost; control: string }): void {
-  const s = lab.ctl<StatusReport>(node.host, node.control, ['status']);
-  const name = node.host.name;
-  const rows = s.addresses.map((a) => `${a.address} ${a.present ? 'present' : 'absent '} ${String(a.locks).padStart(3)} locks${a.grace ? `, grace until ${a.grace.slice(11, 19)}` : ''}`);
-  say(`${name} locks per address: ${rows.length ? rows.join(' | ') : '(none)'}`);
-}
-
-/** The daemon's log lines worth narrating: address arrivals and removals, drops, notifications. */
-function narrateDaemon(node: string, j: Json, say: (s: string) => void): void {
-  if (typeof j.msg !== 'string' || (j.level ?? 30) < 30) return;
-  if ((typeof j.address === 'string' && / (removed|arrived|removal)/.test(j.msg)) || j.msg.startsWith('nsm: notify done')) say(`  ${node}│ ${j.msg}`);
-}
-
-function narrateClient(name: string, j: Json, say: (s: string) => void): void {
-  if (j.event === 'locked') say(`  ${name}│ locks through ${j.server}: ${JSON.stringify(j.statuses)} in ${j.ms} ms`);
-  if (j.event === 'error') say(`  ${name}│ error: ${j.error}`);
-}
-
-function commandExists(bin: string): boolean {
-  return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => existsSync(path.join(d, bin)));
+  });
 }

@@ -106,6 +106,18 @@ function decodeFsid(type: number, k: Buffer, order: ByteOrder): KnfsdFsid {
   }
 }
 
+/**
+ * The handle knfsd gives a file of an export with `fsid=N` (FSID_NUM): the header, the fsid, then
+ * the filesystem's kernel handle (name_to_handle_at's handle_type and bytes) as the file id —
+ * what lockdrop's demo and benchmarks hand their clients.
+ */
+export function knfsdHandle(fsid: number, kernel: { type: number; handle: Buffer }, order: ByteOrder = 'little'): Buffer {
+  const header = Buffer.from([1, 0, FSID_NUM, kernel.type, 0, 0, 0, 0]);
+  if (order === 'little') header.writeUInt32LE(fsid, 4);
+  else header.writeUInt32BE(fsid, 4);
+  return Buffer.concat([header, kernel.handle]);
+}
+
 /** 16 uuid bytes from text: hex with or without dashes or colons (exports(5) uuid=, blkid). */
 export function uuidBytes(text: string): Buffer {
   const hex = text.replace(/[-:]/g, '');

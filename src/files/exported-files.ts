@@ -99,6 +99,12 @@ export class ExportedFiles implements FileLocker {
   private maxOpen: number;
   private readonly pollInitialMs: number;
   private readonly pollMaxMs: number;
+  /**
+   * The description validate() opened for a file nobody had open. The table's LOCK, TEST or wait
+   * that follows in the same call takes or uses it instead of opening the file again (a LOCK of a
+   * new file costs one open_by_handle_at, not two); closed at the end of the current job otherwise.
+   */
+  private spare: { fileKey: string; exp: RealExport; d: Description } | undefined;
 
   constructor(private readonly opts: ExportedFilesOptions) {
     this.sys = opts.sys;
@@ -167,6 +173,7 @@ export class ExportedFiles implements FileLocker {
   closeExport(path: string): number {
     const e = this.exports.get(path);
     if (!e) return 0;
+    if (this.spare?.exp === e) this.closeSpare();
     let closed = 0;
     for (const [key, f] of this.files) {
       if (f.exp !== e) continue;
@@ -199,13 +206,18 @@ export class ExportedFiles implements FileLocker {
   // ---- FileLocker ----
 
   validate(fileKey: string, fh: Buffer): LockStatus | undefined {
-    if (this.exports.size === 0 || this.files.has(fileKey)) return undefined;
+    if (this.exports.size === 0 || this.files.has(fileKey) || this.spare?.fileKey === fileKey) return undefined;
     const r = this.resolve(fh);
     if (r.kind === 'memory') return undefined;
     if (r.kind === 'stale') return 'stale_fh';
-    const fd = this.openByHandle(r.exp, r.kh, 'ro');
-    if (fd < 0) return this.refusal(fd);
-    this.closeDescription(fd);
+    this.closeSpare();
+    const d = this.describe(r.exp, r.kh);
+    if (typeof d === 'string') return d;
+    const spare = { fileKey, exp: r.exp, d };
+    this.spare = spare;
+    queueMicrotask(() => {
+      if (this.spare === spare) this.closeSpare();
+    });
     return undefined;
   }
 
@@ -262,6 +274,7 @@ export class ExportedFiles implements FileLocker {
     // The owner's own description leaves its own locks out; without one it holds nothing in the
     // kernel, and another owner's locks were already found not to conflict by the table.
     let fd = f?.owners.get(ownerKey)?.fd ?? (f ? f.owners.values().next().value?.fd : undefined);
+    if (fd === undefined && this.spare?.fileKey === fileKey) fd = this.spare.d.fd;
     let temporary = false;
     if (fd === undefined) {
       const r = this.resolve(fh);
@@ -342,23 +355,45 @@ export class ExportedFiles implements FileLocker {
 
   /** The owner's new description of the file, 'memory' for a file not locked on disk, or the refusal. */
   private openFor(fileKey: string, fh: Buffer, ownerKey: string): Description | 'memory' | LockStatus {
-    const r = this.resolve(fh);
-    if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
+    let exp: RealExport;
+    let d: Description | LockStatus;
+    const spare = this.spare;
+    if (spare?.fileKey === fileKey) {
+      this.spare = undefined;
+      ({ exp, d } = spare);
+    } else {
+      const r = this.resolve(fh);
+      if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
+      exp = r.exp;
+      d = this.describe(exp, r.kh);
+      if (typeof d === 'string') return d;
+    }
+    let f = this.files.get(fileKey);
+    if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
+    f.owners.set(ownerKey, d);
+    return d;
+  }
+
+  /** A new description of the file, read-write where this process may write it, or the refusal. */
+  private describe(exp: RealExport, kh: KernelHandle): Description | LockStatus {
     let readOnlyFs = false;
     let writable = true;
-    let fd = this.openByHandle(r.exp, r.kh, 'rw');
+    let fd = this.openByHandle(exp, kh, 'rw');
     if (fd === -E.EROFS || fd === -E.EACCES || fd === -E.EPERM || fd === -E.ETXTBSY) {
       // A read-only filesystem, or a file this process may not write: shared locks still work.
       readOnlyFs = fd === -E.EROFS;
       writable = false;
-      fd = this.openByHandle(r.exp, r.kh, 'ro');
+      fd = this.openByHandle(exp, kh, 'ro');
     }
     if (fd < 0) return this.refusal(fd);
-    const d: Description = { fd, writable, readOnlyFs };
-    let f = this.files.get(fileKey);
-    if (!f) this.files.set(fileKey, (f = new OpenFile(r.exp)));
-    f.owners.set(ownerKey, d);
-    return d;
+    return { fd, writable, readOnlyFs };
+  }
+
+  private closeSpare(): void {
+    const spare = this.spare;
+    if (spare === undefined) return;
+    this.spare = undefined;
+    this.closeDescription(spare.d.fd);
   }
 
   /** A descriptor of the file, counted against the budget, or a negative errno. */

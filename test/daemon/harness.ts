@@ -117,7 +117,15 @@ export function daemonDir(): string {
 }
 
 /** Starts lockdropd with the flags given (plus per-test state dir and control socket unless given). */
-export function spawnDaemon(args: string[] = [], opts: { dir?: string; config?: unknown; env?: NodeJS.ProcessEnv; /** Run inside this network namespace. */ netns?: string } = {}): DaemonProcess {
+export function spawnDaemon(args: string[] = [], opts: {
+  dir?: string;
+  config?: unknown;
+  env?: NodeJS.ProcessEnv;
+  /** Run inside this network namespace. */
+  netns?: string;
+  /** Run inside the network and mount namespaces of this process: a node's rpcbind (test/support/ganesha.ts). */
+  node?: { anchorPid: number };
+} = {}): DaemonProcess {
   const dir = opts.dir ?? daemonDir();
   const control = path.join(dir, 'run', 'control.sock');
   const full = ['--state-dir', path.join(dir, 'state'), '--control', control, '--rpcbind', 'off', '--sources', 'poll', '--poll-interval', '0.2', ...args];
@@ -126,7 +134,9 @@ export function spawnDaemon(args: string[] = [], opts: { dir?: string; config?: 
     writeFileSync(file, typeof opts.config === 'string' ? opts.config : JSON.stringify(opts.config));
     full.unshift('--config', file);
   }
-  const [cmd, argv] = opts.netns === undefined ? [process.execPath, [LOCKDROPD, ...full]] : ['ip', ['netns', 'exec', opts.netns, process.execPath, LOCKDROPD, ...full]];
+  const [cmd, argv] = opts.node !== undefined
+    ? ['nsenter', ['-t', String(opts.node.anchorPid), '-n', '-m', '--', process.execPath, LOCKDROPD, ...full]]
+    : opts.netns === undefined ? [process.execPath, [LOCKDROPD, ...full]] : ['ip', ['netns', 'exec', opts.netns, process.execPath, LOCKDROPD, ...full]];
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   return new DaemonProcess(child, dir, control);
 }

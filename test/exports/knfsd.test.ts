@@ -4,6 +4,7 @@ import {
   ExportsTable,
   FileHandleError,
   foldUuid,
+  knfsdHandle,
   parseKnfsdHandle,
   uuidBytes,
   type KnfsdFsid,
@@ -75,6 +76,15 @@ describe('exports: knfsd file handles', () => {
       }
     });
   }
+
+  it('knfsdHandle writes the FSID_NUM handle parseKnfsdHandle reads back, in either byte order', () => {
+    const kernel = { type: 1, handle: hex(FILEID) };
+    assert.deepEqual(knfsdHandle(7, kernel), hex('01 00 01 01', '07000000', FILEID));
+    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 1, max: 0xfe }), fc.uint8Array({ minLength: 1, maxLength: 128 }), fc.constantFrom('little' as const, 'big' as const), (fsid, type, bytes, order) => {
+      const h = parseKnfsdHandle(knfsdHandle(fsid, { type, handle: Buffer.from(bytes) }, order), order);
+      assert.deepEqual([h.fsid, h.fileidType, h.fileid.toString('hex')], [{ type: 1, fsid }, type, Buffer.from(bytes).toString('hex')]);
+    }));
+  });
 
   it('reads host-order words big-endian when told', () => {
     const h = parseKnfsdHandle(hex('01 00 01 01', '00000007'), 'big');

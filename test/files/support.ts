@@ -3,7 +3,7 @@
 import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nameToHandle } from '../../src/addon/files';
-import { ExportsTable, type ExportEntry } from '../../src/exports';
+import { ExportsTable, knfsdHandle as encodeKnfsdHandle, type ExportEntry } from '../../src/exports';
 import { ExportedFiles } from '../../src/files';
 import { nativeFileSyscalls } from '../../src/files/native';
 export { mountExt4, mountTmpfs, type Mounted } from '../support/files';
@@ -11,12 +11,7 @@ import type { NlmServiceOptions } from '../../src/nlm';
 import { startServer, type TestServer } from '../nlm/harness';
 
 /** A knfsd NFS handle (fh_version 1, FSID_NUM) of a file: header, fsid, then the kernel's file_handle. */
-export function knfsdHandle(path: string, fsid: number): Buffer {
-  const k = nameToHandle(path);
-  const fsidBytes = Buffer.alloc(4);
-  fsidBytes.writeUInt32LE(fsid);
-  return Buffer.concat([Buffer.from([1, 0, 1, k.type]), fsidBytes, k.handle]);
-}
+export const knfsdHandle = (path: string, fsid: number): Buffer => encodeKnfsdHandle(fsid, nameToHandle(path));
 
 export function makeFile(dir: string, name: string, bytes = 4096): string {
   const p = join(dir, name);
