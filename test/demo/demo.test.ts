@@ -37,9 +37,9 @@ describe('lockdrop demo', function () {
     assert.match(stdout, /c2 asks node B \(10\.77\.0\.101\) for bytes 50-59: denied/);
     assert.match(stdout, /c2 TESTs bytes 0-99 through node B: denied, held by svid 0 \(outside node B\) over bytes 0-99/);
     assert.match(stdout, /c2 queues a blocking lock on bytes 0-99 through node B: blocked/);
-    assert.match(stdout, /10\.77\.0\.100 removed by ip\[\d+\]: dropped 1 locks of 1 clients/);
+    assert.match(stdout, /10\.77\.0\.100 removed by ip\[\d+\]: dropped 1 lock of 1 client/);
     assert.match(stdout, /c2 got GRANTED from node B \(10\.77\.0\.101\) for bytes 0-99/);
-    assert.match(stdout, /node B locks per address: 10\.77\.0\.101 present +1 locks/);
+    assert.match(stdout, /node B locks per address: 10\.77\.0\.101 present +1 lock\b/);
     assert.match(stdout, /done: nothing left behind/);
     assert.equal(sh('ip', ['netns', 'list']), before, 'no namespace left');
     assert.deepEqual(labProcesses().filter((p) => !earlier.has(p)), [], 'no process left');
