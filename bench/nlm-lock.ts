@@ -160,8 +160,8 @@ async function dispatchOnly(stack: Stack, handles: Buffer[]): Promise<number> {
     const t0 = process.hrtime.bigint();
     while (process.hrtime.bigint() - t0 < 700_000_000n) {
       for (const [l, u] of msgs) {
-        await stack.server.dispatch(l, meta);
-        await stack.server.dispatch(u, meta);
+        await stack.server.dispatcher.handle(l, meta);
+        await stack.server.dispatcher.handle(u, meta);
         n += 2;
       }
     }

@@ -16,10 +16,10 @@ import type { Logger } from 'pino';
 import { ExportsTable } from '../exports';
 import { FailoverController, dropLine, plural, type FailoverReport } from '../failover';
 import { LockTable, hostKey, type DropCounts, type GraceScope, type HeldLock, type LockChange } from '../locks';
-import { NLM_PROG, NLM_VERSIONS, createNlmService, rpcCaller, type NlmService } from '../nlm';
+import { NLM_PROG, NLM_VERSIONS, callbackCredential, createNlmService, type NlmService } from '../nlm';
 import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION } from '../nsm';
 import { normaliseAddress } from '../net';
-import { RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
+import { RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
 import { readLocalAddresses } from '../watch';
 import { nowMs, type AddressEvent } from '../watch/types';
 import { checkAddressTarget, checkExportTarget, type AddressView } from './admin';
@@ -175,7 +175,7 @@ export class Daemon {
       onBlockGranted: (g) => ref.nlm?.onBlockGranted(g),
       locker: files.files,
     });
-    const caller = rpcCaller({ machineName: hostname() });
+    const caller = new RpcClientPool({ cred: callbackCredential(hostname()) });
     undo.push(() => caller.close());
     const nlm = createNlmService({
       table,

@@ -71,21 +71,17 @@ export function runActiveActiveDemo(opts: ActiveActiveOptions = {}): Promise<Act
     const client = async (host: LabHost): Promise<JsonLines> =>
       lab.startClient(host, (j) => narrateClient(host.name, j, say), (line) => print(`  ${host.name}! ${line}`));
     const [cl1, cl2] = [await client(c1), await client(c2)];
-    const ask = async (c: JsonLines, what: string, cmd: Record<string, unknown>, event: string) => {
-      const mark = c.count;
-      c.send({ ...cmd, fh });
-      return c.wait(what, (j) => j.event === event, 15_000, mark);
-    };
+    const ask = (c: JsonLines, cmd: Record<string, unknown>) => c.ask({ ...cmd, fh }, 'tried', 15_000);
 
-    const mine = await ask(cl1, 'c1 lock', { do: 'try', server: VIP_A, offset: 0, length: 100 }, 'tried');
+    const mine = await ask(cl1, { do: 'try', server: VIP_A, offset: 0, length: 100 });
     say(`c1 locks bytes 0-99 of data through node A (${VIP_A}): ${mine.status}`);
-    const refused = await ask(cl2, 'c2 lock', { do: 'try', server: VIP_B, offset: 50, length: 10 }, 'tried');
+    const refused = await ask(cl2, { do: 'try', server: VIP_B, offset: 50, length: 10 });
     say(`c2 asks node B (${VIP_B}) for bytes 50-59: ${refused.status} — node B's own table is empty there; the kernel refused it: node A's lock is on the file`);
-    const seen = await ask(cl2, 'c2 test', { do: 'test', server: VIP_B, offset: 0, length: 100 }, 'tested');
+    const seen = await cl2.ask({ do: 'test', server: VIP_B, offset: 0, length: 100, fh }, 'tested', 15_000);
     const h = seen.holder as ActiveActiveResult['holderSeenByB'];
     say(`c2 TESTs bytes 0-99 through node B: ${seen.status}${h ? `, held by svid ${h.svid} (outside node B) over bytes ${h.offset}-${h.offset + h.length - 1}` : ''}`);
     const mark = cl2.count;
-    const waiter = await ask(cl2, 'c2 blocking lock', { do: 'try', server: VIP_B, offset: 0, length: 100, block: true }, 'tried');
+    const waiter = await ask(cl2, { do: 'try', server: VIP_B, offset: 0, length: 100, block: true });
     say(`c2 queues a blocking lock on bytes 0-99 through node B: ${waiter.status} (node B waits in the kernel for the holder outside it)`);
     showLocks(say, lab, nodeA, 'node A');
     showLocks(say, lab, nodeB, 'node B');

@@ -185,4 +185,21 @@ export class JsonLines {
   get count(): number { return this.seen.length; }
 
   send(cmd: Json): void { this.child.stdin!.write(`${JSON.stringify(cmd)}\n`); }
+
+  /** Sends a command to a client host (client-host.ts) and waits for its next `event` line. */
+  ask(cmd: Json, event: string, timeoutMs = 20_000): Promise<Json> {
+    const mark = this.count;
+    this.send(cmd);
+    return this.wait(`${event} after ${String(cmd.do)}`, (j) => j.event === event, timeoutMs, mark);
+  }
+}
+
+/** A client host takes `count` locks through `server`: the tally of their statuses. */
+export async function lockMany(c: JsonLines, server: string, count: number): Promise<Record<string, number>> {
+  return (await c.ask({ do: 'lock', server, count }, 'locked')).statuses as Record<string, number>;
+}
+
+/** A client host tries one new lock through `server` at `offset`: its status. */
+export async function tryLock(c: JsonLines, server: string, offset: number): Promise<string> {
+  return (await c.ask({ do: 'try', server, offset }, 'tried')).status as string;
 }

@@ -11,6 +11,7 @@
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
 import type { KernelHandleResult } from '../exports';
+import { Backoff } from '../net';
 import { E, LOCK_READ, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
 
 /** An export as this part needs it: its path (the export's id) and whether its locks are on the files. */
@@ -25,7 +26,7 @@ export interface ExportedFilesOptions {
   kernelHandle: (fh: Buffer) => KernelHandleResult;
   /** Open file descriptions allowed at once (export roots included). */
   maxOpen: number;
-  /** Retry interval while every kernel wait thread is busy: starts here, doubles up to pollMaxMs. */
+  /** Retry interval while every kernel wait thread is busy: starts here, doubles (jittered) up to pollMaxMs. */
   pollInitialMs?: number;
   pollMaxMs?: number;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -319,9 +320,9 @@ export class ExportedFiles implements FileLocker {
     return this.poll(fileKey, ownerKey, type, s, len, done);
   }
 
-  /** Every kernel wait thread is busy: try again on a timer, doubling from pollInitialMs to pollMaxMs. */
+  /** Every kernel wait thread is busy: try again on a timer, doubling (jittered) from pollInitialMs to pollMaxMs. */
   private poll(fileKey: string, ownerKey: string, type: typeof LOCK_READ | typeof LOCK_WRITE, s: FlockPos, len: FlockPos, done: (acquired: boolean) => void): () => void {
-    let delay = this.pollInitialMs;
+    const delay = new Backoff({ initialMs: this.pollInitialMs, maxMs: this.pollMaxMs });
     let timer: NodeJS.Timeout | undefined;
     const attempt = (): void => {
       timer = undefined;
@@ -329,10 +330,9 @@ export class ExportedFiles implements FileLocker {
       const rc = d === undefined ? -E.EBADF : this.sys.ofdSetLock(d.fd, type, s, len);
       if (rc === 0) return done(true);
       if (rc !== -E.EAGAIN && rc !== -E.EACCES) return done(false);
-      delay = Math.min(delay * 2, this.pollMaxMs);
-      timer = setTimeout(attempt, delay);
+      timer = setTimeout(attempt, delay.next());
     };
-    timer = setTimeout(attempt, delay);
+    timer = setTimeout(attempt, delay.next());
     return () => {
       if (timer) clearTimeout(timer);
       timer = undefined;

@@ -391,8 +391,12 @@ export class LockTable {
       for (const b of [...owner.blocks]) if (b.file === file && b.start >= r.start && b.end <= r.end) this.removeBlock(b);
     }
     if (owner.holders.length !== 0 && this.unlockRange(file, owner, r.start, r.end)) {
-      // The kernel lets go first: the waiters woken next are granted on the file too.
-      this.locker?.unlock(fkey, owner.key, r.start, r.end);
+      // The kernel lets go first, so the waiters woken next are granted on the file too; an owner
+      // left with nothing there closes its description (one call instead of unlock and close).
+      if (this.locker) {
+        if (this.idleOn(file, owner)) this.locker.close(fkey, owner.key);
+        else this.locker.unlock(fkey, owner.key, r.start, r.end);
+      }
       this.wake(file, r.start, r.end);
     }
     this.closeIfIdle(file, owner);
@@ -1137,10 +1141,14 @@ export class LockTable {
     return owner.blocks !== null && owner.blocks.some((b) => b.file === file && b.kernelWait !== null);
   }
 
+  /** The owner holds and awaits nothing on the file. */
+  private idleOn(file: FileState, owner: Owner): boolean {
+    return !this.awaitsInKernel(file, owner) && this.mineOn(file, owner).length === 0;
+  }
+
   /** Closes the owner's description of the file once it holds and awaits nothing there. */
   private closeIfIdle(file: FileState, owner: Owner): void {
-    if (!this.locker || this.awaitsInKernel(file, owner) || this.mineOn(file, owner).length !== 0) return;
-    this.locker.close(file.key, owner.key);
+    if (this.locker && this.idleOn(file, owner)) this.locker.close(file.key, owner.key);
   }
 
   /** Reports the grants of this call once the table is consistent (callbacks may call back in). */

@@ -4,13 +4,14 @@
 // request came in on, as Linux does (nlmsvc_lookup_host: same protocol, version, and
 // srcaddr = the request's destination address).
 import type { Logger } from 'pino';
-import { AUTH_SYS, RpcClient, getPort, type Credential, type TransportKind } from '../rpc';
+import { AUTH_SYS, type Credential, type TransportKind } from '../rpc';
+import { Backoff } from '../net';
 import { XdrReader, XdrWriter } from '../xdr';
 import type { BlockGranted, HeldLock, LockOwner, LockStatus } from '../locks/types';
 import { encodeTestArgs, decodeRes, type NlmLock } from './codec';
 import { NLM_PROG, NlmProc, statName } from './protocol';
 
-/** The RPC calls callbacks need; the daemon adapts the rpc part's client to it. */
+/** The RPC calls callbacks need: src/rpc's RpcClientPool, or a test's stand-in. */
 export interface NlmRpcCaller {
   /** rpcbind GETPORT on the target's portmapper (port 111); 0 when not registered. */
   getPort(q: { address: string; source: string; transport: TransportKind; prog: number; vers: number; timeoutMs: number }): Promise<number>;
@@ -18,39 +19,8 @@ export interface NlmRpcCaller {
   call(q: { address: string; port: number; source: string; transport: TransportKind; prog: number; vers: number; proc: number; args: Buffer; timeoutMs: number }): Promise<Buffer>;
 }
 
-/**
- * The NlmRpcCaller over the rpc part: one RpcClient per (peer, port, transport, source), kept
- * for reuse (a few hundred at most, the oldest closed first), AUTH_SYS as Linux's lockd sends.
- */
-export function rpcCaller(opts: { machineName: string }): NlmRpcCaller & { close(): void } {
-  const cred: Credential = { flavor: AUTH_SYS, stamp: 0, machineName: opts.machineName, uid: 0, gid: 0, gids: [] };
-  const max = 256;
-  const clients = new Map<string, RpcClient>();
-  const client = (address: string, port: number, transport: TransportKind, source: string): RpcClient => {
-    const key = `${transport}|${address}|${port}|${source}`;
-    let c = clients.get(key);
-    if (c) {
-      clients.delete(key); // re-insert: Map order is the LRU order
-    } else {
-      c = new RpcClient({ transport, host: address, port, source, cred });
-      if (clients.size >= max) {
-        const [oldest, old] = clients.entries().next().value as [string, RpcClient];
-        clients.delete(oldest);
-        old.close();
-      }
-    }
-    clients.set(key, c);
-    return c;
-  };
-  return {
-    getPort: (q) => getPort(q.address, q.prog, q.vers, q.transport, { source: q.source, timeoutMs: q.timeoutMs }),
-    call: (q) => client(q.address, q.port, q.transport, q.source).call(q.prog, q.vers, q.proc, (w) => w.raw(q.args), (r) => Buffer.from(r.rest()), { timeoutMs: q.timeoutMs }),
-    close: () => {
-      for (const c of clients.values()) c.close();
-      clients.clear();
-    },
-  };
-}
+/** The credential of every callback: AUTH_SYS as root from the server's name, as Linux's lockd sends. */
+export const callbackCredential = (machineName: string): Credential => ({ flavor: AUTH_SYS, stamp: 0, machineName, uid: 0, gid: 0, gids: [] });
 
 /** Where and how to reach a client's lock manager. */
 export interface CallbackTarget {
@@ -125,7 +95,9 @@ interface PendingGrant {
   lock: HeldLock;
   grant: BlockGranted;
   deadline: number;
+  /** The current attempt's wait (its call timeout, then the pause after it); `backoff` gives the next. */
   delay: number;
+  backoff: Backoff;
   timer?: NodeJS.Timeout;
 }
 
@@ -172,7 +144,8 @@ export class GrantCallbacks {
     const keys = this.byCookie.get(ck);
     if (keys) keys.push(key);
     else this.byCookie.set(ck, [key]);
-    const p: PendingGrant = { waiter, lock: g.lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: this.opts.retryInitialMs };
+    const backoff = new Backoff({ initialMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs });
+    const p: PendingGrant = { waiter, lock: g.lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: backoff.next(), backoff };
     this.pending.set(key, p);
     const host = g.lock.owner.host;
     const ofHost = this.byHost.get(host);
@@ -219,10 +192,10 @@ export class GrantCallbacks {
     );
   }
 
-  /** The next attempt after the current backoff (doubling, capped), or at the deadline. */
+  /** The next attempt after the current backoff (doubling, jittered, capped), or at the deadline. */
   private schedule(key: string, p: PendingGrant): void {
     const wait = Math.max(0, Math.min(p.delay, p.deadline - this.now()));
-    p.delay = Math.min(p.delay * 2, this.opts.retryMaxMs);
+    p.delay = p.backoff.next();
     p.timer = setTimeout(() => this.attempt(key, p), wait);
     p.timer.unref();
   }

@@ -27,7 +27,8 @@ import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext } from '../rpc
 import { XdrWriter } from '../xdr';
 import { hostKey, type BlockGranted, type ClientHost, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest } from '../locks/types';
 import * as C from './codec';
-import { GrantCallbacks, LockManagerCaller, ownerRangeMeets, rpcCaller, type CallbackTarget, type Waiter } from './callbacks';
+import { RpcClientPool } from '../rpc';
+import { callbackCredential, GrantCallbacks, LockManagerCaller, ownerRangeMeets, type CallbackTarget, type Waiter } from './callbacks';
 import { MonitoredHosts } from './hosts';
 import { NlmStat, statusCode } from './protocol';
 import type { ExportPolicy, NlmLockTable, NlmServiceDeps, NlmServiceOptions } from './service';
@@ -50,14 +51,14 @@ export class NlmHandlers {
   private readonly log: Logger | undefined;
   private readonly policy: ExportPolicy;
   private readonly caller: LockManagerCaller;
-  private readonly ownRpc: ReturnType<typeof rpcCaller> | undefined;
+  private readonly ownRpc: RpcClientPool | undefined;
 
   constructor(private readonly deps: NlmServiceDeps, private readonly opts: NlmServiceOptions) {
     const now = deps.now ?? Date.now;
     this.table = deps.table;
     this.log = deps.logger;
     this.policy = deps.exportPolicy ?? allow;
-    this.ownRpc = deps.rpc ? undefined : rpcCaller({ machineName: opts.serverName });
+    this.ownRpc = deps.rpc ? undefined : new RpcClientPool({ cred: callbackCredential(opts.serverName) });
     this.caller = new LockManagerCaller(deps.rpc ?? this.ownRpc!, { portCacheMs: opts.portCacheMs, callTimeoutMs: opts.callbackTimeoutMs, now });
     this.grants = new GrantCallbacks(this.caller, (g) => this.undo(g), {
       timeoutMs: opts.grantTimeoutMs, retryInitialMs: opts.grantRetryInitialMs, retryMaxMs: opts.grantRetryMaxMs, serverName: opts.serverName,

@@ -6,7 +6,7 @@ export { createNlmService, defaultNlmServiceOptions } from './service';
 export type { NlmService, NlmServiceDeps, NlmServiceOptions, NlmLockTable, ExportPolicy, NlmRebootNotice } from './service';
 export { MonitoredHosts } from './hosts';
 export type { HostMonitor, MonitoredHostsOptions } from './hosts';
-export { rpcCaller } from './callbacks';
+export { callbackCredential } from './callbacks';
 export type { NlmRpcCaller, CallbackTarget } from './callbacks';
 export { NlmClient } from './client';
 export type { NlmClientOptions, LockSpec, LockCallSpec, ShareSpec, NlmResult, NlmTestResult, NlmShareResult, GrantedCallback, GrantedReply, ResCallback } from './client';

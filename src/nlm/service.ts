@@ -67,7 +67,7 @@ export interface NlmRebootNotice extends C.NlmReboot {
 
 export interface NlmServiceDeps {
   table: NlmLockTable;
-  /** Callbacks (*_RES, GRANTED) go out through it. Default: rpcCaller over src/rpc's RpcClient. */
+  /** Callbacks (*_RES, GRANTED) go out through it. Default: src/rpc's RpcClientPool with callbackCredential. */
   rpc?: NlmRpcCaller;
   monitor?: HostMonitor;
   exportPolicy?: ExportPolicy;

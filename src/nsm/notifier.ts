@@ -13,14 +13,8 @@
 // One attempt per host at a time: an attempt holds a concurrency slot only while it runs, and a
 // host that did not answer waits out its backoff outside the slots, so dead hosts never starve
 // live ones. Hosts are retried until the overall time runs out.
-import { randomInt } from 'node:crypto';
-import dgram from 'node:dgram';
-import {
-  callOnce, decodeReply, encodeCall, getPort, NULL_AUTH, PMAP_PROG, portQuery, RpcReplyError, RpcTimeoutError,
-  type ArgsEncoder, type ResultDecoder,
-} from '../rpc';
-import { familyOf, normaliseAddress, type AddressFamily } from '../net';
-import { XdrReader, XdrWriter } from '../xdr';
+import { callOnce, DatagramCaller, getPort, PMAP_PROG, portQuery } from '../rpc';
+import { Backoff, familyOf, type AddressFamily } from '../net';
 import type { Logger } from 'pino';
 import { encodeSmStatus, encodeStatChge, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, type SmStatus } from './protocol';
 import type { NotifyRequest, NsmSender } from './monitor';
@@ -29,12 +23,12 @@ import type { MonitorCallback } from './store';
 export interface RpcNsmSenderOptions {
   /** The peers' portmapper port. Default 111. */
   portmapperPort?: number;
-  /** First wait before a host is tried again; doubles up to maxBackoffMs. Default 1 s. */
+  /** First wait before a host is tried again; doubles (jittered: hosts that failed together spread out) up to maxBackoffMs. Default 1 s. */
   backoffMs?: number;
   maxBackoffMs?: number;
   /** Time each call of an attempt (GETPORT, then SM_NOTIFY) may take. Default 5 s. */
   attemptTimeoutMs?: number;
-  /** UDP retransmission inside a call, doubling. Default 1 s: shorter only floods a loaded peer. */
+  /** UDP retransmission inside a call, doubling (jittered) up to 4× this. Default 1 s: shorter only floods a loaded peer. */
   retransmitMs?: number;
   /** The first retransmission of a host's first attempt (then doubling as above). Default 200 ms. */
   firstRetransmitMs?: number;
@@ -52,7 +46,7 @@ export interface RpcNsmSenderOptions {
 
 interface HostState {
   address: string;
-  backoff: number;
+  backoff: Backoff;
   attempts: number;
 }
 
@@ -61,7 +55,9 @@ export class RpcNsmSender implements NsmSender {
 
   notifyHosts(req: NotifyRequest): Promise<void> {
     const deadline = Date.now() + req.timeoutMs;
-    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: this.opts.backoffMs ?? 1_000, attempts: 0 }));
+    // Hosts of one wave that did not answer failed together: their first retry is jittered too.
+    const backoff = { initialMs: this.opts.backoffMs ?? 1_000, maxMs: this.opts.maxBackoffMs ?? 60_000, jitterFirst: true };
+    const ready: HostState[] = req.targets.map((t) => ({ address: t.address, backoff: new Backoff(backoff), attempts: 0 }));
     let left = ready.length;
     let active = 0;
     const timers = new Set<NodeJS.Timeout>();
@@ -91,8 +87,7 @@ export class RpcNsmSender implements NsmSender {
               req.onNotified(h.address);
               if (--left === 0) return finish();
             } else {
-              const wait = Math.min(h.backoff, Math.max(0, deadline - Date.now()));
-              h.backoff = Math.min(h.backoff * 2, this.opts.maxBackoffMs ?? 60_000);
+              const wait = Math.min(h.backoff.next(), Math.max(0, deadline - Date.now()));
               const t = setTimeout(() => {
                 timers.delete(t);
                 ready.push(h);
@@ -116,16 +111,18 @@ export class RpcNsmSender implements NsmSender {
    * here; or for the node's identity one per family of the targets, on the wildcard address.
    */
   private async open(req: NotifyRequest): Promise<Map<AddressFamily, DatagramCaller>> {
-    const reserved = this.opts.reservedPort ?? process.getuid?.() === 0;
+    // Room for a burst of answers from many hosts at once (capped by net.core.rmem_max): a reply
+    // dropped here costs that host a whole retransmission interval.
+    const socket = { reserved: this.opts.reservedPort ?? process.getuid?.() === 0, recvBufferSize: 4 << 20 };
     const callers = new Map<AddressFamily, DatagramCaller>();
     if (req.from !== undefined) {
       if (req.targets.length > 0) await this.opts.announce?.(req.from);
-      callers.set(familyOf(req.from), await DatagramCaller.open(req.from, reserved));
+      callers.set(familyOf(req.from), await DatagramCaller.open(req.from, socket));
       return callers;
     }
     try {
       for (const family of new Set(req.targets.map((t) => familyOf(t.address)))) {
-        callers.set(family, await DatagramCaller.open(family === 4 ? '0.0.0.0' : '::', reserved));
+        callers.set(family, await DatagramCaller.open(family === 4 ? '0.0.0.0' : '::', socket));
       }
     } catch (err) {
       for (const c of callers.values()) c.close();
@@ -139,15 +136,16 @@ export class RpcNsmSender implements NsmSender {
     const timeoutMs = Math.max(1, Math.min(this.opts.attemptTimeoutMs ?? 5_000, deadline - Date.now()));
     const retransmitMs = this.opts.retransmitMs ?? 1_000;
     const first = h.attempts++ === 0 ? Math.min(this.opts.firstRetransmitMs ?? 200, retransmitMs) : retransmitMs;
+    const call = { timeoutMs, retransmit: { initialMs: first, maxMs: 4 * retransmitMs } };
     const { address } = h;
     try {
       const q = portQuery(address, NSM_PROGRAM, NSM_VERSION, 'udp');
-      const port = await caller.call(address, this.opts.portmapperPort ?? 111, PMAP_PROG, q.vers, q.proc, q.encodeArgs, q.decodeResult, timeoutMs, first, retransmitMs);
+      const port = await caller.call(address, this.opts.portmapperPort ?? 111, PMAP_PROG, q.vers, q.proc, q.encodeArgs, q.decodeResult, call);
       if (port === 0) {
         this.opts.log?.debug({ host: address }, 'nsm: peer has no statd registered');
         return false;
       }
-      await caller.call(address, port, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, req.args), () => undefined, timeoutMs, first, retransmitMs);
+      await caller.call(address, port, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, req.args), () => undefined, call);
       return true;
     } catch (err) {
       this.opts.log?.debug({ host: address, err: (err as Error).message }, 'nsm: SM_NOTIFY attempt failed');
@@ -160,118 +158,5 @@ export class RpcNsmSender implements NsmSender {
     const port = await getPort(cb.callbackAddress, cb.myProg, cb.myVers, 'udp', { port: this.opts.portmapperPort ?? 111, timeoutMs });
     if (port === 0) throw new Error(`program ${cb.myProg} version ${cb.myVers} not registered at ${cb.callbackAddress}`);
     await callOnce({ transport: 'udp', host: cb.callbackAddress, port, timeoutMs }, cb.myProg, cb.myVers, cb.myProc, (w) => encodeSmStatus(w, status), () => undefined);
-  }
-}
-
-interface PendingCall {
-  host: string;
-  port: number;
-  prog: number;
-  vers: number;
-  proc: number;
-  decode: ResultDecoder<unknown>;
-  resolve(v: unknown): void;
-  reject(e: Error): void;
-  timer: NodeJS.Timeout | undefined;
-}
-
-/**
- * UDP calls to many peers over one unconnected socket bound to a source address: replies are
- * matched by xid and by the peer they must come from. Retransmits with backoff inside a timeout.
- */
-class DatagramCaller {
-  private readonly pending = new Map<number, PendingCall>();
-  private xid = randomInt(0, 0x7fffffff);
-
-  private constructor(private readonly socket: dgram.Socket) {
-    socket.on('message', (msg, rinfo) => this.onReply(msg, rinfo));
-    // Unconnected: ICMP errors are not reported; a failed send fails its call through the send callback.
-    socket.on('error', () => undefined);
-  }
-
-  /** Binds to the source address; with `reserved`, to a port below 1024 as sm-notify does (bindresvport). */
-  static async open(source: string, reserved: boolean): Promise<DatagramCaller> {
-    const tries = reserved ? [...Array.from({ length: 8 }, () => randomInt(600, 1024)), 0] : [0];
-    let last: Error | undefined;
-    for (const port of tries) {
-      // Room for a burst of answers from many hosts at once (capped by net.core.rmem_max): a reply
-      // dropped here costs that host a whole retransmission interval.
-      const s = dgram.createSocket({ type: familyOf(source) === 6 ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.bind({ address: source, port, exclusive: true }, () => {
-            s.off('error', reject);
-            resolve();
-          });
-        });
-        return new DatagramCaller(s);
-      } catch (err) {
-        s.close();
-        last = err as Error;
-        // Only a port clash is worth another try; a source address that is not local is final.
-        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' && (err as NodeJS.ErrnoException).code !== 'EACCES') break;
-      }
-    }
-    throw last;
-  }
-
-  /** Retransmits after firstRetransmitMs, then doubling up to 4 × retransmitMs, until timeoutMs. */
-  call<R>(host: string, port: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, decode: ResultDecoder<R>, timeoutMs: number, firstRetransmitMs: number, retransmitMs: number): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      this.xid = (this.xid + 1) >>> 0;
-      const xid = this.xid;
-      const w = new XdrWriter(128);
-      encodeArgs(w);
-      const msg = encodeCall({ xid, prog, vers, proc, cred: NULL_AUTH, verf: NULL_AUTH }, w.view());
-      const p: PendingCall = { host: normaliseAddress(host), port, prog, vers, proc, decode, resolve: resolve as (v: unknown) => void, reject, timer: undefined };
-      this.pending.set(xid, p);
-      // One timer per call: the next retransmission, or the end.
-      const end = Date.now() + timeoutMs;
-      let interval = firstRetransmitMs;
-      const transmit = (): void => {
-        const left = end - Date.now();
-        if (left <= 0) return this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs));
-        this.socket.send(msg, port, host, (err) => err && this.settle(xid, err));
-        p.timer = setTimeout(transmit, Math.min(interval, left));
-        interval = Math.min(interval * 2, 4 * retransmitMs);
-      };
-      transmit();
-    });
-  }
-
-  close(): void {
-    for (const xid of [...this.pending.keys()]) this.settle(xid, new Error('closed'));
-    this.socket.close();
-  }
-
-  private settle(xid: number, outcome: Error | { value: unknown }): void {
-    const p = this.pending.get(xid);
-    if (!p) return;
-    this.pending.delete(xid);
-    clearTimeout(p.timer);
-    if (outcome instanceof Error) p.reject(outcome);
-    else p.resolve(outcome.value);
-  }
-
-  private onReply(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    let reply;
-    try {
-      reply = decodeReply(msg);
-    } catch {
-      return;
-    }
-    const p = this.pending.get(reply.xid);
-    // Only the peer the call went to may answer it.
-    if (!p || p.port !== rinfo.port || p.host !== normaliseAddress(rinfo.address)) return;
-    if (reply.stat !== 'SUCCESS') {
-      const { xid: _x, verf: _v, ...err } = reply;
-      return this.settle(reply.xid, new RpcReplyError(err, p.prog, p.vers, p.proc));
-    }
-    try {
-      this.settle(reply.xid, { value: p.decode(new XdrReader(msg, reply.resultsOffset)) });
-    } catch (err) {
-      this.settle(reply.xid, err as Error);
-    }
   }
 }

@@ -1,14 +1,13 @@
 // The ONC RPC client: calls to one peer (host and port, or a unix stream socket) over UDP
 // (retransmit with exponential backoff inside an overall timeout) or TCP (lazy connect,
 // reconnect after close, record marking, concurrent calls matched by xid). An optional source
-// address makes calls leave from a chosen local address (callbacks and SM_NOTIFY "from the VIP").
-import { randomInt } from 'node:crypto';
+// address makes calls leave from a chosen local address (callbacks and notices sent "from the VIP").
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { XdrReader, XdrWriter } from '../xdr';
 import { isAddress, normaliseAddress } from '../net';
-import { RpcConnectionError, RpcError, RpcReplyError, RpcTimeoutError } from './errors';
-import { credentialToOpaqueAuth, decodeReply, NULL_AUTH, writeCallHeader, type OpaqueAuth } from './message';
+import { PendingCalls, type ArgsEncoder, type ResultDecoder } from './calls';
+import { RpcConnectionError } from './errors';
+import { credentialToOpaqueAuth, NULL_AUTH, type OpaqueAuth } from './message';
 import { encodeRecord, RecordDecoder } from './record';
 import type { Credential } from './types';
 
@@ -17,7 +16,7 @@ export type RpcClientOptions = {
   cred?: Credential;
   /** Overall time a call may take, retransmissions included. Default 10 s. */
   timeoutMs?: number;
-  /** UDP: first retransmission after this long, then doubling up to maxRetransmitMs. Default 500 ms. */
+  /** UDP: first retransmission after this long, then doubling (jittered) up to maxRetransmitMs. Default 500 ms. */
   retransmitMs?: number;
   maxRetransmitMs?: number;
   /** TCP: largest reply record accepted. Default 1 MiB. */
@@ -42,26 +41,10 @@ export interface CallOptions {
   cred?: Credential;
 }
 
-export type ArgsEncoder = (w: XdrWriter) => void;
-export type ResultDecoder<R> = (r: XdrReader) => R;
-
-interface Pending {
-  prog: number;
-  vers: number;
-  proc: number;
-  decode: ResultDecoder<unknown>;
-  resolve(v: unknown): void;
-  reject(e: unknown): void;
-  timers: NodeJS.Timeout[];
-  /** TCP: the connection the call went out on (its loss fails the call). */
-  socket?: net.Socket;
-}
-
 const noArgs: ArgsEncoder = () => undefined;
 
 export class RpcClient {
-  private readonly pending = new Map<number, Pending>();
-  private xid = randomInt(0, 0x7fffffff);
+  private readonly calls = new PendingCalls();
   private udp: Promise<dgram.Socket> | undefined;
   private tcp: Promise<net.Socket> | undefined;
   private closed = false;
@@ -79,39 +62,29 @@ export class RpcClient {
 
   /** Calls a procedure and resolves with its decoded results; rejects with RpcTimeoutError, RpcReplyError or RpcConnectionError. */
   call<R>(prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder = noArgs, decodeResult: ResultDecoder<R> = () => undefined as R, opts: CallOptions = {}): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      if (this.closed) return reject(new RpcConnectionError('client is closed'));
-      const xid = this.nextXid();
-      let msg: Buffer;
-      try {
-        msg = this.encode(xid, prog, vers, proc, encodeArgs, opts.cred);
-      } catch (err) {
-        return reject(err);
-      }
-      const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 10_000;
-      const p: Pending = { prog, vers, proc, decode: decodeResult, resolve: resolve as (v: unknown) => void, reject, timers: [] };
-      this.pending.set(xid, p);
-      p.timers.push(setTimeout(() => this.settle(xid, new RpcTimeoutError(prog, vers, proc, timeoutMs)), timeoutMs));
-      if (this.opts.transport === 'udp') {
-        let interval = opts.retransmitMs ?? this.opts.retransmitMs ?? 500;
-        const maxInterval = this.opts.maxRetransmitMs ?? 4_000;
-        const transmit = (): void => {
-          if (!this.pending.has(xid)) return;
-          this.sendDatagram(msg).catch((err) => this.settle(xid, err));
-          p.timers.push(setTimeout(transmit, interval));
-          interval = Math.min(interval * 2, maxInterval);
-        };
-        transmit();
-      } else {
-        this.sendRecord(msg, p).catch((err) => this.settle(xid, err));
-      }
-    });
+    if (this.closed) return Promise.reject(new RpcConnectionError('client is closed'));
+    let xid: number;
+    let msg: Buffer;
+    try {
+      ({ xid, msg } = this.calls.encode(prog, vers, proc, encodeArgs, this.credential(opts.cred)));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? 10_000;
+    if (this.opts.transport !== 'udp') {
+      const answered = this.calls.wait(xid, { prog, vers, proc, decode: decodeResult, timeoutMs });
+      this.sendRecord(msg, xid).catch((err) => this.calls.fail(xid, err));
+      return answered;
+    }
+    const send = (): void => void this.sendDatagram(msg).catch((err) => this.calls.fail(xid, err));
+    const backoff = { initialMs: opts.retransmitMs ?? this.opts.retransmitMs ?? 500, maxMs: this.opts.maxRetransmitMs ?? 4_000 };
+    return this.calls.wait(xid, { prog, vers, proc, decode: decodeResult, timeoutMs, retransmit: { send, backoff } });
   }
 
   /** Sends one call and waits for no reply (e.g. NLM *_MSG and *_RES messages). Resolves once handed to the kernel. */
   async send(prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder = noArgs, opts: Pick<CallOptions, 'cred'> = {}): Promise<void> {
     if (this.closed) throw new RpcConnectionError('client is closed');
-    const msg = this.encode(this.nextXid(), prog, vers, proc, encodeArgs, opts.cred);
+    const { msg } = this.calls.encode(prog, vers, proc, encodeArgs, this.credential(opts.cred));
     if (this.opts.transport === 'udp') await this.sendDatagram(msg);
     else await this.sendRecord(msg);
   }
@@ -119,7 +92,7 @@ export class RpcClient {
   /** Closes the sockets; calls still waiting fail with RpcConnectionError. */
   close(): void {
     this.closed = true;
-    this.failAll(new RpcConnectionError('client is closed'));
+    this.calls.failAll(new RpcConnectionError('client is closed'));
     const udp = this.udp;
     const tcp = this.tcp;
     this.udp = this.tcp = undefined;
@@ -127,51 +100,8 @@ export class RpcClient {
     tcp?.then((s) => s.destroy(), () => undefined);
   }
 
-  private nextXid(): number {
-    this.xid = (this.xid + 1) >>> 0;
-    return this.xid;
-  }
-
-  private encode(xid: number, prog: number, vers: number, proc: number, encodeArgs: ArgsEncoder, cred: Credential | undefined): Buffer {
-    const w = new XdrWriter(128);
-    writeCallHeader(w, { xid, prog, vers, proc, cred: cred ? credentialToOpaqueAuth(cred) : this.cred, verf: NULL_AUTH });
-    encodeArgs(w);
-    return w.toBuffer();
-  }
-
-  private settle(xid: number, outcome: Error | { value: unknown }): void {
-    const p = this.pending.get(xid);
-    if (!p) return;
-    this.pending.delete(xid);
-    for (const t of p.timers) clearTimeout(t);
-    if (outcome instanceof Error) p.reject(outcome);
-    else p.resolve(outcome.value);
-  }
-
-  private failAll(err: Error): void {
-    for (const xid of [...this.pending.keys()]) this.settle(xid, err);
-  }
-
-  /** A reply arrived: match it to its call by xid; strays and garbage are ignored. */
-  private onReply(buf: Buffer): void {
-    let reply;
-    try {
-      reply = decodeReply(buf);
-    } catch {
-      return;
-    }
-    const p = this.pending.get(reply.xid);
-    if (!p) return;
-    if (reply.stat !== 'SUCCESS') {
-      const { xid: _x, verf: _v, ...err } = reply;
-      this.settle(reply.xid, new RpcReplyError(err, p.prog, p.vers, p.proc));
-      return;
-    }
-    try {
-      this.settle(reply.xid, { value: p.decode(new XdrReader(buf, reply.resultsOffset)) });
-    } catch (err) {
-      this.settle(reply.xid, err instanceof Error ? err : new RpcError(String(err)));
-    }
+  private credential(cred: Credential | undefined): OpaqueAuth {
+    return cred ? credentialToOpaqueAuth(cred) : this.cred;
   }
 
   private async sendDatagram(msg: Buffer): Promise<void> {
@@ -191,9 +121,9 @@ export class RpcClient {
         s.connect(o.port, o.host, () => resolve(s));
       });
     });
-    s.on('message', (msg) => this.onReply(msg));
+    s.on('message', (msg) => this.calls.onReply(msg));
     // On a connected socket, an ICMP port unreachable comes back as ECONNREFUSED: nobody serves that port.
-    s.on('error', (err: NodeJS.ErrnoException) => this.failAll(new RpcConnectionError(`udp ${o.host}:${o.port}: ${err.message}`, err.code)));
+    s.on('error', (err: NodeJS.ErrnoException) => this.calls.failAll(new RpcConnectionError(`udp ${o.host}:${o.port}: ${err.message}`, err.code)));
     opened.catch(() => {
       s.close();
       if (this.udp === opened) this.udp = undefined;
@@ -201,9 +131,10 @@ export class RpcClient {
     return opened;
   }
 
-  private async sendRecord(msg: Buffer, p?: Pending): Promise<void> {
+  /** Sends a record; the call `xid` (if any) fails when this connection closes. */
+  private async sendRecord(msg: Buffer, xid?: number): Promise<void> {
     const s = await (this.tcp ??= this.openStream());
-    if (p) p.socket = s;
+    if (xid !== undefined) this.calls.sentVia(xid, s);
     await new Promise<void>((resolve, reject) => s.write(encodeRecord(msg), (err) => (err ? reject(new RpcConnectionError(err.message, (err as NodeJS.ErrnoException).code)) : resolve())));
   }
 
@@ -221,7 +152,7 @@ export class RpcClient {
     });
     s.on('data', (chunk) => {
       try {
-        for (const rec of decoder.push(chunk)) this.onReply(rec);
+        for (const rec of decoder.push(chunk)) this.calls.onReply(rec);
       } catch {
         s.destroy();
       }
@@ -230,8 +161,7 @@ export class RpcClient {
     s.on('close', () => {
       // Reconnect on the next call; calls sent on this connection will get no reply.
       if (this.tcp === opened) this.tcp = undefined;
-      const err = new RpcConnectionError(`connection to ${where} closed`);
-      for (const [xid, p] of [...this.pending]) if (p.socket === s) this.settle(xid, err);
+      this.calls.failVia(s, new RpcConnectionError(`connection to ${where} closed`));
     });
     return opened;
   }

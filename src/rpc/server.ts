@@ -1,38 +1,16 @@
-// The ONC RPC server: a registry of program versions and the transports that feed it.
-// One UDP socket and one TCP listener per local address (Node cannot read a datagram's
-// destination address, and every call must know the server address it came in on), all on
-// the one port chosen by listen(). Addresses come and go with addAddress/removeAddress.
+// The ONC RPC server's listeners, feeding its dispatcher (dispatcher.ts: registry, auth, the
+// duplicate-request cache, handlers). One UDP socket and one TCP listener per local address
+// (Node cannot read a datagram's destination address, and every call must know the server
+// address it came in on), all on the one port chosen by listen(). Addresses come and go with
+// addAddress/removeAddress. Here: the connections, their limits (in all and per peer) and
+// backpressure.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { XdrDecodeError, XdrReader, XdrWriter } from '../xdr';
 import { normaliseAddress } from '../net';
-import { DuplicateRequestCache } from './drc';
-import {
-  AUTH_STAT,
-  decodeCall,
-  encodeErrorReply,
-  parseCredential,
-  RpcHeaderError,
-  writeSuccessHeader,
-  type DecodedCall,
-  type ErrorReply,
-  type ReplyStat,
-} from './message';
+import { guardedObserver, RpcDispatcher, type CallMeta, type RpcDispatchEvent } from './dispatcher';
 import { LAST_FRAGMENT, RecordDecoder } from './record';
-import {
-  AUTH_NONE,
-  AUTH_SYS,
-  NO_REPLY,
-  RpcAcceptError,
-  RpcAuthError,
-  type CallContext,
-  type Credential,
-  type Endpoint,
-  type Procedure,
-  type ProgramVersion,
-  type TransportKind,
-} from './types';
+import type { Endpoint, ProgramVersion } from './types';
 
 /**
  * Replies go only to addresses a datagram came from, always literals: skip dns.lookup, which
@@ -74,7 +52,7 @@ export interface RpcServerOptions {
   maxCallsPerConnection?: number;
   /** UDP calls handled at once (all addresses); datagrams beyond are dropped, clients retransmit. Default 1024. */
   maxUdpCallsInProgress?: number;
-  /** UDP duplicate-request cache entries. Default 1024. */
+  /** UDP duplicate-request cache entries (of the dispatcher the server makes). Default 1024. */
   duplicateCacheSize?: number;
   /** Cheap, synchronous observer for metrics and logs; must not throw. */
   onEvent?: (e: RpcServerEvent) => void;
@@ -82,26 +60,15 @@ export interface RpcServerOptions {
   log?: Logger;
 }
 
+/** The dispatcher's events (calls, drops, duplicates, errors) and the listeners' own. */
 export type RpcServerEvent =
-  | { kind: 'call'; transport: TransportKind; prog: number; vers: number; proc: number; stat: ReplyStat | 'NO_REPLY'; ms: number }
-  /** A message dropped without reply: unparseable, a reply, or a duplicate still in progress. */
-  | { kind: 'drop'; transport: TransportKind; local: Endpoint; peer: Endpoint; reason: string }
-  /** A UDP retransmission answered from the duplicate-request cache. */
-  | { kind: 'duplicate'; local: Endpoint; peer: Endpoint; xid: number }
+  | RpcDispatchEvent
   | { kind: 'connection'; state: 'open' | 'closed' | 'refused'; local: Endpoint; peer: Endpoint; reason?: string }
   /**
    * A new connection met a limit: the least recently active idle connection (of all, or of that
    * peer) was closed to make room, or the new one was refused because none was idle.
    */
-  | { kind: 'limit'; scope: 'server' | 'peer'; action: 'closed-idle' | 'refused'; limit: number; local: Endpoint; peer: Endpoint; closed?: Endpoint }
-  /** A handler or encoder threw (answered SYSTEM_ERR), or a socket failed. */
-  | { kind: 'error'; where: string; error: unknown };
-
-export interface CallMeta {
-  transport: TransportKind;
-  local: Endpoint;
-  peer: Endpoint;
-}
+  | { kind: 'limit'; scope: 'server' | 'peer'; action: 'closed-idle' | 'refused'; limit: number; local: Endpoint; peer: Endpoint; closed?: Endpoint };
 
 interface Listener {
   address: string;
@@ -129,7 +96,8 @@ const idle = (c: Connection): boolean => c.queue.length === 0 && c.backlog.lengt
 const LIMIT_WARN_INTERVAL_MS = 10_000;
 
 export class RpcServer {
-  private readonly programs = new Map<number, Map<number, ProgramVersion>>();
+  /** What the listeners feed: the registry and the protocol, no sockets. */
+  readonly dispatcher: RpcDispatcher;
   private readonly listeners = new Map<string, Listener>();
   private readonly connections = new Set<Connection>();
   /** Peer address → its connections (over all local addresses). */
@@ -138,9 +106,8 @@ export class RpcServer {
   /** Per limit: when its warning was last logged, and how many hits it has not told since. */
   private readonly warned = { server: { at: -Infinity, untold: 0 }, peer: { at: -Infinity, untold: 0 } };
   private readonly log: Logger | undefined;
-  private readonly drc: DuplicateRequestCache;
-  private readonly opts: Required<Omit<RpcServerOptions, 'onEvent' | 'log'>>;
-  private readonly onEvent: ((e: RpcServerEvent) => void) | undefined;
+  private readonly opts: Required<Omit<RpcServerOptions, 'onEvent' | 'log' | 'duplicateCacheSize'>>;
+  private readonly emit: (e: RpcServerEvent) => void;
   private chosenPort = 0;
   /** addAddress/removeAddress/close run one at a time: the first bind fixes an ephemeral port for the rest. */
   private ops: Promise<unknown> = Promise.resolve();
@@ -155,25 +122,19 @@ export class RpcServer {
       maxConnections: options.maxConnections ?? 1024,
       maxConnectionsPerPeer: options.maxConnectionsPerPeer ?? 64,
       maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
-      duplicateCacheSize: options.duplicateCacheSize ?? 1024,
       maxUdpCallsInProgress: options.maxUdpCallsInProgress ?? 1024,
     };
-    this.onEvent = options.onEvent;
+    this.emit = guardedObserver(options.onEvent);
     this.log = options.log;
-    this.drc = new DuplicateRequestCache(this.opts.duplicateCacheSize);
+    this.dispatcher = new RpcDispatcher({ ...(options.duplicateCacheSize !== undefined ? { duplicateCacheSize: options.duplicateCacheSize } : {}), ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
   }
 
   register(p: ProgramVersion): void {
-    let versions = this.programs.get(p.prog);
-    if (!versions) this.programs.set(p.prog, (versions = new Map()));
-    if (versions.has(p.vers)) throw new Error(`program ${p.prog} version ${p.vers} is already registered`);
-    versions.set(p.vers, p);
+    this.dispatcher.register(p);
   }
 
   unregister(prog: number, vers: number): void {
-    const versions = this.programs.get(prog);
-    versions?.delete(vers);
-    if (versions?.size === 0) this.programs.delete(prog);
+    this.dispatcher.unregister(prog, vers);
   }
 
   /** Chooses the port every address listens on (0: the first bind picks one). Before the first addAddress. */
@@ -449,10 +410,10 @@ export class RpcServer {
     this.pump(c);
   }
 
-  /** handle(), with a failure the peer could not cause reported instead of thrown into the socket's callback. */
+  /** The dispatcher's handle(), with a failure the peer could not cause reported instead of thrown into the socket's callback. */
   private handleSafely(msg: Buffer, meta: CallMeta, where: string): Buffer | undefined | Promise<Buffer | undefined> {
     try {
-      return this.handle(msg, meta);
+      return this.dispatcher.handle(msg, meta);
     } catch (error) {
       this.emit({ kind: 'error', where, error });
       return undefined;
@@ -462,141 +423,5 @@ export class RpcServer {
   private drop(c: Connection, reason: string): void {
     this.emit({ kind: 'drop', transport: 'tcp', local: c.meta.local, peer: c.meta.peer, reason });
     c.socket.destroy();
-  }
-
-  private emit(e: RpcServerEvent): void {
-    if (this.onEvent) {
-      try {
-        this.onEvent(e);
-      } catch {
-        // An observer's failure must not reach the protocol.
-      }
-    }
-  }
-
-  /**
-   * Handles one call message as if it arrived with the given metadata and returns the reply to
-   * send (undefined: send nothing). Never throws for anything a peer can send.
-   */
-  async dispatch(msg: Buffer, meta: CallMeta): Promise<Buffer | undefined> {
-    return this.handle(msg, meta);
-  }
-
-  /**
-   * dispatch() without a Promise when the handler answers synchronously (the common case): the
-   * transports send such replies in the same turn, with no microtask or closure per call.
-   */
-  private handle(msg: Buffer, meta: CallMeta): Buffer | undefined | Promise<Buffer | undefined> {
-    const started = this.onEvent ? performance.now() : 0;
-    let call: DecodedCall;
-    try {
-      call = decodeCall(msg);
-    } catch (err) {
-      // A header we can still answer (RPC_MISMATCH, a bad credential) is answered, not dropped.
-      if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) return encodeErrorReply(err.xid, err.reply);
-      this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: (err as Error).message });
-      return undefined;
-    }
-    const { xid, prog, vers, proc } = call;
-
-    let cred: Credential;
-    try {
-      cred = parseCredential(call.cred);
-    } catch {
-      return this.fail(call, meta, started, { stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
-    }
-    if (cred.flavor !== AUTH_NONE && cred.flavor !== AUTH_SYS) return this.fail(call, meta, started, { stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
-
-    const versions = this.programs.get(prog);
-    if (!versions) return this.fail(call, meta, started, { stat: 'PROG_UNAVAIL' });
-    const program = versions.get(vers);
-    if (!program) {
-      let low = Infinity;
-      let high = 0;
-      for (const v of versions.keys()) {
-        low = Math.min(low, v);
-        high = Math.max(high, v);
-      }
-      return this.fail(call, meta, started, { stat: 'PROG_MISMATCH', low, high });
-    }
-    const procedure: Procedure | undefined = program.procedures.get(proc);
-    if (!procedure) return this.fail(call, meta, started, { stat: 'PROC_UNAVAIL' });
-
-    let args: unknown;
-    try {
-      const r = new XdrReader(msg, call.argsOffset);
-      args = procedure.decodeArgs(r);
-      r.done();
-    } catch (err) {
-      if (!(err instanceof XdrDecodeError)) this.emit({ kind: 'error', where: `decode ${prog}/${vers}/${proc}`, error: err });
-      return this.fail(call, meta, started, { stat: 'GARBAGE_ARGS' });
-    }
-
-    const cached = meta.transport === 'udp' && !procedure.idempotent;
-    if (cached) {
-      const seen = this.drc.begin(xid, meta.peer, meta.local.address, msg);
-      if (seen.kind !== 'new') {
-        if (seen.kind === 'done') this.emit({ kind: 'duplicate', local: meta.local, peer: meta.peer, xid });
-        else this.emit({ kind: 'drop', transport: 'udp', local: meta.local, peer: meta.peer, reason: 'duplicate in progress' });
-        return seen.kind === 'done' ? seen.reply : undefined;
-      }
-    }
-
-    const ctx: CallContext = { xid, prog, vers, proc, transport: meta.transport, local: meta.local, peer: meta.peer, cred };
-    let result: unknown;
-    try {
-      result = procedure.handle(args, ctx);
-    } catch (err) {
-      return this.failed(call, meta, started, cached, msg, err);
-    }
-    if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
-      return Promise.resolve(result).then(
-        (r) => this.answered(call, meta, started, procedure, cached, msg, r),
-        (err) => this.failed(call, meta, started, cached, msg, err),
-      );
-    }
-    return this.answered(call, meta, started, procedure, cached, msg, result);
-  }
-
-  /** Encodes a handler's result (an encoder that throws fails the call like a handler would). */
-  private answered(call: DecodedCall, meta: CallMeta, started: number, procedure: Procedure, cached: boolean, msg: Buffer, result: unknown): Buffer | undefined {
-    let reply: Buffer | undefined;
-    if (result !== NO_REPLY) {
-      try {
-        const w = new XdrWriter(256);
-        writeSuccessHeader(w, call.xid);
-        procedure.encodeResult(w, result);
-        reply = w.view(); // the writer is dropped here: its view is the reply
-      } catch (err) {
-        return this.failed(call, meta, started, cached, msg, err);
-      }
-    }
-    if (cached) this.drc.finish(call.xid, meta.peer, meta.local.address, msg, reply);
-    if (this.onEvent) this.callEvent(call, meta, started, reply === undefined ? 'NO_REPLY' : 'SUCCESS');
-    return reply;
-  }
-
-  private failed(call: DecodedCall, meta: CallMeta, started: number, cached: boolean, msg: Buffer, err: unknown): Buffer {
-    let r: ErrorReply;
-    if (err instanceof RpcAcceptError) r = { stat: err.stat };
-    else if (err instanceof RpcAuthError) r = { stat: 'AUTH_ERROR', authStat: err.authStat };
-    else {
-      this.emit({ kind: 'error', where: `handler ${call.prog}/${call.vers}/${call.proc}`, error: err });
-      // Unexpected failure: let a retransmission try again rather than replay the error.
-      if (cached) this.drc.abandon(call.xid, meta.peer, meta.local.address, msg);
-      return this.fail(call, meta, started, { stat: 'SYSTEM_ERR' });
-    }
-    const reply = encodeErrorReply(call.xid, r);
-    if (cached) this.drc.finish(call.xid, meta.peer, meta.local.address, msg, reply);
-    return this.fail(call, meta, started, r, reply);
-  }
-
-  private fail(call: DecodedCall, meta: CallMeta, started: number, r: ErrorReply, reply = encodeErrorReply(call.xid, r)): Buffer {
-    if (this.onEvent) this.callEvent(call, meta, started, r.stat);
-    return reply;
-  }
-
-  private callEvent(call: DecodedCall, meta: CallMeta, started: number, stat: ReplyStat | 'NO_REPLY'): void {
-    this.emit({ kind: 'call', transport: meta.transport, prog: call.prog, vers: call.vers, proc: call.proc, stat, ms: performance.now() - started });
   }
 }

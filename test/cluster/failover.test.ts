@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { StatusReport } from '../../src/daemon/protocol';
-import { Lab, type JsonLines, type LabHost } from '../../src/demo/lab';
+import { Lab, lockMany, tryLock, type JsonLines, type LabHost } from '../../src/demo/lab';
 import { hasCommand, requireNamespaceRoot } from '../support/netns';
 import { REPO, ensureBuilt } from '../daemon/harness';
 
@@ -77,17 +77,6 @@ async function done(s: Scene | undefined): Promise<void> {
 const status = (s: Scene, n: Node): StatusReport => s.lab.ctl<StatusReport>(n.host, n.control, ['status']);
 const at = (st: StatusReport, a: string) => st.addresses.find((x) => x.address === a);
 
-async function lock(c: JsonLines, server: string, count: number): Promise<Record<string, number>> {
-  const mark = c.count;
-  c.send({ do: 'lock', server, count });
-  return (await c.wait('locked', (j) => j.event === 'locked', 20_000, mark)).statuses;
-}
-
-async function tryLock(c: JsonLines, server: string, offset: number): Promise<string> {
-  const mark = c.count;
-  c.send({ do: 'try', server, offset });
-  return (await c.wait('tried', (j) => j.event === 'tried', 20_000, mark)).status;
-}
 
 /**
  * After the move from `from` to `to`: `from` dropped the client's locks through the VIP, `to`
@@ -170,8 +159,8 @@ describe('cluster: moving an address between two lockdropd nodes over a shared s
     watch('n2', k2);
     await until(() => /INSTANCE NFS BACKUP: lockdropd has 10\.83\.0\.100 released \(locks dropped\)/.test(notified('n2')), `n2's notify script: ${notified('n2')}`);
 
-    assert.deepEqual(await lock(s.client, VIP, 12), { granted: 12 });
-    assert.deepEqual(await lock(s.client, STAY, 3), { granted: 3 });
+    assert.deepEqual(await lockMany(s.client, VIP, 12), { granted: 12 });
+    assert.deepEqual(await lockMany(s.client, STAY, 3), { granted: 3 });
     const marks = { from: s.n1.log.count, to: s.n2.log.count, client: s.client.count };
     // n1 goes away from VRRP (keepalived stops: it removes the VIP and tells the peer at once).
     k1.kill('SIGTERM');
@@ -193,7 +182,7 @@ describe('cluster: moving an address between two lockdropd nodes over a shared s
       s!.lab.exec(n.host, IPADDR2, [op], { ...process.env, OCF_ROOT: '/usr/lib/ocf', OCF_RESOURCE_INSTANCE: 'vip', OCF_RESKEY_ip: VIP, OCF_RESKEY_cidr_netmask: '24', OCF_RESKEY_nic: n.host.nic });
     ipaddr2(s.n1, 'start');
     for (let i = 0; i < 100 && !at(status(s, s.n1), VIP)?.present; i++) await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual(await lock(s.client, VIP, 10), { granted: 10 });
+    assert.deepEqual(await lockMany(s.client, VIP, 10), { granted: 10 });
     const marks = { from: s.n1.log.count, to: s.n2.log.count, client: s.client.count };
     ipaddr2(s.n1, 'stop');
     ipaddr2(s.n2, 'start');

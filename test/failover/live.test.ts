@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { StatusReport } from '../../src/daemon/protocol';
-import { Lab, type JsonLines, type LabHost } from '../../src/demo/lab';
+import { Lab, lockMany, tryLock, type JsonLines, type LabHost } from '../../src/demo/lab';
 import type { ConfigInput } from '../../src/daemon/config';
 import { requireNamespaceRoot } from '../support/netns';
 
@@ -54,17 +54,6 @@ async function done(s: Scene | undefined): Promise<void> {
 const status = async (s: Scene) => s.lab.ctl<StatusReport>(s.srv, s.control, ['status']);
 const locksAt = async (s: Scene, address: string): Promise<number> => (await status(s)).addresses.find((a) => a.address === address)?.locks ?? 0;
 
-async function lock(c: JsonLines, server: string, count: number): Promise<Record<string, number>> {
-  const mark = c.count;
-  c.send({ do: 'lock', server, count });
-  return (await c.wait('locked', (j) => j.event === 'locked', 20_000, mark)).statuses;
-}
-
-async function tryLock(c: JsonLines, server: string, offset: number): Promise<string> {
-  const mark = c.count;
-  c.send({ do: 'try', server, offset });
-  return (await c.wait('tried', (j) => j.event === 'tried', 20_000, mark)).status;
-}
 
 const dropOf = (address: string) => (j: Record<string, any>) => j.address === address && typeof j.locks === 'number' && typeof j.ms === 'number';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -77,8 +66,8 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
 
   it('ip addr del drops exactly that address; its return brings grace for it alone, SM_NOTIFY and reclaims', async () => {
     s = await scene({ sources: ['netlink', 'poll'] });
-    assert.deepEqual(await lock(s.c1, A, 10), { granted: 10 });
-    assert.deepEqual(await lock(s.c2, B, 10), { granted: 10 });
+    assert.deepEqual(await lockMany(s.c1, A, 10), { granted: 10 });
+    assert.deepEqual(await lockMany(s.c2, B, 10), { granted: 10 });
     assert.equal(await locksAt(s, A), 10);
 
     const mark = s.log.count;
@@ -118,7 +107,7 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
     s.daemon.kill('SIGHUP');
     const reloaded = await s.log.wait('reload', (j) => Array.isArray(j.changed), 10_000, mark);
     assert.deepEqual(reloaded.changed, ['holdDown']);
-    assert.deepEqual(await lock(s.c1, A, 5), { granted: 5 });
+    assert.deepEqual(await lockMany(s.c1, A, 5), { granted: 5 });
     mark = s.log.count;
     s.lab.exec(s.srv, 'ip', ['addr', 'del', `${A}/24`, 'dev', s.srv.nic]);
     await sleep(200);
@@ -137,7 +126,7 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
     const st = await status(s);
     assert.deepEqual(st.sources.map((x) => [x.name, x.active]), [['netlink', false], ['bpf', false], ['poll', true]]);
     assert.match(st.sources[0]!.reason ?? '', /LOCKDROP_NO_ADDON/);
-    assert.deepEqual(await lock(s.c1, A, 5), { granted: 5 });
+    assert.deepEqual(await lockMany(s.c1, A, 5), { granted: 5 });
     const mark = s.log.count;
     s.lab.exec(s.srv, 'ip', ['addr', 'del', `${A}/24`, 'dev', s.srv.nic]);
     const drop = await s.log.wait('drop', dropOf(A), 10_000, mark);
@@ -150,7 +139,7 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
 
   it('a netlink overflow (tiny receive buffer, a burst of changes) ends in exactly the kernel state, daemon running', async () => {
     s = await scene({ sources: ['netlink'], netlinkReceiveBuffer: 1, addresses: ['10.78.0.0/24', '10.79.0.0/16'] });
-    assert.deepEqual(await lock(s.c2, B, 3), { granted: 3 });
+    assert.deepEqual(await lockMany(s.c2, B, 3), { granted: 3 });
     // 300 additions and the removal of a third of them, and of A, in one batch: far more than the buffer holds.
     const batch = [
       ...Array.from({ length: 300 }, (_, i) => `addr add 10.79.${i >> 8}.${i & 255}/32 dev ${s!.srv.nic}`),
@@ -177,7 +166,7 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
     s = await scene({ sources: ['netlink', 'bpf', 'poll'] });
     const bpf = (await status(s)).sources.find((x) => x.name === 'bpf');
     if (!bpf?.active) this.skip(); // no eBPF here: the bpf test suite says why
-    assert.deepEqual(await lock(s.c1, A, 4), { granted: 4 });
+    assert.deepEqual(await lockMany(s.c1, A, 4), { granted: 4 });
     const mark = s.log.count;
     // A real RTM_DELADDR that will fail (wrong prefix), from a process that does not read its ack
     // for a while: the probe sees the request, the outcome stays unknown, the address drains.

@@ -1,10 +1,10 @@
-// The NLM service behind RpcServer.dispatch (no sockets): whatever a peer sends to any NLM
+// The NLM service behind the RPC dispatcher (no sockets): whatever a peer sends to any NLM
 // procedure of any version, well-formed or not, the answer is a protocol reply (SUCCESS,
 // GARBAGE_ARGS, AUTH_ERROR, PROC_UNAVAIL) and never SYSTEM_ERR, and the table's indexes stay sound.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { LockTable } from '../../src/locks';
-import { AUTH_SYS, RpcServer, credentialToOpaqueAuth, decodeReply, encodeCall, NULL_AUTH } from '../../src/rpc';
+import { AUTH_SYS, RpcDispatcher, credentialToOpaqueAuth, decodeReply, encodeCall, NULL_AUTH } from '../../src/rpc';
 import { XdrWriter } from '../../src/xdr';
 import * as N from '../../src/nlm';
 
@@ -14,12 +14,12 @@ const PROCS = [...Object.values(N.NlmProc), 17, 24];
 describe('nlm service dispatch', () => {
   let table: LockTable;
   let service: N.NlmService;
-  let server: RpcServer;
+  let server: RpcDispatcher;
   beforeEach(() => {
     table = new LockTable({ onBlockGranted: (g) => service.onBlockGranted(g) });
     // Callbacks go nowhere: a caller that always fails, so grants are retried and given up quickly.
     service = createQuietService(table);
-    server = new RpcServer();
+    server = new RpcDispatcher();
     for (const p of service.programs) server.register(p);
   });
   afterEach(() => service.close());
@@ -33,8 +33,8 @@ describe('nlm service dispatch', () => {
   }
 
   const cred = credentialToOpaqueAuth({ flavor: AUTH_SYS, stamp: 0, machineName: 'fuzz', uid: 0, gid: 0, gids: [] });
-  const call = (vers: number, proc: number, args: Buffer, peer: string): Promise<Buffer | undefined> =>
-    server.dispatch(encodeCall({ xid: 1, prog: N.NLM_PROG, vers, proc, cred, verf: NULL_AUTH }, args), {
+  const call = async (vers: number, proc: number, args: Buffer, peer: string): Promise<Buffer | undefined> =>
+    server.handle(encodeCall({ xid: 1, prog: N.NLM_PROG, vers, proc, cred, verf: NULL_AUTH }, args), {
       transport: 'tcp', local: { address: SERVER, port: 4045 }, peer: { address: peer, port: 700 },
     });
   const stat = (reply: Buffer | undefined): string => (reply ? decodeReply(reply).stat : 'none');
@@ -88,7 +88,7 @@ describe('nlm service dispatch', () => {
       options: { grantTimeoutMs: 1_000, grantRetryInitialMs: 100, grantRetryMaxMs: 400 },
     });
     service = quiet;
-    server = new RpcServer();
+    server = new RpcDispatcher();
     for (const p of quiet.programs) server.register(p);
     const lockArgs = (svid: number, block: boolean): Buffer => {
       const w = new XdrWriter();

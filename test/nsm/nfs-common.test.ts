@@ -14,7 +14,7 @@ import { registerWithRpcbind, RpcClient, type RpcbindRegistration } from '../../
 import { encodeStatChge, NSM_PROGRAM, NSM_VERSION, readNfsUtilsStateDir, RpcNsmSender, SM_NOTIFY, type HostRebooted } from '../../src/nsm';
 import { hasCommand, requireNamespaceRoot, sh, vethNamespace, type Netns, startRpcbind } from '../support/netns';
 
-import { calloutScript, nfsUtilsDir, nfsUtilsLine, sleep, spawnIsolated, startNsm, waitFor, type NsmUnderTest } from './support';
+import { calloutScript, nfsUtilsDir, nfsUtilsLine, spawnIsolated, startNsm, waitFor, type NsmUnderTest } from './support';
 
 const SERVER = '10.177.0.1'; // the server address (VIP) on our side of the veth
 const CLIENT = '10.177.0.2'; // the client host, in its own namespace
@@ -32,6 +32,8 @@ describe('nsm with the real nfs-common tools', function () {
   let reg: RpcbindRegistration;
   let capture: ChildProcess;
   let captureFile: string;
+  /** The capture's frames so far, one line each: source, RPC program(s), procedure(s). */
+  let captured = '';
   const events: HostRebooted[] = [];
   const table = new LockTable();
   const client1 = host('client1', CLIENT);
@@ -44,14 +46,16 @@ describe('nsm with the real nfs-common tools', function () {
     stopRpcbind = await startRpcbind();
     ns = vethNamespace(SERVER, CLIENT);
     writeFileSync(path.join(dir, 'hosts'), `127.0.0.1 localhost\n${CLIENT} client1\n${SERVER} server\n`);
+    u = await startNsm(path.join(dir, 'state'), [SERVER, '127.0.0.1'], { sender: new RpcNsmSender({ backoffMs: 200 }) });
     if (hasCommand('tshark')) {
       captureFile = path.join(dir, 'nsm.pcap');
-      capture = spawn('tshark', ['-i', 'any', '-f', `host ${CLIENT}`, '-w', captureFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+      // Besides the file, each frame's source, RPC program and procedure on stdout as captured (-P -l).
+      capture = spawn('tshark', ['-i', 'any', '-f', `host ${CLIENT}`, '-w', captureFile, '-P', '-l', '-T', 'fields', '-e', 'ip.src', '-e', 'rpc.program', '-e', 'rpc.procedure', '-d', `udp.port==${u.port},rpc`], { stdio: ['ignore', 'pipe', 'pipe'] });
       let err = '';
       capture.stderr!.on('data', (d) => (err += d));
+      capture.stdout!.on('data', (d) => (captured += d));
       await waitFor('tshark to capture', () => /Capturing on/.test(err));
     }
-    u = await startNsm(path.join(dir, 'state'), [SERVER, '127.0.0.1'], { sender: new RpcNsmSender({ backoffMs: 200 }) });
     reg = await registerWithRpcbind([
       { prog: NSM_PROGRAM, vers: NSM_VERSION, protocol: 'udp', port: u.port },
       { prog: NSM_PROGRAM, vers: NSM_VERSION, protocol: 'tcp', port: u.port },
@@ -131,7 +135,7 @@ describe('nsm with the real nfs-common tools', function () {
     spoof.close();
     // Right name and address, unchanged state: the real sm-notify without a state update (-n).
     assert.match(await smNotify(['-n']), /notified successfully/);
-    await sleep(200);
+    await waitFor('both verdicts', () => verdicts.includes('stale-state'));
     assert.deepEqual([...new Set(verdicts)], ['wrong-address', 'stale-state']);
     assert.equal(events.length, before);
     assert.equal([...table.locks({ host: client1.key })].length, 1);
@@ -183,7 +187,11 @@ describe('nsm with the real nfs-common tools', function () {
 
   it('tshark dissects both directions with no malformed-packet marks', async function () {
     if (!capture) this.skip();
-    await sleep(300);
+    const notifiesFrom = (a: string): number => captured.split('\n').filter((l) => {
+      const [src, prog, proc] = l.split('\t');
+      return src === a && prog?.split(',').includes(String(NSM_PROGRAM)) && proc?.split(',').includes(String(SM_NOTIFY));
+    }).length;
+    await waitFor('SM_NOTIFY both ways in the capture', () => notifiesFrom(CLIENT) >= 2 && notifiesFrom(SERVER) >= 2);
     const done = new Promise((r) => capture.once('exit', r));
     capture.kill('SIGINT');
     await done;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { NO_REPLY, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcServer, type CallContext, type Procedure } from '../../src/rpc';
 import { decodeStatChge, encodeVoid, Nsm, NsmStore, NSM_PROGRAM, NSM_VERSION, RpcNsmSender, SM_NOTIFY, type StatChge } from '../../src/nsm';
 import { requireNamespaceRoot } from '../support/netns';
-import { sleep } from './support';
+import { sleep, waitFor } from './support';
 
 const VIP = '127.89.0.1';
 const PMAP_PORT = 1112;
@@ -114,7 +114,7 @@ describe('nsm notify sender', function () {
       const nsm = await nsmWith(hosts);
       const t0 = Date.now();
       const pending = nsm.notify(VIP, { timeoutMs: 20_000 });
-      await sleep(300);
+      await waitFor('the first GETPORT to the host', () => p.getports.has('127.89.3.1'));
       nsm.stopMonitoring(VIP);
       const rep = await pending;
       assert.ok(Date.now() - t0 < 2000);

@@ -8,7 +8,8 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { encodeCall, encodeRecord, NULL_AUTH, RecordDecoder, RpcClient, RpcServer, type Procedure, type RpcServerEvent } from '../../src/rpc';
 import { requireNamespaceRoot, testInterface } from '../support/netns';
-import { sleep, TEST_PROG, testProgram } from './support';
+import { waitFor } from '../support/wait';
+import { TEST_PROG, testProgram } from './support';
 
 const S = '10.77.5.1';
 const A = '10.77.5.2'; // the client that opens too many
@@ -30,15 +31,6 @@ async function connectMany(n: number, source: string, port: number, batch = 128)
 }
 
 const stillOpen = (socks: net.Socket[]): net.Socket[] => socks.filter((s) => !s.destroyed && s.readyState === 'open');
-
-/** Waits (bounded) until `f()` is true. */
-async function until(f: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(20);
-  }
-}
 
 /** One NULL over a raw connection; resolves once its reply is back. */
 function nullOver(s: net.Socket, xid: number): Promise<void> {
@@ -111,7 +103,7 @@ describe('rpc server: connection limits', function () {
     sockets.push(...await connectMany(1030, A, s.port));
     await newcomerServed(B);
     // A keeps only its newest 64: each one beyond closed A's own least recently active idle one.
-    await until(() => stillOpen(sockets).length === 64, `64 of A's connections open (now ${stillOpen(sockets).length})`);
+    await waitFor(`64 of A's connections open (now ${stillOpen(sockets).length})`, () => stillOpen(sockets).length === 64);
     assert.equal(limits().filter((e) => e.scope === 'peer' && e.action === 'closed-idle').length, 1030 - 64);
     assert.ok(limits().every((e) => e.peer.address === A && e.closed?.address === A));
     // One warning for the burst, not one per connection.
@@ -129,7 +121,7 @@ describe('rpc server: connection limits', function () {
     await nullOver(first[0]!, 1);
     const late = await connectMany(6, A, s.port);
     sockets.push(...late);
-    await until(() => stillOpen(sockets).length === 1024, 'the cap holds');
+    await waitFor('the cap holds', () => stillOpen(sockets).length === 1024);
     assert.equal(first[0]!.readyState, 'open', 'the recently active connection was kept');
     assert.deepEqual(first.slice(1, 7).map((c) => c.readyState === 'open'), [false, false, false, false, false, false], 'the oldest idle ones were closed');
     await newcomerServed(B);
@@ -146,23 +138,23 @@ describe('rpc server: connection limits', function () {
     const call = (x: net.Socket, xid: number): void => void x.write(encodeRecord(encodeCall({ xid, prog: TEST_PROG, vers: 1, proc: 9, cred: NULL_AUTH, verf: NULL_AUTH }, Buffer.alloc(0))));
     busy.forEach((x, i) => call(x, 10 + i));
     call(other[0]!, 20);
-    await until(() => events.filter((e) => e.kind === 'connection' && e.state === 'open').length === 3, 'three connections accepted');
-    await until(() => held === 3, 'the three calls are in their handler');
+    await waitFor('three connections accepted', () => events.filter((e) => e.kind === 'connection' && e.state === 'open').length === 3);
+    await waitFor('the three calls are in their handler', () => held === 3);
     // A third from A: A is at its cap of 2, both busy.
     const refused = await connectMany(1, A, s.port);
     sockets.push(...refused);
-    await until(() => refused[0]!.destroyed, 'refused');
+    await waitFor('refused', () => refused[0]!.destroyed);
     assert.deepEqual(limits().map((e) => [e.scope, e.action]), [['peer', 'refused']]);
     // One from B: the server is at 3, all busy.
     const refusedToo = await connectMany(1, B, s.port);
     sockets.push(...refusedToo);
-    await until(() => refusedToo[0]!.destroyed, 'refused');
+    await waitFor('refused', () => refusedToo[0]!.destroyed);
     assert.deepEqual(limits().map((e) => [e.scope, e.action]), [['peer', 'refused'], ['server', 'refused']]);
     assert.equal(stillOpen([...busy, ...other]).length, 3, 'no busy connection was closed');
     // Once the calls finish the connections are idle again and yield to a newcomer.
     release();
     release = () => undefined;
-    await until(() => events.filter((e) => e.kind === 'call' && e.proc === 9).length === 3, 'the three calls answered');
+    await waitFor('the three calls answered', () => events.filter((e) => e.kind === 'call' && e.proc === 9).length === 3);
     await newcomerServed(B);
     assert.deepEqual(limits().at(-1)?.action, 'closed-idle');
   });

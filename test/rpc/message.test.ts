@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { XdrDecodeError, XdrWriter } from '../../src/xdr';
 import {
   AUTH_NONE, AUTH_SYS, AUTH_STAT, decodeAuthSys, decodeCall, decodeReply, encodeAuthSys, encodeCall, encodeErrorReply,
-  encodeSuccessReply, RpcServer, NULL_AUTH, parseCredential, RpcHeaderError, credentialToOpaqueAuth, type ErrorReply,
+  encodeSuccessReply, RpcDispatcher, NULL_AUTH, parseCredential, RpcHeaderError, credentialToOpaqueAuth, type ErrorReply,
 } from '../../src/rpc';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+|#[^\n]*/g, ''), 'hex');
@@ -113,10 +113,10 @@ describe('rpc message codec', () => {
     );
   });
 
-  it('the server answers any bytes with a well-formed reply or nothing, never an exception (property)', async () => {
-    // The server swallows what an observer throws, so errors are collected and checked after.
+  it('the dispatcher answers any bytes with a well-formed reply or nothing, never an exception (property)', async () => {
+    // The dispatcher swallows what an observer throws, so errors are collected and checked after.
     const errors: unknown[] = [];
-    const server = new RpcServer({ onEvent: (e) => { if (e.kind === 'error' && !/handler/.test(e.where)) errors.push(e.error); } });
+    const server = new RpcDispatcher({ onEvent: (e) => { if (e.kind === 'error' && !/handler/.test(e.where)) errors.push(e.error); } });
     server.register({ prog: 100021, vers: 4, procedures: new Map([[2, { name: 'LOCK', decodeArgs: (r) => r.array((x) => x.string(64), 8), encodeResult: (w, n: number) => void w.uint(n), handle: (a: string[]) => a.length }]]) });
     const meta = { transport: 'udp' as const, local: { address: '10.0.0.1', port: 4045 }, peer: { address: '10.0.0.2', port: 800 } };
     const valid = encodeCall({ xid: 1, prog: 100021, vers: 4, proc: 2, cred: NULL_AUTH, verf: NULL_AUTH }, new XdrWriter().array(['a', 'b'], (w, x) => void w.string(x)).toBuffer());
@@ -131,7 +131,7 @@ describe('rpc message codec', () => {
           }),
         ),
         async (buf) => {
-          const reply = await server.dispatch(buf, meta);
+          const reply = await server.handle(buf, meta);
           if (reply) assert.equal(decodeReply(reply).xid, buf.readUInt32BE(0));
         },
       ),

@@ -2,7 +2,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { XdrReader, XdrWriter } from '../../src/xdr';
-import { type CallContext, type ProgramVersion, type Procedure } from '../../src/rpc';
+import { encodeCall, NULL_AUTH, type CallContext, type ProgramVersion, type Procedure } from '../../src/rpc';
 
 export const TEST_PROG = 0x20000099;
 
@@ -30,13 +30,26 @@ export function testProgram(vers = 1, extra: [number, Procedure<any, any>][] = [
   return p;
 }
 
-/** Sends one datagram and waits for one reply (or undefined after ms). */
-export function udpExchange(host: string, port: number, msg: Buffer, ms = 500): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
+const PROBE_XID = 0x50524f42;
+
+/**
+ * Sends one datagram, then a NULL call of TEST_PROG from the same port, and resolves with the
+ * replies that came before the NULL's: the server answers one socket's datagrams in order, so
+ * these are all it answered to the first (none: it sent nothing), without waiting out a timeout.
+ */
+export function udpAnswers(host: string, port: number, msg: Buffer, ms = 5_000): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
     const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-    const t = setTimeout(() => { s.close(); resolve(undefined); }, ms);
-    s.on('message', (m) => { clearTimeout(t); s.close(); resolve(m); });
+    const replies: Buffer[] = [];
+    const t = setTimeout(() => { s.close(); reject(new Error(`no answer to the probe from ${host}:${port} within ${ms} ms`)); }, ms);
+    s.on('message', (m) => {
+      if (m.length < 4 || m.readUInt32BE(0) !== PROBE_XID) return void replies.push(m);
+      clearTimeout(t);
+      s.close();
+      resolve(replies);
+    });
     s.send(msg, port, host);
+    s.send(encodeCall({ xid: PROBE_XID, prog: TEST_PROG, vers: 1, proc: 0, cred: NULL_AUTH, verf: NULL_AUTH }), port, host);
   });
 }
 

@@ -6,9 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { XdrWriter } from '../../src/xdr';
-import { AUTH_SYS, encodeCall, encodeRecord, NULL_AUTH, RpcClient, RpcReplyError, RpcServer, type Credential, type Procedure } from '../../src/rpc';
+import { AUTH_SYS, encodeCall, encodeRecord, NULL_AUTH, RecordDecoder, RpcClient, RpcReplyError, RpcServer, type Credential, type Procedure } from '../../src/rpc';
 import { hasCommand, requireNamespaceRoot, sh } from '../support/netns';
-import { rawTcp, sleep, TEST_PROG, testProgram } from './support';
+import { waitFor } from '../support/wait';
+import { rawTcp, TEST_PROG, testProgram, udpAnswers } from './support';
 
 /** An NLM-numbered program (100021 v4) so tshark dissects the arguments too: TEST (proc 1) with a made-up lock. */
 const nlmTest: Procedure<Buffer, number> = {
@@ -46,12 +47,24 @@ describe('tshark dissects our RPC exchange', function () {
     await server.addAddress('127.0.0.1');
     const port = server.port;
     const file = join(dir, 'rpc.pcap');
-    const capture = spawn('tshark', ['-i', 'lo', '-f', `port ${port}`, '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const dissect = ['-o', 'rpc.dissect_unknown_programs:TRUE', '-d', `udp.port==${port},rpc`, '-d', `tcp.port==${port},rpc`];
+    // Besides the file, each frame's xids on stdout as captured (-P -l): what the capture holds so far.
+    const capture = spawn('tshark', ['-i', 'lo', '-f', `port ${port}`, '-w', file, '-P', '-l', '-T', 'fields', '-e', 'rpc.xid', ...dissect], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let frames = '';
     capture.stderr!.on('data', (d) => (stderr += d));
-    for (let i = 0; i < 300 && !/Capturing on/.test(stderr); i++) await sleep(100);
-    assert.match(stderr, /Capturing on/);
-    await sleep(300);
+    capture.stdout!.on('data', (d) => (frames += d));
+    const inCapture = (xid: number): number => frames.split('\n').filter((l) => l.split(',').includes(`0x${xid.toString(16).padStart(8, '0')}`)).length;
+    /** A NULL call with this xid; true once it and its reply are in the capture. */
+    const marked = async (xid: number, ms: number): Promise<boolean> => {
+      await udpAnswers('127.0.0.1', port, encodeCall({ xid, prog: TEST_PROG, vers: 1, proc: 0, cred: NULL_AUTH, verf: NULL_AUTH }));
+      return waitFor(`xid ${xid} in the capture`, () => inCapture(xid) >= 2, ms).then(() => true, () => false);
+    };
+    await waitFor('tshark to start', () => /Capturing on/.test(stderr), 30_000).catch((err: Error) => assert.fail(`${err.message}: ${stderr}`));
+    // "Capturing on" comes a moment before the filter is in place: capturing once a marker shows.
+    let capturing = false;
+    for (let i = 0; i < 30 && !capturing; i++) capturing = await marked(0x4d000000 + i, 500);
+    assert.ok(capturing, `tshark captures our traffic: ${stderr}`);
 
     const sys: Credential = { flavor: AUTH_SYS, stamp: 7, machineName: 'client.example', uid: 0, gid: 0, gids: [0, 1] };
     for (const transport of ['udp', 'tcp'] as const) {
@@ -66,15 +79,16 @@ describe('tshark dissects our RPC exchange', function () {
     // A call in three fragments.
     const t = await rawTcp('127.0.0.1', port);
     t.socket.write(encodeRecord(encodeCall({ xid: 77, prog: TEST_PROG, vers: 1, proc: 1, cred: NULL_AUTH, verf: NULL_AUTH }, new XdrWriter().string('fragmented').toBuffer()), 20));
-    await sleep(200);
+    await waitFor('the fragmented call\'s reply', () => new RecordDecoder(1024).push(t.received()).length > 0);
     t.socket.destroy();
-    await sleep(500);
+    // Frames come into the capture in order: once the last marker is in, everything before it is.
+    assert.ok(await marked(0x454e4400, 10_000), 'the end marker reached the capture');
     const done = new Promise((r) => capture.once('exit', r));
     capture.kill('SIGINT');
     await done;
     await server.close();
 
-    const text = sh('tshark', ['-r', file, '-V', '-o', 'rpc.dissect_unknown_programs:TRUE', '-d', `udp.port==${port},rpc`, '-d', `tcp.port==${port},rpc`]);
+    const text = sh('tshark', ['-r', file, '-V', ...dissect]);
     assert.doesNotMatch(text, /Malformed/i);
     assert.doesNotMatch(text, /Expert Info \(Error/);
     const count = (re: RegExp): number => text.match(re)?.length ?? 0;
