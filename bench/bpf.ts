@@ -10,7 +10,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BpfObject, bpfRunTimeStats, openLockdropProbes, openRtnetlink, probeObjectPath, RTM_DELADDR, type ProbeEvent } from '../src/addon';
+import { map } from 'rxjs';
+import { BpfObject, bpfRunTimeStats, openLockdropProbes, openRtnetlink, probeObjectPath } from '../src/addon';
+import { decodeEvent, netlink, type ProbeEvent } from '../src/watch';
+
+const { RTM_DELADDR } = netlink;
 
 const RUNS = Number(process.env.RUNS ?? 300);
 const CALLS = 100_000;
@@ -45,7 +49,7 @@ async function latency(): Promise<void> {
   const rtnl = openRtnetlink();
   const intents: Array<{ ev: ProbeEvent; atNs: bigint }> = [];
   const deletions: bigint[] = [];
-  const s1 = probes.events$.subscribe((ev) => { if (ev.kind === 'intent' && ev.msgType === RTM_DELADDR) intents.push({ ev, atNs: process.hrtime.bigint() }); });
+  const s1 = probes.records$.pipe(map(decodeEvent)).subscribe((ev) => { if (ev.kind === 'intent' && ev.msgType === RTM_DELADDR) intents.push({ ev, atNs: process.hrtime.bigint() }); });
   const s2 = rtnl.messages$.subscribe((d) => { if (Buffer.isBuffer(d) && d.length >= 16 && d.readUInt16LE(4) === RTM_DELADDR) deletions.push(process.hrtime.bigint()); });
   // One long-lived `ip -batch -`: each line is one request, sent when we write it.
   const ip = spawn('ip', ['-batch', '-'], { stdio: ['pipe', 'ignore', 'inherit'] });

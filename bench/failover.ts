@@ -7,11 +7,10 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { filter, firstValueFrom } from 'rxjs';
-import { addonStatus, openRtnetlink } from '../src/addon';
+import { addonStatus, openLockdropProbes, openRtnetlink } from '../src/addon';
 import { FailoverController, type FailoverReport } from '../src/failover';
 import { LockTable, hostKey } from '../src/locks';
-import { netlinkSource, nowMs, pollSource, watchAddresses, type SourceItem } from '../src/watch';
-import { bpfSource } from '../src/watch/sources/bpf';
+import { bpfSource, netlinkSource, nowMs, pollSource, watchAddresses, type SourceItem } from '../src/watch';
 import { merge, type Observable } from 'rxjs';
 import { realFilesUnavailable, reexecInNamespaces, tmpfsExport, type BenchExport } from './real-files';
 
@@ -82,7 +81,7 @@ async function bench(name: string, source: () => Observable<SourceItem>, sizes: 
     listeners: { addAddress: async () => undefined, removeAddress: async () => undefined },
     locks: table,
     monitors: {
-      activate: async () => ({ records: 0 }), bumpState: async () => 1, stopMonitoring: () => undefined,
+      activate: async () => ({ records: 0 }), bumpState: async () => 1, forgetClients: () => undefined,
       notify: async () => ({ notified: [], failed: [], ms: 0, state: 1 }), graceEnded: async () => 0,
     },
     graceSeconds: () => 0,
@@ -163,7 +162,7 @@ async function main(): Promise<void> {
     for (const m of modes) await bench('netlink', () => netlinkSource(socket), sizes(m), RUNS, m);
     // With the probe, an event's time is the `ip` process's own sendmsg: "kernel event → drop
     // done" then runs from the command's request, without the cost of starting `ip`.
-    for (const m of modes) await bench('bpf+nl', () => merge(bpfSource(), netlinkSource(socket)), sizes(m), RUNS, m);
+    for (const m of modes) await bench('bpf+nl', () => merge(bpfSource(() => openLockdropProbes()), netlinkSource(socket)), sizes(m), RUNS, m);
     socket.close();
   } else {
     console.log(`netlink: skipped (${addon.reason})`);

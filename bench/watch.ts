@@ -32,7 +32,7 @@ async function throughput(): Promise<void> {
   let msgs = 0;
   for (let i = 0; i < 30; i++) for (const r of trace) msgs += decodeDatagram(r.datagram).length;
   const decodeRate = msgs / ((performance.now() - t0) / 1000);
-  console.log(`pipeline throughput, burst-1000 replayed as fast as possible (decode ▸ table ▸ filter ▸ state machine): median ${Math.round(quantile(rates, 0.5))} events/s, min ${Math.round(Math.min(...rates))} (25 runs)`);
+  console.log(`pipeline throughput, burst-1000 replayed as fast as possible (decode ▸ table ▸ state machine ▸ filter): median ${Math.round(quantile(rates, 0.5))} events/s, min ${Math.round(Math.min(...rates))} (25 runs)`);
   console.log(`netlink decode alone: ${Math.round(decodeRate)} messages/s`);
 }
 

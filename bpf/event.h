@@ -1,5 +1,5 @@
 /* The event every lockdrop probe writes to the `events` ring buffer. Versioned: a reader checks
- * `version` and `size`-compatible layout before decoding (src/addon/event.ts mirrors it; a test
+ * `version` and `size`-compatible layout before decoding (src/watch/codec/probe-event.ts mirrors it; a test
  * compares the offsets with this object's BTF). Append fields at the end and bump the version. */
 #ifndef LOCKDROP_EVENT_H
 #define LOCKDROP_EVENT_H

@@ -121,7 +121,6 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
       InstanceMethod<&BpfObject::Load>("load"),
       InstanceMethod<&BpfObject::Attach>("attach"),
-      InstanceMethod<&BpfObject::Detach>("detach"),
       InstanceMethod<&BpfObject::OpenRingBuffer>("openRingBuffer"),
       InstanceMethod<&BpfObject::CloseRingBuffer>("closeRingBuffer"),
       InstanceMethod<&BpfObject::Close>("close"),
@@ -317,14 +316,6 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     bpf_link* link = bpf_program__attach(p);
     if (link == nullptr) return ThrowLibbpf(env, "attach " + name, errno);
     links_[name] = link;
-    return env.Undefined();
-  }
-
-  Napi::Value Detach(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!Usable(env) || !info[0].IsString()) return env.Undefined();
-    auto it = links_.find(info[0].As<Napi::String>());
-    if (it != links_.end()) { bpf_link__destroy(it->second); links_.erase(it); }
     return env.Undefined();
   }
 

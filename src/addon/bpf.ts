@@ -3,7 +3,8 @@
 //   obj.setReadOnly('target_netns', u32(ino)); obj.load(); obj.attachAll();
 //   obj.ringBuffer('events').subscribe(record => …); … obj.close();
 // Programs whose type this kernel does not support are left out at load with the reason, so one
-// refused program type does not sink the whole object.
+// refused program type does not sink the whole object. Loading mounts tracefs where it is missing:
+// the one change to the machine this library makes.
 import { Observable, type Subscriber } from 'rxjs';
 import { loadAddon, type FeatureAnswer, type NativeAddon } from './native';
 
@@ -19,23 +20,36 @@ export class BpfUnsupported extends Error {
 }
 
 let features: Features | undefined;
+let tracefs: { error?: string } | undefined;
+
+/**
+ * Mounts tracefs on /sys/kernel/tracing where no tracefs is mounted (needs root): libbpf attaches
+ * tracepoints through it. Tried once per process; returns why it could not, or undefined.
+ */
+export function mountTracefs(): string | undefined {
+  if (!tracefs) {
+    const addon = loadAddon();
+    try {
+      // Tracepoints were unattachable before this mount: probe them again.
+      if (addon.mountTracefs()) features = undefined;
+      tracefs = {};
+    } catch (err) {
+      tracefs = { error: (err as Error).message };
+    }
+  }
+  return tracefs.error;
+}
 
 /**
  * What this kernel lets us load, probed once and cached: tracepoint, tracing (fentry, by loading
  * and attaching a trivial program on __inet_del_ifa, the removal probe's function), kprobe,
- * kernel BTF, ring buffers; each supported or the reason it is not.
- * Tracepoints are attached through tracefs: it is mounted on /sys/kernel/tracing when missing.
+ * kernel BTF, ring buffers; each supported or the reason it is not. It only looks: tracepoints
+ * count as supported once tracefs is there (mountTracefs).
  */
 export function probeFeatures(): Features {
   if (features) return features;
-  const addon = loadAddon();
-  let mountError: string | undefined;
-  try {
-    addon.mountTracefs();
-  } catch (err) {
-    mountError = (err as Error).message;
-  }
-  const probed = addon.probeFeatures('__inet_del_ifa');
+  const probed = loadAddon().probeFeatures('__inet_del_ifa');
+  const mountError = tracefs?.error;
   if (!probed.tracepoint.supported && mountError) probed.tracepoint = { supported: false, reason: `${probed.tracepoint.reason} (${mountError})` };
   features = probed;
   return features;
@@ -81,8 +95,7 @@ type NativeObject = InstanceType<NativeAddon['BpfObject']>;
 export class BpfObject {
   private readonly left = new Map<string, { status: 'unsupported' | 'disabled' | 'failed'; reason: string }>();
   private readonly readers = new Set<{ id: number; subscriber: Subscriber<Buffer> }>();
-  private loaded = false;
-  private closed = false;
+  private state: 'opened' | 'loaded' | 'closed' = 'opened';
 
   private constructor(private readonly native: NativeObject, readonly path: string) {}
 
@@ -124,10 +137,12 @@ export class BpfObject {
   }
 
   /**
-   * Loads the programs and maps into the kernel. Programs of a type this kernel does not support
-   * are left out first (attachAll reports them as unsupported, with the feature probe's reason).
+   * Loads the programs and maps into the kernel. Mounts tracefs first where it is missing (see
+   * mountTracefs). Programs of a type this kernel does not support are left out (attachAll reports
+   * them as unsupported, with the feature probe's reason).
    */
   load(): this {
+    mountTracefs();
     const f = probeFeatures();
     for (const p of this.programs()) {
       const feature = FEATURE_OF_TYPE[p.type];
@@ -138,13 +153,13 @@ export class BpfObject {
       }
     }
     this.native.load();
-    this.loaded = true;
+    this.state = 'loaded';
     return this;
   }
 
   /** Attaches every loaded program by its section; reports each program's status, never throws for one program. */
   attachAll(): ProgramStatus[] {
-    if (!this.loaded) throw new Error('attachAll before load');
+    if (this.state !== 'loaded') throw new Error(`attachAll needs a loaded object (this one is ${this.state})`);
     return this.programs().map((p): ProgramStatus => {
       const left = this.left.get(p.name);
       if (left) return { ...p, ...left };
@@ -157,19 +172,13 @@ export class BpfObject {
     });
   }
 
-  /** Detaches one program (it stays loaded until close()). */
-  detach(program: string): this {
-    this.native.detach(program);
-    return this;
-  }
-
   /**
    * A ring buffer map's records. Cold: each subscription reads through its own libbpf
    * ring_buffer (epoll fd polled on the libuv loop); unsubscribing closes it; close() completes it.
    */
   ringBuffer(map: string): Observable<Buffer> {
     return new Observable<Buffer>((subscriber) => {
-      if (this.closed) return subscriber.error(new Error('bpf object closed'));
+      if (this.state === 'closed') return subscriber.error(new Error('bpf object closed'));
       const id = this.native.openRingBuffer(map, (records, error) => {
         for (const r of records) subscriber.next(r);
         if (error) subscriber.error(new Error(`ring buffer ${map}: ${error}`));
@@ -185,8 +194,8 @@ export class BpfObject {
 
   /** Detaches every program, closes ring buffers, maps and programs. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.state === 'closed') return;
+    this.state = 'closed';
     const readers = [...this.readers];
     this.readers.clear();
     this.native.close();

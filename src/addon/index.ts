@@ -1,11 +1,11 @@
 // The native addon's public surface: rtnetlink sockets, a small eBPF library over libbpf (open →
-// configure → load → attach → read) with feature probes, lockdrop's probe event layout, real
-// files (handles, OFD locks, waits for outside holders, the fd limit) and sd_notify.
+// configure → load → attach → read) with feature probes, lockdrop's probes, real files (handles,
+// OFD locks, waits for outside holders, the fd limit) and sd_notify. It hands out bytes: the
+// rtnetlink and probe event codecs are src/watch's.
 // Everything runs in the calling process's network namespace; nothing here calls setns.
 export { AddonUnavailable, addonStatus, loadAddon, type FeatureAnswer } from './native';
-export { openRtnetlink, rtnetlinkDump, rtnetlinkGroups, DEFAULT_RCVBUF, type RtnetlinkOptions, type RtnetlinkOverflow, type RtnetlinkSocket } from './rtnetlink';
-export { BpfObject, BpfUnsupported, bpfRunTimeStats, probeFeatures, requireFeature, u32, type FeatureName, type Features, type ProgramInfo, type ProgramStatus } from './bpf';
-export { decodeEvent, monotonicNsToMs, EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError, RTM_DELADDR, RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, type ProbeEvent, type ProbeEventKind } from './event';
+export { openRtnetlink, rtnetlinkDump, type RtnetlinkOptions, type RtnetlinkSocket } from './rtnetlink';
+export { BpfObject, BpfUnsupported, bpfRunTimeStats, mountTracefs, probeFeatures, u32, type FeatureName, type Features, type ProgramInfo, type ProgramStatus } from './bpf';
 export { currentNetns, openLockdropProbes, probeObjectPath, type LockdropProbes, type LockdropProbesOptions } from './probes';
 export {
   closeFd, errnoName, fileType, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openPath,

@@ -28,7 +28,6 @@ export interface NativeAddon {
     setMaxEntries(map: string, entries: number): void;
     load(): void;
     attach(program: string): void;
-    detach(program: string): void;
     openRingBuffer(map: string, onRecords: (records: Buffer[], error: string | null) => void): number;
     closeRingBuffer(id: number): void;
     close(): void;

@@ -1,10 +1,10 @@
 // lockdrop's own probes (bpf/lockdrop.bpf.c) on top of the BpfObject library: which programs to
-// use on this kernel, the netns filter, and decoded events.
+// use on this kernel, the netns filter, and the ring buffer's records (struct lockdrop_event;
+// decoding them is src/watch's, as for rtnetlink datagrams).
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { map, type Observable } from 'rxjs';
-import { BpfObject, BpfUnsupported, probeFeatures, requireFeature, u32, type ProgramStatus } from './bpf';
-import { decodeEvent, type ProbeEvent } from './event';
+import type { Observable } from 'rxjs';
+import { BpfObject, BpfUnsupported, mountTracefs, probeFeatures, requireFeature, u32, type ProgramStatus } from './bpf';
 import { packageRoot } from './native';
 
 export const probeObjectPath = resolve(packageRoot, 'dist', 'bpf', 'lockdrop.bpf.o');
@@ -18,8 +18,8 @@ export interface LockdropProbesOptions {
 }
 
 export interface LockdropProbes {
-  /** Decoded events from the `events` ring buffer (records of another layout version are errors). */
-  events$: Observable<ProbeEvent>;
+  /** The `events` ring buffer's records, one struct lockdrop_event (bpf/event.h) each. */
+  records$: Observable<Buffer>;
   /** Each program: attached, or why not (e.g. fentry unsupported here). */
   programs: ProgramStatus[];
   /** Events the probes dropped so far because the ring buffer was full. */
@@ -31,13 +31,14 @@ export interface LockdropProbes {
 export const currentNetns = (): number => statSync('/proc/self/ns/net').ino;
 
 /**
- * Loads and attaches lockdrop's probes. The netlink intent (tracepoints) is required; kernel
- * removal uses fentry where allowed, else kprobe, else is left out with the reason. Throws
- * AddonUnavailable or BpfUnsupported when the probes cannot run at all.
+ * Loads and attaches lockdrop's probes (mounting tracefs where it is missing). The netlink intent
+ * (tracepoints) is required; kernel removal uses fentry where allowed, else kprobe, else is left
+ * out with the reason. Throws AddonUnavailable or BpfUnsupported when the probes cannot run at all.
  */
 export function openLockdropProbes(options: LockdropProbesOptions = {}): LockdropProbes {
   const path = options.objectPath ?? probeObjectPath;
   if (!existsSync(path)) throw new BpfUnsupported('probe object', `${path} missing (npm run build:bpf)`);
+  mountTracefs();
   for (const f of ['btf', 'ringbuf', 'tracepoint'] as const) requireFeature(f);
   const features = probeFeatures();
   const obj = BpfObject.open(path);
@@ -54,7 +55,7 @@ export function openLockdropProbes(options: LockdropProbesOptions = {}): Lockdro
     const failed = programs.filter((p) => p.type === 'tracepoint' && p.status !== 'attached');
     if (failed.length) throw new BpfUnsupported('tracepoint', failed.map((p) => `${p.name}: ${'reason' in p ? p.reason : ''}`).join('; '));
     return {
-      events$: obj.ringBuffer('events').pipe(map(decodeEvent)),
+      records$: obj.ringBuffer('events'),
       programs,
       lostEvents: () => Number(obj.readGlobal('lost_events').readBigUInt64LE(0)),
       close: () => obj.close(),

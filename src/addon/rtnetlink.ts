@@ -1,18 +1,13 @@
 // rtnetlink over the native addon: a multicast socket as an Observable of datagrams (with loss
 // notices), and one-shot dumps. Parsing the messages is src/watch's job.
 import { Observable, type Subscriber } from 'rxjs';
+import type { RtnetlinkOverflow } from '../net';
 import { loadAddon } from './native';
-
-/** Multicast messages were lost (ENOBUFS) or the socket's poll failed: re-dump to resynchronise. */
-export interface RtnetlinkOverflow {
-  overflow: true;
-  reason: string;
-}
 
 export interface RtnetlinkOptions {
   /** Receive buffer in bytes, set with SO_RCVBUFFORCE (default 8 MiB; tests make it tiny). */
   rcvbuf?: number;
-  /** RTMGRP_* bit mask (default: link, IPv4 and IPv6 address groups). See rtnetlinkGroups(). */
+  /** RTMGRP_* bit mask (default: link, IPv4 and IPv6 address groups, as the addon's rtnetlinkGroups has them). */
   groups?: number;
 }
 
@@ -31,10 +26,7 @@ export interface RtnetlinkSocket {
   close(): void;
 }
 
-export const DEFAULT_RCVBUF = 8 * 1024 * 1024;
-
-/** The RTMGRP_* masks: link, ipv4Ifaddr, ipv6Ifaddr. */
-export const rtnetlinkGroups = (): { link: number; ipv4Ifaddr: number; ipv6Ifaddr: number } => loadAddon().rtnetlinkGroups;
+const DEFAULT_RCVBUF = 8 * 1024 * 1024;
 
 /** Opens an rtnetlink socket in this process's network namespace. Throws AddonUnavailable without the addon. */
 export function openRtnetlink(options: RtnetlinkOptions = {}): RtnetlinkSocket {

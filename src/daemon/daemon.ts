@@ -221,7 +221,7 @@ export class Daemon {
       activate: (a) => nsm.activate(a),
       bumpState: (a) => nsm.bumpState(a),
       notify: (a) => nsm.notify(a),
-      stopMonitoring: (a) => {
+      forgetClients: (a) => {
         nlm.forgetAddress(a);
         nsm.stopMonitoring(a);
       },
@@ -406,7 +406,7 @@ export class Daemon {
   private addressView(): AddressView {
     return {
       manages: (a) => this.watch.isFloating(a),
-      holds: (a) => this.failover.status().get(a)?.present ?? false,
+      holds: (a) => this.failover.holds(a),
       hasLocks: (a) => this.table.stats().byAddress.has(a),
     };
   }
@@ -425,8 +425,8 @@ export class Daemon {
     const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...this.nsm.addresses(), ...graces.keys(), ...this.leases.waitingAddresses()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
-      present: known.get(address)?.present ?? false,
-      draining: known.get(address)?.draining ?? false,
+      present: this.failover.holds(address),
+      draining: known.get(address) === 'draining',
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
       monitors: this.nsm.recordCount(address),

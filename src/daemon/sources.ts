@@ -1,12 +1,13 @@
 // Which address sources run, and the AddressEvent stream the watch pipeline makes of them. A
 // source that cannot run here (no addon, no BPF, replay mode) is reported with the reason, for
 // the start log and `lockdropctl status`; the daemon then runs on the others.
-import { EMPTY, Observable, Subject, catchError, filter, merge, share, tap } from 'rxjs';
+import { BehaviorSubject, EMPTY, Observable, catchError, filter, merge, share, tap } from 'rxjs';
 import type { Logger } from 'pino';
-import { addonStatus, openRtnetlink, type RtnetlinkSocket } from '../addon';
-import { isLinkLocal } from '../net';
-import { addressFilter, isOverflow, netlinkSource, nowMs, pollSource, replaySource, watchAddresses, type AddressEvent, type SourceItem, type SourceName, type SourceOverflow } from '../watch';
-import { bpfSource } from '../watch/sources/bpf';
+import { addonStatus, openLockdropProbes, openRtnetlink, type RtnetlinkSocket } from '../addon';
+import {
+  addressTransitions, bpfSource, floatingFilter, isOverflow, netlinkSource, onlyFloating, pollSource, replaySource,
+  type AddressEvent, type SourceItem, type SourceName, type SourceOverflow, type WatchConfig,
+} from '../watch';
 import type { Config } from './config';
 import type { SourceStatus } from './protocol';
 
@@ -20,19 +21,13 @@ export interface AddressWatch {
   overflows$: Observable<SourceOverflow>;
   /** Live: a source that fails after start is marked inactive with its reason. */
   sources: SourceStatus[];
-  /** Applies the reloadable setting: the floating filter (an address already up that it now takes in arrives). */
+  /** Applies the reloadable settings: hold-down and floating filter (an address already up that it now takes in arrives). */
   reconfigure(cfg: Config): void;
   close(): void;
 }
 
-/**
- * The addresses lockdrop manages: the configured floating ones, or every address but loopback
- * and IPv6 link-local (never a floating service address, and not bindable without a scope id).
- */
-function managed(floating: readonly string[]): (address: string) => boolean {
-  const keep = addressFilter(floating);
-  return floating.length ? keep : (a) => keep(a) && !isLinkLocal(a);
-}
+/** What the watch pipeline takes from the configuration (reloadable). */
+const watchConfig = (cfg: Config): WatchConfig => ({ floating: cfg.addresses, holdDownMs: cfg.holdDown });
 
 export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
   const sources: SourceStatus[] = [];
@@ -83,11 +78,15 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
         rtnetlink = openRtnetlink({ rcvbuf: cfg.netlinkReceiveBuffer });
         inputs.push(guarded(name, status, netlinkSource(rtnetlink)));
       } else {
-        const onPrograms = (programs: { name: string; status: string; reason?: string }[]) => {
+        // Opened when the source is subscribed: which programs run, and why the others do not.
+        const open = () => {
+          const probes = openLockdropProbes();
+          const programs: Array<{ name: string; status: string; reason?: string }> = probes.programs;
           status.reason = programs.map((p) => (p.status === 'attached' ? `${p.name}: attached` : `${p.name}: ${p.status} (${p.reason})`)).join('; ');
           for (const p of programs) log.info({ source: 'bpf', program: p.name, status: p.status, reason: p.reason }, `bpf probe ${p.name}: ${p.status}${p.reason ? ` (${p.reason})` : ''}`);
+          return probes;
         };
-        inputs.push(guarded(name, status, bpfSource({ onPrograms })));
+        inputs.push(guarded(name, status, bpfSource(open)));
       }
     }
   }
@@ -95,15 +94,12 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
 
   const items$ = (inputs.length ? merge(...inputs) : EMPTY).pipe(share());
   const overflows$ = items$.pipe(filter(isOverflow), share());
-  // The pipeline watches every non-loopback address; the floating filter applies to its output,
-  // so that widening it on reload can bring in an address that is already up.
-  let floating = managed(cfg.addresses);
-  const lastSeen = new Map<string, AddressEvent>();
-  const added = new Subject<AddressEvent>();
-  // The state machine reads the hold-down at each removal, so a reload applies to the next one.
-  let holdDown = cfg.holdDown;
-  const all$ = watchAddresses([items$], { get holdDownMs() { return holdDown; } }).pipe(tap((e) => lastSeen.set(e.address, e)), share());
-  const events$ = merge(all$.pipe(filter((e) => floating(e.address))), added).pipe(share());
+  // The hold-down and the floating filter are the pipeline's, fed by reloads: every non-loopback
+  // address's transitions for the node, the floating ones' for failover.
+  const config$ = new BehaviorSubject(watchConfig(cfg));
+  let floating = floatingFilter(cfg.addresses);
+  const all$ = items$.pipe(addressTransitions(config$), share());
+  const events$ = all$.pipe(onlyFloating(config$), share());
   return {
     events$,
     all$,
@@ -111,18 +107,11 @@ export function createAddressWatch(cfg: Config, log: Logger): AddressWatch {
     overflows$,
     sources,
     reconfigure: (next) => {
-      holdDown = next.holdDown;
-      const before = floating;
-      floating = managed(next.addresses);
-      // An address now managed and up arrives; one no longer managed leaves (its locks drop, as
-      // its later removal would otherwise pass the filter unseen).
-      for (const e of lastSeen.values()) {
-        if (e.type !== 'up' || floating(e.address) === before(e.address)) continue;
-        added.next({ ...e, type: floating(e.address) ? 'up' : 'down', at: nowMs(), detectedAt: nowMs() });
-      }
+      floating = floatingFilter(next.addresses);
+      config$.next(watchConfig(next));
     },
     close: () => {
-      added.complete();
+      config$.complete();
       rtnetlink?.close();
     },
   };

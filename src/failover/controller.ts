@@ -3,8 +3,8 @@
 import { Subject, filter, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import type { DropCounts, GracePeriod, GraceScope } from '../locks/types';
-import { nowMs, type AddressEvent, type SourceName } from '../watch/types';
-import { decide, type AddressStatus, type FailoverStep } from './decide';
+import { nowMs, type AddressEvent, type AddressPhase, type SourceName } from '../watch/types';
+import { decide, type FailoverStep } from './decide';
 import { dropLine, plural } from './words';
 
 /** Who asked for an address change (the bpf probes see it), as a log field: `pid` alone would be pino's own. */
@@ -36,12 +36,17 @@ export interface NotifyOutcome {
   state: number;
 }
 
-/** What failover needs of the status monitor. */
+/** What failover needs of the status monitor and of the lock manager's clients. */
 export interface FailoverMonitors {
   activate(address: string): Promise<{ records: number }>;
   bumpState(address: string): Promise<number>;
   notify(address: string): Promise<NotifyOutcome>;
-  stopMonitoring(address: string): void;
+  /**
+   * The address left (its locks dropped): forget its clients — stop monitoring them (their records
+   * stay for the node taking it over) and forget the GRANTED callbacks pending to them, so a late
+   * callback failure cannot release a lock reclaimed meanwhile.
+   */
+  forgetClients(address: string): void;
   graceEnded(address: string): Promise<number>;
 }
 
@@ -67,7 +72,8 @@ export interface FailoverOptions {
 const addressScope = (address: string): GraceScope => ({ kind: 'address', address });
 
 export class FailoverController {
-  private readonly known = new Map<string, AddressStatus>();
+  /** The phase failover has applied to each address it has seen. */
+  private readonly applied = new Map<string, AddressPhase>();
   private readonly reports = new Subject<FailoverReport>();
   /** One queue per address: its events apply in order; one address's slow bind never delays another's drop. */
   private readonly queues = new Map<string, Promise<void>>();
@@ -105,8 +111,14 @@ export class FailoverController {
     });
   }
 
-  status(): ReadonlyMap<string, Readonly<AddressStatus>> {
-    return this.known;
+  /** The phase applied to each address seen: 'up' or 'draining' while this node holds it. */
+  status(): ReadonlyMap<string, AddressPhase> {
+    return this.applied;
+  }
+
+  /** Whether this node holds the address: it arrived here (listeners opened) and has not left. */
+  holds(address: string): boolean {
+    return (this.applied.get(address) ?? 'down') !== 'down';
   }
 
   /** `lockdropctl grace start`: (re)starts an address's grace by hand. */
@@ -124,7 +136,7 @@ export class FailoverController {
    * holds (its listeners are open), never for one another node may own.
    */
   async notify(address: string): Promise<NotifyOutcome> {
-    if (!this.known.get(address)?.present) throw new Error(`${address} is not a local server address here: only its holder notifies for it`);
+    if (!this.holds(address)) throw new Error(`${address} is not a local server address here: only its holder notifies for it`);
     return this.track(address);
   }
 
@@ -139,8 +151,8 @@ export class FailoverController {
   }
 
   private async apply(ev: AddressEvent): Promise<void> {
-    const { next, steps } = decide(this.known.get(ev.address), ev);
-    this.known.set(ev.address, next);
+    const { next, steps } = decide(this.applied.get(ev.address), ev);
+    this.applied.set(ev.address, next);
     let counts: DropCounts | undefined;
     let monitors = 0;
     let state = 0;
@@ -155,7 +167,7 @@ export class FailoverController {
             this.reportDrop(ev, counts, nowMs() - ev.at);
             break;
           case 'close-listeners': await this.opts.listeners.removeAddress(ev.address); break;
-          case 'stop-monitoring': this.opts.monitors.stopMonitoring(ev.address); break;
+          case 'forget-clients': this.opts.monitors.forgetClients(ev.address); break;
           case 'start-grace': grace = this.opts.locks.grace.start(addressScope(ev.address), this.opts.graceSeconds()); break;
           case 'open-listeners': await this.bind(ev.address); break;
           case 'load-monitors': monitors = (await this.opts.monitors.activate(ev.address)).records; break;

@@ -1,6 +1,6 @@
 // Failover: address events in, drops / grace / listeners / SM_NOTIFY out.
 export { decide } from './decide';
-export type { AddressStatus, Decision, FailoverStep } from './decide';
+export type { FailoverPlan, FailoverStep } from './decide';
 export { FailoverController } from './controller';
 export type { FailoverLocks, FailoverMonitors, FailoverOptions, FailoverReport, Listeners, NotifyOutcome } from './controller';
 export { dropLine, plural } from './words';

@@ -215,7 +215,25 @@ const NO_COUNTS: DropCounts = { locks: 0, shares: 0, blocked: 0, clients: 0, wok
 
 const overlaps = (l: { start: Pos; end: Pos }, s: Pos, e: Pos): boolean => l.start <= e && l.end >= s;
 
+/** What checkIndexes reads of a table: granted by the class (a static block), to nobody else. */
+interface TableState {
+  files: ReadonlyMap<string, FileState>;
+  owners: ReadonlyMap<string, Owner>;
+  hosts: ReadonlyMap<string, HostEntry>;
+  addrs: ReadonlyMap<string, AddressEntry>;
+  exports: ReadonlyMap<string, ExportEntry>;
+  nLocks: number;
+  nBlocked: number;
+  nShares: number;
+}
+
+let stateOf: (t: LockTable) => TableState;
+
 export class LockTable {
+  static {
+    stateOf = (t) => ({ files: t.files, owners: t.owners, hosts: t.hosts, addrs: t.addrs, exports: t.exports, nLocks: t.nLocks, nBlocked: t.nBlocked, nShares: t.nShares });
+  }
+
   readonly grace: GraceTable;
   readonly changes: Observable<LockChange>;
 
@@ -641,91 +659,6 @@ export class LockTable {
         serverAddress: s.addr.address,
       };
     }
-  }
-
-  /**
-   * Rebuilds every count and index from the per-file lists and compares: a test hook that
-   * returns the inconsistencies found (empty when the indexes are in step).
-   */
-  checkIndexes(): string[] {
-    const errs: string[] = [];
-    const perHolder = new Map<Holder, Set<Lock>>();
-    const perAddr = new Map<AddressEntry, number>();
-    const hostRefs = new Map<AddressEntry, Map<string, number>>();
-    const ref = (a: AddressEntry, h: string): void => {
-      const m = hostRefs.get(a) ?? new Map<string, number>();
-      m.set(h, (m.get(h) ?? 0) + 1);
-      hostRefs.set(a, m);
-    };
-    let locks = 0;
-    let blocked = 0;
-    let shares = 0;
-    for (const [key, f] of this.files) {
-      if (f.key !== key) errs.push(`file key mismatch`);
-      let n = 0;
-      let x = 0;
-      for (let l = f.head; l; l = l.fNext) {
-        n++;
-        if (isExcl(l)) x++;
-        if (l.file !== f) errs.push('lock on wrong file list');
-        if (l.fNext && l.fNext.fPrev !== l) errs.push('broken file links');
-        perHolder.set(l.holder, (perHolder.get(l.holder) ?? new Set()).add(l));
-        perAddr.set(l.holder.addr, (perAddr.get(l.holder.addr) ?? 0) + 1);
-      }
-      locks += n;
-      if (n !== f.count || x !== f.exclusive) errs.push(`file counts ${f.count}/${f.exclusive}, rescan ${n}/${x}`);
-      for (const b of f.queue?.toArray() ?? []) {
-        blocked++;
-        ref(b.addr, b.owner.host.key);
-        if (!b.addr.blocks.has(b) || !b.owner.blocks?.includes(b)) errs.push('block missing from an index');
-      }
-      for (const s of f.shares ?? []) {
-        shares++;
-        ref(s.addr, s.host.key);
-        if (!s.addr.shares.has(s) || !s.host.shares.has(s)) errs.push('share missing from an index');
-      }
-      if (n === 0 && !f.queue?.size && !f.shares?.length) errs.push('empty file kept');
-      if (f.exp && (!f.exp.files.has(f) || this.exports.get(f.exp.id) !== f.exp)) errs.push('file missing from its export');
-    }
-    if (locks !== this.nLocks) errs.push(`nLocks ${this.nLocks} != ${locks}`);
-    if (blocked !== this.nBlocked) errs.push(`nBlocked ${this.nBlocked} != ${blocked}`);
-    if (shares !== this.nShares) errs.push(`nShares ${this.nShares} != ${shares}`);
-    for (const [hd] of perHolder) if (!hd.addr.holders.has(hd) || !hd.owner.holders.includes(hd)) errs.push('holder not indexed');
-    for (const o of this.owners.values()) {
-      if (!o.host.owners.has(o) || this.hosts.get(o.host.key) !== o.host) errs.push('owner not under its host');
-      if (o.holders.length === 0 && !o.blocks?.length) errs.push('empty owner kept');
-      if (new Set(o.holders.map((hd) => hd.addr)).size !== o.holders.length) errs.push('two holders for one address');
-      for (const hd of o.holders) {
-        if (hd.owner !== o) errs.push('holder under the wrong owner');
-        const want = perHolder.get(hd) ?? new Set();
-        let n = 0;
-        for (let l = hd.head; l; l = l.hNext) {
-          n++;
-          if (!want.has(l)) errs.push('holder lists a lock not in the table');
-          if (l.hNext && l.hNext.hPrev !== l) errs.push('broken holder links');
-        }
-        if (n !== want.size || n !== hd.count || n === 0) errs.push(`holder count ${hd.count}, list ${n}, rescan ${want.size}`);
-        ref(hd.addr, o.host.key);
-      }
-    }
-    for (const [o] of [...perHolder].map(([hd]) => [hd.owner])) if (this.owners.get(o.key) !== o) errs.push('owner not indexed');
-    for (const a of this.addrs.values()) {
-      if ((perAddr.get(a) ?? 0) !== a.count) errs.push(`address ${a.address} count ${a.count}, rescan ${perAddr.get(a) ?? 0}`);
-      for (const hd of a.holders) if (!hd.owner.holders.includes(hd) || hd.addr !== a) errs.push(`address ${a.address} lists a stale holder`);
-      const refs = hostRefs.get(a) ?? new Map();
-      if (refs.size !== a.hosts.size || [...refs].some(([h, c]) => a.hosts.get(h) !== c)) {
-        errs.push(`address ${a.address} host refs differ from a rescan`);
-      }
-    }
-    for (const [a] of perAddr) if (this.addrs.get(a.address) !== a) errs.push(`address ${a.address} not indexed`);
-    for (const h of this.hosts.values()) {
-      if (h.owners.size === 0 && h.shares.size === 0) errs.push(`empty host ${h.key} kept`);
-    }
-    for (const e of this.exports.values()) {
-      for (const f of e.files) if (this.files.get(f.key) !== f) errs.push('export lists a dropped file');
-      if (e.files.size === 0) errs.push(`empty export ${e.id} kept`);
-    }
-    return errs;
   }
 
   // ---- internals: interning ----
@@ -1337,4 +1270,91 @@ interface Drop {
   locks: number;
   shares: number;
   blocked: number;
+}
+
+/**
+ * Rebuilds every count and index of the table from its per-file lists and compares: the
+ * inconsistencies found (empty when the indexes are in step). For tests and benchmarks, through
+ * src/locks/testing.ts: not part of the table's surface.
+ */
+export function checkIndexes(t: LockTable): string[] {
+  const s = stateOf(t);
+  const errs: string[] = [];
+  const perHolder = new Map<Holder, Set<Lock>>();
+  const perAddr = new Map<AddressEntry, number>();
+  const hostRefs = new Map<AddressEntry, Map<string, number>>();
+  const ref = (a: AddressEntry, h: string): void => {
+    const m = hostRefs.get(a) ?? new Map<string, number>();
+    m.set(h, (m.get(h) ?? 0) + 1);
+    hostRefs.set(a, m);
+  };
+  let locks = 0;
+  let blocked = 0;
+  let shares = 0;
+  for (const [key, f] of s.files) {
+    if (f.key !== key) errs.push(`file key mismatch`);
+    let n = 0;
+    let x = 0;
+    for (let l = f.head; l; l = l.fNext) {
+      n++;
+      if (isExcl(l)) x++;
+      if (l.file !== f) errs.push('lock on wrong file list');
+      if (l.fNext && l.fNext.fPrev !== l) errs.push('broken file links');
+      perHolder.set(l.holder, (perHolder.get(l.holder) ?? new Set()).add(l));
+      perAddr.set(l.holder.addr, (perAddr.get(l.holder.addr) ?? 0) + 1);
+    }
+    locks += n;
+    if (n !== f.count || x !== f.exclusive) errs.push(`file counts ${f.count}/${f.exclusive}, rescan ${n}/${x}`);
+    for (const b of f.queue?.toArray() ?? []) {
+      blocked++;
+      ref(b.addr, b.owner.host.key);
+      if (!b.addr.blocks.has(b) || !b.owner.blocks?.includes(b)) errs.push('block missing from an index');
+    }
+    for (const s of f.shares ?? []) {
+      shares++;
+      ref(s.addr, s.host.key);
+      if (!s.addr.shares.has(s) || !s.host.shares.has(s)) errs.push('share missing from an index');
+    }
+    if (n === 0 && !f.queue?.size && !f.shares?.length) errs.push('empty file kept');
+    if (f.exp && (!f.exp.files.has(f) || s.exports.get(f.exp.id) !== f.exp)) errs.push('file missing from its export');
+  }
+  if (locks !== s.nLocks) errs.push(`nLocks ${s.nLocks} != ${locks}`);
+  if (blocked !== s.nBlocked) errs.push(`nBlocked ${s.nBlocked} != ${blocked}`);
+  if (shares !== s.nShares) errs.push(`nShares ${s.nShares} != ${shares}`);
+  for (const [hd] of perHolder) if (!hd.addr.holders.has(hd) || !hd.owner.holders.includes(hd)) errs.push('holder not indexed');
+  for (const o of s.owners.values()) {
+    if (!o.host.owners.has(o) || s.hosts.get(o.host.key) !== o.host) errs.push('owner not under its host');
+    if (o.holders.length === 0 && !o.blocks?.length) errs.push('empty owner kept');
+    if (new Set(o.holders.map((hd) => hd.addr)).size !== o.holders.length) errs.push('two holders for one address');
+    for (const hd of o.holders) {
+      if (hd.owner !== o) errs.push('holder under the wrong owner');
+      const want = perHolder.get(hd) ?? new Set();
+      let n = 0;
+      for (let l = hd.head; l; l = l.hNext) {
+        n++;
+        if (!want.has(l)) errs.push('holder lists a lock not in the table');
+        if (l.hNext && l.hNext.hPrev !== l) errs.push('broken holder links');
+      }
+      if (n !== want.size || n !== hd.count || n === 0) errs.push(`holder count ${hd.count}, list ${n}, rescan ${want.size}`);
+      ref(hd.addr, o.host.key);
+    }
+  }
+  for (const [o] of [...perHolder].map(([hd]) => [hd.owner])) if (s.owners.get(o.key) !== o) errs.push('owner not indexed');
+  for (const a of s.addrs.values()) {
+    if ((perAddr.get(a) ?? 0) !== a.count) errs.push(`address ${a.address} count ${a.count}, rescan ${perAddr.get(a) ?? 0}`);
+    for (const hd of a.holders) if (!hd.owner.holders.includes(hd) || hd.addr !== a) errs.push(`address ${a.address} lists a stale holder`);
+    const refs = hostRefs.get(a) ?? new Map();
+    if (refs.size !== a.hosts.size || [...refs].some(([h, c]) => a.hosts.get(h) !== c)) {
+      errs.push(`address ${a.address} host refs differ from a rescan`);
+    }
+  }
+  for (const [a] of perAddr) if (s.addrs.get(a.address) !== a) errs.push(`address ${a.address} not indexed`);
+  for (const h of s.hosts.values()) {
+    if (h.owners.size === 0 && h.shares.size === 0) errs.push(`empty host ${h.key} kept`);
+  }
+  for (const e of s.exports.values()) {
+    for (const f of e.files) if (s.files.get(f.key) !== f) errs.push('export lists a dropped file');
+    if (e.files.size === 0) errs.push(`empty export ${e.id} kept`);
+  }
+  return errs;
 }

@@ -1,12 +1,17 @@
-// The watch part: address sources, the pipeline to AddressEvents, trace record and replay.
+// The watch part: the codecs (rtnetlink, pcap, probe events), address sources, the pipeline to
+// AddressEvents, trace record and replay. It is given its kernel ends (rtnetlink socket, probes).
 export * from './types';
-export * as netlink from './netlink';
-export { NetlinkDecodeError, decodeDatagram, type RtnetlinkMessage } from './netlink';
-export { PcapDecodeError, TraceWriter, decodePcap, encodePcapHeader, encodePcapRecord, readTrace, LINKTYPE_NETLINK, type TraceRecord } from './pcap';
-export { AddressTable } from './table';
-export { AddressStateMachine, type Decision, type MachineInput, type MachineOptions } from './machine';
-export { addressEvents, addressFilter, addressTransitions, onlyFloating, watchAddresses, type PipelineOptions } from './pipeline';
-export { NetlinkDumpError, decodeDump, netlinkSource, type NetlinkSourceOptions } from './sources/netlink';
+export * as netlink from './codec/netlink';
+export { NetlinkDecodeError, decodeDatagram, type RtnetlinkMessage } from './codec/netlink';
+export { PcapDecodeError, decodePcap, encodePcapHeader, encodePcapRecord, LINKTYPE_NETLINK, type TraceRecord } from './codec/pcap';
+export { EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError, decodeEvent, type ProbeEvent, type ProbeEventKind } from './codec/probe-event';
+export { TraceWriter, readTrace } from './trace';
+export { AddressStateMachine, type MachineDecision, type MachineInput, type MachineOptions } from './machine';
+export {
+  addressEvents, addressTransitions, floatingFilter, onlyFloating, watchAddresses, type PipelineClock, type WatchConfig, type WatchConfigInput,
+} from './pipeline';
+export { IntentTracker, bpfSource } from './sources/bpf';
+export { NetlinkDumpError, netlinkSource, type NetlinkSourceOptions } from './sources/netlink';
 export { pollSource, readLocalAddresses, type PollSourceOptions, type SnapshotAddress } from './sources/poll';
-export { TraceFolder, replaySource, type ReplayOptions } from './sources/replay';
+export { replaySource, type ReplayOptions } from './sources/replay';
 export { recordTrace, type TraceRecorder } from './record';

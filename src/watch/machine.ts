@@ -1,5 +1,5 @@
-// The per-address state machine: takes source observations and timer expiries, returns
-// decisions (events to emit, timers to start or cancel). No I/O, no clock of its own.
+// The per-address state machine: takes source observations, timer expiries and configuration,
+// returns decisions (events to emit, timers to start or cancel). No I/O, no clock of its own.
 //
 // Each source keeps its own view of an address (the interfaces it sees it on, with flags). An
 // observation moves the address to that source's view unless it is older than the one behind the
@@ -15,12 +15,16 @@ export interface MachineOptions {
   drainTimeoutMs?: number;
 }
 
-export type Decision =
+export type MachineDecision =
   | { kind: 'emit'; event: Omit<AddressEvent, 'detectedAt'> }
   | { kind: 'start-timer'; token: number; delayMs: number }
   | { kind: 'cancel-timer'; token: number };
 
-export type MachineInput = { kind: 'change'; change: AddressChange } | { kind: 'timer'; token: number };
+export type MachineInput =
+  | { kind: 'change'; change: AddressChange }
+  | { kind: 'timer'; token: number }
+  /** New options: a hold-down applies from the next removal on. */
+  | { kind: 'configure'; options: MachineOptions };
 
 interface Attribution {
   at: number;
@@ -30,6 +34,19 @@ interface Attribution {
   comm?: string;
 }
 
+type Timed = Attribution & { token: number };
+
+/**
+ * Where the address is and what leaving that phase needs. Downstream was told 'down' in down, 'up'
+ * in up, 'draining' in draining; in leaving (a removal waiting out the hold-down) it was told 'up',
+ * or 'draining' when the removal had been requested first (`drained`).
+ */
+type Lifecycle =
+  | { phase: 'down' }
+  | { phase: 'up' }
+  | { phase: 'draining'; drain: Timed }
+  | { phase: 'leaving'; removal: Timed; drained?: Attribution };
+
 interface AddressState {
   family: AddressFamily;
   /** source → ifindex → flags: where each source sees the address. */
@@ -37,11 +54,7 @@ interface AddressState {
   /** Time and source of the observation behind the last transition. */
   lastAt: number;
   lastSource?: SourceName;
-  announced: 'up' | 'down';
-  ifindex: number;
-  draining?: Attribution & { token: number };
-  /** A removal waiting out the hold-down. */
-  pendingDown?: Attribution & { token: number };
+  life: Lifecycle;
 }
 
 const usable = (flags: AddressFlags): boolean => !flags.tentative && !flags.dadfailed;
@@ -59,8 +72,11 @@ export class AddressStateMachine {
   /** token → address, for timers in flight. */
   private readonly timers = new Map<number, string>();
   private nextToken = 1;
-  /** The options are read at each use: a getter there makes them reloadable. */
-  constructor(private readonly opts: MachineOptions = {}) {}
+  private opts: MachineOptions;
+
+  constructor(opts: MachineOptions = {}) {
+    this.opts = { ...opts };
+  }
 
   private get holdDownMs(): number {
     return this.opts.holdDownMs ?? 0;
@@ -70,37 +86,36 @@ export class AddressStateMachine {
     return this.opts.drainTimeoutMs ?? 1000;
   }
 
-  /** What downstream was told about an address (draining counts as up). */
-  announced(address: string): 'up' | 'down' {
-    return this.addresses.get(address)?.announced ?? 'down';
-  }
-
-  handle(input: MachineInput): Decision[] {
+  handle(input: MachineInput): MachineDecision[] {
     if (input.kind === 'timer') return this.expire(input.token);
+    if (input.kind === 'configure') {
+      this.opts = { ...input.options };
+      return [];
+    }
     const c = input.change;
     let s = this.addresses.get(c.address);
     if (!s) {
-      s = { family: c.family, views: new Map(), lastAt: -Infinity, announced: 'down', ifindex: c.ifindex };
+      s = { family: c.family, views: new Map(), lastAt: -Infinity, life: { phase: 'down' } };
       this.addresses.set(c.address, s);
     }
     switch (c.kind) {
       case 'remove-intent': return this.intent(c, s);
-      case 'intent-failed': return s.draining ? this.endDrain(c.address, s, c) : [];
+      case 'intent-failed': return this.intentFailed(c, s);
       default: return this.observe(c, s);
     }
   }
 
-  private observe(c: AddressChange, s: AddressState): Decision[] {
+  private observe(c: AddressChange, s: AddressState): MachineDecision[] {
     let view = s.views.get(c.source);
     if (!view) s.views.set(c.source, (view = new Map()));
     if (c.kind === 'added') view.set(c.ifindex, c.flags ?? {});
     else view.delete(c.ifindex);
     const target = [...view.values()].some(usable);
-    const isUp = s.announced === 'up' && !s.pendingDown;
+    const isUp = s.life.phase === 'up' || s.life.phase === 'draining';
     if (target === isUp) {
       // The same change seen again: enrich a removal still in hold-down.
-      if (!target && s.pendingDown) {
-        const p = s.pendingDown;
+      if (!target && s.life.phase === 'leaving') {
+        const p = s.life.removal;
         if (c.at < p.at) { p.at = c.at; p.source = c.source; }
         if (p.pid === undefined && c.pid !== undefined) { p.pid = c.pid; p.comm = c.comm; }
       }
@@ -112,85 +127,96 @@ export class AddressStateMachine {
     if (c.at < s.lastAt && c.source !== s.lastSource) return [];
     s.lastAt = c.at;
     s.lastSource = c.source;
-    s.ifindex = c.ifindex;
     return target ? this.arrive(c, s) : this.depart(c, s);
   }
 
-  private arrive(c: AddressChange, s: AddressState): Decision[] {
-    if (s.pendingDown) {
+  private arrive(c: AddressChange, s: AddressState): MachineDecision[] {
+    if (s.life.phase === 'leaving') {
       // Back within the hold-down: nothing happened as far as downstream knows.
-      const out: Decision[] = [this.cancel(s.pendingDown.token)];
-      s.pendingDown = undefined;
-      if (s.draining) out.push(...this.endDrain(c.address, s, c));
+      const { removal, drained } = s.life;
+      s.life = { phase: 'up' };
+      const out: MachineDecision[] = [this.cancel(removal.token)];
+      if (drained) out.push(this.drainEnded(c.address, s, drained, c));
       return out;
     }
-    s.announced = 'up';
+    s.life = { phase: 'up' };
     return [{ kind: 'emit', event: { type: 'up', address: c.address, family: s.family, ...attribution(c) } }];
   }
 
-  private depart(c: AddressChange, s: AddressState): Decision[] {
+  private depart(c: AddressChange, s: AddressState): MachineDecision[] {
     const who = attribution(c);
-    if (who.pid === undefined && s.draining?.pid !== undefined) {
-      who.pid = s.draining.pid;
-      if (s.draining.comm !== undefined) who.comm = s.draining.comm;
+    const drain = s.life.phase === 'draining' ? s.life.drain : undefined;
+    if (who.pid === undefined && drain?.pid !== undefined) {
+      who.pid = drain.pid;
+      if (drain.comm !== undefined) who.comm = drain.comm;
     }
-    const out: Decision[] = [];
-    if (s.draining) out.push(this.cancel(s.draining.token)); // confirmed: no drain timeout any more
+    const out: MachineDecision[] = [];
+    if (drain) out.push(this.cancel(drain.token)); // confirmed: no drain timeout any more
     if (this.holdDownMs > 0) {
       const token = this.startTimer(c.address);
-      s.pendingDown = { ...who, token };
+      s.life = { phase: 'leaving', removal: { ...who, token }, ...(drain && { drained: drain }) };
       out.push({ kind: 'start-timer', token, delayMs: this.holdDownMs });
       return out;
     }
-    return [...out, ...this.down(c.address, s, who)];
+    return [...out, this.down(c.address, s, who)];
   }
 
-  private down(address: string, s: AddressState, who: Attribution): Decision[] {
-    s.announced = 'down';
-    s.draining = undefined;
-    s.pendingDown = undefined;
+  private down(address: string, s: AddressState, who: Attribution): MachineDecision {
+    s.life = { phase: 'down' };
     const { at, source, ifindex, pid, comm } = who; // not the timer token
-    return [{
+    return {
       kind: 'emit',
       event: { type: 'down', address, family: s.family, at, source, ifindex, ...(pid !== undefined && { pid }), ...(comm !== undefined && { comm }) },
-    }];
+    };
   }
 
-  private intent(c: AddressChange, s: AddressState): Decision[] {
+  private intent(c: AddressChange, s: AddressState): MachineDecision[] {
     // Nothing to drain unless the address is up (a failing `ip addr del` of an absent address).
-    if (s.announced !== 'up' || s.pendingDown || s.draining) return [];
+    if (s.life.phase !== 'up') return [];
     const token = this.startTimer(c.address);
-    s.draining = { ...attribution(c), token };
+    s.life = { phase: 'draining', drain: { ...attribution(c), token } };
     return [
       { kind: 'emit', event: { type: 'draining', address: c.address, family: s.family, ...attribution(c) } },
       { kind: 'start-timer', token, delayMs: this.drainTimeoutMs },
     ];
   }
 
-  private endDrain(address: string, s: AddressState, cause: { at: number; source: SourceName; ifindex: number; pid?: number; comm?: string }): Decision[] {
-    const d = s.draining!;
-    s.draining = undefined;
-    return [
-      this.cancel(d.token),
-      {
-        kind: 'emit',
-        event: {
-          type: 'drain-ended', address, family: s.family, ifindex: d.ifindex, source: cause.source, at: cause.at,
-          ...(d.pid !== undefined && { pid: d.pid }), ...(d.comm !== undefined && { comm: d.comm }),
-        },
-      },
-    ];
+  private intentFailed(c: AddressChange, s: AddressState): MachineDecision[] {
+    if (s.life.phase === 'draining') {
+      const { drain } = s.life;
+      s.life = { phase: 'up' };
+      return [this.cancel(drain.token), this.drainEnded(c.address, s, drain, c)];
+    }
+    if (s.life.phase === 'leaving' && s.life.drained) {
+      // The request failed, yet the address went: the drain ends, the removal still waits out its hold-down.
+      const { drained } = s.life;
+      s.life = { phase: 'leaving', removal: s.life.removal };
+      return [this.drainEnded(c.address, s, drained, c)];
+    }
+    return [];
   }
 
-  private expire(token: number): Decision[] {
+  /** The drain `d` is over (the removal failed, timed out or was undone), because of `cause`. */
+  private drainEnded(address: string, s: AddressState, d: Attribution, cause: Attribution): MachineDecision {
+    return {
+      kind: 'emit',
+      event: {
+        type: 'drain-ended', address, family: s.family, ifindex: d.ifindex, source: cause.source, at: cause.at,
+        ...(d.pid !== undefined && { pid: d.pid }), ...(d.comm !== undefined && { comm: d.comm }),
+      },
+    };
+  }
+
+  private expire(token: number): MachineDecision[] {
     const address = this.timers.get(token);
     this.timers.delete(token);
     const s = address === undefined ? undefined : this.addresses.get(address);
     if (!s || address === undefined) return [];
-    if (s.pendingDown?.token === token) return this.down(address, s, s.pendingDown);
-    if (s.draining?.token === token) {
-      const d = s.draining;
-      return this.endDrain(address, s, { ...d, at: d.at + this.drainTimeoutMs });
+    if (s.life.phase === 'leaving' && s.life.removal.token === token) return [this.down(address, s, s.life.removal)];
+    if (s.life.phase === 'draining' && s.life.drain.token === token) {
+      const { drain } = s.life;
+      s.life = { phase: 'up' };
+      return [this.drainEnded(address, s, drain, { ...drain, at: drain.at + this.drainTimeoutMs })];
     }
     return [];
   }
@@ -201,7 +227,7 @@ export class AddressStateMachine {
     return token;
   }
 
-  private cancel(token: number): Decision {
+  private cancel(token: number): MachineDecision {
     this.timers.delete(token);
     return { kind: 'cancel-timer', token };
   }

@@ -1,8 +1,9 @@
 // `lockdrop record --out FILE`: writes what an rtnetlink socket receives to a pcap trace — the
 // initial dump (its requests too, so a replay knows a snapshot from a notification), every
 // notification, and a re-dump after each overflow.
-import { encodeGetAddrDump, encodeGetLinkDump } from './netlink';
-import { NETLINK_ROUTE, TraceWriter } from './pcap';
+import { encodeGetAddrDump, encodeGetLinkDump } from './codec/netlink';
+import { NETLINK_ROUTE } from './codec/pcap';
+import { TraceWriter } from './trace';
 import { nowMs, type RtnetlinkTransport } from './types';
 
 export interface TraceRecorder {

@@ -5,7 +5,7 @@
 import {
   AF_INET, AF_INET6, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_OPTIMISTIC, IFA_F_TENTATIVE, IFF_RUNNING, IFF_UP,
   type AddressMessage, type LinkMessage, type RtnetlinkMessage,
-} from './netlink';
+} from './codec/netlink';
 import type { AddressChange, AddressFlags, SourceName } from './types';
 
 interface Entry {

@@ -2,9 +2,9 @@
 // pipeline hands to failover (AddressEvent). The bpf source (src/watch/sources/bpf.ts) and the
 // failover controller code against these types.
 import type { Observable } from 'rxjs';
-import type { AddressFamily } from '../net';
+import type { AddressFamily, RtnetlinkOverflow } from '../net';
 
-export type { AddressFamily };
+export type { AddressFamily, RtnetlinkOverflow };
 export type SourceName = 'netlink' | 'bpf' | 'poll' | 'replay';
 
 export interface AddressFlags {
@@ -83,14 +83,26 @@ export interface AddressEvent {
   detectedAt: number;
 }
 
+/**
+ * Where an address stands in the pipeline's output. Per address the events are real transitions:
+ * each one leaves the phase the one before it left (the first leaves 'down'), as TRANSITIONS
+ * says; whoever follows the stream knows an address's phase from its last event alone.
+ */
+export type AddressPhase = 'down' | 'up' | 'draining';
+
+export const TRANSITIONS: { readonly [T in AddressEvent['type']]: { readonly from: readonly AddressPhase[]; readonly to: AddressPhase } } = {
+  up: { from: ['down'], to: 'up' },
+  down: { from: ['up', 'draining'], to: 'down' },
+  draining: { from: ['up'], to: 'draining' },
+  'drain-ended': { from: ['draining'], to: 'up' },
+};
+
 /** Milliseconds on the clock every AddressChange.at uses. */
 export const nowMs = (): number => performance.timeOrigin + performance.now();
 
-/** The rtnetlink socket's overflow notice (ENOBUFS, poll error): multicast messages were lost. */
-export interface RtnetlinkOverflow {
-  overflow: true;
-  reason?: string;
-}
+// CLOCK_MONOTONIC (the probes' ts_ns, process.hrtime.bigint()) → the same clock, in ms.
+const monotonicAtOriginNs = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
+export const monotonicNsToMs = (ns: bigint): number => performance.timeOrigin + Number(ns - monotonicAtOriginNs) / 1e6;
 
 /**
  * What the netlink source needs from an rtnetlink socket (the native addon provides one; tests use
@@ -101,4 +113,15 @@ export interface RtnetlinkOverflow {
 export interface RtnetlinkTransport {
   messages$: Observable<Buffer | RtnetlinkOverflow>;
   dump(request: Buffer): Promise<Buffer[]>;
+}
+
+/**
+ * What the bpf source needs from lockdrop's kernel probes (the native addon loads them; tests may
+ * use a fake): records$ carries the ring buffer's records, one struct lockdrop_event each
+ * (codec/probe-event.ts decodes them); lostEvents counts the events the probes could not queue.
+ */
+export interface KernelProbes {
+  records$: Observable<Buffer>;
+  lostEvents(): number;
+  close(): void;
 }

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { decodeEvent, EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError } from '../../src/addon';
+import { decodeEvent, EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, ProbeEventError } from '../../src/watch';
 import { hasCommand } from '../support/netns';
 
 describe('bpf: event layout', () => {

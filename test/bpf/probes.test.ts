@@ -1,16 +1,21 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { filter, firstValueFrom, timeout, toArray, take, takeUntil, timer } from 'rxjs';
-import { currentNetns, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes, type ProbeEvent, RTM_DELADDR, RTM_NEWLINK } from '../../src/addon';
+import { filter, firstValueFrom, map, timeout, toArray, take, takeUntil, timer, type Observable } from 'rxjs';
+import { currentNetns, mountTracefs, openLockdropProbes, openRtnetlink, probeFeatures, type LockdropProbes } from '../../src/addon';
 import { hasCommand, requireNamespaceRoot, ip, sh, uniqueName } from '../support/netns';
-import { netlink } from '../../src/watch';
+import { decodeEvent, netlink, type ProbeEvent } from '../../src/watch';
 import { testInterface } from '../support/netns';
 import { waitFor } from '../support/wait';
 
 const EADDRNOTAVAIL = 99;
 const ECONNREFUSED = 111;
 const NETLINK_REQUEST = resolve(__dirname, '../fixtures/bpf/netlink-request.py');
+
+const { RTM_DELADDR, RTM_NEWLINK } = netlink;
+
+/** The probes' records, decoded. */
+const eventsOf = (p: LockdropProbes): Observable<ProbeEvent> => p.records$.pipe(map(decodeEvent));
 
 /** Runs ip with args; resolves with its pid once it exited. */
 function runIp(args: string[]): Promise<{ pid: number; code: number | null }> {
@@ -33,7 +38,8 @@ describe('bpf: lockdrop probes on this kernel', function () {
     probes = iface = undefined;
   });
 
-  it('probes features: tracepoints, BTF and ring buffers here; fentry and kprobe each supported or with a reason', () => {
+  it('probes features: tracepoints (once tracefs is mounted), BTF and ring buffers here; fentry and kprobe each supported or with a reason', () => {
+    assert.equal(mountTracefs(), undefined, 'tracefs mounted or already there');
     const f = probeFeatures();
     assert.equal(f.tracepoint.supported, true);
     assert.equal(f.btf.supported, true);
@@ -50,7 +56,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     probes = openLockdropProbes();
     const f = probeFeatures();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const programs = probes.programs;
     const ofPid = (pid: number): ProbeEvent[] => events.filter((e) => e.pid === pid);
     /** Events of a request are in the ring buffer in order: once its outcome is read, nothing of it is still to come. */
@@ -133,7 +139,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['10.80.0.1/24']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const rtnl = openRtnetlink();
     let netlinkNs: bigint | undefined;
     rtnl.messages$.subscribe((d) => {
@@ -165,7 +171,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['10.80.1.1/24']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const { pid, code } = await runIp(['addr', 'del', '10.80.1.99/24', 'dev', iface.name]);
     assert.notEqual(code, 0);
     await waitFor('the probe events', () => events.some((e) => e.kind === 'outcome' && e.pid === pid));
@@ -180,7 +186,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['10.80.2.1/24', '10.80.3.1/24', '10.80.4.1/24']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const { pid } = await runIp(['addr', 'flush', 'dev', iface.name]);
     await waitFor('the probe events', () => events.filter((e) => e.kind === 'intent' && e.pid === pid && e.family === 4).length >= 3);
     const intents = events.filter((e) => e.kind === 'intent' && e.pid === pid && e.family === 4); // not the veth's link-local IPv6
@@ -192,7 +198,7 @@ describe('bpf: lockdrop probes on this kernel', function () {
     iface = testInterface(['fd00:80::1/64']);
     probes = openLockdropProbes();
     const events: ProbeEvent[] = [];
-    probes.events$.subscribe((e) => events.push(e));
+    eventsOf(probes).subscribe((e) => events.push(e));
     const del6 = await runIp(['addr', 'del', 'fd00:80::1/64', 'dev', iface.name]);
     const down = await runIp(['link', 'set', iface.name, 'down']);
     await waitFor('the probe events', () => events.filter((e) => e.kind === 'outcome').length >= 2);
@@ -226,12 +232,12 @@ describe('bpf: lockdrop probes on this kernel', function () {
     ip('netns', 'add', ns);
     try {
       probes = openLockdropProbes();
-      const seen = firstValueFrom(probes.events$.pipe(filter((e) => e.kind === 'intent'), takeUntil(timer(500)), toArray()));
+      const seen = firstValueFrom(eventsOf(probes).pipe(filter((e) => e.kind === 'intent'), takeUntil(timer(500)), toArray()));
       sh('ip', ['-n', ns, 'addr', 'add', '10.81.0.1/32', 'dev', 'lo']);
       assert.deepEqual(await seen, []);
       probes.close();
       probes = openLockdropProbes({ netns: 0 });
-      const all = firstValueFrom(probes.events$.pipe(filter((e) => e.kind === 'intent' && e.address === '10.81.0.1'), take(1), timeout(5000)));
+      const all = firstValueFrom(eventsOf(probes).pipe(filter((e) => e.kind === 'intent' && e.address === '10.81.0.1'), take(1), timeout(5000)));
       sh('ip', ['-n', ns, 'addr', 'del', '10.81.0.1/32', 'dev', 'lo']);
       assert.notEqual((await all).netns, currentNetns());
     } finally {

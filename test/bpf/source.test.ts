@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { firstValueFrom } from 'rxjs';
-import { RTM_DELADDR, RTM_NEWADDR, RTM_NEWLINK, type ProbeEvent, type ProgramStatus } from '../../src/addon';
-import { bpfSource, IntentTracker } from '../../src/watch/sources/bpf';
-import type { AddressChange, SourceItem } from '../../src/watch/types';
+import { Subject, firstValueFrom } from 'rxjs';
+import { openLockdropProbes, type ProgramStatus } from '../../src/addon';
+import { EVENT_LAYOUT, EVENT_SIZE, EVENT_VERSION, bpfSource, IntentTracker, netlink, type AddressChange, type KernelProbes, type ProbeEvent, type SourceItem } from '../../src/watch';
 import { requireNamespaceRoot } from '../support/netns';
 import { testInterface } from '../support/netns';
+
+const { RTM_DELADDR, RTM_NEWADDR, RTM_NEWLINK } = netlink;
 
 const base: ProbeEvent = {
   kind: 'intent', tid: 7, pid: 7, comm: 'ip', netns: 4026531840, tsNs: process.hrtime.bigint(), msgType: RTM_DELADDR,
@@ -54,6 +55,62 @@ describe('bpf source: intents and outcomes', () => {
   });
 });
 
+/** One struct lockdrop_event: an IPv4 RTM_DELADDR intent (kind 1) or its outcome (kind 2). */
+function record(kind: 1 | 2, seq: number, error = 0): Buffer {
+  const L = EVENT_LAYOUT;
+  const r = Buffer.alloc(EVENT_SIZE);
+  r.writeUInt16LE(EVENT_VERSION, L.version.offset);
+  r.writeUInt16LE(kind, L.kind.offset);
+  r.writeUInt32LE(9, L.pid.offset);
+  r.writeUInt32LE(9, L.tgid.offset);
+  r.writeBigUInt64LE(process.hrtime.bigint(), L.ts_ns.offset);
+  r.write('ip', L.comm.offset);
+  r[L.family.offset] = netlink.AF_INET;
+  r[L.prefix.offset] = 24;
+  r.writeUInt16LE(RTM_DELADDR, L.msg_type.offset);
+  r.writeUInt32LE(3, L.ifindex.offset);
+  r.writeInt32LE(error, L.error.offset);
+  r.writeUInt32LE(seq, L.seq.offset);
+  Buffer.from([10, 0, 0, 5]).copy(r, L.address.offset);
+  return r;
+}
+
+describe('bpf source over given probes', () => {
+  function fakeProbes() {
+    const records = new Subject<Buffer>();
+    const probes = { records$: records, lost: 0, closed: 0, lostEvents: () => probes.lost, close: () => void probes.closed++ };
+    return probes satisfies KernelProbes;
+  }
+
+  it('opens the probes on subscribe, decodes their records, marks lost events, closes on unsubscribe', () => {
+    const probes = fakeProbes();
+    let opened = 0;
+    const source = bpfSource(() => (opened++, probes));
+    assert.equal(opened, 0, 'cold');
+    const items: SourceItem[] = [];
+    const sub = source.subscribe((i) => items.push(i));
+    assert.equal(opened, 1);
+    probes.records$.next(record(1, 40));
+    probes.lost = 3;
+    probes.records$.next(record(2, 40));
+    assert.deepEqual(items.map((i) => (i.kind === 'overflow' ? `overflow ${i.reason}` : `${i.kind} ${i.address} ${i.comm}[${i.pid}]`)),
+      ['remove-intent 10.0.0.5 ip[9]', 'overflow 3 probe events lost (ring buffer full)', 'removed 10.0.0.5 ip[9]']);
+    sub.unsubscribe();
+    assert.equal(probes.closed, 1);
+  });
+
+  it('errors on a record of another layout, and when the probes cannot be opened', async () => {
+    const probes = fakeProbes();
+    const failed = firstValueFrom(bpfSource(() => probes));
+    const bad = record(1, 1);
+    bad.writeUInt16LE(EVENT_VERSION + 1, EVENT_LAYOUT.version.offset);
+    probes.records$.next(bad);
+    await assert.rejects(failed, { name: 'ProbeEventError' });
+    assert.equal(probes.closed, 1);
+    await assert.rejects(firstValueFrom(bpfSource(() => { throw new Error('no BTF'); })), /no BTF/);
+  });
+});
+
 describe('bpf source: live in the test namespace', function () {
   beforeEach(function () {
     requireNamespaceRoot(this);
@@ -63,7 +120,11 @@ describe('bpf source: live in the test namespace', function () {
     const iface = testInterface(['10.82.0.1/24']);
     let programs: ProgramStatus[] = [];
     const changes: AddressChange[] = [];
-    const sub = bpfSource({ onPrograms: (p) => (programs = p) }).subscribe((c: SourceItem) => {
+    const sub = bpfSource(() => {
+      const probes = openLockdropProbes();
+      programs = probes.programs;
+      return probes;
+    }).subscribe((c: SourceItem) => {
       if (c.kind !== 'overflow') changes.push(c);
     });
     try {
@@ -84,7 +145,7 @@ describe('bpf source: live in the test namespace', function () {
   it('a full ring buffer: an overflow marker saying how many events were lost, and the source goes on', async () => {
     const iface = testInterface([]);
     const items: SourceItem[] = [];
-    const sub = bpfSource({ ringBufferBytes: 4096 }).subscribe((i) => items.push(i));
+    const sub = bpfSource(() => openLockdropProbes({ ringBufferBytes: 4096 })).subscribe((i) => items.push(i));
     try {
       // The loop is blocked in execFileSync while ip sends: ~36 events fit in 4 KiB, 600 come.
       const batch = Array.from({ length: 300 }, (_, i) => `addr add 10.83.${i >> 7}.${(i & 127) + 1}/32 dev ${iface.name}`).join('\n');
@@ -105,7 +166,7 @@ describe('bpf source: live in the test namespace', function () {
   });
 
   it('errors with the typed reason where the probes cannot run', async () => {
-    await assert.rejects(firstValueFrom(bpfSource({ objectPath: '/nonexistent/lockdrop.bpf.o' })), { name: 'BpfUnsupported', message: /missing/ });
+    await assert.rejects(firstValueFrom(bpfSource(() => openLockdropProbes({ objectPath: '/nonexistent/lockdrop.bpf.o' }))), { name: 'BpfUnsupported', message: /missing/ });
   });
 });
 

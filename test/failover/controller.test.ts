@@ -24,7 +24,7 @@ function fakeMonitors(records: Record<string, number>) {
     activate: async (a: string) => { calls.push(`activate ${a}`); return { records: records[a] ?? 0 }; },
     bumpState: async (a: string) => { calls.push(`bump ${a}`); return (state += 2); },
     notify: async (a: string) => { calls.push(`notify ${a}`); return { notified: ['c'], failed: [], ms: 1, state }; },
-    stopMonitoring: (a: string) => void calls.push(`stop ${a}`),
+    forgetClients: (a: string) => void calls.push(`forget ${a}`),
     graceEnded: async (a: string) => { calls.push(`grace-ended ${a}`); return 0; },
   };
 }
@@ -43,19 +43,20 @@ describe('failover', () => {
       assert.deepEqual(up.steps, ['undrain', 'start-grace', 'open-listeners', 'load-monitors', 'bump-state', 'notify']);
       assert.deepEqual(decide(up.next, ev('up', '10.0.0.5')).steps, []);
       const down = decide(up.next, ev('down', '10.0.0.5'));
-      assert.deepEqual(down.steps, ['drain', 'drop-locks', 'close-listeners', 'stop-monitoring']);
+      assert.deepEqual(down.steps, ['drain', 'drop-locks', 'close-listeners', 'forget-clients']);
       assert.deepEqual(decide(down.next, ev('down', '10.0.0.5')).steps, []);
       assert.deepEqual(decide(undefined, ev('draining', '10.0.0.5')).steps, [], 'an address never up cannot drain');
     });
 
-    it('draining then a failed removal accepts locks again', () => {
+    it('draining then a failed removal accepts locks again; a draining address that goes is dropped', () => {
       const up = decide(undefined, ev('up', '10.0.0.5')).next;
       const draining = decide(up, ev('draining', '10.0.0.5'));
       assert.deepEqual(draining.steps, ['drain']);
-      assert.equal(draining.next.draining, true);
+      assert.equal(draining.next, 'draining');
       const ended = decide(draining.next, ev('drain-ended', '10.0.0.5'));
       assert.deepEqual(ended.steps, ['undrain']);
-      assert.equal(ended.next.present, true);
+      assert.equal(ended.next, 'up');
+      assert.deepEqual(decide(draining.next, ev('down', '10.0.0.5')), { next: 'down', steps: ['drain', 'drop-locks', 'close-listeners', 'forget-clients'] });
     });
   });
 
@@ -125,7 +126,7 @@ describe('failover', () => {
       assert.equal(drop.comm, 'ip');
       const left = [...table.locks()].map((l) => `${l.serverAddress} ${l.owner.host}`).sort();
       assert.deepEqual(left, ['10.0.0.6 b@b', '10.0.0.6 c@c']);
-      assert.ok(monitors.calls.includes('close 10.0.0.5') && monitors.calls.includes('stop 10.0.0.5'));
+      assert.ok(monitors.calls.includes('close 10.0.0.5') && monitors.calls.includes('forget 10.0.0.5'));
       // Gone means refused, even for a request that was already on its way in.
       assert.equal(table.lock(req('10.0.0.5', 'a', 500), { block: false, reclaim: false }), 'denied_nolocks');
     });
@@ -134,7 +135,8 @@ describe('failover', () => {
       await ctl.handle(ev('up', '10.0.0.6'));
       await ctl.handle(ev('up', '10.0.0.7'));
       await ctl.handle(ev('draining', '10.0.0.6', { source: 'bpf', pid: 7, comm: 'ip' }));
-      assert.equal(ctl.status().get('10.0.0.6')?.draining, true);
+      assert.equal(ctl.status().get('10.0.0.6'), 'draining');
+      assert.ok(ctl.holds('10.0.0.6'), 'a draining address is still held');
       assert.equal(table.lock(req('10.0.0.6', 'a', 0), { block: false, reclaim: false }), 'denied_nolocks');
       assert.equal(table.lock(req('10.0.0.7', 'a', 0), { block: false, reclaim: false }), 'granted');
       await ctl.handle(ev('drain-ended', '10.0.0.6'));

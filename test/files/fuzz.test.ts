@@ -9,6 +9,7 @@ import { NlmClient, NlmProc } from '../../src/nlm';
 import { localLock } from '../support/local-locker';
 import { requireNamespaceRoot, startRpcbind } from '../support/netns';
 import { knfsdHandle, makeFile, mountTmpfs, openFdCount, startFileServer, type FileServer, type Mounted } from './support';
+import { checkIndexes } from '../../src/locks/testing';
 
 const S = '127.0.0.1';
 
@@ -79,7 +80,7 @@ describe('files: descriptors after a fuzz run and 10k lock/drop cycles', functio
       for (const c of hosts) await c.freeAll();
       for (let i = 0; i < 200 && (server.files.stats().waits !== 0 || server.files.stats().open !== 0); i++) await new Promise((res) => setTimeout(res, 10));
       assert.ok((answers.get('granted') ?? 0) > 500 && (answers.get('denied') ?? 0) > 50 && (answers.get('stale_fh') ?? 0) > 20 && (answers.get('garbage') ?? 0) > 100, `a real mix: ${JSON.stringify([...answers])}`);
-      assert.deepEqual(server.table.checkIndexes(), []);
+      assert.deepEqual(checkIndexes(server.table), []);
       assert.equal(server.table.stats().locks, 0);
       assert.deepEqual(server.files.stats().open, 0, 'every description closed');
       assert.equal(openFdCount(), idle, 'the process holds as many files as before');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { parseAddress } from '../../src/net';
 import {
-  NetlinkDecodeError, PcapDecodeError, TraceWriter, addressFilter, decodeDatagram, decodePcap,
+  NetlinkDecodeError, PcapDecodeError, TraceWriter, decodeDatagram, decodePcap,
   encodePcapHeader, encodePcapRecord, netlink, readTrace,
 } from '../../src/watch';
 import { hasCommand } from '../support/netns';
@@ -100,15 +100,6 @@ describe('watch netlink codec', () => {
         assert.ok(err instanceof NetlinkDecodeError, String(err));
       }
     }), { numRuns: 3000 });
-  });
-});
-
-describe('watch floating-address filter', () => {
-  it('defaults to every address but loopback, else takes the listed addresses and networks', () => {
-    const dflt = addressFilter();
-    assert.deepEqual(['127.0.0.1', '127.9.9.9', '::1', '10.0.0.1', 'fe80::1', '::ffff:127.0.0.1'].map(dflt), [false, false, false, true, true, false]);
-    const listed = addressFilter(['10.0.0.5', 'fd00::/64']);
-    assert.deepEqual(['10.0.0.5', '10.0.0.6', 'fd00::9', 'fd00:0:0:1::9'].map(listed), [true, false, true, false]);
   });
 });
 

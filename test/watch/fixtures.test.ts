@@ -23,7 +23,7 @@ describe('watch fixtures replayed', () => {
     const ts = new TestScheduler(assert.deepEqual);
     const seen: Array<[string, number]> = [];
     ts.run(() => {
-      replaySource(fixture('addr-v6'), { scheduler: ts }).pipe(addressEvents({ scheduler: ts, now: () => ts.now() })).subscribe((e) => seen.push([`${e.type} ${e.address}`, e.detectedAt]));
+      replaySource(fixture('addr-v6'), { scheduler: ts }).pipe(addressEvents({}, { scheduler: ts, now: () => ts.now() })).subscribe((e) => seen.push([`${e.type} ${e.address}`, e.detectedAt]));
     });
     const at = new Map(seen);
     assert.ok(at.get('up fd00::5')! - at.get('up fd00::6')! > 500, JSON.stringify(seen));

@@ -1,9 +1,10 @@
 // Properties of the address state machine under random interleavings of sources, intents and
-// timer expiries: transitions alternate, draining is well nested, and with one source and no
-// hold-down the announced state is always that source's view.
+// timer expiries: every event is a transition out of the phase the one before it left (the
+// contract failover relies on), and with one source and no hold-down the announced phase is
+// always that source's view.
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { AddressStateMachine, type AddressChange, type Decision, type SourceName } from '../../src/watch';
+import { AddressStateMachine, TRANSITIONS, type AddressChange, type AddressPhase, type MachineDecision, type SourceName } from '../../src/watch';
 
 const addresses = ['10.0.0.5', '10.0.0.6', 'fd00::5'];
 
@@ -23,11 +24,13 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.nat(20).map((i) => ({ t: 'timer' as const, i })) },
 );
 
-function runSteps(machine: AddressStateMachine, steps: Step[]): Array<{ type: string; address: string }> {
+type Emitted = { type: keyof typeof TRANSITIONS; address: string };
+
+function runSteps(machine: AddressStateMachine, steps: Step[]): Emitted[] {
   const timers: number[] = [];
-  const events: Array<{ type: string; address: string }> = [];
+  const events: Emitted[] = [];
   let now = 0;
-  const apply = (ds: Decision[]): void => {
+  const apply = (ds: MachineDecision[]): void => {
     for (const d of ds) {
       if (d.kind === 'emit') events.push({ type: d.event.type, address: d.event.address });
       else if (d.kind === 'start-timer') timers.push(d.token);
@@ -52,27 +55,25 @@ function runSteps(machine: AddressStateMachine, steps: Step[]): Array<{ type: st
 }
 
 describe('watch state machine (properties)', () => {
-  it('up and down alternate per address, and draining is always closed by down or drain-ended', () => {
+  it('per address, every event is a transition out of the phase the one before it left', () => {
     fc.assert(fc.property(fc.array(step, { maxLength: 80 }), fc.constantFrom(0, 10), (steps, holdDownMs) => {
       const events = runSteps(new AddressStateMachine({ holdDownMs, drainTimeoutMs: 30 }), steps);
       for (const a of addresses) {
-        let up = false;
-        let draining = false;
+        let phase: AddressPhase = 'down';
         for (const e of events.filter((x) => x.address === a)) {
-          if (e.type === 'up') { assert.ok(!up, 'up twice'); up = true; }
-          if (e.type === 'down') { assert.ok(up, 'down while down'); up = false; draining = false; }
-          if (e.type === 'draining') { assert.ok(up && !draining, 'draining while not up or already draining'); draining = true; }
-          if (e.type === 'drain-ended') { assert.ok(up && draining, 'drain-ended without draining'); draining = false; }
+          assert.ok(TRANSITIONS[e.type].from.includes(phase), `${e.type} while ${phase}`);
+          phase = TRANSITIONS[e.type].to;
         }
       }
     }), { numRuns: 2000 });
   });
 
-  it('with one source, in order, and no hold-down, the announced state is that source\'s view', () => {
+  it('with one source, in order, and no hold-down, the announced phase is that source\'s view', () => {
     const oneSource = fc.array(change.map((c) => ({ ...c, source: 'netlink' as const, dt: Math.abs(c.dt), kind: c.kind === 'added' || c.kind === 'removed' ? c.kind : ('added' as const) })), { maxLength: 60 });
     fc.assert(fc.property(oneSource, (changes) => {
       const m = new AddressStateMachine();
       const view = new Map<string, Map<number, boolean>>(); // address → ifindex → usable
+      const phase = new Map<string, AddressPhase>(); // as the emitted events tell it
       let now = 0;
       for (const c of changes) {
         now += c.dt;
@@ -80,9 +81,10 @@ describe('watch state machine (properties)', () => {
         view.set(c.address, v);
         if (c.kind === 'added') v.set(c.ifindex, !c.tentative);
         else v.delete(c.ifindex);
-        m.handle({ kind: 'change', change: { address: c.address, family: 4, ifindex: c.ifindex, kind: c.kind, source: 'netlink', at: now, ...(c.tentative && c.kind === 'added' && { flags: { tentative: true } }) } });
+        const decisions = m.handle({ kind: 'change', change: { address: c.address, family: 4, ifindex: c.ifindex, kind: c.kind, source: 'netlink', at: now, ...(c.tentative && c.kind === 'added' && { flags: { tentative: true } }) } });
+        for (const d of decisions) if (d.kind === 'emit') phase.set(d.event.address, TRANSITIONS[d.event.type].to);
         const usable = [...v.values()].some(Boolean);
-        assert.equal(m.announced(c.address), usable ? 'up' : 'down');
+        assert.equal(phase.get(c.address) ?? 'down', usable ? 'up' : 'down');
       }
     }), { numRuns: 2000 });
   });

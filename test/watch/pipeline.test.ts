@@ -3,7 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { merge } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
-import { addressEvents, AddressStateMachine, type AddressChange, type AddressEvent, type PipelineOptions, type SourceItem } from '../../src/watch';
+import { addressEvents, AddressStateMachine, floatingFilter, type AddressChange, type AddressEvent, type PipelineClock, type SourceItem } from '../../src/watch';
 
 const ifindex = 3;
 
@@ -20,7 +20,7 @@ describe('watch pipeline (marbles)', () => {
   beforeEach(() => {
     ts = new TestScheduler((actual, expected) => assert.deepEqual(actual, expected));
   });
-  const opts = (o: PipelineOptions = {}): PipelineOptions => ({ scheduler: ts, now: () => ts.now(), ...o });
+  const clock = (): PipelineClock => ({ scheduler: ts, now: () => ts.now() });
 
   it('the same change seen by netlink and poll comes out once, with the earliest time', () => {
     ts.run(({ cold, expectObservable }) => {
@@ -29,7 +29,7 @@ describe('watch pipeline (marbles)', () => {
         c: change('added', '10.0.0.5', 4, { source: 'poll', ifindex: 0 }),
         d: change('removed', '10.0.0.5', 11, { source: 'poll', ifindex: 0 }),
       });
-      expectObservable(merge(netlink, poll).pipe(addressEvents(opts()))).toBe('-a 8ms b', {
+      expectObservable(merge(netlink, poll).pipe(addressEvents({}, clock()))).toBe('-a 8ms b', {
         a: event('up', '10.0.0.5', 1, 1),
         b: event('down', '10.0.0.5', 10, 10),
       });
@@ -44,7 +44,7 @@ describe('watch pipeline (marbles)', () => {
         c: change('added', '10.0.0.5', 8, { source: 'poll' }),
         d: change('removed', '10.0.0.5', 20, { source: 'poll' }),
       });
-      expectObservable(merge(netlink, poll).pipe(addressEvents(opts()))).toBe('a 9ms b', {
+      expectObservable(merge(netlink, poll).pipe(addressEvents({}, clock()))).toBe('a 9ms b', {
         a: event('up', '10.0.0.5', 0, 0),
         b: event('down', '10.0.0.5', 10, 10),
       });
@@ -60,7 +60,7 @@ describe('watch pipeline (marbles)', () => {
         d: change('added', '10.0.0.5', 12), // netlink's next report: the address is back
         e: change('removed', '10.0.0.5', 11), // netlink again, its clock stepped back: still in order
       });
-      expectObservable(src.pipe(addressEvents(opts()))).toBe('a 9ms b-de', {
+      expectObservable(src.pipe(addressEvents({}, clock()))).toBe('a 9ms b-de', {
         a: event('up', '10.0.0.5', 0, 0),
         b: event('down', '10.0.0.5', 10, 10),
         d: event('up', '10.0.0.5', 12, 12),
@@ -73,7 +73,7 @@ describe('watch pipeline (marbles)', () => {
     ts.run(({ cold, expectObservable }) => {
       const netlink = cold<SourceItem>('a', { a: change('added', '10.0.0.5', 0) });
       const poll = cold<SourceItem>('b 19ms c', { b: change('added', '10.0.0.5', 0, { source: 'poll' }), c: change('removed', '10.0.0.5', 20, { source: 'poll' }) });
-      expectObservable(merge(netlink, poll).pipe(addressEvents(opts()))).toBe('a 19ms c', {
+      expectObservable(merge(netlink, poll).pipe(addressEvents({}, clock()))).toBe('a 19ms c', {
         a: event('up', '10.0.0.5', 0, 0),
         c: event('down', '10.0.0.5', 20, 20, { source: 'poll' }),
       });
@@ -88,7 +88,7 @@ describe('watch pipeline (marbles)', () => {
         c: change('removed', '10.0.0.5', 7),
         d: change('removed', '10.0.0.5', 13, { ifindex: 4 }),
       });
-      expectObservable(src.pipe(addressEvents(opts()))).toBe('a 12ms d', {
+      expectObservable(src.pipe(addressEvents({}, clock()))).toBe('a 12ms d', {
         a: event('up', '10.0.0.5', 0, 0),
         d: event('down', '10.0.0.5', 13, 13, { ifindex: 4 }),
       });
@@ -104,7 +104,7 @@ describe('watch pipeline (marbles)', () => {
         d: change('removed', '10.0.0.5', 30),
       });
       // The second removal is reported at 30 + 20 with the time it happened.
-      expectObservable(src.pipe(addressEvents(opts({ holdDownMs: 20 })))).toBe('a 49ms d', {
+      expectObservable(src.pipe(addressEvents({ holdDownMs: 20 }, clock()))).toBe('a 49ms d', {
         a: event('up', '10.0.0.5', 0, 0),
         d: event('down', '10.0.0.5', 30, 50),
       });
@@ -118,7 +118,7 @@ describe('watch pipeline (marbles)', () => {
         b: change('removed', '10.0.0.5', 10),
         c: change('removed', '10.0.0.5', 9, { source: 'bpf', pid: 4443, comm: 'ip' }),
       });
-      expectObservable(src.pipe(addressEvents(opts({ holdDownMs: 5 })))).toBe('a 14ms d', {
+      expectObservable(src.pipe(addressEvents({ holdDownMs: 5 }, clock()))).toBe('a 14ms d', {
         a: event('up', '10.0.0.5', 0, 0),
         d: event('down', '10.0.0.5', 9, 15, { source: 'bpf', pid: 4443, comm: 'ip' }),
       });
@@ -134,11 +134,11 @@ describe('watch pipeline (marbles)', () => {
         d: change('added', 'fd00::6', 21, { flags: { dadfailed: true, tentative: true } }),
         e: change('removed', 'fd00::6', 22),
       });
-      expectObservable(src.pipe(addressEvents(opts()))).toBe('10ms b', { b: event('up', 'fd00::5', 10, 10) });
+      expectObservable(src.pipe(addressEvents({}, clock()))).toBe('10ms b', { b: event('up', 'fd00::5', 10, 10) });
     });
   });
 
-  it('filter: floating CIDRs (IPv4 and IPv6); the default drops loopback only; mapped IPv4 is normalised', () => {
+  it('filter: floating CIDRs (IPv4 and IPv6); the default drops loopback and link-local; mapped IPv4 is normalised', () => {
     ts.run(({ cold, expectObservable }) => {
       const items = {
         a: change('added', '10.0.0.5', 0),
@@ -149,19 +149,58 @@ describe('watch pipeline (marbles)', () => {
         f: change('added', '::1', 5),
         g: change('added', '::ffff:10.0.0.9', 6),
         h: { kind: 'overflow', source: 'netlink', at: 7 } as SourceItem,
+        i: change('added', 'fe80::5', 8),
       };
-      const src = cold<SourceItem>('abcdefgh', items);
-      expectObservable(src.pipe(addressEvents(opts({ floating: ['10.0.0.0/24', 'fd00::/64'] })))).toBe('a-c---g', {
+      const src = cold<SourceItem>('abcdefghi', items);
+      expectObservable(src.pipe(addressEvents({ floating: ['10.0.0.0/24', 'fd00::/64'] }, clock()))).toBe('a-c---g', {
         a: event('up', '10.0.0.5', 0, 0),
         c: event('up', 'fd00::1:5', 2, 2),
         g: event('up', '10.0.0.9', 6, 6),
       });
-      expectObservable(src.pipe(addressEvents(opts()))).toBe('abcd--g', {
+      expectObservable(src.pipe(addressEvents({}, clock()))).toBe('abcd--g', {
         a: event('up', '10.0.0.5', 0, 0),
         b: event('up', '10.0.1.5', 1, 1),
         c: event('up', 'fd00::1:5', 2, 2),
         d: event('up', 'fd01::5', 3, 3),
         g: event('up', '10.0.0.9', 6, 6),
+      });
+    });
+  });
+
+  it('the filter as configured now: an address it takes in that is up arrives (draining too, if it is), one it lets go leaves', () => {
+    ts.run(({ cold, expectObservable }) => {
+      const src = cold<SourceItem>('a b 3ms i 9ms d', {
+        a: change('added', '10.0.0.5', 0),
+        b: change('added', '10.0.1.5', 1),
+        i: change('remove-intent', '10.0.1.5', 5, { source: 'bpf', pid: 7, comm: 'ip' }),
+        d: change('removed', '10.0.1.5', 15),
+      });
+      // Only 10.0.0.5, then 10.0.0.0/16 (10.0.1.5 is draining by then), then only 10.0.1.0/24.
+      const config = cold('c 7ms n 6ms o', { c: { floating: ['10.0.0.5'] }, n: { floating: ['10.0.0.0/16'] }, o: { floating: ['10.0.1.0/24'] } });
+      expectObservable(src.pipe(addressEvents(config, clock()))).toBe('a 7ms (uv) 3ms (wd)', {
+        a: event('up', '10.0.0.5', 0, 0),
+        u: event('up', '10.0.1.5', 8, 8, { source: 'bpf', pid: 7, comm: 'ip' }),
+        v: event('draining', '10.0.1.5', 5, 8, { source: 'bpf', pid: 7, comm: 'ip' }),
+        w: event('down', '10.0.0.5', 15, 15),
+        d: event('down', '10.0.1.5', 15, 15, { pid: 7, comm: 'ip' }),
+      });
+    });
+  });
+
+  it('a hold-down configured later applies from the next removal on', () => {
+    ts.run(({ cold, expectObservable }) => {
+      const src = cold<SourceItem>('a b 8ms c 9ms d', {
+        a: change('added', '10.0.0.5', 0),
+        b: change('removed', '10.0.0.5', 1),
+        c: change('added', '10.0.0.5', 10),
+        d: change('removed', '10.0.0.5', 20),
+      });
+      const config = cold('c 14ms h', { c: { holdDownMs: 0 }, h: { holdDownMs: 30 } });
+      expectObservable(src.pipe(addressEvents(config, clock()))).toBe('ab 8ms c 39ms d', {
+        a: event('up', '10.0.0.5', 0, 0),
+        b: event('down', '10.0.0.5', 1, 1),
+        c: event('up', '10.0.0.5', 10, 10),
+        d: event('down', '10.0.0.5', 20, 50),
       });
     });
   });
@@ -173,7 +212,7 @@ describe('watch pipeline (marbles)', () => {
         i: change('remove-intent', '10.0.0.5', 5, { source: 'bpf', pid: 4443, comm: 'ip', prefixLen: 24 }),
         j: change('removed', '10.0.0.5', 6),
       });
-      expectObservable(src.pipe(addressEvents(opts()))).toBe('a 4ms i j', {
+      expectObservable(src.pipe(addressEvents({}, clock()))).toBe('a 4ms i j', {
         a: event('up', '10.0.0.5', 0, 0),
         i: event('draining', '10.0.0.5', 5, 5, { source: 'bpf', pid: 4443, comm: 'ip' }),
         j: event('down', '10.0.0.5', 6, 6, { pid: 4443, comm: 'ip' }),
@@ -191,7 +230,7 @@ describe('watch pipeline (marbles)', () => {
         k: change('remove-intent', '10.0.0.6', 11, { source: 'bpf', pid: 8, comm: 'ip' }),
         n: change('remove-intent', '10.0.0.7', 15, { source: 'bpf', pid: 9, comm: 'ip' }),
       });
-      expectObservable(src.pipe(addressEvents(opts({ drainTimeoutMs: 50 })))).toBe('ab 3ms if 4ms k 49ms t', {
+      expectObservable(src.pipe(addressEvents({ drainTimeoutMs: 50 }, clock()))).toBe('ab 3ms if 4ms k 49ms t', {
         a: event('up', '10.0.0.5', 0, 0),
         b: event('up', '10.0.0.6', 1, 1),
         i: event('draining', '10.0.0.5', 5, 5, { source: 'bpf', pid: 7, comm: 'ip' }),
@@ -210,7 +249,7 @@ describe('watch pipeline (marbles)', () => {
         j: change('removed', '10.0.0.5', 6),
         k: change('added', '10.0.0.5', 10),
       });
-      expectObservable(src.pipe(addressEvents(opts({ holdDownMs: 20 })))).toBe('a 4ms i 4ms k', {
+      expectObservable(src.pipe(addressEvents({ holdDownMs: 20 }, clock()))).toBe('a 4ms i 4ms k', {
         a: event('up', '10.0.0.5', 0, 0),
         i: event('draining', '10.0.0.5', 5, 5, { source: 'bpf', pid: 7, comm: 'ip' }),
         k: event('drain-ended', '10.0.0.5', 10, 10, { pid: 7, comm: 'ip' }),
@@ -221,7 +260,7 @@ describe('watch pipeline (marbles)', () => {
   it('completes only after pending timers when the sources complete', () => {
     ts.run(({ cold, expectObservable }) => {
       const src = cold<SourceItem>('a b|', { a: change('added', '10.0.0.5', 0), b: change('removed', '10.0.0.5', 1) });
-      expectObservable(src.pipe(addressEvents(opts({ holdDownMs: 10 })))).toBe('a 10ms (b|)', {
+      expectObservable(src.pipe(addressEvents({ holdDownMs: 10 }, clock()))).toBe('a 10ms (b|)', {
         a: event('up', '10.0.0.5', 0, 0),
         b: event('down', '10.0.0.5', 1, 11),
       });
@@ -232,20 +271,26 @@ describe('watch pipeline (marbles)', () => {
 describe('watch state machine (decisions)', () => {
   it('returns timer decisions and ignores expiries of cancelled timers', () => {
     const m = new AddressStateMachine({ holdDownMs: 100 });
-    m.handle({ kind: 'change', change: change('added', '10.0.0.5', 0) });
+    assert.equal(m.handle({ kind: 'change', change: change('added', '10.0.0.5', 0) })[0].kind, 'emit');
     const d = m.handle({ kind: 'change', change: change('removed', '10.0.0.5', 1) });
-    assert.deepEqual(d, [{ kind: 'start-timer', token: 1, delayMs: 100 }]);
-    assert.equal(m.announced('10.0.0.5'), 'up');
+    assert.deepEqual(d, [{ kind: 'start-timer', token: 1, delayMs: 100 }], 'nothing emitted during the hold-down');
     assert.deepEqual(m.handle({ kind: 'change', change: change('added', '10.0.0.5', 2) }), [{ kind: 'cancel-timer', token: 1 }]);
     assert.deepEqual(m.handle({ kind: 'timer', token: 1 }), []);
-    assert.equal(m.announced('10.0.0.5'), 'up');
   });
 
-  it('reads its options at each use, so a getter makes the hold-down reloadable', () => {
-    let holdDownMs = 0;
-    const m = new AddressStateMachine({ get holdDownMs() { return holdDownMs; } });
+  it('takes new options as an input: the hold-down applies from the next removal', () => {
+    const m = new AddressStateMachine();
     m.handle({ kind: 'change', change: change('added', '10.0.0.5', 0) });
-    holdDownMs = 250;
+    assert.deepEqual(m.handle({ kind: 'configure', options: { holdDownMs: 250 } }), []);
     assert.deepEqual(m.handle({ kind: 'change', change: change('removed', '10.0.0.5', 1) }), [{ kind: 'start-timer', token: 1, delayMs: 250 }]);
+  });
+});
+
+describe('watch floating-address filter', () => {
+  it('defaults to every address but loopback and IPv6 link-local, else takes the listed addresses and networks', () => {
+    const dflt = floatingFilter();
+    assert.deepEqual(['127.0.0.1', '127.9.9.9', '::1', '10.0.0.1', 'fe80::1', '::ffff:127.0.0.1', 'fd00::1'].map(dflt), [false, false, false, true, false, false, true]);
+    const listed = floatingFilter(['10.0.0.5', 'fd00::/64', 'fe80::/10']);
+    assert.deepEqual(['10.0.0.5', '10.0.0.6', 'fd00::9', 'fd00:0:0:1::9', 'fe80::1'].map(listed), [true, false, true, false, true]);
   });
 });

@@ -1,4 +1,5 @@
-// The bpf source: lockdrop's kernel probes (src/addon) as address changes with attribution.
+// The bpf source: lockdrop's kernel probes as address changes with attribution. The probes are
+// given (the daemon opens them through the native addon), as the netlink source is given its socket.
 //   intent RTM_DELADDR            → remove-intent (before the kernel acts: the pipeline drains)
 //   its outcome, error < 0        → intent-failed (the drain ends, nothing is dropped)
 //   its outcome, error 0          → removed (confirmed, with who asked)
@@ -6,10 +7,11 @@
 //   kernel probe (fentry/kprobe)  → removed, whoever asked (link deletion, DAD failure, netns teardown)
 // Link requests (down, delete) carry no address: the netlink source turns them into removals.
 // Events the probes could not queue (ring buffer full) come out as an overflow marker.
-import { Observable } from 'rxjs';
-import { monotonicNsToMs, openLockdropProbes, RTM_DELADDR, RTM_NEWADDR, type LockdropProbes, type LockdropProbesOptions, type ProbeEvent, type ProgramStatus } from '../../addon';
+import { Observable, map } from 'rxjs';
 import { normaliseAddress } from '../../net';
-import type { AddressChange, SourceItem } from '../types';
+import { RTM_DELADDR, RTM_NEWADDR } from '../codec/netlink';
+import { decodeEvent, type ProbeEvent } from '../codec/probe-event';
+import { monotonicNsToMs, type AddressChange, type KernelProbes, type SourceItem } from '../types';
 
 /** Requests awaiting their outcome are forgotten after this many (oldest first). */
 const MAX_PENDING = 4096;
@@ -59,25 +61,18 @@ export class IntentTracker {
 
 const strip = ({ msgType: _unused, ...change }: AddressChange & { msgType: number }): AddressChange => change;
 
-export interface BpfSourceOptions extends LockdropProbesOptions {
-  /** Told once the probes are attached: which programs run and why the others do not (for the start log). */
-  onPrograms?: (programs: ProgramStatus[]) => void;
-  /** Opens the probes (tests may substitute); default: openLockdropProbes. */
-  open?: (opts: LockdropProbesOptions) => LockdropProbes;
-}
-
 /**
- * The bpf source. Cold: subscribing loads and attaches the probes, unsubscribing detaches them.
- * Where the probes cannot run (no addon, no BTF, no privileges) it errors at once with the typed
- * reason (AddonUnavailable, BpfUnsupported): run on the other sources then.
+ * The bpf source. Cold: subscribing opens the probes (loads and attaches them), unsubscribing
+ * closes them. Where they cannot run, `open` throws and the source errors at once with that
+ * reason (the addon's AddonUnavailable, BpfUnsupported): run on the other sources then. A record
+ * of another layout is an error too (ProbeEventError).
  */
-export function bpfSource(opts: BpfSourceOptions = {}): Observable<SourceItem> {
+export function bpfSource(open: () => KernelProbes): Observable<SourceItem> {
   return new Observable<SourceItem>((subscriber) => {
-    const probes = (opts.open ?? openLockdropProbes)(opts);
-    opts.onPrograms?.(probes.programs);
+    const probes = open();
     const tracker = new IntentTracker();
     let lost = 0;
-    const sub = probes.events$.subscribe({
+    const sub = probes.records$.pipe(map(decodeEvent)).subscribe({
       next: (ev) => {
         // A full ring buffer drops events (intents, outcomes): say so before what follows the gap.
         const nowLost = probes.lostEvents();

@@ -5,7 +5,7 @@ import { Observable } from 'rxjs';
 import {
   AF_UNSPEC, NetlinkDecodeError, NLM_F_DUMP_INTR, decodeDatagram, encodeGetAddrDump, encodeGetLinkDump,
   type AddressMessage, type LinkMessage,
-} from '../netlink';
+} from '../codec/netlink';
 import { AddressTable } from '../table';
 import { nowMs, type RtnetlinkTransport, type SourceItem, type SourceName } from '../types';
 
@@ -16,7 +16,7 @@ export class NetlinkDumpError extends Error {
   }
 }
 
-export interface DumpResult {
+interface DumpResult {
   links?: LinkMessage[];
   addresses?: AddressMessage[];
   /** NLM_F_DUMP_INTR was set: the table changed during the dump. */
@@ -24,7 +24,7 @@ export interface DumpResult {
 }
 
 /** Decodes the reply datagrams of one dump; an NLMSG_ERROR in them is a NetlinkDumpError. */
-export function decodeDump(datagrams: Buffer[]): DumpResult {
+function decodeDump(datagrams: Buffer[]): DumpResult {
   const links: LinkMessage[] = [];
   const addresses: AddressMessage[] = [];
   let interrupted = false;
@@ -124,7 +124,7 @@ export function netlinkSource(transport: RtnetlinkTransport, opts: NetlinkSource
         if (Buffer.isBuffer(m)) {
           queue.push({ datagram: m, at: now() }); // observed on arrival, even if folded after a dump
         } else {
-          emitAll([{ kind: 'overflow', source, at: now(), reason: m.reason ?? 'overflow' }]);
+          emitAll([{ kind: 'overflow', source, at: now(), reason: m.reason }]);
           // Everything queued before the gap is superseded by the re-dump.
           queue = [null];
         }

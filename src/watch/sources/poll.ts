@@ -13,7 +13,7 @@ import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { EMPTY, Observable, catchError, exhaustMap, from, mergeMap, timer, type SchedulerLike } from 'rxjs';
 import { formatAddress, normaliseAddress, parseAddress } from '../../net';
-import { AF_INET, AF_INET6, type AddressMessage } from '../netlink';
+import { AF_INET, AF_INET6, type AddressMessage } from '../codec/netlink';
 import { AddressTable } from '../table';
 import { nowMs, type SourceItem } from '../types';
 

@@ -5,8 +5,9 @@ import { Observable, asyncScheduler, concatMap, defer, from, map, of, timer, typ
 import {
   AF_INET, AF_INET6, NetlinkDecodeError, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, RTM_DELADDR, RTM_GETADDR, RTM_GETLINK,
   decodeAddress, decodeDatagram, splitMessages, type AddressMessage, type LinkMessage, type NetlinkMessage,
-} from '../netlink';
-import { NETLINK_ROUTE, readTrace, type TraceRecord } from '../pcap';
+} from '../codec/netlink';
+import { NETLINK_ROUTE, type TraceRecord } from '../codec/pcap';
+import { readTrace } from '../trace';
 import { AddressTable } from '../table';
 import { nowMs, type AddressChange, type SourceItem, type SourceName } from '../types';
 

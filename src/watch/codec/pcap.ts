@@ -9,8 +9,7 @@
 // sends to a program. LINKTYPE_NETLINK calls the field unused, so readers should not rely on it
 // (the replay source tells requests by NLM_F_REQUEST).
 // See https://www.tcpdump.org/linktypes/LINKTYPE_NETLINK.html and Wireshark's packet-netlink.c.
-// Reading also takes pcapng, the default of dumpcap and tshark.
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+// Reading also takes pcapng, the default of dumpcap and tshark. Pure: files are trace.ts's.
 
 export const LINKTYPE_NETLINK = 253;
 export const ARPHRD_NETLINK = 824;
@@ -172,28 +171,4 @@ function decodePcapng(file: Buffer): TraceRecord[] {
   }
   if (!sawNetlink) throw new PcapDecodeError('no LINKTYPE_NETLINK interface in this pcapng file', 0);
   return out;
-}
-
-export const readTrace = (path: string): TraceRecord[] => decodePcap(readFileSync(path));
-
-/** Appends records to a pcap file, synchronously: a killed recorder leaves a readable file. */
-export class TraceWriter {
-  private fd: number | undefined;
-  count = 0;
-
-  constructor(readonly path: string) {
-    this.fd = openSync(path, 'w');
-    writeSync(this.fd, encodePcapHeader());
-  }
-
-  write(r: TraceRecord): void {
-    if (this.fd === undefined) throw new Error(`trace ${this.path} is closed`);
-    writeSync(this.fd, encodePcapRecord(r));
-    this.count++;
-  }
-
-  close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-  }
 }

@@ -1,6 +1,8 @@
-// lockdrop's probe event (bpf/event.h), decoded from the ring buffer's records. A test checks
+// lockdrop's probe event (bpf/event.h), decoded from the ring buffer's records (the addon reads
+// them, as it reads rtnetlink datagrams; decoding is this part's). Pure. A test checks
 // EVENT_LAYOUT against the compiled object's BTF.
-import { formatAddress } from '../net';
+import { formatAddress } from '../../net';
+import { AF_INET, AF_INET6, RTM_DELADDR, RTM_NEWADDR } from './netlink';
 
 export const EVENT_VERSION = 1;
 export const EVENT_SIZE = 104;
@@ -28,11 +30,6 @@ export const EVENT_LAYOUT = {
   ifname: { offset: 84, size: 16 },
   reserved2: { offset: 100, size: 4 },
 } as const;
-
-export const RTM_NEWLINK = 16;
-export const RTM_DELLINK = 17;
-export const RTM_NEWADDR = 20;
-export const RTM_DELADDR = 21;
 
 /**
  * intent: an rtnetlink request seen before the kernel acted on it; outcome: its result (error 0
@@ -88,7 +85,7 @@ export function decodeEvent(record: Buffer): ProbeEvent {
   const kind = KINDS[record.readUInt16LE(L.kind.offset)];
   if (!kind) throw new ProbeEventError(`unknown probe event kind ${record.readUInt16LE(L.kind.offset)}`);
   const af = record[L.family.offset];
-  const family = af === 2 ? 4 : af === 10 ? 6 : 0;
+  const family = af === AF_INET ? 4 : af === AF_INET6 ? 6 : 0;
   const msgType = record.readUInt16LE(L.msg_type.offset);
   const isAddress = family !== 0 && (msgType === RTM_NEWADDR || msgType === RTM_DELADDR) && kind !== 'outcome';
   return {
@@ -111,7 +108,3 @@ export function decodeEvent(record: Buffer): ProbeEvent {
     linkChange: record.readUInt32LE(L.link_change.offset),
   };
 }
-
-// CLOCK_MONOTONIC → the performance.timeOrigin + performance.now() clock (ms) that AddressChange.at uses.
-const monotonicAtOriginNs = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
-export const monotonicNsToMs = (ns: bigint): number => performance.timeOrigin + Number(ns - monotonicAtOriginNs) / 1e6;

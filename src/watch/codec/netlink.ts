@@ -2,7 +2,7 @@
 // requests. Host byte order (little-endian here, as the kernel writes it). Malformed or
 // truncated input raises NetlinkDecodeError and nothing else.
 // Layouts: include/uapi/linux/netlink.h, rtnetlink.h, if_addr.h, if_link.h; man 7 rtnetlink.
-import { formatAddress } from '../net';
+import { formatAddress } from '../../net';
 
 export class NetlinkDecodeError extends Error {
   constructor(message: string, readonly offset: number) {
