@@ -89,7 +89,8 @@ export class AddressLeases {
           this.queues.set(ev.address, tail);
         },
         error: (err) => subscriber.error(err),
-        complete: () => subscriber.complete(),
+        // The end of the stream (a replayed trace) waits for the events still queued here.
+        complete: () => void Promise.all([...this.queues.values()]).then(() => subscriber.complete()),
       });
       return () => sub.unsubscribe();
     });
