@@ -4,7 +4,7 @@
 import { NLM_PROG } from '../nlm';
 import { NSM_PROGRAM, NSM_VERSION } from '../nsm';
 import { callOnce } from '../rpc';
-import type { CheckReport, StatusReport } from '../daemon/protocol';
+import type { CheckReport, StatusReport } from '../control';
 import { request } from './client';
 
 const NLM4 = 4;

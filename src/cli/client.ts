@@ -1,7 +1,7 @@
-// A client for the daemon's control socket (protocol in src/daemon/protocol.ts): one request,
+// A client for the daemon's control socket (protocol in src/control): one request,
 // one reply; or a watch stream. Used by lockdropctl, the demo and tests.
 import { connect, type Socket } from 'node:net';
-import type { ControlRequest, WatchEvent } from '../daemon/protocol';
+import type { ControlRequest, WatchEvent } from '../control';
 
 export const DEFAULT_CONTROL = process.env.LOCKDROP_CONTROL ?? '/run/lockdrop/control.sock';
 

@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { isIP } from 'node:net';
 import { readConfigFile } from '../daemon/config';
-import type { AddressStatus, CheckReport, DropReport, GraceReport, LockView, MonitorView, NotifyReport, ReloadReport, StatusReport, WatchEvent } from '../daemon/protocol';
+import type { AddressStatus, CheckReport, DropReport, GraceReport, LockView, MonitorView, NotifyReport, ReloadReport, StatusReport, WatchEvent } from '../control';
 import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
 import { UsageError, nonNegativeInteger, positive, runCommand, wantsJson, withConventions } from './args';

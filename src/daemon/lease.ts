@@ -89,7 +89,8 @@ export class AddressLeases {
           this.queues.set(ev.address, tail);
         },
         error: (err) => subscriber.error(err),
-        // The end of the stream (a replayed trace) waits for the events still queued here.
+        // A finished source (a replayed trace) may still have events queued behind an arrival
+        // waiting for its lease: they go out first, or they would be lost.
         complete: () => void Promise.all([...this.queues.values()]).then(() => subscriber.complete()),
       });
       return () => sub.unsubscribe();

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProgramVersion, Procedure, RpcServerEvent } from '../rpc';
 import { NLM_PROG, NlmProc, statName } from '../nlm/protocol';
-import type { StatusReport } from './protocol';
+import type { StatusReport } from '../control';
 import { VERSION } from './version';
 
 export type DropTrigger = 'netlink' | 'bpf' | 'poll' | 'replay' | 'admin';

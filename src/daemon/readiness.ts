@@ -10,7 +10,7 @@ import { filter, firstValueFrom, merge, scan, takeWhile, timer, map, type Observ
 import type { Logger } from 'pino';
 import { plural, type FailoverReport } from '../failover';
 import { netlink, readLocalAddresses, type AddressEvent } from '../watch';
-import type { StatusReport } from './protocol';
+import type { StatusReport } from '../control';
 
 /** Sends one sd_notify message (newline-separated KEY=VALUE lines); false when it could not. */
 export type SdNotify = (message: string) => boolean;

@@ -9,7 +9,7 @@ import {
   type AddressEvent, type SourceItem, type SourceName, type SourceOverflow, type WatchConfig,
 } from '../watch';
 import type { Config } from './config';
-import type { SourceStatus } from './protocol';
+import type { SourceStatus } from '../control';
 
 export interface AddressWatch {
   /** The floating addresses' events (failover's). */

@@ -2,9 +2,36 @@
 // export) emits 'released' for every lock it frees and then one 'dropped', all within one
 // synchronous call; the daemon reports the drop in one line with its trigger and timing, so the
 // per-lock releases of a drop are left out here. Releases are held to the end of the current task
-// and discarded when a 'dropped' followed; everything else keeps its order.
-import { Observable, type OperatorFunction } from 'rxjs';
+// and discarded when a 'dropped' followed; everything else keeps its order. WatchFeed is the
+// whole stream: the daemon's own lines merged with those changes.
+import { Observable, Subject, map, merge, type OperatorFunction } from 'rxjs';
+import type { WatchEvent } from '../control';
 import type { LockChange } from '../locks';
+import { describeChange } from './views';
+
+/** What `watch` shows: lines the daemon emits, and the lock table's changes, subscribed only while someone watches (free otherwise). */
+export class WatchFeed {
+  private readonly lines = new Subject<WatchEvent>();
+  constructor(private readonly changes: Observable<LockChange>) {}
+
+  emit(e: Omit<WatchEvent, 'at'>): void {
+    if (this.lines.observed) this.lines.next({ at: new Date().toISOString(), ...e } as WatchEvent);
+  }
+
+  stream(): Observable<WatchEvent> {
+    return merge(
+      this.lines,
+      this.changes.pipe(
+        withoutDropReleases(), // drops are reported in one line, with their trigger and timing
+        map((c): WatchEvent => describeChange(c)),
+      ),
+    );
+  }
+
+  complete(): void {
+    this.lines.complete();
+  }
+}
 
 export function withoutDropReleases(): OperatorFunction<LockChange, Exclude<LockChange, { type: 'dropped' }>> {
   type Kept = Exclude<LockChange, { type: 'dropped' }>;

@@ -4,7 +4,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { StatusReport } from '../daemon/protocol';
+import type { StatusReport } from '../control';
 import { Lab, type LabHost } from './lab';
 
 export type Json = Record<string, any>;

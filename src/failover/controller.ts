@@ -51,7 +51,8 @@ export interface FailoverMonitors {
 }
 
 export type FailoverReport =
-  | { type: 'down'; address: string; source: SourceName; pid?: number; comm?: string; counts: DropCounts; ms: number }
+  /** `line`: the drop's one line, as logged here; the daemon's `watch` shows the same. */
+  | { type: 'down'; address: string; source: SourceName; pid?: number; comm?: string; counts: DropCounts; ms: number; line: string }
   | { type: 'up'; address: string; source: SourceName; state: number; monitors: number; graceEndsAt: number | null }
   | { type: 'draining' | 'drain-ended'; address: string; source: SourceName; pid?: number; comm?: string }
   | { type: 'notified'; address: string; state: number; notified: number; failed: string[]; ms: number }
@@ -203,11 +204,12 @@ export class FailoverController {
   }
 
   private reportDrop(ev: AddressEvent, counts: DropCounts, ms: number): void {
+    const line = dropLine({ address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms });
     this.opts.log?.info(
       { address: ev.address, source: ev.source, ...by(ev), locks: counts.locks, shares: counts.shares, blocked: counts.blocked, clients: counts.clients, woken: counts.woken, ms: Number(ms.toFixed(3)), measuredFrom: ev.source === 'poll' ? 'detection' : 'removal' },
-      dropLine({ address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms }),
+      line,
     );
-    this.reports.next({ type: 'down', address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms });
+    this.reports.next({ type: 'down', address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm, counts, ms, line });
   }
 
   private async bind(address: string): Promise<void> {

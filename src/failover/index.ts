@@ -3,4 +3,4 @@ export { decide } from './decide';
 export type { FailoverPlan, FailoverStep } from './decide';
 export { FailoverController } from './controller';
 export type { FailoverLocks, FailoverMonitors, FailoverOptions, FailoverReport, Listeners, NotifyOutcome } from './controller';
-export { dropLine, plural } from './words';
+export { plural } from './words';

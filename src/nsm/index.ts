@@ -5,7 +5,7 @@ export { NsmStore, recordKey, recordFileName, type HostRecord, type MonitorCallb
 export { readNfsUtilsStateDir, parseNfsUtilsLine, type NfsUtilsImport, type NfsUtilsLine, type NfsUtilsReadOptions } from './nfsutils';
 export {
   Nsm, NODE_IDENTITY, nextUpState, notifyMatches,
-  type NsmOptions, type NsmSender, type NotifyRequest, type NotifyTarget, type NotifyReport, type NotifyOptions,
+  type NsmOptions, type NsmSettings, type NsmSender, type NotifyRequest, type NotifyTarget, type NotifyReport, type NotifyOptions,
   type HostRebooted, type NotifyVerdict, type ActivateReport,
 } from './monitor';
 export { RpcNsmSender, type RpcNsmSenderOptions } from './notifier';

@@ -70,7 +70,7 @@ export interface NotifyReport {
 }
 
 export interface NotifyOptions {
-  /** How long to keep retransmitting to hosts that do not answer. Default: the Nsm's notifyTimeoutMs. */
+  /** How long to keep retransmitting to hosts that do not answer. Default: the Nsm's settings' notifyTimeoutMs. */
   timeoutMs?: number;
   concurrency?: number;
 }
@@ -86,8 +86,6 @@ export interface NsmOptions {
   store: NsmStore;
   sender?: NsmSender;
   log?: Logger;
-  /** The mon_name an identity calls itself in SM_NOTIFY. Default: the host name for the node's, else the address. */
-  monName?: (identity: string) => string | undefined;
   /**
    * The identity a server address's monitors are filed under. Default: its own. The daemon files
    * every address that never moves (loopback included) under the node's, NODE_IDENTITY.
@@ -95,6 +93,14 @@ export interface NsmOptions {
   identity?: (serverAddress: string) => string;
   /** Resolves an SM_MON mon_name that is not an address. Default: no resolution (STAT_FAIL). */
   resolve?: (hostname: string) => Promise<string | undefined>;
+  /** The settings a reload may change, read at each use (every notify, SM_SIMU_CRASH's included). */
+  config?: () => NsmSettings;
+}
+
+/** What the configuration sets of the status monitor. */
+export interface NsmSettings {
+  /** The mon_name an identity calls itself in SM_NOTIFY. Default: the host name for the node's, else the address. */
+  monNames?: Readonly<Record<string, string>>;
   /** SM_NOTIFY retransmission time. Default 15 min, as sm-notify. */
   notifyTimeoutMs?: number;
   /** Hosts notified at once. Default 1024. */
@@ -170,9 +176,13 @@ export class Nsm {
     this.log = opts.log;
   }
 
+  private settings(): NsmSettings {
+    return this.opts.config?.() ?? {};
+  }
+
   /** The mon_name an identity sends in SM_NOTIFY (the node's: its host name, as sm-notify). */
   monNameOf(identity: string): string {
-    return this.opts.monName?.(identity) ?? (identity === NODE_IDENTITY ? hostname() : identity);
+    return this.settings().monNames?.[identity] ?? (identity === NODE_IDENTITY ? hostname() : identity);
   }
 
   /** The identity a server address's monitors are filed under (see NsmOptions.identity). */
@@ -324,6 +334,7 @@ export class Nsm {
     const e = await this.entry(addr);
     if (e.state === undefined) await this.bumpState(addr);
     const state = e.state!;
+    const settings = this.settings();
     const monName = this.monNameOf(addr);
     e.notifying?.abort();
     const abort = new AbortController();
@@ -341,8 +352,8 @@ export class Nsm {
       from: addr === NODE_IDENTITY ? undefined : addr,
       targets: [...byAddress.keys()].map((address) => ({ address })),
       args: { monName, state },
-      timeoutMs: opts.timeoutMs ?? this.opts.notifyTimeoutMs ?? 15 * 60_000,
-      concurrency: opts.concurrency ?? this.opts.notifyConcurrency ?? 1024,
+      timeoutMs: opts.timeoutMs ?? settings.notifyTimeoutMs ?? 15 * 60_000,
+      concurrency: opts.concurrency ?? settings.notifyConcurrency ?? 1024,
       signal: abort.signal,
       onNotified: (address) => {
         answered.add(address);

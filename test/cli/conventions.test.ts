@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import type { ReloadReport, StatusReport } from '../../src/daemon/protocol';
+import type { ReloadReport, StatusReport } from '../../src/control';
 import { requireNamespaceRoot, testInterface } from '../support/netns';
 import { LOCKDROPCTL, LOCKDROPD, REPO, daemonDir, ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 

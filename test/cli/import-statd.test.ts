@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RpcClient } from '../../src/rpc';
 import { NSM_PROGRAM, NSM_VERSION, SM_MON, STAT_SUCC, decodeSmStatRes, encodeMon, readNfsUtilsStateDir } from '../../src/nsm';
-import type { MonitorView, StatusReport } from '../../src/daemon/protocol';
+import type { MonitorView, StatusReport } from '../../src/control';
 import { hasCommand, requireNamespaceRoot, startRpcbind, testInterface } from '../support/netns';
 import { REPO, ensureBuilt, listing, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 

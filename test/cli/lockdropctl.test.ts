@@ -6,7 +6,7 @@ import { chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import type { LockView, StatusReport } from '../../src/daemon/protocol';
+import type { LockView, StatusReport } from '../../src/control';
 import { requireNamespaceRoot, sh, testInterface, uniqueName } from '../support/netns';
 import { LOCKDROPCTL, ensureBuilt, listing, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 

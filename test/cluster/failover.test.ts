@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { StatusReport } from '../../src/daemon/protocol';
+import type { StatusReport } from '../../src/control';
 import { Lab, lockMany, tryLock, type JsonLines, type LabHost } from '../../src/demo/lab';
 import { hasCommand, requireNamespaceRoot } from '../support/netns';
 import { REPO, ensureBuilt } from '../daemon/harness';

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { CheckReport, StatusReport } from '../../src/daemon/protocol';
+import type { CheckReport, StatusReport } from '../../src/control';
 import { Lab, type JsonLines, type LabHost } from '../../src/demo/lab';
 import { requireNamespaceRoot } from '../support/netns';
 import { REPO, ensureBuilt } from '../daemon/harness';

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { NlmClient } from '../../src/nlm';
 import { decodeStatChge, encodeVoid, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, type StatChge } from '../../src/nsm';
 import { registerWithRpcbind, RpcServer, type CallContext, type Procedure, type RpcbindRegistration } from '../../src/rpc';
-import type { LockView } from '../../src/daemon/protocol';
+import type { LockView } from '../../src/control';
 import { hasCommand, requireNamespaceRoot, startRpcbind, testInterface } from '../support/netns';
 import { ensureBuilt, LOCKDROPCTL, spawnDaemon, type DaemonProcess } from './harness';
 

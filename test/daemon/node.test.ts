@@ -12,7 +12,7 @@ import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
 import { decodeSmStatRes, encodeMon, encodeSmName, NSM_PROGRAM, NSM_VERSION, SM_MON, SM_STAT, STAT_SUCC } from '../../src/nsm';
 import { RpcClient } from '../../src/rpc';
-import type { LockView, MonitorView, StatusReport } from '../../src/daemon/protocol';
+import type { LockView, MonitorView, StatusReport } from '../../src/control';
 import { hasCommand, ip, requireNamespaceRoot, sh, testInterface, vethNamespace, type Netns } from '../support/netns';
 import { nfsUtilsDir, spawnIsolated, waitFor } from '../nsm/support';
 import { ensureBuilt, listing, spawnDaemon, type DaemonProcess } from './harness';

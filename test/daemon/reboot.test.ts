@@ -5,7 +5,7 @@ import { NlmClient } from '../../src/nlm';
 import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, encodeStatChge } from '../../src/nsm';
 import { RpcClient } from '../../src/rpc';
 import { XdrWriter } from '../../src/xdr';
-import type { LockView } from '../../src/daemon/protocol';
+import type { LockView } from '../../src/control';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ip, requireNamespaceRoot, sh, startRpcbind, uniqueName } from '../support/netns';
 import { ensureBuilt, listing, spawnDaemon, type DaemonProcess } from './harness';

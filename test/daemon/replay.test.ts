@@ -1,7 +1,7 @@
 // `lockdropd --replay FILE`: the daemon runs from a recorded trace instead of the live sources.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import type { StatusReport } from '../../src/daemon/protocol';
+import type { StatusReport } from '../../src/control';
 import { requireNamespaceRoot } from '../support/netns';
 import { REPO, ensureBuilt, spawnDaemon, type DaemonProcess } from './harness';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { StatusReport } from '../../src/daemon/protocol';
+import type { StatusReport } from '../../src/control';
 import { hasCommand, requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
 import { daemonDir, ensureBuilt, spawnDaemon, type DaemonProcess } from './harness';
 

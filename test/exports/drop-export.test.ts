@@ -4,7 +4,7 @@
 // refuses clients outside an export's networks and unprivileged ports on secure exports.
 import assert from 'node:assert/strict';
 import { NlmClient } from '../../src/nlm';
-import type { LockView } from '../../src/daemon/protocol';
+import type { LockView } from '../../src/control';
 import { requireNamespaceRoot } from '../support/netns';
 import { ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { StatusReport } from '../../src/daemon/protocol';
+import type { StatusReport } from '../../src/control';
 import { Lab, lockMany, tryLock, type JsonLines, type LabHost } from '../../src/demo/lab';
 import type { ConfigInput } from '../../src/daemon/config';
 import { requireNamespaceRoot } from '../support/netns';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import type { StatusReport } from '../../src/daemon/protocol';
+import type { StatusReport } from '../../src/control';
 import { requireNamespaceRoot, sh, startRpcbind, vethNamespace, type Netns } from '../support/netns';
 import { ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 import { knfsdHandle, makeFile, mountTmpfs } from './support';

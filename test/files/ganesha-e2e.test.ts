@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
-import type { StatusReport } from '../../src/daemon/protocol';
+import type { StatusReport } from '../../src/control';
 import { parseGaneshaHandle } from '../../src/exports';
 import { NlmClient, type NlmClientOptions } from '../../src/nlm';
 import { RpcClient } from '../../src/rpc';

@@ -96,7 +96,7 @@ describe('nsm durability', function () {
       await first.close();
 
       // The restart: a new process reads the directory, bumps, notifies.
-      const nsm = new Nsm({ store: new NsmStore(dir), sender: new RpcNsmSender({ portmapperPort: 1111 }), monName: () => 'server.example' });
+      const nsm = new Nsm({ store: new NsmStore(dir), sender: new RpcNsmSender({ portmapperPort: 1111 }), config: () => ({ monNames: { [VIP]: 'server.example' } }) });
       const act = await nsm.activate(VIP);
       assert.equal(act.records, hosts.length);
       const s2 = await nsm.bumpState(VIP);

@@ -184,10 +184,10 @@ describe('nsm monitor', () => {
 
   it('notifies every recorded host from the address; forgets answered ones at grace end unless they came back', async () => {
     const sender = new FakeSender((a) => a !== '192.168.1.12');
-    const nsm = new Nsm({ store, sender, monName: (a) => `srv-${a}` });
+    const nsm = new Nsm({ store, sender, config: () => ({ monNames: { [VIP]: `srv-${VIP}` } }) });
     for (const [n, a] of [['a', '192.168.1.10'], ['b', '192.168.1.11'], ['c', '192.168.1.12']] as const) await nsm.monitor(host(n, a), VIP);
     nsm.stopMonitoring(VIP); // the address moves away and comes back (or to another node)
-    const nsm2 = new Nsm({ store: new NsmStore(dir), sender, monName: (a) => `srv-${a}` });
+    const nsm2 = new Nsm({ store: new NsmStore(dir), sender, config: () => ({ monNames: { [VIP]: `srv-${VIP}` } }) });
     const state = await nsm2.bumpState(VIP);
     const rep = await nsm2.notify(VIP, { timeoutMs: 1000 });
     assert.equal(sender.requests[0]!.from, VIP);

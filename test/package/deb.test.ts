@@ -8,7 +8,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import type { CheckReport, StatusReport } from '../../src/daemon/protocol';
+import type { CheckReport, StatusReport } from '../../src/control';
 import { NotifyReceiver, type NotifyMessage } from '../support/notify';
 import { hasCommand, requireNamespaceRoot, sh, startRpcbind, testInterface } from '../support/netns';
 

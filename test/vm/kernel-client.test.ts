@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, createWrite
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Lab, JsonLines, type LabHost } from '../../src/demo/lab';
-import type { LockView, StatusReport } from '../../src/daemon/protocol';
+import type { LockView, StatusReport } from '../../src/control';
 import { sh } from '../support/netns';
 import { startGanesha, type Ganesha } from '../support/ganesha';
 import { localLock, releaseLocalLocks } from '../support/local-locker';

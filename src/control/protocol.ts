@@ -1,7 +1,8 @@
 // The control socket's protocol: newline-delimited JSON. A request is one object per line with an
 // optional `id` echoed in the reply; a reply is {id, ok: true, result} or {id, ok: false, error}.
 // `watch` answers with {id, ok: true, result: "watching"} and then {id, event} lines until the
-// client closes. Shared by the daemon (server) and lockdropctl (client).
+// client closes. Shared by the daemon (server, src/daemon/control.ts) and lockdropctl (client,
+// src/cli/client.ts), each through this folder's index.
 import { z } from 'zod';
 import { isAddress } from '../net';
 

@@ -1,0 +1,289 @@
+// lockdropd's composition: the one file where the parts meet.
+//  - A packet enters: RpcServer (NLM on nlmPort, statd on nsmPort), one UDP socket and TCP
+//    listener per server address, each call carrying the address it arrived on (rpcServers).
+//  - A lock lives: the NLM service asks the LockTable, whose exportOf is the exports table and
+//    whose export policy (client networks, secure ports) the NLM service consults per request;
+//    hosts are monitored through Nsm (durable records per server address) (lockParts).
+//  - An address event turns into a drop: watch sources → AddressEvents → FailoverController
+//    (drop, listeners, grace, state number, SM_NOTIFY); a host's reboot (SM_NOTIFY in) →
+//    LockTable.dropByHost (addressParts, wire).
+// What a reload changes (the configuration, the exports table) is in `Live`; the parts read it
+// through accessors at each use, never a copy taken at start.
+import { lookup } from 'node:dns/promises';
+import { hostname } from 'node:os';
+import type { Subscription } from 'rxjs';
+import type { Logger } from 'pino';
+import { ExportsTable } from '../exports';
+import { FailoverController, type FailoverReport } from '../failover';
+import { LockTable, hostKey } from '../locks';
+import { NLM_PROG, NLM_VERSIONS, callbackCredential, createNlmService, type NlmService } from '../nlm';
+import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION, type NsmSettings } from '../nsm';
+import { RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
+import type { Config } from './config';
+import { arpProbe } from './dad';
+import { openDaemonFiles, type DaemonFiles } from './files';
+import { AddressLeases } from './lease';
+import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
+import { NodeAddresses, SharedListeners } from './node';
+import { RpcbindKeeper } from './rpcbind-owner';
+import { createAddressWatch, type AddressWatch } from './sources';
+import { describeEvent, describeReport, overflowLine, portError, rebootLine } from './views';
+import { WatchFeed } from './watch-stream';
+
+export const LOOPBACK = '127.0.0.1';
+
+export class StartupError extends Error {
+  constructor(
+    message: string,
+    /** The configuration is at fault (exit 78, EX_CONFIG), not the machine. */
+    readonly badConfig = false,
+  ) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+/** One child logger per part; pino children keep the level they were made with, so reload sets each. */
+export class PartLogs {
+  private readonly parts = new Map<string, Logger>();
+  constructor(readonly root: Logger) {}
+  of(part: string): Logger {
+    let c = this.parts.get(part);
+    if (!c) this.parts.set(part, (c = this.root.child({ part })));
+    return c;
+  }
+  setLevel(level: string): void {
+    this.root.level = level;
+    for (const c of this.parts.values()) c.level = level;
+  }
+}
+
+/** What a reload replaces, everything else being built once: the parts call config() and exports() at each use. */
+export class Live {
+  constructor(
+    private running: Config,
+    private table: ExportsTable,
+  ) {}
+  config(): Config {
+    return this.running;
+  }
+  exports(): ExportsTable {
+    return this.table;
+  }
+  replaceConfig(next: Config): void {
+    this.running = next;
+  }
+  replaceExports(next: ExportsTable): void {
+    this.table = next;
+  }
+}
+
+export interface DaemonParts {
+  live: Live;
+  logs: PartLogs;
+  nlmServer: RpcServer;
+  nsmServer: RpcServer;
+  table: LockTable;
+  nlm: NlmService;
+  nsm: Nsm;
+  files: DaemonFiles;
+  failover: FailoverController;
+  watch: AddressWatch;
+  leases: AddressLeases;
+  node: NodeAddresses;
+  metrics: Metrics;
+  rpcbind: RpcbindKeeper;
+  feed: WatchFeed;
+}
+
+/** Steps that undo what was built, run in reverse when the start fails. */
+export type Undo = (() => unknown)[];
+
+/** SM_MON of a host name: resolved as statd does (getaddrinfo: the hosts file, then DNS), in bounded time. */
+function resolveHost(name: string): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000)));
+  return Promise.race([lookup(name).then((r) => r.address, () => undefined), late]).finally(() => clearTimeout(timer));
+}
+
+/** Builds every part, bound to loopback; nothing is announced or served beyond it yet (Daemon.serve does). */
+export async function compose(cfg: Config, log: Logger, undo: Undo, snapshot: () => MetricsSnapshot): Promise<DaemonParts> {
+  const logs = new PartLogs(log);
+  const live = new Live(cfg, new ExportsTable(cfg.exports, { byteOrder: cfg.fhByteOrder, unknownHandles: cfg.unknownHandles }));
+  const metrics = new Metrics(snapshot);
+  const servers = await rpcServers(cfg, logs, metrics, undo);
+  // Late-bound: Nsm asks the watch which addresses float, and the watch is built after it.
+  let watch: AddressWatch | undefined;
+  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, undo);
+  for (const p of metrics.instrumentNlm(locks.nlm.programs)) servers.nlmServer.register(p);
+  servers.nsmServer.register(createNsmProgram({ nsm: locks.nsm, log: logs.of('nsm') }));
+  watch = createAddressWatch(cfg, logs.of('watch'));
+  undo.push(() => watch?.close());
+  const addresses = addressParts(live, logs, { ...servers, ...locks, watch, metrics }, undo);
+  const rpcbind = new RpcbindKeeper({ mode: cfg.rpcbind, entries: () => rpcbindEntries(servers.nlmServer, servers.nsmServer), log: logs.of('rpcbind') });
+  return { live, logs, metrics, watch, rpcbind, feed: new WatchFeed(locks.table.changes), ...servers, ...locks, ...addresses };
+}
+
+/** A packet enters here: loopback always (local tools, rpcinfo, this node's own lockd); the node's other addresses and the floating ones follow events. */
+async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: Undo): Promise<{ nlmServer: RpcServer; nsmServer: RpcServer; listeners: SharedListeners }> {
+  const rpcOptions = { onEvent: (e: RpcServerEvent) => metrics.observeRpc(e), log: logs.of('rpc'), maxConnections: cfg.connections.max, maxConnectionsPerPeer: cfg.connections.perPeer };
+  const nlmServer = new RpcServer(rpcOptions);
+  const nsmServer = new RpcServer(rpcOptions);
+  nlmServer.listen({ port: cfg.nlmPort });
+  nsmServer.listen({ port: cfg.nsmPort });
+  undo.push(() => nlmServer.close(), () => nsmServer.close());
+  const listeners = new SharedListeners({
+    addAddress: async (a: string) => {
+      await nlmServer.addAddress(a);
+      await nsmServer.addAddress(a);
+    },
+    removeAddress: async (a: string) => {
+      await Promise.all([nlmServer.removeAddress(a), nsmServer.removeAddress(a)]);
+    },
+  });
+  try {
+    await nlmServer.addAddress(LOOPBACK);
+  } catch (err) {
+    throw new StartupError(portError('NLM', cfg.nlmPort, LOOPBACK, err));
+  }
+  try {
+    await nsmServer.addAddress(LOOPBACK);
+  } catch (err) {
+    throw new StartupError(portError('NSM (statd)', cfg.nsmPort, LOOPBACK, err));
+  }
+  return { nlmServer, nsmServer, listeners };
+}
+
+/** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles } {
+  const cfg = live.config();
+  const nsm = new Nsm({
+    store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
+    sender: new RpcNsmSender({ log: logs.of('nsm'), announce: neighbourAnnouncer({ log: logs.of('nsm') }) }),
+    log: logs.of('nsm'),
+    // A floating address's hosts move with it; every other address's are the node's.
+    identity: (a) => (isFloating(a) ? a : NODE_IDENTITY),
+    resolve: resolveHost,
+    config: (): NsmSettings => {
+      const { monNames, notify } = live.config();
+      return { monNames, notifyTimeoutMs: notify.timeout * 1000, notifyConcurrency: notify.concurrency };
+    },
+  });
+  undo.push(() => nsm.close());
+  // A lock lives on the file too: the table decides, the files part carries it to the kernel.
+  const files = openDaemonFiles(cfg, () => live.exports(), logs.of('files'));
+  undo.push(() => files.files?.setExports([]));
+  let nlm: NlmService | undefined; // the table and the service refer to each other
+  const table = new LockTable({
+    exportOf: (fh) => live.exports().exportOf(fh),
+    onBlockGranted: (g) => nlm?.onBlockGranted(g),
+    locker: files.files,
+  });
+  const caller = new RpcClientPool({ cred: callbackCredential(hostname()) });
+  undo.push(() => caller.close());
+  nlm = createNlmService({
+    table,
+    rpc: caller,
+    monitor: nsm,
+    logger: logs.of('nlm'),
+    exportPolicy: (fh, peer) => {
+      const d = live.exports().check(fh, peer);
+      if (!d.allowed) logs.root.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason: d.reason }, 'export policy refused a request');
+      // check() already applied the export's secure-port rule.
+      return { allowed: d.allowed, secure: false };
+    },
+  });
+  const service = nlm;
+  undo.push(() => service.close());
+  return { table, nlm, nsm, files };
+}
+
+/** An address event turns into a drop here; the node's own addresses and the leases that keep two nodes off one address. */
+function addressParts(
+  live: Live,
+  logs: PartLogs,
+  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics },
+  undo: Undo,
+): { failover: FailoverController; leases: AddressLeases; node: NodeAddresses } {
+  const { listeners, table, nlm, nsm, watch, metrics } = p;
+  const graceSeconds = (): number => live.config().grace;
+  const failover = new FailoverController({ listeners: listeners.of('failover'), locks: table, monitors: {
+    activate: (a) => nsm.activate(a),
+    bumpState: (a) => nsm.bumpState(a),
+    notify: (a) => nsm.notify(a),
+    forgetClients: (a) => {
+      nlm.forgetAddress(a);
+      nsm.stopMonitoring(a);
+    },
+    graceEnded: (a) => nsm.graceEnded(a),
+  }, graceSeconds, log: logs.of('failover') });
+  undo.push(() => failover.close());
+  // Split brain: an address another live node holds the lease of is not served here.
+  const cfg = live.config();
+  const leases = new AddressLeases({ stateDir: cfg.stateDir, node: hostname(), leaseMs: cfg.leaseSeconds * 1000, log: logs.of('lease'), onConflict: (a) => metrics.observeLeaseConflict(a) });
+  undo.push(() => leases.close());
+  const node = new NodeAddresses({ listeners: listeners.of('node'), monitors: nsm, grace: table.grace, graceSeconds, isFloating: (a) => watch.isFloating(a), log: logs.of('node') });
+  return { failover, leases, node };
+}
+
+function rpcbindEntries(nlmServer: RpcServer, nsmServer: RpcServer): RpcbindEntry[] {
+  const out: RpcbindEntry[] = [];
+  for (const protocol of ['udp', 'tcp'] as const) {
+    for (const vers of NLM_VERSIONS) out.push({ prog: NLM_PROG, vers, protocol, port: nlmServer.port });
+    out.push({ prog: NSM_PROGRAM, vers: NSM_VERSION, protocol, port: nsmServer.port });
+  }
+  return out;
+}
+
+/** Event plumbing between the parts: address events to failover, reboots to drops, everything to metrics and `watch`. */
+export function wire(parts: DaemonParts): Subscription[] {
+  const { failover, leases, watch, node, nsm, table, nlm, metrics, feed, live } = parts;
+  const log = parts.logs.root;
+  // Failover subscribes first: the sources start with it and their first snapshot is its.
+  return [
+    failover.run(leases.gate(watch.events$)),
+    watch.all$.subscribe((e) => node.handle(e)),
+    nsm.rebooted$.subscribe((r) => {
+      const key = hostKey(r.monName, r.address);
+      const counts = table.dropByHost(key);
+      nlm.forgetHost(key);
+      const line = rebootLine(key, r.state, counts);
+      log.info({ host: key, state: r.state, ...counts }, line);
+      feed.emit({ kind: 'drop', address: r.address, message: line, host: key, ...counts });
+    }),
+    watch.events$.subscribe((e) => {
+      metrics.observeAddressEvent(e.source, e.type);
+      if (e.type === 'up' && e.family === 4 && !live.config().replay) void probeDuplicate(parts, e.address, e.ifindex);
+      feed.emit({ kind: 'address', address: e.address, message: describeEvent(e), type: e.type, source: e.source, pid: e.pid, comm: e.comm });
+    }),
+    watch.overflows$.subscribe((o) => {
+      metrics.observeOverflow(o.source);
+      const line = overflowLine(o);
+      log.warn({ source: o.source, reason: o.reason }, line);
+      feed.emit({ kind: 'overflow', message: line });
+    }),
+    failover.reports$.subscribe((r) => onFailoverReport(parts, r)),
+  ];
+}
+
+function onFailoverReport({ leases, metrics, feed }: DaemonParts, r: FailoverReport): void {
+  if (r.type === 'down') {
+    // Dropped and closed here: another node may serve it now.
+    leases.release(r.address);
+    metrics.observeDrop(r.source as DropTrigger, r.counts.locks, r.ms);
+  } else if (r.type === 'notified') {
+    metrics.observeNotify(r.address, r.notified, r.failed.length);
+  }
+  const e = describeReport(r);
+  if (e) feed.emit(e);
+}
+
+/** Another host answering ARP for an address that just arrived here: logged and counted, not acted on. */
+async function probeDuplicate({ logs, metrics }: DaemonParts, address: string, ifindex: number): Promise<void> {
+  const r = await arpProbe(address, ifindex);
+  if ('unavailable' in r) logs.root.debug({ address, reason: r.unavailable }, `no duplicate address detection for ${address}: ${r.unavailable}`);
+  else if (r.duplicate) {
+    metrics.observeDuplicateAddress(address);
+    logs.root.error({ address, mac: r.mac }, `${address} arrived here but another host (${r.mac}) answers ARP for it: two nodes with one address?`);
+  }
+}
