@@ -12,8 +12,11 @@ describe('lockdrop demo', function () {
   this.timeout(180_000);
   before(function () { requireNamespaceRoot(this); });
 
-  // Other test runs on this machine may have their own rpcbind: only new ones count.
-  const labProcesses = (): string[] => sh('ps', ['-eo', 'pid=,args=']).split('\n').filter((l) => /lockdrop-demo-|client-host\.js|rpcbind -f -w/.test(l));
+  // Other test runs on this machine may have their own rpcbind: only new ones count, and only
+  // orphans (a process the demo left outlives it and is reparented to init; another run's lab
+  // processes still have their parent).
+  const labProcesses = (): string[] => sh('ps', ['-eo', 'pid=,ppid=,args=']).split('\n')
+    .filter((l) => /^\s*\d+\s+1\s/.test(l) && /lockdrop-demo-|client-host\.js|rpcbind -f -w/.test(l));
 
   it('fails an address over with the story it tells, and leaves no namespace, process or address behind', async () => {
     const before = sh('ip', ['netns', 'list']);
