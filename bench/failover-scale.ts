@@ -27,8 +27,9 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
 import { NlmClient, type LockSpec } from '../src/nlm';
-import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, SM_NULL, decodeStatChge, decodeVoid, encodeVoid, type StatChge } from '../src/nsm';
-import { RpcServer, registerWithRpcbind, type Procedure, type TransportKind } from '../src/rpc';
+import type { StatChge } from '../src/nsm';
+import { serveStatusMonitor } from '../src/demo/statd-responder';
+import type { TransportKind } from '../src/rpc';
 import type { StatusReport } from '../src/control';
 
 type Json = Record<string, any>;
@@ -106,37 +107,19 @@ async function runHosts(cfg: HostsConfig): Promise<void> {
     }
   };
 
-  const notify: Procedure<StatChge, undefined> = {
-    name: 'SM_NOTIFY', decodeArgs: decodeStatChge, encodeResult: encodeVoid,
-    handle: (args, ctx) => {
-      const h = byAddress.get(ctx.local.address);
-      // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
-      if (h && h.state !== args.state) {
-        h.state = args.state;
-        h.notifiedAt = now();
-        h.granted = 0;
-        h.refused = {};
-        h.doneAt = 0;
-        reclaiming++;
-        void reclaim(h, args).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
-      }
-      return undefined;
-    },
-  };
-  const statd = new RpcServer();
-  statd.register({
-    prog: NSM_PROGRAM, vers: NSM_VERSION,
-    procedures: new Map<number, Procedure<any, any>>([
-      [SM_NULL, { name: 'SM_NULL', decodeArgs: decodeVoid, encodeResult: encodeVoid, handle: () => undefined, idempotent: true }],
-      [SM_NOTIFY, notify],
-    ]),
+  const statd = await serveStatusMonitor(hosts.map((h) => h.address), (args, ctx) => {
+    const h = byAddress.get(ctx.local.address);
+    // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
+    if (h && h.state !== args.state) {
+      h.state = args.state;
+      h.notifiedAt = now();
+      h.granted = 0;
+      h.refused = {};
+      h.doneAt = 0;
+      reclaiming++;
+      void reclaim(h, args).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
+    }
   });
-  statd.listen({ port: 0 });
-  for (const h of hosts) await statd.addAddress(h.address);
-  await registerWithRpcbind(
-    (['udp', 'tcp'] as const).map((protocol) => ({ prog: NSM_PROGRAM, vers: NSM_VERSION, protocol, port: statd.port })),
-    { mode: 'auto' },
-  );
   say('ready', { hosts: hosts.length });
 
   for await (const line of createInterface({ input: process.stdin })) {

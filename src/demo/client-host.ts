@@ -8,8 +8,8 @@
 // Each may name the file by its NFS handle ("fh": hex); else the host's own made-up handle.
 import { createInterface } from 'node:readline';
 import { NlmClient, type GrantedCallback, type LockSpec } from '../nlm';
-import { NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, SM_NULL, decodeStatChge, decodeVoid, encodeVoid, type StatChge } from '../nsm';
-import { RpcServer, registerWithRpcbind, type Procedure } from '../rpc';
+import type { StatChge } from '../nsm';
+import { serveStatusMonitor } from './statd-responder';
 
 interface Held extends LockSpec { server: string }
 
@@ -45,28 +45,10 @@ export async function runClientHost(name: string, address: string): Promise<void
     say('reclaimed', { server, granted, of: mine.length, ms: Date.now() - started });
   };
 
-  const notify: Procedure<StatChge, undefined> = {
-    name: 'SM_NOTIFY', decodeArgs: decodeStatChge, encodeResult: encodeVoid,
-    handle: (args, ctx) => {
-      say('sm-notify', { from: ctx.peer.address, monName: args.monName, state: args.state });
-      void reclaim(args).catch((err) => say('error', { what: 'reclaim', error: String(err) }));
-      return undefined;
-    },
-  };
-  const statd = new RpcServer();
-  statd.register({
-    prog: NSM_PROGRAM, vers: NSM_VERSION,
-    procedures: new Map<number, Procedure<any, any>>([
-      [SM_NULL, { name: 'SM_NULL', decodeArgs: decodeVoid, encodeResult: encodeVoid, handle: () => undefined, idempotent: true }],
-      [SM_NOTIFY, notify],
-    ]),
+  const statd = await serveStatusMonitor([address], (args, ctx) => {
+    say('sm-notify', { from: ctx.peer.address, monName: args.monName, state: args.state });
+    void reclaim(args).catch((err) => say('error', { what: 'reclaim', error: String(err) }));
   });
-  statd.listen({ port: 0 });
-  await statd.addAddress(address);
-  await registerWithRpcbind(
-    ['udp', 'tcp'].map((protocol) => ({ prog: NSM_PROGRAM, vers: NSM_VERSION, protocol: protocol as 'udp' | 'tcp', port: statd.port })),
-    { mode: 'auto' },
-  );
   say('ready', { name, address, statdPort: statd.port });
 
   for await (const line of createInterface({ input: process.stdin })) {
