@@ -27,7 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
 import { NlmClient, type LockSpec } from '../src/nlm';
-import { startClientStatd } from '../src/demo/client-statd';
+import { serveStatusMonitor } from '../src/demo/statd-responder';
 import type { StatChge } from '../src/nsm';
 import type { TransportKind } from '../src/rpc';
 import type { StatusReport } from '../src/control';
@@ -110,7 +110,7 @@ async function runHosts(cfg: HostsConfig): Promise<void> {
   };
 
   // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
-  const statd = await startClientStatd(cfg.addresses, (notice, ctx) => {
+  const statd = await serveStatusMonitor(cfg.addresses, (notice, ctx) => {
     const h = byAddress.get(ctx.local.address);
     if (!h || h.state === notice.state) return;
     h.state = notice.state;

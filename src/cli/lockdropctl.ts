@@ -80,10 +80,19 @@ export function buildProgram(json = false): Command {
     .option('--config <file>', "lockdropd's configuration file: its control socket (and, for check, its ports)")
     .option('--json', 'machine-readable output (errors too, on stderr)');
 
-  /** A subcommand; its action gets the global options merged with its own. */
   const cmd = (name: string, description: string): Command => program.command(name).description(description);
-  const globals = <T extends object = object>(c: Command): Globals & T => c.optsWithGlobals<Globals & T>();
+  viewCommands(cmd);
+  actionCommands(cmd);
+  liveCommands(cmd);
+  return program;
+}
 
+/** A subcommand of lockdropctl; its action gets the global options merged with its own. */
+type Subcommand = (name: string, description: string) => Command;
+const globals = <T extends object = object>(c: Command): Globals & T => c.optsWithGlobals<Globals & T>();
+
+/** What the daemon holds: status, locks, monitors. */
+function viewCommands(cmd: Subcommand): void {
   cmd('status', 'the daemon, its sources and every server address').action(async (_o, c: Command) => {
     const g = globals(c);
     const s = await request<StatusReport>(controlPath(g), { cmd: 'status' });
@@ -100,6 +109,18 @@ export function buildProgram(json = false): Command {
       o.json ? printListing(locks) : print(locksText(locks));
     });
 
+  cmd('monitors', 'client hosts monitored (NSM records), per server address')
+    .option('--ip <address>', 'only this server address', ipArg)
+    .action(async (_o, c: Command) => {
+      const o = globals<{ ip?: string }>(c);
+      const m = await request<MonitorView[]>(controlPath(o), { cmd: 'monitors', ip: o.ip });
+      if (o.json) printListing(m);
+      else print(m.length ? formatTable(['SERVER', 'HOST', 'ADDRESS', 'STATE'], m.map((x) => [x.server, x.host, x.address ?? '-', x.state ?? '-'])) : 'no monitored hosts');
+    });
+}
+
+/** What the operator changes: drop, grace, notify, reload. */
+function actionCommands(cmd: Subcommand): void {
   cmd('drop', 'release locks now: of a server address, a client, or an export')
     .option('--ip <address>', 'every lock taken through this server address', ipArg)
     .option('--client <host>', 'every lock of this client (caller name, address, or name@address)')
@@ -131,15 +152,6 @@ export function buildProgram(json = false): Command {
       o.json ? printJson(r) : print(r.grace ? `${name}: grace until ${when(r.grace)} (${remaining(r.grace)})` : `${name}: no grace period`);
     });
 
-  cmd('monitors', 'client hosts monitored (NSM records), per server address')
-    .option('--ip <address>', 'only this server address', ipArg)
-    .action(async (_o, c: Command) => {
-      const o = globals<{ ip?: string }>(c);
-      const m = await request<MonitorView[]>(controlPath(o), { cmd: 'monitors', ip: o.ip });
-      if (o.json) printListing(m);
-      else print(m.length ? formatTable(['SERVER', 'HOST', 'ADDRESS', 'STATE'], m.map((x) => [x.server, x.host, x.address ?? '-', x.state ?? '-'])) : 'no monitored hosts');
-    });
-
   cmd('notify', 'send SM_NOTIFY from a server address to every host recorded for it')
     .requiredOption('--ip <address>', 'server address', ipArg)
     .action(async (_o, c: Command) => {
@@ -157,6 +169,10 @@ export function buildProgram(json = false): Command {
     print(`configuration reloaded${r.changed.length ? `: ${r.changed.join(', ')}` : ' (no change)'}${r.needsRestart.length ? `; ${r.needsRestart.join(', ')}: at the next start` : ''}`);
   });
 
+}
+
+/** Watching the daemon: check (for cluster monitors) and watch. */
+function liveCommands(cmd: Subcommand): void {
   cmd('check', 'is lockdropd serving? its status, then an NLM NULL call (UDP and TCP) on every address it holds (for cluster monitors)')
     .option('--ip <address>', 'also require this address to be held and answering', ipArg)
     .option('--released <address>', 'also require this address to be released: not held, no lock left through it', ipArg)
@@ -189,8 +205,6 @@ export function buildProgram(json = false): Command {
       watch(controlPath(o), (e) => print(o.json ? JSON.stringify(e) : watchText(e)), onEnd).then((s) => (stop = s), reject);
     });
   });
-
-  return program;
 }
 
 export const main = (argv: string[] = process.argv): Promise<number> => {

@@ -9,7 +9,7 @@
 import { createInterface } from 'node:readline';
 import { NlmClient, type GrantedCallback, type LockSpec } from '../nlm';
 import type { StatChge } from '../nsm';
-import { startClientStatd } from './client-statd';
+import { serveStatusMonitor } from './statd-responder';
 
 interface Held extends LockSpec { server: string }
 
@@ -45,9 +45,9 @@ export async function runClientHost(name: string, address: string): Promise<void
     say('reclaimed', { server, granted, of: mine.length, ms: Date.now() - started });
   };
 
-  const statd = await startClientStatd([address], (notice, ctx) => {
-    say('sm-notify', { from: ctx.peer.address, monName: notice.monName, state: notice.state });
-    void reclaim(notice).catch((err) => say('error', { what: 'reclaim', error: String(err) }));
+  const statd = await serveStatusMonitor([address], (args, ctx) => {
+    say('sm-notify', { from: ctx.peer.address, monName: args.monName, state: args.state });
+    void reclaim(args).catch((err) => say('error', { what: 'reclaim', error: String(err) }));
   });
   say('ready', { name, address, statdPort: statd.port });
 

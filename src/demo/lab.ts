@@ -103,8 +103,8 @@ export class Lab {
     return JSON.parse(this.exec(host, process.execPath, [path.join(REPO, 'bin', 'lockdropctl'), ...args, '--json', '--control', control])) as T;
   }
 
-  /** Resolves once the host's lockdropd answers on its control socket. */
-  async waitForControl(host: LabHost, control: string, timeoutMs = 15_000): Promise<void> {
+  /** Resolves once the host's lockdropd answers on its control socket (a loaded 2-core machine can take 15 s to start two). */
+  async waitForControl(host: LabHost, control: string, timeoutMs = 30_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       try {

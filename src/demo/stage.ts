@@ -69,7 +69,7 @@ export const removeCommand = (scene: Scene): string => (scene.useIpaddr2 ? 'IPad
 
 export function showLocks(say: (s: string) => void, lab: Lab, node: { host: LabHost; control: string }, label = node.host.name): void {
   const s = lab.ctl<StatusReport>(node.host, node.control, ['status']);
-  const rows = s.addresses.map((a) => `${a.address} ${a.present ? 'present' : 'absent '} ${String(a.locks).padStart(3)} locks${a.grace ? `, grace until ${a.grace.slice(11, 19)}` : ''}`);
+  const rows = s.addresses.map((a) => `${a.address} ${a.present ? 'present' : 'absent '} ${String(a.locks).padStart(3)} ${a.locks === 1 ? 'lock ' : 'locks'}${a.grace ? `, grace until ${a.grace.slice(11, 19)}` : ''}`);
   say(`${label} locks per address: ${rows.length ? rows.join(' | ') : '(none)'}`);
 }
 

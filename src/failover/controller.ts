@@ -9,6 +9,15 @@ import { dropLine, plural } from './words';
 
 /** Who asked for an address change (the bpf probes see it), as a log field: `pid` alone would be pino's own. */
 const by = (ev: { pid?: number; comm?: string }): { by?: { pid?: number; comm?: string } } => (ev.pid === undefined && ev.comm === undefined ? {} : { by: { pid: ev.pid, comm: ev.comm } });
+/**
+ * Milliseconds from the removal to now. A removal stamped by the kernel (a probe's timestamp, mapped
+ * onto this process's clock) can read a few ms ahead of it on a loaded virtual machine: then the
+ * drop is measured from when lockdrop saw the removal, never as a negative time.
+ */
+const sinceRemoval = (ev: AddressEvent): number => {
+  const now = nowMs();
+  return now - (ev.at <= now ? ev.at : Math.min(ev.detectedAt, now));
+};
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
 /** The sockets of one server address (RpcServer). */
@@ -165,7 +174,7 @@ export class FailoverController {
           case 'undrain': this.opts.locks.setDraining(ev.address, false); break;
           case 'drop-locks':
             counts = this.opts.locks.dropByServerAddress(ev.address);
-            this.reportDrop(ev, counts, nowMs() - ev.at);
+            this.reportDrop(ev, counts, sinceRemoval(ev));
             break;
           case 'close-listeners': await this.opts.listeners.removeAddress(ev.address); break;
           case 'forget-clients': this.opts.monitors.forgetClients(ev.address); break;

@@ -3,13 +3,13 @@
 // refused configuration, JSON errors under --json, `watch` summing a drop up in one line and
 // failing when the daemon goes away, `lockdropctl reload` naming the bad keys.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
 import type { ReloadReport, StatusReport } from '../../src/control';
 import { requireNamespaceRoot, testInterface } from '../support/netns';
-import { LOCKDROPCTL, LOCKDROPD, REPO, daemonDir, ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
+import { LOCKDROPCTL, LOCKDROPD, REPO, daemonDir, ensureBuilt, spawnDaemon, spawnWatch, type DaemonProcess } from '../daemon/harness';
 
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const run = (bin: string, args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -99,20 +99,7 @@ describe('cli: command-line conventions', function () {
 
     it('watch sums an address drop up in one line, however many locks it released, and exits 1 when the daemon goes away', async () => {
       const client = await NlmClient.create({ server: { address: VIP, port: (await d.started()).nlmPort as number }, transport: 'tcp', vers: 4, callerName: 'many' });
-      const w = spawn(process.execPath, [LOCKDROPCTL, 'watch', '--json', '--control', d.control], { stdio: ['ignore', 'pipe', 'pipe'] });
-      const events: { kind: string; message: string }[] = [];
-      let buf = '';
-      let stderr = '';
-      w.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-      w.stdout.setEncoding('utf8').on('data', (c: string) => {
-        buf += c;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          events.push(JSON.parse(buf.slice(0, nl)));
-          buf = buf.slice(nl + 1);
-        }
-      });
-      const exited = new Promise<number | null>((r) => w.once('exit', (code) => r(code)));
+      const { events, stderr, exited } = spawnWatch(d.control);
       try {
         // Connected once a grant shows.
         for (let i = 1; i <= 100 && !events.some((e) => e.kind === 'grant'); i++) {
@@ -134,7 +121,7 @@ describe('cli: command-line conventions', function () {
       // The daemon goes away under the watcher: that is a failure of watch.
       assert.equal(await d.stop(), 0);
       assert.equal(await exited, 1);
-      assert.match(stderr, /the daemon closed the watch stream/);
+      assert.match(stderr(), /the daemon closed the watch stream/);
     });
   });
 

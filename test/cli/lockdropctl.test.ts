@@ -1,14 +1,13 @@
 // lockdropctl against a real lockdropd: every command as a table and as JSON, the watch stream,
 // the root-only control socket, and garbage on the socket.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
 import type { LockView, StatusReport } from '../../src/control';
 import { requireNamespaceRoot, sh, testInterface, uniqueName } from '../support/netns';
-import { LOCKDROPCTL, ensureBuilt, listing, spawnDaemon, type DaemonProcess } from '../daemon/harness';
+import { LOCKDROPCTL, ensureBuilt, listing, spawnDaemon, spawnWatch, type DaemonProcess } from '../daemon/harness';
 
 const fh = (fsid: number, ino: number) => Buffer.from(`01000101${Buffer.from(Uint32Array.of(fsid).buffer).toString('hex')}${Buffer.from(Uint32Array.of(ino, 1).buffer).toString('hex')}`, 'hex');
 
@@ -157,17 +156,7 @@ describe('cli: lockdropctl and the control socket', function () {
   });
 
   it('watch streams grants and drops as JSON lines; drop --client releases exactly that client', async () => {
-    const w = spawn(process.execPath, [LOCKDROPCTL, 'watch', '--json', '--control', d.control], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const events: { kind: string; message: string }[] = [];
-    let buf = '';
-    w.stdout.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        events.push(JSON.parse(buf.slice(0, nl)));
-        buf = buf.slice(nl + 1);
-      }
-    });
+    const { child: w, events, exited } = spawnWatch(d.control);
     try {
       // Until the watcher is connected grants go unseen: lock and unlock until one shows.
       for (let i = 0; i < 100 && !events.some((e) => e.kind === 'grant'); i++) {
@@ -187,7 +176,7 @@ describe('cli: lockdropctl and the control socket', function () {
     } finally {
       w.kill('SIGINT');
     }
-    assert.equal(await new Promise((r) => w.once('exit', r)), 0);
+    assert.equal(await exited, 0);
   });
 
   it('drop needs exactly one target', () => {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { StatusReport } from '../../src/control';
 import { Lab, lockMany, tryLock, type JsonLines, type LabHost } from '../../src/demo/lab';
+import { endLab } from '../support/lab';
 import { hasCommand, requireNamespaceRoot } from '../support/netns';
 import { REPO, ensureBuilt } from '../daemon/harness';
 
@@ -67,12 +68,6 @@ async function scene(): Promise<Scene> {
   }
 }
 
-async function done(s: Scene | undefined): Promise<void> {
-  if (!s) return;
-  await s.lab.dispose();
-  rmSync(s.dir, { recursive: true, force: true });
-  assert.deepEqual(s.lab.leftovers(), []);
-}
 
 const status = (s: Scene, n: Node): StatusReport => s.lab.ctl<StatusReport>(n.host, n.control, ['status']);
 const at = (st: StatusReport, a: string) => st.addresses.find((x) => x.address === a);
@@ -112,7 +107,7 @@ describe('cluster: moving an address between two lockdropd nodes over a shared s
     ensureBuilt();
   });
   afterEach(async () => {
-    await done(s);
+    await endLab(s);
     s = undefined;
   });
 

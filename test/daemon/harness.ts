@@ -145,3 +145,22 @@ export const modeOf = (p: string): number => statSync(p).mode & 0o777;
 
 /** A `--json` listing (locks, monitors): one JSON object per line, nothing for none. */
 export const listing = <T>(stdout: string): T[] => stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T);
+
+/** `lockdropctl watch --json` on a daemon: the events it prints, its stderr, its exit. */
+export function spawnWatch(control: string): { child: ChildProcess; events: { kind: string; message: string }[]; stderr: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [LOCKDROPCTL, 'watch', '--json', '--control', control], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const events: { kind: string; message: string }[] = [];
+  let buf = '';
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+    buf += c;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      events.push(JSON.parse(buf.slice(0, nl)) as { kind: string; message: string });
+      buf = buf.slice(nl + 1);
+    }
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return { child, events, stderr: () => stderr, exited };
+}

@@ -20,8 +20,13 @@ describe('daemon: --replay', function () {
     d = spawnDaemon(['--replay', path.join(REPO, 'test', 'fixtures', 'netlink', 'addr-v4.pcap'), '--metrics', '127.0.0.1:0']);
     const started = await d.started();
     for (const a of ['10.0.0.5', '10.0.0.6', '10.0.3.7']) await d.waitLog((l) => l.address === a && / removed/.test(l.msg), 30_000);
+    // The end of the trace is said, and the daemon keeps running on what it left.
+    const end = await d.waitLog((l) => /^replay: end of the trace /.test(l.msg), 30_000);
+    assert.ok((end.changes as number) >= 6, `changes: ${end.changes}`);
+    assert.equal(d.child.exitCode, null);
     const s = JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport;
     assert.deepEqual(s.sources.map((x) => [x.name, x.active]), [['replay', true], ['poll', false]]);
+    assert.match(s.sources[0]!.reason ?? '', /: ended after \d+ address changes$/);
     assert.deepEqual(s.addresses.filter((a) => a.present).map((a) => a.address), []);
     const text = await (await fetch(`http://127.0.0.1:${started.metricsPort}/metrics`)).text();
     assert.match(text, /lockdrop_address_events_total\{source="replay",type="up"\} 3/);

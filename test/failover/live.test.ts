@@ -2,11 +2,12 @@
 // a lab of namespaces (src/demo/lab.ts) inside the test namespace.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { StatusReport } from '../../src/control';
 import { Lab, lockMany, tryLock, type JsonLines, type LabHost } from '../../src/demo/lab';
+import { endLab } from '../support/lab';
 import type { ConfigInput } from '../../src/daemon/config';
 import { requireNamespaceRoot } from '../support/netns';
 
@@ -44,12 +45,6 @@ async function scene(config: Partial<ConfigInput>, env?: NodeJS.ProcessEnv): Pro
   }
 }
 
-async function done(s: Scene | undefined): Promise<void> {
-  if (!s) return;
-  await s.lab.dispose();
-  rmSync(s.dir, { recursive: true, force: true });
-  assert.deepEqual(s.lab.leftovers(), []);
-}
 
 const status = async (s: Scene) => s.lab.ctl<StatusReport>(s.srv, s.control, ['status']);
 const locksAt = async (s: Scene, address: string): Promise<number> => (await status(s)).addresses.find((a) => a.address === address)?.locks ?? 0;
@@ -62,7 +57,7 @@ describe('failover, live (daemon, clients and ip addr in namespaces)', function 
   this.timeout(90_000);
   let s: Scene | undefined;
   before(function () { requireNamespaceRoot(this); });
-  afterEach(async () => { await done(s); s = undefined; });
+  afterEach(async () => { await endLab(s); s = undefined; });
 
   it('ip addr del drops exactly that address; its return brings grace for it alone, SM_NOTIFY and reclaims', async () => {
     s = await scene({ sources: ['netlink', 'poll'] });

@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TransportKind } from '../../src/rpc';
 import { NlmClient, NlmProc, NlmStat, type GrantedCallback } from '../../src/nlm';
-import { requireNamespaceRoot, startRpcbind } from '../support/netns';
-import { addLoopbackAddresses, clientFor, fh, startServer, type TestServer } from './harness';
+import { clientFor, onLoopbackWithRpcbind, fh, startServer, type TestServer } from './harness';
 
 const S1 = '192.0.2.21';
 const C1 = '192.0.2.31';
@@ -17,17 +16,7 @@ const WINDOW_MS = GRANT_TIMEOUT_MS + 400;
 
 describe('nlm grant lifecycle over the wire', function () {
   this.timeout(20_000);
-  let removeAddresses: () => void;
-  let stopRpcbind: () => Promise<void>;
-  before(async function () {
-    requireNamespaceRoot(this);
-    removeAddresses = addLoopbackAddresses([S1, C1]);
-    stopRpcbind = await startRpcbind();
-  });
-  after(async () => {
-    await stopRpcbind?.();
-    removeAddresses?.();
-  });
+  onLoopbackWithRpcbind([S1, C1]);
 
   for (const transport of ['udp', 'tcp'] as TransportKind[]) {
     describe(`over ${transport}`, () => {

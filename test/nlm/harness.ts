@@ -3,7 +3,7 @@
 import { LockTable, type FileLocker } from '../../src/locks';
 import { RpcServer } from '../../src/rpc';
 import { createNlmService, NlmClient, type HostMonitor, type NlmClientOptions, type NlmService, type NlmServiceDeps, type NlmServiceOptions } from '../../src/nlm';
-import { ip, sh } from '../support/netns';
+import { ip, requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
 
 export interface TestServer {
   table: LockTable;
@@ -53,3 +53,18 @@ export const clientFor = (server: TestServer, address: string, o: Partial<NlmCli
   NlmClient.create({ server: { address, port: server.port }, callerName: 'client-a', timeoutMs: 3_000, ...o });
 
 export const fh = (name: string): Buffer => Buffer.from(`fh:${name}`.padEnd(32, '\0'));
+
+/** A suite's network (mocha hooks): these addresses on lo and the namespace's rpcbind, both gone after. */
+export function onLoopbackWithRpcbind(addresses: string[]): void {
+  let removeAddresses: (() => void) | undefined;
+  let stopRpcbind: (() => Promise<void>) | undefined;
+  before(async function () {
+    requireNamespaceRoot(this);
+    removeAddresses = addLoopbackAddresses(addresses);
+    stopRpcbind = await startRpcbind();
+  });
+  after(async () => {
+    await stopRpcbind?.();
+    removeAddresses?.();
+  });
+}

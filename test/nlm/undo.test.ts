@@ -7,16 +7,13 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NlmClient } from '../../src/nlm';
-import { requireNamespaceRoot, startRpcbind } from '../support/netns';
-import { addLoopbackAddresses, clientFor, fh, startServer, type TestServer } from './harness';
+import { clientFor, onLoopbackWithRpcbind, fh, startServer, type TestServer } from './harness';
 
 const S1 = '192.0.2.41';
 const C1 = '192.0.2.51';
 
 describe('nlm: undoing a grant restores the owner\'s previous state; UNLOCK cancels its queued request', function () {
   this.timeout(20_000);
-  let removeAddresses: () => void;
-  let stopRpcbind: () => Promise<void>;
   let server: TestServer;
   const clients: NlmClient[] = [];
   const client = async (callerName: string, reply?: 'granted' | 'denied' | 'none'): Promise<NlmClient> => {
@@ -24,15 +21,7 @@ describe('nlm: undoing a grant restores the owner\'s previous state; UNLOCK canc
     clients.push(c);
     return c;
   };
-  before(async function () {
-    requireNamespaceRoot(this);
-    removeAddresses = addLoopbackAddresses([S1, C1]);
-    stopRpcbind = await startRpcbind();
-  });
-  after(async () => {
-    await stopRpcbind?.();
-    removeAddresses?.();
-  });
+  onLoopbackWithRpcbind([S1, C1]);
   beforeEach(async () => {
     server = await startServer([S1], { options: { grantTimeoutMs: 5_000, grantRetryInitialMs: 100, grantRetryMaxMs: 200 } });
   });

@@ -26,7 +26,8 @@ def null_call(target):
     addr, prog, vers = target.split("/")
     host, port = addr.rsplit(":", 1)
     xid = random.getrandbits(32)
-    call = struct.pack(">IIIIIIIIIII", xid, 0, 2, int(prog), int(vers), 0, 0, 0, 0, 0, 0)
+    # xid, CALL, RPC version 2, prog, vers, proc 0 (NULL), AUTH_NONE credential and verifier (flavor, length)
+    call = struct.pack(">IIIIIIIIII", xid, 0, 2, int(prog), int(vers), 0, 0, 0, 0, 0)
     c = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     try:
         c.sendto(call, (host, int(port)))

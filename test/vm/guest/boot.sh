@@ -10,7 +10,10 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^lockdrop\.$1=//p"; }
 name=$(arg host) addr=$(arg addr) server=$(arg server) export=$(arg export) agent=$(arg agent)
+# The tree may be a clone under the host's /tmp, which a tmpfs hides below: keep the agent first.
+agent_code=$(cat "$agent") || fail "cannot read the agent $agent"
 for d in /run /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
+printf '%s\n' "$agent_code" > /run/lockdrop-agent.pl
 mkdir -p /run/rpcbind /run/lock /mnt/nfs
 # The client's NSM state survives its reboots, as on a disk: the host shares a folder for it.
 mount -t 9p -o trans=virtio,version=9p2000.L,rw nfsstate /var/lib/nfs || fail "9p mount of the NSM state"
@@ -36,4 +39,4 @@ say "mounted $server:$export at $(cut -d' ' -f1 /proc/uptime) s"
 # The agent's port by its name (its number depends on the devices before it).
 for p in /sys/class/virtio-ports/*; do [ "$(cat "$p/name")" = ctl ] && port=/dev/${p##*/}; done
 [ -n "$port" ] || fail "no virtio serial port named ctl"
-exec perl "$agent" "$port"
+exec perl /run/lockdrop-agent.pl "$port"
