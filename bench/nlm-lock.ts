@@ -10,6 +10,7 @@
 // Real files need root (the benchmark runs itself again in a private mount namespace, for the
 // tmpfs); without it only the memory rows run.
 //
+//   npx tsx bench/nlm-lock.ts serve [ADDRESS]   (the memory server alone, as bench/nlm-vs-ganesha.ts runs it)
 //   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof|cpuprof]   (the memory server alone in its process, for
 //   strace -p and the profilers: `serve` prints {port, pid} and, at each SIGUSR2, the RPCs handled, its read/write
 //   syscalls and CPU; `drive` runs the generator against it, signalling the server when it starts and stops measuring)
@@ -144,14 +145,14 @@ interface Stack {
 }
 
 /** An NLM server on HOST whose table keeps locks in memory, or on the export's files. */
-async function startStack(mode: Mode, exp: BenchExport | undefined): Promise<Stack> {
+async function startStack(mode: Mode, exp: BenchExport | undefined, address = HOST): Promise<Stack> {
   let service: ReturnType<typeof createNlmService> | undefined;
   const onFiles = mode === 'files' ? { locker: exp!.files, exportOf: (fh: Buffer) => exp!.exports.exportOf(fh) } : {};
   const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g), ...onFiles });
   service = createNlmService({ table });
   const server = new RpcServer();
   for (const p of service.programs) server.register(p);
-  await server.addAddress(HOST);
+  await server.addAddress(address);
   return { mode, table, server, close: async () => { service!.close(); await server.close(); } };
 }
 
@@ -235,9 +236,9 @@ async function main(): Promise<void> {
   }
 }
 
-/** The memory server alone; SIGUSR2 prints what it did so far (RPCs, read/write syscalls, CPU µs). */
-async function serve(): Promise<void> {
-  const stack = await startStack('memory', undefined);
+/** The memory server alone (on HOST or the address given); SIGUSR2 prints what it did so far (RPCs, read/write syscalls, CPU µs). */
+async function serve(address: string | undefined): Promise<void> {
+  const stack = await startStack('memory', undefined, address);
   let rpcs = 0;
   const { table } = stack;
   const { lock, unlock } = table;
@@ -253,7 +254,7 @@ async function serve(): Promise<void> {
 }
 
 if (process.argv[2] === 'serve') {
-  void serve();
+  void serve(process.argv[3]);
 } else if (process.argv[2] === 'drive') {
   const [, , , port, owners, ms, pid] = process.argv;
   const handles = syntheticHandles(Number(owners)).map((h) => h.toString('hex')).join(',');

@@ -1,5 +1,7 @@
 // A real NFS-Ganesha (4.3, Debian's nfs-ganesha + nfs-ganesha-vfs) for tests: NFSv3 + MOUNT only,
 // NLM and RQUOTA off (lockdropd serves NLM beside it), one FSAL_VFS export, on a node of its own.
+// With `nlm: true` its own NLM v4 is on too (bench/nlm-vs-ganesha.ts measures it against lockdrop;
+// it monitors its clients through a statd of the node, which the caller starts).
 //
 // A node is a network namespace with its own mount namespace (a tmpfs on /run) and its own rpcbind,
 // which anchors both: Ganesha must register MOUNT and NFS with an rpcbind, found through
@@ -113,6 +115,8 @@ export interface GaneshaOptions {
   extraConfig?: string;
   /** How long to wait for the server to answer. Default 20 s. */
   startTimeoutMs?: number;
+  /** Ganesha's own NLM on (Enable_NLM), registered with the node's rpcbind. Default false. */
+  nlm?: boolean;
 }
 
 export interface Ganesha {
@@ -123,6 +127,8 @@ export interface Ganesha {
   /** Ports as registered with the node's rpcbind (mountd's UDP and TCP ports differ). */
   nfsPort: { udp: number; tcp: number };
   mountPort: { udp: number; tcp: number };
+  /** NLM v4's ports, with `nlm: true`. */
+  nlmPort?: { udp: number; tcp: number };
   configFile: string;
   logFile: string;
   /** Milliseconds from spawn until MOUNT v3 and NFS v3 were registered and the server said it was up. */
@@ -133,11 +139,11 @@ export interface Ganesha {
   stop(): Promise<{ exitCode: number | null; signal: string | null; stopMs: number }>;
 }
 
-/** The config: NFSv3 only, no NLM, no RQUOTA, no grace, one FSAL_VFS export with squash none. */
-export function ganeshaConfig(o: { exportPath: string; exportId: number; bindAddress: string; nfsPort: number; mountPort: number; recoveryRoot: string; extraConfig?: string }): string {
+/** The config: NFSv3 only, no NLM (unless asked), no RQUOTA, no grace, one FSAL_VFS export with squash none. */
+export function ganeshaConfig(o: { exportPath: string; exportId: number; bindAddress: string; nfsPort: number; mountPort: number; recoveryRoot: string; extraConfig?: string; nlm?: boolean }): string {
   return `# written by lockdrop's test/support/ganesha.ts
 NFS_Core_Param {
-\tEnable_NLM = false;
+\tEnable_NLM = ${o.nlm === true};
 \tEnable_RQUOTA = false;
 \tProtocols = 3;
 \tBind_Addr = ${o.bindAddress};
@@ -194,6 +200,7 @@ export async function startGanesha(opts: GaneshaOptions): Promise<Ganesha> {
     nfsPort: opts.nfsPort ?? 2049,
     mountPort: opts.mountPort ?? 0,
     recoveryRoot: path.join(dir, 'recovery'),
+    nlm: opts.nlm === true,
     ...(opts.extraConfig !== undefined ? { extraConfig: opts.extraConfig } : {}),
   }));
   const log = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '(no log written)');
@@ -229,7 +236,7 @@ export async function startGanesha(opts: GaneshaOptions): Promise<Ganesha> {
         throw new Error(`ganesha.nfsd exited at start (${child.exitCode ?? child.signalCode}): ${stderr.trim()}\n${tail()}`);
       }
       const rpcinfo = nodeExec(opts.node, 'rpcinfo', ['-p', '127.0.0.1'], { allowFail: true });
-      const ports = (['udp', 'tcp'] as const).flatMap((p) => [registeredPort(rpcinfo, 100005, 3, p), registeredPort(rpcinfo, 100003, 3, p)]);
+      const ports = (['udp', 'tcp'] as const).flatMap((p) => [registeredPort(rpcinfo, 100005, 3, p), registeredPort(rpcinfo, 100003, 3, p), ...(opts.nlm ? [registeredPort(rpcinfo, 100021, 4, p)] : [])]);
       if (ports.every((p) => p !== undefined) && log().includes('NFS SERVER INITIALIZED')) {
         return {
           pid: child.pid!,
@@ -238,6 +245,7 @@ export async function startGanesha(opts: GaneshaOptions): Promise<Ganesha> {
           exportPath: opts.exportPath,
           nfsPort: { udp: registeredPort(rpcinfo, 100003, 3, 'udp')!, tcp: registeredPort(rpcinfo, 100003, 3, 'tcp')! },
           mountPort: { udp: registeredPort(rpcinfo, 100005, 3, 'udp')!, tcp: registeredPort(rpcinfo, 100005, 3, 'tcp')! },
+          ...(opts.nlm ? { nlmPort: { udp: registeredPort(rpcinfo, 100021, 4, 'udp')!, tcp: registeredPort(rpcinfo, 100021, 4, 'tcp')! } } : {}),
           configFile,
           logFile,
           startMs: Date.now() - started,
