@@ -4,10 +4,13 @@
 # read/write syscalls from /proc, CPU µs) and the generator's result; with `strace` the
 # syscall summary of the server's threads, with `prof` the V8 tick profile (--prof), processed,
 # with `cpuprof` a .cpuprofile (--cpu-prof) left in the folder it names, for DevTools.
-#   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof|cpuprof]
+# The generator: `node` (bench/nlm-lock.ts's, all owners on one connection, so calls batch) or
+# `c` (bench/nlm-load.c, a connection and a thread per owner with one call in flight each, as
+# libtirpc clients and bench/nlm-vs-ganesha.ts have it).
+#   bash bench/profile-tcp.sh OWNERS SECONDS [plain|strace|prof|cpuprof] [node|c]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-owners=${1:-8}; seconds=${2:-4}; mode=${3:-plain}
+owners=${1:-8}; seconds=${2:-4}; mode=${3:-plain}; gen=${4:-node}
 out=$(mktemp -d /tmp/lockdrop-profile-tcp.XXXXXX)
 flags=(--import tsx)
 [ "$mode" = prof ] && flags=(--prof "--logfile=$out/v8.log" --no-logfile-per-isolate --import tsx)
@@ -21,7 +24,14 @@ if [ "$mode" = strace ]; then
   strace -c -f -p "$server" -o "$out/strace.txt" & tracer=$!
   sleep 1
 fi
-node --import tsx bench/nlm-lock.ts drive "$port" "$owners" "$((seconds * 1000))" "$server"
+if [ "$gen" = c ]; then
+  gcc -O2 -pthread -o "$out/nlm-load" bench/nlm-load.c
+  kill -USR2 $server
+  "$out/nlm-load" tcp 127.0.0.1 "$port" "$owners" 0 "$((seconds * 1000))" 0102030405060708090a0b0c0d0e0f1011121314 "$server" 127.0.0.1
+  kill -USR2 $server
+else
+  node --import tsx bench/nlm-lock.ts drive "$port" "$owners" "$((seconds * 1000))" "$server"
+fi
 sleep 0.3
 [ "$mode" = strace ] && { kill -INT $tracer; wait $tracer || true; }
 kill -TERM $server; wait $server || true
