@@ -6,10 +6,12 @@ import { XdrDecodeError, XdrReader, XdrWriter } from '../xdr';
 import { DuplicateRequestCache } from './drc';
 import {
   AUTH_STAT,
+  cachedCredential,
   decodeCall,
   encodeErrorReply,
   parseCredential,
   RpcHeaderError,
+  type CredentialCache,
   writeSuccessHeader,
   type DecodedCall,
   type ErrorReply,
@@ -34,6 +36,8 @@ export interface CallMeta {
   transport: TransportKind;
   local: Endpoint;
   peer: Endpoint;
+  /** The client's credential cache (its connection's, or its UDP address and port's); without it every credential is parsed. */
+  credentials?: CredentialCache;
 }
 
 export type RpcDispatchEvent =
@@ -94,13 +98,14 @@ export class RpcDispatcher {
    * Handles one call message as arrived with the given metadata and returns the reply to send
    * (undefined: send nothing). Never throws for anything a peer can send. A Promise only when the
    * handler answers asynchronously: the listeners send synchronous replies in the same turn, with
-   * no microtask or closure per call.
+   * no microtask or closure per call. The message is msg's window [start, end) (a record in the
+   * chunk it came in: no Buffer of its own).
    */
-  handle(msg: Buffer, meta: CallMeta): Buffer | undefined | Promise<Buffer | undefined> {
+  handle(msg: Buffer, meta: CallMeta, start = 0, end = msg.length): Buffer | undefined | Promise<Buffer | undefined> {
     const started = this.observed ? performance.now() : 0;
     let call: DecodedCall;
     try {
-      call = decodeCall(msg);
+      call = decodeCall(msg, start, end);
     } catch (err) {
       // A header we can still answer (RPC_MISMATCH, a bad credential) is answered, not dropped.
       if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) return encodeErrorReply(err.xid, err.reply);
@@ -111,7 +116,7 @@ export class RpcDispatcher {
 
     let cred: Credential;
     try {
-      cred = parseCredential(call.cred);
+      cred = meta.credentials ? cachedCredential(meta.credentials, call.cred) : parseCredential(call.cred);
     } catch {
       return this.fail(call, meta, started, { stat: 'AUTH_ERROR', authStat: AUTH_STAT.AUTH_BADCRED });
     }
@@ -134,7 +139,7 @@ export class RpcDispatcher {
 
     let args: unknown;
     try {
-      const r = new XdrReader(msg, call.argsOffset);
+      const r = new XdrReader(msg, call.argsOffset, end);
       args = procedure.decodeArgs(r);
       r.done();
     } catch (err) {
@@ -144,6 +149,7 @@ export class RpcDispatcher {
 
     const cached = meta.transport === 'udp' && !procedure.idempotent;
     if (cached) {
+      if (start !== 0 || end !== msg.length) msg = msg.subarray(start, end); // the cache compares whole messages
       const seen = this.drc.begin(xid, meta.peer, meta.local.address, msg);
       if (seen.kind !== 'new') {
         if (seen.kind === 'done') this.emit({ kind: 'duplicate', local: meta.local, peer: meta.peer, xid });

@@ -99,18 +99,19 @@ function writeOpaqueAuth(w: XdrWriter, a: OpaqueAuth): void {
 /**
  * Decodes a call header. Anything wrong after the xid that a server must answer comes out as an
  * RpcHeaderError carrying the reply: rpcvers != 2 is RPC_MISMATCH(2, 2), an oversized or
- * truncated credential or verifier is AUTH_ERROR(AUTH_BADCRED / AUTH_BADVERF).
+ * truncated credential or verifier is AUTH_ERROR(AUTH_BADCRED / AUTH_BADVERF). The message is
+ * buf's window [start, end); offsets (argsOffset, an error's) are buf's.
  */
-export function decodeCall(buf: Buffer): DecodedCall {
-  const r = new XdrReader(buf);
-  if (buf.length < 8) throw new RpcHeaderError(`message of ${buf.length} bytes is too short`, 0);
+export function decodeCall(buf: Buffer, start = 0, end = buf.length): DecodedCall {
+  const r = new XdrReader(buf, start, end);
+  if (end - start < 8) throw new RpcHeaderError(`message of ${end - start} bytes is too short`, start);
   const xid = r.uint();
   const type = r.uint();
-  if (type !== MSG_CALL) throw new RpcHeaderError(`not a call (msg_type ${type})`, 4, xid);
+  if (type !== MSG_CALL) throw new RpcHeaderError(`not a call (msg_type ${type})`, start + 4, xid);
   if (r.remaining < 4) throw new RpcHeaderError('truncated call header', r.offset, xid);
   const rpcvers = r.uint();
   if (rpcvers !== RPC_VERSION) {
-    throw new RpcHeaderError(`rpcvers ${rpcvers}`, 8, xid, { stat: 'RPC_MISMATCH', low: RPC_VERSION, high: RPC_VERSION });
+    throw new RpcHeaderError(`rpcvers ${rpcvers}`, start + 8, xid, { stat: 'RPC_MISMATCH', low: RPC_VERSION, high: RPC_VERSION });
   }
   if (r.remaining < 12) throw new RpcHeaderError('truncated call header', r.offset, xid);
   const prog = r.uint();
@@ -244,6 +245,33 @@ export function parseCredential(a: OpaqueAuth): Credential {
     return { flavor: AUTH_SYS, stamp: p.stamp, machineName: p.machineName, uid: p.uid, gid: p.gid, gids: p.gids };
   }
   return { flavor: a.flavor, body: a.body };
+}
+
+/**
+ * The last AUTH_SYS credential one client sent (a TCP connection's, a UDP peer's) and its parse:
+ * a client sends the same bytes on every call, so they are compared instead of parsed again.
+ * One per client, never shared: another client's bytes are another client's.
+ */
+export interface CredentialCache {
+  body: Buffer | undefined;
+  cred: Credential | undefined;
+}
+
+export const newCredentialCache = (): CredentialCache => ({ body: undefined, cred: undefined });
+
+/**
+ * parseCredential through a client's cache. The same AUTH_SYS bytes as last time give the same
+ * (frozen) Credential; other bytes are parsed and, when well-formed, replace it; a malformed body
+ * throws as parseCredential does and leaves the cache as it was. Other flavors are not cached.
+ */
+export function cachedCredential(cache: CredentialCache, a: OpaqueAuth): Credential {
+  if (a.flavor !== AUTH_SYS) return parseCredential(a);
+  if (cache.cred !== undefined && a.body.equals(cache.body!)) return cache.cred;
+  const cred = parseCredential(a);
+  if ('gids' in cred) Object.freeze(cred.gids);
+  cache.body = Buffer.from(a.body); // a copy: the body is a view into the connection's receive buffer
+  cache.cred = Object.freeze(cred);
+  return cred;
 }
 
 /** The opaque_auth a client sends for a credential. */

@@ -39,6 +39,17 @@ export class RecordDecoder {
    */
   push(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
+    this.feed(chunk, (buf, start, end) => void out.push(buf.subarray(start, end)));
+    return out;
+  }
+
+  /**
+   * Feeds bytes; hands each record they complete to onRecord as a window [start, end) of a buffer:
+   * the chunk itself when the record lies whole in it (no copy, no Buffer object per record), a
+   * buffer of its own when it came in pieces. The window is valid for as long as the chunk is.
+   * Throws RecordTooLargeError as push() does; records before the offending one were handed over.
+   */
+  feed(chunk: Buffer, onRecord: (buf: Buffer, start: number, end: number) => void): void {
     let at = 0;
     while (at < chunk.length) {
       if (!this.inFragment) {
@@ -57,23 +68,30 @@ export class RecordDecoder {
         this.inFragment = true;
       }
       const take = Math.min(this.fragmentLeft, chunk.length - at);
-      if (take > 0) {
-        this.pieces.push(chunk.subarray(at, at + take));
-        this.recordSize += take;
-        this.fragmentLeft -= take;
-        at += take;
-      }
+      const from = at;
+      at += take;
+      this.fragmentLeft -= take;
       if (this.fragmentLeft === 0) {
         this.inFragment = false;
         this.midRecord = !this.lastFragment;
         if (this.lastFragment) {
-          out.push(this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.recordSize));
-          this.pieces = [];
-          this.recordSize = 0;
+          if (this.pieces.length === 0) {
+            onRecord(chunk, from, at); // the common case: one fragment, whole in this chunk
+          } else {
+            if (take > 0) this.pieces.push(chunk.subarray(from, at));
+            const rec = Buffer.concat(this.pieces, this.recordSize + take);
+            this.pieces = [];
+            this.recordSize = 0;
+            onRecord(rec, 0, rec.length);
+          }
+          continue;
         }
       }
+      if (take > 0) {
+        this.pieces.push(chunk.subarray(from, at));
+        this.recordSize += take;
+      }
     }
-    return out;
   }
 }
 

@@ -9,6 +9,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { normaliseAddress } from '../net';
 import { guardedObserver, RpcDispatcher, type CallMeta, type RpcDispatchEvent } from './dispatcher';
+import { newCredentialCache, type CredentialCache } from './message';
 import { LAST_FRAGMENT, RecordDecoder } from './record';
 import type { Endpoint, ProgramVersion } from './types';
 
@@ -50,6 +51,14 @@ export interface RpcServerOptions {
   maxConnectionsPerPeer?: number;
   /** Calls handled at once per TCP connection; beyond it the connection is not read. Default 64. */
   maxCallsPerConnection?: number;
+  /**
+   * Calls a TCP connection starts in one turn of the event loop; the rest of what it sent waits for
+   * the next turn, so that one client's burst (a
+   * reclaim after a failover) does not queue every other connection's calls behind it. Default 32.
+   */
+  callsPerTurn?: number;
+  /** SO_RCVBUF of the UDP sockets (the kernel caps it at net.core.rmem_max): many clients with a call each overflow the default. Default 4 MiB. */
+  udpReceiveBufferSize?: number;
   /** UDP calls handled at once (all addresses); datagrams beyond are dropped, clients retransmit. Default 1024. */
   maxUdpCallsInProgress?: number;
   /** UDP duplicate-request cache entries (of the dispatcher the server makes). Default 1024. */
@@ -82,8 +91,16 @@ interface Connection {
   decoder: RecordDecoder;
   /** Calls in arrival order; replies leave in that order. */
   queue: { done: boolean; reply: Buffer | undefined }[];
-  /** Whole records read but not yet started (more than maxCallsPerConnection at once). */
+  /** Whole records read but not yet started (beyond maxCallsPerConnection or callsPerTurn). */
   backlog: Buffer[];
+  /** Calls started by the data event in progress (callsPerTurn bounds it). */
+  turn: number;
+  /** Replies answered synchronously in this turn, written together at its end. */
+  ready: Buffer[];
+  /** A turn of its own is scheduled for the backlog. */
+  again: boolean;
+  /** Its records as they come out of the decoder (one closure per connection, not per record). */
+  onRecord: (buf: Buffer, start: number, end: number) => void;
   halfRecordTimer: NodeJS.Timeout | undefined;
   paused: boolean;
   /** The server's activity count when the peer last sent something: the least is the least recently active. */
@@ -94,6 +111,8 @@ interface Connection {
 const idle = (c: Connection): boolean => c.queue.length === 0 && c.backlog.length === 0 && !c.decoder.partial;
 
 const LIMIT_WARN_INTERVAL_MS = 10_000;
+/** UDP peers (address and port) whose last credential is kept, per address; past it the cache starts again. */
+const UDP_CREDENTIAL_PEERS = 4096;
 
 export class RpcServer {
   /** What the listeners feed: the registry and the protocol, no sockets. */
@@ -122,6 +141,8 @@ export class RpcServer {
       maxConnections: options.maxConnections ?? 1024,
       maxConnectionsPerPeer: options.maxConnectionsPerPeer ?? 64,
       maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
+      callsPerTurn: options.callsPerTurn ?? 32,
+      udpReceiveBufferSize: options.udpReceiveBufferSize ?? 4 << 20,
       maxUdpCallsInProgress: options.maxUdpCallsInProgress ?? 1024,
     };
     this.emit = guardedObserver(options.onEvent);
@@ -182,7 +203,7 @@ export class RpcServer {
     // With an ephemeral port, the number UDP got may be taken for TCP: try a few.
     const attempts = this.chosenPort === 0 ? 8 : 1;
     for (let i = 1; ; i++) {
-      const udp = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4', lookup: literalLookup });
+      const udp = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4', lookup: literalLookup, recvBufferSize: this.opts.udpReceiveBufferSize });
       let tcp: net.Server | undefined;
       try {
         await new Promise<void>((resolve, reject) => {
@@ -229,6 +250,17 @@ export class RpcServer {
     const sendFailed = (err: Error | null): void => {
       if (err) this.emit({ kind: 'error', where: 'udp send', error: err });
     };
+    // Per peer address and port, as a client's socket is: its last credential.
+    const credentials = new Map<string, CredentialCache>();
+    const credentialsOf = (peer: Endpoint): CredentialCache => {
+      const key = `${peer.port} ${peer.address}`;
+      let cache = credentials.get(key);
+      if (!cache) {
+        if (credentials.size >= UDP_CREDENTIAL_PEERS) credentials.clear();
+        credentials.set(key, (cache = newCredentialCache()));
+      }
+      return cache;
+    };
     l.udp.on('message', (msg, rinfo) => {
       // Only an IPv6 socket can report an IPv4-mapped peer.
       const peer = { address: v6 ? normaliseAddress(rinfo.address) : rinfo.address, port: rinfo.port };
@@ -236,7 +268,7 @@ export class RpcServer {
         this.emit({ kind: 'drop', transport: 'udp', local, peer, reason: 'too many calls in progress' });
         return;
       }
-      const reply = this.handleSafely(msg, { transport: 'udp', local, peer }, 'udp dispatch');
+      const reply = this.handleSafely(msg, { transport: 'udp', local, peer, credentials: credentialsOf(peer) }, 'udp dispatch');
       if (reply instanceof Promise) {
         this.udpInProgress++;
         reply.finally(() => this.udpInProgress--).then(
@@ -273,10 +305,21 @@ export class RpcServer {
     }
     const c: Connection = {
       socket,
-      meta: { transport: 'tcp', local, peer },
+      meta: { transport: 'tcp', local, peer, credentials: newCredentialCache() },
       decoder: new RecordDecoder(this.opts.maxRecordSize),
       queue: [],
       backlog: [],
+      turn: 0,
+      ready: [],
+      again: false,
+      onRecord: (buf, start, end) => {
+        if (c.backlog.length === 0 && c.queue.length < this.opts.maxCallsPerConnection && c.turn < this.opts.callsPerTurn) {
+          c.turn++;
+          this.start(c, buf, start, end);
+        } else {
+          c.backlog.push(buf.subarray(start, end));
+        }
+      },
       halfRecordTimer: undefined,
       paused: false,
       active: ++this.activity,
@@ -343,8 +386,9 @@ export class RpcServer {
 
   private onData(c: Connection, chunk: Buffer): void {
     c.active = ++this.activity;
+    c.turn = 0;
     try {
-      for (const rec of c.decoder.push(chunk)) c.backlog.push(rec);
+      c.decoder.feed(chunk, c.onRecord);
     } catch (err) {
       this.drop(c, (err as Error).message);
       return;
@@ -355,41 +399,66 @@ export class RpcServer {
       clearTimeout(c.halfRecordTimer);
       c.halfRecordTimer = undefined;
     }
-    this.pump(c);
+    this.endTurn(c);
   }
 
   /**
-   * Starts waiting calls while fewer than the limit are in progress; reads more only when all have
-   * started. Replies ready at once leave together in one write.
+   * Starts waiting calls while fewer than the limit are in progress, at most callsPerTurn of
+   * them; reads more only when all have started.
    */
   private pump(c: Connection): void {
-    let ready: Buffer[] | undefined;
-    while (c.backlog.length > 0 && c.queue.length < this.opts.maxCallsPerConnection) {
-      const reply = this.handleSafely(c.backlog.shift()!, c.meta, 'tcp dispatch');
-      if (!(reply instanceof Promise)) {
-        // Answered synchronously: straight out unless an earlier call is still running.
-        if (c.queue.length > 0) c.queue.push({ done: true, reply });
-        else if (reply) (ready ??= []).push(reply);
-        continue;
-      }
-      const slot = { done: false, reply: undefined as Buffer | undefined };
-      c.queue.push(slot);
-      reply.then(
-        (r) => {
-          slot.reply = r;
-          slot.done = true;
-          this.flush(c);
-        },
-        (error) => {
-          this.emit({ kind: 'error', where: 'tcp dispatch', error });
-          slot.done = true;
-          this.flush(c);
-        },
-      );
+    c.turn = 0;
+    while (c.backlog.length > 0 && c.queue.length < this.opts.maxCallsPerConnection && c.turn < this.opts.callsPerTurn) {
+      c.turn++;
+      const rec = c.backlog.shift()!;
+      this.start(c, rec, 0, rec.length);
     }
-    if (ready && !c.socket.destroyed) writeRecords(c.socket, ready);
-    // Stop reading while calls wait for a free slot, or while the peer is not reading its replies.
-    const hold = c.backlog.length > 0 || c.socket.writableNeedDrain;
+    this.endTurn(c);
+  }
+
+  /** Runs one call; a synchronous reply waits in `ready` unless an earlier call is still running. */
+  private start(c: Connection, buf: Buffer, start: number, end: number): void {
+    const reply = this.handleSafely(buf, c.meta, 'tcp dispatch', start, end);
+    if (!(reply instanceof Promise)) {
+      if (c.queue.length > 0) c.queue.push({ done: true, reply });
+      else if (reply) c.ready.push(reply);
+      return;
+    }
+    const slot = { done: false, reply: undefined as Buffer | undefined };
+    c.queue.push(slot);
+    reply.then(
+      (r) => {
+        slot.reply = r;
+        slot.done = true;
+        this.flush(c);
+      },
+      (error) => {
+        this.emit({ kind: 'error', where: 'tcp dispatch', error });
+        slot.done = true;
+        this.flush(c);
+      },
+    );
+  }
+
+  /**
+   * The replies ready at once leave together in one write; calls left for lack of a turn get the
+   * next one (after the other connections' reads).
+   */
+  private endTurn(c: Connection): void {
+    if (c.ready.length > 0) {
+      if (!c.socket.destroyed) writeRecords(c.socket, c.ready);
+      c.ready.length = 0;
+    }
+    if (c.backlog.length > 0 && c.queue.length < this.opts.maxCallsPerConnection && !c.again) {
+      c.again = true;
+      setImmediate(() => {
+        c.again = false;
+        if (!c.socket.destroyed) this.pump(c);
+      });
+    }
+    // Not read while its calls wait for a free slot, while it has sent more than it may run at
+    // once, or while it does not read its replies.
+    const hold = (c.backlog.length > 0 && c.queue.length >= this.opts.maxCallsPerConnection) || c.backlog.length > this.opts.maxCallsPerConnection || c.socket.writableNeedDrain;
     if (hold && !c.paused) {
       c.paused = true;
       c.socket.pause();
@@ -400,20 +469,18 @@ export class RpcServer {
   }
 
   private flush(c: Connection): void {
-    let ready: Buffer[] | undefined;
     while (c.queue.length > 0 && c.queue[0]!.done) {
       const { reply } = c.queue.shift()!;
-      if (reply) (ready ??= []).push(reply);
+      if (reply) c.ready.push(reply);
     }
     if (c.socket.destroyed) return;
-    if (ready) writeRecords(c.socket, ready);
     this.pump(c);
   }
 
   /** The dispatcher's handle(), with a failure the peer could not cause reported instead of thrown into the socket's callback. */
-  private handleSafely(msg: Buffer, meta: CallMeta, where: string): Buffer | undefined | Promise<Buffer | undefined> {
+  private handleSafely(msg: Buffer, meta: CallMeta, where: string, start = 0, end = msg.length): Buffer | undefined | Promise<Buffer | undefined> {
     try {
-      return this.dispatcher.handle(msg, meta);
+      return this.dispatcher.handle(msg, meta, start, end);
     } catch (error) {
       this.emit({ kind: 'error', where, error });
       return undefined;

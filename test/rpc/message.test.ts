@@ -4,6 +4,7 @@ import { XdrDecodeError, XdrWriter } from '../../src/xdr';
 import {
   AUTH_NONE, AUTH_SYS, AUTH_STAT, decodeAuthSys, decodeCall, decodeReply, encodeAuthSys, encodeCall, encodeErrorReply,
   encodeSuccessReply, RpcDispatcher, NULL_AUTH, parseCredential, RpcHeaderError, credentialToOpaqueAuth, type ErrorReply,
+  cachedCredential, newCredentialCache,
 } from '../../src/rpc';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+|#[^\n]*/g, ''), 'hex');
@@ -138,5 +139,43 @@ describe('rpc message codec', () => {
       { numRuns: 3000 },
     );
     assert.deepEqual(errors, []);
+  });
+
+  describe('a client\'s credential cache', () => {
+    const sys = (machineName: string, uid: number) => credentialToOpaqueAuth({ flavor: AUTH_SYS, stamp: 7, machineName, uid, gid: 0, gids: [1, 2] });
+
+    it('gives the same bytes the same parse, other bytes a parse of their own', () => {
+      const cache = newCredentialCache();
+      const a = sys('alpha', 10);
+      const first = cachedCredential(cache, a);
+      assert.deepEqual(first, parseCredential(a));
+      assert.equal(cachedCredential(cache, { flavor: AUTH_SYS, body: Buffer.from(a.body) }), first); // equal bytes, another buffer
+      const b = cachedCredential(cache, sys('alpha', 11)); // one field changed
+      assert.notEqual(b, first);
+      assert.equal((b as { uid: number }).uid, 11);
+      assert.ok(Object.isFrozen(first) && Object.isFrozen((first as { gids: number[] }).gids)); // shared by a client's calls: nobody may change it
+    });
+
+    it('keeps its own copy of the bytes: a receive buffer reused for other bytes does not fool it', () => {
+      const cache = newCredentialCache();
+      const body = Buffer.from(sys('alpha', 10).body);
+      cachedCredential(cache, { flavor: AUTH_SYS, body });
+      body.set(sys('alpha', 99).body);
+      assert.equal((cachedCredential(cache, { flavor: AUTH_SYS, body }) as { uid: number }).uid, 99);
+    });
+
+    it('does not answer a malformed body from the cache, and keeps the last good one', () => {
+      const cache = newCredentialCache();
+      const good = cachedCredential(cache, sys('alpha', 10));
+      assert.throws(() => cachedCredential(cache, { flavor: AUTH_SYS, body: sys('alpha', 10).body.subarray(0, 12) }), XdrDecodeError);
+      assert.equal(cachedCredential(cache, sys('alpha', 10)), good);
+    });
+
+    it('leaves other flavors to parseCredential', () => {
+      const cache = newCredentialCache();
+      assert.deepEqual(cachedCredential(cache, NULL_AUTH), { flavor: AUTH_NONE });
+      assert.deepEqual(cachedCredential(cache, { flavor: 6, body: Buffer.from('x') }), { flavor: 6, body: Buffer.from('x') });
+      assert.equal(cache.cred, undefined);
+    });
   });
 });

@@ -23,6 +23,25 @@ describe('rpc record marking', () => {
     00000000                   # an empty fragment (legal)
     80000007 20776f726c6421    # last fragment, 7 bytes: " world!"`);
 
+  it('feed() hands a record lying whole in its chunk as a window of that chunk, a split one as a buffer of its own', () => {
+    const d = new RecordDecoder(1024);
+    const got: { buf: Buffer; start: number; end: number }[] = [];
+    const onRecord = (buf: Buffer, start: number, end: number): void => void got.push({ buf, start, end });
+    const chunk = Buffer.concat([stream, hex('80000002 7879')]); // ... then "xy"
+    const cut = chunk.length - 1; // the last record's final byte comes in a second chunk
+    const first = chunk.subarray(0, cut);
+    d.feed(first, onRecord);
+    assert.equal(got.length, 2);
+    assert.equal(got[0]!.buf, first); // "abcd": no copy
+    assert.deepEqual([got[0]!.start, got[0]!.end], [4, 8]);
+    assert.notEqual(got[1]!.buf, first); // three fragments: joined
+    assert.equal(got[1]!.buf.toString('latin1', got[1]!.start, got[1]!.end), 'hello world!');
+    assert.ok(d.partial);
+    d.feed(chunk.subarray(cut), onRecord);
+    assert.equal(got[2]!.buf.toString('latin1', got[2]!.start, got[2]!.end), 'xy');
+    assert.ok(!d.partial);
+  });
+
   it('decodes the annotated fixture', () => {
     const recs = new RecordDecoder(1024).push(stream);
     assert.deepEqual(recs.map(String), ['abcd', 'hello world!']);
