@@ -44,6 +44,13 @@ export const then = <T, R>(v: Answer<T>, f: (t: T) => R): Answer<R> => (v instan
 
 const res = (cookie: Buffer, status: LockStatus, vers: number): C.NlmRes => ({ cookie, stat: statusCode(status, vers) });
 
+type How = { monitor: boolean; async: boolean };
+const LOCK: How = { monitor: true, async: false };
+const LOCK_MSG: How = { monitor: true, async: true };
+const NM_LOCK: How = { monitor: false, async: false };
+/** Client addresses whose last host key is kept; past it the cache starts again. */
+const HOST_KEYS = 4096;
+
 export class NlmHandlers {
   readonly grants: GrantCallbacks;
   readonly monitored: MonitoredHosts | undefined;
@@ -52,6 +59,12 @@ export class NlmHandlers {
   private readonly policy: ExportPolicy;
   private readonly caller: LockManagerCaller;
   private readonly ownRpc: RpcClientPool | undefined;
+  /**
+   * Per client address, the caller_name it last sent and their host key: a client sends the same
+   * name on every call, and every map on the way (the table's hosts, the monitored hosts) then
+   * hashes one flat string, not a new one per call.
+   */
+  private readonly hostKeys = new Map<string, { callerName: string; key: string }>();
 
   constructor(private readonly deps: NlmServiceDeps, private readonly opts: NlmServiceOptions) {
     const now = deps.now ?? Date.now;
@@ -85,17 +98,17 @@ export class NlmHandlers {
 
   /** LOCK: the host is monitored first. */
   lock(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
-    return this.lockWith(a, ctx, { monitor: true, async: false });
+    return this.lockWith(a, ctx, LOCK);
   }
 
   /** LOCK_MSG: as LOCK; a later grant goes out as GRANTED_MSG. */
   lockMsg(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
-    return this.lockWith(a, ctx, { monitor: true, async: true });
+    return this.lockWith(a, ctx, LOCK_MSG);
   }
 
   /** NM_LOCK: a non-monitored lock (the client does not run statd). */
   nmLock(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
-    return this.lockWith(a, ctx, { monitor: false, async: false });
+    return this.lockWith(a, ctx, NM_LOCK);
   }
 
   cancel(a: C.NlmCancelArgs, ctx: CallContext): C.NlmRes {
@@ -147,7 +160,7 @@ export class NlmHandlers {
   }
 
   freeAll(a: C.NlmNotify, ctx: CallContext): void {
-    const key = hostKey(a.name, ctx.peer.address);
+    const key = this.hostKey(a.name, ctx.peer.address);
     // No GRANTED may follow FREE_ALL, nor undo a lock taken after it.
     this.grants.forgetOfHost(key);
     const counts = this.table.freeAll(key);
@@ -169,7 +182,7 @@ export class NlmHandlers {
     if (this.opts.requireAuthSys && ctx.cred.flavor !== AUTH_SYS) throw new RpcAuthError(AUTH_TOOWEAK, 'AUTH_SYS required');
   }
 
-  private lockWith(a: C.NlmLockArgs, ctx: CallContext, how: { monitor: boolean; async: boolean }): Answer<C.NlmRes> {
+  private lockWith(a: C.NlmLockArgs, ctx: CallContext, how: How): Answer<C.NlmRes> {
     const req = this.prepare(a.lock, a.exclusive, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
     const go = (ok: boolean): C.NlmRes => {
@@ -189,7 +202,17 @@ export class NlmHandlers {
   }
 
   private clientHost(callerName: string, ctx: CallContext): ClientHost {
-    return { key: hostKey(callerName, ctx.peer.address), callerName, address: ctx.peer.address };
+    return { key: this.hostKey(callerName, ctx.peer.address), callerName, address: ctx.peer.address };
+  }
+
+  /** hostKey(callerName, address), the same string as last time for the same pair. */
+  private hostKey(callerName: string, address: string): string {
+    const last = this.hostKeys.get(address);
+    if (last !== undefined && last.callerName === callerName) return last.key;
+    if (this.hostKeys.size >= HOST_KEYS) this.hostKeys.clear();
+    const key = hostKey(callerName, address);
+    this.hostKeys.set(address, { callerName, key });
+    return key;
   }
 
   /** undefined when the export lets the peer in, else the status to answer. */
@@ -203,13 +226,13 @@ export class NlmHandlers {
   private prepare(l: C.NlmLock, exclusive: boolean, ctx: CallContext): LockRequest | LockStatus {
     const range = C.tableRange(ctx.vers, l.offset, l.length);
     return this.exportRefusal(l.fh, ctx) ?? {
-      fh: l.fh, owner: { host: hostKey(l.callerName, ctx.peer.address), svid: l.svid, oh: l.oh }, exclusive, offset: range.offset, length: range.length, serverAddress: ctx.local.address,
+      fh: l.fh, owner: { host: this.hostKey(l.callerName, ctx.peer.address), svid: l.svid, oh: l.oh }, exclusive, offset: range.offset, length: range.length, serverAddress: ctx.local.address,
     };
   }
 
   private shareRequest(s: C.NlmShare, ctx: CallContext): ShareRequest {
     return {
-      fh: s.fh, owner: { host: hostKey(s.callerName, ctx.peer.address), oh: s.oh },
+      fh: s.fh, owner: { host: this.hostKey(s.callerName, ctx.peer.address), oh: s.oh },
       mode: s.mode as ShareMode, access: s.access as ShareAccess, serverAddress: ctx.local.address,
     };
   }
