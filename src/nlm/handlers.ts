@@ -185,20 +185,28 @@ export class NlmHandlers {
   private lockWith(a: C.NlmLockArgs, ctx: CallContext, how: How): Answer<C.NlmRes> {
     const req = this.prepare(a.lock, a.exclusive, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
-    const go = (ok: boolean): C.NlmRes => {
-      if (!ok) return res(a.cookie, 'denied_nolocks', ctx.vers);
-      // Built only if the request is queued; kept until the grant: copies, not views into the receive buffer.
-      const waiter = (): Waiter => ({
-        target: this.target(ctx), cookie: Buffer.from(a.cookie), exclusive: a.exclusive, async: how.async,
-        lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) },
-      });
-      const status = this.table.lock(req, { block: a.block, reclaim: a.reclaim, waiter });
-      // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
-      if (status === 'granted') this.confirmed(req);
-      return res(a.cookie, status, ctx.vers);
-    };
-    if (!how.monitor || !this.monitored) return go(true);
-    return then(this.monitored.ensure(this.clientHost(a.lock.callerName, ctx), ctx.local.address), go);
+    if (!how.monitor || !this.monitored) return this.lockNow(a, ctx, how, req);
+    const monitored = this.monitored.ensure(this.clientHost(a.lock.callerName, ctx), ctx.local.address);
+    if (monitored === true) return this.lockNow(a, ctx, how, req); // the common case: no closure per call
+    if (monitored === false) return res(a.cookie, 'denied_nolocks', ctx.vers);
+    return monitored.then((ok) => (ok ? this.lockNow(a, ctx, how, req) : res(a.cookie, 'denied_nolocks', ctx.vers)));
+  }
+
+  /** LOCK once the host is monitored. */
+  private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): C.NlmRes {
+    // Only a blocking request can be queued: only it needs what a later grant goes out with.
+    const status = this.table.lock(req, a.block ? { block: true, reclaim: a.reclaim, waiter: this.waiter(a, ctx, how) } : { block: false, reclaim: a.reclaim });
+    // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
+    if (status === 'granted') this.confirmed(req);
+    return res(a.cookie, status, ctx.vers);
+  }
+
+  /** Builds, if the request is queued, what its grant needs until then: copies, not views into the receive buffer. */
+  private waiter(a: C.NlmLockArgs, ctx: CallContext, how: How): () => Waiter {
+    return () => ({
+      target: this.target(ctx), cookie: Buffer.from(a.cookie), exclusive: a.exclusive, async: how.async,
+      lock: { ...a.lock, fh: Buffer.from(a.lock.fh), oh: Buffer.from(a.lock.oh) },
+    });
   }
 
   private clientHost(callerName: string, ctx: CallContext): ClientHost {

@@ -4,6 +4,7 @@
 // benchmarks call handle() directly.
 import { XdrDecodeError, XdrReader, XdrWriter } from '../xdr';
 import { DuplicateRequestCache } from './drc';
+import { encodeRecord, LAST_FRAGMENT } from './record';
 import {
   AUTH_STAT,
   cachedCredential,
@@ -38,6 +39,8 @@ export interface CallMeta {
   peer: Endpoint;
   /** The client's credential cache (its connection's, or its UDP address and port's); without it every credential is parsed. */
   credentials?: CredentialCache;
+  /** Replies come with their record mark in front (TCP): encoded after it, not copied behind one. */
+  recordMarked?: boolean;
 }
 
 export type RpcDispatchEvent =
@@ -67,6 +70,9 @@ export function guardedObserver<E>(onEvent: ((e: E) => void) | undefined): (e: E
     }
   };
 }
+
+/** An error reply as the listener sends it: with its record mark when the meta asks for one (errors are rare: a copy). */
+const marked = (meta: CallMeta, reply: Buffer): Buffer => (meta.recordMarked ? encodeRecord(reply) : reply);
 
 export class RpcDispatcher {
   private readonly programs = new Map<number, Map<number, ProgramVersion>>();
@@ -108,7 +114,7 @@ export class RpcDispatcher {
       call = decodeCall(msg, start, end);
     } catch (err) {
       // A header we can still answer (RPC_MISMATCH, a bad credential) is answered, not dropped.
-      if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) return encodeErrorReply(err.xid, err.reply);
+      if (err instanceof RpcHeaderError && err.reply && err.xid !== undefined) return marked(meta, encodeErrorReply(err.xid, err.reply));
       this.emit({ kind: 'drop', transport: meta.transport, local: meta.local, peer: meta.peer, reason: (err as Error).message });
       return undefined;
     }
@@ -180,9 +186,11 @@ export class RpcDispatcher {
     if (result !== NO_REPLY) {
       try {
         const w = new XdrWriter(256);
+        if (meta.recordMarked) w.uint(0);
         writeSuccessHeader(w, call.xid);
         procedure.encodeResult(w, result);
         reply = w.view(); // the writer is dropped here: its view is the reply
+        if (meta.recordMarked) reply.writeUInt32BE(LAST_FRAGMENT + reply.length - 4, 0);
       } catch (err) {
         return this.failed(call, meta, started, cached, msg, err);
       }
@@ -209,7 +217,7 @@ export class RpcDispatcher {
 
   private fail(call: DecodedCall, meta: CallMeta, started: number, r: ErrorReply, reply = encodeErrorReply(call.xid, r)): Buffer {
     if (this.observed) this.callEvent(call, meta, started, r.stat);
-    return reply;
+    return marked(meta, reply);
   }
 
   private callEvent(call: DecodedCall, meta: CallMeta, started: number, stat: ReplyStat | 'NO_REPLY'): void {

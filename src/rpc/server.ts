@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { normaliseAddress } from '../net';
 import { guardedObserver, RpcDispatcher, type CallMeta, type RpcDispatchEvent } from './dispatcher';
 import { newCredentialCache, type CredentialCache } from './message';
-import { LAST_FRAGMENT, RecordDecoder } from './record';
+import { RecordDecoder } from './record';
 import type { Endpoint, ProgramVersion } from './types';
 
 /**
@@ -20,18 +20,9 @@ import type { Endpoint, ProgramVersion } from './types';
 const literalLookup = ((address: string, family: number, callback: (err: null, address: string, family: number) => void): void =>
   callback(null, address, family)) as unknown as dgram.SocketOptions['lookup'];
 
-/** Frames replies as records into one buffer and writes it: one write (and one syscall) for many replies. */
+/** Writes replies (records, their marks in front) in one write, and one syscall: one as it is, more joined. */
 function writeRecords(socket: net.Socket, replies: Buffer[]): void {
-  let size = 0;
-  for (const r of replies) size += 4 + r.length;
-  const out = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const r of replies) {
-    out.writeUInt32BE(LAST_FRAGMENT + r.length, at);
-    out.set(r, at + 4);
-    at += 4 + r.length;
-  }
-  socket.write(out);
+  socket.write(replies.length === 1 ? replies[0]! : Buffer.concat(replies));
 }
 
 export interface RpcServerOptions {
@@ -305,7 +296,7 @@ export class RpcServer {
     }
     const c: Connection = {
       socket,
-      meta: { transport: 'tcp', local, peer, credentials: newCredentialCache() },
+      meta: { transport: 'tcp', local, peer, credentials: newCredentialCache(), recordMarked: true },
       decoder: new RecordDecoder(this.opts.maxRecordSize),
       queue: [],
       backlog: [],
