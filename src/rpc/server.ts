@@ -132,7 +132,7 @@ export class RpcServer {
       maxConnections: options.maxConnections ?? 1024,
       maxConnectionsPerPeer: options.maxConnectionsPerPeer ?? 64,
       maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
-      callsPerTurn: options.callsPerTurn ?? 32,
+      callsPerTurn: Math.max(1, options.callsPerTurn ?? 32), // 0 would never start a call
       udpReceiveBufferSize: options.udpReceiveBufferSize ?? 4 << 20,
       maxUdpCallsInProgress: options.maxUdpCallsInProgress ?? 1024,
     };
