@@ -6,8 +6,9 @@
 // test/support/ganesha.ts), the generator outside it across the veth, so both pay the same
 // network path: Ganesha 4.3 (apt nfs-ganesha, nfs-ganesha-vfs) with NLM on, a tmpfs export and a
 // statd of the node's own (Ganesha monitors every lock's client); lockdrop's server as
-// bench/nlm-lock.ts serves it (RpcServer + NLM service + LockTable, locks in memory, through tsx),
-// locking the same file handle. The generator is bench/nlm-load.c, built here with gcc: C threads
+// bench/nlm-lock.ts serves it (RpcServer + NLM service + LockTable, locks in memory), its src/
+// modules built by tsc and loaded from dist/ as lockdropd runs them (bench/compiled.cjs; the
+// benchmark runs `npm run build` first), locking the same file handle. The generator is bench/nlm-load.c, built here with gcc: C threads
 // with blocking sockets cost ~2 syscalls and no allocation per RPC, where a Node generator took
 // 50–85 % of a core (bench/nlm-lock.ts) of the two this machine has. It reads each server's CPU
 // (every thread, /proc/PID/stat) over its own window. Rows alternate between the servers.
@@ -58,7 +59,7 @@ async function startStatd(node: NfsNode, dir: string): Promise<void> {
 /** bench/nlm-lock.ts's memory server in the node, on its address; resolves with its port and pid. */
 async function startLockdrop(node: NfsNode): Promise<{ port: number; pid: number }> {
   // nsenter -m starts in /: from the repository, for tsx (sh execs node: the pid is the server's).
-  const child = nodeSpawn(node, 'sh', ['-c', `cd '${path.join(__dirname, '..')}' && exec '${process.execPath}' --import tsx bench/nlm-lock.ts serve ${NODE}`]);
+  const child = nodeSpawn(node, 'sh', ['-c', `cd '${path.join(__dirname, '..')}' && exec '${process.execPath}' -r ./bench/compiled.cjs --import tsx bench/nlm-lock.ts serve ${NODE}`]);
   child.stderr!.pipe(process.stderr);
   const first = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
@@ -79,6 +80,7 @@ async function main(): Promise<void> {
   const why = ganeshaUnavailable();
   if (why !== undefined) throw new Error(`NFS-Ganesha cannot run here: ${why}`);
 
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: path.join(__dirname, '..'), stdio: 'inherit' }); // dist/ for bench/compiled.cjs
   const base = mkdtempSync(path.join(tmpdir(), 'lockdrop-vs-ganesha-'));
   const bin = path.join(base, 'nlm-load');
   execFileSync('gcc', ['-O2', '-pthread', '-o', bin, path.join(__dirname, 'nlm-load.c')]);
