@@ -94,6 +94,8 @@ describe('rpc server, per client', function () {
       };
       storm.socket.write(burst);
       await waitFor('every reply', () => replies(storm.received()) === 2000 && replies(other.received()) === 1, 10_000);
+      // Turns split the burst's calls, never reorder their replies.
+      assert.deepEqual(new RecordDecoder(1 << 20).push(storm.received()).map((r) => r.readUInt32BE(0)), Array.from({ length: 2000 }, (_, i) => i + 1));
       storm.socket.destroy();
       other.socket.destroy();
       return order.indexOf(1);
