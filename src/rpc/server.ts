@@ -44,8 +44,8 @@ export interface RpcServerOptions {
   maxCallsPerConnection?: number;
   /**
    * Calls a TCP connection starts in one turn of the event loop; the rest of what it sent waits for
-   * the next turn, so that one client's burst (a
-   * reclaim after a failover) does not queue every other connection's calls behind it. Default 32.
+   * the next turn, so that one client's burst (a reclaim after a failover) does not queue every
+   * other connection's calls behind it. Default 32.
    */
   callsPerTurn?: number;
   /** SO_RCVBUF of the UDP sockets (the kernel caps it at net.core.rmem_max): many clients with a call each overflow the default. Default 4 MiB. */
