@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { NlmProc, type NlmClient } from '../../src/nlm';
 import { hasCommand, requireNamespaceRoot, sh, startCapture, startRpcbind } from '../support/netns';
 import { addLoopbackAddresses, clientFor, fh, startServer } from './harness';
@@ -69,7 +70,14 @@ describe('nlm session dissected by tshark', function () {
           clients.length = 0;
         }
       }
-      await sleep(300);
+      // The capture's end is an event, not a delay: a marker datagram sent after the session, and
+      // the capture file holding it (dumpcap hands packets over in blocks, and a stop before it has
+      // loses what it has not yet written: the whole session, at worst).
+      const marker = Buffer.concat([Buffer.from('lockdrop-capture-end:'), randomBytes(16)]);
+      const u = createSocket('udp4');
+      await new Promise<void>((resolve, reject) => u.send(marker, 9, S1, (err) => (err ? reject(err) : resolve())));
+      u.close();
+      await capture.holds(marker);
     } finally {
       for (const c of clients) await c.close();
       await server.close();
