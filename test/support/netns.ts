@@ -155,7 +155,11 @@ export interface Capture {
   stop(): Promise<void>;
 }
 
-/** dumpcap on an interface of this namespace ('any' for all) with a capture filter; resolves once it captures. */
+/**
+ * dumpcap on an interface of this namespace ('any' for all) with a capture filter; resolves once
+ * dumpcap says "Capturing on", which it prints before its capture is live: a test that needs
+ * every packet sends a marker until the capture holds() it.
+ */
 export async function startCapture(iface: string, file: string, filter: string): Promise<Capture> {
   const child = spawn('dumpcap', ['-i', iface, '-w', file, '-f', filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -172,7 +176,7 @@ export async function startCapture(iface: string, file: string, filter: string):
     holds: (bytes, timeoutMs = 10_000) =>
       new Promise<void>((resolve, reject) => {
         const check = (): void => {
-          if (!readFileSync(file).includes(bytes)) return;
+          if (!existsSync(file) || !readFileSync(file).includes(bytes)) return; // dumpcap may not have made it yet
           done();
           resolve();
         };
