@@ -4,7 +4,8 @@
 // slower (tens of ms per connection, one `ss` run): our end's inode (fstat of the accepted fd) →
 // the peer socket's inode and the processes holding it (sock_diag and /proc, through `ss -xp`;
 // for a peer in another network namespace, a scan of /proc/*/fd) → their effective uids. It
-// cannot see into another PID namespace: such a peer is refused, never guessed.
+// cannot see a client outside lockdropd's PID namespace (its /proc does not show one): such a
+// peer is refused, never guessed.
 import { execFile } from 'node:child_process';
 import { fstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -131,6 +132,6 @@ async function peerUidBySs(fd: number): Promise<number> {
   uids.delete(undefined);
   if (uids.size === 1) return [...uids][0]!;
   throw new Error(uids.size === 0
-    ? `no process holding the peer socket is visible (in another PID namespace, or gone; the native addon's SO_PEERCRED would tell)`
+    ? "no process holding the peer socket is visible (in another PID namespace, or gone; the native addon's SO_PEERCRED would tell)"
     : `the peer socket is held by processes of uids ${[...uids].join(', ')}`);
 }
