@@ -1,7 +1,8 @@
 // Control socket round trips against a real lockdropd (run as root, inside a throw-away network
 // namespace: `unshare --net --mount -- sh -c 'mount -t tmpfs x /run; ip link set lo up; npx tsx bench/daemon-control.ts'`).
-// Each request is a new connection, so each pays the peer-uid check (ss + /proc scan): the figure
-// an operator's script sees per lockdropctl call, minus node's own start-up.
+// Each request is a new connection, so each pays the peer-uid check: the figure an operator's
+// script sees per lockdropctl call, minus node's own start-up. Both checks in one run, for a fair
+// comparison on a loaded machine: SO_PEERCRED (the addon), then the fallback without it (ss + /proc).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,10 +12,10 @@ import { NlmClient } from '../src/nlm';
 
 const pct = (xs: number[], p: number): number => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
-async function main(): Promise<void> {
+async function bench(check: string, env: NodeJS.ProcessEnv): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'lockdrop-bench-'));
   const control = path.join(dir, 'run', 'control.sock');
-  const d = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'lockdropd'), '--state-dir', path.join(dir, 'state'), '--control', control, '--rpcbind', 'off', '--sources', 'poll', '--log-level', 'warn'], { stdio: 'inherit' });
+  const d = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'lockdropd'), '--state-dir', path.join(dir, 'state'), '--control', control, '--rpcbind', 'off', '--sources', 'poll', '--log-level', 'error'], { stdio: 'inherit', env: { ...process.env, ...env } });
   try {
     for (let i = 0; ; i++) {
       try {
@@ -38,13 +39,18 @@ async function main(): Promise<void> {
         times.push(performance.now() - t);
       }
       times.sort((a, b) => a - b);
-      console.log(`${name}: p50 ${pct(times, 50).toFixed(2)} ms, p99 ${pct(times, 99).toFixed(2)} ms per request (new connection each, peer check included)`);
+      console.log(`${check}: ${name}: p50 ${pct(times, 50).toFixed(2)} ms, p99 ${pct(times, 99).toFixed(2)} ms per request (new connection each, peer check included)`);
     }
   } finally {
     d.kill('SIGTERM');
     await new Promise((r) => d.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+async function main(): Promise<void> {
+  await bench('SO_PEERCRED', {});
+  await bench('ss + /proc (LOCKDROP_NO_ADDON=1)', { LOCKDROP_NO_ADDON: '1' });
 }
 
 void main();

@@ -1,7 +1,8 @@
 // The native addon's public surface: rtnetlink sockets, a small eBPF library over libbpf (open →
 // configure → load → attach → read) with feature probes, lockdrop's probes, real files (handles,
-// OFD locks, waits for outside holders, the fd limit) and sd_notify. It hands out bytes: the
-// rtnetlink and probe event codecs are src/watch's.
+// OFD locks, waits for outside holders, the fd limit), sd_notify and a unix socket's peer
+// credentials (SO_PEERCRED). It hands out bytes: the rtnetlink and probe event codecs are
+// src/watch's.
 // Everything runs in the calling process's network namespace; nothing here calls setns.
 export { AddonUnavailable, addonStatus, loadAddon, type FeatureAnswer } from './native';
 export { openRtnetlink, rtnetlinkDump, type RtnetlinkOptions, type RtnetlinkSocket } from './rtnetlink';
@@ -13,3 +14,4 @@ export {
   type FileHandle, type FileType, type HoldType, type LockType, type NofileLimit, type OfdHolder, type OpenMode, type Position,
 } from './files';
 export { sdNotify } from './notify';
+export { peerCredentials, type PeerCredentials } from './peercred';

@@ -1,13 +1,14 @@
 // The control socket: a unix stream socket, 0600 inside a 0700 directory, served only to root
-// (checked per connection, see peer.ts). Requests are NDJSON (protocol.ts); a malformed line gets
-// an error reply and the connection stays usable; a line over MAX_REQUEST_BYTES closes it.
+// (checked per connection: SO_PEERCRED, or `ss` and /proc without the native addon; see peer.ts).
+// Requests are NDJSON (protocol.ts); a malformed line gets an error reply and the connection stays
+// usable; a line over MAX_REQUEST_BYTES closes it.
 import { mkdirSync, statSync, chmodSync, unlinkSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Observable, Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
-import { peerUid } from './peer';
+import { peerCheck, peerUid, type PeerCheck } from './peer';
 
 /** What the daemon answers with; each command maps to one method. */
 export interface ControlHandlers {
@@ -49,6 +50,7 @@ export class ControlServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly allowUid: (uid: number) => boolean;
+  private readonly check: PeerCheck = peerCheck();
 
   constructor(private readonly opts: ControlServerOptions) {
     this.allowUid = opts.allowUid ?? ((uid) => uid === 0);
@@ -77,6 +79,9 @@ export class ControlServer {
     chmodSync(path, 0o600);
     server.on('error', (err) => this.opts.log.error({ err }, 'control socket error'));
     this.server = server;
+    if (this.check.method === 'ss') {
+      this.opts.log.warn({ peerCheck: this.check.method, reason: this.check.reason }, `control: the native addon is unavailable (${this.check.reason}): peers are identified by ss and /proc, tens of ms per connection, and a client in another PID namespace is refused`);
+    }
   }
 
   async close(): Promise<void> {
@@ -123,14 +128,15 @@ export class ControlServer {
   /** Checks the peer once per connection; a refused peer gets one error line and is closed. */
   private async authorise(socket: Socket, send: (r: ControlReply) => void): Promise<boolean> {
     let uid: number | undefined;
+    let why: string | undefined;
     try {
-      uid = await peerUid(socket);
+      uid = await peerUid(socket, this.check);
     } catch (err) {
-      this.opts.log.warn({ err }, 'control: cannot identify peer');
+      why = (err as Error).message;
     }
     if (uid !== undefined && this.allowUid(uid)) return true;
-    this.opts.log.warn({ uid: uid ?? null }, 'control: request from a non-root peer refused');
-    send({ id: null, ok: false, error: `permission denied: the control socket serves root only (peer uid ${uid ?? 'unknown'})` });
+    this.opts.log.warn({ uid: uid ?? null, peerCheck: this.check.method, ...(why === undefined ? {} : { reason: why }) }, 'control: request from a non-root peer refused');
+    send({ id: null, ok: false, error: `permission denied: the control socket serves root only (peer uid ${uid ?? `unknown: ${why}`})` });
     socket.end();
     return false;
   }

@@ -1,19 +1,42 @@
-// Who is on the other end of a unix socket? Node exposes no SO_PEERCRED, so: our end's inode
-// (fstat of the accepted fd) → the peer socket's inode and the processes holding it (sock_diag
-// and /proc, through `ss -xp`; for a peer in another network namespace, a scan of /proc/*/fd)
-// → their effective uids. Slower than SO_PEERCRED (tens of ms per connection) but enough for an
-// admin socket, and it needs no native code.
+// Who is on the other end of a control connection? With the native addon: SO_PEERCRED on the
+// accepted socket (the kernel's record of the connecting process's effective uid, mapped into our
+// user namespace; a getsockopt, no fork). Without it, the fallback needs no native code and is
+// slower (tens of ms per connection, one `ss` run): our end's inode (fstat of the accepted fd) →
+// the peer socket's inode and the processes holding it (sock_diag and /proc, through `ss -xp`;
+// for a peer in another network namespace, a scan of /proc/*/fd) → their effective uids. It
+// cannot see a client outside lockdropd's PID namespace (its /proc does not show one): such a
+// peer is refused, never guessed.
 import { execFile } from 'node:child_process';
 import { fstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { promisify } from 'node:util';
+import { addonStatus, peerCredentials } from '../addon';
 
 const run = promisify(execFile);
 
-/** The file descriptor behind a connected net.Socket (libuv pipe handle), if any. */
-function socketFd(socket: Socket): number | undefined {
+/** How this process identifies peers: SO_PEERCRED, or `ss` and /proc when the addon is unavailable (reason). */
+export type PeerCheck = { method: 'SO_PEERCRED' } | { method: 'ss'; reason: string };
+
+export function peerCheck(): PeerCheck {
+  const addon = addonStatus();
+  return addon.available ? { method: 'SO_PEERCRED' } : { method: 'ss', reason: addon.reason };
+}
+
+/** The file descriptor behind a connected net.Socket (libuv pipe handle). */
+function socketFd(socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no file descriptor (closed, or not a libuv pipe)');
+  return fd;
+}
+
+/**
+ * The effective uid of the peer. Throws an Error saying why when it cannot be told (no fd, the
+ * getsockopt failed; in the fallback: peer gone, in another PID namespace, or its socket shared by
+ * processes of different uids).
+ */
+export async function peerUid(socket: Socket, check: PeerCheck = peerCheck()): Promise<number> {
+  const fd = socketFd(socket);
+  return check.method === 'SO_PEERCRED' ? peerCredentials(fd).uid : peerUidBySs(fd);
 }
 
 /**
@@ -93,13 +116,8 @@ function otherNetnsPids(): number[] {
   return [...seen.values()];
 }
 
-/**
- * The effective uid of the peer, when every process holding the peer socket agrees on one;
- * undefined when it cannot be told (peer gone, socket shared by processes of different uids).
- */
-export async function peerUid(socket: Socket): Promise<number | undefined> {
-  const fd = socketFd(socket);
-  if (fd === undefined) return undefined;
+/** The fallback: the effective uid every process holding the peer socket agrees on. */
+async function peerUidBySs(fd: number): Promise<number> {
   const local = fstatSync(fd).ino;
   let peer = await peerOf(local);
   // A connection from another network namespace belongs to that namespace (the kernel makes the
@@ -108,8 +126,12 @@ export async function peerUid(socket: Socket): Promise<number | undefined> {
     peer = await peerOf(local, pid).catch(() => undefined);
     if (peer) break;
   }
-  if (peer === undefined) return undefined;
+  if (peer === undefined) throw new Error(`socket inode ${local} not listed by ss in any network namespace (peer gone?)`);
   // A peer in another network namespace is not in our listing: find its holders in /proc.
   const uids = new Set(peer.pids ? peer.pids.map(euid) : holderUids(peer.inode));
-  return uids.size === 1 ? [...uids][0] : undefined;
+  uids.delete(undefined);
+  if (uids.size === 1) return [...uids][0]!;
+  throw new Error(uids.size === 0
+    ? "no process holding the peer socket is visible (in another PID namespace, or gone; the native addon's SO_PEERCRED would tell)"
+    : `the peer socket is held by processes of uids ${[...uids].join(', ')}`);
 }

@@ -4,9 +4,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { NlmProc, type NlmClient } from '../../src/nlm';
-import { hasCommand, requireNamespaceRoot, sh, startCapture, startRpcbind } from '../support/netns';
+import { hasCommand, requireNamespaceRoot, sh, startCapture, startRpcbind, type Capture } from '../support/netns';
 import { addLoopbackAddresses, clientFor, fh, startServer } from './harness';
 
 const S1 = '192.0.2.1';
@@ -44,6 +45,30 @@ async function session(c: NlmClient, vers: number, other: NlmClient): Promise<vo
   await c.unlock({ fh: f, svid: 1 });
 }
 
+/**
+ * The capture's bounds are events, not delays: a marker datagram (inside the capture filter) and
+ * the capture file holding it. Packets are written in the order captured, so a start marker held
+ * means everything sent after it will be, and an end marker held means everything sent before it
+ * is. dumpcap says "Capturing on" before its capture is live (a datagram sent at once is lost), so
+ * the start marker is sent again every `resendMs` until one is held.
+ */
+async function mark(capture: Capture, what: 'start' | 'end', resendMs = 250, tries = 40): Promise<void> {
+  const marker = Buffer.concat([Buffer.from(`lockdrop-capture-${what}:`), randomBytes(16)]);
+  const u = createSocket('udp4');
+  try {
+    for (let i = 1; ; i++) {
+      await new Promise<void>((resolve, reject) => u.send(marker, 9, S1, (err) => (err ? reject(err) : resolve())));
+      try {
+        return await capture.holds(marker, what === 'end' ? 10_000 : resendMs);
+      } catch (err) {
+        if (what === 'end' || i >= tries) throw err;
+      }
+    }
+  } finally {
+    u.close();
+  }
+}
+
 describe('nlm session dissected by tshark', function () {
   this.timeout(60_000);
   it('has NLM in every version and no malformed packets', async function () {
@@ -54,6 +79,7 @@ describe('nlm session dissected by tshark', function () {
     const dir = mkdtempSync(join(tmpdir(), 'nlm-tshark-'));
     const file = join(dir, 'nlm.pcapng');
     const capture = await startCapture('lo', file, `host ${S1}`);
+    await mark(capture, 'start');
     const server = await startServer([S1]);
     const clients: NlmClient[] = [];
     try {
@@ -69,7 +95,8 @@ describe('nlm session dissected by tshark', function () {
           clients.length = 0;
         }
       }
-      await sleep(300);
+      // dumpcap hands packets over in blocks: a stop before it has written them loses them.
+      await mark(capture, 'end');
     } finally {
       for (const c of clients) await c.close();
       await server.close();

@@ -2,7 +2,7 @@
 // The suite runs inside its own namespace (scripts/mocha-ns.sh); sub-namespaces made here
 // are removed by their dispose().
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 /** True when running inside the private namespace made by scripts/mocha-ns.sh. */
@@ -143,16 +143,28 @@ function handle(name: string, outer: string): Netns {
 
 export interface Capture {
   file: string;
+  /**
+   * Resolves once the capture file holds `bytes` (a marker packet's payload the caller sent):
+   * packets are written in the order captured, so everything sent before the marker is in the file
+   * too. dumpcap hands packets over in blocks and flushes the file at most every update interval
+   * (about 100 ms), reporting `Packets: N` on stderr each time: the file is read again on each
+   * report. Rejects after `timeoutMs`, or when dumpcap exits first.
+   */
+  holds(bytes: Buffer, timeoutMs?: number): Promise<void>;
   /** Ends the capture (SIGINT, so dumpcap finishes the file) and waits for dumpcap to exit. Idempotent. */
   stop(): Promise<void>;
 }
 
-/** dumpcap on an interface of this namespace ('any' for all) with a capture filter; resolves once it captures. */
+/**
+ * dumpcap on an interface of this namespace ('any' for all) with a capture filter; resolves once
+ * dumpcap says "Capturing on", which it prints before its capture is live: a test that needs
+ * every packet sends a marker until the capture holds() it.
+ */
 export async function startCapture(iface: string, file: string, filter: string): Promise<Capture> {
   const child = spawn('dumpcap', ['-i', iface, '-w', file, '-f', filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let err = '';
   await new Promise<void>((resolve, reject) => {
-    let err = '';
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('Capturing on')) resolve();
@@ -161,6 +173,25 @@ export async function startCapture(iface: string, file: string, filter: string):
   });
   return {
     file,
+    holds: (bytes, timeoutMs = 10_000) =>
+      new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (!existsSync(file) || !readFileSync(file).includes(bytes)) return; // dumpcap may not have made it yet
+          done();
+          resolve();
+        };
+        const gone = (): void => (done(), reject(new Error(`dumpcap exited before the capture held the marker: ${err}`)));
+        const timer = setTimeout(() => (done(), reject(new Error(`the capture did not hold the marker within ${timeoutMs} ms; dumpcap said: ${JSON.stringify(err.slice(-200))}`))), timeoutMs);
+        const done = (): void => {
+          clearTimeout(timer);
+          child.stderr!.off('data', check);
+          child.off('exit', gone);
+        };
+        child.stderr!.on('data', check);
+        child.once('exit', gone);
+        check();
+        if (child.exitCode !== null || child.signalCode !== null) gone();
+      }),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
