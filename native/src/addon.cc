@@ -1,5 +1,5 @@
 // lockdrop's native addon: rtnetlink sockets, a small loader over libbpf, real files (handles,
-// OFD locks and waits for them) and sd_notify.
+// OFD locks and waits for them), sd_notify and announcing an arriving address to the neighbours.
 #include "common.h"
 
 namespace lockdrop {
@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFiles(env, exports);
   InitOfdWait(env, exports);
   InitNotify(env, exports);
+  InitNeighbours(env, exports);
   return exports;
 }
 

@@ -79,6 +79,7 @@ void InitRtnetlink(Napi::Env env, Napi::Object exports);
 void InitFiles(Napi::Env env, Napi::Object exports);
 void InitOfdWait(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
+void InitNeighbours(Napi::Env env, Napi::Object exports);
 void InitBpfObject(Napi::Env env, Napi::Object exports);
 void InitFeatures(Napi::Env env, Napi::Object exports);
 void CaptureLibbpfLog();

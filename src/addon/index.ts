@@ -1,6 +1,6 @@
 // The native addon's public surface: rtnetlink sockets, a small eBPF library over libbpf (open →
 // configure → load → attach → read) with feature probes, lockdrop's probes, real files (handles,
-// OFD locks, waits for outside holders, the fd limit) and sd_notify. It hands out bytes: the
+// OFD locks, waits for outside holders, the fd limit), sd_notify and gratuitous ARP / unsolicited NA. It hands out bytes: the
 // rtnetlink and probe event codecs are src/watch's.
 // Everything runs in the calling process's network namespace; nothing here calls setns.
 export { AddonUnavailable, addonStatus, loadAddon, type FeatureAnswer } from './native';
@@ -13,3 +13,4 @@ export {
   type FileHandle, type FileType, type HoldType, type LockType, type NofileLimit, type OfdHolder, type OpenMode, type Position,
 } from './files';
 export { sdNotify } from './notify';
+export { announceAddress } from './neighbours';

@@ -52,6 +52,8 @@ export interface NativeAddon {
   raiseNofileLimit(): { soft: number; hard: number };
   // native/src/notify.cc (wrapped by notify.ts)
   sendNotify(socket: string, message: string): void;
+  // native/src/neighbours.cc (wrapped by neighbours.ts)
+  announceAddress(device: string, address: string): void;
 }
 
 /** The addon cannot be used here; `reason` says why (not built, not Linux, forced off, load error). */
