@@ -12,10 +12,10 @@
 //   the probe 10.77.0.9, a client of STAY; client namespace k at 10.77.0.(10+k), carrying its
 //   hosts' addresses 10.78.k.1… (routed to it from the nodes, so their neighbour tables hold one
 //   entry per namespace, not one per host).
-// Each client namespace runs one Node process playing all its hosts: per host a statd (SM_NOTIFY
-// on the host's own address, registered with the namespace's rpcbind), an NlmClient bound to the
-// host's address, and the reclaim a kernel client's lockd makes after SM_NOTIFY: one lock at a
-// time, each with the reclaim flag and the new state. 1,000 namespaces would fit the kernel, but
+// Each client namespace runs one Node process playing all its hosts (src/demo/scale-hosts.ts, from
+// dist/): per host a statd (SM_NOTIFY on the host's own address, registered with the namespace's
+// rpcbind), an NlmClient bound to the host's address, and the reclaim a kernel client's lockd makes
+// after SM_NOTIFY: one lock at a time, each with the reclaim flag and the new state. 1,000 namespaces would fit the kernel, but
 // 1,000 processes (30–50 MB of Node each) do not fit this 2-core machine; 1,000 hosts are four
 // processes of 250 hosts by default. Everything is removed at the end, also on error or Ctrl-C.
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -23,12 +23,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
-import { NlmClient, type LockSpec } from '../src/nlm';
-import { serveStatusMonitor } from '../src/demo/statd-responder';
-import type { StatChge } from '../src/nsm';
+import { wallMs as now, type ScaleHostsConfig, type ScaleProbeConfig } from '../src/demo/scale-hosts';
 import type { TransportKind } from '../src/rpc';
 import type { StatusReport } from '../src/control';
 
@@ -37,140 +33,7 @@ type Json = Record<string, any>;
 const VIP = '10.77.0.100';
 const STAY = '10.77.0.101';
 const REPO = path.resolve(__dirname, '..');
-/** Wall-clock milliseconds with sub-millisecond resolution, comparable across the lab's processes. */
-const now = (): number => performance.timeOrigin + performance.now();
-/** One JSON line out; resolves once written (a pipe takes big lines asynchronously, and exit would cut them). */
-const say = (event: string, fields: Json = {}): Promise<void> =>
-  new Promise((resolve) => void process.stdout.write(`${JSON.stringify({ event, at: now(), ...fields })}\n`, () => resolve()));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-// ---- a client namespace: many hosts in one process ----
-
-interface HostsConfig {
-  /** Host addresses (one per host) and their caller names. */
-  addresses: string[];
-  names: string[];
-  transport: TransportKind;
-  locksPerHost: number;
-  /** Reclaims in flight per host: 1 as a kernel client's lockd (its reclaimer takes one lock at a time). */
-  window: number;
-}
-
-interface Host {
-  address: string;
-  name: string;
-  client: NlmClient | undefined;
-  /** The NSM state of the last SM_NOTIFY acted on. */
-  state: number;
-  notifiedAt: number;
-  doneAt: number;
-  granted: number;
-  refused: Record<string, number>;
-}
-
-/** Host h's locks: ten owners (svids) on ten files, ten 5-byte ranges each. */
-function locksOf(h: Host, n: number): LockSpec[] {
-  return Array.from({ length: n }, (_, j) => ({
-    fh: Buffer.from(`scale-${h.name}-file-${j % 10}`.padEnd(32, '.')),
-    svid: 1000 + (j % 10),
-    offset: BigInt(Math.floor(j / 10) * 10),
-    length: 5n,
-    exclusive: true,
-  }));
-}
-
-async function runHosts(cfg: HostsConfig): Promise<void> {
-  const hosts: Host[] = cfg.addresses.map((address, i) => ({ address, name: cfg.names[i]!, client: undefined, state: -1, notifiedAt: 0, doneAt: 0, granted: 0, refused: {} }));
-  const byAddress = new Map(hosts.map((h) => [h.address, h]));
-  const connect = (h: Host): Promise<NlmClient> =>
-    NlmClient.create({ server: { address: VIP }, transport: cfg.transport, vers: 4, callerName: h.name, source: h.address, timeoutMs: 20_000 });
-  let reclaiming = 0;
-
-  const reclaim = async (h: Host, notice: StatChge): Promise<void> => {
-    // As a kernel client's lockd: the server restarted, so a fresh binding and every lock again.
-    const old = h.client;
-    h.client = undefined;
-    await old?.close();
-    const c = (h.client = await connect(h));
-    const specs = locksOf(h, cfg.locksPerHost);
-    let next = 0;
-    await Promise.all(Array.from({ length: cfg.window }, async () => {
-      while (next < specs.length) {
-        const r = await c.lock({ ...specs[next++]!, reclaim: true, state: notice.state });
-        if (r.status === 'granted') h.granted++;
-        else h.refused[r.status] = (h.refused[r.status] ?? 0) + 1;
-      }
-    }));
-    h.doneAt = now();
-    if (--reclaiming === 0 && hosts.every((x) => x.doneAt > 0)) {
-      void say('reclaimed', {
-        hosts: hosts.map((x) => ({ name: x.name, notifiedAt: x.notifiedAt, doneAt: x.doneAt, granted: x.granted, refused: x.refused })),
-      });
-    }
-  };
-
-  // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
-  const statd = await serveStatusMonitor(cfg.addresses, (notice, ctx) => {
-    const h = byAddress.get(ctx.local.address);
-    if (!h || h.state === notice.state) return;
-    h.state = notice.state;
-    h.notifiedAt = now();
-    h.granted = 0;
-    h.refused = {};
-    h.doneAt = 0;
-    reclaiming++;
-    void reclaim(h, notice).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
-  });
-  void say('ready', { hosts: hosts.length });
-
-  for await (const line of createInterface({ input: process.stdin })) {
-    const cmd = JSON.parse(line) as { do: string };
-    if (cmd.do === 'lock') {
-      const t0 = now();
-      const statuses: Record<string, number> = {};
-      await Promise.all(hosts.map(async (h) => {
-        h.client ??= await connect(h);
-        for (const spec of locksOf(h, cfg.locksPerHost)) {
-          const r = await h.client.lock(spec);
-          statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-        }
-      }));
-      void say('locked', { statuses, ms: now() - t0 });
-    } else if (cmd.do === 'quit') {
-      break;
-    }
-  }
-  await Promise.all(hosts.map((h) => h.client?.close()));
-  await statd.close();
-}
-
-// ---- the probe: a client of the other address on B, one call at a time ----
-
-async function runProbe(address: string, transport: TransportKind): Promise<void> {
-  const c = await NlmClient.create({ server: { address: STAY }, transport, vers: 4, callerName: 'probe', source: address, timeoutMs: 5_000 });
-  const samples: { at: number; ms: number; status: string }[] = [];
-  let running = true;
-  const fh = Buffer.from('scale-probe-file'.padEnd(32, '.'));
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      const spec = { fh, svid: 7, offset: BigInt((i % 1000) * 10), length: 5n, exclusive: true };
-      const t0 = now();
-      // A call that fails is a sample too (its error as the status): the probe must not stop.
-      const status = await c.lock(spec).then((r) => r.status, (err: Error) => `error: ${err.message}`);
-      samples.push({ at: t0, ms: now() - t0, status });
-      await c.unlock(spec).catch(() => undefined);
-      await sleep(1);
-    }
-  })();
-  void say('ready', {});
-  for await (const line of createInterface({ input: process.stdin })) {
-    if ((JSON.parse(line) as { do: string }).do === 'stop') break;
-  }
-  running = false;
-  await loop;
-  await say('samples', { samples });
-  await c.close();
-}
 
 // ---- the driver ----
 
@@ -184,7 +47,7 @@ interface Options {
   gap: number;
   /** Reclaims in flight per host (1: one at a time, as Linux's lockd). */
   window: number;
-  /** A folder for CPU profiles of both nodes (--cpu-prof). */
+  /** A folder for CPU profiles of both nodes and the client processes (--cpu-prof). */
   profile: string;
 }
 
@@ -267,9 +130,8 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     for (const { host, control } of nodes.values()) await lab.waitForControl(host, control);
     const [A, B] = [nodes.get('a')!, nodes.get('b')!];
 
-    const start = (host: LabHost, args: string[]): JsonLines => {
-      // Entering a mount namespace moves the working directory to its root: tsx by its full path.
-      const child = lab.spawn(host, process.execPath, ['--import', pathToFileURL(path.join(REPO, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, __filename, ...args]);
+    const start = (host: LabHost, role: 'hosts' | 'probe', config: ScaleHostsConfig | ScaleProbeConfig): JsonLines => {
+      const child = lab.spawn(host, process.execPath, [...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(o.profile)}`] : []), path.join(REPO, 'dist', 'demo', 'scale-hosts.js'), role, JSON.stringify(config)]);
       createInterface({ input: child.stderr! }).on('line', (line) => log(`${host.name}! ${line}`));
       return new JsonLines(child, (j) => j.event === 'error' && log(`${host.name}: ${j.what}: ${j.error}`));
     };
@@ -278,7 +140,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const clients = spaces.map((ns, k) => {
       const names = hostAddrs[k]!.map((_, i) => `host${first + i}`);
       first += names.length;
-      return start(ns, ['hosts', JSON.stringify({ addresses: hostAddrs[k], names, transport: o.transport, locksPerHost: perHost, window: o.window } satisfies HostsConfig)]);
+      return start(ns, 'hosts', { server: VIP, addresses: hostAddrs[k]!, names, transport: o.transport, locksPerHost: perHost, window: o.window });
     });
     await Promise.all(clients.map((c) => c.wait('hosts ready', (j) => j.event === 'ready', 60_000)));
 
@@ -302,7 +164,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       await sleep(100);
     }
 
-    const probe = start(probeHost, ['probe', probeHost.address, o.transport]);
+    const probe = start(probeHost, 'probe', { server: STAY, address: probeHost.address, transport: o.transport });
     await probe.wait('probe ready', (j) => j.event === 'ready', 60_000);
     await sleep(2_000); // the baseline
 
@@ -401,18 +263,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(results));
 }
 
-const role = process.argv[2];
-if (role === 'hosts') {
-  runHosts(JSON.parse(process.argv[3]!) as HostsConfig).then(() => process.exit(0), (err) => {
-    void say('error', { what: 'hosts', error: String(err) }).then(() => process.exit(1));
-  });
-} else if (role === 'probe') {
-  runProbe(process.argv[3]!, process.argv[4] as TransportKind).then(() => process.exit(0), (err) => {
-    void say('error', { what: 'probe', error: String(err) }).then(() => process.exit(1));
-  });
-} else {
-  main().catch((err) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
-  });
-}
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
