@@ -74,6 +74,13 @@ function checkBuilt(): void {
   }
 }
 
+/** TCP counters of a lab host's namespace (nstat, absolute): a full accept queue, retransmissions. */
+function tcpCounters(lab: Lab, host: LabHost): Record<string, number> {
+  const names = ['TcpExtListenOverflows', 'TcpExtListenDrops', 'TcpRetransSegs', 'TcpExtTCPSynRetrans'];
+  const out = lab.exec(host, 'nstat', ['-az', ...names]);
+  return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? NaN)]));
+}
+
 /** CPU milliseconds a process has used (user + system, from /proc). */
 function cpuMs(pid: number | undefined): number {
   if (pid === undefined) return NaN;
@@ -180,6 +187,8 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const reclaimed = await Promise.all(clients.map((c) => c.wait('reclaims', (j) => j.event === 'reclaimed', 120_000)));
     const tDone = now();
     const cpu = { b: cpuMs(B.child.pid) - cpu0.b, clients: clients.reduce((n, c, i) => n + cpuMs(c.child.pid) - cpu0.clients[i]!, 0) };
+    // b's namespace is this run's: its counters since creation are the reclaim's (connections went to a before).
+    const tcpOnB = tcpCounters(lab, b);
     await sleep(500);
     probe.send({ do: 'stop' });
     const samples = (await probe.wait('probe samples', (j) => j.event === 'samples', 30_000).catch((err: Error) => {
@@ -203,6 +212,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const onA = held(A, VIP);
     const notified = hosts.map((h) => h.notifiedAt - tAdd);
     const done = hosts.map((h) => h.doneAt - tAdd);
+    const perHostMs = hosts.map((h) => h.doneAt - h.notifiedAt);
     const base = samples.filter((s) => s.at < tDel).map((s) => s.ms);
     // From when b serves the address (after any lease wait, which leaves b idle) to the last reclaim.
     const busyFrom = Date.parse(arrived.time);
@@ -214,10 +224,10 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs },
       notifyDoneOnB: { afterAddMs: Date.parse(notifyDone.time) - tAdd, notified: notifyDone.notified, failed: notifyDone.failed },
       notifiedMs: { first: Math.min(...notified), p50: pct(notified, 0.5), last: Math.max(...notified) },
-      reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done) },
+      reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done), perHost: { p50: pct(perHostMs, 0.5), p99: pct(perHostMs, 0.99), max: Math.max(...perHostMs) } },
       everyLockReclaimedMs: tDone - tAdd, fromRemovalMs: tDone - tDel,
       granted, refused, heldOnB: onB, heldOnA: onA,
-      cpuMs: { b: cpu.b, clients: cpu.clients },
+      cpuMs: { b: cpu.b, clients: cpu.clients }, tcpOnB,
       probe: {
         baseline: { n: base.length, p50: pct(base, 0.5), p99: pct(base, 0.99), max: Math.max(...base) },
         during: { n: during.length, p50: pct(during.map((s) => s.ms), 0.5), p99: pct(during.map((s) => s.ms), 0.99), max: Math.max(...during.map((s) => s.ms)) },
@@ -229,9 +239,10 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       `${leaseWaitMs ? `, ${f1(leaseWaitMs)} ms of it waiting for a's lease` : ''}, notifying ${arrived.monitors} hosts; ` +
       `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
     log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
-    log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms; ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
+    log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms (a host's, from its notice: p50 ${f1(result.reclaimedMs.perHost.p50)} / p99 ${f1(result.reclaimedMs.perHost.p99)} / max ${f1(result.reclaimedMs.perHost.max)} ms); ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
     log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock), the client processes ${cpu.clients.toFixed(0)} ms`);
     log(`every lock reclaimed ${f1(result.everyLockReclaimedMs)} ms after ip addr add began (${f1(result.fromRemovalMs)} ms after the removal on a)`);
+    log(`TCP on b: ${Object.entries(tcpOnB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     log(`probe on ${STAY} (while b serves ${VIP} until the last reclaim): baseline p50 ${result.probe.baseline.p50.toFixed(2)} / p99 ${result.probe.baseline.p99.toFixed(2)} ms (n=${base.length}); ` +
       `during p50 ${result.probe.during.p50.toFixed(2)} / p99 ${result.probe.during.p99.toFixed(2)} / max ${result.probe.during.max.toFixed(2)} ms (n=${during.length}); ` +
       `refusals ${notGranted.length ? JSON.stringify(notGranted.map((s) => s.status)) : 'none'}`);
