@@ -105,7 +105,8 @@ describe('nsm: neighbours learn an arriving address before its first SM_NOTIFY',
         assert.deepEqual(seen, [`before:${macB}`, macA], 'the cache held node A\'s MAC before the first notice');
         assert.deepEqual(rep.notified, [net.client]);
         assert.ok(rep.ms < 1_500, `the first exchanges got through (${rep.ms} ms)`);
-        if (via === 'addon') assert.ok(announceMs < 20, `the addon announced in ${announceMs.toFixed(2)} ms, no process spawned`);
+        // A spawned send_arp takes 60-90 ms (it sleeps before exiting); the addon's sends, a few syscalls.
+        if (via === 'addon') assert.ok(announceMs < 50, `the addon announced in ${announceMs.toFixed(2)} ms: no process spawned`);
         await nsm.close();
       } finally {
         ip('addr', 'del', vip, 'dev', devA);
