@@ -202,6 +202,8 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const leaseHeld = await B.log.wait('', (j) => j.address === VIP && typeof j.holder === 'string' && typeof j.leaseSeconds === 'number', 0, bMark).catch(() => undefined);
     const leaseTaken = leaseHeld && (await B.log.wait('', (j) => j.address === VIP && typeof j.holder === 'string' && /taken over/.test(j.msg), 0, bMark).catch(() => undefined));
     const leaseWaitMs = leaseHeld && leaseTaken ? Date.parse(leaseTaken.time) - Date.parse(leaseHeld.time) : 0;
+    // a lets go of the lease as its drop is reported: b's takeover after that, and its arrival after the takeover.
+    const takeover = leaseTaken ? { afterReleaseMs: Date.parse(leaseTaken.time) - Date.parse(drop.time), toArrivalMs: Date.parse(arrived.time) - Date.parse(leaseTaken.time) } : undefined;
     const hosts = reclaimed.flatMap((j) => j.hosts as { notifiedAt: number; doneAt: number; granted: number; refused: Record<string, number> }[]);
     const granted = hosts.reduce((n, h) => n + h.granted, 0);
     const refused = hosts.reduce<Record<string, number>>((acc, h) => {
@@ -221,7 +223,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const result = {
       run, transport: o.transport, window: o.window, gap: o.gap, hosts: hosts.length, locks: o.locks, namespaces: o.namespaces,
       ipDelMs: tAdd - tDel, ipAddMs: tAdded - tAdd, dropOnA: { locks: drop.locks, ms: drop.ms },
-      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs },
+      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs, takeover },
       notifyDoneOnB: { afterAddMs: Date.parse(notifyDone.time) - tAdd, notified: notifyDone.notified, failed: notifyDone.failed },
       notifiedMs: { first: Math.min(...notified), p50: pct(notified, 0.5), last: Math.max(...notified) },
       reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done), perHost: { p50: pct(perHostMs, 0.5), p99: pct(perHostMs, 0.99), max: Math.max(...perHostMs) } },
@@ -236,7 +238,8 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     };
     log(`moved: ip addr del on a ${f1(result.ipDelMs)} ms, ip addr add on b ${f1(result.ipAddMs)} ms; a dropped ${drop.locks} locks in ${f1(drop.ms)} ms`);
     log(`b: ${VIP} up (lease, listeners, records, state) ${f1(result.arrivedOnB.afterAddMs)} ms after ip addr add began` +
-      `${leaseWaitMs ? `, ${f1(leaseWaitMs)} ms of it waiting for a's lease` : ''}, notifying ${arrived.monitors} hosts; ` +
+      `${leaseWaitMs ? `, ${f1(leaseWaitMs)} ms of it waiting for a's lease` : ''}` +
+      `${takeover ? ` (taken ${takeover.afterReleaseMs} ms after a's drop, which releases it; serving ${takeover.toArrivalMs} ms after that)` : ''}, notifying ${arrived.monitors} hosts; ` +
       `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
     log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
     log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms (a host's, from its notice: p50 ${f1(result.reclaimedMs.perHost.p50)} / p99 ${f1(result.reclaimedMs.perHost.p99)} / max ${f1(result.reclaimedMs.perHost.max)} ms); ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
