@@ -12,10 +12,10 @@
 //   the probe 10.77.0.9, a client of STAY; client namespace k at 10.77.0.(10+k), carrying its
 //   hosts' addresses 10.78.k.1… (routed to it from the nodes, so their neighbour tables hold one
 //   entry per namespace, not one per host).
-// Each client namespace runs one Node process playing all its hosts: per host a statd (SM_NOTIFY
-// on the host's own address, registered with the namespace's rpcbind), an NlmClient bound to the
-// host's address, and the reclaim a kernel client's lockd makes after SM_NOTIFY: one lock at a
-// time, each with the reclaim flag and the new state. 1,000 namespaces would fit the kernel, but
+// Each client namespace runs one Node process playing all its hosts (src/demo/scale-hosts.ts, from
+// dist/): per host a statd (SM_NOTIFY on the host's own address, registered with the namespace's
+// rpcbind), an NlmClient bound to the host's address, and the reclaim a kernel client's lockd makes
+// after SM_NOTIFY: one lock at a time, each with the reclaim flag and the new state. 1,000 namespaces would fit the kernel, but
 // 1,000 processes (30–50 MB of Node each) do not fit this 2-core machine; 1,000 hosts are four
 // processes of 250 hosts by default. Everything is removed at the end, also on error or Ctrl-C.
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -23,12 +23,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
-import { NlmClient, type LockSpec } from '../src/nlm';
-import { serveStatusMonitor } from '../src/demo/statd-responder';
-import type { StatChge } from '../src/nsm';
+import { wallMs as now, type ScaleHostsConfig, type ScaleProbeConfig } from '../src/demo/scale-hosts';
 import type { TransportKind } from '../src/rpc';
 import type { StatusReport } from '../src/control';
 
@@ -37,140 +33,7 @@ type Json = Record<string, any>;
 const VIP = '10.77.0.100';
 const STAY = '10.77.0.101';
 const REPO = path.resolve(__dirname, '..');
-/** Wall-clock milliseconds with sub-millisecond resolution, comparable across the lab's processes. */
-const now = (): number => performance.timeOrigin + performance.now();
-/** One JSON line out; resolves once written (a pipe takes big lines asynchronously, and exit would cut them). */
-const say = (event: string, fields: Json = {}): Promise<void> =>
-  new Promise((resolve) => void process.stdout.write(`${JSON.stringify({ event, at: now(), ...fields })}\n`, () => resolve()));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-// ---- a client namespace: many hosts in one process ----
-
-interface HostsConfig {
-  /** Host addresses (one per host) and their caller names. */
-  addresses: string[];
-  names: string[];
-  transport: TransportKind;
-  locksPerHost: number;
-  /** Reclaims in flight per host: 1 as a kernel client's lockd (its reclaimer takes one lock at a time). */
-  window: number;
-}
-
-interface Host {
-  address: string;
-  name: string;
-  client: NlmClient | undefined;
-  /** The NSM state of the last SM_NOTIFY acted on. */
-  state: number;
-  notifiedAt: number;
-  doneAt: number;
-  granted: number;
-  refused: Record<string, number>;
-}
-
-/** Host h's locks: ten owners (svids) on ten files, ten 5-byte ranges each. */
-function locksOf(h: Host, n: number): LockSpec[] {
-  return Array.from({ length: n }, (_, j) => ({
-    fh: Buffer.from(`scale-${h.name}-file-${j % 10}`.padEnd(32, '.')),
-    svid: 1000 + (j % 10),
-    offset: BigInt(Math.floor(j / 10) * 10),
-    length: 5n,
-    exclusive: true,
-  }));
-}
-
-async function runHosts(cfg: HostsConfig): Promise<void> {
-  const hosts: Host[] = cfg.addresses.map((address, i) => ({ address, name: cfg.names[i]!, client: undefined, state: -1, notifiedAt: 0, doneAt: 0, granted: 0, refused: {} }));
-  const byAddress = new Map(hosts.map((h) => [h.address, h]));
-  const connect = (h: Host): Promise<NlmClient> =>
-    NlmClient.create({ server: { address: VIP }, transport: cfg.transport, vers: 4, callerName: h.name, source: h.address, timeoutMs: 20_000 });
-  let reclaiming = 0;
-
-  const reclaim = async (h: Host, notice: StatChge): Promise<void> => {
-    // As a kernel client's lockd: the server restarted, so a fresh binding and every lock again.
-    const old = h.client;
-    h.client = undefined;
-    await old?.close();
-    const c = (h.client = await connect(h));
-    const specs = locksOf(h, cfg.locksPerHost);
-    let next = 0;
-    await Promise.all(Array.from({ length: cfg.window }, async () => {
-      while (next < specs.length) {
-        const r = await c.lock({ ...specs[next++]!, reclaim: true, state: notice.state });
-        if (r.status === 'granted') h.granted++;
-        else h.refused[r.status] = (h.refused[r.status] ?? 0) + 1;
-      }
-    }));
-    h.doneAt = now();
-    if (--reclaiming === 0 && hosts.every((x) => x.doneAt > 0)) {
-      void say('reclaimed', {
-        hosts: hosts.map((x) => ({ name: x.name, notifiedAt: x.notifiedAt, doneAt: x.doneAt, granted: x.granted, refused: x.refused })),
-      });
-    }
-  };
-
-  // A retransmitted notice (its answer was lost) is answered again but not acted on twice.
-  const statd = await serveStatusMonitor(cfg.addresses, (notice, ctx) => {
-    const h = byAddress.get(ctx.local.address);
-    if (!h || h.state === notice.state) return;
-    h.state = notice.state;
-    h.notifiedAt = now();
-    h.granted = 0;
-    h.refused = {};
-    h.doneAt = 0;
-    reclaiming++;
-    void reclaim(h, notice).catch((err) => say('error', { what: `reclaim ${h.name}`, error: String(err) }));
-  });
-  void say('ready', { hosts: hosts.length });
-
-  for await (const line of createInterface({ input: process.stdin })) {
-    const cmd = JSON.parse(line) as { do: string };
-    if (cmd.do === 'lock') {
-      const t0 = now();
-      const statuses: Record<string, number> = {};
-      await Promise.all(hosts.map(async (h) => {
-        h.client ??= await connect(h);
-        for (const spec of locksOf(h, cfg.locksPerHost)) {
-          const r = await h.client.lock(spec);
-          statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-        }
-      }));
-      void say('locked', { statuses, ms: now() - t0 });
-    } else if (cmd.do === 'quit') {
-      break;
-    }
-  }
-  await Promise.all(hosts.map((h) => h.client?.close()));
-  await statd.close();
-}
-
-// ---- the probe: a client of the other address on B, one call at a time ----
-
-async function runProbe(address: string, transport: TransportKind): Promise<void> {
-  const c = await NlmClient.create({ server: { address: STAY }, transport, vers: 4, callerName: 'probe', source: address, timeoutMs: 5_000 });
-  const samples: { at: number; ms: number; status: string }[] = [];
-  let running = true;
-  const fh = Buffer.from('scale-probe-file'.padEnd(32, '.'));
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      const spec = { fh, svid: 7, offset: BigInt((i % 1000) * 10), length: 5n, exclusive: true };
-      const t0 = now();
-      // A call that fails is a sample too (its error as the status): the probe must not stop.
-      const status = await c.lock(spec).then((r) => r.status, (err: Error) => `error: ${err.message}`);
-      samples.push({ at: t0, ms: now() - t0, status });
-      await c.unlock(spec).catch(() => undefined);
-      await sleep(1);
-    }
-  })();
-  void say('ready', {});
-  for await (const line of createInterface({ input: process.stdin })) {
-    if ((JSON.parse(line) as { do: string }).do === 'stop') break;
-  }
-  running = false;
-  await loop;
-  await say('samples', { samples });
-  await c.close();
-}
 
 // ---- the driver ----
 
@@ -184,7 +47,7 @@ interface Options {
   gap: number;
   /** Reclaims in flight per host (1: one at a time, as Linux's lockd). */
   window: number;
-  /** A folder for CPU profiles of both nodes (--cpu-prof). */
+  /** A folder for CPU profiles of both nodes and the client processes (--cpu-prof). */
   profile: string;
 }
 
@@ -209,6 +72,13 @@ function checkBuilt(): void {
   if (statSync(path.join(REPO, 'dist', 'cli', 'lockdropd.js')).mtimeMs < newest(path.join(REPO, 'src'))) {
     throw new Error('dist/ is older than src/: run npm run build first');
   }
+}
+
+/** TCP counters of a lab host's namespace (nstat, absolute): a full accept queue, retransmissions. */
+function tcpCounters(lab: Lab, host: LabHost): Record<string, number> {
+  const names = ['TcpExtListenOverflows', 'TcpExtListenDrops', 'TcpRetransSegs', 'TcpExtTCPSynRetrans'];
+  const out = lab.exec(host, 'nstat', ['-az', ...names]);
+  return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? NaN)]));
 }
 
 /** CPU milliseconds a process has used (user + system, from /proc). */
@@ -267,9 +137,8 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     for (const { host, control } of nodes.values()) await lab.waitForControl(host, control);
     const [A, B] = [nodes.get('a')!, nodes.get('b')!];
 
-    const start = (host: LabHost, args: string[]): JsonLines => {
-      // Entering a mount namespace moves the working directory to its root: tsx by its full path.
-      const child = lab.spawn(host, process.execPath, ['--import', pathToFileURL(path.join(REPO, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, __filename, ...args]);
+    const start = (host: LabHost, role: 'hosts' | 'probe', config: ScaleHostsConfig | ScaleProbeConfig): JsonLines => {
+      const child = lab.spawn(host, process.execPath, [...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(o.profile)}`] : []), path.join(REPO, 'dist', 'demo', 'scale-hosts.js'), role, JSON.stringify(config)]);
       createInterface({ input: child.stderr! }).on('line', (line) => log(`${host.name}! ${line}`));
       return new JsonLines(child, (j) => j.event === 'error' && log(`${host.name}: ${j.what}: ${j.error}`));
     };
@@ -278,7 +147,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const clients = spaces.map((ns, k) => {
       const names = hostAddrs[k]!.map((_, i) => `host${first + i}`);
       first += names.length;
-      return start(ns, ['hosts', JSON.stringify({ addresses: hostAddrs[k], names, transport: o.transport, locksPerHost: perHost, window: o.window } satisfies HostsConfig)]);
+      return start(ns, 'hosts', { server: VIP, addresses: hostAddrs[k]!, names, transport: o.transport, locksPerHost: perHost, window: o.window });
     });
     await Promise.all(clients.map((c) => c.wait('hosts ready', (j) => j.event === 'ready', 60_000)));
 
@@ -302,7 +171,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       await sleep(100);
     }
 
-    const probe = start(probeHost, ['probe', probeHost.address, o.transport]);
+    const probe = start(probeHost, 'probe', { server: STAY, address: probeHost.address, transport: o.transport });
     await probe.wait('probe ready', (j) => j.event === 'ready', 60_000);
     await sleep(2_000); // the baseline
 
@@ -318,6 +187,8 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const reclaimed = await Promise.all(clients.map((c) => c.wait('reclaims', (j) => j.event === 'reclaimed', 120_000)));
     const tDone = now();
     const cpu = { b: cpuMs(B.child.pid) - cpu0.b, clients: clients.reduce((n, c, i) => n + cpuMs(c.child.pid) - cpu0.clients[i]!, 0) };
+    // b's namespace is this run's: its counters since creation are the reclaim's (connections went to a before).
+    const tcpOnB = tcpCounters(lab, b);
     await sleep(500);
     probe.send({ do: 'stop' });
     const samples = (await probe.wait('probe samples', (j) => j.event === 'samples', 30_000).catch((err: Error) => {
@@ -331,6 +202,8 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const leaseHeld = await B.log.wait('', (j) => j.address === VIP && typeof j.holder === 'string' && typeof j.leaseSeconds === 'number', 0, bMark).catch(() => undefined);
     const leaseTaken = leaseHeld && (await B.log.wait('', (j) => j.address === VIP && typeof j.holder === 'string' && /taken over/.test(j.msg), 0, bMark).catch(() => undefined));
     const leaseWaitMs = leaseHeld && leaseTaken ? Date.parse(leaseTaken.time) - Date.parse(leaseHeld.time) : 0;
+    // a lets go of the lease as its drop is reported: b's takeover after that, and its arrival after the takeover.
+    const takeover = leaseTaken ? { afterReleaseMs: Date.parse(leaseTaken.time) - Date.parse(drop.time), toArrivalMs: Date.parse(arrived.time) - Date.parse(leaseTaken.time) } : undefined;
     const hosts = reclaimed.flatMap((j) => j.hosts as { notifiedAt: number; doneAt: number; granted: number; refused: Record<string, number> }[]);
     const granted = hosts.reduce((n, h) => n + h.granted, 0);
     const refused = hosts.reduce<Record<string, number>>((acc, h) => {
@@ -341,6 +214,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const onA = held(A, VIP);
     const notified = hosts.map((h) => h.notifiedAt - tAdd);
     const done = hosts.map((h) => h.doneAt - tAdd);
+    const perHostMs = hosts.map((h) => h.doneAt - h.notifiedAt);
     const base = samples.filter((s) => s.at < tDel).map((s) => s.ms);
     // From when b serves the address (after any lease wait, which leaves b idle) to the last reclaim.
     const busyFrom = Date.parse(arrived.time);
@@ -349,13 +223,13 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const result = {
       run, transport: o.transport, window: o.window, gap: o.gap, hosts: hosts.length, locks: o.locks, namespaces: o.namespaces,
       ipDelMs: tAdd - tDel, ipAddMs: tAdded - tAdd, dropOnA: { locks: drop.locks, ms: drop.ms },
-      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs },
+      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs, takeover },
       notifyDoneOnB: { afterAddMs: Date.parse(notifyDone.time) - tAdd, notified: notifyDone.notified, failed: notifyDone.failed },
       notifiedMs: { first: Math.min(...notified), p50: pct(notified, 0.5), last: Math.max(...notified) },
-      reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done) },
+      reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done), perHost: { p50: pct(perHostMs, 0.5), p99: pct(perHostMs, 0.99), max: Math.max(...perHostMs) } },
       everyLockReclaimedMs: tDone - tAdd, fromRemovalMs: tDone - tDel,
       granted, refused, heldOnB: onB, heldOnA: onA,
-      cpuMs: { b: cpu.b, clients: cpu.clients },
+      cpuMs: { b: cpu.b, clients: cpu.clients }, tcpOnB,
       probe: {
         baseline: { n: base.length, p50: pct(base, 0.5), p99: pct(base, 0.99), max: Math.max(...base) },
         during: { n: during.length, p50: pct(during.map((s) => s.ms), 0.5), p99: pct(during.map((s) => s.ms), 0.99), max: Math.max(...during.map((s) => s.ms)) },
@@ -364,12 +238,14 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     };
     log(`moved: ip addr del on a ${f1(result.ipDelMs)} ms, ip addr add on b ${f1(result.ipAddMs)} ms; a dropped ${drop.locks} locks in ${f1(drop.ms)} ms`);
     log(`b: ${VIP} up (lease, listeners, records, state) ${f1(result.arrivedOnB.afterAddMs)} ms after ip addr add began` +
-      `${leaseWaitMs ? `, ${f1(leaseWaitMs)} ms of it waiting for a's lease` : ''}, notifying ${arrived.monitors} hosts; ` +
+      `${leaseWaitMs ? `, ${f1(leaseWaitMs)} ms of it waiting for a's lease` : ''}` +
+      `${takeover ? ` (taken ${takeover.afterReleaseMs} ms after a's drop, which releases it; serving ${takeover.toArrivalMs} ms after that)` : ''}, notifying ${arrived.monitors} hosts; ` +
       `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
     log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
-    log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms; ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
+    log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms (a host's, from its notice: p50 ${f1(result.reclaimedMs.perHost.p50)} / p99 ${f1(result.reclaimedMs.perHost.p99)} / max ${f1(result.reclaimedMs.perHost.max)} ms); ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
     log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock), the client processes ${cpu.clients.toFixed(0)} ms`);
     log(`every lock reclaimed ${f1(result.everyLockReclaimedMs)} ms after ip addr add began (${f1(result.fromRemovalMs)} ms after the removal on a)`);
+    log(`TCP on b: ${Object.entries(tcpOnB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     log(`probe on ${STAY} (while b serves ${VIP} until the last reclaim): baseline p50 ${result.probe.baseline.p50.toFixed(2)} / p99 ${result.probe.baseline.p99.toFixed(2)} ms (n=${base.length}); ` +
       `during p50 ${result.probe.during.p50.toFixed(2)} / p99 ${result.probe.during.p99.toFixed(2)} / max ${result.probe.during.max.toFixed(2)} ms (n=${during.length}); ` +
       `refusals ${notGranted.length ? JSON.stringify(notGranted.map((s) => s.status)) : 'none'}`);
@@ -401,18 +277,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(results));
 }
 
-const role = process.argv[2];
-if (role === 'hosts') {
-  runHosts(JSON.parse(process.argv[3]!) as HostsConfig).then(() => process.exit(0), (err) => {
-    void say('error', { what: 'hosts', error: String(err) }).then(() => process.exit(1));
-  });
-} else if (role === 'probe') {
-  runProbe(process.argv[3]!, process.argv[4] as TransportKind).then(() => process.exit(0), (err) => {
-    void say('error', { what: 'probe', error: String(err) }).then(() => process.exit(1));
-  });
-} else {
-  main().catch((err) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
-  });
-}
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

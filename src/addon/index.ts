@@ -1,8 +1,8 @@
 // The native addon's public surface: rtnetlink sockets, a small eBPF library over libbpf (open →
 // configure → load → attach → read) with feature probes, lockdrop's probes, real files (handles,
-// OFD locks, waits for outside holders, the fd limit), sd_notify and a unix socket's peer
-// credentials (SO_PEERCRED). It hands out bytes: the rtnetlink and probe event codecs are
-// src/watch's.
+// OFD locks, waits for outside holders, the fd limit), sd_notify, a unix socket's peer
+// credentials (SO_PEERCRED) and gratuitous ARP / unsolicited NA. It hands out bytes: the rtnetlink
+// and probe event codecs are src/watch's.
 // Everything runs in the calling process's network namespace; nothing here calls setns.
 export { AddonUnavailable, addonStatus, loadAddon, type FeatureAnswer } from './native';
 export { openRtnetlink, rtnetlinkDump, type RtnetlinkOptions, type RtnetlinkSocket } from './rtnetlink';
@@ -15,3 +15,4 @@ export {
 } from './files';
 export { sdNotify } from './notify';
 export { peerCredentials, type PeerCredentials } from './peercred';
+export { announceAddress } from './neighbours';

@@ -54,6 +54,8 @@ export interface NativeAddon {
   sendNotify(socket: string, message: string): void;
   // native/src/peercred.cc (wrapped by peercred.ts)
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  // native/src/neighbours.cc (wrapped by neighbours.ts)
+  announceAddress(device: string, address: string): void;
 }
 
 /** The addon cannot be used here; `reason` says why (not built, not Linux, forced off, load error). */

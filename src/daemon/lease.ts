@@ -7,11 +7,18 @@
 //
 // Taking a free lease is an exclusive create (O_EXCL, atomic on local filesystems and NFS); taking
 // an expired one is a rename over it, read back after a moment in case another node did the same.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+//
+// A waiting node looks again when the holder file changes (inotify on its folder: the release on
+// a failover comes 60–90 ms after the address left the other node, once its drop is done) and, as
+// inotify sees nothing another NFS client does, on a backoff: 20 ms, doubling up to a third of the
+// lease. Looking sooner never takes a live lease: only a removed file or one not renewed for a
+// whole lease (measured on this node's clock) is taken.
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { Observable, Subject } from 'rxjs';
 import type { Logger } from 'pino';
 import { nowMs, type AddressEvent } from '../watch/types';
+import { Backoff } from '../net';
 
 interface LeaseFile {
   node: string;
@@ -37,9 +44,15 @@ interface Waiting {
   seq: string;
   /** When this node last saw the holder's lease change (its own clock). */
   changedAt: number;
-  timer: NodeJS.Timeout;
+  /** The next look, on the backoff. */
+  timer: NodeJS.Timeout | undefined;
+  /** The holder file's folder, watched; undefined where inotify cannot watch it. */
+  watcher: FSWatcher | undefined;
   cancel: () => void;
 }
+
+/** The first look again after a held lease was found; it doubles up to a third of the lease. */
+const FIRST_LOOK_MS = 20;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -118,14 +131,20 @@ export class AddressLeases {
     if (first === true) return Promise.resolve(false);
     return new Promise((resolve) => {
       let holder = first.holder;
+      const backoff = new Backoff({ initialMs: FIRST_LOOK_MS, maxMs: this.renewMs });
+      const stop = (): void => {
+        clearTimeout(w.timer);
+        w.watcher?.close();
+        this.waiting.delete(address);
+      };
       const w: Waiting = {
         holder,
         seq: first.seq,
         changedAt: nowMs(),
-        timer: setInterval(() => void check(), this.renewMs),
+        timer: undefined,
+        watcher: this.watchHolder(address, () => void check()),
         cancel: () => {
-          clearInterval(w.timer);
-          this.waiting.delete(address);
+          stop();
           this.opts.log.info({ address, holder }, `${address} left this node while its lease was held by ${holder}`);
           resolve(null);
         },
@@ -135,22 +154,46 @@ export class AddressLeases {
       this.opts.onConflict?.(address, holder);
       this.waits.next({ address, holder });
       let busy = false;
+      const schedule = (): void => {
+        clearTimeout(w.timer);
+        w.timer = setTimeout(() => void check(), backoff.next());
+      };
       const check = async (): Promise<void> => {
-        if (busy || this.closed) return;
+        if (busy || this.closed || this.waiting.get(address) !== w) return;
         busy = true;
         try {
           const r = await this.tryTakeWaiting(address, w);
           if (r === true) {
-            clearInterval(w.timer);
-            this.waiting.delete(address);
+            stop();
             this.opts.log.warn({ address, holder }, `${address}: lease taken over from ${holder}`);
             resolve(holder);
-          } else holder = w.holder = r.holder;
+            return;
+          }
+          holder = w.holder = r.holder;
+        } catch (err) {
+          this.opts.log.warn({ address, err: (err as Error).message }, `cannot look at the lease of ${address}: ${(err as Error).message}`);
         } finally {
           busy = false;
         }
+        schedule();
       };
+      schedule();
     });
+  }
+
+  /** Calls `changed` whenever the address's holder file may have changed here; undefined if its folder cannot be watched. */
+  private watchHolder(address: string, changed: () => void): FSWatcher | undefined {
+    const name = path.basename(this.file(address));
+    try {
+      const watcher = watch(path.dirname(this.file(address)), { persistent: false }, (_event, file) => {
+        if (file === null || file === name) changed();
+      });
+      // Out of inotify watches, or the folder went: the backoff's looks remain.
+      watcher.on('error', () => watcher.close());
+      return watcher;
+    } catch {
+      return undefined;
+    }
   }
 
   /** One look: ours now (true), or who holds it and its renewal mark. */
@@ -260,7 +303,10 @@ export class AddressLeases {
   close(): void {
     this.closed = true;
     clearInterval(this.renewer);
-    for (const w of this.waiting.values()) clearInterval(w.timer);
+    for (const w of this.waiting.values()) {
+      clearTimeout(w.timer);
+      w.watcher?.close();
+    }
     this.waiting.clear();
     for (const address of [...this.held.keys()]) this.release(address);
     this.waits.complete();

@@ -32,6 +32,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class Lab {
   private readonly namespaces: string[] = [];
   private readonly children = new Set<ChildProcess>();
+  /** Daemons by control socket, with the tail of their stderr. */
+  private readonly daemons = new Map<string, { child: ChildProcess; stderr: string[] }>();
   private disposed = false;
 
   /** `prefix` keeps concurrent labs apart; `subnet` is the first three octets of the lab network. */
@@ -91,7 +93,14 @@ export class Lab {
     const file = path.join(dir, 'lockdrop.json');
     writeFileSync(file, JSON.stringify({ stateDir: dir, control, metrics: null, ...config }));
     const child = this.spawn(host, process.execPath, [...nodeArgs, path.join(REPO, 'bin', 'lockdropd'), '--config', file], { env: { ...process.env, ...env } });
-    if (onStderr) createInterface({ input: child.stderr! }).on('line', onStderr);
+    // Its last words, for waitForControl to say why a daemon never came up.
+    const started = { child, stderr: [] as string[] };
+    this.daemons.set(control, started);
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      started.stderr.push(line);
+      if (started.stderr.length > 20) started.stderr.shift();
+      onStderr?.(line);
+    });
     return { control, log: new JsonLines(child, onLine), child };
   }
 
@@ -111,7 +120,12 @@ export class Lab {
         this.ctl(host, control, ['status']);
         return;
       } catch (err) {
-        if (Date.now() > until) throw new Error(`lockdropd on ${host.name} did not come up: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+        const d = this.daemons.get(control);
+        const gone = d && (d.child.exitCode !== null || d.child.signalCode !== null);
+        if (gone || Date.now() > until) {
+          const why = gone ? `it exited (${d.child.exitCode ?? d.child.signalCode})` : `no answer in ${timeoutMs} ms`;
+          throw new Error(`lockdropd on ${host.name} did not come up: ${why}: ${(err as { stderr?: string }).stderr ?? String(err)}${d?.stderr.length ? `; its stderr: ${d.stderr.join(' | ')}` : ''}`);
+        }
       }
       await sleep(200);
     }

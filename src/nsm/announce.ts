@@ -3,16 +3,18 @@
 // what resource-agents' IPaddr2 sends with its send_arp and send_ua. Without it a client's answer
 // to the first exchange goes to the node that had the address, and is lost.
 //
-// Node has no raw sockets, so this runs a tool: resource-agents' send_arp / send_ua when
-// installed, else iputils' arping / ndisc6's ndsend. With none, or for an address on no
-// interface that has neighbours, it logs once and goes on: the notices still go out, later
-// exchanges still work.
+// Node has no raw sockets: the native addon sends both at once (src/addon announceAddress, well
+// under a millisecond). Without it this runs a tool — resource-agents' send_arp / send_ua when
+// installed, else iputils' arping / ndisc6's ndsend — whose start and exit hold the first
+// SM_NOTIFY back 60-90 ms. With neither, or for an address on no interface that has neighbours,
+// it logs once and goes on: the notices still go out, later exchanges still work.
 import { execFile } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { familyOf, isLoopback, normaliseAddress } from '../net';
+import { AddonUnavailable, announceAddress } from '../addon';
 
 /** Where an address lives: its interface (IPv4 labels stripped) and prefix length. */
 export interface AddressInterface {
@@ -71,11 +73,14 @@ export interface NeighbourAnnouncerOptions {
   timeoutMs?: number;
   /** Finds the address's interface (tests inject one). Default interfaceOf. */
   interfaceOf?: (address: string) => AddressInterface | undefined;
+  /** 'addon' sends from this process, falling back to a tool without the addon; 'tool' always spawns one. Default 'addon'. */
+  via?: 'addon' | 'tool';
 }
 
 /** An `announce` for RpcNsmSender: resolves once the tool has sent (or failed, or is absent); never rejects. */
 export function neighbourAnnouncer(opts: NeighbourAnnouncerOptions = {}): (address: string) => Promise<void> {
   let warnedMissing = false;
+  let native = opts.via !== 'tool';
   const find = opts.interfaceOf ?? interfaceOf;
   return async (address) => {
     if (isLoopback(address)) return;
@@ -83,6 +88,16 @@ export function neighbourAnnouncer(opts: NeighbourAnnouncerOptions = {}): (addre
     if (!where) {
       opts.log?.debug({ address }, 'nsm: address on no interface, nothing to announce');
       return;
+    }
+    if (native) {
+      try {
+        announceAddress(where.device, address);
+        opts.log?.debug({ address, device: where.device }, 'nsm: address announced to its neighbours');
+        return;
+      } catch (err) {
+        if (err instanceof AddonUnavailable) native = false;
+        else opts.log?.warn({ address, device: where.device, err: (err as Error).message }, 'nsm: announcing the address to its neighbours failed; trying a tool');
+      }
     }
     const cmd = announceCommand(address, where);
     if (!cmd) {

@@ -208,7 +208,9 @@ export class RpcServer {
         tcp = net.createServer({ noDelay: true });
         await new Promise<void>((resolve, reject) => {
           tcp!.once('error', reject);
-          tcp!.listen({ host: address, port, exclusive: true, ipv6Only: net.isIPv6(address) }, () => {
+          // An arriving address's clients all reconnect at once on SM_NOTIFY: Node's default backlog
+          // (511) overflowed with 1,000 (bench/failover-scale.ts); the kernel caps it at somaxconn.
+          tcp!.listen({ host: address, port, exclusive: true, ipv6Only: net.isIPv6(address), backlog: 4096 }, () => {
             tcp!.off('error', reject);
             resolve();
           });
