@@ -1,12 +1,15 @@
 // The files part's system calls from the native addon (src/addon/files.ts).
-import { closeFd, fileType, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openPath } from '../addon/files';
+import { checkHandle, closeFd, closeFds, fileType, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openLock, openPath } from '../addon/files';
 import type { FileSyscalls } from './syscalls';
 
 export const nativeFileSyscalls: FileSyscalls = {
   openPath,
   nameToHandle,
   openByHandle,
+  openLock,
+  checkHandle,
   closeFd,
+  closeFds,
   isRegularFile: (fd) => fileType(fd) === 'file',
   ofdSetLock,
   ofdGetLock: (fd, type, start, len) => ofdGetLock(fd, type === 1 ? 1 : 0, start, len),

@@ -1,11 +1,15 @@
-// ExportedFiles on a real tmpfs, its system calls counted: a LOCK of a file nobody has open opens
-// it once (the description validate() opened is the one the lock takes), and a validation that
-// no lock follows leaves nothing open once the current job ends.
+// ExportedFiles on a real tmpfs, its system calls counted: a LOCK of a file nobody has open is
+// one addon call (open, check, lock), an UNLOCK that leaves the owner nothing one close; checking
+// a handle no lock follows (TEST, UNLOCK of nothing, a table conflict, grace) opens it for no
+// I/O and leaves nothing open; a stale handle answers stale_fh on each of those paths; a drop's
+// descriptions are closed in one batch.
 import assert from 'node:assert/strict';
+import { unlinkSync } from 'node:fs';
 import { ExportsTable } from '../../src/exports';
 import { ExportedFiles, type FileSyscalls } from '../../src/files';
 import { nativeFileSyscalls } from '../../src/files/native';
 import { LockTable, hostKey } from '../../src/locks';
+import { checkIndexes } from '../../src/locks/testing';
 import { requireNamespaceRoot } from '../support/netns';
 import { knfsdHandle, makeFile, mountTmpfs, openFdCount, type Mounted } from './support';
 
@@ -13,11 +17,23 @@ describe('files: ExportedFiles opens each file once per lock', function () {
   let fs: Mounted;
   let files: ExportedFiles;
   let table: LockTable;
-  const opens = { n: 0 };
+  const calls = { opens: 0, openLocks: 0, checks: 0, closes: 0, batches: [] as number[] };
+  const reset = (): void => {
+    calls.opens = calls.openLocks = calls.checks = calls.closes = 0;
+    calls.batches = [];
+  };
   before(function () {
     requireNamespaceRoot(this);
     fs = mountTmpfs();
-    const sys: FileSyscalls = { ...nativeFileSyscalls, openByHandle: (...a) => (opens.n++, nativeFileSyscalls.openByHandle(...a)) };
+    const n = nativeFileSyscalls;
+    const sys: FileSyscalls = {
+      ...n,
+      openByHandle: (...a) => (calls.opens++, n.openByHandle(...a)),
+      openLock: (...a) => (calls.openLocks++, n.openLock(...a)),
+      checkHandle: (...a) => (calls.checks++, n.checkHandle(...a)),
+      closeFd: (fd) => (calls.closes++, n.closeFd(fd)),
+      closeFds: (fds, threads) => (calls.batches.push(fds.length), n.closeFds(fds, threads)),
+    };
     const exports = new ExportsTable([{ path: fs.dir, fsid: 5, clients: [], secure: false, fileLocks: true }]);
     files = new ExportedFiles({ sys, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100 });
     files.setExports([{ path: fs.dir, fileLocks: true }]);
@@ -29,48 +45,74 @@ describe('files: ExportedFiles opens each file once per lock', function () {
   });
 
   const owner = (svid: number) => ({ host: hostKey('c', '10.0.0.1'), svid, oh: Buffer.from(`oh${svid}`) });
-  const req = (fh: Buffer, svid: number, exclusive = true) => ({ fh, owner: owner(svid), exclusive, offset: 0n, length: 10n, serverAddress: '10.0.0.9' });
+  const req = (fh: Buffer, svid: number, exclusive = true, serverAddress = '10.0.0.9') => ({ fh, owner: owner(svid), exclusive, offset: 0n, length: 10n, serverAddress });
   const NB = { block: false, reclaim: false };
-  const job = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-  it('LOCK of a new file: one open; UNLOCK closes it', async () => {
+  it('LOCK of a new file: one addon call and no validation open; UNLOCK closes it', () => {
     const fh = knfsdHandle(makeFile(fs.dir, 'a'), 5);
     const idle = openFdCount();
-    opens.n = 0;
+    reset();
     assert.equal(table.lock(req(fh, 1), NB), 'granted');
-    assert.equal(opens.n, 1, 'validation and lock share one open');
+    assert.deepEqual({ openLocks: calls.openLocks, opens: calls.opens, checks: calls.checks }, { openLocks: 1, opens: 0, checks: 0 });
     assert.equal(files.stats().open, 1);
     assert.equal(table.unlock(req(fh, 1)), 'granted');
+    assert.equal(calls.closes, 1);
     assert.equal(files.stats().open, 0);
-    await job();
     assert.equal(openFdCount(), idle);
   });
 
-  it('a validation no lock takes (a table conflict, TEST, UNLOCK of nothing) is closed when the job ends', async () => {
+  it('a validation no lock takes (TEST, UNLOCK of nothing, a table conflict) opens nothing for I/O and leaves nothing open', () => {
     const fh = knfsdHandle(makeFile(fs.dir, 'b'), 5);
     const other = knfsdHandle(makeFile(fs.dir, 'c'), 5);
     const idle = openFdCount();
-    assert.equal(table.test(req(fh, 1)).status, 'granted');
+    reset();
     assert.equal(table.unlock(req(other, 1)), 'granted');
-    assert.equal(files.stats().open, 1, 'at most one spare description at a time');
-    await job();
+    assert.equal(table.cancel(req(other, 1)), 'denied');
+    assert.deepEqual({ checks: calls.checks, opens: calls.opens, openLocks: calls.openLocks }, { checks: 2, opens: 0, openLocks: 0 });
+    assert.equal(table.test(req(fh, 1)).status, 'granted');
+    assert.equal(calls.checks, 2, "TEST's own open checks the handle");
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
-    // Held by owner 1: owner 2's LOCK is refused by the table, after validation opened nothing new.
+    // Held by owner 1: owner 2's LOCK is refused by the table with no open at all.
     assert.equal(table.lock(req(fh, 1), NB), 'granted');
-    opens.n = 0;
+    reset();
     assert.equal(table.lock(req(fh, 2), NB), 'denied');
-    assert.equal(opens.n, 0, 'a file already open needs no validation open');
+    assert.deepEqual({ opens: calls.opens, openLocks: calls.openLocks, checks: calls.checks }, { opens: 0, openLocks: 0, checks: 0 }, 'a file already open needs no check');
     table.unlock(req(fh, 1));
-    await job();
     assert.equal(files.stats().open, 0);
+    assert.equal(openFdCount(), idle);
   });
 
-  it('closeExport closes a spare description at once (the filesystem can be unmounted)', () => {
-    const fh = knfsdHandle(makeFile(fs.dir, 'd'), 5);
-    assert.equal(table.test(req(fh, 3)).status, 'granted');
-    assert.equal(files.stats().open, 1);
-    files.closeExport(fs.dir);
+  it('a stale handle answers stale_fh on the answers that never reach the file: grace, draining, fbig', () => {
+    const path = makeFile(fs.dir, 'gone');
+    const fh = knfsdHandle(path, 5);
+    unlinkSync(path);
+    assert.equal(table.lock(req(fh, 1), NB), 'stale_fh');
+    assert.equal(table.test(req(fh, 1)).status, 'stale_fh');
+    assert.equal(table.unlock(req(fh, 1)), 'stale_fh');
+    table.grace.start({ kind: 'address', address: '10.0.0.8' }, 60);
+    assert.equal(table.lock(req(fh, 1, true, '10.0.0.8'), NB), 'stale_fh', 'not denied_grace_period');
+    assert.equal(table.test(req(fh, 1, true, '10.0.0.8')).status, 'stale_fh');
+    table.grace.end({ kind: 'address', address: '10.0.0.8' });
+    assert.equal(table.test({ ...req(fh, 1), offset: 2n ** 63n, length: 2n ** 63n }).status, 'stale_fh', 'not fbig');
     assert.equal(files.stats().open, 0);
+    table.setDraining('10.0.0.6', true);
+    assert.equal(table.lock(req(fh, 1, true, '10.0.0.6'), NB), 'stale_fh', 'not denied_nolocks');
+    table.setDraining('10.0.0.6', false);
+    assert.deepEqual(checkIndexes(table), []);
+    assert.equal(table.stats().locks, 0);
+  });
+
+  it("a drop closes its descriptions in one batch and every kernel lock is gone when it returns", () => {
+    const fhs = Array.from({ length: 20 }, (_, i) => knfsdHandle(makeFile(fs.dir, `drop${i}`), 5));
+    const idle = openFdCount();
+    for (let i = 0; i < 20; i++) assert.equal(table.lock(req(fhs[i]!, 100 + i, true, '10.0.0.7'), NB), 'granted');
+    assert.equal(files.stats().open, 20);
+    reset();
+    assert.equal(table.dropByServerAddress('10.0.0.7').locks, 20);
+    assert.deepEqual(calls.batches, [20]);
+    assert.equal(calls.closes, 0);
+    assert.equal(files.stats().open, 0);
+    assert.equal(openFdCount(), idle);
   });
 });
