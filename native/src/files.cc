@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -222,6 +224,24 @@ Napi::Value OfdGetLock(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// filesystemId(fd): what names the filesystem of fd as an NFS server's handles may carry it:
+// { fsid: fstatfs's f_fsid as its 8 bytes in host order, devMajor, devMinor: fstat's st_dev }.
+// Throws an errno error.
+Napi::Value FilesystemId(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (info.Length() < 1 || !ParseFd(info[0], &fd)) return ThrowType(env, "filesystemId(fd: number)");
+  struct statfs sfs;
+  if (fstatfs(fd, &sfs) < 0) return ThrowErrno(env, "fstatfs", errno);
+  struct stat st;
+  if (fstat(fd, &st) < 0) return ThrowErrno(env, "fstat", errno);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fsid", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(&sfs.f_fsid), sizeof(sfs.f_fsid)));
+  out.Set("devMajor", Napi::Number::New(env, major(st.st_dev)));
+  out.Set("devMinor", Napi::Number::New(env, minor(st.st_dev)));
+  return out;
+}
+
 Napi::Object Limit(Napi::Env env, const rlimit& rl) {
   auto num = [&](rlim_t v) { return v == RLIM_INFINITY ? Napi::Number::New(env, INFINITY) : Napi::Number::New(env, static_cast<double>(v)); };
   Napi::Object out = Napi::Object::New(env);
@@ -277,6 +297,7 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("checkHandle", Napi::Function::New(env, CheckHandle, "checkHandle"));
   exports.Set("lockRefused", Napi::Number::New(env, kLockRefused));
   exports.Set("fileType", Napi::Function::New(env, FileType, "fileType"));
+  exports.Set("filesystemId", Napi::Function::New(env, FilesystemId, "filesystemId"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("ofdSetLock", Napi::Function::New(env, OfdSetLock, "ofdSetLock"));
   exports.Set("ofdGetLock", Napi::Function::New(env, OfdGetLock, "ofdGetLock"));

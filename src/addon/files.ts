@@ -105,6 +105,17 @@ export const checkHandle = (mountFd: number, type: number, handle: Buffer): numb
  */
 export const closeFds = (fds: Int32Array, threads: number): number => loadAddon().closeFds(fds, threads);
 
+/** What names a filesystem in NFS handles (NFS-Ganesha's fsid): statfs's f_fsid and the device. */
+export interface FilesystemId {
+  /** f_fsid's 8 bytes in host order (zero on filesystems that have none). */
+  fsid: Buffer;
+  devMajor: number;
+  devMinor: number;
+}
+
+/** fstatfs and fstat of fd: its filesystem's f_fsid and device numbers. Throws an errno error. */
+export const filesystemId = (fd: number): FilesystemId => loadAddon().filesystemId(fd);
+
 /** close(fd). Throws only on EBADF (a bug: not an open fd); other close errors still free the fd. */
 export const closeFd = (fd: number): void => loadAddon().closeFd(fd);
 

@@ -44,6 +44,7 @@ export interface NativeAddon {
   lockRefused: number;
   closeFds(fds: Int32Array, threads: number): number;
   fileType(fd: number): number;
+  filesystemId(fd: number): { fsid: Buffer; devMajor: number; devMinor: number };
   closeFd(fd: number): void;
   ofdSetLock(fd: number, type: 0 | 1 | 2, start: number | bigint, len: number | bigint): number;
   ofdGetLock(fd: number, type: 0 | 1, start: number | bigint, len: number | bigint): null | { exclusive: boolean; start: number | bigint; len: number | bigint; pid: number };

@@ -15,7 +15,8 @@
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
-import type { KernelHandleResult } from '../exports';
+import { endianness } from 'node:os';
+import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
 import { availableParallelism } from 'node:os';
 import { E, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
@@ -65,6 +66,8 @@ export interface FilesStats {
 class RealExport {
   rootFd = -1;
   rootHandle: { type: number; handle: Buffer } | undefined;
+  /** The root's filesystem as NFS-Ganesha's handles name it (read when the root opens). */
+  fs: { fsid: [number, number]; dev: [number, number] } | undefined;
   constructor(readonly path: string) {}
 }
 
@@ -159,6 +162,9 @@ export class ExportedFiles implements FileLocker {
     try {
       e.rootFd = this.sys.openPath(e.path);
       this.open++;
+      const id = this.sys.filesystemId(e.rootFd);
+      const word = (at: number) => (endianness() === 'LE' ? id.fsid.readUInt32LE(at) : id.fsid.readUInt32BE(at));
+      e.fs = { fsid: [word(0), word(4)], dev: [id.devMajor, id.devMinor] };
     } catch (err) {
       throw new ExportError(e.path, `cannot open its root: ${(err as Error).message}`);
     }
@@ -382,7 +388,25 @@ export class ExportedFiles implements FileLocker {
       return { kind: 'stale', why: kh.error };
     }
     const exp = this.exports.get(kh.exportId);
-    return exp ? { kind: 'file', exp, kh } : { kind: 'memory' };
+    if (!exp) return { kind: 'memory' };
+    if ('fsid' in kh && kh.fsid && !this.onRootFilesystem(exp, kh.fsid)) return { kind: 'stale', why: "the handle's fsid is not the export root's filesystem" };
+    return { kind: 'file', exp, kh };
+  }
+
+  /**
+   * Whether an NFS-Ganesha handle's fsid names the filesystem of the export's root: a kernel
+   * handle decoded in another filesystem could name an unrelated file there. Told where the fsid
+   * is one the kernel reports (statfs f_fsid, or the device when f_fsid is zero, as Ganesha
+   * does; the device with fsid_device); a uuid from blkid or a configured Filesystem_id cannot be
+   * compared here and passes (the export's ganeshaExportId already matched).
+   */
+  private onRootFilesystem(exp: RealExport, g: GaneshaFsid): boolean {
+    if (exp.rootFd < 0) this.openRoot(exp);
+    const fs = exp.fs!;
+    const is = (pair: [number, number]) => g.major === BigInt(pair[0]) && g.minor === BigInt(pair[1]);
+    if (g.type === GANESHA_FSID_TWO_UINT32) return fs.fsid[0] === 0 && fs.fsid[1] === 0 ? is(fs.dev) : is(fs.fsid);
+    if (g.type === GANESHA_FSID_DEVICE) return is(fs.dev);
+    return true;
   }
 
   /** The owner's new description of the file (for a wait), 'memory' for a file not locked on disk, or the refusal. */

@@ -1,5 +1,5 @@
 // The files part's system calls from the native addon (src/addon/files.ts).
-import { checkHandle, closeFd, closeFds, fileType, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openLock, openPath } from '../addon/files';
+import { checkHandle, closeFd, closeFds, fileType, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openLock, openPath } from '../addon/files';
 import type { FileSyscalls } from './syscalls';
 
 export const nativeFileSyscalls: FileSyscalls = {
@@ -11,6 +11,7 @@ export const nativeFileSyscalls: FileSyscalls = {
   closeFd,
   closeFds,
   isRegularFile: (fd) => fileType(fd) === 'file',
+  filesystemId,
   ofdSetLock,
   ofdGetLock: (fd, type, start, len) => ofdGetLock(fd, type === 1 ? 1 : 0, start, len),
   ofdWait: (fd, type, start, len, done) => ofdWait(fd, type === 1 ? 1 : 0, start, len, done),

@@ -32,6 +32,8 @@ export interface FileSyscalls {
   closeFd(fd: number): void;
   /** Closes all of them, on up to `threads` threads, every one closed when it returns; how many were not open. */
   closeFds(fds: Int32Array, threads: number): number;
+  /** fstatfs's f_fsid (8 bytes, host order) and fstat's device numbers of the descriptor's filesystem (throws an errno error). */
+  filesystemId(fd: number): { fsid: Buffer; devMajor: number; devMinor: number };
   /** Whether the descriptor is a regular file. */
   isRegularFile(fd: number): boolean;
   /** F_OFD_SETLK: 0 or a negative errno (-EAGAIN: someone else holds a conflicting lock). */

@@ -2,14 +2,17 @@
 // one addon call (open, check, lock), an UNLOCK that leaves the owner nothing one close; checking
 // a handle no lock follows (TEST, UNLOCK of nothing, a table conflict, grace) opens it for no
 // I/O and leaves nothing open; a stale handle answers stale_fh on each of those paths; a drop's
-// descriptions are closed in one batch.
+// descriptions are closed in one batch; an NFS-Ganesha handle whose fsid names another filesystem
+// than the export root's is stale.
 import assert from 'node:assert/strict';
 import { unlinkSync } from 'node:fs';
-import { ExportsTable } from '../../src/exports';
+import { closeFd, filesystemId, nameToHandle, openPath } from '../../src/addon/files';
+import { ExportsTable, GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, GANESHA_FSID_TWO_UINT64 } from '../../src/exports';
 import { ExportedFiles, type FileSyscalls } from '../../src/files';
 import { nativeFileSyscalls } from '../../src/files/native';
 import { LockTable, hostKey } from '../../src/locks';
 import { checkIndexes } from '../../src/locks/testing';
+import { encodeGaneshaHandle } from '../support/ganesha-handle';
 import { requireNamespaceRoot } from '../support/netns';
 import { knfsdHandle, makeFile, mountTmpfs, openFdCount, type Mounted } from './support';
 
@@ -114,5 +117,63 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     assert.equal(calls.closes, 0);
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
+  });
+});
+
+describe("files: an NFS-Ganesha handle's fsid must name the export root's filesystem", function () {
+  let fs: Mounted;
+  let files: ExportedFiles;
+  let table: LockTable;
+  let id: { fsid: Buffer; devMajor: number; devMinor: number };
+  before(function () {
+    requireNamespaceRoot(this);
+    fs = mountTmpfs();
+    const exports = new ExportsTable([{ path: fs.dir, ganeshaExportId: 77, clients: [], secure: false, fileLocks: true }]);
+    files = new ExportedFiles({ sys: nativeFileSyscalls, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100 });
+    files.setExports([{ path: fs.dir, fileLocks: true }]);
+    table = new LockTable({ locker: files, exportOf: (fh) => exports.exportOf(fh) });
+    const root = openPath(fs.dir);
+    id = filesystemId(root);
+    closeFd(root);
+  });
+  after(() => {
+    files?.setExports([]);
+    fs?.dispose();
+  });
+
+  const words = (a: number, b: number) => {
+    const w = Buffer.alloc(8);
+    w.writeUInt32LE(a, 0);
+    w.writeUInt32LE(b, 4);
+    return w;
+  };
+  const handle = (fsidType: number, fsid: Buffer): Buffer => {
+    const k = nameToHandle(makeFile(fs.dir, 'g'));
+    return encodeGaneshaHandle({ exportId: 77, big: false, fsidType, fsid, width: 4, type: k.type, kernel: k.handle });
+  };
+  const req = (fh: Buffer) => ({ fh, owner: { host: hostKey('g', '10.0.0.1'), svid: 1, oh: Buffer.from('g') }, exclusive: true, offset: 0n, length: 1n, serverAddress: '10.0.0.9' });
+  const NB = { block: false, reclaim: false };
+  const locks = (fh: Buffer): string => {
+    const status = table.lock(req(fh), NB);
+    if (status === 'granted') table.unlock(req(fh));
+    return status;
+  };
+
+  it('statfs f_fsid (what Ganesha puts in a tmpfs handle): the right one locks, another is stale_fh on every procedure', () => {
+    assert.ok(!id.fsid.equals(Buffer.alloc(8)), 'tmpfs has an f_fsid here');
+    assert.equal(locks(handle(GANESHA_FSID_TWO_UINT32, id.fsid)), 'granted');
+    const other = Buffer.from(id.fsid);
+    other[0] ^= 1;
+    const fh = handle(GANESHA_FSID_TWO_UINT32, other);
+    assert.equal(table.lock(req(fh), NB), 'stale_fh');
+    assert.equal(table.test(req(fh)).status, 'stale_fh');
+    assert.equal(table.unlock(req(fh)), 'stale_fh');
+    assert.equal(files.stats().open, 0);
+  });
+
+  it('the device numbers (fsid_device): the right ones lock, others are stale_fh; a blkid uuid cannot be told and passes', () => {
+    assert.equal(locks(handle(GANESHA_FSID_DEVICE, words(id.devMajor, id.devMinor))), 'granted');
+    assert.equal(locks(handle(GANESHA_FSID_DEVICE, words(id.devMajor, id.devMinor + 1))), 'stale_fh');
+    assert.equal(locks(handle(GANESHA_FSID_TWO_UINT64, Buffer.alloc(16, 7))), 'granted');
   });
 });
