@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { constants, tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import {
   checkHandle, closeFd, closeFds, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
   openByHandle, openLock, openPath, raiseNofileLimit, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
@@ -22,6 +23,19 @@ function mountIdOf(dir: string): number {
   assert.ok(line, `${dir} in mountinfo`);
   return Number(line.split(' ')[0]);
 }
+
+// Holds a read lease on argv[1]; on each stdin line prints what it holds: read, or breaking (the
+// kernel asked it to let go: F_GETLEASE then reports the type it must drop to).
+const LEASE_HOLDER = String.raw`
+import fcntl, os, signal, sys
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+F_SETLEASE, F_GETLEASE = 1024, 1025
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
+print('leased', flush=True)
+for _ in sys.stdin:
+    print('read' if fcntl.fcntl(fd, F_GETLEASE) == fcntl.F_RDLCK else 'breaking', flush=True)
+`;
 
 /** done(result) of one wait as a promise, with the time it came. */
 function waitFor(fd: number, type: HoldType, start: Position, len: Position): { id: number; done: Promise<{ result: number; at: number }> } {
@@ -177,6 +191,30 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       assert.equal(checkHandle(root, h.type, Buffer.alloc(129)), -EINVAL);
       assert.equal(checkHandle(999999, h.type, h.handle), -EBADF);
       assert.equal(fdCount(), before);
+    });
+
+    it("checkHandle breaks no lease (an NFSv4 server's delegation): a read-write open does", async () => {
+      const path = join(fs!.dir, 'leased');
+      writeFileSync(path, '');
+      const h = nameToHandle(path);
+      // A separate process holds a read lease (what knfsd takes for a read delegation) and says what it holds on each line.
+      const holder = spawn('python3', ['-u', '-c', LEASE_HOLDER, path], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: holder.stdout! })[Symbol.asyncIterator]();
+      const ask = async (): Promise<string> => {
+        holder.stdin!.write('?\n');
+        return String((await lines.next()).value);
+      };
+      try {
+        assert.equal(String((await lines.next()).value), 'leased');
+        assert.equal(checkHandle(root, h.type, h.handle), 0);
+        assert.equal(await ask(), 'read', 'the lease is intact after checkHandle');
+        // A read-write open starts the lease's break (O_NONBLOCK: EWOULDBLOCK at once, not a wait).
+        assert.equal(openByHandle(root, h.type, h.handle, 'rw'), -EAGAIN);
+        assert.equal(await ask(), 'breaking');
+      } finally {
+        holder.kill('SIGKILL');
+        await once(holder, 'exit');
+      }
     });
 
     it('closeFds closes a batch on several threads: every lock is released and every thread joined when it returns', () => {
