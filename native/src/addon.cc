@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFeatures(env, exports);
   InitFiles(env, exports);
   InitOfdWait(env, exports);
+  InitCloseBatch(env, exports);
   InitNotify(env, exports);
   InitPeerCred(env, exports);
   InitNeighbours(env, exports);

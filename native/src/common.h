@@ -74,10 +74,13 @@ struct LockArgs {
   }
 };
 bool ParseLockArgs(const Napi::CallbackInfo& info, const char* what, bool allowUnlock, LockArgs* out);
+// (type, start, len) from info[first...] into out, without throwing: false when they are not that.
+bool ParseLockRange(const Napi::CallbackInfo& info, size_t first, bool allowUnlock, LockArgs* out);
 
 void InitRtnetlink(Napi::Env env, Napi::Object exports);
 void InitFiles(Napi::Env env, Napi::Object exports);
 void InitOfdWait(Napi::Env env, Napi::Object exports);
+void InitCloseBatch(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
 void InitPeerCred(Napi::Env env, Napi::Object exports);
 void InitNeighbours(Napi::Env env, Napi::Object exports);

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -79,27 +81,95 @@ Napi::Value OpenPath(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// openByHandle(mountFd, type, handle, rw): fd or -errno. O_NONBLOCK: opening a FIFO or a device
-// by handle must not block the JS thread (it has no effect on regular files' reads or locks).
-// O_NOFOLLOW is pointless here: a handle is never resolved through a path, and a symlink's handle
-// without O_PATH fails with ELOOP anyway.
-Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// The (mountFd, type, handle) arguments of the calls that open by handle, the handle copied into
+// `storage` as open_by_handle_at wants it. Throws a TypeError and returns false when they are not
+// that; *tooLong (answer -EINVAL) when the handle is empty or over MAX_HANDLE_SZ bytes.
+struct HandleArgs {
   int mountFd = -1;
-  double type = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : NAN;
-  if (info.Length() < 4 || !ParseFd(info[0], &mountFd) || !(std::fabs(type) <= 2147483647.0 && std::floor(type) == type) ||
-      !info[2].IsBuffer() || !info[3].IsBoolean())
-    return ThrowType(env, "openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean)");
-  Napi::Buffer<uint8_t> handle = info[2].As<Napi::Buffer<uint8_t>>();
-  if (handle.Length() == 0 || handle.Length() > MAX_HANDLE_SZ) return Napi::Number::New(env, -EINVAL);
   alignas(file_handle) uint8_t storage[sizeof(file_handle) + MAX_HANDLE_SZ];
-  auto* fh = reinterpret_cast<file_handle*>(storage);
+  bool badLength = false;
+  file_handle* fh() { return reinterpret_cast<file_handle*>(storage); }
+};
+
+bool ParseHandleArgs(const Napi::CallbackInfo& info, HandleArgs* out) {
+  double type = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : NAN;
+  if (info.Length() < 3 || !ParseFd(info[0], &out->mountFd) || !(std::fabs(type) <= 2147483647.0 && std::floor(type) == type) ||
+      !info[2].IsBuffer())
+    return false;
+  Napi::Buffer<uint8_t> handle = info[2].As<Napi::Buffer<uint8_t>>();
+  if (handle.Length() == 0 || handle.Length() > MAX_HANDLE_SZ) {
+    out->badLength = true;
+    return true;
+  }
+  file_handle* fh = out->fh();
   fh->handle_bytes = static_cast<unsigned int>(handle.Length());
   fh->handle_type = static_cast<int>(type);
   memcpy(fh->f_handle, handle.Data(), handle.Length());
-  int flags = (info[3].As<Napi::Boolean>().Value() ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-  int fd = open_by_handle_at(mountFd, fh, flags);
+  return true;
+}
+
+// O_NONBLOCK: opening a FIFO or a device by handle must not block the JS thread (it has no effect
+// on regular files' reads or locks). O_NOFOLLOW is pointless here: a handle is never resolved
+// through a path, and a symlink's handle without O_PATH fails with ELOOP anyway.
+int OpenFlags(bool readWrite) { return (readWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK; }
+
+// 0 when fd is a regular file (what NLM locks), -EISDIR when it is anything else, or -errno.
+int RegularFile(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return -errno;
+  return S_ISREG(st.st_mode) ? 0 : -EISDIR;
+}
+
+// openByHandle(mountFd, type, handle, rw): fd or -errno.
+Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  HandleArgs h;
+  if (!ParseHandleArgs(info, &h) || info.Length() < 4 || !info[3].IsBoolean())
+    return ThrowType(env, "openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean)");
+  if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  int fd = open_by_handle_at(h.mountFd, h.fh(), OpenFlags(info[3].As<Napi::Boolean>().Value()));
   return Napi::Number::New(env, fd >= 0 ? fd : -errno);
+}
+
+// Lock refusals of openLock are -(kLockRefused + errno), apart from the open's own -errno.
+constexpr int kLockRefused = 0x10000;
+
+// openLock(mountFd, type, handle, rw, lockType, start, len): a LOCK of a file the owner has no
+// description of, in one call: open_by_handle_at, fstat (a regular file only), F_OFD_SETLK.
+// The fd with the lock held; -errno when the open failed (-EISDIR: not a regular file);
+// -(kLockRefused + errno) when the lock was refused (the fd is closed again).
+Napi::Value OpenLock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  HandleArgs h;
+  LockArgs a;
+  if (!ParseHandleArgs(info, &h) || info.Length() < 7 || !info[3].IsBoolean() || !ParseLockRange(info, 4, false, &a))
+    return ThrowType(env, "openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: non-negative integer, len: non-negative integer)");
+  if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  int fd = open_by_handle_at(h.mountFd, h.fh(), OpenFlags(info[3].As<Napi::Boolean>().Value()));
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  int rc = RegularFile(fd);
+  if (rc == 0) {
+    struct flock fl = a.Flock();
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return Napi::Number::New(env, fd);
+    rc = -(kLockRefused + errno);
+  }
+  close(fd);
+  return Napi::Number::New(env, rc);
+}
+
+// checkHandle(mountFd, type, handle): whether the handle names a regular file now, without
+// opening it for I/O: an O_PATH open (no write access taken, no lease or delegation broken, no
+// open event), fstat, close. 0, -EISDIR (not a regular file) or -errno (-ESTALE, -EINVAL, ...).
+Napi::Value CheckHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  HandleArgs h;
+  if (!ParseHandleArgs(info, &h)) return ThrowType(env, "checkHandle(mountFd: number, type: number, handle: Buffer)");
+  if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  int fd = open_by_handle_at(h.mountFd, h.fh(), O_PATH | O_CLOEXEC);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  int rc = RegularFile(fd);
+  close(fd);
+  return Napi::Number::New(env, rc);
 }
 
 // fileType(fd): the S_IFMT bits of fstat's st_mode, or -errno.
@@ -154,6 +224,24 @@ Napi::Value OfdGetLock(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// filesystemId(fd): what names the filesystem of fd as an NFS server's handles may carry it:
+// { fsid: fstatfs's f_fsid as its 8 bytes in host order, devMajor, devMinor: fstat's st_dev }.
+// Throws an errno error.
+Napi::Value FilesystemId(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (info.Length() < 1 || !ParseFd(info[0], &fd)) return ThrowType(env, "filesystemId(fd: number)");
+  struct statfs sfs;
+  if (fstatfs(fd, &sfs) < 0) return ThrowErrno(env, "fstatfs", errno);
+  struct stat st;
+  if (fstat(fd, &st) < 0) return ThrowErrno(env, "fstat", errno);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fsid", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(&sfs.f_fsid), sizeof(sfs.f_fsid)));
+  out.Set("devMajor", Napi::Number::New(env, major(st.st_dev)));
+  out.Set("devMinor", Napi::Number::New(env, minor(st.st_dev)));
+  return out;
+}
+
 Napi::Object Limit(Napi::Env env, const rlimit& rl) {
   auto num = [&](rlim_t v) { return v == RLIM_INFINITY ? Napi::Number::New(env, INFINITY) : Napi::Number::New(env, static_cast<double>(v)); };
   Napi::Object out = Napi::Object::New(env);
@@ -183,16 +271,21 @@ Napi::Value RaiseNofileLimit(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+bool ParseLockRange(const Napi::CallbackInfo& info, size_t first, bool allowUnlock, LockArgs* out) {
+  double type = info.Length() > first && info[first].IsNumber() ? info[first].As<Napi::Number>().DoubleValue() : -1;
+  if (info.Length() < first + 3 || !(type == 0 || type == 1 || (allowUnlock && type == 2)) || !ParsePosition(info[first + 1], &out->start) ||
+      !ParsePosition(info[first + 2], &out->len))
+    return false;
+  out->type = type == 0 ? F_RDLCK : type == 1 ? F_WRLCK : F_UNLCK;
+  return true;
+}
+
 bool ParseLockArgs(const Napi::CallbackInfo& info, const char* what, bool allowUnlock, LockArgs* out) {
-  Napi::Env env = info.Env();
-  double type = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
-  if (info.Length() < 4 || !ParseFd(info[0], &out->fd) || !(type == 0 || type == 1 || (allowUnlock && type == 2)) ||
-      !ParsePosition(info[2], &out->start) || !ParsePosition(info[3], &out->len)) {
-    ThrowType(env, std::string(what) + "(fd: number, type: " + (allowUnlock ? "0 | 1 | 2" : "0 | 1") +
-                       ", start: non-negative integer, len: non-negative integer (0: to end of file))");
+  if (info.Length() < 1 || !ParseFd(info[0], &out->fd) || !ParseLockRange(info, 1, allowUnlock, out)) {
+    ThrowType(info.Env(), std::string(what) + "(fd: number, type: " + (allowUnlock ? "0 | 1 | 2" : "0 | 1") +
+                              ", start: non-negative integer, len: non-negative integer (0: to end of file))");
     return false;
   }
-  out->type = type == 0 ? F_RDLCK : type == 1 ? F_WRLCK : F_UNLCK;
   return true;
 }
 
@@ -200,7 +293,11 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("nameToHandle", Napi::Function::New(env, NameToHandle, "nameToHandle"));
   exports.Set("openPath", Napi::Function::New(env, OpenPath, "openPath"));
   exports.Set("openByHandle", Napi::Function::New(env, OpenByHandle, "openByHandle"));
+  exports.Set("openLock", Napi::Function::New(env, OpenLock, "openLock"));
+  exports.Set("checkHandle", Napi::Function::New(env, CheckHandle, "checkHandle"));
+  exports.Set("lockRefused", Napi::Number::New(env, kLockRefused));
   exports.Set("fileType", Napi::Function::New(env, FileType, "fileType"));
+  exports.Set("filesystemId", Napi::Function::New(env, FilesystemId, "filesystemId"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("ofdSetLock", Napi::Function::New(env, OfdSetLock, "ofdSetLock"));
   exports.Set("ofdGetLock", Napi::Function::New(env, OfdGetLock, "ofdGetLock"));

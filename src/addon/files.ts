@@ -2,6 +2,9 @@
 //   const root = openPath('/export');                      // at start, per export
 //   const fd = openByHandle(root, type, handleBytes, 'rw'); // per (owner, file); < 0: -errno
 //   ofdSetLock(fd, LOCK_WRITE, 0, 0);                       // 0, or -EAGAIN on a conflict
+//   const fd = openLock(root, type, handleBytes, 'rw', LOCK_WRITE, 0, 0); // the two above in one call
+//   checkHandle(root, type, handleBytes);                   // 0 when it names a regular file
+//   closeFds(Int32Array.of(fd1, fd2, …), 3);                 // a drop's descriptions, on 3 threads
 //   const id = ofdWait(fd, LOCK_WRITE, 0, 0, (r) => …);     // blocking on an outside holder
 //   ofdCancelWait(id); … closeFd(fd);
 //
@@ -69,6 +72,49 @@ export function fileType(fd: number): FileType {
   if (type === undefined) throw new Error(`fstat: unknown file type 0o${t.toString(8)}`);
   return type;
 }
+
+/**
+ * A LOCK of a file the caller has no description of yet, in one call: openByHandle(mountFd,
+ * type, handle, mode), fileType(fd) === 'file', ofdSetLock(fd, lockType, start, len). The fd,
+ * holding the lock, or a negative result without throwing: lockRefusal(result) tells the two
+ * kinds apart. An open that failed is -errno as openByHandle's (-EISDIR also for a file that
+ * is not a regular one); a lock that was refused is below -LOCK_REFUSED and the fd is closed
+ * again (lockRefusal gives ofdSetLock's -errno: -EAGAIN on a conflict, ...).
+ */
+export const openLock = (mountFd: number, type: number, handle: Buffer, mode: OpenMode, lockType: HoldType, start: Position, len: Position): number =>
+  loadAddon().openLock(mountFd, type, handle, mode === 'rw', lockType, start, len);
+
+/** Results of openLock at or below -LOCK_REFUSED are refusals of the lock, not of the open. */
+export const LOCK_REFUSED = 0x10000;
+
+/** ofdSetLock's -errno when openLock's result is a refused lock, else undefined (the fd, or the open's -errno). */
+export const lockRefusal = (result: number): number | undefined => (result <= -LOCK_REFUSED ? result + LOCK_REFUSED : undefined);
+
+/**
+ * Whether the handle names a regular file now, without opening it for reading or writing:
+ * open_by_handle_at with O_PATH (no write access taken, no NFSv4 delegation or lease broken, no
+ * open event), fstat, close, in one call. 0, -EISDIR (not a regular file), or -errno as
+ * openByHandle's (-ESTALE, -EINVAL, -EPERM without CAP_DAC_READ_SEARCH, -EMFILE, ...).
+ */
+export const checkHandle = (mountFd: number, type: number, handle: Buffer): number => loadAddon().checkHandle(mountFd, type, handle);
+
+/**
+ * Closes every fd in `fds`, spread over up to `threads` threads (at least 256 fds each) that are
+ * joined before it returns: every description (and so its locks) is gone when it returns.
+ * Returns how many were not open fds (EBADF: a bug); other close errors still free the fd.
+ */
+export const closeFds = (fds: Int32Array, threads: number): number => loadAddon().closeFds(fds, threads);
+
+/** What names a filesystem in NFS handles (NFS-Ganesha's fsid): statfs's f_fsid and the device. */
+export interface FilesystemId {
+  /** f_fsid's 8 bytes in host order (zero on filesystems that have none). */
+  fsid: Buffer;
+  devMajor: number;
+  devMinor: number;
+}
+
+/** fstatfs and fstat of fd: its filesystem's f_fsid and device numbers. Throws an errno error. */
+export const filesystemId = (fd: number): FilesystemId => loadAddon().filesystemId(fd);
 
 /** close(fd). Throws only on EBADF (a bug: not an open fd); other close errors still free the fd. */
 export const closeFd = (fd: number): void => loadAddon().closeFd(fd);

@@ -39,7 +39,12 @@ export interface NativeAddon {
   nameToHandle(path: string): { type: number; handle: Buffer; mountId: number };
   openPath(path: string): number;
   openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
+  openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: number | bigint, len: number | bigint): number;
+  checkHandle(mountFd: number, type: number, handle: Buffer): number;
+  lockRefused: number;
+  closeFds(fds: Int32Array, threads: number): number;
   fileType(fd: number): number;
+  filesystemId(fd: number): { fsid: Buffer; devMajor: number; devMinor: number };
   closeFd(fd: number): void;
   ofdSetLock(fd: number, type: 0 | 1 | 2, start: number | bigint, len: number | bigint): number;
   ofdGetLock(fd: number, type: 0 | 1, start: number | bigint, len: number | bigint): null | { exclusive: boolean; start: number | bigint; len: number | bigint; pid: number };

@@ -7,12 +7,19 @@
 // and applies splits, merges, upgrades and downgrades exactly as the table does for that owner.
 // A description is closed as soon as its owner holds and awaits nothing on the file.
 //
+// The common LOCK, of a file the owner has no description of, is one addon call (open by
+// handle, a regular file?, F_OFD_SETLK); checking a handle that no lock follows (TEST, UNLOCK,
+// CANCEL of a file nobody has open) opens it O_PATH only, never for I/O. A drop's descriptions
+// are closed in one call, on a few threads.
+//
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
-import type { KernelHandleResult } from '../exports';
+import { endianness } from 'node:os';
+import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
-import { E, LOCK_READ, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
+import { availableParallelism } from 'node:os';
+import { E, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
 
 /** An export as this part needs it: its path (the export's id) and whether its locks are on the files. */
 export interface ExportSpec {
@@ -29,6 +36,8 @@ export interface ExportedFilesOptions {
   /** Retry interval while every kernel wait thread is busy: starts here, doubles (jittered) up to pollMaxMs. */
   pollInitialMs?: number;
   pollMaxMs?: number;
+  /** Threads closing a drop's descriptions (default: the cores, at most 3). */
+  closeThreads?: number;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -57,6 +66,8 @@ export interface FilesStats {
 class RealExport {
   rootFd = -1;
   rootHandle: { type: number; handle: Buffer } | undefined;
+  /** The root's filesystem as NFS-Ganesha's handles name it (read when the root opens). */
+  fs: { fsid: [number, number]; dev: [number, number] } | undefined;
   constructor(readonly path: string) {}
 }
 
@@ -100,18 +111,14 @@ export class ExportedFiles implements FileLocker {
   private maxOpen: number;
   private readonly pollInitialMs: number;
   private readonly pollMaxMs: number;
-  /**
-   * The description validate() opened for a file nobody had open. The table's LOCK, TEST or wait
-   * that follows in the same call takes or uses it instead of opening the file again (a LOCK of a
-   * new file costs one open_by_handle_at, not two); closed at the end of the current job otherwise.
-   */
-  private spare: { fileKey: string; exp: RealExport; d: Description } | undefined;
+  private readonly closeThreads: number;
 
   constructor(private readonly opts: ExportedFilesOptions) {
     this.sys = opts.sys;
     this.maxOpen = opts.maxOpen;
     this.pollInitialMs = opts.pollInitialMs ?? 20;
     this.pollMaxMs = opts.pollMaxMs ?? 500;
+    this.closeThreads = opts.closeThreads ?? Math.min(3, availableParallelism());
   }
 
   /**
@@ -155,6 +162,9 @@ export class ExportedFiles implements FileLocker {
     try {
       e.rootFd = this.sys.openPath(e.path);
       this.open++;
+      const id = this.sys.filesystemId(e.rootFd);
+      const word = (at: number) => (endianness() === 'LE' ? id.fsid.readUInt32LE(at) : id.fsid.readUInt32BE(at));
+      e.fs = { fsid: [word(0), word(4)], dev: [id.devMajor, id.devMinor] };
     } catch (err) {
       throw new ExportError(e.path, `cannot open its root: ${(err as Error).message}`);
     }
@@ -174,19 +184,15 @@ export class ExportedFiles implements FileLocker {
   closeExport(path: string): number {
     const e = this.exports.get(path);
     if (!e) return 0;
-    if (this.spare?.exp === e) this.closeSpare();
-    let closed = 0;
+    const fds: number[] = [];
     for (const [key, f] of this.files) {
       if (f.exp !== e) continue;
-      for (const d of f.owners.values()) {
-        this.sys.closeFd(d.fd);
-        this.open--;
-        closed++;
-      }
+      for (const d of f.owners.values()) fds.push(d.fd);
       this.files.delete(key);
     }
+    this.closeDescriptions(Int32Array.from(fds));
     this.closeRoot(e);
-    return closed;
+    return fds.length;
   }
 
   /** Exports whose locks are on the real files. */
@@ -207,45 +213,62 @@ export class ExportedFiles implements FileLocker {
   // ---- FileLocker ----
 
   validate(fileKey: string, fh: Buffer): LockStatus | undefined {
-    if (this.exports.size === 0 || this.files.has(fileKey) || this.spare?.fileKey === fileKey) return undefined;
+    if (this.exports.size === 0 || this.files.has(fileKey)) return undefined;
     const r = this.resolve(fh);
     if (r.kind === 'memory') return undefined;
     if (r.kind === 'stale') return 'stale_fh';
-    this.closeSpare();
-    const d = this.describe(r.exp, r.kh);
-    if (typeof d === 'string') return d;
-    const spare = { fileKey, exp: r.exp, d };
-    this.spare = spare;
-    queueMicrotask(() => {
-      if (this.spare === spare) this.closeSpare();
-    });
-    return undefined;
+    // Opened and closed within the call: not a description, not counted against the budget.
+    const rc = this.byHandle(r.exp, r.kh, (root, h) => this.sys.checkHandle(root, h.type, h.handle));
+    return rc === 0 ? undefined : this.refusal(rc);
   }
 
   lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
     if (this.exports.size === 0) return 'granted';
-    let d = this.files.get(fileKey)?.owners.get(ownerKey);
-    let fresh = false;
-    if (d === undefined) {
-      const opened = this.openFor(fileKey, fh, ownerKey);
-      if (opened === 'memory') return 'granted';
-      if (typeof opened === 'string') return opened;
-      d = opened;
-      fresh = true;
+    const f = this.files.get(fileKey);
+    const d = f?.owners.get(ownerKey);
+    if (d === undefined) return this.openLocked(f, fileKey, fh, ownerKey, start, end, exclusive);
+    if (exclusive && !d.writable) return d.readOnlyFs ? 'rofs' : 'failed';
+    const [s, len] = flockOf(start, end);
+    const rc = this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
+    return rc === 0 ? 'granted' : this.lockRefusal(fileKey, rc);
+  }
+
+  /**
+   * The owner's first lock on the file: its description opened and locked in one call, kept only
+   * if the lock was taken (a refusal leaves nothing open). Read-write where this process may
+   * write the file; else read-only, which takes shared locks only.
+   */
+  private openLocked(f: OpenFile | undefined, fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
+    const r = this.resolve(fh);
+    if (r.kind !== 'file') return r.kind === 'memory' ? 'granted' : 'stale_fh';
+    const [s, len] = flockOf(start, end);
+    const type = exclusive ? LOCK_WRITE : LOCK_READ;
+    let writable = true;
+    let readOnlyFs = false;
+    let rc = this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, 'rw', type, s, len));
+    if (rc === -E.EROFS || rc === -E.EACCES || rc === -E.EPERM || rc === -E.ETXTBSY) {
+      // A read-only filesystem, or a file this process may not write: shared locks still work.
+      readOnlyFs = rc === -E.EROFS;
+      writable = false;
+      // The handle named a file (the open checks access only after it found one).
+      if (exclusive) return readOnlyFs ? 'rofs' : 'failed';
+      rc = this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, 'ro', type, s, len));
     }
-    let status: LockStatus;
-    if (exclusive && !d.writable) {
-      status = d.readOnlyFs ? 'rofs' : 'failed';
-    } else {
-      const [s, len] = flockOf(start, end);
-      const rc = this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
-      if (rc === 0) return 'granted';
-      status = rc === -E.EAGAIN || rc === -E.EACCES ? 'denied' : rc === -E.ENOLCK ? 'denied_nolocks' : rc === -E.EDEADLK ? 'deadlck' : 'failed';
-      if (status === 'failed') this.opts.log?.warn({ fileKey: Buffer.from(fileKey, 'latin1').toString('hex'), errno: -rc }, 'OFD lock failed');
-    }
-    // A refusal leaves nothing open that was not open before.
-    if (fresh) this.close(fileKey, ownerKey);
-    return status;
+    if (rc <= -LOCK_REFUSED) return this.lockRefusal(fileKey, rc + LOCK_REFUSED);
+    if (rc < 0) return this.refusal(rc);
+    this.open++;
+    if (!f) this.files.set(fileKey, (f = new OpenFile(r.exp)));
+    f.owners.set(ownerKey, { fd: rc, writable, readOnlyFs });
+    return 'granted';
+  }
+
+  /** What a refused F_OFD_SETLK (its -errno) answers. */
+  private lockRefusal(fileKey: string, rc: number): LockStatus {
+    if (rc === -E.EAGAIN || rc === -E.EACCES) return 'denied';
+    if (rc === -E.ENOLCK) return 'denied_nolocks';
+    if (rc === -E.EDEADLK) return 'deadlck';
+    this.opts.log?.warn({ fileKey: Buffer.from(fileKey, 'latin1').toString('hex'), errno: -rc }, 'OFD lock failed');
+    return 'failed';
   }
 
   unlock(fileKey: string, ownerKey: string, start: FilePos, end: FilePos): void {
@@ -261,12 +284,28 @@ export class ExportedFiles implements FileLocker {
   }
 
   close(fileKey: string, ownerKey: string): void {
+    const fd = this.forget(fileKey, ownerKey);
+    if (fd >= 0) this.closeDescription(fd);
+  }
+
+  closeAll(fileKeys: readonly string[], ownerKeys: readonly string[]): void {
+    const fds = new Int32Array(fileKeys.length);
+    let n = 0;
+    for (let i = 0; i < fileKeys.length; i++) {
+      const fd = this.forget(fileKeys[i]!, ownerKeys[i]!);
+      if (fd >= 0) fds[n++] = fd;
+    }
+    this.closeDescriptions(fds.subarray(0, n));
+  }
+
+  /** Takes the owner's description of the file out of the maps: its fd, or -1 when it had none. */
+  private forget(fileKey: string, ownerKey: string): number {
     const f = this.files.get(fileKey);
     const d = f?.owners.get(ownerKey);
-    if (!f || d === undefined) return;
+    if (!f || d === undefined) return -1;
     f.owners.delete(ownerKey);
     if (f.owners.size === 0) this.files.delete(fileKey);
-    this.closeDescription(d.fd);
+    return d.fd;
   }
 
   test(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): OutsideHolder | LockStatus | undefined {
@@ -275,13 +314,12 @@ export class ExportedFiles implements FileLocker {
     // The owner's own description leaves its own locks out; without one it holds nothing in the
     // kernel, and another owner's locks were already found not to conflict by the table.
     let fd = f?.owners.get(ownerKey)?.fd ?? (f ? f.owners.values().next().value?.fd : undefined);
-    if (fd === undefined && this.spare?.fileKey === fileKey) fd = this.spare.d.fd;
     let temporary = false;
     if (fd === undefined) {
       const r = this.resolve(fh);
       if (r.kind === 'memory') return undefined;
       if (r.kind === 'stale') return 'stale_fh';
-      const opened = this.openByHandle(r.exp, r.kh, 'ro');
+      const opened = this.openRegular(r.exp, r.kh, 'ro');
       if (opened < 0) return this.refusal(opened);
       fd = opened;
       temporary = true;
@@ -350,64 +388,50 @@ export class ExportedFiles implements FileLocker {
       return { kind: 'stale', why: kh.error };
     }
     const exp = this.exports.get(kh.exportId);
-    return exp ? { kind: 'file', exp, kh } : { kind: 'memory' };
+    if (!exp) return { kind: 'memory' };
+    if ('fsid' in kh && kh.fsid && !this.onRootFilesystem(exp, kh.fsid)) return { kind: 'stale', why: "the handle's fsid is not the export root's filesystem" };
+    return { kind: 'file', exp, kh };
   }
 
-  /** The owner's new description of the file, 'memory' for a file not locked on disk, or the refusal. */
+  /**
+   * Whether an NFS-Ganesha handle's fsid names the filesystem of the export's root: a kernel
+   * handle decoded in another filesystem could name an unrelated file there. Told where the fsid
+   * is one the kernel reports (statfs f_fsid, or the device when f_fsid is zero, as Ganesha
+   * does; the device with fsid_device); a uuid from blkid or a configured Filesystem_id cannot be
+   * compared here and passes (the export's ganeshaExportId already matched).
+   */
+  private onRootFilesystem(exp: RealExport, g: GaneshaFsid): boolean {
+    if (exp.rootFd < 0) this.openRoot(exp);
+    const fs = exp.fs!;
+    const is = (pair: [number, number]) => g.major === BigInt(pair[0]) && g.minor === BigInt(pair[1]);
+    if (g.type === GANESHA_FSID_TWO_UINT32) return fs.fsid[0] === 0 && fs.fsid[1] === 0 ? is(fs.dev) : is(fs.fsid);
+    if (g.type === GANESHA_FSID_DEVICE) return is(fs.dev);
+    return true;
+  }
+
+  /** The owner's new description of the file (for a wait), 'memory' for a file not locked on disk, or the refusal. */
   private openFor(fileKey: string, fh: Buffer, ownerKey: string): Description | 'memory' | LockStatus {
-    let exp: RealExport;
-    let d: Description | LockStatus;
-    const spare = this.spare;
-    if (spare?.fileKey === fileKey) {
-      this.spare = undefined;
-      ({ exp, d } = spare);
-    } else {
-      const r = this.resolve(fh);
-      if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
-      exp = r.exp;
-      d = this.describe(exp, r.kh);
-      if (typeof d === 'string') return d;
+    const r = this.resolve(fh);
+    if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
+    let readOnlyFs = false;
+    let writable = true;
+    let fd = this.openRegular(r.exp, r.kh, 'rw');
+    if (fd === -E.EROFS || fd === -E.EACCES || fd === -E.EPERM || fd === -E.ETXTBSY) {
+      readOnlyFs = fd === -E.EROFS;
+      writable = false;
+      fd = this.openRegular(r.exp, r.kh, 'ro');
     }
+    if (fd < 0) return this.refusal(fd);
+    const d = { fd, writable, readOnlyFs };
     let f = this.files.get(fileKey);
-    if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
+    if (!f) this.files.set(fileKey, (f = new OpenFile(r.exp)));
     f.owners.set(ownerKey, d);
     return d;
   }
 
-  /** A new description of the file, read-write where this process may write it, or the refusal. */
-  private describe(exp: RealExport, kh: KernelHandle): Description | LockStatus {
-    let readOnlyFs = false;
-    let writable = true;
-    let fd = this.openByHandle(exp, kh, 'rw');
-    if (fd === -E.EROFS || fd === -E.EACCES || fd === -E.EPERM || fd === -E.ETXTBSY) {
-      // A read-only filesystem, or a file this process may not write: shared locks still work.
-      readOnlyFs = fd === -E.EROFS;
-      writable = false;
-      fd = this.openByHandle(exp, kh, 'ro');
-    }
-    if (fd < 0) return this.refusal(fd);
-    return { fd, writable, readOnlyFs };
-  }
-
-  private closeSpare(): void {
-    const spare = this.spare;
-    if (spare === undefined) return;
-    this.spare = undefined;
-    this.closeDescription(spare.d.fd);
-  }
-
-  /** A descriptor of the file, counted against the budget, or a negative errno. */
-  private openByHandle(exp: RealExport, kh: KernelHandle, mode: 'rw' | 'ro'): number {
-    if (this.open >= this.maxOpen) return -E.EMFILE;
-    if (exp.rootFd < 0) this.openRoot(exp);
-    const h = 'root' in kh ? exp.rootHandle! : kh;
-    let fd = this.sys.openByHandle(exp.rootFd, h.type, h.handle, mode);
-    if (fd === -E.ESTALE) {
-      // The export's filesystem may have been mounted again under its path: open the root anew once.
-      this.closeRoot(exp);
-      this.openRoot(exp);
-      fd = this.sys.openByHandle(exp.rootFd, h.type, h.handle, mode);
-    }
+  /** A descriptor of a regular file by handle, counted against the budget, or a negative errno. */
+  private openRegular(exp: RealExport, kh: KernelHandle, mode: 'rw' | 'ro'): number {
+    const fd = this.openByHandle(exp, kh, (root, h) => this.sys.openByHandle(root, h.type, h.handle, mode));
     if (fd < 0) return fd;
     // A regular file only, as knfsd's lockd opens (a directory, a device: failed).
     if (!this.sys.isRegularFile(fd)) {
@@ -416,6 +440,24 @@ export class ExportedFiles implements FileLocker {
     }
     this.open++;
     return fd;
+  }
+
+  /** An open by handle that leaves a descriptor behind: refused with -EMFILE once the budget is spent. */
+  private openByHandle(exp: RealExport, kh: KernelHandle, open: (root: number, h: { type: number; handle: Buffer }) => number): number {
+    if (this.open >= this.maxOpen) return -E.EMFILE;
+    return this.byHandle(exp, kh, open);
+  }
+
+  /** Runs an open of the kernel handle in the export's filesystem (its root opened first if closed). */
+  private byHandle(exp: RealExport, kh: KernelHandle, open: (root: number, h: { type: number; handle: Buffer }) => number): number {
+    if (exp.rootFd < 0) this.openRoot(exp);
+    const h = 'root' in kh ? exp.rootHandle! : kh;
+    const rc = open(exp.rootFd, h);
+    if (rc !== -E.ESTALE) return rc;
+    // The export's filesystem may have been mounted again under its path: open the root anew once.
+    this.closeRoot(exp);
+    this.openRoot(exp);
+    return open(exp.rootFd, h);
   }
 
   /** What a failed open answers. */
@@ -442,5 +484,13 @@ export class ExportedFiles implements FileLocker {
   private closeDescription(fd: number): void {
     this.sys.closeFd(fd);
     this.open--;
+  }
+
+  /** Closes many descriptions at once, on the configured threads; every one is closed when it returns. */
+  private closeDescriptions(fds: Int32Array): void {
+    if (fds.length === 0) return;
+    const notOpen = this.sys.closeFds(fds, this.closeThreads);
+    this.open -= fds.length;
+    if (notOpen !== 0) this.opts.log?.error({ notOpen }, 'closing descriptions: some were not open fds');
   }
 }

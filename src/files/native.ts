@@ -1,13 +1,17 @@
 // The files part's system calls from the native addon (src/addon/files.ts).
-import { closeFd, fileType, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openPath } from '../addon/files';
+import { checkHandle, closeFd, closeFds, fileType, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openLock, openPath } from '../addon/files';
 import type { FileSyscalls } from './syscalls';
 
 export const nativeFileSyscalls: FileSyscalls = {
   openPath,
   nameToHandle,
   openByHandle,
+  openLock,
+  checkHandle,
   closeFd,
+  closeFds,
   isRegularFile: (fd) => fileType(fd) === 'file',
+  filesystemId,
   ofdSetLock,
   ofdGetLock: (fd, type, start, len) => ofdGetLock(fd, type === 1 ? 1 : 0, start, len),
   ofdWait: (fd, type, start, len, done) => ofdWait(fd, type === 1 ? 1 : 0, start, len, done),

@@ -8,6 +8,8 @@ export const LOCK_READ = 0;
 export const LOCK_WRITE = 1;
 export const LOCK_UNLOCK = 2;
 export type LockType = typeof LOCK_READ | typeof LOCK_WRITE | typeof LOCK_UNLOCK;
+/** openLock's results at or below -LOCK_REFUSED are refused locks. */
+export { LOCK_REFUSED } from '../addon/files';
 
 /** A byte position or length for struct flock: a number while exact, a bigint above 2^53. */
 export type FlockPos = number | bigint;
@@ -19,7 +21,19 @@ export interface FileSyscalls {
   nameToHandle(path: string): { type: number; handle: Buffer; mountId: number };
   /** open_by_handle_at: a descriptor (>= 0) or a negative errno. */
   openByHandle(mountFd: number, type: number, handle: Buffer, mode: 'rw' | 'ro'): number;
+  /**
+   * A LOCK of a file with no description yet, in one step: open by handle, a regular file only,
+   * F_OFD_SETLK. The fd holding the lock; -errno when the open failed (-EISDIR: not a regular
+   * file); -(LOCK_REFUSED + errno) when the lock was refused (nothing left open).
+   */
+  openLock(mountFd: number, type: number, handle: Buffer, mode: 'rw' | 'ro', lockType: typeof LOCK_READ | typeof LOCK_WRITE, start: FlockPos, len: FlockPos): number;
+  /** Whether the handle names a regular file, without an open for I/O (O_PATH): 0, -EISDIR, or the open's -errno. */
+  checkHandle(mountFd: number, type: number, handle: Buffer): number;
   closeFd(fd: number): void;
+  /** Closes all of them, on up to `threads` threads, every one closed when it returns; how many were not open. */
+  closeFds(fds: Int32Array, threads: number): number;
+  /** fstatfs's f_fsid (8 bytes, host order) and fstat's device numbers of the descriptor's filesystem (throws an errno error). */
+  filesystemId(fd: number): { fsid: Buffer; devMajor: number; devMinor: number };
   /** Whether the descriptor is a regular file. */
   isRegularFile(fd: number): boolean;
   /** F_OFD_SETLK: 0 or a negative errno (-EAGAIN: someone else holds a conflicting lock). */

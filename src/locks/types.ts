@@ -143,7 +143,11 @@ export interface OutsideHolder {
  * merges, upgrades and downgrades as the table does. Without a FileLocker locks live in memory.
  */
 export interface FileLocker {
-  /** undefined when the handle names a file this node can lock (or keeps in memory); else the status to answer. */
+  /**
+   * undefined when the handle names a file this node can lock (or keeps in memory); else the
+   * status to answer. Opens nothing for I/O. The table calls it before every answer that does
+   * not come from `lock` or `test` (which check the handle themselves when they open the file).
+   */
   validate(fileKey: string, fh: Buffer): LockStatus | undefined;
   /**
    * Sets [start, end] of this type on the owner's description of the file: 'granted', 'denied'
@@ -154,6 +158,8 @@ export interface FileLocker {
   unlock(fileKey: string, ownerKey: string, start: FilePos, end: FilePos): void;
   /** The owner holds and awaits nothing more on the file: its description closes (releasing everything at once). */
   close(fileKey: string, ownerKey: string): void;
+  /** close() of each (fileKeys[i], ownerKeys[i]) at once (a drop): they may be closed in parallel, all are when it returns. */
+  closeAll(fileKeys: readonly string[], ownerKeys: readonly string[]): void;
   /** A holder outside the table that conflicts with [start, end] (the owner's own locks excluded), or the refusal. */
   test(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): OutsideHolder | LockStatus | undefined;
   /**

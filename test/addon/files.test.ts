@@ -5,11 +5,13 @@ import { once } from 'node:events';
 import { constants, tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import {
-  closeFd, errnoName, fileType, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openPath,
-  raiseNofileLimit, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_UNLOCK, LOCK_WRITE, type FileHandle, type HoldType, type Position,
+  checkHandle, closeFd, closeFds, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
+  openByHandle, openLock, openPath, raiseNofileLimit, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
+  type FileHandle, type HoldType, type Position,
 } from '../../src/addon';
-import { addonPath } from '../../src/addon/native';
+import { addonPath, loadAddon } from '../../src/addon/native';
 import { requireNamespaceRoot, sh } from '../support/netns';
 import { fdCount, mountExt4, mountTmpfs, OutsideLocker, taskCount, type Mounted } from '../support/files';
 
@@ -21,6 +23,19 @@ function mountIdOf(dir: string): number {
   assert.ok(line, `${dir} in mountinfo`);
   return Number(line.split(' ')[0]);
 }
+
+// Holds a read lease on argv[1]; on each stdin line prints what it holds: read, or breaking (the
+// kernel asked it to let go: F_GETLEASE then reports the type it must drop to).
+const LEASE_HOLDER = String.raw`
+import fcntl, os, signal, sys
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+F_SETLEASE, F_GETLEASE = 1024, 1025
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
+print('leased', flush=True)
+for _ in sys.stdin:
+    print('read' if fcntl.fcntl(fd, F_GETLEASE) == fcntl.F_RDLCK else 'breaking', flush=True)
+`;
 
 /** done(result) of one wait as a promise, with the time it came. */
 function waitFor(fd: number, type: HoldType, start: Position, len: Position): { id: number; done: Promise<{ result: number; at: number }> } {
@@ -128,6 +143,107 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       assert.equal(open(h, 'ro'), -ELOOP);
     });
 
+    it('openLock opens, checks and locks in one call; a refused lock, a directory or a stale handle leave nothing open', () => {
+      assert.equal(loadAddon().lockRefused, LOCK_REFUSED);
+      const path = join(fs!.dir, 'one-call');
+      writeFileSync(path, '');
+      const h = nameToHandle(path);
+      const fd = openLock(root, h.type, h.handle, 'rw', LOCK_WRITE, 0, 10);
+      assert.ok(fd >= 0, `openLock: ${errnoName(fd)}`);
+      opened.push(fd);
+      assert.equal(lockRefusal(fd), undefined);
+      assert.equal(fstatSync(fd).ino, statSync(path).ino);
+      const other = open(h, 'rw');
+      assert.deepEqual(ofdGetLock(other, LOCK_READ, 5, 1), { exclusive: true, start: 0, len: 10, pid: -1 }, 'the lock is held on the returned description');
+      const refused = openLock(root, h.type, h.handle, 'rw', LOCK_READ, 9, 2);
+      assert.ok(refused <= -LOCK_REFUSED);
+      assert.equal(lockRefusal(refused), -EAGAIN);
+      assert.equal(fdsOn(path), 2, 'the refused lock closed its description');
+      const ro = openLock(root, h.type, h.handle, 'ro', LOCK_READ, 20, 0);
+      assert.ok(ro >= 0);
+      opened.push(ro);
+      assert.equal(lockRefusal(openLock(root, h.type, h.handle, 'ro', LOCK_WRITE, 100, 1)), -EBADF, 'a write lock on a read-only open');
+      const dir = join(fs!.dir, 'one-call-dir');
+      mkdirSync(dir);
+      const hd = nameToHandle(dir);
+      assert.equal(openLock(root, hd.type, hd.handle, 'ro', LOCK_READ, 0, 0), -EISDIR);
+      assert.equal(fdsOn(dir), 0);
+      const gone = join(fs!.dir, 'one-call-gone');
+      writeFileSync(gone, '');
+      const hg = nameToHandle(gone);
+      unlinkSync(gone);
+      assert.equal(openLock(root, hg.type, hg.handle, 'rw', LOCK_WRITE, 0, 0), -ESTALE);
+      assert.equal(openLock(root, h.type, Buffer.alloc(0), 'rw', LOCK_WRITE, 0, 0), -EINVAL);
+    });
+
+    it('checkHandle tells a regular file from a directory and a stale handle, leaving nothing open', () => {
+      const path = join(fs!.dir, 'checked');
+      writeFileSync(path, '');
+      const h = nameToHandle(path);
+      const before = fdCount();
+      assert.equal(checkHandle(root, h.type, h.handle), 0);
+      const dir = join(fs!.dir, 'checked-dir');
+      mkdirSync(dir);
+      const hd = nameToHandle(dir);
+      assert.equal(checkHandle(root, hd.type, hd.handle), -EISDIR);
+      unlinkSync(path);
+      assert.equal(checkHandle(root, h.type, h.handle), -ESTALE);
+      assert.equal(checkHandle(root, h.type, Buffer.alloc(129)), -EINVAL);
+      assert.equal(checkHandle(999999, h.type, h.handle), -EBADF);
+      assert.equal(fdCount(), before);
+    });
+
+    it("checkHandle breaks no lease (an NFSv4 server's delegation): a read-write open does", async () => {
+      const path = join(fs!.dir, 'leased');
+      writeFileSync(path, '');
+      const h = nameToHandle(path);
+      // A separate process holds a read lease (what knfsd takes for a read delegation) and says what it holds on each line.
+      const holder = spawn('python3', ['-u', '-c', LEASE_HOLDER, path], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: holder.stdout! })[Symbol.asyncIterator]();
+      const ask = async (): Promise<string> => {
+        holder.stdin!.write('?\n');
+        return String((await lines.next()).value);
+      };
+      try {
+        assert.equal(String((await lines.next()).value), 'leased');
+        assert.equal(checkHandle(root, h.type, h.handle), 0);
+        assert.equal(await ask(), 'read', 'the lease is intact after checkHandle');
+        // A read-write open starts the lease's break (O_NONBLOCK: EWOULDBLOCK at once, not a wait).
+        assert.equal(openByHandle(root, h.type, h.handle, 'rw'), -EAGAIN);
+        assert.equal(await ask(), 'breaking');
+      } finally {
+        holder.kill('SIGKILL');
+        await once(holder, 'exit');
+      }
+    });
+
+    it('closeFds closes a batch on several threads: every lock is released and every thread joined when it returns', () => {
+      const path = join(fs!.dir, 'batch');
+      writeFileSync(path, '');
+      const h = nameToHandle(path);
+      const tasks = taskCount();
+      for (const [n, threads] of [[1, 3], [300, 3], [2000, 3], [2000, 1]] as const) {
+        const fds = new Int32Array(n);
+        for (let i = 0; i < n; i++) {
+          fds[i] = openLock(root, h.type, h.handle, 'rw', LOCK_WRITE, i * 2, 1);
+          assert.ok(fds[i]! >= 0, errnoName(fds[i]!));
+        }
+        assert.equal(fdsOn(path), n);
+        assert.equal(closeFds(fds, threads), 0);
+        assert.equal(fdsOn(path), 0, `${n} fds on ${threads} threads`);
+        const all = openLock(root, h.type, h.handle, 'rw', LOCK_WRITE, 0, 0);
+        assert.ok(all >= 0, `the whole file locks again: ${errnoName(all)}`);
+        closeFd(all);
+        assert.equal(taskCount(), tasks, 'no thread left behind');
+      }
+      const fd = open(h, 'ro');
+      opened.pop();
+      assert.equal(closeFds(Int32Array.of(fd, 999999, -1), 3), 2, 'fds that were not open are counted');
+      assert.equal(closeFds(new Int32Array(0), 3), 0);
+      assert.throws(() => (closeFds as (...a: unknown[]) => number)([fd], 3), TypeError);
+      assert.throws(() => (closeFds as (...a: unknown[]) => number)(new Uint32Array(1), 3), TypeError);
+    });
+
     it('refuses rw on a read-only mount with -EROFS and locks for reading there', () => {
       const path = join(fs!.dir, 'ro-file');
       writeFileSync(path, '');
@@ -183,6 +299,10 @@ describe('addon files: errors and bad input', function () {
     assert.throws(() => (openByHandle as (...a: unknown[]) => unknown)(0, 1, 'not a buffer', 'rw'), TypeError);
     assert.throws(() => openByHandle(0, 1.5, h.handle, 'rw'), TypeError);
     assert.throws(() => openByHandle(0, 2 ** 31, h.handle, 'rw'), TypeError);
+    assert.throws(() => (openLock as (...a: unknown[]) => unknown)(0, 1, h.handle, 'rw', LOCK_UNLOCK, 0, 0), TypeError);
+    assert.throws(() => (openLock as (...a: unknown[]) => unknown)(0, 1, h.handle, 'rw', LOCK_WRITE, -1, 0), TypeError);
+    assert.throws(() => (openLock as (...a: unknown[]) => unknown)(0, 1, h.handle, 'rw', LOCK_WRITE, 0), TypeError);
+    assert.throws(() => (checkHandle as (...a: unknown[]) => unknown)(0, 1, 'not a buffer'), TypeError);
     assert.throws(() => setWaitPoolSize(0), TypeError);
     assert.equal(ofdCancelWait(-1), false);
     assert.equal(ofdCancelWait(1e15), false);

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ExportsTable, FileHandleError, ganeshaHandleLength, parseGaneshaHandle, type FhErrorCode } from '../../src/exports';
+import { encodeGaneshaHandle as encode } from '../support/ganesha-handle';
 
 const hex = (...parts: string[]) => Buffer.from(parts.join('').replace(/\s+/g, ''), 'hex');
 
@@ -120,23 +121,6 @@ const code = (fh: Buffer): FhErrorCode | 'parsed' => {
     return e.code;
   }
 };
-
-/** A Ganesha FSAL_VFS handle from its parts, as nfs3_FSALToFhandle + vfs_map_name_to_handle_at build it. */
-function encode(p: { exportId: number; big: boolean; fsidType: number; fsid: Buffer; width: 1 | 2 | 4; type: number; kernel: Buffer }): Buffer {
-  const typeBytes = Buffer.alloc(p.width);
-  if (p.width === 1) typeBytes[0] = p.type;
-  else if (p.width === 2) p.big ? typeBytes.writeInt16BE(p.type) : typeBytes.writeInt16LE(p.type);
-  else p.big ? typeBytes.writeInt32BE(p.type) : typeBytes.writeInt32LE(p.type);
-  const widthBits = { 1: 0x40, 2: 0x80, 4: 0xc0 }[p.width];
-  const opaque = Buffer.concat([Buffer.from([widthBits | p.fsidType]), p.fsid, typeBytes, p.kernel]);
-  const fh = Buffer.alloc(ganeshaHandleLength(opaque.length));
-  fh[0] = 0x43;
-  fh[1] = p.big ? 0x40 : 0;
-  fh.writeUInt16BE(p.exportId, 2);
-  fh[4] = opaque.length;
-  opaque.copy(fh, 5);
-  return fh;
-}
 
 const FSID_LEN = [0, 8, 8, 16, 8, 8];
 const parts = fc

@@ -1,11 +1,18 @@
-// ExportedFiles on a real tmpfs, its system calls counted: a LOCK of a file nobody has open opens
-// it once (the description validate() opened is the one the lock takes), and a validation that
-// no lock follows leaves nothing open once the current job ends.
+// ExportedFiles on a real tmpfs, its system calls counted: a LOCK of a file nobody has open is
+// one addon call (open, check, lock), an UNLOCK that leaves the owner nothing one close; checking
+// a handle no lock follows (TEST, UNLOCK of nothing, a table conflict, grace) opens it for no
+// I/O and leaves nothing open; a stale handle answers stale_fh on each of those paths; a drop's
+// descriptions are closed in one batch; an NFS-Ganesha handle whose fsid names another filesystem
+// than the export root's is stale.
 import assert from 'node:assert/strict';
-import { ExportsTable } from '../../src/exports';
+import { unlinkSync } from 'node:fs';
+import { closeFd, filesystemId, nameToHandle, openPath } from '../../src/addon/files';
+import { ExportsTable, GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, GANESHA_FSID_TWO_UINT64 } from '../../src/exports';
 import { ExportedFiles, type FileSyscalls } from '../../src/files';
 import { nativeFileSyscalls } from '../../src/files/native';
 import { LockTable, hostKey } from '../../src/locks';
+import { checkIndexes } from '../../src/locks/testing';
+import { encodeGaneshaHandle } from '../support/ganesha-handle';
 import { requireNamespaceRoot } from '../support/netns';
 import { knfsdHandle, makeFile, mountTmpfs, openFdCount, type Mounted } from './support';
 
@@ -13,11 +20,23 @@ describe('files: ExportedFiles opens each file once per lock', function () {
   let fs: Mounted;
   let files: ExportedFiles;
   let table: LockTable;
-  const opens = { n: 0 };
+  const calls = { opens: 0, openLocks: 0, checks: 0, closes: 0, batches: [] as number[] };
+  const reset = (): void => {
+    calls.opens = calls.openLocks = calls.checks = calls.closes = 0;
+    calls.batches = [];
+  };
   before(function () {
     requireNamespaceRoot(this);
     fs = mountTmpfs();
-    const sys: FileSyscalls = { ...nativeFileSyscalls, openByHandle: (...a) => (opens.n++, nativeFileSyscalls.openByHandle(...a)) };
+    const n = nativeFileSyscalls;
+    const sys: FileSyscalls = {
+      ...n,
+      openByHandle: (...a) => (calls.opens++, n.openByHandle(...a)),
+      openLock: (...a) => (calls.openLocks++, n.openLock(...a)),
+      checkHandle: (...a) => (calls.checks++, n.checkHandle(...a)),
+      closeFd: (fd) => (calls.closes++, n.closeFd(fd)),
+      closeFds: (fds, threads) => (calls.batches.push(fds.length), n.closeFds(fds, threads)),
+    };
     const exports = new ExportsTable([{ path: fs.dir, fsid: 5, clients: [], secure: false, fileLocks: true }]);
     files = new ExportedFiles({ sys, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100 });
     files.setExports([{ path: fs.dir, fileLocks: true }]);
@@ -29,48 +48,132 @@ describe('files: ExportedFiles opens each file once per lock', function () {
   });
 
   const owner = (svid: number) => ({ host: hostKey('c', '10.0.0.1'), svid, oh: Buffer.from(`oh${svid}`) });
-  const req = (fh: Buffer, svid: number, exclusive = true) => ({ fh, owner: owner(svid), exclusive, offset: 0n, length: 10n, serverAddress: '10.0.0.9' });
+  const req = (fh: Buffer, svid: number, exclusive = true, serverAddress = '10.0.0.9') => ({ fh, owner: owner(svid), exclusive, offset: 0n, length: 10n, serverAddress });
   const NB = { block: false, reclaim: false };
-  const job = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-  it('LOCK of a new file: one open; UNLOCK closes it', async () => {
+  it('LOCK of a new file: one addon call and no validation open; UNLOCK closes it', () => {
     const fh = knfsdHandle(makeFile(fs.dir, 'a'), 5);
     const idle = openFdCount();
-    opens.n = 0;
+    reset();
     assert.equal(table.lock(req(fh, 1), NB), 'granted');
-    assert.equal(opens.n, 1, 'validation and lock share one open');
+    assert.deepEqual({ openLocks: calls.openLocks, opens: calls.opens, checks: calls.checks }, { openLocks: 1, opens: 0, checks: 0 });
     assert.equal(files.stats().open, 1);
     assert.equal(table.unlock(req(fh, 1)), 'granted');
+    assert.equal(calls.closes, 1);
     assert.equal(files.stats().open, 0);
-    await job();
     assert.equal(openFdCount(), idle);
   });
 
-  it('a validation no lock takes (a table conflict, TEST, UNLOCK of nothing) is closed when the job ends', async () => {
+  it('a validation no lock takes (TEST, UNLOCK of nothing, a table conflict) opens nothing for I/O and leaves nothing open', () => {
     const fh = knfsdHandle(makeFile(fs.dir, 'b'), 5);
     const other = knfsdHandle(makeFile(fs.dir, 'c'), 5);
     const idle = openFdCount();
-    assert.equal(table.test(req(fh, 1)).status, 'granted');
+    reset();
     assert.equal(table.unlock(req(other, 1)), 'granted');
-    assert.equal(files.stats().open, 1, 'at most one spare description at a time');
-    await job();
+    assert.equal(table.cancel(req(other, 1)), 'denied');
+    assert.deepEqual({ checks: calls.checks, opens: calls.opens, openLocks: calls.openLocks }, { checks: 2, opens: 0, openLocks: 0 });
+    assert.equal(table.test(req(fh, 1)).status, 'granted');
+    assert.equal(calls.checks, 2, "TEST's own open checks the handle");
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
-    // Held by owner 1: owner 2's LOCK is refused by the table, after validation opened nothing new.
+    // Held by owner 1: owner 2's LOCK is refused by the table with no open at all.
     assert.equal(table.lock(req(fh, 1), NB), 'granted');
-    opens.n = 0;
+    reset();
     assert.equal(table.lock(req(fh, 2), NB), 'denied');
-    assert.equal(opens.n, 0, 'a file already open needs no validation open');
+    assert.deepEqual({ opens: calls.opens, openLocks: calls.openLocks, checks: calls.checks }, { opens: 0, openLocks: 0, checks: 0 }, 'a file already open needs no check');
     table.unlock(req(fh, 1));
-    await job();
+    assert.equal(files.stats().open, 0);
+    assert.equal(openFdCount(), idle);
+  });
+
+  it('a stale handle answers stale_fh on the answers that never reach the file: grace, draining, fbig', () => {
+    const path = makeFile(fs.dir, 'gone');
+    const fh = knfsdHandle(path, 5);
+    unlinkSync(path);
+    assert.equal(table.lock(req(fh, 1), NB), 'stale_fh');
+    assert.equal(table.test(req(fh, 1)).status, 'stale_fh');
+    assert.equal(table.unlock(req(fh, 1)), 'stale_fh');
+    table.grace.start({ kind: 'address', address: '10.0.0.8' }, 60);
+    assert.equal(table.lock(req(fh, 1, true, '10.0.0.8'), NB), 'stale_fh', 'not denied_grace_period');
+    assert.equal(table.test(req(fh, 1, true, '10.0.0.8')).status, 'stale_fh');
+    table.grace.end({ kind: 'address', address: '10.0.0.8' });
+    assert.equal(table.test({ ...req(fh, 1), offset: 2n ** 63n, length: 2n ** 63n }).status, 'stale_fh', 'not fbig');
+    assert.equal(files.stats().open, 0);
+    table.setDraining('10.0.0.6', true);
+    assert.equal(table.lock(req(fh, 1, true, '10.0.0.6'), NB), 'stale_fh', 'not denied_nolocks');
+    table.setDraining('10.0.0.6', false);
+    assert.deepEqual(checkIndexes(table), []);
+    assert.equal(table.stats().locks, 0);
+  });
+
+  it("a drop closes its descriptions in one batch and every kernel lock is gone when it returns", () => {
+    const fhs = Array.from({ length: 20 }, (_, i) => knfsdHandle(makeFile(fs.dir, `drop${i}`), 5));
+    const idle = openFdCount();
+    for (let i = 0; i < 20; i++) assert.equal(table.lock(req(fhs[i]!, 100 + i, true, '10.0.0.7'), NB), 'granted');
+    assert.equal(files.stats().open, 20);
+    reset();
+    assert.equal(table.dropByServerAddress('10.0.0.7').locks, 20);
+    assert.deepEqual(calls.batches, [20]);
+    assert.equal(calls.closes, 0);
+    assert.equal(files.stats().open, 0);
+    assert.equal(openFdCount(), idle);
+  });
+});
+
+describe("files: an NFS-Ganesha handle's fsid must name the export root's filesystem", function () {
+  let fs: Mounted;
+  let files: ExportedFiles;
+  let table: LockTable;
+  let id: { fsid: Buffer; devMajor: number; devMinor: number };
+  before(function () {
+    requireNamespaceRoot(this);
+    fs = mountTmpfs();
+    const exports = new ExportsTable([{ path: fs.dir, ganeshaExportId: 77, clients: [], secure: false, fileLocks: true }]);
+    files = new ExportedFiles({ sys: nativeFileSyscalls, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100 });
+    files.setExports([{ path: fs.dir, fileLocks: true }]);
+    table = new LockTable({ locker: files, exportOf: (fh) => exports.exportOf(fh) });
+    const root = openPath(fs.dir);
+    id = filesystemId(root);
+    closeFd(root);
+  });
+  after(() => {
+    files?.setExports([]);
+    fs?.dispose();
+  });
+
+  const words = (a: number, b: number) => {
+    const w = Buffer.alloc(8);
+    w.writeUInt32LE(a, 0);
+    w.writeUInt32LE(b, 4);
+    return w;
+  };
+  const handle = (fsidType: number, fsid: Buffer): Buffer => {
+    const k = nameToHandle(makeFile(fs.dir, 'g'));
+    return encodeGaneshaHandle({ exportId: 77, big: false, fsidType, fsid, width: 4, type: k.type, kernel: k.handle });
+  };
+  const req = (fh: Buffer) => ({ fh, owner: { host: hostKey('g', '10.0.0.1'), svid: 1, oh: Buffer.from('g') }, exclusive: true, offset: 0n, length: 1n, serverAddress: '10.0.0.9' });
+  const NB = { block: false, reclaim: false };
+  const locks = (fh: Buffer): string => {
+    const status = table.lock(req(fh), NB);
+    if (status === 'granted') table.unlock(req(fh));
+    return status;
+  };
+
+  it('statfs f_fsid (what Ganesha puts in a tmpfs handle): the right one locks, another is stale_fh on every procedure', () => {
+    assert.ok(!id.fsid.equals(Buffer.alloc(8)), 'tmpfs has an f_fsid here');
+    assert.equal(locks(handle(GANESHA_FSID_TWO_UINT32, id.fsid)), 'granted');
+    const other = Buffer.from(id.fsid);
+    other[0] ^= 1;
+    const fh = handle(GANESHA_FSID_TWO_UINT32, other);
+    assert.equal(table.lock(req(fh), NB), 'stale_fh');
+    assert.equal(table.test(req(fh)).status, 'stale_fh');
+    assert.equal(table.unlock(req(fh)), 'stale_fh');
     assert.equal(files.stats().open, 0);
   });
 
-  it('closeExport closes a spare description at once (the filesystem can be unmounted)', () => {
-    const fh = knfsdHandle(makeFile(fs.dir, 'd'), 5);
-    assert.equal(table.test(req(fh, 3)).status, 'granted');
-    assert.equal(files.stats().open, 1);
-    files.closeExport(fs.dir);
-    assert.equal(files.stats().open, 0);
+  it('the device numbers (fsid_device): the right ones lock, others are stale_fh; a blkid uuid cannot be told and passes', () => {
+    assert.equal(locks(handle(GANESHA_FSID_DEVICE, words(id.devMajor, id.devMinor))), 'granted');
+    assert.equal(locks(handle(GANESHA_FSID_DEVICE, words(id.devMajor, id.devMinor + 1))), 'stale_fh');
+    assert.equal(locks(handle(GANESHA_FSID_TWO_UINT64, Buffer.alloc(16, 7))), 'granted');
   });
 });
