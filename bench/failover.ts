@@ -1,10 +1,12 @@
 // Time from `ip addr del` to the end of the drop of that address's locks, through the real
 // address pipeline (netlink via the addon, or the poll source alone) and the failover
 // controller over a real lock table, its locks in memory or on real files (a tmpfs export: the
-// drop then releases every OFD lock and closes every description before it is done). Runs in a
-// private network and mount namespace it makes itself.
+// drop then releases every OFD lock before it is done, and the addon's threads close the
+// descriptions right after: "drop done → closed"). Runs in a private network and mount
+// namespace it makes itself.
 //   npx tsx bench/failover.ts [runs] [memory|files]
 import { execFile, execFileSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { filter, firstValueFrom } from 'rxjs';
 import { addonStatus, openLockdropProbes, openRtnetlink } from '../src/addon';
@@ -73,9 +75,10 @@ async function bench(name: string, source: () => Observable<SourceItem>, sizes: 
   // time on a loaded machine.
   const dropMs: number[] = [];
   const dropCpuMs: number[] = [];
+  let dropCpu = process.cpuUsage();
   const drop = table.dropByServerAddress.bind(table);
   table.dropByServerAddress = (address: string) => {
-    const c = process.cpuUsage();
+    const c = (dropCpu = process.cpuUsage());
     const t = nowMs();
     const counts = drop(address);
     dropMs.push(nowMs() - t);
@@ -104,6 +107,8 @@ async function bench(name: string, source: () => Observable<SourceItem>, sizes: 
       const fromEvent: number[] = [];
       dropMs.length = 0;
       dropCpuMs.length = 0;
+      const closedMs: number[] = [];
+      const closedCpuMs: number[] = [];
       let described = 0;
       for (let r = 0; r < runs; r++) {
         const up = next('up');
@@ -116,6 +121,11 @@ async function bench(name: string, source: () => Observable<SourceItem>, sizes: 
         void run('ip', ['addr', 'del', `${VIP}/32`, 'dev', 'bench0']);
         const d = await down;
         const t1 = nowMs();
+        // The descriptions close on the addon's threads after the drop (its locks were released before).
+        files.exp?.files.awaitCloses();
+        closedMs.push(nowMs() - t1);
+        const used = process.cpuUsage(dropCpu);
+        closedCpuMs.push((used.user + used.system) / 1000);
         if (d.type !== 'down' || d.counts.locks !== n) throw new Error(`expected ${n} locks dropped, got ${JSON.stringify(d)}`);
         const left = (files.exp?.files.stats().open ?? 0) - openBefore;
         if (left !== 0) throw new Error(`${left} descriptions of the dropped address still open`);
@@ -125,7 +135,8 @@ async function bench(name: string, source: () => Observable<SourceItem>, sizes: 
       const f = (x: number) => x.toFixed(2).padStart(8);
       const fds = files.mode === 'files' ? `, ${described} descriptions closed` : '';
       console.log(`${name.padEnd(8)} ${files.mode.padEnd(6)} ${String(n).padStart(7)} locks, ${shape.label}${fds} (+100k on another address), ${runs} runs: ` +
-        `ip addr del → drop done p50 ${f(pct(total, 50))} p99 ${f(pct(total, 99))} ms | first sighting → drop done p50 ${f(pct(fromEvent, 50))} p99 ${f(pct(fromEvent, 99))} ms | the drop alone p50 ${f(pct(dropMs, 50))} p99 ${f(pct(dropMs, 99))} ms, CPU p50 ${f(pct(dropCpuMs, 50))} ms`);
+        `ip addr del → drop done p50 ${f(pct(total, 50))} p99 ${f(pct(total, 99))} ms | first sighting → drop done p50 ${f(pct(fromEvent, 50))} p99 ${f(pct(fromEvent, 99))} ms | the drop alone p50 ${f(pct(dropMs, 50))} p99 ${f(pct(dropMs, 99))} ms, CPU p50 ${f(pct(dropCpuMs, 50))} ms` +
+        (files.mode === 'files' ? ` | drop done → closed p50 ${f(pct(closedMs, 50))} p99 ${f(pct(closedMs, 99))} ms, CPU with the closes p50 ${f(pct(closedCpuMs, 50))} ms` : '') + ` (load ${loadavg()[0]!.toFixed(2)})`);
     }
   }
   sub.unsubscribe();

@@ -4,7 +4,8 @@
 //   ofdSetLock(fd, LOCK_WRITE, 0, 0);                       // 0, or -EAGAIN on a conflict
 //   const fd = openLock(root, type, handleBytes, 'rw', LOCK_WRITE, 0, 0); // the two above in one call
 //   checkHandle(root, type, handleBytes);                   // 0 when it names a regular file
-//   closeFds(Int32Array.of(fd1, fd2, …), 3);                 // a drop's descriptions, on 3 threads
+//   releaseFds(Int32Array.of(fd1, fd2, …), 3);               // a drop's descriptions: unlocked now, closed right after
+//   awaitCloses();                                           // … every one closed (before an umount)
 //   const id = ofdWait(fd, LOCK_WRITE, 0, 0, (r) => …);     // blocking on an outside holder
 //   ofdCancelWait(id); … closeFd(fd);
 //
@@ -99,11 +100,20 @@ export const lockRefusal = (result: number): number | undefined => (result <= -L
 export const checkHandle = (mountFd: number, type: number, handle: Buffer): number => loadAddon().checkHandle(mountFd, type, handle);
 
 /**
- * Closes every fd in `fds`, spread over up to `threads` threads (at least 256 fds each) that are
- * joined before it returns: every description (and so its locks) is gone when it returns.
- * Returns how many were not open fds (EBADF: a bug); other close errors still free the fd.
+ * Closes every fd in `fds`; when it returns none of them holds an OFD lock any more. A batch of
+ * 256 fds or more with `threads` ≥ 2 is unlocked (whole-file F_OFD_SETLK F_UNLCK) by this thread
+ * and up to threads − 1 of the addon's persistent threads together, without waiting for a late
+ * one, and closed by those threads right after it returns (closesPending, awaitCloses); a smaller
+ * batch is closed before it returns. Returns how many were not open fds (EBADF: a bug; those
+ * are not closed); other close errors still free the fd.
  */
-export const closeFds = (fds: Int32Array, threads: number): number => loadAddon().closeFds(fds, threads);
+export const releaseFds = (fds: Int32Array, threads: number): number => loadAddon().releaseFds(fds, threads);
+
+/** How many fds releaseFds handed to its threads that are not closed yet. */
+export const closesPending = (): number => loadAddon().closesPending();
+
+/** Blocks until every fd releaseFds handed to its threads is closed (milliseconds for 10k). */
+export const awaitCloses = (): void => loadAddon().awaitCloses();
 
 /** What names a filesystem in NFS handles (NFS-Ganesha's fsid): statfs's f_fsid and the device. */
 export interface FilesystemId {

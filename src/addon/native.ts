@@ -42,7 +42,9 @@ export interface NativeAddon {
   openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: number | bigint, len: number | bigint): number;
   checkHandle(mountFd: number, type: number, handle: Buffer): number;
   lockRefused: number;
-  closeFds(fds: Int32Array, threads: number): number;
+  releaseFds(fds: Int32Array, threads: number): number;
+  closesPending(): number;
+  awaitCloses(): void;
   fileType(fd: number): number;
   filesystemId(fd: number): { fsid: Buffer; devMajor: number; devMinor: number };
   closeFd(fd: number): void;

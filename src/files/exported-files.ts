@@ -10,7 +10,9 @@
 // The common LOCK, of a file the owner has no description of, is one addon call (open by
 // handle, a regular file?, F_OFD_SETLK); checking a handle that no lock follows (TEST, UNLOCK,
 // CANCEL of a file nobody has open) opens it O_PATH only, never for I/O. A drop's descriptions
-// are closed in one call, on a few threads.
+// go to the addon in one call: when it returns every kernel lock of theirs is released (so the
+// drop can be acknowledged), and the addon's threads close them within milliseconds after;
+// closing an export waits for those closes (its filesystem is unmounted next).
 //
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
@@ -36,7 +38,7 @@ export interface ExportedFilesOptions {
   /** Retry interval while every kernel wait thread is busy: starts here, doubles (jittered) up to pollMaxMs. */
   pollInitialMs?: number;
   pollMaxMs?: number;
-  /** Threads closing a drop's descriptions (default: the cores, at most 3). */
+  /** Threads releasing a drop's descriptions, this one included (default: the cores, at most 3). */
   closeThreads?: number;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
@@ -53,8 +55,10 @@ export class ExportError extends Error {
 }
 
 export interface FilesStats {
-  /** Open descriptions of locked files (export roots not counted). */
+  /** Open descriptions of locked files (export roots not counted), `closing` included. */
   open: number;
+  /** Descriptions a drop released that the addon's threads have not closed yet. */
+  closing: number;
   roots: number;
   waits: number;
   /** Requests refused because the descriptor budget was spent. */
@@ -104,7 +108,10 @@ export class ExportedFiles implements FileLocker {
   private readonly exports = new Map<string, RealExport>();
   /** Files with at least one open description, by the table's file key. */
   private readonly files = new Map<string, OpenFile>();
+  /** Descriptions held for locks, and export roots (not those being closed). */
   private open = 0;
+  /** At least the descriptions the addon is still closing: refreshed from it only when it matters. */
+  private closing = 0;
   private waits = 0;
   private budgetRefusals = 0;
   private unlockFailures = 0;
@@ -191,8 +198,16 @@ export class ExportedFiles implements FileLocker {
       this.files.delete(key);
     }
     this.closeDescriptions(Int32Array.from(fds));
+    // A drop's descriptions may still be closing: the filesystem is unmounted next.
+    this.awaitCloses();
     this.closeRoot(e);
     return fds.length;
+  }
+
+  /** Returns once every description a drop released is closed (the addon closes them within milliseconds). */
+  awaitCloses(): void {
+    this.sys.awaitCloses();
+    this.closing = 0;
   }
 
   /** Exports whose locks are on the real files. */
@@ -207,7 +222,8 @@ export class ExportedFiles implements FileLocker {
   stats(): FilesStats {
     let roots = 0;
     for (const e of this.exports.values()) if (e.rootFd >= 0) roots++;
-    return { open: this.open - roots, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
+    const closing = this.closingNow();
+    return { open: this.open - roots + closing, closing, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
   }
 
   // ---- FileLocker ----
@@ -444,7 +460,7 @@ export class ExportedFiles implements FileLocker {
 
   /** An open by handle that leaves a descriptor behind: refused with -EMFILE once the budget is spent. */
   private openByHandle(exp: RealExport, kh: KernelHandle, open: (root: number, h: { type: number; handle: Buffer }) => number): number {
-    if (this.open >= this.maxOpen) return -E.EMFILE;
+    if (this.open + this.closing >= this.maxOpen && this.open + this.closingNow() >= this.maxOpen) return -E.EMFILE;
     return this.byHandle(exp, kh, open);
   }
 
@@ -481,16 +497,22 @@ export class ExportedFiles implements FileLocker {
     }
   }
 
+  private closingNow(): number {
+    if (this.closing !== 0) this.closing = this.sys.closesPending();
+    return this.closing;
+  }
+
   private closeDescription(fd: number): void {
     this.sys.closeFd(fd);
     this.open--;
   }
 
-  /** Closes many descriptions at once, on the configured threads; every one is closed when it returns. */
+  /** Closes many descriptions at once: none holds a lock when it returns; a large batch is still closing. */
   private closeDescriptions(fds: Int32Array): void {
     if (fds.length === 0) return;
-    const notOpen = this.sys.closeFds(fds, this.closeThreads);
+    const notOpen = this.sys.releaseFds(fds, this.closeThreads);
     this.open -= fds.length;
+    this.closing += fds.length;
     if (notOpen !== 0) this.opts.log?.error({ notOpen }, 'closing descriptions: some were not open fds');
   }
 }

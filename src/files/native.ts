@@ -1,5 +1,5 @@
 // The files part's system calls from the native addon (src/addon/files.ts).
-import { checkHandle, closeFd, closeFds, fileType, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openLock, openPath } from '../addon/files';
+import { awaitCloses, checkHandle, closeFd, closesPending, fileType, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openLock, openPath, releaseFds } from '../addon/files';
 import type { FileSyscalls } from './syscalls';
 
 export const nativeFileSyscalls: FileSyscalls = {
@@ -9,7 +9,9 @@ export const nativeFileSyscalls: FileSyscalls = {
   openLock,
   checkHandle,
   closeFd,
-  closeFds,
+  releaseFds,
+  closesPending,
+  awaitCloses,
   isRegularFile: (fd) => fileType(fd) === 'file',
   filesystemId,
   ofdSetLock,

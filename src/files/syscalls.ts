@@ -30,8 +30,15 @@ export interface FileSyscalls {
   /** Whether the handle names a regular file, without an open for I/O (O_PATH): 0, -EISDIR, or the open's -errno. */
   checkHandle(mountFd: number, type: number, handle: Buffer): number;
   closeFd(fd: number): void;
-  /** Closes all of them, on up to `threads` threads, every one closed when it returns; how many were not open. */
-  closeFds(fds: Int32Array, threads: number): number;
+  /**
+   * Closes all of them, with up to `threads` threads; when it returns none holds a lock, and a
+   * large batch is still being closed on the addon's threads (closesPending). How many were not open.
+   */
+  releaseFds(fds: Int32Array, threads: number): number;
+  /** Descriptors releaseFds is still closing. */
+  closesPending(): number;
+  /** Returns once releaseFds has closed everything it was given. */
+  awaitCloses(): void;
   /** fstatfs's f_fsid (8 bytes, host order) and fstat's device numbers of the descriptor's filesystem (throws an errno error). */
   filesystemId(fd: number): { fsid: Buffer; devMajor: number; devMinor: number };
   /** Whether the descriptor is a regular file. */

@@ -14,6 +14,7 @@ import { LockTable, hostKey } from '../../src/locks';
 import { checkIndexes } from '../../src/locks/testing';
 import { encodeGaneshaHandle } from '../support/ganesha-handle';
 import { requireNamespaceRoot } from '../support/netns';
+import { OutsideLocker } from '../support/files';
 import { knfsdHandle, makeFile, mountTmpfs, openFdCount, type Mounted } from './support';
 
 describe('files: ExportedFiles opens each file once per lock', function () {
@@ -35,7 +36,7 @@ describe('files: ExportedFiles opens each file once per lock', function () {
       openLock: (...a) => (calls.openLocks++, n.openLock(...a)),
       checkHandle: (...a) => (calls.checks++, n.checkHandle(...a)),
       closeFd: (fd) => (calls.closes++, n.closeFd(fd)),
-      closeFds: (fds, threads) => (calls.batches.push(fds.length), n.closeFds(fds, threads)),
+      releaseFds: (fds, threads) => (calls.batches.push(fds.length), n.releaseFds(fds, threads)),
     };
     const exports = new ExportsTable([{ path: fs.dir, fsid: 5, clients: [], secure: false, fileLocks: true }]);
     files = new ExportedFiles({ sys, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100 });
@@ -117,6 +118,32 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     assert.equal(calls.closes, 0);
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
+  });
+
+  it('a drop of many descriptions: an outside process locks what it held as soon as the drop returns; the closes follow', async () => {
+    const path = makeFile(fs.dir, 'many');
+    const fh = knfsdHandle(path, 5);
+    const idle = openFdCount();
+    const n = 400;
+    files.setBudget(n + 10);
+    for (let i = 0; i < n; i++) assert.equal(table.lock({ ...req(fh, 1000 + i, true, '10.0.0.8'), offset: BigInt(i * 10), length: 5n }, NB), 'granted');
+    assert.equal(files.stats().open, n);
+    const outside = await OutsideLocker.start(path);
+    try {
+      assert.equal(await outside.request('ofd w 0 0'), 'EAGAIN', 'held while the locks are');
+      reset();
+      assert.equal(table.dropByServerAddress('10.0.0.8').locks, n);
+      assert.deepEqual(calls.batches, [n]);
+      // No await of the closes: the kernel locks are gone when the drop returns.
+      assert.equal(await outside.request('ofd w 0 0'), 'ok', 'the whole file is free right after the drop');
+      assert.equal(await outside.request('ofd u 0 0'), 'ok');
+      files.awaitCloses();
+      assert.deepEqual(files.stats(), { ...files.stats(), open: 0, closing: 0 });
+      assert.equal(openFdCount(), idle);
+    } finally {
+      files.setBudget(100);
+      await outside.stop();
+    }
   });
 });
 
