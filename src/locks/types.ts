@@ -158,7 +158,10 @@ export interface FileLocker {
   unlock(fileKey: string, ownerKey: string, start: FilePos, end: FilePos): void;
   /** The owner holds and awaits nothing more on the file: its description closes (releasing everything at once). */
   close(fileKey: string, ownerKey: string): void;
-  /** close() of each (fileKeys[i], ownerKeys[i]) at once (a drop): they may be closed in parallel, all are when it returns. */
+  /**
+   * close() of each (fileKeys[i], ownerKeys[i]) at once (a drop): when it returns every kernel
+   * lock of theirs is released; the descriptions themselves may still be closing just after.
+   */
   closeAll(fileKeys: readonly string[], ownerKeys: readonly string[]): void;
   /** A holder outside the table that conflicts with [start, end] (the owner's own locks excluded), or the refusal. */
   test(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): OutsideHolder | LockStatus | undefined;
