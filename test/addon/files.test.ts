@@ -243,6 +243,17 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
         assert.ok(closers() === pool && pool <= 2, `the pool's threads are kept and reused (${closers()} of them)`);
       }
       assert.ok(pool >= 1, 'large batches were helped by a pool thread');
+      // Batches back to back: the second comes while the pool may still close the first.
+      const batch = (n: number, from: number) => Int32Array.from({ length: n }, (_, i) => openLock(root, h.type, h.handle, 'rw', LOCK_WRITE, (from + i) * 2, 1));
+      const first = batch(1000, 0);
+      const second = batch(1000, 1000);
+      assert.equal(releaseFds(first, 3), 0);
+      assert.equal(releaseFds(second, 3), 0);
+      const whole = openLock(root, h.type, h.handle, 'rw', LOCK_WRITE, 0, 0);
+      assert.ok(whole >= 0, `both batches unlocked when they return: ${errnoName(whole)}`);
+      closeFd(whole);
+      awaitCloses();
+      assert.equal(fdsOn(path), 0);
       const fds = new Int32Array(400);
       for (let i = 0; i < 400; i++) fds[i] = open(h, 'ro');
       opened.length -= 400;
