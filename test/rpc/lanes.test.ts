@@ -93,7 +93,6 @@ describe('rpc server, per local address', function () {
     conns.forEach((c, i) => assert.deepEqual(xids(c.received()), [1, 2, 3, 4].map((n) => i * 4 + n), `connection ${i}'s replies in call order`));
     assert.equal(order.length, 2001);
     for (const c of [...conns, probe]) c.socket.destroy();
-    console.log('tcp', o, order.indexOf(PROBE_TAG), repliesBefore);
     return { before: order.indexOf(PROBE_TAG), repliesBefore };
   };
 
@@ -127,7 +126,6 @@ describe('rpc server, per local address', function () {
     // One socket's datagrams are answered in the order sent (none lost, none twice).
     socks.forEach((x, i) => assert.deepEqual(x.got, Array.from({ length: 20 }, (_, n) => i * 20 + n + 1)));
     for (const { s } of [...socks, probe]) s.close();
-    console.log('udp', o, order.indexOf(PROBE_TAG));
     return order.indexOf(PROBE_TAG);
   };
 
