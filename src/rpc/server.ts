@@ -58,7 +58,7 @@ export interface RpcServerOptions {
   addressCallsPerTurn?: number;
   /**
    * How long the lanes are served in one turn before the loop reads its sockets again: a call
-   * that arrives meanwhile waits about this long at most. Default 0.5 ms.
+   * that arrives meanwhile waits about this long at most. Default 0.25 ms.
    */
   laneSliceMs?: number;
   /** SO_RCVBUF of the UDP sockets (the kernel caps it at net.core.rmem_max): many clients with a call each overflow the default. Default 4 MiB. */
@@ -164,7 +164,7 @@ export class RpcServer {
       maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
       callsPerTurn: Math.max(1, options.callsPerTurn ?? 32), // 0 would never start a call
       addressCallsPerTurn: options.addressCallsPerTurn ?? 8,
-      laneSliceMs: options.laneSliceMs ?? 0.5,
+      laneSliceMs: options.laneSliceMs ?? 0.25,
       udpReceiveBufferSize: options.udpReceiveBufferSize ?? 4 << 20,
       maxUdpCallsInProgress: options.maxUdpCallsInProgress ?? 1024,
     };
