@@ -2,8 +2,8 @@
 // duplicate-request cache, handlers). One UDP socket and one TCP listener per local address
 // (Node cannot read a datagram's destination address, and every call must know the server
 // address it came in on), all on the one port chosen by listen(). Addresses come and go with
-// addAddress/removeAddress. Here: the connections, their limits (in all and per peer) and
-// backpressure.
+// addAddress/removeAddress. Here: the connections, their limits (in all and per peer),
+// backpressure, and each address's fair share of the one event loop (its lane).
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -48,6 +48,19 @@ export interface RpcServerOptions {
    * other connection's calls behind it. Default 32.
    */
   callsPerTurn?: number;
+  /**
+   * Calls of one local address run as they are read in one turn of the event loop; the rest wait
+   * in the address's lane, and the lanes are served round-robin after the reads. Libuv hands over
+   * the readable sockets in its own order: without this a client of one address waits behind a
+   * call from every connection of another (1,000 hosts reclaiming on an address that just
+   * arrived). Default 8.
+   */
+  addressCallsPerTurn?: number;
+  /**
+   * How long the lanes are served in one turn before the loop reads its sockets again: a call
+   * that arrives meanwhile waits about this long at most. Default 0.25 ms.
+   */
+  laneSliceMs?: number;
   /** SO_RCVBUF of the UDP sockets (the kernel caps it at net.core.rmem_max): many clients with a call each overflow the default. Default 4 MiB. */
   udpReceiveBufferSize?: number;
   /** UDP calls handled at once (all addresses); datagrams beyond are dropped, clients retransmit. Default 1024. */
@@ -74,11 +87,24 @@ interface Listener {
   address: string;
   udp: dgram.Socket;
   tcp: net.Server;
+  lane: Lane;
+}
+
+/** A local address's share of the event loop. */
+interface Lane {
+  /** Calls run as they were read since the lanes were last served. */
+  ran: number;
+  /** Work waiting its round, oldest first: a connection's next calls, or a datagram's call. */
+  waiting: (() => void)[];
+  /** Datagrams among `waiting` (they count as UDP calls in progress). */
+  datagrams: number;
 }
 
 interface Connection {
   socket: net.Socket;
   meta: CallMeta;
+  /** Its local address's. */
+  lane: Lane;
   decoder: RecordDecoder;
   /** Calls in arrival order; replies leave in that order. */
   queue: { done: boolean; reply: Buffer | undefined }[];
@@ -88,8 +114,10 @@ interface Connection {
   turn: number;
   /** Replies answered synchronously in this turn, written together at its end. */
   ready: Buffer[];
-  /** A turn of its own is scheduled for the backlog. */
+  /** Waits in its lane for a round, to start calls from its backlog. */
   again: boolean;
+  /** Its round (one closure per connection, not per turn). */
+  serve: () => void;
   /** Its records as they come out of the decoder (one closure per connection, not per record). */
   onRecord: (buf: Buffer, start: number, end: number) => void;
   halfRecordTimer: NodeJS.Timeout | undefined;
@@ -123,6 +151,8 @@ export class RpcServer {
   private ops: Promise<unknown> = Promise.resolve();
   private closed = false;
   private udpInProgress = 0;
+  /** The lanes are to be served in this turn (one setImmediate for all of them). */
+  private scheduled = false;
 
   constructor(options: RpcServerOptions = {}) {
     this.opts = {
@@ -133,6 +163,8 @@ export class RpcServer {
       maxConnectionsPerPeer: options.maxConnectionsPerPeer ?? 64,
       maxCallsPerConnection: options.maxCallsPerConnection ?? 64,
       callsPerTurn: Math.max(1, options.callsPerTurn ?? 32), // 0 would never start a call
+      addressCallsPerTurn: options.addressCallsPerTurn ?? 8,
+      laneSliceMs: options.laneSliceMs ?? 0.25,
       udpReceiveBufferSize: options.udpReceiveBufferSize ?? 4 << 20,
       maxUdpCallsInProgress: options.maxUdpCallsInProgress ?? 1024,
     };
@@ -216,7 +248,7 @@ export class RpcServer {
           });
         });
         this.chosenPort = port;
-        const l: Listener = { address, udp, tcp };
+        const l: Listener = { address, udp, tcp, lane: { ran: 0, waiting: [], datagrams: 0 } };
         this.attach(l);
         this.listeners.set(address, l);
         return;
@@ -232,6 +264,8 @@ export class RpcServer {
     const l = this.listeners.get(address);
     if (!l) return;
     this.listeners.delete(address);
+    // Its waiting datagrams are never served: out of the count of calls in progress.
+    this.udpInProgress -= l.lane.datagrams;
     const tcpClosed = new Promise<void>((resolve) => l.tcp.close(() => resolve()));
     for (const c of this.connections) if (c.meta.local.address === address) c.socket.destroy();
     await Promise.all([tcpClosed, new Promise<void>((resolve) => l.udp.close(() => resolve()))]);
@@ -261,21 +295,78 @@ export class RpcServer {
         this.emit({ kind: 'drop', transport: 'udp', local, peer, reason: 'too many calls in progress' });
         return;
       }
-      const reply = this.handleSafely(msg, { transport: 'udp', local, peer, credentials: credentialsOf(peer) }, 'udp dispatch');
-      if (reply instanceof Promise) {
-        this.udpInProgress++;
-        reply.finally(() => this.udpInProgress--).then(
-          (r) => r && this.sendUdp(l, r, rinfo, sendFailed),
-          (error) => this.emit({ kind: 'error', where: 'udp dispatch', error }),
-        );
-      } else if (reply) {
-        this.sendUdp(l, reply, rinfo, sendFailed);
-      }
+      const meta: CallMeta = { transport: 'udp', local, peer, credentials: credentialsOf(peer) };
+      const { lane } = l;
+      if (lane.waiting.length === 0 && this.runNow(lane)) return void this.callUdp(l, msg, rinfo, meta, sendFailed);
+      // Datagrams read after the address's removal (in the same read) wait for nothing.
+      if (this.listeners.get(l.address) !== l) return;
+      this.udpInProgress++;
+      lane.datagrams++;
+      lane.waiting.push(() => {
+        this.udpInProgress--;
+        lane.datagrams--;
+        this.callUdp(l, msg, rinfo, meta, sendFailed);
+      });
+      this.schedule();
     });
     l.udp.on('error', (error) => this.emit({ kind: 'error', where: `udp ${l.address}`, error }));
     l.tcp.on('error', (error) => this.emit({ kind: 'error', where: `tcp ${l.address}`, error }));
-    l.tcp.on('connection', (socket) => this.accept(socket, local));
+    l.tcp.on('connection', (socket) => this.accept(socket, local, l.lane));
   }
+
+  private callUdp(l: Listener, msg: Buffer, rinfo: dgram.RemoteInfo, meta: CallMeta, sendFailed: (err: Error | null) => void): void {
+    const reply = this.handleSafely(msg, meta, 'udp dispatch');
+    if (reply instanceof Promise) {
+      this.udpInProgress++;
+      reply.finally(() => this.udpInProgress--).then(
+        (r) => r && this.sendUdp(l, r, rinfo, sendFailed),
+        (error) => this.emit({ kind: 'error', where: 'udp dispatch', error }),
+      );
+    } else if (reply) {
+      this.sendUdp(l, reply, rinfo, sendFailed);
+    }
+  }
+
+  /** Whether a call of this lane read now may run at once (it counts), or must wait its round. */
+  private runNow(lane: Lane): boolean {
+    if (lane.ran >= this.opts.addressCallsPerTurn) return false;
+    // The allowance is per turn: the lanes' round in this turn starts it again.
+    if (lane.ran++ === 0) this.schedule();
+    return true;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.serveLanes);
+  }
+
+  /**
+   * After the turn's reads: every lane's work round-robin, one item (a connection's next calls,
+   * up to callsPerTurn, or a datagram) per lane per round, for laneSliceMs; what is left waits
+   * for the next turn, after the loop has read its sockets again. Every lane's allowance of
+   * calls run as read starts again.
+   */
+  private readonly serveLanes = (): void => {
+    const until = performance.now() + this.opts.laneSliceMs;
+    let left = false;
+    do {
+      left = false;
+      for (const { lane } of this.listeners.values()) {
+        const next = lane.waiting.shift();
+        if (!next) continue;
+        next();
+        if (lane.waiting.length > 0) left = true;
+      }
+    } while (left && performance.now() < until);
+    left = false;
+    for (const { lane } of this.listeners.values()) {
+      lane.ran = 0;
+      if (lane.waiting.length > 0) left = true;
+    }
+    if (left) setImmediate(this.serveLanes);
+    else this.scheduled = false;
+  };
 
   private sendUdp(l: Listener, reply: Buffer, to: dgram.RemoteInfo, sendFailed: (err: Error | null) => void): void {
     // The address may have been removed while the call ran: its reply has nowhere to go.
@@ -287,7 +378,7 @@ export class RpcServer {
     }
   }
 
-  private accept(socket: net.Socket, local: Endpoint): void {
+  private accept(socket: net.Socket, local: Endpoint, lane: Lane): void {
     const remote = socket.remoteAddress; // undefined once the peer is gone
     const peer = { address: remote ? normaliseAddress(remote) : '', port: socket.remotePort ?? 0 };
     const mine = this.byPeer.get(peer.address);
@@ -299,14 +390,19 @@ export class RpcServer {
     const c: Connection = {
       socket,
       meta: { transport: 'tcp', local, peer, credentials: newCredentialCache(), recordMarked: true },
+      lane,
       decoder: new RecordDecoder(this.opts.maxRecordSize),
       queue: [],
       backlog: [],
       turn: 0,
       ready: [],
       again: false,
+      serve: () => {
+        c.again = false;
+        if (!c.socket.destroyed) this.pump(c);
+      },
       onRecord: (buf, start, end) => {
-        if (c.backlog.length === 0 && c.queue.length < this.opts.maxCallsPerConnection && c.turn < this.opts.callsPerTurn) {
+        if (c.backlog.length === 0 && c.queue.length < this.opts.maxCallsPerConnection && c.turn < this.opts.callsPerTurn && lane.waiting.length === 0 && this.runNow(lane)) {
           c.turn++;
           this.start(c, buf, start, end);
         } else {
@@ -330,7 +426,7 @@ export class RpcServer {
       this.forget(c);
       this.emit({ kind: 'connection', state: 'closed', local, peer });
     });
-    socket.on('drain', () => this.pump(c));
+    socket.on('drain', () => this.endTurn(c));
     socket.on('data', (chunk) => this.onData(c, chunk));
   }
 
@@ -396,8 +492,8 @@ export class RpcServer {
   }
 
   /**
-   * Starts waiting calls while fewer than the limit are in progress, at most callsPerTurn of
-   * them; reads more only when all have started.
+   * Its round: starts waiting calls while fewer than the limit are in progress, at most
+   * callsPerTurn of them; reads more only when all have started.
    */
   private pump(c: Connection): void {
     c.turn = 0;
@@ -434,8 +530,8 @@ export class RpcServer {
   }
 
   /**
-   * The replies ready at once leave together in one write; calls left for lack of a turn get the
-   * next one (after the other connections' reads).
+   * The replies ready at once leave together in one write; calls left waiting (for lack of a turn,
+   * a slot or their lane's allowance) wait in the lane for the connection's next round.
    */
   private endTurn(c: Connection): void {
     if (c.ready.length > 0) {
@@ -444,10 +540,8 @@ export class RpcServer {
     }
     if (c.backlog.length > 0 && c.queue.length < this.opts.maxCallsPerConnection && !c.again) {
       c.again = true;
-      setImmediate(() => {
-        c.again = false;
-        if (!c.socket.destroyed) this.pump(c);
-      });
+      c.lane.waiting.push(c.serve);
+      this.schedule();
     }
     // Not read while its calls wait for a free slot, while it has sent more than it may run at
     // once, or while it does not read its replies.
@@ -467,7 +561,7 @@ export class RpcServer {
       if (reply) c.ready.push(reply);
     }
     if (c.socket.destroyed) return;
-    this.pump(c);
+    this.endTurn(c);
   }
 
   /** The dispatcher's handle(), with a failure the peer could not cause reported instead of thrown into the socket's callback. */

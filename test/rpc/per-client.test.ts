@@ -100,10 +100,12 @@ describe('rpc server, per client', function () {
       other.socket.destroy();
       return order.indexOf(1);
     };
-    const bounded = await positionOfOther({ callsPerTurn: 32 });
-    assert.ok(bounded > 0 && bounded <= 3 * 32, `the other connection's call ran after ${bounded} of the burst's`);
-    // Without the bound it waits behind all the burst's first read (64 KiB: over 1,000 calls).
-    const unbounded = await positionOfOther({ callsPerTurn: 1_000_000 });
+    // One round of the address's lane per turn (no slice of time): the first 8 calls run as read, then
+    // 32 per round, and the other connection's call has its round within the next few.
+    const bounded = await positionOfOther({ callsPerTurn: 32, addressCallsPerTurn: 8, laneSliceMs: 0 });
+    assert.ok(bounded > 0 && bounded <= 8 + 3 * 32, `the other connection's call ran after ${bounded} of the burst's`);
+    // Without the bounds it waits behind all the burst's first read (64 KiB: over 1,000 calls).
+    const unbounded = await positionOfOther({ callsPerTurn: 1_000_000, addressCallsPerTurn: Infinity });
     assert.ok(unbounded > 500, `without the bound the other connection's call ran after only ${unbounded}`);
   });
 
