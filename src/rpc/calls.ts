@@ -67,7 +67,11 @@ export class PendingCalls {
         const left = end - Date.now();
         if (left <= 0) return timedOut();
         retransmit.send();
-        if (this.pending.get(xid) === p) p.timer = setTimeout(transmit, Math.min(interval.next(), left));
+        if (this.pending.get(xid) !== p) return;
+        // No retransmission at the deadline itself: a timer fires up to a few ms early by Date.now(),
+        // and a last datagram then could only meet a closed port (ECONNREFUSED) instead of timing out.
+        const wait = interval.next();
+        p.timer = wait < left ? setTimeout(transmit, wait) : setTimeout(timedOut, left);
       };
       transmit();
     });

@@ -68,6 +68,23 @@ describe('rpc client', function () {
     }
   });
 
+  it('UDP: no retransmission at the timeout (a datagram there could only meet a port closed meanwhile)', async () => {
+    const peer = await udpPeer(A, () => undefined);
+    const c = new RpcClient({ transport: 'udp', host: A, port: peer.port, retransmitMs: 1000, timeoutMs: 30 });
+    try {
+      // Timers run on the monotonic clock, the deadline on Date.now(): a timer armed for the
+      // deadline may fire a millisecond before it by Date.now(). Many calls meet that edge.
+      for (let round = 0; round < 5; round++) {
+        await Promise.all(Array.from({ length: 40 }, () => assert.rejects(c.call(TEST_PROG, 1, 0), RpcTimeoutError)));
+      }
+      await sleep(50);
+      assert.equal(peer.times.length, 200, 'one datagram per call');
+    } finally {
+      c.close();
+      peer.close();
+    }
+  });
+
   it('UDP: reports a port nobody listens on as RpcConnectionError ECONNREFUSED, not a timeout', async () => {
     const s = dgram.createSocket('udp4');
     await new Promise<void>((r) => s.bind(0, A, () => r()));
