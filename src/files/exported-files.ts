@@ -17,10 +17,9 @@
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
-import { endianness } from 'node:os';
 import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, endianness } from 'node:os';
 import { E, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
 
 /** An export as this part needs it: its path (the export's id) and whether its locks are on the files. */
@@ -259,23 +258,33 @@ export class ExportedFiles implements FileLocker {
     if (r.kind !== 'file') return r.kind === 'memory' ? 'granted' : 'stale_fh';
     const [s, len] = flockOf(start, end);
     const type = exclusive ? LOCK_WRITE : LOCK_READ;
-    let writable = true;
-    let readOnlyFs = false;
-    let rc = this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, 'rw', type, s, len));
-    if (rc === -E.EROFS || rc === -E.EACCES || rc === -E.EPERM || rc === -E.ETXTBSY) {
-      // A read-only filesystem, or a file this process may not write: shared locks still work.
-      readOnlyFs = rc === -E.EROFS;
-      writable = false;
-      // The handle named a file (the open checks access only after it found one).
-      if (exclusive) return readOnlyFs ? 'rofs' : 'failed';
-      rc = this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, 'ro', type, s, len));
-    }
-    if (rc <= -LOCK_REFUSED) return this.lockRefusal(fileKey, rc + LOCK_REFUSED);
-    if (rc < 0) return this.refusal(rc);
+    const o = this.openWritableElseReadOnly(exclusive, (mode) => this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, mode, type, s, len)));
+    if (typeof o === 'string') return o;
+    if (o.fd <= -LOCK_REFUSED) return this.lockRefusal(fileKey, o.fd + LOCK_REFUSED);
+    if (o.fd < 0) return this.refusal(o.fd);
     this.open++;
-    if (!f) this.files.set(fileKey, (f = new OpenFile(r.exp)));
-    f.owners.set(ownerKey, { fd: rc, writable, readOnlyFs });
+    this.adopt(f, fileKey, r.exp, ownerKey, o);
     return 'granted';
+  }
+
+  /**
+   * An open read-write where this process may write the file, else read-only, which takes shared
+   * locks only (an exclusive one answers rofs or failed at once): `fd` is the open's result.
+   */
+  private openWritableElseReadOnly(exclusive: boolean, open: (mode: 'rw' | 'ro') => number): Description | LockStatus {
+    const fd = open('rw');
+    if (fd !== -E.EROFS && fd !== -E.EACCES && fd !== -E.EPERM && fd !== -E.ETXTBSY) return { fd, writable: true, readOnlyFs: false };
+    // A read-only filesystem, or a file this process may not write (the open checks access only
+    // after it found the file, so the handle named one).
+    const readOnlyFs = fd === -E.EROFS;
+    if (exclusive) return readOnlyFs ? 'rofs' : 'failed';
+    return { fd: open('ro'), writable: false, readOnlyFs };
+  }
+
+  /** The owner's new description of the file, in the maps. */
+  private adopt(f: OpenFile | undefined, fileKey: string, exp: RealExport, ownerKey: string, d: Description): void {
+    if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
+    f.owners.set(ownerKey, d);
   }
 
   /** What a refused F_OFD_SETLK (its -errno) answers. */
@@ -429,19 +438,10 @@ export class ExportedFiles implements FileLocker {
   private openFor(fileKey: string, fh: Buffer, ownerKey: string): Description | 'memory' | LockStatus {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
-    let readOnlyFs = false;
-    let writable = true;
-    let fd = this.openRegular(r.exp, r.kh, 'rw');
-    if (fd === -E.EROFS || fd === -E.EACCES || fd === -E.EPERM || fd === -E.ETXTBSY) {
-      readOnlyFs = fd === -E.EROFS;
-      writable = false;
-      fd = this.openRegular(r.exp, r.kh, 'ro');
-    }
-    if (fd < 0) return this.refusal(fd);
-    const d = { fd, writable, readOnlyFs };
-    let f = this.files.get(fileKey);
-    if (!f) this.files.set(fileKey, (f = new OpenFile(r.exp)));
-    f.owners.set(ownerKey, d);
+    const d = this.openWritableElseReadOnly(false, (mode) => this.openRegular(r.exp, r.kh, mode));
+    if (typeof d === 'string') return d;
+    if (d.fd < 0) return this.refusal(d.fd);
+    this.adopt(this.files.get(fileKey), fileKey, r.exp, ownerKey, d);
     return d;
   }
 
