@@ -6,6 +6,7 @@
 #include <uv.h>
 #include <fcntl.h>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -21,6 +22,15 @@ inline Napi::Value ThrowErrno(Napi::Env env, const std::string& what, int err) {
   e.Set("code", Napi::String::New(env, strerrorname_np(err) ? strerrorname_np(err) : "E?"));
   e.ThrowAsJavaScriptException();
   return env.Undefined();
+}
+
+// A file descriptor argument: a non-negative integer that fits an int.
+inline bool ParseFd(const Napi::Value& v, int* out) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 2147483647.0) || std::floor(d) != d) return false;
+  *out = static_cast<int>(d);
+  return true;
 }
 
 inline Napi::Value ThrowType(Napi::Env env, const std::string& what) {

@@ -37,14 +37,6 @@ bool ParsePosition(const Napi::Value& v, off_t* out) {
   return false;
 }
 
-bool ParseFd(const Napi::Value& v, int* out) {
-  if (!v.IsNumber()) return false;
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 2147483647.0) || std::floor(d) != d) return false;
-  *out = static_cast<int>(d);
-  return true;
-}
-
 // name_to_handle_at(path): { type, handle, mountId }. The buffer starts at MAX_HANDLE_SZ and
 // grows when the kernel says EOVERFLOW (it then reports the size it needs in handle_bytes).
 Napi::Value NameToHandle(const Napi::CallbackInfo& info) {

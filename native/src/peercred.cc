@@ -15,10 +15,8 @@ namespace {
 // socket that never connected nor listened: the kernel holds no credentials, uid -1).
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "peerCredentials(fd: number)");
-  double d = info[0].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 0x7fffffff) || d != static_cast<int>(d)) return ThrowType(env, "peerCredentials: fd must be a non-negative integer");
-  int fd = static_cast<int>(d);
+  int fd = -1;
+  if (info.Length() < 1 || !ParseFd(info[0], &fd)) return ThrowType(env, "peerCredentials(fd: non-negative integer)");
   const std::string what = "SO_PEERCRED of fd " + std::to_string(fd);
   int domain = 0;
   socklen_t len = sizeof domain;
