@@ -1,0 +1,111 @@
+// The unit of the lock journal: one owner's locks on one file through one server address, as the
+// cluster keeps them until the owner reclaims or gives them up. The journal of an address is a
+// key/value log (src/store); the key names (owner, file), the value is this entry's bytes and a
+// deleted key is an owner that holds nothing more there. A pure codec: every node decodes what any
+// node wrote, so a value that does not parse is reported, never guessed at.
+import type { LockOwner } from './types';
+
+export interface JournalLock {
+  offset: bigint;
+  length: bigint; // 0n = to end of file
+  exclusive: boolean;
+}
+
+export interface JournalEntry {
+  owner: LockOwner;
+  fh: Buffer;
+  exportId: string | undefined;
+  locks: JournalLock[];
+}
+
+export class JournalEntryError extends Error {
+  constructor(message: string) {
+    super(`journal entry: ${message}`);
+    this.name = 'JournalEntryError';
+  }
+}
+
+const VERSION = 1;
+const NO_EXPORT = 0xffff;
+/** NLM4 handles are at most 64 bytes, owner handles at most 1024 (nlm4 netobj limits). */
+const MAX_FH = 64;
+const MAX_OH = 1024;
+const MAX_TEXT = 1024;
+
+/** The locker's and the journal's name for an owner; length-prefixed host, so no (host, svid, oh) triple can spell another's. */
+export const ownerKey = (o: LockOwner): string => `${o.host.length}:${o.host}${o.svid}:${o.oh.toString('latin1')}`;
+
+/** The journal key of an owner's entry on a file (the handle as latin1, as the table keys files). */
+export const journalKey = (owner: string, file: string): string => `${owner.length}:${owner}${file}`;
+
+export function encodeJournalEntry(e: JournalEntry): Buffer {
+  const host = Buffer.from(e.owner.host, 'utf8');
+  const exp = e.exportId === undefined ? undefined : Buffer.from(e.exportId, 'utf8');
+  if (host.length > MAX_TEXT || (exp && exp.length > MAX_TEXT)) throw new JournalEntryError('host or export name longer than 1024 bytes');
+  if (e.fh.length > MAX_FH || e.owner.oh.length > MAX_OH) throw new JournalEntryError('handle too long');
+  if (e.locks.length > 0xffff) throw new JournalEntryError('more than 65535 locks in one entry');
+  const size = 1 + 2 + host.length + 4 + 2 + e.owner.oh.length + 2 + e.fh.length + 2 + (exp?.length ?? 0) + 2 + e.locks.length * 17;
+  const b = Buffer.allocUnsafe(size);
+  let o = b.writeUInt8(VERSION, 0);
+  o = b.writeUInt16BE(host.length, o);
+  o += host.copy(b, o);
+  o = b.writeUInt32BE(e.owner.svid >>> 0, o);
+  o = b.writeUInt16BE(e.owner.oh.length, o);
+  o += e.owner.oh.copy(b, o);
+  o = b.writeUInt16BE(e.fh.length, o);
+  o += e.fh.copy(b, o);
+  o = b.writeUInt16BE(exp ? exp.length : NO_EXPORT, o);
+  if (exp) o += exp.copy(b, o);
+  o = b.writeUInt16BE(e.locks.length, o);
+  for (const l of e.locks) {
+    o = b.writeBigUInt64BE(l.offset, o);
+    o = b.writeBigUInt64BE(l.length, o);
+    o = b.writeUInt8(l.exclusive ? 1 : 0, o);
+  }
+  return b;
+}
+
+export function decodeJournalEntry(b: Buffer): JournalEntry {
+  let o = 0;
+  const need = (n: number, what: string): void => {
+    if (o + n > b.length) throw new JournalEntryError(`truncated at byte ${o}: ${what} needs ${n} bytes, ${b.length - o} left`);
+  };
+  const bytes = (max: number, what: string): Buffer => {
+    need(2, `${what} length`);
+    const n = b.readUInt16BE(o);
+    o += 2;
+    if (n > max) throw new JournalEntryError(`${what} of ${n} bytes (at most ${max})`);
+    need(n, what);
+    const out = Buffer.from(b.subarray(o, o + n));
+    o += n;
+    return out;
+  };
+  need(1, 'version');
+  const version = b.readUInt8(o++);
+  if (version !== VERSION) throw new JournalEntryError(`unknown version ${version}`);
+  const host = bytes(MAX_TEXT, 'host').toString('utf8');
+  need(4, 'svid');
+  const svid = b.readUInt32BE(o);
+  o += 4;
+  const oh = bytes(MAX_OH, 'owner handle');
+  const fh = bytes(MAX_FH, 'file handle');
+  need(2, 'export length');
+  let exportId: string | undefined;
+  if (b.readUInt16BE(o) === NO_EXPORT) o += 2;
+  else exportId = bytes(MAX_TEXT, 'export').toString('utf8');
+  need(2, 'lock count');
+  const n = b.readUInt16BE(o);
+  o += 2;
+  need(n * 17, `${n} locks`);
+  const locks: JournalLock[] = [];
+  for (let i = 0; i < n; i++) {
+    const offset = b.readBigUInt64BE(o);
+    const length = b.readBigUInt64BE(o + 8);
+    const x = b.readUInt8(o + 16);
+    if (x > 1) throw new JournalEntryError(`lock ${i}: exclusive flag ${x}`);
+    locks.push({ offset, length, exclusive: x === 1 });
+    o += 17;
+  }
+  if (o !== b.length) throw new JournalEntryError(`${b.length - o} bytes after the last lock`);
+  return { owner: { host, svid, oh }, fh, exportId, locks };
+}

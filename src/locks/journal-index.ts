@@ -1,0 +1,120 @@
+// Every node's view of every address's lock journal: who holds what, through which address, as
+// the journals say. The table consults it for a request its own locks allow: an entry of another
+// owner that its holder may not hold right now (its address left, is in transit, or its node died)
+// must not be handed to anyone else before the owner can reclaim it. The addresses this node
+// serves are skipped: their entries are locks of its own table (held, or awaiting reclaim).
+import { decodeJournalEntry, ownerKey, type JournalEntry } from './journal-entry';
+import { parseRange, type Pos } from './range';
+
+export interface JournalRecord {
+  key: string;
+  /** The entry's bytes; null when the owner holds nothing more there. */
+  value: Buffer | null;
+}
+
+interface IndexedLock {
+  start: Pos;
+  end: Pos;
+  exclusive: boolean;
+}
+
+/** An entry of the index: one owner's locks on one file through one address. */
+export interface IndexedEntry {
+  readonly address: string;
+  readonly key: string;
+  /** The table's file key (the handle as latin1) and the owner's locker key. */
+  readonly file: string;
+  readonly owner: string;
+  readonly entry: JournalEntry;
+  readonly locks: readonly IndexedLock[];
+}
+
+export interface IndexUpdate {
+  /** Files whose entries changed or went: their waiters may be grantable now. */
+  files: Set<string>;
+  /** Values that did not decode: reported, and the key treated as absent. */
+  bad: { address: string; key: string; error: string }[];
+}
+
+export class JournalIndex {
+  private readonly byFile = new Map<string, Set<IndexedEntry>>();
+  private readonly byAddress = new Map<string, Map<string, IndexedEntry>>();
+
+  /** Applies records of an address's journal; `reset`: they are its whole content (a first read, a compaction). */
+  apply(address: string, records: readonly JournalRecord[], reset = false): IndexUpdate {
+    const update: IndexUpdate = { files: new Set(), bad: [] };
+    let mine = this.byAddress.get(address);
+    if (reset && mine) {
+      for (const x of mine.values()) this.unlink(x, update);
+      mine.clear();
+    }
+    for (const { key, value } of records) {
+      const old = mine?.get(key);
+      if (old) {
+        this.unlink(old, update);
+        mine!.delete(key);
+      }
+      if (value === null) continue;
+      let entry: JournalEntry;
+      try {
+        entry = decodeJournalEntry(value);
+      } catch (err) {
+        update.bad.push({ address, key, error: (err as Error).message });
+        continue;
+      }
+      const locks: IndexedLock[] = [];
+      for (const l of entry.locks) {
+        const r = parseRange(l.offset, l.length);
+        if (r) locks.push({ start: r.start, end: r.end, exclusive: l.exclusive });
+      }
+      if (locks.length === 0) continue;
+      const x: IndexedEntry = { address, key, file: entry.fh.toString('latin1'), owner: ownerKey(entry.owner), entry, locks };
+      if (!mine) this.byAddress.set(address, (mine = new Map()));
+      mine.set(key, x);
+      let onFile = this.byFile.get(x.file);
+      if (!onFile) this.byFile.set(x.file, (onFile = new Set()));
+      onFile.add(x);
+      update.files.add(x.file);
+    }
+    if (mine && mine.size === 0) this.byAddress.delete(address);
+    return update;
+  }
+
+  /**
+   * The first entry of another owner on the file that conflicts with [s, e] of this type, its
+   * address not skipped; undefined when none does.
+   */
+  conflict(file: string, owner: string, s: Pos, e: Pos, exclusive: boolean, skip: (address: string) => boolean): IndexedEntry | undefined {
+    const onFile = this.byFile.get(file);
+    if (!onFile) return undefined;
+    for (const x of onFile) {
+      if (x.owner === owner || skip(x.address)) continue;
+      for (const l of x.locks) if ((exclusive || l.exclusive) && l.start <= e && l.end >= s) return x;
+    }
+    return undefined;
+  }
+
+  /** The entries of an address, as its journal has them. */
+  entries(address: string): IndexedEntry[] {
+    return [...(this.byAddress.get(address)?.values() ?? [])];
+  }
+
+  addresses(): string[] {
+    return [...this.byAddress.keys()];
+  }
+
+  /** Entries of an address (of every address when none is given). */
+  size(address?: string): number {
+    if (address !== undefined) return this.byAddress.get(address)?.size ?? 0;
+    let n = 0;
+    for (const m of this.byAddress.values()) n += m.size;
+    return n;
+  }
+
+  private unlink(x: IndexedEntry, update: IndexUpdate): void {
+    const onFile = this.byFile.get(x.file);
+    onFile?.delete(x);
+    if (onFile && onFile.size === 0) this.byFile.delete(x.file);
+    update.files.add(x.file);
+  }
+}

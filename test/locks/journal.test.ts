@@ -1,0 +1,122 @@
+// The lock journal's entry codec against annotated bytes, its refusals of bad input, and the
+// index every node keeps of every address's journal.
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { JournalEntryError, decodeJournalEntry, encodeJournalEntry, journalKey, ownerKey, type JournalEntry } from '../../src/locks/journal-entry';
+import { JournalIndex } from '../../src/locks/journal-index';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+|#[^\n]*/g, ''), 'hex');
+
+const ENTRY: JournalEntry = {
+  owner: { host: 'c1@10.0.0.7', svid: 42, oh: Buffer.from('oh') },
+  fh: Buffer.from([0xaa, 0xbb, 0xcc]),
+  exportId: 'ex',
+  locks: [
+    { offset: 0n, length: 100n, exclusive: true },
+    { offset: 200n, length: 0n, exclusive: false },
+  ],
+};
+
+const ANNOTATED = `
+  01                                   # version 1
+  000b 63314031302e302e302e37          # host "c1@10.0.0.7" (11 bytes)
+  0000002a                             # svid 42
+  0002 6f68                            # owner handle "oh"
+  0003 aabbcc                          # file handle
+  0002 6578                            # export "ex"
+  0002                                 # 2 locks
+  0000000000000000 0000000000000064 01 # [0, 100) exclusive
+  00000000000000c8 0000000000000000 00 # [200, EOF) shared
+`;
+
+describe('locks: journal entries', () => {
+  it('encodes to exactly the annotated bytes and decodes them back', () => {
+    assert.deepEqual(encodeJournalEntry(ENTRY), hex(ANNOTATED));
+    assert.deepEqual(decodeJournalEntry(hex(ANNOTATED)), ENTRY);
+  });
+
+  it('marks an entry without export with 0xffff', () => {
+    const b = encodeJournalEntry({ ...ENTRY, exportId: undefined, locks: [] });
+    assert.deepEqual(b.subarray(-4), hex('ffff 0000'));
+    assert.equal(decodeJournalEntry(b).exportId, undefined);
+  });
+
+  it('round-trips any entry', () => {
+    const entry = fc.record({
+      owner: fc.record({ host: fc.string({ maxLength: 40 }), svid: fc.nat({ max: 0xffffffff }), oh: fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)) }),
+      fh: fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
+      exportId: fc.option(fc.string({ maxLength: 20 }), { nil: undefined }),
+      locks: fc.array(fc.record({ offset: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), length: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), exclusive: fc.boolean() }), { maxLength: 5 }),
+    });
+    fc.assert(fc.property(entry, (e) => assert.deepEqual(decodeJournalEntry(encodeJournalEntry(e)), e)));
+  });
+
+  it('refuses every truncation, an unknown version, a bad flag and trailing bytes with a clear error', () => {
+    const good = hex(ANNOTATED);
+    for (let n = 0; n < good.length; n++) assert.throws(() => decodeJournalEntry(good.subarray(0, n)), JournalEntryError);
+    assert.throws(() => decodeJournalEntry(Buffer.concat([Buffer.from([2]), good.subarray(1)])), /unknown version 2/);
+    const flag = Buffer.from(good);
+    flag[flag.length - 1] = 7;
+    assert.throws(() => decodeJournalEntry(flag), /exclusive flag 7/);
+    assert.throws(() => decodeJournalEntry(Buffer.concat([good, Buffer.from([0])])), /1 bytes after the last lock/);
+    assert.throws(() => decodeJournalEntry(hex('01 ffff')), /host of 65535 bytes/);
+  });
+
+  it('names owners and (owner, file) pairs so that no two can spell each other', () => {
+    const a = ownerKey({ host: 'h1', svid: 12, oh: Buffer.from('3') });
+    const b = ownerKey({ host: 'h1', svid: 1, oh: Buffer.from('23') });
+    assert.notEqual(a, b);
+    assert.notEqual(journalKey('ab', 'c'), journalKey('a', 'bc'));
+  });
+});
+
+describe('locks: the journal index', () => {
+  const X = ENTRY.owner;
+  const entryOf = (owner: JournalEntry['owner'], fh: string, locks: JournalEntry['locks']): { key: string; value: Buffer } => ({
+    key: journalKey(ownerKey(owner), fh),
+    value: encodeJournalEntry({ owner, fh: Buffer.from(fh, 'latin1'), exportId: undefined, locks }),
+  });
+  const none = (): boolean => false;
+
+  it('finds another owner\'s conflicting entry, not the owner\'s own, not a compatible one, not a skipped address', () => {
+    const ix = new JournalIndex();
+    const up = ix.apply('10.0.0.1', [entryOf(X, 'F', [{ offset: 10n, length: 10n, exclusive: true }])]);
+    assert.deepEqual([...up.files], ['F']);
+    const me = ownerKey(X);
+    assert.equal(ix.conflict('F', 'other', 0, 9, true, none), undefined);
+    assert.equal(ix.conflict('F', 'other', 19, 30, false, none)?.address, '10.0.0.1');
+    assert.equal(ix.conflict('F', me, 0, 100, true, none), undefined);
+    assert.equal(ix.conflict('G', 'other', 0, 100, true, none), undefined);
+    assert.equal(ix.conflict('F', 'other', 0, 100, true, (a) => a === '10.0.0.1'), undefined);
+    ix.apply('10.0.0.1', [entryOf(X, 'F', [{ offset: 10n, length: 10n, exclusive: false }])]);
+    assert.equal(ix.conflict('F', 'other', 0, 100, false, none), undefined, 'shared with shared');
+    assert.ok(ix.conflict('F', 'other', 0, 100, true, none));
+  });
+
+  it('forgets deleted keys and everything of an address on a reset, reporting the files touched', () => {
+    const ix = new JournalIndex();
+    const a = entryOf(X, 'F', [{ offset: 0n, length: 0n, exclusive: true }]);
+    const b = entryOf({ ...X, svid: 7 }, 'G', [{ offset: 0n, length: 1n, exclusive: true }]);
+    ix.apply('V', [a, b]);
+    assert.equal(ix.size('V'), 2);
+    const del = ix.apply('V', [{ key: a.key, value: null }]);
+    assert.deepEqual([...del.files], ['F']);
+    assert.equal(ix.conflict('F', 'other', 0, 0, true, none), undefined);
+    const reset = ix.apply('V', [a], true);
+    assert.deepEqual([...reset.files].sort(), ['F', 'G']);
+    assert.deepEqual(ix.addresses(), ['V']);
+    assert.equal(ix.size(), 1);
+    ix.apply('V', [{ key: a.key, value: null }]);
+    assert.deepEqual(ix.addresses(), []);
+  });
+
+  it('reports a value that does not decode and treats its key as absent', () => {
+    const ix = new JournalIndex();
+    const a = entryOf(X, 'F', [{ offset: 0n, length: 0n, exclusive: true }]);
+    ix.apply('V', [a]);
+    const up = ix.apply('V', [{ key: a.key, value: Buffer.from([9, 9]) }]);
+    assert.equal(up.bad.length, 1);
+    assert.match(up.bad[0].error, /unknown version 9/);
+    assert.equal(ix.size('V'), 0);
+  });
+});
