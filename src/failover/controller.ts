@@ -2,7 +2,7 @@
 // the listeners (RpcServer), the lock table and the status monitor, and reports what it did.
 import { Subject, filter, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import type { DropCounts, GracePeriod, GraceScope } from '../locks/types';
+import type { Arrival, DropCounts, GracePeriod, GraceScope, ReclaimDone, Unreclaimed } from '../locks';
 import { nowMs, type AddressEvent, type AddressPhase, type SourceName } from '../watch/types';
 import { decide, type FailoverStep } from './decide';
 import { dropLine, plural } from './words';
@@ -59,18 +59,35 @@ export interface FailoverMonitors {
   graceEnded(address: string): Promise<number>;
 }
 
+/** What failover needs of the lock journal (the cluster's store and the table's awaiting locks). */
+export interface FailoverJournal {
+  /** Everything granted through the address is durable and in every live node's index: only then may its kernel locks go. */
+  barrier(address: string): Promise<{ missing: string[]; ms: number }>;
+  /** The address's journal read to its end, its entries set up as locks awaiting reclaim (with placeholders on the files). */
+  takeOver(address: string): Promise<Arrival>;
+  /** The address's grace ended: what is still awaiting reclaim is removed, from the table and the journal. */
+  expire(address: string): Unreclaimed;
+  /** An address whose every awaiting lock was reclaimed or given up. */
+  readonly reclaimed$: Observable<ReclaimDone>;
+}
+
 export type FailoverReport =
   /** `line`: the drop's one line, as logged here; the daemon's `watch` shows the same. */
   | { type: 'down'; address: string; source: SourceName; pid?: number; comm?: string; counts: DropCounts; ms: number; line: string }
   | { type: 'up'; address: string; source: SourceName; state: number; monitors: number; graceEndsAt: number | null }
   | { type: 'draining' | 'drain-ended'; address: string; source: SourceName; pid?: number; comm?: string }
   | { type: 'notified'; address: string; state: number; notified: number; failed: string[]; ms: number }
-  | { type: 'error'; address: string; step: FailoverStep | 'grace-end'; error: string };
+  /** The address's grace ended by itself (everything reclaimed) or at its deadline (`unreclaimed` locks removed). */
+  | { type: 'grace-ended'; address: string; reclaimed: boolean; locks: number; unreclaimed: number; line: string }
+  | { type: 'barrier'; address: string; missing: string[]; ms: number }
+  | { type: 'error'; address: string; step: FailoverStep | 'grace-end' | 'lost-lock'; error: string };
 
 export interface FailoverOptions {
   listeners: Listeners;
   locks: FailoverLocks;
   monitors: FailoverMonitors;
+  /** The lock journal; without it a move keeps no lock for its owner (one node, or memory-only locks). */
+  journal?: FailoverJournal;
   /** Grace period of an arriving address, in seconds (read at each arrival, so a reload applies). */
   graceSeconds: () => number;
   log?: Logger;
@@ -88,6 +105,7 @@ export class FailoverController {
   /** One queue per address: its events apply in order; one address's slow bind never delays another's drop. */
   private readonly queues = new Map<string, Promise<void>>();
   private readonly graceEnds: Subscription;
+  private readonly reclaims: Subscription | undefined;
 
   /** Everything failover did, for logs, metrics and `lockdropctl watch`. */
   readonly reports$: Observable<FailoverReport> = this.reports.asObservable();
@@ -98,8 +116,31 @@ export class FailoverController {
       .pipe(filter((p) => p.scope.kind === 'address'))
       .subscribe((p) => {
         const address = (p.scope as { address: string }).address;
+        if (opts.journal) this.expire(opts.journal, address);
         opts.monitors.graceEnded(address).catch((err) => this.fail(address, 'grace-end', err));
       });
+    // Nothing left to reclaim: the grace of that address has no reason to go on.
+    this.reclaims = opts.journal?.reclaimed$.subscribe((r) => {
+      const line = `grace of ${r.address} ended: ${r.locks} of ${plural(r.locks, 'lock')} reclaimed by ${plural(r.hosts, 'host')} in ${(r.ms / 1000).toFixed(2)} s`;
+      this.opts.log?.info({ address: r.address, locks: r.locks, hosts: r.hosts, ms: r.ms }, line);
+      this.reports.next({ type: 'grace-ended', address: r.address, reclaimed: true, locks: r.locks, unreclaimed: 0, line });
+      this.opts.locks.grace.end(addressScope(r.address));
+    });
+  }
+
+  /** The grace of an address ended with locks still awaiting reclaim: they are reported and removed. */
+  private expire(journal: FailoverJournal, address: string): void {
+    let u: Unreclaimed;
+    try {
+      u = journal.expire(address);
+    } catch (err) {
+      return this.fail(address, 'grace-end', err);
+    }
+    if (u.locks === 0) return;
+    const who = [...u.byHost].map(([h, n]) => `${h} ${n}`).join(', ');
+    const line = `grace of ${address} ended: ${u.locks} of ${plural(u.total, 'lock')} not reclaimed, removed (${who})`;
+    this.opts.log?.warn({ address, unreclaimed: u.locks, total: u.total, hosts: Object.fromEntries(u.byHost) }, line);
+    this.reports.next({ type: 'grace-ended', address, reclaimed: false, locks: u.total - u.locks, unreclaimed: u.locks, line });
   }
 
   /** Applies one event after the earlier events of its address. Resolves when its drop is complete. */
@@ -157,6 +198,7 @@ export class FailoverController {
 
   close(): void {
     this.graceEnds.unsubscribe();
+    this.reclaims?.unsubscribe();
     this.reports.complete();
   }
 
@@ -167,11 +209,19 @@ export class FailoverController {
     let monitors = 0;
     let state = 0;
     let grace: GracePeriod | undefined;
+    let arrival: Arrival | undefined;
+    const journal = this.opts.journal;
     for (const step of steps) {
       try {
         switch (step) {
           case 'drain': this.opts.locks.setDraining(ev.address, true); break;
           case 'undrain': this.opts.locks.setDraining(ev.address, false); break;
+          case 'barrier':
+            if (journal) await this.barrier(journal, ev.address);
+            break;
+          case 'take-over':
+            if (journal) arrival = await this.takeOver(journal, ev.address);
+            break;
           case 'drop-locks':
             counts = this.opts.locks.dropByServerAddress(ev.address);
             this.reportDrop(ev, counts, sinceRemoval(ev));
@@ -183,8 +233,9 @@ export class FailoverController {
           case 'load-monitors': monitors = (await this.opts.monitors.activate(ev.address)).records; break;
           case 'bump-state': state = await this.opts.monitors.bumpState(ev.address); break;
           case 'notify':
-            // Nobody to tell means nobody to reclaim: no reason to keep the address in grace.
-            if (monitors === 0 && grace) {
+            // Nobody to tell means nobody to reclaim: no reason to keep the address in grace. With a
+            // journal, what must be reclaimed is known exactly: nothing held, no grace.
+            if ((arrival ? arrival.locks === 0 : monitors === 0) && grace) {
               this.opts.locks.grace.end(addressScope(ev.address));
               grace = undefined;
             }
@@ -195,9 +246,11 @@ export class FailoverController {
         }
       } catch (err) {
         this.fail(ev.address, step, err);
-        if (step === 'open-listeners' || step === 'bump-state') {
-          // Without listeners a notify would send clients to a dead address, and without a new
-          // state number peers would take it for an old one; a grace would only outlive either.
+        // A barrier that failed (the store unreachable) must not hold the drop: the address is gone.
+        if (step === 'take-over' || step === 'open-listeners' || step === 'bump-state') {
+          // Without its journal the address's locks cannot be protected for their owners, without
+          // listeners a notify would send clients to a dead address, and without a new state
+          // number peers would take it for an old one; a grace would only outlive either.
           // The address stays present: its removal still drops.
           if (grace) this.opts.locks.grace.end(addressScope(ev.address));
           return;
@@ -210,6 +263,24 @@ export class FailoverController {
         this.reports.next({ type: ev.type, address: ev.address, source: ev.source, pid: ev.pid, comm: ev.comm });
       }
     }
+  }
+
+  private async barrier(journal: FailoverJournal, address: string): Promise<void> {
+    const r = await journal.barrier(address);
+    this.reports.next({ type: 'barrier', address, missing: r.missing, ms: r.ms });
+    if (r.missing.length === 0) return;
+    this.opts.log?.error({ address, missing: r.missing, ms: r.ms }, `${address}: ${r.missing.join(', ')} did not confirm its journal within ${r.ms.toFixed(0)} ms: dropping anyway (until their index catches up they may grant its ranges)`);
+  }
+
+  private async takeOver(journal: FailoverJournal, address: string): Promise<Arrival> {
+    const a = await journal.takeOver(address);
+    for (const { entry, status } of a.lost) {
+      const error = `${entry.owner.host}'s locks on ${entry.fh.toString('hex')} through ${address} could not be held for reclaim (${status}): another locker took them while the address moved`;
+      this.opts.log?.error({ address, host: entry.owner.host, fh: entry.fh.toString('hex'), status }, error);
+      this.reports.next({ type: 'error', address, step: 'lost-lock', error });
+    }
+    if (a.locks > 0) this.opts.log?.info({ address, locks: a.locks, hosts: a.hosts }, `${address}: ${plural(a.locks, 'lock')} of ${plural(a.hosts, 'host')} held for reclaim`);
+    return a;
   }
 
   private reportDrop(ev: AddressEvent, counts: DropCounts, ms: number): void {

@@ -8,7 +8,9 @@ export type FailoverStep =
   | 'drain'
   | 'undrain'
   | 'close-listeners'
+  | 'barrier'
   | 'drop-locks'
+  | 'take-over'
   | 'forget-clients'
   | 'start-grace'
   | 'open-listeners'
@@ -27,13 +29,16 @@ export interface FailoverPlan {
  * listeners and forget its clients (no more monitoring, no pending GRANTED callbacks) while their
  * records stay for whoever takes it over. The address stays refused in the lock table while it
  * is gone.
- * Up: grace first (synchronous, so not one non-reclaim slips in once the sockets are open), then
- * the listeners, then the monitor records and a new state number, then SM_NOTIFY: clients reclaim
- * as soon as they are told.
+ * With a lock journal, the drop waits for the barrier (every grant durable and in every live node's
+ * index), so that no node hands out a range between the kernel's release and the owner's reclaim.
+ * Up: the journal's entries taken over first, as locks awaiting reclaim (before the sockets open:
+ * nothing can be granted in between), then grace (synchronous, so not one non-reclaim slips in once
+ * the sockets are open), then the listeners, then the monitor records and a new state number, then
+ * SM_NOTIFY: clients reclaim as soon as they are told.
  */
 const STEPS: { readonly [T in AddressEvent['type']]: readonly FailoverStep[] } = {
-  up: ['undrain', 'start-grace', 'open-listeners', 'load-monitors', 'bump-state', 'notify'],
-  down: ['drain', 'drop-locks', 'close-listeners', 'forget-clients'],
+  up: ['undrain', 'take-over', 'start-grace', 'open-listeners', 'load-monitors', 'bump-state', 'notify'],
+  down: ['drain', 'barrier', 'drop-locks', 'close-listeners', 'forget-clients'],
   draining: ['drain'],
   'drain-ended': ['undrain'],
 };

@@ -5,3 +5,6 @@ export { LockTable } from './table';
 export type { LockTableOptions, LockFilter, LockTableStats } from './table';
 export { GraceTable } from './grace';
 export { OFFSET_MAX } from './range';
+export * from './journal-entry';
+export { JournalIndex } from './journal-index';
+export type { IndexedEntry, IndexUpdate, JournalRecord } from './journal-index';

@@ -109,3 +109,29 @@ export function decodeJournalEntry(b: Buffer): JournalEntry {
   if (o !== b.length) throw new JournalEntryError(`${b.length - o} bytes after the last lock`);
   return { owner: { host, svid, oh }, fh, exportId, locks };
 }
+
+/** An arriving address's journal entries set up in the table as locks awaiting their owners' reclaim. */
+export interface Arrival {
+  /** Locks awaiting reclaim, and the client hosts they belong to. */
+  locks: number;
+  hosts: number;
+  /** Entries the files refused (another locker took the range before the placeholder): locks lost. */
+  lost: { entry: JournalEntry; status: string }[];
+}
+
+/** An address whose every awaiting lock has been reclaimed or given up. */
+export interface ReclaimDone {
+  address: string;
+  locks: number;
+  hosts: number;
+  /** From the arrival to the last reclaim. */
+  ms: number;
+}
+
+/** What an address's grace left unreclaimed, per client host; removed from the table and the journal. */
+export interface Unreclaimed {
+  address: string;
+  total: number;
+  locks: number;
+  byHost: Map<string, number>;
+}

@@ -40,10 +40,10 @@ describe('failover', () => {
   describe('decide', () => {
     it('only real transitions produce steps', () => {
       const up = decide(undefined, ev('up', '10.0.0.5'));
-      assert.deepEqual(up.steps, ['undrain', 'start-grace', 'open-listeners', 'load-monitors', 'bump-state', 'notify']);
+      assert.deepEqual(up.steps, ['undrain', 'take-over', 'start-grace', 'open-listeners', 'load-monitors', 'bump-state', 'notify']);
       assert.deepEqual(decide(up.next, ev('up', '10.0.0.5')).steps, []);
       const down = decide(up.next, ev('down', '10.0.0.5'));
-      assert.deepEqual(down.steps, ['drain', 'drop-locks', 'close-listeners', 'forget-clients']);
+      assert.deepEqual(down.steps, ['drain', 'barrier', 'drop-locks', 'close-listeners', 'forget-clients']);
       assert.deepEqual(decide(down.next, ev('down', '10.0.0.5')).steps, []);
       assert.deepEqual(decide(undefined, ev('draining', '10.0.0.5')).steps, [], 'an address never up cannot drain');
     });
@@ -56,7 +56,7 @@ describe('failover', () => {
       const ended = decide(draining.next, ev('drain-ended', '10.0.0.5'));
       assert.deepEqual(ended.steps, ['undrain']);
       assert.equal(ended.next, 'up');
-      assert.deepEqual(decide(draining.next, ev('down', '10.0.0.5')), { next: 'down', steps: ['drain', 'drop-locks', 'close-listeners', 'forget-clients'] });
+      assert.deepEqual(decide(draining.next, ev('down', '10.0.0.5')), { next: 'down', steps: ['drain', 'barrier', 'drop-locks', 'close-listeners', 'forget-clients'] });
     });
   });
 
