@@ -68,7 +68,11 @@ export function describeReport(r: FailoverReport): Omit<WatchEvent, 'at'> | unde
     case 'up':
       return { kind: 'address', address: r.address, message: `${r.address} ready: state ${r.state}, ${plural(r.monitors, 'host')} to notify, grace ${r.graceEndsAt ? `until ${iso(r.graceEndsAt)}` : 'not needed'}`, state: r.state };
     case 'error':
-      return { kind: 'address', address: r.address, message: `${r.step} failed for ${r.address}: ${r.error}` };
+      return { kind: 'address', address: r.address, message: r.step === 'lost-lock' ? r.error : `${r.step} failed for ${r.address}: ${r.error}` };
+    case 'grace-ended':
+      return { kind: 'grace', address: r.address, message: r.line };
+    case 'barrier':
+      return r.missing.length ? { kind: 'drop', address: r.address, message: `${r.address}: ${r.missing.join(', ')} did not confirm its journal in ${r.ms.toFixed(0)} ms` } : undefined;
     default:
       return undefined;
   }
