@@ -438,8 +438,9 @@ describe('locks: changes', () => {
 
   it('builds no event when nobody listens', () => {
     const { t } = setup();
-    const spy = t as unknown as { heldOf: (...a: unknown[]) => unknown };
-    const real = spy.heldOf.bind(t);
+    // Every event's lock is built by the table state's heldOf (src/locks/state.ts).
+    const spy = (t as unknown as { st: { heldOf: (...a: unknown[]) => unknown } }).st;
+    const real = spy.heldOf.bind(spy);
     let built = 0;
     spy.heldOf = (...a: unknown[]) => (built++, real(...a));
     t.lock(req(A, 0, 10), NB);

@@ -17,7 +17,7 @@ const NB = { block: false, reclaim: false };
 const req = (owner: LockOwner, fh: Buffer, offset: number, length: number, serverAddress = VIP1): LockRequest =>
   ({ fh, owner, exclusive: true, offset: BigInt(offset), length: BigInt(length), serverAddress });
 
-/** The private parts of a LockTable these tests corrupt. */
+/** The private parts of a LockTable's state these tests corrupt. */
 interface Internals {
   nLocks: number;
   nBlocked: number;
@@ -30,8 +30,10 @@ interface Internals {
 }
 
 function internals(t: LockTable): Internals {
-  const x = t as unknown as Internals;
-  for (const k of ['nLocks', 'nBlocked', 'F', 'L', 'H', 'addrs', 'hosts', 'ownerBlocks'] as const) assert.ok(k in x, `LockTable has no field ${k}: update this test`);
+  // The parts of the table share one state object (src/locks/state.ts), its field `st`.
+  const x = (t as unknown as { st: Internals }).st;
+  assert.ok(x !== undefined, 'LockTable has no field st: update this test');
+  for (const k of ['nLocks', 'nBlocked', 'F', 'L', 'H', 'addrs', 'hosts', 'ownerBlocks'] as const) assert.ok(k in x, `LockState has no field ${k}: update this test`);
   for (const k of ['head', 'exclusive'] as const) assert.ok(x.F[k] instanceof Int32Array, `FileRecords.${k}`);
   for (const k of ['fNext', 'fPrev', 'hNext'] as const) assert.ok(x.L[k] instanceof Int32Array, `LockRecords.${k}`);
   return x;
