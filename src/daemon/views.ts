@@ -88,6 +88,10 @@ export function describeChange(c: Exclude<LockChange, { type: 'dropped' }>): Wat
     const r = c.request;
     return { at, kind: 'blocked', address: r.serverAddress, message: `${r.owner.host} svid ${r.owner.svid} waits for ${r.exclusive ? 'write' : 'read'} ${r.offset}+${r.length} via ${r.serverAddress}` };
   }
+  if (c.type === 'kept') {
+    const r = c.request;
+    return { at, kind: 'blocked', address: r.serverAddress, message: `refused ${r.owner.host}'s ${r.exclusive ? 'write' : 'read'} lock ${r.offset}+${r.length} on fh ${r.fh.toString('hex')} via ${r.serverAddress}: held by ${c.holder.host} through ${c.holder.address}, awaiting reclaim` };
+  }
   const l = c.lock;
   const kind = c.type === 'granted' ? 'grant' : 'release';
   return { at, kind, address: l.serverAddress, message: `${c.type === 'granted' ? (c.viaBlock ? 'granted (was blocked)' : 'granted') : 'released'} ${l.exclusive ? 'write' : 'read'} ${l.offset}+${l.length} to ${l.owner.host} svid ${l.owner.svid} via ${l.serverAddress}${l.exportId ? ` on ${l.exportId}` : ''}` };

@@ -2,5 +2,5 @@
 export { decide } from './decide';
 export type { FailoverPlan, FailoverStep } from './decide';
 export { FailoverController } from './controller';
-export type { FailoverLocks, FailoverMonitors, FailoverOptions, FailoverReport, Listeners, NotifyOutcome } from './controller';
+export type { FailoverJournal, FailoverLocks, FailoverMonitors, FailoverOptions, FailoverReport, Listeners, NotifyOutcome } from './controller';
 export { plural } from './words';

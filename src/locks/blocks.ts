@@ -2,7 +2,9 @@
 // the wakeups that grant them when bytes are released, the wait in the kernel for a holder
 // outside the table, and the grants awaiting the client's confirmation with their undo.
 import type { Block } from './entries';
+import { flushJournal } from './journal-write';
 import { closeIfIdle, resync } from './mirror';
+import { protectedBy } from './protect';
 import { EOF, parseRange } from './range';
 import type { Pos } from './range';
 import { applyLock, firstConflict, priorOf, unlockRange } from './ranges';
@@ -88,6 +90,8 @@ export function wake(st: LockState, file: number, s: Pos, e: Pos): void {
   for (let c = changed.pop(); c !== undefined && queue.size !== 0; c = changed.pop()) {
     for (const b of queue.overlapping(c.s, c.e)) {
       if (!b.queued || firstConflict(st, file, b.owner, b.start, b.end, b.exclusive) !== 0) continue;
+      // Another owner's journal entry its holder does not hold now: woken again when the index changes.
+      if (b.kernelWait === null && isProtected(st, b)) continue;
       if (st.locker) {
         const key = st.F.key[file];
         const onFile = st.locker.lock(key, Buffer.from(key, 'latin1'), st.ownerKeyOf(b.owner), b.start, b.end, b.exclusive);
@@ -153,6 +157,12 @@ function waitInKernel(st: LockState, b: Block): void {
       resync(st, fileKey, ownerKey, owner, b.start, b.end);
       return;
     }
+    // The kernel let go because the holder's node died, not because its owner unlocked: the
+    // journal still has the owner's entry. Given back; queued until the index says otherwise.
+    if (isProtected(st, b)) {
+      resync(st, fileKey, ownerKey, owner, b.start, b.end);
+      return;
+    }
     if (grantBlock(st, b)) wake(st, b.file, b.start, b.end);
     flush(st);
   });
@@ -198,8 +208,21 @@ export function undoGrant(st: LockState, g: BlockGranted): void {
   flush(st);
 }
 
-/** Reports the grants of this call once the table is consistent (callbacks may call back in). */
+/** Whether a queued request would take a journal entry from an owner who does not hold it now. */
+function isProtected(st: LockState, b: Block): boolean {
+  if (st.index.size() === 0) return false;
+  const key = st.F.key[b.file];
+  const p = protectedBy(st, key, Buffer.from(key, 'latin1'), st.ownerKeyOf(b.owner), b.start, b.end, b.exclusive);
+  return p !== undefined && typeof p !== 'string';
+}
+
+/**
+ * Ends a call: its journal records written (before any grant is reported, so a GRANTED callback
+ * can wait for them to be durable), then its grants reported once the table is consistent
+ * (callbacks may call back in).
+ */
 export function flush(st: LockState): void {
+  if (st.journal) flushJournal(st);
   if (st.flushing) return;
   st.flushing = true;
   try {

@@ -3,11 +3,12 @@
 // holders per address, an export's file list). The records touched are marked so each is looked
 // at once at the end: waiters woken, emptied owners, hosts and files freed.
 import { flush, removeBlock, wakeAll } from './blocks';
+import { leave } from './journal';
 import type { Block, HostAtAddress, HostEntry, Share } from './entries';
 import { releaseOnFiles } from './mirror';
 import type { Released } from './mirror';
 import { unlinkFromFile, unlinkFromHolder } from './ranges';
-import type { LockState } from './state';
+import { isAwaiting, type LockState } from './state';
 import type { DropCounts } from './types';
 
 type Reason = 'address' | 'host' | 'export';
@@ -37,7 +38,8 @@ export function dropByHost(st: LockState, host: string): DropCounts {
     for (const a of st.addrs.values()) {
       const at = a.hosts.get(h.id);
       if (!at) continue;
-      at.refs -= dropHolders(st, d, at);
+      // The host gave its locks up (it rebooted, or FREE_ALL): their journal entries go too.
+      at.refs -= dropHolders(st, d, at, true);
       if (at.refs === 0) a.hosts.delete(h.id);
     }
     for (const b of [...h.blocks]) dropBlock(st, d, b);
@@ -49,6 +51,8 @@ export function dropByHost(st: LockState, host: string): DropCounts {
 }
 
 export function dropByServerAddress(st: LockState, address: string): DropCounts {
+  // The journal keeps the address's entries: they are its locks while it moves (journal.ts).
+  leave(st, address);
   const a = st.addrs.get(address);
   if (!a) return dropped(st, 'address', address, NO_COUNTS);
   const d = startDrop();
@@ -58,7 +62,7 @@ export function dropByServerAddress(st: LockState, address: string): DropCounts 
     // Now only holders are left: unindex them wholesale rather than one by one.
     for (const at of a.hosts.values()) {
       touchHost(d, at.host);
-      dropHolders(st, d, at);
+      dropHolders(st, d, at, false);
     }
     a.hosts.clear();
     st.freeAddrIfEmpty(a);
@@ -85,6 +89,7 @@ export function dropByExport(st: LockState, exportId: string): DropCounts {
         if (observed) st.subject.next({ type: 'released', lock: st.held(l) });
         const hd = L.holder[l];
         if (keep) d.released.push({ file: f, owner: H.owner[hd], start: L.start(l), end: L.end(l) });
+        if (st.journal) st.mark(H.addr[hd], H.owner[hd], f);
         unlinkFromHolder(st, l);
         if (H.head[hd] === 0) d.holders.push(hd);
         touchOwner(st, d, H.owner[hd]);
@@ -140,13 +145,13 @@ function clearMarks(st: LockState, d: Drop): void {
   for (const h of d.hosts) h.marked = false;
 }
 
-/** Drops every holder of the host at the address and frees their records; returns how many. */
-function dropHolders(st: LockState, d: Drop, at: HostAtAddress): number {
+/** Drops every holder of the host at the address and frees their records; returns how many. `journal`: their entries go too. */
+function dropHolders(st: LockState, d: Drop, at: HostAtAddress, journal: boolean): number {
   let n = 0;
   for (let hd = at.head, next = 0; hd !== 0; hd = next, n++) {
     next = st.H.aNext[hd];
     touchOwner(st, d, st.H.owner[hd]);
-    dropHolder(st, d, hd);
+    dropHolder(st, d, hd, journal && st.journal !== undefined);
     st.unholder(hd);
     st.H.release(hd);
   }
@@ -155,16 +160,19 @@ function dropHolders(st: LockState, d: Drop, at: HostAtAddress): number {
 }
 
 /** Releases every lock of a holder and frees their records; the holder's record is the caller's. */
-function dropHolder(st: LockState, d: Drop, hd: number): void {
+function dropHolder(st: LockState, d: Drop, hd: number, journal: boolean): void {
   const { L, H } = st;
   const observed = st.subject.observed;
   const keep = st.locker !== undefined;
   let n = 0;
+  let awaiting = 0;
   for (let l = H.head[hd], next = 0; l !== 0; l = next) {
     next = L.hNext[l];
     if (observed) st.subject.next({ type: 'released', lock: st.held(l) });
     const f = L.file[l];
     if (keep) d.released.push({ file: f, owner: H.owner[hd], start: L.start(l), end: L.end(l) });
+    if (journal) st.mark(H.addr[hd], H.owner[hd], f);
+    if (isAwaiting(L, l)) awaiting++;
     unlinkFromFile(st, l);
     touchFile(st, d, f);
     L.release(l);
@@ -172,7 +180,9 @@ function dropHolder(st: LockState, d: Drop, hd: number): void {
   }
   d.locks += n;
   st.nLocks -= n;
-  st.addrIds.get(H.addr[hd]).count -= n;
+  const a = st.addrIds.get(H.addr[hd]);
+  a.count -= n;
+  a.awaiting -= awaiting;
   H.head[hd] = 0;
 }
 

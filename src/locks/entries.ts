@@ -26,8 +26,9 @@ export class HostAtAddress {
 }
 
 export class AddressEntry {
-  /** Locks held through this address. */
+  /** Locks held through this address, and those of them awaiting their owner's reclaim. */
   count = 0;
+  awaiting = 0;
   readonly shares = new Set<Share>();
   readonly blocks = new Set<Block>();
   /** Host id -> that host's holders and references here. */

@@ -33,7 +33,8 @@ const MAX_OH = 1024;
 const MAX_TEXT = 1024;
 
 /** The locker's and the journal's name for an owner; length-prefixed host, so no (host, svid, oh) triple can spell another's. */
-export const ownerKey = (o: LockOwner): string => `${o.host.length}:${o.host}${o.svid}:${o.oh.toString('latin1')}`;
+export const ownerKeyOfParts = (host: string, svid: number, oh: string): string => `${host.length}:${host}${svid}:${oh}`;
+export const ownerKey = (o: LockOwner): string => ownerKeyOfParts(o.host, o.svid, o.oh.toString('latin1'));
 
 /** The journal key of an owner's entry on a file (the handle as latin1, as the table keys files). */
 export const journalKey = (owner: string, file: string): string => `${owner.length}:${owner}${file}`;

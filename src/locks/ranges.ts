@@ -8,7 +8,7 @@
 // by, so a lock taken through one VIP must never be folded into a lock held through another.
 import { EOF, dec, inc, maxPos, minPos, toWire } from './range';
 import type { Pos } from './range';
-import { isExcl, isExclTag } from './state';
+import { AWAITING, isAwaitingTag, isExcl, isExclTag } from './state';
 import type { LockState } from './state';
 import type { PriorLock } from './types';
 
@@ -73,7 +73,9 @@ function newLock(st: LockState, file: number, holder: number, s: Pos, e: Pos, ta
   L.hNext[l] = H.head[holder];
   if (L.hNext[l] !== 0) L.hPrev[L.hNext[l]] = l;
   H.head[holder] = l;
-  st.addrIds.get(H.addr[holder]).count++;
+  const a = st.addrIds.get(H.addr[holder]);
+  a.count++;
+  if (isAwaitingTag(tag)) a.awaiting++;
   st.nLocks++;
   return l;
 }
@@ -103,30 +105,35 @@ export function unlinkFromHolder(st: LockState, l: number): void {
   if (L.hPrev[l] !== 0) L.hNext[L.hPrev[l]] = L.hNext[l];
   else H.head[hd] = L.hNext[l];
   if (L.hNext[l] !== 0) L.hPrev[L.hNext[l]] = L.hPrev[l];
-  st.addrIds.get(H.addr[hd]).count--;
+  const a = st.addrIds.get(H.addr[hd]);
+  a.count--;
+  if (isAwaitingTag(L.tag[l])) a.awaiting--;
 }
 
 /**
  * Gives the holder's owner [s, e] of the given type through the holder's address: merges its
  * same-type same-address locks that overlap or touch, and cuts the range out of its other
  * locks (upgrade/downgrade, splitting as POSIX does). Returns whether any exclusive byte
- * became shared.
+ * became shared. A lock awaiting reclaim (an arrived address's journal entry) merges only with
+ * locks awaiting too: a reclaim cuts it, so what is left awaiting is exactly what was not reclaimed.
  */
-export function applyLock(st: LockState, file: number, holder: number, s: Pos, e: Pos, excl: boolean): boolean {
-  const L = st.L;
-  const owner = st.H.owner[holder];
+export function applyLock(st: LockState, file: number, holder: number, s: Pos, e: Pos, excl: boolean, awaiting = false): boolean {
+  const { L, H } = st;
+  const owner = H.owner[holder];
   let downgraded = false;
   const s0 = s;
   const e0 = e;
   const mine = mineOn(st, file, owner);
+  if (st.journal) st.mark(H.addr[holder], owner, file);
   // Linked first, so absorbing the holder's other locks never leaves it empty (and freed).
-  const nl = newLock(st, file, holder, s, e, st.tag(excl));
+  const nl = newLock(st, file, holder, s, e, st.tag(excl) | (awaiting ? AWAITING : 0));
   let first = L.tag[nl];
   for (const l of mine) {
     const ls = L.start(l);
     const le = L.end(l);
     const lx = isExcl(L, l);
-    const same = lx === excl && L.holder[l] === holder;
+    const same = lx === excl && L.holder[l] === holder && isAwaitingTag(L.tag[l]) === awaiting;
+    if (st.journal && ls <= e0 && le >= s0) st.mark(H.addr[L.holder[l]], owner, file);
     if (ls <= e0 && le >= s0) {
       if (same) {
         s = minPos(s, ls);
@@ -177,6 +184,7 @@ export function unlockRange(st: LockState, file: number, owner: number, s: Pos, 
   for (const l of mineOn(st, file, owner)) {
     if (!(L.start(l) <= e && L.end(l) >= s)) continue;
     released = true;
+    if (st.journal) st.mark(st.H.addr[L.holder[l]], owner, file);
     if (observed) {
       const gone = st.heldOf(file, L.holder[l], maxPos(L.start(l), s), minPos(L.end(l), e), isExcl(L, l), st.sinceOf(L.tag[l]));
       cut(st, l, s, e);

@@ -11,17 +11,18 @@ import type { Block, Share } from './entries';
 import { toWire } from './range';
 import type { Pos } from './range';
 import { FileRecords, HolderRecords, LockRecords, OwnerRecords, Registry } from './records';
+import { journalKey, ownerKeyOfParts, type ReclaimDone } from './journal-entry';
+import { JournalIndex, type JournalRecord } from './journal-index';
 import type { BlockGranted, FileLocker, HeldLock, LockChange, LockOwner } from './types';
 
-// A lock's tag: bit 0 is exclusive, the bits above it the whole seconds since the table's epoch
-// when it was first granted (merges keep the earliest). Read and made only here.
+// A lock's tag: bit 0 is exclusive, bit 1 awaiting its owner's reclaim (an arrived address's
+// journal entry, journal.ts), the bits above them the whole seconds since the table's epoch when
+// it was first granted (merges keep the earliest). Read and made only here.
 export const isExcl = (L: LockRecords, l: number): boolean => (L.tag[l] & 1) === 1;
 export const isExclTag = (tag: number): boolean => (tag & 1) === 1;
-
-/** The locker's name for an owner; length-prefixed host, so no (host, svid, oh) triple can spell another's. */
-export function ownerKey(o: LockOwner): string {
-  return `${o.host.length}:${o.host}${o.svid}:${o.oh.toString('latin1')}`;
-}
+export const isAwaiting = (L: LockRecords, l: number): boolean => (L.tag[l] & 2) === 2;
+export const isAwaitingTag = (tag: number): boolean => (tag & 2) === 2;
+export const AWAITING = 2;
 
 export class LockState {
   readonly L = new LockRecords();
@@ -56,12 +57,25 @@ export class LockState {
   readonly subject = new Subject<LockChange>();
   readonly epoch: number;
 
+  // ---- the journal (journal.ts) ----
+  /** Every address's journal as this node follows it: what other nodes' owners hold. */
+  readonly index = new JournalIndex();
+  /** Addresses whose entries are this table's own locks (it writes their journal): the index skips them. */
+  readonly served = new Set<string>();
+  /** (address, owner, file) whose ranges changed in this call, by address then journal key: written at its end. */
+  readonly marks = new Map<string, Map<string, JournalMark>>();
+  /** Arrived addresses whose locks still await their owners' reclaim. */
+  readonly arrivals = new Map<string, ArrivalState>();
+  readonly reclaims = new Subject<ReclaimDone>();
+
   constructor(
     readonly exportOf: (fh: Buffer) => string | undefined,
     readonly now: () => number,
     readonly onBlockGranted: (g: BlockGranted) => void,
     /** Carries every decision to the real files (mirror.ts); without it locks live in memory only. */
     readonly locker: FileLocker | undefined,
+    /** Takes each call's journal records, per address, before the call returns; without it nothing is journaled. */
+    readonly journal: ((address: string, records: JournalRecord[]) => void) | undefined,
   ) {
     this.epoch = now();
   }
@@ -69,11 +83,11 @@ export class LockState {
   // ---- the tag ----
 
   tag(excl: boolean): number {
-    return Math.floor((this.now() - this.epoch) / 1000) * 2 + (excl ? 1 : 0);
+    return Math.floor((this.now() - this.epoch) / 1000) * 4 + (excl ? 1 : 0);
   }
 
   sinceOf(tag: number): number {
-    return this.epoch + Math.floor(tag / 2) * 1000;
+    return this.epoch + Math.floor(tag / 4) * 1000;
   }
 
   // ---- names ----
@@ -81,8 +95,7 @@ export class LockState {
   ownerKeyOf(o: number): string {
     const known = this.lockerKeys[o];
     if (known !== undefined) return known;
-    const host = this.hostOf(o).key;
-    return (this.lockerKeys[o] = `${host.length}:${host}${this.O.svid[o]}:${this.O.oh[o]}`);
+    return (this.lockerKeys[o] = ownerKeyOfParts(this.hostOf(o).key, this.O.svid[o], this.O.oh[o]));
   }
 
   fileKey(file: number, fh: Buffer): string {
@@ -104,6 +117,19 @@ export class LockState {
     return x;
   }
 
+  // ---- the journal ----
+
+  /** The owner's entry on the file through the address changes in this call: written again at its end (journal.ts). */
+  mark(addr: number, owner: number, file: number): void {
+    if (this.journal === undefined) return;
+    const address = this.addrIds.get(addr).address;
+    let m = this.marks.get(address);
+    if (!m) this.marks.set(address, (m = new Map()));
+    const fileKey = this.F.key[file];
+    const key = journalKey(this.ownerKeyOf(owner), fileKey);
+    if (!m.has(key)) m.set(key, { owner: this.publicOwner(owner), fileKey, exportId: this.exportIdOf(file) });
+  }
+
   // ---- interning ----
 
   findOwner(o: LockOwner): number {
@@ -117,7 +143,7 @@ export class LockState {
     if (owner === 0) {
       owner = this.O.add(host.id, o.svid, o.oh.toString('latin1'));
       // A reused id: the name cached for its previous owner must not survive (freed or not).
-      if (this.locker) this.lockerKeys[owner] = undefined;
+      this.lockerKeys[owner] = undefined;
       host.owners++;
     }
     return owner;
@@ -230,7 +256,7 @@ export class LockState {
   freeOwnerIfEmpty(o: number): void {
     if (!this.O.live(o) || this.O.holder[o] !== 0 || this.ownerBlocks.has(o)) return;
     const host = this.hostOf(o);
-    if (this.locker) this.lockerKeys[o] = undefined;
+    this.lockerKeys[o] = undefined;
     this.O.remove(o);
     host.owners--;
     this.freeHostIfEmpty(host);
@@ -309,4 +335,19 @@ export class LockState {
       since,
     };
   }
+}
+
+/** An owner's entry on a file through an address, to be written again at the end of the call. */
+export interface JournalMark {
+  owner: LockOwner;
+  fileKey: string;
+  exportId: string | undefined;
+}
+
+/** An arrived address whose locks await reclaim. */
+export interface ArrivalState {
+  /** Locks set up awaiting reclaim, and their hosts. */
+  total: number;
+  hosts: number;
+  at: number;
 }

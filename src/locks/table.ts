@@ -6,21 +6,28 @@
 //   blocks.ts  queued requests: deadlock detection, wakeups, grants and their undo
 //   drops.ts   drops by server address, client host and export
 //   mirror.ts  the real files (FileLocker): resync, close when idle, release after a drop
+//   journal.ts the lock journal: entries written per call (journal-write.ts), other owners'
+//              entries protected (protect.ts), an arrived address's locks awaiting reclaim
 //   views.ts   held locks, queued requests, shares and counts, as copies
 //   check.ts   the invariant check (checkIndexes) for tests and benchmarks
 // Representation (≤ 250 bytes per held lock is a target): locks, files, owners and holders are
 // records in typed-array columns (records.ts), found by id; hosts, addresses and exports are few
 // and stay objects (entries.ts).
 import type { Observable } from 'rxjs';
+import { applyJournal, arrive, expireAwaiting, reclaimProgress } from './journal';
+import type { Arrival, JournalEntry, ReclaimDone, Unreclaimed } from './journal-entry';
+import type { IndexUpdate, IndexedEntry, JournalRecord } from './journal-index';
+import { protectedBy } from './protect';
 import { findBlock, flush, queueBlock, removeBlock, undoGrant, wake, wouldDeadlock } from './blocks';
 import { checkState } from './check';
 import { dropByExport, dropByHost, dropByServerAddress } from './drops';
 import type { Share } from './entries';
 import { GraceTable } from './grace';
 import { checked, closeIfIdle, idleOn } from './mirror';
-import { parseRange, toWire } from './range';
+import { ownerKey } from './journal-entry';
+import { parseRange, toWire, type Pos } from './range';
 import { applyLock, firstConflict, unlockRange } from './ranges';
-import { LockState, isExcl, ownerKey } from './state';
+import { LockState, isAwaiting, isExcl } from './state';
 import { blockedRequests, heldLocks, hostsAt, shareReservations, stats } from './views';
 import type { LockFilter, LockTableStats } from './views';
 import type {
@@ -46,6 +53,12 @@ export interface LockTableOptions {
   onBlockGranted?: (g: BlockGranted) => void;
   /** Carries every decision to the real files (src/files); without it locks live in memory only. */
   locker?: FileLocker;
+  /**
+   * Takes the journal records of each call (per server address: an owner's entry on a file, or
+   * its deletion) before the call returns; a grant must not be answered before they are durable.
+   * Without it nothing is journaled and a move keeps no lock for its owner.
+   */
+  journal?: (address: string, records: JournalRecord[]) => void;
 }
 
 /** checkIndexes' way in to a table's state: granted by the class (a static block), to nobody else. */
@@ -58,16 +71,19 @@ export class LockTable {
 
   readonly grace: GraceTable;
   readonly changes: Observable<LockChange>;
+  /** Arrived addresses whose every awaiting lock has been reclaimed or given up. */
+  readonly reclaimed$: Observable<ReclaimDone>;
 
   private readonly st: LockState;
   private readonly draining = new Set<string>();
 
   constructor(opts: LockTableOptions = {}) {
-    const st = (this.st = new LockState(opts.exportOf ?? (() => undefined), opts.now ?? Date.now, opts.onBlockGranted ?? (() => {}), opts.locker));
+    const st = (this.st = new LockState(opts.exportOf ?? (() => undefined), opts.now ?? Date.now, opts.onBlockGranted ?? (() => {}), opts.locker, opts.journal));
     this.grace = new GraceTable(st.now, (period, state) => {
       if (st.subject.observed) st.subject.next({ type: 'grace', period, state });
     });
     this.changes = st.subject.asObservable();
+    this.reclaimed$ = st.reclaims.asObservable();
   }
 
   // ---- NLM procedures ----
@@ -97,7 +113,13 @@ export class LockTable {
     }
     if (best !== 0) {
       const refused = st.locker?.validate(fkey, req.fh);
+      // A lock awaiting its owner's reclaim: who will hold it is not known until the grace ends.
+      if (refused === undefined && isAwaiting(L, best)) return { status: 'denied_grace_period' };
       return refused === undefined ? { status: 'denied', holder: st.held(best) } : { status: refused as Refusal };
+    }
+    if (st.index.size() !== 0) {
+      const p = protectedBy(st, st.fileKey(file, req.fh), req.fh, ownerKey(req.owner), r.start, r.end, req.exclusive);
+      if (p !== undefined) return { status: typeof p === 'string' ? (p as Refusal) : 'denied_grace_period' };
     }
     // The file's own TEST checks the handle (it opens the file unless a description is open).
     if (!st.locker) return { status: 'granted' };
@@ -131,7 +153,21 @@ export class LockTable {
     const excl = req.exclusive;
 
     // No conflict in the table: the kernel decides whether anyone outside holds the range.
-    const free = firstConflict(st, file, owner, start, end, excl) === 0;
+    const conflict = firstConflict(st, file, owner, start, end, excl);
+    const free = conflict === 0;
+    // Free in the table: another owner's journal entry that its holder does not hold right now
+    // (its address moving, its node dead) is kept for that owner's reclaim. A reclaim takes
+    // nothing from anyone: only the owner's own entry is reclaimed, through its address's grace.
+    let kept: IndexedEntry | undefined;
+    if (free && !opts.reclaim && st.index.size() !== 0) {
+      const p = protectedBy(st, fkey || req.fh.toString('latin1'), req.fh, st.ownerKeyOf(owner), start, end, excl);
+      if (typeof p === 'string') {
+        st.forgetIfUnused(file, owner);
+        return p;
+      }
+      kept = p;
+    }
+    if (kept) return this.keep(req, opts, file, owner, start, end, kept);
     const onFile = free && locker ? locker.lock(fkey, req.fh, st.ownerKeyOf(owner), start, end, excl) : 'granted';
     if (free && onFile === 'granted') {
       const holder = st.internHolder(owner, st.internAddr(req.serverAddress));
@@ -156,7 +192,8 @@ export class LockTable {
     }
     if (!opts.block) {
       st.forgetIfUnused(file, owner);
-      return 'denied';
+      // A lock awaiting its owner's reclaim: held for now, but by whom is settled by the grace.
+      return !free && isAwaiting(st.L, conflict) ? 'denied_grace_period' : 'denied';
     }
     if (findBlock(st, file, owner, start, end, excl)) return 'blocked';
     // Only the table's own owners can form a cycle; a holder outside it is waited for in the kernel.
@@ -165,6 +202,20 @@ export class LockTable {
       return 'deadlck';
     }
     queueBlock(st, file, owner, req.serverAddress, start, end, excl, opts.waiter?.(), free);
+    if (st.subject.observed) st.subject.next({ type: 'blocked', request: req });
+    return 'blocked';
+  }
+
+  /** Refuses (or queues, until the index changes) a request that would take a kept journal entry. */
+  private keep(req: LockRequest, opts: LockOptions, file: number, owner: number, start: Pos, end: Pos, entry: IndexedEntry): LockStatus {
+    const st = this.st;
+    if (st.subject.observed) st.subject.next({ type: 'kept', request: req, holder: { host: entry.entry.owner.host, address: entry.address } });
+    if (!opts.block) {
+      st.forgetIfUnused(file, owner);
+      return 'denied_grace_period';
+    }
+    if (findBlock(st, file, owner, start, end, req.exclusive)) return 'blocked';
+    queueBlock(st, file, owner, req.serverAddress, start, end, req.exclusive, opts.waiter?.(), false);
     if (st.subject.observed) st.subject.next({ type: 'blocked', request: req });
     return 'blocked';
   }
@@ -297,6 +348,33 @@ export class LockTable {
 
   dropByExport(exportId: string): DropCounts {
     return dropByExport(this.st, exportId);
+  }
+
+  // ---- the journal (journal.ts) ----
+
+  /** Records of an address's journal as this node follows it (`reset`: its whole content); waiters they free look again. */
+  applyJournal(address: string, records: readonly JournalRecord[], reset = false): IndexUpdate {
+    return applyJournal(this.st, address, records, reset);
+  }
+
+  /** The address arrived with these journal entries: each is held for its owner, awaiting reclaim. */
+  arrive(address: string, entries: readonly JournalEntry[]): Arrival {
+    return arrive(this.st, address, entries);
+  }
+
+  /** The address's grace ended: what still awaits reclaim is removed (placeholders released, entries written again). */
+  expireAwaiting(address: string): Unreclaimed {
+    return expireAwaiting(this.st, address);
+  }
+
+  /** An arrived address's reclaim so far; undefined when nothing awaits reclaim there. */
+  reclaimProgress(address: string): { total: number; awaiting: number; hosts: number; since: number } | undefined {
+    return reclaimProgress(this.st, address);
+  }
+
+  /** The entries of an address as this node's index has them (its own, or another node's journal). */
+  journalEntries(address: string): JournalEntry[] {
+    return this.st.index.entries(address).map((x) => x.entry);
   }
 
   // ---- draining ----

@@ -121,6 +121,8 @@ export type LockChange =
   | { type: 'granted'; lock: HeldLock; viaBlock: boolean }
   | { type: 'released'; lock: HeldLock }
   | { type: 'blocked'; request: LockRequest }
+  /** Refused or queued: the range is another owner's journal entry, awaiting that owner's reclaim. */
+  | { type: 'kept'; request: LockRequest; holder: { host: string; address: string } }
   | { type: 'dropped'; reason: 'address' | 'host' | 'export'; key: string; counts: DropCounts }
   | { type: 'grace'; period: GracePeriod; state: 'started' | 'ended' };
 

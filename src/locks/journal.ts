@@ -1,0 +1,129 @@
+// The lock journal's part of the table (issue 19: a lock survives its address's move).
+//  - Writing: every change to an owner's ranges on a file through an address is marked (state.ts
+//    mark, from ranges.ts and the drops by host and export) and written at the end of the call as
+//    that owner's whole entry there — or its deletion. A drop by address writes nothing: the
+//    entries are what keeps the locks for their owners while the address moves.
+//  - Protecting: a request the table's own locks allow is checked against the index of every
+//    address's journal (journal-index.ts). An entry of another owner whose holder does not hold
+//    it right now — the kernel says the range is free — is not handed to anyone else.
+//  - Arriving: an address's entries become locks awaiting their owners' reclaim (with their
+//    owners' descriptions on the files: placeholders nobody else can take); a reclaim turns them
+//    into ordinary locks, and once none is left the address's reclaim is done.
+import { flush, wake } from './blocks';
+import { journalKey, ownerKey, type Arrival, type JournalEntry, type Unreclaimed } from './journal-entry';
+import type { IndexUpdate, JournalRecord } from './journal-index';
+import { idleOn } from './mirror';
+import { EOF, parseRange, type Pos } from './range';
+import { applyLock, firstConflict, unlockRange } from './ranges';
+import { isAwaiting, type JournalMark, type LockState } from './state';
+
+/** Applies records of an address's journal to the index; waiters on the files it touched look again. */
+export function applyJournal(st: LockState, address: string, records: readonly JournalRecord[], reset: boolean): IndexUpdate {
+  const update = st.index.apply(address, records, reset);
+  for (const key of update.files) {
+    const f = st.F.findKey(key);
+    if (f !== 0) wake(st, f, 0, EOF);
+  }
+  flush(st);
+  return update;
+}
+
+/**
+ * An address arrived with these journal entries: each becomes its owner's locks through the
+ * address, awaiting reclaim, held on the file in the owner's own description (so the reclaim is
+ * the same lock set again, with no gap). An entry the file refuses (a local process took the
+ * range while the address moved) is reported lost.
+ */
+export function arrive(st: LockState, address: string, entries: readonly JournalEntry[]): Arrival {
+  const lost: Arrival['lost'] = [];
+  const hosts = new Set<string>();
+  const addr = st.internAddr(address);
+  const before = addr.awaiting;
+  st.served.add(address);
+  for (const entry of entries) {
+    const fileKey = entry.fh.toString('latin1');
+    let file = st.F.findKey(fileKey);
+    if (file === 0) file = st.newFile(fileKey, entry.exportId ?? st.exportOf(entry.fh));
+    const owner = st.internOwner(entry.owner);
+    let refused: string | undefined;
+    for (const l of entry.locks) {
+      const r = parseRange(l.offset, l.length);
+      if (!r) continue;
+      const c = firstConflict(st, file, owner, r.start, r.end, l.exclusive);
+      const status = c !== 0 ? 'denied' : st.locker ? st.locker.lock(fileKey, entry.fh, st.ownerKeyOf(owner), r.start, r.end, l.exclusive) : 'granted';
+      if (status !== 'granted') {
+        refused = status;
+        continue;
+      }
+      applyLock(st, file, st.internHolder(owner, addr), r.start, r.end, l.exclusive, true);
+      hosts.add(entry.owner.host);
+    }
+    if (refused !== undefined) lost.push({ entry, status: refused });
+    st.forgetIfUnused(file, owner);
+  }
+  // What arrived is what the journal already says, except the locks lost: their entries are
+  // written again, as what could be held.
+  st.marks.delete(address);
+  if (st.journal && lost.length) {
+    const m = new Map<string, JournalMark>();
+    for (const { entry } of lost) {
+      const fileKey = entry.fh.toString('latin1');
+      m.set(journalKey(ownerKey(entry.owner), fileKey), { owner: entry.owner, fileKey, exportId: entry.exportId });
+    }
+    st.marks.set(address, m);
+  }
+  const locks = addr.awaiting - before;
+  if (locks > 0) st.arrivals.set(address, { total: locks, hosts: hosts.size, at: st.now() });
+  else st.freeAddrIfEmpty(addr);
+  flush(st);
+  return { locks, hosts: hosts.size, lost };
+}
+
+/**
+ * The address's grace ended: what still awaits reclaim is taken out (its placeholders released
+ * on the files, its waiters woken) and its entries written again — removed, or what the owner
+ * holds there now.
+ */
+export function expireAwaiting(st: LockState, address: string): Unreclaimed {
+  const arrival = st.arrivals.get(address);
+  st.arrivals.delete(address);
+  const byHost = new Map<string, number>();
+  const a = st.addrs.get(address);
+  const total = arrival?.total ?? 0;
+  if (!arrival) return { address, total, locks: 0, byHost };
+  const { L, H } = st;
+  const awaiting: { file: number; owner: number; s: Pos; e: Pos; host: string }[] = [];
+  for (const at of a?.hosts.values() ?? []) {
+    for (let hd = at.head; hd !== 0; hd = H.aNext[hd]) {
+      for (let l = H.head[hd]; l !== 0; l = L.hNext[l]) {
+        if (isAwaiting(L, l)) awaiting.push({ file: L.file[l], owner: H.owner[hd], s: L.start(l), e: L.end(l), host: at.host.key });
+      }
+    }
+  }
+  for (const x of awaiting) {
+    byHost.set(x.host, (byHost.get(x.host) ?? 0) + 1);
+    unlockRange(st, x.file, x.owner, x.s, x.e);
+    if (st.locker) {
+      if (idleOn(st, x.file, x.owner)) st.locker.close(st.F.key[x.file], st.ownerKeyOf(x.owner));
+      else st.locker.unlock(st.F.key[x.file], st.ownerKeyOf(x.owner), x.s, x.e);
+    }
+    wake(st, x.file, x.s, x.e);
+  }
+  for (const x of awaiting) st.forgetIfUnused(x.file, x.owner);
+  flush(st);
+  return { address, total, locks: awaiting.length, byHost };
+}
+
+/** The address left this table: its locks were dropped, its journal is another node's to write. */
+export function leave(st: LockState, address: string): void {
+  st.served.delete(address);
+  st.arrivals.delete(address);
+  st.marks.delete(address);
+}
+
+/** An arrived address's reclaim so far. */
+export function reclaimProgress(st: LockState, address: string): { total: number; awaiting: number; hosts: number; since: number } | undefined {
+  const arrival = st.arrivals.get(address);
+  if (!arrival) return undefined;
+  return { total: arrival.total, awaiting: st.addrs.get(address)?.awaiting ?? 0, hosts: arrival.hosts, since: arrival.at };
+}
