@@ -41,7 +41,7 @@ export function notifyMatches(record: Pick<HostRecord, 'monName' | 'address'>, m
 const notifyNames = (record: Pick<HostRecord, 'monName' | 'address'>, monName: string): boolean =>
   record.monName.toLowerCase() === monName.toLowerCase() || namesAddress(monName, record.address);
 
-export interface RebootNoticesDeps {
+export interface RebootNoticeDeps {
   list: MonitorList;
   rebooted(h: HostRebooted): void;
   sender: NsmSender | undefined;
@@ -49,7 +49,7 @@ export interface RebootNoticesDeps {
 }
 
 /** A host says it rebooted. `from` is the datagram's source address. */
-export async function receiveRebootNotice(deps: RebootNoticesDeps, args: StatChge, from: string): Promise<NotifyVerdict> {
+export async function receiveRebootNotice(deps: RebootNoticeDeps, args: StatChge, from: string): Promise<NotifyVerdict> {
   const { list, log } = deps;
   const peer = normaliseAddress(from);
   const named: HostRecord[] = [];
