@@ -31,7 +31,7 @@ import { RpcClientPool } from '../rpc';
 import { callbackCredential, GrantCallbacks, LockManagerCaller, ownerRangeMeets, type CallbackTarget, type Waiter } from './callbacks';
 import { MonitoredHosts } from './hosts';
 import { NlmStat, statusCode } from './protocol';
-import type { ExportPolicy, NlmLockTable, NlmServiceDeps, NlmServiceOptions } from './service';
+import type { ExportPolicy, NlmLockTable, NlmServiceDeps, NlmServiceOptions } from './deps';
 
 const AUTH_TOOWEAK = 5;
 const PRIVILEGED_PORT_LIMIT = 1024;

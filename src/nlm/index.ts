@@ -2,8 +2,8 @@
 // RPC server, its callbacks, and a client.
 export * from './protocol';
 export * from './codec';
-export { createNlmService, defaultNlmServiceOptions } from './service';
-export type { NlmService, NlmServiceDeps, NlmServiceOptions, NlmLockTable, ExportPolicy, NlmRebootNotice } from './service';
+export { createNlmService, type NlmService } from './service';
+export { defaultNlmServiceOptions, type NlmServiceDeps, type NlmServiceOptions, type NlmLockTable, type ExportPolicy, type NlmRebootNotice } from './deps';
 export { MonitoredHosts } from './hosts';
 export type { HostMonitor, MonitoredHostsOptions } from './hosts';
 export { callbackCredential } from './callbacks';

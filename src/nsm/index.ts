@@ -3,11 +3,10 @@
 export * from './protocol';
 export { NsmStore, recordKey, recordFileName, type HostRecord, type MonitorCallback, type SkippedFile, type LoadedAddress, type NsmStoreOptions } from './store';
 export { readNfsUtilsStateDir, parseNfsUtilsLine, type NfsUtilsImport, type NfsUtilsLine, type NfsUtilsReadOptions } from './nfsutils';
-export {
-  Nsm, NODE_IDENTITY, nextUpState, notifyMatches,
-  type NsmOptions, type NsmSettings, type NsmSender, type NotifyRequest, type NotifyTarget, type NotifyReport, type NotifyOptions,
-  type HostRebooted, type NotifyVerdict, type ActivateReport,
-} from './monitor';
+export { Nsm, NODE_IDENTITY, type NsmOptions, type NsmSettings, type NotifyReport, type NotifyOptions, type ActivateReport } from './monitor';
+export { nextUpState } from './monitor-list';
+export { notifyMatches, type HostRebooted, type NotifyVerdict } from './reboots';
+export type { NsmSender, NotifyRequest, NotifyTarget } from './sender';
 export { RpcNsmSender, type RpcNsmSenderOptions } from './notifier';
 export { announceCommand, interfaceOf, neighbourAnnouncer, type AddressInterface, type NeighbourAnnouncerOptions } from './announce';
 export { createNsmProgram, defaultIsLocalCaller, type NsmProgramDeps } from './service';

@@ -17,7 +17,7 @@ import { callOnce, DatagramCaller, getPort, PMAP_PROG, portQuery } from '../rpc'
 import { Backoff, familyOf, type AddressFamily } from '../net';
 import type { Logger } from 'pino';
 import { encodeSmStatus, encodeStatChge, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, type SmStatus } from './protocol';
-import type { NotifyRequest, NsmSender } from './monitor';
+import type { NotifyRequest, NsmSender } from './sender';
 import type { MonitorCallback } from './store';
 
 export interface RpcNsmSenderOptions {
