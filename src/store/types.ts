@@ -64,7 +64,10 @@ export interface ClusterStore {
    * its whole content, then the changes as they are read.
    */
   readonly changes$: Observable<JournalChange>;
-  /** Untrusted journal parts, as found (followers report a bad tail once it has stayed put). */
+  /**
+   * Untrusted journal parts, as found (followers report a bad tail once it has stayed put). A
+   * subscriber first gets those still standing.
+   */
   readonly faults$: Observable<JournalFault>;
   /**
    * For a planned drop: resolves once every live node (see liveNodes) has applied the address's
