@@ -244,13 +244,18 @@ export class DirectoryStore implements ClusterStore {
     const now = performance.now();
     if (j.bad?.key !== key) j.bad = { key, since: now, reported: false };
     else if (!j.bad.reported && now - j.bad.since >= this.settleMs) {
-      j.bad.reported = true;
-      this.fault(j, r.bad.offset, r.bad.reason, false);
+      // Settled. Read the file whole once before reporting: bytes this node applied may have
+      // changed under it (a writer's unsynced data lost with its machine, then rewritten).
+      const again = this.read(j, true);
+      const bad = again.state === 'ok' ? again.bad : undefined;
+      if (!bad) return void (j.bad = undefined);
+      j.bad = { key: `${again.state === 'ok' ? `${again.ino}:${again.size}` : ''}:${bad.offset}`, since: now, reported: true };
+      this.fault(j, bad.offset, bad.reason, false);
     }
   }
 
-  /** Reads the journal from where this node left it (whole when it is another file), emitting what it applies. */
-  private read(j: Journal): ReadResult {
+  /** Reads the journal from where this node left it (whole when it is another file, or asked), emitting what it applies. */
+  private read(j: Journal, whole = false): ReadResult {
     let fd: number;
     try {
       fd = fs.openSync(j.file, 'r');
@@ -268,7 +273,7 @@ export class DirectoryStore implements ClusterStore {
     }
     try {
       const st = fs.fstatSync(fd);
-      if (j.generation === undefined || st.ino !== j.ino || st.size < j.offset) {
+      if (whole || j.generation === undefined || st.ino !== j.ino || st.size < j.offset) {
         const whole = readAt(fd, 0, st.size);
         let generation: number;
         try {

@@ -198,6 +198,32 @@ for (const kind of kinds) {
       fb.sub.unsubscribe();
     });
 
+    it('bytes rewritten under a follower (same file, shorter, then longer): read again whole, not reported', async () => {
+      const a = await open('node-a');
+      await a.takeOver(V);
+      a.append(V, [{ key: 'k1', value: buf('1') }, { key: 'k2', value: buf('2') }]);
+      await a.commit();
+      await a.close();
+      const b = await open('node-b');
+      const fb = follower(b);
+      const faults: JournalFault[] = [];
+      b.faults$.subscribe((f) => faults.push(f));
+      assert.deepEqual(fb.of(V), { k1: '1', k2: '2' });
+      // What a cluster filesystem may show after the writer's machine died with k2 unsynced and
+      // the next holder wrote on: k1, then other records across the offset b had reached.
+      const fd = fs.openSync(path.join(dir, V, 'journal'), 'r+');
+      const after = encodeRecords([{ key: 'k3', value: buf('3'.repeat(40)) }]);
+      const k1End = 16 + encodeRecords([{ key: 'k1', value: buf('1') }]).length;
+      fs.ftruncateSync(fd, k1End);
+      fs.writeSync(fd, after, 0, after.length, k1End);
+      fs.closeSync(fd);
+      await waitFor('b to read the file again whole', () => fb.view.get(V)?.has('k3'), 3_000);
+      assert.deepEqual(fb.of(V), { k1: '1', k3: '3'.repeat(40) });
+      assert.equal(fb.changes.at(-1)?.reset, true);
+      assert.deepEqual(faults, []);
+      fb.sub.unsubscribe();
+    });
+
     it('a flipped byte: the records from it on are not trusted, and the new holder cuts them off', async () => {
       const a = await open('node-a');
       await a.takeOver(V);
