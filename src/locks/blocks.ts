@@ -2,12 +2,13 @@
 // the wakeups that grant them when bytes are released, the wait in the kernel for a holder
 // outside the table, and the grants awaiting the client's confirmation with their undo.
 import type { Block } from './entries';
+import { heldIn, recordGrant, takeUndo } from './grants';
 import { flushJournal } from './journal-write';
 import { closeIfIdle, resync } from './mirror';
 import { protectedBy } from './protect';
 import { EOF, parseRange } from './range';
 import type { Pos } from './range';
-import { applyLock, firstConflict, priorOf, unlockRange } from './ranges';
+import { applyLock, firstConflict, mineOn, priorOf, unlockRange } from './ranges';
 import { isExcl } from './state';
 import type { LockState } from './state';
 import type { BlockGranted } from './types';
@@ -124,7 +125,9 @@ function grantBlock(st: LockState, b: Block): boolean {
   const downgraded = applyLock(st, file, holder, b.start, b.end, b.exclusive);
   removeBlock(st, b);
   const lock = st.heldOf(file, holder, b.start, b.end, b.exclusive, st.now());
-  st.pending.push({ lock, waiter: b.waiter, prior });
+  const g: BlockGranted = { lock, waiter: b.waiter, prior };
+  recordGrant(st, g, file, b.owner, b.start, b.end);
+  st.pending.push(g);
   if (st.subject.observed) st.subject.next({ type: 'granted', lock, viaBlock: true });
   return downgraded;
 }
@@ -172,36 +175,30 @@ function waitInKernel(st: LockState, b: Block): void {
 /**
  * Takes back a grant the client never confirmed (its GRANTED refused or unanswered, or CANCEL
  * after the grant): the owner is left with exactly what it held in that range before — an
- * upgrade falls back to the shared lock, never to nothing. Where an exclusive prior lock now
- * meets another owner's lock (a downgrade let readers in), the owner keeps it shared. Nothing
- * happens when the owner no longer holds the grant's range through its address.
+ * upgrade falls back to the shared lock, never to nothing — except on bytes a later grant of the
+ * owner covers, which that grant keeps (grants.ts). Where an exclusive prior lock now meets
+ * another owner's lock (a downgrade let readers in), the owner keeps it shared. Nothing happens
+ * when the owner no longer holds the grant's range through its address, or the grant is no
+ * longer in the owner's log.
  */
 export function undoGrant(st: LockState, g: BlockGranted): void {
-  const { lock, prior } = g;
-  const L = st.L;
+  const { lock } = g;
   const file = st.F.find(lock.fh);
   const owner = st.findOwner(lock.owner);
   const r = parseRange(lock.offset, lock.length);
   if (file === 0 || owner === 0 || !r) return;
-  const holder = st.holderAt(owner, lock.serverAddress);
-  let held = false;
-  for (let l = holder !== 0 ? st.H.head[holder] : 0; l !== 0 && !held; l = L.hNext[l]) {
-    held = L.file[l] === file && L.start(l) <= r.end && L.end(l) >= r.start;
-  }
-  if (!held) return;
+  const undo = takeUndo(st, g, file, owner, r);
+  if (!undo || !heldIn(st, mineOn(st, file, owner), lock.serverAddress, r)) return;
+  const { open, restore } = undo;
   const fkey = st.F.key[file];
-  const pieces = prior.flatMap((p) => {
-    const pr = parseRange(p.offset, p.length);
-    return pr ? [{ start: pr.start, end: pr.end, exclusive: p.exclusive, address: p.serverAddress }] : [];
-  });
-  for (const p of pieces) {
+  for (const p of restore) {
     if (!p.exclusive) continue;
     if (firstConflict(st, file, owner, p.start, p.end, true) !== 0) p.exclusive = false;
     // The kernel may refuse the way back up (an outside reader came in): then shared.
     else if (st.locker && st.locker.lock(fkey, lock.fh, st.ownerKeyOf(owner), p.start, p.end, true) !== 'granted') p.exclusive = false;
   }
-  unlockRange(st, file, owner, r.start, r.end);
-  for (const p of pieces) applyLock(st, file, st.internHolder(owner, st.internAddr(p.address)), p.start, p.end, p.exclusive);
+  for (const sp of open) unlockRange(st, file, owner, sp.start, sp.end);
+  for (const p of restore) applyLock(st, file, st.internHolder(owner, st.internAddr(p.address)), p.start, p.end, p.exclusive);
   if (st.locker) resync(st, fkey, st.ownerKeyOf(owner), lock.owner, r.start, r.end);
   wake(st, file, r.start, r.end);
   st.forgetIfUnused(file, owner);

@@ -91,6 +91,7 @@ export function checkState(s: LockState): string[] {
       ref(s.addrIds.get(H.addr[hd]), O.host[o]);
     }
   }
+  for (const [o, log] of s.grants) if (!O.live(o) || log.length === 0) errs.push('grant log kept for a freed owner');
   if (holderIds.size !== 0) errs.push(`${holderIds.size} holders on no owner`);
   for (const [hd] of perHolder) if (O.holder[H.owner[hd]] === 0) errs.push('lock under an unindexed holder');
   for (const a of s.addrs.values()) {

@@ -8,6 +8,7 @@
 import { Subject } from 'rxjs';
 import { AddressEntry, ExportEntry, FileExtra, HostAtAddress, HostEntry } from './entries';
 import type { Block, Share } from './entries';
+import type { GrantEntry } from './grants';
 import { toWire } from './range';
 import type { Pos } from './range';
 import { FileRecords, HolderRecords, LockRecords, OwnerRecords, Registry } from './records';
@@ -39,6 +40,8 @@ export class LockState {
   readonly extras = new Map<number, FileExtra>();
   /** Queued requests of owners that have any, by owner id. */
   readonly ownerBlocks = new Map<number, Block[]>();
+  /** Grants of queued requests an undo may still meet, per owner id in grant order (grants.ts). */
+  readonly grants = new Map<number, GrantEntry[]>();
 
   readonly hosts = new Map<string, HostEntry>();
   readonly hostIds = new Registry<HostEntry>();
@@ -257,6 +260,7 @@ export class LockState {
     if (!this.O.live(o) || this.O.holder[o] !== 0 || this.ownerBlocks.has(o)) return;
     const host = this.hostOf(o);
     this.lockerKeys[o] = undefined;
+    if (this.grants.size !== 0) this.grants.delete(o);
     this.O.remove(o);
     host.owners--;
     this.freeHostIfEmpty(host);

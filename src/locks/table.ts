@@ -4,6 +4,7 @@
 // each does one job:
 //   ranges.ts  an owner's ranges on one file: conflicts, apply (merge, split), unlock
 //   blocks.ts  queued requests: deadlock detection, wakeups, grants and their undo
+//   grants.ts  the log of grants a client may still refuse: what undoing one takes back
 //   drops.ts   drops by server address, client host and export
 //   mirror.ts  the real files (FileLocker): resync, close when idle, release after a drop
 //   journal.ts the lock journal: entries written per call (journal-write.ts), other owners'

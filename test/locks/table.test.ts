@@ -254,6 +254,73 @@ describe('locks: blocking queue and deadlock', () => {
   });
 });
 
+describe('locks: undoing an unconfirmed grant', () => {
+  // Issue 21 item 1: B's two queued requests [0,100) and [50,150) are both granted when A lets go;
+  // undoing the first (its CANCEL, or a refused GRANTED) must not take [50,100) that the second
+  // gave, or B confirms [50,150) while the server holds only [100,150) and C gets [50,100).
+  function twoGrants(bHolds?: 'shared'): { t: LockTable; granted: BlockGranted[] } {
+    const { t, granted } = setup();
+    assert.equal(t.lock(req(A, 0, 150, bHolds !== 'shared'), NB), 'granted');
+    if (bHolds) assert.equal(t.lock(req(B, 0, 150, false), NB), 'granted');
+    assert.equal(t.lock(req(B, 0, 100), BL('first')), 'blocked');
+    assert.equal(t.lock(req(B, 50, 100), BL('second')), 'blocked');
+    t.unlock(req(A, 0, 150));
+    assert.deepEqual(granted.map((g) => g.waiter), ['first', 'second']);
+    assert.deepEqual(view(t), [`200:0+150:X@${VIP1}`]);
+    return { t, granted };
+  }
+
+  it('undoing the first leaves what the second grant gave', () => {
+    const { t, granted } = twoGrants();
+    t.undoGrant(granted[0]);
+    assert.deepEqual(view(t), [`200:50+100:X@${VIP1}`]);
+    assert.equal(t.lock(req(C, 50, 50), NB), 'denied', 'C cannot take bytes B was granted');
+    consistent(t);
+    // Undoing the second as well restores what B held before it: nothing (the first is gone).
+    t.undoGrant(granted[1]);
+    assert.deepEqual(view(t), []);
+    consistent(t);
+  });
+
+  it('undoing the second first, then the first, ends where B started', () => {
+    const { t, granted } = twoGrants();
+    t.undoGrant(granted[1]);
+    assert.deepEqual(view(t), [`200:0+100:X@${VIP1}`]);
+    t.undoGrant(granted[0]);
+    assert.deepEqual(view(t), []);
+    consistent(t);
+  });
+
+  it('upgrades: each undo falls back to the shared lock B held before both', () => {
+    const { t, granted } = twoGrants('shared');
+    t.undoGrant(granted[0]);
+    assert.deepEqual(view(t), [`200:0+50:S@${VIP1}`, `200:50+100:X@${VIP1}`]);
+    t.undoGrant(granted[1]);
+    assert.deepEqual(view(t), [`200:0+150:S@${VIP1}`]);
+    consistent(t);
+  });
+
+  it('keeps a bounded log: an old grant is no longer taken back, a recent one still is', () => {
+    const { t, granted } = setup();
+    for (let i = 0; i < 40; i++) {
+      assert.equal(t.lock(req(A, i, 1), NB), 'granted');
+      assert.equal(t.lock(req(B, i, 1), BL(i)), 'blocked');
+      t.unlock(req(A, i, 1));
+    }
+    assert.equal(granted.length, 40);
+    assert.deepEqual(view(t), [`200:0+40:X@${VIP1}`]);
+    const log = (t as unknown as { st: { grants: Map<number, unknown[]> } }).st.grants;
+    assert.ok([...log.values()].every((l) => l.length <= 16), 'at most 16 grants kept per owner');
+    t.undoGrant(granted[0]);
+    assert.deepEqual(view(t), [`200:0+40:X@${VIP1}`], 'the oldest grant is kept, as Linux keeps every grant');
+    t.undoGrant(granted[39]);
+    assert.deepEqual(view(t), [`200:0+39:X@${VIP1}`]);
+    t.unlock(req(B, 0, 0));
+    assert.equal(log.size, 0, 'the log goes with the owner');
+    consistent(t);
+  });
+});
+
 describe('locks: shares', () => {
   const sh = (owner: LockOwner, mode: 0 | 1 | 2 | 3, access: 0 | 1 | 2 | 3, extra: Partial<ShareRequest> = {}): ShareRequest => ({
     fh: F1,
