@@ -19,9 +19,11 @@ import { LockTable, hostKey } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, callbackCredential, createNlmService, type NlmService } from '../nlm';
 import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION, type NsmSettings } from '../nsm';
 import { RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
+import { DirectoryStore } from '../store';
 import type { Config } from './config';
 import { arpProbe } from './dad';
 import { openDaemonFiles, type DaemonFiles } from './files';
+import { LockJournal } from './journal';
 import { AddressLeases } from './lease';
 import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
 import { NodeAddresses, SharedListeners } from './node';
@@ -87,6 +89,8 @@ export interface DaemonParts {
   nlm: NlmService;
   nsm: Nsm;
   files: DaemonFiles;
+  /** The lock journal on the cluster store; undefined when `journal.enabled` is false. */
+  journal: LockJournal | undefined;
   failover: FailoverController;
   watch: AddressWatch;
   leases: AddressLeases;
@@ -114,7 +118,10 @@ export async function compose(cfg: Config, log: Logger, undo: Undo, snapshot: ()
   const servers = await rpcServers(cfg, logs, metrics, undo);
   // Late-bound: Nsm asks the watch which addresses float, and the watch is built after it.
   let watch: AddressWatch | undefined;
-  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, undo);
+  // Every node follows every address's journal in the (shared) state directory; a node is live
+  // while its heartbeat moves, judged on the same bound as an address's holder lease.
+  const store = cfg.journal.enabled ? await DirectoryStore.open({ stateDir: cfg.stateDir, node: hostname(), pollMs: cfg.journal.pollMs, livenessMs: cfg.leaseSeconds * 1000, log: logs.of('journal') }) : undefined;
+  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, store, undo);
   for (const p of metrics.instrumentNlm(locks.nlm.programs)) servers.nlmServer.register(p);
   servers.nsmServer.register(createNsmProgram({ nsm: locks.nsm, log: logs.of('nsm') }));
   watch = createAddressWatch(cfg, logs.of('watch'));
@@ -155,7 +162,7 @@ async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: U
 }
 
 /** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
-function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles } {
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, store: DirectoryStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined } {
   const cfg = live.config();
   const nsm = new Nsm({
     store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
@@ -174,11 +181,17 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
   const files = openDaemonFiles(cfg, () => live.exports(), logs.of('files'));
   undo.push(() => files.files?.setExports([]));
   let nlm: NlmService | undefined; // the table and the service refer to each other
+  let journal: LockJournal | undefined; // and the table and its journal
   const table = new LockTable({
     exportOf: (fh) => live.exports().exportOf(fh),
     onBlockGranted: (g) => nlm?.onBlockGranted(g),
     locker: files.files,
+    journal: cfg.journal.enabled ? (a, records) => journal?.append(a, records) : undefined,
   });
+  if (store) {
+    const j = (journal = new LockJournal({ store, table, barrierMs: () => live.config().journal.barrierMs, log: logs.of('journal') }));
+    undo.push(() => j.close());
+  }
   const caller = new RpcClientPool({ cred: callbackCredential(hostname()) });
   undo.push(() => caller.close());
   nlm = createNlmService({
@@ -186,6 +199,7 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
     rpc: caller,
     monitor: nsm,
     logger: logs.of('nlm'),
+    durable: () => journal?.durable(),
     exportPolicy: (fh, peer) => {
       const d = live.exports().check(fh, peer);
       if (!d.allowed) logs.root.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason: d.reason }, 'export policy refused a request');
@@ -195,17 +209,17 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
   });
   const service = nlm;
   undo.push(() => service.close());
-  return { table, nlm, nsm, files };
+  return { table, nlm, nsm, files, journal };
 }
 
 /** An address event turns into a drop here; the node's own addresses and the leases that keep two nodes off one address. */
 function addressParts(
   live: Live,
   logs: PartLogs,
-  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics },
+  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics; journal: LockJournal | undefined },
   undo: Undo,
 ): { failover: FailoverController; leases: AddressLeases; node: NodeAddresses } {
-  const { listeners, table, nlm, nsm, watch, metrics } = p;
+  const { listeners, table, nlm, nsm, watch, metrics, journal } = p;
   const graceSeconds = (): number => live.config().grace;
   const failover = new FailoverController({ listeners: listeners.of('failover'), locks: table, monitors: {
     activate: (a) => nsm.activate(a),
@@ -216,7 +230,7 @@ function addressParts(
       nsm.stopMonitoring(a);
     },
     graceEnded: (a) => nsm.graceEnded(a),
-  }, graceSeconds, log: logs.of('failover') });
+  }, journal, graceSeconds, log: logs.of('failover') });
   undo.push(() => failover.close());
   // Split brain: an address another live node holds the lease of is not served here.
   const cfg = live.config();
@@ -266,10 +280,19 @@ export function wire(parts: DaemonParts): Subscription[] {
   ];
 }
 
-function onFailoverReport({ leases, metrics, feed }: DaemonParts, r: FailoverReport): void {
+function onFailoverReport({ leases, journal, metrics, feed, logs }: DaemonParts, r: FailoverReport): void {
   if (r.type === 'down') {
-    // Dropped and closed here: another node may serve it now.
-    leases.release(r.address);
+    // Dropped and closed here: another node may serve it now, and write its journal once this
+    // node's last records of it are durable.
+    if (journal) {
+      journal.release(r.address).then(
+        () => leases.release(r.address),
+        (err: unknown) => {
+          logs.root.error({ address: r.address, err: (err as Error).message }, `journal of ${r.address}: releasing it failed: ${(err as Error).message}`);
+          leases.release(r.address);
+        },
+      );
+    } else leases.release(r.address);
     metrics.observeDrop(r.source as DropTrigger, r.counts.locks, r.ms);
   } else if (r.type === 'notified') {
     metrics.observeNotify(r.address, r.notified, r.failed.length);

@@ -112,6 +112,21 @@ export const configSchema = z
      * renewal; renewed every third of it. Another node waits that long for a holder that died.
      */
     leaseSeconds: z.number().min(1).default(10),
+    /**
+     * The lock journal (docs/cluster.md, "A lock survives its address's move"): every grant through
+     * a floating address is durable in the state directory before it is answered, and every node
+     * keeps the moved locks for their owners until they reclaim them. Off: a move keeps nothing.
+     */
+    journal: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** How long a planned drop waits for every live node to have the address's journal. */
+        barrierMs: z.number().int().min(0).max(60_000).default(2000),
+        /** Between two looks at every journal, for storage where inotify sees no other node's writes (NFS). */
+        pollMs: z.number().int().min(5).max(10_000).default(100),
+      })
+      .strict()
+      .default({}),
     /** Run from a recorded trace (pcap, LINKTYPE_NETLINK) instead of live sources. */
     replay: z.string().nullable().default(null),
   })

@@ -178,7 +178,7 @@ export class Daemon {
   /** Graceful stop: stop accepting, unregister from rpcbind, flush records, close probes. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      const { watch, nlmServer, nsmServer, rpcbind, failover, leases, nlm, files, nsm, metrics, feed } = this.parts;
+      const { watch, nlmServer, nsmServer, rpcbind, failover, leases, nlm, files, nsm, metrics, feed, journal } = this.parts;
       this.log.info('stopping');
       this.hooks.readiness?.stopping();
       for (const s of this.subs) s.unsubscribe();
@@ -191,6 +191,9 @@ export class Daemon {
       failover.close();
       leases.close();
       nlm.close();
+      // The journal keeps every lock for its owner (this node's addresses arrive somewhere, here
+      // again after a restart, and their clients reclaim): durable before the kernel lets go.
+      await journal?.close();
       // The kernel lets go of every lock: the descriptions close (the table's state goes with the process).
       files.files?.setExports([]);
       await nsm.close();

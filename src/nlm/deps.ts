@@ -71,6 +71,12 @@ export interface NlmServiceDeps {
   monitor?: HostMonitor;
   exportPolicy?: ExportPolicy;
   logger?: Logger;
+  /**
+   * The lock journal's commit: resolves once what the table journaled so far is durable (undefined:
+   * nothing pending). A grant is answered, and GRANTED sent, only after it — an owner must never
+   * hold a lock the cluster could forget in a move.
+   */
+  durable?(): Promise<void> | undefined;
   /** Linux's statd → lockd SM_NOTIFY (proc 16), already checked to come from a local privileged port. */
   onReboot?(notice: NlmRebootNotice): void;
   now?: () => number;

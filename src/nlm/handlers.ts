@@ -193,12 +193,23 @@ export class NlmHandlers {
   }
 
   /** LOCK once the host is monitored. */
-  private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): C.NlmRes {
+  private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): Answer<C.NlmRes> {
     // Only a blocking request can be queued: only it needs what a later grant goes out with.
     const status = this.table.lock(req, a.block ? { block: true, reclaim: a.reclaim, waiter: this.waiter(a, ctx, how) } : { block: false, reclaim: a.reclaim });
+    if (status !== 'granted') return res(a.cookie, status, ctx.vers);
     // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
-    if (status === 'granted') this.confirmed(req);
-    return res(a.cookie, status, ctx.vers);
+    this.confirmed(req);
+    const durable = this.deps.durable?.();
+    if (!durable) return res(a.cookie, status, ctx.vers);
+    return durable.then(
+      () => res(a.cookie, status, ctx.vers),
+      (err: unknown) => {
+        // Not journaled, so not kept through a move: taken back, and the client told to try later.
+        this.log?.error({ err: (err as Error).message, host: req.owner.host, address: req.serverAddress }, `a grant to ${req.owner.host} through ${req.serverAddress} could not be journaled: taken back (denied_nolocks)`);
+        this.table.unlock(req);
+        return res(a.cookie, 'denied_nolocks', ctx.vers);
+      },
+    );
   }
 
   /** Builds, if the request is queued, what its grant needs until then: copies, not views into the receive buffer. */

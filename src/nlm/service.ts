@@ -30,7 +30,18 @@ export function createNlmService(deps: NlmServiceDeps): NlmService {
   const h = new NlmHandlers(deps, opts);
   return {
     programs: nlmPrograms(h, opts.versions),
-    onBlockGranted: (g) => h.grants.start(g),
+    // GRANTED goes out once the grant is durable in the journal.
+    onBlockGranted: (g) => {
+      const durable = deps.durable?.();
+      if (!durable) return h.grants.start(g);
+      durable.then(
+        () => h.grants.start(g),
+        (err: unknown) => {
+          deps.logger?.error({ err: (err as Error).message, host: g.lock.owner.host }, `a grant to ${g.lock.owner.host} could not be journaled: taken back`);
+          deps.table.undoGrant(g);
+        },
+      );
+    },
     forgetAddress: (a) => {
       h.monitored?.forgetAddress(a);
       h.grants.forget((l) => l.serverAddress === a);

@@ -1,0 +1,102 @@
+// The lock journal's wiring: the table's entries to the cluster store, every node's journals to
+// the table's index, and the journal steps of a failover (barrier before a drop, take-over on an
+// arrival, expiry at the end of a grace).
+import type { Observable, Subscription } from 'rxjs';
+import type { Logger } from 'pino';
+import type { FailoverJournal } from '../failover';
+import { decodeJournalEntry, type Arrival, type JournalEntry, type LockTable, type ReclaimDone, type Unreclaimed } from '../locks';
+import type { ClusterStore, JournalRecord } from '../store';
+
+export interface LockJournalOptions {
+  store: ClusterStore;
+  table: LockTable;
+  /** How long a planned drop waits for every live node to confirm the address's journal. */
+  barrierMs: () => number;
+  log: Logger;
+  /** Called per record no node could decode, and per untrusted journal tail. */
+  onFault?: (address: string, reason: string) => void;
+}
+
+export class LockJournal implements FailoverJournal {
+  readonly reclaimed$: Observable<ReclaimDone>;
+  private readonly subs: Subscription[];
+  /** Addresses this node writes the journal of: taken over, not released. */
+  private readonly held = new Set<string>();
+  /** Records appended since the last commit was asked for. */
+  private pending = false;
+
+  constructor(private readonly opts: LockJournalOptions) {
+    const { store, table, log } = opts;
+    this.reclaimed$ = table.reclaimed$;
+    this.subs = [
+      store.changes$.subscribe((c) => this.index(c.address, c.records, c.reset)),
+      store.faults$.subscribe((f) => {
+        log.error({ address: f.address, where: f.where, position: f.position, reason: f.reason, truncated: f.truncated }, `journal of ${f.address}: ${f.reason} at byte ${f.position} of ${f.where}: ${f.truncated ? 'cut off' : 'not trusted'}`);
+        opts.onFault?.(f.address, f.reason);
+      }),
+    ];
+  }
+
+  /**
+   * The table's records of a call, to the store (durable by the next commit). Only the addresses
+   * this node took over have a journal: the node's own addresses never move.
+   */
+  append(address: string, records: JournalRecord[]): void {
+    if (!this.held.has(address)) return;
+    this.opts.store.append(address, records);
+    this.pending = true;
+  }
+
+  /** Resolves once every record appended so far is durable (undefined: none pending); a grant is answered only after. */
+  durable(): Promise<void> | undefined {
+    if (!this.pending) return undefined;
+    this.pending = false;
+    return this.opts.store.commit();
+  }
+
+  async barrier(address: string): Promise<{ missing: string[]; ms: number }> {
+    await this.opts.store.commit();
+    const r = await this.opts.store.barrier(address, this.opts.barrierMs());
+    return { missing: r.missing, ms: r.ms };
+  }
+
+  async takeOver(address: string): Promise<Arrival> {
+    const live = await this.opts.store.takeOver(address);
+    this.held.add(address);
+    const records = [...live].map(([key, value]) => ({ key, value }));
+    this.index(address, records, true);
+    const entries: JournalEntry[] = [];
+    for (const { value } of records) {
+      try {
+        entries.push(decodeJournalEntry(value));
+      } catch {
+        // Reported by index(); an entry nobody can read protects nothing.
+      }
+    }
+    return this.opts.table.arrive(address, entries);
+  }
+
+  expire(address: string): Unreclaimed {
+    return this.opts.table.expireAwaiting(address);
+  }
+
+  /** The address left this node (its locks dropped): another node writes its journal now. */
+  release(address: string): Promise<void> {
+    this.held.delete(address);
+    return this.opts.store.release(address);
+  }
+
+  /** Commits what is pending and withdraws this node from the store's live nodes. */
+  async close(): Promise<void> {
+    for (const s of this.subs) s.unsubscribe();
+    await this.opts.store.close();
+  }
+
+  private index(address: string, records: JournalRecord[], reset: boolean): void {
+    const { bad } = this.opts.table.applyJournal(address, records, reset);
+    for (const b of bad) {
+      this.opts.log.error({ address, key: b.key, err: b.error }, `journal of ${address}: an entry does not decode (${b.error}): it protects nothing`);
+      this.opts.onFault?.(address, b.error);
+    }
+  }
+}
