@@ -91,8 +91,10 @@ export function wake(st: LockState, file: number, s: Pos, e: Pos): void {
   for (let c = changed.pop(); c !== undefined && queue.size !== 0; c = changed.pop()) {
     for (const b of queue.overlapping(c.s, c.e)) {
       if (!b.queued || firstConflict(st, file, b.owner, b.start, b.end, b.exclusive) !== 0) continue;
-      // Another owner's journal entry its holder does not hold now: woken again when the index changes.
-      if (b.kernelWait === null && isProtected(st, b)) continue;
+      // Another owner's journal entry its holder does not hold now: woken again when the index
+      // changes (a waiter in the kernel too: the kernel may have let go because its node died).
+      if (isProtected(st, b)) continue;
+      if (st.draining.size !== 0 && st.draining.has(b.addr.address)) continue;
       if (st.locker) {
         const key = st.F.key[file];
         const onFile = st.locker.lock(key, Buffer.from(key, 'latin1'), st.ownerKeyOf(b.owner), b.start, b.end, b.exclusive);
@@ -162,7 +164,8 @@ function waitInKernel(st: LockState, b: Block): void {
     }
     // The kernel let go because the holder's node died, not because its owner unlocked: the
     // journal still has the owner's entry. Given back; queued until the index says otherwise.
-    if (isProtected(st, b)) {
+    // Nor is anything granted through an address about to leave (until its removal fails).
+    if (isProtected(st, b) || (st.draining.size !== 0 && st.draining.has(b.addr.address))) {
       resync(st, fileKey, ownerKey, owner, b.start, b.end);
       return;
     }

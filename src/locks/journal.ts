@@ -13,8 +13,8 @@ import { flush, wake } from './blocks';
 import { journalKey, ownerKey, type Arrival, type JournalEntry, type Unreclaimed } from './journal-entry';
 import type { IndexUpdate, JournalRecord } from './journal-index';
 import { idleOn } from './mirror';
-import { EOF, parseRange, type Pos } from './range';
-import { applyLock, firstConflict, unlockRange } from './ranges';
+import { EOF, dec, inc, maxPos, parseRange, type Pos } from './range';
+import { applyLock, firstConflict, mineOn, unlockRange } from './ranges';
 import { isAwaiting, type JournalMark, type LockState } from './state';
 
 /** Applies records of an address's journal to the index; waiters on the files it touched look again. */
@@ -49,14 +49,17 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
     for (const l of entry.locks) {
       const r = parseRange(l.offset, l.length);
       if (!r) continue;
-      const c = firstConflict(st, file, owner, r.start, r.end, l.exclusive);
-      const status = c !== 0 ? 'denied' : st.locker ? st.locker.lock(fileKey, entry.fh, st.ownerKeyOf(owner), r.start, r.end, l.exclusive) : 'granted';
-      if (status !== 'granted') {
-        refused = status;
-        continue;
+      // What the owner took meanwhile through another address is newer than the entry: kept as is.
+      for (const g of gapsOf(st, file, owner, r.start, r.end)) {
+        const c = firstConflict(st, file, owner, g.s, g.e, l.exclusive);
+        const status = c !== 0 ? 'denied' : st.locker ? st.locker.lock(fileKey, entry.fh, st.ownerKeyOf(owner), g.s, g.e, l.exclusive) : 'granted';
+        if (status !== 'granted') {
+          refused = status;
+          continue;
+        }
+        applyLock(st, file, st.internHolder(owner, addr), g.s, g.e, l.exclusive, true);
+        hosts.add(entry.owner.host);
       }
-      applyLock(st, file, st.internHolder(owner, addr), r.start, r.end, l.exclusive, true);
-      hosts.add(entry.owner.host);
     }
     if (refused !== undefined) lost.push({ entry, status: refused });
     st.forgetIfUnused(file, owner);
@@ -77,6 +80,23 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
   else st.freeAddrIfEmpty(addr);
   flush(st);
   return { locks, hosts: hosts.size, lost };
+}
+
+/** The parts of [s, e] the owner holds nothing of on the file, in order. */
+function gapsOf(st: LockState, file: number, owner: number, s: Pos, e: Pos): { s: Pos; e: Pos }[] {
+  const L = st.L;
+  const mine = mineOn(st, file, owner).filter((l) => L.start(l) <= e && L.end(l) >= s);
+  if (mine.length === 0) return [{ s, e }];
+  mine.sort((a, b) => (L.start(a) < L.start(b) ? -1 : 1));
+  const out: { s: Pos; e: Pos }[] = [];
+  let from: Pos | null = s;
+  for (const l of mine) {
+    if (from !== null && L.start(l) > from) out.push({ s: from, e: dec(L.start(l)) });
+    const le = L.end(l);
+    from = le === EOF || le >= e ? null : maxPos(from ?? s, inc(le));
+  }
+  if (from !== null) out.push({ s: from, e });
+  return out;
 }
 
 /**

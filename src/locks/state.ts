@@ -60,6 +60,9 @@ export class LockState {
   readonly subject = new Subject<LockChange>();
   readonly epoch: number;
 
+  /** Addresses about to leave this node: they grant nothing (table.ts setDraining). */
+  readonly draining = new Set<string>();
+
   // ---- the journal (journal.ts) ----
   /** Every address's journal as this node follows it: what other nodes' owners hold. */
   readonly index = new JournalIndex();

@@ -26,7 +26,7 @@ import type { Share } from './entries';
 import { GraceTable } from './grace';
 import { checked, closeIfIdle, idleOn } from './mirror';
 import { ownerKey } from './journal-entry';
-import { parseRange, toWire, type Pos } from './range';
+import { EOF, parseRange, toWire, type Pos } from './range';
 import { applyLock, firstConflict, unlockRange } from './ranges';
 import { LockState, isAwaiting, isExcl } from './state';
 import { blockedRequests, heldLocks, hostsAt, shareReservations, stats } from './views';
@@ -76,7 +76,6 @@ export class LockTable {
   readonly reclaimed$: Observable<ReclaimDone>;
 
   private readonly st: LockState;
-  private readonly draining = new Set<string>();
 
   constructor(opts: LockTableOptions = {}) {
     const st = (this.st = new LockState(opts.exportOf ?? (() => undefined), opts.now ?? Date.now, opts.onBlockGranted ?? (() => {}), opts.locker, opts.journal));
@@ -145,7 +144,7 @@ export class LockTable {
     // A draining address is about to leave this node: a lock granted now would be dropped in a
     // moment. denied_nolocks ("no resources now, try later") is the one status that neither claims
     // a conflicting holder (denied) nor tells the client to reclaim (denied_grace_period).
-    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return checked(st, fkey, req.fh, 'denied_nolocks');
+    if (st.draining.size !== 0 && st.draining.has(req.serverAddress)) return checked(st, fkey, req.fh, 'denied_nolocks');
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return checked(st, fkey, req.fh, 'denied_grace_period');
     if (file === 0) file = st.newFile(fkey || req.fh.toString('latin1'), exportId);
@@ -292,7 +291,7 @@ export class LockTable {
     // Shares are NLM's alone (Linux keeps them in lockd's memory too), but the handle must name a file.
     const refused = st.locker?.validate(fkey, req.fh);
     if (refused !== undefined) return refused;
-    if (this.draining.size !== 0 && this.draining.has(req.serverAddress)) return 'denied_nolocks';
+    if (st.draining.size !== 0 && st.draining.has(req.serverAddress)) return 'denied_nolocks';
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
     if (!reclaim && this.grace.covers(req.serverAddress, exportId)) return 'denied_grace_period';
     const oh = req.owner.oh.toString('latin1');
@@ -380,13 +379,23 @@ export class LockTable {
 
   // ---- draining ----
 
+  /**
+   * A draining address grants nothing, its queued requests included: what it granted now would
+   * reach the journal after the barrier of its drop (no other node would keep it for its owner).
+   * A removal that did not happen wakes its waiters again.
+   */
   setDraining(address: string, draining: boolean): void {
-    if (draining) this.draining.add(address);
-    else this.draining.delete(address);
+    const st = this.st;
+    if (draining) return void st.draining.add(address);
+    if (!st.draining.delete(address)) return;
+    const files = new Set<number>();
+    for (const b of st.addrs.get(address)?.blocks ?? []) files.add(b.file);
+    for (const f of files) wake(st, f, 0, EOF);
+    flush(st);
   }
 
   isDraining(address: string): boolean {
-    return this.draining.has(address);
+    return this.st.draining.has(address);
   }
 
   // ---- views (views.ts) ----
