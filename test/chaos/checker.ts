@@ -278,20 +278,20 @@ export function coalesce(ranges: readonly OwnedRange[]): OwnedRange[] {
 }
 
 /**
- * Compares two views of the same locks whose owners are named differently (the kernel's by open
- * file description, lockdrop's by NLM owner): each owner's coalesced ranges on one file, as a
- * multiset. Returns what one side has and the other lacks.
+ * Compares two views of the same locks: each owner's coalesced ranges on one file, as a multiset.
+ * The owners' names count only with `byOwner` (the kernel names owners by open file description,
+ * lockdrop by NLM owner). Returns what one side has and the other lacks.
  */
-export function compareViews(a: readonly OwnedRange[], b: readonly OwnedRange[]): { onlyA: string[]; onlyB: string[] } {
+export function compareViews(a: readonly OwnedRange[], b: readonly OwnedRange[], byOwner = false): { onlyA: string[]; onlyB: string[] } {
   const shape = (rs: readonly OwnedRange[]): Map<string, number> => {
-    const byOwner = new Map<string, OwnedRange[]>();
+    const groups = new Map<string, OwnedRange[]>();
     for (const r of coalesce(rs)) {
       const k = `${r.owner}|${r.file}`;
-      byOwner.set(k, [...(byOwner.get(k) ?? []), r]);
+      groups.set(k, [...(groups.get(k) ?? []), r]);
     }
     const m = new Map<string, number>();
-    for (const g of byOwner.values()) {
-      const s = `${g[0]!.file}: ${g.sort((x, y) => x.start - y.start || Number(x.exclusive) - Number(y.exclusive)).map((r) => `${r.exclusive ? 'W' : 'R'}${r.start}-${r.last === Infinity ? 'EOF' : r.last}`).join(',')}`;
+    for (const g of groups.values()) {
+      const s = `${byOwner ? `${g[0]!.owner} ` : ''}${g[0]!.file}: ${g.sort((x, y) => x.start - y.start || Number(x.exclusive) - Number(y.exclusive)).map((r) => `${r.exclusive ? 'W' : 'R'}${r.start}-${r.last === Infinity ? 'EOF' : r.last}`).join(',')}`;
       m.set(s, (m.get(s) ?? 0) + 1);
     }
     return m;
