@@ -158,6 +158,8 @@ class ClientHost {
         this.waiting.delete(svid);
         const kind = r.status === 'denied' || r.status === 'denied_grace_period' ? r.status : 'failed';
         this.log({ kind, owner, lock, sent, status: r.status });
+        // As Linux's client waits on a grace period before asking again (5 s there).
+        if (kind === 'denied_grace_period') await this.sleeps.sleep(1000);
       }
       if (!holding) continue;
       this.held.set(svid, { spec, lock });
@@ -186,8 +188,8 @@ class ClientHost {
   }
 
   private async unlock(svid: number, spec: Spec): Promise<void> {
-    // A connection the move cut fails at once: wait a little between tries (0.2, 0.4, … 1.6 s).
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // A connection the move cut, or an address not served yet, fails at once: wait a little between tries (0.2, 0.4, 0.8, then 1.6 s).
+    for (let attempt = 0; attempt < 8; attempt++) {
       const r = await this.rpc(() => this.client.unlock(spec));
       if (!(r instanceof Error)) return;
       await new Promise((res) => setTimeout(res, 200 * 2 ** Math.min(attempt, 3)));

@@ -42,7 +42,7 @@ export interface ChaosOptions {
   prefix?: string;
 }
 
-export const DEFAULTS: Omit<ChaosOptions, 'seed'> = { durationS: 60, nodes: 2, clients: 16, vips: 2, lanes: 2, locals: 2, files: 3, grace: 6, lease: 3 };
+export const DEFAULTS: Omit<ChaosOptions, 'seed'> = { durationS: 60, nodes: 2, clients: 16, vips: 2, lanes: 2, locals: 2, files: 3, grace: 5, lease: 3 };
 
 export interface ChaosResult {
   seed: number;
@@ -180,7 +180,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     say(`lockdropd runs on ${nodes.map((n) => `${n.host.name} (${n.host.address}, pid ${n.pid})`).join(', ')}; ${vips.map((v, k) => `${v} on ${nodeHosts[placement[k]!]!.name}`).join(', ')}`);
 
     // The client hosts: one process on one lab host, one clock (CLOCK_MONOTONIC, as here).
-    const cfg: ClientsConfig = { seed: o.seed, hosts: hostSpecs, files: files.map(({ name, fh }) => ({ name, fh })), nlmPort: NLM_PORT, callbackPort: CALLBACK_PORT, lanes: o.lanes, timeoutMs: 2500 };
+    const cfg: ClientsConfig = { seed: o.seed, hosts: hostSpecs, files: files.map(({ name, fh }) => ({ name, fh })), nlmPort: NLM_PORT, callbackPort: CALLBACK_PORT, lanes: o.lanes, timeoutMs: 2000 };
     const ctl: Record<string, unknown>[] = [];
     clients = new JsonLines(lab.spawn(clientHost, process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(__dirname, 'clients.ts'), JSON.stringify(cfg)]), (j) => {
       if (typeof j.ctl === 'string') ctl.push(j);

@@ -50,7 +50,7 @@ export const initialNode = (vip: number, nodes: number): number => vip % nodes;
 /** The cluster's actions, in time order. */
 export function chaosSchedule(o: ScheduleOptions): Action[] {
   const r = streamFor(o.seed, 'chaos');
-  const [gapLo, gapHi] = o.gapMs ?? [2500, 5000];
+  const [gapLo, gapHi] = o.gapMs ?? [3000, 6000];
   const at = Array.from({ length: o.vips }, (_, k) => initialNode(k, o.nodes));
   const out: Action[] = [];
   let downUntil = 0;
@@ -100,7 +100,7 @@ export interface Intent {
 
 export function clientIntents(seed: number, actor: string, files: number): () => Intent {
   const r = streamFor(seed, actor);
-  return () => ({ thinkMs: between(r, 100, 800), file: Math.floor(r() * files), ...range(r), exclusive: r() < 0.7, block: r() < 0.4, holdMs: between(r, 200, 2500), waitMs: 3000 });
+  return () => ({ thinkMs: between(r, 100, 800), file: Math.floor(r() * files), ...range(r), exclusive: r() < 0.7, block: r() < 0.5, holdMs: between(r, 300, 4000), waitMs: 5000 });
 }
 
 /** One lock of a local process on the nodes' side: POSIX or OFD, never waiting. */
