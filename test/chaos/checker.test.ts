@@ -1,6 +1,6 @@
 // The chaos checker on hand-written logs: what it must catch, and what it must let pass.
 import assert from 'node:assert/strict';
-import { check, compareViews, describe as describeViolation, parseKernelLocks, type ChaosEvent, type RangeLock } from './checker';
+import { check, compareViews, conflictsWithin, describe as describeViolation, parseKernelLocks, type ChaosEvent, type RangeLock } from './checker';
 
 const R: RangeLock = { file: 'f0', offset: 0, length: 100, exclusive: true };
 const shared = (l: RangeLock): RangeLock => ({ ...l, exclusive: false });
@@ -102,5 +102,14 @@ describe('chaos checker', () => {
     assert.deepEqual(compareViews(kernel, lockdrop), { onlyA: [], onlyB: [] });
     const lost = compareViews(kernel.slice(1), lockdrop);
     assert.deepEqual(lost, { onlyA: [], onlyB: ['f0: W0-199'] });
+    assert.deepEqual(compareViews(lockdrop, lockdrop.slice(2), true), { onlyA: ['c1/1 f0: W0-199'], onlyB: [] });
+  });
+
+  it('finds conflicting locks of different owners within one table', () => {
+    const table = [
+      { owner: 'c1/1', file: 'f0', exclusive: true, start: 100, last: 199 }, { owner: 'c2/1', file: 'f0', exclusive: true, start: 150, last: Infinity },
+      { owner: 'c1/1', file: 'f0', exclusive: true, start: 150, last: 160 }, { owner: 'c3/1', file: 'f1', exclusive: false, start: 0, last: 9 }, { owner: 'c4/1', file: 'f1', exclusive: false, start: 0, last: 9 },
+    ];
+    assert.deepEqual(conflictsWithin(table), ['c1/1 W f0[100-199] and c2/1 W f0[150-EOF]', 'c2/1 W f0[150-EOF] and c1/1 W f0[150-160]']);
   });
 });

@@ -302,6 +302,18 @@ export function compareViews(a: readonly OwnedRange[], b: readonly OwnedRange[],
   return { onlyA: diff(ma, mb), onlyB: diff(mb, ma) };
 }
 
+/** Pairs of different owners' conflicting ranges within one view (a lock table must never hold one). */
+export function conflictsWithin(ranges: readonly OwnedRange[]): string[] {
+  const text = (r: OwnedRange): string => `${r.owner} ${r.exclusive ? 'W' : 'R'} ${r.file}[${r.start}-${r.last === Infinity ? 'EOF' : r.last}]`;
+  const out: string[] = [];
+  ranges.forEach((a, i) => {
+    for (const b of ranges.slice(i + 1)) {
+      if (a.owner !== b.owner && a.file === b.file && (a.exclusive || b.exclusive) && a.start <= b.last && b.start <= a.last) out.push(`${text(a)} and ${text(b)}`);
+    }
+  });
+  return out;
+}
+
 /** Holds still open, as owned ranges (owner = the NLM owner), for compareViews against a server's table. */
 export function holdsAsRanges(holds: readonly Hold[]): OwnedRange[] {
   return holds.map((h) => ({ owner: h.owner, file: h.lock.file, exclusive: h.lock.exclusive, start: h.lock.offset, last: h.lock.length === 0 ? Infinity : h.lock.offset + h.lock.length - 1 }));

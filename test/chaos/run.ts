@@ -18,7 +18,7 @@ import { IPADDR2, narrateDaemon } from '../../src/demo/stage';
 import { ensureBuilt } from '../daemon/harness';
 import { mountTmpfs, OutsideLocker } from '../support/files';
 import { nameToHandle } from '../support/name-to-handle';
-import { check, compareViews, describe, holdsAsRanges, parseKernelLocks, type ChaosEvent, type CheckReport, type Hold, type OwnedRange, type RangeLock, type Violation } from './checker';
+import { check, compareViews, conflictsWithin, describe, holdsAsRanges, parseKernelLocks, type ChaosEvent, type CheckReport, type Hold, type OwnedRange, type RangeLock, type Violation } from './checker';
 import { now, Sleeps, type ClientsConfig } from './clients';
 import { chaosSchedule, initialNode, localIntents, type Action, type Tool } from './schedule';
 
@@ -337,6 +337,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       return mine;
     };
     const served = nodes.flatMap((n) => compareNode(n, 'quiet'));
+    for (const pair of conflictsWithin(served)) stateProblem(`quiet: lockdropd grants two owners conflicting locks: ${pair}`);
     const believed = holdsAsRanges(holds.map((h) => ({ owner: h.owner, via: h.via, lock: h.lock, from: 0, how: '' }) satisfies Hold));
     const d = compareViews(believed, served, true);
     if (d.onlyA.length) stateProblem(`quiet: clients hold locks no lockdropd has: ${d.onlyA.join('; ')}`);
