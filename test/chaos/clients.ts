@@ -64,6 +64,7 @@ export class Sleeps {
 interface Spec { fh: Buffer; svid: number; offset: bigint; length: bigint; exclusive: boolean }
 interface Held { spec: Spec; lock: RangeLock }
 interface Waiter extends Held {
+  /** After 'waiting', a GRANTED is stale: the host asked to cancel, and its UNLOCK follows. */
   state: 'waiting' | 'cancelling';
   /** A GRANTED callback arrived for it. */
   got: boolean;
@@ -77,6 +78,8 @@ class ClientHost {
   private idleWaiters: Array<() => void> = [];
   private gateWaiters: Array<() => void> = [];
   private reclaimState: number | undefined;
+  /** The state number of the last SM_NOTIFY: a lock granted during a reclaim is reclaimed with it. */
+  private lastState = 0;
   private reclaiming = false;
   private nextSvid = 1;
   stopping = false;
@@ -134,25 +137,24 @@ class ClientHost {
       const r = await this.rpc(() => this.client.lock({ ...spec, block: it.block }));
       if (r instanceof Error) {
         this.log({ kind: 'failed', owner, lock, op: 'lock', sent, status: r.message });
-        await this.cleanup(svid, spec, waiter);
+        if (await this.cleanup(svid, spec, lock, waiter)) await this.holdFor(svid, it.holdMs);
         continue;
       }
-      let holding = false;
       if (r.status === 'granted') {
         this.waiting.delete(svid);
         this.log({ kind: 'granted', owner, lock, sent, how: 'reply' });
-        holding = true;
+        this.held.set(svid, { spec, lock });
+        await this.holdFor(svid, it.holdMs);
       } else if (r.status === 'blocked' && waiter) {
         this.log({ kind: 'blocked', owner, lock, sent });
         const w = waiter;
         const timer = setTimeout(() => w.wake('timeout'), it.waitMs);
-        const why = await woken;
+        await woken;
         clearTimeout(timer);
-        if (why === 'granted' && !this.stopping && this.reclaimState === undefined) {
+        // Granted by callback (then already among the held, reclaimed with them), else given up.
+        if (w.got || (await this.cleanup(svid, spec, lock, w))) {
           this.waiting.delete(svid);
-          holding = true;
-        } else {
-          await this.cleanup(svid, spec, w);
+          await this.holdFor(svid, it.holdMs);
         }
       } else {
         this.waiting.delete(svid);
@@ -161,30 +163,35 @@ class ClientHost {
         // As Linux's client waits on a grace period before asking again (5 s there).
         if (kind === 'denied_grace_period') await this.sleeps.sleep(1000);
       }
-      if (!holding) continue;
-      this.held.set(svid, { spec, lock });
-      await this.sleeps.sleep(it.holdMs);
-      if (this.stopping) break; // kept for the quiet check; released on "release"
-      await this.release(svid);
     }
+  }
+
+  /** Holds a lock for a while, then releases it; at the end of the chaos it is kept for the quiet check (released on "release"). */
+  private async holdFor(svid: number, ms: number): Promise<void> {
+    await this.sleeps.sleep(ms);
+    if (!this.stopping) await this.release(svid);
   }
 
   /**
    * A request whose outcome is unknown (no answer), or a wait given up: CANCEL a wait, then UNLOCK
    * the range (only this svid can hold it), so the server keeps nothing the host does not know of.
-   * A GRANTED callback that came meanwhile made it a hold: it ends with that UNLOCK.
+   * A GRANTED callback that came before it began makes it a hold instead (true returned: the caller
+   * holds it); one after is stale (a callback can trail the grant it reports, as the server looks up
+   * our port first), and the UNLOCK releases whatever the server granted.
    */
-  private async cleanup(svid: number, spec: Spec, w: Waiter | undefined): Promise<void> {
+  private async cleanup(svid: number, spec: Spec, lock: RangeLock, w: Waiter | undefined): Promise<boolean> {
     await this.gate();
-    if (w) {
+    if (w && !w.got) {
       w.state = 'cancelling';
-      this.log({ kind: 'requested', owner: this.owner(svid), lock: w.lock, op: 'cancel' });
+      this.log({ kind: 'requested', owner: this.owner(svid), lock, op: 'cancel' });
       const c = await this.rpc(() => this.client.cancel({ ...spec, block: true }));
-      if (!(c instanceof Error)) this.log({ kind: 'cancelled', owner: this.owner(svid), lock: w.lock, status: c.status });
-      if (w.got) this.log({ kind: 'released', owner: this.owner(svid), lock: w.lock });
+      if (!(c instanceof Error)) this.log({ kind: 'cancelled', owner: this.owner(svid), lock, status: c.status });
     }
-    await this.unlock(svid, spec);
     this.waiting.delete(svid);
+    if (w?.got) return true;
+    this.log({ kind: 'requested', owner: this.owner(svid), lock, op: 'unlock' });
+    await this.unlock(svid, spec);
+    return false;
   }
 
   private async unlock(svid: number, spec: Spec): Promise<void> {
@@ -214,19 +221,23 @@ class ClientHost {
   private onGranted(g: GrantedCallback): void {
     const svid = g.lock.svid;
     const w = this.waiting.get(svid);
-    if (!w || w.got) {
+    // Once it asked to cancel, a host no longer relies on a grant: the UNLOCK that follows releases it.
+    if (!w || w.got || w.state !== 'waiting') {
       say({ kind: 'granted_stale', owner: this.owner(svid), via: this.spec.via, status: `GRANTED from ${g.from.address}` });
       return;
     }
     w.got = true;
     this.log({ kind: 'granted', owner: this.owner(svid), lock: w.lock, how: 'callback' });
-    if (w.state === 'waiting') w.wake('granted');
+    // Held from now on, as a kernel client's granted block is: a reclaim under way takes it too.
+    this.held.set(svid, { spec: w.spec, lock: w.lock });
+    if (this.reclaiming && this.reclaimState === undefined) this.reclaimState = this.lastState;
+    w.wake('granted');
   }
 
   /** SM_NOTIFY from the address this host locks through: its server lost our locks; reclaim them all. */
   onNotify(state: number, from: string): void {
     say({ kind: 'notify', owner: this.spec.name, via: this.spec.via, status: `state ${state} from ${from}` });
-    this.reclaimState = state;
+    this.reclaimState = this.lastState = state;
     for (const w of this.waiting.values()) if (w.state === 'waiting') w.wake('interrupted');
     void this.reclaimLoop();
   }

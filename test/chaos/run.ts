@@ -330,6 +330,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const compareNode = (n: Node, when: string): OwnedRange[] => {
       const mine = lockdropView(n);
       const k = kernelView(n);
+      if (logFile) writeFileSync(logFile, `${JSON.stringify({ view: when, node: n.host.name, lockdrop: mine, kernel: k.ranges })}\n`, { flag: 'a' });
       const d = compareViews(k.ranges, mine);
       if (d.onlyA.length) stateProblem(`${when}: the kernel has locks of lockdropd on ${n.host.name} that lockdropctl does not list: ${d.onlyA.join('; ')}`);
       if (d.onlyB.length) stateProblem(`${when}: lockdropctl on ${n.host.name} lists locks the kernel does not have: ${d.onlyB.join('; ')}`);
