@@ -117,6 +117,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   let t0 = now();
   const say = (s: string): void => print(`[${((now() - t0) / 1e6).toFixed(1).padStart(6)}s] ${s}`);
   const stateViolations: Violation[] = [];
+  let ending = false;
   const stateProblem = (what: string): void => {
     stateViolations.push({ kind: 'state', what });
     say(`VIOLATION: ${what}`);
@@ -130,6 +131,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   let clients: JsonLines | undefined;
   const interrupted = (): void => void cleanup().then(() => process.exit(130));
   const cleanup = async (): Promise<string[]> => {
+    ending = true;
     clients?.child.kill('SIGKILL');
     await Promise.all(lockers.map((l) => l.stop()));
     await lab.dispose();
@@ -172,7 +174,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         narrateDaemon(host.name, j, say);
         if ((j.level ?? 30) >= 50) say(`  ${host.name}! ${String(j.msg)}`);
       });
-      return { index, host, dir, control: d.control, child: d.child, log: d.log, alive: true, pid: d.child.pid ?? 0 };
+      const node: Node = { index, host, dir, control: d.control, child: d.child, log: d.log, alive: true, pid: d.child.pid ?? 0 };
+      // Only the chaos kills lockdropd (and the lab's end): any other exit is a crash.
+      d.child.once('exit', (code, signal) => {
+        if (node.alive && !ending) stateProblem(`lockdropd on ${host.name} exited by itself (${code ?? signal})`);
+      });
+      return node;
     };
     const nodes = nodeHosts.map((_, i) => startDaemon(i));
     for (const n of nodes) await lab.waitForControl(n.host, n.control, 60_000);
