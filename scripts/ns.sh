@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && [ -z "${LOCKDROP_TEST_NS:-}" ] && command -v unshare >/dev/null; then
   pid=()
   [ -z "${LOCKDROP_NS_PID:-}" ] || pid=(--pid --fork --mount-proc)
-  exec unshare --net --mount --propagation private "${pid[@]}" -- env LOCKDROP_TEST_NS=1 bash "$0" "$@"
+  exec unshare --net --mount --propagation private "${pid[@]}" -- env LOCKDROP_TEST_NS=1 bash "$PWD/scripts/ns.sh" "$@"
 fi
 if [ -n "${LOCKDROP_TEST_NS:-}" ]; then
   # Our own /run: rpcbind's socket, netns mounts and pid files stay private to this run.
