@@ -59,14 +59,15 @@ function statusText(s: StatusReport): string {
     ...s.exportGraces.map((g) => `export ${g.export}: grace until ${when(g.grace)} (${remaining(g.grace)})`),
     '',
   ];
-  const row = (a: AddressStatus) => [a.address, a.present ? 'yes' : a.heldBy ? `no (lease: ${a.heldBy})` : 'no', a.draining ? 'yes' : 'no', a.grace ? remaining(a.grace) : '-', a.locks, a.monitors];
-  return head.join('\n') + formatTable(['ADDRESS', 'PRESENT', 'DRAINING', 'GRACE', 'LOCKS', 'MONITORS'], s.addresses.map(row));
+  const reclaim = (a: AddressStatus): string => (a.reclaim ? `${a.reclaim.total - a.reclaim.awaiting}/${a.reclaim.total} of ${plural(a.reclaim.hosts, 'host')}` : '-');
+  const row = (a: AddressStatus) => [a.address, a.present ? 'yes' : a.heldBy ? `no (lease: ${a.heldBy})` : 'no', a.draining ? 'yes' : 'no', a.grace ? remaining(a.grace) : '-', reclaim(a), a.locks, a.journal, a.monitors];
+  return head.join('\n') + formatTable(['ADDRESS', 'PRESENT', 'DRAINING', 'GRACE', 'RECLAIMED', 'LOCKS', 'JOURNAL', 'MONITORS'], s.addresses.map(row));
 }
 
 function locksText(locks: LockView[]): string {
   if (locks.length === 0) return 'no locks';
-  const row = (l: LockView) => [l.server, l.client, l.svid, l.exclusive ? 'write' : 'read', l.offset, l.length === '0' ? 'EOF' : l.length, l.export ?? '-', l.fh.length > 24 ? `${l.fh.slice(0, 24)}…` : l.fh, when(l.since)];
-  return formatTable(['SERVER', 'CLIENT', 'SVID', 'TYPE', 'OFFSET', 'LENGTH', 'EXPORT', 'FH', 'SINCE'], locks.map(row));
+  const row = (l: LockView) => [l.server, l.client, l.svid, l.exclusive ? 'write' : 'read', l.offset, l.length === '0' ? 'EOF' : l.length, l.export ?? '-', l.fh.length > 24 ? `${l.fh.slice(0, 24)}…` : l.fh, when(l.since), l.awaitingReclaim ? 'awaiting reclaim' : 'held'];
+  return formatTable(['SERVER', 'CLIENT', 'SVID', 'TYPE', 'OFFSET', 'LENGTH', 'EXPORT', 'FH', 'SINCE', 'STATE'], locks.map(row));
 }
 
 function watchText(e: WatchEvent): string {
@@ -99,13 +100,15 @@ function viewCommands(cmd: Subcommand): void {
     g.json ? printJson(s) : print(statusText(s));
   });
 
-  cmd('locks', 'held locks, optionally of one server address, client or export')
+  cmd('locks', 'held locks (and those awaiting their client\'s reclaim), optionally of one server address, client or export')
     .option('--ip <address>', 'server address the locks were taken through', ipArg)
+    .option('--address <address>', 'the same as --ip', ipArg)
     .option('--client <host>', 'client: caller name, address, or name@address')
     .option('--export <path>', 'export path')
     .action(async (_o, c: Command) => {
-      const o = globals<{ ip?: string; client?: string; export?: string }>(c);
-      const locks = await request<LockView[]>(controlPath(o), { cmd: 'locks', ip: o.ip, client: o.client, export: o.export });
+      const o = globals<{ ip?: string; address?: string; client?: string; export?: string }>(c);
+      if (o.ip !== undefined && o.address !== undefined && o.ip !== o.address) throw new UsageError('--ip and --address name one server address: give one');
+      const locks = await request<LockView[]>(controlPath(o), { cmd: 'locks', ip: o.ip ?? o.address, client: o.client, export: o.export });
       o.json ? printListing(locks) : print(locksText(locks));
     });
 

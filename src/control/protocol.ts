@@ -48,6 +48,8 @@ export interface LockView {
   export: string | null;
   /** ISO 8601. */
   since: string;
+  /** An arrived address's journal entry its client has not reclaimed yet (held for it on the file). */
+  awaitingReclaim: boolean;
 }
 
 export interface AddressStatus {
@@ -62,6 +64,10 @@ export interface AddressStatus {
   monitors: number;
   /** Another node whose live lease keeps this node from serving the address (split brain), or null. */
   heldBy: string | null;
+  /** Entries of the address's lock journal, as this node's index has them: what the cluster keeps for their owners. */
+  journal: number;
+  /** Its reclaim after arriving here, while locks await it: how many of how many, and of how many hosts; else null. */
+  reclaim: { awaiting: number; total: number; hosts: number; since: string } | null;
 }
 
 export interface SourceStatus {

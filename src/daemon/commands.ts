@@ -50,7 +50,7 @@ export class OperatorCommands {
       else if (p.scope.kind === 'export') exportGraces.push({ export: p.scope.exportId, grace: iso(p.endsAt)! });
       else globalGrace = p.endsAt;
     }
-    const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...nsm.addresses(), ...graces.keys(), ...leases.waitingAddresses()]);
+    const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...nsm.addresses(), ...graces.keys(), ...leases.waitingAddresses(), ...table.journalAddresses()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
       present: failover.holds(address),
@@ -59,6 +59,8 @@ export class OperatorCommands {
       locks: stats.byAddress.get(address)?.locks ?? 0,
       monitors: nsm.recordCount(address),
       heldBy: leases.heldBy(address) ?? null,
+      journal: table.journalEntries(address).length,
+      reclaim: reclaimOf(table.reclaimProgress(address)),
     }));
     return {
       pid: process.pid,
@@ -186,4 +188,8 @@ export class OperatorCommands {
     for (const b of table.blocked()) keys.add(b.request.owner.host);
     return [...keys].filter((k) => k === client || k.endsWith(`@${client}`) || k.startsWith(`${client}@`));
   }
+}
+
+function reclaimOf(p: { total: number; awaiting: number; hosts: number; since: number } | undefined): AddressStatus['reclaim'] {
+  return p ? { awaiting: p.awaiting, total: p.total, hosts: p.hosts, since: new Date(p.since).toISOString() } : null;
 }

@@ -34,6 +34,7 @@ export function lockView(l: HeldLock): LockView {
     fh: l.fh.toString('hex'),
     export: l.exportId ?? null,
     since: new Date(l.since).toISOString(),
+    awaitingReclaim: l.awaitingReclaim === true,
   };
 }
 

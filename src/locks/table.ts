@@ -372,6 +372,11 @@ export class LockTable {
     return reclaimProgress(this.st, address);
   }
 
+  /** Addresses with entries in this node's index of the journals. */
+  journalAddresses(): string[] {
+    return this.st.index.addresses();
+  }
+
   /** The entries of an address as this node's index has them (its own, or another node's journal). */
   journalEntries(address: string): JournalEntry[] {
     return this.st.index.entries(address).map((x) => x.entry);

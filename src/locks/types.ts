@@ -39,6 +39,8 @@ export interface HeldLock {
   exportId: string | undefined;
   /** ms since epoch when this owner first held this range. */
   since: number;
+  /** Set on a lock of an arrived address's journal that its owner has not reclaimed yet. */
+  awaitingReclaim?: true;
 }
 
 /** NLM status names (nlm4_stats); the wire codes live in nlm. */

@@ -3,7 +3,7 @@
 // yielded, so a consumer may change the table while it iterates.
 import type { Pos } from './range';
 import { toWire } from './range';
-import { isExclTag } from './state';
+import { isAwaitingTag, isExclTag } from './state';
 import type { LockState } from './state';
 import type { HeldLock, LockRequest, ShareRequest } from './types';
 
@@ -72,6 +72,7 @@ export function* heldLocks(st: LockState, filter: LockFilter): Iterable<HeldLock
       serverAddress: s.address,
       exportId: s.exportId,
       since: st.sinceOf(s.tag),
+      ...(isAwaitingTag(s.tag) ? { awaitingReclaim: true as const } : {}),
     };
   }
 }
