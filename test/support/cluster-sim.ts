@@ -187,10 +187,15 @@ export class SimNode {
     this.alive = true;
   }
 
-  /** The address leaves this node the planned way: every live node's index has its journal first (the barrier). */
+  /**
+   * The address leaves this node the planned way, in the failover's steps: drained (it grants
+   * nothing more), every live node's index has its journal (the barrier), dropped.
+   */
   leave(address: string, nodes: readonly SimNode[]): void {
+    this.table.setDraining(address, true);
     for (const n of nodes) if (n.alive) this.store.deliver(n, address);
     this.table.dropByServerAddress(address);
+    this.table.setDraining(address, false);
     this.serves.delete(address);
   }
 
