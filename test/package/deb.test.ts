@@ -155,6 +155,10 @@ describe('package: the Debian package, installed with dpkg', function () {
     ours = true;
     dpkg(['-i', deb]);
     assert.ok(installed(), 'dpkg says install ok installed');
+    // A first install leaves the unit disabled (README): enabled, it would start at boot outside
+    // Pacemaker and, through Conflicts=, stop rpc-statd.
+    const wants = m.run('sh', ['-c', 'ls /etc/systemd/system/*.wants/ 2>/dev/null | grep lockdrop']).stdout;
+    assert.equal(wants, '', 'no wants/ link after a first install');
     assert.equal(machine(), machineBefore, 'the machine itself untouched');
     for (const cmd of ['lockdropd', 'lockdropctl', 'lockdrop']) assert.equal(m.sh(`/usr/bin/${cmd}`, ['--version']).trim(), `${cmd} ${VERSION}`);
     const conffile = m.sh('/usr/bin/lockdropd', ['--config', '/etc/lockdrop/lockdrop.yaml', '--print-config']);
