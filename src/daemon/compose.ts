@@ -83,6 +83,8 @@ export interface DaemonParts {
   logs: PartLogs;
   nlmServer: RpcServer;
   nsmServer: RpcServer;
+  /** Each address's sockets, held by failover and by the node (a reload moves an address from one to the other). */
+  listeners: SharedListeners;
   table: LockTable;
   nlm: NlmService;
   nsm: Nsm;

@@ -137,7 +137,7 @@ export class Daemon {
 
   /** Applies a new configuration's reloadable keys; the caller validated it. No lock is dropped. */
   reload(next: Config): ReloadReport {
-    const { live, files: daemonFiles, table: locks, logs, watch, node, feed } = this.parts;
+    const { live, files: daemonFiles, table: locks, logs, watch, node, feed, failover } = this.parts;
     const running = live.config();
     const changed = changedKeys(running, next);
     const later = changed.filter((k) => !RELOADABLE.includes(k));
@@ -167,12 +167,30 @@ export class Daemon {
     }
     logs.setLevel(next.logLevel);
     this.log.debug({ config: next }, 'new configuration');
+    const floatedBefore = [...failover.status()].filter(([, phase]) => phase !== 'down').map(([a]) => a);
     watch.reconfigure(next);
     node.refresh();
+    this.keepLetGo(floatedBefore.filter((a) => !watch.isFloating(a)));
     live.replaceConfig({ ...next, ...Object.fromEntries(later.map((k) => [k, running[k]])) } as Config);
     this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')}: at the next start` : ''}`);
     feed.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });
     return { changed, needsRestart: later };
+  }
+
+  /**
+   * Addresses failover held that a narrowed `addresses` lets go: they keep their locks and are
+   * served as the node's own (node.refresh opened its hold on their listeners first). Their
+   * leases go, so another node may float them.
+   */
+  private keepLetGo(addresses: string[]): void {
+    const { listeners, leases, table } = this.parts;
+    const byAddress = table.stats().byAddress;
+    for (const a of addresses) {
+      leases.release(a);
+      listeners.of('failover').removeAddress(a).catch((err: Error) => this.log.warn({ address: a, err: err.message }, `${a}: ${err.message}`));
+      const locks = byAddress.get(a)?.locks ?? 0;
+      this.log.info({ address: a, locks }, `${a} is no longer floating: served as one of the node's own addresses, its locks kept`);
+    }
   }
 
   /** Graceful stop: stop accepting, unregister from rpcbind, flush records, close probes. */
