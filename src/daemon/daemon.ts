@@ -14,6 +14,7 @@ import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer } from './control';
 import { checkHandleFormats, exportSpecs, exportsLeaving } from './files';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
+import { missingCapabilities, readPrivileges } from './privileges';
 import type { MetricsSnapshot } from './metrics';
 import { arrivalOutcomes, arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
 import { VERSION } from './version';
@@ -52,6 +53,8 @@ export class Daemon {
 
   /** Builds and starts everything; on failure undoes what was started and throws StartupError. */
   static async start(cfg: Config, log: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
+    const missing = missingCapabilities(cfg, readPrivileges());
+    if (missing.length) throw new StartupError(`missing capabilities: ${missing.map((m) => `${m.capability} (${m.why})`).join(', ')}; run as root, or grant them (AmbientCapabilities= in the unit)`);
     let lock: InstanceLock;
     try {
       mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
