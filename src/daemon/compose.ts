@@ -96,6 +96,8 @@ export interface DaemonParts {
   metrics: Metrics;
   rpcbind: RpcbindKeeper;
   feed: WatchFeed;
+  /** Tells an arriving address's neighbours its link-layer address (gratuitous ARP / unsolicited NA). */
+  announce: (address: string) => Promise<void>;
 }
 
 /** Steps that undo what was built, run in reverse when the start fails. */
@@ -116,14 +118,15 @@ export async function compose(cfg: Config, log: Logger, undo: Undo, snapshot: ()
   const servers = await rpcServers(cfg, logs, metrics, undo);
   // Late-bound: Nsm asks the watch which addresses float, and the watch is built after it.
   let watch: AddressWatch | undefined;
-  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, undo);
+  const announce = neighbourAnnouncer({ log: logs.of('nsm') });
+  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, announce, undo);
   for (const p of metrics.instrumentNlm(locks.nlm.programs)) servers.nlmServer.register(p);
   servers.nsmServer.register(createNsmProgram({ nsm: locks.nsm, log: logs.of('nsm') }));
   watch = createAddressWatch(cfg, logs.of('watch'));
   undo.push(() => watch?.close());
   const addresses = addressParts(live, logs, { ...servers, ...locks, watch, metrics }, undo);
   const rpcbind = new RpcbindKeeper({ mode: cfg.rpcbind, entries: () => rpcbindEntries(servers.nlmServer, servers.nsmServer), log: logs.of('rpcbind') });
-  return { live, logs, metrics, watch, rpcbind, feed: new WatchFeed(locks.table.changes), ...servers, ...locks, ...addresses };
+  return { live, logs, metrics, watch, rpcbind, feed: new WatchFeed(locks.table.changes), announce, ...servers, ...locks, ...addresses };
 }
 
 /** A packet enters here: loopback always (local tools, rpcinfo, this node's own lockd); the node's other addresses and the floating ones follow events. */
@@ -157,11 +160,11 @@ async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: U
 }
 
 /** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
-function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles } {
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles } {
   const cfg = live.config();
   const nsm = new Nsm({
     store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
-    sender: new RpcNsmSender({ log: logs.of('nsm'), announce: neighbourAnnouncer({ log: logs.of('nsm') }) }),
+    sender: new RpcNsmSender({ log: logs.of('nsm'), announce }),
     log: logs.of('nsm'),
     // A floating address's hosts move with it; every other address's are the node's.
     identity: (a) => (isFloating(a) ? a : NODE_IDENTITY),
@@ -268,7 +271,10 @@ export function wire(parts: DaemonParts): Subscription[] {
   ];
 }
 
-function onFailoverReport({ leases, metrics, feed }: DaemonParts, r: FailoverReport): void {
+function onFailoverReport({ leases, metrics, feed, announce }: DaemonParts, r: FailoverReport): void {
+  // With hosts to notify, the notifier announces the address before its first SM_NOTIFY; without
+  // any, a client whose neighbour cache still names the old node would time out for seconds.
+  if (r.type === 'up' && r.monitors === 0) void announce(r.address);
   if (r.type === 'down') {
     // Dropped and closed here: another node may serve it now.
     leases.release(r.address);
