@@ -18,13 +18,14 @@ import { FailoverController, type FailoverReport } from '../failover';
 import { LockTable, hostKey } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, callbackCredential, createNlmService, type NlmService } from '../nlm';
 import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION, type NsmSettings } from '../nsm';
-import { RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
+import { AUTH_SYS, RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
 import type { Config } from './config';
 import { arpProbe } from './dad';
 import { openDaemonFiles, type DaemonFiles } from './files';
 import { AddressLeases } from './lease';
 import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
 import { NodeAddresses, SharedListeners } from './node';
+import { RefusalLog } from './refusals';
 import { RpcbindKeeper } from './rpcbind-owner';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { describeEvent, describeReport, overflowLine, portError, rebootLine } from './views';
@@ -178,6 +179,7 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
   // A lock lives on the file too: the table decides, the files part carries it to the kernel.
   const files = openDaemonFiles(cfg, () => live.exports(), logs.of('files'));
   undo.push(() => files.files?.setExports([]));
+  const refusals = new RefusalLog(logs.of('nlm'));
   let nlm: NlmService | undefined; // the table and the service refer to each other
   const table = new LockTable({
     exportOf: (fh) => live.exports().exportOf(fh),
@@ -191,9 +193,9 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
     rpc: caller,
     monitor: nsm,
     logger: logs.of('nlm'),
-    exportPolicy: (fh, peer) => {
+    exportPolicy: (fh, peer, ctx) => {
       const d = live.exports().check(fh, peer);
-      if (!d.allowed) logs.root.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason: d.reason }, 'export policy refused a request');
+      if (!d.allowed) refusals.refused({ client: peer.address, port: peer.port, machine: ctx.cred.flavor === AUTH_SYS && 'machineName' in ctx.cred ? ctx.cred.machineName : undefined, server: ctx.local.address, reason: d.reason ?? 'refused', export: d.exportId ?? null });
       // check() already applied the export's secure-port rule.
       return { allowed: d.allowed, secure: false };
     },
