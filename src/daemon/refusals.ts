@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 const REASONS: Record<string, string> = {
   network: "its address is not among the export's clients",
   'insecure-port': 'the export is secure and the request came from an unprivileged port (>= 1024)',
-  'unknown-handle': 'the file handle belongs to no configured export (unknownHandles: refuse)',
+  'unknown-handle': 'the file handle belongs to no configured export (unknownHandles: deny)',
 };
 
 export interface Refusal {
