@@ -45,6 +45,7 @@ install -m 0755 contrib/keepalived/lockdrop-notify "$lib/keepalived-notify"
 
 install -m 0644 contrib/lockdrop.service "$root/lib/systemd/system/lockdrop.service"
 install -m 0644 packaging/deb/lockdrop.yaml "$root/etc/lockdrop/lockdrop.yaml"
+install -D -m 0644 packaging/deb/logrotate "$root/etc/logrotate.d/lockdrop"
 install -m 0755 contrib/ocf/lockdropd "$root/usr/lib/ocf/resource.d/lockdrop/lockdropd"
 
 doc=$root/usr/share/doc/lockdrop

@@ -14,8 +14,26 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/**
+ * A flag's value that is the next flag (`--grace --print-config`): the value is missing, a usage
+ * error (64), not a bad value (78 for lockdropd).
+ */
+function notAnOption(v: string): void {
+  if (!/^--?[A-Za-z]/.test(v)) return;
+  const err = new InvalidArgumentError(`it is missing ("${v}" is an option)`);
+  err.exitCode = EX_USAGE;
+  throw err;
+}
+
+/** A text argument (a path, an address): anything but the next flag. */
+export const text = (v: string): string => {
+  notAnOption(v);
+  return v;
+};
+
 /** A positive number argument (seconds, counts). */
 export const positive = (v: string): number => {
+  notAnOption(v);
   const n = Number(v);
   if (!(n > 0)) throw new InvalidArgumentError(`"${v}" is not a positive number`);
   return n;
@@ -23,12 +41,13 @@ export const positive = (v: string): number => {
 
 /** A non-negative integer argument (ports, milliseconds, ids). */
 export const nonNegativeInteger = (v: string): number => {
+  notAnOption(v);
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a non-negative integer`);
   return Number(v);
 };
 
 /** A repeatable option that also takes comma-separated values (`--address A --address B,C`): never swallows what follows. */
-export const collectList = (v: string, previous: string[] | undefined): string[] => [...(previous ?? []), ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+export const collectList = (v: string, previous: string[] | undefined): string[] => [...(previous ?? []), ...text(v).split(',').map((s) => s.trim()).filter(Boolean)];
 
 /** Is --json among the arguments (before or after the subcommand)? Decides how errors are written. */
 export const wantsJson = (argv: readonly string[]): boolean => argv.slice(2).includes('--json');
@@ -47,13 +66,13 @@ export function withConventions(program: Command, json: boolean): Command {
 
 /**
  * commander's own exits as exit codes: 0 for help and version, `badValue` for a flag value its
- * parser refused, 64 for every other usage error; undefined for an error that is not commander's.
+ * parser refused (a missing one is 64), 64 for every other usage error; undefined for an error that is not commander's.
  */
 export function commanderExit(err: unknown, badValue = EX_USAGE): number | undefined {
-  const e = err as { code?: string };
+  const e = err as { code?: string; exitCode?: number };
   if (!e.code?.startsWith('commander.')) return undefined;
   if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
-  return e.code === 'commander.invalidArgument' ? badValue : EX_USAGE;
+  return e.code === 'commander.invalidArgument' && e.exitCode !== EX_USAGE ? badValue : EX_USAGE;
 }
 
 /** Writes a failure the way the command's output is read: a line for people, JSON for scripts. */

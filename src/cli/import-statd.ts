@@ -3,6 +3,8 @@
 // lockd had are told by lockdropd when that address arrives. Done while no lockdropd of this
 // host runs on the state directory: its instance lock is held for the import.
 import { lookup } from 'node:dns/promises';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { acquireInstanceLock } from '../daemon/lockfile';
 import { Nsm, NsmStore, type SkippedFile } from '../nsm';
 import { normaliseAddress } from '../net';
@@ -27,8 +29,22 @@ async function resolve(hostname: string): Promise<string | undefined> {
   }
 }
 
+/** Throws when `from` is no rpc.statd state directory: there is nothing to import from it. */
+function checkSource(from: string): void {
+  let isDir = false;
+  try {
+    isDir = statSync(from).isDirectory();
+  } catch (err) {
+    throw new Error(`nothing to import: ${from}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
+  }
+  if (!isDir) throw new Error(`nothing to import: ${from} is not a directory`);
+  if (!['sm', 'sm.bak', 'state'].some((f) => existsSync(path.join(from, f)))) throw new Error(`nothing to import: ${from} holds no sm/, sm.bak/ or state of rpc.statd`);
+}
+
 export async function importStatd(opts: { from: string; address: string; stateDir: string }): Promise<ImportReport> {
+  checkSource(opts.from);
   const address = normaliseAddress(opts.address);
+  mkdirSync(opts.stateDir, { recursive: true, mode: 0o755 });
   const lock = acquireInstanceLock(opts.stateDir);
   const nsm = new Nsm({ store: new NsmStore(opts.stateDir), resolve });
   try {

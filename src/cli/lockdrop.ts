@@ -3,7 +3,6 @@
 // `lockdrop record --out FILE` records the kernel's address notifications as a pcap trace
 // (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read; `lockdrop import-statd`
 // brings rpc.statd's records over to one server address.
-import { mkdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Command, InvalidArgumentError } from 'commander';
 import { positive, runCommand, wantsJson, withConventions } from './args';
@@ -60,7 +59,6 @@ export function buildProgram(json = false): Command {
     .option('--state-dir <dir>', "lockdropd's state directory", '/var/lib/lockdrop')
     .option('--json', 'machine-readable output')
     .action(async (o: { from: string; ip: string; stateDir: string; json?: boolean }) => {
-      mkdirSync(o.stateDir, { recursive: true, mode: 0o755 });
       const r = await importStatd({ from: o.from, address: o.ip, stateDir: o.stateDir });
       if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
       const lines = [

@@ -4,13 +4,14 @@
 // 64 (EX_USAGE) a usage error, 78 (EX_CONFIG) invalid configuration, a bad flag value included.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
-import { ConfigError, LOG_LEVELS, SOURCES, loadConfig, type ConfigInput } from '../daemon/config';
+import { ConfigError, LOG_FORMATS, LOG_LEVELS, SOURCES, loadConfig, type ConfigInput } from '../daemon/config';
+import { textDestination } from '../daemon/log-text';
 import { Daemon, StartupError } from '../daemon/daemon';
 import { Readiness, statusLine, systemdNotify } from '../daemon/readiness';
-import { EX_CONFIG, collectList, commanderExit, nonNegativeInteger, positive, withConventions } from './args';
+import { EX_CONFIG, collectList, commanderExit, nonNegativeInteger, positive, text, withConventions } from './args';
 
 const sourceList = (v: string): string[] => {
-  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = text(v).split(',').map((s) => s.trim()).filter(Boolean);
   const bad = list.filter((s) => !(SOURCES as readonly string[]).includes(s));
   if (bad.length) throw new InvalidArgumentError(`unknown source ${bad.join(', ')} (known: ${SOURCES.join(', ')})`);
   return list;
@@ -29,6 +30,7 @@ interface Flags {
   pollInterval?: number;
   address?: string[];
   logLevel?: string;
+  logFormat?: string;
   metrics?: string;
   replay?: string;
   printConfig?: boolean;
@@ -37,20 +39,21 @@ interface Flags {
 export function buildProgram(): Command {
   return withConventions(new Command('lockdropd'), false)
     .description('NFS lock manager (NLM + NSM) that drops the locks of a floating IP the moment it leaves and runs grace for an arriving IP alone.')
-    .option('--config <file>', 'YAML or JSON configuration file (flags override it)')
-    .option('--state-dir <dir>', 'NSM records per server address and the instance lock (default /var/lib/lockdrop)')
+    .option('--config <file>', 'YAML or JSON configuration file (flags override it)', text)
+    .option('--state-dir <dir>', 'NSM records per server address and the instance lock (default /var/lib/lockdrop)', text)
     .option('--nlm-port <port>', 'NLM port, 0 = ephemeral (registered with rpcbind)', nonNegativeInteger)
     .option('--nsm-port <port>', 'statd port, 0 = ephemeral', nonNegativeInteger)
     .addOption(new Option('--rpcbind <mode>', 'register with the local rpcbind; auto refuses to start while another live lock manager holds NLM or statd, takeover registers over it').choices(['auto', 'off', 'takeover']))
-    .option('--control <path>', 'control socket for lockdropctl (default /run/lockdrop/control.sock)')
+    .option('--control <path>', 'control socket for lockdropctl (default /run/lockdrop/control.sock)', text)
     .option('--grace <seconds>', 'grace period of an arriving address (default 90)', positive)
     .option('--hold-down <ms>', 'ignore a removal undone within this time (default 0)', nonNegativeInteger)
     .option('--sources <list>', `address sources, comma-separated (${SOURCES.join(',')})`, sourceList)
     .option('--poll-interval <seconds>', 'seconds between poll snapshots (default 2)', positive)
     .option('--address <addr>', 'a floating address or CIDR to manage; repeat it or separate with commas (default: every non-loopback address)', collectList)
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]))
-    .option('--metrics <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
-    .option('--replay <file>', 'take address events from a recorded trace (pcap) instead of the live sources')
+    .addOption(new Option('--log-format <format>', 'json (default) or text: a level word, for the console and journald').choices([...LOG_FORMATS]))
+    .option('--metrics <host:port>', 'serve Prometheus metrics on http://host:port/metrics', text)
+    .option('--replay <file>', 'take address events from a recorded trace (pcap) instead of the live sources', text)
     .option('--print-config', 'print the effective configuration as JSON and exit');
 }
 
@@ -68,6 +71,7 @@ function flagsToConfig(f: Flags): Partial<ConfigInput> {
     pollInterval: f.pollInterval,
     addresses: f.address,
     logLevel: f.logLevel,
+    logFormat: f.logFormat,
     metrics: f.metrics,
     replay: f.replay,
   };
@@ -104,7 +108,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     process.stdout.write(JSON.stringify(cfg, null, 2) + '\n');
     return 0;
   }
-  const log = pino({ level: cfg.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  const options = { level: cfg.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  const log = cfg.logFormat === 'text' ? pino(options, textDestination(pino.destination({ dest: 1, sync: true }))) : pino(options);
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, `uncaught exception: ${err.message}`);
     process.exit(1);

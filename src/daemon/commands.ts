@@ -107,6 +107,7 @@ export class OperatorCommands {
       nlm.forgetAddress(target);
     } else if (t.client !== undefined) {
       const hosts = this.hostsMatching(t.client);
+      if (hosts.length === 0) throw new Error(`no client matches "${t.client}": it holds no lock, share or queued request here (see \`lockdropctl locks\`)`);
       target = `client ${t.client}`;
       counts = sum(hosts.map((h) => table.dropByHost(h)));
       for (const h of hosts) nlm.forgetHost(h);

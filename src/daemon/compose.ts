@@ -18,7 +18,7 @@ import { FailoverController, type FailoverReport } from '../failover';
 import { LockTable, hostKey } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, callbackCredential, createNlmService, type NlmService } from '../nlm';
 import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION, type NsmSettings } from '../nsm';
-import { RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
+import { AUTH_SYS, RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
 import { DirectoryStore } from '../store';
 import type { Config } from './config';
 import { arpProbe } from './dad';
@@ -27,6 +27,7 @@ import { LockJournal } from './journal';
 import { AddressLeases } from './lease';
 import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
 import { NodeAddresses, SharedListeners } from './node';
+import { RefusalLog } from './refusals';
 import { RpcbindKeeper } from './rpcbind-owner';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { describeEvent, describeReport, overflowLine, portError, rebootLine } from './views';
@@ -85,6 +86,8 @@ export interface DaemonParts {
   logs: PartLogs;
   nlmServer: RpcServer;
   nsmServer: RpcServer;
+  /** Each address's sockets, held by failover and by the node (a reload moves an address from one to the other). */
+  listeners: SharedListeners;
   table: LockTable;
   nlm: NlmService;
   nsm: Nsm;
@@ -98,6 +101,8 @@ export interface DaemonParts {
   metrics: Metrics;
   rpcbind: RpcbindKeeper;
   feed: WatchFeed;
+  /** Tells an arriving address's neighbours its link-layer address (gratuitous ARP / unsolicited NA). */
+  announce: (address: string) => Promise<void>;
 }
 
 /** Steps that undo what was built, run in reverse when the start fails. */
@@ -118,17 +123,18 @@ export async function compose(cfg: Config, log: Logger, undo: Undo, snapshot: ()
   const servers = await rpcServers(cfg, logs, metrics, undo);
   // Late-bound: Nsm asks the watch which addresses float, and the watch is built after it.
   let watch: AddressWatch | undefined;
+  const announce = neighbourAnnouncer({ log: logs.of('nsm') });
   // Every node follows every address's journal in the (shared) state directory; a node is live
   // while its heartbeat moves, judged on the same bound as an address's holder lease.
   const store = cfg.journal.enabled ? await DirectoryStore.open({ stateDir: cfg.stateDir, node: hostname(), pollMs: cfg.journal.pollMs, livenessMs: cfg.leaseSeconds * 1000, log: logs.of('journal') }) : undefined;
-  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, store, undo);
+  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, announce, store, undo);
   for (const p of metrics.instrumentNlm(locks.nlm.programs)) servers.nlmServer.register(p);
   servers.nsmServer.register(createNsmProgram({ nsm: locks.nsm, log: logs.of('nsm') }));
   watch = createAddressWatch(cfg, logs.of('watch'));
   undo.push(() => watch?.close());
   const addresses = addressParts(live, logs, { ...servers, ...locks, watch, metrics }, undo);
   const rpcbind = new RpcbindKeeper({ mode: cfg.rpcbind, entries: () => rpcbindEntries(servers.nlmServer, servers.nsmServer), log: logs.of('rpcbind') });
-  return { live, logs, metrics, watch, rpcbind, feed: new WatchFeed(locks.table.changes), ...servers, ...locks, ...addresses };
+  return { live, logs, metrics, watch, rpcbind, feed: new WatchFeed(locks.table.changes), announce, ...servers, ...locks, ...addresses };
 }
 
 /** A packet enters here: loopback always (local tools, rpcinfo, this node's own lockd); the node's other addresses and the floating ones follow events. */
@@ -162,11 +168,11 @@ async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: U
 }
 
 /** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
-function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, store: DirectoryStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined } {
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, store: DirectoryStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined } {
   const cfg = live.config();
   const nsm = new Nsm({
     store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
-    sender: new RpcNsmSender({ log: logs.of('nsm'), announce: neighbourAnnouncer({ log: logs.of('nsm') }) }),
+    sender: new RpcNsmSender({ log: logs.of('nsm'), announce }),
     log: logs.of('nsm'),
     // A floating address's hosts move with it; every other address's are the node's.
     identity: (a) => (isFloating(a) ? a : NODE_IDENTITY),
@@ -180,6 +186,7 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
   // A lock lives on the file too: the table decides, the files part carries it to the kernel.
   const files = openDaemonFiles(cfg, () => live.exports(), logs.of('files'));
   undo.push(() => files.files?.setExports([]));
+  const refusals = new RefusalLog(logs.of('nlm'));
   let nlm: NlmService | undefined; // the table and the service refer to each other
   let journal: LockJournal | undefined; // and the table and its journal
   const table = new LockTable({
@@ -200,9 +207,9 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
     monitor: nsm,
     logger: logs.of('nlm'),
     durable: () => journal?.durable(),
-    exportPolicy: (fh, peer) => {
+    exportPolicy: (fh, peer, ctx) => {
       const d = live.exports().check(fh, peer);
-      if (!d.allowed) logs.root.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason: d.reason }, 'export policy refused a request');
+      if (!d.allowed) refusals.refused({ client: peer.address, port: peer.port, machine: ctx.cred.flavor === AUTH_SYS && 'machineName' in ctx.cred ? ctx.cred.machineName : undefined, server: ctx.local.address, reason: d.reason ?? 'refused', export: d.exportId ?? null });
       // check() already applied the export's secure-port rule.
       return { allowed: d.allowed, secure: false };
     },
@@ -280,7 +287,10 @@ export function wire(parts: DaemonParts): Subscription[] {
   ];
 }
 
-function onFailoverReport({ leases, journal, metrics, feed, logs }: DaemonParts, r: FailoverReport): void {
+function onFailoverReport({ leases, journal, metrics, feed, logs, announce }: DaemonParts, r: FailoverReport): void {
+  // With hosts to notify, the notifier announces the address before its first SM_NOTIFY; without
+  // any, a client whose neighbour cache still names the old node would time out for seconds.
+  if (r.type === 'up' && r.monitors === 0) void announce(r.address);
   if (r.type === 'down') {
     // Dropped and closed here: another node may serve it now, and write its journal once this
     // node's last records of it are durable.

@@ -40,6 +40,7 @@ const exportSchema = z
   .strict();
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['json', 'text'] as const;
 export const SOURCES = ['netlink', 'bpf', 'poll'] as const;
 
 export const configSchema = z
@@ -107,6 +108,8 @@ export const configSchema = z
       .nullable()
       .default(null),
     logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** json (the default: files, log shippers) or text (a level word, for the console and journald). */
+    logFormat: z.enum(LOG_FORMATS).default('json'),
     /**
      * Seconds an address's holder lease (in its folder of the state directory) lasts without a
      * renewal; renewed every third of it. Another node waits that long for a holder that died.

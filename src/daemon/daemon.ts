@@ -14,6 +14,7 @@ import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer } from './control';
 import { checkHandleFormats, exportSpecs, exportsLeaving } from './files';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
+import { missingCapabilities, readPrivileges } from './privileges';
 import type { MetricsSnapshot } from './metrics';
 import { arrivalOutcomes, arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
 import { VERSION } from './version';
@@ -52,6 +53,8 @@ export class Daemon {
 
   /** Builds and starts everything; on failure undoes what was started and throws StartupError. */
   static async start(cfg: Config, log: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
+    const missing = missingCapabilities(cfg, readPrivileges());
+    if (missing.length) throw new StartupError(`missing capabilities: ${missing.map((m) => `${m.capability} (${m.why})`).join(', ')}; run as root, or grant them (AmbientCapabilities= in the unit)`);
     let lock: InstanceLock;
     try {
       mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
@@ -137,7 +140,7 @@ export class Daemon {
 
   /** Applies a new configuration's reloadable keys; the caller validated it. No lock is dropped. */
   reload(next: Config): ReloadReport {
-    const { live, files: daemonFiles, table: locks, logs, watch, node, feed } = this.parts;
+    const { live, files: daemonFiles, table: locks, logs, watch, node, feed, failover } = this.parts;
     const running = live.config();
     const changed = changedKeys(running, next);
     const later = changed.filter((k) => !RELOADABLE.includes(k));
@@ -167,12 +170,30 @@ export class Daemon {
     }
     logs.setLevel(next.logLevel);
     this.log.debug({ config: next }, 'new configuration');
+    const floatedBefore = [...failover.status()].filter(([, phase]) => phase !== 'down').map(([a]) => a);
     watch.reconfigure(next);
     node.refresh();
+    this.keepLetGo(floatedBefore.filter((a) => !watch.isFloating(a)));
     live.replaceConfig({ ...next, ...Object.fromEntries(later.map((k) => [k, running[k]])) } as Config);
     this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')}: at the next start` : ''}`);
     feed.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });
     return { changed, needsRestart: later };
+  }
+
+  /**
+   * Addresses failover held that a narrowed `addresses` lets go: they keep their locks and are
+   * served as the node's own (node.refresh opened its hold on their listeners first). Their
+   * leases go, so another node may float them.
+   */
+  private keepLetGo(addresses: string[]): void {
+    const { listeners, leases, table } = this.parts;
+    const byAddress = table.stats().byAddress;
+    for (const a of addresses) {
+      leases.release(a);
+      listeners.of('failover').removeAddress(a).catch((err: Error) => this.log.warn({ address: a, err: err.message }, `${a}: ${err.message}`));
+      const locks = byAddress.get(a)?.locks ?? 0;
+      this.log.info({ address: a, locks }, `${a} is no longer floating: served as one of the node's own addresses, its locks kept`);
+    }
   }
 
   /** Graceful stop: stop accepting, unregister from rpcbind, flush records, close probes. */

@@ -2,18 +2,22 @@
 //
 //   <state-dir>/<server address>/state          "<n>\n", the address's NSM state number
 //   <state-dir>/<server address>/hosts/<file>   one JSON record per monitored host
+//   <state-dir>/node-<host name>/…              the node's own identity (loopback, NODE_IDENTITY):
+//                                               per host, as the state directory may be shared
 //
-// Every write is atomic and durable: temp file, fsync, rename, fsync of the directory. Writes that
+// Every write is atomic and durable: temp file (named for its writer: nodes sharing the directory
+// never write the same one), fsync, rename, fsync of the directory. Writes that
 // arrive while a commit is under way wait for the next one, which fsyncs each directory once for
 // the whole batch (group commit): a burst of SM_MON costs one directory fsync, not one per host.
 // A caller's promise resolves only once its record is durable.
 import { createHash } from 'node:crypto';
 import fsSync, { promises as fs } from 'node:fs';
+import { hostname } from 'node:os';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Logger } from 'pino';
-import { isAddress } from '../net';
+import { isAddress, isLoopback } from '../net';
 import { SM_MAXSTRLEN, SM_PRIV_SIZE } from './protocol';
 
 const fdatasync = promisify(fsSync.fdatasync);
@@ -98,7 +102,12 @@ export interface NsmStoreOptions {
   log?: Pick<Logger, 'warn' | 'info' | 'debug'>;
   /** Records read between two turns of the event loop at load. Default 128. */
   readChunk?: number;
+  /** This node's name: its identity's folder is node-<host>. Default the host name. */
+  host?: string;
 }
+
+/** Temp files of this process get distinct names: two writers of one file never share one. */
+let tmpSerial = 0;
 
 export class NsmStore {
   private pending = new Map<string, PendingOp>();
@@ -107,13 +116,38 @@ export class NsmStore {
   /** Count of directory fsyncs, for tests and metrics: group commit keeps it low. */
   dirSyncs = 0;
 
+  private readonly host: string;
+  private readonly nodeDir: string;
+
   constructor(readonly stateDir: string, private readonly opts: NsmStoreOptions = {}) {
     this.log = opts.log;
+    this.host = opts.host ?? hostname();
+    if (!this.host || this.host.includes('/') || this.host.startsWith('.')) throw new RangeError(`bad host name ${JSON.stringify(this.host)}`);
+    this.nodeDir = path.join(stateDir, `node-${this.host}`);
   }
 
+  /** The folder of a server address; loopback is the node's own identity, kept per host. */
   addressDir(serverAddress: string): string {
     if (!serverAddress || serverAddress.includes('/') || serverAddress.startsWith('.')) throw new RangeError(`bad server address ${JSON.stringify(serverAddress)}`);
+    if (isAddress(serverAddress) && isLoopback(serverAddress)) return this.nodeDir;
     return path.join(this.stateDir, serverAddress);
+  }
+
+  /**
+   * Earlier versions kept the node's identity in <state-dir>/127.0.0.1, shared by every node
+   * of a shared directory: the first node to load its identity takes it over (rename is atomic:
+   * one node wins), the others start their own.
+   */
+  private adoptLegacyNodeDir(): void {
+    if (fsSync.existsSync(this.nodeDir)) return;
+    const legacy = path.join(this.stateDir, '127.0.0.1');
+    try {
+      fsSync.renameSync(legacy, this.nodeDir);
+      this.log?.info({ from: legacy, to: this.nodeDir }, `nsm: the node's records moved from ${legacy} to ${this.nodeDir} (one folder per host)`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
+    }
   }
   hostsDir(serverAddress: string): string { return path.join(this.addressDir(serverAddress), 'hosts'); }
   statePath(serverAddress: string): string { return path.join(this.addressDir(serverAddress), 'state'); }
@@ -130,10 +164,11 @@ export class NsmStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
-    return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+    return entries.filter((e) => e.isDirectory() && isAddress(e.name)).map((e) => e.name).sort();
   }
 
   async load(serverAddress: string): Promise<LoadedAddress> {
+    if (this.addressDir(serverAddress) === this.nodeDir) this.adoptLegacyNodeDir();
     const skipped: SkippedFile[] = [];
     const skip = (p: string, reason: string): void => {
       skipped.push({ path: p, reason });
@@ -257,7 +292,7 @@ export class NsmStore {
           continue;
         }
         if (!made.has(op.dir)) made.set(op.dir, fsSync.mkdirSync(op.dir, { recursive: true }));
-        const tmp = path.join(op.dir, `.${path.basename(file)}.tmp`);
+        const tmp = path.join(op.dir, `.${path.basename(file)}.${this.host}.${process.pid}.${++tmpSerial}.tmp`);
         const fd = fsSync.openSync(tmp, 'w', 0o644);
         written.push({ file, tmp, fd });
         fsSync.writeSync(fd, op.content);

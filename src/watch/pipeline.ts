@@ -119,9 +119,9 @@ export function addressTransitions(config: WatchConfigInput = {}, clock: Pipelin
 
 /**
  * Keeps the floating addresses' events. When the filter changes, an address it now takes in that
- * is up arrives ('up', then 'draining' if its removal is under way) and one it lets go that is up
- * leaves ('down': its locks drop, as its later removal would no longer pass), so the output stays
- * a sequence of real transitions.
+ * is up arrives ('up', then 'draining' if its removal is under way). One it lets go gets no event:
+ * narrowing the list keeps its locks (the node serves it as one of its own from then on, and the
+ * daemon takes it out of failover's hands), so no 'down' may reach failover, which would drop them.
  */
 export function onlyFloating(config: WatchConfigInput = {}, clock: PipelineClock = {}): MonoTypeOperatorFunction<AddressEvent> {
   const now = clock.now ?? nowMs;
@@ -134,13 +134,10 @@ export function onlyFloating(config: WatchConfigInput = {}, clock: PipelineClock
         const before = keep;
         keep = floatingFilter(floating);
         for (const e of last.values()) {
-          if (keep(e.address) === before(e.address)) continue;
+          if (!keep(e.address) || before(e.address)) continue;
           const at = now();
-          if (!keep(e.address)) subscriber.next({ ...e, type: 'down', at, detectedAt: at });
-          else {
-            subscriber.next({ ...e, type: 'up', at, detectedAt: at });
-            if (e.type === 'draining') subscriber.next({ ...e, detectedAt: at });
-          }
+          subscriber.next({ ...e, type: 'up', at, detectedAt: at });
+          if (e.type === 'draining') subscriber.next({ ...e, detectedAt: at });
         }
       },
       error: (err) => subscriber.error(err),

@@ -4,13 +4,14 @@
 // failing when the daemon goes away, `lockdropctl reload` naming the bad keys.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
 import type { ReloadReport, StatusReport } from '../../src/control';
 import { requireNamespaceRoot, testInterface } from '../support/netns';
 import { LOCKDROPCTL, LOCKDROPD, REPO, daemonDir, ensureBuilt, spawnDaemon, spawnWatch, type DaemonProcess } from '../daemon/harness';
 
+const LOCKDROP = path.join(REPO, 'bin', 'lockdrop');
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const run = (bin: string, args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 20_000 });
 const fh = (ino: number) => Buffer.from(`0100010107000000${Buffer.from(Uint32Array.of(ino, 1).buffer).toString('hex')}`, 'hex');
@@ -44,6 +45,11 @@ describe('cli: command-line conventions', function () {
       [LOCKDROPD, ['--sources', 'telepathy'], 78, /unknown source telepathy/],
       [LOCKDROPD, ['--rpcbind', 'maybe'], 78, /Allowed choices are/],
       [LOCKDROPD, ['--no-such-flag'], 64, /unknown option '--no-such-flag'/],
+      // A flag with no value before the next flag: missing (64), not a bad value (78).
+      [LOCKDROPD, ['--grace', '--print-config'], 64, /'--grace <seconds>' argument '--print-config' is invalid\. it is missing/],
+      [LOCKDROPD, ['--state-dir', '--grace', '5'], 64, /'--state-dir <dir>' argument '--grace' is invalid\. it is missing/],
+      [LOCKDROPD, ['--grace'], 64, /argument missing/],
+      [LOCKDROP, ['import-statd', '--ip', '10.0.0.1', '--from', '/nonexistent', '--state-dir', '/nonexistent-state'], 1, /nothing to import: \/nonexistent: no such directory/],
     ];
     for (const [bin, args, code, message] of cases) {
       const r = run(bin, args);
@@ -61,6 +67,22 @@ describe('cli: command-line conventions', function () {
     const down = run(LOCKDROPCTL, ['--json', '--control', '/nonexistent/control.sock', 'status']);
     assert.equal(down.status, 1);
     assert.deepEqual(JSON.parse(down.stderr), { error: 'cannot connect to /nonexistent/control.sock: is lockdropd running?', exitCode: 1 });
+  });
+
+  it('lockdropd as a user without the capabilities its configuration needs refuses to start, naming them', function () {
+    requireNamespaceRoot(this);
+    const dir = daemonDir();
+    try {
+      chmodSync(dir, 0o777);
+      const exported = path.join(dir, 'export');
+      mkdirSync(exported);
+      writeFileSync(path.join(dir, 'lockdrop.json'), JSON.stringify({ nlmPort: 999, exports: [{ path: exported, fsid: 7, clients: ['0.0.0.0/0'], secure: false }] }));
+      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, LOCKDROPD, '--config', path.join(dir, 'lockdrop.json'), '--state-dir', path.join(dir, 'state'), '--control', path.join(dir, 'run', 'control.sock'), '--rpcbind', 'off', '--sources', 'poll'], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /missing capabilities: CAP_DAC_READ_SEARCH \(to lock the files of \S*export with open_by_handle_at, or set fileLocks: false\), CAP_NET_BIND_SERVICE \(to bind port 999\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lockdropd --address is repeatable and comma-separated, never swallowing what follows', () => {
@@ -87,6 +109,12 @@ describe('cli: command-line conventions', function () {
     after(() => {
       d?.cleanup();
       nic?.dispose();
+    });
+
+    it('drop --client of a client that holds nothing says nothing matched and exits 1', () => {
+      const r = d.ctl(['drop', '--client', 'nobody']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /no client matches "nobody": it holds no lock, share or queued request here/);
     });
 
     it('global options go before the subcommand as well as after it', () => {

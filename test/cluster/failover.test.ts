@@ -113,63 +113,83 @@ describe('cluster: moving an address between two lockdropd nodes over a shared s
     s = undefined;
   });
 
+  /** keepalived on node `n` with lockdrop's example configuration, its output and its notify script's log. */
+  const keepalived = (sc: Scene, n: Node): { k: ChildProcess; output: () => string; notified: () => string } => {
+    const example = readFileSync(path.join(REPO, 'contrib', 'keepalived', 'keepalived.conf'), 'utf8');
+    const conf = example
+      .replace('interface eth0', `interface ${n.host.nic}`)
+      .replaceAll('192.0.2.10', VIP)
+      .replace('"/usr/bin/lockdropctl ', `"${process.execPath} ${CTL} --config ${n.config} `)
+      .replace('"/usr/lib/lockdrop/keepalived-notify ', `"${path.join(sc.dir, `notify-${n.host.name}`)} --config ${n.config} `);
+    const file = path.join(sc.dir, `keepalived-${n.host.name}.conf`);
+    // keepalived drops a notify script's output: a wrapper keeps it for the test to read.
+    const log = path.join(sc.dir, `notify-${n.host.name}.log`);
+    writeFileSync(path.join(sc.dir, `notify-${n.host.name}`), `#!/bin/sh\nexec ${NOTIFY_SCRIPT} "$@" >>${log} 2>&1\n`, { mode: 0o755 });
+    writeFileSync(file, conf);
+    const k = sc.lab.spawn(n.host, 'keepalived', ['--dont-fork', '--log-console', '--log-detail', '--vrrp', '-f', file, '-p', `/run/keepalived.pid`, '-r', '/run/vrrp.pid'], {
+      env: { ...process.env, LOCKDROPCTL: CTL },
+    });
+    let output = '';
+    for (const stream of [k.stdout!, k.stderr!]) stream.setEncoding('utf8').on('data', (c: string) => (output += c));
+    return { k, output: () => output, notified: () => (existsSync(log) ? readFileSync(log, 'utf8') : '') };
+  };
+  const until = async (check: () => boolean, what: string, ms = 15_000): Promise<void> => {
+    for (let i = 0; i < ms / 100 && !check(); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(check(), what);
+  };
+  const MASTER = /INSTANCE NFS MASTER: lockdropd has 10\.83\.0\.100 held and answering/;
+
   it("with keepalived (lockdrop's example keepalived.conf, its notify script and track_script)", async function () {
     if (!hasCommand('keepalived')) throw new Error('keepalived is needed (bash scripts/setup.sh installs it)');
     s = await scene();
-    const sc = s;
-    const example = readFileSync(path.join(REPO, 'contrib', 'keepalived', 'keepalived.conf'), 'utf8');
-    const keepalived = (n: Node, priority: number): ChildProcess => {
-      const conf = example
-        .replace('interface eth0', `interface ${n.host.nic}`)
-        .replace(/priority 100.*/, `priority ${priority}`)
-        .replaceAll('192.0.2.10', VIP)
-        .replace('"/usr/bin/lockdropctl check"', `"${process.execPath} ${CTL} --config ${n.config} check"`)
-        .replace('"/usr/lib/lockdrop/keepalived-notify ', `"${path.join(sc.dir, `notify-${n.host.name}`)} --config ${n.config} `);
-      const file = path.join(sc.dir, `keepalived-${n.host.name}.conf`);
-      // keepalived drops a notify script's output: a wrapper keeps it for the test to read.
-      writeFileSync(path.join(sc.dir, `notify-${n.host.name}`), `#!/bin/sh\nexec ${NOTIFY_SCRIPT} "$@" >>${path.join(sc.dir, `notify-${n.host.name}.log`)} 2>&1\n`, { mode: 0o755 });
-      writeFileSync(file, conf);
-      return sc.lab.spawn(n.host, 'keepalived', ['--dont-fork', '--log-console', '--log-detail', '--vrrp', '-f', file, '-p', `/run/keepalived.pid`, '-r', '/run/vrrp.pid'], {
-        env: { ...process.env, LOCKDROPCTL: CTL },
-      });
-    };
-    const output = new Map<string, string>();
-    const watch = (name: string, k: ChildProcess) => {
-      output.set(name, '');
-      for (const stream of [k.stdout!, k.stderr!]) stream.setEncoding('utf8').on('data', (c: string) => output.set(name, output.get(name)! + c));
-    };
-    const notified = (name: string): string => {
-      const f = path.join(sc.dir, `notify-${name}.log`);
-      return existsSync(f) ? readFileSync(f, 'utf8') : '';
-    };
-    const until = async (check: () => boolean, what: string): Promise<void> => {
-      for (let i = 0; i < 150 && !check(); i++) await new Promise((r) => setTimeout(r, 100));
-      assert.ok(check(), what);
-    };
     // n1 first: it becomes MASTER and takes the VIP.
-    const k1 = keepalived(s.n1, 100);
-    watch('n1', k1);
+    const k1 = keepalived(s, s.n1);
     // The notify script on n1 saw MASTER through: lockdropd there serves the VIP.
-    await until(() => /INSTANCE NFS MASTER: lockdropd has 10\.83\.0\.100 held and answering/.test(notified('n1')), `n1's notify script: ${notified('n1')}; keepalived: ${output.get('n1')}`);
+    await until(() => MASTER.test(k1.notified()), `n1's notify script: ${k1.notified()}; keepalived: ${k1.output()}`);
     assert.equal(at(status(s, s.n1), VIP)?.present, true);
-    const k2 = keepalived(s.n2, 90);
-    watch('n2', k2);
-    await until(() => /INSTANCE NFS BACKUP: lockdropd has 10\.83\.0\.100 released \(locks dropped\)/.test(notified('n2')), `n2's notify script: ${notified('n2')}`);
+    const k2 = keepalived(s, s.n2);
+    await until(() => /INSTANCE NFS BACKUP: lockdropd has 10\.83\.0\.100 released \(locks dropped\)/.test(k2.notified()), `n2's notify script: ${k2.notified()}`);
 
     assert.deepEqual(await lockMany(s.client, VIP, 12), { granted: 12 });
     assert.deepEqual(await lockMany(s.client, STAY, 3), { granted: 3 });
     const marks = { from: s.n1.log.count, to: s.n2.log.count, client: s.client.count };
     // n1 goes away from VRRP (keepalived stops: it removes the VIP and tells the peer at once).
-    k1.kill('SIGTERM');
+    k1.k.kill('SIGTERM');
     await assertMoved(s, s.n1, s.n2, 12, marks);
     // Both notify scripts confirmed what lockdropd did: n1 stopped and dropped, n2 serves.
-    await until(() => /INSTANCE NFS STOP: lockdropd has 10\.83\.0\.100 released \(locks dropped\)/.test(notified('n1')), `n1's notify script: ${notified('n1')}`);
-    await until(() => /INSTANCE NFS MASTER: lockdropd has 10\.83\.0\.100 held and answering/.test(notified('n2')), `n2's notify script: ${notified('n2')}`);
+    await until(() => /INSTANCE NFS STOP: lockdropd has 10\.83\.0\.100 released \(locks dropped\)/.test(k1.notified()), `n1's notify script: ${k1.notified()}`);
+    await until(() => MASTER.test(k2.notified()), `n2's notify script: ${k2.notified()}`);
     // track_script: a lockdropd that stops answering fails keepalived's check (lowering the node's priority).
     s.n2.daemon.kill('SIGSTOP');
-    await until(() => /VRRP_Script\(lockdrop\) failed/.test(output.get('n2')!), `keepalived on n2 saw lockdropctl check fail: ${output.get('n2')}`);
+    await until(() => /VRRP_Script\(lockdrop\) failed/.test(k2.output()), `keepalived on n2 saw lockdropctl check fail: ${k2.output()}`);
     s.n2.daemon.kill('SIGCONT');
-    k2.kill('SIGTERM');
+    k2.k.kill('SIGTERM');
+  });
+
+  it('with keepalived: the address leaves a node whose lockdropd fails within 10 s, and stays where it went when it is back', async function () {
+    if (!hasCommand('keepalived')) throw new Error('keepalived is needed (bash scripts/setup.sh installs it)');
+    s = await scene();
+    const sc = s;
+    const k1 = keepalived(s, s.n1);
+    await until(() => MASTER.test(k1.notified()), `n1's notify script: ${k1.notified()}; keepalived: ${k1.output()}`);
+    const k2 = keepalived(s, s.n2);
+    await until(() => /INSTANCE NFS BACKUP/.test(k2.notified()), `n2's notify script: ${k2.notified()}`);
+    const holds = (n: Node): boolean => sc.lab.exec(n.host, 'ip', ['-4', '-o', 'addr', 'show', 'dev', n.host.nic]).includes(`${VIP}/`);
+    assert.ok(holds(s.n1) && !holds(s.n2));
+    // Hung, the harder case to notice: the control socket accepts, nothing answers.
+    const t0 = Date.now();
+    s.n1.daemon.kill('SIGSTOP');
+    await until(() => holds(sc.n2) && !holds(sc.n1), `the address moved to n2; keepalived n1: ${k1.output()}; n2: ${k2.output()}`, 20_000);
+    const ms = Date.now() - t0;
+    assert.ok(ms < 10_000, `the address moved ${ms} ms after lockdropd failed on n1`);
+    await until(() => MASTER.test(k2.notified()), `n2's notify script: ${k2.notified()}`);
+    // Back on n1: same priority as n2 again, no preemption, no second move (and grace).
+    s.n1.daemon.kill('SIGCONT');
+    await until(() => (k1.output().match(/VRRP_Script\(lockdrop\) succeeded/g) ?? []).length >= 2, `n1's check passes again: ${k1.output()}`);
+    await new Promise((r) => setTimeout(r, 4_000));
+    assert.ok(holds(sc.n2) && !holds(sc.n1), 'the address stayed on n2');
+    k1.k.kill('SIGTERM');
+    k2.k.kill('SIGTERM');
   });
 
   it("with resource-agents' IPaddr2 (stop on one node, start on the other)", async function () {

@@ -166,7 +166,13 @@ describe('daemon: /metrics', function () {
       assert.ok(value(after, 'lockdrop_address_events_total', { type: 'down', source: trigger }) >= 1);
 
       // The operator drops: trigger admin.
-      assert.equal(d.ctl(['drop', '--client', 'nobody']).code, 0);
+      const local = await NlmClient.create({ server: { address: '127.0.0.1', port: d.logs.find((x) => x.nlmPort)!.nlmPort as number }, transport: 'tcp', vers: 4, callerName: 'metrics-local' });
+      try {
+        assert.equal((await local.lock({ fh, svid: 1, offset: 0n, length: 1n })).status, 'granted');
+      } finally {
+        await local.close();
+      }
+      assert.equal(d.ctl(['drop', '--client', 'metrics-local']).code, 0);
       assert.equal(value((await scrape()).samples, 'lockdrop_drops_total', { trigger: 'admin' }), 1);
     } finally {
       await c.close();

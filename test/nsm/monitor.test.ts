@@ -36,7 +36,7 @@ describe('nsm monitor', () => {
     store.put = (r) => { puts++; return put(r); };
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
-  const hostFiles = (addr = VIP): string[] => readdirSync(path.join(dir, addr, 'hosts'));
+  const hostFiles = (addr = VIP): string[] => readdirSync(store.hostsDir(addr));
 
   it('records a host once: a second monitor, even concurrent, writes nothing', async () => {
     const nsm = new Nsm({ store });

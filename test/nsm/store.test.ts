@@ -76,6 +76,39 @@ describe('nsm durable store', () => {
     assert.match(recordFileName('x'.repeat(500), '1.2.3.4'), /^[0-9a-f]{64}\.json$/);
   });
 
+  it("keeps the node's own identity (loopback) per host: nodes sharing the directory never share it", async () => {
+    const a = new NsmStore(dir, { host: 'node-a' });
+    const b = new NsmStore(dir, { host: 'node-b' });
+    await Promise.all([a.writeState('127.0.0.1', 3), b.writeState('127.0.0.1', 9), a.put(rec(1, '127.0.0.1'))]);
+    assert.equal((await a.load('127.0.0.1')).state, 3);
+    assert.deepEqual((await b.load('127.0.0.1')).records, []);
+    assert.equal((await b.load('127.0.0.1')).state, 9);
+    assert.deepEqual(readdirSync(dir).sort(), ['node-node-a', 'node-node-b']);
+    assert.deepEqual(await a.addresses(), [], 'a node folder is no server address');
+  });
+
+  it("an older directory's 127.0.0.1 folder becomes the node's of the first host that loads it", async () => {
+    mkdirSync(path.join(dir, '127.0.0.1', 'hosts'), { recursive: true });
+    writeFileSync(path.join(dir, '127.0.0.1', 'state'), '5\n');
+    writeFileSync(path.join(dir, '127.0.0.1', 'hosts', recordFileName('client1', '192.168.0.1')), JSON.stringify(rec(1, '127.0.0.1')));
+    const first = await new NsmStore(dir, { host: 'node-a' }).load('127.0.0.1');
+    assert.equal(first.state, 5);
+    assert.equal(first.records.length, 1);
+    const second = await new NsmStore(dir, { host: 'node-b' }).load('127.0.0.1');
+    assert.equal(second.state, undefined);
+    assert.deepEqual(readdirSync(dir).sort(), ['node-node-a']);
+  });
+
+  it('two writers of one file at once never meet in a temp file (every write lands, none fails)', async () => {
+    const a = new NsmStore(dir, { host: 'same' });
+    const b = new NsmStore(dir, { host: 'same' });
+    const writes: Promise<void>[] = [];
+    for (let i = 1; i <= 40; i++) writes.push(a.writeState('10.0.0.5', 2 * i + 1), b.writeState('10.0.0.5', 2 * i + 1));
+    await Promise.all(writes);
+    assert.equal(readFileSync(path.join(dir, '10.0.0.5', 'state'), 'utf8'), '81\n');
+    assert.deepEqual(readdirSync(path.join(dir, '10.0.0.5')), ['state'], 'no temp file left');
+  });
+
   it('refuses a server address that would escape the state directory', () => {
     const s = new NsmStore(dir);
     assert.throws(() => s.addressDir('../etc'), RangeError);

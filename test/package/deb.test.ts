@@ -138,13 +138,13 @@ describe('package: the Debian package, installed with dpkg', function () {
     const files = sh('dpkg-deb', ['-c', deb]).split('\n').map((l) => l.split(/\s+/)[5]).filter(Boolean);
     for (const f of [
       './usr/bin/lockdropd', './usr/bin/lockdropctl', './usr/bin/lockdrop', './usr/lib/lockdrop/dist/cli/lockdropd.js', './usr/lib/lockdrop/native/build/Release/lockdrop.node',
-      './usr/lib/lockdrop/dist/bpf/lockdrop.bpf.o', './usr/lib/lockdrop/node_modules/pino/package.json', './lib/systemd/system/lockdrop.service', './etc/lockdrop/lockdrop.yaml',
+      './usr/lib/lockdrop/dist/bpf/lockdrop.bpf.o', './usr/lib/lockdrop/node_modules/pino/package.json', './lib/systemd/system/lockdrop.service', './etc/lockdrop/lockdrop.yaml', './etc/logrotate.d/lockdrop',
       './usr/lib/ocf/resource.d/lockdrop/lockdropd', './usr/lib/lockdrop/keepalived-notify', './usr/share/man/man8/lockdropd.8.gz', './usr/share/man/man8/lockdropctl.8.gz',
       './usr/share/man/man5/lockdrop.yaml.5.gz', './usr/share/man/man1/lockdrop.1.gz', './usr/share/doc/lockdrop/copyright', './usr/share/doc/lockdrop/examples/keepalived.conf',
     ]) assert.ok(files.includes(f), `${f} in the package`);
     // Nothing of the development tree: no sources, maps, tests or devDependencies.
     for (const f of files) assert.doesNotMatch(f, /^\.\/usr\/lib\/lockdrop\/(dist\/.*\.(map|ts)$|src\/|test\/|node_modules\/(mocha|typescript|tsx|fast-check|node-addon-api|@types)\/)/, f);
-    assert.equal(sh('dpkg-deb', ['-I', deb, 'conffiles']).trim(), '/etc/lockdrop/lockdrop.yaml');
+    assert.equal(sh('dpkg-deb', ['-I', deb, 'conffiles']).trim(), '/etc/lockdrop/lockdrop.yaml\n/etc/logrotate.d/lockdrop');
   });
 
   it('dpkg -i installs it: every dependency met by installed packages (no --force); the commands report the version', async function () {
@@ -155,6 +155,10 @@ describe('package: the Debian package, installed with dpkg', function () {
     ours = true;
     dpkg(['-i', deb]);
     assert.ok(installed(), 'dpkg says install ok installed');
+    // A first install leaves the unit disabled (README): enabled, it would start at boot outside
+    // Pacemaker and, through Conflicts=, stop rpc-statd.
+    const wants = m.run('sh', ['-c', 'ls /etc/systemd/system/*.wants/ 2>/dev/null | grep lockdrop']).stdout;
+    assert.equal(wants, '', 'no wants/ link after a first install');
     assert.equal(machine(), machineBefore, 'the machine itself untouched');
     for (const cmd of ['lockdropd', 'lockdropctl', 'lockdrop']) assert.equal(m.sh(`/usr/bin/${cmd}`, ['--version']).trim(), `${cmd} ${VERSION}`);
     const conffile = m.sh('/usr/bin/lockdropd', ['--config', '/etc/lockdrop/lockdrop.yaml', '--print-config']);
@@ -246,6 +250,10 @@ describe('package: the Debian package, installed with dpkg', function () {
     }
     const agent = '/usr/lib/ocf/resource.d/lockdrop/lockdropd';
     assert.equal(statSync(m.path(agent)).mode & 0o777, 0o755);
+    // The agent's log (its default `log`) is rotated.
+    const defaultLog = /name="log"[\s\S]*?default="([^"]+)"/.exec(m.run(agent, ['meta-data'], { env: { ...process.env, OCF_ROOT: '/usr/lib/ocf' } }).stdout)?.[1];
+    assert.equal(defaultLog, '/var/log/lockdrop/lockdropd.log');
+    assert.match(readFileSync(m.path('/etc/logrotate.d/lockdrop'), 'utf8'), /^\/var\/log\/lockdrop\/\*\.log \{[\s\S]*copytruncate[\s\S]*\}/m);
     const meta = m.run(agent, ['meta-data'], { env: { ...process.env, OCF_ROOT: '/usr/lib/ocf' } });
     assert.equal(meta.status, 0);
     const lint = spawnSync('xmllint', ['--noout', '--valid', '-'], { input: meta.stdout, cwd: '/usr/share/resource-agents', encoding: 'utf8' });

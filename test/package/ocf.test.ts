@@ -1,6 +1,7 @@
 // The Pacemaker resource agent ocf:lockdrop:lockdropd (contrib/ocf/lockdropd): resource-agents'
 // own ocf-tester passes it, and its monitor tells stopped (7) from hung (1) from serving (0),
-// checking NLM on the floating address it serves.
+// checking NLM on the floating address it serves. A mistake in the file on disk never stops a
+// healthy daemon (monitor warns), and stop succeeds only once the process is gone.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -78,6 +79,65 @@ describe('package: the OCF resource agent', function () {
     for (let i = 0; i < 100 && spawnSync('kill', ['-0', String(pid)]).status === 0; i++) spawnSync('sleep', ['0.05']);
     assert.equal(agent('monitor').status, 7, 'a dead daemon (its pid file left behind) is not running');
     assert.equal(agent('stop').status, 0);
+  });
+
+  const daemonPid = (): number => Number(readFileSync(path.join(dir, 'state', `.lockdropd-${spawnSync('uname', ['-n'], { encoding: 'utf8' }).stdout.trim()}.pid`), 'utf8'));
+  const gone = (pid: number): boolean => spawnSync('kill', ['-0', String(pid)]).status !== 0;
+  const started = (): number => {
+    const start = agent('start');
+    assert.equal(start.status, 0, start.stdout + start.stderr);
+    return daemonPid();
+  };
+
+  it('a bad file on disk while the daemon runs: monitor 0 with a warning, validate-all 6, reload keeps it serving, stop ends it', () => {
+    const good = readFileSync(config, 'utf8');
+    const pid = started();
+    try {
+      writeFileSync(config, 'grace: soon\n');
+      const m = agent('monitor');
+      assert.equal(m.status, 0, m.stdout + m.stderr);
+      assert.match(m.stderr + m.stdout, /configuration file .* is invalid: lockdropd keeps running the configuration it has.*grace: Expected number/);
+      assert.equal(agent('monitor', {}, { OCF_RESKEY_CRM_meta_interval: '0' }).status, 0, 'a probe finds it running');
+      assert.equal(agent('validate-all').status, 6);
+      const r = agent('reload');
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stderr + r.stdout, /refused to reload .* keeps its running configuration/);
+      assert.equal(agent('monitor').status, 0);
+      const s = agent('stop');
+      assert.equal(s.status, 0, s.stdout + s.stderr);
+      assert.ok(gone(pid), 'stop returned success while lockdropd still runs');
+      assert.equal(agent('monitor').status, 7);
+    } finally {
+      writeFileSync(config, good);
+    }
+  });
+
+  it('stop: SIGKILL before the stop timeout when SIGTERM does not end it; success once the process is gone', () => {
+    const pid = started();
+    process.kill(pid, 'SIGSTOP');
+    const t0 = Date.now();
+    const s = agent('stop', {}, { OCF_RESKEY_CRM_meta_timeout: '8000' });
+    const ms = Date.now() - t0;
+    assert.equal(s.status, 0, s.stdout + s.stderr);
+    assert.ok(gone(pid), 'lockdropd is still there');
+    assert.match(s.stderr + s.stdout, /did not stop within 3s of SIGTERM: SIGKILL/);
+    assert.ok(ms >= 2_900 && ms < 8_000, `stop took ${ms} ms`);
+  });
+
+  it('reload: the daemon re-reads its configuration file (lockdropctl reload)', () => {
+    const good = readFileSync(config, 'utf8');
+    const pid = started();
+    try {
+      writeFileSync(config, JSON.stringify({ ...JSON.parse(good), grace: 33 }));
+      const r = agent('reload');
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stderr + r.stdout, /configuration reloaded: .*grace/);
+      assert.equal(daemonPid(), pid, 'reloaded, not restarted');
+      assert.equal(agent('monitor').status, 0);
+    } finally {
+      writeFileSync(config, good);
+      assert.equal(agent('stop').status, 0);
+    }
   });
 
   it('validate-all and start refuse a bad configuration (6) naming the key, a missing one (5); warn about ephemeral ports', () => {
