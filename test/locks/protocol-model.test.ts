@@ -203,7 +203,7 @@ class World {
         const n = c.n % cfg.nodes;
         if (!nodes[n].alive) return null;
         // The freshness bound: every live node's index holds every journal before the crash.
-        if (this.deliverBeforeCrash) for (const m of this.alive()) this.store.deliverAll(nodes[m]);
+        if (this.deliverBeforeCrash) this.settle();
         nodes[n].crash();
         where.forEach((m, a) => m === n && (where[a] = null));
         return `${NODES[n]} is killed`;
@@ -353,6 +353,17 @@ class World {
     }
   }
 
+  /**
+   * Every journal in every live node's index, up to its end: a delivery may grant a waiter whose
+   * entry is written after another node had its delivery, so again until nothing is new.
+   */
+  private settle(): void {
+    for (let more = true; more; ) {
+      more = false;
+      for (const m of this.alive()) for (const a of ADDRS.slice(0, this.cfg.addrs)) if (this.store.deliver(this.nodes[m], a) !== 0) more = true;
+    }
+  }
+
   /** Everything quiet: every address served, every reclaim made, every journal delivered, the kernel's waiters woken. */
   quiesce(): string[] {
     const out: string[] = [];
@@ -363,7 +374,7 @@ class World {
     this.where.forEach((n, a) => n === null && out.push(this.arrive(a, this.alive()[0])));
     this.check();
     for (let o = 0; o < this.cfg.owners; o++) out.push(this.reclaim(o) ?? '');
-    for (const m of this.alive()) this.store.deliverAll(this.nodes[m]);
+    this.settle();
     out.push(`the kernel wakes ${this.kernel.wakeWaiters()} waiters`);
     this.drainGrants();
     this.check();
