@@ -1,11 +1,12 @@
 // LOCK+UNLOCK pairs per second through the whole NLM server (RpcServer + NLM service + LockTable)
 // on loopback, over UDP and TCP, with 1, 8 and 64 concurrent owners, with the locks in memory and
-// on real files (a tmpfs export, knfsd handles, the files part as lockdropd opens it), one row of
-// each back to back against the same generator. The load generator is a separate process that
+// on real files (a tmpfs export, knfsd handles, the files part as lockdropd opens it), and in memory
+// with the lock journal (issue 19: every grant durable before its reply, group commit) on a tmpfs
+// and on an ext4 image, one row of each back to back against the same generator. The load generator is a separate process that
 // pre-encodes its calls and patches only the xid, so that it is not the bottleneck; both processes
 // report their CPU use. LOCK and UNLOCK each count as one RPC. Each owner locks a file of its own.
 //
-//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files]   (the last three pick rows, e.g. for a profile)
+//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files|journal-tmpfs|journal-ext4]   (the last three pick rows, e.g. for a profile)
 //
 // Real files need root (the benchmark runs itself again in a private mount namespace, for the
 // tmpfs); without it only the memory rows run.
@@ -15,10 +16,15 @@
 //   strace -p and the profilers: `serve` prints {port, pid} and, at each SIGUSR2, the RPCs handled, its read/write
 //   syscalls and CPU; `drive` runs the generator against it, signalling the server when it starts and stops measuring)
 import dgram from 'node:dgram';
-import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, fork } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { LockJournal } from '../src/daemon/journal';
 import { LockTable } from '../src/locks';
+import { DirectoryStore } from '../src/store';
 import { AUTH_SYS, RpcServer, credentialToOpaqueAuth, encodeRecord, NULL_AUTH, RecordDecoder, writeCallHeader } from '../src/rpc';
 import { XdrWriter } from '../src/xdr';
 import { realFilesUnavailable, reexecInNamespaces, tmpfsExport, type BenchExport } from './real-files';
@@ -134,7 +140,7 @@ async function generate(transport: Transport, port: number, handles: Buffer[], m
 
 // ---- server and driver (parent process) ----
 
-type Mode = 'memory' | 'files';
+type Mode = 'memory' | 'files' | 'journal-tmpfs' | 'journal-ext4';
 const MAX_OWNERS = 64;
 
 interface Stack {
@@ -144,16 +150,36 @@ interface Stack {
   close(): Promise<void>;
 }
 
-/** An NLM server on HOST whose table keeps locks in memory, or on the export's files. */
+/** A state directory on a fresh filesystem of this kind, mounted in this (private) mount namespace. */
+function stateDirOn(fs: 'tmpfs' | 'ext4'): string {
+  const dir = mkdtempSync(join(tmpdir(), `lockdrop-bench-state-${fs}-`));
+  if (fs === 'tmpfs') execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256m', 'lockdrop-bench-state', dir]);
+  else {
+    const img = `${dir}.img`;
+    execFileSync('truncate', ['-s', '512M', img]);
+    execFileSync('mkfs.ext4', ['-q', '-F', img]);
+    execFileSync('mount', ['-o', 'loop', img, dir]);
+  }
+  return dir;
+}
+
+/** An NLM server on HOST whose table keeps locks in memory, on the export's files, or in memory with the journal. */
 async function startStack(mode: Mode, exp: BenchExport | undefined, address = HOST): Promise<Stack> {
   let service: ReturnType<typeof createNlmService> | undefined;
+  let journal: LockJournal | undefined;
   const onFiles = mode === 'files' ? { locker: exp!.files, exportOf: (fh: Buffer) => exp!.exports.exportOf(fh) } : {};
-  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g), ...onFiles });
-  service = createNlmService({ table });
+  const onJournal = mode.startsWith('journal') ? { journal: (a: string, r: Parameters<LockJournal['append']>[1]) => journal!.append(a, r) } : {};
+  const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g), ...onFiles, ...onJournal });
+  if (mode === 'journal-tmpfs' || mode === 'journal-ext4') {
+    const store = await DirectoryStore.open({ stateDir: stateDirOn(mode === 'journal-tmpfs' ? 'tmpfs' : 'ext4'), node: 'bench', log: pino({ level: 'warn' }) });
+    journal = new LockJournal({ store, table, barrierMs: () => 1000, log: pino({ level: 'warn' }) });
+    await journal.takeOver(address);
+  }
+  service = createNlmService({ table, durable: () => journal?.durable() });
   const server = new RpcServer();
   for (const p of service.programs) server.register(p);
   await server.addAddress(address);
-  return { mode, table, server, close: async () => { service!.close(); await server.close(); } };
+  return { mode, table, server, close: async () => { service!.close(); await server.close(); await journal?.close(); } };
 }
 
 /** The software path alone (RPC decode, NLM, table, files, reply encode), no sockets: CPU µs per RPC. */
@@ -200,7 +226,7 @@ async function main(): Promise<void> {
   const exp = noFiles === undefined ? tmpfsExport() : undefined;
   // The same handles for both modes: a knfsd handle of a tmpfs file per owner.
   const handles = exp ? exp.handles('owner-', MAX_OWNERS) : syntheticHandles(MAX_OWNERS);
-  const modes = (['memory', 'files'] as const).filter((m) => (onlyMode === undefined || m === onlyMode) && (m === 'memory' || exp));
+  const modes = (['memory', 'files', 'journal-tmpfs', 'journal-ext4'] as const).filter((m) => (onlyMode === undefined || m === onlyMode) && (m === 'memory' || exp));
   const stacks = new Map<Mode, Stack>();
   for (const m of modes) stacks.set(m, await startStack(m, exp));
   console.log(`NLM v4 LOCK+UNLOCK on ${HOST}, ${seconds} s per run, node ${process.version}${exp ? `; files: a tmpfs export, ${handles[0]!.length}-byte knfsd handles` : `; files: skipped (${noFiles})`}`);
@@ -208,7 +234,7 @@ async function main(): Promise<void> {
   for (const [m, stack] of stacks) perRpc.set(m, await dispatchOnly(stack, handles));
   console.log(`dispatch only (no sockets, 64 owners): ${[...perRpc].map(([m, us]) => `${m} ${us.toFixed(2)} µs CPU per RPC`).join(', ')}`);
   // With a busy machine the rate is bounded by the CPU we get: server CPU µs per RPC is the steadier figure.
-  console.log('transport owners mode      RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors  files/memory');
+  console.log('transport owners mode             RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors  of memory');
   for (const transport of ['udp', 'tcp'] as const) {
     if (onlyTransport !== undefined && transport !== onlyTransport) continue;
     for (const owners of [1, 8, MAX_OWNERS]) {
@@ -219,8 +245,8 @@ async function main(): Promise<void> {
         const { serverCpu } = r;
         const rate = r.rpcs / r.seconds;
         if (mode === 'memory') memoryRate = rate;
-        const ratio = mode === 'files' && memoryRate ? `${((rate / memoryRate) * 100).toFixed(0)}%` : '';
-        console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${mode.padEnd(7)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)} ${ratio.padStart(13)}`);
+        const ratio = mode !== 'memory' && memoryRate ? `${((rate / memoryRate) * 100).toFixed(0)}%` : '';
+        console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${mode.padEnd(14)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)} ${ratio.padStart(10)}`);
       }
     }
   }
