@@ -2,6 +2,7 @@
 // objects are cheap), and what few files have — queued requests and share reservations. The bulk
 // (locks, files, owners, holders) is typed-array records (records.ts).
 import type { Pos } from './range';
+import type { BlockGranted } from './types';
 
 export class HostEntry {
   /** Owners interned under this host. */
@@ -114,3 +115,24 @@ export interface Share {
   access: number;
   addr: AddressEntry;
 }
+
+// A grant a client may still refuse, as the undo log keeps it (grants.ts).
+export interface Span {
+  start: Pos;
+  end: Pos;
+}
+
+/** One of the owner's locks as an undo puts it back. */
+export interface Piece extends Span {
+  exclusive: boolean;
+  address: string;
+}
+
+export interface GrantEntry extends Span {
+  g: BlockGranted;
+  /** The file's key (ids are reused once a file is freed). */
+  key: string;
+  /** What the owner held on [start, end] before this grant, as far as no earlier undo changed it. */
+  prior: Piece[];
+}
+

@@ -12,30 +12,12 @@
 import { EOF, dec, inc, maxPos, minPos, parseRange } from './range';
 import type { Pos } from './range';
 import { mineOn } from './ranges';
+import type { GrantEntry, Piece, Span } from './entries';
 import type { LockState } from './state';
 import type { BlockGranted, PriorLock } from './types';
 
 /** Grants kept per owner: unconfirmed grants of one owner are few (the client confirms or the NLM gives up). */
 const MAX_LOG = 16;
-
-export interface Span {
-  start: Pos;
-  end: Pos;
-}
-
-/** One of the owner's locks as an undo puts it back. */
-export interface Piece extends Span {
-  exclusive: boolean;
-  address: string;
-}
-
-export interface GrantEntry extends Span {
-  g: BlockGranted;
-  /** The file's key (ids are reused once a file is freed). */
-  key: string;
-  /** What the owner held on [start, end] before this grant, as far as no earlier undo changed it. */
-  prior: Piece[];
-}
 
 /** Logs a grant (see above for what the log forgets). */
 export function recordGrant(st: LockState, g: BlockGranted, file: number, owner: number, s: Pos, e: Pos): void {

@@ -7,8 +7,8 @@
 // per-lock Map, Set, object or BigInt.
 import { Subject } from 'rxjs';
 import { AddressEntry, ExportEntry, FileExtra, HostAtAddress, HostEntry } from './entries';
-import type { Block, Share } from './entries';
-import type { GrantEntry } from './grants';
+import type { Block, GrantEntry, Share } from './entries';
+
 import { toWire } from './range';
 import type { Pos } from './range';
 import { FileRecords, HolderRecords, LockRecords, OwnerRecords, Registry } from './records';

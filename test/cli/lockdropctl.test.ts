@@ -73,11 +73,11 @@ describe('cli: lockdropctl and the control socket', function () {
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /lockdropd pid \d+/);
     assert.match(t.stdout, /sources: poll/);
-    assert.match(t.stdout, /ADDRESS\s+PRESENT\s+DRAINING\s+GRACE\s+LOCKS\s+MONITORS/);
+    assert.match(t.stdout, /ADDRESS\s+PRESENT\s+DRAINING\s+GRACE\s+RECLAIMED\s+LOCKS\s+JOURNAL\s+MONITORS/);
     const j = JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport;
     assert.equal(j.pid, d.child.pid);
     assert.deepEqual(j.sources.map((x) => [x.name, x.active]), [['poll', true]]);
-    for (const addr of j.addresses) for (const k of ['address', 'present', 'draining', 'grace', 'locks', 'monitors']) assert.ok(k in addr, k);
+    for (const addr of j.addresses) for (const k of ['address', 'present', 'draining', 'grace', 'locks', 'monitors', 'journal', 'reclaim']) assert.ok(k in addr, k);
   });
 
   it('locks: every lock with server, client, svid, offset, length, exclusive, fh, since; filters by ip, client and export', async () => {
@@ -98,6 +98,8 @@ describe('cli: lockdropctl and the control socket', function () {
     assert.equal(count(['--client', 'beta@127.0.0.1']), 1);
     assert.equal(count(['--export', '/srv/a']), 2);
     assert.equal(count(['--ip', '127.0.0.1']), 3);
+    assert.equal(count(['--address', '127.0.0.1']), 3);
+    assert.ok(locks.every((l) => l.awaitingReclaim === false), 'held, none awaiting a reclaim');
     assert.equal(count(['--ip', '10.1.2.3']), 0);
     const table = d.ctl(['locks']).stdout;
     assert.match(table, /SERVER\s+CLIENT\s+SVID\s+TYPE\s+OFFSET\s+LENGTH\s+EXPORT\s+FH\s+SINCE/);

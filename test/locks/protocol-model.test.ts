@@ -419,7 +419,7 @@ describe('locks: the move protocol, model-based (issue 19)', () => {
     this.timeout(60_000);
     fc.assert(
       fc.property(configArb, fc.array(cmdArb, { minLength: 1, maxLength: 40, size: 'max' }), (cfg, cmds) => run(cfg, cmds)),
-      { numRuns: 1000 },
+      { numRuns: 600 },
     );
   });
 
