@@ -108,7 +108,9 @@ describe('cluster: split brain, two lockdropd nodes on one state directory', fun
     const reclaimed = await client.wait('reclaim', (j) => j.event === 'reclaimed', 20_000, clientMark);
     assert.deepEqual([reclaimed.granted, reclaimed.of], [5, 5]);
     assert.equal(at(n2)?.heldBy, null);
-    assert.ok(at(n2)?.grace);
+    // The journal said what to reclaim: all of it back, the grace ended by itself.
+    await n2.log.wait('the grace ended', (j) => j.address === VIP && /^grace of .* ended: 5 of 5 locks reclaimed by 1 host/.test(String(j.msg)), 10_000, takeMark);
+    assert.equal(at(n2)?.grace ?? null, null);
     assert.equal(JSON.parse(readFileSync(path.join(shared, VIP, 'holder'), 'utf8')).node, h2.netns);
 
     // Now n1 gets it back while n2 holds it, and n2 dies without letting go: n1 waits out the lease.
