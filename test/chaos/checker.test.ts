@@ -1,6 +1,6 @@
 // The chaos checker on hand-written logs: what it must catch, and what it must let pass.
 import assert from 'node:assert/strict';
-import { check, compareViews, conflictsWithin, describe as describeViolation, parseKernelLocks, type ChaosEvent, type RangeLock } from './checker';
+import { check, compareViews, conflictsWithin, describe as describeViolation, describeLoss, parseKernelLocks, windowStats, type ChaosEvent, type RangeLock } from './checker';
 
 const R: RangeLock = { file: 'f0', offset: 0, length: 100, exclusive: true };
 const shared = (l: RangeLock): RangeLock => ({ ...l, exclusive: false });
@@ -11,6 +11,8 @@ const released = (t: number, owner: string, via: string, lock = R): ChaosEvent =
 const disrupt = (t: number, via: string): ChaosEvent => ({ t: ms(t), kind: 'disrupt', via, what: 'move' });
 const reclaim = (t: number, owner: string, via: string, ok: boolean, sent = t - 1, lock = R): ChaosEvent =>
   ({ t: ms(t), kind: ok ? 'reclaim_ok' : 'reclaim_refused', owner, via, lock, sent: ms(sent), status: ok ? 'granted' : 'denied' });
+const protectedAt = (t: number, via: string): ChaosEvent => ({ t: ms(t), kind: 'protected', via, what: 'n2' });
+const localGrant = (t: number, name: string, sent = t, lock = R): ChaosEvent => ({ t: ms(t), kind: 'granted', owner: `local:${name}`, via: 'local', lock, sent: ms(sent), how: 'reply' });
 
 describe('chaos checker', () => {
   it('catches two owners holding overlapping exclusive locks at once, and how long', () => {
@@ -74,6 +76,62 @@ describe('chaos checker', () => {
     const givenUp = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), released(6, 'x/1', 'V1')]);
     assert.deepEqual(givenUp.violations, []);
     assert.equal(givenUp.counts.givenUpBeforeReclaim, 1);
+  });
+
+  describe('the window of an address (its disruption to its protection on the new node)', () => {
+    it('counts a local process granted inside it, against a lock held through that address, as a window loss with its cost', () => {
+      // X holds R through V1; V1 moves at 5; a local process takes R at 6; V1 arrives (protected) at 8; X's reclaim is refused.
+      const r = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), localGrant(6, 'p1'), protectedAt(8, 'V1'), reclaim(10, 'x/1', 'V1', false), released(12, 'local:p1', 'local')]);
+      assert.deepEqual(r.violations, []);
+      assert.equal(r.counts.windowLosses, 1);
+      assert.equal(r.counts.windowMsMax, 3);
+      const l = r.windowLosses[0]!;
+      assert.deepEqual([l.local.owner, l.victim.owner, l.via, l.disruptedAt, l.protectedAt, l.overlapUs, l.reclaimRefused], ['local:p1', 'x/1', 'V1', ms(5), ms(8), ms(4), 'denied']);
+      assert.match(describeLoss(l), /^local process took W f0\[0\+100\] \(local:p1, at 0\.006 s\) in the window of V1 \(disrupted at 0\.005 s, protected at 0\.008 s\) from x\/1 via V1 .*both held it 4 ms, its reclaim refused \(denied\)/);
+      assert.deepEqual(r.windows, [{ via: 'V1', what: 'move', disruptedAt: ms(5), protectedAt: ms(8) }]);
+    });
+
+    it('also when the local process asked inside it and its answer came after the protection (the kernel granted somewhere in between)', () => {
+      const r = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), protectedAt(8, 'V1'), localGrant(9, 'p1', 7), released(12, 'local:p1', 'local'), reclaim(13, 'x/1', 'V1', true)]);
+      assert.deepEqual(r.violations, []);
+      assert.equal(r.counts.windowLosses, 1);
+    });
+
+    it('leaves the same grant after the protection a violation', () => {
+      const r = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), protectedAt(8, 'V1'), localGrant(9, 'p1', 8.5), reclaim(10, 'x/1', 'V1', false), released(12, 'local:p1', 'local')]);
+      assert.deepEqual(r.violations.map((v) => v.kind).sort(), ['overlap', 'reclaim_refused']);
+      assert.equal(r.counts.windowLosses, 0);
+    });
+
+    it("leaves an NLM client's conflicting grant inside it a violation", () => {
+      const r = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), granted(6, 'y/1', 'V2'), protectedAt(8, 'V1'), reclaim(10, 'x/1', 'V1', false)]);
+      assert.deepEqual(r.violations.map((v) => v.kind).sort(), ['overlap', 'reclaim_refused']);
+      assert.equal(r.counts.windowLosses, 0);
+    });
+
+    it('excuses only locks of the disrupted address held at its disruption', () => {
+      // y holds R through V2 (not moved): a local process taking it while V1's window is open is a violation.
+      const other = check([granted(0, 'y/1', 'V2'), disrupt(5, 'V1'), localGrant(6, 'p1'), released(7, 'local:p1', 'local'), protectedAt(8, 'V1')]);
+      assert.deepEqual(other.violations.map((v) => v.kind), ['overlap']);
+      assert.equal(other.counts.windowLosses, 0);
+      // A window never protected again stays open to the end of the log; its unreclaimed victim is the loss's cost.
+      const open = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), localGrant(6, 'p1')]);
+      assert.deepEqual(open.violations, []);
+      assert.equal(open.windowLosses[0]!.unreclaimed, true);
+      assert.equal(open.windowLosses[0]!.protectedAt, undefined);
+      assert.match(describeLoss(open.windowLosses[0]!), /not protected again.*never reclaimed/);
+    });
+
+    it('measures every disruption to its protection; a second disruption inside a window ends with it', () => {
+      const dropped = (t: number, via: string): ChaosEvent => ({ t: ms(t), kind: 'dropped', via, what: 'n1' });
+      const r = check([disrupt(1, 'V1'), dropped(1.5, 'V1'), disrupt(2, 'V2'), disrupt(3, 'V1'), protectedAt(4, 'V1'), protectedAt(4.5, 'V1'), protectedAt(10, 'V2'), disrupt(20, 'V1')]);
+      assert.deepEqual(r.windows.map((w) => [w.via, w.protectedAt && (w.protectedAt - w.disruptedAt) / 1000]), [['V1', 3], ['V2', 8], ['V1', 1], ['V1', undefined]]);
+      assert.deepEqual(windowStats(r.windows), { n: 3, p50: 3, max: 8 });
+      // The kernel's part of it: from the old node's drop (or the kill, the disruption itself).
+      assert.deepEqual(r.windows.map((w) => w.droppedAt), [ms(1.5), undefined, undefined, undefined]);
+      assert.deepEqual(windowStats(r.windows, true), { n: 3, p50: 2.5, max: 8 });
+      assert.equal(r.counts.windowMsMax, 8);
+    });
   });
 
   it("sorts by time: logs of several processes arrive interleaved", () => {

@@ -18,6 +18,17 @@
 //    the range then (or last took it);
 //  - unreclaimed: a lock held when its server address was disrupted (moved, its node killed),
 //    neither given up nor reclaimed by the end of the log.
+//
+// The window (issue 19): lockdrop keeps a moved lock from every lockdrop owner, but a process outside
+// lockdrop locks the kernel directly. From an address's disruption (the old node's kernel releases
+// its locks at the drop, or when its lockdropd is killed) to the moment the new node holds them
+// again as placeholders ('protected': its arrival), nothing holds the range in the kernel. A local
+// process granted a range in that window, conflicting with a lock held through that address at the
+// disruption, is a window loss: counted and listed, not a violation, and so are the owner's overlap
+// with it, its refused reclaim, its lock never reclaimed. The kernel granted the local process
+// somewhere between its request and the reply it received, so a window counts if it was open at any
+// moment of that span (delay cannot turn a window loss into a violation). Everything else stays a
+// violation: an NLM client's conflicting grant (ever), a local process's outside a window.
 
 /** A byte-range lock on one of the test's files. length 0: to the end of the file. */
 export interface RangeLock {
@@ -32,7 +43,12 @@ export type EventKind =
   | 'requested' | 'granted' | 'denied' | 'denied_grace_period' | 'blocked' | 'released'
   | 'reclaim_ok' | 'reclaim_refused' | 'notify' | 'failed' | 'cancelled' | 'granted_stale'
   // the chaos's own actions: a server address disrupted (removed from its node, or its node's lockdropd killed)
-  | 'disrupt';
+  | 'disrupt'
+  // a lockdropd's word: the address arrived and its moved locks are held again for their owners
+  // (placeholders set), and a moved lock it could not hold because another locker had taken it
+  | 'protected' | 'lost'
+  // and the old node's drop of an address's locks (the kernel released them: its log line, just after)
+  | 'dropped';
 
 export interface ChaosEvent {
   /** Microseconds on one monotonic clock (CLOCK_MONOTONIC: process.hrtime in every process). */
@@ -51,7 +67,7 @@ export interface ChaosEvent {
   op?: string;
   how?: 'reply' | 'callback';
   block?: boolean;
-  /** disrupt: what (move, kill, return to the same node…) and where. */
+  /** disrupt: what (move, kill, return to the same node…) and where; protected, dropped: the node; lost: the file. */
   what?: string;
 }
 
@@ -71,6 +87,31 @@ export type Violation =
   | { kind: 'unreclaimed'; hold: Hold; since: number }
   | { kind: 'state'; what: string };
 
+/** A local process granted, in an address's window, a range held through that address at its disruption. */
+export interface WindowLoss {
+  via: string;
+  local: Hold;
+  /** The lock held through `via` that the local process took. */
+  victim: Hold;
+  disruptedAt: number;
+  /** undefined: the address was not protected again before the log ended. */
+  protectedAt?: number;
+  /** What it cost the victim: µs both held the range, its reclaim refused (the status), its lock never reclaimed. */
+  overlapUs?: number;
+  reclaimRefused?: string;
+  unreclaimed?: boolean;
+}
+
+/** One disruption of an address and the moment it was protected again (undefined: not before the log ended). */
+export interface Window {
+  via: string;
+  what: string;
+  disruptedAt: number;
+  /** A move's drop on the old node (when the kernel released the locks); a kill releases them at disruptedAt. */
+  droppedAt?: number;
+  protectedAt?: number;
+}
+
 export interface CheckReport {
   counts: {
     requests: number;
@@ -87,8 +128,17 @@ export interface CheckReport {
     disruptions: number;
     /** Holds given up (unlocked) after a disruption before they were reclaimed: not violations. */
     givenUpBeforeReclaim: number;
+    /** Local processes' grants in a window, against a lock held through the address (windowLosses below). */
+    windowLosses: number;
+    /** The longest window (disruption → protected) in ms; 0 without one. */
+    windowMsMax: number;
+    /** Moved locks a node could not hold for reclaim on arrival (another locker had them): its 'lost' lines. */
+    lostAtArrival: number;
   };
   violations: Violation[];
+  windowLosses: WindowLoss[];
+  /** Per disruption, in order. */
+  windows: Window[];
   /** Holds still open at the end of the log. */
   open: Hold[];
 }
@@ -106,28 +156,63 @@ type ActiveHold = Hold & { unanswered?: number[] };
 const holdKey = (owner: string, l: RangeLock): string => `${owner}|${l.file}|${l.offset}|${l.length}|${l.exclusive ? 'x' : 's'}`;
 
 /** Ends of holds sort before starts at the same instant: a release, then a grant, is no overlap. */
-const order = (k: EventKind): number => (k === 'released' || k === 'reclaim_refused' ? 0 : k === 'disrupt' ? 1 : 2);
+const order = (k: EventKind): number => (k === 'released' || k === 'reclaim_refused' ? 0 : k === 'disrupt' || k === 'dropped' || k === 'protected' ? 1 : 2);
+
+const isLocal = (h: { via: string }): boolean => h.via === 'local';
 
 export function check(events: readonly ChaosEvent[]): CheckReport {
   const sorted = events.map((e, i) => ({ e, i })).sort((x, y) => x.e.t - y.e.t || order(x.e.kind) - order(y.e.kind) || x.i - y.i).map((x) => x.e);
   const counts: CheckReport['counts'] = {
     requests: 0, granted: 0, grantedByCallback: 0, denied: 0, deniedGrace: 0, blocked: 0, failed: 0, released: 0,
-    reclaimsOk: 0, reclaimsRefused: 0, notifies: 0, disruptions: 0, givenUpBeforeReclaim: 0,
+    reclaimsOk: 0, reclaimsRefused: 0, notifies: 0, disruptions: 0, givenUpBeforeReclaim: 0, windowLosses: 0, windowMsMax: 0, lostAtArrival: 0,
   };
   const violations: Violation[] = [];
   const active = new Map<string, ActiveHold>();
   const all: Hold[] = [];
   const overlapping = new Map<Hold, Set<Hold>>();
+  const windows: Window[] = [];
+  /** Per address: its windows, the last one still open (no `to`) while the address is unprotected. */
+  const spans = new Map<string, { from: number; to?: number }[]>();
+  const losses: WindowLoss[] = [];
+  /** The window loss behind an overlap, by either hold of the pair; and the losses each victim suffered. */
+  const lossOfPair = new Map<Hold, Map<Hold, WindowLoss>>();
+  const victims = new Map<Hold, WindowLoss[]>();
 
+  const overlapEnds = (h: Hold, o: Hold, t: number): void => {
+    const from = Math.max(h.from, o.from);
+    const loss = lossOfPair.get(h)?.get(o);
+    if (loss) loss.overlapUs = t - from;
+    else violations.push({ kind: 'overlap', t: from, a: o.from <= h.from ? o : h, b: o.from <= h.from ? h : o, us: t - from });
+  };
   const close = (h: Hold, t: number): void => {
     h.to = t;
     active.delete(holdKey(h.owner, h.lock));
     // Overlaps are measured when the first of the two ends.
-    for (const o of overlapping.get(h) ?? []) {
-      if (overlapping.get(o)?.delete(h)) violations.push({ kind: 'overlap', t: Math.max(h.from, o.from), a: o.from <= h.from ? o : h, b: o.from <= h.from ? h : o, us: t - Math.max(h.from, o.from) });
-    }
+    for (const o of overlapping.get(h) ?? []) if (overlapping.get(o)?.delete(h)) overlapEnds(h, o, t);
     overlapping.delete(h);
   };
+  /**
+   * The window of o's address in which a local process's grant (received at t, asked for at sent)
+   * took o's range, if o was held at a disruption of that window: the kernel granted somewhere in
+   * [sent, t], so any window open in that span counts.
+   */
+  const windowLoss = (local: Hold, sent: number, o: ActiveHold): WindowLoss | undefined => {
+    if (isLocal(o) || !o.unanswered?.length) return undefined;
+    const w = (spans.get(o.via) ?? []).filter((s) => s.from <= local.from && (s.to === undefined || s.to > sent))
+      .reverse().find((s) => o.unanswered!.some((d) => d >= s.from && (s.to === undefined || d < s.to)));
+    return w && { via: o.via, local, victim: o, disruptedAt: w.from, ...(w.to === undefined ? {} : { protectedAt: w.to }) };
+  };
+  const excuse = (loss: WindowLoss): void => {
+    losses.push(loss);
+    for (const [a, b] of [[loss.local, loss.victim], [loss.victim, loss.local]] as const) {
+      if (!lossOfPair.has(a)) lossOfPair.set(a, new Map());
+      lossOfPair.get(a)!.set(b, loss);
+    }
+    victims.set(loss.victim, [...(victims.get(loss.victim) ?? []), loss]);
+  };
+  /** The window loss behind a victim's lock not coming back: one in the window of a disruption it has not answered yet. */
+  const victimLoss = (h: ActiveHold): WindowLoss | undefined =>
+    victims.get(h)?.find((l) => h.unanswered?.some((d) => d >= l.disruptedAt && (l.protectedAt === undefined || d < l.protectedAt)));
 
   for (const e of sorted) {
     const key = e.owner && e.lock ? holdKey(e.owner, e.lock) : '';
@@ -141,8 +226,25 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
       case 'disrupt': {
         counts.disruptions++;
         for (const h of active.values()) if (h.via === e.via) h.unanswered = [...(h.unanswered ?? []), e.t];
+        if (!e.via) break;
+        windows.push({ via: e.via, what: e.what ?? '', disruptedAt: e.t });
+        const s = spans.get(e.via) ?? [];
+        if (!s.length || s[s.length - 1]!.to !== undefined) s.push({ from: e.t });
+        spans.set(e.via, s);
         break;
       }
+      case 'protected': {
+        // An arrival with no disruption before it (the start, a second line of one arrival) closes nothing.
+        const open = spans.get(e.via ?? '')?.at(-1);
+        if (!open || open.to !== undefined) break;
+        open.to = e.t;
+        for (const w of [...windows, ...losses]) if (w.via === e.via && w.protectedAt === undefined) w.protectedAt = e.t;
+        break;
+      }
+      case 'dropped':
+        for (const w of windows) if (w.via === e.via && w.protectedAt === undefined && w.droppedAt === undefined) w.droppedAt = e.t;
+        break;
+      case 'lost': counts.lostAtArrival++; break;
       case 'granted': {
         if (!e.owner || !e.lock) break;
         counts.granted++;
@@ -154,6 +256,8 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
           if (o.owner !== h.owner && conflicts(o.lock, h.lock)) {
             clash.add(o);
             overlapping.get(o)!.add(h);
+            const loss = isLocal(h) ? windowLoss(h, e.sent ?? e.t, o) : undefined;
+            if (loss) excuse(loss);
           }
         }
         overlapping.set(h, clash);
@@ -185,7 +289,9 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
         const since = h.unanswered?.[0] ?? h.from;
         const last = all.filter((o) => o.owner !== h.owner && o.from >= since && conflicts(o.lock, h.lock)).slice(-1);
         const { unanswered: _, ...hold } = h;
-        violations.push({ kind: 'reclaim_refused', t: e.t, hold, status: e.status ?? '?', heldBy: holders.length ? holders : last });
+        const loss = victimLoss(h);
+        if (loss) loss.reclaimRefused = e.status ?? '?';
+        else violations.push({ kind: 'reclaim_refused', t: e.t, hold, status: e.status ?? '?', heldBy: holders.length ? holders : last });
         if (active.get(key) === h) close(h, e.t);
         break;
       }
@@ -194,17 +300,28 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
   }
   for (const h of active.values()) {
     const { unanswered, ...hold } = h;
-    if (unanswered?.length) violations.push({ kind: 'unreclaimed', hold, since: unanswered[0]! });
+    if (!unanswered?.length) continue;
+    const loss = victimLoss(h);
+    if (loss) loss.unreclaimed = true;
+    else violations.push({ kind: 'unreclaimed', hold, since: unanswered[0]! });
   }
   // Overlaps still open at the end of the log: measured up to its last event.
   const last = sorted.length ? sorted[sorted.length - 1]!.t : 0;
   for (const [h, others] of overlapping) {
-    for (const o of others) {
-      if (overlapping.get(o)?.delete(h)) violations.push({ kind: 'overlap', t: Math.max(h.from, o.from), a: o.from <= h.from ? o : h, b: o.from <= h.from ? h : o, us: last - Math.max(h.from, o.from) });
-    }
+    for (const o of others) if (overlapping.get(o)?.delete(h)) overlapEnds(h, o, last);
   }
   violations.sort((a, b) => ('t' in a ? a.t : 0) - ('t' in b ? b.t : 0));
-  return { counts, violations, open: [...active.values()].map(({ unanswered: _, ...h }) => h) };
+  counts.windowLosses = losses.length;
+  counts.windowMsMax = windowStats(windows).max;
+  const plain = (h: Hold): Hold => {
+    const { unanswered: _, ...hold } = h as ActiveHold;
+    return hold;
+  };
+  return {
+    counts, violations, windows,
+    windowLosses: losses.map((l) => ({ ...l, local: plain(l.local), victim: plain(l.victim) })),
+    open: [...active.values()].map(plain),
+  };
 }
 
 const rangeText = (l: RangeLock): string => `${l.exclusive ? 'W' : 'R'} ${l.file}[${l.offset}${l.length === 0 ? '-EOF' : `+${l.length}`}]`;
@@ -219,6 +336,26 @@ export function describe(v: Violation, t0 = 0): string {
     case 'unreclaimed': return `never reclaimed after the disruption at ${s(v.since)}: ${holdText(v.hold, t0)}`;
     case 'state': return v.what;
   }
+}
+
+/** One line per window loss, times in seconds since t0. */
+export function describeLoss(l: WindowLoss, t0 = 0): string {
+  const s = (t: number): string => `${((t - t0) / 1e6).toFixed(3)} s`;
+  const cost = [
+    l.overlapUs === undefined ? '' : `both held it ${(l.overlapUs / 1000).toFixed(0)} ms`,
+    l.reclaimRefused ? `its reclaim refused (${l.reclaimRefused})` : '',
+    l.unreclaimed ? 'never reclaimed' : '',
+  ].filter(Boolean).join(', ');
+  return `local process took ${rangeText(l.local.lock)} (${l.local.owner}, at ${s(l.local.from)}) in the window of ${l.via} (disrupted at ${s(l.disruptedAt)}, ${l.protectedAt === undefined ? 'not protected again' : `protected at ${s(l.protectedAt)}`}) from ${holdText(l.victim, t0)}${cost ? `: ${cost}` : ''}`;
+}
+
+/**
+ * Window sizes in ms: how many, the median and the longest; unprotected ones are left out. From the
+ * disruption (as the checker judges), or `fromRelease`: from the kernel's release (a move's drop, a kill).
+ */
+export function windowStats(ws: readonly Window[], fromRelease = false): { n: number; p50: number; max: number } {
+  const ms = ws.flatMap((w) => (w.protectedAt === undefined ? [] : [(w.protectedAt - (fromRelease ? w.droppedAt ?? w.disruptedAt : w.disruptedAt)) / 1000])).sort((a, b) => a - b);
+  return { n: ms.length, p50: ms.length ? ms[Math.floor((ms.length - 1) / 2)]! : 0, max: ms.length ? ms[ms.length - 1]! : 0 };
 }
 
 // ---- the quiet state: the kernel's view against lockdrop's, and the clients' against both ----

@@ -18,7 +18,7 @@ import { IPADDR2, narrateDaemon } from '../../src/demo/stage';
 import { ensureBuilt } from '../daemon/harness';
 import { mountTmpfs, OutsideLocker } from '../support/files';
 import { nameToHandle } from '../support/name-to-handle';
-import { check, compareViews, conflictsWithin, describe, holdsAsRanges, parseKernelLocks, type ChaosEvent, type CheckReport, type Hold, type OwnedRange, type RangeLock, type Violation } from './checker';
+import { check, compareViews, conflictsWithin, describe, describeLoss, holdsAsRanges, parseKernelLocks, windowStats, type ChaosEvent, type CheckReport, type Hold, type OwnedRange, type RangeLock, type Violation, type Window } from './checker';
 import { now, Sleeps, type ClientsConfig } from './clients';
 import { chaosSchedule, initialNode, localIntents, type Action, type Tool } from './schedule';
 
@@ -50,6 +50,8 @@ export interface ChaosResult {
   violations: Violation[];
   /** One line per violation. */
   lines: string[];
+  /** One line per window loss (a local process's grant in an address's window: measured, not a violation). */
+  losses: string[];
   /** The schedule's digest: the same seed and options give the same one. */
   schedule: string;
   leftovers: string[];
@@ -61,6 +63,22 @@ const NLM_PORT = 4045;
 const NSM_PORT = 4046;
 const CALLBACK_PORT = 4047;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * CLOCK_REALTIME minus CLOCK_MONOTONIC in µs, read at the turn of a millisecond of Date.now() so the
+ * ms-truncated wall clock costs no precision: daemon log lines carry the wall clock (pino's `time`).
+ */
+function realtimeOffset(): number {
+  const ms = Date.now();
+  let t = Date.now();
+  while (t === ms) t = Date.now();
+  return t * 1000 - now();
+}
+
+/** What a daemon's log line tells the checker: an address's locks dropped, protected on arrival, or a moved lock it could not hold. */
+const DROPPED = /^(\S+) removed.*: dropped /;
+const ARRIVED = /^(\S+) arrived: grace /;
+const HELD = /^(\S+): \d+ locks? of \d+ hosts? held for reclaim$/;
 
 interface Node {
   index: number;
@@ -115,6 +133,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     if (logFile) writeFileSync(logFile, `${JSON.stringify(e)}\n`, { flag: 'a' });
   };
   let t0 = now();
+  const offset = realtimeOffset();
   const say = (s: string): void => print(`[${((now() - t0) / 1e6).toFixed(1).padStart(6)}s] ${s}`);
   const stateViolations: Violation[] = [];
   let ending = false;
@@ -171,6 +190,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         stateDir: shared, nlmPort: NLM_PORT, nsmPort: NSM_PORT, addresses: vips.map((v) => `${v}/32`), sources: ['netlink', 'poll'], pollInterval: 1,
         grace: o.grace, leaseSeconds: o.lease, notify: { timeout: 30 }, exports: [{ path: fs.dir, fsid: FSID, secure: false }],
       }, (j) => {
+        // Its moment on the events' clock: the line's own wall-clock time (ms, truncated: rounded up),
+        // never later than when the line reached us.
+        const t = (): number => (typeof j.time === 'number' ? Math.min(now(), j.time * 1000 + 1000 - offset) : now());
+        const msg = String(j.msg);
+        const arrival = ARRIVED.exec(msg) ?? HELD.exec(msg);
+        if (arrival && vips.includes(arrival[1]!)) record({ t: t(), kind: 'protected', via: arrival[1]!, what: host.name });
+        const drop = DROPPED.exec(msg);
+        if (drop && vips.includes(drop[1]!)) record({ t: t(), kind: 'dropped', via: drop[1]!, what: host.name });
+        if (HELD.test(msg)) say(`  ${host.name}│ ${msg}`);
+        if (msg.includes('could not be held for reclaim') && typeof j.address === 'string') {
+          record({ t: t(), kind: 'lost', via: j.address, owner: String(j.host), what: fileByFh.get(String(j.fh)) ?? String(j.fh), status: String(j.status) });
+        }
         narrateDaemon(host.name, j, say);
         if ((j.level ?? 30) >= 50) say(`  ${host.name}! ${String(j.msg)}`);
       });
@@ -272,7 +303,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     };
     const progress = setInterval(() => {
       const r = check(events);
-      say(`${r.counts.granted} granted, ${r.counts.deniedGrace} denied_grace_period, ${r.counts.reclaimsOk} reclaims ok, ${r.counts.reclaimsRefused} refused, ${counts.moves} moves, ${counts.kills} kills, ${r.violations.length} violations so far`);
+      say(`${r.counts.granted} granted, ${r.counts.deniedGrace} denied_grace_period, ${r.counts.reclaimsOk} reclaims ok, ${r.counts.reclaimsRefused} refused, ${counts.moves} moves, ${counts.kills} kills, ${r.counts.windowLosses} window losses, ${r.violations.length} violations so far`);
     }, 10_000);
     try {
       for (const a of schedule) {
@@ -368,17 +399,29 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const report = check(events);
     const violations = [...report.violations, ...stateViolations];
     const lines = violations.map((v) => describe(v, t0));
+    const losses = report.windowLosses.map((l) => describeLoss(l, t0));
     const c = { ...report.counts, ...counts, violations: violations.length };
     print('');
     print(`chaos: seed ${o.seed}, schedule ${digest}: ${c.requests} requests, ${c.granted} locks granted (${c.grantedByCallback} by GRANTED callback), ${c.denied} denied, ${c.deniedGrace} denied_grace_period, ${c.blocked} blocked, ${c.failed} failed/unanswered`);
     print(`chaos: ${c.moves} moves, ${c.kills} kills, ${c.notifies} SM_NOTIFY received, reclaims ${c.reclaimsOk} ok / ${c.reclaimsRefused} refused, ${c.givenUpBeforeReclaim} locks given up before their reclaim`);
+    const stats = (ws: readonly Window[], fromRelease = false): string => {
+      const w = windowStats(ws, fromRelease);
+      return `${w.n}, p50 ${w.p50.toFixed(0)} ms, max ${w.max.toFixed(0)} ms`;
+    };
+    const killed = report.windows.filter((w) => w.what.includes('killed'));
+    const moved = report.windows.filter((w) => !killed.includes(w));
+    const unprotected = report.windows.filter((w) => w.protectedAt === undefined).length;
+    print(`chaos: the window per disruption, to the address protected on its node: from the disruption ${stats(report.windows)} (moves ${stats(moved)}; kills ${stats(killed)}); from the kernel's release (a move's drop, the kill) moves ${stats(moved, true)}${unprotected ? `; ${unprotected} not protected again by the end` : ''}`);
+    print(`chaos: ${c.windowLosses} window losses (local processes took a moved lock in its window; longest window ${c.windowMsMax.toFixed(0)} ms), ${c.lostAtArrival} moved locks not held for reclaim on arrival`);
+    for (const l of losses.slice(0, 20)) print(`  ${l}`);
+    if (losses.length > 20) print(`  … and ${losses.length - 20} more`);
     const kinds = violations.reduce<Record<string, number>>((m, v) => ({ ...m, [v.kind]: (m[v.kind] ?? 0) + 1 }), {});
     print(`chaos: ${violations.length} violations${violations.length ? ` (${Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(', ')})` : ''}`);
     for (const l of lines.slice(0, 40)) print(`  ${l}`);
     if (lines.length > 40) print(`  … and ${lines.length - 40} more${logFile ? ` (every event is in ${logFile})` : ''}`);
     const leftovers = await cleanup();
     if (leftovers.length) print(`chaos: left behind: ${leftovers.join(', ')}`);
-    return { seed: o.seed, counts: c, violations, lines, schedule: digest, leftovers };
+    return { seed: o.seed, counts: c, violations, lines, losses, schedule: digest, leftovers };
   } finally {
     process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
     await cleanup();
