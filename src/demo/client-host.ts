@@ -5,6 +5,7 @@
 //   {"do":"lock","server":A,"count":N}                      N ranges of 100 bytes  → locked
 //   {"do":"try","server":A,"offset":O,"length":L,"block":B}  one lock (svid 1)      → tried, later granted
 //   {"do":"test","server":A,"offset":O,"length":L}          TEST                   → tested
+//   {"do":"unlock","server":A}                              every "lock" through A → unlocked
 // Each may name the file by its NFS handle ("fh": hex); else the host's own made-up handle.
 import { createInterface } from 'node:readline';
 import { NlmClient, type GrantedCallback, type LockSpec } from '../nlm';
@@ -13,13 +14,16 @@ import { serveStatusMonitor } from './statd-responder';
 
 interface Held extends LockSpec { server: string }
 
+/** The made-up file handle a client host locks when a command names none. */
+export const demoFileOf = (name: string): Buffer => Buffer.from(`demo-file-of-${name}`);
+
 const say = (event: string, fields: Record<string, unknown> = {}): void =>
   void process.stdout.write(`${JSON.stringify({ event, at: Date.now(), ...fields })}\n`);
 
 export async function runClientHost(name: string, address: string): Promise<void> {
   const clients = new Map<string, NlmClient>();
   const held: Held[] = [];
-  const ownFh = Buffer.from(`demo-file-of-${name}`);
+  const ownFh = demoFileOf(name);
 
   const clientFor = async (server: string): Promise<NlmClient> => {
     let c = clients.get(server);
@@ -71,6 +75,12 @@ export async function runClientHost(name: string, address: string): Promise<void
         const r = await c.test({ fh, svid: 1, ...range, exclusive: true });
         const h = r.holder;
         say('tested', { server: cmd.server, status: r.status, holder: h && { svid: h.svid, offset: Number(h.offset), length: Number(h.length), exclusive: h.exclusive } });
+      } else if (cmd.do === 'unlock') {
+        // Given up: no longer this host's to reclaim.
+        const mine = held.filter((h) => h.server === cmd.server);
+        held.splice(0, held.length, ...held.filter((h) => h.server !== cmd.server));
+        const results = await Promise.all(mine.map((h) => c.unlock(h)));
+        say('unlocked', { server: cmd.server, statuses: tally(results.map((r) => r.status)) });
       }
     } catch (err) {
       say('error', { what: line, error: err instanceof Error ? err.message : String(err) });

@@ -1,10 +1,12 @@
 // `lockdrop demo`: a failover in a lab of namespaces, narrated with timings. Two lockdropd nodes
-// share the moving address's state folder (as shared storage would), two clients hold locks
-// through two floating addresses, and the address moves the way a cluster agent moves it.
-import { mkdirSync, symlinkSync } from 'node:fs';
+// share one state directory (as shared storage would), two clients hold locks through two
+// floating addresses, and the address moves the way a cluster agent moves it; its locks are kept
+// for their owner while it moves, and its grace ends as soon as they are reclaimed.
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { demoFileOf } from './client-host';
 import type { JsonLines, LabHost } from './lab';
-import { moveAddress, narrateClient, narrateDaemon, removeCommand, runScene, showLocks, type SceneOptions } from './stage';
+import { graceEnded, loggedAt, moveAddress, narrateClient, narrateDaemon, removeCommand, runScene, showLocks, type SceneOptions } from './stage';
 
 export { runActiveActiveDemo, type ActiveActiveOptions, type ActiveActiveResult } from './active-active';
 
@@ -20,8 +22,12 @@ export interface DemoResult {
   droppedMs: number;
   removedBy: string | undefined;
   otherAddressDuringDrop: string;
+  /** c2's request, through the other address, for a range c1 held while the address was in transit. */
+  movedRangeDuringMove: string;
   notifiedFrom: string | undefined;
   reclaimed: number;
+  /** The takeover node's line when the grace ended by itself. */
+  graceEnded: string;
   newLockOnMovedAddress: string;
   newLockOnOtherAddress: string;
   leftovers: string[];
@@ -44,21 +50,21 @@ export function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     lab.exec(srv, 'ip', ['addr', 'add', `${STAYING}/24`, 'dev', srv.nic]);
     say(`server ${srv.address} holds floating addresses ${MOVING} and ${STAYING}; takeover node ${tko.address}; clients ${c1.address}, ${c2.address}`);
 
-    // The moving address's NSM folder is on "shared storage": both nodes see the same one.
-    const shared = path.join(work, 'shared', MOVING);
-    mkdirSync(shared, { recursive: true });
+    // One state directory on "shared storage" for both nodes (docs/cluster.md): every address's
+    // NSM records and lock journal, seen by both; each node's control socket stays its own.
+    const shared = path.join(work, 'shared');
+    mkdirSync(shared, { mode: 0o700 });
     const nodes = new Map<string, { host: LabHost; control: string; log: JsonLines }>();
     for (const host of [srv, tko]) {
       const dir = path.join(work, host.name);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      symlinkSync(shared, path.join(dir, MOVING));
       const daemon = lab.startDaemon(host, dir, {
-        grace: opts.graceSeconds ?? 20, addresses: [`${MOVING}/32`, `${STAYING}/32`], pollInterval: 1, notify: { timeout: 30 },
+        stateDir: shared, grace: opts.graceSeconds ?? 20, addresses: [`${MOVING}/32`, `${STAYING}/32`], pollInterval: 1, notify: { timeout: 30 },
       }, (j) => narrateDaemon(host.name, j, say), (line) => print(`  ${host.name}! ${line}`));
       nodes.set(host.name, { host, ...daemon });
     }
     for (const { host, control } of nodes.values()) await lab.waitForControl(host, control);
-    say('lockdropd runs on both nodes (NLM and statd registered with each node\'s rpcbind)');
+    say(`lockdropd runs on both nodes over one state directory (NLM and statd registered with each node's rpcbind)`);
 
     const clients = new Map<string, JsonLines>();
     for (const host of [c1, c2]) {
@@ -83,33 +89,35 @@ export function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     say(`command returned after ${Date.now() - removedAt} ms; the drop itself took ${Number(drop.ms).toFixed(2)} ms from the kernel event`);
     showLocks(say, lab, node('srv'));
 
-    mark1 = cl2.count;
-    cl2.send({ do: 'try', server: STAYING, offset: 5_000_000 });
-    const during = await cl2.wait('c2 new lock', (j) => j.event === 'tried', 15_000, mark1);
+    const during = await cl2.ask({ do: 'try', server: STAYING, offset: 5_000_000 }, 'tried', 15_000);
     say(`c2 meanwhile takes a new lock through ${STAYING}: ${during.status} (no grace there)`);
+    // The kernel and srv's table say c1's bytes are free now: only the journal keeps them.
+    const askedAt = Date.now();
+    const kept = await cl2.ask({ do: 'try', server: STAYING, offset: 0, length: 100, fh: demoFileOf('c1').toString('hex') }, 'tried', 15_000);
+    say(`c2 asks through ${STAYING} for bytes 0-99 of c1's file while ${MOVING} is between nodes: ${kept.status} in ${kept.at - askedAt} ms — kept for c1's reclaim (in ${MOVING}'s journal)`);
 
     say(`bringing ${MOVING} up on the takeover node with ${useIpaddr2 ? 'IPaddr2 start' : 'ip addr add'}`);
     mark1 = cl1.count;
+    const tkoMark = node('tko').log.count;
     const addedAt = Date.now();
     moveAddress(scene, tko, MOVING, 'start');
     const notice = await cl1.wait('SM_NOTIFY at c1', (j) => j.event === 'sm-notify', 30_000, mark1);
     say(`c1 got SM_NOTIFY from ${notice.from} (state ${notice.state}) ${notice.at - addedAt} ms after the address was added`);
     const reclaimed = await cl1.wait('c1 reclaim', (j) => j.event === 'reclaimed', 30_000, mark1);
     say(`c1 reclaimed ${reclaimed.granted} of ${reclaimed.of} locks on the takeover node in ${reclaimed.ms} ms`);
+    const ended = await node('tko').log.wait(`the end of ${MOVING}'s grace`, graceEnded(MOVING), 30_000, tkoMark);
+    say(`${MOVING}'s grace ended by itself ${loggedAt(ended) - addedAt} ms after the address was added, not at its ${opts.graceSeconds ?? 20} s deadline: nothing was left to reclaim`);
 
-    mark1 = cl1.count;
-    cl1.send({ do: 'try', server: MOVING, offset: 9_000_000 });
-    const onMoved = await cl1.wait('c1 new lock', (j) => j.event === 'tried', 15_000, mark1);
-    const mark2 = cl2.count;
-    cl2.send({ do: 'try', server: STAYING, offset: 9_000_000 });
-    const onOther = await cl2.wait('c2 new lock', (j) => j.event === 'tried', 15_000, mark2);
-    say(`a new (non-reclaim) lock through ${MOVING} during its grace: ${onMoved.status}; through ${STAYING}: ${onOther.status}`);
+    const newAt = Date.now();
+    const onMoved = await cl1.ask({ do: 'try', server: MOVING, offset: 9_000_000 }, 'tried', 15_000);
+    const onOther = await cl2.ask({ do: 'try', server: STAYING, offset: 9_000_000 }, 'tried', 15_000);
+    say(`a new (non-reclaim) lock through ${MOVING}, its grace over: ${onMoved.status} in ${onMoved.at - newAt} ms, no waiting for a deadline; through ${STAYING}: ${onOther.status}`);
     showLocks(say, lab, node('tko'));
     showLocks(say, lab, node('srv'));
 
     return {
-      dropped: drop.locks, droppedMs: drop.ms, removedBy: drop.comm, otherAddressDuringDrop: during.status,
-      notifiedFrom: notice.from, reclaimed: reclaimed.granted, newLockOnMovedAddress: onMoved.status, newLockOnOtherAddress: onOther.status,
+      dropped: drop.locks, droppedMs: drop.ms, removedBy: drop.comm, otherAddressDuringDrop: during.status, movedRangeDuringMove: kept.status,
+      notifiedFrom: notice.from, reclaimed: reclaimed.granted, graceEnded: ended.msg, newLockOnMovedAddress: onMoved.status, newLockOnOtherAddress: onOther.status,
     };
   });
 }

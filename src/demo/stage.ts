@@ -69,15 +69,22 @@ export const removeCommand = (scene: Scene): string => (scene.useIpaddr2 ? 'IPad
 
 export function showLocks(say: (s: string) => void, lab: Lab, node: { host: LabHost; control: string }, label = node.host.name): void {
   const s = lab.ctl<StatusReport>(node.host, node.control, ['status']);
-  const rows = s.addresses.map((a) => `${a.address} ${a.present ? 'present' : 'absent '} ${String(a.locks).padStart(3)} ${a.locks === 1 ? 'lock ' : 'locks'}${a.grace ? `, grace until ${a.grace.slice(11, 19)}` : ''}`);
+  const rows = s.addresses.map((a) => `${a.address} ${a.present ? 'present' : 'absent '} ${String(a.locks).padStart(3)} ${a.locks === 1 ? 'lock ' : 'locks'}${a.journal ? ` (journal ${a.journal})` : ''}${a.grace ? `, grace until ${a.grace.slice(11, 19)}` : ''}`);
   say(`${label} locks per address: ${rows.length ? rows.join(' | ') : '(none)'}`);
 }
 
-/** The daemon's log lines worth narrating: address arrivals and removals, drops, notifications. */
+/** The daemon's log lines worth narrating: address arrivals and removals, drops, notifications, the end of a grace. */
 export function narrateDaemon(node: string, j: Json, say: (s: string) => void): void {
   if (typeof j.msg !== 'string' || (j.level ?? 30) < 30) return;
-  if ((typeof j.address === 'string' && / (removed|arrived|removal)/.test(j.msg)) || j.msg.startsWith('nsm: notify done')) say(`  ${node}│ ${j.msg}`);
+  if ((typeof j.address === 'string' && / (removed|arrived|removal)/.test(j.msg)) || /^(nsm: notify done|grace of )/.test(j.msg)) say(`  ${node}│ ${j.msg}`);
 }
+
+/** When a daemon logged a line (its ISO 8601 time), in ms since the epoch. */
+export const loggedAt = (j: Json): number => Date.parse(String(j.time));
+
+/** The line a node logs when an address's grace ended by itself (every lock reclaimed or released). */
+export const graceEnded = (address: string) => (j: Json): boolean =>
+  j.address === address && typeof j.msg === 'string' && j.msg.startsWith(`grace of ${address} ended:`);
 
 export function narrateClient(name: string, j: Json, say: (s: string) => void): void {
   if (j.event === 'locked') say(`  ${name}│ locks through ${j.server}: ${JSON.stringify(j.statuses)} in ${j.ms} ms`);
