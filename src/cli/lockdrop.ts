@@ -17,11 +17,11 @@ export function buildProgram(json = false): Command {
 
   program
     .command('demo')
-    .description('a failover in network namespaces: locks dropped per address, grace and SM_NOTIFY on the takeover node')
+    .description('a failover in network namespaces: locks dropped per address and kept for their owners, SM_NOTIFY and a grace that ends once they reclaim')
     .option('--grace <seconds>', 'grace period on the takeover node', positive)
     .option('--locks <n>', 'locks each client takes', positive)
     .option('--plain-ip', 'move the address with ip addr del/add even when IPaddr2 is installed')
-    .option('--active-active', 'instead: two nodes serve one directory through their own addresses; a drop on one lets the other\'s waiter in')
+    .option('--active-active', 'instead: two nodes serve one directory through their own addresses; a moved lock waits for its owner\'s reclaim before the other node\'s waiter gets it')
     .action(async (o: { grace?: number; locks?: number; plainIp?: boolean; activeActive?: boolean }) => {
       const r = o.activeActive
         ? await runActiveActiveDemo({ plainIp: o.plainIp })
