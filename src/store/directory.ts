@@ -122,7 +122,7 @@ export class DirectoryStore implements ClusterStore {
   /** Opens the store: every journal read, this node announced, following started. */
   static async open(opts: DirectoryStoreOptions): Promise<DirectoryStore> {
     const store = new DirectoryStore(opts);
-    await store.start();
+    store.start();
     return store;
   }
 
@@ -144,10 +144,10 @@ export class DirectoryStore implements ClusterStore {
     });
   }
 
-  private async start(): Promise<void> {
+  private start(): void {
     fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o755 });
     this.scan();
-    await this.nodes.start();
+    this.nodes.start();
     if (this.opts.watch ?? true) {
       try {
         this.dirWatcher = fs.watch(this.opts.stateDir, { persistent: false }, () => this.scheduleScan());
@@ -409,7 +409,7 @@ export class DirectoryStore implements ClusterStore {
       j.writer.fd = fd;
       j.writer.end = content.length;
     } else fs.closeSync(fd);
-    this.nodes.setApplied(j.address, position(j));
+    if (!keepOpen) this.nodes.setApplied(j.address, position(j));
     await syncFolder(j.dir);
   }
 
@@ -472,8 +472,9 @@ export class DirectoryStore implements ClusterStore {
     w.end += bytes.length;
     j.offset = w.end;
     this.apply(j, records);
+    // Not told to the other nodes here: they wait only for followers (a node file rewritten at
+    // every batch would cost the holder a second write per commit). release() tells it.
     this.changes.next({ address: j.address, records, reset: false });
-    this.nodes.setApplied(j.address, position(j));
   }
 
   private async compact(j: Journal, w: Writer): Promise<void> {
@@ -498,6 +499,7 @@ export class DirectoryStore implements ClusterStore {
       while (w.loop) await w.loop;
     } finally {
       this.dropWriter(j);
+      this.nodes.setApplied(address, position(j));
     }
   }
 
@@ -546,7 +548,7 @@ export class DirectoryStore implements ClusterStore {
       j.watcher?.close();
       this.dropWriter(j);
     }
-    await this.nodes.close();
+    this.nodes.close();
     this.changes.complete();
     this.faults.complete();
   }
