@@ -4,7 +4,8 @@
 //     on tmpfs and on ext4 (an image on a loop device);
 //  2. follower freshness: from a commit in another process to this one's changes$ emission, with
 //     inotify and with polling only (pollMs 100 and 20), p50/p99;
-//  3. barrier cost with one live follower in another process (inotify, and polling only), p50/p99.
+//  3. barrier cost with one live follower in another process (inotify, and polling only), p50/p99;
+//  4. a journal of 100k live entries: one commit, a new node's whole read, a compaction.
 // Runs as root in its own mount namespace (it re-executes itself under unshare).
 // Run: npx tsx bench/store.ts [seconds per throughput case]
 import { execFileSync } from 'node:child_process';
@@ -30,9 +31,9 @@ function pct(xs: number[], p: number): number {
 const fmt = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms (n=${xs.length})`;
 const loadavg = (): string => execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
 
-async function throughput(fs: Mounted, kind: string, appenders: number): Promise<void> {
+async function throughput(fs: Mounted, kind: string, appenders: number, compactMinBytes = 64 * 1024): Promise<void> {
   const dir = mkdtempSync(join(fs.dir, 'store-'));
-  const store = await DirectoryStore.open({ stateDir: dir, node: 'bench', log: silent });
+  const store = await DirectoryStore.open({ stateDir: dir, node: 'bench', log: silent, compactMinBytes });
   await store.takeOver(V);
   const latencies: number[] = [];
   const until = performance.now() + seconds * 1000;
@@ -49,7 +50,7 @@ async function throughput(fs: Mounted, kind: string, appenders: number): Promise
     }
   }));
   const syncs = store.counters.syncs - c0.syncs;
-  console.log(`${kind}, ${String(appenders).padStart(2)} appenders: ${Math.round(commits / seconds)} commits/s, ${Math.round(syncs / seconds)} fdatasyncs/s (${(commits / syncs).toFixed(1)} records each), latency ${fmt(latencies)}, ${store.counters.compactions - c0.compactions} compactions`);
+  console.log(`${kind}, ${String(appenders).padStart(2)} appenders, compaction past ${compactMinBytes >> 10} KiB: ${Math.round(commits / seconds)} commits/s, ${Math.round(syncs / seconds)} fdatasyncs/s (${(commits / syncs).toFixed(1)} records each), latency ${fmt(latencies)}, ${store.counters.compactions - c0.compactions} compactions`);
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 }
@@ -110,16 +111,46 @@ async function barrier(fs: Mounted, kind: string, mode: { watch: boolean; pollMs
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** A journal of `n` live entries: how long a holder takes to write it, a follower to read it whole, a compaction. */
+async function scale(fs: Mounted, kind: string, n: number): Promise<void> {
+  const dir = mkdtempSync(join(fs.dir, 'store-'));
+  const holder = await DirectoryStore.open({ stateDir: dir, node: 'holder', log: silent });
+  await holder.takeOver(V);
+  let t = performance.now();
+  for (let i = 0; i < n; i++) holder.append(V, [{ key: `owner-${i}@client-${i % 1000}/fh-0123456789abcdef`, value: VALUE }]);
+  await holder.commit();
+  const write = performance.now() - t;
+  t = performance.now();
+  const reader = await DirectoryStore.open({ stateDir: dir, node: 'reader', log: silent });
+  const read = performance.now() - t;
+  let size = 0;
+  reader.changes$.subscribe((c) => (size = c.records.length)).unsubscribe();
+  // Half of them released, then one more batch: the file is past twice its live content.
+  for (let i = 0; i < n; i += 2) holder.append(V, [{ key: `owner-${i}@client-${i % 1000}/fh-0123456789abcdef`, value: null }]);
+  await holder.commit();
+  t = performance.now();
+  holder.append(V, [{ key: 'one-more', value: VALUE }]);
+  await holder.commit();
+  const compact = performance.now() - t;
+  console.log(`${kind}, ${n} live entries: appended in one commit ${write.toFixed(0)} ms; a new node reads them whole in ${read.toFixed(0)} ms (${size} entries); releasing half, the next commit compacts in ${compact.toFixed(0)} ms (${holder.counters.compactions} compaction)`);
+  await reader.close();
+  await holder.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() === 0 && !process.env.LOCKDROP_BENCH_NS) {
     execFileSync('unshare', ['--mount', '--propagation', 'private', '--', 'env', 'LOCKDROP_BENCH_NS=1', process.execPath, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
     return;
   }
   console.log(`${new Date().toISOString()}, node ${process.version}, load average ${loadavg()}`);
-  const filesystems: Array<[Mounted, string]> = [[mountTmpfs(), 'tmpfs'], [mountExt4(64), 'ext4']];
-  const only = process.env.STORE_BENCH; // throughput | freshness | barrier: one part only
+  const filesystems: Array<[Mounted, string]> = [[mountTmpfs(128), 'tmpfs'], [mountExt4(128), 'ext4']];
+  const only = process.env.STORE_BENCH; // throughput | freshness | barrier | scale: one part only
   try {
-    if (!only || only === 'throughput') for (const [fs, kind] of filesystems) for (const n of [1, 8, 64]) await throughput(fs, kind, n);
+    if (!only || only === 'throughput') {
+      for (const [fs, kind] of filesystems) for (const n of [1, 8, 64]) await throughput(fs, kind, n);
+      for (const [fs, kind] of filesystems) await throughput(fs, kind, 64, 1 << 20);
+    }
     if (!only || only === 'freshness') for (const [fs, kind] of filesystems) {
       await freshness(fs, kind, { watch: true, pollMs: 100 });
       await freshness(fs, kind, { watch: false, pollMs: 100 });
@@ -129,6 +160,7 @@ async function main(): Promise<void> {
       await barrier(fs, kind, { watch: true, pollMs: 100 });
       await barrier(fs, kind, { watch: false, pollMs: 100 });
     }
+    if (!only || only === 'scale') for (const [fs, kind] of filesystems) await scale(fs, kind, 100_000);
   } finally {
     for (const [fs] of filesystems) fs.dispose();
   }

@@ -43,7 +43,7 @@ export interface DirectoryStoreOptions {
   livenessMs?: number;
   /** inotify on the folders (default true); false: polling only, as over NFS. */
   watch?: boolean;
-  /** A journal is compacted only past this size. Default 64 KiB. */
+  /** A journal is compacted only past this size. Default 1 MiB: under LOCK/UNLOCK churn with few locks held, 64 KiB meant 50 compactions a second, each a reset on every follower (bench/RESULTS.md). */
   compactMinBytes?: number;
   log: Pick<Logger, 'error' | 'warn' | 'info' | 'debug'>;
 }
@@ -129,7 +129,7 @@ export class DirectoryStore implements ClusterStore {
   private constructor(private readonly opts: DirectoryStoreOptions) {
     this.pollMs = opts.pollMs ?? 100;
     this.settleMs = Math.max(250, 5 * this.pollMs);
-    this.compactMinBytes = opts.compactMinBytes ?? 64 * 1024;
+    this.compactMinBytes = opts.compactMinBytes ?? 1024 * 1024;
     this.log = opts.log;
     this.nodes = new NodeRegistry({ stateDir: opts.stateDir, node: opts.node, livenessMs: opts.livenessMs ?? 5_000, watch: opts.watch ?? true, log: opts.log });
     this.changes$ = new Observable<JournalChange>((subscriber) => {
