@@ -396,3 +396,51 @@ describe('store: nodes in separate processes', function () {
     fa.sub.unsubscribe();
   });
 });
+
+describe('store: a full filesystem', function () {
+  this.timeout(20_000);
+  let mounted: Mounted | undefined;
+  before(function () {
+    if (process.getuid?.() !== 0) skipBecause(this, 'needs root in a private mount namespace (scripts/mocha-ns.sh)');
+    mounted = mountTmpfs(1);
+  });
+  after(() => mounted?.dispose());
+
+  it('a write that fails rejects its commits and stops the journal until it is taken over again, which cuts off the partial batch', async () => {
+    const dir = path.join(mounted!.dir, 'state');
+    const store = await DirectoryStore.open({ stateDir: dir, node: 'node-a', pollMs: 20, log: silent });
+    try {
+      await store.takeOver(V);
+      store.append(V, [{ key: 'kept', value: buf('1') }]);
+      await store.commit();
+      const filler = path.join(mounted!.dir, 'filler');
+      const free = (): number => { const st = fs.statfsSync(mounted!.dir); return st.bavail * st.bsize; };
+      fs.writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 40 * 1024)));
+      const big = Buffer.alloc(30 * 1024, 1);
+      let failure: Error | undefined;
+      for (let i = 0; i < 10 && !failure; i++) {
+        store.append(V, [{ key: `big-${i}`, value: big }]);
+        await store.commit().catch((err: Error) => (failure = err));
+      }
+      assert.ok(failure, 'a commit failed');
+      assert.match(failure.message, /journal of 10\.99\.0\.7 .* failed: ENOSPC.*no more appends until it is taken over again/);
+      assert.throws(() => store.append(V, [{ key: 'after', value: null }]), /ENOSPC/);
+      const committed = Object.keys(asObject(await new Promise<Map<string, Buffer>>((resolve) => {
+        // What the store itself holds as durable: every commit that resolved, not the failed one.
+        store.changes$.subscribe((c) => c.reset && resolve(new Map(c.records.map((r) => [r.key, r.value!])))).unsubscribe();
+      })));
+      fs.rmSync(filler);
+      await store.release(V);
+      const faults: JournalFault[] = [];
+      store.faults$.subscribe((f) => faults.push(f));
+      const taken = await store.takeOver(V);
+      assert.deepEqual(Object.keys(asObject(taken)).sort(), committed.sort(), 'exactly the committed entries');
+      assert.deepEqual(faults.map((f) => [f.reason.replace(/\d+/g, 'N'), f.truncated]), [['torn record (N of N bytes)', true]], 'the partial batch cut off');
+      store.append(V, [{ key: 'after', value: buf('2') }]);
+      await store.commit();
+      assert.equal((await store.takeOver(V)).get('after')?.toString(), '2');
+    } finally {
+      await store.close();
+    }
+  });
+});
