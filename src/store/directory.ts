@@ -189,7 +189,10 @@ export class DirectoryStore implements ClusterStore {
       if (this.journals.has(name) || name.startsWith('.') || !isAddress(name) || normaliseAddress(name) !== name) continue;
       this.journal(name);
     }
-    for (const j of this.journals.values()) if (!j.writer && !j.taking) this.follow(j);
+    for (const j of this.journals.values()) {
+      this.watchFolder(j); // a folder removed and made again: watched anew
+      if (!j.writer && !j.taking) this.follow(j);
+    }
   }
 
   private journal(address: string): Journal {
@@ -262,6 +265,11 @@ export class DirectoryStore implements ClusterStore {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') {
+        if (!fs.existsSync(j.dir)) {
+          // Its watch died with the folder.
+          j.watcher?.close();
+          j.watcher = undefined;
+        }
         if (j.generation !== undefined) {
           // Removed (by an operator): nothing is held through the address any more.
           this.setState(j, undefined, 0, 0, new Map());

@@ -137,6 +137,12 @@ for (const kind of kinds) {
       assert.throws(() => w.append(W, [{ key: 'k', value: null }]), /does not write the journal of fd00::7/);
       fs.rmSync(path.join(dir, W, 'journal'));
       await waitFor('b to see the journal removed', () => fb.view.get(W)?.size === 0, 2_000);
+      fs.rmSync(path.join(dir, W), { recursive: true });
+      await new Promise((r) => setTimeout(r, 50));
+      await w.takeOver(W); // the folder made again
+      w.append(W, [{ key: 'again', value: buf('7') }]);
+      await w.commit();
+      await waitFor('b to follow the folder made again', () => fb.view.get(W)?.get('again') === '7', 2_000);
       fb.sub.unsubscribe();
       fa.sub.unsubscribe();
     });
