@@ -1,11 +1,17 @@
 // The journal's bytes. Pure functions over Buffers; the file adapter does the I/O.
 //
-//   header (16 bytes, once, at offset 0)
+//   header (40 bytes, once, at offset 0)
 //     0  magic "LDJL"
 //     4  version u16 BE (1)
-//     6  header length u16 BE (16)
-//     8  generation u32 BE       a new one at each compaction: followers re-read the whole file
-//    12  crc32 u32 BE of bytes 0..11
+//     6  header length u16 BE (40)
+//     8  generation u32 BE       a new one at each compaction
+//    12  file id u32 BE          random, per file: a file put in the place of another is known
+//                                as such even when it got the other's inode number back
+//    16  from generation u32 BE  compacted from this generation (0: a new journal) ...
+//    20  from offset u64 BE      ... whose live entries, up to this offset, are the records
+//    28  compacted end u64 BE    up to here: a follower that had read exactly that far skips
+//                                them instead of reading the file again whole (no reset)
+//    36  crc32 u32 BE of bytes 0..35
 //   record (repeated to the end)
 //     0  payload length u32 BE
 //     4  crc32 u32 BE of the payload
@@ -18,7 +24,7 @@ import type { JournalRecord } from './types';
 
 export const JOURNAL_MAGIC = 'LDJL';
 export const JOURNAL_VERSION = 1;
-export const HEADER_BYTES = 16;
+export const HEADER_BYTES = 40;
 export const FRAME_BYTES = 8;
 /** Type, key length. */
 const PAYLOAD_FIXED = 3;
@@ -34,19 +40,39 @@ export class JournalFormatError extends Error {
   override readonly name = 'JournalFormatError';
 }
 
-export function encodeHeader(generation: number): Buffer {
-  if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff) throw new RangeError(`journal generation ${generation} is not a u32`);
+export interface JournalHeader {
+  generation: number;
+  /** Random, per file. */
+  fileId: number;
+  /** The generation and offset a compaction started from: their live entries are the records up to compactedEnd. */
+  from?: { generation: number; offset: number };
+  /** End of the compacted records (HEADER_BYTES for a new journal). */
+  compactedEnd: number;
+}
+
+const u32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+const u53 = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+
+export function encodeHeader(h: JournalHeader): Buffer {
+  if (!u32(h.generation) || h.generation === 0) throw new RangeError(`journal generation ${h.generation} is not a u32 above 0`);
+  if (!u32(h.fileId)) throw new RangeError(`journal file id ${h.fileId} is not a u32`);
+  if (h.from && (!u32(h.from.generation) || h.from.generation === 0 || !u53(h.from.offset))) throw new RangeError(`bad compaction origin ${JSON.stringify(h.from)}`);
+  if (!u53(h.compactedEnd) || h.compactedEnd < HEADER_BYTES) throw new RangeError(`compacted end ${h.compactedEnd} is inside the header`);
   const b = Buffer.alloc(HEADER_BYTES);
   b.write(JOURNAL_MAGIC, 0, 'latin1');
   b.writeUInt16BE(JOURNAL_VERSION, 4);
   b.writeUInt16BE(HEADER_BYTES, 6);
-  b.writeUInt32BE(generation, 8);
-  b.writeUInt32BE(crc32(b.subarray(0, 12)), 12);
+  b.writeUInt32BE(h.generation, 8);
+  b.writeUInt32BE(h.fileId, 12);
+  b.writeUInt32BE(h.from?.generation ?? 0, 16);
+  b.writeBigUInt64BE(BigInt(h.from?.offset ?? 0), 20);
+  b.writeBigUInt64BE(BigInt(h.compactedEnd), 28);
+  b.writeUInt32BE(crc32(b.subarray(0, 36)), 36);
   return b;
 }
 
-/** The header's generation. Throws JournalFormatError saying what is wrong. */
-export function decodeHeader(b: Buffer): { generation: number } {
+/** The header at the start of `b`. Throws JournalFormatError saying what is wrong. */
+export function decodeHeader(b: Buffer): JournalHeader {
   if (b.length === 0) throw new JournalFormatError('empty journal (no header)');
   if (b.length < 6) throw new JournalFormatError(`journal shorter than its header (${b.length} of ${HEADER_BYTES} bytes)`);
   const magic = b.toString('latin1', 0, 4);
@@ -56,8 +82,14 @@ export function decodeHeader(b: Buffer): { generation: number } {
   if (b.length < HEADER_BYTES) throw new JournalFormatError(`journal shorter than its header (${b.length} of ${HEADER_BYTES} bytes)`);
   const length = b.readUInt16BE(6);
   if (length !== HEADER_BYTES) throw new JournalFormatError(`journal header length ${length} (version ${JOURNAL_VERSION} has ${HEADER_BYTES})`);
-  if (b.readUInt32BE(12) !== crc32(b.subarray(0, 12))) throw new JournalFormatError('journal header checksum mismatch');
-  return { generation: b.readUInt32BE(8) };
+  if (b.readUInt32BE(36) !== crc32(b.subarray(0, 36))) throw new JournalFormatError('journal header checksum mismatch');
+  const generation = b.readUInt32BE(8);
+  const fileId = b.readUInt32BE(12);
+  const fromGeneration = b.readUInt32BE(16);
+  const fromOffset = Number(b.readBigUInt64BE(20));
+  const compactedEnd = Number(b.readBigUInt64BE(28));
+  if (generation === 0 || compactedEnd < HEADER_BYTES || !u53(fromOffset) || !u53(compactedEnd)) throw new JournalFormatError(`journal header out of range (generation ${generation}, compacted end ${compactedEnd})`);
+  return fromGeneration === 0 ? { generation, fileId, compactedEnd } : { generation, fileId, from: { generation: fromGeneration, offset: fromOffset }, compactedEnd };
 }
 
 /** Bytes one record takes in the journal (frame included). */

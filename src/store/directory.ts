@@ -7,22 +7,26 @@
 // Writing: the records appended in one turn go out in one write at the journal's end and one
 // fdatasync (group commit); commit() resolves after it. When the file is more than twice its live
 // content (and past compactMinBytes), the holder writes the live entries to a temp file of its own
-// under a new generation, syncs it, renames it over the journal and syncs the folder.
+// under a new generation, syncs it, renames it over the journal and syncs the folder. Its header
+// names the generation and offset it was made from: a follower that had read exactly that far
+// (the usual case with inotify) goes on after the compacted part without reading it, no reset.
 //
 // Following: each address folder is watched (inotify, for writers on this machine or a local
 // filesystem) and every journal is looked at every pollMs (other NFS clients' writes raise no
 // inotify; opening the file each time also revalidates NFS's cached attributes). New bytes are
-// read from the last offset; another file (inode) or a shorter one is re-read whole (a reset).
+// read from the last offset; another file (its header differs: each file has a random id) or a
+// shorter one is read whole, as a reset unless it is a compaction of exactly what was read.
 // Reading stops at the first record that is not whole and checksummed: a follower reports such
 // a tail once it has stayed put for settle time (a write may be under way), the new holder cuts
 // it off at takeOver. Neither ever applies it.
+import { randomInt } from 'node:crypto';
 import fs, { type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Observable, Subject } from 'rxjs';
 import type { Logger } from 'pino';
 import { isAddress, normaliseAddress } from '../net';
-import { checkRecord, decodeHeader, decodeRecords, encodeHeader, encodeRecords, HEADER_BYTES, JournalFormatError, recordBytes } from './codec';
+import { checkRecord, decodeHeader, decodeRecords, encodeHeader, encodeRecords, HEADER_BYTES, JournalFormatError, recordBytes, type JournalHeader } from './codec';
 import { NodeRegistry, reached, type Position } from './nodes';
 import type { BarrierResult, ClusterStore, JournalChange, JournalFault, JournalRecord } from './types';
 
@@ -69,7 +73,8 @@ interface Journal {
   file: string;
   /** undefined: no journal read (none yet, or unreadable). */
   generation: number | undefined;
-  ino: number;
+  /** The header of the file read: another one there means another file. */
+  head: Buffer | undefined;
   /** End of the trusted records read or written. */
   offset: number;
   live: Map<string, Buffer>;
@@ -82,7 +87,7 @@ interface Journal {
   taking: Promise<Map<string, Buffer>> | undefined;
   /** A tail not trusted, as first seen: reported once it stays put. */
   bad: { key: string; since: number; reported: boolean } | undefined;
-  /** The unreadable file last reported (inode:size:reason), so it is reported once. */
+  /** The unreadable file last reported (size:reason), so it is reported once. */
   unreadable: string | undefined;
   /** The fault reported and still there: a new subscriber of faults$ gets it first. */
   standing: JournalFault | undefined;
@@ -91,7 +96,7 @@ interface Journal {
 type ReadResult =
   | { state: 'absent' }
   | { state: 'unreadable'; reason: string; key: string; empty: boolean }
-  | { state: 'ok'; size: number; ino: number; bad?: { offset: number; reason: string } };
+  | { state: 'ok'; size: number; head: string; bad?: { offset: number; reason: string } };
 
 export interface StoreCounters {
   /** Journal writes (one per batch) and their fdatasyncs. */
@@ -199,7 +204,7 @@ export class DirectoryStore implements ClusterStore {
     let j = this.journals.get(address);
     if (j) return j;
     const dir = path.join(this.opts.stateDir, address);
-    j = { address, dir, file: path.join(dir, JOURNAL_FILE), generation: undefined, ino: 0, offset: 0, live: new Map(), liveBytes: 0, watcher: undefined, readScheduled: false, writer: undefined, taking: undefined, bad: undefined, unreadable: undefined, standing: undefined };
+    j = { address, dir, file: path.join(dir, JOURNAL_FILE), generation: undefined, head: undefined, offset: 0, live: new Map(), liveBytes: 0, watcher: undefined, readScheduled: false, writer: undefined, taking: undefined, bad: undefined, unreadable: undefined, standing: undefined };
     this.journals.set(address, j);
     this.watchFolder(j);
     return j;
@@ -243,7 +248,7 @@ export class DirectoryStore implements ClusterStore {
       if (r.state !== 'unreadable') j.standing = undefined;
       return;
     }
-    const key = `${r.ino}:${r.size}:${r.bad.offset}`;
+    const key = `${r.head}:${r.size}:${r.bad.offset}`;
     const now = performance.now();
     if (j.bad?.key !== key) j.bad = { key, since: now, reported: false };
     else if (!j.bad.reported && now - j.bad.since >= this.settleMs) {
@@ -252,7 +257,7 @@ export class DirectoryStore implements ClusterStore {
       const again = this.read(j, true);
       const bad = again.state === 'ok' ? again.bad : undefined;
       if (!bad) return void (j.bad = undefined);
-      j.bad = { key: `${again.state === 'ok' ? `${again.ino}:${again.size}` : ''}:${bad.offset}`, since: now, reported: true };
+      j.bad = { key: `${again.state === 'ok' ? `${again.head}:${again.size}` : ''}:${bad.offset}`, since: now, reported: true };
       this.fault(j, bad.offset, bad.reason, false);
     }
   }
@@ -272,7 +277,7 @@ export class DirectoryStore implements ClusterStore {
         }
         if (j.generation !== undefined) {
           // Removed (by an operator): nothing is held through the address any more.
-          this.setState(j, undefined, 0, 0, new Map());
+          this.setState(j, undefined, undefined, 0, new Map());
           this.changes.next({ address: j.address, records: [], reset: true });
         }
         return { state: 'absent' };
@@ -281,24 +286,34 @@ export class DirectoryStore implements ClusterStore {
     }
     try {
       const st = fs.fstatSync(fd);
-      if (whole || j.generation === undefined || st.ino !== j.ino || st.size < j.offset) {
-        const whole = readAt(fd, 0, st.size);
-        let generation: number;
+      const head = readAt(fd, 0, Math.min(st.size, HEADER_BYTES));
+      const headHex = head.toString('hex');
+      if (whole || j.generation === undefined || !j.head?.equals(head) || st.size < j.offset) {
+        let header: JournalHeader;
         try {
-          generation = decodeHeader(whole.subarray(0, HEADER_BYTES)).generation;
+          header = decodeHeader(head);
         } catch (err) {
           if (!(err instanceof JournalFormatError)) throw err;
-          return { state: 'unreadable', reason: err.message, key: `${st.ino}:${st.size}:${err.message}`, empty: st.size === 0 };
+          return { state: 'unreadable', reason: err.message, key: `${st.size}:${headHex}:${err.message}`, empty: st.size === 0 };
         }
-        const d = decodeRecords(whole.subarray(HEADER_BYTES));
-        const live = new Map<string, Buffer>();
-        for (const r of d.records) if (r.value === null) live.delete(r.key); else live.set(r.key, r.value);
-        this.setState(j, generation, st.ino, HEADER_BYTES + d.end, live);
-        this.changes.next({ address: j.address, records: entries(live), reset: true });
-        this.nodes.setApplied(j.address, position(j));
-        return { state: 'ok', size: st.size, ino: st.ino, bad: d.bad && { offset: HEADER_BYTES + d.bad.offset, reason: d.bad.reason } };
+        const from = header.from;
+        if (!whole && from && from.generation === j.generation && from.offset === j.offset && header.compactedEnd <= st.size) {
+          // A compaction of exactly what this node has read: the same entries, nothing to apply.
+          j.generation = header.generation;
+          j.head = head;
+          j.offset = header.compactedEnd;
+          this.nodes.setApplied(j.address, position(j));
+        } else {
+          const d = decodeRecords(readAt(fd, HEADER_BYTES, st.size - HEADER_BYTES));
+          const live = new Map<string, Buffer>();
+          for (const r of d.records) if (r.value === null) live.delete(r.key); else live.set(r.key, r.value);
+          this.setState(j, header.generation, head, HEADER_BYTES + d.end, live);
+          this.changes.next({ address: j.address, records: entries(live), reset: true });
+          this.nodes.setApplied(j.address, position(j));
+          return { state: 'ok', size: st.size, head: headHex, bad: d.bad && { offset: HEADER_BYTES + d.bad.offset, reason: d.bad.reason } };
+        }
       }
-      if (st.size === j.offset) return { state: 'ok', size: st.size, ino: st.ino };
+      if (st.size === j.offset) return { state: 'ok', size: st.size, head: headHex };
       const d = decodeRecords(readAt(fd, j.offset, st.size - j.offset));
       if (d.records.length > 0) {
         this.apply(j, d.records);
@@ -306,15 +321,15 @@ export class DirectoryStore implements ClusterStore {
         this.changes.next({ address: j.address, records: d.records, reset: false });
         this.nodes.setApplied(j.address, position(j));
       }
-      return { state: 'ok', size: st.size, ino: st.ino, bad: d.bad && { offset: j.offset, reason: d.bad.reason } };
+      return { state: 'ok', size: st.size, head: headHex, bad: d.bad && { offset: j.offset, reason: d.bad.reason } };
     } finally {
       fs.closeSync(fd);
     }
   }
 
-  private setState(j: Journal, generation: number | undefined, ino: number, offset: number, live: Map<string, Buffer>): void {
+  private setState(j: Journal, generation: number | undefined, head: Buffer | undefined, offset: number, live: Map<string, Buffer>): void {
     j.generation = generation;
-    j.ino = ino;
+    j.head = head;
     j.offset = offset;
     j.live = live;
     j.liveBytes = 0;
@@ -388,29 +403,29 @@ export class DirectoryStore implements ClusterStore {
     return new Map(j.live);
   }
 
-  /** Writes a journal holding only a header (temp file, sync, rename, folder sync): it is never seen half made. */
+  /** Writes a new journal (temp file, sync, rename, folder sync): it is never seen half made. */
   private async create(j: Journal): Promise<void> {
-    const generation = nextGeneration(j.generation ?? 0);
-    await this.replaceFile(j, Buffer.concat([encodeHeader(generation), encodeRecords(entries(j.live))]), generation, false);
+    const records = encodeRecords(entries(j.live));
+    await this.replaceFile(j, { generation: nextGeneration(j.generation ?? 0), fileId: randomInt(2 ** 32), compactedEnd: HEADER_BYTES + records.length }, records, false);
   }
 
-  /** Replaces the journal by `content` under `generation`; with keepOpen the writer moves to the new file. */
-  private async replaceFile(j: Journal, content: Buffer, generation: number, keepOpen: boolean): Promise<void> {
+  /** Replaces the journal by a header and records; with keepOpen the writer moves to the new file. */
+  private async replaceFile(j: Journal, header: JournalHeader, records: Buffer, keepOpen: boolean): Promise<void> {
+    const head = encodeHeader(header);
+    const content = Buffer.concat([head, records]);
     const tmp = path.join(j.dir, `.${JOURNAL_FILE}.${this.opts.node}.${process.pid}.tmp`);
     const fd = fs.openSync(tmp, 'w', 0o644);
-    let ino: number;
     try {
       writeAt(fd, content, 0);
       await fdatasync(fd);
-      ino = fs.fstatSync(fd).ino;
       fs.renameSync(tmp, j.file);
     } catch (err) {
       fs.closeSync(fd);
       fs.rmSync(tmp, { force: true });
       throw err;
     }
-    j.generation = generation;
-    j.ino = ino;
+    j.generation = header.generation;
+    j.head = head;
     j.offset = content.length;
     if (keepOpen && j.writer) {
       fs.closeSync(j.writer.fd);
@@ -488,8 +503,9 @@ export class DirectoryStore implements ClusterStore {
   private async compact(j: Journal, w: Writer): Promise<void> {
     const before = w.end;
     const generation = nextGeneration(j.generation ?? 0);
+    const records = encodeRecords(entries(j.live));
     try {
-      await this.replaceFile(j, Buffer.concat([encodeHeader(generation), encodeRecords(entries(j.live))]), generation, true);
+      await this.replaceFile(j, { generation, fileId: randomInt(2 ** 32), from: position(j), compactedEnd: HEADER_BYTES + records.length }, records, true);
     } catch (err) {
       // The old file stays whole and in use: compaction is tried again after the next batch.
       this.log.warn({ address: j.address, err: (err as Error).message }, `cannot compact the journal of ${j.address}: ${(err as Error).message}`);
