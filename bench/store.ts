@@ -50,7 +50,7 @@ async function throughput(fs: Mounted, kind: string, appenders: number, compactM
     }
   }));
   const syncs = store.counters.syncs - c0.syncs;
-  console.log(`${kind}, ${String(appenders).padStart(2)} appenders, compaction past ${compactMinBytes >> 10} KiB: ${Math.round(commits / seconds)} commits/s, ${Math.round(syncs / seconds)} fdatasyncs/s (${(commits / syncs).toFixed(1)} records each), latency ${fmt(latencies)}, ${store.counters.compactions - c0.compactions} compactions`);
+  console.log(`${kind}, ${String(appenders).padStart(2)} appender${appenders === 1 ? "" : "s"}, compaction past ${compactMinBytes >> 10} KiB: ${Math.round(commits / seconds)} commits/s, ${Math.round(syncs / seconds)} fdatasyncs/s (${(commits / syncs).toFixed(1)} records each), latency ${fmt(latencies)}, ${store.counters.compactions - c0.compactions} compactions`);
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 }

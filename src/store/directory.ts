@@ -78,8 +78,8 @@ interface Journal {
   /** End of the trusted records read or written. */
   offset: number;
   live: Map<string, Buffer>;
-  /** Bytes the live entries take as records: what a compaction would leave. */
-  liveBytes: number;
+  /** Bytes the live entries take as records: what a compaction would leave (counted once this node writes). */
+  liveBytes: number | undefined;
   watcher: FSWatcher | undefined;
   readScheduled: boolean;
   writer: Writer | undefined;
@@ -308,7 +308,8 @@ export class DirectoryStore implements ClusterStore {
           const live = new Map<string, Buffer>();
           for (const r of d.records) if (r.value === null) live.delete(r.key); else live.set(r.key, r.value);
           this.setState(j, header.generation, head, HEADER_BYTES + d.end, live);
-          this.changes.next({ address: j.address, records: entries(live), reset: true });
+          // 100k entries as records cost ~50 ms: not made for nobody (a store opening, before its first subscriber).
+          if (this.changes.observed) this.changes.next({ address: j.address, records: entries(live), reset: true });
           this.nodes.setApplied(j.address, position(j));
           return { state: 'ok', size: st.size, head: headHex, bad: d.bad && { offset: HEADER_BYTES + d.bad.offset, reason: d.bad.reason } };
         }
@@ -332,18 +333,17 @@ export class DirectoryStore implements ClusterStore {
     j.head = head;
     j.offset = offset;
     j.live = live;
-    j.liveBytes = 0;
-    for (const [key, value] of live) j.liveBytes += recordBytes(key, value);
+    j.liveBytes = undefined;
   }
 
   private apply(j: Journal, records: readonly JournalRecord[]): void {
     for (const { key, value } of records) {
       const was = j.live.get(key);
-      if (was) j.liveBytes -= recordBytes(key, was);
+      if (was && j.liveBytes !== undefined) j.liveBytes -= recordBytes(key, was);
       if (value === null) j.live.delete(key);
       else {
         j.live.set(key, value);
-        j.liveBytes += recordBytes(key, value);
+        if (j.liveBytes !== undefined) j.liveBytes += recordBytes(key, value);
       }
     }
   }
@@ -398,6 +398,10 @@ export class DirectoryStore implements ClusterStore {
     j.bad = undefined;
     j.unreadable = undefined;
     j.standing = undefined;
+    if (j.liveBytes === undefined) {
+      j.liveBytes = 0;
+      for (const [key, value] of j.live) j.liveBytes += recordBytes(key, value);
+    }
     j.writer = { fd, end: j.offset, pending: [], waiters: [], loop: undefined, failed: undefined };
     this.nodes.setApplied(address, position(j));
     return new Map(j.live);
@@ -481,7 +485,7 @@ export class DirectoryStore implements ClusterStore {
         continue;
       }
       for (const x of waiters) x.resolve();
-      if (j.writer === w && w.end > this.compactMinBytes && w.end > 2 * (HEADER_BYTES + j.liveBytes)) await this.compact(j, w);
+      if (j.writer === w && w.end > this.compactMinBytes && w.end > 2 * (HEADER_BYTES + (j.liveBytes ?? 0))) await this.compact(j, w);
     }
     w.loop = undefined;
   }
