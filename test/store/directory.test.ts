@@ -105,6 +105,12 @@ for (const kind of kinds) {
       assert.equal(a.counters.syncs - solo, 3);
       await a.commit(); // nothing appended: resolves at once, no sync
       assert.equal(a.counters.syncs - solo, 3);
+      // Two addresses in one turn: one write and one fdatasync each, one commit() for both.
+      await a.takeOver(W);
+      const two = { ...a.counters };
+      for (let i = 0; i < 10; i++) a.append(i % 2 ? V : W, [{ key: `t${i}`, value: buf('x') }]);
+      await a.commit();
+      assert.deepEqual([a.counters.writes - two.writes, a.counters.syncs - two.syncs], [2, 2]);
     });
 
     it('a follower sees a reset with the whole journal, then each commit, and its view matches the holder', async () => {
