@@ -11,16 +11,32 @@
 //    20  from offset u64 BE      ... whose live entries, up to this offset, are the records
 //    28  compacted end u64 BE    up to here: a follower that had read exactly that far skips
 //                                them instead of reading the file again whole (no reset)
-//    36  crc32 u32 BE of bytes 0..35
+//    36  crc32c u32 BE of bytes 0..35
 //   record (repeated to the end)
 //     0  payload length u32 BE
-//     4  crc32 u32 BE of the payload
+//     4  crc32c u32 BE of the payload
 //     8  payload: type u8 (1 put, 2 delete), key length u16 BE, key (UTF-8), value (put: the rest)
 //
 // A record is trusted only whole and with its checksum: decoding stops at the first one that is
 // not (a write torn by a crash, or in progress as a follower reads) and says where and why.
-import { crc32 } from 'node:zlib';
 import type { JournalRecord } from './types';
+
+/** CRC-32C (Castagnoli, as iSCSI and ext4 use), bytewise. node:zlib's crc32 needs Node 20.15. */
+const CRC32C_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+export function crc32c(b: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < b.length; i++) c = CRC32C_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
 
 export const JOURNAL_MAGIC = 'LDJL';
 export const JOURNAL_VERSION = 1;
@@ -67,7 +83,7 @@ export function encodeHeader(h: JournalHeader): Buffer {
   b.writeUInt32BE(h.from?.generation ?? 0, 16);
   b.writeBigUInt64BE(BigInt(h.from?.offset ?? 0), 20);
   b.writeBigUInt64BE(BigInt(h.compactedEnd), 28);
-  b.writeUInt32BE(crc32(b.subarray(0, 36)), 36);
+  b.writeUInt32BE(crc32c(b.subarray(0, 36)), 36);
   return b;
 }
 
@@ -82,7 +98,7 @@ export function decodeHeader(b: Buffer): JournalHeader {
   if (b.length < HEADER_BYTES) throw new JournalFormatError(`journal shorter than its header (${b.length} of ${HEADER_BYTES} bytes)`);
   const length = b.readUInt16BE(6);
   if (length !== HEADER_BYTES) throw new JournalFormatError(`journal header length ${length} (version ${JOURNAL_VERSION} has ${HEADER_BYTES})`);
-  if (b.readUInt32BE(36) !== crc32(b.subarray(0, 36))) throw new JournalFormatError('journal header checksum mismatch');
+  if (b.readUInt32BE(36) !== crc32c(b.subarray(0, 36))) throw new JournalFormatError('journal header checksum mismatch');
   const generation = b.readUInt32BE(8);
   const fileId = b.readUInt32BE(12);
   const fromGeneration = b.readUInt32BE(16);
@@ -127,7 +143,7 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
     at = payload + PAYLOAD_FIXED + b.write(r.key, payload + PAYLOAD_FIXED, 'utf8');
     if (r.value) at += r.value.copy(b, at);
     b.writeUInt32BE(at - payload, start);
-    b.writeUInt32BE(crc32(b.subarray(payload, at)), start + 4);
+    b.writeUInt32BE(crc32c(b.subarray(payload, at)), start + 4);
   }
   return b;
 }
@@ -157,7 +173,7 @@ export function decodeRecords(b: Buffer): DecodedRecords {
     if (length < PAYLOAD_FIXED) return stop(`record length ${length} is shorter than a record`);
     if (left - FRAME_BYTES < length) return stop(`torn record (${left - FRAME_BYTES} of ${length} bytes)`);
     const payload = b.subarray(at + FRAME_BYTES, at + FRAME_BYTES + length);
-    if (b.readUInt32BE(at + 4) !== crc32(payload)) return stop('record checksum mismatch');
+    if (b.readUInt32BE(at + 4) !== crc32c(payload)) return stop('record checksum mismatch');
     const type = payload[0];
     const keyBytes = payload.readUInt16BE(1);
     if (PAYLOAD_FIXED + keyBytes > length) return stop(`record key of ${keyBytes} bytes runs past its record`);

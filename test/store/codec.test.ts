@@ -1,8 +1,7 @@
 // The journal codec against bytes written out by hand, field by field (as mqtt-packet's tests
 // do), and against what a disk leaves after a crash: torn frames, flipped bits, absurd lengths.
 import assert from 'node:assert/strict';
-import { crc32 } from 'node:zlib';
-import { decodeHeader, decodeRecords, encodeHeader, encodeRecords, JournalFormatError, MAX_PAYLOAD_BYTES, recordBytes } from '../../src/store/codec';
+import { crc32c, decodeHeader, decodeRecords, encodeHeader, encodeRecords, JournalFormatError, MAX_PAYLOAD_BYTES, recordBytes } from '../../src/store/codec';
 
 const bytes = (...parts: number[][]): Buffer => Buffer.from(parts.flat());
 
@@ -15,7 +14,7 @@ const HEADER_GEN_7 = bytes(
   [0x00, 0x00, 0x00, 0x00], // compacted from generation 0: a new journal
   [0, 0, 0, 0, 0, 0, 0, 0], // from offset (none)
   [0, 0, 0, 0, 0, 0, 0, 0x28], // compacted end: right after the header (nothing compacted)
-  [0xa9, 0xf0, 0x98, 0x5d], // crc32 of the 36 bytes above
+  [0xc9, 0x31, 0xa4, 0xe9], // crc32c of the 36 bytes above
 );
 
 const HEADER_COMPACTED = bytes(
@@ -27,12 +26,12 @@ const HEADER_COMPACTED = bytes(
   [0x00, 0x00, 0x00, 0x07], // compacted from generation 7 ...
   [0, 0, 0, 0, 0, 0, 0x12, 0x34], // ... as it was up to offset 0x1234
   [0, 0, 0, 0, 0, 0, 0x01, 0x00], // its live entries are the records up to 0x100
-  [0xb1, 0xce, 0xe6, 0x51], // crc32 of the 36 bytes above
+  [0x1a, 0x0d, 0x8d, 0x08], // crc32c of the 36 bytes above
 );
 
 const PUT_A = bytes(
   [0x00, 0x00, 0x00, 0x06], // payload length 6
-  [0xe0, 0x27, 0x54, 0xab], // crc32 of the payload
+  [0x07, 0xac, 0x4b, 0x61], // crc32c of the payload
   [0x01], // type: put
   [0x00, 0x01], // key length 1
   [0x61], // key "a"
@@ -41,7 +40,7 @@ const PUT_A = bytes(
 
 const DELETE_A = bytes(
   [0x00, 0x00, 0x00, 0x04], // payload length 4
-  [0xa8, 0xe3, 0x77, 0x18], // crc32 of the payload
+  [0x77, 0x0f, 0xe0, 0x50], // crc32c of the payload
   [0x02], // type: delete
   [0x00, 0x01], // key length 1
   [0x61], // key "a"
@@ -49,7 +48,7 @@ const DELETE_A = bytes(
 
 const PUT_E_ACUTE_EMPTY = bytes(
   [0x00, 0x00, 0x00, 0x05], // payload length 5
-  [0xb7, 0x1b, 0x95, 0x02], // crc32 of the payload
+  [0xd8, 0xc6, 0xb1, 0x9a], // crc32c of the payload
   [0x01], // type: put
   [0x00, 0x02], // key length 2 (bytes, not characters)
   [0xc3, 0xa9], // key "é" in UTF-8
@@ -57,6 +56,11 @@ const PUT_E_ACUTE_EMPTY = bytes(
 );
 
 describe('store: journal codec', () => {
+  it('checksums with CRC-32C (its check value)', () => {
+    assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
+    assert.equal(crc32c(Buffer.alloc(0)), 0);
+  });
+
   it('encodes and decodes the header', () => {
     assert.deepEqual(encodeHeader({ generation: 7, fileId: 0xcafe0001, compactedEnd: 40 }), HEADER_GEN_7);
     assert.deepEqual(decodeHeader(HEADER_GEN_7), { generation: 7, fileId: 0xcafe0001, compactedEnd: 40 });
@@ -133,13 +137,13 @@ describe('store: journal codec', () => {
     it('an unknown record type, checksum right', () => {
       const r = Buffer.from(DELETE_A);
       r[8] = 9;
-      r.writeUInt32BE(crc32(r.subarray(8)), 4);
+      r.writeUInt32BE(crc32c(r.subarray(8)), 4);
       stopsAt(r, /unknown record type 9/);
     });
     it('a key length past its record, checksum right', () => {
       const r = Buffer.from(DELETE_A);
       r.writeUInt16BE(9, 9);
-      r.writeUInt32BE(crc32(r.subarray(8)), 4);
+      r.writeUInt32BE(crc32c(r.subarray(8)), 4);
       stopsAt(r, /key of 9 bytes runs past its record/);
     });
     it('a record after a bad one is not trusted either', () => {
@@ -169,7 +173,7 @@ describe('store: journal codec', () => {
     it('a compacted end inside the header, checksum right', () => {
       const b = Buffer.from(HEADER_GEN_7);
       b.writeBigUInt64BE(8n, 28);
-      b.writeUInt32BE(crc32(b.subarray(0, 36)), 36);
+      b.writeUInt32BE(crc32c(b.subarray(0, 36)), 36);
       fails(b, /out of range \(generation 7, compacted end 8\)/);
     });
     it('a flipped bit in the generation', () => {
