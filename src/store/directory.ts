@@ -7,22 +7,26 @@
 // Writing: the records appended in one turn go out in one write at the journal's end and one
 // fdatasync (group commit); commit() resolves after it. When the file is more than twice its live
 // content (and past compactMinBytes), the holder writes the live entries to a temp file of its own
-// under a new generation, syncs it, renames it over the journal and syncs the folder.
+// under a new generation, syncs it, renames it over the journal and syncs the folder. Its header
+// names the generation and offset it was made from: a follower that had read exactly that far
+// (the usual case with inotify) goes on after the compacted part without reading it, no reset.
 //
 // Following: each address folder is watched (inotify, for writers on this machine or a local
 // filesystem) and every journal is looked at every pollMs (other NFS clients' writes raise no
 // inotify; opening the file each time also revalidates NFS's cached attributes). New bytes are
-// read from the last offset; another file (inode) or a shorter one is re-read whole (a reset).
+// read from the last offset; another file (its header differs: each file has a random id) or a
+// shorter one is read whole, as a reset unless it is a compaction of exactly what was read.
 // Reading stops at the first record that is not whole and checksummed: a follower reports such
 // a tail once it has stayed put for settle time (a write may be under way), the new holder cuts
 // it off at takeOver. Neither ever applies it.
+import { randomInt } from 'node:crypto';
 import fs, { type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Observable, Subject } from 'rxjs';
 import type { Logger } from 'pino';
 import { isAddress, normaliseAddress } from '../net';
-import { checkRecord, decodeHeader, decodeRecords, encodeHeader, encodeRecords, HEADER_BYTES, JournalFormatError, recordBytes } from './codec';
+import { checkRecord, decodeHeader, decodeRecords, encodeHeader, encodeRecords, HEADER_BYTES, JournalFormatError, recordBytes, type JournalHeader } from './codec';
 import { NodeRegistry, reached, type Position } from './nodes';
 import type { BarrierResult, ClusterStore, JournalChange, JournalFault, JournalRecord } from './types';
 
@@ -43,7 +47,7 @@ export interface DirectoryStoreOptions {
   livenessMs?: number;
   /** inotify on the folders (default true); false: polling only, as over NFS. */
   watch?: boolean;
-  /** A journal is compacted only past this size. Default 64 KiB. */
+  /** A journal is compacted only past this size. Default 1 MiB: under LOCK/UNLOCK churn with few locks held, 64 KiB meant 50 compactions a second, each a reset on every follower (bench/RESULTS.md). */
   compactMinBytes?: number;
   log: Pick<Logger, 'error' | 'warn' | 'info' | 'debug'>;
 }
@@ -69,12 +73,13 @@ interface Journal {
   file: string;
   /** undefined: no journal read (none yet, or unreadable). */
   generation: number | undefined;
-  ino: number;
+  /** The header of the file read: another one there means another file. */
+  head: Buffer | undefined;
   /** End of the trusted records read or written. */
   offset: number;
   live: Map<string, Buffer>;
-  /** Bytes the live entries take as records: what a compaction would leave. */
-  liveBytes: number;
+  /** Bytes the live entries take as records: what a compaction would leave (counted once this node writes). */
+  liveBytes: number | undefined;
   watcher: FSWatcher | undefined;
   readScheduled: boolean;
   writer: Writer | undefined;
@@ -82,7 +87,7 @@ interface Journal {
   taking: Promise<Map<string, Buffer>> | undefined;
   /** A tail not trusted, as first seen: reported once it stays put. */
   bad: { key: string; since: number; reported: boolean } | undefined;
-  /** The unreadable file last reported (inode:size:reason), so it is reported once. */
+  /** The unreadable file last reported (size:reason), so it is reported once. */
   unreadable: string | undefined;
   /** The fault reported and still there: a new subscriber of faults$ gets it first. */
   standing: JournalFault | undefined;
@@ -91,7 +96,7 @@ interface Journal {
 type ReadResult =
   | { state: 'absent' }
   | { state: 'unreadable'; reason: string; key: string; empty: boolean }
-  | { state: 'ok'; size: number; ino: number; bad?: { offset: number; reason: string } };
+  | { state: 'ok'; size: number; head: string; bad?: { offset: number; reason: string } };
 
 export interface StoreCounters {
   /** Journal writes (one per batch) and their fdatasyncs. */
@@ -122,14 +127,14 @@ export class DirectoryStore implements ClusterStore {
   /** Opens the store: every journal read, this node announced, following started. */
   static async open(opts: DirectoryStoreOptions): Promise<DirectoryStore> {
     const store = new DirectoryStore(opts);
-    await store.start();
+    store.start();
     return store;
   }
 
   private constructor(private readonly opts: DirectoryStoreOptions) {
     this.pollMs = opts.pollMs ?? 100;
     this.settleMs = Math.max(250, 5 * this.pollMs);
-    this.compactMinBytes = opts.compactMinBytes ?? 64 * 1024;
+    this.compactMinBytes = opts.compactMinBytes ?? 1024 * 1024;
     this.log = opts.log;
     this.nodes = new NodeRegistry({ stateDir: opts.stateDir, node: opts.node, livenessMs: opts.livenessMs ?? 5_000, watch: opts.watch ?? true, log: opts.log });
     this.changes$ = new Observable<JournalChange>((subscriber) => {
@@ -144,10 +149,10 @@ export class DirectoryStore implements ClusterStore {
     });
   }
 
-  private async start(): Promise<void> {
+  private start(): void {
     fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o755 });
     this.scan();
-    await this.nodes.start();
+    this.nodes.start();
     if (this.opts.watch ?? true) {
       try {
         this.dirWatcher = fs.watch(this.opts.stateDir, { persistent: false }, () => this.scheduleScan());
@@ -189,14 +194,17 @@ export class DirectoryStore implements ClusterStore {
       if (this.journals.has(name) || name.startsWith('.') || !isAddress(name) || normaliseAddress(name) !== name) continue;
       this.journal(name);
     }
-    for (const j of this.journals.values()) if (!j.writer && !j.taking) this.follow(j);
+    for (const j of this.journals.values()) {
+      this.watchFolder(j); // a folder removed and made again: watched anew
+      if (!j.writer && !j.taking) this.follow(j);
+    }
   }
 
   private journal(address: string): Journal {
     let j = this.journals.get(address);
     if (j) return j;
     const dir = path.join(this.opts.stateDir, address);
-    j = { address, dir, file: path.join(dir, JOURNAL_FILE), generation: undefined, ino: 0, offset: 0, live: new Map(), liveBytes: 0, watcher: undefined, readScheduled: false, writer: undefined, taking: undefined, bad: undefined, unreadable: undefined, standing: undefined };
+    j = { address, dir, file: path.join(dir, JOURNAL_FILE), generation: undefined, head: undefined, offset: 0, live: new Map(), liveBytes: 0, watcher: undefined, readScheduled: false, writer: undefined, taking: undefined, bad: undefined, unreadable: undefined, standing: undefined };
     this.journals.set(address, j);
     this.watchFolder(j);
     return j;
@@ -240,7 +248,7 @@ export class DirectoryStore implements ClusterStore {
       if (r.state !== 'unreadable') j.standing = undefined;
       return;
     }
-    const key = `${r.ino}:${r.size}:${r.bad.offset}`;
+    const key = `${r.head}:${r.size}:${r.bad.offset}`;
     const now = performance.now();
     if (j.bad?.key !== key) j.bad = { key, since: now, reported: false };
     else if (!j.bad.reported && now - j.bad.since >= this.settleMs) {
@@ -249,7 +257,7 @@ export class DirectoryStore implements ClusterStore {
       const again = this.read(j, true);
       const bad = again.state === 'ok' ? again.bad : undefined;
       if (!bad) return void (j.bad = undefined);
-      j.bad = { key: `${again.state === 'ok' ? `${again.ino}:${again.size}` : ''}:${bad.offset}`, since: now, reported: true };
+      j.bad = { key: `${again.state === 'ok' ? `${again.head}:${again.size}` : ''}:${bad.offset}`, since: now, reported: true };
       this.fault(j, bad.offset, bad.reason, false);
     }
   }
@@ -262,9 +270,14 @@ export class DirectoryStore implements ClusterStore {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') {
+        if (!fs.existsSync(j.dir)) {
+          // Its watch died with the folder.
+          j.watcher?.close();
+          j.watcher = undefined;
+        }
         if (j.generation !== undefined) {
           // Removed (by an operator): nothing is held through the address any more.
-          this.setState(j, undefined, 0, 0, new Map());
+          this.setState(j, undefined, undefined, 0, new Map());
           this.changes.next({ address: j.address, records: [], reset: true });
         }
         return { state: 'absent' };
@@ -273,24 +286,35 @@ export class DirectoryStore implements ClusterStore {
     }
     try {
       const st = fs.fstatSync(fd);
-      if (whole || j.generation === undefined || st.ino !== j.ino || st.size < j.offset) {
-        const whole = readAt(fd, 0, st.size);
-        let generation: number;
+      const head = readAt(fd, 0, Math.min(st.size, HEADER_BYTES));
+      const headHex = head.toString('hex');
+      if (whole || j.generation === undefined || !j.head?.equals(head) || st.size < j.offset) {
+        let header: JournalHeader;
         try {
-          generation = decodeHeader(whole.subarray(0, HEADER_BYTES)).generation;
+          header = decodeHeader(head);
         } catch (err) {
           if (!(err instanceof JournalFormatError)) throw err;
-          return { state: 'unreadable', reason: err.message, key: `${st.ino}:${st.size}:${err.message}`, empty: st.size === 0 };
+          return { state: 'unreadable', reason: err.message, key: `${st.size}:${headHex}:${err.message}`, empty: st.size === 0 };
         }
-        const d = decodeRecords(whole.subarray(HEADER_BYTES));
-        const live = new Map<string, Buffer>();
-        for (const r of d.records) if (r.value === null) live.delete(r.key); else live.set(r.key, r.value);
-        this.setState(j, generation, st.ino, HEADER_BYTES + d.end, live);
-        this.changes.next({ address: j.address, records: entries(live), reset: true });
-        this.nodes.setApplied(j.address, position(j));
-        return { state: 'ok', size: st.size, ino: st.ino, bad: d.bad && { offset: HEADER_BYTES + d.bad.offset, reason: d.bad.reason } };
+        const from = header.from;
+        if (!whole && from && from.generation === j.generation && from.offset === j.offset && header.compactedEnd <= st.size) {
+          // A compaction of exactly what this node has read: the same entries, nothing to apply.
+          j.generation = header.generation;
+          j.head = head;
+          j.offset = header.compactedEnd;
+          this.nodes.setApplied(j.address, position(j));
+        } else {
+          const d = decodeRecords(readAt(fd, HEADER_BYTES, st.size - HEADER_BYTES));
+          const live = new Map<string, Buffer>();
+          for (const r of d.records) if (r.value === null) live.delete(r.key); else live.set(r.key, r.value);
+          this.setState(j, header.generation, head, HEADER_BYTES + d.end, live);
+          // 100k entries as records cost ~50 ms: not made for nobody (a store opening, before its first subscriber).
+          if (this.changes.observed) this.changes.next({ address: j.address, records: entries(live), reset: true });
+          this.nodes.setApplied(j.address, position(j));
+          return { state: 'ok', size: st.size, head: headHex, bad: d.bad && { offset: HEADER_BYTES + d.bad.offset, reason: d.bad.reason } };
+        }
       }
-      if (st.size === j.offset) return { state: 'ok', size: st.size, ino: st.ino };
+      if (st.size === j.offset) return { state: 'ok', size: st.size, head: headHex };
       const d = decodeRecords(readAt(fd, j.offset, st.size - j.offset));
       if (d.records.length > 0) {
         this.apply(j, d.records);
@@ -298,29 +322,28 @@ export class DirectoryStore implements ClusterStore {
         this.changes.next({ address: j.address, records: d.records, reset: false });
         this.nodes.setApplied(j.address, position(j));
       }
-      return { state: 'ok', size: st.size, ino: st.ino, bad: d.bad && { offset: j.offset, reason: d.bad.reason } };
+      return { state: 'ok', size: st.size, head: headHex, bad: d.bad && { offset: j.offset, reason: d.bad.reason } };
     } finally {
       fs.closeSync(fd);
     }
   }
 
-  private setState(j: Journal, generation: number | undefined, ino: number, offset: number, live: Map<string, Buffer>): void {
+  private setState(j: Journal, generation: number | undefined, head: Buffer | undefined, offset: number, live: Map<string, Buffer>): void {
     j.generation = generation;
-    j.ino = ino;
+    j.head = head;
     j.offset = offset;
     j.live = live;
-    j.liveBytes = 0;
-    for (const [key, value] of live) j.liveBytes += recordBytes(key, value);
+    j.liveBytes = undefined;
   }
 
   private apply(j: Journal, records: readonly JournalRecord[]): void {
     for (const { key, value } of records) {
       const was = j.live.get(key);
-      if (was) j.liveBytes -= recordBytes(key, was);
+      if (was && j.liveBytes !== undefined) j.liveBytes -= recordBytes(key, was);
       if (value === null) j.live.delete(key);
       else {
         j.live.set(key, value);
-        j.liveBytes += recordBytes(key, value);
+        if (j.liveBytes !== undefined) j.liveBytes += recordBytes(key, value);
       }
     }
   }
@@ -375,41 +398,45 @@ export class DirectoryStore implements ClusterStore {
     j.bad = undefined;
     j.unreadable = undefined;
     j.standing = undefined;
+    if (j.liveBytes === undefined) {
+      j.liveBytes = 0;
+      for (const [key, value] of j.live) j.liveBytes += recordBytes(key, value);
+    }
     j.writer = { fd, end: j.offset, pending: [], waiters: [], loop: undefined, failed: undefined };
     this.nodes.setApplied(address, position(j));
     return new Map(j.live);
   }
 
-  /** Writes a journal holding only a header (temp file, sync, rename, folder sync): it is never seen half made. */
+  /** Writes a new journal (temp file, sync, rename, folder sync): it is never seen half made. */
   private async create(j: Journal): Promise<void> {
-    const generation = nextGeneration(j.generation ?? 0);
-    await this.replaceFile(j, Buffer.concat([encodeHeader(generation), encodeRecords(entries(j.live))]), generation, false);
+    const records = encodeRecords(entries(j.live));
+    await this.replaceFile(j, { generation: nextGeneration(j.generation ?? 0), fileId: randomInt(2 ** 32), compactedEnd: HEADER_BYTES + records.length }, records, false);
   }
 
-  /** Replaces the journal by `content` under `generation`; with keepOpen the writer moves to the new file. */
-  private async replaceFile(j: Journal, content: Buffer, generation: number, keepOpen: boolean): Promise<void> {
+  /** Replaces the journal by a header and records; with keepOpen the writer moves to the new file. */
+  private async replaceFile(j: Journal, header: JournalHeader, records: Buffer, keepOpen: boolean): Promise<void> {
+    const head = encodeHeader(header);
+    const content = Buffer.concat([head, records]);
     const tmp = path.join(j.dir, `.${JOURNAL_FILE}.${this.opts.node}.${process.pid}.tmp`);
     const fd = fs.openSync(tmp, 'w', 0o644);
-    let ino: number;
     try {
       writeAt(fd, content, 0);
       await fdatasync(fd);
-      ino = fs.fstatSync(fd).ino;
       fs.renameSync(tmp, j.file);
     } catch (err) {
       fs.closeSync(fd);
       fs.rmSync(tmp, { force: true });
       throw err;
     }
-    j.generation = generation;
-    j.ino = ino;
+    j.generation = header.generation;
+    j.head = head;
     j.offset = content.length;
     if (keepOpen && j.writer) {
       fs.closeSync(j.writer.fd);
       j.writer.fd = fd;
       j.writer.end = content.length;
     } else fs.closeSync(fd);
-    this.nodes.setApplied(j.address, position(j));
+    if (!keepOpen) this.nodes.setApplied(j.address, position(j));
     await syncFolder(j.dir);
   }
 
@@ -458,7 +485,7 @@ export class DirectoryStore implements ClusterStore {
         continue;
       }
       for (const x of waiters) x.resolve();
-      if (j.writer === w && w.end > this.compactMinBytes && w.end > 2 * (HEADER_BYTES + j.liveBytes)) await this.compact(j, w);
+      if (j.writer === w && w.end > this.compactMinBytes && w.end > 2 * (HEADER_BYTES + (j.liveBytes ?? 0))) await this.compact(j, w);
     }
     w.loop = undefined;
   }
@@ -472,15 +499,17 @@ export class DirectoryStore implements ClusterStore {
     w.end += bytes.length;
     j.offset = w.end;
     this.apply(j, records);
+    // Not told to the other nodes here: they wait only for followers (a node file rewritten at
+    // every batch would cost the holder a second write per commit). release() tells it.
     this.changes.next({ address: j.address, records, reset: false });
-    this.nodes.setApplied(j.address, position(j));
   }
 
   private async compact(j: Journal, w: Writer): Promise<void> {
     const before = w.end;
     const generation = nextGeneration(j.generation ?? 0);
+    const records = encodeRecords(entries(j.live));
     try {
-      await this.replaceFile(j, Buffer.concat([encodeHeader(generation), encodeRecords(entries(j.live))]), generation, true);
+      await this.replaceFile(j, { generation, fileId: randomInt(2 ** 32), from: position(j), compactedEnd: HEADER_BYTES + records.length }, records, true);
     } catch (err) {
       // The old file stays whole and in use: compaction is tried again after the next batch.
       this.log.warn({ address: j.address, err: (err as Error).message }, `cannot compact the journal of ${j.address}: ${(err as Error).message}`);
@@ -498,6 +527,7 @@ export class DirectoryStore implements ClusterStore {
       while (w.loop) await w.loop;
     } finally {
       this.dropWriter(j);
+      this.nodes.setApplied(address, position(j));
     }
   }
 
@@ -546,7 +576,7 @@ export class DirectoryStore implements ClusterStore {
       j.watcher?.close();
       this.dropWriter(j);
     }
-    await this.nodes.close();
+    this.nodes.close();
     this.changes.complete();
     this.faults.complete();
   }

@@ -2,17 +2,20 @@
 //
 //   <state-dir>/.nodes/<node>   {"node","pid","seq","at","applied":{"<address>":[generation, offset]}}
 //
-// rewritten atomically (a temp file of this writer, fdatasync, rename) with a new `seq` every third
+// rewritten atomically (a temp file of this writer, renamed over it) with a new `seq` every third
 // of the liveness bound (the heartbeat) and, debounced to one write per turn, whenever the node
-// has applied more of a journal. Another node counts it live while it sees `seq` change within the
+// has applied more of a journal. Not fsynced: it says what a running node has done, so after a
+// crash of its machine it is moot (the node is dead, or rewrites it when it starts), and an
+// unreadable one is ignored. An fsync would put one more journal commit (ext4) or COMMIT (NFS)
+// on the shared storage per change a follower applies, in the way of the holders' commits, and
+// measured as the barrier's p99 on ext4 going from 6 to 12 ms (bench/RESULTS.md). On NFS, close()
+// has sent the data to the server before the rename. Another node counts it live while it sees `seq` change within the
 // bound, measured on its own clock (as the address lease is): clocks of different nodes are never
 // compared. A node first seen counts as live for one bound. A clean close removes the file.
 import fs, { type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 
-const fdatasync = promisify(fs.fdatasync);
 
 /** How far a node has applied one address's journal. */
 export interface Position {
@@ -56,8 +59,6 @@ export class NodeRegistry {
   private heartbeat: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private writeScheduled = false;
-  private writing: Promise<void> | undefined;
-  private dirty = false;
   private closed = false;
   private wakers: Array<() => void> = [];
 
@@ -68,13 +69,11 @@ export class NodeRegistry {
     this.tmp = path.join(this.dir, `.${opts.node}.${process.pid}.tmp`);
   }
 
-  /** Announces this node (its file written before this resolves) and starts its heartbeat. */
-  async start(): Promise<void> {
+  /** Announces this node (its file written before this returns) and starts its heartbeat. */
+  start(): void {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-    // Through the one writing loop: a write scheduled meanwhile must not share the temp file.
-    this.writing ??= this.writeLoop();
-    await this.writing;
-    this.heartbeat = setInterval(() => this.schedule(), Math.max(50, Math.floor(this.opts.livenessMs / 3)));
+    this.write();
+    this.heartbeat = setInterval(() => this.write(), Math.max(50, Math.floor(this.opts.livenessMs / 3)));
     this.heartbeat.unref();
     if (this.opts.watch) {
       try {
@@ -92,46 +91,26 @@ export class NodeRegistry {
     const was = this.applied.get(address);
     if (was && was.generation === p.generation && was.offset === p.offset) return;
     this.applied.set(address, { ...p });
-    this.schedule();
-  }
-
-  private schedule(): void {
     if (this.writeScheduled || this.closed) return;
     this.writeScheduled = true;
     setImmediate(() => {
       this.writeScheduled = false;
-      if (this.closed) return;
-      if (this.writing) this.dirty = true;
-      else this.writing = this.writeLoop();
+      this.write();
     });
   }
 
-  private async writeLoop(): Promise<void> {
-    do {
-      this.dirty = false;
-      try {
-        await this.write();
-      } catch (err) {
-        this.opts.log.warn({ err: (err as Error).message, file: this.file }, `cannot write this node's file ${this.file}: ${(err as Error).message}`);
-      }
-    } while (this.dirty && !this.closed);
-    this.writing = undefined;
-  }
-
-  private async write(): Promise<void> {
+  private write(): void {
+    if (this.closed) return;
     this.seq++;
     const applied: Record<string, [number, number]> = {};
     for (const [address, p] of this.applied) applied[address] = [p.generation, p.offset];
     const body = `${JSON.stringify({ node: this.opts.node, pid: process.pid, seq: this.seq, at: new Date().toISOString(), applied })}\n`;
-    const fd = fs.openSync(this.tmp, 'w', 0o644);
     try {
-      fs.writeSync(fd, body);
-      await fdatasync(fd);
-    } finally {
-      fs.closeSync(fd);
+      fs.writeFileSync(this.tmp, body, { mode: 0o644 });
+      fs.renameSync(this.tmp, this.file);
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message, file: this.file }, `cannot write this node's file ${this.file}: ${(err as Error).message}`);
     }
-    if (this.closed) return fs.rmSync(this.tmp, { force: true });
-    fs.renameSync(this.tmp, this.file);
   }
 
   /** Reads the other nodes' files: who is there, how far they have applied, and whose heartbeat moved. */
@@ -201,12 +180,11 @@ export class NodeRegistry {
   }
 
   /** Stops the heartbeat and removes this node's file: the others stop counting it at once. */
-  async close(): Promise<void> {
+  close(): void {
     this.closed = true;
     clearInterval(this.heartbeat);
     this.watcher?.close();
     this.wake();
-    await this.writing;
     fs.rmSync(this.file, { force: true });
     fs.rmSync(this.tmp, { force: true });
   }

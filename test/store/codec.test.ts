@@ -1,22 +1,37 @@
 // The journal codec against bytes written out by hand, field by field (as mqtt-packet's tests
 // do), and against what a disk leaves after a crash: torn frames, flipped bits, absurd lengths.
 import assert from 'node:assert/strict';
-import { crc32 } from 'node:zlib';
-import { decodeHeader, decodeRecords, encodeHeader, encodeRecords, JournalFormatError, MAX_PAYLOAD_BYTES, recordBytes } from '../../src/store/codec';
+import { crc32c, decodeHeader, decodeRecords, encodeHeader, encodeRecords, JournalFormatError, MAX_PAYLOAD_BYTES, recordBytes } from '../../src/store/codec';
 
 const bytes = (...parts: number[][]): Buffer => Buffer.from(parts.flat());
 
 const HEADER_GEN_7 = bytes(
   [0x4c, 0x44, 0x4a, 0x4c], // magic "LDJL"
   [0x00, 0x01], // version 1
-  [0x00, 0x10], // header length 16
+  [0x00, 0x28], // header length 40
   [0x00, 0x00, 0x00, 0x07], // generation 7
-  [0xc1, 0xe0, 0x38, 0x9c], // crc32 of the 12 bytes above
+  [0xca, 0xfe, 0x00, 0x01], // file id (random when written)
+  [0x00, 0x00, 0x00, 0x00], // compacted from generation 0: a new journal
+  [0, 0, 0, 0, 0, 0, 0, 0], // from offset (none)
+  [0, 0, 0, 0, 0, 0, 0, 0x28], // compacted end: right after the header (nothing compacted)
+  [0xc9, 0x31, 0xa4, 0xe9], // crc32c of the 36 bytes above
+);
+
+const HEADER_COMPACTED = bytes(
+  [0x4c, 0x44, 0x4a, 0x4c], // magic "LDJL"
+  [0x00, 0x01], // version 1
+  [0x00, 0x28], // header length 40
+  [0x00, 0x00, 0x00, 0x08], // generation 8
+  [0x12, 0x34, 0x56, 0x78], // file id
+  [0x00, 0x00, 0x00, 0x07], // compacted from generation 7 ...
+  [0, 0, 0, 0, 0, 0, 0x12, 0x34], // ... as it was up to offset 0x1234
+  [0, 0, 0, 0, 0, 0, 0x01, 0x00], // its live entries are the records up to 0x100
+  [0x1a, 0x0d, 0x8d, 0x08], // crc32c of the 36 bytes above
 );
 
 const PUT_A = bytes(
   [0x00, 0x00, 0x00, 0x06], // payload length 6
-  [0xe0, 0x27, 0x54, 0xab], // crc32 of the payload
+  [0x07, 0xac, 0x4b, 0x61], // crc32c of the payload
   [0x01], // type: put
   [0x00, 0x01], // key length 1
   [0x61], // key "a"
@@ -25,7 +40,7 @@ const PUT_A = bytes(
 
 const DELETE_A = bytes(
   [0x00, 0x00, 0x00, 0x04], // payload length 4
-  [0xa8, 0xe3, 0x77, 0x18], // crc32 of the payload
+  [0x77, 0x0f, 0xe0, 0x50], // crc32c of the payload
   [0x02], // type: delete
   [0x00, 0x01], // key length 1
   [0x61], // key "a"
@@ -33,7 +48,7 @@ const DELETE_A = bytes(
 
 const PUT_E_ACUTE_EMPTY = bytes(
   [0x00, 0x00, 0x00, 0x05], // payload length 5
-  [0xb7, 0x1b, 0x95, 0x02], // crc32 of the payload
+  [0xd8, 0xc6, 0xb1, 0x9a], // crc32c of the payload
   [0x01], // type: put
   [0x00, 0x02], // key length 2 (bytes, not characters)
   [0xc3, 0xa9], // key "é" in UTF-8
@@ -41,12 +56,23 @@ const PUT_E_ACUTE_EMPTY = bytes(
 );
 
 describe('store: journal codec', () => {
+  it('checksums with CRC-32C (its check value)', () => {
+    assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
+    assert.equal(crc32c(Buffer.alloc(0)), 0);
+  });
+
   it('encodes and decodes the header', () => {
-    assert.deepEqual(encodeHeader(7), HEADER_GEN_7);
-    assert.deepEqual(decodeHeader(HEADER_GEN_7), { generation: 7 });
-    assert.deepEqual(decodeHeader(encodeHeader(0xffffffff)), { generation: 0xffffffff });
-    assert.throws(() => encodeHeader(-1), RangeError);
-    assert.throws(() => encodeHeader(2 ** 32), RangeError);
+    assert.deepEqual(encodeHeader({ generation: 7, fileId: 0xcafe0001, compactedEnd: 40 }), HEADER_GEN_7);
+    assert.deepEqual(decodeHeader(HEADER_GEN_7), { generation: 7, fileId: 0xcafe0001, compactedEnd: 40 });
+    const compacted = { generation: 8, fileId: 0x12345678, from: { generation: 7, offset: 0x1234 }, compactedEnd: 0x100 };
+    assert.deepEqual(encodeHeader(compacted), HEADER_COMPACTED);
+    assert.deepEqual(decodeHeader(HEADER_COMPACTED), compacted);
+    const far = { generation: 0xffffffff, fileId: 0xffffffff, from: { generation: 1, offset: 2 ** 40 }, compactedEnd: 2 ** 33 };
+    assert.deepEqual(decodeHeader(encodeHeader(far)), far);
+    assert.throws(() => encodeHeader({ generation: 0, fileId: 1, compactedEnd: 40 }), RangeError);
+    assert.throws(() => encodeHeader({ generation: 2 ** 32, fileId: 1, compactedEnd: 40 }), RangeError);
+    assert.throws(() => encodeHeader({ generation: 1, fileId: -1, compactedEnd: 40 }), RangeError);
+    assert.throws(() => encodeHeader({ generation: 1, fileId: 1, compactedEnd: 39 }), RangeError);
   });
 
   it('encodes a put, a delete and a UTF-8 key with an empty value', () => {
@@ -111,13 +137,13 @@ describe('store: journal codec', () => {
     it('an unknown record type, checksum right', () => {
       const r = Buffer.from(DELETE_A);
       r[8] = 9;
-      r.writeUInt32BE(crc32(r.subarray(8)), 4);
+      r.writeUInt32BE(crc32c(r.subarray(8)), 4);
       stopsAt(r, /unknown record type 9/);
     });
     it('a key length past its record, checksum right', () => {
       const r = Buffer.from(DELETE_A);
       r.writeUInt16BE(9, 9);
-      r.writeUInt32BE(crc32(r.subarray(8)), 4);
+      r.writeUInt32BE(crc32c(r.subarray(8)), 4);
       stopsAt(r, /key of 9 bytes runs past its record/);
     });
     it('a record after a bad one is not trusted either', () => {
@@ -132,7 +158,7 @@ describe('store: journal codec', () => {
   describe('bad headers: a clear error', () => {
     const fails = (b: Buffer, message: RegExp) => assert.throws(() => decodeHeader(b), (err: Error) => err instanceof JournalFormatError && message.test(err.message));
     it('zero length', () => fails(Buffer.alloc(0), /empty journal \(no header\)/));
-    it('cut short', () => fails(HEADER_GEN_7.subarray(0, 10), /shorter than its header \(10 of 16 bytes\)/));
+    it('cut short', () => fails(HEADER_GEN_7.subarray(0, 10), /shorter than its header \(10 of 40 bytes\)/));
     it('garbage', () => fails(Buffer.from('{"node":"a"}\n garbage garbage'), /not a lockdrop journal \(starts with 7b226e6f/));
     it('an unknown version', () => {
       const b = Buffer.from(HEADER_GEN_7);
@@ -143,6 +169,12 @@ describe('store: journal codec', () => {
       const b = Buffer.from(HEADER_GEN_7);
       b.writeUInt16BE(24, 6);
       fails(b, /header length 24/);
+    });
+    it('a compacted end inside the header, checksum right', () => {
+      const b = Buffer.from(HEADER_GEN_7);
+      b.writeBigUInt64BE(8n, 28);
+      b.writeUInt32BE(crc32c(b.subarray(0, 36)), 36);
+      fails(b, /out of range \(generation 7, compacted end 8\)/);
     });
     it('a flipped bit in the generation', () => {
       const b = Buffer.from(HEADER_GEN_7);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import type { Subscription } from 'rxjs';
 import { DirectoryStore, JournalFormatError, type DirectoryStoreOptions, type JournalChange, type JournalFault } from '../../src/store';
-import { decodeHeader, encodeHeader, encodeRecords } from '../../src/store/codec';
+import { decodeHeader, encodeHeader, encodeRecords, HEADER_BYTES } from '../../src/store/codec';
 import { mountExt4, mountTmpfs, type Mounted } from '../support/files';
 import { hasCommand, skipBecause } from '../support/netns';
 import { waitFor } from '../support/wait';
@@ -80,8 +80,10 @@ for (const kind of kinds) {
       assert.equal(a.counters.writes - before.writes, 1, 'one write for 100 appends of one turn');
       assert.equal(a.counters.syncs - before.syncs, 1, 'one fdatasync for 100 appends of one turn');
       const file = fs.readFileSync(path.join(dir, V, 'journal'));
-      const expected = Buffer.concat([encodeHeader(1), encodeRecords(Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: buf(`v${i}`) })))]);
-      assert.deepEqual(file, expected, 'the journal holds the header and the 100 records, in order');
+      const { fileId, ...header } = decodeHeader(file);
+      assert.deepEqual(header, { generation: 1, compactedEnd: HEADER_BYTES }, 'a new journal');
+      assert.equal(typeof fileId, 'number');
+      assert.deepEqual(file.subarray(HEADER_BYTES), encodeRecords(Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: buf(`v${i}`) }))), 'the 100 records, in order');
 
       // Appends of separate turns while a sync is under way wait for the next one, together.
       const mid = a.counters.syncs;
@@ -103,6 +105,12 @@ for (const kind of kinds) {
       assert.equal(a.counters.syncs - solo, 3);
       await a.commit(); // nothing appended: resolves at once, no sync
       assert.equal(a.counters.syncs - solo, 3);
+      // Two addresses in one turn: one write and one fdatasync each, one commit() for both.
+      await a.takeOver(W);
+      const two = { ...a.counters };
+      for (let i = 0; i < 10; i++) a.append(i % 2 ? V : W, [{ key: `t${i}`, value: buf('x') }]);
+      await a.commit();
+      assert.deepEqual([a.counters.writes - two.writes, a.counters.syncs - two.syncs], [2, 2]);
     });
 
     it('a follower sees a reset with the whole journal, then each commit, and its view matches the holder', async () => {
@@ -137,31 +145,67 @@ for (const kind of kinds) {
       assert.throws(() => w.append(W, [{ key: 'k', value: null }]), /does not write the journal of fd00::7/);
       fs.rmSync(path.join(dir, W, 'journal'));
       await waitFor('b to see the journal removed', () => fb.view.get(W)?.size === 0, 2_000);
+      fs.rmSync(path.join(dir, W), { recursive: true });
+      await new Promise((r) => setTimeout(r, 50));
+      await w.takeOver(W); // the folder made again
+      w.append(W, [{ key: 'again', value: buf('7') }]);
+      await w.commit();
+      await waitFor('b to follow the folder made again', () => fb.view.get(W)?.get('again') === '7', 2_000);
       fb.sub.unsubscribe();
       fa.sub.unsubscribe();
     });
 
-    it('compaction: the file shrinks to its live content under a new generation, a follower sees a reset with the same entries', async () => {
+    it('compaction: the file shrinks to its live content under a new generation that names where it came from; a follower behind reads it whole (a reset), one caught up skips it (no reset)', async () => {
       const a = await open('node-a', { compactMinBytes: 4_096 });
       await a.takeOver(V);
       const b = await open('node-b');
       const fb = follower(b);
+      // c looks only when told (a barrier reads the journal first): it is behind at every compaction.
+      const c = await open('node-c', { watch: false, pollMs: 600_000 });
+      const fc = follower(c);
+      const file = path.join(dir, V, 'journal');
+      let checked = 0;
       for (let round = 0; round < 60; round++) {
-        for (let k = 0; k < 10; k++) a.append(V, [{ key: `key-${k}`, value: buf(`${round}-${'x'.repeat(20)}`) }]);
-        a.append(V, [{ key: `gone-${round}`, value: buf('y') }, { key: `gone-${round}`, value: null }]);
+        const batch = [
+          ...Array.from({ length: 10 }, (_, k) => ({ key: `key-${k}`, value: buf(`${round}-${'x'.repeat(20)}`) })),
+          { key: `gone-${round}`, value: buf('y') }, { key: `gone-${round}`, value: null },
+        ];
+        const before = { size: fs.statSync(file).size, generation: decodeHeader(fs.readFileSync(file)).generation, compactions: a.counters.compactions };
+        a.append(V, batch);
         await a.commit();
+        await a.commit(); // a compaction starts right after the first resolves: this one waits for its end
+        if (a.counters.compactions > before.compactions) {
+          const after = fs.readFileSync(file);
+          const { fileId: _id, ...h } = decodeHeader(after);
+          assert.deepEqual(h, { generation: before.generation + 1, from: { generation: before.generation, offset: before.size + encodeRecords(batch).length }, compactedEnd: after.length });
+          checked++;
+        }
       }
-      assert.ok(a.counters.compactions >= 1, `compacted ${a.counters.compactions} times`);
-      const file = fs.readFileSync(path.join(dir, V, 'journal'));
-      assert.ok(decodeHeader(file).generation > 1, 'a new generation');
-      assert.ok(file.length < 4_096 * 2, `${file.length} bytes after compaction`);
+      assert.ok(checked >= 1, `compacted ${checked} times`);
       const live = Object.fromEntries(Array.from({ length: 10 }, (_, k) => [`key-${k}`, `59-${'x'.repeat(20)}`]));
       await waitFor('b to catch up', () => fb.of(V)['key-0']?.startsWith('59-'), 2_000);
       assert.deepEqual(fb.of(V), live);
-      assert.ok(fb.changes.filter((c) => c.reset).length >= 2, 'the compaction reached b as a reset');
-      assert.deepEqual(asObject(await b.takeOver(V)), live, 'the next holder reads the same live entries');
+      assert.ok(fs.statSync(file).size < 4_096 * 2);
+
+      await c.barrier(V, 0);
+      assert.deepEqual(fc.of(V), live);
+      assert.deepEqual(fc.changes.map((x) => x.reset), [true, true], 'c, behind: its first read, then the compacted file whole');
+
+      // A compaction of exactly what c has read, then one record more: c applies that record alone.
+      await a.release(V);
+      const now = fs.readFileSync(file);
+      const records = encodeRecords(Object.entries(live).map(([key, v]) => ({ key, value: buf(v) })));
+      const extra = encodeRecords([{ key: 'extra', value: buf('e') }]);
+      const header = encodeHeader({ generation: decodeHeader(now).generation + 1, fileId: 77, from: { generation: decodeHeader(now).generation, offset: now.length }, compactedEnd: HEADER_BYTES + records.length });
+      fs.writeFileSync(`${file}.new`, Buffer.concat([header, records, extra]));
+      fs.renameSync(`${file}.new`, file);
+      await c.barrier(V, 0);
+      assert.deepEqual(fc.changes.slice(2).map((x) => [x.reset, x.records.map((r) => r.key)]), [[false, ['extra']]]);
+      assert.deepEqual(fc.of(V), { ...live, extra: 'e' });
+      assert.deepEqual(asObject(await b.takeOver(V)), { ...live, extra: 'e' }, 'the next holder reads the same live entries');
       assert.equal(fs.readdirSync(path.join(dir, V)).filter((n) => n.endsWith('.tmp')).length, 0, 'no temp file left');
       fb.sub.unsubscribe();
+      fc.sub.unsubscribe();
     });
 
     it('a torn tail is reported, never applied, and cut off by the new holder', async () => {
@@ -213,7 +257,7 @@ for (const kind of kinds) {
       // the next holder wrote on: k1, then other records across the offset b had reached.
       const fd = fs.openSync(path.join(dir, V, 'journal'), 'r+');
       const after = encodeRecords([{ key: 'k3', value: buf('3'.repeat(40)) }]);
-      const k1End = 16 + encodeRecords([{ key: 'k1', value: buf('1') }]).length;
+      const k1End = HEADER_BYTES + encodeRecords([{ key: 'k1', value: buf('1') }]).length;
       fs.ftruncateSync(fd, k1End);
       fs.writeSync(fd, after, 0, after.length, k1End);
       fs.closeSync(fd);
@@ -234,7 +278,7 @@ for (const kind of kinds) {
       await a.close();
       const file = path.join(dir, V, 'journal');
       const b0 = fs.readFileSync(file);
-      const qAt = 16 + encodeRecords([{ key: 'p', value: buf('pppp') }]).length;
+      const qAt = HEADER_BYTES + encodeRecords([{ key: 'p', value: buf('pppp') }]).length;
       b0[qAt + 12] ^= 0x20; // in q's value
       fs.writeFileSync(file, b0);
       const c = await open('node-c');
@@ -254,17 +298,17 @@ for (const kind of kinds) {
       fs.writeFileSync(empty, '');
       const future = path.join(dir, '10.99.0.9', 'journal');
       fs.mkdirSync(path.dirname(future));
-      const h = encodeHeader(3);
+      const h = encodeHeader({ generation: 3, fileId: 3, compactedEnd: HEADER_BYTES });
       h.writeUInt16BE(7, 4);
       fs.writeFileSync(future, h);
       const huge = path.join(dir, '10.99.0.10', 'journal');
       fs.mkdirSync(path.dirname(huge));
-      fs.writeFileSync(huge, Buffer.concat([encodeHeader(1), encodeRecords([{ key: 'ok', value: buf('1') }]), Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1])]));
+      fs.writeFileSync(huge, Buffer.concat([encodeHeader({ generation: 1, fileId: 1, compactedEnd: HEADER_BYTES }), encodeRecords([{ key: 'ok', value: buf('1') }]), Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1])]));
       fs.mkdirSync(path.join(dir, '.nodes'), { recursive: true });
       fs.writeFileSync(path.join(dir, '.nodes', 'garbage-node'), 'not json');
       fs.mkdirSync(path.join(dir, 'not-an-address'));
       fs.mkdirSync(path.join(dir, 'FD00::8')); // not the canonical form (fd00::8): not an address folder
-      fs.writeFileSync(path.join(dir, 'FD00::8', 'journal'), Buffer.concat([encodeHeader(1), encodeRecords([{ key: 'no', value: buf('1') }])]));
+      fs.writeFileSync(path.join(dir, 'FD00::8', 'journal'), Buffer.concat([encodeHeader({ generation: 1, fileId: 1, compactedEnd: HEADER_BYTES }), encodeRecords([{ key: 'no', value: buf('1') }])]));
 
       const b = await open('node-b');
       const faults: JournalFault[] = [];
@@ -286,7 +330,7 @@ for (const kind of kinds) {
       assert.deepEqual(asObject(await b.takeOver('10.99.0.8')), {}, 'an empty journal has nothing to lose: started again');
       assert.equal(decodeHeader(fs.readFileSync(empty)).generation, 1);
       assert.deepEqual(asObject(await b.takeOver('10.99.0.10')), { ok: '1' });
-      assert.equal(fs.statSync(huge).size, 16 + encodeRecords([{ key: 'ok', value: buf('1') }]).length);
+      assert.equal(fs.statSync(huge).size, HEADER_BYTES + encodeRecords([{ key: 'ok', value: buf('1') }]).length);
 
       await assert.rejects(b.takeOver('::FFFF:10.1.1.1'), /not a server address in canonical form/);
       await assert.rejects(b.takeOver('../etc'), /not a server address/);
@@ -394,5 +438,53 @@ describe('store: nodes in separate processes', function () {
     assert.ok(!fs.existsSync(path.join(dir, '.nodes', 'node-c')), 'its node file is gone');
     await waitFor('node-c not live', () => !a.liveNodes().includes('node-c'), 500);
     fa.sub.unsubscribe();
+  });
+});
+
+describe('store: a full filesystem', function () {
+  this.timeout(20_000);
+  let mounted: Mounted | undefined;
+  before(function () {
+    if (process.getuid?.() !== 0) skipBecause(this, 'needs root in a private mount namespace (scripts/mocha-ns.sh)');
+    mounted = mountTmpfs(1);
+  });
+  after(() => mounted?.dispose());
+
+  it('a write that fails rejects its commits and stops the journal until it is taken over again, which cuts off the partial batch', async () => {
+    const dir = path.join(mounted!.dir, 'state');
+    const store = await DirectoryStore.open({ stateDir: dir, node: 'node-a', pollMs: 20, log: silent });
+    try {
+      await store.takeOver(V);
+      store.append(V, [{ key: 'kept', value: buf('1') }]);
+      await store.commit();
+      const filler = path.join(mounted!.dir, 'filler');
+      const free = (): number => { const st = fs.statfsSync(mounted!.dir); return st.bavail * st.bsize; };
+      fs.writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 40 * 1024)));
+      const big = Buffer.alloc(30 * 1024, 1);
+      let failure: Error | undefined;
+      for (let i = 0; i < 10 && !failure; i++) {
+        store.append(V, [{ key: `big-${i}`, value: big }]);
+        await store.commit().catch((err: Error) => (failure = err));
+      }
+      assert.ok(failure, 'a commit failed');
+      assert.match(failure.message, /journal of 10\.99\.0\.7 .* failed: ENOSPC.*no more appends until it is taken over again/);
+      assert.throws(() => store.append(V, [{ key: 'after', value: null }]), /ENOSPC/);
+      const committed = Object.keys(asObject(await new Promise<Map<string, Buffer>>((resolve) => {
+        // What the store itself holds as durable: every commit that resolved, not the failed one.
+        store.changes$.subscribe((c) => c.reset && resolve(new Map(c.records.map((r) => [r.key, r.value!])))).unsubscribe();
+      })));
+      fs.rmSync(filler);
+      await store.release(V);
+      const faults: JournalFault[] = [];
+      store.faults$.subscribe((f) => faults.push(f));
+      const taken = await store.takeOver(V);
+      assert.deepEqual(Object.keys(asObject(taken)).sort(), committed.sort(), 'exactly the committed entries');
+      assert.deepEqual(faults.map((f) => [f.reason.replace(/\d+/g, 'N'), f.truncated]), [['torn record (N of N bytes)', true]], 'the partial batch cut off');
+      store.append(V, [{ key: 'after', value: buf('2') }]);
+      await store.commit();
+      assert.equal((await store.takeOver(V)).get('after')?.toString(), '2');
+    } finally {
+      await store.close();
+    }
   });
 });

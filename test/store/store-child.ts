@@ -1,7 +1,8 @@
 // A DirectoryStore in its own process, driven over stdin, for tests and benchmarks with real
 // separate nodes. Arguments: stateDir node pollMs livenessMs watch(1|0).
 //   in:  takeover A | append A KEY HEX|- [COUNT] (then commit) | barrier A MS | close
-//   out: one JSON line per answer ({"ok":...}) and per change ({"change":..., "t": ms since epoch})
+//   out: one JSON line per answer ({"ok":...}; an append's with t0 before it and t once committed)
+//        and per change ({"change":..., "t": ms since epoch})
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { DirectoryStore } from '../../src/store';
@@ -20,9 +21,10 @@ async function main(): Promise<void> {
     try {
       if (cmd === 'takeover') out({ ok: Object.fromEntries([...(await store.takeOver(address))].map(([k, v]) => [k, v.toString('hex')])) });
       else if (cmd === 'append') {
+        const t0 = now();
         for (let i = 0; i < Number(c ?? 1); i++) store.append(address, [{ key: c ? `${a}${i}` : a, value: b === '-' ? null : Buffer.from(b, 'hex') }]);
         await store.commit();
-        out({ ok: 'committed', t: now() });
+        out({ ok: 'committed', t0, t: now() });
       } else if (cmd === 'barrier') out({ ok: await store.barrier(address, Number(a)) });
       else if (cmd === 'close') {
         await store.close();

@@ -19,7 +19,7 @@ export class StoreChild {
   readonly proc: ChildProcess;
   readonly changes: ChildChange[] = [];
   readonly faults: unknown[] = [];
-  private readonly answers: Array<{ ok?: unknown; error?: string; t?: number }> = [];
+  private readonly answers: Array<{ ok?: unknown; error?: string; t?: number; t0?: number }> = [];
   private wake: (() => void) | undefined;
   private exited = false;
 
@@ -45,14 +45,14 @@ export class StoreChild {
   }
 
   /** Sends a command and resolves with its answer; rejects with the child's error. */
-  async ask<T = unknown>(command: string, ms = 10_000): Promise<{ ok: T; t?: number }> {
+  async ask<T = unknown>(command: string, ms = 10_000): Promise<{ ok: T; t?: number; t0?: number }> {
     this.proc.stdin!.write(`${command}\n`);
     const a = await this.answer(ms);
     if (a.error !== undefined) throw new Error(`${this.node}: ${command}: ${a.error}`);
-    return a as { ok: T; t?: number };
+    return a as { ok: T; t?: number; t0?: number };
   }
 
-  private async answer(ms: number): Promise<{ ok?: unknown; error?: string; t?: number }> {
+  private async answer(ms: number): Promise<{ ok?: unknown; error?: string; t?: number; t0?: number }> {
     const until = Date.now() + ms;
     while (this.answers.length === 0) {
       if (this.exited) throw new Error(`${this.node}: the store process exited`);

@@ -14,9 +14,9 @@ export interface Mounted {
 }
 
 /** A fresh tmpfs on a new directory (needs root in a private mount namespace). */
-export function mountTmpfs(): Mounted {
+export function mountTmpfs(sizeMiB = 16): Mounted {
   const dir = mkdtempSync(join(tmpdir(), 'lockdrop-tmpfs-'));
-  sh('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'lockdrop-test', dir]);
+  sh('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m`, 'lockdrop-test', dir]);
   return {
     dir,
     dispose: () => {
