@@ -66,6 +66,8 @@ export interface AddressStatus {
   address: string;
   /** Configured on this machine now. */
   present: boolean;
+  /** NLM and statd answer on it here: a floating address this node holds, or one of the node's own. */
+  served: boolean;
   /** Its removal was requested (bpf intent): no new locks through it. */
   draining: boolean;
   /** End of this address's grace period (ISO 8601), or null. */

@@ -42,7 +42,7 @@ export class OperatorCommands {
   }
 
   status(): StatusReport {
-    const { table, failover, nsm, leases, nlmServer, nsmServer, rpcbind, watch } = this.parts;
+    const { table, failover, nsm, leases, nlmServer, nsmServer, rpcbind, watch, node } = this.parts;
     const stats = table.stats();
     const known = failover.status();
     const graces = new Map<string, number>();
@@ -57,6 +57,7 @@ export class OperatorCommands {
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
       present: failover.holds(address),
+      served: failover.holds(address) || node.serves(address),
       draining: known.get(address) === 'draining',
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
