@@ -56,8 +56,8 @@ export class OperatorCommands {
     const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...nsm.addresses(), ...graces.keys(), ...leases.waitingAddresses()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
-      present: failover.holds(address),
-      served: failover.holds(address) || node.serves(address),
+      present: this.holds(address),
+      served: this.holds(address) || node.serves(address),
       draining: known.get(address) === 'draining',
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
@@ -201,11 +201,19 @@ export class OperatorCommands {
     return { address, notified: r.notified, failed: r.failed };
   }
 
+  /**
+   * This node holds the floating address: failover applied its arrival and it is still floating
+   * (one a narrowed `addresses` let go stays applied in failover, but is the node's own now).
+   */
+  private holds(address: string): boolean {
+    return this.parts.failover.holds(address) && this.parts.watch.isFloating(address);
+  }
+
   private addressView(): AddressView {
-    const { watch, failover, table } = this.parts;
+    const { watch, table } = this.parts;
     return {
       manages: (a) => watch.isFloating(a),
-      holds: (a) => failover.holds(a),
+      holds: (a) => this.holds(a),
       hasLocks: (a) => table.stats().byAddress.has(a),
     };
   }
