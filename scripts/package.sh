@@ -36,8 +36,14 @@ cp -a dist/. "$lib/dist/"
 find "$lib/dist" -name '*.map' -delete
 rm -f "$lib/dist/bpf/selftest.bpf.o" # a test program of the loader, not a probe
 install -m 0644 native/build/Release/lockdrop.node "$lib/native/build/Release/"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$lib/native/build/Release/lockdrop.node"
 cp -a node_modules "$lib/node_modules"
 (cd "$lib" && npm prune --omit=dev --omit=optional --offline --no-audit --no-fund --loglevel=error >/dev/null)
+# What the modules' authors keep for their repositories and sites, not for running them:
+# linters' and npm's dotfiles, VCS files, pino's docsify page (it loads scripts from CDNs).
+find "$lib/node_modules" \( -name '.eslintrc*' -o -name '.npmignore' -o -name '.gitattributes' -o -name '.github' \
+  -o -name '.travis.yml' -o -name '.editorconfig' -o -name '.prettierrc*' -o -name '.nycrc*' -o -name '.taprc' \) -prune -exec rm -rf {} +
+rm -f "$lib/node_modules/pino/index.html"
 find "$lib/node_modules" -depth -type d -empty -delete
 rm -f "$lib/package-lock.json" "$lib/node_modules/.package-lock.json"
 for b in lockdropd lockdropctl lockdrop; do ln -s "../lib/lockdrop/bin/$b" "$root/usr/bin/$b"; done
@@ -46,6 +52,7 @@ install -m 0755 contrib/keepalived/lockdrop-notify "$lib/keepalived-notify"
 install -m 0644 contrib/lockdrop.service "$root/lib/systemd/system/lockdrop.service"
 install -m 0644 packaging/deb/lockdrop.yaml "$root/etc/lockdrop/lockdrop.yaml"
 install -D -m 0644 packaging/deb/logrotate "$root/etc/logrotate.d/lockdrop"
+install -D -m 0644 packaging/deb/lintian-overrides "$root/usr/share/lintian/overrides/lockdrop"
 install -m 0755 contrib/ocf/lockdropd "$root/usr/lib/ocf/resource.d/lockdrop/lockdropd"
 
 doc=$root/usr/share/doc/lockdrop

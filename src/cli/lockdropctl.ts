@@ -4,8 +4,9 @@
 // --json) go before or after the subcommand.
 import { Command, InvalidArgumentError } from 'commander';
 import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 import { readConfigFile } from '../daemon/config';
-import type { AddressStatus, CheckReport, DropReport, GraceReport, LockView, MonitorView, NotifyReport, ReloadReport, StatusReport, WatchEvent } from '../control';
+import { LOG_LEVELS, type AddressStatus, type CheckReport, type DropReport, type GraceReport, type LockView, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
 import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
 import { UsageError, nonNegativeInteger, positive, runCommand, wantsJson, withConventions } from './args';
@@ -85,6 +86,7 @@ export function buildProgram(json = false): Command {
   viewCommands(cmd);
   actionCommands(cmd);
   liveCommands(cmd);
+  logCommands(cmd);
   return program;
 }
 
@@ -105,10 +107,13 @@ function viewCommands(cmd: Subcommand): void {
     .option('--address <address>', 'the same as --ip', ipArg)
     .option('--client <host>', 'client: caller name, address, or name@address')
     .option('--export <path>', 'export path')
+    .option('--file <path>', 'who holds this file: its path on this node (any handle a client named it by)')
+    .option('--fh <hex>', 'the locks of this NFS file handle (hex, as locks --json shows it)')
     .action(async (_o, c: Command) => {
-      const o = globals<{ ip?: string; address?: string; client?: string; export?: string }>(c);
+      const o = globals<{ ip?: string; address?: string; client?: string; export?: string; file?: string; fh?: string }>(c);
       if (o.ip !== undefined && o.address !== undefined && o.ip !== o.address) throw new UsageError('--ip and --address name one server address: give one');
-      const locks = await request<LockView[]>(controlPath(o), { cmd: 'locks', ip: o.ip ?? o.address, client: o.client, export: o.export });
+      const file = o.file === undefined ? undefined : resolve(o.file);
+      const locks = await request<LockView[]>(controlPath(o), { cmd: 'locks', ip: o.ip ?? o.address, client: o.client, export: o.export, file, fh: o.fh });
       o.json ? printListing(locks) : print(locksText(locks));
     });
 
@@ -172,6 +177,20 @@ function actionCommands(cmd: Subcommand): void {
     print(`configuration reloaded${r.changed.length ? `: ${r.changed.join(', ')}` : ' (no change)'}${r.needsRestart.length ? `; ${r.needsRestart.join(', ')}: at the next start` : ''}`);
   });
 
+}
+
+/** The daemon's log level at run time (until its next reload or start). */
+function logCommands(cmd: Subcommand): void {
+  cmd('log-level', 'set the log level until the next reload or start (as ganesha_mgr set_log)')
+    .argument('<level>', LOG_LEVELS.join(' | '), (v: string) => {
+      if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new InvalidArgumentError(`must be one of ${LOG_LEVELS.join(', ')}`);
+      return v;
+    })
+    .action(async (level: string, _o, c: Command) => {
+      const o = globals(c);
+      const r = await request<LogLevelReport>(controlPath(o), { cmd: 'log-level', level: level as LogLevelReport['level'] });
+      o.json ? printJson(r) : print(`log level ${r.level} (was ${r.previous}) until the next reload or start`);
+    });
 }
 
 /** Watching the daemon: check (for cluster monitors) and watch. */

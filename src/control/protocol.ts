@@ -6,11 +6,15 @@
 import { z } from 'zod';
 import { isAddress } from '../net';
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 const ip = z.string().refine(isAddress, (s) => ({ message: `"${s}" is not an IP address` }));
 
 export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('status') }),
-  z.object({ cmd: z.literal('locks'), ip: ip.optional(), client: z.string().optional(), export: z.string().optional() }),
+  /** file: a path on this node, whose locks are found by its kernel handle; fh: a wire handle, hex. */
+  z.object({ cmd: z.literal('locks'), ip: ip.optional(), client: z.string().optional(), export: z.string().optional(), file: z.string().min(1).optional(), fh: z.string().regex(/^([0-9a-fA-F]{2})+$/, 'must be hex bytes').optional() }),
   z.object({
     cmd: z.literal('drop'),
     ip: ip.optional(),
@@ -25,9 +29,17 @@ export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('watch') }),
   /** Re-reads the configuration file; answered once applied, or with the problems of the new file. */
   z.object({ cmd: z.literal('reload') }),
+  /** Sets the log level until the next start or reload (Ganesha's `ganesha_mgr set_log`). */
+  z.object({ cmd: z.literal('log-level'), level: z.enum(LOG_LEVELS) }),
 ]);
 
 export type ControlRequest = z.infer<typeof requestSchema>;
+/** `log-level`: the level now and the one it replaced. */
+export interface LogLevelReport {
+  level: LogLevel;
+  previous: string;
+}
+
 export type LocksFilter = Omit<Extract<ControlRequest, { cmd: 'locks' }>, 'cmd'>;
 export type DropTarget = Omit<Extract<ControlRequest, { cmd: 'drop' }>, 'cmd'>;
 export type GraceTarget = { ip?: string; export?: string };
@@ -56,6 +68,8 @@ export interface AddressStatus {
   address: string;
   /** Configured on this machine now. */
   present: boolean;
+  /** NLM and statd answer on it here: a floating address this node holds, or one of the node's own. */
+  served: boolean;
   /** Its removal was requested (bpf intent): no new locks through it. */
   draining: boolean;
   /** End of this address's grace period (ISO 8601), or null. */

@@ -1,8 +1,10 @@
 // The operator's commands (lockdropctl over the control socket): status, locks, drop, grace,
-// monitors, notify, watch, reload. Each checks its target first (admin.ts) and answers with the
+// monitors, notify, watch, reload, log-level. Each checks its target first (admin.ts) and answers with the
 // views of control/protocol.ts.
-import type { AddressStatus, DropReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, MonitorView, NotifyReport, ReloadReport, StatusReport } from '../control';
+import { isAbsolute, resolve } from 'node:path';
+import type { AddressStatus, DropReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, LogLevel, LogLevelReport, MonitorView, NotifyReport, ReloadReport, StatusReport } from '../control';
 import type { DropCounts, GraceScope } from '../locks';
+import { nameToHandle } from '../addon';
 import { normaliseAddress } from '../net';
 import { nowMs } from '../watch/types';
 import { checkAddressTarget, checkExportTarget, type AddressView } from './admin';
@@ -35,11 +37,12 @@ export class OperatorCommands {
       notify: (ip) => this.notify(ip),
       watch: () => this.parts.feed.stream(),
       reload: () => this.lifecycle.reload(),
+      logLevel: (level) => this.logLevel(level),
     };
   }
 
   status(): StatusReport {
-    const { table, failover, nsm, leases, nlmServer, nsmServer, rpcbind, watch } = this.parts;
+    const { table, failover, nsm, leases, nlmServer, nsmServer, rpcbind, watch, node } = this.parts;
     const stats = table.stats();
     const known = failover.status();
     const graces = new Map<string, number>();
@@ -53,7 +56,8 @@ export class OperatorCommands {
     const names = new Set<string>([...known.keys(), ...stats.byAddress.keys(), ...nsm.addresses(), ...graces.keys(), ...leases.waitingAddresses(), ...table.journalAddresses()]);
     const addresses = [...names].sort().map((address): AddressStatus => ({
       address,
-      present: failover.holds(address),
+      present: this.holds(address),
+      served: this.holds(address) || node.serves(address),
       draining: known.get(address) === 'draining',
       grace: iso(graces.get(address)),
       locks: stats.byAddress.get(address)?.locks ?? 0,
@@ -88,10 +92,49 @@ export class OperatorCommands {
 
   locks(f: LocksFilter): LockView[] {
     const hosts = f.client === undefined ? undefined : new Set(this.hostsMatching(f.client));
+    const onFile = f.file === undefined ? undefined : this.fileMatcher(f.file);
+    const fh = f.fh?.toLowerCase();
     const out: LockView[] = [];
     const source = this.parts.table.locks({ serverAddress: f.ip === undefined ? undefined : normaliseAddress(f.ip), exportId: f.export });
-    for (const l of source) if (!hosts || hosts.has(l.owner.host)) out.push(lockView(l));
+    for (const l of source) {
+      if ((hosts && !hosts.has(l.owner.host)) || (onFile && !onFile(l.fh))) continue;
+      const v = lockView(l);
+      if (fh === undefined || v.fh === fh) out.push(v);
+    }
     return out;
+  }
+
+  /**
+   * `locks --file PATH`: who holds this file, whatever handle each client named it by. The file's
+   * kernel handle (name_to_handle_at) against each lock's, within the export that holds the path.
+   */
+  private fileMatcher(file: string): (fh: Buffer) => boolean {
+    if (!isAbsolute(file)) throw new Error(`${file}: give the file's absolute path on this node`);
+    const path = resolve(file);
+    const table = this.parts.live.exports();
+    const exportId = table.list().map((e) => e.path).filter((e) => path === e || path.startsWith(e.endsWith('/') ? e : `${e}/`)).sort((a, b) => b.length - a.length)[0];
+    if (exportId === undefined) throw new Error(`${path} is in no configured export`);
+    let want: { type: number; handle: Buffer };
+    try {
+      want = nameToHandle(path);
+    } catch (err) {
+      throw new Error(`${path}: ${(err as Error).message}`);
+    }
+    return (fh) => {
+      const k = table.kernelHandle(fh);
+      if (k.exportId !== exportId) return false;
+      if ('root' in k) return path === exportId;
+      return 'handle' in k && k.type === want.type && k.handle.equals(want.handle);
+    };
+  }
+
+  /** `lockdropctl log-level`: until the next start or reload, which set the configured level again. */
+  logLevel(level: LogLevel): LogLevelReport {
+    const { logs } = this.parts;
+    const previous = logs.root.level;
+    logs.setLevel(level);
+    logs.root.info({ level, previous }, `log level ${level} (was ${previous}) until the next reload or start`);
+    return { level, previous };
   }
 
   async drop(t: DropTarget): Promise<DropReport> {
@@ -160,11 +203,19 @@ export class OperatorCommands {
     return { address, notified: r.notified, failed: r.failed };
   }
 
+  /**
+   * This node holds the floating address: failover applied its arrival and it is still floating
+   * (one a narrowed `addresses` let go stays applied in failover, but is the node's own now).
+   */
+  private holds(address: string): boolean {
+    return this.parts.failover.holds(address) && this.parts.watch.isFloating(address);
+  }
+
   private addressView(): AddressView {
-    const { watch, failover, table } = this.parts;
+    const { watch, table } = this.parts;
     return {
       manages: (a) => watch.isFloating(a),
-      holds: (a) => failover.holds(a),
+      holds: (a) => this.holds(a),
       hasLocks: (a) => table.stats().byAddress.has(a),
     };
   }

@@ -5,6 +5,7 @@ import { endianness } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { uuidBytes } from '../exports';
+import { LOG_LEVELS } from '../control';
 import { isAddress, isNetwork, normaliseAddress } from '../net';
 
 const network = z.string().refine(isNetwork, (s) => ({ message: `"${s}" is not an address or CIDR network` }));
@@ -39,7 +40,7 @@ const exportSchema = z
   })
   .strict();
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export { LOG_LEVELS };
 export const LOG_FORMATS = ['json', 'text'] as const;
 export const SOURCES = ['netlink', 'bpf', 'poll'] as const;
 

@@ -7,7 +7,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Observable, Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
+import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type LogLevel, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
 import { peerCheck, peerUid, type PeerCheck } from './peer';
 
 /** What the daemon answers with; each command maps to one method. */
@@ -21,6 +21,7 @@ export interface ControlHandlers {
   watch(): Observable<WatchEvent>;
   /** Throws an error with `problems` (a ConfigError) when the new file is invalid. */
   reload(): ReloadReport;
+  logLevel(level: LogLevel): LogLevelReport;
 }
 
 export interface ControlServerOptions {
@@ -184,7 +185,7 @@ export class ControlServer {
       case 'status':
         return h.status();
       case 'locks':
-        return h.locks({ ip: req.ip, client: req.client, export: req.export });
+        return h.locks({ ip: req.ip, client: req.client, export: req.export, file: req.file, fh: req.fh });
       case 'drop':
         if ([req.ip, req.client, req.export, req.fsid].filter((t) => t !== undefined).length !== 1) throw new Error('drop needs exactly one of ip, client, export, fsid');
         return h.drop({ ip: req.ip, client: req.client, export: req.export, fsid: req.fsid });
@@ -197,6 +198,8 @@ export class ControlServer {
         return h.notify(req.ip);
       case 'reload':
         return h.reload();
+      case 'log-level':
+        return h.logLevel(req.level);
     }
   }
 }

@@ -101,7 +101,8 @@ export class Metrics {
   constructor(private readonly snapshot: () => MetricsSnapshot) {
     collectDefaultMetrics({ register: this.registry });
     const read = (): MetricsSnapshot => (this.scraped ??= snapshot());
-    new Gauge({ name: 'lockdrop_build_info', help: 'lockdrop version and the Node.js running it (always 1)', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: VERSION, node: process.version }, 1);
+    // The Node.js version is nodejs_version_info's (the default metrics).
+    new Gauge({ name: 'lockdrop_build_info', help: 'lockdrop version (always 1)', labelNames: ['version'], registers: [this.registry] }).set({ version: VERSION }, 1);
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge, s: StatusReport) => void): void => {
       new Gauge({
         name, help, labelNames, registers: [this.registry],
@@ -115,9 +116,9 @@ export class Metrics {
       gauge(name, help, ['address'], (g, s) => {
         for (const a of s.addresses) g.set({ address: a.address }, value(a));
       });
-    perAddress('lockdrop_address_present', 'Whether this node holds the server address now (1) or not (0)', (a) => Number(a.present));
+    perAddress('lockdrop_address_present', 'Whether this node serves the server address now (1: a floating address it holds, or one of its own) or not (0)', (a) => Number(a.served));
     perAddress('lockdrop_address_draining', 'Whether the address is draining: its removal was requested, no new locks through it', (a) => Number(a.draining));
-    perAddress('lockdrop_address_grace_end_seconds', "End of the address's grace period (Unix time), 0 when none", (a) => (a.grace ? Date.parse(a.grace) / 1000 : 0));
+    perAddress('lockdrop_address_grace_end_timestamp_seconds', "End of the address's grace period (Unix time), 0 when none", (a) => (a.grace ? Date.parse(a.grace) / 1000 : 0));
     perAddress('lockdrop_locks', 'Locks held, per server address', (a) => a.locks);
     perAddress('lockdrop_monitors', 'Client hosts monitored, per server address', (a) => a.monitors);
     gauge('lockdrop_blocked_requests', 'Blocking lock requests waiting in queues', [], (g, s) => g.set(s.blocked));

@@ -101,6 +101,11 @@ export class NodeAddresses {
     }
   }
 
+  /** Whether the node serves this address as one of its own (loopback included). */
+  serves(address: string): boolean {
+    return this.served.has(address);
+  }
+
   /** After a reload: an address present that is no longer floating is served by the node. */
   refresh(): void {
     for (const a of this.present) if (this.isOwn(a)) void this.serve(a);

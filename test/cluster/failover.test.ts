@@ -157,7 +157,7 @@ describe('cluster: moving an address between two lockdropd nodes over a shared s
     k1.k.kill('SIGTERM');
     await assertMoved(s, s.n1, s.n2, 12, marks);
     // Both notify scripts confirmed what lockdropd did: n1 stopped and dropped, n2 serves.
-    await until(() => /INSTANCE NFS STOP: lockdropd has 10\.83\.0\.100 released \(locks dropped\)/.test(k1.notified()), `n1's notify script: ${k1.notified()}`);
+    await until(() => /INSTANCE NFS STOP: lockdropd has 10\.83\.0\.100 released \(locks dropped\)/.test(k1.notified()), `n1's notify script: ${k1.notified()}; keepalived: ${k1.output()}`);
     await until(() => MASTER.test(k2.notified()), `n2's notify script: ${k2.notified()}`);
     // track_script: a lockdropd that stops answering fails keepalived's check (lowering the node's priority).
     s.n2.daemon.kill('SIGSTOP');

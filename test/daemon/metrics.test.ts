@@ -110,7 +110,7 @@ describe('daemon: /metrics', function () {
       lockdrop_ready: 'gauge',
       lockdrop_address_present: 'gauge',
       lockdrop_address_draining: 'gauge',
-      lockdrop_address_grace_end_seconds: 'gauge',
+      lockdrop_address_grace_end_timestamp_seconds: 'gauge',
       lockdrop_rpcbind_registered: 'gauge',
       lockdrop_source_active: 'gauge',
       process_cpu_user_seconds_total: 'counter',
@@ -120,7 +120,10 @@ describe('daemon: /metrics', function () {
     })) assert.equal(types.get(name), type, name);
     const { samples } = await scrape();
     const build = samples.find((x) => x.name === 'lockdrop_build_info');
-    assert.deepEqual([build?.labels.version, build?.labels.node, build?.value], [(require('../../package.json') as { version: string }).version, process.version, 1]);
+    assert.deepEqual([build?.labels, build?.value], [{ version: (require('../../package.json') as { version: string }).version }, 1], 'no label named node: the Node.js version is nodejs_version_info');
+    assert.equal(samples.find((x) => x.name === 'nodejs_version_info')?.labels.version, process.version);
+    // Prometheus naming: a Unix time is _timestamp_seconds.
+    for (const x of samples) if (/grace_end/.test(x.name)) assert.match(x.name, /_timestamp_seconds$/);
     assert.equal(value(samples, 'lockdrop_ready'), 1);
     assert.equal(value(samples, 'lockdrop_address_present', { address: VIP }), 1);
     assert.equal(value(samples, 'lockdrop_address_draining', { address: VIP }), 0);
@@ -172,6 +175,7 @@ describe('daemon: /metrics', function () {
       } finally {
         await local.close();
       }
+      assert.equal(value((await scrape()).samples, 'lockdrop_address_present', { address: '127.0.0.1' }), 1, 'an address the node serves as its own is present');
       assert.equal(d.ctl(['drop', '--client', 'metrics-local']).code, 0);
       assert.equal(value((await scrape()).samples, 'lockdrop_drops_total', { trigger: 'admin' }), 1);
     } finally {

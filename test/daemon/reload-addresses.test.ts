@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import type { LockView } from '../../src/control';
-import { requireNamespaceRoot, testInterface } from '../support/netns';
+import type { LockView, StatusReport } from '../../src/control';
+import { ip, requireNamespaceRoot, testInterface } from '../support/netns';
 import { ensureBuilt, listing, spawnDaemon, type DaemonProcess } from './harness';
 
 const X = '10.84.0.1'; // stays floating
@@ -51,6 +51,14 @@ describe('daemon: narrowing addresses by reload', function () {
       await d.waitLog((l) => l.msg === `${Z} is no longer floating: served as one of the node's own addresses, its locks kept` && l.locks === 1);
       assert.ok(!d.logs.some((l) => l.msg.startsWith(`${X} removed`) || l.msg.startsWith(`${Z} removed`)), `no address reported removed: ${d.logs.map((l) => l.msg).join(' | ')}`);
       assert.equal((await viaX.unlock({ fh, svid: 1, offset: 0n, length: 10n })).status, 'granted');
+      // Z leaves the machine: no drop (the node's own), and the daemon's health check ignores it.
+      ip('addr', 'del', `${Z}/32`, 'dev', nic!.name);
+      await new Promise((res) => setTimeout(res, 600));
+      assert.equal(listing<LockView>(d.ctl(['locks', '--json', '--ip', Z]).stdout).length, 2, "Z's locks stay until dropped by hand");
+      const status = JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport;
+      assert.deepEqual(status.addresses.filter((a) => a.present).map((a) => a.address), [X]);
+      const check = d.ctl(['check']);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
     } finally {
       await viaX.close();
       await viaZ.close();

@@ -145,6 +145,16 @@ describe('package: the Debian package, installed with dpkg', function () {
     // Nothing of the development tree: no sources, maps, tests or devDependencies.
     for (const f of files) assert.doesNotMatch(f, /^\.\/usr\/lib\/lockdrop\/(dist\/.*\.(map|ts)$|src\/|test\/|node_modules\/(mocha|typescript|tsx|fast-check|node-addon-api|@types)\/)/, f);
     assert.equal(sh('dpkg-deb', ['-I', deb, 'conffiles']).trim(), '/etc/lockdrop/lockdrop.yaml\n/etc/logrotate.d/lockdrop');
+    // No linters' or npm's dotfiles, no page loading scripts from CDNs, a stripped addon.
+    for (const f of files) assert.doesNotMatch(f, /\/(\.eslintrc[^/]*|\.npmignore|\.gitattributes|\.github\/.*)$|node_modules\/pino\/index\.html$/, f);
+  });
+
+  it('lintian finds nothing to say (what must stay is overridden, with the reason)', function () {
+    if (!deb) this.skip();
+    if (!hasCommand('lintian')) this.skip(); // lintian is not installed: nothing to run
+    const r = spawnSync('lintian', ['--no-tag-display-limit', deb], { encoding: 'utf8', timeout: 240_000 });
+    const tags = r.stdout.split('\n').filter((l) => /^[EWI]: /.test(l));
+    assert.deepEqual(tags, []);
   });
 
   it('dpkg -i installs it: every dependency met by installed packages (no --force); the commands report the version', async function () {
