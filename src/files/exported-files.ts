@@ -1,7 +1,11 @@
 // The edge to the exported filesystems: the lock table's FileLocker over real files.
 //
-// An export whose locks are on the real files has its root open (O_PATH) for open_by_handle_at.
-// Each (owner, file) the table locks gets one open file description of its own, and the owner's
+// An export whose locks are on the real files has its root open for open_by_handle_at only
+// while a description of one of its files is (a lock held or awaited), and rootLingerMs after
+// (opening it costs more than a lock): an idle export pins nothing, so that its filesystem can
+// be unmounted (resource-agents' Filesystem `stop` signals whoever keeps it busy), and a root
+// mounted again under the same path is the one the next request opens. A drop closes the roots
+// it leaves idle at once: an unmount follows an address's departure. Each (owner, file) the table locks gets one open file description of its own, and the owner's
 // ranges are OFD locks on it: the kernel then enforces them against every other holder (local
 // POSIX/OFD locks, the NFS server's NFSv4 locks, another node's lockd on a cluster filesystem)
 // and applies splits, merges, upgrades and downgrades exactly as the table does for that owner.
@@ -32,11 +36,13 @@ export interface ExportedFilesOptions {
   sys: FileSyscalls;
   /** The kernel handle inside an NFS handle, or why there is none (ExportsTable.kernelHandle). */
   kernelHandle: (fh: Buffer) => KernelHandleResult;
-  /** Open file descriptions allowed at once (export roots included). */
+  /** Open file descriptions allowed at once (export roots, at most one per export, not counted). */
   maxOpen: number;
   /** Retry interval while every kernel wait thread is busy: starts here, doubles (jittered) up to pollMaxMs. */
   pollInitialMs?: number;
   pollMaxMs?: number;
+  /** How long an export's root stays open after its last description closed (default 100 ms; 0: closed at once). */
+  rootLingerMs?: number;
   /** Threads releasing a drop's descriptions, this one included (default: the cores, at most 3). */
   closeThreads?: number;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -58,6 +64,7 @@ export interface FilesStats {
   open: number;
   /** Descriptions a drop released that the addon's threads have not closed yet. */
   closing: number;
+  /** Export roots open now: those with a description of one of their files. */
   roots: number;
   waits: number;
   /** Requests refused because the descriptor budget was spent. */
@@ -68,9 +75,13 @@ export interface FilesStats {
 
 class RealExport {
   rootFd = -1;
+  /** The root's own kernel handle and its filesystem as NFS-Ganesha's handles name it: read once per open of the root. */
   rootHandle: { type: number; handle: Buffer } | undefined;
-  /** The root's filesystem as NFS-Ganesha's handles name it (read when the root opens). */
   fs: { fsid: [number, number]; dev: [number, number] } | undefined;
+  /** Descriptions of its files open now: the root stays open while there is one. */
+  descriptions = 0;
+  /** Closes the root once it has been idle for rootLingerMs. */
+  linger: NodeJS.Timeout | undefined;
   constructor(readonly path: string) {}
 }
 
@@ -118,6 +129,7 @@ export class ExportedFiles implements FileLocker {
   private readonly pollInitialMs: number;
   private readonly pollMaxMs: number;
   private readonly closeThreads: number;
+  private readonly rootLingerMs: number;
 
   constructor(private readonly opts: ExportedFilesOptions) {
     this.sys = opts.sys;
@@ -125,23 +137,19 @@ export class ExportedFiles implements FileLocker {
     this.pollInitialMs = opts.pollInitialMs ?? 20;
     this.pollMaxMs = opts.pollMaxMs ?? 500;
     this.closeThreads = opts.closeThreads ?? Math.min(3, availableParallelism());
+    this.rootLingerMs = opts.rootLingerMs ?? 100;
   }
 
   /**
-   * Makes these the exports served on the real files: new ones are checked (the path exists,
-   * its filesystem gives handles) and their roots opened; the roots of removed ones are closed
-   * (the caller dropped their locks first). Throws ExportError naming the first bad export,
-   * leaving the previous set in place.
+   * Makes these the exports served on the real files: new ones are checked (the path exists, its
+   * filesystem gives handles, its root opens); removed ones have their descriptions and root
+   * closed (the caller dropped their locks first). Throws ExportError naming the first bad
+   * export, leaving the previous set in place.
    */
   setExports(specs: readonly ExportSpec[]): void {
     const wanted = new Set(specs.filter((s) => s.fileLocks).map((s) => s.path));
     const added: RealExport[] = [];
-    try {
-      for (const path of wanted) if (!this.exports.has(path)) added.push(this.openExport(path));
-    } catch (err) {
-      for (const e of added) this.closeRoot(e);
-      throw err;
-    }
+    for (const path of wanted) if (!this.exports.has(path)) added.push(this.checkExport(path));
     for (const path of [...this.exports.keys()]) {
       if (wanted.has(path)) continue;
       this.closeExport(path);
@@ -150,37 +158,55 @@ export class ExportedFiles implements FileLocker {
     for (const e of added) this.exports.set(e.path, e);
   }
 
-  private openExport(path: string): RealExport {
+  /** A new export, checked as its first request would use it: its root opened, read and closed again. */
+  private checkExport(path: string): RealExport {
     const e = new RealExport(path);
-    try {
-      e.rootHandle = this.sys.nameToHandle(path);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new ExportError(path, 'the path does not exist on this node (set fileLocks: false to keep its locks in memory)');
-      if (code === 'EOPNOTSUPP') throw new ExportError(path, 'its filesystem cannot turn file handles into files (no name_to_handle_at): set fileLocks: false');
-      throw new ExportError(path, (err as Error).message);
-    }
-    this.openRoot(e);
+    const why = this.openRoot(e);
+    if (why !== undefined) throw new ExportError(path, why);
+    this.closeRoot(e);
     return e;
   }
 
-  private openRoot(e: RealExport): void {
+  /**
+   * Opens the export's root and reads its handle and filesystem anew (the path may name another
+   * mount than last time): undefined, or why it cannot.
+   */
+  private openRoot(e: RealExport): string | undefined {
+    let fd = -1;
     try {
-      e.rootFd = this.sys.openPath(e.path);
-      this.open++;
-      const id = this.sys.filesystemId(e.rootFd);
+      e.rootHandle = this.sys.nameToHandle(e.path);
+      fd = this.sys.openPath(e.path);
+      const id = this.sys.filesystemId(fd);
       const word = (at: number) => (endianness() === 'LE' ? id.fsid.readUInt32LE(at) : id.fsid.readUInt32BE(at));
       e.fs = { fsid: [word(0), word(4)], dev: [id.devMajor, id.devMinor] };
     } catch (err) {
-      throw new ExportError(e.path, `cannot open its root: ${(err as Error).message}`);
+      if (fd >= 0) this.sys.closeFd(fd);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return 'the path does not exist on this node (set fileLocks: false to keep its locks in memory)';
+      if (code === 'EOPNOTSUPP') return 'its filesystem cannot turn file handles into files (no name_to_handle_at): set fileLocks: false';
+      return `cannot open its root: ${(err as Error).message}`;
     }
+    e.rootFd = fd;
+    return undefined;
   }
 
   private closeRoot(e: RealExport): void {
+    if (e.linger) clearTimeout(e.linger);
+    e.linger = undefined;
     if (e.rootFd < 0) return;
     this.sys.closeFd(e.rootFd);
     e.rootFd = -1;
-    this.open--;
+  }
+
+  /** Closes the export's root rootLingerMs after no description of its files is open: an idle export pins nothing. */
+  private settle(e: RealExport): void {
+    if (e.descriptions !== 0 || e.rootFd < 0 || e.linger) return;
+    if (this.rootLingerMs === 0) return this.closeRoot(e);
+    e.linger = setTimeout(() => {
+      e.linger = undefined;
+      if (e.descriptions === 0) this.closeRoot(e);
+    }, this.rootLingerMs);
+    e.linger.unref();
   }
 
   /**
@@ -196,6 +222,7 @@ export class ExportedFiles implements FileLocker {
       for (const d of f.owners.values()) fds.push(d.fd);
       this.files.delete(key);
     }
+    e.descriptions = 0;
     this.closeDescriptions(Int32Array.from(fds));
     // A drop's descriptions may still be closing: the filesystem is unmounted next.
     this.awaitCloses();
@@ -222,7 +249,7 @@ export class ExportedFiles implements FileLocker {
     let roots = 0;
     for (const e of this.exports.values()) if (e.rootFd >= 0) roots++;
     const closing = this.closingNow();
-    return { open: this.open - roots + closing, closing, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
+    return { open: this.open + closing, closing, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
   }
 
   // ---- FileLocker ----
@@ -234,6 +261,7 @@ export class ExportedFiles implements FileLocker {
     if (r.kind === 'stale') return 'stale_fh';
     // Opened and closed within the call: not a description, not counted against the budget.
     const rc = this.byHandle(r.exp, r.kh, (root, h) => this.sys.checkHandle(root, h.type, h.handle));
+    this.settle(r.exp);
     return rc === 0 ? undefined : this.refusal(rc);
   }
 
@@ -259,9 +287,11 @@ export class ExportedFiles implements FileLocker {
     const [s, len] = flockOf(start, end);
     const type = exclusive ? LOCK_WRITE : LOCK_READ;
     const o = this.openWritableElseReadOnly(exclusive, (mode) => this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, mode, type, s, len)));
-    if (typeof o === 'string') return o;
-    if (o.fd <= -LOCK_REFUSED) return this.lockRefusal(fileKey, o.fd + LOCK_REFUSED);
-    if (o.fd < 0) return this.refusal(o.fd);
+    if (typeof o === 'string' || o.fd < 0) {
+      this.settle(r.exp);
+      if (typeof o === 'string') return o;
+      return o.fd <= -LOCK_REFUSED ? this.lockRefusal(fileKey, o.fd + LOCK_REFUSED) : this.refusal(o.fd);
+    }
     this.open++;
     this.adopt(f, fileKey, r.exp, ownerKey, o);
     return 'granted';
@@ -285,6 +315,7 @@ export class ExportedFiles implements FileLocker {
   private adopt(f: OpenFile | undefined, fileKey: string, exp: RealExport, ownerKey: string, d: Description): void {
     if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
     f.owners.set(ownerKey, d);
+    exp.descriptions++;
   }
 
   /** What a refused F_OFD_SETLK (its -errno) answers. */
@@ -321,6 +352,8 @@ export class ExportedFiles implements FileLocker {
       if (fd >= 0) fds[n++] = fd;
     }
     this.closeDescriptions(fds.subarray(0, n));
+    // A drop: the filesystem of an export it left idle may be unmounted next.
+    for (const e of this.exports.values()) if (e.descriptions === 0) this.closeRoot(e);
   }
 
   /** Takes the owner's description of the file out of the maps: its fd, or -1 when it had none. */
@@ -330,6 +363,8 @@ export class ExportedFiles implements FileLocker {
     if (!f || d === undefined) return -1;
     f.owners.delete(ownerKey);
     if (f.owners.size === 0) this.files.delete(fileKey);
+    f.exp.descriptions--;
+    this.settle(f.exp);
     return d.fd;
   }
 
@@ -339,22 +374,28 @@ export class ExportedFiles implements FileLocker {
     // The owner's own description leaves its own locks out; without one it holds nothing in the
     // kernel, and another owner's locks were already found not to conflict by the table.
     let fd = f?.owners.get(ownerKey)?.fd ?? (f ? f.owners.values().next().value?.fd : undefined);
-    let temporary = false;
+    let temporary: RealExport | undefined;
     if (fd === undefined) {
       const r = this.resolve(fh);
       if (r.kind === 'memory') return undefined;
       if (r.kind === 'stale') return 'stale_fh';
       const opened = this.openRegular(r.exp, r.kh, 'ro');
-      if (opened < 0) return this.refusal(opened);
+      if (opened < 0) {
+        this.settle(r.exp);
+        return this.refusal(opened);
+      }
       fd = opened;
-      temporary = true;
+      temporary = r.exp;
     }
     const [s, len] = flockOf(start, end);
     try {
       const held = this.sys.ofdGetLock(fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
       return held ? { exclusive: held.exclusive, start: held.start, end: endOf(held.start, held.len) } : undefined;
     } finally {
-      if (temporary) this.closeDescription(fd);
+      if (temporary) {
+        this.closeDescription(fd);
+        this.settle(temporary);
+      }
     }
   }
 
@@ -414,7 +455,10 @@ export class ExportedFiles implements FileLocker {
     }
     const exp = this.exports.get(kh.exportId);
     if (!exp) return { kind: 'memory' };
-    if ('fsid' in kh && kh.fsid && !this.onRootFilesystem(exp, kh.fsid)) return { kind: 'stale', why: "the handle's fsid is not the export root's filesystem" };
+    if ('fsid' in kh && kh.fsid && !this.onRootFilesystem(exp, kh.fsid)) {
+      this.settle(exp);
+      return { kind: 'stale', why: "the handle's fsid is not the export root's filesystem" };
+    }
     return { kind: 'file', exp, kh };
   }
 
@@ -426,7 +470,9 @@ export class ExportedFiles implements FileLocker {
    * compared here and passes (the export's ganeshaExportId already matched).
    */
   private onRootFilesystem(exp: RealExport, g: GaneshaFsid): boolean {
-    if (exp.rootFd < 0) this.openRoot(exp);
+    // Read when the root last opened; an idle export's root is opened for its check (and closed
+    // by the caller's settle), so that a filesystem mounted again is the one compared.
+    if (exp.rootFd < 0 && !this.reopenRoot(exp)) return false;
     const fs = exp.fs!;
     const is = (pair: [number, number]) => g.major === BigInt(pair[0]) && g.minor === BigInt(pair[1]);
     if (g.type === GANESHA_FSID_TWO_UINT32) return fs.fsid[0] === 0 && fs.fsid[1] === 0 ? is(fs.dev) : is(fs.fsid);
@@ -439,8 +485,10 @@ export class ExportedFiles implements FileLocker {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
     const d = this.openWritableElseReadOnly(false, (mode) => this.openRegular(r.exp, r.kh, mode));
-    if (typeof d === 'string') return d;
-    if (d.fd < 0) return this.refusal(d.fd);
+    if (typeof d === 'string' || d.fd < 0) {
+      this.settle(r.exp);
+      return typeof d === 'string' ? d : this.refusal(d.fd);
+    }
     this.adopt(this.files.get(fileKey), fileKey, r.exp, ownerKey, d);
     return d;
   }
@@ -464,16 +512,26 @@ export class ExportedFiles implements FileLocker {
     return this.byHandle(exp, kh, open);
   }
 
-  /** Runs an open of the kernel handle in the export's filesystem (its root opened first if closed). */
+  /**
+   * Runs an open of the kernel handle in the export's filesystem, its root opened first if
+   * closed (the caller settles the export afterwards). A root that cannot be opened (its path
+   * is gone) makes every handle of the export stale.
+   */
   private byHandle(exp: RealExport, kh: KernelHandle, open: (root: number, h: { type: number; handle: Buffer }) => number): number {
-    if (exp.rootFd < 0) this.openRoot(exp);
-    const h = 'root' in kh ? exp.rootHandle! : kh;
-    const rc = open(exp.rootFd, h);
-    if (rc !== -E.ESTALE) return rc;
-    // The export's filesystem may have been mounted again under its path: open the root anew once.
+    if (exp.rootFd < 0 && !this.reopenRoot(exp)) return -E.ESTALE;
+    const rc = open(exp.rootFd, 'root' in kh ? exp.rootHandle! : kh);
+    if (rc !== -E.ESTALE || exp.descriptions === 0) return rc;
+    // A root held open since before its filesystem was mounted again (umount -l) names the old
+    // one: open the root anew once.
     this.closeRoot(exp);
-    this.openRoot(exp);
-    return open(exp.rootFd, h);
+    if (!this.reopenRoot(exp)) return -E.ESTALE;
+    return open(exp.rootFd, 'root' in kh ? exp.rootHandle! : kh);
+  }
+
+  private reopenRoot(exp: RealExport): boolean {
+    const why = this.openRoot(exp);
+    if (why !== undefined) this.opts.log?.warn({ export: exp.path }, `export ${exp.path}: ${why}`);
+    return why === undefined;
   }
 
   /** What a failed open answers. */
