@@ -112,6 +112,23 @@ int RegularFile(int fd) {
   return S_ISREG(st.st_mode) ? 0 : -EISDIR;
 }
 
+// open_by_handle_at for I/O of a regular file only: its type is checked first on an O_PATH open
+// (as knfsd's nfsd_open does with fh_verify(S_IFREG)), so that the open() of a FIFO (which wakes
+// a writer blocked on it) or of a device (its driver's open, as root) never runs. The handle
+// names one inode, whose type cannot change between the two opens. The fd, -EISDIR (not a
+// regular file) or -errno.
+int OpenRegular(HandleArgs* h, int flags) {
+  int path = open_by_handle_at(h->mountFd, h->fh(), O_PATH | O_CLOEXEC);
+  if (path < 0) return -errno;
+  int rc = RegularFile(path);
+  if (rc == 0) {
+    int fd = open_by_handle_at(h->mountFd, h->fh(), flags);
+    rc = fd >= 0 ? fd : -errno;
+  }
+  close(path);
+  return rc;
+}
+
 // openByHandle(mountFd, type, handle, rw): fd or -errno.
 Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -123,11 +140,21 @@ Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd >= 0 ? fd : -errno);
 }
 
+// openRegular(mountFd, type, handle, rw): OpenRegular's fd or -errno.
+Napi::Value OpenRegularFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  HandleArgs h;
+  if (!ParseHandleArgs(info, &h) || info.Length() < 4 || !info[3].IsBoolean())
+    return ThrowType(env, "openRegular(mountFd: number, type: number, handle: Buffer, readWrite: boolean)");
+  if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  return Napi::Number::New(env, OpenRegular(&h, OpenFlags(info[3].As<Napi::Boolean>().Value())));
+}
+
 // Lock refusals of openLock are -(kLockRefused + errno), apart from the open's own -errno.
 constexpr int kLockRefused = 0x10000;
 
 // openLock(mountFd, type, handle, rw, lockType, start, len): a LOCK of a file the owner has no
-// description of, in one call: open_by_handle_at, fstat (a regular file only), F_OFD_SETLK.
+// description of, in one call: OpenRegular, F_OFD_SETLK.
 // The fd with the lock held; -errno when the open failed (-EISDIR: not a regular file);
 // -(kLockRefused + errno) when the lock was refused (the fd is closed again).
 Napi::Value OpenLock(const Napi::CallbackInfo& info) {
@@ -137,14 +164,11 @@ Napi::Value OpenLock(const Napi::CallbackInfo& info) {
   if (!ParseHandleArgs(info, &h) || info.Length() < 7 || !info[3].IsBoolean() || !ParseLockRange(info, 4, false, &a))
     return ThrowType(env, "openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: non-negative integer, len: non-negative integer)");
   if (h.badLength) return Napi::Number::New(env, -EINVAL);
-  int fd = open_by_handle_at(h.mountFd, h.fh(), OpenFlags(info[3].As<Napi::Boolean>().Value()));
-  if (fd < 0) return Napi::Number::New(env, -errno);
-  int rc = RegularFile(fd);
-  if (rc == 0) {
-    struct flock fl = a.Flock();
-    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return Napi::Number::New(env, fd);
-    rc = -(kLockRefused + errno);
-  }
+  int fd = OpenRegular(&h, OpenFlags(info[3].As<Napi::Boolean>().Value()));
+  if (fd < 0) return Napi::Number::New(env, fd);
+  struct flock fl = a.Flock();
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return Napi::Number::New(env, fd);
+  int rc = -(kLockRefused + errno);
   close(fd);
   return Napi::Number::New(env, rc);
 }
@@ -285,6 +309,7 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("nameToHandle", Napi::Function::New(env, NameToHandle, "nameToHandle"));
   exports.Set("openPath", Napi::Function::New(env, OpenPath, "openPath"));
   exports.Set("openByHandle", Napi::Function::New(env, OpenByHandle, "openByHandle"));
+  exports.Set("openRegular", Napi::Function::New(env, OpenRegularFile, "openRegular"));
   exports.Set("openLock", Napi::Function::New(env, OpenLock, "openLock"));
   exports.Set("checkHandle", Napi::Function::New(env, CheckHandle, "checkHandle"));
   exports.Set("lockRefused", Napi::Number::New(env, kLockRefused));

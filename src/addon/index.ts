@@ -10,7 +10,7 @@ export { BpfObject, BpfUnsupported, bpfRunTimeStats, mountTracefs, probeFeatures
 export { currentNetns, openLockdropProbes, probeObjectPath, type LockdropProbes, type LockdropProbesOptions } from './probes';
 export {
   awaitCloses, checkHandle, closeFd, closesPending, errnoName, fileType, filesystemId, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
-  openByHandle, openLock, openPath, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
+  openByHandle, openLock, openPath, openRegular, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
   type FileHandle, type FileType, type FilesystemId, type HoldType, type LockType, type NofileLimit, type OfdHolder, type OpenMode, type Position,
 } from './files';
 export { sdNotify } from './notify';

@@ -39,6 +39,7 @@ export interface NativeAddon {
   nameToHandle(path: string): { type: number; handle: Buffer; mountId: number };
   openPath(path: string): number;
   openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
+  openRegular(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
   openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: number | bigint, len: number | bigint): number;
   checkHandle(mountFd: number, type: number, handle: Buffer): number;
   lockRefused: number;

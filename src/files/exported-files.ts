@@ -495,14 +495,9 @@ export class ExportedFiles implements FileLocker {
 
   /** A descriptor of a regular file by handle, counted against the budget, or a negative errno. */
   private openRegular(exp: RealExport, kh: KernelHandle, mode: 'rw' | 'ro'): number {
-    const fd = this.openByHandle(exp, kh, (root, h) => this.sys.openByHandle(root, h.type, h.handle, mode));
-    if (fd < 0) return fd;
     // A regular file only, as knfsd's lockd opens (a directory, a device: failed).
-    if (!this.sys.isRegularFile(fd)) {
-      this.sys.closeFd(fd);
-      return -E.EISDIR;
-    }
-    this.open++;
+    const fd = this.openByHandle(exp, kh, (root, h) => this.sys.openRegular(root, h.type, h.handle, mode));
+    if (fd >= 0) this.open++;
     return fd;
   }
 

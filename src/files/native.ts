@@ -1,18 +1,17 @@
 // The files part's system calls from the native addon (src/addon/files.ts).
-import { awaitCloses, checkHandle, closeFd, closesPending, fileType, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openByHandle, openLock, openPath, releaseFds } from '../addon/files';
+import { awaitCloses, checkHandle, closeFd, closesPending, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openLock, openRegular, openPath, releaseFds } from '../addon/files';
 import type { FileSyscalls } from './syscalls';
 
 export const nativeFileSyscalls: FileSyscalls = {
   openPath,
   nameToHandle,
-  openByHandle,
+  openRegular,
   openLock,
   checkHandle,
   closeFd,
   releaseFds,
   closesPending,
   awaitCloses,
-  isRegularFile: (fd) => fileType(fd) === 'file',
   filesystemId,
   ofdSetLock,
   ofdGetLock: (fd, type, start, len) => ofdGetLock(fd, type === 1 ? 1 : 0, start, len),

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
   awaitCloses, checkHandle, closeFd, closesPending, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
-  openByHandle, openLock, openPath, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
+  openByHandle, openLock, openPath, openRegular, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
   type FileHandle, type HoldType, type Position,
 } from '../../src/addon';
 import { addonPath, loadAddon } from '../../src/addon/native';
@@ -111,6 +111,24 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       const fd = open(h, 'ro');
       assert.ok(fd >= 0);
       assert.equal(fileType(fd), 'directory');
+    });
+
+    it('openRegular opens a regular file only: a directory and a FIFO are -EISDIR without an open of them', () => {
+      const path = join(fs!.dir, 'regular');
+      writeFileSync(path, 'x');
+      const fd = openRegular(root, nameToHandle(path).type, nameToHandle(path).handle, 'ro');
+      assert.ok(fd >= 0, errnoName(fd));
+      closeFd(fd);
+      mkdirSync(join(fs!.dir, 'dir'));
+      const d = nameToHandle(join(fs!.dir, 'dir'));
+      assert.equal(openRegular(root, d.type, d.handle, 'ro'), -EISDIR);
+      sh('mkfifo', [join(fs!.dir, 'fifo')]);
+      const f = nameToHandle(join(fs!.dir, 'fifo'));
+      // An open of a FIFO with no writer would succeed (O_NONBLOCK): this one never opens it.
+      assert.equal(openRegular(root, f.type, f.handle, 'rw'), -EISDIR);
+      assert.equal(openLock(root, f.type, f.handle, 'ro', LOCK_READ, 0, 0), -EISDIR);
+      assert.equal(openRegular(root, f.type, Buffer.alloc(0), 'ro'), -EINVAL);
+      assert.throws(() => openRegular(root, f.type, 'x' as unknown as Buffer, 'ro'), TypeError);
     });
 
     it('answers -ESTALE for a deleted file and for corrupted handle bytes, -EINVAL for impossible lengths', () => {

@@ -5,6 +5,7 @@
 // descriptions are closed in one batch; an NFS-Ganesha handle whose fsid names another filesystem
 // than the export root's is stale.
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { closeFd, filesystemId, nameToHandle, openPath } from '../../src/addon/files';
 import { ExportsTable, GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, GANESHA_FSID_TWO_UINT64 } from '../../src/exports';
@@ -32,7 +33,7 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     const n = nativeFileSyscalls;
     const sys: FileSyscalls = {
       ...n,
-      openByHandle: (...a) => (calls.opens++, n.openByHandle(...a)),
+      openRegular: (...a) => (calls.opens++, n.openRegular(...a)),
       openLock: (...a) => (calls.openLocks++, n.openLock(...a)),
       checkHandle: (...a) => (calls.checks++, n.checkHandle(...a)),
       closeFd: (fd) => (calls.closes++, n.closeFd(fd)),
@@ -106,6 +107,27 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     table.setDraining('10.0.0.6', false);
     assert.deepEqual(checkIndexes(table), []);
     assert.equal(table.stats().locks, 0);
+  });
+
+  it("a FIFO's handle is never opened for I/O: LOCK and TEST answer failed, and a writer blocked on it stays blocked", async () => {
+    const fifo = `${fs.dir}/fifo`;
+    execFileSync('mkfifo', [fifo]);
+    const fh = knfsdHandle(fifo, 5);
+    // open(O_WRONLY) of a FIFO blocks until someone opens it for reading (or read-write).
+    const writer = spawn('/bin/sh', ['-c', `echo x > ${fifo}`], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => writer.once('exit', resolve));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(table.lock(req(fh, 1, false), NB), 'failed', 'a shared lock');
+      assert.equal(table.lock(req(fh, 1, true), NB), 'failed', 'an exclusive lock');
+      assert.equal(table.test(req(fh, 1)).status, 'failed');
+      assert.equal(await Promise.race([exited.then(() => 'woken'), new Promise((resolve) => setTimeout(() => resolve('still blocked'), 200))]), 'still blocked');
+      assert.equal(files.stats().open, 0);
+    } finally {
+      writer.kill('SIGKILL');
+      await exited;
+      unlinkSync(fifo);
+    }
   });
 
   it("a drop closes its descriptions in one batch and every kernel lock is gone when it returns", () => {
