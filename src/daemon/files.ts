@@ -20,6 +20,9 @@ export function fileBudget(cfg: Config, limit: number): number {
   return limit > 2 * RESERVED_FDS ? limit - RESERVED_FDS : Math.max(16, Math.floor(limit / 2));
 }
 
+/** The budget a reload sets: the new file's maxOpenFiles, or (the key removed) what a fresh start gives. */
+export const reloadedBudget = (next: Config): number => fileBudget(next, nofileLimit().soft);
+
 export interface DaemonFiles {
   /** undefined when the addon is missing: every export keeps its locks in memory. */
   files: ExportedFiles | undefined;
