@@ -85,11 +85,17 @@ class RealExport {
   constructor(readonly path: string) {}
 }
 
+/**
+ * An owner's open file description of a file, opened as Linux's lockd opens by lock mode
+ * (lock_to_openmode): read-only while the owner takes shared locks only, so that a shared lock
+ * breaks no local read lease (an NFSv4 read delegation, a Samba oplock) and keeps no program on
+ * the server from running (ETXTBSY); read-write from its first exclusive lock on.
+ */
 interface Description {
   fd: number;
   writable: boolean;
-  /** Opened read-only because the filesystem is: an exclusive lock is rofs, not failed. */
-  readOnlyFs: boolean;
+  /** Kernel waits working on a dup of this description. */
+  waits: number;
 }
 
 class OpenFile {
@@ -270,45 +276,67 @@ export class ExportedFiles implements FileLocker {
     const f = this.files.get(fileKey);
     const d = f?.owners.get(ownerKey);
     if (d === undefined) return this.openLocked(f, fileKey, fh, ownerKey, start, end, exclusive);
-    if (exclusive && !d.writable) return d.readOnlyFs ? 'rofs' : 'failed';
+    const refused = exclusive && !d.writable ? this.upgrade(fileKey, fh, d) : undefined;
+    if (refused !== undefined) return refused;
     const [s, len] = flockOf(start, end);
     const rc = this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
     return rc === 0 ? 'granted' : this.lockRefusal(fileKey, rc);
   }
 
   /**
-   * The owner's first lock on the file: its description opened and locked in one call, kept only
-   * if the lock was taken (a refusal leaves nothing open). Read-write where this process may
-   * write the file; else read-only, which takes shared locks only.
+   * The owner's first lock on the file: its description opened (by lock mode) and locked in one
+   * call, kept only if the lock was taken (a refusal leaves nothing open).
    */
   private openLocked(f: OpenFile | undefined, fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'granted' : 'stale_fh';
     const [s, len] = flockOf(start, end);
     const type = exclusive ? LOCK_WRITE : LOCK_READ;
-    const o = this.openWritableElseReadOnly(exclusive, (mode) => this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, mode, type, s, len)));
-    if (typeof o === 'string' || o.fd < 0) {
+    const fd = this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, exclusive ? 'rw' : 'ro', type, s, len));
+    if (fd < 0) {
       this.settle(r.exp);
-      if (typeof o === 'string') return o;
-      return o.fd <= -LOCK_REFUSED ? this.lockRefusal(fileKey, o.fd + LOCK_REFUSED) : this.refusal(o.fd);
+      return fd <= -LOCK_REFUSED ? this.lockRefusal(fileKey, fd + LOCK_REFUSED) : this.openRefusal(fd);
     }
     this.open++;
-    this.adopt(f, fileKey, r.exp, ownerKey, o);
+    this.adopt(f, fileKey, r.exp, ownerKey, { fd, writable: exclusive, waits: 0 });
     return 'granted';
   }
 
   /**
-   * An open read-write where this process may write the file, else read-only, which takes shared
-   * locks only (an exclusive one answers rofs or failed at once): `fd` is the open's result.
+   * The owner's first exclusive lock on a file it opened read-only: a second, read-write
+   * description takes over its shared locks (read back from the kernel), and the first closes,
+   * so that the owner holds the same bytes throughout; undefined, or the refusal (rofs on a
+   * read-only filesystem, denied while a lease is being broken, failed where it may not write).
    */
-  private openWritableElseReadOnly(exclusive: boolean, open: (mode: 'rw' | 'ro') => number): Description | LockStatus {
-    const fd = open('rw');
-    if (fd !== -E.EROFS && fd !== -E.EACCES && fd !== -E.EPERM && fd !== -E.ETXTBSY) return { fd, writable: true, readOnlyFs: false };
-    // A read-only filesystem, or a file this process may not write (the open checks access only
-    // after it found the file, so the handle named one).
-    const readOnlyFs = fd === -E.EROFS;
-    if (exclusive) return readOnlyFs ? 'rofs' : 'failed';
-    return { fd: open('ro'), writable: false, readOnlyFs };
+  private upgrade(fileKey: string, fh: Buffer, d: Description): LockStatus | undefined {
+    // A kernel wait works on a dup of this description: a lock it takes would stay on it. Only
+    // an owner with two requests at once (threads) meets this; it may try again.
+    if (d.waits !== 0) return 'denied_nolocks';
+    const r = this.resolve(fh);
+    if (r.kind !== 'file') return 'stale_fh';
+    const fd = this.openRegular(r.exp, r.kh, 'rw');
+    if (fd < 0) return this.openRefusal(fd);
+    for (const l of this.sys.ofdHeld(d.fd)) {
+      const rc = this.sys.ofdSetLock(fd, LOCK_READ, l.start, l.len);
+      if (rc !== 0) {
+        this.closeDescription(fd);
+        return this.lockRefusal(fileKey, rc);
+      }
+    }
+    this.closeDescription(d.fd);
+    d.fd = fd;
+    d.writable = true;
+    return undefined;
+  }
+
+  /**
+   * What a failed open for a lock answers. EAGAIN: the open started breaking a lease or an NFSv4
+   * delegation of someone else's (O_NONBLOCK), who holds the file as a lock holder would: denied
+   * (a blocking request waits until the open succeeds). Linux's lockd drops the reply instead,
+   * so that the client retransmits (nfserr_jukebox, nlm_drop_reply).
+   */
+  private openRefusal(rc: number): LockStatus {
+    return rc === -E.EAGAIN ? 'denied' : this.refusal(rc);
   }
 
   /** The owner's new description of the file, in the maps. */
@@ -400,38 +428,51 @@ export class ExportedFiles implements FileLocker {
   }
 
   wait(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean, done: (acquired: boolean) => void): () => void {
-    const fail = (): (() => void) => {
-      setImmediate(() => done(false));
-      return () => {};
-    };
-    let d = this.files.get(fileKey)?.owners.get(ownerKey);
-    if (d === undefined) {
-      const opened = this.openFor(fileKey, fh, ownerKey);
-      if (typeof opened === 'string') return fail();
-      d = opened;
-    }
     const type = exclusive ? LOCK_WRITE : LOCK_READ;
     const [s, len] = flockOf(start, end);
-    const id = this.sys.ofdWait(d.fd, type, s, len, (rc) => {
-      this.waits--;
-      done(rc === 0);
-    });
-    if (id > 0) {
-      this.waits++;
-      return () => this.sys.ofdCancelWait(id);
+    const d = this.describe(fileKey, fh, ownerKey, exclusive);
+    if (typeof d !== 'string') {
+      const id = this.sys.ofdWait(d.fd, type, s, len, (rc) => {
+        this.waits--;
+        d.waits--;
+        done(rc === 0);
+      });
+      if (id > 0) {
+        this.waits++;
+        d.waits++;
+        return () => this.sys.ofdCancelWait(id);
+      }
+      if (id !== -E.EBUSY) return this.failLater(done);
+    } else if (d !== 'denied') {
+      return this.failLater(done);
     }
-    if (id !== -E.EBUSY) return fail();
-    return this.poll(fileKey, ownerKey, type, s, len, done);
+    // Every kernel wait thread is busy, or a lease is being broken: try again on a timer.
+    return this.poll(fileKey, fh, ownerKey, exclusive, s, len, done);
   }
 
-  /** Every kernel wait thread is busy: try again on a timer, doubling (jittered) from pollInitialMs to pollMaxMs. */
-  private poll(fileKey: string, ownerKey: string, type: typeof LOCK_READ | typeof LOCK_WRITE, s: FlockPos, len: FlockPos, done: (acquired: boolean) => void): () => void {
+  private failLater(done: (acquired: boolean) => void): () => void {
+    setImmediate(() => done(false));
+    return () => {};
+  }
+
+  /**
+   * The owner's description of the file fit for this lock type: the one it has, made read-write
+   * for an exclusive lock, or a new one; else the refusal ('denied': a lease is being broken).
+   */
+  private describe(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
+    const d = this.files.get(fileKey)?.owners.get(ownerKey);
+    if (d === undefined) return this.openFor(fileKey, fh, ownerKey, exclusive);
+    return (exclusive && !d.writable ? this.upgrade(fileKey, fh, d) : undefined) ?? d;
+  }
+
+  /** Tries the lock again on a timer, doubling (jittered) from pollInitialMs to pollMaxMs. */
+  private poll(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean, s: FlockPos, len: FlockPos, done: (acquired: boolean) => void): () => void {
     const delay = new Backoff({ initialMs: this.pollInitialMs, maxMs: this.pollMaxMs });
     let timer: NodeJS.Timeout | undefined;
     const attempt = (): void => {
       timer = undefined;
-      const d = this.files.get(fileKey)?.owners.get(ownerKey);
-      const rc = d === undefined ? -E.EBADF : this.sys.ofdSetLock(d.fd, type, s, len);
+      const d = this.describe(fileKey, fh, ownerKey, exclusive);
+      const rc = typeof d === 'string' ? (d === 'denied' ? -E.EAGAIN : -E.EBADF) : this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
       if (rc === 0) return done(true);
       if (rc !== -E.EAGAIN && rc !== -E.EACCES) return done(false);
       timer = setTimeout(attempt, delay.next());
@@ -480,15 +521,16 @@ export class ExportedFiles implements FileLocker {
     return true;
   }
 
-  /** The owner's new description of the file (for a wait), 'memory' for a file not locked on disk, or the refusal. */
-  private openFor(fileKey: string, fh: Buffer, ownerKey: string): Description | 'memory' | LockStatus {
+  /** The owner's new description of the file (for a wait), opened by lock mode, or the refusal (failed for a file not locked on disk). */
+  private openFor(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
     const r = this.resolve(fh);
-    if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
-    const d = this.openWritableElseReadOnly(false, (mode) => this.openRegular(r.exp, r.kh, mode));
-    if (typeof d === 'string' || d.fd < 0) {
+    if (r.kind !== 'file') return r.kind === 'memory' ? 'failed' : 'stale_fh';
+    const fd = this.openRegular(r.exp, r.kh, exclusive ? 'rw' : 'ro');
+    if (fd < 0) {
       this.settle(r.exp);
-      return typeof d === 'string' ? d : this.refusal(d.fd);
+      return this.openRefusal(fd);
     }
+    const d: Description = { fd, writable: exclusive, waits: 0 };
     this.adopt(this.files.get(fileKey), fileKey, r.exp, ownerKey, d);
     return d;
   }

@@ -45,6 +45,8 @@ export interface FileSyscalls {
   filesystemId(fd: number): { fsid: Buffer; devMajor: number; devMinor: number };
   /** F_OFD_SETLK: 0 or a negative errno (-EAGAIN: someone else holds a conflicting lock). */
   ofdSetLock(fd: number, type: LockType, start: FlockPos, len: FlockPos): number;
+  /** The OFD locks the descriptor's own description holds (as /proc/self/fdinfo lists them). */
+  ofdHeld(fd: number): { exclusive: boolean; start: FlockPos; len: FlockPos }[];
   /** F_OFD_GETLK: the first conflicting lock of another description or process, or null. */
   ofdGetLock(fd: number, type: LockType, start: FlockPos, len: FlockPos): { exclusive: boolean; start: FlockPos; len: FlockPos } | null;
   /** F_OFD_SETLKW on the addon's bounded pool: a wait id, or -EBUSY when every thread waits already. */

@@ -5,7 +5,6 @@ import { once } from 'node:events';
 import { constants, tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import {
   awaitCloses, checkHandle, closeFd, closesPending, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
   openByHandle, openLock, openPath, openRegular, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
@@ -13,7 +12,7 @@ import {
 } from '../../src/addon';
 import { addonPath, loadAddon } from '../../src/addon/native';
 import { requireNamespaceRoot, sh } from '../support/netns';
-import { fdCount, mountExt4, mountTmpfs, OutsideLocker, taskCount, type Mounted } from '../support/files';
+import { fdCount, mountExt4, mountTmpfs, LeaseHolder, OutsideLocker, taskCount, type Mounted } from '../support/files';
 
 const { EAGAIN, EBADF, EBUSY, ECANCELED, EINVAL, EISDIR, ELOOP, EROFS, ESTALE } = constants.errno;
 
@@ -26,16 +25,6 @@ function mountIdOf(dir: string): number {
 
 // Holds a read lease on argv[1]; on each stdin line prints what it holds: read, or breaking (the
 // kernel asked it to let go: F_GETLEASE then reports the type it must drop to).
-const LEASE_HOLDER = String.raw`
-import fcntl, os, signal, sys
-signal.signal(signal.SIGIO, signal.SIG_IGN)
-F_SETLEASE, F_GETLEASE = 1024, 1025
-fd = os.open(sys.argv[1], os.O_RDONLY)
-fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
-print('leased', flush=True)
-for _ in sys.stdin:
-    print('read' if fcntl.fcntl(fd, F_GETLEASE) == fcntl.F_RDLCK else 'breaking', flush=True)
-`;
 
 /** done(result) of one wait as a promise, with the time it came. */
 function waitFor(fd: number, type: HoldType, start: Position, len: Position): { id: number; done: Promise<{ result: number; at: number }> } {
@@ -215,23 +204,16 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       const path = join(fs!.dir, 'leased');
       writeFileSync(path, '');
       const h = nameToHandle(path);
-      // A separate process holds a read lease (what knfsd takes for a read delegation) and says what it holds on each line.
-      const holder = spawn('python3', ['-u', '-c', LEASE_HOLDER, path], { stdio: ['pipe', 'pipe', 'inherit'] });
-      const lines = createInterface({ input: holder.stdout! })[Symbol.asyncIterator]();
-      const ask = async (): Promise<string> => {
-        holder.stdin!.write('?\n');
-        return String((await lines.next()).value);
-      };
+      // A separate process holds a read lease (what knfsd takes for a read delegation).
+      const holder = await LeaseHolder.start(path);
       try {
-        assert.equal(String((await lines.next()).value), 'leased');
         assert.equal(checkHandle(root, h.type, h.handle), 0);
-        assert.equal(await ask(), 'read', 'the lease is intact after checkHandle');
+        assert.equal(await holder.state(), 'read', 'the lease is intact after checkHandle');
         // A read-write open starts the lease's break (O_NONBLOCK: EWOULDBLOCK at once, not a wait).
         assert.equal(openByHandle(root, h.type, h.handle, 'rw'), -EAGAIN);
-        assert.equal(await ask(), 'breaking');
+        assert.equal(await holder.state(), 'breaking');
       } finally {
-        holder.kill('SIGKILL');
-        await once(holder, 'exit');
+        await holder.stop();
       }
     });
 

@@ -6,7 +6,7 @@
 // than the export root's is stale.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { closeFd, filesystemId, nameToHandle, openPath } from '../../src/addon/files';
 import { ExportsTable, GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, GANESHA_FSID_TWO_UINT64 } from '../../src/exports';
 import { ExportedFiles, type FileSyscalls } from '../../src/files';
@@ -15,7 +15,8 @@ import { LockTable, hostKey } from '../../src/locks';
 import { checkIndexes } from '../../src/locks/testing';
 import { encodeGaneshaHandle } from '../support/ganesha-handle';
 import { requireNamespaceRoot } from '../support/netns';
-import { OutsideLocker } from '../support/files';
+import { waitFor } from '../support/wait';
+import { LeaseHolder, OutsideLocker } from '../support/files';
 import { knfsdHandle, makeFile, mountTmpfs, openFdCount, type Mounted } from './support';
 
 describe('files: ExportedFiles opens each file once per lock', function () {
@@ -128,6 +129,50 @@ describe('files: ExportedFiles opens each file once per lock', function () {
       await exited;
       unlinkSync(fifo);
     }
+  });
+
+  it('opens by lock mode: a shared lock breaks no read lease and keeps no program from running; the first exclusive lock takes a second, read-write description', async () => {
+    const path = makeFile(fs.dir, 'leased');
+    const fh = knfsdHandle(path, 5);
+    const range = (svid: number, exclusive: boolean, offset: bigint, length: bigint) => ({ ...req(fh, svid, exclusive), offset, length });
+    const lease = await LeaseHolder.start(path);
+    let outside: OutsideLocker | undefined;
+    try {
+      assert.equal(table.lock(range(1, false, 0n, 10n), NB), 'granted');
+      assert.equal(table.lock(range(1, false, 20n, 10n), NB), 'granted');
+      assert.equal(await lease.state(), 'read', 'the shared locks broke no lease');
+      // An exclusive lock needs the file open for writing: that open breaks the lease, and until
+      // its holder lets go the lock is denied, the shared locks kept.
+      assert.equal(table.lock(range(1, true, 0n, 10n), NB), 'denied');
+      assert.equal(await lease.state(), 'breaking');
+      // A blocking one waits for the open, then the lock (tried again on a timer): granted once the holder lets go.
+      assert.equal(table.lock(range(1, true, 0n, 10n), { block: true, reclaim: false }), 'blocked');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(await lease.release(), 'released');
+      await waitFor('the blocked exclusive lock granted', () => [...table.locks()].some((l) => l.exclusive && l.fh.equals(fh)), 3_000);
+      assert.equal(files.stats().open, 1, 'one description per owner and file, the read-only one closed');
+      // (Opened for writing only now: it would have waited for the lease's break.)
+      outside = await OutsideLocker.start(path);
+      assert.equal(await outside.request('ofd r 0 10'), 'EAGAIN', '[0, 10) exclusive on the file');
+      assert.equal(await outside.request('ofd w 20 10'), 'EAGAIN', '[20, 30) still held (shared) across the upgrade');
+      assert.equal(await outside.request('ofd r 20 10'), 'ok');
+      assert.equal(await outside.request('ofd u 20 10'), 'ok');
+      assert.equal(await outside.request('ofd w 10 10'), 'ok', 'nothing held between');
+      assert.equal(await outside.request('ofd u 10 10'), 'ok');
+      table.unlock(range(1, false, 0n, 0n));
+      assert.equal(files.stats().open, 0);
+    } finally {
+      await lease.stop();
+      await outside?.stop();
+    }
+    // A program on the server runs while a client holds a shared lock on it (not ETXTBSY).
+    const program = `${fs.dir}/program`;
+    copyFileSync('/bin/true', program);
+    chmodSync(program, 0o755);
+    const pfh = knfsdHandle(program, 5);
+    assert.equal(table.lock(req(pfh, 2, false), NB), 'granted');
+    execFileSync(program);
+    table.unlock(req(pfh, 2, false));
   });
 
   it("a drop closes its descriptions in one batch and every kernel lock is gone when it returns", () => {
