@@ -82,6 +82,10 @@ class RealExport {
   descriptions = 0;
   /** Closes the root once it has been idle for rootLingerMs. */
   linger: NodeJS.Timeout | undefined;
+  /** Kernel waits on its files whose thread still holds a dup of a description (it pins the filesystem). */
+  waits = 0;
+  /** Called once `waits` is 0 again. */
+  readonly onWaitsGone: (() => void)[] = [];
   constructor(readonly path: string) {}
 }
 
@@ -96,6 +100,7 @@ interface Description {
   writable: boolean;
   /** Kernel waits working on a dup of this description. */
   waits: number;
+  exp: RealExport;
 }
 
 class OpenFile {
@@ -158,7 +163,7 @@ export class ExportedFiles implements FileLocker {
     for (const path of wanted) if (!this.exports.has(path)) added.push(this.checkExport(path));
     for (const path of [...this.exports.keys()]) {
       if (wanted.has(path)) continue;
-      this.closeExport(path);
+      void this.closeExport(path);
       this.exports.delete(path);
     }
     for (const e of added) this.exports.set(e.path, e);
@@ -217,11 +222,14 @@ export class ExportedFiles implements FileLocker {
 
   /**
    * Closes every description of the export's files and its root, so that its filesystem can be
-   * unmounted now; the root opens again at the next request. The caller dropped its locks first.
+   * unmounted; the root opens again at the next request. The caller dropped its locks first,
+   * which cancelled their kernel waits: the promise resolves (with how many descriptions were
+   * closed) once every wait's thread has let go of its dup of a description too, so that an
+   * umount right after finds nothing of the export open.
    */
-  closeExport(path: string): number {
+  closeExport(path: string): Promise<number> {
     const e = this.exports.get(path);
-    if (!e) return 0;
+    if (!e) return Promise.resolve(0);
     const fds: number[] = [];
     for (const [key, f] of this.files) {
       if (f.exp !== e) continue;
@@ -233,7 +241,8 @@ export class ExportedFiles implements FileLocker {
     // A drop's descriptions may still be closing: the filesystem is unmounted next.
     this.awaitCloses();
     this.closeRoot(e);
-    return fds.length;
+    if (e.waits === 0) return Promise.resolve(fds.length);
+    return new Promise((resolve) => e.onWaitsGone.push(() => resolve(fds.length)));
   }
 
   /** Returns once every description a drop released is closed (the addon closes them within milliseconds). */
@@ -298,7 +307,7 @@ export class ExportedFiles implements FileLocker {
       return fd <= -LOCK_REFUSED ? this.lockRefusal(fileKey, fd + LOCK_REFUSED) : this.openRefusal(fd);
     }
     this.open++;
-    this.adopt(f, fileKey, r.exp, ownerKey, { fd, writable: exclusive, waits: 0 });
+    this.adopt(f, fileKey, r.exp, ownerKey, { fd, writable: exclusive, waits: 0, exp: r.exp });
     return 'granted';
   }
 
@@ -433,13 +442,16 @@ export class ExportedFiles implements FileLocker {
     const d = this.describe(fileKey, fh, ownerKey, exclusive);
     if (typeof d !== 'string') {
       const id = this.sys.ofdWait(d.fd, type, s, len, (rc) => {
+        // The wait's thread has closed its dup of the description.
         this.waits--;
         d.waits--;
+        if (--d.exp.waits === 0) for (const gone of d.exp.onWaitsGone.splice(0)) gone();
         done(rc === 0);
       });
       if (id > 0) {
         this.waits++;
         d.waits++;
+        d.exp.waits++;
         return () => this.sys.ofdCancelWait(id);
       }
       if (id !== -E.EBUSY) return this.failLater(done);
@@ -530,7 +542,7 @@ export class ExportedFiles implements FileLocker {
       this.settle(r.exp);
       return this.openRefusal(fd);
     }
-    const d: Description = { fd, writable: exclusive, waits: 0 };
+    const d: Description = { fd, writable: exclusive, waits: 0, exp: r.exp };
     this.adopt(this.files.get(fileKey), fileKey, r.exp, ownerKey, d);
     return d;
   }
