@@ -173,17 +173,22 @@ Napi::Value OpenLock(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc);
 }
 
-// checkHandle(mountFd, type, handle): whether the handle names a regular file now, without
-// opening it for I/O: an O_PATH open (no write access taken, no lease or delegation broken, no
-// open event), fstat, close. 0, -EISDIR (not a regular file) or -errno (-ESTALE, -EINVAL, ...).
+// checkHandle(mountFd, type, handle, forWrite?): whether the handle names a regular file now,
+// without opening it for I/O: an O_PATH open (no write access taken, no lease or delegation
+// broken, no open event), fstat, close; with forWrite also whether it could be opened for
+// writing (faccessat W_OK: -EROFS on a read-only mount, -EPERM for an immutable file). 0, -EISDIR
+// (not a regular file) or -errno (-ESTALE, -EINVAL, ...).
 Napi::Value CheckHandle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   HandleArgs h;
-  if (!ParseHandleArgs(info, &h)) return ThrowType(env, "checkHandle(mountFd: number, type: number, handle: Buffer)");
+  if (!ParseHandleArgs(info, &h) || (info.Length() > 3 && !info[3].IsBoolean() && !info[3].IsUndefined()))
+    return ThrowType(env, "checkHandle(mountFd: number, type: number, handle: Buffer, forWrite?: boolean)");
   if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  bool forWrite = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
   int fd = open_by_handle_at(h.mountFd, h.fh(), O_PATH | O_CLOEXEC);
   if (fd < 0) return Napi::Number::New(env, -errno);
   int rc = RegularFile(fd);
+  if (rc == 0 && forWrite && faccessat(fd, "", W_OK, AT_EMPTY_PATH | AT_EACCESS) < 0) rc = -errno;
   close(fd);
   return Napi::Number::New(env, rc);
 }

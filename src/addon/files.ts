@@ -103,10 +103,12 @@ export const lockRefusal = (result: number): number | undefined => (result <= -L
 /**
  * Whether the handle names a regular file now, without opening it for reading or writing:
  * open_by_handle_at with O_PATH (no write access taken, no NFSv4 delegation or lease broken, no
- * open event), fstat, close, in one call. 0, -EISDIR (not a regular file), or -errno as
- * openByHandle's (-ESTALE, -EINVAL, -EPERM without CAP_DAC_READ_SEARCH, -EMFILE, ...).
+ * open event), fstat, close, in one call; with forWrite, also whether it could be opened for
+ * writing (-EROFS on a read-only mount, -EPERM for an immutable file), still without an open.
+ * 0, -EISDIR (not a regular file), or -errno as openByHandle's (-ESTALE, -EINVAL, -EPERM
+ * without CAP_DAC_READ_SEARCH, -EMFILE, ...).
  */
-export const checkHandle = (mountFd: number, type: number, handle: Buffer): number => loadAddon().checkHandle(mountFd, type, handle);
+export const checkHandle = (mountFd: number, type: number, handle: Buffer, forWrite = false): number => loadAddon().checkHandle(mountFd, type, handle, forWrite);
 
 /**
  * Closes every fd in `fds`; when it returns none of them holds an OFD lock any more. A batch of

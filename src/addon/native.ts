@@ -41,7 +41,7 @@ export interface NativeAddon {
   openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
   openRegular(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
   openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: number | bigint, len: number | bigint): number;
-  checkHandle(mountFd: number, type: number, handle: Buffer): number;
+  checkHandle(mountFd: number, type: number, handle: Buffer, forWrite?: boolean): number;
   lockRefused: number;
   releaseFds(fds: Int32Array, threads: number): number;
   closesPending(): number;

@@ -269,13 +269,21 @@ export class ExportedFiles implements FileLocker {
 
   // ---- FileLocker ----
 
-  validate(fileKey: string, fh: Buffer): LockStatus | undefined {
-    if (this.exports.size === 0 || this.files.has(fileKey)) return undefined;
+  /**
+   * `exclusive`: the request is for an exclusive lock, which needs the file opened for writing:
+   * on a read-only filesystem it can never be granted and answers rofs now (Linux's lockd opens
+   * the file for writing when the request arrives), checked without an open for writing (no
+   * lease broken) unless an owner already has the file open read-write.
+   */
+  validate(fileKey: string, fh: Buffer, exclusive = false): LockStatus | undefined {
+    if (this.exports.size === 0) return undefined;
+    const f = this.files.get(fileKey);
+    if (f && (!exclusive || [...f.owners.values()].some((d) => d.writable))) return undefined;
     const r = this.resolve(fh);
     if (r.kind === 'memory') return undefined;
     if (r.kind === 'stale') return 'stale_fh';
     // Opened and closed within the call: not a description, not counted against the budget.
-    const rc = this.byHandle(r.exp, r.kh, (root, h) => this.sys.checkHandle(root, h.type, h.handle));
+    const rc = this.byHandle(r.exp, r.kh, (root, h) => this.sys.checkHandle(root, h.type, h.handle, exclusive));
     this.settle(r.exp);
     return rc === 0 ? undefined : this.refusal(rc);
   }

@@ -29,8 +29,11 @@ export interface FileSyscalls {
    * file); -(LOCK_REFUSED + errno) when the lock was refused (nothing left open).
    */
   openLock(mountFd: number, type: number, handle: Buffer, mode: 'rw' | 'ro', lockType: typeof LOCK_READ | typeof LOCK_WRITE, start: FlockPos, len: FlockPos): number;
-  /** Whether the handle names a regular file, without an open for I/O (O_PATH): 0, -EISDIR, or the open's -errno. */
-  checkHandle(mountFd: number, type: number, handle: Buffer): number;
+  /**
+   * Whether the handle names a regular file, without an open for I/O (O_PATH): 0, -EISDIR, or
+   * the open's -errno; with forWrite also whether it could be opened for writing (-EROFS, -EPERM).
+   */
+  checkHandle(mountFd: number, type: number, handle: Buffer, forWrite?: boolean): number;
   closeFd(fd: number): void;
   /**
    * Closes all of them, with up to `threads` threads; when it returns none holds a lock, and a

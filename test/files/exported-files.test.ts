@@ -78,6 +78,8 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     assert.deepEqual({ checks: calls.checks, opens: calls.opens, openLocks: calls.openLocks }, { checks: 2, opens: 0, openLocks: 0 });
     assert.equal(table.test(req(fh, 1)).status, 'granted');
     assert.equal(calls.checks, 2, "TEST's own open checks the handle");
+    assert.equal(files.validate(fh.toString('latin1'), fh, true), undefined, 'an exclusive request on a writable filesystem');
+    assert.equal(calls.checks, 3);
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
     // Held by owner 1: owner 2's LOCK is refused by the table with no open at all.

@@ -218,6 +218,12 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
       assert.equal((await c4.lock({ fh, svid: 1, exclusive: true })).status, 'rofs');
       assert.equal((await c3.lock({ fh, svid: 1, exclusive: true })).status, 'denied_nolocks');
       assert.equal((await c4.lock({ fh, svid: 1, exclusive: false })).status, 'granted');
+      // An exclusive request that meets that shared lock can never be granted here: the files
+      // part says so when the request arrives (the table asks it with the request's mode).
+      const key = fh.toString('latin1');
+      assert.equal(server.files.validate(key, fh, true), 'rofs');
+      assert.equal(server.files.validate(key, fh), undefined);
+      assert.equal(server.files.validate(key, fh, false), undefined);
     } finally {
       await c4.close();
       await c3.close();
