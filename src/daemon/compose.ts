@@ -155,7 +155,7 @@ async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: U
 }
 
 /** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
-function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles } {
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; caller: RpcClientPool } {
   const cfg = live.config();
   const nsm = new Nsm({
     store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
@@ -195,17 +195,17 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
   });
   const service = nlm;
   undo.push(() => service.close());
-  return { table, nlm, nsm, files };
+  return { table, nlm, nsm, files, caller };
 }
 
 /** An address event turns into a drop here; the node's own addresses and the leases that keep two nodes off one address. */
 function addressParts(
   live: Live,
   logs: PartLogs,
-  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics },
+  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics; caller: RpcClientPool },
   undo: Undo,
 ): { failover: FailoverController; leases: AddressLeases; node: NodeAddresses } {
-  const { listeners, table, nlm, nsm, watch, metrics } = p;
+  const { listeners, table, nlm, nsm, watch, metrics, caller } = p;
   const graceSeconds = (): number => live.config().grace;
   const failover = new FailoverController({ listeners: listeners.of('failover'), locks: table, monitors: {
     activate: (a) => nsm.activate(a),
@@ -214,6 +214,8 @@ function addressParts(
     forgetClients: (a) => {
       nlm.forgetAddress(a);
       nsm.stopMonitoring(a);
+      // Its GRANTED callback connections: bound to an address this node no longer has.
+      caller.closeFrom(a);
     },
     graceEnded: (a) => nsm.graceEnded(a),
   }, graceSeconds, log: logs.of('failover') });
