@@ -193,6 +193,27 @@ Napi::Value CheckHandle(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc);
 }
 
+// handleOwner(mountFd, type, handle): { mode, uid, gid } of the regular file the handle names,
+// read on an O_PATH open (no open for I/O), for an access check as the NLM caller; or -EISDIR
+// (not a regular file) or -errno as checkHandle's.
+Napi::Value HandleOwner(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  HandleArgs h;
+  if (!ParseHandleArgs(info, &h)) return ThrowType(env, "handleOwner(mountFd: number, type: number, handle: Buffer)");
+  if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  int fd = open_by_handle_at(h.mountFd, h.fh(), O_PATH | O_CLOEXEC);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  struct stat st;
+  int rc = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EISDIR;
+  close(fd);
+  if (rc != 0) return Napi::Number::New(env, rc);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("mode", Napi::Number::New(env, st.st_mode & 07777));
+  out.Set("uid", Napi::Number::New(env, st.st_uid));
+  out.Set("gid", Napi::Number::New(env, st.st_gid));
+  return out;
+}
+
 // fileType(fd): the S_IFMT bits of fstat's st_mode, or -errno.
 Napi::Value FileType(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -317,6 +338,7 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("openRegular", Napi::Function::New(env, OpenRegularFile, "openRegular"));
   exports.Set("openLock", Napi::Function::New(env, OpenLock, "openLock"));
   exports.Set("checkHandle", Napi::Function::New(env, CheckHandle, "checkHandle"));
+  exports.Set("handleOwner", Napi::Function::New(env, HandleOwner, "handleOwner"));
   exports.Set("lockRefused", Napi::Number::New(env, kLockRefused));
   exports.Set("fileType", Napi::Function::New(env, FileType, "fileType"));
   exports.Set("filesystemId", Napi::Function::New(env, FilesystemId, "filesystemId"));

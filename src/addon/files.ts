@@ -120,6 +120,20 @@ export const checkHandle = (mountFd: number, type: number, handle: Buffer, forWr
  */
 export const releaseFds = (fds: Int32Array, threads: number): number => loadAddon().releaseFds(fds, threads);
 
+/** Permission bits and owner of a file. */
+export interface FileOwner {
+  /** st_mode & 07777 */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The permission bits and owner of the regular file the handle names, read on an O_PATH open
+ * (nothing opened for I/O); or -EISDIR (not a regular file) or -errno as checkHandle's.
+ */
+export const handleOwner = (mountFd: number, type: number, handle: Buffer): FileOwner | number => loadAddon().handleOwner(mountFd, type, handle);
+
 /** How many fds releaseFds handed to its threads that are not closed yet. */
 export const closesPending = (): number => loadAddon().closesPending();
 

@@ -42,6 +42,7 @@ export interface NativeAddon {
   openRegular(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
   openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: number | bigint, len: number | bigint): number;
   checkHandle(mountFd: number, type: number, handle: Buffer, forWrite?: boolean): number;
+  handleOwner(mountFd: number, type: number, handle: Buffer): { mode: number; uid: number; gid: number } | number;
   lockRefused: number;
   releaseFds(fds: Int32Array, threads: number): number;
   closesPending(): number;

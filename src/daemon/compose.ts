@@ -21,7 +21,7 @@ import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbour
 import { RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
 import type { Config } from './config';
 import { arpProbe } from './dad';
-import { openDaemonFiles, type DaemonFiles } from './files';
+import { mayLock, openDaemonFiles, type DaemonFiles } from './files';
 import { AddressLeases } from './lease';
 import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
 import { NodeAddresses, SharedListeners } from './node';
@@ -186,11 +186,12 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
     rpc: caller,
     monitor: nsm,
     logger: logs.of('nlm'),
-    exportPolicy: (fh, peer) => {
+    exportPolicy: (fh, peer, ctx) => {
       const d = live.exports().check(fh, peer);
-      if (!d.allowed) logs.root.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason: d.reason }, 'export policy refused a request');
+      const reason = !d.allowed ? d.reason : mayLock(files.files, live.exports(), d.exportId, fh, ctx) ? undefined : 'access';
+      if (reason) logs.root.debug({ export: d.exportId ?? null, client: peer.address, port: peer.port, reason }, 'export policy refused a request');
       // check() already applied the export's secure-port rule.
-      return { allowed: d.allowed, secure: false };
+      return { allowed: reason === undefined, secure: false };
     },
   });
   const service = nlm;

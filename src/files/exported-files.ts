@@ -21,7 +21,7 @@
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
-import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type GaneshaFsid, type KernelHandleResult } from '../exports';
+import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type Caller, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
 import { availableParallelism, endianness } from 'node:os';
 import { E, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
@@ -268,6 +268,34 @@ export class ExportedFiles implements FileLocker {
   }
 
   // ---- FileLocker ----
+
+  /**
+   * Whether the caller (squash options applied) may lock the file: undefined, or 'failed' when
+   * it may neither read nor write it (Linux's lockd opens the file as the caller, for reading
+   * for a shared lock and for writing for an exclusive one: the request's mode is not known
+   * here, so either access will do). As knfsd: the file's owner always may
+   * (NFSD_MAY_OWNER_OVERRIDE) and root (not squashed) may; unlike lockd, which checks only the
+   * first open of a file it then shares among its clients, every request is checked. Permission
+   * bits only: an ACL's named entries are not read. Opens nothing for I/O.
+   */
+  access(fh: Buffer, caller: Caller): LockStatus | undefined {
+    if (this.exports.size === 0 || caller.uid === 0) return undefined;
+    const r = this.resolve(fh);
+    if (r.kind !== 'file') return undefined; // memory, or stale: the request answers that itself
+    let owner: { mode: number; uid: number; gid: number } | undefined;
+    const rc = this.byHandle(r.exp, r.kh, (root, h) => {
+      const o = this.sys.handleOwner(root, h.type, h.handle);
+      if (typeof o === 'number') return o;
+      owner = o;
+      return 0;
+    });
+    this.settle(r.exp);
+    if (rc !== 0 || !owner) return undefined;
+    if (owner.uid === caller.uid) return undefined;
+    const inGroup = owner.gid === caller.gid || caller.gids.includes(owner.gid);
+    const bits = inGroup ? (owner.mode >> 3) & 7 : owner.mode & 7;
+    return bits & 6 ? undefined : 'failed';
+  }
 
   /**
    * `exclusive`: the request is for an exclusive lock, which needs the file opened for writing:

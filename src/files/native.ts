@@ -1,5 +1,5 @@
 // The files part's system calls from the native addon (src/addon/files.ts).
-import { awaitCloses, checkHandle, closeFd, closesPending, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openLock, openRegular, openPath, releaseFds } from '../addon/files';
+import { awaitCloses, checkHandle, closeFd, handleOwner, closesPending, filesystemId, nameToHandle, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait, openLock, openRegular, openPath, releaseFds } from '../addon/files';
 import { readFileSync } from 'node:fs';
 import type { FileSyscalls, FlockPos } from './syscalls';
 
@@ -23,6 +23,7 @@ export const nativeFileSyscalls: FileSyscalls = {
   openRegular,
   openLock,
   checkHandle,
+  handleOwner,
   closeFd,
   releaseFds,
   closesPending,

@@ -34,6 +34,8 @@ export interface FileSyscalls {
    * the open's -errno; with forWrite also whether it could be opened for writing (-EROFS, -EPERM).
    */
   checkHandle(mountFd: number, type: number, handle: Buffer, forWrite?: boolean): number;
+  /** Permission bits and owner of the regular file a handle names (O_PATH), or -EISDIR / -errno. */
+  handleOwner(mountFd: number, type: number, handle: Buffer): { mode: number; uid: number; gid: number } | number;
   closeFd(fd: number): void;
   /**
    * Closes all of them, with up to `threads` threads; when it returns none holds a lock, and a

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { constants, tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import {
-  awaitCloses, checkHandle, closeFd, closesPending, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
+  awaitCloses, checkHandle, closeFd, handleOwner, closesPending, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
   openByHandle, openLock, openPath, openRegular, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
   type FileHandle, type HoldType, type Position,
 } from '../../src/addon';
@@ -117,6 +117,12 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       assert.equal(openRegular(root, f.type, f.handle, 'rw'), -EISDIR);
       assert.equal(openLock(root, f.type, f.handle, 'ro', LOCK_READ, 0, 0), -EISDIR);
       assert.equal(openRegular(root, f.type, Buffer.alloc(0), 'ro'), -EINVAL);
+      // handleOwner reads a regular file's permission bits and owner on an O_PATH open.
+      chmodSync(path, 0o640);
+      chownSync(path, 1000, 3000);
+      assert.deepEqual(handleOwner(root, nameToHandle(path).type, nameToHandle(path).handle), { mode: 0o640, uid: 1000, gid: 3000 });
+      assert.equal(handleOwner(root, f.type, f.handle), -EISDIR);
+      assert.equal(handleOwner(root, d.type, d.handle), -EISDIR);
       assert.throws(() => openRegular(root, f.type, 'x' as unknown as Buffer, 'ro'), TypeError);
     });
 
