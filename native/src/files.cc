@@ -112,6 +112,23 @@ int RegularFile(int fd) {
   return S_ISREG(st.st_mode) ? 0 : -EISDIR;
 }
 
+// open_by_handle_at for I/O of a regular file only: its type is checked first on an O_PATH open
+// (as knfsd's nfsd_open does with fh_verify(S_IFREG)), so that the open() of a FIFO (which wakes
+// a writer blocked on it) or of a device (its driver's open, as root) never runs. The handle
+// names one inode, whose type cannot change between the two opens. The fd, -EISDIR (not a
+// regular file) or -errno.
+int OpenRegular(HandleArgs* h, int flags) {
+  int path = open_by_handle_at(h->mountFd, h->fh(), O_PATH | O_CLOEXEC);
+  if (path < 0) return -errno;
+  int rc = RegularFile(path);
+  if (rc == 0) {
+    int fd = open_by_handle_at(h->mountFd, h->fh(), flags);
+    rc = fd >= 0 ? fd : -errno;
+  }
+  close(path);
+  return rc;
+}
+
 // openByHandle(mountFd, type, handle, rw): fd or -errno.
 Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -123,11 +140,21 @@ Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd >= 0 ? fd : -errno);
 }
 
+// openRegular(mountFd, type, handle, rw): OpenRegular's fd or -errno.
+Napi::Value OpenRegularFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  HandleArgs h;
+  if (!ParseHandleArgs(info, &h) || info.Length() < 4 || !info[3].IsBoolean())
+    return ThrowType(env, "openRegular(mountFd: number, type: number, handle: Buffer, readWrite: boolean)");
+  if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  return Napi::Number::New(env, OpenRegular(&h, OpenFlags(info[3].As<Napi::Boolean>().Value())));
+}
+
 // Lock refusals of openLock are -(kLockRefused + errno), apart from the open's own -errno.
 constexpr int kLockRefused = 0x10000;
 
 // openLock(mountFd, type, handle, rw, lockType, start, len): a LOCK of a file the owner has no
-// description of, in one call: open_by_handle_at, fstat (a regular file only), F_OFD_SETLK.
+// description of, in one call: OpenRegular, F_OFD_SETLK.
 // The fd with the lock held; -errno when the open failed (-EISDIR: not a regular file);
 // -(kLockRefused + errno) when the lock was refused (the fd is closed again).
 Napi::Value OpenLock(const Napi::CallbackInfo& info) {
@@ -137,31 +164,54 @@ Napi::Value OpenLock(const Napi::CallbackInfo& info) {
   if (!ParseHandleArgs(info, &h) || info.Length() < 7 || !info[3].IsBoolean() || !ParseLockRange(info, 4, false, &a))
     return ThrowType(env, "openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: non-negative integer, len: non-negative integer)");
   if (h.badLength) return Napi::Number::New(env, -EINVAL);
-  int fd = open_by_handle_at(h.mountFd, h.fh(), OpenFlags(info[3].As<Napi::Boolean>().Value()));
-  if (fd < 0) return Napi::Number::New(env, -errno);
-  int rc = RegularFile(fd);
-  if (rc == 0) {
-    struct flock fl = a.Flock();
-    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return Napi::Number::New(env, fd);
-    rc = -(kLockRefused + errno);
-  }
+  int fd = OpenRegular(&h, OpenFlags(info[3].As<Napi::Boolean>().Value()));
+  if (fd < 0) return Napi::Number::New(env, fd);
+  struct flock fl = a.Flock();
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return Napi::Number::New(env, fd);
+  int rc = -(kLockRefused + errno);
   close(fd);
   return Napi::Number::New(env, rc);
 }
 
-// checkHandle(mountFd, type, handle): whether the handle names a regular file now, without
-// opening it for I/O: an O_PATH open (no write access taken, no lease or delegation broken, no
-// open event), fstat, close. 0, -EISDIR (not a regular file) or -errno (-ESTALE, -EINVAL, ...).
+// checkHandle(mountFd, type, handle, forWrite?): whether the handle names a regular file now,
+// without opening it for I/O: an O_PATH open (no write access taken, no lease or delegation
+// broken, no open event), fstat, close; with forWrite also whether it could be opened for
+// writing (faccessat W_OK: -EROFS on a read-only mount, -EPERM for an immutable file). 0, -EISDIR
+// (not a regular file) or -errno (-ESTALE, -EINVAL, ...).
 Napi::Value CheckHandle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   HandleArgs h;
-  if (!ParseHandleArgs(info, &h)) return ThrowType(env, "checkHandle(mountFd: number, type: number, handle: Buffer)");
+  if (!ParseHandleArgs(info, &h) || (info.Length() > 3 && !info[3].IsBoolean() && !info[3].IsUndefined()))
+    return ThrowType(env, "checkHandle(mountFd: number, type: number, handle: Buffer, forWrite?: boolean)");
   if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  bool forWrite = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
   int fd = open_by_handle_at(h.mountFd, h.fh(), O_PATH | O_CLOEXEC);
   if (fd < 0) return Napi::Number::New(env, -errno);
   int rc = RegularFile(fd);
+  if (rc == 0 && forWrite && faccessat(fd, "", W_OK, AT_EMPTY_PATH | AT_EACCESS) < 0) rc = -errno;
   close(fd);
   return Napi::Number::New(env, rc);
+}
+
+// handleOwner(mountFd, type, handle): { mode, uid, gid } of the regular file the handle names,
+// read on an O_PATH open (no open for I/O), for an access check as the NLM caller; or -EISDIR
+// (not a regular file) or -errno as checkHandle's.
+Napi::Value HandleOwner(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  HandleArgs h;
+  if (!ParseHandleArgs(info, &h)) return ThrowType(env, "handleOwner(mountFd: number, type: number, handle: Buffer)");
+  if (h.badLength) return Napi::Number::New(env, -EINVAL);
+  int fd = open_by_handle_at(h.mountFd, h.fh(), O_PATH | O_CLOEXEC);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  struct stat st;
+  int rc = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EISDIR;
+  close(fd);
+  if (rc != 0) return Napi::Number::New(env, rc);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("mode", Napi::Number::New(env, st.st_mode & 07777));
+  out.Set("uid", Napi::Number::New(env, st.st_uid));
+  out.Set("gid", Napi::Number::New(env, st.st_gid));
+  return out;
 }
 
 // fileType(fd): the S_IFMT bits of fstat's st_mode, or -errno.
@@ -285,8 +335,10 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("nameToHandle", Napi::Function::New(env, NameToHandle, "nameToHandle"));
   exports.Set("openPath", Napi::Function::New(env, OpenPath, "openPath"));
   exports.Set("openByHandle", Napi::Function::New(env, OpenByHandle, "openByHandle"));
+  exports.Set("openRegular", Napi::Function::New(env, OpenRegularFile, "openRegular"));
   exports.Set("openLock", Napi::Function::New(env, OpenLock, "openLock"));
   exports.Set("checkHandle", Napi::Function::New(env, CheckHandle, "checkHandle"));
+  exports.Set("handleOwner", Napi::Function::New(env, HandleOwner, "handleOwner"));
   exports.Set("lockRefused", Napi::Number::New(env, kLockRefused));
   exports.Set("fileType", Napi::Function::New(env, FileType, "fileType"));
   exports.Set("filesystemId", Napi::Function::New(env, FilesystemId, "filesystemId"));

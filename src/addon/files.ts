@@ -1,6 +1,6 @@
 // Real files for NLM locks, over the native addon (native/src/files.cc, ofd_wait.cc):
 //   const root = openPath('/export');                      // at start, per export
-//   const fd = openByHandle(root, type, handleBytes, 'rw'); // per (owner, file); < 0: -errno
+//   const fd = openRegular(root, type, handleBytes, 'rw');  // per (owner, file); < 0: -errno
 //   ofdSetLock(fd, LOCK_WRITE, 0, 0);                       // 0, or -EAGAIN on a conflict
 //   const fd = openLock(root, type, handleBytes, 'rw', LOCK_WRITE, 0, 0); // the two above in one call
 //   checkHandle(root, type, handleBytes);                   // 0 when it names a regular file
@@ -60,6 +60,15 @@ export type OpenMode = 'rw' | 'ro';
 export const openByHandle = (mountFd: number, type: number, handle: Buffer, mode: OpenMode): number =>
   loadAddon().openByHandle(mountFd, type, handle, mode === 'rw');
 
+/**
+ * openByHandle of a regular file only: the handle's type is checked first on an O_PATH open (as
+ * knfsd's nfsd_open does), so that the open() of a FIFO (it would wake a writer blocked on it) or
+ * of a device (its driver's open, run as root) never happens. The fd, -EISDIR when the handle
+ * names anything but a regular file, or -errno as openByHandle's.
+ */
+export const openRegular = (mountFd: number, type: number, handle: Buffer, mode: OpenMode): number =>
+  loadAddon().openRegular(mountFd, type, handle, mode === 'rw');
+
 export type FileType = 'file' | 'directory' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block';
 const FILE_TYPES: Record<number, FileType> = {
   0o100000: 'file', 0o040000: 'directory', 0o120000: 'symlink', 0o010000: 'fifo', 0o140000: 'socket', 0o020000: 'char', 0o060000: 'block',
@@ -75,8 +84,8 @@ export function fileType(fd: number): FileType {
 }
 
 /**
- * A LOCK of a file the caller has no description of yet, in one call: openByHandle(mountFd,
- * type, handle, mode), fileType(fd) === 'file', ofdSetLock(fd, lockType, start, len). The fd,
+ * A LOCK of a file the caller has no description of yet, in one call: openRegular(mountFd,
+ * type, handle, mode), ofdSetLock(fd, lockType, start, len). The fd,
  * holding the lock, or a negative result without throwing: lockRefusal(result) tells the two
  * kinds apart. An open that failed is -errno as openByHandle's (-EISDIR also for a file that
  * is not a regular one); a lock that was refused is below -LOCK_REFUSED and the fd is closed
@@ -94,10 +103,12 @@ export const lockRefusal = (result: number): number | undefined => (result <= -L
 /**
  * Whether the handle names a regular file now, without opening it for reading or writing:
  * open_by_handle_at with O_PATH (no write access taken, no NFSv4 delegation or lease broken, no
- * open event), fstat, close, in one call. 0, -EISDIR (not a regular file), or -errno as
- * openByHandle's (-ESTALE, -EINVAL, -EPERM without CAP_DAC_READ_SEARCH, -EMFILE, ...).
+ * open event), fstat, close, in one call; with forWrite, also whether it could be opened for
+ * writing (-EROFS on a read-only mount, -EPERM for an immutable file), still without an open.
+ * 0, -EISDIR (not a regular file), or -errno as openByHandle's (-ESTALE, -EINVAL, -EPERM
+ * without CAP_DAC_READ_SEARCH, -EMFILE, ...).
  */
-export const checkHandle = (mountFd: number, type: number, handle: Buffer): number => loadAddon().checkHandle(mountFd, type, handle);
+export const checkHandle = (mountFd: number, type: number, handle: Buffer, forWrite = false): number => loadAddon().checkHandle(mountFd, type, handle, forWrite);
 
 /**
  * Closes every fd in `fds`; when it returns none of them holds an OFD lock any more. A batch of
@@ -108,6 +119,20 @@ export const checkHandle = (mountFd: number, type: number, handle: Buffer): numb
  * are not closed); other close errors still free the fd.
  */
 export const releaseFds = (fds: Int32Array, threads: number): number => loadAddon().releaseFds(fds, threads);
+
+/** Permission bits and owner of a file. */
+export interface FileOwner {
+  /** st_mode & 07777 */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The permission bits and owner of the regular file the handle names, read on an O_PATH open
+ * (nothing opened for I/O); or -EISDIR (not a regular file) or -errno as checkHandle's.
+ */
+export const handleOwner = (mountFd: number, type: number, handle: Buffer): FileOwner | number => loadAddon().handleOwner(mountFd, type, handle);
 
 /** How many fds releaseFds handed to its threads that are not closed yet. */
 export const closesPending = (): number => loadAddon().closesPending();

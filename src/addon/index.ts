@@ -9,9 +9,9 @@ export { openRtnetlink, rtnetlinkDump, type RtnetlinkOptions, type RtnetlinkSock
 export { BpfObject, BpfUnsupported, bpfRunTimeStats, mountTracefs, probeFeatures, u32, type FeatureName, type Features, type ProgramInfo, type ProgramStatus } from './bpf';
 export { currentNetns, openLockdropProbes, probeObjectPath, type LockdropProbes, type LockdropProbesOptions } from './probes';
 export {
-  awaitCloses, checkHandle, closeFd, closesPending, errnoName, fileType, filesystemId, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
-  openByHandle, openLock, openPath, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
-  type FileHandle, type FileType, type FilesystemId, type HoldType, type LockType, type NofileLimit, type OfdHolder, type OpenMode, type Position,
+  awaitCloses, checkHandle, closeFd, handleOwner, closesPending, errnoName, fileType, filesystemId, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
+  openByHandle, openLock, openPath, openRegular, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
+  type FileHandle, type FileOwner, type FileType, type FilesystemId, type HoldType, type LockType, type NofileLimit, type OfdHolder, type OpenMode, type Position,
 } from './files';
 export { sdNotify } from './notify';
 export { peerCredentials, type PeerCredentials } from './peercred';

@@ -39,8 +39,10 @@ export interface NativeAddon {
   nameToHandle(path: string): { type: number; handle: Buffer; mountId: number };
   openPath(path: string): number;
   openByHandle(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
+  openRegular(mountFd: number, type: number, handle: Buffer, readWrite: boolean): number;
   openLock(mountFd: number, type: number, handle: Buffer, readWrite: boolean, lockType: 0 | 1, start: number | bigint, len: number | bigint): number;
-  checkHandle(mountFd: number, type: number, handle: Buffer): number;
+  checkHandle(mountFd: number, type: number, handle: Buffer, forWrite?: boolean): number;
+  handleOwner(mountFd: number, type: number, handle: Buffer): { mode: number; uid: number; gid: number } | number;
   lockRefused: number;
   releaseFds(fds: Int32Array, threads: number): number;
   closesPending(): number;

@@ -161,7 +161,7 @@ export class OperatorCommands {
       target = `export ${exportId}`;
       counts = table.dropByExport(exportId);
       // Nothing of the export stays open: its filesystem can be unmounted now.
-      files.files?.closeExport(exportId);
+      await files.files?.closeExport(exportId);
     }
     const ms = nowMs() - start;
     metrics.observeDrop('admin', counts.locks, ms);

@@ -22,7 +22,7 @@ import { AUTH_SYS, RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEv
 import { DirectoryStore } from '../store';
 import type { Config } from './config';
 import { arpProbe } from './dad';
-import { openDaemonFiles, type DaemonFiles } from './files';
+import { mayLock, openDaemonFiles, type DaemonFiles } from './files';
 import { LockJournal } from './journal';
 import { AddressLeases } from './lease';
 import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
@@ -168,7 +168,7 @@ async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: U
 }
 
 /** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
-function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, store: DirectoryStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined } {
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, store: DirectoryStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined; caller: RpcClientPool } {
   const cfg = live.config();
   const nsm = new Nsm({
     store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
@@ -209,24 +209,25 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
     durable: () => journal?.durable(),
     exportPolicy: (fh, peer, ctx) => {
       const d = live.exports().check(fh, peer);
-      if (!d.allowed) refusals.refused({ client: peer.address, port: peer.port, machine: ctx.cred.flavor === AUTH_SYS && 'machineName' in ctx.cred ? ctx.cred.machineName : undefined, server: ctx.local.address, reason: d.reason ?? 'refused', export: d.exportId ?? null });
+      const reason = !d.allowed ? d.reason : mayLock(files.files, live.exports(), d.exportId, fh, ctx) ? undefined : 'access';
+      if (reason) refusals.refused({ client: peer.address, port: peer.port, machine: ctx.cred.flavor === AUTH_SYS && 'machineName' in ctx.cred ? ctx.cred.machineName : undefined, server: ctx.local.address, reason, export: d.exportId ?? null });
       // check() already applied the export's secure-port rule.
-      return { allowed: d.allowed, secure: false };
+      return { allowed: reason === undefined, secure: false };
     },
   });
   const service = nlm;
   undo.push(() => service.close());
-  return { table, nlm, nsm, files, journal };
+  return { table, nlm, nsm, files, journal, caller };
 }
 
 /** An address event turns into a drop here; the node's own addresses and the leases that keep two nodes off one address. */
 function addressParts(
   live: Live,
   logs: PartLogs,
-  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics; journal: LockJournal | undefined },
+  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics; journal: LockJournal | undefined; caller: RpcClientPool },
   undo: Undo,
 ): { failover: FailoverController; leases: AddressLeases; node: NodeAddresses } {
-  const { listeners, table, nlm, nsm, watch, metrics, journal } = p;
+  const { listeners, table, nlm, nsm, watch, metrics, journal, caller } = p;
   const graceSeconds = (): number => live.config().grace;
   const failover = new FailoverController({ listeners: listeners.of('failover'), locks: table, monitors: {
     activate: (a) => nsm.activate(a),
@@ -235,6 +236,8 @@ function addressParts(
     forgetClients: (a) => {
       nlm.forgetAddress(a);
       nsm.stopMonitoring(a);
+      // Its GRANTED callback connections: bound to an address this node no longer has.
+      caller.closeFrom(a);
     },
     graceEnded: (a) => nsm.graceEnded(a),
   }, journal, graceSeconds, log: logs.of('failover') });

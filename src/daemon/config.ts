@@ -37,6 +37,13 @@ const exportSchema = z
     secure: z.boolean().default(true),
     /** Locks on the real files under path (default); false: in lockdrop's memory only. */
     fileLocks: z.boolean().default(true),
+    /** exports(5) squash options (root_squash by default; anonuid/anongid 65534): whom a client acts as when its access to a file is checked. */
+    rootSquash: z.boolean().optional(),
+    allSquash: z.boolean().optional(),
+    anonuid: z.number().int().min(0).max(0xfffffffe).optional(),
+    anongid: z.number().int().min(0).max(0xfffffffe).optional(),
+    /** exports(5) insecure_locks / no_auth_nlm: locks need no access to the file. */
+    noAuthNlm: z.boolean().optional(),
   })
   .strict();
 

@@ -2,7 +2,7 @@
 // (checked per connection: SO_PEERCRED, or `ss` and /proc without the native addon; see peer.ts).
 // Requests are NDJSON (protocol.ts); a malformed line gets an error reply and the connection stays
 // usable; a line over MAX_REQUEST_BYTES closes it.
-import { mkdirSync, statSync, chmodSync, unlinkSync } from 'node:fs';
+import { mkdirSync, lstatSync, chmodSync, unlinkSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Observable, Subscription } from 'rxjs';
@@ -61,7 +61,12 @@ export class ControlServer {
     const { path } = this.opts;
     const dir = dirname(path);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const mode = statSync(dir).mode & 0o777;
+    // Whoever owns the folder can replace the socket lockdropctl and `check` talk to: it must be
+    // ours (not a symlink to another's) as well as 0700.
+    const st = lstatSync(dir);
+    if (st.isSymbolicLink()) throw new Error(`control socket directory ${dir} is a symlink; it must be a directory of its own`);
+    if (st.uid !== process.geteuid!()) throw new Error(`control socket directory ${dir} is owned by uid ${st.uid}; it must be owned by lockdropd's user (uid ${process.geteuid!()})`);
+    const mode = st.mode & 0o777;
     if (mode !== 0o700) throw new Error(`control socket directory ${dir} has mode ${mode.toString(8)}; it must be 700 (only root may reach the socket)`);
     if (await answering(path)) throw new Error(`control socket ${path} is in use by another process`);
     try {

@@ -12,7 +12,7 @@ import { OperatorCommands } from './commands';
 import { LOOPBACK, StartupError, compose, wire, type DaemonParts, type Undo } from './compose';
 import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer } from './control';
-import { checkHandleFormats, exportSpecs, exportsLeaving } from './files';
+import { checkHandleFormats, exportSpecs, exportsLeaving, reloadedBudget } from './files';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { missingCapabilities, readPrivileges } from './privileges';
 import type { MetricsSnapshot } from './metrics';
@@ -165,7 +165,7 @@ export class Daemon {
       }
     }
     if (changed.includes('maxOpenFiles') && daemonFiles.files) {
-      daemonFiles.maxOpen = next.maxOpenFiles ?? daemonFiles.maxOpen;
+      daemonFiles.maxOpen = reloadedBudget(next);
       daemonFiles.files.setBudget(daemonFiles.maxOpen);
     }
     logs.setLevel(next.logLevel);

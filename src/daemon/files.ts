@@ -3,13 +3,29 @@
 // an export that asks for its files is refused at start and on reload, saying why.
 import { addonStatus } from '../addon';
 import { nofileLimit, raiseNofileLimit } from '../addon/files';
-import type { ExportsTable } from '../exports';
+import { callerOn, type ExportsTable } from '../exports';
 import { ExportError, ExportedFiles, type ExportSpec } from '../files';
 import { nativeFileSyscalls } from '../files/native';
+import { NlmProc } from '../nlm';
+import type { CallContext } from '../rpc';
 import type { Config } from './config';
 
 /** Descriptors kept for everything else: sockets (1,024 connections per RPC server), logs, the wait pool's dups. */
 const RESERVED_FDS = 4096;
+
+/** The NLM procedures for which Linux's lockd opens the file as the caller (nlm_lookup_file) to lock or test. */
+const OPENING = new Set<number>([NlmProc.TEST, NlmProc.LOCK, NlmProc.TEST_MSG, NlmProc.LOCK_MSG, NlmProc.NM_LOCK, NlmProc.SHARE]);
+
+/**
+ * Whether the request's caller may lock the file its handle names: checked on an export locked
+ * on its files, as the AUTH_SYS identity after the export's squash options (ExportedFiles.access).
+ */
+export function mayLock(files: ExportedFiles | undefined, exports: ExportsTable, exportId: string | undefined, fh: Buffer, ctx: CallContext): boolean {
+  const entry = exportId === undefined ? undefined : exports.get(exportId);
+  if (!files || !entry || entry.fileLocks === false || !OPENING.has(ctx.proc)) return true;
+  const caller = callerOn(entry, 'uid' in ctx.cred ? ctx.cred : undefined);
+  return caller === undefined || files.access(fh, caller) === undefined;
+}
 
 export const exportSpecs = (cfg: Config): ExportSpec[] => cfg.exports.map((e) => ({ path: e.path, fileLocks: e.fileLocks }));
 
@@ -19,6 +35,9 @@ export function fileBudget(cfg: Config, limit: number): number {
   if (!Number.isFinite(limit)) return 1 << 20;
   return limit > 2 * RESERVED_FDS ? limit - RESERVED_FDS : Math.max(16, Math.floor(limit / 2));
 }
+
+/** The budget a reload sets: the new file's maxOpenFiles, or (the key removed) what a fresh start gives. */
+export const reloadedBudget = (next: Config): number => fileBudget(next, nofileLimit().soft);
 
 export interface DaemonFiles {
   /** undefined when the addon is missing: every export keeps its locks in memory. */

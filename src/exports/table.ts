@@ -50,6 +50,37 @@ export interface ExportEntry {
    * names. false keeps locks in lockdrop's memory only: safe only when nothing else locks them.
    */
   fileLocks?: boolean;
+  /** exports(5) root_squash (default true): a client's uid 0 acts as anonuid on the files. */
+  rootSquash?: boolean;
+  /** exports(5) all_squash: every client acts as anonuid / anongid. */
+  allSquash?: boolean;
+  /** exports(5) anonuid / anongid (default 65534). */
+  anonuid?: number;
+  anongid?: number;
+  /** exports(5) insecure_locks / no_auth_nlm: locks need no access to the file. */
+  noAuthNlm?: boolean;
+}
+
+/** Whom a lock request acts as on an export's files: what its access is checked as. */
+export interface Caller {
+  uid: number;
+  gid: number;
+  gids: readonly number[];
+}
+
+/**
+ * Whom a request with this AUTH_SYS identity (undefined: another flavour, the anonymous user as
+ * knfsd maps AUTH_NULL) acts as on the export's files, squash options applied; undefined when
+ * the export checks no access for locks (noAuthNlm).
+ */
+export function callerOn(entry: ExportEntry, id: Caller | undefined): Caller | undefined {
+  if (entry.noAuthNlm) return undefined;
+  const anon = { uid: entry.anonuid ?? 65534, gid: entry.anongid ?? 65534, gids: [] };
+  if (!id || entry.allSquash) return anon;
+  if (entry.rootSquash === false) return id;
+  // As knfsd's nfsd_setuser: uid 0, gid 0 and group 0 each become the anonymous one.
+  const squash = (n: number, to: number) => (n === 0 ? to : n);
+  return { uid: squash(id.uid, anon.uid), gid: squash(id.gid, anon.gid), gids: id.gids.map((g) => squash(g, anon.gid)) };
 }
 
 export interface ExportsOptions {

@@ -1,7 +1,11 @@
 // The edge to the exported filesystems: the lock table's FileLocker over real files.
 //
-// An export whose locks are on the real files has its root open (O_PATH) for open_by_handle_at.
-// Each (owner, file) the table locks gets one open file description of its own, and the owner's
+// An export whose locks are on the real files has its root open for open_by_handle_at only
+// while a description of one of its files is (a lock held or awaited), and rootLingerMs after
+// (opening it costs more than a lock): an idle export pins nothing, so that its filesystem can
+// be unmounted (resource-agents' Filesystem `stop` signals whoever keeps it busy), and a root
+// mounted again under the same path is the one the next request opens. A drop closes the roots
+// it leaves idle at once: an unmount follows an address's departure. Each (owner, file) the table locks gets one open file description of its own, and the owner's
 // ranges are OFD locks on it: the kernel then enforces them against every other holder (local
 // POSIX/OFD locks, the NFS server's NFSv4 locks, another node's lockd on a cluster filesystem)
 // and applies splits, merges, upgrades and downgrades exactly as the table does for that owner.
@@ -17,7 +21,7 @@
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
 import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
-import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type GaneshaFsid, type KernelHandleResult } from '../exports';
+import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type Caller, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
 import { availableParallelism, endianness } from 'node:os';
 import { E, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE, type FileSyscalls, type FlockPos } from './syscalls';
@@ -32,11 +36,13 @@ export interface ExportedFilesOptions {
   sys: FileSyscalls;
   /** The kernel handle inside an NFS handle, or why there is none (ExportsTable.kernelHandle). */
   kernelHandle: (fh: Buffer) => KernelHandleResult;
-  /** Open file descriptions allowed at once (export roots included). */
+  /** Open file descriptions allowed at once (export roots, at most one per export, not counted). */
   maxOpen: number;
   /** Retry interval while every kernel wait thread is busy: starts here, doubles (jittered) up to pollMaxMs. */
   pollInitialMs?: number;
   pollMaxMs?: number;
+  /** How long an export's root stays open after its last description closed (default 100 ms; 0: closed at once). */
+  rootLingerMs?: number;
   /** Threads releasing a drop's descriptions, this one included (default: the cores, at most 3). */
   closeThreads?: number;
   log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -58,6 +64,7 @@ export interface FilesStats {
   open: number;
   /** Descriptions a drop released that the addon's threads have not closed yet. */
   closing: number;
+  /** Export roots open now: those with a description of one of their files. */
   roots: number;
   waits: number;
   /** Requests refused because the descriptor budget was spent. */
@@ -68,17 +75,32 @@ export interface FilesStats {
 
 class RealExport {
   rootFd = -1;
+  /** The root's own kernel handle and its filesystem as NFS-Ganesha's handles name it: read once per open of the root. */
   rootHandle: { type: number; handle: Buffer } | undefined;
-  /** The root's filesystem as NFS-Ganesha's handles name it (read when the root opens). */
   fs: { fsid: [number, number]; dev: [number, number] } | undefined;
+  /** Descriptions of its files open now: the root stays open while there is one. */
+  descriptions = 0;
+  /** Closes the root once it has been idle for rootLingerMs. */
+  linger: NodeJS.Timeout | undefined;
+  /** Kernel waits on its files whose thread still holds a dup of a description (it pins the filesystem). */
+  waits = 0;
+  /** Called once `waits` is 0 again. */
+  readonly onWaitsGone: (() => void)[] = [];
   constructor(readonly path: string) {}
 }
 
+/**
+ * An owner's open file description of a file, opened as Linux's lockd opens by lock mode
+ * (lock_to_openmode): read-only while the owner takes shared locks only, so that a shared lock
+ * breaks no local read lease (an NFSv4 read delegation, a Samba oplock) and keeps no program on
+ * the server from running (ETXTBSY); read-write from its first exclusive lock on.
+ */
 interface Description {
   fd: number;
   writable: boolean;
-  /** Opened read-only because the filesystem is: an exclusive lock is rofs, not failed. */
-  readOnlyFs: boolean;
+  /** Kernel waits working on a dup of this description. */
+  waits: number;
+  exp: RealExport;
 }
 
 class OpenFile {
@@ -118,6 +140,7 @@ export class ExportedFiles implements FileLocker {
   private readonly pollInitialMs: number;
   private readonly pollMaxMs: number;
   private readonly closeThreads: number;
+  private readonly rootLingerMs: number;
 
   constructor(private readonly opts: ExportedFilesOptions) {
     this.sys = opts.sys;
@@ -125,82 +148,101 @@ export class ExportedFiles implements FileLocker {
     this.pollInitialMs = opts.pollInitialMs ?? 20;
     this.pollMaxMs = opts.pollMaxMs ?? 500;
     this.closeThreads = opts.closeThreads ?? Math.min(3, availableParallelism());
+    this.rootLingerMs = opts.rootLingerMs ?? 100;
   }
 
   /**
-   * Makes these the exports served on the real files: new ones are checked (the path exists,
-   * its filesystem gives handles) and their roots opened; the roots of removed ones are closed
-   * (the caller dropped their locks first). Throws ExportError naming the first bad export,
-   * leaving the previous set in place.
+   * Makes these the exports served on the real files: new ones are checked (the path exists, its
+   * filesystem gives handles, its root opens); removed ones have their descriptions and root
+   * closed (the caller dropped their locks first). Throws ExportError naming the first bad
+   * export, leaving the previous set in place.
    */
   setExports(specs: readonly ExportSpec[]): void {
     const wanted = new Set(specs.filter((s) => s.fileLocks).map((s) => s.path));
     const added: RealExport[] = [];
-    try {
-      for (const path of wanted) if (!this.exports.has(path)) added.push(this.openExport(path));
-    } catch (err) {
-      for (const e of added) this.closeRoot(e);
-      throw err;
-    }
+    for (const path of wanted) if (!this.exports.has(path)) added.push(this.checkExport(path));
     for (const path of [...this.exports.keys()]) {
       if (wanted.has(path)) continue;
-      this.closeExport(path);
+      void this.closeExport(path);
       this.exports.delete(path);
     }
     for (const e of added) this.exports.set(e.path, e);
   }
 
-  private openExport(path: string): RealExport {
+  /** A new export, checked as its first request would use it: its root opened, read and closed again. */
+  private checkExport(path: string): RealExport {
     const e = new RealExport(path);
-    try {
-      e.rootHandle = this.sys.nameToHandle(path);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new ExportError(path, 'the path does not exist on this node (set fileLocks: false to keep its locks in memory)');
-      if (code === 'EOPNOTSUPP') throw new ExportError(path, 'its filesystem cannot turn file handles into files (no name_to_handle_at): set fileLocks: false');
-      throw new ExportError(path, (err as Error).message);
-    }
-    this.openRoot(e);
+    const why = this.openRoot(e);
+    if (why !== undefined) throw new ExportError(path, why);
+    this.closeRoot(e);
     return e;
   }
 
-  private openRoot(e: RealExport): void {
+  /**
+   * Opens the export's root and reads its handle and filesystem anew (the path may name another
+   * mount than last time): undefined, or why it cannot.
+   */
+  private openRoot(e: RealExport): string | undefined {
+    let fd = -1;
     try {
-      e.rootFd = this.sys.openPath(e.path);
-      this.open++;
-      const id = this.sys.filesystemId(e.rootFd);
+      e.rootHandle = this.sys.nameToHandle(e.path);
+      fd = this.sys.openPath(e.path);
+      const id = this.sys.filesystemId(fd);
       const word = (at: number) => (endianness() === 'LE' ? id.fsid.readUInt32LE(at) : id.fsid.readUInt32BE(at));
       e.fs = { fsid: [word(0), word(4)], dev: [id.devMajor, id.devMinor] };
     } catch (err) {
-      throw new ExportError(e.path, `cannot open its root: ${(err as Error).message}`);
+      if (fd >= 0) this.sys.closeFd(fd);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return 'the path does not exist on this node (set fileLocks: false to keep its locks in memory)';
+      if (code === 'EOPNOTSUPP') return 'its filesystem cannot turn file handles into files (no name_to_handle_at): set fileLocks: false';
+      return `cannot open its root: ${(err as Error).message}`;
     }
+    e.rootFd = fd;
+    return undefined;
   }
 
   private closeRoot(e: RealExport): void {
+    if (e.linger) clearTimeout(e.linger);
+    e.linger = undefined;
     if (e.rootFd < 0) return;
     this.sys.closeFd(e.rootFd);
     e.rootFd = -1;
-    this.open--;
+  }
+
+  /** Closes the export's root rootLingerMs after no description of its files is open: an idle export pins nothing. */
+  private settle(e: RealExport): void {
+    if (e.descriptions !== 0 || e.rootFd < 0 || e.linger) return;
+    if (this.rootLingerMs === 0) return this.closeRoot(e);
+    e.linger = setTimeout(() => {
+      e.linger = undefined;
+      if (e.descriptions === 0) this.closeRoot(e);
+    }, this.rootLingerMs);
+    e.linger.unref();
   }
 
   /**
    * Closes every description of the export's files and its root, so that its filesystem can be
-   * unmounted now; the root opens again at the next request. The caller dropped its locks first.
+   * unmounted; the root opens again at the next request. The caller dropped its locks first,
+   * which cancelled their kernel waits: the promise resolves (with how many descriptions were
+   * closed) once every wait's thread has let go of its dup of a description too, so that an
+   * umount right after finds nothing of the export open.
    */
-  closeExport(path: string): number {
+  closeExport(path: string): Promise<number> {
     const e = this.exports.get(path);
-    if (!e) return 0;
+    if (!e) return Promise.resolve(0);
     const fds: number[] = [];
     for (const [key, f] of this.files) {
       if (f.exp !== e) continue;
       for (const d of f.owners.values()) fds.push(d.fd);
       this.files.delete(key);
     }
+    e.descriptions = 0;
     this.closeDescriptions(Int32Array.from(fds));
     // A drop's descriptions may still be closing: the filesystem is unmounted next.
     this.awaitCloses();
     this.closeRoot(e);
-    return fds.length;
+    if (e.waits === 0) return Promise.resolve(fds.length);
+    return new Promise((resolve) => e.onWaitsGone.push(() => resolve(fds.length)));
   }
 
   /** Returns once every description a drop released is closed (the addon closes them within milliseconds). */
@@ -222,18 +264,55 @@ export class ExportedFiles implements FileLocker {
     let roots = 0;
     for (const e of this.exports.values()) if (e.rootFd >= 0) roots++;
     const closing = this.closingNow();
-    return { open: this.open - roots + closing, closing, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
+    return { open: this.open + closing, closing, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
   }
 
   // ---- FileLocker ----
 
-  validate(fileKey: string, fh: Buffer): LockStatus | undefined {
-    if (this.exports.size === 0 || this.files.has(fileKey)) return undefined;
+  /**
+   * Whether the caller (squash options applied) may lock the file: undefined, or 'failed' when
+   * it may neither read nor write it (Linux's lockd opens the file as the caller, for reading
+   * for a shared lock and for writing for an exclusive one: the request's mode is not known
+   * here, so either access will do). As knfsd: the file's owner always may
+   * (NFSD_MAY_OWNER_OVERRIDE) and root (not squashed) may; unlike lockd, which checks only the
+   * first open of a file it then shares among its clients, every request is checked. Permission
+   * bits only: an ACL's named entries are not read. Opens nothing for I/O.
+   */
+  access(fh: Buffer, caller: Caller): LockStatus | undefined {
+    if (this.exports.size === 0 || caller.uid === 0) return undefined;
+    const r = this.resolve(fh);
+    if (r.kind !== 'file') return undefined; // memory, or stale: the request answers that itself
+    let owner: { mode: number; uid: number; gid: number } | undefined;
+    const rc = this.byHandle(r.exp, r.kh, (root, h) => {
+      const o = this.sys.handleOwner(root, h.type, h.handle);
+      if (typeof o === 'number') return o;
+      owner = o;
+      return 0;
+    });
+    this.settle(r.exp);
+    if (rc !== 0 || !owner) return undefined;
+    if (owner.uid === caller.uid) return undefined;
+    const inGroup = owner.gid === caller.gid || caller.gids.includes(owner.gid);
+    const bits = inGroup ? (owner.mode >> 3) & 7 : owner.mode & 7;
+    return bits & 6 ? undefined : 'failed';
+  }
+
+  /**
+   * `exclusive`: the request is for an exclusive lock, which needs the file opened for writing:
+   * on a read-only filesystem it can never be granted and answers rofs now (Linux's lockd opens
+   * the file for writing when the request arrives), checked without an open for writing (no
+   * lease broken) unless an owner already has the file open read-write.
+   */
+  validate(fileKey: string, fh: Buffer, exclusive = false): LockStatus | undefined {
+    if (this.exports.size === 0) return undefined;
+    const f = this.files.get(fileKey);
+    if (f && (!exclusive || [...f.owners.values()].some((d) => d.writable))) return undefined;
     const r = this.resolve(fh);
     if (r.kind === 'memory') return undefined;
     if (r.kind === 'stale') return 'stale_fh';
     // Opened and closed within the call: not a description, not counted against the budget.
-    const rc = this.byHandle(r.exp, r.kh, (root, h) => this.sys.checkHandle(root, h.type, h.handle));
+    const rc = this.byHandle(r.exp, r.kh, (root, h) => this.sys.checkHandle(root, h.type, h.handle, exclusive));
+    this.settle(r.exp);
     return rc === 0 ? undefined : this.refusal(rc);
   }
 
@@ -242,49 +321,74 @@ export class ExportedFiles implements FileLocker {
     const f = this.files.get(fileKey);
     const d = f?.owners.get(ownerKey);
     if (d === undefined) return this.openLocked(f, fileKey, fh, ownerKey, start, end, exclusive);
-    if (exclusive && !d.writable) return d.readOnlyFs ? 'rofs' : 'failed';
+    const refused = exclusive && !d.writable ? this.upgrade(fileKey, fh, d) : undefined;
+    if (refused !== undefined) return refused;
     const [s, len] = flockOf(start, end);
     const rc = this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
     return rc === 0 ? 'granted' : this.lockRefusal(fileKey, rc);
   }
 
   /**
-   * The owner's first lock on the file: its description opened and locked in one call, kept only
-   * if the lock was taken (a refusal leaves nothing open). Read-write where this process may
-   * write the file; else read-only, which takes shared locks only.
+   * The owner's first lock on the file: its description opened (by lock mode) and locked in one
+   * call, kept only if the lock was taken (a refusal leaves nothing open).
    */
   private openLocked(f: OpenFile | undefined, fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'granted' : 'stale_fh';
     const [s, len] = flockOf(start, end);
     const type = exclusive ? LOCK_WRITE : LOCK_READ;
-    const o = this.openWritableElseReadOnly(exclusive, (mode) => this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, mode, type, s, len)));
-    if (typeof o === 'string') return o;
-    if (o.fd <= -LOCK_REFUSED) return this.lockRefusal(fileKey, o.fd + LOCK_REFUSED);
-    if (o.fd < 0) return this.refusal(o.fd);
+    const fd = this.openByHandle(r.exp, r.kh, (root, h) => this.sys.openLock(root, h.type, h.handle, exclusive ? 'rw' : 'ro', type, s, len));
+    if (fd < 0) {
+      this.settle(r.exp);
+      return fd <= -LOCK_REFUSED ? this.lockRefusal(fileKey, fd + LOCK_REFUSED) : this.openRefusal(fd);
+    }
     this.open++;
-    this.adopt(f, fileKey, r.exp, ownerKey, o);
+    this.adopt(f, fileKey, r.exp, ownerKey, { fd, writable: exclusive, waits: 0, exp: r.exp });
     return 'granted';
   }
 
   /**
-   * An open read-write where this process may write the file, else read-only, which takes shared
-   * locks only (an exclusive one answers rofs or failed at once): `fd` is the open's result.
+   * The owner's first exclusive lock on a file it opened read-only: a second, read-write
+   * description takes over its shared locks (read back from the kernel), and the first closes,
+   * so that the owner holds the same bytes throughout; undefined, or the refusal (rofs on a
+   * read-only filesystem, denied while a lease is being broken, failed where it may not write).
    */
-  private openWritableElseReadOnly(exclusive: boolean, open: (mode: 'rw' | 'ro') => number): Description | LockStatus {
-    const fd = open('rw');
-    if (fd !== -E.EROFS && fd !== -E.EACCES && fd !== -E.EPERM && fd !== -E.ETXTBSY) return { fd, writable: true, readOnlyFs: false };
-    // A read-only filesystem, or a file this process may not write (the open checks access only
-    // after it found the file, so the handle named one).
-    const readOnlyFs = fd === -E.EROFS;
-    if (exclusive) return readOnlyFs ? 'rofs' : 'failed';
-    return { fd: open('ro'), writable: false, readOnlyFs };
+  private upgrade(fileKey: string, fh: Buffer, d: Description): LockStatus | undefined {
+    // A kernel wait works on a dup of this description: a lock it takes would stay on it. Only
+    // an owner with two requests at once (threads) meets this; it may try again.
+    if (d.waits !== 0) return 'denied_nolocks';
+    const r = this.resolve(fh);
+    if (r.kind !== 'file') return 'stale_fh';
+    const fd = this.openRegular(r.exp, r.kh, 'rw');
+    if (fd < 0) return this.openRefusal(fd);
+    for (const l of this.sys.ofdHeld(d.fd)) {
+      const rc = this.sys.ofdSetLock(fd, LOCK_READ, l.start, l.len);
+      if (rc !== 0) {
+        this.closeDescription(fd);
+        return this.lockRefusal(fileKey, rc);
+      }
+    }
+    this.closeDescription(d.fd);
+    d.fd = fd;
+    d.writable = true;
+    return undefined;
+  }
+
+  /**
+   * What a failed open for a lock answers. EAGAIN: the open started breaking a lease or an NFSv4
+   * delegation of someone else's (O_NONBLOCK), who holds the file as a lock holder would: denied
+   * (a blocking request waits until the open succeeds). Linux's lockd drops the reply instead,
+   * so that the client retransmits (nfserr_jukebox, nlm_drop_reply).
+   */
+  private openRefusal(rc: number): LockStatus {
+    return rc === -E.EAGAIN ? 'denied' : this.refusal(rc);
   }
 
   /** The owner's new description of the file, in the maps. */
   private adopt(f: OpenFile | undefined, fileKey: string, exp: RealExport, ownerKey: string, d: Description): void {
     if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
     f.owners.set(ownerKey, d);
+    exp.descriptions++;
   }
 
   /** What a refused F_OFD_SETLK (its -errno) answers. */
@@ -321,6 +425,8 @@ export class ExportedFiles implements FileLocker {
       if (fd >= 0) fds[n++] = fd;
     }
     this.closeDescriptions(fds.subarray(0, n));
+    // A drop: the filesystem of an export it left idle may be unmounted next.
+    for (const e of this.exports.values()) if (e.descriptions === 0) this.closeRoot(e);
   }
 
   /** Takes the owner's description of the file out of the maps: its fd, or -1 when it had none. */
@@ -330,6 +436,8 @@ export class ExportedFiles implements FileLocker {
     if (!f || d === undefined) return -1;
     f.owners.delete(ownerKey);
     if (f.owners.size === 0) this.files.delete(fileKey);
+    f.exp.descriptions--;
+    this.settle(f.exp);
     return d.fd;
   }
 
@@ -339,58 +447,80 @@ export class ExportedFiles implements FileLocker {
     // The owner's own description leaves its own locks out; without one it holds nothing in the
     // kernel, and another owner's locks were already found not to conflict by the table.
     let fd = f?.owners.get(ownerKey)?.fd ?? (f ? f.owners.values().next().value?.fd : undefined);
-    let temporary = false;
+    let temporary: RealExport | undefined;
     if (fd === undefined) {
       const r = this.resolve(fh);
       if (r.kind === 'memory') return undefined;
       if (r.kind === 'stale') return 'stale_fh';
       const opened = this.openRegular(r.exp, r.kh, 'ro');
-      if (opened < 0) return this.refusal(opened);
+      if (opened < 0) {
+        this.settle(r.exp);
+        return this.refusal(opened);
+      }
       fd = opened;
-      temporary = true;
+      temporary = r.exp;
     }
     const [s, len] = flockOf(start, end);
     try {
       const held = this.sys.ofdGetLock(fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
       return held ? { exclusive: held.exclusive, start: held.start, end: endOf(held.start, held.len) } : undefined;
     } finally {
-      if (temporary) this.closeDescription(fd);
+      if (temporary) {
+        this.closeDescription(fd);
+        this.settle(temporary);
+      }
     }
   }
 
   wait(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean, done: (acquired: boolean) => void): () => void {
-    const fail = (): (() => void) => {
-      setImmediate(() => done(false));
-      return () => {};
-    };
-    let d = this.files.get(fileKey)?.owners.get(ownerKey);
-    if (d === undefined) {
-      const opened = this.openFor(fileKey, fh, ownerKey);
-      if (typeof opened === 'string') return fail();
-      d = opened;
-    }
     const type = exclusive ? LOCK_WRITE : LOCK_READ;
     const [s, len] = flockOf(start, end);
-    const id = this.sys.ofdWait(d.fd, type, s, len, (rc) => {
-      this.waits--;
-      done(rc === 0);
-    });
-    if (id > 0) {
-      this.waits++;
-      return () => this.sys.ofdCancelWait(id);
+    const d = this.describe(fileKey, fh, ownerKey, exclusive);
+    if (typeof d !== 'string') {
+      const id = this.sys.ofdWait(d.fd, type, s, len, (rc) => {
+        // The wait's thread has closed its dup of the description.
+        this.waits--;
+        d.waits--;
+        if (--d.exp.waits === 0) for (const gone of d.exp.onWaitsGone.splice(0)) gone();
+        done(rc === 0);
+      });
+      if (id > 0) {
+        this.waits++;
+        d.waits++;
+        d.exp.waits++;
+        return () => this.sys.ofdCancelWait(id);
+      }
+      if (id !== -E.EBUSY) return this.failLater(done);
+    } else if (d !== 'denied') {
+      return this.failLater(done);
     }
-    if (id !== -E.EBUSY) return fail();
-    return this.poll(fileKey, ownerKey, type, s, len, done);
+    // Every kernel wait thread is busy, or a lease is being broken: try again on a timer.
+    return this.poll(fileKey, fh, ownerKey, exclusive, s, len, done);
   }
 
-  /** Every kernel wait thread is busy: try again on a timer, doubling (jittered) from pollInitialMs to pollMaxMs. */
-  private poll(fileKey: string, ownerKey: string, type: typeof LOCK_READ | typeof LOCK_WRITE, s: FlockPos, len: FlockPos, done: (acquired: boolean) => void): () => void {
+  private failLater(done: (acquired: boolean) => void): () => void {
+    setImmediate(() => done(false));
+    return () => {};
+  }
+
+  /**
+   * The owner's description of the file fit for this lock type: the one it has, made read-write
+   * for an exclusive lock, or a new one; else the refusal ('denied': a lease is being broken).
+   */
+  private describe(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
+    const d = this.files.get(fileKey)?.owners.get(ownerKey);
+    if (d === undefined) return this.openFor(fileKey, fh, ownerKey, exclusive);
+    return (exclusive && !d.writable ? this.upgrade(fileKey, fh, d) : undefined) ?? d;
+  }
+
+  /** Tries the lock again on a timer, doubling (jittered) from pollInitialMs to pollMaxMs. */
+  private poll(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean, s: FlockPos, len: FlockPos, done: (acquired: boolean) => void): () => void {
     const delay = new Backoff({ initialMs: this.pollInitialMs, maxMs: this.pollMaxMs });
     let timer: NodeJS.Timeout | undefined;
     const attempt = (): void => {
       timer = undefined;
-      const d = this.files.get(fileKey)?.owners.get(ownerKey);
-      const rc = d === undefined ? -E.EBADF : this.sys.ofdSetLock(d.fd, type, s, len);
+      const d = this.describe(fileKey, fh, ownerKey, exclusive);
+      const rc = typeof d === 'string' ? (d === 'denied' ? -E.EAGAIN : -E.EBADF) : this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
       if (rc === 0) return done(true);
       if (rc !== -E.EAGAIN && rc !== -E.EACCES) return done(false);
       timer = setTimeout(attempt, delay.next());
@@ -414,7 +544,10 @@ export class ExportedFiles implements FileLocker {
     }
     const exp = this.exports.get(kh.exportId);
     if (!exp) return { kind: 'memory' };
-    if ('fsid' in kh && kh.fsid && !this.onRootFilesystem(exp, kh.fsid)) return { kind: 'stale', why: "the handle's fsid is not the export root's filesystem" };
+    if ('fsid' in kh && kh.fsid && !this.onRootFilesystem(exp, kh.fsid)) {
+      this.settle(exp);
+      return { kind: 'stale', why: "the handle's fsid is not the export root's filesystem" };
+    }
     return { kind: 'file', exp, kh };
   }
 
@@ -426,7 +559,9 @@ export class ExportedFiles implements FileLocker {
    * compared here and passes (the export's ganeshaExportId already matched).
    */
   private onRootFilesystem(exp: RealExport, g: GaneshaFsid): boolean {
-    if (exp.rootFd < 0) this.openRoot(exp);
+    // Read when the root last opened; an idle export's root is opened for its check (and closed
+    // by the caller's settle), so that a filesystem mounted again is the one compared.
+    if (exp.rootFd < 0 && !this.reopenRoot(exp)) return false;
     const fs = exp.fs!;
     const is = (pair: [number, number]) => g.major === BigInt(pair[0]) && g.minor === BigInt(pair[1]);
     if (g.type === GANESHA_FSID_TWO_UINT32) return fs.fsid[0] === 0 && fs.fsid[1] === 0 ? is(fs.dev) : is(fs.fsid);
@@ -434,27 +569,25 @@ export class ExportedFiles implements FileLocker {
     return true;
   }
 
-  /** The owner's new description of the file (for a wait), 'memory' for a file not locked on disk, or the refusal. */
-  private openFor(fileKey: string, fh: Buffer, ownerKey: string): Description | 'memory' | LockStatus {
+  /** The owner's new description of the file (for a wait), opened by lock mode, or the refusal (failed for a file not locked on disk). */
+  private openFor(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
     const r = this.resolve(fh);
-    if (r.kind !== 'file') return r.kind === 'memory' ? 'memory' : 'stale_fh';
-    const d = this.openWritableElseReadOnly(false, (mode) => this.openRegular(r.exp, r.kh, mode));
-    if (typeof d === 'string') return d;
-    if (d.fd < 0) return this.refusal(d.fd);
+    if (r.kind !== 'file') return r.kind === 'memory' ? 'failed' : 'stale_fh';
+    const fd = this.openRegular(r.exp, r.kh, exclusive ? 'rw' : 'ro');
+    if (fd < 0) {
+      this.settle(r.exp);
+      return this.openRefusal(fd);
+    }
+    const d: Description = { fd, writable: exclusive, waits: 0, exp: r.exp };
     this.adopt(this.files.get(fileKey), fileKey, r.exp, ownerKey, d);
     return d;
   }
 
   /** A descriptor of a regular file by handle, counted against the budget, or a negative errno. */
   private openRegular(exp: RealExport, kh: KernelHandle, mode: 'rw' | 'ro'): number {
-    const fd = this.openByHandle(exp, kh, (root, h) => this.sys.openByHandle(root, h.type, h.handle, mode));
-    if (fd < 0) return fd;
     // A regular file only, as knfsd's lockd opens (a directory, a device: failed).
-    if (!this.sys.isRegularFile(fd)) {
-      this.sys.closeFd(fd);
-      return -E.EISDIR;
-    }
-    this.open++;
+    const fd = this.openByHandle(exp, kh, (root, h) => this.sys.openRegular(root, h.type, h.handle, mode));
+    if (fd >= 0) this.open++;
     return fd;
   }
 
@@ -464,16 +597,26 @@ export class ExportedFiles implements FileLocker {
     return this.byHandle(exp, kh, open);
   }
 
-  /** Runs an open of the kernel handle in the export's filesystem (its root opened first if closed). */
+  /**
+   * Runs an open of the kernel handle in the export's filesystem, its root opened first if
+   * closed (the caller settles the export afterwards). A root that cannot be opened (its path
+   * is gone) makes every handle of the export stale.
+   */
   private byHandle(exp: RealExport, kh: KernelHandle, open: (root: number, h: { type: number; handle: Buffer }) => number): number {
-    if (exp.rootFd < 0) this.openRoot(exp);
-    const h = 'root' in kh ? exp.rootHandle! : kh;
-    const rc = open(exp.rootFd, h);
-    if (rc !== -E.ESTALE) return rc;
-    // The export's filesystem may have been mounted again under its path: open the root anew once.
+    if (exp.rootFd < 0 && !this.reopenRoot(exp)) return -E.ESTALE;
+    const rc = open(exp.rootFd, 'root' in kh ? exp.rootHandle! : kh);
+    if (rc !== -E.ESTALE || exp.descriptions === 0) return rc;
+    // A root held open since before its filesystem was mounted again (umount -l) names the old
+    // one: open the root anew once.
     this.closeRoot(exp);
-    this.openRoot(exp);
-    return open(exp.rootFd, h);
+    if (!this.reopenRoot(exp)) return -E.ESTALE;
+    return open(exp.rootFd, 'root' in kh ? exp.rootHandle! : kh);
+  }
+
+  private reopenRoot(exp: RealExport): boolean {
+    const why = this.openRoot(exp);
+    if (why !== undefined) this.opts.log?.warn({ export: exp.path }, `export ${exp.path}: ${why}`);
+    return why === undefined;
   }
 
   /** What a failed open answers. */

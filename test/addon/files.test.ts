@@ -1,19 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { constants, tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import {
-  awaitCloses, checkHandle, closeFd, closesPending, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
-  openByHandle, openLock, openPath, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
+  awaitCloses, checkHandle, closeFd, handleOwner, closesPending, errnoName, fileType, lockRefusal, nameToHandle, nofileLimit, ofdCancelAll, ofdCancelWait, ofdGetLock, ofdSetLock, ofdWait,
+  openByHandle, openLock, openPath, openRegular, raiseNofileLimit, releaseFds, setWaitPoolSize, waitPoolStats, LOCK_READ, LOCK_REFUSED, LOCK_UNLOCK, LOCK_WRITE,
   type FileHandle, type HoldType, type Position,
 } from '../../src/addon';
 import { addonPath, loadAddon } from '../../src/addon/native';
 import { requireNamespaceRoot, sh } from '../support/netns';
-import { fdCount, mountExt4, mountTmpfs, OutsideLocker, taskCount, type Mounted } from '../support/files';
+import { fdCount, mountExt4, mountTmpfs, LeaseHolder, OutsideLocker, taskCount, type Mounted } from '../support/files';
 
 const { EAGAIN, EBADF, EBUSY, ECANCELED, EINVAL, EISDIR, ELOOP, EROFS, ESTALE } = constants.errno;
 
@@ -26,16 +25,6 @@ function mountIdOf(dir: string): number {
 
 // Holds a read lease on argv[1]; on each stdin line prints what it holds: read, or breaking (the
 // kernel asked it to let go: F_GETLEASE then reports the type it must drop to).
-const LEASE_HOLDER = String.raw`
-import fcntl, os, signal, sys
-signal.signal(signal.SIGIO, signal.SIG_IGN)
-F_SETLEASE, F_GETLEASE = 1024, 1025
-fd = os.open(sys.argv[1], os.O_RDONLY)
-fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
-print('leased', flush=True)
-for _ in sys.stdin:
-    print('read' if fcntl.fcntl(fd, F_GETLEASE) == fcntl.F_RDLCK else 'breaking', flush=True)
-`;
 
 /** done(result) of one wait as a promise, with the time it came. */
 function waitFor(fd: number, type: HoldType, start: Position, len: Position): { id: number; done: Promise<{ result: number; at: number }> } {
@@ -111,6 +100,30 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       const fd = open(h, 'ro');
       assert.ok(fd >= 0);
       assert.equal(fileType(fd), 'directory');
+    });
+
+    it('openRegular opens a regular file only: a directory and a FIFO are -EISDIR without an open of them', () => {
+      const path = join(fs!.dir, 'regular');
+      writeFileSync(path, 'x');
+      const fd = openRegular(root, nameToHandle(path).type, nameToHandle(path).handle, 'ro');
+      assert.ok(fd >= 0, errnoName(fd));
+      closeFd(fd);
+      mkdirSync(join(fs!.dir, 'dir'));
+      const d = nameToHandle(join(fs!.dir, 'dir'));
+      assert.equal(openRegular(root, d.type, d.handle, 'ro'), -EISDIR);
+      sh('mkfifo', [join(fs!.dir, 'fifo')]);
+      const f = nameToHandle(join(fs!.dir, 'fifo'));
+      // An open of a FIFO with no writer would succeed (O_NONBLOCK): this one never opens it.
+      assert.equal(openRegular(root, f.type, f.handle, 'rw'), -EISDIR);
+      assert.equal(openLock(root, f.type, f.handle, 'ro', LOCK_READ, 0, 0), -EISDIR);
+      assert.equal(openRegular(root, f.type, Buffer.alloc(0), 'ro'), -EINVAL);
+      // handleOwner reads a regular file's permission bits and owner on an O_PATH open.
+      chmodSync(path, 0o640);
+      chownSync(path, 1000, 3000);
+      assert.deepEqual(handleOwner(root, nameToHandle(path).type, nameToHandle(path).handle), { mode: 0o640, uid: 1000, gid: 3000 });
+      assert.equal(handleOwner(root, f.type, f.handle), -EISDIR);
+      assert.equal(handleOwner(root, d.type, d.handle), -EISDIR);
+      assert.throws(() => openRegular(root, f.type, 'x' as unknown as Buffer, 'ro'), TypeError);
     });
 
     it('answers -ESTALE for a deleted file and for corrupted handle bytes, -EINVAL for impossible lengths', () => {
@@ -197,23 +210,16 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       const path = join(fs!.dir, 'leased');
       writeFileSync(path, '');
       const h = nameToHandle(path);
-      // A separate process holds a read lease (what knfsd takes for a read delegation) and says what it holds on each line.
-      const holder = spawn('python3', ['-u', '-c', LEASE_HOLDER, path], { stdio: ['pipe', 'pipe', 'inherit'] });
-      const lines = createInterface({ input: holder.stdout! })[Symbol.asyncIterator]();
-      const ask = async (): Promise<string> => {
-        holder.stdin!.write('?\n');
-        return String((await lines.next()).value);
-      };
+      // A separate process holds a read lease (what knfsd takes for a read delegation).
+      const holder = await LeaseHolder.start(path);
       try {
-        assert.equal(String((await lines.next()).value), 'leased');
         assert.equal(checkHandle(root, h.type, h.handle), 0);
-        assert.equal(await ask(), 'read', 'the lease is intact after checkHandle');
+        assert.equal(await holder.state(), 'read', 'the lease is intact after checkHandle');
         // A read-write open starts the lease's break (O_NONBLOCK: EWOULDBLOCK at once, not a wait).
         assert.equal(openByHandle(root, h.type, h.handle, 'rw'), -EAGAIN);
-        assert.equal(await ask(), 'breaking');
+        assert.equal(await holder.state(), 'breaking');
       } finally {
-        holder.kill('SIGKILL');
-        await once(holder, 'exit');
+        await holder.stop();
       }
     });
 

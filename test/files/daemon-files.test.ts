@@ -10,6 +10,9 @@ import { NlmClient } from '../../src/nlm';
 import type { StatusReport } from '../../src/control';
 import { requireNamespaceRoot, sh, startRpcbind, vethNamespace, type Netns } from '../support/netns';
 import { ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
+import { nofileLimit } from '../../src/addon/files';
+import { validateConfig } from '../../src/daemon/config';
+import { fileBudget } from '../../src/daemon/files';
 import { knfsdHandle, makeFile, mountTmpfs } from './support';
 
 const status = (d: DaemonProcess): StatusReport => JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport;
@@ -46,10 +49,11 @@ describe('files: lockdropd on real exports', function () {
     const b = mountTmpfs();
     cleanups.push(() => a.dispose(), () => b.dispose());
     const config = (exports: unknown[]) => ({ exports });
-    const d = spawnDaemon([], { config: config([{ path: a.dir, fsid: 21, secure: false }, { path: b.dir, fsid: 22, secure: false }]) });
+    const d = spawnDaemon([], { config: { ...config([{ path: a.dir, fsid: 21, secure: false }, { path: b.dir, fsid: 22, secure: false }]), maxOpenFiles: 20 } });
     cleanups.push(() => d.cleanup());
     const port = (await d.started()).nlmPort as number;
     assert.deepEqual(status(d).files.exports.sort(), [a.dir, b.dir].sort());
+    assert.equal(status(d).files.maxOpen, 20);
     const c = await NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'tcp', vers: 4, callerName: 'drop-client' });
     cleanups.push(() => c.close());
     for (let i = 0; i < 4; i++) {
@@ -65,12 +69,14 @@ describe('files: lockdropd on real exports', function () {
     sh('mount', ['-t', 'tmpfs', 'ld-files', a.dir]); // the same path again, for the reload below
     assert.equal(status(d).files.open, 4, "the other export's files stay open and locked");
 
-    // Reload without b: its locks are dropped and its files closed; a's export comes back.
+    // Reload without b (and without maxOpenFiles: the budget a fresh start gives, from the fd
+    // limit lockdropd raises to the hard one): b's locks are dropped and its files closed; a's export comes back.
     const fileOf = join(d.dir, 'lockdrop.yaml');
     writeFileSync(fileOf, JSON.stringify(config([{ path: a.dir, fsid: 21, secure: false }])));
     d.child.kill('SIGHUP');
     await d.waitLog((l) => /configuration reloaded: exports/.test(l.msg));
     assert.deepEqual(status(d).files.exports, [a.dir]);
+    assert.equal(status(d).files.maxOpen, fileBudget(validateConfig({}, 'test'), nofileLimit().hard));
     assert.equal(status(d).files.open, 0);
     assert.equal(status(d).locks, 0);
     sh('umount', [b.dir]);

@@ -5,7 +5,8 @@
 // descriptions are closed in one batch; an NFS-Ganesha handle whose fsid names another filesystem
 // than the export root's is stale.
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { closeFd, filesystemId, nameToHandle, openPath } from '../../src/addon/files';
 import { ExportsTable, GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, GANESHA_FSID_TWO_UINT64 } from '../../src/exports';
 import { ExportedFiles, type FileSyscalls } from '../../src/files';
@@ -14,7 +15,8 @@ import { LockTable, hostKey } from '../../src/locks';
 import { checkIndexes } from '../../src/locks/testing';
 import { encodeGaneshaHandle } from '../support/ganesha-handle';
 import { requireNamespaceRoot } from '../support/netns';
-import { OutsideLocker } from '../support/files';
+import { waitFor } from '../support/wait';
+import { LeaseHolder, OutsideLocker } from '../support/files';
 import { knfsdHandle, makeFile, mountTmpfs, openFdCount, type Mounted } from './support';
 
 describe('files: ExportedFiles opens each file once per lock', function () {
@@ -32,14 +34,15 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     const n = nativeFileSyscalls;
     const sys: FileSyscalls = {
       ...n,
-      openByHandle: (...a) => (calls.opens++, n.openByHandle(...a)),
+      openRegular: (...a) => (calls.opens++, n.openRegular(...a)),
       openLock: (...a) => (calls.openLocks++, n.openLock(...a)),
       checkHandle: (...a) => (calls.checks++, n.checkHandle(...a)),
       closeFd: (fd) => (calls.closes++, n.closeFd(fd)),
       releaseFds: (fds, threads) => (calls.batches.push(fds.length), n.releaseFds(fds, threads)),
     };
     const exports = new ExportsTable([{ path: fs.dir, fsid: 5, clients: [], secure: false, fileLocks: true }]);
-    files = new ExportedFiles({ sys, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100 });
+    // The root closes with the export's last description: every count below is exact.
+    files = new ExportedFiles({ sys, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100, rootLingerMs: 0 });
     files.setExports([{ path: fs.dir, fileLocks: true }]);
     table = new LockTable({ locker: files, exportOf: (fh) => exports.exportOf(fh) });
   });
@@ -60,7 +63,7 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     assert.deepEqual({ openLocks: calls.openLocks, opens: calls.opens, checks: calls.checks }, { openLocks: 1, opens: 0, checks: 0 });
     assert.equal(files.stats().open, 1);
     assert.equal(table.unlock(req(fh, 1)), 'granted');
-    assert.equal(calls.closes, 1);
+    assert.equal(calls.closes, 2, 'the description, then the root of the export it left idle');
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
   });
@@ -75,6 +78,8 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     assert.deepEqual({ checks: calls.checks, opens: calls.opens, openLocks: calls.openLocks }, { checks: 2, opens: 0, openLocks: 0 });
     assert.equal(table.test(req(fh, 1)).status, 'granted');
     assert.equal(calls.checks, 2, "TEST's own open checks the handle");
+    assert.equal(files.validate(fh.toString('latin1'), fh, true), undefined, 'an exclusive request on a writable filesystem');
+    assert.equal(calls.checks, 3);
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
     // Held by owner 1: owner 2's LOCK is refused by the table with no open at all.
@@ -107,6 +112,71 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     assert.equal(table.stats().locks, 0);
   });
 
+  it("a FIFO's handle is never opened for I/O: LOCK and TEST answer failed, and a writer blocked on it stays blocked", async () => {
+    const fifo = `${fs.dir}/fifo`;
+    execFileSync('mkfifo', [fifo]);
+    const fh = knfsdHandle(fifo, 5);
+    // open(O_WRONLY) of a FIFO blocks until someone opens it for reading (or read-write).
+    const writer = spawn('/bin/sh', ['-c', `echo x > ${fifo}`], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => writer.once('exit', resolve));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(table.lock(req(fh, 1, false), NB), 'failed', 'a shared lock');
+      assert.equal(table.lock(req(fh, 1, true), NB), 'failed', 'an exclusive lock');
+      assert.equal(table.test(req(fh, 1)).status, 'failed');
+      assert.equal(await Promise.race([exited.then(() => 'woken'), new Promise((resolve) => setTimeout(() => resolve('still blocked'), 200))]), 'still blocked');
+      assert.equal(files.stats().open, 0);
+    } finally {
+      writer.kill('SIGKILL');
+      await exited;
+      unlinkSync(fifo);
+    }
+  });
+
+  it('opens by lock mode: a shared lock breaks no read lease and keeps no program from running; the first exclusive lock takes a second, read-write description', async () => {
+    const path = makeFile(fs.dir, 'leased');
+    const fh = knfsdHandle(path, 5);
+    const range = (svid: number, exclusive: boolean, offset: bigint, length: bigint) => ({ ...req(fh, svid, exclusive), offset, length });
+    const lease = await LeaseHolder.start(path);
+    let outside: OutsideLocker | undefined;
+    try {
+      assert.equal(table.lock(range(1, false, 0n, 10n), NB), 'granted');
+      assert.equal(table.lock(range(1, false, 20n, 10n), NB), 'granted');
+      assert.equal(await lease.state(), 'read', 'the shared locks broke no lease');
+      // An exclusive lock needs the file open for writing: that open breaks the lease, and until
+      // its holder lets go the lock is denied, the shared locks kept.
+      assert.equal(table.lock(range(1, true, 0n, 10n), NB), 'denied');
+      assert.equal(await lease.state(), 'breaking');
+      // A blocking one waits for the open, then the lock (tried again on a timer): granted once the holder lets go.
+      assert.equal(table.lock(range(1, true, 0n, 10n), { block: true, reclaim: false }), 'blocked');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(await lease.release(), 'released');
+      await waitFor('the blocked exclusive lock granted', () => [...table.locks()].some((l) => l.exclusive && l.fh.equals(fh)), 3_000);
+      assert.equal(files.stats().open, 1, 'one description per owner and file, the read-only one closed');
+      // (Opened for writing only now: it would have waited for the lease's break.)
+      outside = await OutsideLocker.start(path);
+      assert.equal(await outside.request('ofd r 0 10'), 'EAGAIN', '[0, 10) exclusive on the file');
+      assert.equal(await outside.request('ofd w 20 10'), 'EAGAIN', '[20, 30) still held (shared) across the upgrade');
+      assert.equal(await outside.request('ofd r 20 10'), 'ok');
+      assert.equal(await outside.request('ofd u 20 10'), 'ok');
+      assert.equal(await outside.request('ofd w 10 10'), 'ok', 'nothing held between');
+      assert.equal(await outside.request('ofd u 10 10'), 'ok');
+      table.unlock(range(1, false, 0n, 0n));
+      assert.equal(files.stats().open, 0);
+    } finally {
+      await lease.stop();
+      await outside?.stop();
+    }
+    // A program on the server runs while a client holds a shared lock on it (not ETXTBSY).
+    const program = `${fs.dir}/program`;
+    copyFileSync('/bin/true', program);
+    chmodSync(program, 0o755);
+    const pfh = knfsdHandle(program, 5);
+    assert.equal(table.lock(req(pfh, 2, false), NB), 'granted');
+    execFileSync(program);
+    table.unlock(req(pfh, 2, false));
+  });
+
   it("a drop closes its descriptions in one batch and every kernel lock is gone when it returns", () => {
     const fhs = Array.from({ length: 20 }, (_, i) => knfsdHandle(makeFile(fs.dir, `drop${i}`), 5));
     const idle = openFdCount();
@@ -115,7 +185,7 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     reset();
     assert.equal(table.dropByServerAddress('10.0.0.7').locks, 20);
     assert.deepEqual(calls.batches, [20]);
-    assert.equal(calls.closes, 0);
+    assert.equal(calls.closes, 1, 'only the root of the export the drop left idle');
     assert.equal(files.stats().open, 0);
     assert.equal(openFdCount(), idle);
   });

@@ -3,13 +3,23 @@
 // wait for holders outside lockdrop; stale handles and read-only filesystems answer as Linux's
 // lockd; releases and drops reach the kernel before the reply; descriptors never leak.
 import assert from 'node:assert/strict';
-import { rmSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readlinkSync, rmSync, unlinkSync } from 'node:fs';
+import { LOCK_WRITE, ofdSetLock } from '../../src/addon/files';
 import { NlmClient, type NlmClientOptions } from '../../src/nlm';
 import { localLock, releaseLocalLocks } from '../support/local-locker';
 import { requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
 import { knfsdHandle, makeFile, mountExt4, mountTmpfs, openFdCount, startFileServer, type FileServer, type Mounted } from './support';
 
 const S = '127.0.0.1';
+
+/** This process's fds on files under dir (the kernel wait threads' dups included). */
+const fdsUnder = (dir: string): number => readdirSync('/proc/self/fd').filter((fd) => {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`).startsWith(`${dir}/`);
+  } catch {
+    return false;
+  }
+}).length;
 
 async function until(cond: () => boolean, what: string, ms = 2_000): Promise<void> {
   const end = Date.now() + ms;
@@ -208,6 +218,12 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
       assert.equal((await c4.lock({ fh, svid: 1, exclusive: true })).status, 'rofs');
       assert.equal((await c3.lock({ fh, svid: 1, exclusive: true })).status, 'denied_nolocks');
       assert.equal((await c4.lock({ fh, svid: 1, exclusive: false })).status, 'granted');
+      // An exclusive request that meets that shared lock can never be granted here: the files
+      // part says so when the request arrives (the table asks it with the request's mode).
+      const key = fh.toString('latin1');
+      assert.equal(server.files.validate(key, fh, true), 'rofs');
+      assert.equal(server.files.validate(key, fh), undefined);
+      assert.equal(server.files.validate(key, fh, false), undefined);
     } finally {
       await c4.close();
       await c3.close();
@@ -232,7 +248,7 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
       assert.throws(() => sh('umount', [m.dir]), /busy/i, 'held files keep the filesystem busy');
       const counts = server.table.dropByExport(m.dir);
       assert.equal(counts.locks, 405);
-      server.files.closeExport(m.dir);
+      await server.files.closeExport(m.dir);
       sh('umount', [m.dir]);
       unmounted = true;
     } finally {
@@ -240,6 +256,42 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
       await server.close();
       if (unmounted) rmSync(m.dir, { recursive: true, force: true });
       else m.dispose();
+    }
+  });
+
+  it('closeExport resolves once the cancelled kernel waits have let go of the file too: umount right after succeeds', async () => {
+    const m = mountTmpfs();
+    let unmounted = false;
+    const server = await startFileServer([S], [{ path: m.dir, fsid: 12 }]);
+    // A holder outside the table: a description of this process's own, closed without yielding below.
+    const held = makeFile(m.dir, 'held');
+    const holder = openSync(held, 'r+');
+    let holderOpen = true;
+    try {
+      assert.equal(ofdSetLock(holder, LOCK_WRITE, 0, 0), 0);
+      const fh = knfsdHandle(held, 12);
+      // 64 blocking requests behind it, each waiting in the kernel on a dup of its description.
+      for (let i = 0; i < 64; i++) {
+        const owner = { host: 'waiter@10.0.0.6', svid: i, oh: Buffer.from('w') };
+        assert.equal(server.table.lock({ fh, owner, exclusive: true, offset: 0n, length: 0n, serverAddress: S }, { block: true, reclaim: false }), 'blocked');
+      }
+      await until(() => server.files.stats().waits === 64, '64 kernel waits');
+      assert.equal(server.table.dropByExport(m.dir).blocked, 64);
+      await server.files.closeExport(m.dir);
+      // A wait's end is reported only after its thread closed its dup of the description.
+      assert.equal(server.files.stats().waits, 0, 'every wait has ended');
+      closeSync(holder);
+      holderOpen = false;
+      assert.equal(fdsUnder(m.dir), 0, 'no fd of this process on the export');
+      sh('umount', [m.dir]);
+      unmounted = true;
+    } finally {
+      await server.close();
+      if (unmounted) rmSync(m.dir, { recursive: true, force: true });
+      else {
+        if (holderOpen) closeSync(holder);
+        m.dispose();
+      }
     }
   });
 });

@@ -121,3 +121,58 @@ export class OutsideLocker {
     await gone;
   }
 }
+
+const LEASE_HOLDER = String.raw`
+import fcntl, os, signal, sys
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+F_SETLEASE, F_GETLEASE = 1024, 1025
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
+print('leased', flush=True)
+for line in sys.stdin:
+    if line.strip() == 'release':
+        fcntl.fcntl(fd, F_SETLEASE, fcntl.F_UNLCK)
+    print('read' if fcntl.fcntl(fd, F_GETLEASE) == fcntl.F_RDLCK else 'breaking' if line.strip() == '?' else 'released', flush=True)
+`;
+
+/**
+ * A separate process holding a read lease on a file (what knfsd takes for an NFSv4 read
+ * delegation, Samba for an oplock); it ignores the break signal, so a break stays pending.
+ */
+export class LeaseHolder {
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly lines: AsyncIterator<string>,
+  ) {}
+
+  static async start(path: string): Promise<LeaseHolder> {
+    const child = spawn('python3', ['-u', '-c', LEASE_HOLDER, path], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const holder = new LeaseHolder(child, createInterface({ input: child.stdout! })[Symbol.asyncIterator]());
+    const first = await holder.next();
+    if (first !== 'leased') throw new Error(`lease holder did not start: ${first}`);
+    return holder;
+  }
+
+  /** 'read' while the lease is intact, 'breaking' once someone's open started its break. */
+  state(): Promise<string> {
+    this.child.stdin!.write('?\n');
+    return this.next();
+  }
+
+  /** Gives the lease up, as its holder does when told of a break. */
+  release(): Promise<string> {
+    this.child.stdin!.write('release\n');
+    return this.next();
+  }
+
+  private async next(): Promise<string> {
+    return String((await this.lines.next()).value);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.kill('SIGKILL');
+    await gone;
+  }
+}
