@@ -132,6 +132,20 @@ describe('chaos checker', () => {
       assert.deepEqual(windowStats(r.windows, true), { n: 3, p50: 2.5, max: 8 });
       assert.equal(r.counts.windowMsMax, 8);
     });
+
+    it('opens no window for a move its node never noticed (no drop before the next disruption): the kernel never let go', () => {
+      const dropped = (t: number, via: string): ChaosEvent => ({ t: ms(t), kind: 'dropped', via, what: 'n1' });
+      // V1 back to its node at 5, unnoticed; moved at 20, dropped at 20.1, protected at 20.2. A local grant at 10 is no window loss.
+      const r = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), localGrant(10, 'p1'), released(11, 'local:p1', 'local'), disrupt(20, 'V1'), dropped(20.1, 'V1'), protectedAt(20.2, 'V1'), reclaim(21, 'x/1', 'V1', true, 20.5)]);
+      assert.deepEqual(r.violations.map((v) => v.kind), ['overlap']);
+      assert.equal(r.counts.windowLosses, 0);
+      assert.deepEqual(r.windows.map((w) => [w.unnoticed ?? false, w.protectedAt]), [[true, undefined], [false, ms(20.2)]]);
+      assert.deepEqual(windowStats(r.windows), { n: 1, p50: 0.2, max: 0.2 });
+      // A kill releases at once: no drop needed.
+      const kill = check([granted(0, 'x/1', 'V1'), { ...disrupt(5, 'V1'), op: 'kill' }, localGrant(6, 'p1'), disrupt(7, 'V1'), protectedAt(9, 'V1')]);
+      assert.equal(kill.counts.windowLosses, 1);
+      assert.equal(kill.windowLosses[0]!.protectedAt, ms(9));
+    });
   });
 
   it("sorts by time: logs of several processes arrive interleaved", () => {

@@ -63,7 +63,7 @@ export interface ChaosEvent {
   sent?: number;
   /** The NLM status, an errno, or what happened. */
   status?: string;
-  /** requested: the operation (lock, reclaim, unlock, cancel); granted: reply or callback. */
+  /** requested: the operation (lock, reclaim, unlock, cancel); disrupt: move or kill. */
   op?: string;
   how?: 'reply' | 'callback';
   block?: boolean;
@@ -110,6 +110,58 @@ export interface Window {
   /** A move's drop on the old node (when the kernel released the locks); a kill releases them at disruptedAt. */
   droppedAt?: number;
   protectedAt?: number;
+  /** A move the old node never noticed (the address back before it looked: no drop, no arrival): no window. */
+  unnoticed?: boolean;
+}
+
+/** One address's window: from its first disruption to its protection, with the disruptions in it. */
+interface Span { from: number; to?: number; released: boolean; members: Window[] }
+
+/**
+ * The windows, from the chaos's and the daemons' events alone (so the owners' pass below knows
+ * each one whole). A move the old node never noticed is no window: its kernel never let go, and
+ * the next disruption finds the span unreleased (no drop, no kill).
+ */
+function windowsOf(sorted: readonly ChaosEvent[]): { windows: Window[]; spans: Map<string, Span[]> } {
+  const windows: Window[] = [];
+  const spans = new Map<string, Span[]>();
+  const open = (via: string): Span | undefined => {
+    const s = spans.get(via)?.at(-1);
+    return s && s.to === undefined ? s : undefined;
+  };
+  const unnoticed = (via: string): void => {
+    const s = open(via);
+    if (!s || s.released) return;
+    for (const w of s.members) w.unnoticed = true;
+    spans.get(via)!.pop();
+  };
+  for (const e of sorted) {
+    if (!e.via) continue;
+    if (e.kind === 'disrupt') {
+      const w: Window = { via: e.via, what: e.what ?? '', disruptedAt: e.t };
+      windows.push(w);
+      unnoticed(e.via);
+      let s = open(e.via);
+      if (!s) {
+        s = { from: e.t, released: false, members: [] };
+        spans.set(e.via, [...(spans.get(e.via) ?? []), s]);
+      }
+      if (e.op === 'kill') s.released = true;
+      s.members.push(w);
+    } else if (e.kind === 'dropped') {
+      const s = open(e.via);
+      if (!s) continue;
+      s.released = true;
+      for (const w of s.members) w.droppedAt ??= e.t;
+    } else if (e.kind === 'protected') {
+      // An arrival with no disruption before it (the start, a second line of one arrival) closes nothing.
+      const s = open(e.via);
+      if (!s) continue;
+      s.to = e.t;
+      for (const w of s.members) w.protectedAt = e.t;
+    }
+  }
+  return { windows, spans };
 }
 
 export interface CheckReport {
@@ -170,9 +222,8 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
   const active = new Map<string, ActiveHold>();
   const all: Hold[] = [];
   const overlapping = new Map<Hold, Set<Hold>>();
-  const windows: Window[] = [];
-  /** Per address: its windows, the last one still open (no `to`) while the address is unprotected. */
-  const spans = new Map<string, { from: number; to?: number }[]>();
+  const { windows, spans } = windowsOf(sorted);
+  let disruptions = 0;
   const losses: WindowLoss[] = [];
   /** The window loss behind an overlap, by either hold of the pair; and the losses each victim suffered. */
   const lossOfPair = new Map<Hold, Map<Hold, WindowLoss>>();
@@ -225,25 +276,11 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
       case 'notify': counts.notifies++; break;
       case 'disrupt': {
         counts.disruptions++;
+        // A move its node never noticed took nothing from anyone: nothing to reclaim.
+        if (windows[disruptions++]?.unnoticed) break;
         for (const h of active.values()) if (h.via === e.via) h.unanswered = [...(h.unanswered ?? []), e.t];
-        if (!e.via) break;
-        windows.push({ via: e.via, what: e.what ?? '', disruptedAt: e.t });
-        const s = spans.get(e.via) ?? [];
-        if (!s.length || s[s.length - 1]!.to !== undefined) s.push({ from: e.t });
-        spans.set(e.via, s);
         break;
       }
-      case 'protected': {
-        // An arrival with no disruption before it (the start, a second line of one arrival) closes nothing.
-        const open = spans.get(e.via ?? '')?.at(-1);
-        if (!open || open.to !== undefined) break;
-        open.to = e.t;
-        for (const w of [...windows, ...losses]) if (w.via === e.via && w.protectedAt === undefined) w.protectedAt = e.t;
-        break;
-      }
-      case 'dropped':
-        for (const w of windows) if (w.via === e.via && w.protectedAt === undefined && w.droppedAt === undefined) w.droppedAt = e.t;
-        break;
       case 'lost': counts.lostAtArrival++; break;
       case 'granted': {
         if (!e.owner || !e.lock) break;
@@ -354,7 +391,7 @@ export function describeLoss(l: WindowLoss, t0 = 0): string {
  * disruption (as the checker judges), or `fromRelease`: from the kernel's release (a move's drop, a kill).
  */
 export function windowStats(ws: readonly Window[], fromRelease = false): { n: number; p50: number; max: number } {
-  const ms = ws.flatMap((w) => (w.protectedAt === undefined ? [] : [(w.protectedAt - (fromRelease ? w.droppedAt ?? w.disruptedAt : w.disruptedAt)) / 1000])).sort((a, b) => a - b);
+  const ms = ws.flatMap((w) => (w.protectedAt === undefined || w.unnoticed ? [] : [(w.protectedAt - (fromRelease ? w.droppedAt ?? w.disruptedAt : w.disruptedAt)) / 1000])).sort((a, b) => a - b);
   return { n: ms.length, p50: ms.length ? ms[Math.floor((ms.length - 1) / 2)]! : 0, max: ms.length ? ms[ms.length - 1]! : 0 };
 }
 

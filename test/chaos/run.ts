@@ -192,7 +192,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       }, (j) => {
         // Its moment on the events' clock: the line's own wall-clock time (ms, truncated: rounded up),
         // never later than when the line reached us.
-        const t = (): number => (typeof j.time === 'number' ? Math.min(now(), j.time * 1000 + 1000 - offset) : now());
+        const wall = typeof j.time === 'number' ? j.time : typeof j.time === 'string' ? Date.parse(j.time) : NaN;
+        const t = (): number => (Number.isFinite(wall) ? Math.min(now(), wall * 1000 + 1000 - offset) : now());
+        // Every daemon line in the log too, on the events' clock, to read a violation against.
+        if (logFile) writeFileSync(logFile, `${JSON.stringify({ daemon: host.name, at: t(), ...j })}\n`, { flag: 'a' });
         const msg = String(j.msg);
         const arrival = ARRIVED.exec(msg) ?? HELD.exec(msg);
         if (arrival && vips.includes(arrival[1]!)) record({ t: t(), kind: 'protected', via: arrival[1]!, what: host.name });
@@ -266,7 +269,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
 
     // The chaos: the schedule's actions at their times.
     const counts = { moves: 0, kills: 0 };
-    const disrupt = (vip: string, what: string): void => record({ t: now(), kind: 'disrupt', via: vip, what });
+    const disrupt = (vip: string, op: 'move' | 'kill', what: string): void => record({ t: now(), kind: 'disrupt', via: vip, op, what });
     const restarts: Promise<void>[] = [];
     const act = async (a: Action): Promise<void> => {
       if (a.kind === 'move') {
@@ -275,7 +278,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
           const vip = vips[m.vip]!;
           const from = nodeHosts[placement[m.vip]!]!;
           const to = nodeHosts[m.to]!;
-          disrupt(vip, from === to ? `back to ${to.name}` : `${from.name}→${to.name}`);
+          disrupt(vip, 'move', from === to ? `back to ${to.name}` : `${from.name}→${to.name}`);
           counts.moves++;
           await addressOp(lab, from, vip, m.vip, 'stop', m.tool);
           await addressOp(lab, to, vip, m.vip, 'start', m.tool);
@@ -285,7 +288,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         const n = nodes[a.node]!;
         const served = vips.filter((_, k) => placement[k] === a.node);
         say(`kill -9 lockdropd on ${n.host.name} (pid ${n.pid}, serving ${served.join(', ') || 'nothing'}); again in ${(a.downMs / 1000).toFixed(1)} s`);
-        for (const v of served) disrupt(v, `lockdropd on ${n.host.name} killed`);
+        for (const v of served) disrupt(v, 'kill', `lockdropd on ${n.host.name} killed`);
         counts.kills++;
         const gone = new Promise((r) => n.child.once('exit', r));
         n.alive = false;
@@ -410,8 +413,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     };
     const killed = report.windows.filter((w) => w.what.includes('killed'));
     const moved = report.windows.filter((w) => !killed.includes(w));
-    const unprotected = report.windows.filter((w) => w.protectedAt === undefined).length;
-    print(`chaos: the window per disruption, to the address protected on its node: from the disruption ${stats(report.windows)} (moves ${stats(moved)}; kills ${stats(killed)}); from the kernel's release (a move's drop, the kill) moves ${stats(moved, true)}${unprotected ? `; ${unprotected} not protected again by the end` : ''}`);
+    const unprotected = report.windows.filter((w) => w.protectedAt === undefined && !w.unnoticed).length;
+    const unnoticed = report.windows.filter((w) => w.unnoticed).length;
+    print(`chaos: the window per disruption, to the address protected on its node: from the disruption ${stats(report.windows)} (moves ${stats(moved)}; kills ${stats(killed)}); from the kernel's release (a move's drop, the kill) moves ${stats(moved, true)}${unprotected ? `; ${unprotected} not protected again by the end` : ''}${unnoticed ? `; ${unnoticed} moves the old node never noticed (no drop: no window)` : ''}`);
     print(`chaos: ${c.windowLosses} window losses (local processes took a moved lock in its window; longest window ${c.windowMsMax.toFixed(0)} ms), ${c.lostAtArrival} moved locks not held for reclaim on arrival`);
     for (const l of losses.slice(0, 20)) print(`  ${l}`);
     if (losses.length > 20) print(`  … and ${losses.length - 20} more`);
