@@ -158,8 +158,10 @@ function waitInKernel(st: LockState, b: Block): void {
       return;
     }
     if (firstConflict(st, b.file, b.owner, b.start, b.end, b.exclusive) !== 0) {
-      // Cannot happen while the kernel mirrors the table; undo rather than hold two truths.
+      // The table gave the bytes to another owner meanwhile (an arrived address's lock kept for
+      // its owner): the range goes back, and a placeholder that waited for it is taken now.
       resync(st, fileKey, ownerKey, owner, b.start, b.end);
+      takePlaceholders(st, b.file);
       return;
     }
     // The kernel let go because the holder's node died, not because its owner unlocked: the
@@ -206,6 +208,21 @@ export function undoGrant(st: LockState, g: BlockGranted): void {
   wake(st, file, r.start, r.end);
   st.forgetIfUnused(file, owner);
   flush(st);
+}
+
+/** Sets on the file the placeholders arrival could not take while a waiter held their bytes. */
+function takePlaceholders(st: LockState, file: number): void {
+  const pending = st.placeholders.get(file);
+  if (!pending || !st.locker) return;
+  const key = st.F.key[file];
+  const fh = Buffer.from(key, 'latin1');
+  const left = pending.filter((p) => {
+    // A lock reclaimed, released or dropped meanwhile needs no placeholder any more.
+    if (!st.O.live(p.owner) || !mineOn(st, file, p.owner).some((l) => st.L.start(l) <= p.e && st.L.end(l) >= p.s)) return false;
+    return st.locker!.lock(key, fh, st.ownerKeyOf(p.owner), p.s, p.e, p.excl) !== 'granted';
+  });
+  if (left.length) st.placeholders.set(file, left);
+  else st.placeholders.delete(file);
 }
 
 /** Whether a queued request would take a journal entry from an owner who does not hold it now. */

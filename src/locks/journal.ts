@@ -53,11 +53,21 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
       for (const g of gapsOf(st, file, owner, r.start, r.end)) {
         const c = firstConflict(st, file, owner, g.s, g.e, l.exclusive);
         const status = c !== 0 ? 'denied' : st.locker ? st.locker.lock(fileKey, entry.fh, st.ownerKeyOf(owner), g.s, g.e, l.exclusive) : 'granted';
-        if (status !== 'granted') {
+        // The kernel may have just handed the range to one of this table's waiters (its callback
+        // not run yet): the table keeps the lock for its owner, the waiter gives the range back
+        // when its callback finds the conflict, and the placeholder is taken then.
+        const behindWaiter = status === 'denied' && c === 0 && waitsInKernel(st, file, owner, g.s, g.e);
+        if (status !== 'granted' && !behindWaiter) {
           refused = status;
           continue;
         }
         applyLock(st, file, st.internHolder(owner, addr), g.s, g.e, l.exclusive, true);
+        if (behindWaiter) {
+          const p = st.placeholders.get(file);
+          const pending = { owner, s: g.s, e: g.e, excl: l.exclusive };
+          if (p) p.push(pending);
+          else st.placeholders.set(file, [pending]);
+        }
         hosts.add(entry.owner.host);
       }
     }
@@ -80,6 +90,12 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
   else st.freeAddrIfEmpty(addr);
   flush(st);
   return { locks, hosts: hosts.size, lost };
+}
+
+/** Whether another owner's request on the file waits in the kernel for bytes of [s, e]. */
+function waitsInKernel(st: LockState, file: number, owner: number, s: Pos, e: Pos): boolean {
+  for (const b of st.extras.get(file)?.queue.overlapping(s, e) ?? []) if (b.owner !== owner && b.kernelWait !== null) return true;
+  return false;
 }
 
 /** The parts of [s, e] the owner holds nothing of on the file, in order. */

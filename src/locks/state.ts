@@ -73,6 +73,12 @@ export class LockState {
   /** Arrived addresses whose locks still await their owners' reclaim. */
   readonly arrivals = new Map<string, ArrivalState>();
   readonly reclaims = new Subject<ReclaimDone>();
+  /**
+   * Awaiting locks whose placeholder the kernel refused at arrival while a waiter of this table
+   * held the range (its wait had just been granted, its callback not yet run), by file id: taken
+   * once that waiter gives the range back (blocks.ts).
+   */
+  readonly placeholders = new Map<number, { owner: number; s: Pos; e: Pos; excl: boolean }[]>();
 
   constructor(
     readonly exportOf: (fh: Buffer) => string | undefined,
@@ -279,6 +285,7 @@ export class LockState {
   freeFileIfEmpty(f: number): void {
     const F = this.F;
     if (!F.live(f) || F.head[f] !== 0) return;
+    this.placeholders.delete(f);
     const x = this.extras.get(f);
     if (x) {
       if (x.queue.size !== 0 || x.shares.length !== 0) return;

@@ -66,6 +66,27 @@ describe('locks: a lock survives its address\'s move', () => {
     assert.deepEqual(b.granted.map((g) => g.host), [owner('y').host], 'the waiter is granted once x let go');
   });
 
+  it('a waiter the kernel granted just before the address arrived gives the range back to the placeholder', () => {
+    const { kernel, nodes: [a, b], nodes, sync } = cluster('a', 'b');
+    a.serves.add(V1);
+    b.serves.add(V2);
+    assert.equal(lock(a, req('x', V1)), 'granted');
+    sync();
+    assert.equal(lock(b, req('y', V2), { block: true }), 'blocked', 'waits in the kernel for node a');
+    a.leave(V1, nodes);
+    // The kernel hands y's description the range; b has not run the completion when V1 arrives.
+    const completions = kernel.grantWaiters();
+    assert.equal(completions.length, 1);
+    assert.deepEqual(b.arrive(V1), { locks: 1, lost: 0 }, 'kept for x, not lost to the waiter');
+    completions.forEach((c) => c());
+    assert.equal(b.granted.length, 0, 'y is not granted x\'s lock');
+    assert.equal(kernel.set('file-1', 'local/1', 0, 0, false), false, 'x\'s placeholder is on the file now');
+    assert.equal(lock(b, req('x', V1), { reclaim: true }), 'granted');
+    assert.equal(b.table.unlock(req('x', V1)), 'granted');
+    kernel.wakeWaiters();
+    assert.deepEqual(b.granted.map((g) => g.host), [owner('y').host], 'y waits for x to let go, then gets it');
+  });
+
   it('the same node back: its other address refuses the range meanwhile, and the owner reclaims there', () => {
     const { nodes: [a], nodes } = cluster('a');
     a.serves.add(V1).add(V3);

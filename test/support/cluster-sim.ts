@@ -62,6 +62,20 @@ export class SimKernel {
     this.waiters = this.waiters.filter((w) => !w.desc.startsWith(`${node}/`));
   }
 
+  /**
+   * Hands free ranges to their waiters but holds back their callbacks (the kernel granted the
+   * wait; the process has not run the completion yet): call each returned function to deliver.
+   */
+  grantWaiters(): (() => void)[] {
+    const later: (() => void)[] = [];
+    for (const w of [...this.waiters]) {
+      if (!this.set(w.file, w.desc, w.s, w.e, w.excl)) continue;
+      this.waiters.splice(this.waiters.indexOf(w), 1);
+      later.push(() => w.done(true));
+    }
+    return later;
+  }
+
   /** Hands free ranges to their waiters (the kernel's wakeup, asynchronous to the table calls). */
   wakeWaiters(): number {
     let n = 0;
