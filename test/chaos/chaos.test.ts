@@ -3,6 +3,8 @@
 // contending for a few ranges of three real files, one lockdropd killed -9 and started again. The
 // checker's verdict must be clean: no two holders at once, every lock held at a move reclaimed,
 // the kernel's view, lockdropctl's and the clients' agreeing once quiet, no description left open.
+// A local process's grant in an address's window (its disruption to its protection on the new
+// node) is a window loss: measured and listed, not a violation (README.md here says why).
 // `npm run chaos` runs longer ones with any seed (README.md here).
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
