@@ -24,6 +24,8 @@ export class LockJournal implements FailoverJournal {
   private readonly held = new Set<string>();
   /** Records appended since the last commit was asked for. */
   private pending = false;
+  /** Per address, records appended and not yet seen back from the store (durable, in the index). */
+  private readonly unseen = new Map<string, number>();
 
   constructor(private readonly opts: LockJournalOptions) {
     const { store, table, log } = opts;
@@ -43,7 +45,13 @@ export class LockJournal implements FailoverJournal {
    */
   append(address: string, records: JournalRecord[]): void {
     if (!this.held.has(address)) return;
-    this.opts.store.append(address, records);
+    // With nothing of its own in flight the index is the journal: an entry written again as it
+    // already is (a reclaim: the same lock, no longer awaiting) costs no write and no wait.
+    const unseen = this.unseen.get(address) ?? 0;
+    const changed = unseen !== 0 ? records : records.filter((r) => !sameValue(this.opts.table.journalValue(address, r.key), r.value));
+    if (changed.length === 0) return;
+    this.opts.store.append(address, changed);
+    this.unseen.set(address, unseen + changed.length);
     this.pending = true;
   }
 
@@ -83,6 +91,7 @@ export class LockJournal implements FailoverJournal {
   /** The address left this node (its locks dropped): another node writes its journal now. */
   release(address: string): Promise<void> {
     this.held.delete(address);
+    this.unseen.delete(address);
     return this.opts.store.release(address);
   }
 
@@ -93,6 +102,8 @@ export class LockJournal implements FailoverJournal {
   }
 
   private index(address: string, records: JournalRecord[], reset: boolean): void {
+    const unseen = this.unseen.get(address);
+    if (unseen !== undefined && !reset) this.unseen.set(address, Math.max(0, unseen - records.length));
     const { bad } = this.opts.table.applyJournal(address, records, reset);
     for (const b of bad) {
       this.opts.log.error({ address, key: b.key, err: b.error }, `journal of ${address}: an entry does not decode (${b.error}): it protects nothing`);
@@ -100,3 +111,5 @@ export class LockJournal implements FailoverJournal {
     }
   }
 }
+
+const sameValue = (a: Buffer | undefined, b: Buffer | null): boolean => (a === undefined ? b === null : b !== null && a.equals(b));

@@ -26,6 +26,8 @@ export interface IndexedEntry {
   readonly file: string;
   readonly owner: string;
   readonly entry: JournalEntry;
+  /** The entry's bytes as the journal has them. */
+  readonly value: Buffer;
   readonly locks: readonly IndexedLock[];
 }
 
@@ -68,7 +70,7 @@ export class JournalIndex {
         if (r) locks.push({ start: r.start, end: r.end, exclusive: l.exclusive });
       }
       if (locks.length === 0) continue;
-      const x: IndexedEntry = { address, key, file: entry.fh.toString('latin1'), owner: ownerKey(entry.owner), entry, locks };
+      const x: IndexedEntry = { address, key, file: entry.fh.toString('latin1'), owner: ownerKey(entry.owner), entry, value, locks };
       if (!mine) this.byAddress.set(address, (mine = new Map()));
       mine.set(key, x);
       let onFile = this.byFile.get(x.file);
@@ -92,6 +94,11 @@ export class JournalIndex {
       for (const l of x.locks) if ((exclusive || l.exclusive) && l.start <= e && l.end >= s) return x;
     }
     return undefined;
+  }
+
+  /** The bytes of one entry, as the address's journal has them; undefined when it has none. */
+  value(address: string, key: string): Buffer | undefined {
+    return this.byAddress.get(address)?.get(key)?.value;
   }
 
   /** The entries of an address, as its journal has them. */

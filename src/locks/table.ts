@@ -372,6 +372,11 @@ export class LockTable {
     return reclaimProgress(this.st, address);
   }
 
+  /** One entry's bytes as this node's index has the address's journal (undefined: none). */
+  journalValue(address: string, key: string): Buffer | undefined {
+    return this.st.index.value(address, key);
+  }
+
   /** Addresses with entries in this node's index of the journals. */
   journalAddresses(): string[] {
     return this.st.index.addresses();
