@@ -4,23 +4,16 @@
 import assert from 'node:assert/strict';
 import { NlmClient } from '../../src/nlm';
 import type { StatusReport } from '../../src/control';
-import { requireNamespaceRoot, sh, startRpcbind, vethNamespace } from '../support/netns';
+import { sh, startRpcbind, vethNamespace } from '../support/netns';
 import { waitFor } from '../support/wait';
-import { ensureBuilt, spawnDaemon } from './harness';
+import { daemonSuite, spawnDaemon } from './harness';
 
 const HOST = '10.77.6.1';
 const VIP = '10.77.6.2';
 
 describe('daemon: GRANTED callback connections close with their address', function () {
   this.timeout(60_000);
-  const cleanups: (() => unknown)[] = [];
-  before(function () {
-    requireNamespaceRoot(this);
-    ensureBuilt();
-  });
-  after(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
+  const cleanups = daemonSuite();
 
   it('a connection from a floating address to a callback port closes when the address leaves', async () => {
     const stopRpcbind = await startRpcbind();

@@ -3,6 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { requireNamespaceRoot } from '../support/netns';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const LOCKDROPD = path.join(REPO, 'bin', 'lockdropd');
@@ -12,6 +13,22 @@ export const LOCKDROPCTL = path.join(REPO, 'bin', 'lockdropctl');
  * Builds dist/ when any file under src/ is newer than it (scripts/test.sh builds first). Type
  * errors elsewhere in the tree still emit JavaScript, so a failing build is not fatal here.
  */
+/**
+ * For a suite of real daemons that needs root: skipped without it, the build made first, and the
+ * cleanups its tests push run after it, last first.
+ */
+export function daemonSuite(): (() => unknown)[] {
+  const cleanups: (() => unknown)[] = [];
+  before(function () {
+    requireNamespaceRoot(this);
+    ensureBuilt();
+  });
+  after(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return cleanups;
+}
+
 export function ensureBuilt(): void {
   const stamp = path.join(REPO, 'dist', 'cli', 'lockdropd.js');
   const stale = !existsSync(stamp) || execFileSync('find', [path.join(REPO, 'src'), '-name', '*.ts', '-newer', stamp, '-print', '-quit'], { encoding: 'utf8' }).trim() !== '';

@@ -6,22 +6,14 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync } from 'node:fs';
 import { NlmClient } from '../../src/nlm';
 import { AUTH_SYS, type Credential } from '../../src/rpc';
-import { requireNamespaceRoot } from '../support/netns';
-import { ensureBuilt, spawnDaemon } from '../daemon/harness';
+import { daemonSuite, spawnDaemon } from '../daemon/harness';
 import { knfsdHandle, makeFile, mountTmpfs } from './support';
 
 const as = (uid: number, gid = uid, gids: number[] = []): Credential => ({ flavor: AUTH_SYS, stamp: 0, machineName: 'access-client', uid, gid, gids });
 
 describe('files: a lock needs access to the file, checked as the caller', function () {
   this.timeout(60_000);
-  const cleanups: (() => unknown)[] = [];
-  before(function () {
-    requireNamespaceRoot(this);
-    ensureBuilt();
-  });
-  after(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
+  const cleanups = daemonSuite();
 
   it('refuses a caller that may neither read nor write the file (root squashed), grants the owner, and noAuthNlm checks nothing', async () => {
     const a = mountTmpfs();

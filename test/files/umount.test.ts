@@ -8,22 +8,15 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { NlmClient } from '../../src/nlm';
-import { requireNamespaceRoot, sh } from '../support/netns';
-import { ensureBuilt, spawnDaemon, type DaemonProcess } from '../daemon/harness';
+import { sh } from '../support/netns';
+import { daemonSuite, spawnDaemon, type DaemonProcess } from '../daemon/harness';
 import { knfsdHandle, makeFile, mountExt4 } from './support';
 
 const AGENT = '/usr/lib/ocf/resource.d/heartbeat/Filesystem';
 
 describe('files: an idle export does not keep its filesystem mounted', function () {
   this.timeout(60_000);
-  const cleanups: (() => unknown)[] = [];
-  before(function () {
-    requireNamespaceRoot(this);
-    ensureBuilt();
-  });
-  after(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
+  const cleanups = daemonSuite();
 
   it("resource-agents' Filesystem stop unmounts it at its first try, lockdropd untouched; mounted again, it locks again", async () => {
     const fs = mountExt4();
