@@ -87,7 +87,7 @@ export class OperatorCommands {
 
   metricsSnapshot(): MetricsSnapshot {
     const files = this.parts.files.files?.stats();
-    return { status: this.status(), files: { open: files?.open ?? 0, waits: files?.waits ?? 0, budgetRefusals: files?.budgetRefusals ?? 0 } };
+    return { status: this.status(), kept: this.parts.table.stats().kept, files: { open: files?.open ?? 0, waits: files?.waits ?? 0, budgetRefusals: files?.budgetRefusals ?? 0 } };
   }
 
   locks(f: LocksFilter): LockView[] {

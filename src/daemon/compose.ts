@@ -128,6 +128,8 @@ export async function compose(cfg: Config, log: Logger, undo: Undo, snapshot: ()
   // while its heartbeat moves, judged on the same bound as an address's holder lease.
   const store = cfg.journal.enabled ? await DirectoryStore.open({ stateDir: cfg.stateDir, node: hostname(), pollMs: cfg.journal.pollMs, livenessMs: cfg.leaseSeconds * 1000, log: logs.of('journal') }) : undefined;
   const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, announce, store, undo);
+  const faults = store?.faults$.subscribe((f) => metrics.observeJournalFault(f.address));
+  undo.push(() => faults?.unsubscribe());
   for (const p of metrics.instrumentNlm(locks.nlm.programs)) servers.nlmServer.register(p);
   servers.nsmServer.register(createNsmProgram({ nsm: locks.nsm, log: logs.of('nsm') }));
   watch = createAddressWatch(cfg, logs.of('watch'));

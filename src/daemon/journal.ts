@@ -13,8 +13,6 @@ export interface LockJournalOptions {
   /** How long a planned drop waits for every live node to confirm the address's journal. */
   barrierMs: () => number;
   log: Logger;
-  /** Called per record no node could decode, and per untrusted journal tail. */
-  onFault?: (address: string, reason: string) => void;
 }
 
 export class LockJournal implements FailoverJournal {
@@ -34,7 +32,6 @@ export class LockJournal implements FailoverJournal {
       store.changes$.subscribe((c) => this.index(c.address, c.records, c.reset)),
       store.faults$.subscribe((f) => {
         log.error({ address: f.address, where: f.where, position: f.position, reason: f.reason, truncated: f.truncated }, `journal of ${f.address}: ${f.reason} at byte ${f.position} of ${f.where}: ${f.truncated ? 'cut off' : 'not trusted'}`);
-        opts.onFault?.(f.address, f.reason);
       }),
     ];
   }
@@ -107,7 +104,6 @@ export class LockJournal implements FailoverJournal {
     const { bad } = this.opts.table.applyJournal(address, records, reset);
     for (const b of bad) {
       this.opts.log.error({ address, key: b.key, err: b.error }, `journal of ${address}: an entry does not decode (${b.error}): it protects nothing`);
-      this.opts.onFault?.(address, b.error);
     }
   }
 }

@@ -15,6 +15,8 @@ export type DropTrigger = 'netlink' | 'bpf' | 'poll' | 'replay' | 'admin';
 /** Per-scrape figures: the daemon's status (counts the parts keep), and the real-file locking's. */
 export interface MetricsSnapshot {
   status: StatusReport;
+  /** Requests refused or queued since start because their bytes are another owner's journal entry awaiting its reclaim. */
+  kept: number;
   /** Real-file locking: open descriptions, kernel waits, refusals for the descriptor budget. */
   files: { open: number; waits: number; budgetRefusals: number };
 }
@@ -87,6 +89,7 @@ export class Metrics {
   });
   private readonly notifications = new Counter({ name: 'lockdrop_notifications_total', help: 'SM_NOTIFY sent to client hosts, by server address and result', labelNames: ['address', 'result'], registers: [this.registry] });
   private readonly addressEvents = new Counter({ name: 'lockdrop_address_events_total', help: 'Address transitions, by source and type', labelNames: ['source', 'type'], registers: [this.registry] });
+  private readonly journalFaults = new Counter({ name: 'lockdrop_journal_faults_total', help: 'Untrusted journal parts found (a torn or corrupt tail, an unreadable header), per server address', labelNames: ['address'], registers: [this.registry] });
   private readonly leaseConflicts = new Counter({ name: 'lockdrop_lease_conflicts_total', help: 'An address arrived (or stayed) here while another node held its lease: not served until that lease ends', labelNames: ['address'], registers: [this.registry] });
   private readonly duplicates = new Counter({ name: 'lockdrop_duplicate_addresses_total', help: 'An arriving IPv4 address another host answered ARP for (RFC 5227 probe)', labelNames: ['address'], registers: [this.registry] });
   private readonly overflows = new Counter({ name: 'lockdrop_source_overflows_total', help: 'Events lost by a source (netlink ENOBUFS and the like), each healed by a re-dump', labelNames: ['source'], registers: [this.registry] });
@@ -121,6 +124,9 @@ export class Metrics {
     perAddress('lockdrop_address_grace_end_timestamp_seconds', "End of the address's grace period (Unix time), 0 when none", (a) => (a.grace ? Date.parse(a.grace) / 1000 : 0));
     perAddress('lockdrop_locks', 'Locks held, per server address', (a) => a.locks);
     perAddress('lockdrop_monitors', 'Client hosts monitored, per server address', (a) => a.monitors);
+    perAddress('lockdrop_journal_entries', "Entries of the address's lock journal this node's index has (locks kept for their owners across a move)", (a) => a.journal);
+    perAddress('lockdrop_reclaim_awaiting_locks', 'Locks of an arrived address still awaiting their owners\' reclaim (0 when none)', (a) => a.reclaim?.awaiting ?? 0);
+    perAddress('lockdrop_reclaim_total_locks', 'Locks an arrived address took over from its journal, to be reclaimed (0 when none)', (a) => a.reclaim?.total ?? 0);
     gauge('lockdrop_blocked_requests', 'Blocking lock requests waiting in queues', [], (g, s) => g.set(s.blocked));
     gauge('lockdrop_grace_periods_active', 'Grace periods in force (addresses, exports, global)', [], (g, s) => g.set(s.addresses.filter((a) => a.grace).length + s.exportGraces.length + (s.globalGrace ? 1 : 0)));
     gauge('lockdrop_ready', 'Whether every address present at start is served (what READY=1 told systemd)', [], (g, s) => g.set(Number(s.ready)));
@@ -142,6 +148,15 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(read().files.waits);
+      },
+    });
+    new Counter({
+      name: 'lockdrop_kept_refusals_total',
+      help: "Lock requests refused (denied_grace_period) or queued because their bytes are another owner's journal entry awaiting its reclaim",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read().kept);
       },
     });
     new Counter({
@@ -178,6 +193,10 @@ export class Metrics {
 
   observeDuplicateAddress(address: string): void {
     this.duplicates.inc({ address });
+  }
+
+  observeJournalFault(address: string): void {
+    this.journalFaults.inc({ address });
   }
 
   observeLeaseConflict(address: string): void {

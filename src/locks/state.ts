@@ -53,6 +53,8 @@ export class LockState {
   nLocks = 0;
   nShares = 0;
   nBlocked = 0;
+  /** Requests refused or queued to keep a journal entry for its owner (table.ts keep). */
+  nKept = 0;
   /** Grants made while the table was being changed, reported once it is consistent again (blocks.flush). */
   pending: BlockGranted[] = [];
   flushing = false;

@@ -209,6 +209,7 @@ export class LockTable {
   /** Refuses (or queues, until the index changes) a request that would take a kept journal entry. */
   private keep(req: LockRequest, opts: LockOptions, file: number, owner: number, start: Pos, end: Pos, entry: IndexedEntry): LockStatus {
     const st = this.st;
+    st.nKept++;
     if (st.subject.observed) st.subject.next({ type: 'kept', request: req, holder: { host: entry.entry.owner.host, address: entry.address } });
     if (!opts.block) {
       st.forgetIfUnused(file, owner);

@@ -17,6 +17,8 @@ export interface LockTableStats {
   locks: number;
   shares: number;
   blocked: number;
+  /** Requests refused or queued since the table began because they would take a kept journal entry. */
+  kept: number;
   byAddress: Map<string, { locks: number; hosts: number }>;
 }
 
@@ -103,7 +105,7 @@ export function hostsAt(st: LockState, serverAddress: string): ReadonlySet<strin
 export function stats(st: LockState): LockTableStats {
   const byAddress = new Map<string, { locks: number; hosts: number }>();
   for (const a of st.addrs.values()) byAddress.set(a.address, { locks: a.count, hosts: a.hosts.size });
-  return { locks: st.nLocks, shares: st.nShares, blocked: st.nBlocked, byAddress };
+  return { locks: st.nLocks, shares: st.nShares, blocked: st.nBlocked, kept: st.nKept, byAddress };
 }
 
 /** Queued blocks in arrival order (per file). */

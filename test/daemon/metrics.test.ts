@@ -95,6 +95,10 @@ describe('daemon: /metrics', function () {
     for (const [name, type] of Object.entries({
       lockdrop_locks: 'gauge',
       lockdrop_monitors: 'gauge',
+      lockdrop_journal_entries: 'gauge',
+      lockdrop_reclaim_awaiting_locks: 'gauge',
+      lockdrop_reclaim_total_locks: 'gauge',
+      lockdrop_kept_refusals_total: 'counter',
       lockdrop_blocked_requests: 'gauge',
       lockdrop_grace_periods_active: 'gauge',
       lockdrop_rpc_calls_total: 'counter',
