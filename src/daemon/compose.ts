@@ -18,7 +18,7 @@ import { FailoverController, type FailoverReport } from '../failover';
 import { LockTable, hostKey } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, callbackCredential, createNlmService, type NlmService } from '../nlm';
 import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION, type NsmSettings } from '../nsm';
-import { AUTH_SYS, RpcClientPool, RpcServer, type RpcbindEntry, type RpcServerEvent } from '../rpc';
+import { AUTH_SYS, RpcClientPool, RpcServer, type CallContext, type RpcbindEntry, type RpcServerEvent } from '../rpc';
 import { DirectoryStore } from '../store';
 import type { Config } from './config';
 import { arpProbe } from './dad';
@@ -27,7 +27,7 @@ import { LockJournal } from './journal';
 import { AddressLeases } from './lease';
 import { Metrics, type DropTrigger, type MetricsSnapshot } from './metrics';
 import { NodeAddresses, SharedListeners } from './node';
-import { RefusalLog } from './refusals';
+import { RefusalLog, type Refusal } from './refusals';
 import { RpcbindKeeper } from './rpcbind-owner';
 import { createAddressWatch, type AddressWatch } from './sources';
 import { describeEvent, describeReport, overflowLine, portError, rebootLine } from './views';
@@ -189,6 +189,15 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
   const files = openDaemonFiles(cfg, () => live.exports(), logs.of('files'));
   undo.push(() => files.files?.setExports([]));
   const refusals = new RefusalLog(logs.of('nlm'));
+  // A denied_nolocks for the fd budget is told apart by the files' count of such refusals having
+  // grown since the last look (the table answers in the same turn, so the count is this call's).
+  let budgetRefusals = 0;
+  const budgetSpent = (): boolean => {
+    const n = files.files?.stats().budgetRefusals ?? 0;
+    const grew = n > budgetRefusals;
+    budgetRefusals = n;
+    return grew;
+  };
   let nlm: NlmService | undefined; // the table and the service refer to each other
   let journal: LockJournal | undefined; // and the table and its journal
   const table = new LockTable({
@@ -209,17 +218,24 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
     monitor: nsm,
     logger: logs.of('nlm'),
     durable: () => journal?.durable(),
-    exportPolicy: (fh, peer, ctx) => {
+    exportPolicy: (fh, peer, ctx, callerName) => {
       const d = live.exports().check(fh, peer);
       const reason = !d.allowed ? d.reason : mayLock(files.files, live.exports(), d.exportId, fh, ctx) ? undefined : 'access';
-      if (reason) refusals.refused({ client: peer.address, port: peer.port, machine: ctx.cred.flavor === AUTH_SYS && 'machineName' in ctx.cred ? ctx.cred.machineName : undefined, server: ctx.local.address, reason, export: d.exportId ?? null });
+      if (reason) refusals.refused({ ...refusalFrom(ctx, callerName), reason, export: d.exportId ?? null });
       // check() already applied the export's secure-port rule.
       return { allowed: reason === undefined, secure: false };
     },
+    onRefused: (r, ctx) => refusals.refused({ ...refusalFrom(ctx, r.callerName), reason: r.reason === 'no-locks' && budgetSpent() ? 'budget' : r.reason, status: r.status }),
   });
   const service = nlm;
   undo.push(() => service.close());
   return { table, nlm, nsm, files, journal, caller };
+}
+
+/** Who a refused request came from, as the refusal log names it. */
+function refusalFrom(ctx: CallContext, callerName: string): Pick<Refusal, 'client' | 'port' | 'machine' | 'callerName' | 'server'> {
+  const machine = ctx.cred.flavor === AUTH_SYS && 'machineName' in ctx.cred ? ctx.cred.machineName : undefined;
+  return { client: ctx.peer.address, port: ctx.peer.port, machine, callerName, server: ctx.local.address };
 }
 
 /** An address event turns into a drop here; the node's own addresses and the leases that keep two nodes off one address. */

@@ -8,6 +8,13 @@ const REASONS: Record<string, string> = {
   network: "its address is not among the export's clients",
   'insecure-port': 'the export is secure and the request came from an unprivileged port (>= 1024)',
   'unknown-handle': 'the file handle belongs to no configured export (unknownHandles: deny)',
+  access: "the caller's uid may not open the file it would lock",
+  'stale-handle': 'the file handle names no file (stale_fh)',
+  budget: 'the open-file budget (maxOpenFiles) is spent (denied_nolocks)',
+  'no-locks': 'no lock can be given now: the address is being dropped or the kernel had none (denied_nolocks)',
+  'read-only': 'the file is on a read-only filesystem (rofs)',
+  failed: 'the file could not be locked (failed)',
+  unmonitored: 'the client could not be monitored (SM_MON failed): denied_nolocks',
 };
 
 export interface Refusal {
@@ -16,10 +23,14 @@ export interface Refusal {
   port: number;
   /** AUTH_SYS machine name, when the call carried one. */
   machine?: string;
+  /** The NLM caller_name the request carried. */
+  callerName?: string;
   /** The server address the request came in through. */
   server: string;
   reason: string;
   export?: string | null;
+  /** The NLM status answered, when it was not the export policy's `failed`. */
+  status?: string;
 }
 
 /** Keys kept at most: past it, the ones older than the interval go. */
@@ -46,7 +57,8 @@ export class RefusalLog {
     if (this.last.size >= MAX_KEYS) this.last.clear();
     this.last.set(key, { at: t, suppressed: 0 });
     const suppressed = seen?.suppressed ?? 0;
-    const who = `${r.client}${r.machine ? ` (${r.machine})` : ''}`;
+    const names = [r.callerName !== undefined && `caller_name ${JSON.stringify(r.callerName)}`, r.machine !== undefined && `machine ${JSON.stringify(r.machine)}`].filter(Boolean);
+    const who = `${r.client}${names.length ? ` (${names.join(', ')})` : ''}`;
     const more = suppressed ? `; ${suppressed} more refused since the last line` : '';
     this.log.info({ ...r, suppressed }, `refused a request from ${who} through ${r.server}${r.export ? ` on export ${r.export}` : ''}: ${REASONS[r.reason] ?? r.reason}${more}`);
   }

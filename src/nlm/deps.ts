@@ -23,8 +23,26 @@ export interface NlmLockTable {
   undoGrant(g: BlockGranted): void;
 }
 
-/** Export policy: may this peer use this file handle, and must it come from a privileged port? */
-export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext) => { allowed: boolean; secure: boolean };
+/**
+ * Export policy: may this peer use this file handle, and must it come from a privileged port?
+ * `callerName` is the NLM caller_name the request carried (for the refusal's log line).
+ */
+export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext, callerName: string) => { allowed: boolean; secure: boolean };
+
+/** Why a request its export allowed was refused by this server (not a conflict: see NlmServiceDeps.onRefused). */
+export type NlmRefusalReason =
+  | 'stale-handle' // the handle names no file (stale_fh; denied_nolocks to v1/v3)
+  | 'no-locks' // denied_nolocks from the table or the files: an address being dropped, the fd budget, ENOLCK
+  | 'read-only' // rofs
+  | 'failed' // failed
+  | 'unmonitored'; // the host could not be monitored (SM_MON failed): denied_nolocks
+
+export interface NlmRefusal {
+  callerName: string;
+  /** The status answered, before a v1/v3 answer folds it into denied_nolocks. */
+  status: LockStatus;
+  reason: NlmRefusalReason;
+}
 
 export interface NlmServiceOptions {
   versions: readonly NlmVersion[];
@@ -77,6 +95,11 @@ export interface NlmServiceDeps {
    * hold a lock the cluster could forget in a move.
    */
   durable?(): Promise<void> | undefined;
+  /**
+   * A request refused by this server once its export let it in (stale_fh, denied_nolocks, rofs,
+   * failed): told here so that the operator can find the client; the export policy tells its own.
+   */
+  onRefused?(refusal: NlmRefusal, ctx: CallContext): void;
   /** Linux's statd → lockd SM_NOTIFY (proc 16), already checked to come from a local privileged port. */
   onReboot?(notice: NlmRebootNotice): void;
   now?: () => number;

@@ -31,12 +31,14 @@ import { RpcClientPool } from '../rpc';
 import { callbackCredential, GrantCallbacks, LockManagerCaller, ownerRangeMeets, type CallbackTarget, type Waiter } from './callbacks';
 import { MonitoredHosts } from './hosts';
 import { NlmStat, statusCode } from './protocol';
-import type { ExportPolicy, NlmLockTable, NlmServiceDeps, NlmServiceOptions } from './deps';
+import type { ExportPolicy, NlmLockTable, NlmRefusalReason, NlmServiceDeps, NlmServiceOptions } from './deps';
 
 const AUTH_TOOWEAK = 5;
 const PRIVILEGED_PORT_LIMIT = 1024;
 const allow: ExportPolicy = () => ({ allowed: true, secure: false });
 const NO_OH = Buffer.alloc(0);
+/** The table's answers that are this server's refusals; the others (denied, blocked, grace) are lock traffic. */
+const REFUSALS: Partial<Record<LockStatus, NlmRefusalReason>> = { stale_fh: 'stale-handle', denied_nolocks: 'no-locks', rofs: 'read-only', failed: 'failed' };
 
 /** A handler's answer: at once, or once the host is monitored. */
 export type Answer<R> = R | Promise<R>;
@@ -90,7 +92,7 @@ export class NlmHandlers {
     const req = this.prepare(a.lock, a.exclusive, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
     const r = this.table.test(req);
-    if (r.status !== 'denied') return res(a.cookie, r.status, ctx.vers);
+    if (r.status !== 'denied') return res(a.cookie, this.told(r.status, a.lock.callerName, ctx), ctx.vers);
     const h = r.holder;
     // The holder's oh is its client's own token: kept private, as Linux's nlmsvc_testlock does.
     return { cookie: a.cookie, stat: NlmStat.denied, holder: { exclusive: h.exclusive, svid: h.owner.svid, oh: NO_OH, ...C.wireRange(ctx.vers, h.offset, h.length) } };
@@ -125,7 +127,7 @@ export class NlmHandlers {
       if (status === 'denied') status = 'granted';
     }
     this.monitored?.touch(req.owner.host, ctx.local.address);
-    return res(a.cookie, status, ctx.vers);
+    return res(a.cookie, this.told(status, a.lock.callerName, ctx), ctx.vers);
   }
 
   unlock(a: C.NlmUnlockArgs, ctx: CallContext): C.NlmRes {
@@ -134,7 +136,7 @@ export class NlmHandlers {
     this.monitored?.touch(req.owner.host, ctx.local.address);
     // The client knows it holds the range (Linux nlmsvc_unlock: a GRANTED_RES lost, then UNLOCK).
     this.confirmed(req);
-    return res(a.cookie, this.table.unlock(req), ctx.vers);
+    return res(a.cookie, this.told(this.table.unlock(req), a.lock.callerName, ctx), ctx.vers);
   }
 
   /** We are a server: a GRANTED sent to us matches no blocked request of ours (Linux nlmclnt_grant). */
@@ -148,14 +150,14 @@ export class NlmHandlers {
   }
 
   share(a: C.NlmShareArgs, ctx: CallContext): C.NlmShareRes {
-    const refused = this.exportRefusal(a.share.fh, ctx);
-    const status = refused ?? this.table.share(this.shareRequest(a.share, ctx), a.reclaim);
+    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx);
+    const status = refused ?? this.told(this.table.share(this.shareRequest(a.share, ctx), a.reclaim), a.share.callerName, ctx);
     return { cookie: a.cookie, stat: statusCode(status, ctx.vers), sequence: 0 };
   }
 
   unshare(a: C.NlmShareArgs, ctx: CallContext): C.NlmShareRes {
-    const refused = this.exportRefusal(a.share.fh, ctx);
-    const status = refused ?? this.table.unshare(this.shareRequest(a.share, ctx));
+    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx);
+    const status = refused ?? this.told(this.table.unshare(this.shareRequest(a.share, ctx)), a.share.callerName, ctx);
     return { cookie: a.cookie, stat: statusCode(status, ctx.vers), sequence: 0 };
   }
 
@@ -188,15 +190,19 @@ export class NlmHandlers {
     if (!how.monitor || !this.monitored) return this.lockNow(a, ctx, how, req);
     const monitored = this.monitored.ensure(this.clientHost(a.lock.callerName, ctx), ctx.local.address);
     if (monitored === true) return this.lockNow(a, ctx, how, req); // the common case: no closure per call
-    if (monitored === false) return res(a.cookie, 'denied_nolocks', ctx.vers);
-    return monitored.then((ok) => (ok ? this.lockNow(a, ctx, how, req) : res(a.cookie, 'denied_nolocks', ctx.vers)));
+    if (monitored === false) return this.unmonitored(a, ctx);
+    return monitored.then((ok) => (ok ? this.lockNow(a, ctx, how, req) : this.unmonitored(a, ctx)));
+  }
+
+  private unmonitored(a: C.NlmLockArgs, ctx: CallContext): C.NlmRes {
+    return res(a.cookie, this.told('denied_nolocks', a.lock.callerName, ctx, 'unmonitored'), ctx.vers);
   }
 
   /** LOCK once the host is monitored. */
   private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): Answer<C.NlmRes> {
     // Only a blocking request can be queued: only it needs what a later grant goes out with.
     const status = this.table.lock(req, a.block ? { block: true, reclaim: a.reclaim, waiter: this.waiter(a, ctx, how) } : { block: false, reclaim: a.reclaim });
-    if (status !== 'granted') return res(a.cookie, status, ctx.vers);
+    if (status !== 'granted') return res(a.cookie, this.told(status, a.lock.callerName, ctx), ctx.vers);
     // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
     this.confirmed(req);
     const durable = this.deps.durable?.();
@@ -234,9 +240,15 @@ export class NlmHandlers {
     return key;
   }
 
+  /** The table's answer, told to onRefused when it is this server's refusal. */
+  private told(status: LockStatus, callerName: string, ctx: CallContext, reason = REFUSALS[status]): LockStatus {
+    if (reason !== undefined) this.deps.onRefused?.({ callerName, status, reason }, ctx);
+    return status;
+  }
+
   /** undefined when the export lets the peer in, else the status to answer. */
-  private exportRefusal(fh: Buffer, ctx: CallContext): LockStatus | undefined {
-    const p = this.policy(fh, ctx.peer, ctx);
+  private exportRefusal(fh: Buffer, callerName: string, ctx: CallContext): LockStatus | undefined {
+    const p = this.policy(fh, ctx.peer, ctx, callerName);
     if (!p.allowed || (p.secure && ctx.peer.port >= PRIVILEGED_PORT_LIMIT)) return 'failed';
     return undefined;
   }
@@ -244,7 +256,7 @@ export class NlmHandlers {
   /** The table request for a wire lock, or the status when its export refuses it. */
   private prepare(l: C.NlmLock, exclusive: boolean, ctx: CallContext): LockRequest | LockStatus {
     const range = C.tableRange(ctx.vers, l.offset, l.length);
-    return this.exportRefusal(l.fh, ctx) ?? {
+    return this.exportRefusal(l.fh, l.callerName, ctx) ?? {
       fh: l.fh, owner: { host: this.hostKey(l.callerName, ctx.peer.address), svid: l.svid, oh: l.oh }, exclusive, offset: range.offset, length: range.length, serverAddress: ctx.local.address,
     };
   }

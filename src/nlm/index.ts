@@ -3,7 +3,7 @@
 export * from './protocol';
 export * from './codec';
 export { createNlmService, type NlmService } from './service';
-export { defaultNlmServiceOptions, type NlmServiceDeps, type NlmServiceOptions, type NlmLockTable, type ExportPolicy, type NlmRebootNotice } from './deps';
+export { defaultNlmServiceOptions, type NlmServiceDeps, type NlmServiceOptions, type NlmLockTable, type ExportPolicy, type NlmRefusal, type NlmRefusalReason, type NlmRebootNotice } from './deps';
 export { MonitoredHosts } from './hosts';
 export type { HostMonitor, MonitoredHostsOptions } from './hosts';
 export { callbackCredential } from './callbacks';

@@ -146,6 +146,7 @@ export class RpcNsmSender implements NsmSender {
         return false;
       }
       await caller.call(address, port, NSM_PROGRAM, NSM_VERSION, SM_NOTIFY, (w) => encodeStatChge(w, req.args), () => undefined, call);
+      this.opts.log?.debug({ host: address, address: req.from, state: req.args.state }, 'nsm: SM_NOTIFY answered');
       return true;
     } catch (err) {
       this.opts.log?.debug({ host: address, err: (err as Error).message }, 'nsm: SM_NOTIFY attempt failed');

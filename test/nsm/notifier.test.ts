@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NO_REPLY, PMAP_PROG, PMAP_VERS, PMAPPROC, RpcServer, type CallContext, type Procedure } from '../../src/rpc';
 import { decodeStatChge, encodeVoid, Nsm, NsmStore, NSM_PROGRAM, NSM_VERSION, RpcNsmSender, SM_NOTIFY, type StatChge } from '../../src/nsm';
+import pino, { type Logger } from 'pino';
 import { requireNamespaceRoot } from '../support/netns';
 import { sleep, waitFor } from './support';
 
@@ -61,19 +62,21 @@ describe('nsm notify sender', function () {
   beforeEach(() => { dir = mkdtempSync(path.join(tmpdir(), 'nsm-notify-')); });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  async function nsmWith(hosts: string[], retransmitMs = 100): Promise<Nsm> {
-    const nsm = new Nsm({ store: new NsmStore(dir), sender: new RpcNsmSender({ portmapperPort: PMAP_PORT, backoffMs: 200, attemptTimeoutMs: 300, retransmitMs }) });
+  async function nsmWith(hosts: string[], retransmitMs = 100, log?: Logger): Promise<Nsm> {
+    const nsm = new Nsm({ store: new NsmStore(dir), sender: new RpcNsmSender({ portmapperPort: PMAP_PORT, backoffMs: 200, attemptTimeoutMs: 300, retransmitMs, log }) });
     for (const [i, h] of hosts.entries()) await nsm.monitor({ key: `c${i}@${h}`, callerName: `c${i}`, address: h }, VIP);
     return nsm;
   }
 
-  it('retries a silent host with backoff until the time runs out, then reports it; a late one is still reached', async () => {
+  it('retries a silent host with backoff until the time runs out, then reports it; a late one is still reached; each host\'s lines name it', async () => {
     const hosts = ['127.89.1.1', '127.89.1.2', '127.89.1.3'];
     let lateUp = false;
     setTimeout(() => (lateUp = true), 800);
     const p = await peers(hosts, (h) => (h === '127.89.1.1' ? 'answer' : h === '127.89.1.2' ? (lateUp ? 'answer' : 'silent') : 'silent'));
     try {
-      const nsm = await nsmWith(hosts);
+      const lines: Array<{ host?: string; msg: string }> = [];
+      const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as { host?: string; msg: string }) });
+      const nsm = await nsmWith(hosts, 100, log);
       const t0 = Date.now();
       const rep = await nsm.notify(VIP, { timeoutMs: 2500 });
       const took = Date.now() - t0;
@@ -85,6 +88,9 @@ describe('nsm notify sender', function () {
       assert.ok(sent >= 6 && sent <= 15, `GETPORT datagrams to the silent host: ${sent}`);
       assert.equal(nsm.records(VIP).length, 3, 'records are kept, reached or not');
       for (const n of p.notified) assert.equal(n.from, VIP);
+      const hostsOf = (msg: string): string[] => [...new Set(lines.filter((l) => l.msg === msg).map((l) => l.host!))].sort();
+      assert.deepEqual(hostsOf('nsm: SM_NOTIFY answered'), ['127.89.1.1', '127.89.1.2']);
+      assert.deepEqual(hostsOf('nsm: SM_NOTIFY attempt failed'), ['127.89.1.2', '127.89.1.3']);
       await nsm.close();
     } finally {
       await p.close();
