@@ -373,6 +373,8 @@ class World {
       out.push(`${NODES[0]} restarts`);
     }
     this.where.forEach((n, a) => n === null && out.push(this.arrive(a, this.alive()[0])));
+    // An arrival's journal read wakes the file's waiters: their GRANTED reach the clients first.
+    this.drainGrants();
     this.check();
     for (let o = 0; o < this.cfg.owners; o++) out.push(this.reclaim(o) ?? '');
     this.settle();
