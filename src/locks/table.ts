@@ -7,6 +7,7 @@
 //   grants.ts  the log of grants a client may still refuse: what undoing one takes back
 //   drops.ts   drops by server address, client host and export
 //   mirror.ts  the real files (FileLocker): resync, close when idle, release after a drop
+//   shares.ts  share reservations (SHARE, UNSHARE)
 //   journal.ts the lock journal: entries written per call (journal-write.ts), other owners'
 //              entries protected (protect.ts), an arrived address's locks awaiting reclaim
 //   views.ts   held locks, queued requests, shares and counts, as copies
@@ -19,10 +20,10 @@ import { applyJournal, arrive, expireAwaiting, reclaimProgress } from './journal
 import type { Arrival, JournalEntry, ReclaimDone, Unreclaimed } from './journal-entry';
 import type { IndexUpdate, IndexedEntry, JournalRecord } from './journal-index';
 import { protectedBy } from './protect';
+import { share, unshare } from './shares';
 import { findBlock, flush, queueBlock, removeBlock, undoGrant, wake, wouldDeadlock } from './blocks';
 import { checkState } from './check';
 import { dropByExport, dropByHost, dropByServerAddress } from './drops';
-import type { Share } from './entries';
 import { GraceTable } from './grace';
 import { checked, closeIfIdle, idleOn } from './mirror';
 import { ownerKey } from './journal-entry';
@@ -280,56 +281,14 @@ export class LockTable {
     undoGrant(this.st, g);
   }
 
-  /**
-   * NLM SHARE. A reservation conflicts with another owner's when one's access meets the other's
-   * deny mode; the same (host, oh) replaces its own reservation. During a covering grace only
-   * reclaims are taken; unlike LOCK, a reclaim after grace is accepted (Linux nlmsvc_proc_share).
-   */
+  /** NLM SHARE (shares.ts). */
   share(req: ShareRequest, reclaim: boolean): LockStatus {
-    const st = this.st;
-    let file = st.F.find(req.fh);
-    const fkey = st.fileKey(file, req.fh);
-    // Shares are NLM's alone (Linux keeps them in lockd's memory too), but the handle must name a file.
-    const refused = st.locker?.validate(fkey, req.fh);
-    if (refused !== undefined) return refused;
-    if (st.draining.size !== 0 && st.draining.has(req.serverAddress)) return 'denied_nolocks';
-    const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
-    if (!reclaim && this.grace.covers(req.serverAddress, exportId)) return 'denied_grace_period';
-    const oh = req.owner.oh.toString('latin1');
-    let mine: Share | undefined;
-    for (const s of (file !== 0 && st.extras.get(file)?.shares) || []) {
-      if (s.host.key === req.owner.host && s.oh === oh) mine = s;
-      else if ((req.access & s.mode) !== 0 || (req.mode & s.access) !== 0) return 'denied';
-    }
-    if (mine) st.removeShare(mine);
-    if (file === 0) file = st.newFile(fkey, exportId);
-    const host = st.internHost(req.owner.host);
-    const addr = st.internAddr(req.serverAddress);
-    const s: Share = { file, host, oh, mode: req.mode, access: req.access, addr };
-    st.more(file).shares.push(s);
-    host.shares.add(s);
-    addr.shares.add(s);
-    st.hostRef(addr, host, 1);
-    st.nShares++;
-    return 'granted';
+    return share(this.st, this.grace, req, reclaim);
   }
 
   /** NLM UNSHARE: always 'granted' (Linux answers granted whether or not a reservation existed). */
   unshare(req: ShareRequest): LockStatus {
-    const st = this.st;
-    const file = st.F.find(req.fh);
-    const refused = st.locker?.validate(st.fileKey(file, req.fh), req.fh);
-    if (refused !== undefined) return refused;
-    const shares = file !== 0 ? st.extras.get(file)?.shares : undefined;
-    if (!shares) return 'granted';
-    const oh = req.owner.oh.toString('latin1');
-    const s = shares.find((x) => x.host.key === req.owner.host && x.oh === oh);
-    if (s) {
-      st.removeShare(s);
-      st.freeHostIfEmpty(s.host);
-      st.freeFileIfEmpty(file);
-    }
-    return 'granted';
+    return unshare(this.st, req);
   }
 
   // ---- drops: each walks only what it drops (drops.ts) ----
