@@ -227,7 +227,7 @@ function takePlaceholders(st: LockState, file: number): void {
 
 /** Whether a queued request would take a journal entry from an owner who does not hold it now. */
 function isProtected(st: LockState, b: Block): boolean {
-  if (st.index.size() === 0) return false;
+  if (st.index.empty) return false;
   const key = st.F.key[b.file];
   const p = protectedBy(st, key, Buffer.from(key, 'latin1'), st.ownerKeyOf(b.owner), b.start, b.end, b.exclusive);
   return p !== undefined && typeof p !== 'string';

@@ -106,6 +106,11 @@ export class JournalIndex {
     return [...(this.byAddress.get(address)?.values() ?? [])];
   }
 
+  /** No address has an entry: the check every request makes first, in O(1). */
+  get empty(): boolean {
+    return this.byAddress.size === 0;
+  }
+
   addresses(): string[] {
     return [...this.byAddress.keys()];
   }

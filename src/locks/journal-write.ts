@@ -9,7 +9,7 @@ import { isExcl, type LockState } from './state';
 /** Writes the marked entries of this call, per address, and reports addresses whose reclaim is done. */
 export function flushJournal(st: LockState): void {
   // A reclaim writes nothing (ranges.ts): every arrived address is looked at, they are few.
-  if (st.arrivals.size !== 0) for (const address of [...st.arrivals.keys()]) if (!st.marks.has(address)) reclaimDone(st, address);
+  if (st.arrivals.size !== 0) for (const address of st.arrivals.keys()) if (!st.marks.has(address)) reclaimDone(st, address);
   if (st.marks.size === 0) return;
   const journal = st.journal!;
   const { L, H } = st;

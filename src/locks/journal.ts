@@ -74,9 +74,8 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
     if (refused !== undefined) lost.push({ entry, status: refused });
     st.forgetIfUnused(file, owner);
   }
-  // What arrived is what the journal already says, except the locks lost: their entries are
-  // written again, as what could be held.
-  st.marks.delete(address);
+  // What arrived is what the journal already says (ranges.ts marks nothing for it), except the
+  // locks lost: their entries are written again, as what could be held.
   if (st.journal && lost.length) {
     const m = new Map<string, JournalMark>();
     for (const { entry } of lost) {

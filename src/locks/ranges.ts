@@ -124,10 +124,12 @@ export function applyLock(st: LockState, file: number, holder: number, s: Pos, e
   const s0 = s;
   const e0 = e;
   const mine = mineOn(st, file, owner);
-  // A reclaim of an awaiting lock's bytes, of its type, through its address: the owner's entry in
-  // the journal stays as it is (the journal does not know "awaiting"), so it is not written again.
+  // A reclaim of an awaiting lock's bytes, of its type, through its address, and the arrival of an
+  // awaiting lock itself: the owner's entry in the journal stays as it is (the journal does not
+  // know "awaiting"), so it is not written again.
   const reclaim = !awaiting && st.arrivals.size !== 0 && mine.some((l) => L.holder[l] === holder && isAwaitingTag(L.tag[l]) && isExcl(L, l) === excl && L.start(l) <= s0 && L.end(l) >= e0);
-  if (st.journal && !reclaim) st.mark(H.addr[holder], owner, file);
+  const unchanged = reclaim || awaiting;
+  if (st.journal && !unchanged) st.mark(H.addr[holder], owner, file);
   // Linked first, so absorbing the holder's other locks never leaves it empty (and freed).
   const nl = newLock(st, file, holder, s, e, st.tag(excl) | (awaiting ? AWAITING : 0));
   let first = L.tag[nl];
@@ -136,7 +138,7 @@ export function applyLock(st: LockState, file: number, holder: number, s: Pos, e
     const le = L.end(l);
     const lx = isExcl(L, l);
     const same = lx === excl && L.holder[l] === holder && isAwaitingTag(L.tag[l]) === awaiting;
-    if (st.journal && !reclaim && ls <= e0 && le >= s0) st.mark(H.addr[L.holder[l]], owner, file);
+    if (st.journal && !unchanged && ls <= e0 && le >= s0) st.mark(H.addr[L.holder[l]], owner, file);
     if (ls <= e0 && le >= s0) {
       if (same) {
         s = minPos(s, ls);

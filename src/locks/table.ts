@@ -118,7 +118,7 @@ export class LockTable {
       if (refused === undefined && isAwaiting(L, best)) return { status: 'denied_grace_period' };
       return refused === undefined ? { status: 'denied', holder: st.held(best) } : { status: refused as Refusal };
     }
-    if (st.index.size() !== 0) {
+    if (!st.index.empty) {
       const p = protectedBy(st, st.fileKey(file, req.fh), req.fh, ownerKey(req.owner), r.start, r.end, req.exclusive);
       if (p !== undefined) return { status: typeof p === 'string' ? (p as Refusal) : 'denied_grace_period' };
     }
@@ -160,7 +160,7 @@ export class LockTable {
     // (its address moving, its node dead) is kept for that owner's reclaim. A reclaim takes
     // nothing from anyone: only the owner's own entry is reclaimed, through its address's grace.
     let kept: IndexedEntry | undefined;
-    if (free && !opts.reclaim && st.index.size() !== 0) {
+    if (free && !opts.reclaim && !st.index.empty) {
       const p = protectedBy(st, fkey || req.fh.toString('latin1'), req.fh, st.ownerKeyOf(owner), start, end, excl);
       if (typeof p === 'string') {
         st.forgetIfUnused(file, owner);
