@@ -21,6 +21,18 @@ function cluster(...names: string[]) {
   return { kernel, store, nodes, sync };
 }
 
+/** X holds bytes 0-9 through V1 on node a; Y, a client of V2 on node b, waits for them in the kernel. */
+function xHoldsYWaits(): ReturnType<typeof cluster> {
+  const c = cluster('a', 'b');
+  const [a, b] = c.nodes;
+  a.serves.add(V1);
+  b.serves.add(V2);
+  assert.equal(lock(a, req('x', V1)), 'granted');
+  c.sync();
+  assert.equal(lock(b, req('y', V2), { block: true }), 'blocked', 'waits in the kernel for node a');
+  return c;
+}
+
 const lock = (n: SimNode, r: LockRequest, o: { block?: boolean; reclaim?: boolean } = {}): LockStatus => n.table.lock(r, { block: o.block ?? false, reclaim: o.reclaim ?? false, waiter: () => 'w' });
 
 describe('locks: a lock survives its address\'s move', () => {
@@ -48,12 +60,7 @@ describe('locks: a lock survives its address\'s move', () => {
   });
 
   it('kill -9 of the holder\'s node: the kernel lets go at once, every other node keeps the range; a waiter in the kernel is not handed it', () => {
-    const { kernel, nodes: [a, b], nodes, sync } = cluster('a', 'b');
-    a.serves.add(V1);
-    b.serves.add(V2);
-    assert.equal(lock(a, req('x', V1)), 'granted');
-    sync();
-    assert.equal(lock(b, req('y', V2), { block: true }), 'blocked', 'waits in the kernel for node a');
+    const { kernel, nodes: [a, b], nodes } = xHoldsYWaits();
     a.crash();
     assert.equal(nodes[0].alive, false);
     // The kernel hands the range to y's wait; the table gives it back: x's entry is in the journal.
@@ -67,12 +74,7 @@ describe('locks: a lock survives its address\'s move', () => {
   });
 
   it('a waiter the kernel granted just before the address arrived gives the range back to the placeholder', () => {
-    const { kernel, nodes: [a, b], nodes, sync } = cluster('a', 'b');
-    a.serves.add(V1);
-    b.serves.add(V2);
-    assert.equal(lock(a, req('x', V1)), 'granted');
-    sync();
-    assert.equal(lock(b, req('y', V2), { block: true }), 'blocked', 'waits in the kernel for node a');
+    const { kernel, nodes: [a, b], nodes } = xHoldsYWaits();
     a.leave(V1, nodes);
     // The kernel hands y's description the range; b has not run the completion when V1 arrives.
     const completions = kernel.grantWaiters();
