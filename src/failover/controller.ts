@@ -275,7 +275,7 @@ export class FailoverController {
   private async takeOver(journal: FailoverJournal, address: string): Promise<Arrival> {
     const a = await journal.takeOver(address);
     for (const { entry, status } of a.lost) {
-      const error = `${entry.owner.host}'s locks on ${entry.fh.toString('hex')} through ${address} could not be held for reclaim (${status}): another locker took them while the address moved`;
+      const error = `${entry.owner.host}'s locks on ${entry.fh.toString('hex')} through ${address} could not be held for reclaim (${status}): another locker took them while the address moved (kept from lockdrop's other clients until the grace ends; its reclaim fails while that locker holds them)`;
       this.opts.log?.error({ address, host: entry.owner.host, fh: entry.fh.toString('hex'), status }, error);
       this.reports.next({ type: 'error', address, step: 'lost-lock', error });
     }

@@ -10,12 +10,12 @@
 //    owners' descriptions on the files: placeholders nobody else can take); a reclaim turns them
 //    into ordinary locks, and once none is left the address's reclaim is done.
 import { flush, wake } from './blocks';
-import { journalKey, ownerKey, type Arrival, type JournalEntry, type Unreclaimed } from './journal-entry';
+import type { Arrival, JournalEntry, Unreclaimed } from './journal-entry';
 import type { IndexUpdate, JournalRecord } from './journal-index';
 import { idleOn } from './mirror';
 import { EOF, dec, inc, maxPos, parseRange, type Pos } from './range';
 import { applyLock, firstConflict, mineOn, unlockRange } from './ranges';
-import { isAwaiting, type JournalMark, type LockState } from './state';
+import { isAwaiting, type LockState } from './state';
 
 /** Applies records of an address's journal to the index; waiters on the files it touched look again. */
 export function applyJournal(st: LockState, address: string, records: readonly JournalRecord[], reset: boolean): IndexUpdate {
@@ -31,8 +31,9 @@ export function applyJournal(st: LockState, address: string, records: readonly J
 /**
  * An address arrived with these journal entries: each becomes its owner's locks through the
  * address, awaiting reclaim, held on the file in the owner's own description (so the reclaim is
- * the same lock set again, with no gap). An entry the file refuses (a local process took the
- * range while the address moved) is reported lost.
+ * the same lock set again, with no gap). An entry whose range another locker took while the
+ * address moved is reported lost, and still kept from lockdrop's other clients until its owner's
+ * reclaim or the grace's end.
  */
 export function arrive(st: LockState, address: string, entries: readonly JournalEntry[]): Arrival {
   const lost: Arrival['lost'] = [];
@@ -53,20 +54,23 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
       for (const g of gapsOf(st, file, owner, r.start, r.end)) {
         const c = firstConflict(st, file, owner, g.s, g.e, l.exclusive);
         const status = c !== 0 ? 'denied' : st.locker ? st.locker.lock(fileKey, entry.fh, st.ownerKeyOf(owner), g.s, g.e, l.exclusive) : 'granted';
-        // The kernel may have just handed the range to one of this table's waiters (its callback
-        // not run yet): the table keeps the lock for its owner, the waiter gives the range back
-        // when its callback finds the conflict, and the placeholder is taken then.
-        const behindWaiter = status === 'denied' && c === 0 && waitsInKernel(st, file, owner, g.s, g.e);
-        if (status !== 'granted' && !behindWaiter) {
+        // Held by a locker outside the table (a local process that came in while the address
+        // moved, or one of this table's own waiters the kernel has just woken): the lock is still
+        // kept for its owner in the table, so no lockdrop client gets it before the grace ends;
+        // its placeholder is taken once a waiter gives the range back. Only the first case is a
+        // loss, reported: the owner's reclaim is refused while that locker holds the range.
+        const pending = status === 'denied' && c === 0;
+        if (status !== 'granted' && !pending) {
           refused = status;
           continue;
         }
         applyLock(st, file, st.internHolder(owner, addr), g.s, g.e, l.exclusive, true);
-        if (behindWaiter) {
+        if (pending) {
+          if (!waitsInKernel(st, file, owner, g.s, g.e)) refused = status;
           const p = st.placeholders.get(file);
-          const pending = { owner, s: g.s, e: g.e, excl: l.exclusive };
-          if (p) p.push(pending);
-          else st.placeholders.set(file, [pending]);
+          const later = { owner, s: g.s, e: g.e, excl: l.exclusive };
+          if (p) p.push(later);
+          else st.placeholders.set(file, [later]);
         }
         hosts.add(entry.owner.host);
       }
@@ -74,16 +78,7 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
     if (refused !== undefined) lost.push({ entry, status: refused });
     st.forgetIfUnused(file, owner);
   }
-  // What arrived is what the journal already says (ranges.ts marks nothing for it), except the
-  // locks lost: their entries are written again, as what could be held.
-  if (st.journal && lost.length) {
-    const m = new Map<string, JournalMark>();
-    for (const { entry } of lost) {
-      const fileKey = entry.fh.toString('latin1');
-      m.set(journalKey(ownerKey(entry.owner), fileKey), { owner: entry.owner, fileKey, exportId: entry.exportId });
-    }
-    st.marks.set(address, m);
-  }
+  // What arrived is what the journal already says (ranges.ts marks nothing for it): nothing to write.
   const locks = addr.awaiting - before;
   if (locks > 0) st.arrivals.set(address, { total: locks, hosts: hosts.size, at: st.now() });
   else st.freeAddrIfEmpty(addr);

@@ -156,18 +156,24 @@ describe('locks: a lock survives its address\'s move', () => {
     assert.equal(b.table.grace.active().length, 0, 'nothing left to reclaim');
   });
 
-  it('placeholders hold the moved ranges against a local process on the new node; a range a local process took in transit is reported lost', () => {
+  it('placeholders hold the moved ranges against a local process on the new node; a range a local process took in transit is reported lost and still kept from other clients', () => {
     const { kernel, nodes: [a, b], nodes } = cluster('a', 'b');
     a.serves.add(V1);
+    b.serves.add(V2);
     assert.equal(lock(a, req('x', V1)), 'granted');
     assert.equal(lock(a, req('x2', V1, 20, 2)), 'granted');
     a.leave(V1, nodes);
     // The window the journal cannot close: a process outside lockdrop between release and arrival.
     assert.equal(kernel.set('file-1', 'local/1', 20, 21, true), true);
-    assert.deepEqual(b.arrive(V1), { locks: 1, lost: 1 });
+    assert.deepEqual(b.arrive(V1), { locks: 2, lost: 1 });
     assert.equal(kernel.set('file-1', 'local/2', 0, 9, false), false, 'x\'s placeholder holds');
     assert.equal(lock(b, req('x', V1), { reclaim: true }), 'granted');
     assert.deepEqual(kernel.held('b/' + `${owner('x').host.length}:${owner('x').host}1:x`).length, 10, 'the reclaim is the placeholder, no gap');
-    assert.equal(b.table.grace.active().length, 0, 'the lost lock does not hold the grace');
+    assert.equal(lock(b, req('x2', V1, 20, 2), { reclaim: true }), 'denied', 'the local process holds x2\'s bytes: its reclaim fails');
+    kernel.clear('file-1', 'local/1');
+    assert.equal(lock(b, req('y', V2, 20, 2, false)), 'denied_grace_period', 'lost to the local process, still not handed to another client');
+    const u = b.table.expireAwaiting(V1);
+    assert.equal(u.locks, 1, 'at the deadline the lost lock is what was not reclaimed');
+    assert.equal(lock(b, req('y', V2, 20, 2, false)), 'granted');
   });
 });
