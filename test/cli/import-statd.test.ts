@@ -34,14 +34,23 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** SM_MON to rpc.statd as the kernel's lockd sends it: from 127.0.0.1, a privileged port, callback NLM's proc 16. */
+/**
+ * SM_MON to rpc.statd as the kernel's lockd sends it: from 127.0.0.1, a privileged port, callback
+ * NLM's proc 16. rpc.statd binds privileged ports of its own (bindresvport): a port it took is
+ * skipped for the next one up.
+ */
 async function monitor(monName: string, sourcePort: number): Promise<void> {
-  const c = new RpcClient({ transport: 'udp', host: '127.0.0.1', port: STATD_PORT, source: '127.0.0.1', sourcePort, timeoutMs: 3_000 });
-  try {
-    const r = await c.call(NSM_PROGRAM, NSM_VERSION, SM_MON, (w) => encodeMon(w, { monId: { monName, myId: { myName: VIP, myProg: 100021, myVers: 4, myProc: 16 } }, priv: Buffer.alloc(16, 7) }), decodeSmStatRes);
-    assert.equal(r.res, STAT_SUCC, `rpc.statd monitors ${monName}`);
-  } finally {
-    c.close();
+  for (let port = sourcePort; ; port += 32) {
+    const c = new RpcClient({ transport: 'udp', host: '127.0.0.1', port: STATD_PORT, source: '127.0.0.1', sourcePort: port, timeoutMs: 3_000 });
+    try {
+      const r = await c.call(NSM_PROGRAM, NSM_VERSION, SM_MON, (w) => encodeMon(w, { monId: { monName, myId: { myName: VIP, myProg: 100021, myVers: 4, myProc: 16 } }, priv: Buffer.alloc(16, 7) }), decodeSmStatRes);
+      assert.equal(r.res, STAT_SUCC, `rpc.statd monitors ${monName}`);
+      return;
+    } catch (err) {
+      if (!/EADDRINUSE/.test(String(err)) || port + 32 >= 1024) throw err;
+    } finally {
+      c.close();
+    }
   }
 }
 
