@@ -25,7 +25,7 @@ import { findBlock, flush, queueBlock, removeBlock, undoGrant, wake, wouldDeadlo
 import { checkState } from './check';
 import { dropByExport, dropByHost, dropByServerAddress } from './drops';
 import { GraceTable } from './grace';
-import { checked, closeIfIdle, idleOn } from './mirror';
+import { checked, closeIfIdle, idleOn, resync } from './mirror';
 import { ownerKey } from './journal-entry';
 import { EOF, parseRange, toWire, type Pos } from './range';
 import { applyLock, firstConflict, unlockRange } from './ranges';
@@ -159,17 +159,15 @@ export class LockTable {
     // Free in the table: another owner's journal entry that its holder does not hold right now
     // (its address moving, its node dead) is kept for that owner's reclaim. A reclaim takes
     // nothing from anyone: only the owner's own entry is reclaimed, through its address's grace.
-    let kept: IndexedEntry | undefined;
-    if (free && !opts.reclaim && !st.index.empty) {
-      const p = protectedBy(st, fkey || req.fh.toString('latin1'), req.fh, st.ownerKeyOf(owner), start, end, excl);
-      if (typeof p === 'string') {
-        st.forgetIfUnused(file, owner);
-        return p;
-      }
-      kept = p;
-    }
-    if (kept) return this.keep(req, opts, file, owner, start, end, kept);
+    const entry = free && !opts.reclaim && !st.index.empty ? st.index.conflict(fkey || req.fh.toString('latin1'), st.ownerKeyOf(owner), start, end, excl, (a) => st.served.has(a)) : undefined;
+    if (entry && !locker) return this.keep(req, opts, file, owner, start, end, entry);
     const onFile = free && locker ? locker.lock(fkey, req.fh, st.ownerKeyOf(owner), start, end, excl) : 'granted';
+    if (entry && onFile === 'granted') {
+      // The kernel gave the range, so the entry's holder does not hold it now (a TEST first would
+      // leave a gap: its node may let go between the TEST and the lock). Given back, and kept.
+      resync(st, fkey, st.ownerKeyOf(owner), req.owner, start, end);
+      return this.keep(req, opts, file, owner, start, end, entry);
+    }
     if (free && onFile === 'granted') {
       const holder = st.internHolder(owner, st.internAddr(req.serverAddress));
       const downgraded = applyLock(st, file, holder, start, end, excl);

@@ -73,6 +73,26 @@ describe('locks: a lock survives its address\'s move', () => {
     assert.deepEqual(b.granted.map((g) => g.host), [owner('y').host], 'the waiter is granted once x let go');
   });
 
+  it('the holder\'s node dies between a TEST of the range and the lock: the range is still kept (the 600 s chaos run\'s two holders)', () => {
+    const { kernel, nodes: [a, b], sync } = cluster('a', 'b');
+    a.serves.add(V1);
+    b.serves.add(V2);
+    assert.equal(lock(a, req('x', V1)), 'granted');
+    sync();
+    // b's first look at the file sees node a's lock; a dies right after it, before b's next system call.
+    kernel.afterNextCall = () => a.crash();
+    assert.notEqual(lock(b, req('y', V2)), 'granted', 'x has not reclaimed');
+    assert.equal(a.alive, false, 'the crash happened inside the call');
+    assert.equal(lock(b, req('y', V2)), 'denied_grace_period', 'kept for x');
+    assert.equal(lock(b, req('y', V2), { block: true }), 'blocked');
+    assert.equal(kernel.conflict(F.toString('latin1'), 'probe', 0, 9, true), undefined, 'y holds nothing on the file');
+    assert.equal(b.granted.length, 0);
+    b.arrive(V1);
+    assert.equal(lock(b, req('x', V1), { reclaim: true }), 'granted');
+    assert.equal(b.table.unlock(req('x', V1)), 'granted');
+    assert.deepEqual(b.granted.map((g) => g.host), [owner('y').host], 'y is granted once x let go');
+  });
+
   it('a waiter the kernel granted just before the address arrived gives the range back to the placeholder', () => {
     const { kernel, nodes: [a, b], nodes } = xHoldsYWaits();
     a.leave(V1, nodes);

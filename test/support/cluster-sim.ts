@@ -23,6 +23,14 @@ interface Waiter {
 export class SimKernel {
   private readonly bytes = new Map<string, Map<string, boolean>[]>();
   private waiters: Waiter[] = [];
+  /** Runs once, right after the next TEST or lock: another process acting between two system calls of a node. */
+  afterNextCall: (() => void) | undefined;
+
+  private called(): void {
+    const then = this.afterNextCall;
+    this.afterNextCall = undefined;
+    then?.();
+  }
 
   private of(file: string): Map<string, boolean>[] {
     let b = this.bytes.get(file);
@@ -97,12 +105,17 @@ export class SimKernel {
     const desc = (owner: string): string => `${node}/${owner}`;
     return {
       validate: () => undefined,
-      lock: (file, _fh, owner, s, e, excl): LockStatus => (this.set(file, desc(owner), Number(s), last(e), excl) ? 'granted' : 'denied'),
+      lock: (file, _fh, owner, s, e, excl): LockStatus => {
+        const ok = this.set(file, desc(owner), Number(s), last(e), excl);
+        this.called();
+        return ok ? 'granted' : 'denied';
+      },
       unlock: (file, owner, s, e) => this.clear(file, desc(owner), Number(s), last(e)),
       close: (file, owner) => this.clear(file, desc(owner)),
       closeAll: (files, owners) => files.forEach((f, i) => this.clear(f, desc(owners[i]))),
       test: (file, _fh, owner, s, e, excl): OutsideHolder | undefined => {
         const c = this.conflict(file, desc(owner), Number(s), last(e), excl);
+        this.called();
         return c ? { exclusive: c.excl, start: c.byte, end: c.byte } : undefined;
       },
       wait: (file, _fh, owner, s, e, excl, done) => {
