@@ -97,6 +97,19 @@ describe('chaos checker', () => {
       assert.equal(r.counts.windowLosses, 1);
     });
 
+    it('counts a lock the old node granted after the move began (before its drop) as held at the disruption: a loss, and its reclaim required', () => {
+      const dropped = (t: number): ChaosEvent => ({ t: ms(t), kind: 'dropped', via: 'V1', what: 'n1' });
+      // IPaddr2 started at 5; x was granted at 5.2; a local process took R at 5.4; the old node's drop is logged at 5.5.
+      const r = check([disrupt(5, 'V1'), granted(5.2, 'x/1', 'V1'), localGrant(5.4, 'p1'), dropped(5.5), protectedAt(6, 'V1'), reclaim(7, 'x/1', 'V1', false), released(8, 'local:p1', 'local')]);
+      assert.deepEqual(r.violations, []);
+      assert.equal(r.counts.windowLosses, 1);
+      assert.equal(r.windowLosses[0]!.reclaimRefused, 'denied');
+      const unreclaimed = check([disrupt(5, 'V1'), granted(5.2, 'x/1', 'V1'), dropped(5.5), protectedAt(6, 'V1')]);
+      assert.deepEqual(unreclaimed.violations.map((v) => v.kind), ['unreclaimed'], 'held at the drop: it must come back');
+      const after = check([disrupt(5, 'V1'), dropped(5.5), protectedAt(6, 'V1'), granted(6.5, 'x/1', 'V1')]);
+      assert.deepEqual(after.violations, [], 'granted by the new node: nothing to reclaim');
+    });
+
     it('leaves the same grant after the protection a violation', () => {
       const r = check([granted(0, 'x/1', 'V1'), disrupt(5, 'V1'), protectedAt(8, 'V1'), localGrant(9, 'p1', 8.5), reclaim(10, 'x/1', 'V1', false), released(12, 'local:p1', 'local')]);
       assert.deepEqual(r.violations.map((v) => v.kind).sort(), ['overlap', 'reclaim_refused']);

@@ -248,9 +248,12 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
    * [sent, t], so any window open in that span counts.
    */
   const windowLoss = (local: Hold, sent: number, o: ActiveHold): WindowLoss | undefined => {
-    if (isLocal(o) || !o.unanswered?.length) return undefined;
+    if (isLocal(o)) return undefined;
+    // Held at the span's release: held at one of its disruptions, or granted by the old node after
+    // the first of them (a move takes time before the address goes) and still held now.
+    const heldIn = (s: Span): boolean => (o.unanswered ?? []).some((d) => d >= s.from && (s.to === undefined || d < s.to)) || (o.from >= s.from && (s.to === undefined || o.from < s.to));
     const w = (spans.get(o.via) ?? []).filter((s) => s.from <= local.from && (s.to === undefined || s.to > sent))
-      .reverse().find((s) => o.unanswered!.some((d) => d >= s.from && (s.to === undefined || d < s.to)));
+      .reverse().find(heldIn);
     return w && { via: o.via, local, victim: o, disruptedAt: w.from, ...(w.to === undefined ? {} : { protectedAt: w.to }) };
   };
   const excuse = (loss: WindowLoss): void => {
@@ -265,6 +268,8 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
   const victimLoss = (h: ActiveHold): WindowLoss | undefined =>
     victims.get(h)?.find((l) => h.unanswered?.some((d) => d >= l.disruptedAt && (l.protectedAt === undefined || d < l.protectedAt)));
 
+  /** Per address, the time of its last disruption the old node noticed. */
+  const lastDisruption = new Map<string, number>();
   for (const e of sorted) {
     const key = e.owner && e.lock ? holdKey(e.owner, e.lock) : '';
     switch (e.kind) {
@@ -279,6 +284,16 @@ export function check(events: readonly ChaosEvent[]): CheckReport {
         // A move its node never noticed took nothing from anyone: nothing to reclaim.
         if (windows[disruptions++]?.unnoticed) break;
         for (const h of active.values()) if (h.via === e.via) h.unanswered = [...(h.unanswered ?? []), e.t];
+        if (e.via) lastDisruption.set(e.via, e.t);
+        break;
+      }
+      case 'dropped': {
+        // A lock the old node granted after the move began is held at its drop too: it must come back.
+        const since = e.via === undefined ? undefined : lastDisruption.get(e.via);
+        if (since === undefined) break;
+        for (const h of active.values()) {
+          if (h.via === e.via && h.from >= since && !h.unanswered?.some((d) => d >= since)) h.unanswered = [...(h.unanswered ?? []), since];
+        }
         break;
       }
       case 'lost': counts.lostAtArrival++; break;
