@@ -20,7 +20,7 @@
 //
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
-import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
+import type { FileLocker, FilePos, LockAnswer, LockStatus, OutsideHolder } from '../locks/types';
 import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type Caller, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
 import { availableParallelism, endianness } from 'node:os';
@@ -316,7 +316,7 @@ export class ExportedFiles implements FileLocker {
     return rc === 0 ? undefined : this.refusal(rc);
   }
 
-  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
+  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer {
     if (this.exports.size === 0) return 'granted';
     const f = this.files.get(fileKey);
     const d = f?.owners.get(ownerKey);
@@ -332,7 +332,7 @@ export class ExportedFiles implements FileLocker {
    * The owner's first lock on the file: its description opened (by lock mode) and locked in one
    * call, kept only if the lock was taken (a refusal leaves nothing open).
    */
-  private openLocked(f: OpenFile | undefined, fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
+  private openLocked(f: OpenFile | undefined, fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'granted' : 'stale_fh';
     const [s, len] = flockOf(start, end);
@@ -351,9 +351,9 @@ export class ExportedFiles implements FileLocker {
    * The owner's first exclusive lock on a file it opened read-only: a second, read-write
    * description takes over its shared locks (read back from the kernel), and the first closes,
    * so that the owner holds the same bytes throughout; undefined, or the refusal (rofs on a
-   * read-only filesystem, denied while a lease is being broken, failed where it may not write).
+   * read-only filesystem, drop_reply while a lease is being broken, failed where it may not write).
    */
-  private upgrade(fileKey: string, fh: Buffer, d: Description): LockStatus | undefined {
+  private upgrade(fileKey: string, fh: Buffer, d: Description): LockAnswer | undefined {
     // A kernel wait works on a dup of this description: a lock it takes would stay on it. Only
     // an owner with two requests at once (threads) meets this; it may try again.
     if (d.waits !== 0) return 'denied_nolocks';
@@ -376,12 +376,12 @@ export class ExportedFiles implements FileLocker {
 
   /**
    * What a failed open for a lock answers. EAGAIN: the open started breaking a lease or an NFSv4
-   * delegation of someone else's (O_NONBLOCK), who holds the file as a lock holder would: denied
-   * (a blocking request waits until the open succeeds). Linux's lockd drops the reply instead,
-   * so that the client retransmits (nfserr_jukebox, nlm_drop_reply).
+   * delegation of someone else's (O_NONBLOCK): no answer, so that the client sends the request
+   * again once the holder let go, as Linux's lockd does (nfserr_jukebox → nlm_drop_reply); a
+   * request already queued keeps trying on a timer.
    */
-  private openRefusal(rc: number): LockStatus {
-    return rc === -E.EAGAIN ? 'denied' : this.refusal(rc);
+  private openRefusal(rc: number): LockAnswer {
+    return rc === -E.EAGAIN ? 'drop_reply' : this.refusal(rc);
   }
 
   /** The owner's new description of the file, in the maps. */
@@ -491,7 +491,7 @@ export class ExportedFiles implements FileLocker {
         return () => this.sys.ofdCancelWait(id);
       }
       if (id !== -E.EBUSY) return this.failLater(done);
-    } else if (d !== 'denied') {
+    } else if (d !== 'drop_reply') {
       return this.failLater(done);
     }
     // Every kernel wait thread is busy, or a lease is being broken: try again on a timer.
@@ -505,9 +505,9 @@ export class ExportedFiles implements FileLocker {
 
   /**
    * The owner's description of the file fit for this lock type: the one it has, made read-write
-   * for an exclusive lock, or a new one; else the refusal ('denied': a lease is being broken).
+   * for an exclusive lock, or a new one; else the refusal (drop_reply: a lease is being broken).
    */
-  private describe(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
+  private describe(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockAnswer {
     const d = this.files.get(fileKey)?.owners.get(ownerKey);
     if (d === undefined) return this.openFor(fileKey, fh, ownerKey, exclusive);
     return (exclusive && !d.writable ? this.upgrade(fileKey, fh, d) : undefined) ?? d;
@@ -520,7 +520,7 @@ export class ExportedFiles implements FileLocker {
     const attempt = (): void => {
       timer = undefined;
       const d = this.describe(fileKey, fh, ownerKey, exclusive);
-      const rc = typeof d === 'string' ? (d === 'denied' ? -E.EAGAIN : -E.EBADF) : this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
+      const rc = typeof d === 'string' ? (d === 'drop_reply' ? -E.EAGAIN : -E.EBADF) : this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
       if (rc === 0) return done(true);
       if (rc !== -E.EAGAIN && rc !== -E.EACCES) return done(false);
       timer = setTimeout(attempt, delay.next());
@@ -570,7 +570,7 @@ export class ExportedFiles implements FileLocker {
   }
 
   /** The owner's new description of the file (for a wait), opened by lock mode, or the refusal (failed for a file not locked on disk). */
-  private openFor(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
+  private openFor(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockAnswer {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'failed' : 'stale_fh';
     const fd = this.openRegular(r.exp, r.kh, exclusive ? 'rw' : 'ro');

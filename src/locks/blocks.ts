@@ -98,8 +98,8 @@ export function wake(st: LockState, file: number, s: Pos, e: Pos): void {
       if (st.locker) {
         const key = st.F.key[file];
         const onFile = st.locker.lock(key, Buffer.from(key, 'latin1'), st.ownerKeyOf(b.owner), b.start, b.end, b.exclusive);
-        if (onFile === 'denied') {
-          // Free in the table, held outside it: wait for that holder in the kernel.
+        if (onFile === 'denied' || onFile === 'drop_reply') {
+          // Free in the table, held outside it (or a lease being broken): wait in the kernel.
           if (b.kernelWait === null) waitInKernel(st, b);
           continue;
         }

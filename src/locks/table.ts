@@ -38,6 +38,7 @@ import type {
   FileLocker,
   HeldLock,
   LockChange,
+  LockAnswer,
   LockOptions,
   LockRequest,
   LockStatus,
@@ -135,7 +136,8 @@ export class LockTable {
     return { status: 'denied', holder };
   }
 
-  lock(req: LockRequest, opts: LockOptions): LockStatus {
+  /** LOCK: 'drop_reply' when the file's open started breaking a lease (nothing queued: the client asks again). */
+  lock(req: LockRequest, opts: LockOptions): LockAnswer {
     const st = this.st;
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';

@@ -56,6 +56,13 @@ export type LockStatus =
   | 'fbig'
   | 'failed';
 
+/**
+ * What LOCK may answer: a status, or 'drop_reply', which is no answer at all, so that the client
+ * sends the request again (Linux's nlm_drop_reply: the file's open must first break a lease or an
+ * NFSv4 delegation, nfserr_jukebox in fs/nfsd/lockd.c). Never on the wire.
+ */
+export type LockAnswer = LockStatus | 'drop_reply';
+
 export type TestResult = { status: 'granted' } | { status: 'denied'; holder: HeldLock } | { status: Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
 
 export interface LockOptions {
@@ -155,9 +162,10 @@ export interface FileLocker {
   validate(fileKey: string, fh: Buffer): LockStatus | undefined;
   /**
    * Sets [start, end] of this type on the owner's description of the file: 'granted', 'denied'
-   * (a holder outside the table conflicts), or the refusal (stale_fh, rofs, denied_nolocks, failed).
+   * (a holder outside the table conflicts), 'drop_reply' (its open started breaking someone's
+   * lease: ask again once it is broken), or the refusal (stale_fh, rofs, denied_nolocks, failed).
    */
-  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus;
+  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer;
   /** Releases [start, end] of the owner's locks on the file. */
   unlock(fileKey: string, ownerKey: string, start: FilePos, end: FilePos): void;
   /** The owner holds and awaits nothing more on the file: its description closes (releasing everything at once). */

@@ -4,7 +4,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { CallContext, Endpoint } from '../rpc/types';
-import type { BlockGranted, DropCounts, LockOptions, LockRequest, LockStatus, ShareRequest, TestResult } from '../locks/types';
+import type { BlockGranted, DropCounts, LockAnswer, LockOptions, LockRequest, LockStatus, ShareRequest, TestResult } from '../locks/types';
 import type { NlmReboot } from './codec';
 import type { NlmRpcCaller } from './callbacks';
 import type { HostMonitor } from './hosts';
@@ -13,7 +13,7 @@ import type { NlmVersion } from './protocol';
 /** What the service needs of the lock table (src/locks LockTable satisfies it). */
 export interface NlmLockTable {
   test(req: LockRequest): TestResult;
-  lock(req: LockRequest, opts: LockOptions): LockStatus;
+  lock(req: LockRequest, opts: LockOptions): LockAnswer;
   cancel(req: LockRequest): LockStatus;
   unlock(req: LockRequest): LockStatus;
   share(req: ShareRequest, reclaim: boolean): LockStatus;

@@ -21,9 +21,11 @@
 //   when the LOCK was LOCK_MSG (Linux always sends GRANTED_MSG); a grant never acknowledged
 //   within grantTimeoutMs is undone (Linux retries for ever) unless the client confirmed it
 //   meanwhile (see GrantCallbacks).
+// - A LOCK whose open of the file starts breaking a lease or an NFSv4 delegation gets no reply
+//   at all (nlm_drop_reply, as Linux's lockd answers nfserr_jukebox): the client sends it again.
 import type { Logger } from 'pino';
 import { isLoopback } from '../net';
-import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext } from '../rpc/types';
+import { AUTH_SYS, DROP_REPLY, RpcAcceptError, RpcAuthError, type CallContext } from '../rpc/types';
 import { XdrWriter } from '../xdr';
 import { hostKey, type BlockGranted, type ClientHost, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest } from '../locks/types';
 import * as C from './codec';
@@ -42,6 +44,8 @@ const REFUSALS: Partial<Record<LockStatus, NlmRefusalReason>> = { stale_fh: 'sta
 
 /** A handler's answer: at once, or once the host is monitored. */
 export type Answer<R> = R | Promise<R>;
+/** LOCK's answer: none at all (DROP_REPLY) while a lease on the file is being broken. */
+type LockReply = C.NlmRes | typeof DROP_REPLY;
 export const then = <T, R>(v: Answer<T>, f: (t: T) => R): Answer<R> => (v instanceof Promise ? v.then(f) : f(v));
 
 const res = (cookie: Buffer, status: LockStatus, vers: number): C.NlmRes => ({ cookie, stat: statusCode(status, vers) });
@@ -99,17 +103,17 @@ export class NlmHandlers {
   }
 
   /** LOCK: the host is monitored first. */
-  lock(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
+  lock(a: C.NlmLockArgs, ctx: CallContext): Answer<LockReply> {
     return this.lockWith(a, ctx, LOCK);
   }
 
   /** LOCK_MSG: as LOCK; a later grant goes out as GRANTED_MSG. */
-  lockMsg(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
+  lockMsg(a: C.NlmLockArgs, ctx: CallContext): Answer<LockReply> {
     return this.lockWith(a, ctx, LOCK_MSG);
   }
 
   /** NM_LOCK: a non-monitored lock (the client does not run statd). */
-  nmLock(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
+  nmLock(a: C.NlmLockArgs, ctx: CallContext): Answer<LockReply> {
     return this.lockWith(a, ctx, NM_LOCK);
   }
 
@@ -184,7 +188,7 @@ export class NlmHandlers {
     if (this.opts.requireAuthSys && ctx.cred.flavor !== AUTH_SYS) throw new RpcAuthError(AUTH_TOOWEAK, 'AUTH_SYS required');
   }
 
-  private lockWith(a: C.NlmLockArgs, ctx: CallContext, how: How): Answer<C.NlmRes> {
+  private lockWith(a: C.NlmLockArgs, ctx: CallContext, how: How): Answer<LockReply> {
     const req = this.prepare(a.lock, a.exclusive, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
     if (!how.monitor || !this.monitored) return this.lockNow(a, ctx, how, req);
@@ -199,9 +203,10 @@ export class NlmHandlers {
   }
 
   /** LOCK once the host is monitored. */
-  private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): Answer<C.NlmRes> {
+  private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): Answer<LockReply> {
     // Only a blocking request can be queued: only it needs what a later grant goes out with.
     const status = this.table.lock(req, a.block ? { block: true, reclaim: a.reclaim, waiter: this.waiter(a, ctx, how) } : { block: false, reclaim: a.reclaim });
+    if (status === 'drop_reply') return DROP_REPLY;
     if (status !== 'granted') return res(a.cookie, this.told(status, a.lock.callerName, ctx), ctx.vers);
     // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
     this.confirmed(req);

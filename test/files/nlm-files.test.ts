@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readdirSync, readlinkSync, rmSync, unlinkSync } from 'node:fs';
 import { LOCK_WRITE, ofdSetLock } from '../../src/addon/files';
 import { NlmClient, type NlmClientOptions } from '../../src/nlm';
+import { LeaseHolder } from '../support/files';
 import { localLock, releaseLocalLocks } from '../support/local-locker';
 import { requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
 import { knfsdHandle, makeFile, mountExt4, mountTmpfs, openFdCount, startFileServer, type FileServer, type Mounted } from './support';
@@ -80,6 +81,27 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
       await ofd.release();
       assert.equal((await a.unlock({ fh, svid: 1, offset: 0n, length: 100n })).status, 'granted');
       assert.equal(await localLock(path, { start: 0, length: 100 }).outcome, 'locked', 'the unlock reached the file before the reply');
+    });
+
+    it("a read lease (an NFSv4 read delegation): a shared lock is granted and breaks nothing; an exclusive lock's reply is dropped while the lease breaks, and its retransmission is granted", async () => {
+      const a = await client({ callerName: 'client-lease' });
+      const { path, fh } = newFile();
+      const lease = await LeaseHolder.start(path);
+      try {
+        assert.equal((await a.lock({ fh, svid: 1, exclusive: false, offset: 0n, length: 10n })).status, 'granted');
+        assert.equal(await lease.state(), 'read', 'the shared lock left the lease alone');
+        let answered: string | undefined;
+        const exclusive = a.lock({ fh, svid: 2, exclusive: true, offset: 20n, length: 10n }).then((r) => (answered = r.status));
+        for (let i = 0; i < 100 && (await lease.state()) !== 'breaking'; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(await lease.state(), 'breaking', "the exclusive lock's open started the break");
+        await new Promise((r) => setTimeout(r, 700));
+        assert.equal(answered, undefined, 'no answer while the lease is breaking (not denied, not failed)');
+        assert.equal(await lease.release(), 'released');
+        assert.equal(await exclusive, 'granted', 'the client\'s retransmission (same xid) is granted');
+        assert.equal(await localLock(path, { start: 25, length: 1 }).outcome, 'refused', 'the lock is on the file');
+      } finally {
+        await lease.stop();
+      }
     });
 
     it('mirrors splits, upgrades and downgrades exactly on the file', async () => {
