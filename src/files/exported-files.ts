@@ -271,14 +271,14 @@ export class ExportedFiles implements FileLocker {
 
   /**
    * Whether the caller (squash options applied) may lock the file: undefined, or 'failed' when
-   * it may neither read nor write it (Linux's lockd opens the file as the caller, for reading
-   * for a shared lock and for writing for an exclusive one: the request's mode is not known
-   * here, so either access will do). As knfsd: the file's owner always may
-   * (NFSD_MAY_OWNER_OVERRIDE) and root (not squashed) may; unlike lockd, which checks only the
-   * first open of a file it then shares among its clients, every request is checked. Permission
-   * bits only: an ACL's named entries are not read. Opens nothing for I/O.
+   * it may not open it as Linux's lockd does, as the caller, by lock mode (nlm_fopen,
+   * NFSD_MAY_READ or NFSD_MAY_WRITE): `write` for an exclusive lock, read for a shared one. As
+   * knfsd: the file's owner always may (NFSD_MAY_OWNER_OVERRIDE) and root (not squashed) may;
+   * unlike lockd, which checks only the first open of a file it then shares among its clients,
+   * every request is checked. Permission bits only: an ACL's named entries are not read. Opens
+   * nothing for I/O.
    */
-  access(fh: Buffer, caller: Caller): LockStatus | undefined {
+  access(fh: Buffer, caller: Caller, write: boolean): LockStatus | undefined {
     if (this.exports.size === 0 || caller.uid === 0) return undefined;
     const r = this.resolve(fh);
     if (r.kind !== 'file') return undefined; // memory, or stale: the request answers that itself
@@ -294,7 +294,7 @@ export class ExportedFiles implements FileLocker {
     if (owner.uid === caller.uid) return undefined;
     const inGroup = owner.gid === caller.gid || caller.gids.includes(owner.gid);
     const bits = inGroup ? (owner.mode >> 3) & 7 : owner.mode & 7;
-    return bits & 6 ? undefined : 'failed';
+    return bits & (write ? 2 : 4) ? undefined : 'failed';
   }
 
   /**

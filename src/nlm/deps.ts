@@ -25,9 +25,11 @@ export interface NlmLockTable {
 
 /**
  * Export policy: may this peer use this file handle, and must it come from a privileged port?
- * `callerName` is the NLM caller_name the request carried (for the refusal's log line).
+ * `callerName` is the NLM caller_name the request carried (for the refusal's log line); `write`:
+ * the request is for an exclusive lock, which needs write access to the file (Linux's lockd opens
+ * it for writing, a shared lock or SHARE for reading).
  */
-export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext, callerName: string) => { allowed: boolean; secure: boolean };
+export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext, callerName: string, write: boolean) => { allowed: boolean; secure: boolean };
 
 /** Why a request its export allowed was refused by this server (not a conflict: see NlmServiceDeps.onRefused). */
 export type NlmRefusalReason =

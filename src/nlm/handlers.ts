@@ -154,13 +154,13 @@ export class NlmHandlers {
   }
 
   share(a: C.NlmShareArgs, ctx: CallContext): C.NlmShareRes {
-    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx);
+    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx, false);
     const status = refused ?? this.told(this.table.share(this.shareRequest(a.share, ctx), a.reclaim), a.share.callerName, ctx);
     return { cookie: a.cookie, stat: statusCode(status, ctx.vers), sequence: 0 };
   }
 
   unshare(a: C.NlmShareArgs, ctx: CallContext): C.NlmShareRes {
-    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx);
+    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx, false);
     const status = refused ?? this.told(this.table.unshare(this.shareRequest(a.share, ctx)), a.share.callerName, ctx);
     return { cookie: a.cookie, stat: statusCode(status, ctx.vers), sequence: 0 };
   }
@@ -252,8 +252,8 @@ export class NlmHandlers {
   }
 
   /** undefined when the export lets the peer in, else the status to answer. */
-  private exportRefusal(fh: Buffer, callerName: string, ctx: CallContext): LockStatus | undefined {
-    const p = this.policy(fh, ctx.peer, ctx, callerName);
+  private exportRefusal(fh: Buffer, callerName: string, ctx: CallContext, write: boolean): LockStatus | undefined {
+    const p = this.policy(fh, ctx.peer, ctx, callerName, write);
     if (!p.allowed || (p.secure && ctx.peer.port >= PRIVILEGED_PORT_LIMIT)) return 'failed';
     return undefined;
   }
@@ -261,7 +261,7 @@ export class NlmHandlers {
   /** The table request for a wire lock, or the status when its export refuses it. */
   private prepare(l: C.NlmLock, exclusive: boolean, ctx: CallContext): LockRequest | LockStatus {
     const range = C.tableRange(ctx.vers, l.offset, l.length);
-    return this.exportRefusal(l.fh, l.callerName, ctx) ?? {
+    return this.exportRefusal(l.fh, l.callerName, ctx, exclusive) ?? {
       fh: l.fh, owner: { host: this.hostKey(l.callerName, ctx.peer.address), svid: l.svid, oh: l.oh }, exclusive, offset: range.offset, length: range.length, serverAddress: ctx.local.address,
     };
   }
