@@ -187,9 +187,15 @@ export class LockTable {
       flush(st);
       return 'granted';
     }
-    // A conflict in the table: the handle is checked now (a free range's lock checked it, by opening the file).
-    const refused = onFile !== 'granted' && onFile !== 'denied' ? onFile : free ? undefined : locker?.validate(fkey, req.fh);
+    // A conflict in the table: the handle is checked now, for this mode, before anything is queued
+    // (a free range's lock checked it, by opening the file).
+    const refused = onFile !== 'granted' && onFile !== 'denied' ? onFile : free ? undefined : locker?.validate(fkey, req.fh, excl);
     if (refused !== undefined) {
+      // The client is told: its own request still queued for the same bytes (sent before the
+      // file went stale or read-only) is over too, never to be GRANTED.
+      const queued = refused !== 'drop_reply' && st.ownerBlocks.size !== 0 ? findBlock(st, file, owner, start, end, excl) : undefined;
+      if (queued) removeBlock(st, queued);
+      closeIfIdle(st, file, owner);
       st.forgetIfUnused(file, owner);
       return refused;
     }
@@ -219,6 +225,11 @@ export class LockTable {
       return 'denied_grace_period';
     }
     if (findBlock(st, file, owner, start, end, req.exclusive)) return 'blocked';
+    const refused = st.locker?.validate(st.F.key[file], req.fh, req.exclusive);
+    if (refused !== undefined) {
+      st.forgetIfUnused(file, owner);
+      return refused;
+    }
     queueBlock(st, file, owner, req.serverAddress, start, end, req.exclusive, opts.waiter?.(), false);
     if (st.subject.observed) st.subject.next({ type: 'blocked', request: req });
     return 'blocked';

@@ -157,9 +157,11 @@ export interface FileLocker {
   /**
    * undefined when the handle names a file this node can lock (or keeps in memory); else the
    * status to answer. Opens nothing for I/O. The table calls it before every answer that does
-   * not come from `lock` or `test` (which check the handle themselves when they open the file).
+   * not come from `lock` or `test` (which check the handle themselves when they open the file),
+   * and before it queues a request, with `exclusive` (an exclusive lock needs the file writable:
+   * rofs on a read-only filesystem, which no wait would change).
    */
-  validate(fileKey: string, fh: Buffer): LockStatus | undefined;
+  validate(fileKey: string, fh: Buffer, exclusive?: boolean): LockStatus | undefined;
   /**
    * Sets [start, end] of this type on the owner's description of the file: 'granted', 'denied'
    * (a holder outside the table conflicts), 'drop_reply' (its open started breaking someone's

@@ -246,11 +246,48 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
       assert.equal(server.files.validate(key, fh, true), 'rofs');
       assert.equal(server.files.validate(key, fh), undefined);
       assert.equal(server.files.validate(key, fh, false), undefined);
+      assert.equal((await c4.lock({ fh, svid: 2, exclusive: true, block: true })).status, 'rofs', 'a blocking one is refused at once, not queued for ever');
+      assert.equal([...server.table.blocked()].length, 0);
     } finally {
       await c4.close();
       await c3.close();
       await server.close();
       rw.dispose();
+    }
+  });
+
+  it('a queued request that can never be granted when woken (its file gone, its filesystem read-only) is removed: no GRANTED, and its re-sent request gets the refusal', async () => {
+    const m = mountTmpfs();
+    const server = await startFileServer([S], [{ path: m.dir, fsid: 12 }]);
+    const holder = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'udp', vers: 4, callerName: 'holder' });
+    const waiter = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'udp', vers: 4, callerName: 'waiter', callback: { rpcbind: true } });
+    try {
+      // Stale: the file is removed while the holder has it open; its last close frees it.
+      const gone = `${m.dir}/gone`;
+      makeFile(m.dir, 'gone');
+      const fh = knfsdHandle(gone, 12);
+      assert.equal((await holder.lock({ fh, svid: 1, exclusive: true })).status, 'granted');
+      assert.equal((await waiter.lock({ fh, svid: 2, exclusive: true, block: true })).status, 'blocked');
+      unlinkSync(gone);
+      assert.equal((await holder.unlock({ fh, svid: 1 })).status, 'granted');
+      assert.equal([...server.table.blocked()].length, 0, 'removed when woken');
+      // Read-only: remounted while an exclusive request waits behind a shared lock (held read-only).
+      const fh2 = knfsdHandle(makeFile(m.dir, 'data'), 12);
+      assert.equal((await holder.lock({ fh: fh2, svid: 1, exclusive: false })).status, 'granted');
+      assert.equal((await waiter.lock({ fh: fh2, svid: 3, exclusive: true, block: true })).status, 'blocked');
+      sh('mount', ['-o', 'remount,ro', m.dir]);
+      assert.equal((await holder.unlock({ fh: fh2, svid: 1 })).status, 'granted');
+      assert.equal([...server.table.blocked()].length, 0, 'removed when woken');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(waiter.granted.length, 0, 'no GRANTED for either');
+      assert.equal((await waiter.lock({ fh, svid: 2, exclusive: true, block: true })).status, 'stale_fh', 'the re-sent request');
+      assert.equal((await waiter.lock({ fh: fh2, svid: 3, exclusive: true, block: true })).status, 'rofs');
+      assert.equal(server.files.stats().open, 0);
+    } finally {
+      await holder.close();
+      await waiter.close();
+      await server.close();
+      m.dispose();
     }
   });
 
