@@ -316,6 +316,27 @@ export class ExportedFiles implements FileLocker {
     return rc === 0 ? undefined : this.refusal(rc);
   }
 
+  /**
+   * The file's identity: its filesystem (the export root's device numbers, as this node has them)
+   * and its kernel handle, which every NFS handle of the file embeds whichever export, server
+   * (knfsd, NFS-Ganesha) or fsid type made it. A Ganesha handle whose fsid names another
+   * filesystem has none (it is stale).
+   */
+  identify(fh: Buffer): string | undefined {
+    if (this.exports.size === 0) return undefined;
+    const kh = this.opts.kernelHandle(fh);
+    if ('error' in kh) return undefined;
+    const exp = this.exports.get(kh.exportId);
+    if (!exp?.fs || !exp.rootHandle) return undefined;
+    if ('fsid' in kh && kh.fsid) {
+      const same = this.onRootFilesystem(exp, kh.fsid);
+      this.settle(exp);
+      if (!same) return undefined;
+    }
+    const h = 'root' in kh ? exp.rootHandle : kh;
+    return `${exp.fs.dev[0]}:${exp.fs.dev[1]}:${h.type}:${h.handle.toString('latin1')}`;
+  }
+
   lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer {
     if (this.exports.size === 0) return 'granted';
     const f = this.files.get(fileKey);

@@ -100,7 +100,7 @@ export class LockTable {
   test(req: LockRequest): TestResult {
     const st = this.st;
     const L = st.L;
-    const file = st.F.find(req.fh);
+    const file = st.fileOf(req.fh);
     const fkey = st.locker ? st.fileKey(file, req.fh) : '';
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
     type Refusal = Exclude<LockStatus, 'granted' | 'denied' | 'blocked'>;
@@ -141,7 +141,7 @@ export class LockTable {
     const st = this.st;
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    let file = st.F.find(req.fh);
+    let file = st.fileOf(req.fh);
     const locker = st.locker;
     const fkey = locker ? st.fileKey(file, req.fh) : '';
     // A draining address is about to leave this node: a lock granted now would be dropped in a
@@ -150,7 +150,7 @@ export class LockTable {
     if (st.draining.size !== 0 && st.draining.has(req.serverAddress)) return checked(st, fkey, req.fh, 'denied_nolocks');
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return checked(st, fkey, req.fh, 'denied_grace_period');
-    if (file === 0) file = st.newFile(fkey || req.fh.toString('latin1'), exportId);
+    if (file === 0) file = st.newFile(fkey || req.fh.toString('latin1'), exportId, req.fh);
     const owner = st.internOwner(req.owner);
     const { start, end } = r;
     const excl = req.exclusive;
@@ -244,7 +244,7 @@ export class LockTable {
     const st = this.st;
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = st.F.find(req.fh);
+    const file = st.fileOf(req.fh);
     const refused = st.locker?.validate(st.fileKey(file, req.fh), req.fh);
     if (refused !== undefined) return refused;
     const owner = st.findOwner(req.owner);
@@ -262,7 +262,7 @@ export class LockTable {
     const st = this.st;
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = st.F.find(req.fh);
+    const file = st.fileOf(req.fh);
     const refused = st.locker?.validate(st.fileKey(file, req.fh), req.fh);
     if (refused !== undefined) return refused;
     const owner = st.findOwner(req.owner);

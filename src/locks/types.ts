@@ -163,6 +163,14 @@ export interface FileLocker {
    */
   validate(fileKey: string, fh: Buffer, exclusive?: boolean): LockStatus | undefined;
   /**
+   * The identity of the file a handle names (its filesystem and kernel handle), or undefined when
+   * the handle names none this part locks. Two handles of one file (two exports of one
+   * filesystem, a knfsd and an NFS-Ganesha handle, two fsid types) have one identity: the table
+   * keeps them one file, as Linux's lockd keys its files by inode. Opens nothing. Without it the
+   * table knows a file by its handle's bytes only.
+   */
+  identify?(fh: Buffer): string | undefined;
+  /**
    * Sets [start, end] of this type on the owner's description of the file: 'granted', 'denied'
    * (a holder outside the table conflicts), 'drop_reply' (its open started breaking someone's
    * lease: ask again once it is broken), or the refusal (stale_fh, rofs, denied_nolocks, failed).
