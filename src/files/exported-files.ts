@@ -112,6 +112,22 @@ class OpenFile {
 type KernelHandle = { type: number; handle: Buffer } | { root: true };
 type Resolved = { kind: 'memory' } | { kind: 'stale'; why: string } | { kind: 'file'; exp: RealExport; kh: KernelHandle };
 
+/**
+ * Kernel handle types (include/linux/exportfs.h) whose first bytes name the file and whose rest,
+ * if any, names its parent directory: a handle with the parent (knfsd's subtree_check) names the
+ * same file as one without. tmpfs, which ignores the type, is covered by the first pair (its
+ * generation and low inode number).
+ */
+const SAME_FILE = new Map<number, { type: number; bytes: number }>([
+  [1, { type: 1, bytes: 8 }], // FILEID_INO32_GEN: inode, generation (ext2/3/4, xfs's 32-bit inodes)
+  [2, { type: 1, bytes: 8 }], // FILEID_INO32_GEN_PARENT
+  [0x81, { type: 0x81, bytes: 12 }], // FILEID_INO64_GEN (xfs): 64-bit inode, generation
+  [0x82, { type: 0x81, bytes: 12 }], // FILEID_INO64_GEN_PARENT
+  [0x4d, { type: 0x4d, bytes: 20 }], // FILEID_BTRFS_WITHOUT_PARENT: objectid, root, generation
+  [0x4e, { type: 0x4d, bytes: 20 }], // FILEID_BTRFS_WITH_PARENT
+  [0x4f, { type: 0x4d, bytes: 20 }], // FILEID_BTRFS_WITH_PARENT_ROOT
+]);
+
 const flockOf = (start: FilePos, end: FilePos): [FlockPos, FlockPos] => {
   if (end === Infinity) return [start, 0];
   if (typeof start === 'number' && typeof end === 'number') return [start, end - start + 1];
@@ -319,8 +335,8 @@ export class ExportedFiles implements FileLocker {
   /**
    * The file's identity: its filesystem (the export root's device numbers, as this node has them)
    * and its kernel handle, which every NFS handle of the file embeds whichever export, server
-   * (knfsd, NFS-Ganesha) or fsid type made it. A Ganesha handle whose fsid names another
-   * filesystem has none (it is stale).
+   * (knfsd, NFS-Ganesha) or fsid type made it, without the parent directory a connectable handle
+   * adds (SAME_FILE). A Ganesha handle whose fsid names another filesystem has none (it is stale).
    */
   identify(fh: Buffer): string | undefined {
     if (this.exports.size === 0) return undefined;
@@ -334,7 +350,9 @@ export class ExportedFiles implements FileLocker {
       if (!same) return undefined;
     }
     const h = 'root' in kh ? exp.rootHandle : kh;
-    return `${exp.fs.dev[0]}:${exp.fs.dev[1]}:${h.type}:${h.handle.toString('latin1')}`;
+    const same = SAME_FILE.get(h.type);
+    const id = same && h.handle.length >= same.bytes ? `${same.type}:${h.handle.toString('latin1', 0, same.bytes)}` : `${h.type}:${h.handle.toString('latin1')}`;
+    return `${exp.fs.dev[0]}:${exp.fs.dev[1]}:${id}`;
   }
 
   lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer {

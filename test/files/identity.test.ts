@@ -1,12 +1,12 @@
 // One file, many handles (issue 21.9): two exports of one filesystem, a knfsd and an NFS-Ganesha
-// handle of one file are one file to the lock table, as Linux's lockd keys its files by inode. One
+// handle, a handle with its parent directory (subtree_check) and one without are one file to the lock table, as Linux's lockd keys its files by inode. One
 // owner's locks through two handles merge instead of conflicting with each other, a blocking
 // request never waits on its own lock, another owner conflicts through any handle, and each
 // client's GRANTED callback carries the handle it sent (and its requests confirm the grant).
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { closeFd, filesystemId, nameToHandle, openPath } from '../../src/addon/files';
-import { ExportsTable, GANESHA_FSID_TWO_UINT32, type ExportEntry } from '../../src/exports';
+import { ExportsTable, GANESHA_FSID_TWO_UINT32, knfsdHandle as encodeKnfsdHandle, type ExportEntry } from '../../src/exports';
 import { ExportedFiles } from '../../src/files';
 import { nativeFileSyscalls } from '../../src/files/native';
 import { LockTable, hostKey, type BlockGranted } from '../../src/locks';
@@ -40,14 +40,14 @@ describe('files: two handles of one file are one file to the lock table', functi
   });
 
   /** A new file in the shared directory, by three handles: knfsd through each export, and NFS-Ganesha's. */
-  const handles = (): { path: string; a: Buffer; b: Buffer; g: Buffer } => {
+  const handles = (): { path: string; a: Buffer; b: Buffer; g: Buffer; k: { type: number; handle: Buffer } } => {
     const path = makeFile(sub, `f${++n}`);
     const root = openPath(m.dir);
     const { fsid } = filesystemId(root);
     closeFd(root);
     const k = nameToHandle(path);
     const g = encodeGaneshaHandle({ exportId: 78, big: false, fsidType: GANESHA_FSID_TWO_UINT32, fsid, width: 4, type: k.type, kernel: k.handle });
-    return { path, a: knfsdHandle(path, 21), b: knfsdHandle(path, 22), g };
+    return { path, a: knfsdHandle(path, 21), b: knfsdHandle(path, 22), g, k };
   };
 
   it('one owner through two handles holds one set of locks; another owner conflicts through any; nothing waits on itself', () => {
@@ -57,7 +57,9 @@ describe('files: two handles of one file are one file to the lock table', functi
     const granted: BlockGranted[] = [];
     const table = new LockTable({ locker: files, exportOf: (fh) => exports.exportOf(fh), onBlockGranted: (g) => granted.push(g) });
     try {
-      const { a, b, g } = handles();
+      const { a, b, g, k } = handles();
+      // As knfsd's subtree_check makes it: FILEID_INO32_GEN_PARENT, the parent directory after the file (tmpfs opens it).
+      const connectable = encodeKnfsdHandle(21, { type: 2, handle: Buffer.concat([k.handle, Buffer.alloc(8, 7)]) });
       assert.notEqual(exports.exportOf(a), exports.exportOf(b), 'two exports');
       const req = (fh: Buffer, svid: number, exclusive: boolean, offset: bigint, length: bigint) => ({ fh, owner: { host: hostKey('c', '10.0.0.1'), svid, oh: Buffer.from(`oh${svid}`) }, exclusive, offset, length, serverAddress: '10.0.0.9' });
       const NB = { block: false, reclaim: false };
@@ -73,6 +75,7 @@ describe('files: two handles of one file are one file to the lock table', functi
       assert.equal(t.status, 'denied');
       assert.equal(t.status === 'denied' && t.holder.owner.svid, 1, 'the holder is the table owner, not an outside lock (svid 0)');
       assert.equal(table.lock(req(b, 1, true, 0n, 40n), B), 'granted', 'a blocking request over its own locks through another handle is granted, not queued behind itself');
+      assert.equal(table.lock(req(connectable, 1, true, 30n, 10n), NB), 'granted', 'and through a handle that names the parent too');
       assert.equal(table.lock(req(g, 2, true, 0n, 1n), B), 'blocked');
       assert.equal(table.unlock(req(a, 1, false, 0n, 0n)), 'granted');
       assert.equal(granted.length, 1, 'the other owner is granted when the first lets go through its handle');
