@@ -20,6 +20,7 @@
 //
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
+import { sameBytes } from '../locks';
 import type { FileLocker, FilePos, LockAnswer, LockStatus, OutsideHolder } from '../locks/types';
 import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type Caller, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
@@ -382,7 +383,7 @@ export class ExportedFiles implements FileLocker {
       return fd <= -LOCK_REFUSED ? this.lockRefusal(fileKey, fd + LOCK_REFUSED) : this.openRefusal(fd);
     }
     this.open++;
-    this.adopt(f, fileKey, r.exp, ownerKey, { fd, writable: exclusive, waits: 0, exp: r.exp });
+    this.adopt(f, fileKey, fh, r.exp, ownerKey, fd, exclusive);
     return 'granted';
   }
 
@@ -398,19 +399,24 @@ export class ExportedFiles implements FileLocker {
     if (d.waits !== 0) return 'denied_nolocks';
     const r = this.resolve(fh);
     if (r.kind !== 'file') return 'stale_fh';
-    const fd = this.openRegular(r.exp, r.kh, 'rw');
-    if (fd < 0) return this.openRefusal(fd);
-    for (const l of this.sys.ofdHeld(d.fd)) {
-      const rc = this.sys.ofdSetLock(fd, LOCK_READ, l.start, l.len);
-      if (rc !== 0) {
-        this.closeDescription(fd);
-        return this.lockRefusal(fileKey, rc);
+    try {
+      const fd = this.openRegular(r.exp, r.kh, 'rw');
+      if (fd < 0) return this.openRefusal(fd);
+      for (const l of this.sys.ofdHeld(d.fd)) {
+        const rc = this.sys.ofdSetLock(fd, LOCK_READ, l.start, l.len);
+        if (rc !== 0) {
+          this.closeDescription(fd);
+          return this.lockRefusal(fileKey, rc);
+        }
       }
+      this.closeDescription(d.fd);
+      d.fd = fd;
+      d.writable = true;
+      return undefined;
+    } finally {
+      // Opened through another export of the file's filesystem (another handle): its root may close.
+      if (r.exp !== d.exp) this.settle(r.exp);
     }
-    this.closeDescription(d.fd);
-    d.fd = fd;
-    d.writable = true;
-    return undefined;
   }
 
   /**
@@ -423,11 +429,23 @@ export class ExportedFiles implements FileLocker {
     return rc === -E.EAGAIN ? 'drop_reply' : this.refusal(rc);
   }
 
-  /** The owner's new description of the file, in the maps. */
-  private adopt(f: OpenFile | undefined, fileKey: string, exp: RealExport, ownerKey: string, d: Description): void {
-    if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
+  /**
+   * The owner's new description of the file, in the maps, counted on the export of the handle
+   * the table names the file by: a request through another handle of the file (another export
+   * of its filesystem) opened it through that other export, whose root may then close.
+   */
+  private adopt(f: OpenFile | undefined, fileKey: string, fh: Buffer, opened: RealExport, ownerKey: string, fd: number, writable: boolean): Description {
+    if (!f) this.files.set(fileKey, (f = new OpenFile(sameBytes(fileKey, fh) ? opened : this.exportOfKey(fileKey) ?? opened)));
+    const d: Description = { fd, writable, waits: 0, exp: f.exp };
     f.owners.set(ownerKey, d);
-    exp.descriptions++;
+    f.exp.descriptions++;
+    if (opened !== f.exp) this.settle(opened);
+    return d;
+  }
+
+  private exportOfKey(fileKey: string): RealExport | undefined {
+    const id = this.opts.kernelHandle(Buffer.from(fileKey, 'latin1')).exportId;
+    return id === undefined ? undefined : this.exports.get(id);
   }
 
   /** What a refused F_OFD_SETLK (its -errno) answers. */
@@ -617,9 +635,7 @@ export class ExportedFiles implements FileLocker {
       this.settle(r.exp);
       return this.openRefusal(fd);
     }
-    const d: Description = { fd, writable: exclusive, waits: 0, exp: r.exp };
-    this.adopt(this.files.get(fileKey), fileKey, r.exp, ownerKey, d);
-    return d;
+    return this.adopt(this.files.get(fileKey), fileKey, fh, r.exp, ownerKey, fd, exclusive);
   }
 
   /** A descriptor of a regular file by handle, counted against the budget, or a negative errno. */

@@ -88,6 +88,33 @@ describe('files: two handles of one file are one file to the lock table', functi
     }
   });
 
+  it("a file's descriptions count on the export the table names it by: another export's root closes, and closing that export leaves them", async () => {
+    const exports = new ExportsTable(entries);
+    const files = new ExportedFiles({ sys: nativeFileSyscalls, kernelHandle: (fh) => exports.kernelHandle(fh), maxOpen: 100, rootLingerMs: 0 });
+    files.setExports(entries.map((e) => ({ path: e.path, fileLocks: true })));
+    const table = new LockTable({ locker: files, exportOf: (fh) => exports.exportOf(fh) });
+    try {
+      const { path, a, b } = handles();
+      const owner = (svid: number) => ({ host: hostKey('c', '10.0.0.1'), svid, oh: Buffer.from(`oh${svid}`) });
+      const req = (fh: Buffer, svid: number, exclusive = false) => ({ fh, owner: owner(svid), exclusive, offset: 0n, length: 10n, serverAddress: '10.0.0.9' });
+      const NB = { block: false, reclaim: false };
+      assert.equal(table.lock(req(a, 1), NB), 'granted');
+      assert.equal(table.lock(req(b, 2), NB), 'granted', 'a second owner through the other export');
+      assert.equal(table.lock(req(b, 3, true), NB), 'denied');
+      assert.equal(files.stats().roots, 1, "only the root of the file's export stays open");
+      // The other export goes: nothing of this file is its (the table drops nothing there either).
+      assert.equal(table.dropByExport(sub).locks, 0);
+      assert.equal(await files.closeExport(sub), 0, 'no description of the file closed');
+      assert.equal(await localLock(path, { start: 0, length: 1 }).outcome, 'refused', 'both owners still hold their locks on the file');
+      table.unlock(req(a, 1));
+      table.unlock(req(b, 2));
+      assert.deepEqual(files.stats(), { ...files.stats(), open: 0, roots: 0 }, 'every root closed with the last description');
+      assert.deepEqual(checkIndexes(table), []);
+    } finally {
+      files.setExports([]);
+    }
+  });
+
   it('over NLM: a blocked client is GRANTED with the handle it sent, and the locks are on the file', async () => {
     const stopRpcbind = await startRpcbind();
     const server = await startFileServer(['127.0.0.1'], entries, { options: { grantRetryInitialMs: 100, grantTimeoutMs: 500 } });
