@@ -158,6 +158,8 @@ export class ExportedFiles implements FileLocker {
   private readonly pollMaxMs: number;
   private readonly closeThreads: number;
   private readonly rootLingerMs: number;
+  /** The handle identify decoded last, for the resolve that follows it. */
+  private parsed: { fh: Buffer; kh: KernelHandleResult } | undefined;
 
   constructor(private readonly opts: ExportedFilesOptions) {
     this.sys = opts.sys;
@@ -342,6 +344,8 @@ export class ExportedFiles implements FileLocker {
   identify(fh: Buffer): string | undefined {
     if (this.exports.size === 0) return undefined;
     const kh = this.opts.kernelHandle(fh);
+    // A new file's LOCK opens it next: its handle is decoded once.
+    this.parsed = { fh, kh };
     if ('error' in kh) return undefined;
     const exp = this.exports.get(kh.exportId);
     if (!exp?.fs || !exp.rootHandle) return undefined;
@@ -592,7 +596,8 @@ export class ExportedFiles implements FileLocker {
   // ---- opening ----
 
   private resolve(fh: Buffer): Resolved {
-    const kh = this.opts.kernelHandle(fh);
+    const kh = this.parsed?.fh === fh ? this.parsed.kh : this.opts.kernelHandle(fh);
+    this.parsed = undefined;
     if ('error' in kh) {
       const e = kh.exportId === undefined ? undefined : this.exports.get(kh.exportId);
       // A handle of an export kept in memory, or of none while no export is on real files.
