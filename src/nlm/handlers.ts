@@ -206,7 +206,10 @@ export class NlmHandlers {
   private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): Answer<LockReply> {
     // Only a blocking request can be queued: only it needs what a later grant goes out with.
     const status = this.table.lock(req, a.block ? { block: true, reclaim: a.reclaim, waiter: this.waiter(a, ctx, how) } : { block: false, reclaim: a.reclaim });
-    if (status === 'drop_reply') return DROP_REPLY;
+    if (status === 'drop_reply') {
+      this.log?.debug({ client: req.owner.host, serverAddress: req.serverAddress }, 'LOCK not answered: a lease on the file is being broken (the client sends it again)');
+      return DROP_REPLY;
+    }
     if (status !== 'granted') return res(a.cookie, this.told(status, a.lock.callerName, ctx), ctx.vers);
     // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
     this.confirmed(req);

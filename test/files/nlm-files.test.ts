@@ -102,6 +102,21 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
       } finally {
         await lease.stop();
       }
+      // LOCK_MSG the same: neither its RPC reply nor a LOCK_RES until the lease is broken.
+      await a.unlock({ fh, svid: 1 });
+      await a.unlock({ fh, svid: 2 });
+      const m = await client({ callerName: 'client-lease-msg', callback: { rpcbind: true } });
+      const again = await LeaseHolder.start(path);
+      try {
+        const sent = m.lockMsg({ fh, svid: 3, exclusive: true });
+        for (let i = 0; i < 100 && (await again.state()) !== 'breaking'; i++) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(m.results.length, 0, 'no LOCK_RES while the lease is breaking');
+        assert.equal(await again.release(), 'released');
+        assert.equal((await m.waitRes(await sent, 5_000)).status, 'granted', 'the retransmitted LOCK_MSG is answered by LOCK_RES granted');
+      } finally {
+        await again.stop();
+      }
     });
 
     it('mirrors splits, upgrades and downgrades exactly on the file', async () => {
