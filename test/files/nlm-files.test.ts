@@ -42,6 +42,9 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
       clients.push(c);
       return c;
     };
+    let callbacks: NlmClient | undefined;
+    /** The suite's one client serving callbacks: the server keeps one callback port per client address (as for a host's lockd). */
+    const callbackClient = async (): Promise<NlmClient> => (callbacks ??= await client({ callerName: 'client-b', callback: { rpcbind: true } }));
     let n = 0;
     const newFile = (): { path: string; fh: Buffer } => {
       const path = makeFile(fs.dir, `f${++n}`);
@@ -102,21 +105,6 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
       } finally {
         await lease.stop();
       }
-      // LOCK_MSG the same: neither its RPC reply nor a LOCK_RES until the lease is broken.
-      await a.unlock({ fh, svid: 1 });
-      await a.unlock({ fh, svid: 2 });
-      const m = await client({ callerName: 'client-lease-msg', callback: { rpcbind: true } });
-      const again = await LeaseHolder.start(path);
-      try {
-        const sent = m.lockMsg({ fh, svid: 3, exclusive: true });
-        for (let i = 0; i < 100 && (await again.state()) !== 'breaking'; i++) await new Promise((r) => setTimeout(r, 10));
-        await new Promise((r) => setTimeout(r, 500));
-        assert.equal(m.results.length, 0, 'no LOCK_RES while the lease is breaking');
-        assert.equal(await again.release(), 'released');
-        assert.equal((await m.waitRes(await sent, 5_000)).status, 'granted', 'the retransmitted LOCK_MSG is answered by LOCK_RES granted');
-      } finally {
-        await again.stop();
-      }
     });
 
     it('mirrors splits, upgrades and downgrades exactly on the file', async () => {
@@ -145,7 +133,7 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
     });
 
     it('a blocking LOCK behind a local holder is granted (GRANTED callback) when it lets go; CANCEL withdraws the wait', async () => {
-      const a = await client({ callerName: 'client-b', callback: { rpcbind: true } });
+      const a = await callbackClient();
       const { path, fh } = newFile();
       const local = localLock(path, { start: 0, length: 10 });
       assert.equal(await local.outcome, 'locked');
@@ -229,6 +217,22 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
         assert.equal(server.files.stats().open, 0);
       } finally {
         server.files.setBudget(10_000);
+      }
+    });
+
+    it('LOCK_MSG on a leased file: neither its RPC reply nor a LOCK_RES until the lease is broken, then LOCK_RES granted', async () => {
+      const m = await callbackClient();
+      const { path, fh } = newFile();
+      const again = await LeaseHolder.start(path);
+      try {
+        const sent = m.lockMsg({ fh, svid: 3, exclusive: true });
+        for (let i = 0; i < 100 && (await again.state()) !== 'breaking'; i++) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(m.results.length, 0, 'no LOCK_RES while the lease is breaking');
+        assert.equal(await again.release(), 'released');
+        assert.equal((await m.waitRes(await sent, 5_000)).status, 'granted', 'the retransmitted LOCK_MSG is answered by LOCK_RES granted');
+      } finally {
+        await again.stop();
       }
     });
   });
