@@ -218,9 +218,9 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
     monitor: nsm,
     logger: logs.of('nlm'),
     durable: () => journal?.durable(),
-    exportPolicy: (fh, peer, ctx, callerName) => {
+    exportPolicy: (fh, peer, ctx, callerName, write) => {
       const d = live.exports().check(fh, peer);
-      const reason = !d.allowed ? d.reason : mayLock(files.files, live.exports(), d.exportId, fh, ctx) ? undefined : 'access';
+      const reason = !d.allowed ? d.reason : mayLock(files.files, live.exports(), d.exportId, fh, ctx, write) ? undefined : 'access';
       if (reason) refusals.refused({ ...refusalFrom(ctx, callerName), reason, export: d.exportId ?? null });
       // check() already applied the export's secure-port rule.
       return { allowed: reason === undefined, secure: false };

@@ -17,14 +17,15 @@ const RESERVED_FDS = 4096;
 const OPENING = new Set<number>([NlmProc.TEST, NlmProc.LOCK, NlmProc.TEST_MSG, NlmProc.LOCK_MSG, NlmProc.NM_LOCK, NlmProc.SHARE]);
 
 /**
- * Whether the request's caller may lock the file its handle names: checked on an export locked
- * on its files, as the AUTH_SYS identity after the export's squash options (ExportedFiles.access).
+ * Whether the request's caller may lock the file its handle names (`write`: for an exclusive
+ * lock): checked on an export locked on its files, as the AUTH_SYS identity after the export's
+ * squash options (ExportedFiles.access).
  */
-export function mayLock(files: ExportedFiles | undefined, exports: ExportsTable, exportId: string | undefined, fh: Buffer, ctx: CallContext): boolean {
+export function mayLock(files: ExportedFiles | undefined, exports: ExportsTable, exportId: string | undefined, fh: Buffer, ctx: CallContext, write: boolean): boolean {
   const entry = exportId === undefined ? undefined : exports.get(exportId);
   if (!files || !entry || entry.fileLocks === false || !OPENING.has(ctx.proc)) return true;
   const caller = callerOn(entry, 'uid' in ctx.cred ? ctx.cred : undefined);
-  return caller === undefined || files.access(fh, caller) === undefined;
+  return caller === undefined || files.access(fh, caller, write) === undefined;
 }
 
 export const exportSpecs = (cfg: Config): ExportSpec[] => cfg.exports.map((e) => ({ path: e.path, fileLocks: e.fileLocks }));

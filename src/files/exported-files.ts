@@ -20,7 +20,8 @@
 //
 // Every open counts against a budget (below RLIMIT_NOFILE, which lockdropd raises at start): at
 // the limit a request is refused with denied_nolocks, never EMFILE.
-import type { FileLocker, FilePos, LockStatus, OutsideHolder } from '../locks/types';
+import { sameBytes } from '../locks';
+import type { FileLocker, FilePos, LockAnswer, LockStatus, OutsideHolder } from '../locks/types';
 import { GANESHA_FSID_DEVICE, GANESHA_FSID_TWO_UINT32, type Caller, type GaneshaFsid, type KernelHandleResult } from '../exports';
 import { Backoff } from '../net';
 import { availableParallelism, endianness } from 'node:os';
@@ -112,6 +113,22 @@ class OpenFile {
 type KernelHandle = { type: number; handle: Buffer } | { root: true };
 type Resolved = { kind: 'memory' } | { kind: 'stale'; why: string } | { kind: 'file'; exp: RealExport; kh: KernelHandle };
 
+/**
+ * Kernel handle types (include/linux/exportfs.h) whose first bytes name the file and whose rest,
+ * if any, names its parent directory: a handle with the parent (knfsd's subtree_check) names the
+ * same file as one without. tmpfs, which ignores the type, is covered by the first pair (its
+ * generation and low inode number).
+ */
+const SAME_FILE = new Map<number, { type: number; bytes: number }>([
+  [1, { type: 1, bytes: 8 }], // FILEID_INO32_GEN: inode, generation (ext2/3/4, xfs's 32-bit inodes)
+  [2, { type: 1, bytes: 8 }], // FILEID_INO32_GEN_PARENT
+  [0x81, { type: 0x81, bytes: 12 }], // FILEID_INO64_GEN (xfs): 64-bit inode, generation
+  [0x82, { type: 0x81, bytes: 12 }], // FILEID_INO64_GEN_PARENT
+  [0x4d, { type: 0x4d, bytes: 20 }], // FILEID_BTRFS_WITHOUT_PARENT: objectid, root, generation
+  [0x4e, { type: 0x4d, bytes: 20 }], // FILEID_BTRFS_WITH_PARENT
+  [0x4f, { type: 0x4d, bytes: 20 }], // FILEID_BTRFS_WITH_PARENT_ROOT
+]);
+
 const flockOf = (start: FilePos, end: FilePos): [FlockPos, FlockPos] => {
   if (end === Infinity) return [start, 0];
   if (typeof start === 'number' && typeof end === 'number') return [start, end - start + 1];
@@ -141,6 +158,8 @@ export class ExportedFiles implements FileLocker {
   private readonly pollMaxMs: number;
   private readonly closeThreads: number;
   private readonly rootLingerMs: number;
+  /** The handle identify decoded last, for the resolve that follows it. */
+  private parsed: { fh: Buffer; kh: KernelHandleResult } | undefined;
 
   constructor(private readonly opts: ExportedFilesOptions) {
     this.sys = opts.sys;
@@ -271,14 +290,14 @@ export class ExportedFiles implements FileLocker {
 
   /**
    * Whether the caller (squash options applied) may lock the file: undefined, or 'failed' when
-   * it may neither read nor write it (Linux's lockd opens the file as the caller, for reading
-   * for a shared lock and for writing for an exclusive one: the request's mode is not known
-   * here, so either access will do). As knfsd: the file's owner always may
-   * (NFSD_MAY_OWNER_OVERRIDE) and root (not squashed) may; unlike lockd, which checks only the
-   * first open of a file it then shares among its clients, every request is checked. Permission
-   * bits only: an ACL's named entries are not read. Opens nothing for I/O.
+   * it may not open it as Linux's lockd does, as the caller, by lock mode (nlm_fopen,
+   * NFSD_MAY_READ or NFSD_MAY_WRITE): `write` for an exclusive lock, read for a shared one. As
+   * knfsd: the file's owner always may (NFSD_MAY_OWNER_OVERRIDE) and root (not squashed) may;
+   * unlike lockd, which checks only the first open of a file it then shares among its clients,
+   * every request is checked. Permission bits only: an ACL's named entries are not read. Opens
+   * nothing for I/O.
    */
-  access(fh: Buffer, caller: Caller): LockStatus | undefined {
+  access(fh: Buffer, caller: Caller, write: boolean): LockStatus | undefined {
     if (this.exports.size === 0 || caller.uid === 0) return undefined;
     const r = this.resolve(fh);
     if (r.kind !== 'file') return undefined; // memory, or stale: the request answers that itself
@@ -294,7 +313,7 @@ export class ExportedFiles implements FileLocker {
     if (owner.uid === caller.uid) return undefined;
     const inGroup = owner.gid === caller.gid || caller.gids.includes(owner.gid);
     const bits = inGroup ? (owner.mode >> 3) & 7 : owner.mode & 7;
-    return bits & 6 ? undefined : 'failed';
+    return bits & (write ? 2 : 4) ? undefined : 'failed';
   }
 
   /**
@@ -316,7 +335,32 @@ export class ExportedFiles implements FileLocker {
     return rc === 0 ? undefined : this.refusal(rc);
   }
 
-  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
+  /**
+   * The file's identity: its filesystem (the export root's device numbers, as this node has them)
+   * and its kernel handle, which every NFS handle of the file embeds whichever export, server
+   * (knfsd, NFS-Ganesha) or fsid type made it, without the parent directory a connectable handle
+   * adds (SAME_FILE). A Ganesha handle whose fsid names another filesystem has none (it is stale).
+   */
+  identify(fh: Buffer): string | undefined {
+    if (this.exports.size === 0) return undefined;
+    const kh = this.opts.kernelHandle(fh);
+    // A new file's LOCK opens it next: its handle is decoded once.
+    this.parsed = { fh, kh };
+    if ('error' in kh) return undefined;
+    const exp = this.exports.get(kh.exportId);
+    if (!exp?.fs || !exp.rootHandle) return undefined;
+    if ('fsid' in kh && kh.fsid) {
+      const same = this.onRootFilesystem(exp, kh.fsid);
+      this.settle(exp);
+      if (!same) return undefined;
+    }
+    const h = 'root' in kh ? exp.rootHandle : kh;
+    const same = SAME_FILE.get(h.type);
+    const id = same && h.handle.length >= same.bytes ? `${same.type}:${h.handle.toString('latin1', 0, same.bytes)}` : `${h.type}:${h.handle.toString('latin1')}`;
+    return `${exp.fs.dev[0]}:${exp.fs.dev[1]}:${id}`;
+  }
+
+  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer {
     if (this.exports.size === 0) return 'granted';
     const f = this.files.get(fileKey);
     const d = f?.owners.get(ownerKey);
@@ -332,7 +376,7 @@ export class ExportedFiles implements FileLocker {
    * The owner's first lock on the file: its description opened (by lock mode) and locked in one
    * call, kept only if the lock was taken (a refusal leaves nothing open).
    */
-  private openLocked(f: OpenFile | undefined, fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus {
+  private openLocked(f: OpenFile | undefined, fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'granted' : 'stale_fh';
     const [s, len] = flockOf(start, end);
@@ -343,7 +387,7 @@ export class ExportedFiles implements FileLocker {
       return fd <= -LOCK_REFUSED ? this.lockRefusal(fileKey, fd + LOCK_REFUSED) : this.openRefusal(fd);
     }
     this.open++;
-    this.adopt(f, fileKey, r.exp, ownerKey, { fd, writable: exclusive, waits: 0, exp: r.exp });
+    this.adopt(f, fileKey, fh, r.exp, ownerKey, fd, exclusive);
     return 'granted';
   }
 
@@ -351,44 +395,61 @@ export class ExportedFiles implements FileLocker {
    * The owner's first exclusive lock on a file it opened read-only: a second, read-write
    * description takes over its shared locks (read back from the kernel), and the first closes,
    * so that the owner holds the same bytes throughout; undefined, or the refusal (rofs on a
-   * read-only filesystem, denied while a lease is being broken, failed where it may not write).
+   * read-only filesystem, drop_reply while a lease is being broken, failed where it may not write).
    */
-  private upgrade(fileKey: string, fh: Buffer, d: Description): LockStatus | undefined {
+  private upgrade(fileKey: string, fh: Buffer, d: Description): LockAnswer | undefined {
     // A kernel wait works on a dup of this description: a lock it takes would stay on it. Only
     // an owner with two requests at once (threads) meets this; it may try again.
     if (d.waits !== 0) return 'denied_nolocks';
     const r = this.resolve(fh);
     if (r.kind !== 'file') return 'stale_fh';
-    const fd = this.openRegular(r.exp, r.kh, 'rw');
-    if (fd < 0) return this.openRefusal(fd);
-    for (const l of this.sys.ofdHeld(d.fd)) {
-      const rc = this.sys.ofdSetLock(fd, LOCK_READ, l.start, l.len);
-      if (rc !== 0) {
-        this.closeDescription(fd);
-        return this.lockRefusal(fileKey, rc);
+    try {
+      const fd = this.openRegular(r.exp, r.kh, 'rw');
+      if (fd < 0) return this.openRefusal(fd);
+      for (const l of this.sys.ofdHeld(d.fd)) {
+        const rc = this.sys.ofdSetLock(fd, LOCK_READ, l.start, l.len);
+        if (rc !== 0) {
+          this.closeDescription(fd);
+          return this.lockRefusal(fileKey, rc);
+        }
       }
+      this.closeDescription(d.fd);
+      d.fd = fd;
+      d.writable = true;
+      return undefined;
+    } finally {
+      // Opened through another export of the file's filesystem (another handle): its root may close.
+      if (r.exp !== d.exp) this.settle(r.exp);
     }
-    this.closeDescription(d.fd);
-    d.fd = fd;
-    d.writable = true;
-    return undefined;
   }
 
   /**
    * What a failed open for a lock answers. EAGAIN: the open started breaking a lease or an NFSv4
-   * delegation of someone else's (O_NONBLOCK), who holds the file as a lock holder would: denied
-   * (a blocking request waits until the open succeeds). Linux's lockd drops the reply instead,
-   * so that the client retransmits (nfserr_jukebox, nlm_drop_reply).
+   * delegation of someone else's (O_NONBLOCK): no answer, so that the client sends the request
+   * again once the holder let go, as Linux's lockd does (nfserr_jukebox → nlm_drop_reply); a
+   * request already queued keeps trying on a timer.
    */
-  private openRefusal(rc: number): LockStatus {
-    return rc === -E.EAGAIN ? 'denied' : this.refusal(rc);
+  private openRefusal(rc: number): LockAnswer {
+    return rc === -E.EAGAIN ? 'drop_reply' : this.refusal(rc);
   }
 
-  /** The owner's new description of the file, in the maps. */
-  private adopt(f: OpenFile | undefined, fileKey: string, exp: RealExport, ownerKey: string, d: Description): void {
-    if (!f) this.files.set(fileKey, (f = new OpenFile(exp)));
+  /**
+   * The owner's new description of the file, in the maps, counted on the export of the handle
+   * the table names the file by: a request through another handle of the file (another export
+   * of its filesystem) opened it through that other export, whose root may then close.
+   */
+  private adopt(f: OpenFile | undefined, fileKey: string, fh: Buffer, opened: RealExport, ownerKey: string, fd: number, writable: boolean): Description {
+    if (!f) this.files.set(fileKey, (f = new OpenFile(sameBytes(fileKey, fh) ? opened : this.exportOfKey(fileKey) ?? opened)));
+    const d: Description = { fd, writable, waits: 0, exp: f.exp };
     f.owners.set(ownerKey, d);
-    exp.descriptions++;
+    f.exp.descriptions++;
+    if (opened !== f.exp) this.settle(opened);
+    return d;
+  }
+
+  private exportOfKey(fileKey: string): RealExport | undefined {
+    const id = this.opts.kernelHandle(Buffer.from(fileKey, 'latin1')).exportId;
+    return id === undefined ? undefined : this.exports.get(id);
   }
 
   /** What a refused F_OFD_SETLK (its -errno) answers. */
@@ -491,7 +552,7 @@ export class ExportedFiles implements FileLocker {
         return () => this.sys.ofdCancelWait(id);
       }
       if (id !== -E.EBUSY) return this.failLater(done);
-    } else if (d !== 'denied') {
+    } else if (d !== 'drop_reply') {
       return this.failLater(done);
     }
     // Every kernel wait thread is busy, or a lease is being broken: try again on a timer.
@@ -505,9 +566,9 @@ export class ExportedFiles implements FileLocker {
 
   /**
    * The owner's description of the file fit for this lock type: the one it has, made read-write
-   * for an exclusive lock, or a new one; else the refusal ('denied': a lease is being broken).
+   * for an exclusive lock, or a new one; else the refusal (drop_reply: a lease is being broken).
    */
-  private describe(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
+  private describe(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockAnswer {
     const d = this.files.get(fileKey)?.owners.get(ownerKey);
     if (d === undefined) return this.openFor(fileKey, fh, ownerKey, exclusive);
     return (exclusive && !d.writable ? this.upgrade(fileKey, fh, d) : undefined) ?? d;
@@ -520,7 +581,7 @@ export class ExportedFiles implements FileLocker {
     const attempt = (): void => {
       timer = undefined;
       const d = this.describe(fileKey, fh, ownerKey, exclusive);
-      const rc = typeof d === 'string' ? (d === 'denied' ? -E.EAGAIN : -E.EBADF) : this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
+      const rc = typeof d === 'string' ? (d === 'drop_reply' ? -E.EAGAIN : -E.EBADF) : this.sys.ofdSetLock(d.fd, exclusive ? LOCK_WRITE : LOCK_READ, s, len);
       if (rc === 0) return done(true);
       if (rc !== -E.EAGAIN && rc !== -E.EACCES) return done(false);
       timer = setTimeout(attempt, delay.next());
@@ -535,7 +596,8 @@ export class ExportedFiles implements FileLocker {
   // ---- opening ----
 
   private resolve(fh: Buffer): Resolved {
-    const kh = this.opts.kernelHandle(fh);
+    const kh = this.parsed?.fh === fh ? this.parsed.kh : this.opts.kernelHandle(fh);
+    this.parsed = undefined;
     if ('error' in kh) {
       const e = kh.exportId === undefined ? undefined : this.exports.get(kh.exportId);
       // A handle of an export kept in memory, or of none while no export is on real files.
@@ -570,7 +632,7 @@ export class ExportedFiles implements FileLocker {
   }
 
   /** The owner's new description of the file (for a wait), opened by lock mode, or the refusal (failed for a file not locked on disk). */
-  private openFor(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockStatus {
+  private openFor(fileKey: string, fh: Buffer, ownerKey: string, exclusive: boolean): Description | LockAnswer {
     const r = this.resolve(fh);
     if (r.kind !== 'file') return r.kind === 'memory' ? 'failed' : 'stale_fh';
     const fd = this.openRegular(r.exp, r.kh, exclusive ? 'rw' : 'ro');
@@ -578,9 +640,7 @@ export class ExportedFiles implements FileLocker {
       this.settle(r.exp);
       return this.openRefusal(fd);
     }
-    const d: Description = { fd, writable: exclusive, waits: 0, exp: r.exp };
-    this.adopt(this.files.get(fileKey), fileKey, r.exp, ownerKey, d);
-    return d;
+    return this.adopt(this.files.get(fileKey), fileKey, fh, r.exp, ownerKey, fd, exclusive);
   }
 
   /** A descriptor of a regular file by handle, counted against the budget, or a negative errno. */

@@ -87,6 +87,7 @@ export function wouldDeadlock(st: LockState, owner: number, file: number, s: Pos
 export function wake(st: LockState, file: number, s: Pos, e: Pos): void {
   const queue = st.extras.get(file)?.queue;
   if (!queue) return;
+  let refused: Block[] | undefined;
   const changed: { s: Pos; e: Pos }[] = [{ s, e }];
   for (let c = changed.pop(); c !== undefined && queue.size !== 0; c = changed.pop()) {
     for (const b of queue.overlapping(c.s, c.e)) {
@@ -98,17 +99,27 @@ export function wake(st: LockState, file: number, s: Pos, e: Pos): void {
       if (st.locker) {
         const key = st.F.key[file];
         const onFile = st.locker.lock(key, Buffer.from(key, 'latin1'), st.ownerKeyOf(b.owner), b.start, b.end, b.exclusive);
-        if (onFile === 'denied') {
-          // Free in the table, held outside it: wait for that holder in the kernel.
+        if (onFile === 'denied' || onFile === 'drop_reply') {
+          // Free in the table, held outside it (or a lease being broken): wait in the kernel.
           if (b.kernelWait === null) waitInKernel(st, b);
           continue;
         }
-        // Any other refusal (no file descriptor left) leaves it queued for the next release.
-        if (onFile !== 'granted') continue;
+        // No file descriptor left now: queued for the next release.
+        if (onFile === 'denied_nolocks') continue;
+        if (onFile !== 'granted') {
+          // Never grantable (its handle went stale, its filesystem read-only): removed, and no
+          // GRANTED for it; its client's request sent again gets the refusal.
+          removeBlock(st, b);
+          closeIfIdle(st, file, b.owner);
+          (refused ??= []).push(b);
+          continue;
+        }
       }
       if (grantBlock(st, b)) changed.push({ s: b.start, e: b.end });
     }
   }
+  // Forgotten once the queue is no longer walked.
+  if (refused) for (const b of refused) st.forgetIfUnused(file, b.owner);
 }
 
 /** Wakes every waiter of each file (a drop released them wholesale); returns how many were granted. */

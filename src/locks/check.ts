@@ -129,5 +129,8 @@ export function checkState(s: LockState): string[] {
     if (n !== e.files || n !== (perExport.get(e.id) ?? 0)) errs.push(`export ${e.key} lists ${n} files, counts ${e.files}, rescan ${perExport.get(e.id) ?? 0}`);
     if (n === 0) errs.push(`empty export ${e.key} kept`);
   }
+  // Files by identity: each a live file, indexed both ways.
+  if (s.byIdentity.size !== s.identityOf.size) errs.push('identity indexes differ in size');
+  for (const [id, f] of s.byIdentity) if (!F.live(f) || s.identityOf.get(f) !== id) errs.push('file identity not indexed both ways');
   return errs;
 }

@@ -11,7 +11,7 @@ import type { LockStatus, ShareRequest } from './types';
  * reclaims are taken; unlike LOCK, a reclaim after grace is accepted (Linux nlmsvc_proc_share).
  */
 export function share(st: LockState, grace: GraceTable, req: ShareRequest, reclaim: boolean): LockStatus {
-  let file = st.F.find(req.fh);
+  let file = st.fileOf(req.fh);
   const fkey = st.fileKey(file, req.fh);
   // The handle must name a file.
   const refused = st.locker?.validate(fkey, req.fh);
@@ -26,7 +26,7 @@ export function share(st: LockState, grace: GraceTable, req: ShareRequest, recla
     else if ((req.access & s.mode) !== 0 || (req.mode & s.access) !== 0) return 'denied';
   }
   if (mine) st.removeShare(mine);
-  if (file === 0) file = st.newFile(fkey, exportId);
+  if (file === 0) file = st.newFile(fkey, exportId, req.fh);
   const host = st.internHost(req.owner.host);
   const addr = st.internAddr(req.serverAddress);
   const s: Share = { file, host, oh, mode: req.mode, access: req.access, addr };
@@ -40,7 +40,7 @@ export function share(st: LockState, grace: GraceTable, req: ShareRequest, recla
 
 /** NLM UNSHARE: always 'granted' (Linux answers granted whether or not a reservation existed). */
 export function unshare(st: LockState, req: ShareRequest): LockStatus {
-  const file = st.F.find(req.fh);
+  const file = st.fileOf(req.fh);
   const refused = st.locker?.validate(st.fileKey(file, req.fh), req.fh);
   if (refused !== undefined) return refused;
   const shares = file !== 0 ? st.extras.get(file)?.shares : undefined;

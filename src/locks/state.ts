@@ -82,6 +82,18 @@ export class LockState {
    */
   readonly placeholders = new Map<number, { owner: number; s: Pos; e: Pos; excl: boolean }[]>();
 
+  // ---- files by identity (with a locker) ----
+  /**
+   * File ids by the locker's identity of their file: a request with another handle of a file the
+   * table has (under the first handle it saw) is that file, so that one owner's locks through two
+   * handles never conflict with each other and two owners' always do. Each client keeps its own
+   * handle (its GRANTED callbacks carry the one it sent).
+   */
+  readonly byIdentity = new Map<string, number>();
+  readonly identityOf = new Map<number, string>();
+  /** The identity of the last handle fileOf found no file for: newFile, next, needs it. */
+  private missed: { fh: Buffer; id: string | undefined } | undefined;
+
   constructor(
     readonly exportOf: (fh: Buffer) => string | undefined,
     readonly now: () => number,
@@ -110,6 +122,15 @@ export class LockState {
     const known = this.lockerKeys[o];
     if (known !== undefined) return known;
     return (this.lockerKeys[o] = ownerKeyOfParts(this.hostOf(o).key, this.O.svid[o], this.O.oh[o]));
+  }
+
+  /** The file a handle names: by its bytes, else by its file's identity (another handle of a file the table has), or 0. */
+  fileOf(fh: Buffer): number {
+    const f = this.F.find(fh);
+    if (f !== 0 || this.locker?.identify === undefined) return f;
+    const id = this.locker.identify(fh);
+    this.missed = { fh, id };
+    return id === undefined ? 0 : this.byIdentity.get(id) ?? 0;
   }
 
   fileKey(file: number, fh: Buffer): string {
@@ -206,7 +227,8 @@ export class LockState {
     return holder;
   }
 
-  newFile(key: string, exportId: string | undefined): number {
+  /** A new file record under its first handle (key, as latin1); `fh`: that handle, if the caller has it as a Buffer. */
+  newFile(key: string, exportId: string | undefined, fh?: Buffer): number {
     let exp = 0;
     let e: ExportEntry | undefined;
     if (exportId !== undefined) {
@@ -215,6 +237,14 @@ export class LockState {
       exp = e.id;
     }
     const f = this.F.add(key, exp);
+    if (this.locker?.identify) {
+      const id = fh !== undefined && this.missed?.fh === fh ? this.missed.id : this.locker.identify(fh ?? Buffer.from(key, 'latin1'));
+      if (id !== undefined && !this.byIdentity.has(id)) {
+        this.byIdentity.set(id, f);
+        this.identityOf.set(f, id);
+      }
+    }
+    this.missed = undefined;
     if (e) {
       this.F.xNext[f] = e.head;
       if (e.head !== 0) this.F.xPrev[e.head] = f;
@@ -303,6 +333,11 @@ export class LockState {
         this.exports.delete(e.key);
         this.exportIds.remove(e);
       }
+    }
+    const id = this.identityOf.get(f);
+    if (id !== undefined) {
+      this.identityOf.delete(f);
+      this.byIdentity.delete(id);
     }
     F.remove(f);
   }

@@ -38,6 +38,7 @@ import type {
   FileLocker,
   HeldLock,
   LockChange,
+  LockAnswer,
   LockOptions,
   LockRequest,
   LockStatus,
@@ -99,7 +100,7 @@ export class LockTable {
   test(req: LockRequest): TestResult {
     const st = this.st;
     const L = st.L;
-    const file = st.F.find(req.fh);
+    const file = st.fileOf(req.fh);
     const fkey = st.locker ? st.fileKey(file, req.fh) : '';
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
     type Refusal = Exclude<LockStatus, 'granted' | 'denied' | 'blocked'>;
@@ -135,11 +136,12 @@ export class LockTable {
     return { status: 'denied', holder };
   }
 
-  lock(req: LockRequest, opts: LockOptions): LockStatus {
+  /** LOCK: 'drop_reply' when the file's open started breaking a lease (nothing queued: the client asks again). */
+  lock(req: LockRequest, opts: LockOptions): LockAnswer {
     const st = this.st;
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    let file = st.F.find(req.fh);
+    let file = st.fileOf(req.fh);
     const locker = st.locker;
     const fkey = locker ? st.fileKey(file, req.fh) : '';
     // A draining address is about to leave this node: a lock granted now would be dropped in a
@@ -148,7 +150,7 @@ export class LockTable {
     if (st.draining.size !== 0 && st.draining.has(req.serverAddress)) return checked(st, fkey, req.fh, 'denied_nolocks');
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return checked(st, fkey, req.fh, 'denied_grace_period');
-    if (file === 0) file = st.newFile(fkey || req.fh.toString('latin1'), exportId);
+    if (file === 0) file = st.newFile(fkey || req.fh.toString('latin1'), exportId, req.fh);
     const owner = st.internOwner(req.owner);
     const { start, end } = r;
     const excl = req.exclusive;
@@ -183,9 +185,15 @@ export class LockTable {
       flush(st);
       return 'granted';
     }
-    // A conflict in the table: the handle is checked now (a free range's lock checked it, by opening the file).
-    const refused = onFile !== 'granted' && onFile !== 'denied' ? onFile : free ? undefined : locker?.validate(fkey, req.fh);
+    // A conflict in the table: the handle is checked now, for this mode, before anything is queued
+    // (a free range's lock checked it, by opening the file).
+    const refused = onFile !== 'granted' && onFile !== 'denied' ? onFile : free ? undefined : locker?.validate(fkey, req.fh, excl);
     if (refused !== undefined) {
+      // The client is told: its own request still queued for the same bytes (sent before the
+      // file went stale or read-only) is over too, never to be GRANTED.
+      const queued = refused !== 'drop_reply' && st.ownerBlocks.size !== 0 ? findBlock(st, file, owner, start, end, excl) : undefined;
+      if (queued) removeBlock(st, queued);
+      closeIfIdle(st, file, owner);
       st.forgetIfUnused(file, owner);
       return refused;
     }
@@ -215,6 +223,11 @@ export class LockTable {
       return 'denied_grace_period';
     }
     if (findBlock(st, file, owner, start, end, req.exclusive)) return 'blocked';
+    const refused = st.locker?.validate(st.F.key[file], req.fh, req.exclusive);
+    if (refused !== undefined) {
+      st.forgetIfUnused(file, owner);
+      return refused;
+    }
     queueBlock(st, file, owner, req.serverAddress, start, end, req.exclusive, opts.waiter?.(), false);
     if (st.subject.observed) st.subject.next({ type: 'blocked', request: req });
     return 'blocked';
@@ -229,7 +242,7 @@ export class LockTable {
     const st = this.st;
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = st.F.find(req.fh);
+    const file = st.fileOf(req.fh);
     const refused = st.locker?.validate(st.fileKey(file, req.fh), req.fh);
     if (refused !== undefined) return refused;
     const owner = st.findOwner(req.owner);
@@ -247,7 +260,7 @@ export class LockTable {
     const st = this.st;
     const r = parseRange(req.offset, req.length);
     if (!r) return 'fbig';
-    const file = st.F.find(req.fh);
+    const file = st.fileOf(req.fh);
     const refused = st.locker?.validate(st.fileKey(file, req.fh), req.fh);
     if (refused !== undefined) return refused;
     const owner = st.findOwner(req.owner);

@@ -56,6 +56,13 @@ export type LockStatus =
   | 'fbig'
   | 'failed';
 
+/**
+ * What LOCK may answer: a status, or 'drop_reply', which is no answer at all, so that the client
+ * sends the request again (Linux's nlm_drop_reply: the file's open must first break a lease or an
+ * NFSv4 delegation, nfserr_jukebox in fs/nfsd/lockd.c). Never on the wire.
+ */
+export type LockAnswer = LockStatus | 'drop_reply';
+
 export type TestResult = { status: 'granted' } | { status: 'denied'; holder: HeldLock } | { status: Exclude<LockStatus, 'granted' | 'denied' | 'blocked'> };
 
 export interface LockOptions {
@@ -150,14 +157,25 @@ export interface FileLocker {
   /**
    * undefined when the handle names a file this node can lock (or keeps in memory); else the
    * status to answer. Opens nothing for I/O. The table calls it before every answer that does
-   * not come from `lock` or `test` (which check the handle themselves when they open the file).
+   * not come from `lock` or `test` (which check the handle themselves when they open the file),
+   * and before it queues a request, with `exclusive` (an exclusive lock needs the file writable:
+   * rofs on a read-only filesystem, which no wait would change).
    */
-  validate(fileKey: string, fh: Buffer): LockStatus | undefined;
+  validate(fileKey: string, fh: Buffer, exclusive?: boolean): LockStatus | undefined;
+  /**
+   * The identity of the file a handle names (its filesystem and kernel handle), or undefined when
+   * the handle names none this part locks. Two handles of one file (two exports of one
+   * filesystem, a knfsd and an NFS-Ganesha handle, two fsid types) have one identity: the table
+   * keeps them one file, as Linux's lockd keys its files by inode. Opens nothing. Without it the
+   * table knows a file by its handle's bytes only.
+   */
+  identify?(fh: Buffer): string | undefined;
   /**
    * Sets [start, end] of this type on the owner's description of the file: 'granted', 'denied'
-   * (a holder outside the table conflicts), or the refusal (stale_fh, rofs, denied_nolocks, failed).
+   * (a holder outside the table conflicts), 'drop_reply' (its open started breaking someone's
+   * lease: ask again once it is broken), or the refusal (stale_fh, rofs, denied_nolocks, failed).
    */
-  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockStatus;
+  lock(fileKey: string, fh: Buffer, ownerKey: string, start: FilePos, end: FilePos, exclusive: boolean): LockAnswer;
   /** Releases [start, end] of the owner's locks on the file. */
   unlock(fileKey: string, ownerKey: string, start: FilePos, end: FilePos): void;
   /** The owner holds and awaits nothing more on the file: its description closes (releasing everything at once). */

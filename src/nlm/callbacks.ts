@@ -145,7 +145,9 @@ export class GrantCallbacks {
     if (keys) keys.push(key);
     else this.byCookie.set(ck, [key]);
     const backoff = new Backoff({ initialMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs });
-    const p: PendingGrant = { waiter, lock: g.lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: backoff.next(), backoff };
+    // Matched against the client's own requests: the handle it sent, not the table's name of the file.
+    const lock = g.lock.fh.equals(waiter.lock.fh) ? g.lock : { ...g.lock, fh: waiter.lock.fh };
+    const p: PendingGrant = { waiter, lock, grant: g, deadline: this.now() + this.opts.timeoutMs, delay: backoff.next(), backoff };
     this.pending.set(key, p);
     const host = g.lock.owner.host;
     const ofHost = this.byHost.get(host);

@@ -4,7 +4,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { CallContext, Endpoint } from '../rpc/types';
-import type { BlockGranted, DropCounts, LockOptions, LockRequest, LockStatus, ShareRequest, TestResult } from '../locks/types';
+import type { BlockGranted, DropCounts, LockAnswer, LockOptions, LockRequest, LockStatus, ShareRequest, TestResult } from '../locks/types';
 import type { NlmReboot } from './codec';
 import type { NlmRpcCaller } from './callbacks';
 import type { HostMonitor } from './hosts';
@@ -13,7 +13,7 @@ import type { NlmVersion } from './protocol';
 /** What the service needs of the lock table (src/locks LockTable satisfies it). */
 export interface NlmLockTable {
   test(req: LockRequest): TestResult;
-  lock(req: LockRequest, opts: LockOptions): LockStatus;
+  lock(req: LockRequest, opts: LockOptions): LockAnswer;
   cancel(req: LockRequest): LockStatus;
   unlock(req: LockRequest): LockStatus;
   share(req: ShareRequest, reclaim: boolean): LockStatus;
@@ -25,9 +25,11 @@ export interface NlmLockTable {
 
 /**
  * Export policy: may this peer use this file handle, and must it come from a privileged port?
- * `callerName` is the NLM caller_name the request carried (for the refusal's log line).
+ * `callerName` is the NLM caller_name the request carried (for the refusal's log line); `write`:
+ * the request is for an exclusive lock, which needs write access to the file (Linux's lockd opens
+ * it for writing, a shared lock or SHARE for reading).
  */
-export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext, callerName: string) => { allowed: boolean; secure: boolean };
+export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext, callerName: string, write: boolean) => { allowed: boolean; secure: boolean };
 
 /** Why a request its export allowed was refused by this server (not a conflict: see NlmServiceDeps.onRefused). */
 export type NlmRefusalReason =

@@ -21,9 +21,11 @@
 //   when the LOCK was LOCK_MSG (Linux always sends GRANTED_MSG); a grant never acknowledged
 //   within grantTimeoutMs is undone (Linux retries for ever) unless the client confirmed it
 //   meanwhile (see GrantCallbacks).
+// - A LOCK whose open of the file starts breaking a lease or an NFSv4 delegation gets no reply
+//   at all (nlm_drop_reply, as Linux's lockd answers nfserr_jukebox): the client sends it again.
 import type { Logger } from 'pino';
 import { isLoopback } from '../net';
-import { AUTH_SYS, RpcAcceptError, RpcAuthError, type CallContext } from '../rpc/types';
+import { AUTH_SYS, DROP_REPLY, RpcAcceptError, RpcAuthError, type CallContext } from '../rpc/types';
 import { XdrWriter } from '../xdr';
 import { hostKey, type BlockGranted, type ClientHost, type LockRequest, type LockStatus, type ShareAccess, type ShareMode, type ShareRequest } from '../locks/types';
 import * as C from './codec';
@@ -42,6 +44,8 @@ const REFUSALS: Partial<Record<LockStatus, NlmRefusalReason>> = { stale_fh: 'sta
 
 /** A handler's answer: at once, or once the host is monitored. */
 export type Answer<R> = R | Promise<R>;
+/** LOCK's answer: none at all (DROP_REPLY) while a lease on the file is being broken. */
+type LockReply = C.NlmRes | typeof DROP_REPLY;
 export const then = <T, R>(v: Answer<T>, f: (t: T) => R): Answer<R> => (v instanceof Promise ? v.then(f) : f(v));
 
 const res = (cookie: Buffer, status: LockStatus, vers: number): C.NlmRes => ({ cookie, stat: statusCode(status, vers) });
@@ -99,17 +103,17 @@ export class NlmHandlers {
   }
 
   /** LOCK: the host is monitored first. */
-  lock(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
+  lock(a: C.NlmLockArgs, ctx: CallContext): Answer<LockReply> {
     return this.lockWith(a, ctx, LOCK);
   }
 
   /** LOCK_MSG: as LOCK; a later grant goes out as GRANTED_MSG. */
-  lockMsg(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
+  lockMsg(a: C.NlmLockArgs, ctx: CallContext): Answer<LockReply> {
     return this.lockWith(a, ctx, LOCK_MSG);
   }
 
   /** NM_LOCK: a non-monitored lock (the client does not run statd). */
-  nmLock(a: C.NlmLockArgs, ctx: CallContext): Answer<C.NlmRes> {
+  nmLock(a: C.NlmLockArgs, ctx: CallContext): Answer<LockReply> {
     return this.lockWith(a, ctx, NM_LOCK);
   }
 
@@ -150,13 +154,13 @@ export class NlmHandlers {
   }
 
   share(a: C.NlmShareArgs, ctx: CallContext): C.NlmShareRes {
-    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx);
+    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx, false);
     const status = refused ?? this.told(this.table.share(this.shareRequest(a.share, ctx), a.reclaim), a.share.callerName, ctx);
     return { cookie: a.cookie, stat: statusCode(status, ctx.vers), sequence: 0 };
   }
 
   unshare(a: C.NlmShareArgs, ctx: CallContext): C.NlmShareRes {
-    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx);
+    const refused = this.exportRefusal(a.share.fh, a.share.callerName, ctx, false);
     const status = refused ?? this.told(this.table.unshare(this.shareRequest(a.share, ctx)), a.share.callerName, ctx);
     return { cookie: a.cookie, stat: statusCode(status, ctx.vers), sequence: 0 };
   }
@@ -184,7 +188,7 @@ export class NlmHandlers {
     if (this.opts.requireAuthSys && ctx.cred.flavor !== AUTH_SYS) throw new RpcAuthError(AUTH_TOOWEAK, 'AUTH_SYS required');
   }
 
-  private lockWith(a: C.NlmLockArgs, ctx: CallContext, how: How): Answer<C.NlmRes> {
+  private lockWith(a: C.NlmLockArgs, ctx: CallContext, how: How): Answer<LockReply> {
     const req = this.prepare(a.lock, a.exclusive, ctx);
     if (typeof req === 'string') return res(a.cookie, req, ctx.vers);
     if (!how.monitor || !this.monitored) return this.lockNow(a, ctx, how, req);
@@ -199,9 +203,13 @@ export class NlmHandlers {
   }
 
   /** LOCK once the host is monitored. */
-  private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): Answer<C.NlmRes> {
+  private lockNow(a: C.NlmLockArgs, ctx: CallContext, how: How, req: LockRequest): Answer<LockReply> {
     // Only a blocking request can be queued: only it needs what a later grant goes out with.
     const status = this.table.lock(req, a.block ? { block: true, reclaim: a.reclaim, waiter: this.waiter(a, ctx, how) } : { block: false, reclaim: a.reclaim });
+    if (status === 'drop_reply') {
+      this.log?.debug({ client: req.owner.host, serverAddress: req.serverAddress }, 'LOCK not answered: a lease on the file is being broken (the client sends it again)');
+      return DROP_REPLY;
+    }
     if (status !== 'granted') return res(a.cookie, this.told(status, a.lock.callerName, ctx), ctx.vers);
     // A re-sent blocked LOCK answered granted (Linux clients re-send every 30 s) confirms a pending grant.
     this.confirmed(req);
@@ -247,8 +255,8 @@ export class NlmHandlers {
   }
 
   /** undefined when the export lets the peer in, else the status to answer. */
-  private exportRefusal(fh: Buffer, callerName: string, ctx: CallContext): LockStatus | undefined {
-    const p = this.policy(fh, ctx.peer, ctx, callerName);
+  private exportRefusal(fh: Buffer, callerName: string, ctx: CallContext, write: boolean): LockStatus | undefined {
+    const p = this.policy(fh, ctx.peer, ctx, callerName, write);
     if (!p.allowed || (p.secure && ctx.peer.port >= PRIVILEGED_PORT_LIMIT)) return 'failed';
     return undefined;
   }
@@ -256,7 +264,7 @@ export class NlmHandlers {
   /** The table request for a wire lock, or the status when its export refuses it. */
   private prepare(l: C.NlmLock, exclusive: boolean, ctx: CallContext): LockRequest | LockStatus {
     const range = C.tableRange(ctx.vers, l.offset, l.length);
-    return this.exportRefusal(l.fh, l.callerName, ctx) ?? {
+    return this.exportRefusal(l.fh, l.callerName, ctx, exclusive) ?? {
       fh: l.fh, owner: { host: this.hostKey(l.callerName, ctx.peer.address), svid: l.svid, oh: l.oh }, exclusive, offset: range.offset, length: range.length, serverAddress: ctx.local.address,
     };
   }

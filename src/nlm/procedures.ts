@@ -1,7 +1,7 @@
 // The NLM procedure table: each procedure number of each version, its codec and its handler
 // (handlers.ts), in one place. A *_MSG has the arguments of its synchronous twin, an empty RPC
 // reply, and its answer sent as the *_RES call; an arriving *_RES gets an empty reply.
-import type { CallContext, Procedure, ProgramVersion } from '../rpc/types';
+import { DROP_REPLY, type CallContext, type Procedure, type ProgramVersion } from '../rpc/types';
 import type { XdrReader, XdrWriter } from '../xdr';
 import * as C from './codec';
 import { then, type Answer, type NlmHandlers } from './handlers';
@@ -72,7 +72,8 @@ function procedure(h: NlmHandlers, proc: number, spec: Spec, vers: number): Proc
         name, decodeArgs, encodeResult: voidResult,
         handle: (a, ctx) => {
           if (spec.auth) h.requireAuth(ctx);
-          return then(spec.handle(h, a, ctx), (result) => h.sendRes(ctx, spec.res, (w) => spec.encode(w, vers, result)));
+          // A dropped LOCK_MSG sends no *_RES either (Linux's nlmsvc_callback): the client asks again.
+          return then(spec.handle(h, a, ctx), (result) => (result === DROP_REPLY ? DROP_REPLY : h.sendRes(ctx, spec.res, (w) => spec.encode(w, vers, result))));
         },
       };
     case 'res':

@@ -21,6 +21,7 @@ import {
 import {
   AUTH_NONE,
   AUTH_SYS,
+  DROP_REPLY,
   NO_REPLY,
   RpcAcceptError,
   RpcAuthError,
@@ -183,6 +184,12 @@ export class RpcDispatcher {
   /** Encodes a handler's result (an encoder that throws fails the call like a handler would). */
   private answered(call: DecodedCall, meta: CallMeta, started: number, procedure: Procedure, cached: boolean, msg: Buffer, result: unknown): Buffer | undefined {
     let reply: Buffer | undefined;
+    if (result === DROP_REPLY) {
+      // Not answered now: a retransmission runs again rather than finding "no reply" cached.
+      if (cached) this.drc.abandon(call.xid, meta.peer, meta.local.address, msg);
+      if (this.observed) this.callEvent(call, meta, started, 'NO_REPLY');
+      return undefined;
+    }
     if (result !== NO_REPLY) {
       try {
         const w = new XdrWriter(256);

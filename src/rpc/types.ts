@@ -42,6 +42,13 @@ export interface CallContext {
 /** Returned by a handler that must not send any reply (e.g. a message whose answer goes by callback). */
 export const NO_REPLY: unique symbol = Symbol('rpc.noReply');
 
+/**
+ * Returned by a handler that cannot answer yet and wants the call sent again: no reply, and the
+ * duplicate-request cache forgets the call so that the client's retransmission runs anew (Linux's
+ * rpc_drop_reply, which lockd returns while a lease or delegation is being broken).
+ */
+export const DROP_REPLY: unique symbol = Symbol('rpc.dropReply');
+
 /** Thrown (or returned) by handlers to answer with an accepted-reply error instead of SUCCESS. */
 export class RpcAcceptError extends Error {
   constructor(readonly stat: 'GARBAGE_ARGS' | 'SYSTEM_ERR' | 'PROC_UNAVAIL', message?: string) {
@@ -60,7 +67,7 @@ export interface Procedure<A = unknown, R = unknown> {
   name: string;
   decodeArgs(r: XdrReader): A;
   encodeResult(w: XdrWriter, result: R): void;
-  handle(args: A, ctx: CallContext): R | typeof NO_REPLY | Promise<R | typeof NO_REPLY>;
+  handle(args: A, ctx: CallContext): R | typeof NO_REPLY | typeof DROP_REPLY | Promise<R | typeof NO_REPLY | typeof DROP_REPLY>;
   /** Safe to repeat: the duplicate-request cache skips it. Default false. */
   idempotent?: boolean;
 }

@@ -20,7 +20,8 @@ describe('files: a lock needs access to the file, checked as the caller', functi
     const b = mountTmpfs();
     cleanups.push(() => a.dispose(), () => b.dispose());
     const d = spawnDaemon([], { config: { exports: [{ path: a.dir, fsid: 41, secure: false }, { path: b.dir, fsid: 42, secure: false, noAuthNlm: true }] } });
-    cleanups.push(() => d.cleanup());
+    // Waited for: a killed daemon's files close only once it exited (the tmpfs is unmounted next).
+    cleanups.push(async () => (await d.stop('SIGKILL'), d.cleanup()));
     const port = (await d.started()).nlmPort as number;
     const c = await NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'tcp', vers: 4, callerName: 'access-client' });
     cleanups.push(() => c.close());
@@ -43,9 +44,23 @@ describe('files: a lock needs access to the file, checked as the caller', functi
     assert.equal(await status(shared, as(1001), false), 'failed', 'others may not');
     const mine = file(a.dir, 41, 'mine', 0o000, 1000, 1000);
     assert.equal(await status(mine, as(1000)), 'granted', "the file's owner always may (as knfsd's owner override)");
-    const open = file(a.dir, 41, 'open', 0o644);
-    assert.equal(await status(open, as(65534)), 'granted', 'readable by others');
+    // By lock mode, as Linux's lockd opens the file (lock_to_openmode): read access for a shared
+    // lock, write access for an exclusive one.
+    const readable = file(a.dir, 41, 'readable', 0o644);
+    assert.equal(await status(readable, as(65534), false), 'granted', 'a shared lock on a file others may read');
+    assert.equal(await status(readable, as(65534)), 'failed', 'not an exclusive one: others may not write it');
+    assert.equal((await c.test({ fh: readable, svid: 1, exclusive: false })).status, 'granted', 'TEST by mode too');
+    assert.equal((await c.test({ fh: readable, svid: 1, exclusive: true })).status, 'failed');
+    const writable = file(a.dir, 41, 'writable', 0o602);
+    assert.equal(await status(writable, as(65534)), 'granted', 'an exclusive lock on a file others may write');
+    assert.equal(await status(writable, as(65534), false), 'failed', 'not a shared one: others may not read it');
+    const group = file(a.dir, 41, 'group', 0o640, 0, 3000);
+    assert.equal(await status(group, as(1000, 1000, [3000])), 'failed', "the group's read bit is no write access");
+    assert.equal(await status(group, as(1000, 1000, [3000]), false), 'granted');
+    assert.equal((await c.share({ fh: readable, mode: 0, access: 1 })).status, 'granted', 'SHARE needs read access (lockd opens it for reading; root squashed)');
+    assert.equal((await c.share({ fh: secret, mode: 0, access: 1 })).status, 'failed');
     const unchecked = file(b.dir, 42, 'secret', 0o600);
     assert.equal(await status(unchecked, as(65534)), 'granted', 'noAuthNlm: no access check');
+    assert.equal(await status(file(b.dir, 42, 'readable', 0o644), as(65534)), 'granted', 'noAuthNlm: nor for writing');
   });
 });

@@ -49,7 +49,7 @@ describe('files: lockdropd on real exports', function () {
     const b = mountTmpfs();
     cleanups.push(() => a.dispose(), () => b.dispose());
     const config = (exports: unknown[]) => ({ exports });
-    const d = spawnDaemon([], { config: { ...config([{ path: a.dir, fsid: 21, secure: false }, { path: b.dir, fsid: 22, secure: false }]), maxOpenFiles: 20 } });
+    const d = spawnDaemon([], { config: { ...config([{ path: a.dir, fsid: 21, secure: false, rootSquash: false }, { path: b.dir, fsid: 22, secure: false, rootSquash: false }]), maxOpenFiles: 20 } });
     cleanups.push(() => d.cleanup());
     const port = (await d.started()).nlmPort as number;
     assert.deepEqual(status(d).files.exports.sort(), [a.dir, b.dir].sort());
@@ -72,7 +72,7 @@ describe('files: lockdropd on real exports', function () {
     // Reload without b (and without maxOpenFiles: the budget a fresh start gives, from the fd
     // limit lockdropd raises to the hard one): b's locks are dropped and its files closed; a's export comes back.
     const fileOf = join(d.dir, 'lockdrop.yaml');
-    writeFileSync(fileOf, JSON.stringify(config([{ path: a.dir, fsid: 21, secure: false }])));
+    writeFileSync(fileOf, JSON.stringify(config([{ path: a.dir, fsid: 21, secure: false, rootSquash: false }])));
     d.child.kill('SIGHUP');
     await d.waitLog((l) => /configuration reloaded: exports/.test(l.msg));
     assert.deepEqual(status(d).files.exports, [a.dir]);
@@ -84,7 +84,7 @@ describe('files: lockdropd on real exports', function () {
     assert.equal((await c.lock({ fh: knfsdHandle(makeFile(a.dir, 'again'), 21), svid: 9, exclusive: true })).status, 'granted');
 
     // A reload naming a path that does not exist is refused, keeping what runs.
-    writeFileSync(fileOf, JSON.stringify(config([{ path: a.dir, fsid: 21, secure: false }, { path: '/srv/gone', fsid: 23 }])));
+    writeFileSync(fileOf, JSON.stringify(config([{ path: a.dir, fsid: 21, secure: false, rootSquash: false }, { path: '/srv/gone', fsid: 23 }])));
     d.child.kill('SIGHUP');
     await d.waitLog((l) => /reload refused/.test(l.msg) && JSON.stringify(l).includes('/srv/gone'));
     assert.deepEqual(status(d).files.exports, [a.dir]);
@@ -97,7 +97,7 @@ describe('files: lockdropd on real exports', function () {
     cleanups.push(() => shared.dispose());
     const nodes: Netns[] = [vethNamespace('10.77.1.1', '10.77.1.2'), vethNamespace('10.77.2.1', '10.77.2.2')];
     cleanups.push(() => nodes.forEach((n) => n.dispose()));
-    const exports = [{ path: shared.dir, fsid: 31, secure: false }];
+    const exports = [{ path: shared.dir, fsid: 31, secure: false, rootSquash: false }];
     const [a, b] = nodes.map((n) => spawnDaemon(['--grace', '1'], { netns: n.name, config: { exports } }));
     cleanups.push(() => a!.cleanup(), () => b!.cleanup());
     const [pa, pb] = [(await a!.started()).nlmPort as number, (await b!.started()).nlmPort as number];

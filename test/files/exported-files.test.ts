@@ -144,14 +144,15 @@ describe('files: ExportedFiles opens each file once per lock', function () {
       assert.equal(table.lock(range(1, false, 20n, 10n), NB), 'granted');
       assert.equal(await lease.state(), 'read', 'the shared locks broke no lease');
       // An exclusive lock needs the file open for writing: that open breaks the lease, and until
-      // its holder lets go the lock is denied, the shared locks kept.
-      assert.equal(table.lock(range(1, true, 0n, 10n), NB), 'denied');
+      // its holder lets go the request gets no answer (the client sends it again), the shared
+      // locks kept; a blocking one is not queued either (Linux's lockd drops both replies).
+      assert.equal(table.lock(range(1, true, 0n, 10n), NB), 'drop_reply');
       assert.equal(await lease.state(), 'breaking');
-      // A blocking one waits for the open, then the lock (tried again on a timer): granted once the holder lets go.
-      assert.equal(table.lock(range(1, true, 0n, 10n), { block: true, reclaim: false }), 'blocked');
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(table.lock(range(1, true, 0n, 10n), { block: true, reclaim: false }), 'drop_reply');
+      assert.equal([...table.blocked()].length, 0);
+      assert.equal(files.stats().open, 1, 'the read-only description only');
       assert.equal(await lease.release(), 'released');
-      await waitFor('the blocked exclusive lock granted', () => [...table.locks()].some((l) => l.exclusive && l.fh.equals(fh)), 3_000);
+      assert.equal(table.lock(range(1, true, 0n, 10n), NB), 'granted', 'the request sent again');
       assert.equal(files.stats().open, 1, 'one description per owner and file, the read-only one closed');
       // (Opened for writing only now: it would have waited for the lease's break.)
       outside = await OutsideLocker.start(path);
@@ -175,6 +176,27 @@ describe('files: ExportedFiles opens each file once per lock', function () {
     assert.equal(table.lock(req(pfh, 2, false), NB), 'granted');
     execFileSync(program);
     table.unlock(req(pfh, 2, false));
+  });
+
+  it("a queued exclusive request woken while a lease is held tries again on a timer until its holder lets go", async () => {
+    const path = makeFile(fs.dir, 'leased-queued');
+    const fh = knfsdHandle(path, 5);
+    const lease = await LeaseHolder.start(path);
+    try {
+      assert.equal(table.lock(req(fh, 2, false), NB), 'granted');
+      // Behind owner 2's shared lock: queued (its check for writing opens nothing, the lease intact).
+      assert.equal(table.lock(req(fh, 1, true), { block: true, reclaim: false }), 'blocked');
+      assert.equal(await lease.state(), 'read');
+      table.unlock(req(fh, 2, false));
+      assert.equal(await lease.state(), 'breaking', "the woken request's open started the break");
+      assert.equal([...table.blocked()].length, 1, 'still queued');
+      assert.equal(await lease.release(), 'released');
+      await waitFor('the queued exclusive lock granted', () => [...table.locks()].some((l) => l.exclusive && l.fh.equals(fh)), 3_000);
+      table.unlock(req(fh, 1, true));
+      assert.equal(files.stats().open, 0);
+    } finally {
+      await lease.stop();
+    }
   });
 
   it("a drop closes its descriptions in one batch and every kernel lock is gone when it returns", () => {

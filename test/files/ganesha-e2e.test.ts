@@ -72,7 +72,8 @@ describe('files: lockdropd beside a real NFS-Ganesha on one node', function () {
     makeFile(fs.dir, 'doomed');
     node = await startNfsNode({ hostAddress: HOST, address: NODE });
     ganesha = await startGanesha({ node, exportPath: fs.dir, exportId: EXPORT_ID });
-    daemon = spawnDaemon(['--rpcbind', 'auto'], { node, config: { exports: [{ path: fs.dir, ganeshaExportId: EXPORT_ID, secure: false }] } });
+    // As Ganesha's export (Squash = None): root is root, so it may lock the files it made exclusively.
+    daemon = spawnDaemon(['--rpcbind', 'auto'], { node, config: { exports: [{ path: fs.dir, ganeshaExportId: EXPORT_ID, secure: false, rootSquash: false }] } });
     const started = await daemon.started();
     [nlmPort, nsmPort] = [started.nlmPort as number, started.nsmPort as number];
     for (let i = 0; i < 100; i++) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readdirSync, readlinkSync, rmSync, unlinkSync } from 'node:fs';
 import { LOCK_WRITE, ofdSetLock } from '../../src/addon/files';
 import { NlmClient, type NlmClientOptions } from '../../src/nlm';
+import { LeaseHolder } from '../support/files';
 import { localLock, releaseLocalLocks } from '../support/local-locker';
 import { requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
 import { knfsdHandle, makeFile, mountExt4, mountTmpfs, openFdCount, startFileServer, type FileServer, type Mounted } from './support';
@@ -41,6 +42,9 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
       clients.push(c);
       return c;
     };
+    let callbacks: NlmClient | undefined;
+    /** The suite's one client serving callbacks: the server keeps one callback port per client address (as for a host's lockd). */
+    const callbackClient = async (): Promise<NlmClient> => (callbacks ??= await client({ callerName: 'client-b', callback: { rpcbind: true } }));
     let n = 0;
     const newFile = (): { path: string; fh: Buffer } => {
       const path = makeFile(fs.dir, `f${++n}`);
@@ -82,6 +86,27 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
       assert.equal(await localLock(path, { start: 0, length: 100 }).outcome, 'locked', 'the unlock reached the file before the reply');
     });
 
+    it("a read lease (an NFSv4 read delegation): a shared lock is granted and breaks nothing; an exclusive lock's reply is dropped while the lease breaks, and its retransmission is granted", async () => {
+      const a = await client({ callerName: 'client-lease' });
+      const { path, fh } = newFile();
+      const lease = await LeaseHolder.start(path);
+      try {
+        assert.equal((await a.lock({ fh, svid: 1, exclusive: false, offset: 0n, length: 10n })).status, 'granted');
+        assert.equal(await lease.state(), 'read', 'the shared lock left the lease alone');
+        let answered: string | undefined;
+        const exclusive = a.lock({ fh, svid: 2, exclusive: true, offset: 20n, length: 10n }).then((r) => (answered = r.status));
+        for (let i = 0; i < 100 && (await lease.state()) !== 'breaking'; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(await lease.state(), 'breaking', "the exclusive lock's open started the break");
+        await new Promise((r) => setTimeout(r, 700));
+        assert.equal(answered, undefined, 'no answer while the lease is breaking (not denied, not failed)');
+        assert.equal(await lease.release(), 'released');
+        assert.equal(await exclusive, 'granted', 'the client\'s retransmission (same xid) is granted');
+        assert.equal(await localLock(path, { start: 25, length: 1 }).outcome, 'refused', 'the lock is on the file');
+      } finally {
+        await lease.stop();
+      }
+    });
+
     it('mirrors splits, upgrades and downgrades exactly on the file', async () => {
       const a = await client();
       const { path, fh } = newFile();
@@ -108,7 +133,7 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
     });
 
     it('a blocking LOCK behind a local holder is granted (GRANTED callback) when it lets go; CANCEL withdraws the wait', async () => {
-      const a = await client({ callerName: 'client-b', callback: { rpcbind: true } });
+      const a = await callbackClient();
       const { path, fh } = newFile();
       const local = localLock(path, { start: 0, length: 10 });
       assert.equal(await local.outcome, 'locked');
@@ -194,6 +219,22 @@ for (const fsKind of ['tmpfs', 'ext4'] as const) {
         server.files.setBudget(10_000);
       }
     });
+
+    it('LOCK_MSG on a leased file: neither its RPC reply nor a LOCK_RES until the lease is broken, then LOCK_RES granted', async () => {
+      const m = await callbackClient();
+      const { path, fh } = newFile();
+      const again = await LeaseHolder.start(path);
+      try {
+        const sent = m.lockMsg({ fh, svid: 3, exclusive: true });
+        for (let i = 0; i < 100 && (await again.state()) !== 'breaking'; i++) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(m.results.length, 0, 'no LOCK_RES while the lease is breaking');
+        assert.equal(await again.release(), 'released');
+        assert.equal((await m.waitRes(await sent, 5_000)).status, 'granted', 'the retransmitted LOCK_MSG is answered by LOCK_RES granted');
+      } finally {
+        await again.stop();
+      }
+    });
   });
 }
 
@@ -224,11 +265,48 @@ describe('files: read-only filesystems and unmounting after a drop', function ()
       assert.equal(server.files.validate(key, fh, true), 'rofs');
       assert.equal(server.files.validate(key, fh), undefined);
       assert.equal(server.files.validate(key, fh, false), undefined);
+      assert.equal((await c4.lock({ fh, svid: 2, exclusive: true, block: true })).status, 'rofs', 'a blocking one is refused at once, not queued for ever');
+      assert.equal([...server.table.blocked()].length, 0);
     } finally {
       await c4.close();
       await c3.close();
       await server.close();
       rw.dispose();
+    }
+  });
+
+  it('a queued request that can never be granted when woken (its file gone, its filesystem read-only) is removed: no GRANTED, and its re-sent request gets the refusal', async () => {
+    const m = mountTmpfs();
+    const server = await startFileServer([S], [{ path: m.dir, fsid: 12 }]);
+    const holder = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'udp', vers: 4, callerName: 'holder' });
+    const waiter = await NlmClient.create({ server: { address: S, port: server.port }, transport: 'udp', vers: 4, callerName: 'waiter', callback: { rpcbind: true } });
+    try {
+      // Stale: the file is removed while the holder has it open; its last close frees it.
+      const gone = `${m.dir}/gone`;
+      makeFile(m.dir, 'gone');
+      const fh = knfsdHandle(gone, 12);
+      assert.equal((await holder.lock({ fh, svid: 1, exclusive: true })).status, 'granted');
+      assert.equal((await waiter.lock({ fh, svid: 2, exclusive: true, block: true })).status, 'blocked');
+      unlinkSync(gone);
+      assert.equal((await holder.unlock({ fh, svid: 1 })).status, 'granted');
+      assert.equal([...server.table.blocked()].length, 0, 'removed when woken');
+      // Read-only: remounted while an exclusive request waits behind a shared lock (held read-only).
+      const fh2 = knfsdHandle(makeFile(m.dir, 'data'), 12);
+      assert.equal((await holder.lock({ fh: fh2, svid: 1, exclusive: false })).status, 'granted');
+      assert.equal((await waiter.lock({ fh: fh2, svid: 3, exclusive: true, block: true })).status, 'blocked');
+      sh('mount', ['-o', 'remount,ro', m.dir]);
+      assert.equal((await holder.unlock({ fh: fh2, svid: 1 })).status, 'granted');
+      assert.equal([...server.table.blocked()].length, 0, 'removed when woken');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(waiter.granted.length, 0, 'no GRANTED for either');
+      assert.equal((await waiter.lock({ fh, svid: 2, exclusive: true, block: true })).status, 'stale_fh', 'the re-sent request');
+      assert.equal((await waiter.lock({ fh: fh2, svid: 3, exclusive: true, block: true })).status, 'rofs');
+      assert.equal(server.files.stats().open, 0);
+    } finally {
+      await holder.close();
+      await waiter.close();
+      await server.close();
+      m.dispose();
     }
   });
 

@@ -45,7 +45,7 @@ describe('files: an idle export does not keep its filesystem mounted', function 
       assert.equal(d.child.signalCode, null);
     };
 
-    const d: DaemonProcess = spawnDaemon([], { config: { exports: [{ path: fs.dir, fsid: 31, secure: false }] } });
+    const d: DaemonProcess = spawnDaemon([], { config: { exports: [{ path: fs.dir, fsid: 31, secure: false, rootSquash: false }] } });
     cleanups.push(() => d.cleanup());
     const port = (await d.started()).nlmPort as number;
     const c = await NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'tcp', vers: 4, callerName: 'umount-client' });

@@ -2,7 +2,7 @@
 // simulated kernel and store (test/support/cluster-sim.ts): the journal keeps a moved lock for its
 // owner on every node until the owner reclaims it, and the grace of the address ends by itself.
 import assert from 'node:assert/strict';
-import { hostKey, type LockRequest, type LockStatus } from '../../src/locks';
+import { hostKey, type LockRequest, type LockAnswer } from '../../src/locks';
 import { SimKernel, SimNode, SimStore } from '../support/cluster-sim';
 
 const V1 = '10.0.0.1';
@@ -33,7 +33,7 @@ function xHoldsYWaits(): ReturnType<typeof cluster> {
   return c;
 }
 
-const lock = (n: SimNode, r: LockRequest, o: { block?: boolean; reclaim?: boolean } = {}): LockStatus => n.table.lock(r, { block: o.block ?? false, reclaim: o.reclaim ?? false, waiter: () => 'w' });
+const lock = (n: SimNode, r: LockRequest, o: { block?: boolean; reclaim?: boolean } = {}): LockAnswer => n.table.lock(r, { block: o.block ?? false, reclaim: o.reclaim ?? false, waiter: () => 'w' });
 
 describe('locks: a lock survives its address\'s move', () => {
   it('planned move: refused to a client of another node from the drop until its owner reclaimed it; grace ends by itself', () => {

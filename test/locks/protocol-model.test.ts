@@ -20,7 +20,7 @@
 // shows the bound is real: without that delivery, a crash loses a lock.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { hostKey, ownerKey, type LockOwner, type LockRequest, type LockStatus } from '../../src/locks';
+import { hostKey, ownerKey, type LockOwner, type LockRequest, type LockAnswer } from '../../src/locks';
 import { checkIndexes } from '../../src/locks/testing';
 import { SIZE, SimKernel, SimNode, SimStore } from '../support/cluster-sim';
 
@@ -171,7 +171,7 @@ class World {
         if (!r) return null;
         const { o, f, a, n, e } = r;
         const st = nodes[n].table.lock(this.request(o, f, c.s, e, c.x, a), { block: c.block, reclaim: false, waiter: () => o });
-        assert.ok((['granted', 'denied', 'blocked', 'denied_grace_period', 'deadlck'] as LockStatus[]).includes(st), `lock answered ${st}`);
+        assert.ok((['granted', 'denied', 'blocked', 'denied_grace_period', 'deadlck'] as LockAnswer[]).includes(st), `lock answered ${st}`);
         if (st === 'granted') this.believe(o, f, c.s, e, { x: c.x, a, reclaim: false });
         return `owner ${o} locks ${FILES[f]}[${c.s}..${e}] ${c.x ? 'w' : 'r'}${c.block ? ' blocking' : ''} via ${ADDRS[a]} on ${NODES[n]}: ${st}`;
       }

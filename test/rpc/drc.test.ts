@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { DuplicateRequestCache } from '../../src/rpc';
+import { DROP_REPLY, DuplicateRequestCache, encodeCall, NO_REPLY, NULL_AUTH, RpcDispatcher, type Procedure } from '../../src/rpc';
+import type { XdrWriter } from '../../src/xdr';
 
 describe('rpc duplicate-request cache', () => {
   const call = (s: string): Buffer => Buffer.from(s);
@@ -63,5 +64,31 @@ describe('rpc duplicate-request cache', () => {
     for (let i = 0; i < 1000; i++) c.begin(5 + (i % 4) * 2 ** 30, { address: '192.0.2.9', port: i }, L, call('x'));
     assert.equal(c.size, 3);
     for (let i = 997; i < 1000; i++) assert.deepEqual(c.begin(5 + (i % 4) * 2 ** 30, { address: '192.0.2.9', port: i }, L, call('x')), { kind: 'in-progress' });
+  });
+});
+
+describe('rpc: a dropped reply (DROP_REPLY)', () => {
+  // Linux's rpc_drop_reply: lockd answers nothing while a lease is being broken, and the
+  // client's retransmission must run again, not find "no reply" in the duplicate-request cache.
+  it('answers nothing and lets a UDP retransmission run again; NO_REPLY is cached', () => {
+    const runs = { drop: 0, silent: 0 };
+    const none = { decodeArgs: () => undefined, encodeResult: (w: XdrWriter, n: number) => void w.uint(n) };
+    const d = new RpcDispatcher();
+    d.register({
+      prog: 400_123, vers: 1, procedures: new Map<number, Procedure<any, any>>([
+        [1, { name: 'LATER', ...none, handle: () => (++runs.drop === 1 ? DROP_REPLY : 7) }],
+        [2, { name: 'SILENT', ...none, handle: () => (runs.silent++, NO_REPLY) }],
+      ]),
+    });
+    const meta = { transport: 'udp' as const, local: { address: '10.0.0.1', port: 4045 }, peer: { address: '10.0.0.2', port: 800 } };
+    const msg = (proc: number) => encodeCall({ xid: 77 + proc, prog: 400_123, vers: 1, proc, cred: NULL_AUTH, verf: NULL_AUTH }, Buffer.alloc(0));
+    assert.equal(d.handle(msg(1), meta), undefined, 'dropped');
+    const again = d.handle(msg(1), meta) as Buffer;
+    assert.ok(again, 'the retransmission ran again');
+    assert.equal(again.readUInt32BE(again.length - 4), 7);
+    assert.equal(runs.drop, 2);
+    assert.equal(d.handle(msg(2), meta), undefined);
+    assert.equal(d.handle(msg(2), meta), undefined);
+    assert.equal(runs.silent, 1, 'a NO_REPLY call is answered (with nothing) from the cache');
   });
 });
