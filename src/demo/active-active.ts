@@ -73,7 +73,7 @@ export function runActiveActiveDemo(opts: ActiveActiveOptions = {}): Promise<Act
       const dir = path.join(work, host.name);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const daemon = lab.startDaemon(host, dir, {
-        stateDir: state, addresses: [`${VIP_A}/32`, `${VIP_B}/32`], pollInterval: 1, exports: [{ path: shared, fsid: FSID, secure: false }],
+        stateDir: state, addresses: [`${VIP_A}/32`, `${VIP_B}/32`], pollInterval: 1, exports: [{ path: shared, fsid: FSID, secure: false, rootSquash: false }],
       }, (j) => narrateDaemon(host.name, j, say), (line) => print(`  ${host.name}! ${line}`));
       nodes.set(host.name, { host, ...daemon });
     }

@@ -188,7 +188,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const d = lab.startDaemon(host, dir, {
         stateDir: shared, nlmPort: NLM_PORT, nsmPort: NSM_PORT, addresses: vips.map((v) => `${v}/32`), sources: ['netlink', 'poll'], pollInterval: 1,
-        grace: o.grace, leaseSeconds: o.lease, notify: { timeout: 30 }, exports: [{ path: fs.dir, fsid: FSID, secure: false }],
+        grace: o.grace, leaseSeconds: o.lease, notify: { timeout: 30 }, exports: [{ path: fs.dir, fsid: FSID, secure: false, rootSquash: false }],
       }, (j) => {
         // Its moment on the events' clock: the line's own wall-clock time (ms, truncated: rounded up),
         // never later than when the line reached us.

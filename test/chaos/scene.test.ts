@@ -52,7 +52,7 @@ describe('chaos scene (issue 19): a held lock survives its address\'s move', fun
     const nodes = [a, b].map((host) => {
       const own = path.join(s!.dir, host.name);
       mkdirSync(own, { mode: 0o700 });
-      return { host, ...lab.startDaemon(host, own, { stateDir: shared, nlmPort: 4045, nsmPort: 4046, addresses: [`${VIP1}/32`, `${VIP2}/32`], sources: ['netlink', 'poll'], pollInterval: 1, grace: 15, leaseSeconds: 3, exports: [{ path: fs!.dir, fsid: FSID, secure: false }] }) };
+      return { host, ...lab.startDaemon(host, own, { stateDir: shared, nlmPort: 4045, nsmPort: 4046, addresses: [`${VIP1}/32`, `${VIP2}/32`], sources: ['netlink', 'poll'], pollInterval: 1, grace: 15, leaseSeconds: 3, exports: [{ path: fs!.dir, fsid: FSID, secure: false, rootSquash: false }] }) };
     });
     for (const n of nodes) await lab.waitForControl(n.host, n.control);
     const x = await lab.startClient(hx);

@@ -28,7 +28,7 @@ describe('cli: who holds this file; the log level at run time', function () {
     m = mountTmpfs();
     const one = makeFile(m.dir, 'one');
     const two = makeFile(m.dir, 'two');
-    d = spawnDaemon([], { config: { exports: [{ path: m.dir, fsid: 31, secure: false }] } });
+    d = spawnDaemon([], { config: { exports: [{ path: m.dir, fsid: 31, secure: false, rootSquash: false }] } });
     const port = (await d.started()).nlmPort as number;
     c = await NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'tcp', vers: 4, callerName: 'holder' });
     assert.equal((await c.lock({ fh: knfsdHandle(one, 31), svid: 1, exclusive: true, offset: 0n, length: 10n })).status, 'granted');

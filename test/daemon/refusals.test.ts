@@ -61,7 +61,7 @@ describe('daemon: refused requests are logged', function () {
     it('a stale handle and a spent fd budget are refused and named at info, a conflict is not', async () => {
       const fs = mountTmpfs();
       cleanups.push(() => fs.dispose());
-      const d = spawn({ maxOpenFiles: 2, exports: [{ path: fs.dir, fsid: 41, secure: false }] });
+      const d = spawn({ maxOpenFiles: 2, exports: [{ path: fs.dir, fsid: 41, secure: false, rootSquash: false }] });
       const nlmPort = (await d.started()).nlmPort as number;
       const c = await NlmClient.create({ server: { address: '127.0.0.1', port: nlmPort }, transport: 'udp', vers: 4, callerName: 'refused-client' });
       const refusal = (reason: string) => d.waitLog((l) => /^refused a request from 127\.0\.0\.1 \(caller_name "refused-client", machine /.test(l.msg) && l.reason === reason);

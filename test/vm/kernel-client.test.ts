@@ -170,7 +170,7 @@ describe('the Linux kernel NFS client in a VM, through a failover (test/vm)', fu
       const log = createWriteStream(path.join(dir, 'lockdropd.log'));
       const d = lab.startDaemon(host, dir, {
         grace: GRACE_S, addresses: [`${VIP}/32`, `${A2}/32`, `${B2}/32`], pollInterval: 1, notify: { timeout: 30 },
-        exports: [{ path: exportDir, ganeshaExportId: EXPORT_ID }], logLevel: (process.env.LOCKDROP_VM_LOG_LEVEL ?? 'info') as 'info',
+        exports: [{ path: exportDir, ganeshaExportId: EXPORT_ID, rootSquash: false }], logLevel: (process.env.LOCKDROP_VM_LOG_LEVEL ?? 'info') as 'info',
       }, (j) => void log.write(`${JSON.stringify(j)}\n`), (line) => void log.write(`stderr: ${line}\n`));
       nodes[name] = { host, ...d };
     }
