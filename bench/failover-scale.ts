@@ -81,11 +81,11 @@ function tcpCounters(lab: Lab, host: LabHost): Record<string, number> {
   return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? NaN)]));
 }
 
-/** CPU milliseconds a process has used (user + system, from /proc). */
-function cpuMs(pid: number | undefined): number {
+/** CPU milliseconds a process has used (user + system, or system only: the kernel's share, from /proc). */
+function cpuMs(pid: number | undefined, only?: 'system'): number {
   if (pid === undefined) return NaN;
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  return ((only ? 0 : Number(f[11])) + Number(f[12])) * 10;
 }
 
 const pct = (xs: number[], p: number): number => {
@@ -175,7 +175,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     await probe.wait('probe ready', (j) => j.event === 'ready', 60_000);
     await sleep(2_000); // the baseline
 
-    const cpu0 = { b: cpuMs(B.child.pid), clients: clients.map((c) => cpuMs(c.child.pid)) };
+    const cpu0 = { b: cpuMs(B.child.pid), bSystem: cpuMs(B.child.pid, 'system'), clients: clients.map((c) => cpuMs(c.child.pid)) };
     const aMark = A.log.count;
     const bMark = B.log.count;
     const tDel = now();
@@ -186,7 +186,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const tAdded = now();
     const reclaimed = await Promise.all(clients.map((c) => c.wait('reclaims', (j) => j.event === 'reclaimed', 120_000)));
     const tDone = now();
-    const cpu = { b: cpuMs(B.child.pid) - cpu0.b, clients: clients.reduce((n, c, i) => n + cpuMs(c.child.pid) - cpu0.clients[i]!, 0) };
+    const cpu = { b: cpuMs(B.child.pid) - cpu0.b, bSystem: cpuMs(B.child.pid, 'system') - cpu0.bSystem, clients: clients.reduce((n, c, i) => n + cpuMs(c.child.pid) - cpu0.clients[i]!, 0) };
     // b's namespace is this run's: its counters since creation are the reclaim's (connections went to a before).
     const tcpOnB = tcpCounters(lab, b);
     await sleep(500);
@@ -229,7 +229,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done), perHost: { p50: pct(perHostMs, 0.5), p99: pct(perHostMs, 0.99), max: Math.max(...perHostMs) } },
       everyLockReclaimedMs: tDone - tAdd, fromRemovalMs: tDone - tDel,
       granted, refused, heldOnB: onB, heldOnA: onA,
-      cpuMs: { b: cpu.b, clients: cpu.clients }, tcpOnB,
+      cpuMs: { b: cpu.b, bSystem: cpu.bSystem, clients: cpu.clients }, tcpOnB,
       probe: {
         baseline: { n: base.length, p50: pct(base, 0.5), p99: pct(base, 0.99), max: Math.max(...base) },
         during: { n: during.length, p50: pct(during.map((s) => s.ms), 0.5), p99: pct(during.map((s) => s.ms), 0.99), max: Math.max(...during.map((s) => s.ms)) },
@@ -243,7 +243,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
     log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
     log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms (a host's, from its notice: p50 ${f1(result.reclaimedMs.perHost.p50)} / p99 ${f1(result.reclaimedMs.perHost.p99)} / max ${f1(result.reclaimedMs.perHost.max)} ms); ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
-    log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock), the client processes ${cpu.clients.toFixed(0)} ms`);
+    log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock, ${((cpu.bSystem * 1000) / o.locks).toFixed(1)} of it in the kernel), the client processes ${cpu.clients.toFixed(0)} ms`);
     log(`every lock reclaimed ${f1(result.everyLockReclaimedMs)} ms after ip addr add began (${f1(result.fromRemovalMs)} ms after the removal on a)`);
     log(`TCP on b: ${Object.entries(tcpOnB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     log(`probe on ${STAY} (while b serves ${VIP} until the last reclaim): baseline p50 ${result.probe.baseline.p50.toFixed(2)} / p99 ${result.probe.baseline.p99.toFixed(2)} ms (n=${base.length}); ` +
