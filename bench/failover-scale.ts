@@ -4,7 +4,7 @@
 // is reclaimed on B, and what a client of another address on B sees meanwhile (any grace reply?
 // how much added latency?).
 //
-//   npx tsx bench/failover-scale.ts [--hosts 1000] [--locks 100000] [--namespaces 4] [--transport tcp|udp] [--runs 1] [--window 1] [--gap 0] [--profile DIR]
+//   npx tsx bench/failover-scale.ts [--hosts 1000] [--locks 100000] [--namespaces 4] [--transport tcp|udp] [--runs 1] [--window 1] [--gap 0] [--clients c|node] [--profile DIR]
 //
 // Run as root after `npm run build` (the nodes run bin/lockdropd, i.e. dist/). The lab is
 // src/demo's: one bridge, one namespace per machine with its own rpcbind:
@@ -15,13 +15,16 @@
 // Each client namespace runs one Node process playing all its hosts (src/demo/scale-hosts.ts, from
 // dist/): per host a statd (SM_NOTIFY on the host's own address, registered with the namespace's
 // rpcbind), an NlmClient bound to the host's address, and the reclaim a kernel client's lockd makes
-// after SM_NOTIFY: one lock at a time, each with the reclaim flag and the new state. 1,000 namespaces would fit the kernel, but
+// after SM_NOTIFY: one lock at a time, each with the reclaim flag and the new state. With `--clients c`
+// (the default; TCP, window 1) the reclaims themselves are bench/nlm-reclaim.c's, one per namespace,
+// built here with gcc: calls encoded once, xid and state patched, so the clients take little of the
+// CPU the server is measured on; `--clients node` reclaims through NlmClient. 1,000 namespaces would fit the kernel, but
 // 1,000 processes (30–50 MB of Node each) do not fit this 2-core machine; 1,000 hosts are four
 // processes of 250 hosts by default. Everything is removed at the end, also on error or Ctrl-C.
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { JsonLines, Lab, type LabHost } from '../src/demo/lab';
 import { wallMs as now, type ScaleHostsConfig, type ScaleProbeConfig } from '../src/demo/scale-hosts';
@@ -49,16 +52,20 @@ interface Options {
   window: number;
   /** A folder for CPU profiles of both nodes and the client processes (--cpu-prof). */
   profile: string;
+  /** Who makes the reclaims: bench/nlm-reclaim.c (c) or NlmClient in the hosts' node process. */
+  clients: 'c' | 'node';
 }
 
 function options(argv: string[]): Options {
-  const o: Options = { hosts: 1000, locks: 100_000, namespaces: 4, transport: 'tcp', runs: 1, window: 1, gap: 0, profile: '' };
+  const o: Options = { hosts: 1000, locks: 100_000, namespaces: 4, transport: 'tcp', runs: 1, window: 1, gap: 0, profile: '', clients: 'c' };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i]!.replace(/^--/, ''), argv[i + 1]];
-    if (!(k in o) || v === undefined) throw new Error(`usage: failover-scale.ts [--hosts N] [--locks N] [--namespaces N] [--transport tcp|udp] [--runs N] [--window N] [--gap MS] [--profile DIR] (bad: ${argv[i]})`);
-    (o as unknown as Record<string, unknown>)[k] = k === 'transport' || k === 'profile' ? v : Number(v);
+    if (!(k in o) || v === undefined) throw new Error(`usage: failover-scale.ts [--hosts N] [--locks N] [--namespaces N] [--transport tcp|udp] [--runs N] [--window N] [--gap MS] [--clients c|node] [--profile DIR] (bad: ${argv[i]})`);
+    (o as unknown as Record<string, unknown>)[k] = k === 'transport' || k === 'profile' || k === 'clients' ? v : Number(v);
   }
   if (o.transport !== 'tcp' && o.transport !== 'udp') throw new Error('--transport is tcp or udp');
+  if (o.clients !== 'c' && o.clients !== 'node') throw new Error('--clients is c or node');
+  if (o.clients === 'c' && (o.transport !== 'tcp' || o.window !== 1)) o.clients = 'node';
   if (o.locks % o.hosts !== 0) throw new Error('--locks must be a multiple of --hosts');
   if (Math.ceil(o.hosts / o.namespaces) > 250) throw new Error('at most 250 hosts per namespace: add --namespaces');
   return o;
@@ -81,11 +88,11 @@ function tcpCounters(lab: Lab, host: LabHost): Record<string, number> {
   return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? NaN)]));
 }
 
-/** CPU milliseconds a process has used (user + system, from /proc). */
-function cpuMs(pid: number | undefined): number {
+/** CPU milliseconds a process has used (user + system, or system only: the kernel's share, from /proc). */
+function cpuMs(pid: number | undefined, only?: 'system'): number {
   if (pid === undefined) return NaN;
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  return ((only ? 0 : Number(f[11])) + Number(f[12])) * 10;
 }
 
 const pct = (xs: number[], p: number): number => {
@@ -142,14 +149,18 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       createInterface({ input: child.stderr! }).on('line', (line) => log(`${host.name}! ${line}`));
       return new JsonLines(child, (j) => j.event === 'error' && log(`${host.name}: ${j.what}: ${j.error}`));
     };
+    const reclaimer = o.clients === 'c' ? path.join(work, 'nlm-reclaim') : undefined;
+    if (reclaimer) execFileSync('gcc', ['-O2', '-o', reclaimer, path.join(__dirname, 'nlm-reclaim.c')]);
     const perHost = o.locks / o.hosts;
     let first = 0;
     const clients = spaces.map((ns, k) => {
       const names = hostAddrs[k]!.map((_, i) => `host${first + i}`);
       first += names.length;
-      return start(ns, 'hosts', { server: VIP, addresses: hostAddrs[k]!, names, transport: o.transport, locksPerHost: perHost, window: o.window });
+      return start(ns, 'hosts', { server: VIP, addresses: hostAddrs[k]!, names, transport: o.transport, locksPerHost: perHost, window: o.window, reclaimer });
     });
-    await Promise.all(clients.map((c) => c.wait('hosts ready', (j) => j.event === 'ready', 60_000)));
+    // The client processes' pids, each host process's reclaimer among them: their CPU is the clients'.
+    const clientPids = (await Promise.all(clients.map((c) => c.wait('hosts ready', (j) => j.event === 'ready', 60_000))))
+      .flatMap((j, k) => [clients[k]!.child.pid, ...(typeof j.reclaimerPid === 'number' ? [j.reclaimerPid as number] : [])]);
 
     const tLock = now();
     for (const c of clients) c.send({ do: 'lock' });
@@ -175,9 +186,15 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     await probe.wait('probe ready', (j) => j.event === 'ready', 60_000);
     await sleep(2_000); // the baseline
 
-    const cpu0 = { b: cpuMs(B.child.pid), clients: clients.map((c) => cpuMs(c.child.pid)) };
+    const cpu0 = { b: cpuMs(B.child.pid), bSystem: cpuMs(B.child.pid, 'system'), clients: clientPids.map((pid) => cpuMs(pid)) };
+    // CPU over time (USER_HZ ticks, read every 25 ms): what the reclaims alone cost, from the first
+    // host's notice to the last reclaim, apart from b's arrival before them.
+    const cpuAt: { at: number; b: number; bSystem: number; clients: number }[] = [];
+    const sampleCpu = (): void => void cpuAt.push({ at: now(), b: cpuMs(B.child.pid), bSystem: cpuMs(B.child.pid, 'system'), clients: clientPids.reduce<number>((n, pid) => n + cpuMs(pid), 0) });
+    const sampler = setInterval(sampleCpu, 25);
     const aMark = A.log.count;
     const bMark = B.log.count;
+    const loadAtMove = loadavg()[0]!;
     const tDel = now();
     lab.exec(a, 'ip', ['addr', 'del', `${VIP}/24`, 'dev', 'eth0']);
     if (o.gap > 0) await sleep(o.gap);
@@ -186,7 +203,9 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const tAdded = now();
     const reclaimed = await Promise.all(clients.map((c) => c.wait('reclaims', (j) => j.event === 'reclaimed', 120_000)));
     const tDone = now();
-    const cpu = { b: cpuMs(B.child.pid) - cpu0.b, clients: clients.reduce((n, c, i) => n + cpuMs(c.child.pid) - cpu0.clients[i]!, 0) };
+    clearInterval(sampler);
+    sampleCpu();
+    const cpu = { b: cpuMs(B.child.pid) - cpu0.b, bSystem: cpuMs(B.child.pid, 'system') - cpu0.bSystem, clients: clientPids.reduce<number>((n, pid, i) => n + cpuMs(pid) - cpu0.clients[i]!, 0) };
     // b's namespace is this run's: its counters since creation are the reclaim's (connections went to a before).
     const tcpOnB = tcpCounters(lab, b);
     await sleep(500);
@@ -213,6 +232,10 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const onB = held(B, VIP);
     const onA = held(A, VIP);
     const notified = hosts.map((h) => h.notifiedAt - tAdd);
+    const firstNotice = Math.min(...hosts.map((h) => h.notifiedAt));
+    const fromNotice = cpuAt.find((x) => x.at >= firstNotice) ?? cpuAt[cpuAt.length - 1]!;
+    const last = cpuAt[cpuAt.length - 1]!;
+    const storm = { ms: last.at - fromNotice.at, b: last.b - fromNotice.b, bSystem: last.bSystem - fromNotice.bSystem, clients: last.clients - fromNotice.clients };
     const done = hosts.map((h) => h.doneAt - tAdd);
     const perHostMs = hosts.map((h) => h.doneAt - h.notifiedAt);
     const base = samples.filter((s) => s.at < tDel).map((s) => s.ms);
@@ -221,15 +244,15 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const during = samples.filter((s) => s.at >= busyFrom && s.at <= tDone);
     const notGranted = samples.filter((s) => s.status !== 'granted');
     const result = {
-      run, transport: o.transport, window: o.window, gap: o.gap, hosts: hosts.length, locks: o.locks, namespaces: o.namespaces,
+      run, transport: o.transport, window: o.window, clients: o.clients, gap: o.gap, hosts: hosts.length, locks: o.locks, namespaces: o.namespaces,
       ipDelMs: tAdd - tDel, ipAddMs: tAdded - tAdd, dropOnA: { locks: drop.locks, ms: drop.ms },
-      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs, takeover },
+      arrivedOnB: { afterAddMs: Date.parse(arrived.time) - tAdd, monitors: arrived.monitors, leaseWaitMs, takeover, stepsMs: arrived.stepsMs },
       notifyDoneOnB: { afterAddMs: Date.parse(notifyDone.time) - tAdd, notified: notifyDone.notified, failed: notifyDone.failed },
       notifiedMs: { first: Math.min(...notified), p50: pct(notified, 0.5), last: Math.max(...notified) },
       reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done), perHost: { p50: pct(perHostMs, 0.5), p99: pct(perHostMs, 0.99), max: Math.max(...perHostMs) } },
       everyLockReclaimedMs: tDone - tAdd, fromRemovalMs: tDone - tDel,
-      granted, refused, heldOnB: onB, heldOnA: onA,
-      cpuMs: { b: cpu.b, clients: cpu.clients }, tcpOnB,
+      granted, refused, heldOnB: onB, heldOnA: onA, load: [loadAtMove, loadavg()[0]],
+      cpuMs: { b: cpu.b, bSystem: cpu.bSystem, clients: cpu.clients, storm }, tcpOnB,
       probe: {
         baseline: { n: base.length, p50: pct(base, 0.5), p99: pct(base, 0.99), max: Math.max(...base) },
         during: { n: during.length, p50: pct(during.map((s) => s.ms), 0.5), p99: pct(during.map((s) => s.ms), 0.99), max: Math.max(...during.map((s) => s.ms)) },
@@ -239,12 +262,14 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     log(`moved: ip addr del on a ${f1(result.ipDelMs)} ms, ip addr add on b ${f1(result.ipAddMs)} ms; a dropped ${drop.locks} locks in ${f1(drop.ms)} ms`);
     log(`b: ${VIP} up (lease, listeners, records, state) ${f1(result.arrivedOnB.afterAddMs)} ms after ip addr add began` +
       `${leaseWaitMs ? `, ${f1(leaseWaitMs)} ms of it waiting for a's lease` : ''}` +
-      `${takeover ? ` (taken ${takeover.afterReleaseMs} ms after a's drop, which releases it; serving ${takeover.toArrivalMs} ms after that)` : ''}, notifying ${arrived.monitors} hosts; ` +
+      `${takeover ? ` (taken ${takeover.afterReleaseMs} ms after a's drop, which releases it; serving ${takeover.toArrivalMs} ms after that)` : ''}, notifying ${arrived.monitors} hosts (its steps, ms: ${JSON.stringify(arrived.stepsMs ?? {})}); ` +
       `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
     log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
     log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms (a host's, from its notice: p50 ${f1(result.reclaimedMs.perHost.p50)} / p99 ${f1(result.reclaimedMs.perHost.p99)} / max ${f1(result.reclaimedMs.perHost.max)} ms); ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
-    log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock), the client processes ${cpu.clients.toFixed(0)} ms`);
+    log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock, ${((cpu.bSystem * 1000) / o.locks).toFixed(1)} of it in the kernel), the client processes ${cpu.clients.toFixed(0)} ms`);
+    log(`CPU from the first host's notice until the last reclaim (${f1(storm.ms)} ms): b ${storm.b.toFixed(0)} ms (${((storm.b * 1000) / o.locks).toFixed(1)} µs per reclaim, ${((storm.bSystem * 1000) / o.locks).toFixed(1)} of it in the kernel), the client processes ${storm.clients.toFixed(0)} ms (${((storm.clients * 1000) / o.locks).toFixed(1)} µs per reclaim)`);
     log(`every lock reclaimed ${f1(result.everyLockReclaimedMs)} ms after ip addr add began (${f1(result.fromRemovalMs)} ms after the removal on a)`);
+    log(`load average (1 min) ${loadAtMove.toFixed(1)} at the move, ${loadavg()[0]!.toFixed(1)} after the reclaims (the machine's other sessions included)`);
     log(`TCP on b: ${Object.entries(tcpOnB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     log(`probe on ${STAY} (while b serves ${VIP} until the last reclaim): baseline p50 ${result.probe.baseline.p50.toFixed(2)} / p99 ${result.probe.baseline.p99.toFixed(2)} ms (n=${base.length}); ` +
       `during p50 ${result.probe.during.p50.toFixed(2)} / p99 ${result.probe.during.p99.toFixed(2)} / max ${result.probe.during.max.toFixed(2)} ms (n=${during.length}); ` +
@@ -271,7 +296,7 @@ async function main(): Promise<void> {
   checkBuilt();
   const o = options(process.argv.slice(2));
   console.log(`failover at scale: ${o.hosts} hosts, ${o.locks} locks through ${VIP}, ${o.namespaces} client namespaces, NLM v4 over ${o.transport}, ` +
-    `${o.window} reclaim${o.window > 1 ? 's' : ''} in flight per host, ${o.gap} ms from the removal on a to the addition on b, node ${process.version}`);
+    `${o.window} reclaim${o.window > 1 ? 's' : ''} in flight per host (${o.clients === 'c' ? 'bench/nlm-reclaim.c' : 'NlmClient'}), ${o.gap} ms from the removal on a to the addition on b, node ${process.version}`);
   const results = [];
   for (let run = 1; run <= o.runs; run++) results.push(await runOnce(o, run));
   console.log(JSON.stringify(results));

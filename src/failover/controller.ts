@@ -211,7 +211,12 @@ export class FailoverController {
     let grace: GracePeriod | undefined;
     let arrival: Arrival | undefined;
     const journal = this.opts.journal;
+    // Each step's milliseconds, logged with the arrival: what an address's way to SM_NOTIFY cost.
+    const stepsMs: Partial<Record<FailoverStep, number>> = {};
+    let prev: { step: FailoverStep; at: number } | undefined;
     for (const step of steps) {
+      if (prev) stepsMs[prev.step] = Number((nowMs() - prev.at).toFixed(1));
+      prev = { step, at: nowMs() };
       try {
         switch (step) {
           case 'drain': this.opts.locks.setDraining(ev.address, true); break;
@@ -239,7 +244,7 @@ export class FailoverController {
               this.opts.locks.grace.end(addressScope(ev.address));
               grace = undefined;
             }
-            this.opts.log?.info({ address: ev.address, source: ev.source, state, monitors, graceEndsAt: iso(grace?.endsAt) }, `${ev.address} arrived: grace ${grace ? `until ${iso(grace.endsAt)}` : 'not needed'}, state ${state}, notifying ${plural(monitors, 'host')}`);
+            this.opts.log?.info({ address: ev.address, source: ev.source, state, monitors, graceEndsAt: iso(grace?.endsAt), stepsMs }, `${ev.address} arrived: grace ${grace ? `until ${iso(grace.endsAt)}` : 'not needed'}, state ${state}, notifying ${plural(monitors, 'host')}`);
             this.reports.next({ type: 'up', address: ev.address, source: ev.source, state, monitors, graceEndsAt: grace?.endsAt ?? null });
             if (monitors > 0) void this.track(ev.address);
             break;

@@ -162,6 +162,34 @@ export function applyLock(st: LockState, file: number, holder: number, s: Pos, e
   return downgraded;
 }
 
+/**
+ * A reclaim of exactly one of the holder's awaiting locks, of its type: that lock stops awaiting,
+ * in place — the placeholder on the file already is that range in the owner's description and the
+ * journal already has the entry, so nothing else changes. Returns the lock, or 0 (nothing changed)
+ * when the request is anything else (a part or more of an awaiting lock, or next to one of the
+ * holder's locks it would merge with): applyLock then does it the general way.
+ */
+export function reclaimExact(st: LockState, file: number, holder: number, s: Pos, e: Pos, excl: boolean): number {
+  const L = st.L;
+  let found = 0;
+  for (let l = st.H.head[holder]; l !== 0; l = L.hNext[l]) {
+    if (L.file[l] !== file || isExcl(L, l) !== excl) continue;
+    const ls = L.start(l);
+    const le = L.end(l);
+    if (isAwaitingTag(L.tag[l])) {
+      if (ls === s && le === e) found = l;
+    } else if (ls <= e && le >= s) {
+      return 0;
+    } else if ((le !== EOF && inc(le) === s) || (e !== EOF && inc(e) === ls)) {
+      return 0; // would merge with the reclaimed range
+    }
+  }
+  if (found === 0) return 0;
+  L.tag[found] = st.tag(excl);
+  st.addrIds.get(st.H.addr[holder]).awaiting--;
+  return found;
+}
+
 /** Removes [s, e] from lock l (which overlaps it): trims, splits in two, or removes it. */
 function cut(st: LockState, l: number, s: Pos, e: Pos): void {
   const L = st.L;

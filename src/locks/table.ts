@@ -28,7 +28,7 @@ import { GraceTable } from './grace';
 import { checked, closeIfIdle, idleOn, resync } from './mirror';
 import { ownerKey } from './journal-entry';
 import { EOF, parseRange, toWire, type Pos } from './range';
-import { applyLock, firstConflict, unlockRange } from './ranges';
+import { applyLock, firstConflict, reclaimExact, unlockRange } from './ranges';
 import { LockState, isAwaiting, isExcl } from './state';
 import { blockedRequests, heldLocks, hostsAt, shareReservations, stats } from './views';
 import type { LockFilter, LockTableStats } from './views';
@@ -150,6 +150,8 @@ export class LockTable {
     if (st.draining.size !== 0 && st.draining.has(req.serverAddress)) return checked(st, fkey, req.fh, 'denied_nolocks');
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
     if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return checked(st, fkey, req.fh, 'denied_grace_period');
+    // A reclaim of exactly a lock awaiting it: nothing to look for, to lock on the file or to journal.
+    if (opts.reclaim && file !== 0 && this.reclaimedExactly(req, file, r.start, r.end)) return 'granted';
     if (file === 0) file = st.newFile(fkey || req.fh.toString('latin1'), exportId, req.fh);
     const owner = st.internOwner(req.owner);
     const { start, end } = r;
@@ -211,6 +213,32 @@ export class LockTable {
     queueBlock(st, file, owner, req.serverAddress, start, end, excl, opts.waiter?.(), free);
     if (st.subject.observed) st.subject.next({ type: 'blocked', request: req });
     return 'blocked';
+  }
+
+  /**
+   * The owner's awaiting lock of exactly this range and type through the request's address becomes
+   * its lock (ranges.ts reclaimExact). Not when its placeholder is still to be taken (the kernel
+   * refused it at arrival): the general path asks the file. False: nothing changed.
+   */
+  private reclaimedExactly(req: LockRequest, file: number, s: Pos, e: Pos): boolean {
+    const st = this.st;
+    const addr = st.addrs.get(req.serverAddress);
+    if (addr === undefined || addr.awaiting === 0) return false;
+    const owner = st.findOwner(req.owner);
+    if (owner === 0) return false;
+    let holder = st.O.holder[owner];
+    while (holder !== 0 && st.H.addr[holder] !== addr.id) holder = st.H.next[holder];
+    if (holder === 0) return false;
+    if (st.placeholders.size !== 0 && st.placeholders.get(file)?.some((p) => p.owner === owner && p.s <= e && p.e >= s)) return false;
+    const l = reclaimExact(st, file, holder, s, e, req.exclusive);
+    if (l === 0) return false;
+    if (st.ownerBlocks.size !== 0) {
+      const b = findBlock(st, file, owner, s, e, req.exclusive);
+      if (b) removeBlock(st, b);
+    }
+    if (st.subject.observed) st.subject.next({ type: 'granted', lock: st.held(l), viaBlock: false });
+    flush(st);
+    return true;
   }
 
   /** Refuses (or queues, until the index changes) a request that would take a kept journal entry. */

@@ -3,6 +3,7 @@
 // owner on every node until the owner reclaims it, and the grace of the address ends by itself.
 import assert from 'node:assert/strict';
 import { hostKey, type LockRequest, type LockAnswer } from '../../src/locks';
+import { checkIndexes } from '../../src/locks/testing';
 import { SimKernel, SimNode, SimStore } from '../support/cluster-sim';
 
 const V1 = '10.0.0.1';
@@ -195,5 +196,40 @@ describe('locks: a lock survives its address\'s move', () => {
     const u = b.table.expireAwaiting(V1);
     assert.equal(u.locks, 1, 'at the deadline the lost lock is what was not reclaimed');
     assert.equal(lock(b, req('y', V2, 20, 2, false)), 'granted');
+  });
+
+  it('a reclaim of exactly an awaiting lock asks nothing of the file and writes nothing; any other reclaim takes the general way, merging as before', () => {
+    const { kernel, store, nodes: [a, b], nodes, sync } = cluster('a', 'b');
+    a.serves.add(V1);
+    b.serves.add(V2);
+    for (const [offset, length] of [[0, 10], [20, 10], [40, 10], [60, 10]]) assert.equal(lock(a, req('x', V1, offset, length)), 'granted');
+    sync();
+    a.leave(V1, nodes);
+    assert.deepEqual(b.arrive(V1), { locks: 4, lost: 0 });
+    // The real (simulated) kernel's calls and the journal's records, counted around each reclaim.
+    let kernelCalls = 0;
+    const set = kernel.set.bind(kernel);
+    kernel.set = (...args) => (kernelCalls++, set(...args));
+    const written = (): number => store.logs.get(V1)?.length ?? 0;
+    const before = written();
+
+    assert.equal(lock(b, req('x', V1, 40, 10), { reclaim: true }), 'granted', 'exactly an awaiting lock');
+    assert.equal(kernelCalls, 0, 'its placeholder already holds the range in x\'s description');
+    assert.equal(written(), before, 'the journal already has the entry');
+    assert.equal(b.table.reclaimProgress(V1)?.awaiting, 3);
+    assert.equal(lock(b, req('y', V2, 40, 10)), 'denied', 'x\'s lock now, not one awaiting reclaim');
+
+    assert.equal(lock(b, req('x', V1, 20, 5), { reclaim: true }), 'granted', 'part of an awaiting lock');
+    assert.equal(kernelCalls, 1, 'asked of the file as before');
+    assert.equal(b.table.reclaimProgress(V1)?.awaiting, 3, '25-29 still awaits');
+    assert.equal(lock(b, req('x', V1, 10, 10), { reclaim: true }), 'granted', 'bytes x did not hold: free, granted in its grace');
+    assert.equal(lock(b, req('x', V1, 0, 10), { reclaim: true }), 'granted', 'exactly an awaiting lock, but next to x\'s 10-19');
+    assert.equal(lock(b, req('x', V1, 25, 5), { reclaim: true }), 'granted');
+    assert.equal(lock(b, req('x', V1, 60, 10, false), { reclaim: true }), 'granted', 'another type than the awaiting lock');
+    assert.equal(b.table.reclaimProgress(V1), undefined, 'nothing left to reclaim');
+    assert.equal(b.table.grace.active().length, 0, 'the grace ended by itself');
+    const ranges = [...b.table.locks({ serverAddress: V1 })].map((l) => `${l.offset}+${l.length}${l.exclusive ? 'w' : 'r'}`).sort();
+    assert.deepEqual(ranges, ['0+30w', '40+10w', '60+10r'], 'merged as the general way merges');
+    assert.deepEqual(checkIndexes(b.table), []);
   });
 });
