@@ -52,6 +52,8 @@ export interface EtcdStoreOptions {
   livenessMs?: number;
   /** How long a commit may wait for etcd before it rejects (the grant is refused). Default 2000. */
   commitTimeoutMs?: number;
+  /** Each commit of an address refused because etcd did not confirm it in time (for a metric). */
+  onRefused?: (address: string) => void;
   log: Pick<Logger, 'error' | 'warn' | 'info' | 'debug'>;
 }
 
@@ -432,6 +434,7 @@ export class EtcdStore implements ClusterStore {
 
   private refuse(address: string, w: Writer, reason: string): void {
     this.counters.refused++;
+    this.opts.onRefused?.(address);
     if (w.reported) return;
     w.reported = true;
     this.opts.log.error({ address, reason }, `journal of ${address}: grants refused (denied_nolocks) while etcd cannot make them durable: ${reason}`);
