@@ -22,6 +22,7 @@ import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbour
 import { AUTH_SYS, RpcClientPool, RpcServer, type CallContext, type RpcbindEntry, type RpcServerEvent } from '../rpc';
 import { DirectoryStore, EtcdStore, type ClusterStore } from '../store';
 import { EtcdLeases, type HolderLeases } from './etcd-lease';
+import { EtcdNsmRecords } from './etcd-nsm';
 import type { Config } from './config';
 import { arpProbe } from './dad';
 import { mayLock, openDaemonFiles, type DaemonFiles } from './files';
@@ -134,7 +135,7 @@ export async function compose(cfg: Config, log: Logger, undo: Undo, snapshot: ()
   const etcd = cfg.store.etcd ? await openEtcd(cfg.store.etcd, cfg.leaseSeconds, logs.of('journal'), (a) => metrics.observeStoreRefusal(a)) : undefined;
   if (etcd) undo.push(() => etcd.close());
   const store = !cfg.journal.enabled ? undefined : (etcd ?? (await DirectoryStore.open({ stateDir: cfg.stateDir, node: hostname(), pollMs: cfg.journal.pollMs, livenessMs: cfg.leaseSeconds * 1000, log: logs.of('journal') })));
-  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, announce, store, undo);
+  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, announce, store, etcd, undo);
   const faults = store?.faults$.subscribe((f) => metrics.observeJournalFault(f.address));
   undo.push(() => faults?.unsubscribe());
   for (const p of metrics.instrumentNlm(locks.nlm.programs)) servers.nlmServer.register(p);
@@ -183,10 +184,11 @@ async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: U
 }
 
 /** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
-function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, store: ClusterStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined; caller: RpcClientPool } {
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, store: ClusterStore | undefined, etcd: EtcdStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined; caller: RpcClientPool } {
   const cfg = live.config();
   const nsm = new Nsm({
-    store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
+    // With etcd, a floating address's records live there and move with it without a shared directory.
+    store: etcd ? new EtcdNsmRecords(etcd, new NsmStore(cfg.stateDir, { log: logs.of('nsm') })) : new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
     sender: new RpcNsmSender({ log: logs.of('nsm'), announce }),
     log: logs.of('nsm'),
     // A floating address's hosts move with it; every other address's are the node's.

@@ -104,7 +104,7 @@ export class EtcdLeases implements HolderLeases {
 
   release(address: string): void {
     if (!this.held.delete(address)) return;
-    this.opts.store.unclaim(address).catch((err: Error) => this.opts.log.warn({ address, err: err.message }, `cannot release the lease of ${address} in etcd: ${err.message} (it ends with this node's etcd lease)`));
+    void this.opts.store.unclaim(address);
   }
 
   close(): void {

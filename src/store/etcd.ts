@@ -3,6 +3,7 @@
 //   <prefix>/journal/<address>/<key>   a live journal entry of the address (its value)
 //   <prefix>/holder/<address>          the node that writes the address's journal, on its node lease
 //   <prefix>/nodes/<node>              {"applied": revision}, on its node lease: live while it exists
+//   <prefix>/nsm/<address>/...         NSM's records of the address (readRecords, writeRecord)
 //
 // One etcd lease per node (TTL = the liveness bound), kept alive by the client: when a node dies or
 // is cut off from etcd for a whole TTL, etcd itself removes its node key and its holder keys, and
@@ -85,6 +86,8 @@ export class EtcdStore implements ClusterStore {
   private readonly ns: Namespace;
   private readonly journals = new Map<string, Journal>();
   private readonly holders = new Map<string, string>();
+  /** The holder keys this node took: their create revisions. */
+  private readonly claims = new Map<string, string>();
   private readonly nodes = new Map<string, number>();
   private readonly changes = new Subject<JournalChange>();
   private readonly faults = new Subject<JournalFault>();
@@ -174,7 +177,14 @@ export class EtcdStore implements ClusterStore {
       const w = j.writer;
       if (!w || w.lost) continue;
       try {
-        w.holdRev = await this.claim(address);
+        const rev = await this.claim(address);
+        if (w.lost) {
+          // Lost meanwhile (a write found the old key gone): what was appended since is not in
+          // the journal, so it stays lost; the key is let go for the next holder.
+          void this.unclaim(address);
+          continue;
+        }
+        w.holdRev = rev;
         this.opts.log.warn({ address }, `journal of ${address}: held again on a new lease after etcd lost the old one`);
         this.kick(address, j);
       } catch (err) {
@@ -333,6 +343,12 @@ export class EtcdStore implements ClusterStore {
    */
   async claim(address: string): Promise<string> {
     checkAddress(address);
+    const rev = await this.claimOnce(address);
+    this.claims.set(address, rev);
+    return rev;
+  }
+
+  private async claimOnce(address: string): Promise<string> {
     const key = holderKey(address);
     const leaseId = await this.lease.grant();
     const r = await this.timed(this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value(this.opts.node).lease(leaseId)).else(this.ns.get(key)).commit(), `taking the lease of ${address}`);
@@ -342,7 +358,7 @@ export class EtcdStore implements ClusterStore {
     if (holder) this.holders.set(address, holder);
     if (kv && holder === this.opts.node) {
       // This node's own key, maybe on its previous run's lease: moved to this lease, same revision.
-      const again = await this.timed(this.ns.if(key, 'Mod', '==', kv.mod_revision).then(this.ns.put(key).value(this.opts.node).lease(leaseId)).commit(), `taking the lease of ${address}`);
+      const again = await this.timed(this.ns.if(key, 'Mod', '==', String(kv.mod_revision)).then(this.ns.put(key).value(this.opts.node).lease(leaseId)).commit(), `taking the lease of ${address}`);
       if (again.succeeded) return kv.create_revision;
     }
     throw new HeldError(address, holder || 'another node');
@@ -358,10 +374,24 @@ export class EtcdStore implements ClusterStore {
     return this.changed(ms);
   }
 
-  /** Gives up the address's holder key (if it is still this node's). */
+  /**
+   * Gives up the address's holder key, if it is still the one this node took: tried again until
+   * etcd answers (an election, a cut), as the other node waits for it; a claim since ends it.
+   */
   async unclaim(address: string): Promise<void> {
+    const rev = this.claims.get(address);
+    if (rev === undefined) return;
+    this.claims.delete(address);
     const key = holderKey(address);
-    await this.timed(this.ns.if(key, 'Value', '==', this.opts.node).then(this.ns.delete().key(key)).commit(), `releasing the lease of ${address}`);
+    for (let reported = false; !this.closed && !this.claims.has(address); await sleep(RETRY_MS)) {
+      try {
+        await this.timed(this.ns.if(key, 'Create', '==', rev).then(this.ns.delete().key(key)).commit(), `releasing the lease of ${address}`);
+        return;
+      } catch (err) {
+        if (!reported) this.opts.log.warn({ address, err: (err as Error).message }, `cannot release the lease of ${address} yet (${(err as Error).message}): trying again until etcd answers or this node's lease ends`);
+        reported = true;
+      }
+    }
   }
 
   // ---- writing ----
@@ -516,7 +546,22 @@ export class EtcdStore implements ClusterStore {
       j.writer = undefined;
     }
     // Here the holder lease is the store's: the address is another node's to take from now on.
-    if (!w.lost) await this.unclaim(address);
+    // Waited for as long as a commit would be; it goes on trying after.
+    if (!w.lost) await Promise.race([this.unclaim(address), sleep(this.commitTimeoutMs)]);
+  }
+
+  // ---- other records (NSM's) ----
+
+  /** The keys under `<prefix>/<sub>` (sub ends with '/') and their values, read linearizably. */
+  async readRecords(sub: string): Promise<Array<[string, Buffer]>> {
+    const res = await this.timed(this.ns.getAll().prefix(sub).exec(), `reading ${sub}`);
+    return res.kvs.map((kv) => [kv.key.toString().slice(sub.length), Buffer.from(kv.value)]); // the namespace took its prefix off
+  }
+
+  /** Puts (or with null removes) `<prefix>/<key>`: resolves once etcd's quorum has it. */
+  async writeRecord(key: string, value: Buffer | null): Promise<void> {
+    if (value === null) await this.timed(this.ns.delete().key(key).exec(), `removing ${key}`);
+    else await this.timed(this.ns.put(key).value(value).exec(), `writing ${key}`);
   }
 
   // ---- acknowledgements ----

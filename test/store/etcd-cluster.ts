@@ -79,7 +79,9 @@ export class EtcdCluster {
   /** etcdctl against the cluster (or one member); stdout. */
   ctl(args: string[], member?: Member): string {
     const eps = member ? `http://${member.host}:${member.clientPort}` : this.endpoints.join(',');
-    const r = spawnSync('etcdctl', [`--endpoints=${eps}`, '--command-timeout=2s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+    // From where the members are reachable: a running member's namespace.
+    const [cmd, ...pre] = [...((member ?? this.members.find((m) => m.proc))?.wrap ?? []), 'etcdctl'];
+    const r = spawnSync(cmd!, [...pre, `--endpoints=${eps}`, '--command-timeout=2s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
     if (r.status !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   }
