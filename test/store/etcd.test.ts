@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
+import { ConfigError, validateConfig } from '../../src/daemon/config';
 import { DirectoryStore, EtcdStore, HeldError, type ClusterStore, type EtcdStoreOptions } from '../../src/store';
 import { skipBecause } from '../support/netns';
 import { waitFor } from '../support/wait';
@@ -15,6 +16,25 @@ import { follower, storeContract, V, waitForAsync } from './etcd-contract';
 
 const silent = pino({ level: process.env.STORE_LOG ?? 'silent' });
 const LIVENESS_MS = 2_000;
+
+describe('store: the store.etcd configuration', () => {
+  const base = { stateDir: '/tmp/x' };
+  it('defaults to the state directory; takes endpoints, a prefix, TLS files, a commit timeout', () => {
+    assert.equal(validateConfig(base, 'test').store.etcd, undefined);
+    assert.deepEqual(validateConfig({ ...base, store: { etcd: { endpoints: ['https://10.0.0.1:2379'], tls: { ca: '/etc/ca.pem', cert: '/etc/c.pem', key: '/etc/c.key' } } } }, 'test').store.etcd, {
+      endpoints: ['https://10.0.0.1:2379'], prefix: '/lockdrop/default', tls: { ca: '/etc/ca.pem', cert: '/etc/c.pem', key: '/etc/c.key' }, commitTimeoutMs: 2000,
+    });
+  });
+  it('bad input: clear errors', () => {
+    const bad = (etcd: unknown, re: RegExp) => assert.throws(() => validateConfig({ ...base, store: { etcd } }, 'test'), (err: Error) => err instanceof ConfigError && re.test(err.message));
+    bad({ endpoints: [] }, /endpoints/);
+    bad({ endpoints: ['10.0.0.1:2379'] }, /must be "http\(s\):\/\/host:port"/);
+    bad({ endpoints: ['http://a:1'], prefix: 'lockdrop/' }, /absolute key path/);
+    bad({ endpoints: ['http://a:1'], tls: { ca: '/ca', cert: '/c' } }, /cert and key go together/);
+    bad({ endpoints: ['http://a:1'], commitTimeoutMs: 0 }, /commitTimeoutMs/);
+    bad({ endpoints: ['http://a:1'], user: 'x' }, /user/);
+  });
+});
 
 describe('store contract: a state directory', function () {
   this.timeout(20_000);
