@@ -283,10 +283,10 @@ export class EtcdStore implements ClusterStore {
       const put = ev.type === 'Put';
       const rev = Number(ev.kv.mod_revision);
       if (k.kind === 'journal') {
-        journalChanged = true;
         const j = this.journal(k.address);
         // Written by this node (applied when committed), or read already. One revision has many events.
         if (j.writer || rev < j.rev || (rev === j.rev && !batch.has(k.address))) continue;
+        journalChanged = true;
         j.rev = rev;
         const value = put ? Buffer.from(ev.kv.value) : null;
         if (value) j.live.set(k.key, value); else j.live.delete(k.key);
@@ -302,7 +302,8 @@ export class EtcdStore implements ClusterStore {
     }
     for (const [address, records] of batch) this.changes.next({ address, records, reset: false });
     if (revision > this.applied) this.applied = revision;
-    // Only journal changes are told: node keys answering node keys would never settle.
+    // Only journal changes this node applied are told (a holder's own writes wait for nobody):
+    // node keys answering node keys would never settle.
     if (journalChanged) this.publish();
     this.wake();
   }
