@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ConfigError, validateConfig } from '../../src/daemon/config';
+import { EtcdNsmRecords } from '../../src/daemon/etcd-nsm';
+import { NsmStore } from '../../src/nsm';
 import { DirectoryStore, EtcdStore, HeldError, type ClusterStore, type EtcdStoreOptions } from '../../src/store';
 import { skipBecause } from '../support/netns';
 import { waitFor } from '../support/wait';
@@ -108,6 +110,37 @@ describe('store contract: etcd (three members)', function () {
     } finally {
       child.kill('SIGKILL');
     }
+  });
+
+  it('bad input in etcd: keys lockdrop did not write are ignored, a corrupt NSM record or state number is skipped with its reason, no crash', async () => {
+    cluster.ctl(['put', `${prefix}/journal/not-an-address/k`, 'x']);
+    cluster.ctl(['put', `${prefix}/journal/FD00::1/k`, 'x']);
+    cluster.ctl(['put', `${prefix}/journal/${V}`, 'no entry key']);
+    cluster.ctl(['put', `${prefix}/holder/../etc`, 'x']);
+    cluster.ctl(['put', `${prefix}/elsewhere`, 'x']);
+    cluster.ctl(['put', `${prefix}/journal/${V}/good`, 'g']);
+    cluster.ctl(['put', `${prefix}/nsm/${V}/state`, 'seven']);
+    cluster.ctl(['put', `${prefix}/nsm/${V}/hosts/bad.json`, '{"monName": 1}']);
+    cluster.ctl(['put', `${prefix}/nsm/${V}/hosts/torn.json`, '{"monName": "a", "addr']);
+    const a = await open('node-a');
+    const fa = follower(a);
+    assert.deepEqual([...fa.view.keys()], [V]);
+    assert.deepEqual(fa.of(V), { good: 'g' });
+    cluster.ctl(['put', `${prefix}/journal/not-an-address/k2`, 'x']); // through the watch too
+    cluster.ctl(['put', `${prefix}/journal/${V}/later`, 'l']);
+    await waitFor('the watched entry', () => fa.of(V).later === 'l', 3_000);
+    assert.deepEqual([...fa.view.keys()], [V]);
+    const nsm = new EtcdNsmRecords(a, new NsmStore('/nonexistent/lockdrop-nsm') /* loopback only: never touched here */);
+    const loaded = await nsm.load(V);
+    assert.equal(loaded.state, undefined);
+    assert.deepEqual(loaded.records, []);
+    assert.deepEqual(loaded.skipped.map((s) => [s.path.replace(prefix, ''), s.reason.split(':')[0]]).sort(), [
+      [`etcd nsm/${V}/hosts/bad.json`, 'invalid record'],
+      [`etcd nsm/${V}/hosts/torn.json`, 'torn or corrupt record (not JSON)'],
+      [`etcd nsm/${V}/state`, 'corrupt state number'],
+    ]);
+    assert.throws(() => nsm.writeState(V, 2 ** 40), /not a 32-bit integer/);
+    fa.sub.unsubscribe();
   });
 
   it('the etcd leader killed during commits: every commit resolves or rejects, and every resolved one is there', async () => {
