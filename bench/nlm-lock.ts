@@ -6,7 +6,9 @@
 // pre-encodes its calls and patches only the xid, so that it is not the bottleneck; both processes
 // report their CPU use. LOCK and UNLOCK each count as one RPC. Each owner locks a file of its own.
 //
-//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files|journal-tmpfs|journal-ext4]   (the last three pick rows, e.g. for a profile)
+//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files|journal-tmpfs|journal-ext4|journal-etcd]   (the last three pick rows, e.g. for a profile)
+//
+// journal-etcd: the journal on a three-member etcd (Debian's etcd-server) on loopback, started here.
 //
 // Real files need root (the benchmark runs itself again in a private mount namespace, for the
 // tmpfs); without it only the memory rows run.
@@ -24,7 +26,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { LockJournal } from '../src/daemon/journal';
 import { LockTable } from '../src/locks';
-import { DirectoryStore } from '../src/store';
+import { DirectoryStore, EtcdStore } from '../src/store';
+import { EtcdCluster, hasEtcd } from '../test/store/etcd-cluster';
 import { AUTH_SYS, RpcServer, credentialToOpaqueAuth, encodeRecord, NULL_AUTH, RecordDecoder, writeCallHeader } from '../src/rpc';
 import { XdrWriter } from '../src/xdr';
 import { realFilesUnavailable, reexecInNamespaces, tmpfsExport, type BenchExport } from './real-files';
@@ -140,7 +143,7 @@ async function generate(transport: Transport, port: number, handles: Buffer[], m
 
 // ---- server and driver (parent process) ----
 
-type Mode = 'memory' | 'files' | 'journal-tmpfs' | 'journal-ext4';
+type Mode = 'memory' | 'files' | 'journal-tmpfs' | 'journal-ext4' | 'journal-etcd';
 const MAX_OWNERS = 64;
 
 interface Stack {
@@ -175,11 +178,19 @@ async function startStack(mode: Mode, exp: BenchExport | undefined, address = HO
     journal = new LockJournal({ store, table, barrierMs: () => 1000, log: pino({ level: 'warn' }) });
     await journal.takeOver(address);
   }
+  let etcd: EtcdCluster | undefined;
+  if (mode === 'journal-etcd') {
+    // Three members on loopback, their data on this machine's disk (every raft write an fsync).
+    etcd = await EtcdCluster.start();
+    const store = await EtcdStore.open({ endpoints: etcd.endpoints, prefix: '/lockdrop/bench', node: 'bench', log: pino({ level: 'warn' }) });
+    journal = new LockJournal({ store, table, barrierMs: () => 1000, log: pino({ level: 'warn' }) });
+    await journal.takeOver(address);
+  }
   service = createNlmService({ table, durable: () => journal?.durable() });
   const server = new RpcServer();
   for (const p of service.programs) server.register(p);
   await server.addAddress(address);
-  return { mode, table, server, close: async () => { service!.close(); await server.close(); await journal?.close(); } };
+  return { mode, table, server, close: async () => { service!.close(); await server.close(); await journal?.close(); await etcd?.stop(); } };
 }
 
 /** The software path alone (RPC decode, NLM, table, files, reply encode), no sockets: CPU µs per RPC. */
@@ -226,7 +237,7 @@ async function main(): Promise<void> {
   const exp = noFiles === undefined ? tmpfsExport() : undefined;
   // The same handles for both modes: a knfsd handle of a tmpfs file per owner.
   const handles = exp ? exp.handles('owner-', MAX_OWNERS) : syntheticHandles(MAX_OWNERS);
-  const modes = (['memory', 'files', 'journal-tmpfs', 'journal-ext4'] as const).filter((m) => (onlyMode === undefined || m === onlyMode) && (m === 'memory' || exp));
+  const modes = (['memory', 'files', 'journal-tmpfs', 'journal-ext4', 'journal-etcd'] as const).filter((m) => (onlyMode === undefined || m === onlyMode) && (m === 'memory' || exp) && (m !== 'journal-etcd' || hasEtcd()));
   const stacks = new Map<Mode, Stack>();
   for (const m of modes) stacks.set(m, await startStack(m, exp));
   console.log(`NLM v4 LOCK+UNLOCK on ${HOST}, ${seconds} s per run, node ${process.version}${exp ? `; files: a tmpfs export, ${handles[0]!.length}-byte knfsd handles` : `; files: skipped (${noFiles})`}`);

@@ -17,6 +17,17 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  # etcd for the etcd store's tests, which start their own members: the package's own service is
+  # never started (policy-rc.d says no while it installs) and stays masked.
+  if ! command -v etcd >/dev/null; then
+    echo "setup: installing etcd-server (its service masked)" >&2
+    policy=/usr/sbin/policy-rc.d
+    [ -e "$policy" ] && cp -p "$policy" "$policy.lockdrop-setup"
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null || true
+    if [ -e "$policy.lockdrop-setup" ]; then mv "$policy.lockdrop-setup" "$policy"; else rm -f "$policy"; fi
+    systemctl mask etcd.service >/dev/null 2>&1 || ln -sf /dev/null /etc/systemd/system/etcd.service
+  fi
 fi
 
 # The kernel-client VM test's kernel (test/vm): Debian's, unpacked, never installed.

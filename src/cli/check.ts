@@ -26,6 +26,7 @@ export async function checkDaemon(control: string, opts: CheckOptions): Promise<
   }
   const problems: string[] = [];
   if (!s.ready) problems.push('still starting: not every present address is served yet');
+  if (s.store && !s.store.ok) problems.push(`the cluster store (${s.store.kind}) cannot make new grants durable: ${s.store.reason ?? 'unavailable'}`);
   const held = s.addresses.filter((a) => a.present).map((a) => a.address);
   for (const a of s.addresses) if (a.heldBy) problems.push(`${a.address} is on this node but ${a.heldBy} holds its lease: not served here`);
   if (opts.ip !== undefined && !held.includes(opts.ip) && !s.addresses.some((a) => a.address === opts.ip && a.heldBy)) problems.push(`${opts.ip} is not held by this node`);

@@ -2,10 +2,13 @@
 // demo --active-active` the scene of two nodes serving one directory;
 // `lockdrop record --out FILE` records the kernel's address notifications as a pcap trace
 // (LINKTYPE_NETLINK) that `lockdropd --replay FILE` and Wireshark read; `lockdrop import-statd`
-// brings rpc.statd's records over to one server address.
+// brings rpc.statd's records over to one server address; `lockdrop store migrate` moves a stopped
+// cluster's state between a state directory and etcd.
 import { isIP } from 'node:net';
 import { Command, InvalidArgumentError } from 'commander';
-import { positive, runCommand, wantsJson, withConventions } from './args';
+import { readFileSync } from 'node:fs';
+import { collectList, positive, runCommand, UsageError, wantsJson, withConventions } from './args';
+import { migrateStore } from './store-migrate';
 import { importStatd } from './import-statd';
 import { plural } from '../failover';
 import { openRtnetlink } from '../addon';
@@ -65,6 +68,30 @@ export function buildProgram(json = false): Command {
         `imported ${plural(r.records, 'host')} from ${r.from} for ${r.address} into ${r.stateDir}${r.state !== null ? ` (rpc.statd's state ${r.state})` : ''}`,
         ...r.skipped.map((s) => `skipped ${s.path}: ${s.reason}`),
         `lockdropd notifies them from ${r.address} when it arrives. rpc.statd's sm.bak/ still lists hosts to notify: keep sm-notify from telling them too (systemctl mask rpc-statd-notify.service rpc-statd.service).`,
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  const store = program.command('store').description("the cluster's state: a shared state directory or etcd");
+  store
+    .command('migrate')
+    .description("move a stopped cluster's state (lock journals, NSM records and state numbers per floating address) between a state directory and etcd")
+    .requiredOption('--from <dir|etcd>', 'where the state is: a state directory, or etcd')
+    .requiredOption('--to <dir|etcd>', 'where it goes: etcd, or a state directory')
+    .option('--endpoints <urls>', 'etcd members, comma-separated (http(s)://host:port)', collectList)
+    .option('--prefix <key>', "the cluster's etcd prefix (store.etcd.prefix)", '/lockdrop/default')
+    .option('--tls-ca <file>', "PEM of the CA of the members' certificates")
+    .option('--tls-cert <file>', 'client certificate (PEM)')
+    .option('--tls-key <file>', 'client key (PEM)')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { from: string; to: string; endpoints?: string[]; prefix: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; json?: boolean }) => {
+      if (!o.endpoints?.length) throw new UsageError('--endpoints is required: the etcd members (http(s)://host:port, comma-separated)');
+      const tls = o.tlsCa === undefined ? undefined : { ca: readFileSync(o.tlsCa), cert: o.tlsCert === undefined ? undefined : readFileSync(o.tlsCert), key: o.tlsKey === undefined ? undefined : readFileSync(o.tlsKey) };
+      const r = await migrateStore({ from: o.from, to: o.to, etcd: { endpoints: o.endpoints, prefix: o.prefix, tls } });
+      if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
+      const lines = [
+        `migrated ${plural(r.addresses.length, 'address', 'addresses')} from ${r.from} to ${r.to}`,
+        ...r.addresses.map((a) => `  ${a.address}: ${plural(a.entries, 'journal entry', 'journal entries')}, ${plural(a.hosts, 'monitored host')}, state ${a.state ?? '-'}`),
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });

@@ -58,6 +58,7 @@ function statusText(s: StatusReport): string {
     `sources: ${s.sources.map((x) => (x.active ? x.name : `${x.name} (off: ${x.reason ?? 'unavailable'})`)).join(', ')}`,
     `${plural(s.locks, 'lock')}, ${s.blocked} blocked, ${plural(s.monitors, 'monitored host')}${s.globalGrace ? `, global grace until ${when(s.globalGrace)}` : ''}`,
     ...s.exportGraces.map((g) => `export ${g.export}: grace until ${when(g.grace)} (${remaining(g.grace)})`),
+    ...(s.store && s.store.kind !== 'none' ? [`cluster store: ${s.store.kind}, ${s.store.ok ? 'ok' : `NOT OK (${s.store.reason ?? 'unavailable'}): new grants refused`}`] : []),
     '',
   ];
   const reclaim = (a: AddressStatus): string => (a.reclaim ? `${a.reclaim.total - a.reclaim.awaiting}/${a.reclaim.total} of ${plural(a.reclaim.hosts, 'host')}` : '-');

@@ -111,6 +111,8 @@ export interface StatusReport {
   globalGrace: string | null;
   /** Real-file locking: the exports locked on their files, open descriptions, kernel waits, the budget. */
   files: FilesStatus;
+  /** The cluster store: which, and whether it can make grants durable now (etcd reachable, with quorum). */
+  store?: { kind: 'directory' | 'etcd' | 'none'; ok: boolean; reason: string | null };
 }
 
 export interface FilesStatus {

@@ -6,6 +6,7 @@ import type { AddressStatus, DropReport, DropTarget, GraceReport, GraceTarget, L
 import type { DropCounts, GraceScope } from '../locks';
 import { nameToHandle } from '../addon';
 import { normaliseAddress } from '../net';
+import { EtcdStore } from '../store';
 import { nowMs } from '../watch/types';
 import { checkAddressTarget, checkExportTarget, type AddressView } from './admin';
 import type { DaemonParts } from './compose';
@@ -82,7 +83,14 @@ export class OperatorCommands {
       exportGraces,
       globalGrace: iso(globalGrace),
       files: this.filesStatus(),
+      store: this.storeStatus(),
     };
+  }
+
+  private storeStatus(): NonNullable<StatusReport['store']> {
+    const { store } = this.parts;
+    const h = store?.health?.() ?? { ok: true };
+    return { kind: store === undefined ? 'none' : store instanceof EtcdStore ? 'etcd' : 'directory', ok: h.ok, reason: h.reason ?? null };
   }
 
   metricsSnapshot(): MetricsSnapshot {

@@ -10,6 +10,7 @@
 // What a reload changes (the configuration, the exports table) is in `Live`; the parts read it
 // through accessors at each use, never a copy taken at start.
 import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Subscription } from 'rxjs';
 import type { Logger } from 'pino';
@@ -19,7 +20,9 @@ import { LockTable, hostKey } from '../locks';
 import { NLM_PROG, NLM_VERSIONS, callbackCredential, createNlmService, type NlmService } from '../nlm';
 import { Nsm, NsmStore, NODE_IDENTITY, RpcNsmSender, createNsmProgram, neighbourAnnouncer, NSM_PROGRAM, NSM_VERSION, type NsmSettings } from '../nsm';
 import { AUTH_SYS, RpcClientPool, RpcServer, type CallContext, type RpcbindEntry, type RpcServerEvent } from '../rpc';
-import { DirectoryStore } from '../store';
+import { DirectoryStore, EtcdStore, type ClusterStore } from '../store';
+import { EtcdLeases, type HolderLeases } from './etcd-lease';
+import { EtcdNsmRecords } from './etcd-nsm';
 import type { Config } from './config';
 import { arpProbe } from './dad';
 import { mayLock, openDaemonFiles, type DaemonFiles } from './files';
@@ -96,7 +99,9 @@ export interface DaemonParts {
   journal: LockJournal | undefined;
   failover: FailoverController;
   watch: AddressWatch;
-  leases: AddressLeases;
+  leases: HolderLeases;
+  /** The cluster store (undefined: no journal and no etcd). */
+  store: ClusterStore | undefined;
   node: NodeAddresses;
   metrics: Metrics;
   rpcbind: RpcbindKeeper;
@@ -126,17 +131,26 @@ export async function compose(cfg: Config, log: Logger, undo: Undo, snapshot: ()
   const announce = neighbourAnnouncer({ log: logs.of('nsm') });
   // Every node follows every address's journal in the (shared) state directory; a node is live
   // while its heartbeat moves, judged on the same bound as an address's holder lease.
-  const store = cfg.journal.enabled ? await DirectoryStore.open({ stateDir: cfg.stateDir, node: hostname(), pollMs: cfg.journal.pollMs, livenessMs: cfg.leaseSeconds * 1000, log: logs.of('journal') }) : undefined;
-  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, announce, store, undo);
+  // With etcd, the holder leases are there too, journal or not.
+  const etcd = cfg.store.etcd ? await openEtcd(cfg.store.etcd, cfg.leaseSeconds, logs.of('journal'), (a) => metrics.observeStoreRefusal(a)) : undefined;
+  if (etcd) undo.push(() => etcd.close());
+  const store = !cfg.journal.enabled ? undefined : (etcd ?? (await DirectoryStore.open({ stateDir: cfg.stateDir, node: hostname(), pollMs: cfg.journal.pollMs, livenessMs: cfg.leaseSeconds * 1000, log: logs.of('journal') })));
+  const locks = lockParts(live, logs, (a) => watch?.isFloating(a) ?? false, announce, store, etcd, undo);
   const faults = store?.faults$.subscribe((f) => metrics.observeJournalFault(f.address));
   undo.push(() => faults?.unsubscribe());
   for (const p of metrics.instrumentNlm(locks.nlm.programs)) servers.nlmServer.register(p);
   servers.nsmServer.register(createNsmProgram({ nsm: locks.nsm, log: logs.of('nsm') }));
   watch = createAddressWatch(cfg, logs.of('watch'));
   undo.push(() => watch?.close());
-  const addresses = addressParts(live, logs, { ...servers, ...locks, watch, metrics }, undo);
+  const addresses = addressParts(live, logs, { ...servers, ...locks, watch, metrics, etcd }, undo);
   const rpcbind = new RpcbindKeeper({ mode: cfg.rpcbind, entries: () => rpcbindEntries(servers.nlmServer, servers.nsmServer), log: logs.of('rpcbind') });
-  return { live, logs, metrics, watch, rpcbind, feed: new WatchFeed(locks.table.changes), announce, ...servers, ...locks, ...addresses };
+  return { live, logs, metrics, watch, rpcbind, feed: new WatchFeed(locks.table.changes), announce, store: store ?? etcd, ...servers, ...locks, ...addresses };
+}
+
+/** The etcd store of `store.etcd`, its TLS files read here (a missing one is a configuration error). */
+async function openEtcd(c: NonNullable<Config['store']['etcd']>, leaseSeconds: number, log: Logger, onRefused: (address: string) => void): Promise<EtcdStore> {
+  const tls = c.tls && { ca: readFileSync(c.tls.ca), cert: c.tls.cert === undefined ? undefined : readFileSync(c.tls.cert), key: c.tls.key === undefined ? undefined : readFileSync(c.tls.key) };
+  return EtcdStore.open({ endpoints: c.endpoints, prefix: c.prefix, tls, node: hostname(), livenessMs: leaseSeconds * 1000, commitTimeoutMs: c.commitTimeoutMs, onRefused, log });
 }
 
 /** A packet enters here: loopback always (local tools, rpcinfo, this node's own lockd); the node's other addresses and the floating ones follow events. */
@@ -170,10 +184,11 @@ async function rpcServers(cfg: Config, logs: PartLogs, metrics: Metrics, undo: U
 }
 
 /** A lock lives here: the table, the NLM service over it, the status monitor, and the files that carry locks to the kernel. */
-function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, store: DirectoryStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined; caller: RpcClientPool } {
+function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolean, announce: (a: string) => Promise<void>, store: ClusterStore | undefined, etcd: EtcdStore | undefined, undo: Undo): { table: LockTable; nlm: NlmService; nsm: Nsm; files: DaemonFiles; journal: LockJournal | undefined; caller: RpcClientPool } {
   const cfg = live.config();
   const nsm = new Nsm({
-    store: new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
+    // With etcd, a floating address's records live there and move with it without a shared directory.
+    store: etcd ? new EtcdNsmRecords(etcd, new NsmStore(cfg.stateDir, { log: logs.of('nsm') })) : new NsmStore(cfg.stateDir, { log: logs.of('nsm') }),
     sender: new RpcNsmSender({ log: logs.of('nsm'), announce }),
     log: logs.of('nsm'),
     // A floating address's hosts move with it; every other address's are the node's.
@@ -242,9 +257,9 @@ function refusalFrom(ctx: CallContext, callerName: string): Pick<Refusal, 'clien
 function addressParts(
   live: Live,
   logs: PartLogs,
-  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics; journal: LockJournal | undefined; caller: RpcClientPool },
+  p: { listeners: SharedListeners; table: LockTable; nlm: NlmService; nsm: Nsm; watch: AddressWatch; metrics: Metrics; journal: LockJournal | undefined; caller: RpcClientPool; etcd: EtcdStore | undefined },
   undo: Undo,
-): { failover: FailoverController; leases: AddressLeases; node: NodeAddresses } {
+): { failover: FailoverController; leases: HolderLeases; node: NodeAddresses } {
   const { listeners, table, nlm, nsm, watch, metrics, journal, caller } = p;
   const graceSeconds = (): number => live.config().grace;
   const failover = new FailoverController({ listeners: listeners.of('failover'), locks: table, monitors: {
@@ -262,7 +277,10 @@ function addressParts(
   undo.push(() => failover.close());
   // Split brain: an address another live node holds the lease of is not served here.
   const cfg = live.config();
-  const leases = new AddressLeases({ stateDir: cfg.stateDir, node: hostname(), leaseMs: cfg.leaseSeconds * 1000, log: logs.of('lease'), onConflict: (a) => metrics.observeLeaseConflict(a) });
+  const onConflict = (a: string): void => metrics.observeLeaseConflict(a);
+  const leases: HolderLeases = p.etcd
+    ? new EtcdLeases({ store: p.etcd, leaseMs: cfg.leaseSeconds * 1000, log: logs.of('lease'), onConflict })
+    : new AddressLeases({ stateDir: cfg.stateDir, node: hostname(), leaseMs: cfg.leaseSeconds * 1000, log: logs.of('lease'), onConflict });
   undo.push(() => leases.close());
   const node = new NodeAddresses({ listeners: listeners.of('node'), monitors: nsm, grace: table.grace, graceSeconds, isFloating: (a) => watch.isFloating(a), log: logs.of('node') });
   return { failover, leases, node };

@@ -138,6 +138,27 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Where the cluster's state lives (docs/cluster.md): the state directory (the default), or
+     * etcd — the lock journals, each node's liveness and the addresses' holder leases.
+     */
+    store: z
+      .object({
+        etcd: z
+          .object({
+            endpoints: z.array(z.string().regex(/^https?:\/\/[^\s/]+$/, 'must be "http(s)://host:port"')).min(1),
+            /** Every key under it: one lockdrop cluster per prefix. */
+            prefix: z.string().regex(/^\/[^\s]*[^/\s]$/, 'must be an absolute key path such as /lockdrop/cluster-a (no trailing slash)').default('/lockdrop/default'),
+            /** PEM files: the CA of the members' certificates; a client certificate and key when they ask for one. */
+            tls: z.object({ ca: z.string().min(1), cert: z.string().min(1).optional(), key: z.string().min(1).optional() }).strict().refine((t) => (t.cert === undefined) === (t.key === undefined), 'cert and key go together').optional(),
+            /** How long a grant waits for etcd to make it durable before it is refused (denied_nolocks). */
+            commitTimeoutMs: z.number().int().min(50).max(60_000).default(2000),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({}),
     /** Run from a recorded trace (pcap, LINKTYPE_NETLINK) instead of live sources. */
     replay: z.string().nullable().default(null),
   })

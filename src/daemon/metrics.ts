@@ -90,6 +90,7 @@ export class Metrics {
   private readonly notifications = new Counter({ name: 'lockdrop_notifications_total', help: 'SM_NOTIFY sent to client hosts, by server address and result', labelNames: ['address', 'result'], registers: [this.registry] });
   private readonly addressEvents = new Counter({ name: 'lockdrop_address_events_total', help: 'Address transitions, by source and type', labelNames: ['source', 'type'], registers: [this.registry] });
   private readonly journalFaults = new Counter({ name: 'lockdrop_journal_faults_total', help: 'Untrusted journal parts found (a torn or corrupt tail, an unreadable header), per server address', labelNames: ['address'], registers: [this.registry] });
+  private readonly storeRefusals = new Counter({ name: 'lockdrop_store_refused_commits_total', help: 'Journal commits the cluster store could not make durable in time (etcd unreachable or without quorum): their grants refused with denied_nolocks', labelNames: ['address'], registers: [this.registry] });
   private readonly leaseConflicts = new Counter({ name: 'lockdrop_lease_conflicts_total', help: 'An address arrived (or stayed) here while another node held its lease: not served until that lease ends', labelNames: ['address'], registers: [this.registry] });
   private readonly duplicates = new Counter({ name: 'lockdrop_duplicate_addresses_total', help: 'An arriving IPv4 address another host answered ARP for (RFC 5227 probe)', labelNames: ['address'], registers: [this.registry] });
   private readonly overflows = new Counter({ name: 'lockdrop_source_overflows_total', help: 'Events lost by a source (netlink ENOBUFS and the like), each healed by a re-dump', labelNames: ['source'], registers: [this.registry] });
@@ -140,6 +141,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(read().files.open);
+      },
+    });
+    new Gauge({
+      name: 'lockdrop_store_ok',
+      help: 'The cluster store can make new grants durable now (0: etcd unreachable or without quorum; grants refused)',
+      registers: [this.registry],
+      collect() {
+        this.set(Number(read().status.store?.ok ?? true));
       },
     });
     new Gauge({
@@ -197,6 +206,10 @@ export class Metrics {
 
   observeJournalFault(address: string): void {
     this.journalFaults.inc({ address });
+  }
+
+  observeStoreRefusal(address: string): void {
+    this.storeRefusals.inc({ address });
   }
 
   observeLeaseConflict(address: string): void {

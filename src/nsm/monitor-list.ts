@@ -5,7 +5,7 @@
 // in and notify() see what a restart would see.
 import type { Logger } from 'pino';
 import type { MyId } from './protocol';
-import { recordKey, type HostRecord, type MonitorCallback, type NsmStore, type SkippedFile } from './store';
+import { recordKey, type HostRecord, type MonitorCallback, type NsmRecords, type SkippedFile } from './store';
 
 export interface AddressEntry {
   state: number | undefined;
@@ -45,7 +45,7 @@ export class MonitorList {
    */
   private readonly lastStates = new Map<string, number>();
 
-  constructor(private readonly store: NsmStore, private readonly log: Logger | undefined) {}
+  constructor(private readonly store: NsmRecords, private readonly log: Logger | undefined) {}
 
   /** The identity's records, loaded from the store on first use. */
   async entry(addr: string, skipped?: SkippedFile[]): Promise<AddressEntry> {

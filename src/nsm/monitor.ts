@@ -21,7 +21,7 @@ import { receiveRebootNotice, type HostRebooted, type NotifyVerdict } from './re
 import { MonitorList } from './monitor-list';
 import { RpcMonitors } from './rpc-monitors';
 import type { NsmSender } from './sender';
-import { recordKey, type HostRecord, type NsmStore, type SkippedFile } from './store';
+import { recordKey, type HostRecord, type NsmRecords, type SkippedFile } from './store';
 
 export interface NotifyReport {
   serverAddress: string;
@@ -48,7 +48,7 @@ export interface ActivateReport {
 }
 
 export interface NsmOptions {
-  store: NsmStore;
+  store: NsmRecords;
   sender?: NsmSender;
   log?: Logger;
   /**

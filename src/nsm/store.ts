@@ -85,6 +85,28 @@ const recordSchema = z.object({
 
 export const recordKey = (monName: string, address: string): string => `${monName}@${address}`;
 
+/** What NSM asks of its durable records: the state directory (NsmStore) or another store (etcd). */
+export type NsmRecords = Pick<NsmStore, 'load' | 'put' | 'remove' | 'writeState' | 'flush'>;
+
+/** A record's JSON as written, checked: the record, or why it is refused. */
+export function parseHostRecord(text: string): HostRecord | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return 'torn or corrupt record (not JSON)';
+  }
+  const v = recordSchema.safeParse(parsed);
+  return v.success ? v.data : `invalid record: ${v.error.issues[0]?.path.join('.')} ${v.error.issues[0]?.message}`;
+}
+
+/** A state number as written ("<n>\n"), or undefined when it is not one. */
+export function parseStateNumber(text: string): number | undefined {
+  const m = /^(-?\d{1,10})\n?$/.exec(text);
+  const n = m ? Number(m[1]) : NaN;
+  return int32.safeParse(n).success ? n : undefined;
+}
+
 /** A file name for a record: readable when safe and short, a hash otherwise. */
 export function recordFileName(monName: string, address: string): string {
   const key = encodeURIComponent(recordKey(monName, address)).replace(/^\./, '%2E');
@@ -178,10 +200,8 @@ export class NsmStore {
     const sp = this.statePath(serverAddress);
     try {
       const text = await fs.readFile(sp, 'utf8');
-      const m = /^(-?\d{1,10})\n?$/.exec(text);
-      const n = m ? Number(m[1]) : NaN;
-      if (int32.safeParse(n).success) state = n;
-      else skip(sp, text.length === 0 ? 'empty state file' : 'corrupt state file');
+      state = parseStateNumber(text);
+      if (state === undefined) skip(sp, text.length === 0 ? 'empty state file' : 'corrupt state file');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') skip(sp, (err as Error).message);
     }
@@ -210,16 +230,10 @@ export class NsmStore {
         return skip(p, (err as Error).message);
       }
       if (text.length === 0) return skip(p, 'empty record');
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        return skip(p, 'torn or corrupt record (not JSON)');
-      }
-      const v = recordSchema.safeParse(parsed);
-      if (!v.success) return skip(p, `invalid record: ${v.error.issues[0]?.path.join('.')} ${v.error.issues[0]?.message}`);
-      if (v.data.serverAddress !== serverAddress) return skip(p, `record names server address ${v.data.serverAddress}`);
-      records.push(v.data);
+      const r = parseHostRecord(text);
+      if (typeof r === 'string') return skip(p, r);
+      if (r.serverAddress !== serverAddress) return skip(p, `record names server address ${r.serverAddress}`);
+      records.push(r);
     };
     // Small files read synchronously (several times faster than fs.promises), a chunk at a time
     // so other work still gets the event loop while 10k records load.

@@ -40,6 +40,13 @@ export interface BarrierResult {
   ms: number;
 }
 
+/** Whether the store can make appends durable now (etcd: reachable with quorum). */
+export interface StoreHealth {
+  ok: boolean;
+  /** Why not, in an operator's words. */
+  reason?: string;
+}
+
 export interface ClusterStore {
   /**
    * Queues records of an address this node holds (after takeOver; the lease holder is the only
@@ -77,6 +84,8 @@ export interface ClusterStore {
   barrier(address: string, timeoutMs: number): Promise<BarrierResult>;
   /** Live nodes other than this one: a heartbeat seen change within the liveness bound, on this node's clock. */
   liveNodes(): string[];
+  /** Whether appends can be made durable now; a store that cannot lose its medium (a directory) may leave it out. */
+  health?(): StoreHealth;
   /** Commits, stops following, and withdraws this node from the live set. */
   close(): Promise<void>;
 }

@@ -16,6 +16,7 @@ import { knfsdHandle } from '../../src/exports';
 import { Lab, JsonLines, type LabHost } from '../../src/demo/lab';
 import { IPADDR2, narrateDaemon } from '../../src/demo/stage';
 import { ensureBuilt } from '../daemon/harness';
+import { EtcdCluster } from '../store/etcd-cluster';
 import { mountTmpfs, OutsideLocker } from '../support/files';
 import { nameToHandle } from '../support/name-to-handle';
 import { check, compareViews, conflictsWithin, describe, describeLoss, holdsAsRanges, parseKernelLocks, windowStats, type ChaosEvent, type CheckReport, type Hold, type OwnedRange, type RangeLock, type Violation, type Window } from './checker';
@@ -38,6 +39,8 @@ export interface ChaosOptions {
   lease: number;
   /** Every event, one JSON line each, to this file. */
   log?: string;
+  /** The cluster's state: one shared state directory (default), or a three-member etcd (each node a private state directory). */
+  store?: 'dir' | 'etcd';
   print?: (line: string) => void;
   prefix?: string;
 }
@@ -114,7 +117,7 @@ function addressOp(lab: Lab, host: LabHost, vip: string, k: number, op: 'start' 
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const print = o.print ?? ((l: string) => void process.stdout.write(`${l}\n`));
-  const opts = `--seed ${o.seed} --duration ${o.durationS} --nodes ${o.nodes} --clients ${o.clients} --vips ${o.vips} --lanes ${o.lanes} --locals ${o.locals}`;
+  const opts = `--seed ${o.seed} --duration ${o.durationS} --nodes ${o.nodes} --clients ${o.clients} --vips ${o.vips} --lanes ${o.lanes} --locals ${o.locals}${o.store === 'etcd' ? ' --store etcd' : ''}`;
   print(`chaos: seed ${o.seed} (replay: npm run chaos -- ${opts})`);
   if (process.getuid?.() !== 0 || process.env.LOCKDROP_TEST_NS !== '1') throw new Error('the chaos test builds network namespaces: run it as root through npm run chaos (or scripts/mocha-ns.sh)');
   if (o.nodes < 2 || o.vips < 1 || o.clients < 1) throw new Error('needs --nodes ≥ 2, --vips ≥ 1, --clients ≥ 1');
@@ -148,12 +151,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const work = mkdtempSync(path.join(tmpdir(), 'lockdrop-chaos-'));
   const lockers: OutsideLocker[] = [];
   let clients: JsonLines | undefined;
+  let etcd: EtcdCluster | undefined;
   const interrupted = (): void => void cleanup().then(() => process.exit(130));
   const cleanup = async (): Promise<string[]> => {
     ending = true;
     clients?.child.kill('SIGKILL');
     await Promise.all(lockers.map((l) => l.stop()));
-    await lab.dispose();
+    await lab.dispose(); // the daemons first: etcd gone under them is a refusal in every log
+    await etcd?.stop();
     rmSync(work, { recursive: true, force: true });
     try { fs.dispose(); } catch { /* busy only if something still holds a file: the namespace's end unmounts it */ }
     return lab.leftovers();
@@ -179,15 +184,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const placement = vips.map((_, k) => initialNode(k, o.nodes));
     vips.forEach((v, k) => lab.exec(nodeHosts[placement[k]!]!, 'ip', ['addr', 'add', `${v}/24`, 'dev', nodeHosts[placement[k]!]!.nic]));
 
-    // One state directory for every node, as on shared storage.
+    // One state directory for every node, as on shared storage; or etcd, each member on a lab host.
     const shared = path.join(work, 'shared');
     mkdirSync(shared);
+    let store: { stateDir?: string; store?: { etcd: { endpoints: string[]; prefix: string } } } = { stateDir: shared };
+    if (o.store === 'etcd') {
+      const members = [await lab.addHost('e1', 241), await lab.addHost('e2', 242), await lab.addHost('e3', 243)];
+      etcd = await EtcdCluster.start({ hosts: members.map((m) => m.address), wraps: members.map((m) => ['nsenter', '-t', String(m.anchorPid), '-n', '-m', '-u', '--']), basePort: 2379 });
+      store = { store: { etcd: { endpoints: etcd.endpoints, prefix: '/lockdrop/chaos' } } };
+      say(`etcd: three members on ${members.map((m) => m.address).join(', ')}; every node's state directory its own`);
+    }
     const startDaemon = (index: number): Node => {
       const host = nodeHosts[index]!;
       const dir = path.join(work, host.name);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const d = lab.startDaemon(host, dir, {
-        stateDir: shared, nlmPort: NLM_PORT, nsmPort: NSM_PORT, addresses: vips.map((v) => `${v}/32`), sources: ['netlink', 'poll'], pollInterval: 1,
+        ...store, nlmPort: NLM_PORT, nsmPort: NSM_PORT, addresses: vips.map((v) => `${v}/32`), sources: ['netlink', 'poll'], pollInterval: 1,
         grace: o.grace, leaseSeconds: o.lease, notify: { timeout: 30 }, exports: [{ path: fs.dir, fsid: FSID, secure: false, rootSquash: false }],
       }, (j) => {
         // Its moment on the events' clock: the line's own wall-clock time (ms, truncated: rounded up),
@@ -435,7 +447,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
 export function parseChaosArgs(argv: string[]): ChaosOptions {
   const { values } = parseArgs({
     args: argv, strict: true,
-    options: Object.fromEntries(['duration', 'seed', 'nodes', 'clients', 'vips', 'lanes', 'locals', 'files', 'grace', 'lease', 'log'].map((k) => [k, { type: 'string' as const }])),
+    options: Object.fromEntries(['duration', 'seed', 'nodes', 'clients', 'vips', 'lanes', 'locals', 'files', 'grace', 'lease', 'log', 'store'].map((k) => [k, { type: 'string' as const }])),
   });
   const num = (k: string, dflt: number): number => {
     const v = values[k];
@@ -449,7 +461,13 @@ export function parseChaosArgs(argv: string[]): ChaosOptions {
     durationS: num('duration', DEFAULTS.durationS), nodes: num('nodes', DEFAULTS.nodes), clients: num('clients', DEFAULTS.clients), vips: num('vips', DEFAULTS.vips),
     lanes: num('lanes', DEFAULTS.lanes), locals: num('locals', DEFAULTS.locals), files: num('files', DEFAULTS.files), grace: num('grace', DEFAULTS.grace), lease: num('lease', DEFAULTS.lease),
     ...(typeof values.log === 'string' ? { log: values.log } : {}),
+    ...(values.store === undefined ? {} : { store: storeArg(String(values.store)) }),
   };
+}
+
+function storeArg(v: string): 'dir' | 'etcd' {
+  if (v !== 'dir' && v !== 'etcd') throw new Error(`--store is dir or etcd, not ${v}`);
+  return v;
 }
 
 if (require.main === module) {
@@ -457,7 +475,7 @@ if (require.main === module) {
   try {
     o = parseChaosArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`chaos: ${(err as Error).message}\nusage: npm run chaos -- [--duration S] [--seed N] [--nodes 2|3] [--clients N] [--vips N] [--lanes N] [--locals N] [--files N] [--grace S] [--lease S] [--log FILE]\n`);
+    process.stderr.write(`chaos: ${(err as Error).message}\nusage: npm run chaos -- [--duration S] [--seed N] [--nodes 2|3] [--clients N] [--vips N] [--lanes N] [--locals N] [--files N] [--grace S] [--lease S] [--log FILE] [--store dir|etcd]\n`);
     process.exit(64);
   }
   // A hard bound: the run, the quiet wait and the checks, with room to spare.
