@@ -19,6 +19,9 @@ import { clientSpec, ganeshaExports, knfsdExports, mountdUuid, parseEtab, parseG
 
 const run = promisify(execFile);
 
+/** After an inotify event, before the look. */
+const SETTLE_MS = 20;
+
 export type ExportsServer = 'knfsd' | 'ganesha';
 
 export const DEFAULT_EXPORTS_FILE: Record<ExportsServer, string> = { knfsd: '/var/lib/nfs/etab', ganesha: '/etc/ganesha/ganesha.conf' };
@@ -141,6 +144,7 @@ export class ExportsFollower {
   private seen = '';
   private handed = '';
   private closed = false;
+  private settle: NodeJS.Timeout | undefined;
   current: FollowedExports;
 
   constructor(private readonly opts: ExportsFollowerOptions) {
@@ -153,7 +157,7 @@ export class ExportsFollower {
     await this.look();
     try {
       this.watcher = watch(dirname(this.file), (_, name) => {
-        if (name === null || name === basename(this.file) || this.opts.server === 'ganesha') this.poke();
+        if (name === null || name === basename(this.file) || this.opts.server === 'ganesha') this.soon();
       });
       this.watcher.on('error', (err) => this.opts.log.warn({ err: err.message }, `watching ${dirname(this.file)}: ${err.message}; polling every ${this.opts.pollMs} ms only`));
     } catch (err) {
@@ -167,7 +171,17 @@ export class ExportsFollower {
     this.closed = true;
     this.watcher?.close();
     clearInterval(this.timer);
+    clearTimeout(this.settle);
     return this.looking ?? Promise.resolve();
+  }
+
+  /**
+   * An inotify event: looks a moment later, once a burst of events is over (a writer that
+   * truncates and then writes, where exportfs renames, must not be read empty in between).
+   */
+  private soon(): void {
+    clearTimeout(this.settle);
+    this.settle = setTimeout(() => this.poke(), SETTLE_MS);
   }
 
   /** Looks now, or once more after the look under way. */
