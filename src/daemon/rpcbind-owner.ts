@@ -2,10 +2,14 @@
 // rpcbind, so whoever registered last owns them. At start, a registration that points at a
 // live listener that is not ours (the kernel's lockd started with nfsd, rpc.statd, another
 // lockdropd) refuses the start, naming who holds it, unless told to take over; one that points
-// at nothing (left by a crash) is replaced. Afterwards the registration is checked every few
-// seconds: lost (rpcbind restarted) it is made again; taken by another live service it is
-// reported and left alone, or taken back in takeover mode (knfsd's lockd registers again at each
-// nfsd restart). On stop only what still points at us is removed.
+// at nothing (left by a crash) is replaced. Afterwards the registration is checked: lost
+// (rpcbind restarted) it is made again; taken by another live service it is reported and left
+// alone, or taken back in takeover mode. rpcbind tells nobody of a change, so the check runs
+// every second, and at once after every write to knfsd's control files (/proc/fs/nfsd: rpc.nfsd
+// writes `threads` to start or stop nfsd, and the kernel's lockd has unregistered NLM — ours
+// too — and registered its own before that write returns), which closes the window in which a
+// client would find the kernel's lockd. On stop only what still points at us is removed.
+import { watch, type FSWatcher } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -104,8 +108,10 @@ export interface RpcbindKeeperOptions {
   /** What we register (ports known once the listeners are bound). */
   entries: () => RpcbindEntry[];
   log: Logger;
-  /** Between checks of the registration. Default 3 s. */
+  /** Between checks of the registration. Default 1 s. */
   intervalMs?: number;
+  /** knfsd's control files, watched for rpc.nfsd's writes (default /proc/fs/nfsd; tests point it elsewhere). */
+  nfsdDir?: string;
   /** rpcbind's socket (tests point it elsewhere). */
   socketPath?: string;
 }
@@ -116,6 +122,9 @@ export class RpcbindKeeper {
   private checking: Promise<void> | undefined;
   /** Last reported trouble, so that a lasting one is logged once. */
   private trouble: string | undefined;
+  private nfsd: FSWatcher | undefined;
+  /** A check asked for while one runs: it runs again right after. */
+  private again = false;
   registered = false;
 
   constructor(private readonly opts: RpcbindKeeperOptions) {}
@@ -146,21 +155,52 @@ export class RpcbindKeeper {
     this.schedule();
   }
 
+  /** Watches knfsd's control files, once they are there (nfsd's filesystem may be mounted later). */
+  private watchNfsd(): void {
+    if (this.nfsd || this.opts.mode === 'off') return;
+    try {
+      this.nfsd = watch(this.opts.nfsdDir ?? '/proc/fs/nfsd', () => this.checkNow());
+      this.nfsd.on('error', () => {
+        this.nfsd?.close();
+        this.nfsd = undefined;
+      });
+    } catch {
+      // not mounted (no knfsd here, or not yet): the periodic check tries again
+    }
+  }
+
+  /** A check now (or right after the one under way): rpc.nfsd just changed what the kernel's lockd registered. */
+  checkNow(): void {
+    if (!this.timer) return;
+    if (this.checking) {
+      this.again = true;
+      return;
+    }
+    this.checking = this.check().finally(() => {
+      this.checking = undefined;
+      if (this.again && this.timer) {
+        this.again = false;
+        this.checkNow();
+      }
+    });
+  }
+
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.nfsd?.close();
+    this.nfsd = undefined;
     await this.checking;
     await this.registration?.unregister();
     this.registered = false;
   }
 
   private schedule(): void {
+    this.watchNfsd();
     this.timer = setTimeout(() => {
-      this.checking = this.check().finally(() => {
-        this.checking = undefined;
-        if (this.timer) this.schedule();
-      });
-    }, this.opts.intervalMs ?? 3_000);
+      this.checkNow();
+      this.schedule();
+    }, this.opts.intervalMs ?? 1_000);
     this.timer.unref();
   }
 
