@@ -238,7 +238,8 @@ export class ExportsFollower {
         result = ganeshaExports(blocks, await resolveNames(clients));
       }
     } catch (err) {
-      return this.fail(`${this.file}: ${(err as Error).message}`);
+      const why = (err as Error).message;
+      return this.fail(why.startsWith(this.file) ? why : `${this.file}: ${why}`);
     }
     if (this.closed) return;
     this.current = { server, file: this.file, ...result, readAt: new Date().toISOString(), error: null };
