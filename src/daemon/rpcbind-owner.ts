@@ -23,6 +23,9 @@ const run = promisify(execFile);
 
 export type RpcbindMode = 'auto' | 'off' | 'takeover';
 
+/** After a check that could not tell who holds NLM, the next one. */
+const UNKNOWN_RETRY_MS = 200;
+
 const PROGRAM_NAMES: Record<number, string> = { [NLM_PROG]: 'NLM (100021)', [NSM_PROGRAM]: 'statd (100024)' };
 
 /** A registration of one of our programs that answers, on a port that is not ours. */
@@ -34,6 +37,8 @@ export interface RpcbindHolder {
   holder: string;
   /** No process holds the socket: the kernel's own (lockd). */
   kernel: boolean;
+  /** Who listens could not be told (ss failed or was too slow, or the socket just closed). */
+  unknown?: boolean;
 }
 
 /** "NLM (100021) on port 4045/udp+tcp and statd (100024) on port 4046/udp+tcp are registered with rpcbind by rpc.statd[812]", per holder. */
@@ -73,18 +78,30 @@ async function commandName(pid: number, comm: string): Promise<string> {
   return comm;
 }
 
-/** The process listening on a local port, from the kernel's socket table (ss, as peer.ts). */
-async function listener(netid: string, port: number): Promise<{ holder: string; kernel: boolean }> {
-  const proto = netid.startsWith('tcp') ? '-t' : '-u';
+/** Every listening TCP and UDP socket with its process, from the kernel's socket table (ss, as peer.ts), in one call; undefined when ss failed. */
+async function socketTable(): Promise<string[] | undefined> {
   try {
-    const { stdout } = await run('ss', ['-H', '-l', '-n', '-p', proto, `sport = :${port}`], { timeout: 2_000 });
-    const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(stdout);
-    if (m) return { holder: `${await commandName(Number(m[2]), m[1]!)}[${m[2]}]`, kernel: false };
-    if (stdout.trim()) return { holder: "the kernel (no process holds the socket: the kernel's lockd, started with nfsd?)", kernel: true };
+    const { stdout } = await run('ss', ['-H', '-l', '-n', '-p', '-t', '-u'], { timeout: 5_000 });
+    return stdout.split('\n').filter((l) => l.trim());
   } catch {
-    // ss missing or refused: say what we know
+    return undefined;
   }
-  return { holder: `an unknown listener on port ${port}`, kernel: false };
+}
+
+/** Who listens on a local port of the netid's protocol (IPv4 or IPv6 alike), from socketTable's lines. */
+async function listener(table: readonly string[] | undefined, netid: string, port: number): Promise<{ holder: string; kernel: boolean; unknown?: boolean }> {
+  const proto = netid.startsWith('tcp') ? 'tcp' : 'udp';
+  // "udp UNCONN 0 0 [::]:32768 [::]:* users:((...))": netid, state, queues, local address:port.
+  const lines = (table ?? []).filter((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[0] === proto && f[4]?.slice(f[4].lastIndexOf(':') + 1) === String(port);
+  });
+  for (const l of lines) {
+    const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(l);
+    if (m) return { holder: `${await commandName(Number(m[2]), m[1]!)}[${m[2]}]`, kernel: false };
+  }
+  if (lines.length) return { holder: "the kernel (no process holds the socket: the kernel's lockd, started with nfsd?)", kernel: true };
+  return { holder: `an unknown listener on port ${port}`, kernel: false, unknown: true };
 }
 
 /** The live registrations of NLM and statd that are not on our ports. */
@@ -97,10 +114,9 @@ export async function liveHolders(mappings: readonly RpcbindMapping[], ourPort: 
     seen.add(key);
     return true;
   });
-  const live = await Promise.all(candidates.map(async (m) => ((await answers(m)) ? m : undefined)));
-  return Promise.all(
-    live.filter((m): m is RpcbindMapping => m !== undefined).map(async (m) => ({ prog: m.prog, netid: m.netid, port: m.port, ...(await listener(m.netid, m.port)) })),
-  );
+  const live = (await Promise.all(candidates.map(async (m) => ((await answers(m)) ? m : undefined)))).filter((m): m is RpcbindMapping => m !== undefined);
+  const table = live.length ? await socketTable() : undefined;
+  return Promise.all(live.map(async (m) => ({ prog: m.prog, netid: m.netid, port: m.port, ...(await listener(table, m.netid, m.port)) })));
 }
 
 export interface RpcbindKeeperOptions {
@@ -233,6 +249,13 @@ export class RpcbindKeeper {
     // In takeover mode the kernel's lockd is overridden again: beside knfsd it registers anew at
     // every nfsd restart. Never a process: two lockdropds told to take over would take turns.
     const retake = this.opts.mode === 'takeover' && holders.every((h) => h.kernel);
+    // Not told who holds it (ss too slow right after nfsd started): look again soon rather than give up until the next period.
+    if (this.opts.mode === 'takeover' && !retake && holders.some((h) => h.unknown) && holders.every((h) => h.kernel || h.unknown)) {
+      this.registered = false;
+      this.report(`${describeHolders(holders)}: looking again to tell who holds it`);
+      setTimeout(() => this.checkNow(), UNKNOWN_RETRY_MS).unref();
+      return;
+    }
     if (holders.length && !retake) {
       this.registered = false;
       return this.report(`${describeHolders(holders)}: another lock manager took the registration over; not taking it back${this.opts.mode === 'takeover' ? '' : ' (restart lockdropd with --rpcbind takeover to)'}`, 'error');
