@@ -22,6 +22,8 @@ describe('vm: lockdropd beside knfsd (the kernel NFS server and its lockd)', fun
   let dir: string | undefined;
 
   before(async function () {
+    // Two to three minutes of an emulated guest: run by `npm run test:vm`, not in the whole suite.
+    if (!process.env.LOCKDROP_VM_KNFSD) return this.skip();
     const kernel = findKernel();
     if (typeof kernel === 'string') return this.skip();
     const missing = ['qemu-system-x86_64', 'rpc.nfsd', 'exportfs', 'rpcbind', 'rpcinfo'].filter((c) => !hasCommand(c));
