@@ -144,6 +144,8 @@ export class ExportsFollower {
   private seen = '';
   private handed = '';
   private closed = false;
+  /** The last look left out a path this node does not have (yet): the next one looks again whatever changed. */
+  private absent = false;
   private settle: NodeJS.Timeout | undefined;
   current: FollowedExports;
 
@@ -222,20 +224,26 @@ export class ExportsFollower {
       if (server === 'knfsd') {
         const lines = parseEtab(text);
         const key = `${text}\0${mounts}`;
-        if (key === this.seen && this.current.error === null) return;
+        if (key === this.seen && this.current.error === null && !this.absent) return;
         this.seen = key;
         const m = parseMountinfo(mounts);
         const paths = [...new Set(lines.map((l) => l.path))];
         const fs = new Map(await Promise.all(paths.map(async (p) => [p, await probe(p, m)] as const)));
         result = knfsdExports(lines, (p) => fs.get(p), await resolveNames(lines.map((l) => l.client)));
+        this.absent = [...fs.values()].some((f) => f === undefined);
       } else {
         const reader = ganeshaReader(this.file);
         const blocks = reader.parse(text);
-        const key = `${text}\0${[...reader.texts].join('\0')}`;
-        if (key === this.seen && this.current.error === null) return;
+        const key = `${text}\0${[...reader.texts].join('\0')}\0${mounts}`;
+        if (key === this.seen && this.current.error === null && !this.absent) return;
         this.seen = key;
         const clients = blocks.filter((b) => b.name === 'export').flatMap((e) => e.blocks.filter((c) => c.name === 'client').flatMap((c) => c.params.get('clients') ?? []));
-        result = ganeshaExports(blocks, await resolveNames(clients));
+        const all = ganeshaExports(blocks, await resolveNames(clients));
+        // The same configuration on every node, the filesystems mounted where the service runs:
+        // a path not here now is served once it is (the next look after its mount).
+        const here = await Promise.all(all.entries.map((e) => stat(e.path).then(() => true, () => false)));
+        this.absent = here.includes(false);
+        result = { entries: all.entries.filter((_, i) => here[i]), notes: [...all.notes, ...all.entries.filter((_, i) => !here[i]).map((e) => `export ${e.ganeshaExportId} (${e.path}): not on this node (not mounted here?): served once it is`)] };
       }
     } catch (err) {
       const why = (err as Error).message;

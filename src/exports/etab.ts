@@ -170,6 +170,7 @@ export function knfsdExports(lines: readonly EtabLine[], fs: (path: string) => E
   const byPath = new Map<string, EtabLine[]>();
   for (const l of lines) byPath.set(l.path, [...(byPath.get(l.path) ?? []), l]);
   const entries: ExportEntry[] = [];
+  const fsids = new Map<number, string>();
   for (const [path, all] of byPath) {
     const ls = all.filter((l) => l.sys);
     if (ls.length === 0) {
@@ -212,7 +213,15 @@ export function knfsdExports(lines: readonly EtabLine[], fs: (path: string) => E
       anongid: first.anongid,
       noAuthNlm: ls.some((l) => l.noAuthNlm),
     };
-    if (first.fsid !== undefined) entry.fsid = first.fsid;
+    if (first.fsid !== undefined) {
+      const other = fsids.get(first.fsid);
+      if (other !== undefined) {
+        notes.push(`${path}: fsid=${first.fsid} is ${other}'s too: left out (knfsd cannot tell their handles apart either)`);
+        continue;
+      }
+      fsids.set(first.fsid, path);
+      entry.fsid = first.fsid;
+    }
     else {
       const uuid = first.uuid ?? f.uuid;
       if (uuid !== undefined) entry.uuid = uuid;

@@ -96,6 +96,12 @@ describe('exports: knfsd etab', () => {
     assert.ok(notes.some((n) => n.startsWith('/gone: in etab but not on this node')));
   });
 
+  it('a second path with the same fsid= is left out, noted', () => {
+    const { entries, notes } = knfsdExports(parseEtab('/a\t*(rw,fsid=5,sec=sys,rw)\n/b\t*(rw,fsid=5,sec=sys,rw)\n'), () => ({ dev: '8:1', ino: 2, fsRoot: true }));
+    assert.deepEqual(entries.map((e) => e.path), ['/a']);
+    assert.match(notes[0]!, /^\/b: fsid=5 is \/a's too/);
+  });
+
   it('a host name that does not resolve allows nobody rather than everybody', () => {
     const { entries } = knfsdExports(parseEtab('/x\tnowhere.invalid(rw,fsid=9,sec=sys,rw)\n'), () => ({ dev: '8:1', ino: 2, fsRoot: true }));
     assert.deepEqual(entries[0]!.clients, [NO_CLIENT]);

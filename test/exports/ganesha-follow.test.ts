@@ -31,7 +31,7 @@ describe('exports: following Ganesha (EXPORT blocks) end to end', function () {
       renameSync(`${conf}.new`, conf);
     };
     write(`NFS_CORE_PARAM { Enable_NLM = false; }\n${exportBlock(1, a.dir)}`);
-    const d = spawnDaemon([], { config: { exportsFrom: { server: 'ganesha', file: conf } } });
+    const d = spawnDaemon([], { config: { exportsFrom: { server: 'ganesha', file: conf, pollSeconds: 0.3 } } });
     cleanups.push(() => d.cleanup());
     const port = (await d.started()).nlmPort as number;
     const c = await NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'udp', vers: 4, callerName: 'ganesha-follow' });
@@ -59,5 +59,12 @@ describe('exports: following Ganesha (EXPORT blocks) end to end', function () {
     await d.waitLog((l) => /ganesha\.conf:1: a block is not closed.*keeping the exports read before/.test(l.msg));
     assert.deepEqual(listing<ExportView>(d.ctl(['exports', '--json']).stdout).map((e) => e.path), [b.dir]);
     assert.equal((await c.unlock({ fh: fb, svid: 1 })).status, 'granted');
+    // A path this node does not have yet (mounted where the service runs): served once it is here.
+    const later = join(dir, 'later');
+    write(`${exportBlock(2, b.dir)}${exportBlock(4, later)}`);
+    await d.waitLog((l) => /export 4 .*not on this node/.test(l.msg));
+    sh('mkdir', [later]);
+    await d.waitLog((l) => /exports from ganesha .*added .*later/.test(l.msg));
+    assert.deepEqual(listing<ExportView>(d.ctl(['exports', '--json']).stdout).map((e) => e.path), [b.dir, later]);
   });
 });
