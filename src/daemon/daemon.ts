@@ -80,9 +80,12 @@ export class Daemon {
         : undefined;
       await follower?.start();
       undo.push(() => follower?.close());
-      const served = { ...cfg, exports: effectiveExports(cfg, follower?.current).map((m) => configEntry(m)) };
+      const read = follower?.current;
+      const served = { ...cfg, exports: effectiveExports(cfg, read).map((m) => configEntry(m)) };
       const parts = await compose(served, log, undo, () => daemon!.metricsSnapshot());
       daemon = new Daemon(parts, lock, hooks, cfg, follower);
+      // A change read while the parts were built had no daemon to go to.
+      if (follower && follower.current !== read) daemon.followedChanged();
       await daemon.serve(undo);
       return daemon;
     } catch (err) {
