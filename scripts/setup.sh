@@ -30,6 +30,23 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 fi
 
+# Debian's exportfs for the exportsFrom: knfsd tests (test/exports/knfsd-follow.test.ts): its
+# services must neither start at install (policy-rc.d refuses) nor stay enabled — lockdrop
+# replaces the kernel's lockd and rpc.statd, and this machine has no nfsd.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg-query -W -f='${Status}' nfs-kernel-server 2>/dev/null | grep -q 'install ok installed'; then
+  echo "setup: installing nfs-kernel-server (its services left stopped and disabled)" >&2
+  policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nfs-kernel-server >/dev/null
+  else
+    printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nfs-kernel-server >/dev/null || { rm -f "$policy"; exit 1; }
+    rm -f "$policy"
+  fi
+  systemctl disable nfs-server.service nfs-blkmap.service >/dev/null 2>&1 || true
+  update-rc.d nfs-kernel-server disable >/dev/null 2>&1 || true
+fi
+
 # The kernel-client VM test's kernel (test/vm): Debian's, unpacked, never installed.
 bash test/vm/fetch-kernel.sh || echo "setup: test/vm/fetch-kernel.sh failed; the VM test will say what it lacks" >&2
 

@@ -6,7 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { readConfigFile } from '../daemon/config';
-import { LOG_LEVELS, type AddressStatus, type CheckReport, type DropReport, type GraceReport, type LockView, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
+import { LOG_LEVELS, type AddressStatus, type CheckReport, type DropReport, type ExportView, type ExportsReport, type GraceReport, type LockView, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
 import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
 import { UsageError, nonNegativeInteger, positive, runCommand, wantsJson, withConventions } from './args';
@@ -70,6 +70,16 @@ function locksText(locks: LockView[]): string {
   if (locks.length === 0) return 'no locks';
   const row = (l: LockView) => [l.server, l.client, l.svid, l.exclusive ? 'write' : 'read', l.offset, l.length === '0' ? 'EOF' : l.length, l.export ?? '-', l.fh.length > 24 ? `${l.fh.slice(0, 24)}…` : l.fh, when(l.since), l.awaitingReclaim ? 'awaiting reclaim' : 'held'];
   return formatTable(['SERVER', 'CLIENT', 'SVID', 'TYPE', 'OFFSET', 'LENGTH', 'EXPORT', 'FH', 'SINCE', 'STATE'], locks.map(row));
+}
+
+function exportsText(r: ExportsReport): string {
+  const id = (e: ExportView): string =>
+    e.fsid !== undefined ? `fsid=${e.fsid}` : e.ganeshaExportId !== undefined ? `Export_Id=${e.ganeshaExportId}` : e.uuid !== undefined ? `uuid=${e.uuid}${e.fsRoot === false ? `+ino ${e.rootIno}` : ''}` : e.dev !== undefined ? `dev=${e.dev}` : e.fhPrefix?.length ? `prefix ${e.fhPrefix.join(',')}` : '-';
+  const squash = (e: ExportView): string => (e.allSquash ? 'all' : e.rootSquash === false ? 'none' : 'root');
+  const row = (e: ExportView) => [e.path, e.overrides ? `${e.from} (over ${e.overrides})` : e.from, id(e), e.clients.length ? e.clients.join(',') : '*', e.secure ? 'secure' : 'insecure', squash(e), e.noAuthNlm ? 'no' : 'yes', e.fileLocks === false ? 'memory' : 'files'];
+  const s = r.source;
+  const head = s ? [`following ${s.server}'s ${s.file}${s.readAt ? `, read ${when(s.readAt)}` : ''}${s.error ? `; last look failed: ${s.error}` : ''}`, ...s.notes.map((n) => `  note: ${n}`), ''] : [];
+  return head.join('\n') + (r.exports.length ? formatTable(['PATH', 'FROM', 'HANDLES', 'CLIENTS', 'PORT', 'SQUASH', 'LOCK ACCESS', 'LOCKS ON'], r.exports.map(row)) : 'no exports');
 }
 
 function watchText(e: WatchEvent): string {
@@ -176,6 +186,13 @@ function actionCommands(cmd: Subcommand): void {
     const r = await request<ReloadReport>(controlPath(o), { cmd: 'reload' });
     if (o.json) return printJson(r);
     print(`configuration reloaded${r.changed.length ? `: ${r.changed.join(', ')}` : ' (no change)'}${r.needsRestart.length ? `; ${r.needsRestart.join(', ')}: at the next start` : ''}`);
+  });
+
+  cmd('exports', "the exports lockdrop serves, each with where it came from (the configuration, knfsd's etab, Ganesha's EXPORT blocks)").action(async (_o, c: Command) => {
+    const o = globals(c);
+    const r = await request<ExportsReport>(controlPath(o), { cmd: 'exports' });
+    if (o.json) return printListing(r.exports);
+    print(exportsText(r));
   });
 
 }

@@ -29,6 +29,8 @@ export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('watch') }),
   /** Re-reads the configuration file; answered once applied, or with the problems of the new file. */
   z.object({ cmd: z.literal('reload') }),
+  /** The effective exports table: each entry with where it came from (the configuration, knfsd's etab, Ganesha's configuration). */
+  z.object({ cmd: z.literal('exports') }),
   /** Sets the log level until the next start or reload (Ganesha's `ganesha_mgr set_log`). */
   z.object({ cmd: z.literal('log-level'), level: z.enum(LOG_LEVELS) }),
 ]);
@@ -161,6 +163,35 @@ export interface ReloadReport {
   changed: string[];
   /** Changed keys that only a restart applies (ports, state directory, sources). */
   needsRestart: string[];
+}
+
+/** One export as `exports --json` prints it: the entry's fields (configuration keys) and its origin. */
+export interface ExportView {
+  path: string;
+  from: 'config' | 'knfsd' | 'ganesha';
+  /** The configuration's entry replaced the NFS server's of the same path. */
+  overrides?: 'config' | 'knfsd' | 'ganesha';
+  fsid?: number;
+  uuid?: string;
+  dev?: string;
+  rootIno?: number;
+  fsRoot?: boolean;
+  ganeshaExportId?: number;
+  fhPrefix?: string[];
+  clients: string[];
+  secure: boolean;
+  fileLocks?: boolean;
+  rootSquash?: boolean;
+  allSquash?: boolean;
+  anonuid?: number;
+  anongid?: number;
+  noAuthNlm?: boolean;
+}
+
+export interface ExportsReport {
+  exports: ExportView[];
+  /** The NFS server's table lockdrop follows (`exportsFrom`), or null. */
+  source: { server: 'knfsd' | 'ganesha'; file: string; readAt: string | null; error: string | null; notes: string[] } | null;
 }
 
 /** `lockdropctl check`: the daemon answers, is ready, and NLM and statd answer NULL on every held address. */

@@ -1,8 +1,8 @@
 // The operator's commands (lockdropctl over the control socket): status, locks, drop, grace,
-// monitors, notify, watch, reload, log-level. Each checks its target first (admin.ts) and answers with the
+// monitors, notify, watch, reload, log-level, exports. Each checks its target first (admin.ts) and answers with the
 // views of control/protocol.ts.
 import { isAbsolute, resolve } from 'node:path';
-import type { AddressStatus, DropReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, LogLevel, LogLevelReport, MonitorView, NotifyReport, ReloadReport, StatusReport } from '../control';
+import type { AddressStatus, DropReport, ExportsReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, LogLevel, LogLevelReport, MonitorView, NotifyReport, ReloadReport, StatusReport } from '../control';
 import type { DropCounts, GraceScope } from '../locks';
 import { nameToHandle } from '../addon';
 import { normaliseAddress } from '../net';
@@ -20,6 +20,7 @@ export interface Lifecycle {
   readonly startedAt: number;
   ready(): boolean;
   reload(): ReloadReport;
+  exports(): ExportsReport;
 }
 
 export class OperatorCommands {
@@ -39,6 +40,7 @@ export class OperatorCommands {
       watch: () => this.parts.feed.stream(),
       reload: () => this.lifecycle.reload(),
       logLevel: (level) => this.logLevel(level),
+      exports: () => this.lifecycle.exports(),
     };
   }
 

@@ -30,6 +30,8 @@ const exportSchema = z
       .optional(),
     dev: z.string().regex(/^\d+:\d+$/, 'must be "major:minor"').optional(),
     rootIno: z.number().int().min(0).max(0xffffffff).optional(),
+    /** The path is its filesystem's root (knfsd's uuid handles without an inode name it); false: a directory within. */
+    fsRoot: z.boolean().optional(),
     /** NFS-Ganesha's Export_Id for this path (its handles carry it). */
     ganeshaExportId: z.number().int().min(0).max(0xffff).optional(),
     fhPrefix: z.array(z.string().regex(/^([0-9a-fA-F]{2})+$/, 'must be hex bytes')).optional(),
@@ -100,6 +102,26 @@ export const configSchema = z
       // Keys as lookups see them: normalised (`::ffff:a.b.c.d` → `a.b.c.d`, IPv6 in canonical form).
       .transform((m) => Object.fromEntries(Object.entries(m).map(([a, name]) => [normaliseAddress(a), name]))),
     exports: z.array(exportSchema).default([]),
+    /**
+     * Also serve the NFS server's own exports, followed as they change: knfsd's etab (as exportfs
+     * leaves it) or Ganesha's EXPORT blocks. `exports` wins where both name a path. A string is
+     * the server alone.
+     */
+    exportsFrom: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? { server: v } : v),
+        z
+          .object({
+            server: z.enum(['knfsd', 'ganesha']),
+            /** Default /var/lib/nfs/etab (knfsd), /etc/ganesha/ganesha.conf (ganesha). */
+            file: z.string().startsWith('/', 'must be an absolute path').optional(),
+            /** Between two looks beside inotify's (another mount namespace's writes, a filesystem mounted later). */
+            pollSeconds: seconds.default(5),
+          })
+          .strict(),
+      )
+      .nullable()
+      .default(null),
     /**
      * Open files allowed for real-file locks (one per owner and file); beyond it a lock is refused
      * with denied_nolocks. Default: from RLIMIT_NOFILE, raised at start as far as allowed.

@@ -4,14 +4,15 @@
 import { mkdirSync } from 'node:fs';
 import { map, merge, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import type { ReloadReport, StatusReport } from '../control';
-import { ExportsTable } from '../exports';
+import type { ExportsReport, ReloadReport, StatusReport } from '../control';
+import { ExportsTable, mergeExports, type EffectiveExport } from '../exports';
 import { ExportError } from '../files';
 import { readLocalAddresses } from '../watch';
 import { OperatorCommands } from './commands';
 import { LOOPBACK, StartupError, compose, wire, type DaemonParts, type Undo } from './compose';
 import { changedKeys, ConfigError, RELOADABLE, type Config } from './config';
 import { ControlServer } from './control';
+import { ExportsFollower, type FollowedExports } from './exports-follow';
 import { checkHandleFormats, exportSpecs, exportsLeaving, reloadedBudget } from './files';
 import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { missingCapabilities, readPrivileges } from './privileges';
@@ -40,14 +41,22 @@ export class Daemon {
   private readonly commands: OperatorCommands;
   private readonly control: ControlServer;
   private readonly log: Logger;
+  /** The configuration as the file (and flags) give it; live.config() holds it with the followed exports merged in. */
+  private explicit: Config;
+  /** The effective exports and where each came from (`lockdropctl exports`). */
+  private merged: EffectiveExport[];
 
   private constructor(
     private readonly parts: DaemonParts,
     private readonly lock: InstanceLock,
     private readonly hooks: DaemonHooks,
+    explicit: Config,
+    private readonly follower: ExportsFollower | undefined,
   ) {
+    this.explicit = explicit;
+    this.merged = effectiveExports(explicit, follower?.current);
     this.log = parts.logs.root;
-    this.commands = new OperatorCommands(parts, { startedAt: this.startedAt, ready: () => this.ready, reload: () => this.reloadFromFile() });
+    this.commands = new OperatorCommands(parts, { startedAt: this.startedAt, ready: () => this.ready, reload: () => this.reloadFromFile(), exports: () => this.exports() });
     this.control = new ControlServer({ path: parts.live.config().control, handlers: this.commands.handlers(), log: parts.logs.of('control') });
   }
 
@@ -65,8 +74,18 @@ export class Daemon {
     const undo: Undo = [() => lock.release()];
     try {
       let daemon: Daemon | undefined;
-      const parts = await compose(cfg, log, undo, () => daemon!.metricsSnapshot());
-      daemon = new Daemon(parts, lock, hooks);
+      // The NFS server's own exports are read before anything is built: the first table has them.
+      const follower = cfg.exportsFrom
+        ? new ExportsFollower({ ...cfg.exportsFrom, pollMs: cfg.exportsFrom.pollSeconds * 1000, log: log.child({ part: 'exports' }), onChange: () => daemon?.followedChanged() })
+        : undefined;
+      await follower?.start();
+      undo.push(() => follower?.close());
+      const read = follower?.current;
+      const served = { ...cfg, exports: effectiveExports(cfg, read).map((m) => configEntry(m)) };
+      const parts = await compose(served, log, undo, () => daemon!.metricsSnapshot());
+      daemon = new Daemon(parts, lock, hooks, cfg, follower);
+      // A change read while the parts were built had no daemon to go to.
+      if (follower && follower.current !== read) daemon.followedChanged();
       await daemon.serve(undo);
       return daemon;
     } catch (err) {
@@ -138,32 +157,15 @@ export class Daemon {
     }
   }
 
-  /** Applies a new configuration's reloadable keys; the caller validated it. No lock is dropped. */
-  reload(next: Config): ReloadReport {
-    const { live, files: daemonFiles, table: locks, logs, watch, node, feed, failover } = this.parts;
+  /** Applies a new configuration's reloadable keys; the caller validated it. No lock is dropped but those of exports that left. */
+  reload(file: Config): ReloadReport {
+    const { live, files: daemonFiles, logs, watch, node, feed, failover } = this.parts;
     const running = live.config();
+    const merged = effectiveExports(file, this.follower?.current);
+    const next = { ...file, exports: merged.map((m) => configEntry(m)) };
     const changed = changedKeys(running, next);
     const later = changed.filter((k) => !RELOADABLE.includes(k));
-    if (changed.includes('exports') || changed.includes('fhByteOrder') || changed.includes('unknownHandles')) {
-      const files = daemonFiles.files;
-      if (!files && next.exports.some((e) => e.fileLocks)) {
-        throw new ConfigError('reload refused', [`exports: ${daemonFiles.unavailable} (or set fileLocks: false)`]);
-      }
-      const table = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
-      try {
-        // Opens the new exports' roots first: a bad one refuses the reload with nothing changed.
-        checkHandleFormats(next);
-        files?.setExports(exportSpecs(next));
-      } catch (err) {
-        if (err instanceof ExportError) throw new ConfigError('reload refused', [`exports: ${err.message}`]);
-        throw err;
-      }
-      live.replaceExports(table);
-      for (const path of exportsLeaving(running, next)) {
-        const counts = locks.dropByExport(path);
-        if (counts.locks + counts.shares + counts.blocked) this.log.info({ export: path, ...counts }, `export ${path} removed or changed: dropped ${counts.locks} locks`);
-      }
-    }
+    if (changed.includes('exports') || changed.includes('fhByteOrder') || changed.includes('unknownHandles')) this.serveExports(running, next);
     if (changed.includes('maxOpenFiles') && daemonFiles.files) {
       daemonFiles.maxOpen = reloadedBudget(next);
       daemonFiles.files.setBudget(daemonFiles.maxOpen);
@@ -175,9 +177,75 @@ export class Daemon {
     node.refresh();
     this.keepLetGo(floatedBefore.filter((a) => !watch.isFloating(a)));
     live.replaceConfig({ ...next, ...Object.fromEntries(later.map((k) => [k, running[k]])) } as Config);
+    this.explicit = file;
+    this.merged = merged;
     this.log.info({ changed, needsRestart: later }, `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}${later.length ? `; ${later.join(', ')}: at the next start` : ''}`);
     feed.emit({ kind: 'reload', message: `configuration reloaded${changed.length ? `: ${changed.join(', ')}` : ' (no change)'}` });
     return { changed, needsRestart: later };
+  }
+
+  /**
+   * Serves a new exports table: throws ConfigError (nothing changed) when an export cannot be
+   * served; the exports that left have their files closed and their locks dropped.
+   */
+  private serveExports(running: Config, next: Config): void {
+    const { live, files: daemonFiles, table: locks } = this.parts;
+    const files = daemonFiles.files;
+    if (!files && next.exports.some((e) => e.fileLocks)) {
+      throw new ConfigError('reload refused', [`exports: ${daemonFiles.unavailable} (or set fileLocks: false)`]);
+    }
+    let table: ExportsTable;
+    try {
+      table = new ExportsTable(next.exports, { byteOrder: next.fhByteOrder, unknownHandles: next.unknownHandles });
+      // Opens the new exports' roots first: a bad one refuses the reload with nothing changed.
+      checkHandleFormats(next);
+      files?.setExports(exportSpecs(next));
+    } catch (err) {
+      if (err instanceof ExportError || !(err instanceof ConfigError)) throw new ConfigError('reload refused', [`exports: ${(err as Error).message}`]);
+      throw err;
+    }
+    live.replaceExports(table);
+    for (const path of exportsLeaving(running, next)) {
+      const counts = locks.dropByExport(path);
+      if (counts.locks + counts.shares + counts.blocked) this.log.info({ export: path, ...counts }, `export ${path} removed or changed: dropped ${counts.locks} locks`);
+    }
+  }
+
+  /** The NFS server's export table changed: served at once, the configuration's exports still winning. */
+  private followedChanged(): void {
+    const { live, feed } = this.parts;
+    const running = live.config();
+    const merged = effectiveExports(this.explicit, this.follower?.current);
+    const next = { ...running, exports: merged.map((m) => configEntry(m)) };
+    const before = new Set(running.exports.map((e) => e.path));
+    const after = new Set(next.exports.map((e) => e.path));
+    const added = [...after].filter((p) => !before.has(p));
+    const removed = [...before].filter((p) => !after.has(p));
+    try {
+      this.serveExports(running, next);
+    } catch (err) {
+      this.log.error({ problems: (err as ConfigError).problems ?? [] }, `exports from ${this.follower?.current.server}: not applied, keeping the running table: ${(err as Error).message}`);
+      return;
+    }
+    live.replaceConfig(next);
+    this.merged = merged;
+    const message = `exports from ${this.follower?.current.server} (${this.follower?.file}): ${[added.length ? `added ${added.join(', ')}` : '', removed.length ? `removed ${removed.join(', ')}` : ''].filter(Boolean).join('; ') || 'options changed'}`;
+    this.log.info({ added, removed }, message);
+    feed.emit({ kind: 'reload', message });
+  }
+
+  /** `lockdropctl exports`: the effective table, where each entry came from, and the followed source's state. */
+  exports(): ExportsReport {
+    const f = this.follower?.current;
+    return {
+      exports: this.merged.map((m) => ({ ...m.entry, from: m.from, ...(m.overrides ? { overrides: m.overrides } : {}) })),
+      source: f ? { server: f.server, file: f.file, readAt: f.readAt, error: f.error, notes: f.notes } : null,
+    };
+  }
+
+  /** Waits for the looks at the followed table under way (tests). */
+  async exportsSettled(): Promise<void> {
+    await this.follower?.settled();
   }
 
   /**
@@ -207,6 +275,7 @@ export class Daemon {
       await this.control.close();
       await Promise.all([nlmServer.close(), nsmServer.close()]);
       await rpcbind.stop();
+      await this.follower?.close();
       // An arrival still being applied may be writing its state number: let it finish first.
       await failover.settle();
       failover.close();
@@ -225,3 +294,11 @@ export class Daemon {
     })();
     return this.stopping;
   }}
+
+/** The configuration's exports and the followed ones, the configuration's winning where both name a path. */
+function effectiveExports(cfg: Config, followed: FollowedExports | undefined): EffectiveExport[] {
+  return mergeExports(cfg.exports, followed?.entries ?? [], followed?.server ?? 'config');
+}
+
+/** An effective export as the configuration holds one (the followed ones lock on their files unless they say not). */
+const configEntry = (m: EffectiveExport): Config['exports'][number] => ({ ...m.entry, fileLocks: m.entry.fileLocks ?? true });

@@ -25,6 +25,8 @@ export function missingCapabilities(cfg: Config, p: Privileges): MissingCapabili
   const has = (c: CapabilityName): boolean => ((p.effective >> BigInt(CAPS[c])) & 1n) === 1n;
   const out: MissingCapability[] = [];
   const onFiles = cfg.exports.filter((e) => e.fileLocks).map((e) => e.path);
+  // The NFS server's exports are locked on their files too, whichever they turn out to be.
+  if (cfg.exportsFrom) onFiles.push(`${cfg.exportsFrom.server}'s exports`);
   if (onFiles.length && !has('CAP_DAC_READ_SEARCH')) out.push({ capability: 'CAP_DAC_READ_SEARCH', why: `to lock the files of ${onFiles.join(', ')} with open_by_handle_at, or set fileLocks: false` });
   const low = [cfg.nlmPort, cfg.nsmPort].filter((port) => port > 0 && port < p.unprivilegedPortStart);
   if (low.length && !has('CAP_NET_BIND_SERVICE')) out.push({ capability: 'CAP_NET_BIND_SERVICE', why: `to bind port ${low.join(' and ')}` });

@@ -2,10 +2,14 @@
 // rpcbind, so whoever registered last owns them. At start, a registration that points at a
 // live listener that is not ours (the kernel's lockd started with nfsd, rpc.statd, another
 // lockdropd) refuses the start, naming who holds it, unless told to take over; one that points
-// at nothing (left by a crash) is replaced. Afterwards the registration is checked every few
-// seconds: lost (rpcbind restarted) it is made again; taken by another live service it is
-// reported and left alone, or taken back in takeover mode (knfsd's lockd registers again at each
-// nfsd restart). On stop only what still points at us is removed.
+// at nothing (left by a crash) is replaced. Afterwards the registration is checked: lost
+// (rpcbind restarted) it is made again; taken by another live service it is reported and left
+// alone, or taken back in takeover mode. rpcbind tells nobody of a change, so the check runs
+// every second, and at once after every write to knfsd's control files (/proc/fs/nfsd: rpc.nfsd
+// writes `threads` to start or stop nfsd, and the kernel's lockd has unregistered NLM — ours
+// too — and registered its own before that write returns), which closes the window in which a
+// client would find the kernel's lockd. On stop only what still points at us is removed.
+import { watch, type FSWatcher } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -19,6 +23,9 @@ const run = promisify(execFile);
 
 export type RpcbindMode = 'auto' | 'off' | 'takeover';
 
+/** After a check that could not tell who holds NLM, the next one. */
+const UNKNOWN_RETRY_MS = 200;
+
 const PROGRAM_NAMES: Record<number, string> = { [NLM_PROG]: 'NLM (100021)', [NSM_PROGRAM]: 'statd (100024)' };
 
 /** A registration of one of our programs that answers, on a port that is not ours. */
@@ -30,6 +37,8 @@ export interface RpcbindHolder {
   holder: string;
   /** No process holds the socket: the kernel's own (lockd). */
   kernel: boolean;
+  /** Who listens could not be told (ss failed or was too slow, or the socket just closed). */
+  unknown?: boolean;
 }
 
 /** "NLM (100021) on port 4045/udp+tcp and statd (100024) on port 4046/udp+tcp are registered with rpcbind by rpc.statd[812]", per holder. */
@@ -69,18 +78,30 @@ async function commandName(pid: number, comm: string): Promise<string> {
   return comm;
 }
 
-/** The process listening on a local port, from the kernel's socket table (ss, as peer.ts). */
-async function listener(netid: string, port: number): Promise<{ holder: string; kernel: boolean }> {
-  const proto = netid.startsWith('tcp') ? '-t' : '-u';
+/** Every listening TCP and UDP socket with its process, from the kernel's socket table (ss, as peer.ts), in one call; undefined when ss failed. */
+async function socketTable(): Promise<string[] | undefined> {
   try {
-    const { stdout } = await run('ss', ['-H', '-l', '-n', '-p', proto, `sport = :${port}`], { timeout: 2_000 });
-    const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(stdout);
-    if (m) return { holder: `${await commandName(Number(m[2]), m[1]!)}[${m[2]}]`, kernel: false };
-    if (stdout.trim()) return { holder: "the kernel (no process holds the socket: the kernel's lockd, started with nfsd?)", kernel: true };
+    const { stdout } = await run('ss', ['-H', '-l', '-n', '-p', '-t', '-u'], { timeout: 5_000 });
+    return stdout.split('\n').filter((l) => l.trim());
   } catch {
-    // ss missing or refused: say what we know
+    return undefined;
   }
-  return { holder: `an unknown listener on port ${port}`, kernel: false };
+}
+
+/** Who listens on a local port of the netid's protocol (IPv4 or IPv6 alike), from socketTable's lines. */
+async function listener(table: readonly string[] | undefined, netid: string, port: number): Promise<{ holder: string; kernel: boolean; unknown?: boolean }> {
+  const proto = netid.startsWith('tcp') ? 'tcp' : 'udp';
+  // "udp UNCONN 0 0 [::]:32768 [::]:* users:((...))": netid, state, queues, local address:port.
+  const lines = (table ?? []).filter((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[0] === proto && f[4]?.slice(f[4].lastIndexOf(':') + 1) === String(port);
+  });
+  for (const l of lines) {
+    const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(l);
+    if (m) return { holder: `${await commandName(Number(m[2]), m[1]!)}[${m[2]}]`, kernel: false };
+  }
+  if (lines.length) return { holder: "the kernel (no process holds the socket: the kernel's lockd, started with nfsd?)", kernel: true };
+  return { holder: `an unknown listener on port ${port}`, kernel: false, unknown: true };
 }
 
 /** The live registrations of NLM and statd that are not on our ports. */
@@ -93,10 +114,9 @@ export async function liveHolders(mappings: readonly RpcbindMapping[], ourPort: 
     seen.add(key);
     return true;
   });
-  const live = await Promise.all(candidates.map(async (m) => ((await answers(m)) ? m : undefined)));
-  return Promise.all(
-    live.filter((m): m is RpcbindMapping => m !== undefined).map(async (m) => ({ prog: m.prog, netid: m.netid, port: m.port, ...(await listener(m.netid, m.port)) })),
-  );
+  const live = (await Promise.all(candidates.map(async (m) => ((await answers(m)) ? m : undefined)))).filter((m): m is RpcbindMapping => m !== undefined);
+  const table = live.length ? await socketTable() : undefined;
+  return Promise.all(live.map(async (m) => ({ prog: m.prog, netid: m.netid, port: m.port, ...(await listener(table, m.netid, m.port)) })));
 }
 
 export interface RpcbindKeeperOptions {
@@ -104,8 +124,10 @@ export interface RpcbindKeeperOptions {
   /** What we register (ports known once the listeners are bound). */
   entries: () => RpcbindEntry[];
   log: Logger;
-  /** Between checks of the registration. Default 3 s. */
+  /** Between checks of the registration. Default 1 s. */
   intervalMs?: number;
+  /** knfsd's control files, watched for rpc.nfsd's writes (default /proc/fs/nfsd; tests point it elsewhere). */
+  nfsdDir?: string;
   /** rpcbind's socket (tests point it elsewhere). */
   socketPath?: string;
 }
@@ -116,6 +138,9 @@ export class RpcbindKeeper {
   private checking: Promise<void> | undefined;
   /** Last reported trouble, so that a lasting one is logged once. */
   private trouble: string | undefined;
+  private nfsd: FSWatcher | undefined;
+  /** A check asked for while one runs: it runs again right after. */
+  private again = false;
   registered = false;
 
   constructor(private readonly opts: RpcbindKeeperOptions) {}
@@ -146,21 +171,52 @@ export class RpcbindKeeper {
     this.schedule();
   }
 
+  /** Watches knfsd's control files, once they are there (nfsd's filesystem may be mounted later). */
+  private watchNfsd(): void {
+    if (this.nfsd || this.opts.mode === 'off') return;
+    try {
+      this.nfsd = watch(this.opts.nfsdDir ?? '/proc/fs/nfsd', () => this.checkNow());
+      this.nfsd.on('error', () => {
+        this.nfsd?.close();
+        this.nfsd = undefined;
+      });
+    } catch {
+      // not mounted (no knfsd here, or not yet): the periodic check tries again
+    }
+  }
+
+  /** A check now (or right after the one under way): rpc.nfsd just changed what the kernel's lockd registered. */
+  checkNow(): void {
+    if (!this.timer) return;
+    if (this.checking) {
+      this.again = true;
+      return;
+    }
+    this.checking = this.check().finally(() => {
+      this.checking = undefined;
+      if (this.again && this.timer) {
+        this.again = false;
+        this.checkNow();
+      }
+    });
+  }
+
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.nfsd?.close();
+    this.nfsd = undefined;
     await this.checking;
     await this.registration?.unregister();
     this.registered = false;
   }
 
   private schedule(): void {
+    this.watchNfsd();
     this.timer = setTimeout(() => {
-      this.checking = this.check().finally(() => {
-        this.checking = undefined;
-        if (this.timer) this.schedule();
-      });
-    }, this.opts.intervalMs ?? 3_000);
+      this.checkNow();
+      this.schedule();
+    }, this.opts.intervalMs ?? 1_000);
     this.timer.unref();
   }
 
@@ -193,6 +249,13 @@ export class RpcbindKeeper {
     // In takeover mode the kernel's lockd is overridden again: beside knfsd it registers anew at
     // every nfsd restart. Never a process: two lockdropds told to take over would take turns.
     const retake = this.opts.mode === 'takeover' && holders.every((h) => h.kernel);
+    // Not told who holds it (ss too slow right after nfsd started): look again soon rather than give up until the next period.
+    if (this.opts.mode === 'takeover' && !retake && holders.some((h) => h.unknown) && holders.every((h) => h.kernel || h.unknown)) {
+      this.registered = false;
+      this.report(`${describeHolders(holders)}: looking again to tell who holds it`);
+      setTimeout(() => this.checkNow(), UNKNOWN_RETRY_MS).unref();
+      return;
+    }
     if (holders.length && !retake) {
       this.registered = false;
       return this.report(`${describeHolders(holders)}: another lock manager took the registration over; not taking it back${this.opts.mode === 'takeover' ? '' : ' (restart lockdropd with --rpcbind takeover to)'}`, 'error');

@@ -35,8 +35,14 @@ export interface ExportEntry {
   uuid?: string;
   /** "major:minor" of the exported filesystem: matched against FSID_DEV/MAJOR_MINOR/ENCODE_DEV handles. */
   dev?: string;
-  /** Inode of the export root, to tell apart two exports of one device (dev/uuid4 handles carry it). */
+  /** Inode of the export root, to tell apart two exports of one device (dev, uuid4 and uuid16+inode handles carry it). */
   rootIno?: number;
+  /**
+   * The path is its filesystem's root: knfsd names it by uuid handles without an inode
+   * (uuid16, uuid8); false: by those with one only. Unset with rootIno: both, the ones without
+   * an inode only while no other export of the uuid claims them.
+   */
+  fsRoot?: boolean;
   /** NFS-Ganesha's Export_Id of this export: matched against Ganesha handles (first byte 0x43). */
   ganeshaExportId?: number;
   /** Hex prefixes of handles of other formats that belong to this export. */
@@ -117,6 +123,8 @@ export class ExportsTable {
   private readonly prefixes: { prefix: Buffer; path: string }[] = [];
 
   constructor(entries: readonly ExportEntry[], readonly options: ExportsOptions = { byteOrder: 'little', unknownHandles: 'allow' }) {
+    /** Keys an export may have if no other claims them (undefined: claimed twice). */
+    const soft = new Map<string, string | undefined>();
     for (const entry of entries) {
       if (this.byPath.has(entry.path)) throw new Error(`export ${entry.path} listed twice`);
       this.byPath.set(entry.path, { entry, allows: entry.clients.length ? networkSet(entry.clients) : undefined });
@@ -129,14 +137,25 @@ export class ExportsTable {
       if (entry.uuid !== undefined) {
         const u = uuidBytes(entry.uuid);
         const { uuid8, uuid4 } = foldUuid(u);
-        key(`uuid16:${u.toString('hex')}`);
-        key(`uuid8:${uuid8}`);
-        key(entry.rootIno === undefined ? `uuid4:${uuid4}` : `uuid4:${uuid4}:${entry.rootIno}`);
+        const hex = u.toString('hex');
+        const ino = entry.rootIno;
+        if (ino === undefined) key(`uuid4:${uuid4}`);
+        else {
+          key(`uuid16:${hex}:${ino}`);
+          key(`uuid4:${uuid4}:${ino}`);
+        }
+        if (ino === undefined || entry.fsRoot === true) {
+          key(`uuid16:${hex}`);
+          key(`uuid8:${uuid8}`);
+        } else if (entry.fsRoot === undefined) {
+          for (const k of [`uuid16:${hex}`, `uuid8:${uuid8}`]) soft.set(k, soft.has(k) ? undefined : entry.path);
+        }
       }
       if (entry.ganeshaExportId !== undefined) key(`ganesha:${entry.ganeshaExportId}`);
       if (entry.dev !== undefined) key(entry.rootIno === undefined ? `dev:${entry.dev}` : `dev:${entry.dev}:${entry.rootIno}`);
       for (const p of entry.fhPrefix ?? []) this.prefixes.push({ prefix: Buffer.from(p, 'hex'), path: entry.path });
     }
+    for (const [k, path] of soft) if (path !== undefined && !this.byKey.has(k)) this.byKey.set(k, path);
   }
 
   get size(): number {
@@ -176,8 +195,9 @@ export class ExportsTable {
         case FSID_UUID8:
           return k.get(`uuid8:${fsid.uuid8}`);
         case FSID_UUID16:
-        case FSID_UUID16_INUM:
           return k.get(`uuid16:${fsid.uuid}`);
+        case FSID_UUID16_INUM:
+          return k.get(`uuid16:${fsid.uuid}:${fsid.ino}`) ?? k.get(`uuid16:${fsid.uuid}`);
       }
     } catch (err) {
       if (err instanceof FileHandleError) return undefined;

@@ -63,6 +63,15 @@ describe('daemon: configuration', () => {
     assert.deepEqual(problems(() => validateConfig({ exports: [{ path: '/c', ganeshaExportId: 65536 }] }, 't')), ['exports.0.ganeshaExportId: Number must be less than or equal to 65535']);
   });
 
+  it('exportsFrom: the server alone or with its file and poll; anything else named', () => {
+    assert.equal(loadConfig(undefined, {}).exportsFrom, null);
+    assert.deepEqual(validateConfig({ exportsFrom: 'knfsd' }, 't').exportsFrom, { server: 'knfsd', pollSeconds: 5 });
+    assert.deepEqual(validateConfig({ exportsFrom: { server: 'ganesha', file: '/etc/ganesha/g.conf', pollSeconds: 1 } }, 't').exportsFrom, { server: 'ganesha', file: '/etc/ganesha/g.conf', pollSeconds: 1 });
+    assert.match(problems(() => validateConfig({ exportsFrom: 'nfsd' }, 't'))[0]!, /^exportsFrom\.server: Invalid enum value/);
+    assert.deepEqual(problems(() => validateConfig({ exportsFrom: { server: 'knfsd', file: 'etab' } }, 't')), ['exportsFrom.file: must be an absolute path']);
+    assert.deepEqual(problems(() => validateConfig({ exportsFrom: { server: 'knfsd', every: 3 } }, 't')), ['exportsFrom.every: unknown key']);
+  });
+
   it('reports unreadable and unparsable files', () => {
     assert.match(problems(() => loadConfig('/nonexistent/lockdrop.yaml', {}))[0]!, /cannot read config file \/nonexistent\/lockdrop.yaml/);
     assert.equal(problems(() => loadConfig(file('grace: [1,'), {})).length, 1);

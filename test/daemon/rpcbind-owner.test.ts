@@ -4,7 +4,10 @@
 // restarted rpcbind gets the registration back; rpcbind missing at start is a warning.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { pino } from 'pino';
+import { RpcbindKeeper } from '../../src/daemon/rpcbind-owner';
 import path from 'node:path';
 import type { StatusReport } from '../../src/control';
 import { hasCommand, requireNamespaceRoot, sh, startRpcbind } from '../support/netns';
@@ -121,5 +124,31 @@ describe('daemon: one lockdropd per rpcbind', function () {
     const lonely = start([]);
     await lonely.started();
     assert.ok(lonely.logs.some((l) => l.level === 40 && /rpcbind is not reachable/.test(l.msg)), JSON.stringify(lonely.logs.map((l) => l.msg)));
+  });
+
+  it("checks at once when rpc.nfsd writes knfsd's control files: NLM the kernel unregistered is back within milliseconds, not at the next period", async () => {
+    const nfsd = mkdtempSync(path.join(tmpdir(), 'lockdrop-nfsd-'));
+    writeFileSync(path.join(nfsd, 'threads'), '0\n');
+    const entries = () => [{ prog: 100021, vers: 4, protocol: 'udp' as const, port: 40111 }, { prog: 100021, vers: 4, protocol: 'tcp' as const, port: 40111 }];
+    // A period far longer than the test: only the write can bring the registration back.
+    const keeper = new RpcbindKeeper({ mode: 'takeover', entries, log: pino({ level: 'silent' }), intervalMs: 600_000, nfsdDir: nfsd });
+    try {
+      await keeper.start();
+      assert.deepEqual(portsOf(registered(), '100021'), new Set(['40111']));
+      // What the kernel's svc_unregister does when nfsd starts its lockd: every NLM version unset.
+      sh('rpcinfo', ['-d', '100021', '4']);
+      assert.deepEqual(portsOf(registered(), '100021'), new Set());
+      const t0 = Date.now();
+      writeFileSync(path.join(nfsd, 'threads'), '8\n'); // rpc.nfsd starting nfsd
+      while (!portsOf(registered(), '100021').has('40111')) {
+        assert.ok(Date.now() - t0 < 3_000, 'registered again within 3 s');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      console.log(`      registered again ${Date.now() - t0} ms after the write to threads`);
+    } finally {
+      await keeper.stop();
+      rmSync(nfsd, { recursive: true, force: true });
+    }
+    assert.deepEqual(registered(), []);
   });
 });

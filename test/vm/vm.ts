@@ -98,8 +98,8 @@ export function newc(entries: readonly CpioEntry[]): Buffer {
 }
 
 /** Writes the guest's initramfs (busybox, the modules, guest/initramfs-init as /init) to `out`. */
-export function buildInitramfs(kernel: Kernel, out: string): void {
-  const files = moduleClosure(readFileSync(path.join(kernel.modules, 'modules.dep'), 'utf8'), MODULES);
+export function buildInitramfs(kernel: Kernel, out: string, modules: readonly string[] = MODULES): void {
+  const files = moduleClosure(readFileSync(path.join(kernel.modules, 'modules.dep'), 'utf8'), modules);
   const entries: CpioEntry[] = [];
   const dirs = new Set<string>(['bin', 'dev', 'proc', 'sys', 'lib', 'lib/modules']);
   for (const f of files) for (let d = path.dirname(`lib/modules/${f}`); d !== '.'; d = path.dirname(d)) dirs.add(d);
