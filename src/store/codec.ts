@@ -21,20 +21,31 @@
 // not (a write torn by a crash, or in progress as a follower reads) and says where and why.
 import type { JournalRecord } from './types';
 
-/** CRC-32C (Castagnoli, as iSCSI and ext4 use), bytewise. node:zlib's crc32 needs Node 20.15. */
-const CRC32C_TABLE = (() => {
-  const t = new Int32Array(256);
+/**
+ * CRC-32C (Castagnoli, as iSCSI and ext4 use), eight bytes a step ("slicing-by-8": table k gives
+ * a byte's contribution k bytes further on); ~4x the bytewise loop over a lock-sized record.
+ * node:zlib's crc32 is another polynomial, and needs Node 20.15.
+ */
+const CRC32C_TABLES = (() => {
+  const t = new Int32Array(8 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
     t[n] = c;
   }
+  for (let n = 0; n < 256; n++) for (let k = 1; k < 8; k++) t[k * 256 + n] = (t[(k - 1) * 256 + n]! >>> 8) ^ t[t[(k - 1) * 256 + n]! & 0xff]!;
   return t;
 })();
 
 export function crc32c(b: Uint8Array): number {
+  const t = CRC32C_TABLES;
   let c = -1;
-  for (let i = 0; i < b.length; i++) c = CRC32C_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  let i = 0;
+  for (const n8 = b.length - 8; i <= n8; i += 8) {
+    c ^= b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
+    c = t[1792 + (c & 0xff)]! ^ t[1536 + ((c >>> 8) & 0xff)]! ^ t[1280 + ((c >>> 16) & 0xff)]! ^ t[1024 + (c >>> 24)]! ^ t[768 + b[i + 4]!]! ^ t[512 + b[i + 5]!]! ^ t[256 + b[i + 6]!]! ^ t[b[i + 7]!]!;
+  }
+  for (; i < b.length; i++) c = t[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ -1) >>> 0;
 }
 
