@@ -6,7 +6,9 @@
 // pre-encodes its calls and patches only the xid, so that it is not the bottleneck; both processes
 // report their CPU use. LOCK and UNLOCK each count as one RPC. Each owner locks a file of its own.
 //
-//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files|journal-tmpfs|journal-ext4]   (the last three pick rows, e.g. for a profile)
+//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files|journal-tmpfs|journal-ext4] [--rounds=N]
+//   (the positional ones after the first pick rows, e.g. for a profile; --rounds runs the rows N times in turn and prints
+//   the medians, each journal row's ratio taken to the memory row of its own round: steadier on a shared machine)
 //
 // Real files need root (the benchmark runs itself again in a private mount namespace, for the
 // tmpfs); without it only the memory rows run.
@@ -250,7 +252,11 @@ const syntheticHandles = (n: number): Buffer[] => Array.from({ length: n }, (_, 
   return b;
 });
 
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 async function main(): Promise<void> {
+  const roundsArg = process.argv.findIndex((a) => a.startsWith('--rounds='));
+  const rounds = roundsArg < 0 ? 1 : Number(process.argv.splice(roundsArg, 1)[0]!.slice('--rounds='.length));
   const seconds = Number(process.argv[2] ?? 3);
   const onlyTransport = process.argv[3];
   const onlyOwners = process.argv[4] === undefined ? undefined : Number(process.argv[4]);
@@ -278,16 +284,29 @@ async function main(): Promise<void> {
     if (onlyTransport !== undefined && transport !== onlyTransport) continue;
     for (const owners of [1, 8, MAX_OWNERS]) {
       if (onlyOwners !== undefined && owners !== onlyOwners) continue;
-      let memoryRate: number | undefined;
-      for (const [mode, stack] of stacks) {
-        const w0 = stack.store ? { ...stack.store.counters } : undefined;
-        const r = await measure(transport, stack.server.port, handles.slice(0, owners), seconds * 1000);
-        const batch = w0 && stack.store ? ((stack.store.counters.records - w0.records) / (stack.store.counters.writes - w0.writes)).toFixed(1) : '';
-        const { serverCpu } = r;
-        const rate = r.rpcs / r.seconds;
-        if (mode === 'memory') memoryRate = rate;
-        const ratio = mode !== 'memory' && memoryRate ? `${((rate / memoryRate) * 100).toFixed(0)}%` : '';
-        console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${mode.padEnd(14)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)} ${ratio.padStart(10)} ${batch.padStart(14)}`);
+      const seen = new Map<Mode, { ratio: number[]; us: number[]; p50: number[]; p99: number[] }>();
+      for (let round = 0; round < rounds; round++) {
+        let memoryRate: number | undefined;
+        for (const [mode, stack] of stacks) {
+          const w0 = stack.store ? { ...stack.store.counters } : undefined;
+          const r = await measure(transport, stack.server.port, handles.slice(0, owners), seconds * 1000);
+          const batch = w0 && stack.store ? ((stack.store.counters.records - w0.records) / (stack.store.counters.writes - w0.writes)).toFixed(1) : '';
+          const { serverCpu } = r;
+          const rate = r.rpcs / r.seconds;
+          if (mode === 'memory') memoryRate = rate;
+          const ratio = mode !== 'memory' && memoryRate ? `${((rate / memoryRate) * 100).toFixed(0)}%` : '';
+          console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${mode.padEnd(14)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)} ${ratio.padStart(10)} ${batch.padStart(14)}`);
+          const m = seen.get(mode) ?? { ratio: [], us: [], p50: [], p99: [] };
+          seen.set(mode, m);
+          if (memoryRate) m.ratio.push(rate / memoryRate);
+          m.us.push((serverCpu * 1e6) / rate);
+          m.p50.push(r.p50);
+          m.p99.push(r.p99);
+        }
+      }
+      if (rounds > 1) {
+        console.log(`${transport} ${owners} owners, medians of ${rounds} rounds (each ratio to the memory row of its round):`);
+        for (const [mode, m] of seen) console.log(`  ${mode.padEnd(14)} ${m.ratio.length && mode !== 'memory' ? `${(median(m.ratio) * 100).toFixed(0)}% of memory (${m.ratio.map((x) => (x * 100).toFixed(0)).join(' ')}), ` : ''}${median(m.us).toFixed(1)} µs CPU/RPC, p50 ${median(m.p50).toFixed(0)} µs, p99 ${median(m.p99).toFixed(0)} µs`);
       }
     }
   }

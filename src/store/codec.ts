@@ -123,14 +123,15 @@ export function decodeHeader(b: Buffer): JournalHeader {
 export const recordBytes = (key: string, value: Buffer | null): number =>
   FRAME_BYTES + PAYLOAD_FIXED + Buffer.byteLength(key) + (value?.length ?? 0);
 
-/** Throws RangeError/TypeError for a record the journal cannot hold. */
-export function checkRecord(r: JournalRecord): void {
+/** Throws RangeError/TypeError for a record the journal cannot hold; else its key's UTF-8 bytes. */
+export function checkRecord(r: JournalRecord): number {
   if (typeof r.key !== 'string') throw new TypeError('journal key must be a string');
   if (r.value !== null && !Buffer.isBuffer(r.value)) throw new TypeError(`journal value of ${JSON.stringify(r.key)} must be a Buffer or null`);
   const keyBytes = Buffer.byteLength(r.key);
   if (keyBytes > MAX_KEY_BYTES) throw new RangeError(`journal key of ${keyBytes} bytes (at most ${MAX_KEY_BYTES})`);
-  const payload = recordBytes(r.key, r.value) - FRAME_BYTES;
+  const payload = PAYLOAD_FIXED + keyBytes + (r.value?.length ?? 0);
   if (payload > MAX_PAYLOAD_BYTES) throw new RangeError(`journal record of ${payload} bytes (at most ${MAX_PAYLOAD_BYTES})`);
+  return keyBytes;
 }
 
 /** The records, framed, one after the other. Throws for a record checkRecord refuses. */
@@ -139,8 +140,7 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
   let total = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    checkRecord(r);
-    keyBytes[i] = Buffer.byteLength(r.key);
+    keyBytes[i] = checkRecord(r);
     total += FRAME_BYTES + PAYLOAD_FIXED + keyBytes[i]! + (r.value?.length ?? 0);
   }
   const b = Buffer.allocUnsafe(total);

@@ -355,12 +355,18 @@ export class DirectoryStore implements ClusterStore {
 
   private apply(j: Journal, records: readonly JournalRecord[]): void {
     for (const { key, value } of records) {
+      if (j.liveBytes === undefined) {
+        if (value === null) j.live.delete(key);
+        else j.live.set(key, value);
+        continue;
+      }
       const was = j.live.get(key);
-      if (was && j.liveBytes !== undefined) j.liveBytes -= recordBytes(key, was);
+      const keyBytes = was || value ? recordBytes(key, null) : 0;
+      if (was) j.liveBytes -= keyBytes + was.length;
       if (value === null) j.live.delete(key);
       else {
         j.live.set(key, value);
-        if (j.liveBytes !== undefined) j.liveBytes += recordBytes(key, value);
+        j.liveBytes += keyBytes + value.length;
       }
     }
   }
