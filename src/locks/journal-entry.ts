@@ -3,6 +3,7 @@
 // key/value log (src/store); the key names (owner, file), the value is this entry's bytes and a
 // deleted key is an owner that holds nothing more there. A pure codec: every node decodes what any
 // node wrote, so a value that does not parse is reported, never guessed at.
+import { EOF, toWire, type Pos } from './range';
 import type { LockOwner } from './types';
 
 export interface JournalLock {
@@ -48,7 +49,8 @@ export interface JournalEntryParts {
   owner: LockOwner;
   fh: Buffer | string;
   exportId: string | undefined;
-  locks: readonly { offset: bigint | number; length: bigint | number; exclusive: boolean }[];
+  /** As on the wire, or as the table's positions (range.ts). */
+  locks: readonly ({ offset: bigint | number; length: bigint | number; exclusive: boolean } | { start: Pos; end: Pos; exclusive: boolean })[];
 }
 
 const TWO_32 = 2 ** 32;
@@ -82,8 +84,16 @@ export function encodeJournalEntry(e: JournalEntryParts): Buffer {
   if (e.exportId !== undefined) o += b.write(e.exportId, o, 'utf8');
   o = b.writeUInt16BE(e.locks.length, o);
   for (const l of e.locks) {
-    o = writeU64(b, l.offset, o);
-    o = writeU64(b, l.length, o);
+    let offset: bigint | number;
+    let length: bigint | number;
+    if (!('start' in l)) ({ offset, length } = l);
+    else if (typeof l.start === 'number' && typeof l.end === 'number') {
+      // Exact numbers: no BigInt per grant. toWire for positions past 2^53.
+      offset = l.start;
+      length = l.end === EOF ? 0 : l.end - l.start + 1;
+    } else ({ offset, length } = toWire(l.start, l.end));
+    o = writeU64(b, offset, o);
+    o = writeU64(b, length, o);
     o = b.writeUInt8(l.exclusive ? 1 : 0, o);
   }
   return b;

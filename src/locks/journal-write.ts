@@ -1,8 +1,7 @@
 // The journal's writing, at the end of each table call: every (address, owner, file) whose ranges
 // changed is written as that owner's whole entry there, or its deletion (journal.ts says why).
-import { encodeJournalEntry, type JournalEntryParts } from './journal-entry';
+import { encodeJournalEntry } from './journal-entry';
 import type { IndexedLock, JournalRecord } from './journal-index';
-import { EOF, toWire } from './range';
 import { mineOn } from './ranges';
 import { isExcl, type LockState } from './state';
 
@@ -20,20 +19,11 @@ export function flushJournal(st: LockState): void {
       const file = st.F.findKey(m.fileKey);
       const owner = file !== 0 ? st.findOwner(m.owner) : 0;
       const locks: IndexedLock[] = [];
-      const wire: JournalEntryParts['locks'][number][] = [];
       if (owner !== 0 && a) {
-        for (const l of mineOn(st, file, owner)) {
-          if (H.addr[L.holder[l]] !== a.id) continue;
-          const start = L.start(l);
-          const end = L.end(l);
-          const exclusive = isExcl(L, l);
-          locks.push({ start, end, exclusive });
-          // Numbers while exact (no BigInt per grant); toWire for positions past 2^53.
-          wire.push(typeof start === 'number' && typeof end === 'number' ? { offset: start, length: end === EOF ? 0 : end - start + 1, exclusive } : { ...toWire(start, end), exclusive });
-        }
+        for (const l of mineOn(st, file, owner)) if (H.addr[L.holder[l]] === a.id) locks.push({ start: L.start(l), end: L.end(l), exclusive: isExcl(L, l) });
       }
       // The index of this node takes the entry as it is here, without decoding its bytes back.
-      records.push(locks.length === 0 ? { key, value: null } : { key, value: encodeJournalEntry({ owner: m.owner, fh: m.fileKey, exportId: m.exportId, locks: wire }), parsed: { file: m.fileKey, owner: st.ownerKeyOf(owner), locks } });
+      records.push(locks.length === 0 ? { key, value: null } : { key, value: encodeJournalEntry({ owner: m.owner, fh: m.fileKey, exportId: m.exportId, locks }), parsed: { file: m.fileKey, owner: st.ownerKeyOf(owner), locks } });
     }
     st.served.add(address);
     journal(address, records);

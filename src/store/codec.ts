@@ -37,15 +37,16 @@ const CRC32C_TABLES = (() => {
   return t;
 })();
 
-export function crc32c(b: Uint8Array): number {
+/** Of b[start, end): a range, not a subarray, so that checksumming a batch's records allocates nothing. */
+export function crc32c(b: Uint8Array, start = 0, end = b.length): number {
   const t = CRC32C_TABLES;
   let c = -1;
-  let i = 0;
-  for (const n8 = b.length - 8; i <= n8; i += 8) {
+  let i = start;
+  for (const n8 = end - 8; i <= n8; i += 8) {
     c ^= b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
     c = t[1792 + (c & 0xff)]! ^ t[1536 + ((c >>> 8) & 0xff)]! ^ t[1280 + ((c >>> 16) & 0xff)]! ^ t[1024 + (c >>> 24)]! ^ t[768 + b[i + 4]!]! ^ t[512 + b[i + 5]!]! ^ t[256 + b[i + 6]!]! ^ t[b[i + 7]!]!;
   }
-  for (; i < b.length; i++) c = t[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  for (; i < end; i++) c = t[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ -1) >>> 0;
 }
 
@@ -154,7 +155,7 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
     at = payload + PAYLOAD_FIXED + b.write(r.key, payload + PAYLOAD_FIXED, 'utf8');
     if (r.value) at += r.value.copy(b, at);
     b.writeUInt32BE(at - payload, start);
-    b.writeUInt32BE(crc32c(b.subarray(payload, at)), start + 4);
+    b.writeUInt32BE(crc32c(b, payload, at), start + 4);
   }
   return b;
 }

@@ -71,6 +71,8 @@ describe('locks: journal entries', () => {
   it('encodes the table\'s forms (the handle as latin1, exact numbers) to the same bytes as an entry', () => {
     const parts = { ...ENTRY, fh: ENTRY.fh.toString('latin1'), locks: [{ offset: 0, length: 100, exclusive: true }, { offset: 200, length: 0, exclusive: false }] };
     assert.deepEqual(encodeJournalEntry(parts), hex(ANNOTATED));
+    assert.deepEqual(encodeJournalEntry({ ...parts, locks: [{ start: 0, end: 99, exclusive: true }, { start: 200, end: Infinity, exclusive: false }] }), hex(ANNOTATED), 'the table\'s positions');
+    assert.deepEqual(encodeJournalEntry({ ...parts, locks: [{ start: 2n ** 60n, end: 2n ** 60n + 4n, exclusive: true }] }), encodeJournalEntry({ ...ENTRY, locks: [{ offset: 2n ** 60n, length: 5n, exclusive: true }] }));
     const far = { offset: 2 ** 53 - 1, length: 2 ** 53, exclusive: true };
     assert.deepEqual(encodeJournalEntry({ ...parts, locks: [far] }), encodeJournalEntry({ ...ENTRY, locks: [{ offset: 2n ** 53n - 1n, length: 2n ** 53n, exclusive: true }] }));
     assert.throws(() => encodeJournalEntry({ ...parts, locks: [{ offset: 2 ** 53 + 2, length: 1, exclusive: true }] }), /not an exact u64/);

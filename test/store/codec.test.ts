@@ -75,7 +75,13 @@ describe('store: journal codec', () => {
       return (c ^ -1) >>> 0;
     };
     const data = Buffer.from(Array.from({ length: 80 }, (_, i) => (i * 151 + 7) & 0xff));
-    for (let from = 0; from < 9; from++) for (let to = from; to <= data.length; to++) assert.equal(crc32c(data.subarray(from, to)), bytewise(data.subarray(from, to)), `bytes ${from}..${to}`);
+    for (let from = 0; from < 9; from++) {
+      for (let to = from; to <= data.length; to++) {
+        const want = bytewise(data.subarray(from, to));
+        assert.equal(crc32c(data.subarray(from, to)), want, `bytes ${from}..${to}`);
+        assert.equal(crc32c(data, from, to), want, `range ${from}..${to}`);
+      }
+    }
   });
 
   it('encodes and decodes the header', () => {
