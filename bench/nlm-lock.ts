@@ -6,7 +6,9 @@
 // pre-encodes its calls and patches only the xid, so that it is not the bottleneck; both processes
 // report their CPU use. LOCK and UNLOCK each count as one RPC. Each owner locks a file of its own.
 //
-//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files|journal-tmpfs|journal-ext4|journal-etcd]   (the last three pick rows, e.g. for a profile)
+//   npx tsx bench/nlm-lock.ts [seconds per run, default 3] [udp|tcp] [owners] [memory|files|journal-tmpfs|journal-ext4|journal-etcd] [--rounds=N]
+//   (the positional ones after the first pick rows, e.g. for a profile; --rounds runs the rows N times in turn and prints
+//   the medians, each journal row's ratio taken to the memory row of its own round: steadier on a shared machine)
 //
 // journal-etcd: the journal on a three-member etcd (Debian's etcd-server) on loopback, started here.
 //
@@ -150,6 +152,8 @@ interface Stack {
   mode: Mode;
   table: LockTable;
   server: RpcServer;
+  /** The journal's store (journal rows): its batches are counted. */
+  store: DirectoryStore | undefined;
   close(): Promise<void>;
 }
 
@@ -170,11 +174,12 @@ function stateDirOn(fs: 'tmpfs' | 'ext4'): string {
 async function startStack(mode: Mode, exp: BenchExport | undefined, address = HOST): Promise<Stack> {
   let service: ReturnType<typeof createNlmService> | undefined;
   let journal: LockJournal | undefined;
+  let store: DirectoryStore | undefined;
   const onFiles = mode === 'files' ? { locker: exp!.files, exportOf: (fh: Buffer) => exp!.exports.exportOf(fh) } : {};
   const onJournal = mode.startsWith('journal') ? { journal: (a: string, r: Parameters<LockJournal['append']>[1]) => journal!.append(a, r) } : {};
   const table = new LockTable({ onBlockGranted: (g) => service!.onBlockGranted(g), ...onFiles, ...onJournal });
   if (mode === 'journal-tmpfs' || mode === 'journal-ext4') {
-    const store = await DirectoryStore.open({ stateDir: stateDirOn(mode === 'journal-tmpfs' ? 'tmpfs' : 'ext4'), node: 'bench', log: pino({ level: 'warn' }) });
+    store = await DirectoryStore.open({ stateDir: stateDirOn(mode === 'journal-tmpfs' ? 'tmpfs' : 'ext4'), node: 'bench', log: pino({ level: 'warn' }) });
     journal = new LockJournal({ store, table, barrierMs: () => 1000, log: pino({ level: 'warn' }) });
     await journal.takeOver(address);
   }
@@ -190,7 +195,7 @@ async function startStack(mode: Mode, exp: BenchExport | undefined, address = HO
   const server = new RpcServer();
   for (const p of service.programs) server.register(p);
   await server.addAddress(address);
-  return { mode, table, server, close: async () => { service!.close(); await server.close(); await journal?.close(); await etcd?.stop(); } };
+  return { mode, table, server, store, close: async () => { service!.close(); await server.close(); await journal?.close(); await etcd?.stop(); } };
 }
 
 /** The software path alone (RPC decode, NLM, table, files, reply encode), no sockets: CPU µs per RPC. */
@@ -215,6 +220,36 @@ async function dispatchOnly(stack: Stack, handles: Buffer[]): Promise<number> {
   return us;
 }
 
+/**
+ * The same with every owner in flight at once (each sends its LOCK, then its UNLOCK, when the
+ * previous reply is back), as the generator does: a journal's grants share their commits here.
+ * CPU µs per RPC, and the journal's records per write.
+ */
+async function dispatchConcurrent(stack: Stack, handles: Buffer[]): Promise<{ us: number; perWrite: number | undefined }> {
+  const meta = { transport: 'tcp' as const, local: { address: HOST, port: stack.server.port }, peer: { address: HOST, port: 900 } };
+  const msgs = handles.map((fh, o) => [message(NlmProc.LOCK, o, fh, 'udp'), message(NlmProc.UNLOCK, o, fh, 'udp')] as const);
+  let us = 0;
+  let perWrite: number | undefined;
+  for (let round = 0; round < 3; round++) {
+    let n = 0;
+    const w0 = stack.store ? { ...stack.store.counters } : undefined;
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    const until = t0 + 700_000_000n;
+    await Promise.all(msgs.map(async ([l, u]) => {
+      while (process.hrtime.bigint() < until) {
+        await stack.server.dispatcher.handle(l, meta);
+        await stack.server.dispatcher.handle(u, meta);
+        n += 2;
+      }
+    }));
+    const c = process.cpuUsage(c0);
+    us = (c.user + c.system) / n;
+    if (w0 && stack.store) perWrite = (stack.store.counters.records - w0.records) / (stack.store.counters.writes - w0.writes);
+  }
+  return { us, perWrite };
+}
+
 /** Runs one generator; also the server's CPU seconds per wall second inside the generator's measuring window. */
 const measure = (transport: Transport, port: number, handles: Buffer[], ms: number) =>
   runGenerator<GenResult>(__filename, ['generate', transport, String(port), handles.map((h) => h.toString('hex')).join(','), String(ms)]);
@@ -228,7 +263,11 @@ const syntheticHandles = (n: number): Buffer[] => Array.from({ length: n }, (_, 
   return b;
 });
 
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 async function main(): Promise<void> {
+  const roundsArg = process.argv.findIndex((a) => a.startsWith('--rounds='));
+  const rounds = roundsArg < 0 ? 1 : Number(process.argv.splice(roundsArg, 1)[0]!.slice('--rounds='.length));
   const seconds = Number(process.argv[2] ?? 3);
   const onlyTransport = process.argv[3];
   const onlyOwners = process.argv[4] === undefined ? undefined : Number(process.argv[4]);
@@ -243,21 +282,42 @@ async function main(): Promise<void> {
   console.log(`NLM v4 LOCK+UNLOCK on ${HOST}, ${seconds} s per run, node ${process.version}${exp ? `; files: a tmpfs export, ${handles[0]!.length}-byte knfsd handles` : `; files: skipped (${noFiles})`}`);
   const perRpc = new Map<Mode, number>();
   for (const [m, stack] of stacks) perRpc.set(m, await dispatchOnly(stack, handles));
-  console.log(`dispatch only (no sockets, 64 owners): ${[...perRpc].map(([m, us]) => `${m} ${us.toFixed(2)} µs CPU per RPC`).join(', ')}`);
+  console.log(`dispatch only (no sockets, 64 owners one after another): ${[...perRpc].map(([m, us]) => `${m} ${us.toFixed(2)} µs CPU per RPC`).join(', ')}`);
+  const concurrent: string[] = [];
+  for (const [m, stack] of stacks) {
+    const c = await dispatchConcurrent(stack, handles);
+    concurrent.push(`${m} ${c.us.toFixed(2)} µs${c.perWrite === undefined ? '' : ` (${c.perWrite.toFixed(1)} records per write)`}`);
+  }
+  console.log(`dispatch only (no sockets, 64 owners at once): CPU per RPC ${concurrent.join(', ')}`);
   // With a busy machine the rate is bounded by the CPU we get: server CPU µs per RPC is the steadier figure.
-  console.log('transport owners mode             RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors  of memory');
+  console.log('transport owners mode             RPC/s  pairs/s  p50 µs  p99 µs  server CPU  µs CPU/RPC  generator CPU  retransmits errors  of memory  records/write');
   for (const transport of ['udp', 'tcp'] as const) {
     if (onlyTransport !== undefined && transport !== onlyTransport) continue;
     for (const owners of [1, 8, MAX_OWNERS]) {
       if (onlyOwners !== undefined && owners !== onlyOwners) continue;
-      let memoryRate: number | undefined;
-      for (const [mode, stack] of stacks) {
-        const r = await measure(transport, stack.server.port, handles.slice(0, owners), seconds * 1000);
-        const { serverCpu } = r;
-        const rate = r.rpcs / r.seconds;
-        if (mode === 'memory') memoryRate = rate;
-        const ratio = mode !== 'memory' && memoryRate ? `${((rate / memoryRate) * 100).toFixed(0)}%` : '';
-        console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${mode.padEnd(14)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)} ${ratio.padStart(10)}`);
+      const seen = new Map<Mode, { ratio: number[]; us: number[]; p50: number[]; p99: number[] }>();
+      for (let round = 0; round < rounds; round++) {
+        let memoryRate: number | undefined;
+        for (const [mode, stack] of stacks) {
+          const w0 = stack.store ? { ...stack.store.counters } : undefined;
+          const r = await measure(transport, stack.server.port, handles.slice(0, owners), seconds * 1000);
+          const batch = w0 && stack.store ? ((stack.store.counters.records - w0.records) / (stack.store.counters.writes - w0.writes)).toFixed(1) : '';
+          const { serverCpu } = r;
+          const rate = r.rpcs / r.seconds;
+          if (mode === 'memory') memoryRate = rate;
+          const ratio = mode !== 'memory' && memoryRate ? `${((rate / memoryRate) * 100).toFixed(0)}%` : '';
+          console.log(`${transport.padEnd(9)} ${String(owners).padStart(6)} ${mode.padEnd(14)} ${rate.toFixed(0).padStart(7)} ${(rate / 2).toFixed(0).padStart(8)} ${r.p50.toFixed(0).padStart(7)} ${r.p99.toFixed(0).padStart(7)} ${(serverCpu * 100).toFixed(0).padStart(10)}% ${((serverCpu * 1e6) / rate).toFixed(1).padStart(11)} ${(r.cpu * 100).toFixed(0).padStart(13)}% ${String(r.retransmits).padStart(12)} ${String(r.errors).padStart(6)} ${ratio.padStart(10)} ${batch.padStart(14)}`);
+          const m = seen.get(mode) ?? { ratio: [], us: [], p50: [], p99: [] };
+          seen.set(mode, m);
+          if (memoryRate) m.ratio.push(rate / memoryRate);
+          m.us.push((serverCpu * 1e6) / rate);
+          m.p50.push(r.p50);
+          m.p99.push(r.p99);
+        }
+      }
+      if (rounds > 1) {
+        console.log(`${transport} ${owners} owners, medians of ${rounds} rounds (each ratio to the memory row of its round):`);
+        for (const [mode, m] of seen) console.log(`  ${mode.padEnd(14)} ${m.ratio.length && mode !== 'memory' ? `${(median(m.ratio) * 100).toFixed(0)}% of memory (${m.ratio.map((x) => (x * 100).toFixed(0)).join(' ')}), ` : ''}${median(m.us).toFixed(1)} µs CPU/RPC, p50 ${median(m.p50).toFixed(0)} µs, p99 ${median(m.p99).toFixed(0)} µs`);
       }
     }
   }

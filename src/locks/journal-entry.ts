@@ -3,6 +3,7 @@
 // key/value log (src/store); the key names (owner, file), the value is this entry's bytes and a
 // deleted key is an owner that holds nothing more there. A pure codec: every node decodes what any
 // node wrote, so a value that does not parse is reported, never guessed at.
+import { EOF, toWire, type Pos } from './range';
 import type { LockOwner } from './types';
 
 export interface JournalLock {
@@ -39,28 +40,60 @@ export const ownerKey = (o: LockOwner): string => ownerKeyOfParts(o.host, o.svid
 /** The journal key of an owner's entry on a file (the handle as latin1, as the table keys files). */
 export const journalKey = (owner: string, file: string): string => `${owner.length}:${owner}${file}`;
 
-export function encodeJournalEntry(e: JournalEntry): Buffer {
-  const host = Buffer.from(e.owner.host, 'utf8');
-  const exp = e.exportId === undefined ? undefined : Buffer.from(e.exportId, 'utf8');
-  if (host.length > MAX_TEXT || (exp && exp.length > MAX_TEXT)) throw new JournalEntryError('host or export name longer than 1024 bytes');
-  if (e.fh.length > MAX_FH || e.owner.oh.length > MAX_OH) throw new JournalEntryError('handle too long');
+/**
+ * What encodeJournalEntry takes: a JournalEntry, or the forms the table has at hand (the handle as
+ * its latin1 key, offsets and lengths as numbers while exact), so that writing an entry at every
+ * grant builds nothing first.
+ */
+export interface JournalEntryParts {
+  owner: LockOwner;
+  fh: Buffer | string;
+  exportId: string | undefined;
+  /** As on the wire, or as the table's positions (range.ts). */
+  locks: readonly ({ offset: bigint | number; length: bigint | number; exclusive: boolean } | { start: Pos; end: Pos; exclusive: boolean })[];
+}
+
+const TWO_32 = 2 ** 32;
+
+/** A u64 from a bigint, or from a number while it is exact. */
+function writeU64(b: Buffer, v: bigint | number, o: number): number {
+  if (typeof v === 'bigint') return b.writeBigUInt64BE(v, o);
+  if (!Number.isInteger(v) || v < 0 || v > 2 ** 53) throw new JournalEntryError(`lock offset or length ${v} is not an exact u64`);
+  b.writeUInt32BE(Math.floor(v / TWO_32), o);
+  return b.writeUInt32BE(v >>> 0, o + 4);
+}
+
+export function encodeJournalEntry(e: JournalEntryParts): Buffer {
+  const hostBytes = Buffer.byteLength(e.owner.host, 'utf8');
+  const expBytes = e.exportId === undefined ? 0 : Buffer.byteLength(e.exportId, 'utf8');
+  const fhBytes = typeof e.fh === 'string' ? e.fh.length : e.fh.length;
+  if (hostBytes > MAX_TEXT || expBytes > MAX_TEXT) throw new JournalEntryError('host or export name longer than 1024 bytes');
+  if (fhBytes > MAX_FH || e.owner.oh.length > MAX_OH) throw new JournalEntryError('handle too long');
   if (e.locks.length > 0xffff) throw new JournalEntryError('more than 65535 locks in one entry');
-  const size = 1 + 2 + host.length + 4 + 2 + e.owner.oh.length + 2 + e.fh.length + 2 + (exp?.length ?? 0) + 2 + e.locks.length * 17;
+  const size = 1 + 2 + hostBytes + 4 + 2 + e.owner.oh.length + 2 + fhBytes + 2 + expBytes + 2 + e.locks.length * 17;
   const b = Buffer.allocUnsafe(size);
   let o = b.writeUInt8(VERSION, 0);
-  o = b.writeUInt16BE(host.length, o);
-  o += host.copy(b, o);
-  o = b.writeUInt32BE(e.owner.svid >>> 0, o);
+  o = b.writeUInt16BE(hostBytes, o);
+  o += b.write(e.owner.host, o, 'utf8');
+  o = b.writeInt32BE(e.owner.svid | 0, o);
   o = b.writeUInt16BE(e.owner.oh.length, o);
   o += e.owner.oh.copy(b, o);
-  o = b.writeUInt16BE(e.fh.length, o);
-  o += e.fh.copy(b, o);
-  o = b.writeUInt16BE(exp ? exp.length : NO_EXPORT, o);
-  if (exp) o += exp.copy(b, o);
+  o = b.writeUInt16BE(fhBytes, o);
+  o += typeof e.fh === 'string' ? b.write(e.fh, o, 'latin1') : e.fh.copy(b, o);
+  o = b.writeUInt16BE(e.exportId === undefined ? NO_EXPORT : expBytes, o);
+  if (e.exportId !== undefined) o += b.write(e.exportId, o, 'utf8');
   o = b.writeUInt16BE(e.locks.length, o);
   for (const l of e.locks) {
-    o = b.writeBigUInt64BE(l.offset, o);
-    o = b.writeBigUInt64BE(l.length, o);
+    let offset: bigint | number;
+    let length: bigint | number;
+    if (!('start' in l)) ({ offset, length } = l);
+    else if (typeof l.start === 'number' && typeof l.end === 'number') {
+      // Exact numbers: no BigInt per grant. toWire for positions past 2^53.
+      offset = l.start;
+      length = l.end === EOF ? 0 : l.end - l.start + 1;
+    } else ({ offset, length } = toWire(l.start, l.end));
+    o = writeU64(b, offset, o);
+    o = writeU64(b, length, o);
     o = b.writeUInt8(l.exclusive ? 1 : 0, o);
   }
   return b;
@@ -86,7 +119,8 @@ export function decodeJournalEntry(b: Buffer): JournalEntry {
   if (version !== VERSION) throw new JournalEntryError(`unknown version ${version}`);
   const host = bytes(MAX_TEXT, 'host').toString('utf8');
   need(4, 'svid');
-  const svid = b.readUInt32BE(o);
+  // Signed, as NLM's svid is (an int32) and as the table keeps it: the owner decoded is the owner that locked.
+  const svid = b.readInt32BE(o);
   o += 4;
   const oh = bytes(MAX_OH, 'owner handle');
   const fh = bytes(MAX_FH, 'file handle');

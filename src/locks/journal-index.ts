@@ -10,12 +10,24 @@ export interface JournalRecord {
   key: string;
   /** The entry's bytes; null when the owner holds nothing more there. */
   value: Buffer | null;
+  /**
+   * What `value` says, when its writer has it at hand (this node's own records, which the store
+   * hands back as they were appended): the index then decodes nothing.
+   */
+  parsed?: ParsedEntry;
 }
 
-interface IndexedLock {
+export interface IndexedLock {
   start: Pos;
   end: Pos;
   exclusive: boolean;
+}
+
+/** An entry as the index keeps it: its file key, its owner's locker key, its locks (none: not kept). */
+export interface ParsedEntry {
+  file: string;
+  owner: string;
+  locks: IndexedLock[];
 }
 
 /** An entry of the index: one owner's locks on one file through one address. */
@@ -29,6 +41,34 @@ export interface IndexedEntry {
   /** The entry's bytes as the journal has them. */
   readonly value: Buffer;
   readonly locks: readonly IndexedLock[];
+}
+
+class Indexed implements IndexedEntry {
+  constructor(
+    readonly address: string,
+    readonly key: string,
+    readonly file: string,
+    readonly owner: string,
+    readonly value: Buffer,
+    readonly locks: readonly IndexedLock[],
+    private decoded: JournalEntry | undefined,
+  ) {}
+
+  /** Decoded when first asked for (a refusal's holder, a listing): an entry of this node's own came parsed. */
+  get entry(): JournalEntry {
+    return (this.decoded ??= decodeJournalEntry(this.value));
+  }
+}
+
+/** What the index keeps of an entry's bytes. Throws JournalEntryError. */
+function parse(value: Buffer): ParsedEntry & { entry: JournalEntry } {
+  const entry = decodeJournalEntry(value);
+  const locks: IndexedLock[] = [];
+  for (const l of entry.locks) {
+    const r = parseRange(l.offset, l.length);
+    if (r) locks.push({ start: r.start, end: r.end, exclusive: l.exclusive });
+  }
+  return { file: entry.fh.toString('latin1'), owner: ownerKey(entry.owner), locks, entry };
 }
 
 export interface IndexUpdate {
@@ -50,27 +90,22 @@ export class JournalIndex {
       for (const x of mine.values()) this.unlink(x, update);
       mine.clear();
     }
-    for (const { key, value } of records) {
+    for (const { key, value, parsed } of records) {
       const old = mine?.get(key);
       if (old) {
         this.unlink(old, update);
         mine!.delete(key);
       }
       if (value === null) continue;
-      let entry: JournalEntry;
+      let p: ParsedEntry & { entry?: JournalEntry };
       try {
-        entry = decodeJournalEntry(value);
+        p = parsed ?? parse(value);
       } catch (err) {
         update.bad.push({ address, key, error: (err as Error).message });
         continue;
       }
-      const locks: IndexedLock[] = [];
-      for (const l of entry.locks) {
-        const r = parseRange(l.offset, l.length);
-        if (r) locks.push({ start: r.start, end: r.end, exclusive: l.exclusive });
-      }
-      if (locks.length === 0) continue;
-      const x: IndexedEntry = { address, key, file: entry.fh.toString('latin1'), owner: ownerKey(entry.owner), entry, value, locks };
+      if (p.locks.length === 0) continue;
+      const x = new Indexed(address, key, p.file, p.owner, value, p.locks, p.entry);
       if (!mine) this.byAddress.set(address, (mine = new Map()));
       mine.set(key, x);
       let onFile = this.byFile.get(x.file);

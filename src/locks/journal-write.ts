@@ -1,8 +1,7 @@
 // The journal's writing, at the end of each table call: every (address, owner, file) whose ranges
 // changed is written as that owner's whole entry there, or its deletion (journal.ts says why).
-import { encodeJournalEntry, type JournalLock } from './journal-entry';
-import type { JournalRecord } from './journal-index';
-import { toWire } from './range';
+import { encodeJournalEntry } from './journal-entry';
+import type { IndexedLock, JournalRecord } from './journal-index';
 import { mineOn } from './ranges';
 import { isExcl, type LockState } from './state';
 
@@ -19,13 +18,12 @@ export function flushJournal(st: LockState): void {
     for (const [key, m] of marks) {
       const file = st.F.findKey(m.fileKey);
       const owner = file !== 0 ? st.findOwner(m.owner) : 0;
-      const locks: JournalLock[] = [];
+      const locks: IndexedLock[] = [];
       if (owner !== 0 && a) {
-        for (const l of mineOn(st, file, owner)) {
-          if (H.addr[L.holder[l]] === a.id) locks.push({ ...toWire(L.start(l), L.end(l)), exclusive: isExcl(L, l) });
-        }
+        for (const l of mineOn(st, file, owner)) if (H.addr[L.holder[l]] === a.id) locks.push({ start: L.start(l), end: L.end(l), exclusive: isExcl(L, l) });
       }
-      records.push({ key, value: locks.length === 0 ? null : encodeJournalEntry({ owner: m.owner, fh: Buffer.from(m.fileKey, 'latin1'), exportId: m.exportId, locks }) });
+      // The index of this node takes the entry as it is here, without decoding its bytes back.
+      records.push(locks.length === 0 ? { key, value: null } : { key, value: encodeJournalEntry({ owner: m.owner, fh: m.fileKey, exportId: m.exportId, locks }), parsed: { file: m.fileKey, owner: st.ownerKeyOf(owner), locks } });
     }
     st.served.add(address);
     journal(address, records);

@@ -53,6 +53,9 @@ interface Connection {
   again: boolean;
   /** Its round (one closure per connection, not per turn). */
   serve: () => void;
+  /** Replies that came out of promises (a journal's commit answers many calls at once) are written once per tick, together. */
+  flushQueued: boolean;
+  flushNow: () => void;
   /** Its records as they come out of the decoder (one closure per connection, not per record). */
   onRecord: (buf: Buffer, start: number, end: number) => void;
   halfRecordTimer: NodeJS.Timeout | undefined;
@@ -119,6 +122,11 @@ export class TcpConnections {
       serve: () => {
         c.again = false;
         if (!c.socket.destroyed) this.pump(c);
+      },
+      flushQueued: false,
+      flushNow: () => {
+        c.flushQueued = false;
+        this.flush(c);
       },
       onRecord: (buf, start, end) => {
         if (c.backlog.length === 0 && c.queue.length < this.opts.maxCallsPerConnection && c.turn < this.opts.callsPerTurn && lane.waiting.length === 0 && this.lanes.runNow(lane)) {
@@ -238,14 +246,21 @@ export class TcpConnections {
       (r) => {
         slot.reply = r;
         slot.done = true;
-        this.flush(c);
+        this.flushSoon(c);
       },
       (error) => {
         this.emit({ kind: 'error', where: 'tcp dispatch', error });
         slot.done = true;
-        this.flush(c);
+        this.flushSoon(c);
       },
     );
+  }
+
+  /** After the promises settled in this tick (a nextTick runs once the microtasks are done): one write for all their replies. */
+  private flushSoon(c: Connection): void {
+    if (c.flushQueued) return;
+    c.flushQueued = true;
+    process.nextTick(c.flushNow);
   }
 
   /**

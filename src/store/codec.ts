@@ -21,20 +21,32 @@
 // not (a write torn by a crash, or in progress as a follower reads) and says where and why.
 import type { JournalRecord } from './types';
 
-/** CRC-32C (Castagnoli, as iSCSI and ext4 use), bytewise. node:zlib's crc32 needs Node 20.15. */
-const CRC32C_TABLE = (() => {
-  const t = new Int32Array(256);
+/**
+ * CRC-32C (Castagnoli, as iSCSI and ext4 use), eight bytes a step ("slicing-by-8": table k gives
+ * a byte's contribution k bytes further on); ~4x the bytewise loop over a lock-sized record.
+ * node:zlib's crc32 is another polynomial, and needs Node 20.15.
+ */
+const CRC32C_TABLES = (() => {
+  const t = new Int32Array(8 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
     t[n] = c;
   }
+  for (let n = 0; n < 256; n++) for (let k = 1; k < 8; k++) t[k * 256 + n] = (t[(k - 1) * 256 + n]! >>> 8) ^ t[t[(k - 1) * 256 + n]! & 0xff]!;
   return t;
 })();
 
-export function crc32c(b: Uint8Array): number {
+/** Of b[start, end): a range, not a subarray, so that checksumming a batch's records allocates nothing. */
+export function crc32c(b: Uint8Array, start = 0, end = b.length): number {
+  const t = CRC32C_TABLES;
   let c = -1;
-  for (let i = 0; i < b.length; i++) c = CRC32C_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  let i = start;
+  for (const n8 = end - 8; i <= n8; i += 8) {
+    c ^= b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
+    c = t[1792 + (c & 0xff)]! ^ t[1536 + ((c >>> 8) & 0xff)]! ^ t[1280 + ((c >>> 16) & 0xff)]! ^ t[1024 + (c >>> 24)]! ^ t[768 + b[i + 4]!]! ^ t[512 + b[i + 5]!]! ^ t[256 + b[i + 6]!]! ^ t[b[i + 7]!]!;
+  }
+  for (; i < end; i++) c = t[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ -1) >>> 0;
 }
 
@@ -112,14 +124,15 @@ export function decodeHeader(b: Buffer): JournalHeader {
 export const recordBytes = (key: string, value: Buffer | null): number =>
   FRAME_BYTES + PAYLOAD_FIXED + Buffer.byteLength(key) + (value?.length ?? 0);
 
-/** Throws RangeError/TypeError for a record the journal cannot hold. */
-export function checkRecord(r: JournalRecord): void {
+/** Throws RangeError/TypeError for a record the journal cannot hold; else its key's UTF-8 bytes. */
+export function checkRecord(r: JournalRecord): number {
   if (typeof r.key !== 'string') throw new TypeError('journal key must be a string');
   if (r.value !== null && !Buffer.isBuffer(r.value)) throw new TypeError(`journal value of ${JSON.stringify(r.key)} must be a Buffer or null`);
   const keyBytes = Buffer.byteLength(r.key);
   if (keyBytes > MAX_KEY_BYTES) throw new RangeError(`journal key of ${keyBytes} bytes (at most ${MAX_KEY_BYTES})`);
-  const payload = recordBytes(r.key, r.value) - FRAME_BYTES;
+  const payload = PAYLOAD_FIXED + keyBytes + (r.value?.length ?? 0);
   if (payload > MAX_PAYLOAD_BYTES) throw new RangeError(`journal record of ${payload} bytes (at most ${MAX_PAYLOAD_BYTES})`);
+  return keyBytes;
 }
 
 /** The records, framed, one after the other. Throws for a record checkRecord refuses. */
@@ -128,8 +141,7 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
   let total = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    checkRecord(r);
-    keyBytes[i] = Buffer.byteLength(r.key);
+    keyBytes[i] = checkRecord(r);
     total += FRAME_BYTES + PAYLOAD_FIXED + keyBytes[i]! + (r.value?.length ?? 0);
   }
   const b = Buffer.allocUnsafe(total);
@@ -143,7 +155,7 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
     at = payload + PAYLOAD_FIXED + b.write(r.key, payload + PAYLOAD_FIXED, 'utf8');
     if (r.value) at += r.value.copy(b, at);
     b.writeUInt32BE(at - payload, start);
-    b.writeUInt32BE(crc32c(b.subarray(payload, at)), start + 4);
+    b.writeUInt32BE(crc32c(b, payload, at), start + 4);
   }
   return b;
 }

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { JournalEntryError, decodeJournalEntry, encodeJournalEntry, journalKey, ownerKey, type JournalEntry } from '../../src/locks/journal-entry';
-import { JournalIndex } from '../../src/locks/journal-index';
+import { JournalIndex, type JournalRecord } from '../../src/locks/journal-index';
+import { LockTable } from '../../src/locks';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+|#[^\n]*/g, ''), 'hex');
 
@@ -43,7 +44,7 @@ describe('locks: journal entries', () => {
 
   it('round-trips any entry', () => {
     const entry = fc.record({
-      owner: fc.record({ host: fc.string({ maxLength: 40 }), svid: fc.nat({ max: 0xffffffff }), oh: fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)) }),
+      owner: fc.record({ host: fc.string({ maxLength: 40 }), svid: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), oh: fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)) }),
       fh: fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
       exportId: fc.option(fc.string({ maxLength: 20 }), { nil: undefined }),
       locks: fc.array(fc.record({ offset: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), length: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), exclusive: fc.boolean() }), { maxLength: 5 }),
@@ -65,6 +66,24 @@ describe('locks: journal entries', () => {
     assert.throws(() => decodeJournalEntry(flag), /exclusive flag 7/);
     assert.throws(() => decodeJournalEntry(Buffer.concat([good, Buffer.from([0])])), /1 bytes after the last lock/);
     assert.throws(() => decodeJournalEntry(hex('01 ffff')), /host of 65535 bytes/);
+  });
+
+  it('encodes the table\'s forms (the handle as latin1, exact numbers) to the same bytes as an entry', () => {
+    const parts = { ...ENTRY, fh: ENTRY.fh.toString('latin1'), locks: [{ offset: 0, length: 100, exclusive: true }, { offset: 200, length: 0, exclusive: false }] };
+    assert.deepEqual(encodeJournalEntry(parts), hex(ANNOTATED));
+    assert.deepEqual(encodeJournalEntry({ ...parts, locks: [{ start: 0, end: 99, exclusive: true }, { start: 200, end: Infinity, exclusive: false }] }), hex(ANNOTATED), 'the table\'s positions');
+    assert.deepEqual(encodeJournalEntry({ ...parts, locks: [{ start: 2n ** 60n, end: 2n ** 60n + 4n, exclusive: true }] }), encodeJournalEntry({ ...ENTRY, locks: [{ offset: 2n ** 60n, length: 5n, exclusive: true }] }));
+    const far = { offset: 2 ** 53 - 1, length: 2 ** 53, exclusive: true };
+    assert.deepEqual(encodeJournalEntry({ ...parts, locks: [far] }), encodeJournalEntry({ ...ENTRY, locks: [{ offset: 2n ** 53n - 1n, length: 2n ** 53n, exclusive: true }] }));
+    assert.throws(() => encodeJournalEntry({ ...parts, locks: [{ offset: 2 ** 53 + 2, length: 1, exclusive: true }] }), /not an exact u64/);
+    assert.throws(() => encodeJournalEntry({ ...parts, locks: [{ offset: -1, length: 1, exclusive: true }] }), /not an exact u64/);
+  });
+
+  it('decodes a negative svid (NLM\'s is an int32) as the owner that locked', () => {
+    const owner = { host: 'h', svid: -5, oh: Buffer.from('o') };
+    const back = decodeJournalEntry(encodeJournalEntry({ ...ENTRY, owner }));
+    assert.equal(back.owner.svid, -5);
+    assert.equal(ownerKey(back.owner), ownerKey(owner));
   });
 
   it('names owners and (owner, file) pairs so that no two can spell each other', () => {
@@ -113,6 +132,27 @@ describe('locks: the journal index', () => {
     assert.equal(ix.size(), 1);
     ix.apply('V', [{ key: a.key, value: null }]);
     assert.deepEqual(ix.addresses(), []);
+  });
+
+  it('a table\'s own records come parsed, as their bytes decode: the index built from either is the same', () => {
+    const records: JournalRecord[] = [];
+    const table = new LockTable({ onBlockGranted: () => undefined, journal: (_a, r) => records.push(...r) });
+    const owner = (svid: number) => ({ host: 'c1', svid, oh: Buffer.from(`oh${svid}`) });
+    const lock = (svid: number, offset: bigint, length: bigint, exclusive: boolean) =>
+      assert.equal(table.lock({ fh: Buffer.from([1, 2, 0xff]), owner: owner(svid), exclusive, offset, length, serverAddress: 'V' }, { block: false, reclaim: false }), 'granted');
+    lock(1, 0n, 10n, true);
+    lock(1, 20n, 10n, false);
+    lock(3, 2n ** 62n, 0n, false); // to end of file
+    lock(-7, 2n ** 60n, 5n, true); // past 2^53: bigint positions
+    lock(2, 12n, 3n, false);
+    assert.ok(records.some((r) => r.value !== null && r.parsed) && records.every((r) => (r.value === null) === (r.parsed === undefined)));
+    const fromParsed = new JournalIndex();
+    const fromBytes = new JournalIndex();
+    fromParsed.apply('V', records);
+    fromBytes.apply('V', records.map(({ key, value }) => ({ key, value })));
+    const view = (ix: JournalIndex) => ix.entries('V').map((x) => ({ key: x.key, file: x.file, owner: x.owner, locks: x.locks, entry: x.entry, value: x.value }));
+    assert.deepEqual(view(fromParsed), view(fromBytes));
+    assert.equal(fromParsed.size('V'), 4);
   });
 
   it('reports a value that does not decode and treats its key as absent', () => {

@@ -59,6 +59,29 @@ describe('store: journal codec', () => {
   it('checksums with CRC-32C (its check value)', () => {
     assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
     assert.equal(crc32c(Buffer.alloc(0)), 0);
+    // RFC 3720 (iSCSI), appendix B.4: 32 bytes of zeros, of ones, ascending.
+    assert.equal(crc32c(Buffer.alloc(32, 0)), 0x8a9136aa);
+    assert.equal(crc32c(Buffer.alloc(32, 0xff)), 0x62a8ab43);
+    assert.equal(crc32c(Buffer.from(Array.from({ length: 32 }, (_, i) => i))), 0x46dd794e);
+  });
+
+  it('checksums every length and alignment as the bytewise definition does', () => {
+    const bytewise = (b: Uint8Array): number => {
+      let c = -1;
+      for (const x of b) {
+        c ^= x;
+        for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+      }
+      return (c ^ -1) >>> 0;
+    };
+    const data = Buffer.from(Array.from({ length: 80 }, (_, i) => (i * 151 + 7) & 0xff));
+    for (let from = 0; from < 9; from++) {
+      for (let to = from; to <= data.length; to++) {
+        const want = bytewise(data.subarray(from, to));
+        assert.equal(crc32c(data.subarray(from, to)), want, `bytes ${from}..${to}`);
+        assert.equal(crc32c(data, from, to), want, `range ${from}..${to}`);
+      }
+    }
   });
 
   it('encodes and decodes the header', () => {
