@@ -238,7 +238,7 @@ function lockParts(live: Live, logs: PartLogs, isFloating: (a: string) => boolea
       const reason = !d.allowed ? d.reason : mayLock(files.files, live.exports(), d.exportId, fh, ctx, write) ? undefined : 'access';
       if (reason) refusals.refused({ ...refusalFrom(ctx, callerName), reason, export: d.exportId ?? null });
       // check() already applied the export's secure-port rule.
-      return { allowed: reason === undefined, secure: false };
+      return { allowed: reason === undefined, secure: false, ...(reason === 'unknown-handle' ? { refusal: 'stale_fh' as const } : {}) };
     },
     onRefused: (r, ctx) => refusals.refused({ ...refusalFrom(ctx, r.callerName), reason: r.reason === 'no-locks' && budgetSpent() ? 'budget' : r.reason, status: r.status }),
   });

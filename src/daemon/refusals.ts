@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 const REASONS: Record<string, string> = {
   network: "its address is not among the export's clients",
   'insecure-port': 'the export is secure and the request came from an unprivileged port (>= 1024)',
-  'unknown-handle': 'the file handle belongs to no configured export (unknownHandles: deny)',
+  'unknown-handle': 'the file handle belongs to no configured export (stale_fh)',
   access: "the caller's uid may not open the file it would lock",
   'stale-handle': 'the file handle names no file (stale_fh)',
   budget: 'the open-file budget (maxOpenFiles) is spent (denied_nolocks)',

@@ -121,10 +121,13 @@ export class ExportsTable {
   /** knfsd fsid keys ("num:1", "uuid16:…", "dev:8:1", "dev:8:1:2") → export path. */
   private readonly byKey = new Map<string, string>();
   private readonly prefixes: { prefix: Buffer; path: string }[] = [];
+  /** Some export locks real files: a handle of none of them names no file (knfsd: nfserr_stale). */
+  private readonly locksFiles: boolean;
 
   constructor(entries: readonly ExportEntry[], readonly options: ExportsOptions = { byteOrder: 'little', unknownHandles: 'allow' }) {
     /** Keys an export may have if no other claims them (undefined: claimed twice). */
     const soft = new Map<string, string | undefined>();
+    this.locksFiles = entries.some((e) => e.fileLocks !== false);
     for (const entry of entries) {
       if (this.byPath.has(entry.path)) throw new Error(`export ${entry.path} listed twice`);
       this.byPath.set(entry.path, { entry, allows: entry.clients.length ? networkSet(entry.clients) : undefined });
@@ -236,12 +239,14 @@ export class ExportsTable {
   /**
    * The export policy: may this client lock this handle? Checks the export's client networks and,
    * for secure exports, a privileged source port. With no exports configured everything is allowed.
+   * A handle of no export is refused when some export locks real files (a lock in memory only
+   * would protect nothing), else as unknownHandles says.
    */
   check(fh: Buffer, client: { address: string; port: number }): ExportDecision {
     if (this.byPath.size === 0) return { allowed: true, exportId: undefined };
     const exportId = this.exportOf(fh);
     const compiled = exportId === undefined ? undefined : this.byPath.get(exportId);
-    if (!compiled) return this.options.unknownHandles === 'allow' ? { allowed: true, exportId } : { allowed: false, exportId, reason: 'unknown-handle' };
+    if (!compiled) return this.options.unknownHandles === 'allow' && !this.locksFiles ? { allowed: true, exportId } : { allowed: false, exportId, reason: 'unknown-handle' };
     if (compiled.allows && !compiled.allows(client.address)) return { allowed: false, exportId, reason: 'network' };
     if (compiled.entry.secure && client.port >= 1024) return { allowed: false, exportId, reason: 'insecure-port' };
     return { allowed: true, exportId };

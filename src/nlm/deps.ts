@@ -27,9 +27,10 @@ export interface NlmLockTable {
  * Export policy: may this peer use this file handle, and must it come from a privileged port?
  * `callerName` is the NLM caller_name the request carried (for the refusal's log line); `write`:
  * the request is for an exclusive lock, which needs write access to the file (Linux's lockd opens
- * it for writing, a shared lock or SHARE for reading).
+ * it for writing, a shared lock or SHARE for reading). A refusal is `failed` unless it says
+ * `stale_fh` (a handle of no export, as knfsd's fh_verify has it: denied_nolocks to v1/v3).
  */
-export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext, callerName: string, write: boolean) => { allowed: boolean; secure: boolean };
+export type ExportPolicy = (fh: Buffer, peer: Endpoint, ctx: CallContext, callerName: string, write: boolean) => { allowed: boolean; secure: boolean; refusal?: 'stale_fh' };
 
 /** Why a request its export allowed was refused by this server (not a conflict: see NlmServiceDeps.onRefused). */
 export type NlmRefusalReason =

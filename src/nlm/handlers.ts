@@ -257,7 +257,8 @@ export class NlmHandlers {
   /** undefined when the export lets the peer in, else the status to answer. */
   private exportRefusal(fh: Buffer, callerName: string, ctx: CallContext, write: boolean): LockStatus | undefined {
     const p = this.policy(fh, ctx.peer, ctx, callerName, write);
-    if (!p.allowed || (p.secure && ctx.peer.port >= PRIVILEGED_PORT_LIMIT)) return 'failed';
+    if (!p.allowed) return p.refusal ?? 'failed';
+    if (p.secure && ctx.peer.port >= PRIVILEGED_PORT_LIMIT) return 'failed';
     return undefined;
   }
 

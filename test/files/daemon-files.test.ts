@@ -44,6 +44,31 @@ describe('files: lockdropd on real exports', function () {
     assert.match(opaque.stderr, new RegExp(`export ${m.dir}: its handles are matched by fhPrefix only`));
   });
 
+  it('a handle of no export answers stale_fh (v4) and denied_nolocks (v3) beside exports on real files, as knfsd does; with memory-only exports unknownHandles decides', async () => {
+    const m = mountTmpfs();
+    cleanups.push(() => m.dispose());
+    const d = spawnDaemon([], { config: { exports: [{ path: m.dir, fsid: 23, secure: false, rootSquash: false }] } });
+    cleanups.push(() => d.cleanup());
+    const port = (await d.started()).nlmPort as number;
+    const clients = await Promise.all([4, 3].map((vers) => NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'udp', vers: vers as 3 | 4, callerName: 'stray-client' })));
+    cleanups.push(() => Promise.all(clients.map((c) => c.close())));
+    const [v4, v3] = clients as [NlmClient, NlmClient];
+    const stray = knfsdHandle(makeFile(m.dir, 'stray'), 99); // a real file, through an fsid no export has
+    assert.equal((await v4.lock({ fh: stray, svid: 1, exclusive: true })).status, 'stale_fh');
+    assert.equal((await v4.test({ fh: stray, svid: 1, exclusive: true })).status, 'stale_fh');
+    assert.equal((await v3.lock({ fh: stray, svid: 1, exclusive: false })).status, 'denied_nolocks');
+    assert.equal((await v4.lock({ fh: knfsdHandle(makeFile(m.dir, 'known'), 23), svid: 1, exclusive: true })).status, 'granted', 'its own export locks');
+    assert.equal(status(d).locks, 1, 'nothing held in memory for the stray handle');
+    await d.stop();
+
+    const memory = spawnDaemon([], { config: { exports: [{ path: '/srv/seven', fsid: 7, secure: false, fileLocks: false }] } });
+    cleanups.push(() => memory.cleanup());
+    const mport = (await memory.started()).nlmPort as number;
+    const c = await NlmClient.create({ server: { address: '127.0.0.1', port: mport }, transport: 'udp', vers: 4, callerName: 'stray-client' });
+    cleanups.push(() => c.close());
+    assert.equal((await c.lock({ fh: stray, svid: 2, exclusive: true })).status, 'granted', 'unknownHandles: allow (the default) with no export on real files');
+  });
+
   it('drop --export closes every file of the export: umount succeeds at once; reload removes and adds exports', async () => {
     const a = mountTmpfs();
     const b = mountTmpfs();
