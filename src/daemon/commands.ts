@@ -1,8 +1,8 @@
 // The operator's commands (lockdropctl over the control socket): status, locks, drop, grace,
-// monitors, notify, watch, reload, log-level. Each checks its target first (admin.ts) and answers with the
+// monitors, notify, watch, reload, restart, log-level. Each checks its target first (admin.ts) and answers with the
 // views of control/protocol.ts.
 import { isAbsolute, resolve } from 'node:path';
-import type { AddressStatus, DropReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, LogLevel, LogLevelReport, MonitorView, NotifyReport, ReloadReport, StatusReport } from '../control';
+import type { AddressStatus, DropReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, LogLevel, LogLevelReport, MonitorView, NotifyReport, ReloadReport, RestartReport, StatusReport } from '../control';
 import type { DropCounts, GraceScope } from '../locks';
 import { nameToHandle } from '../addon';
 import { normaliseAddress } from '../net';
@@ -19,6 +19,7 @@ export interface Lifecycle {
   readonly startedAt: number;
   ready(): boolean;
   reload(): ReloadReport;
+  restart(): RestartReport;
 }
 
 export class OperatorCommands {
@@ -37,6 +38,7 @@ export class OperatorCommands {
       notify: (ip) => this.notify(ip),
       watch: () => this.parts.feed.stream(),
       reload: () => this.lifecycle.reload(),
+      restart: () => this.lifecycle.restart(),
       logLevel: (level) => this.logLevel(level),
     };
   }

@@ -7,7 +7,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Observable, Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type LogLevel, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
+import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type LogLevel, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type RestartReport, type StatusReport, type WatchEvent } from '../control';
 import { peerCheck, peerUid, type PeerCheck } from './peer';
 
 /** What the daemon answers with; each command maps to one method. */
@@ -22,6 +22,8 @@ export interface ControlHandlers {
   /** Throws an error with `problems` (a ConfigError) when the new file is invalid. */
   reload(): ReloadReport;
   logLevel(level: LogLevel): LogLevelReport;
+  /** Throws when this daemon cannot restart itself (run by a service manager). */
+  restart(): RestartReport;
 }
 
 export interface ControlServerOptions {
@@ -203,6 +205,8 @@ export class ControlServer {
         return h.notify(req.ip);
       case 'reload':
         return h.reload();
+      case 'restart':
+        return h.restart();
       case 'log-level':
         return h.logLevel(req.level);
     }
