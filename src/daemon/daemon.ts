@@ -123,8 +123,8 @@ export class Daemon {
     if (arrivals.pending.length || arrivals.failed.length) this.log.warn(arrivals, `ready, but not serving ${[...arrivals.pending, ...arrivals.failed].join(', ')}: ${arrivals.pending.length ? `no arrival within ${ARRIVALS_TIMEOUT_MS / 1000} s` : 'their arrival failed or waits for another node'}`);
     this.ready = true;
     this.hooks.readiness?.ready(statusLine(this.status()));
-    // The lockdropd this one replaces (`lockdropctl restart`) exits now.
-    if (h) tellReplaced();
+    // The lockdropd this one replaces (`lockdropctl restart`) exits now, whether its hand-over was usable or not.
+    tellReplaced();
     this.log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, metricsPort, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
   }
 

@@ -163,7 +163,7 @@ export function readHandOver(inh: Inherited, cfg: Config): HandOver {
     o += r;
   }
   const snapshot = decodeSnapshot(bytes);
-  const exports = new Set(cfg.exports.filter((e) => e.fileLocks).map((e) => e.path));
+  const onFiles = new Set(cfg.exports.filter((e) => e.fileLocks).map((e) => e.path));
   const fds = new Map<string, number>();
   const seen = new Set<string>();
   for (const d of snapshot.descriptions) {
@@ -171,7 +171,7 @@ export function readHandOver(inh: Inherited, cfg: Config): HandOver {
     if (fd === undefined) throw new HandOverError(`description ${d.name} was not passed`);
     const st = fstatSync(fd, { bigint: true });
     if (!st.isFile() || String(st.dev) !== d.dev || String(st.ino) !== d.ino) throw new HandOverError(`descriptor ${fd} (${d.name}) is not the file the snapshot names (device ${d.dev}, inode ${d.ino})`);
-    if (!exports.has(d.exportPath)) throw new HandOverError(`description ${d.name} is of export ${d.exportPath}, not locked on its files in this configuration`);
+    if (!onFiles.has(d.exportPath)) throw new HandOverError(`description ${d.name} is of export ${d.exportPath}, not locked on its files in this configuration`);
     const key = `${d.fileKey}/${d.ownerKey}`;
     if (seen.has(key)) throw new HandOverError(`two descriptions for one owner and file (${d.name})`);
     seen.add(key);
