@@ -14,6 +14,9 @@ import { knfsdHandle, makeFile, mountTmpfs } from '../files/support';
 
 const CLIENT = '10.78.1.1';
 const VIP = '10.78.1.2';
+// The second scene's own pair: the first one's namespace lives until the suite ends.
+const CLIENT2 = '10.78.2.1';
+const VIP2 = '10.78.2.2';
 const FSID = 42;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const status = (d: DaemonProcess): StatusReport => JSON.parse(d.ctl(['status', '--json']).stdout) as StatusReport;
@@ -91,5 +94,58 @@ describe('restart: kill -9 is a failover to itself', function () {
     assert.deepEqual(s.addresses.filter((a) => a.grace !== null).map((a) => a.address), [], 'no grace left');
     assert.ok(s.locks >= 8);
     process.stdout.write(`      kill -9 to grace ended by itself: ${ms.toFixed(0)} ms (${ended.locks} locks)\n`);
+  });
+
+  it('a planned restart resumes the floating address as it was (no grace, no arrival); its journal is written on, so a kill -9 after it loses nothing', async () => {
+    const stopRpcbind = await startRpcbind();
+    cleanups.push(stopRpcbind);
+    const m = mountTmpfs();
+    cleanups.push(() => m.dispose());
+    const ns = vethNamespace(CLIENT2, VIP2);
+    cleanups.push(() => ns.dispose());
+    const dir = daemonDir();
+    const config = { exports: [{ path: m.dir, fsid: FSID, secure: false }] };
+    const start = (): DaemonProcess => {
+      const d = spawnDaemon(['--grace', '60', '--nlm-port', '4045', '--nsm-port', '4046'], { dir, config, netns: ns.name });
+      cleanups.push(() => d.cleanup());
+      return d;
+    };
+    const first = start();
+    await first.started();
+    for (let i = 0; i < 100 && !status(first).addresses.some((a) => a.address === VIP2 && a.present); i++) await sleep(50);
+    const fhs = Array.from({ length: 5 }, (_, i) => knfsdHandle(makeFile(m.dir, `g${i}`), FSID));
+    const k = await NlmClient.create({ server: { address: VIP2, port: 4045 }, transport: 'udp', vers: 4, callerName: 'client-k', source: CLIENT2 });
+    cleanups.push(() => k.close());
+    for (const fh of fhs.slice(0, 4)) assert.equal((await k.lock({ fh, svid: 1, exclusive: true, offset: 0n, length: 100n })).status, 'granted');
+    const notices: number[] = [];
+    const statd = await serveStatusMonitor([CLIENT2], (n) => notices.push(n.state));
+    cleanups.push(() => statd.close());
+
+    const r = first.ctl(['restart', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const pid = (JSON.parse(r.stdout) as { pid: number }).pid;
+    cleanups.push(() => {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    });
+    await first.waitLog((l) => l.pid === pid && l.msg === `${VIP2} resumed after a planned restart: no grace, state unchanged, nobody notified`);
+    const s = status(first);
+    const vip = s.addresses.find((a) => a.address === VIP2)!;
+    assert.deepEqual([vip.present, vip.grace, vip.locks], [true, null, 4], 'held as before: no grace');
+    assert.equal(first.logs.filter((l) => l.pid === pid && / arrived: /.test(l.msg)).length, 0, 'no arrival, no SM_NOTIFY');
+    // The restarted process writes the address's journal: a lock taken now survives a crash too.
+    assert.equal((await k.lock({ fh: fhs[4]!, svid: 1, exclusive: true, offset: 0n, length: 100n })).status, 'granted');
+    assert.deepEqual(notices, []);
+    process.kill(pid, 'SIGKILL');
+    await sleep(200);
+    const third = start();
+    await third.started();
+    await sleep(500);
+    assert.equal(notices.length, 1, 'SM_NOTIFY after the crash');
+    for (const fh of fhs) assert.equal((await k.lock({ fh, svid: 1, exclusive: true, offset: 0n, length: 100n, reclaim: true })).status, 'granted');
+    await third.waitLog((l) => l.address === VIP2 && /^grace of 10\.78\.2\.2 ended: 5 of 5 locks reclaimed by 1 host in/.test(l.msg), 10_000);
   });
 });
