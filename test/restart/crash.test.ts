@@ -36,7 +36,10 @@ describe('restart: kill -9 is a failover to itself', function () {
     const config = { exports: [{ path: m.dir, fsid: FSID, secure: false }] };
     const start = (): DaemonProcess => {
       const d = spawnDaemon(['--grace', '60', '--nlm-port', '4045', '--nsm-port', '4046'], { dir, config, netns: ns.name });
-      cleanups.push(() => d.cleanup());
+      cleanups.push(async () => {
+        d.cleanup();
+        await d.exited;
+      });
       return d;
     };
     const first = start();
@@ -107,7 +110,10 @@ describe('restart: kill -9 is a failover to itself', function () {
     const config = { exports: [{ path: m.dir, fsid: FSID, secure: false }] };
     const start = (): DaemonProcess => {
       const d = spawnDaemon(['--grace', '60', '--nlm-port', '4045', '--nsm-port', '4046'], { dir, config, netns: ns.name });
-      cleanups.push(() => d.cleanup());
+      cleanups.push(async () => {
+        d.cleanup();
+        await d.exited;
+      });
       return d;
     };
     const first = start();
