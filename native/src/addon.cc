@@ -1,5 +1,5 @@
 // lockdrop's native addon: rtnetlink sockets, a small loader over libbpf, real files (handles,
-// OFD locks and waits for them), sd_notify, SO_PEERCRED and announcing an arriving address to the neighbours.
+// OFD locks and waits for them), sd_notify and the descriptor store, SO_PEERCRED and announcing an arriving address to the neighbours.
 #include "common.h"
 
 namespace lockdrop {
@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOfdWait(env, exports);
   InitCloseBatch(env, exports);
   InitNotify(env, exports);
+  InitFdStore(env, exports);
   InitPeerCred(env, exports);
   InitNeighbours(env, exports);
   return exports;

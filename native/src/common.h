@@ -92,6 +92,7 @@ void InitFiles(Napi::Env env, Napi::Object exports);
 void InitOfdWait(Napi::Env env, Napi::Object exports);
 void InitCloseBatch(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
+void InitFdStore(Napi::Env env, Napi::Object exports);
 void InitPeerCred(Napi::Env env, Napi::Object exports);
 void InitNeighbours(Napi::Env env, Napi::Object exports);
 void InitBpfObject(Napi::Env env, Napi::Object exports);

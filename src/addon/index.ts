@@ -1,6 +1,6 @@
 // The native addon's public surface: rtnetlink sockets, a small eBPF library over libbpf (open →
 // configure → load → attach → read) with feature probes, lockdrop's probes, real files (handles,
-// OFD locks, waits for outside holders, the fd limit), sd_notify, a unix socket's peer
+// OFD locks, waits for outside holders, the fd limit), sd_notify and systemd's descriptor store, a unix socket's peer
 // credentials (SO_PEERCRED) and gratuitous ARP / unsolicited NA. It hands out bytes: the rtnetlink
 // and probe event codecs are src/watch's.
 // Everything runs in the calling process's network namespace; nothing here calls setns.
@@ -14,5 +14,6 @@ export {
   type FileHandle, type FileOwner, type FileType, type FilesystemId, type HoldType, type LockType, type NofileLimit, type OfdHolder, type OpenMode, type Position,
 } from './files';
 export { sdNotify } from './notify';
+export { bindNotifySocket, memfdCreate, receiveNotify, sdNotifyWithFds, setCloexec, type Notification } from './fdstore';
 export { peerCredentials, type PeerCredentials } from './peercred';
 export { announceAddress } from './neighbours';

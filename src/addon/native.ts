@@ -61,6 +61,12 @@ export interface NativeAddon {
   raiseNofileLimit(): { soft: number; hard: number };
   // native/src/notify.cc (wrapped by notify.ts)
   sendNotify(socket: string, message: string): void;
+  // native/src/fdstore.cc (wrapped by fdstore.ts)
+  sendNotifyFds(socket: string, message: string, fds: Int32Array): void;
+  bindNotifySocket(path: string): number;
+  receiveNotify(fd: number): { message: string; fds: Int32Array; pid: number } | null;
+  memfdCreate(name: string): number;
+  setCloexec(fd: number, on: boolean): void;
   // native/src/peercred.cc (wrapped by peercred.ts)
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   // native/src/neighbours.cc (wrapped by neighbours.ts)

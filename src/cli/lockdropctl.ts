@@ -6,7 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { readConfigFile } from '../daemon/config';
-import { LOG_LEVELS, type AddressStatus, type CheckReport, type DropReport, type ExportView, type ExportsReport, type GraceReport, type LockView, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
+import { LOG_LEVELS, type AddressStatus, type CheckReport, type DropReport, type ExportView, type ExportsReport, type GraceReport, type LockView, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent, type RestartReport } from '../control';
 import { ControlError, DEFAULT_CONTROL, request, watch } from './client';
 import { formatTable } from './table';
 import { UsageError, nonNegativeInteger, positive, runCommand, wantsJson, withConventions } from './args';
@@ -138,7 +138,7 @@ function viewCommands(cmd: Subcommand): void {
     });
 }
 
-/** What the operator changes: drop, grace, notify, reload. */
+/** What the operator changes: drop, grace, notify, reload, restart. */
 function actionCommands(cmd: Subcommand): void {
   cmd('drop', 'release locks now: of a server address, a client, or an export')
     .option('--ip <address>', 'every lock taken through this server address', ipArg)
@@ -194,6 +194,24 @@ function actionCommands(cmd: Subcommand): void {
     if (o.json) return printListing(r.exports);
     print(exportsText(r));
   });
+  cmd('restart', 'restart lockdropd keeping every lock: a new process inherits its open files (no grace, no SM_NOTIFY); under systemd use systemctl restart')
+    .option('--timeout <s>', 'how long to wait for the new process (default 60)', positive)
+    .action(async (_o, c: Command) => {
+      const o = globals<{ timeout?: number }>(c);
+      const t0 = Date.now();
+      const old = await request<RestartReport>(controlPath(o), { cmd: 'restart' });
+      const until = t0 + (o.timeout ?? 60) * 1000;
+      // Ready once a process other than the old one answers on the control socket.
+      for (;;) {
+        const s = await request<StatusReport>(controlPath(o), { cmd: 'status' }, 2_000).catch(() => undefined);
+        if (s && s.pid !== old.pid && s.ready) {
+          const r = { from: old.pid, pid: s.pid, ms: Date.now() - t0, locks: s.locks };
+          return o.json ? printJson(r) : print(`restarted: lockdropd[${old.pid}] → lockdropd[${s.pid}] in ${(r.ms / 1000).toFixed(2)} s, ${plural(s.locks, 'lock')} kept`);
+        }
+        if (Date.now() > until) throw new ControlError(`lockdropd[${old.pid}] was asked to restart, but no new lockdropd answered within ${o.timeout ?? 60} s (see its log)`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
 
 }
 

@@ -1,6 +1,8 @@
 // lockdropd: the daemon. Flags override the config file, which overrides embedded defaults.
 // SIGHUP reloads (address filter, exports, log level, hold-down, …) without dropping a lock;
-// SIGTERM/SIGINT stop gracefully. Exit codes: 0 stopped cleanly, 1 could not start,
+// SIGTERM/SIGINT stop gracefully; with --fd-store under systemd, SIGTERM hands every lock to its
+// file descriptor store instead (a planned restart, src/daemon/restart.ts), and a lockdropd started
+// with descriptors (LISTEN_FDS) takes them back. Exit codes: 0 stopped cleanly, 1 could not start,
 // 64 (EX_USAGE) a usage error, 78 (EX_CONFIG) invalid configuration, a bad flag value included.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
@@ -8,6 +10,7 @@ import { ConfigError, LOG_FORMATS, LOG_LEVELS, SOURCES, loadConfig, type ConfigI
 import { textDestination } from '../daemon/log-text';
 import { Daemon, StartupError } from '../daemon/daemon';
 import { Readiness, statusLine, systemdNotify } from '../daemon/readiness';
+import { closeInherited, inheritedDescriptors, readHandOver, removeFromStore, type HandOver } from '../daemon/restart';
 import { EX_CONFIG, collectList, commanderExit, nonNegativeInteger, positive, text, withConventions } from './args';
 
 const sourceList = (v: string): string[] => {
@@ -34,6 +37,7 @@ interface Flags {
   metrics?: string;
   replay?: string;
   printConfig?: boolean;
+  fdStore?: boolean;
 }
 
 export function buildProgram(): Command {
@@ -54,6 +58,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--log-format <format>', 'json (default) or text: a level word, for the console and journald').choices([...LOG_FORMATS]))
     .option('--metrics <host:port>', 'serve Prometheus metrics on http://host:port/metrics', text)
     .option('--replay <file>', 'take address events from a recorded trace (pcap) instead of the live sources', text)
+    .option('--fd-store', "on SIGTERM under systemd, hand every lock to the unit's file descriptor store (FileDescriptorStoreMax=): the next start takes them back, no grace, no SM_NOTIFY")
     .option('--print-config', 'print the effective configuration as JSON and exit');
 }
 
@@ -85,6 +90,37 @@ function fail(message: string, code: number, log?: Logger): number {
   log?.fatal(message);
   process.stderr.write(`lockdropd: ${message}\n`);
   return code;
+}
+
+/**
+ * The previous lockdropd's hand-over, when this one was started with descriptors: checked, or
+ * refused as a whole (logged, its descriptors closed and removed from systemd's store): then
+ * this start is a crash's, the journal keeps the floating addresses' locks for their owners.
+ */
+function inherited(cfg: Parameters<typeof Daemon.start>[0], log: Logger): HandOver | undefined {
+  let names: Iterable<string> = [];
+  try {
+    const inh = inheritedDescriptors();
+    if (!inh) return undefined;
+    names = inh.byName.keys();
+    try {
+      return readHandOver(inh, cfg);
+    } catch (err) {
+      closeInherited(inh);
+      throw err;
+    }
+  } catch (err) {
+    log.error({ err: (err as Error).message }, `planned restart: the hand-over cannot be used (${(err as Error).message}): starting as after a crash, every inherited descriptor closed; the floating addresses' clients reclaim from their journals`);
+    const socket = process.env.NOTIFY_SOCKET;
+    if (socket) {
+      try {
+        removeFromStore(socket, names);
+      } catch (e) {
+        log.error({ err: (e as Error).message }, `cannot remove the refused descriptors from the file descriptor store: ${(e as Error).message}`);
+      }
+    }
+    return undefined;
+  }
 }
 
 /** Runs the daemon until a stop signal; resolves with the exit code. */
@@ -124,7 +160,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   let stopping = false;
   let done: (code: number) => void = () => undefined;
   const exited = new Promise<number>((resolve) => (done = resolve));
-  const stop = (signal: string): void => {
+  const store = f.fdStore ? process.env.NOTIFY_SOCKET : undefined;
+  const stop = (signal: string, handOver = signal === 'SIGTERM' && store !== undefined): void => {
     if (!daemon) {
       stopRequested ??= signal;
       return;
@@ -135,8 +172,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       return;
     }
     stopping = true;
-    log.info({ signal }, `${signal}: stopping`);
-    daemon.stop().then(
+    log.info({ signal }, `${signal}: ${handOver ? 'handing over' : 'stopping'}`);
+    (handOver ? daemon.handOver(store) : daemon.stop()).then(
       () => done(0),
       (err: Error) => {
         log.error({ err }, 'stop failed');
@@ -156,8 +193,9 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   const readiness = new Readiness(systemdNotify(log), log);
+  const handOver = inherited(cfg, log);
   try {
-    daemon = await Daemon.start(cfg, log, { loadConfig: () => loadConfig(f.config, flags), readiness });
+    daemon = await Daemon.start(cfg, log, { loadConfig: () => loadConfig(f.config, flags), readiness, handOver, onRestart: () => stop('restart', true) });
   } catch (err) {
     if (err instanceof StartupError) {
       readiness.status(`failed to start: ${err.message}`);

@@ -31,6 +31,8 @@ export const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('reload') }),
   /** The effective exports table: each entry with where it came from (the configuration, knfsd's etab, Ganesha's configuration). */
   z.object({ cmd: z.literal('exports') }),
+  /** A planned restart keeping every lock (a new lockdropd inherits the descriptions): answered before it starts. */
+  z.object({ cmd: z.literal('restart') }),
   /** Sets the log level until the next start or reload (Ganesha's `ganesha_mgr set_log`). */
   z.object({ cmd: z.literal('log-level'), level: z.enum(LOG_LEVELS) }),
 ]);
@@ -91,6 +93,11 @@ export interface SourceStatus {
   active: boolean;
   /** Why it is not active (or a note about how it runs). */
   reason?: string;
+}
+
+/** `restart`: the process being replaced; the new one answers `status` with another pid once ready. */
+export interface RestartReport {
+  pid: number;
 }
 
 export interface StatusReport {

@@ -1,8 +1,8 @@
 // The operator's commands (lockdropctl over the control socket): status, locks, drop, grace,
-// monitors, notify, watch, reload, log-level, exports. Each checks its target first (admin.ts) and answers with the
+// monitors, notify, watch, reload, restart, log-level, exports. Each checks its target first (admin.ts) and answers with the
 // views of control/protocol.ts.
 import { isAbsolute, resolve } from 'node:path';
-import type { AddressStatus, DropReport, ExportsReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, LogLevel, LogLevelReport, MonitorView, NotifyReport, ReloadReport, StatusReport } from '../control';
+import type { AddressStatus, DropReport, ExportsReport, DropTarget, GraceReport, GraceTarget, LocksFilter, LockView, LogLevel, LogLevelReport, MonitorView, NotifyReport, ReloadReport, StatusReport, RestartReport } from '../control';
 import type { DropCounts, GraceScope } from '../locks';
 import { nameToHandle } from '../addon';
 import { normaliseAddress } from '../net';
@@ -21,6 +21,7 @@ export interface Lifecycle {
   ready(): boolean;
   reload(): ReloadReport;
   exports(): ExportsReport;
+  restart(): RestartReport;
 }
 
 export class OperatorCommands {
@@ -39,6 +40,7 @@ export class OperatorCommands {
       notify: (ip) => this.notify(ip),
       watch: () => this.parts.feed.stream(),
       reload: () => this.lifecycle.reload(),
+      restart: () => this.lifecycle.restart(),
       logLevel: (level) => this.logLevel(level),
       exports: () => this.lifecycle.exports(),
     };

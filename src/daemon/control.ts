@@ -7,7 +7,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Observable, Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type ExportsReport, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type LogLevel, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent } from '../control';
+import { MAX_REQUEST_BYTES, requestSchema, type ControlReply, type ControlRequest, type DropReport, type DropTarget, type ExportsReport, type GraceReport, type GraceTarget, type LocksFilter, type LockView, type LogLevel, type LogLevelReport, type MonitorView, type NotifyReport, type ReloadReport, type StatusReport, type WatchEvent, type RestartReport } from '../control';
 import { peerCheck, peerUid, type PeerCheck } from './peer';
 
 /** What the daemon answers with; each command maps to one method. */
@@ -23,6 +23,8 @@ export interface ControlHandlers {
   reload(): ReloadReport;
   logLevel(level: LogLevel): LogLevelReport;
   exports(): ExportsReport;
+  /** Throws when this daemon cannot restart itself (run by a service manager). */
+  restart(): RestartReport;
 }
 
 export interface ControlServerOptions {
@@ -204,6 +206,8 @@ export class ControlServer {
         return h.notify(req.ip);
       case 'reload':
         return h.reload();
+      case 'restart':
+        return h.restart();
       case 'log-level':
         return h.logLevel(req.level);
       case 'exports':

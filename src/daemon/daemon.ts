@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { map, merge, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import type { ExportsReport, ReloadReport, StatusReport } from '../control';
+import type { ExportsReport, ReloadReport, RestartReport, StatusReport } from '../control';
 import { ExportsTable, mergeExports, type EffectiveExport } from '../exports';
 import { ExportError } from '../files';
 import { readLocalAddresses } from '../watch';
@@ -18,6 +18,7 @@ import { acquireInstanceLock, type InstanceLock } from './lockfile';
 import { missingCapabilities, readPrivileges } from './privileges';
 import type { MetricsSnapshot } from './metrics';
 import { arrivalOutcomes, arrivalsApplied, presentAddresses, statusLine, type Readiness } from './readiness';
+import { handToStore, quiesceWaits, reexec, removeFromStore, restoreTable, takeSnapshot, tellReplaced, type HandOver } from './restart';
 import { VERSION } from './version';
 
 export { StartupError } from './compose';
@@ -28,7 +29,14 @@ export interface DaemonHooks {
   loadConfig?: () => Config;
   /** sd_notify: READY=1 once serving, RELOADING=1 around reloads. */
   readiness?: Readiness;
+  /** The previous lockdropd's descriptions and snapshot (a planned restart, restart.ts), checked. */
+  handOver?: HandOver;
+  /** `lockdropctl restart` was answered: the caller hands over (handOver) and exits. */
+  onRestart?: () => void;
 }
+
+/** How long the previous lockdropd waits for the one it started to be ready. */
+const RESTART_READY_MS = 60_000;
 
 /** How long READY=1 waits for the addresses present at start before it is sent anyway (with a warning). */
 const ARRIVALS_TIMEOUT_MS = 30_000;
@@ -56,7 +64,7 @@ export class Daemon {
     this.explicit = explicit;
     this.merged = effectiveExports(explicit, follower?.current);
     this.log = parts.logs.root;
-    this.commands = new OperatorCommands(parts, { startedAt: this.startedAt, ready: () => this.ready, reload: () => this.reloadFromFile(), exports: () => this.exports() });
+    this.commands = new OperatorCommands(parts, { startedAt: this.startedAt, ready: () => this.ready, reload: () => this.reloadFromFile(), exports: () => this.exports(), restart: () => this.restart() });
     this.control = new ControlServer({ path: parts.live.config().control, handlers: this.commands.handlers(), log: parts.logs.of('control') });
   }
 
@@ -72,6 +80,10 @@ export class Daemon {
       throw new StartupError((err as Error).message);
     }
     const undo: Undo = [() => lock.release()];
+    const h = hooks.handOver;
+    // Resumed on the ports it had (the configured ones when not ephemeral), over the addresses present now.
+    if (h) cfg = { ...cfg, nlmPort: cfg.nlmPort || h.snapshot.ports.nlm, nsmPort: cfg.nsmPort || h.snapshot.ports.nsm };
+    const present = await readLocalAddresses().then((as) => as.flatMap((a) => (a.local === undefined ? [] : [a.local])), () => []);
     try {
       let daemon: Daemon | undefined;
       // The NFS server's own exports are read before anything is built: the first table has them.
@@ -83,10 +95,12 @@ export class Daemon {
       const read = follower?.current;
       const served = { ...cfg, exports: effectiveExports(cfg, read).map((m) => configEntry(m)) };
       const parts = await compose(served, log, undo, () => daemon!.metricsSnapshot());
+      // Before any turn of the loop: loopback is already bound, a request must find the table whole.
+      if (h) resume(parts, h, new Set([...present, LOOPBACK]), log);
       daemon = new Daemon(parts, lock, hooks, cfg, follower);
       // A change read while the parts were built had no daemon to go to.
       if (follower && follower.current !== read) daemon.followedChanged();
-      await daemon.serve(undo);
+      await daemon.serve(undo, present);
       return daemon;
     } catch (err) {
       for (const f of undo.reverse()) await Promise.resolve(f()).catch(() => undefined);
@@ -96,7 +110,7 @@ export class Daemon {
   }
 
   /** Control socket, metrics, rpcbind, then the node's addresses and the floating ones present now: READY=1 once they are served. */
-  private async serve(undo: Undo): Promise<void> {
+  private async serve(undo: Undo, present: string[]): Promise<void> {
     const { live, metrics, rpcbind, node, failover, watch, leases, nlmServer, nsmServer } = this.parts;
     const cfg = live.config();
     await this.control.listen().catch((err: Error) => {
@@ -114,10 +128,13 @@ export class Daemon {
     await rpcbind.start();
     undo.push(() => rpcbind.stop());
     // Registered, so the node's hosts can find us again when told: serve its addresses and notify.
-    const present = await readLocalAddresses().then((as) => as.flatMap((a) => (a.local === undefined ? [] : [a.local])), () => []);
-    await node.start(present, [LOOPBACK]);
+    const h = this.hooks.handOver;
+    await node.start(present, [LOOPBACK], h !== undefined);
+    // After a planned restart the floating addresses held before are held again as they were.
+    const resumed = new Set(h?.snapshot.floating.filter((a) => present.includes(a) && watch.isFloating(a)));
+    for (const a of resumed) await failover.resume(a);
     // The floating ones arrive through failover: READY=1 waits for them below.
-    const floating = cfg.replay ? [] : await presentAddresses((a) => watch.isFloating(a));
+    const floating = cfg.replay ? [] : (await presentAddresses((a) => watch.isFloating(a))).filter((a) => !resumed.has(a));
     this.subs = wire(this.parts);
     // Ready once every address present now is served (reports come a tick after the events: none is missed).
     const outcomes$ = merge(arrivalOutcomes(failover.reports$, watch.events$), leases.waiting$.pipe(map((w) => ({ address: w.address, failed: true }))));
@@ -125,6 +142,8 @@ export class Daemon {
     if (arrivals.pending.length || arrivals.failed.length) this.log.warn(arrivals, `ready, but not serving ${[...arrivals.pending, ...arrivals.failed].join(', ')}: ${arrivals.pending.length ? `no arrival within ${ARRIVALS_TIMEOUT_MS / 1000} s` : 'their arrival failed or waits for another node'}`);
     this.ready = true;
     this.hooks.readiness?.ready(statusLine(this.status()));
+    // The lockdropd this one replaces (`lockdropctl restart`) exits now, whether its hand-over was usable or not.
+    tellReplaced();
     this.log.info({ nlmPort: nlmServer.port, nsmPort: nsmServer.port, control: cfg.control, metrics: cfg.metrics, metricsPort, stateDir: cfg.stateDir, grace: cfg.grace }, `lockdropd ${VERSION} started: NLM port ${nlmServer.port}, statd port ${nsmServer.port}`);
   }
 
@@ -264,6 +283,61 @@ export class Daemon {
     }
   }
 
+  /**
+   * `lockdropctl restart`: answered at once, then the hand-over (handOver) to a lockdropd started
+   * here. Under a service manager the manager restarts it (`systemctl restart`: the descriptions
+   * go through its file descriptor store).
+   */
+  restart(): RestartReport {
+    if (process.env.NOTIFY_SOCKET) throw new Error('run by a service manager: restart it with systemctl restart lockdropd (the locks are kept through its file descriptor store when the unit passes --fd-store)');
+    if (!this.hooks.onRestart) throw new Error('this daemon was started without a way to restart itself');
+    setImmediate(this.hooks.onRestart);
+    return { pid: process.pid };
+  }
+
+  /**
+   * A planned restart (restart.ts): serving stops, the kernel waits are cancelled, and the table's
+   * snapshot with every open description goes to the next process — systemd's file descriptor
+   * store (`store`: its socket) or a lockdropd started here, which this one waits for. The
+   * descriptions are never closed: the kernel keeps every lock. Rejects when the hand-over
+   * failed (the caller exits: a crash, which the journal covers).
+   */
+  handOver(store?: string): Promise<void> {
+    this.stopping ??= (async () => {
+      const { watch, nlmServer, nsmServer, failover, leases, nlm, files, nsm, metrics, feed, journal, table } = this.parts;
+      const t0 = performance.now();
+      this.log.info(`planned restart: handing every lock over to ${store ? "the service manager's file descriptor store" : 'a new lockdropd'}`);
+      this.hooks.readiness?.stopping();
+      for (const s of this.subs) s.unsubscribe();
+      watch.close();
+      await this.control.close();
+      // Registered with rpcbind still: the next process takes the same ports.
+      await Promise.all([nlmServer.close(), nsmServer.close()]);
+      await failover.settle();
+      const floating = [...failover.status()].filter(([, phase]) => phase !== 'down').map(([a]) => a);
+      failover.close();
+      leases.close();
+      nlm.close();
+      await quiesceWaits(files.files);
+      const taken = takeSnapshot(table, files.files, { nlm: nlmServer.port, nsm: nsmServer.port }, floating);
+      await journal?.close();
+      await nsm.close();
+      await metrics.close();
+      feed.complete();
+      this.lock.release();
+      const s = taken.snapshot;
+      const what = `${s.locks.length} locks, ${s.shares.length} shares, ${s.descriptions.length} descriptions`;
+      if (store) handToStore(store, taken.fds, taken.names);
+      else {
+        const pid = await reexec(taken.fds, taken.names, RESTART_READY_MS);
+        this.log.info({ pid, ms: Number((performance.now() - t0).toFixed(1)) }, `planned restart: lockdropd[${pid}] holds ${what}; exiting`);
+        return;
+      }
+      this.log.info({ ms: Number((performance.now() - t0).toFixed(1)) }, `planned restart: ${what} in the file descriptor store; exiting`);
+    })();
+    return this.stopping;
+  }
+
   /** Graceful stop: stop accepting, unregister from rpcbind, flush records, close probes. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
@@ -293,7 +367,8 @@ export class Daemon {
       this.log.info('stopped');
     })();
     return this.stopping;
-  }}
+  }
+}
 
 /** The configuration's exports and the followed ones, the configuration's winning where both name a path. */
 function effectiveExports(cfg: Config, followed: FollowedExports | undefined): EffectiveExport[] {
@@ -302,3 +377,13 @@ function effectiveExports(cfg: Config, followed: FollowedExports | undefined): E
 
 /** An effective export as the configuration holds one (the followed ones lock on their files unless they say not). */
 const configEntry = (m: EffectiveExport): Config['exports'][number] => ({ ...m.entry, fileLocks: m.entry.fileLocks ?? true });
+
+/** Takes the previous process's table back over its descriptions (restart.ts); systemd's store lets go of its copies. */
+function resume(parts: DaemonParts, h: HandOver, present: ReadonlySet<string>, log: Logger): void {
+  const t0 = performance.now();
+  const { table, files, watch } = parts;
+  const r = restoreTable(h, table, files.files, (a) => present.has(a) || !watch.isFloating(a), log);
+  if (process.env.NOTIFY_SOCKET) removeFromStore(process.env.NOTIFY_SOCKET, h.inherited.byName.keys());
+  const s = h.snapshot;
+  log.info({ from: s.pid, locks: r.locks, shares: r.shares, refused: r.refused, descriptions: r.descriptions, closed: r.closed, ms: Number((performance.now() - t0).toFixed(1)), age: Date.now() - s.at }, `planned restart: ${r.locks} locks and ${r.shares} shares of lockdropd[${s.pid}] taken back over ${r.descriptions} inherited descriptions${r.refused ? `; ${r.refused} refused` : ''}: no grace, no SM_NOTIFY`);
+}

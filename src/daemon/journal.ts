@@ -81,6 +81,13 @@ export class LockJournal implements FailoverJournal {
     return this.opts.table.arrive(address, entries);
   }
 
+  /** After a planned restart: this node writes the address's journal again; the table already holds its locks (restart.ts). */
+  async resume(address: string): Promise<void> {
+    const live = await this.opts.store.takeOver(address);
+    this.held.add(address);
+    this.index(address, [...live].map(([key, value]) => ({ key, value })), true);
+  }
+
   expire(address: string): Unreclaimed {
     return this.opts.table.expireAwaiting(address);
   }

@@ -12,10 +12,22 @@ export class AlreadyRunningError extends Error {
   }
 }
 
+/**
+ * A zombie is a dead daemon its parent has not reaped yet: one a planned restart started
+ * (`lockdropctl restart`) is reparented when the old one exits, to whoever reaps orphans there.
+ */
+const zombie = (pid: number): boolean => {
+  try {
+    return /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
+
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
-    return true;
+    return !zombie(pid);
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }

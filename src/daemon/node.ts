@@ -68,12 +68,19 @@ export class NodeAddresses {
 
   constructor(private readonly opts: NodeAddressesOptions) {}
 
-  /** Serves the node's addresses present now, then starts the node's identity: state, grace, notify. */
-  async start(present: readonly string[], served: readonly string[]): Promise<void> {
+  /**
+   * Serves the node's addresses present now, then starts the node's identity: state, grace,
+   * notify — none of them after a planned restart (`resumed`): its hosts saw no reboot.
+   */
+  async start(present: readonly string[], served: readonly string[], resumed = false): Promise<void> {
     for (const a of served) this.served.add(a);
     for (const a of present) this.present.add(a);
     await Promise.all(present.filter((a) => this.isOwn(a)).map((a) => this.serve(a)));
     const { records } = await this.opts.monitors.activate(NODE_IDENTITY);
+    if (resumed) {
+      this.opts.log?.info({ identity: NODE_IDENTITY, monitors: records, addresses: [...this.served] }, `node: serving ${this.served.size} own addresses after a planned restart: no grace, state unchanged, nobody notified`);
+      return;
+    }
     const state = await this.opts.monitors.bumpState(NODE_IDENTITY);
     if (records > 0) {
       const seconds = this.opts.graceSeconds();

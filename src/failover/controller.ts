@@ -69,6 +69,8 @@ export interface FailoverJournal {
   expire(address: string): Unreclaimed;
   /** An address whose every awaiting lock was reclaimed or given up. */
   readonly reclaimed$: Observable<ReclaimDone>;
+  /** After a planned restart: the address's journal written here again, its entries already in the table (no arrival). */
+  resume?(address: string): Promise<void>;
 }
 
 export type FailoverReport =
@@ -189,6 +191,25 @@ export class FailoverController {
   async notify(address: string): Promise<NotifyOutcome> {
     if (!this.holds(address)) throw new Error(`${address} is not a local server address here: only its holder notifies for it`);
     return this.track(address);
+  }
+
+  /**
+   * An address this node held before a planned restart (src/daemon/restart.ts), its locks
+   * already back in the table: held again as it was — its journal, listeners and monitor
+   * records — with no grace, no new state number and no SM_NOTIFY (its clients saw no change).
+   * Its 'up' event then finds it up: nothing more to do.
+   */
+  async resume(address: string): Promise<void> {
+    this.applied.set(address, 'up');
+    try {
+      await this.opts.journal?.resume?.(address);
+      await this.bind(address);
+      await this.opts.monitors.activate(address);
+    } catch (err) {
+      this.fail(address, 'open-listeners', err);
+      throw err;
+    }
+    this.opts.log?.info({ address }, `${address} resumed after a planned restart: no grace, state unchanged, nobody notified`);
   }
 
   /** Waits until every queued event is applied (notifications may go on: they retry for minutes). */

@@ -286,6 +286,26 @@ export class ExportedFiles implements FileLocker {
     return { open: this.open + closing, closing, roots, waits: this.waits, budgetRefusals: this.budgetRefusals, unlockFailures: this.unlockFailures };
   }
 
+  /** Every open description of a locked file, for a planned restart's hand-over (src/daemon/restart.ts). */
+  descriptions(): { fileKey: string; ownerKey: string; fd: number; writable: boolean; exportPath: string }[] {
+    const out: { fileKey: string; ownerKey: string; fd: number; writable: boolean; exportPath: string }[] = [];
+    for (const [fileKey, f] of this.files) for (const [ownerKey, d] of f.owners) out.push({ fileKey, ownerKey, fd: d.fd, writable: d.writable, exportPath: f.exp.path });
+    return out;
+  }
+
+  /**
+   * A description handed over by the previous lockdropd (a planned restart), taken as the
+   * owner's description of the file: the table's locks set on it again find them held. Throws
+   * when its export is not served on the files, or the owner already has one there.
+   */
+  adoptDescription(fileKey: string, ownerKey: string, fd: number, writable: boolean, exportPath: string): void {
+    const exp = this.exports.get(exportPath);
+    if (!exp) throw new Error(`export ${exportPath} is not locked on its files here`);
+    if (this.files.get(fileKey)?.owners.has(ownerKey)) throw new Error('two descriptions for one owner and file');
+    this.open++;
+    this.adopt(this.files.get(fileKey), fileKey, Buffer.from(fileKey, 'latin1'), exp, ownerKey, fd, writable);
+  }
+
   // ---- FileLocker ----
 
   /**

@@ -182,7 +182,8 @@ describe('package: the Debian package, installed with dpkg', function () {
     assert.equal(v.stderr.trim(), '', 'no warning');
     const unit = readFileSync(m.path(UNIT), 'utf8');
     assert.equal(unitKey(unit, 'Type'), 'notify');
-    assert.equal(unitKey(unit, 'ExecStart'), '/usr/bin/lockdropd --config /etc/lockdrop/lockdrop.yaml');
+    assert.equal(unitKey(unit, 'ExecStart'), '/usr/bin/lockdropd --config /etc/lockdrop/lockdrop.yaml --fd-store');
+    assert.equal(unitKey(unit, 'FileDescriptorStoreMax'), '65536', 'a restart keeps every lock through the file descriptor store');
     assert.match(unitKey(unit, 'ExecReload'), /^\/usr\/bin\/lockdropctl .*reload$/);
     assert.ok(unitKey(unit, 'CapabilityBoundingSet').split(/\s+/).includes('CAP_DAC_READ_SEARCH'));
     assert.equal(unitKey(unit, 'RestartPreventExitStatus'), '64 78');
