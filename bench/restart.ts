@@ -29,7 +29,7 @@ async function run(): Promise<{ total: number; old: number; handOver: number; re
   const dir = daemonDir();
   const exportDir = `${dir}/export`;
   execFileSync('mkdir', ['-p', exportDir]);
-  const d: DaemonProcess = spawnDaemon(['--log-level', 'info'], { dir, config: { exports: [{ path: exportDir, fsid: FSID, secure: false }], maxOpenFiles: LOCKS + 100 } });
+  const d: DaemonProcess = spawnDaemon(['--log-level', 'info'], { dir, config: { exports: [{ path: exportDir, fsid: FSID, secure: false, rootSquash: false }], maxOpenFiles: LOCKS + 100 } });
   const port = (await d.started()).nlmPort as number;
   const c = await NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'tcp', vers: 4, callerName: 'bench-holder' });
   const fhs = Array.from({ length: LOCKS }, (_, i) => knfsdHandle(makeFile(exportDir, `f${i}`, 16), FSID));

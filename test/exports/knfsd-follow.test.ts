@@ -52,11 +52,11 @@ describe('exports: following knfsd (exportfs, etab) end to end', function () {
     let mounted = true;
     cleanups.push(() => mounted && fs.dispose());
     const blkidUuid = execFileSync('blkid', ['-o', 'value', '-s', 'UUID', fs.device], { encoding: 'utf8' }).trim();
-    sh('exportfs', ['-o', 'rw,insecure,no_subtree_check', `127.0.0.1:${fs.dir}`]);
+    sh('exportfs', ['-o', 'rw,insecure,no_root_squash,no_subtree_check', `127.0.0.1:${fs.dir}`]);
     // The configuration names another path; its own exports stay served beside knfsd's.
     const mem = mountTmpfs();
     cleanups.push(() => mem.dispose());
-    d = spawnDaemon([], { config: { exportsFrom: 'knfsd', exports: [{ path: mem.dir, fsid: 90, secure: false }] } });
+    d = spawnDaemon([], { config: { exportsFrom: 'knfsd', exports: [{ path: mem.dir, fsid: 90, secure: false, rootSquash: false }] } });
     cleanups.push(() => d.cleanup());
     const port = (await d.started()).nlmPort as number;
     c = await NlmClient.create({ server: { address: '127.0.0.1', port }, transport: 'tcp', vers: 4, callerName: 'follow-client' });
@@ -88,7 +88,7 @@ describe('exports: following knfsd (exportfs, etab) end to end', function () {
     cleanups.push(() => t.dispose());
     const fh = knfsdHandle(makeFile(t.dir, 'f'), 31);
     assert.equal((await c.lock({ fh, svid: 2, exclusive: true })).status, 'stale_fh', 'a handle of no export, while exports are configured');
-    sh('exportfs', ['-o', 'rw,fsid=31,insecure,no_subtree_check', `*:${t.dir}`]);
+    sh('exportfs', ['-o', 'rw,fsid=31,insecure,no_root_squash,no_subtree_check', `*:${t.dir}`]);
     await until('the new export served', () => (listing<{ path: string }>(d.ctl(['exports', '--json']).stdout).some((e) => e.path === t.dir) ? true : undefined));
     assert.equal((await c.lock({ fh, svid: 2, exclusive: true })).status, 'granted');
     assert.equal(locks().find((l) => l.svid === 2)?.export, t.dir);
@@ -101,7 +101,7 @@ describe('exports: following knfsd (exportfs, etab) end to end', function () {
   it('a table that cannot be read keeps the exports served before', async () => {
     const t = mountTmpfs();
     cleanups.push(() => t.dispose());
-    sh('exportfs', ['-o', 'rw,fsid=32,insecure,no_subtree_check', `*:${t.dir}`]);
+    sh('exportfs', ['-o', 'rw,fsid=32,insecure,no_root_squash,no_subtree_check', `*:${t.dir}`]);
     await until('served', () => (listing<{ path: string }>(d.ctl(['exports', '--json']).stdout).some((e) => e.path === t.dir) ? true : undefined));
     // Written as exportfs writes (a new file renamed over etab): a reader never sees it half-written.
     writeFileSync('/var/lib/nfs/etab.tmp', 'this is not etab\n');

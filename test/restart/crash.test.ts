@@ -33,7 +33,7 @@ describe('restart: kill -9 is a failover to itself', function () {
     const ns = vethNamespace(CLIENT, VIP);
     cleanups.push(() => ns.dispose());
     const dir = daemonDir();
-    const config = { exports: [{ path: m.dir, fsid: FSID, secure: false }] };
+    const config = { exports: [{ path: m.dir, fsid: FSID, secure: false, rootSquash: false }] };
     const start = (): DaemonProcess => {
       const d = spawnDaemon(['--grace', '60', '--nlm-port', '4045', '--nsm-port', '4046'], { dir, config, netns: ns.name });
       cleanups.push(async () => {
@@ -107,7 +107,7 @@ describe('restart: kill -9 is a failover to itself', function () {
     const ns = vethNamespace(CLIENT2, VIP2);
     cleanups.push(() => ns.dispose());
     const dir = daemonDir();
-    const config = { exports: [{ path: m.dir, fsid: FSID, secure: false }] };
+    const config = { exports: [{ path: m.dir, fsid: FSID, secure: false, rootSquash: false }] };
     const start = (): DaemonProcess => {
       const d = spawnDaemon(['--grace', '60', '--nlm-port', '4045', '--nsm-port', '4046'], { dir, config, netns: ns.name });
       cleanups.push(async () => {

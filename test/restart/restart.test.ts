@@ -171,7 +171,7 @@ describe('restart: a planned restart keeps every lock', function () {
   it('lockdropctl restart under load: no lock lost, no probe taking a held range, same port, no grace, no SM_NOTIFY', async () => {
     const m = mountTmpfs();
     cleanups.push(() => m.dispose());
-    const d = spawnDaemon(['--grace', '30'], { config: { exports: [{ path: m.dir, fsid: FSID, secure: false }] } });
+    const d = spawnDaemon(['--grace', '30'], { config: { exports: [{ path: m.dir, fsid: FSID, secure: false, rootSquash: false }] } });
     cleanups.push(() => reap(d));
     const { x, y, held, fhs, port } = await scene(d, m.dir);
     const oldPid = status(d).pid;
@@ -223,7 +223,7 @@ describe('restart: a planned restart keeps every lock', function () {
     const notify = join(dir, 'notify.sock');
     const sock = bindNotifySocket(notify);
     cleanups.push(() => closeSync(sock));
-    const config = { exports: [{ path: m.dir, fsid: FSID, secure: false }] };
+    const config = { exports: [{ path: m.dir, fsid: FSID, secure: false, rootSquash: false }] };
     const d = spawnDaemon(['--grace', '30', '--fd-store'], { dir, config, env: { NOTIFY_SOCKET: notify } });
     cleanups.push(() => reap(d));
     const { y, held, fhs } = await scene(d, m.dir);
