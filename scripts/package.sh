@@ -44,6 +44,12 @@ cp -a node_modules "$lib/node_modules"
 find "$lib/node_modules" \( -name '.eslintrc*' -o -name '.npmignore' -o -name '.gitattributes' -o -name '.github' \
   -o -name '.travis.yml' -o -name '.editorconfig' -o -name '.prettierrc*' -o -name '.nycrc*' -o -name '.taprc' \) -prune -exec rm -rf {} +
 rm -f "$lib/node_modules/pino/index.html"
+# Type declarations a production module lists as a dependency (protobufjs: @types/node) run nothing.
+find "$lib/node_modules" -type d -name '@types' -prune -exec rm -rf {} +
+# An executable bit on a file that is no program (no #!): a packaging slip of some modules.
+find "$lib/node_modules" -type f -perm /111 -print0 | while IFS= read -r -d '' f; do
+  [ "$(head -c 2 "$f")" = '#!' ] || chmod a-x "$f"
+done
 find "$lib/node_modules" -depth -type d -empty -delete
 rm -f "$lib/package-lock.json" "$lib/node_modules/.package-lock.json"
 for b in lockdropd lockdropctl lockdrop; do ln -s "../lib/lockdrop/bin/$b" "$root/usr/bin/$b"; done
