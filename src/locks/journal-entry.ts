@@ -46,7 +46,8 @@ export const journalKey = (owner: string, file: string): string => `${owner.leng
  * grant builds nothing first.
  */
 export interface JournalEntryParts {
-  owner: LockOwner;
+  /** A LockOwner, or its owner handle as latin1 (as the table keeps it). */
+  owner: { host: string; svid: number; oh: Buffer | string };
   fh: Buffer | string;
   exportId: string | undefined;
   /** As on the wire, or as the table's positions (range.ts). */
@@ -77,7 +78,7 @@ export function encodeJournalEntry(e: JournalEntryParts): Buffer {
   o += b.write(e.owner.host, o, 'utf8');
   o = b.writeInt32BE(e.owner.svid | 0, o);
   o = b.writeUInt16BE(e.owner.oh.length, o);
-  o += e.owner.oh.copy(b, o);
+  o += typeof e.owner.oh === 'string' ? b.write(e.owner.oh, o, 'latin1') : e.owner.oh.copy(b, o);
   o = b.writeUInt16BE(fhBytes, o);
   o += typeof e.fh === 'string' ? b.write(e.fh, o, 'latin1') : e.fh.copy(b, o);
   o = b.writeUInt16BE(e.exportId === undefined ? NO_EXPORT : expBytes, o);

@@ -12,7 +12,7 @@ import type { Block, GrantEntry, Share } from './entries';
 import { toWire } from './range';
 import type { Pos } from './range';
 import { FileRecords, HolderRecords, LockRecords, OwnerRecords, Registry } from './records';
-import { journalKey, ownerKeyOfParts, type ReclaimDone } from './journal-entry';
+import { ownerKeyOfParts, type ReclaimDone } from './journal-entry';
 import { JournalIndex, type JournalRecord } from './journal-index';
 import type { BlockGranted, FileLocker, HeldLock, LockChange, LockOwner } from './types';
 
@@ -70,8 +70,14 @@ export class LockState {
   readonly index = new JournalIndex();
   /** Addresses whose entries are this table's own locks (it writes their journal): the index skips them. */
   readonly served = new Set<string>();
-  /** (address, owner, file) whose ranges changed in this call, by address then journal key: written at its end. */
-  readonly marks = new Map<string, Map<string, JournalMark>>();
+  /**
+   * (address, owner, file) whose ranges changed in this call, by address, in the order marked and
+   * maybe more than once (journal-write.ts keeps one of each): written at its end. An address's
+   * list is emptied then, not dropped, and a mark builds no key: most calls mark one entry.
+   */
+  readonly marks = new Map<string, JournalMark[]>();
+  /** Some address's marks are not empty. */
+  marked = false;
   /** Arrived addresses whose locks still await their owners' reclaim. */
   readonly arrivals = new Map<string, ArrivalState>();
   readonly reclaims = new Subject<ReclaimDone>();
@@ -159,10 +165,15 @@ export class LockState {
     if (this.journal === undefined) return;
     const address = this.addrIds.get(addr).address;
     let m = this.marks.get(address);
-    if (!m) this.marks.set(address, (m = new Map()));
+    if (!m) this.marks.set(address, (m = []));
     const fileKey = this.F.key[file];
-    const key = journalKey(this.ownerKeyOf(owner), fileKey);
-    if (!m.has(key)) m.set(key, { owner: this.publicOwner(owner), fileKey, exportId: this.exportIdOf(file) });
+    const ownerKey = this.ownerKeyOf(owner);
+    // The same entry again, just marked (a lock split or merged in one call): once is enough.
+    const last = m.length === 0 ? undefined : m[m.length - 1];
+    if (last !== undefined && last.ownerKey === ownerKey && last.fileKey === fileKey) return;
+    // The owner's parts as the table has them (strings it keeps): no Buffer, no LockOwner per call.
+    m.push({ ownerKey, host: this.hostOf(owner).key, svid: this.O.svid[owner], oh: this.O.oh[owner], fileKey, exportId: this.exportIdOf(file) });
+    this.marked = true;
   }
 
   // ---- interning ----
@@ -390,7 +401,11 @@ export class LockState {
 
 /** An owner's entry on a file through an address, to be written again at the end of the call. */
 export interface JournalMark {
-  owner: LockOwner;
+  /** The owner's locker key, and its parts (the owner handle as latin1): it may be freed before the end of the call. */
+  ownerKey: string;
+  host: string;
+  svid: number;
+  oh: string;
   fileKey: string;
   exportId: string | undefined;
 }

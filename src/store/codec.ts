@@ -120,9 +120,11 @@ export function decodeHeader(b: Buffer): JournalHeader {
   return fromGeneration === 0 ? { generation, fileId, compactedEnd } : { generation, fileId, from: { generation: fromGeneration, offset: fromOffset }, compactedEnd };
 }
 
+/** Bytes one record takes in the journal (frame included), from its key's UTF-8 length. */
+export const framedBytes = (keyBytes: number, value: Buffer | null): number => FRAME_BYTES + PAYLOAD_FIXED + keyBytes + (value?.length ?? 0);
+
 /** Bytes one record takes in the journal (frame included). */
-export const recordBytes = (key: string, value: Buffer | null): number =>
-  FRAME_BYTES + PAYLOAD_FIXED + Buffer.byteLength(key) + (value?.length ?? 0);
+export const recordBytes = (key: string, value: Buffer | null): number => framedBytes(Buffer.byteLength(key), value);
 
 /** Throws RangeError/TypeError for a record the journal cannot hold; else its key's UTF-8 bytes. */
 export function checkRecord(r: JournalRecord): number {
@@ -142,22 +144,28 @@ export function encodeRecords(records: readonly JournalRecord[]): Buffer {
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
     keyBytes[i] = checkRecord(r);
-    total += FRAME_BYTES + PAYLOAD_FIXED + keyBytes[i]! + (r.value?.length ?? 0);
+    total += framedBytes(keyBytes[i]!, r.value);
   }
   const b = Buffer.allocUnsafe(total);
   let at = 0;
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
-    const start = at;
-    const payload = start + FRAME_BYTES;
-    b[payload] = r.value === null ? DELETE : PUT;
-    b.writeUInt16BE(keyBytes[i]!, payload + 1);
-    at = payload + PAYLOAD_FIXED + b.write(r.key, payload + PAYLOAD_FIXED, 'utf8');
-    if (r.value) at += r.value.copy(b, at);
-    b.writeUInt32BE(at - payload, start);
-    b.writeUInt32BE(crc32c(b, payload, at), start + 4);
-  }
+  for (let i = 0; i < records.length; i++) at = writeRecord(b, at, records[i]!, keyBytes[i]!);
   return b;
+}
+
+/**
+ * Frames one record into `b` at `at` (room for it checked by the caller: FRAME_BYTES + 3 + key
+ * bytes + value); returns where the next goes. `keyBytes`: what checkRecord returned for it.
+ */
+export function writeRecord(b: Buffer, at: number, r: JournalRecord, keyBytes: number): number {
+  const start = at;
+  const payload = start + FRAME_BYTES;
+  b[payload] = r.value === null ? DELETE : PUT;
+  b.writeUInt16BE(keyBytes, payload + 1);
+  at = payload + PAYLOAD_FIXED + b.write(r.key, payload + PAYLOAD_FIXED, 'utf8');
+  if (r.value) at += r.value.copy(b, at);
+  b.writeUInt32BE(at - payload, start);
+  b.writeUInt32BE(crc32c(b, payload, at), start + 4);
+  return at;
 }
 
 export interface DecodedRecords {

@@ -155,6 +155,33 @@ describe('locks: the journal index', () => {
     assert.equal(fromParsed.size('V'), 4);
   });
 
+  it('one call writes each (owner, file) it changed once, as the table has it, with the owner handle\'s bytes as sent', () => {
+    const calls: JournalRecord[][] = [];
+    const table = new LockTable({ onBlockGranted: () => undefined, journal: (_a, r) => calls.push(r) });
+    const oh = Buffer.from([0xff, 0x00, 0x80, 0x41]); // not text: the table keeps it as latin1
+    const a = Buffer.from([1, 0xfe]);
+    const b = Buffer.from([2]);
+    const lock = (svid: number, fh: Buffer, offset: bigint) =>
+      assert.equal(table.lock({ fh, owner: { host: 'c1', svid, oh }, exclusive: true, offset, length: 10n, serverAddress: 'V' }, { block: false, reclaim: false }), 'granted');
+    lock(1, a, 0n);
+    lock(1, b, 0n);
+    lock(1, a, 20n);
+    lock(2, a, 40n);
+    const last = calls.at(-1)!;
+    assert.equal(last.length, 1);
+    const entry = decodeJournalEntry(last[0]!.value!);
+    assert.deepEqual(entry.owner.oh, oh);
+    assert.deepEqual(entry.fh, a);
+    assert.deepEqual(decodeJournalEntry(calls[2]![0]!.value!).locks.map((l) => l.offset).sort(), [0n, 20n], 'the whole entry, both locks');
+    calls.length = 0;
+    // The host's reboot touches owner 1's file a twice, its locks there interleaved with others': one record each.
+    table.dropByHost('c1');
+    const keys = calls.flat().map((r) => r.key);
+    assert.equal(keys.length, 3, keys.join(' '));
+    assert.equal(new Set(keys).size, 3);
+    assert.ok(calls.flat().every((r) => r.value === null));
+  });
+
   it('reports a value that does not decode and treats its key as absent', () => {
     const ix = new JournalIndex();
     const a = entryOf(X, 'F', [{ offset: 0n, length: 0n, exclusive: true }]);

@@ -67,6 +67,37 @@ for (const kind of kinds) {
       fs.rmSync(dir, { recursive: true, force: true });
     });
 
+    it('the records are framed as appended: a batch past the write buffer, a refused call leaving nothing of itself, the buffer reused', async () => {
+      const a = await open('node-a');
+      await a.takeOver(V);
+      const follow = follower(a);
+      const rec = (i: number, n: number) => ({ key: `big-${i}-é`, value: Buffer.alloc(n, i & 0xff) });
+      // 300 records of 1 KiB in one turn: more than the 64 KiB the writer starts with.
+      const big = Array.from({ length: 300 }, (_, i) => rec(i, 1024));
+      for (let i = 0; i < big.length; i += 7) a.append(V, big.slice(i, i + 7));
+      // A call with a record the journal cannot hold (a key over 65535 bytes) appends none of its records.
+      assert.throws(() => a.append(V, [{ key: 'refused-call', value: null }, { key: 'x'.repeat(70_000), value: null }]), RangeError);
+      const before = { ...a.counters };
+      await a.commit();
+      assert.equal(a.counters.writes - before.writes, 1);
+      assert.equal(a.counters.records - before.records, 300);
+      // Later batches write from the start of the same buffer again: none carries an earlier one's bytes.
+      const small = [{ key: 'a', value: buf('1') }, { key: 'big-0-é', value: null }];
+      a.append(V, small.slice(0, 1));
+      await a.commit();
+      a.append(V, small.slice(1));
+      await a.commit();
+      const file = fs.readFileSync(path.join(dir, V, 'journal'));
+      assert.deepEqual(file.subarray(HEADER_BYTES), encodeRecords([...big, ...small]), 'exactly the records appended, in order');
+      const b = await open('node-b');
+      const seen = follower(b);
+      await waitFor('the follower to read the journal', () => Object.keys(seen.of(V)).length === 300, 5_000);
+      assert.deepEqual(seen.of(V), follow.of(V), 'another node reads what this one wrote');
+      assert.equal(seen.of(V)['refused-call'], undefined);
+      follow.sub.unsubscribe();
+      seen.sub.unsubscribe();
+    });
+
     it('group commit: the appends of one turn share one write and one fdatasync', async () => {
       const a = await open('node-a');
       assert.deepEqual(asObject(await a.takeOver(V)), {});
