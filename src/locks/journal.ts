@@ -13,7 +13,7 @@ import { flush, wake } from './blocks';
 import type { Arrival, Unreclaimed } from './journal-entry';
 import type { IndexUpdate, IndexedEntry, JournalRecord } from './journal-index';
 import { idleOn } from './mirror';
-import { EOF, dec, inc, maxPos, type Pos } from './range';
+import { EOF, dec, inc, maxPos, minPos, type Pos } from './range';
 import { applyLock, firstConflict, mineOn, unlockRange } from './ranges';
 import type { AddressEntry } from './entries';
 import { isAwaiting, type LockState } from './state';
@@ -57,14 +57,18 @@ export function arrive(st: LockState, address: string, entries: Iterable<Arrivin
     if (file === 0) file = st.newFile(x.file, entry.exportId ?? st.exportOf(entry.fh), entry.fh);
     const owner = st.internOwner(entry.owner);
     // What the owner took meanwhile through another address is newer than the entry: kept as is.
-    // Mostly it holds nothing there: each range is then placed whole, with no walk of its locks.
+    // Mostly it holds nothing there: each range is then placed whole, with no walk of its locks,
+    // while it lies outside the entry's ranges placed before it (an entry's ranges never overlap
+    // as the table writes them, in either order).
     const had = mineOn(st, file, owner).length !== 0;
     refused = undefined;
     placed = false;
-    let end: Pos = -1;
+    let first: Pos = -1;
+    let last: Pos = -1;
     for (const l of x.locks) {
-      const whole = !had && l.start > end;
-      end = maxPos(end, l.end);
+      const whole = !had && (first === -1 || l.start > last || l.end < first);
+      first = first === -1 ? l.start : minPos(first, l.start);
+      last = maxPos(last, l.end);
       if (whole) {
         note(place(st, addr, x.file, entry.fh, file, owner, l.start, l.end, l.exclusive));
       } else {
