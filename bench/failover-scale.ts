@@ -236,6 +236,9 @@ async function runOnce(o: Options, run: number): Promise<Json> {
     const fromNotice = cpuAt.find((x) => x.at >= firstNotice) ?? cpuAt[cpuAt.length - 1]!;
     const last = cpuAt[cpuAt.length - 1]!;
     const storm = { ms: last.at - fromNotice.at, b: last.b - fromNotice.b, bSystem: last.bSystem - fromNotice.bSystem, clients: last.clients - fromNotice.clients };
+    // b's CPU from the removal on a until b serves the address (its arrival: lease, take-over, monitors).
+    const atArrival = cpuAt.find((x) => x.at >= Date.parse(arrived.time)) ?? last;
+    const arrival = { b: atArrival.b - cpu0.b, bSystem: atArrival.bSystem - cpu0.bSystem };
     const done = hosts.map((h) => h.doneAt - tAdd);
     const perHostMs = hosts.map((h) => h.doneAt - h.notifiedAt);
     const base = samples.filter((s) => s.at < tDel).map((s) => s.ms);
@@ -252,7 +255,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       reclaimedMs: { p50: pct(done, 0.5), last: Math.max(...done), perHost: { p50: pct(perHostMs, 0.5), p99: pct(perHostMs, 0.99), max: Math.max(...perHostMs) } },
       everyLockReclaimedMs: tDone - tAdd, fromRemovalMs: tDone - tDel,
       granted, refused, heldOnB: onB, heldOnA: onA, load: [loadAtMove, loadavg()[0]],
-      cpuMs: { b: cpu.b, bSystem: cpu.bSystem, clients: cpu.clients, storm }, tcpOnB,
+      cpuMs: { b: cpu.b, bSystem: cpu.bSystem, clients: cpu.clients, arrival, storm }, tcpOnB,
       probe: {
         baseline: { n: base.length, p50: pct(base, 0.5), p99: pct(base, 0.99), max: Math.max(...base) },
         during: { n: during.length, p50: pct(during.map((s) => s.ms), 0.5), p99: pct(during.map((s) => s.ms), 0.99), max: Math.max(...during.map((s) => s.ms)) },
@@ -266,6 +269,7 @@ async function runOnce(o: Options, run: number): Promise<Json> {
       `every host answered SM_NOTIFY by ${f1(result.notifyDoneOnB.afterAddMs)} ms (${notifyDone.notified} answered, ${notifyDone.failed} failed)`);
     log(`SM_NOTIFY at the hosts: first ${f1(result.notifiedMs.first)} ms, median ${f1(result.notifiedMs.p50)} ms, last ${f1(result.notifiedMs.last)} ms`);
     log(`reclaims done: median host ${f1(result.reclaimedMs.p50)} ms, last ${f1(result.reclaimedMs.last)} ms (a host's, from its notice: p50 ${f1(result.reclaimedMs.perHost.p50)} / p99 ${f1(result.reclaimedMs.perHost.p99)} / max ${f1(result.reclaimedMs.perHost.max)} ms); ${granted} granted ${JSON.stringify(refused)}; b holds ${onB}, a ${onA} through ${VIP}`);
+    log(`CPU of b from the removal until it serves ${VIP}: ${arrival.b.toFixed(0)} ms (${arrival.bSystem.toFixed(0)} of it in the kernel; /proc's 10 ms ticks, sampled every 25 ms)`);
     log(`CPU from the removal until the last reclaim: b ${cpu.b.toFixed(0)} ms (${((cpu.b * 1000) / o.locks).toFixed(1)} µs per reclaimed lock, ${((cpu.bSystem * 1000) / o.locks).toFixed(1)} of it in the kernel), the client processes ${cpu.clients.toFixed(0)} ms`);
     log(`CPU from the first host's notice until the last reclaim (${f1(storm.ms)} ms): b ${storm.b.toFixed(0)} ms (${((storm.b * 1000) / o.locks).toFixed(1)} µs per reclaim, ${((storm.bSystem * 1000) / o.locks).toFixed(1)} of it in the kernel), the client processes ${storm.clients.toFixed(0)} ms (${((storm.clients * 1000) / o.locks).toFixed(1)} µs per reclaim)`);
     log(`every lock reclaimed ${f1(result.everyLockReclaimedMs)} ms after ip addr add began (${f1(result.fromRemovalMs)} ms after the removal on a)`);

@@ -4,7 +4,7 @@
 import type { Observable, Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import type { FailoverJournal } from '../failover';
-import { decodeJournalEntry, type Arrival, type JournalEntry, type LockTable, type ReclaimDone, type Unreclaimed } from '../locks';
+import type { Arrival, LockTable, ReclaimDone, Unreclaimed } from '../locks';
 import type { ClusterStore, JournalRecord } from '../store';
 
 export interface LockJournalOptions {
@@ -68,17 +68,12 @@ export class LockJournal implements FailoverJournal {
   async takeOver(address: string): Promise<Arrival> {
     const live = await this.opts.store.takeOver(address);
     this.held.add(address);
-    const records = [...live].map(([key, value]) => ({ key, value }));
+    const records: JournalRecord[] = [];
+    for (const [key, value] of live) records.push({ key, value });
+    // The index decodes each entry once (none, mostly: it followed the journal before) and the
+    // arrival places them as it has them; one that does not decode is reported and protects nothing.
     this.index(address, records, true);
-    const entries: JournalEntry[] = [];
-    for (const { value } of records) {
-      try {
-        entries.push(decodeJournalEntry(value));
-      } catch {
-        // Reported by index(); an entry nobody can read protects nothing.
-      }
-    }
-    return this.opts.table.arrive(address, entries);
+    return this.opts.table.arriveIndexed(address);
   }
 
   /** After a planned restart: this node writes the address's journal again; the table already holds its locks (restart.ts). */

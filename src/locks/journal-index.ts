@@ -62,7 +62,11 @@ class Indexed implements IndexedEntry {
 
 /** What the index keeps of an entry's bytes. Throws JournalEntryError. */
 function parse(value: Buffer): ParsedEntry & { entry: JournalEntry } {
-  const entry = decodeJournalEntry(value);
+  return indexedForm(decodeJournalEntry(value));
+}
+
+/** An entry in the index's form: its file and owner keys, its ranges as positions. */
+export function indexedForm(entry: JournalEntry): ParsedEntry & { entry: JournalEntry } {
   const locks: IndexedLock[] = [];
   for (const l of entry.locks) {
     const r = parseRange(l.offset, l.length);
@@ -86,11 +90,24 @@ export class JournalIndex {
   apply(address: string, records: readonly JournalRecord[], reset = false): IndexUpdate {
     const update: IndexUpdate = { files: new Set(), bad: [] };
     let mine = this.byAddress.get(address);
-    if (reset && mine) {
-      for (const x of mine.values()) this.unlink(x, update);
-      mine.clear();
+    // A reset (a take-over, a compaction) mostly says again what the index has: an entry of the
+    // same bytes stays as it is, not decoded again, and its file's waiters need not look again.
+    const before = reset ? mine : undefined;
+    if (before) {
+      this.byAddress.delete(address);
+      mine = undefined;
     }
     for (const { key, value, parsed } of records) {
+      const was = before?.get(key);
+      if (was) {
+        before!.delete(key);
+        if (value !== null && was.value.equals(value)) {
+          if (!mine) this.byAddress.set(address, (mine = new Map()));
+          mine.set(key, was);
+          continue;
+        }
+        this.unlink(was, update);
+      }
       const old = mine?.get(key);
       if (old) {
         this.unlink(old, update);
@@ -113,6 +130,7 @@ export class JournalIndex {
       onFile.add(x);
       update.files.add(x.file);
     }
+    for (const x of before?.values() ?? []) this.unlink(x, update);
     if (mine && mine.size === 0) this.byAddress.delete(address);
     return update;
   }

@@ -10,11 +10,12 @@
 //    owners' descriptions on the files: placeholders nobody else can take); a reclaim turns them
 //    into ordinary locks, and once none is left the address's reclaim is done.
 import { flush, wake } from './blocks';
-import type { Arrival, JournalEntry, Unreclaimed } from './journal-entry';
-import type { IndexUpdate, JournalRecord } from './journal-index';
+import type { Arrival, Unreclaimed } from './journal-entry';
+import type { IndexUpdate, IndexedEntry, JournalRecord } from './journal-index';
 import { idleOn } from './mirror';
-import { EOF, dec, inc, maxPos, parseRange, type Pos } from './range';
+import { EOF, dec, inc, maxPos, minPos, type Pos } from './range';
 import { applyLock, firstConflict, mineOn, unlockRange } from './ranges';
+import type { AddressEntry } from './entries';
 import { isAwaiting, type LockState } from './state';
 
 /** Applies records of an address's journal to the index; waiters on the files it touched look again. */
@@ -28,6 +29,9 @@ export function applyJournal(st: LockState, address: string, records: readonly J
   return update;
 }
 
+/** An entry as the arrival takes it: as the index keeps it (keys and ranges parsed when it was read). */
+export type ArrivingEntry = Pick<IndexedEntry, 'file' | 'owner' | 'entry' | 'locks'>;
+
 /**
  * An address arrived with these journal entries: each becomes its owner's locks through the
  * address, awaiting reclaim, held on the file in the owner's own description (so the reclaim is
@@ -35,46 +39,43 @@ export function applyJournal(st: LockState, address: string, records: readonly J
  * address moved is reported lost, and still kept from lockdrop's other clients until its owner's
  * reclaim or the grace's end.
  */
-export function arrive(st: LockState, address: string, entries: readonly JournalEntry[]): Arrival {
+export function arrive(st: LockState, address: string, entries: Iterable<ArrivingEntry>): Arrival {
   const lost: Arrival['lost'] = [];
   const hosts = new Set<string>();
   const addr = st.internAddr(address);
   const before = addr.awaiting;
   st.served.add(address);
-  for (const entry of entries) {
-    const fileKey = entry.fh.toString('latin1');
-    let file = st.F.findKey(fileKey);
-    if (file === 0) file = st.newFile(fileKey, entry.exportId ?? st.exportOf(entry.fh));
+  let refused: string | undefined;
+  let placed = false;
+  const note = (status: string): void => {
+    if (status === 'granted' || status === 'kept') placed = true;
+    if (status !== 'granted') refused = status === 'kept' ? 'denied' : status;
+  };
+  for (const x of entries) {
+    const { entry } = x;
+    let file = st.F.findKey(x.file);
+    if (file === 0) file = st.newFile(x.file, entry.exportId ?? st.exportOf(entry.fh), entry.fh);
     const owner = st.internOwner(entry.owner);
-    let refused: string | undefined;
-    for (const l of entry.locks) {
-      const r = parseRange(l.offset, l.length);
-      if (!r) continue;
-      // What the owner took meanwhile through another address is newer than the entry: kept as is.
-      for (const g of gapsOf(st, file, owner, r.start, r.end)) {
-        const c = firstConflict(st, file, owner, g.s, g.e, l.exclusive);
-        const status = c !== 0 ? 'denied' : st.locker ? st.locker.lock(fileKey, entry.fh, st.ownerKeyOf(owner), g.s, g.e, l.exclusive) : 'granted';
-        // Held by a locker outside the table (a local process that came in while the address
-        // moved, or one of this table's own waiters the kernel has just woken): the lock is still
-        // kept for its owner in the table, so no lockdrop client gets it before the grace ends;
-        // its placeholder is taken once a waiter gives the range back. Only the first case is a
-        // loss, reported: the owner's reclaim is refused while that locker holds the range.
-        const pending = status === 'denied' && c === 0;
-        if (status !== 'granted' && !pending) {
-          refused = status;
-          continue;
-        }
-        applyLock(st, file, st.internHolder(owner, addr), g.s, g.e, l.exclusive, true);
-        if (pending) {
-          if (!waitsInKernel(st, file, owner, g.s, g.e)) refused = status;
-          const p = st.placeholders.get(file);
-          const later = { owner, s: g.s, e: g.e, excl: l.exclusive };
-          if (p) p.push(later);
-          else st.placeholders.set(file, [later]);
-        }
-        hosts.add(entry.owner.host);
+    // What the owner took meanwhile through another address is newer than the entry: kept as is.
+    // Mostly it holds nothing there: each range is then placed whole, with no walk of its locks,
+    // while it lies outside the entry's ranges placed before it (an entry's ranges never overlap
+    // as the table writes them, in either order).
+    const had = mineOn(st, file, owner).length !== 0;
+    refused = undefined;
+    placed = false;
+    let first: Pos = -1;
+    let last: Pos = -1;
+    for (const l of x.locks) {
+      const whole = !had && (first === -1 || l.start > last || l.end < first);
+      first = first === -1 ? l.start : minPos(first, l.start);
+      last = maxPos(last, l.end);
+      if (whole) {
+        note(place(st, addr, x.file, entry.fh, file, owner, l.start, l.end, l.exclusive));
+      } else {
+        for (const g of gapsOf(st, file, owner, l.start, l.end)) note(place(st, addr, x.file, entry.fh, file, owner, g.s, g.e, l.exclusive));
       }
     }
+    if (placed) hosts.add(entry.owner.host);
     if (refused !== undefined) lost.push({ entry, status: refused });
     st.forgetIfUnused(file, owner);
   }
@@ -84,6 +85,32 @@ export function arrive(st: LockState, address: string, entries: readonly Journal
   else st.freeAddrIfEmpty(addr);
   flush(st);
   return { locks, hosts: hosts.size, lost };
+}
+
+/**
+ * One range of an arriving entry, awaiting its owner's reclaim, and its placeholder on the file:
+ * one lock call, no test first (the table's own conflicts are looked at in memory). 'granted':
+ * held for the owner (its placeholder may wait for one of the table's waiters to give the range
+ * back); 'kept': kept for the owner in the table but lost on the file (another locker holds it);
+ * otherwise what refused it.
+ */
+function place(st: LockState, addr: AddressEntry, fileKey: string, fh: Buffer, file: number, owner: number, s: Pos, e: Pos, excl: boolean): string {
+  const c = firstConflict(st, file, owner, s, e, excl);
+  const status = c !== 0 ? 'denied' : st.locker ? st.locker.lock(fileKey, fh, st.ownerKeyOf(owner), s, e, excl) : 'granted';
+  // Held by a locker outside the table (a local process that came in while the address
+  // moved, or one of this table's own waiters the kernel has just woken): the lock is still
+  // kept for its owner in the table, so no lockdrop client gets it before the grace ends;
+  // its placeholder is taken once a waiter gives the range back. Only the first case is a
+  // loss, reported: the owner's reclaim is refused while that locker holds the range.
+  const pending = status === 'denied' && c === 0;
+  if (status !== 'granted' && !pending) return status;
+  applyLock(st, file, st.internHolder(owner, addr), s, e, excl, true);
+  if (!pending) return 'granted';
+  const p = st.placeholders.get(file);
+  const later = { owner, s, e, excl };
+  if (p) p.push(later);
+  else st.placeholders.set(file, [later]);
+  return waitsInKernel(st, file, owner, s, e) ? 'granted' : 'kept';
 }
 
 /** Whether another owner's request on the file waits in the kernel for bytes of [s, e]. */

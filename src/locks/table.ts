@@ -18,7 +18,7 @@
 import type { Observable } from 'rxjs';
 import { applyJournal, arrive, expireAwaiting, reclaimProgress } from './journal';
 import type { Arrival, JournalEntry, ReclaimDone, Unreclaimed } from './journal-entry';
-import type { IndexUpdate, IndexedEntry, JournalRecord } from './journal-index';
+import { indexedForm, type IndexUpdate, type IndexedEntry, type JournalRecord } from './journal-index';
 import { protectedBy } from './protect';
 import { share, unshare } from './shares';
 import { findBlock, flush, queueBlock, removeBlock, undoGrant, wake, wouldDeadlock } from './blocks';
@@ -358,7 +358,15 @@ export class LockTable {
 
   /** The address arrived with these journal entries: each is held for its owner, awaiting reclaim. */
   arrive(address: string, entries: readonly JournalEntry[]): Arrival {
-    return arrive(this.st, address, entries);
+    return arrive(this.st, address, entries.map(indexedForm));
+  }
+
+  /**
+   * The address arrived with its journal as this node's index has it (applyJournal with its whole
+   * content, reset, just before): each entry is held for its owner, as decoded when it was indexed.
+   */
+  arriveIndexed(address: string): Arrival {
+    return arrive(this.st, address, this.st.index.entries(address));
   }
 
   /** The address's grace ended: what still awaits reclaim is removed (placeholders released, entries written again). */

@@ -63,6 +63,7 @@ export interface LoadedAddress {
   skipped: SkippedFile[];
 }
 
+const PRIV = new RegExp(`^[0-9a-f]{${SM_PRIV_SIZE * 2}}$`);
 const name = z.string().min(1).max(SM_MAXSTRLEN);
 const address = z.string().refine(isAddress, 'not an IP address');
 const int32 = z.number().int().min(-0x80000000).max(0x7fffffff);
@@ -77,7 +78,7 @@ const recordSchema = z.object({
     myProg: int32,
     myVers: int32,
     myProc: int32,
-    priv: z.string().regex(new RegExp(`^[0-9a-f]{${SM_PRIV_SIZE * 2}}$`)),
+    priv: z.string().regex(PRIV),
     callbackAddress: address,
   }).strict()),
   since: z.number(),
@@ -96,8 +97,27 @@ export function parseHostRecord(text: string): HostRecord | string {
   } catch {
     return 'torn or corrupt record (not JSON)';
   }
+  // 10k records load on an address's arrival: a record as written passes a plain check; only one
+  // that fails it meets the schema, which says why (the check is never looser than the schema).
+  if (isHostRecord(parsed)) return parsed;
   const v = recordSchema.safeParse(parsed);
   return v.success ? v.data : `invalid record: ${v.error.issues[0]?.path.join('.')} ${v.error.issues[0]?.message}`;
+}
+
+const RECORD_KEYS = new Set(Object.keys(recordSchema.shape));
+const CALLBACK_KEYS = new Set(Object.keys(recordSchema.shape.callbacks.element.shape));
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const hasOnly = (o: Record<string, unknown>, keys: Set<string>): boolean => Object.keys(o).every((k) => keys.has(k));
+const isInt32 = (n: unknown): boolean => Number.isInteger(n) && (n as number) >= -0x80000000 && (n as number) <= 0x7fffffff;
+const isText = (s: unknown, min: number): s is string => typeof s === 'string' && s.length >= min && s.length <= SM_MAXSTRLEN;
+
+/** recordSchema's rules, written out: the same record passes or the schema says why not. */
+function isHostRecord(v: unknown): v is HostRecord {
+  if (!isObject(v) || !hasOnly(v, RECORD_KEYS)) return false;
+  if (!isText(v.monName, 1) || typeof v.address !== 'string' || !isAddress(v.address) || typeof v.serverAddress !== 'string' || !isAddress(v.serverAddress)) return false;
+  if (('state' in v && v.state !== undefined && !isInt32(v.state)) || typeof v.local !== 'boolean' || typeof v.since !== 'number' || !Array.isArray(v.callbacks)) return false;
+  return v.callbacks.every((c: unknown) => isObject(c) && hasOnly(c, CALLBACK_KEYS) && isText(c.myName, 0) && isInt32(c.myProg) && isInt32(c.myVers) && isInt32(c.myProc)
+    && typeof c.priv === 'string' && PRIV.test(c.priv) && typeof c.callbackAddress === 'string' && isAddress(c.callbackAddress));
 }
 
 /** A state number as written ("<n>\n"), or undefined when it is not one. */

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { JournalEntryError, decodeJournalEntry, encodeJournalEntry, journalKey, ownerKey, type JournalEntry } from '../../src/locks/journal-entry';
 import { JournalIndex, type JournalRecord } from '../../src/locks/journal-index';
 import { LockTable } from '../../src/locks';
+import { checkIndexes } from '../../src/locks/testing';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+|#[^\n]*/g, ''), 'hex');
 
@@ -180,6 +181,43 @@ describe('locks: the journal index', () => {
     assert.equal(keys.length, 3, keys.join(' '));
     assert.equal(new Set(keys).size, 3);
     assert.ok(calls.flat().every((r) => r.value === null));
+  });
+
+  it('a reset keeps an entry of the same bytes as it is (not decoded again), replaces a changed one, forgets a missing one', () => {
+    const ix = new JournalIndex();
+    const a = entryOf(X, 'F', [{ offset: 0n, length: 0n, exclusive: true }]);
+    const b = entryOf({ ...X, svid: 7 }, 'G', [{ offset: 0n, length: 1n, exclusive: true }]);
+    const c = entryOf({ ...X, svid: 8 }, 'H', [{ offset: 5n, length: 1n, exclusive: false }]);
+    ix.apply('V', [a, b, c]);
+    const [xa, xb] = ix.entries('V');
+    const b2 = entryOf({ ...X, svid: 7 }, 'G', [{ offset: 0n, length: 2n, exclusive: true }]);
+    const up = ix.apply('V', [{ key: a.key, value: Buffer.from(a.value) }, b2], true);
+    assert.deepEqual([...up.files].sort(), ['G', 'H'], 'F did not change: its waiters need not look again');
+    const [ya, yb] = ix.entries('V');
+    assert.equal(ya, xa, 'the same bytes: the same entry');
+    assert.notEqual(yb, xb);
+    assert.deepEqual(yb.locks, [{ start: 0, end: 1, exclusive: true }]);
+    assert.equal(ix.size('V'), 2);
+    assert.ok(ix.conflict('F', 'other', 0, 0, false, none));
+    assert.equal(ix.conflict('H', 'other', 5, 5, true, none), undefined);
+    assert.equal(ix.apply('V', [], true).files.size, 2);
+    assert.deepEqual(ix.addresses(), []);
+  });
+
+  it('an arrival from the index holds what an arrival of the decoded entries holds', () => {
+    const a = entryOf(X, 'F', [{ offset: 0n, length: 10n, exclusive: true }, { offset: 20n, length: 0n, exclusive: false }]);
+    const b = entryOf({ ...X, host: 'c2' }, 'F', [{ offset: 10n, length: 5n, exclusive: false }]);
+    const bad = { key: 'k', value: Buffer.from([1]) };
+    const viaIndex = new LockTable();
+    assert.equal(viaIndex.applyJournal('V', [a, b, bad], true).bad.length, 1);
+    const decoded = new LockTable();
+    decoded.applyJournal('V', [a, b], true);
+    const arrivals = [viaIndex.arriveIndexed('V'), decoded.arrive('V', [a, b].map((r) => decodeJournalEntry(r.value)))];
+    for (const [i, t] of [viaIndex, decoded].entries()) {
+      assert.deepEqual({ ...arrivals[i]!, lost: arrivals[i]!.lost.length }, { locks: 3, hosts: 2, lost: 0 });
+      assert.deepEqual(checkIndexes(t), []);
+      assert.deepEqual([...t.locks()].map((l) => [l.owner.host, l.offset, l.length, l.exclusive]).sort(), [[X.host, 0n, 10n, true], [X.host, 20n, 0n, false], ['c2', 10n, 5n, false]].sort());
+    }
   });
 
   it('reports a value that does not decode and treats its key as absent', () => {

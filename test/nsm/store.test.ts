@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { NsmStore, recordFileName, type HostRecord } from '../../src/nsm';
+import { NsmStore, parseHostRecord, recordFileName, type HostRecord } from '../../src/nsm';
 
 const rec = (i: number, serverAddress = '10.0.0.5'): HostRecord => ({
   monName: `client${i}`, address: `192.168.${i >> 8}.${i & 255}`, serverAddress, local: true, callbacks: [], since: 1,
@@ -60,6 +60,23 @@ describe('nsm durable store', () => {
     assert.deepEqual(got.skipped.map((k) => path.basename(k.path)).sort(), Object.keys(files).map((n) => `${n}.json`).sort());
     const left = readdirSync(hosts).sort();
     assert.deepEqual(left, [...Object.keys(files).map((n) => `${n}.json`), recordFileName('client1', rec(1).address)].sort());
+  });
+
+  it('a record passes the plain check exactly when it is what the schema allows; a bad one is refused with the reason', () => {
+    const cb = { myName: 'me', myProg: 100021, myVers: 4, myProc: 16, priv: '00'.repeat(16), callbackAddress: '127.0.0.1' };
+    const good: HostRecord[] = [rec(1), { ...rec(2), state: -3 }, { ...rec(3), callbacks: [cb, { ...cb, myName: '' }] }];
+    for (const r of good) assert.deepEqual(parseHostRecord(JSON.stringify(r)), r);
+    const bad: [unknown, RegExp][] = [
+      [[rec(1)], /invalid record/], [null, /invalid record/], [{ ...rec(1), extra: 1 }, /invalid record/],
+      [{ ...rec(1), monName: '' }, /monName/], [{ ...rec(1), monName: 'x'.repeat(1025) }, /monName/],
+      [{ ...rec(1), address: 'host' }, /address/], [{ ...rec(1), serverAddress: 5 }, /serverAddress/],
+      [{ ...rec(1), state: 1.5 }, /state/], [{ ...rec(1), state: 2 ** 31 }, /state/], [{ ...rec(1), local: 'yes' }, /local/],
+      [{ ...rec(1), since: '1' }, /since/], [{ ...rec(1), callbacks: {} }, /callbacks/],
+      [{ ...rec(1), callbacks: [{ ...cb, priv: 'AA'.repeat(16) }] }, /callbacks.0.priv/],
+      [{ ...rec(1), callbacks: [{ ...cb, extra: true }] }, /callbacks.0/], [{ ...rec(1), callbacks: [{ ...cb, myProc: -(2 ** 31) - 1 }] }, /myProc/],
+      [{ ...rec(1), callbacks: [cb, { ...cb, callbackAddress: '1.2.3' }] }, /callbacks.1.callbackAddress/],
+    ];
+    for (const [r, why] of bad) assert.match(parseHostRecord(JSON.stringify(r)) as string, why, JSON.stringify(r));
   });
 
   it('reports a corrupt state file and carries on', async () => {
