@@ -27,8 +27,8 @@ import { dropByExport, dropByHost, dropByServerAddress } from './drops';
 import { GraceTable } from './grace';
 import { checked, closeIfIdle, idleOn, resync } from './mirror';
 import { ownerKey } from './journal-entry';
-import { EOF, parseRange, toWire, type Pos } from './range';
-import { applyLock, firstConflict, reclaimExact, unlockRange } from './ranges';
+import { EOF, inc, parseRange, toWire, type Pos } from './range';
+import { applyLock, firstConflict, mineOn, reclaimExact, unlockRange } from './ranges';
 import { LockState, isAwaiting, isExcl } from './state';
 import { blockedRequests, heldLocks, hostsAt, shareReservations, stats } from './views';
 import type { LockFilter, LockTableStats } from './views';
@@ -149,7 +149,14 @@ export class LockTable {
     // a conflicting holder (denied) nor tells the client to reclaim (denied_grace_period).
     if (st.draining.size !== 0 && st.draining.has(req.serverAddress)) return checked(st, fkey, req.fh, 'denied_nolocks');
     const exportId = file !== 0 ? st.exportIdOf(file) : st.exportOf(req.fh);
-    if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) return checked(st, fkey, req.fh, 'denied_grace_period');
+    if (this.grace.covers(req.serverAddress, exportId) !== opts.reclaim) {
+      // Every awaiting lock was reclaimed (clients of an earlier notice) before the arrival's own
+      // SM_NOTIFY went out, and the grace ended: the reclaims that notice sets off are of locks
+      // their owners hold here now. Confirming one changes nothing; refusing it would tell its
+      // client the lock is lost (Linux clients then fail the file's I/O).
+      if (opts.reclaim && file !== 0 && this.holdsAlready(req, file, r.start, r.end)) return 'granted';
+      return checked(st, fkey, req.fh, 'denied_grace_period');
+    }
     // A reclaim of exactly a lock awaiting it: nothing to look for, to lock on the file or to journal.
     if (opts.reclaim && file !== 0 && this.reclaimedExactly(req, file, r.start, r.end)) return 'granted';
     if (file === 0) file = st.newFile(fkey || req.fh.toString('latin1'), exportId, req.fh);
@@ -220,6 +227,24 @@ export class LockTable {
    * its lock (ranges.ts reclaimExact). Not when its placeholder is still to be taken (the kernel
    * refused it at arrival): the general path asks the file. False: nothing changed.
    */
+  /** Whether the owner holds [s, e] of this type through the request's address now (its locks there cover it, end to end). */
+  private holdsAlready(req: LockRequest, file: number, s: Pos, e: Pos): boolean {
+    const st = this.st;
+    const L = st.L;
+    const addr = st.addrs.get(req.serverAddress);
+    const owner = st.findOwner(req.owner);
+    if (addr === undefined || owner === 0) return false;
+    const mine = mineOn(st, file, owner).filter((l) => st.H.addr[L.holder[l]] === addr.id && isExcl(L, l) === req.exclusive && L.start(l) <= e && L.end(l) >= s);
+    mine.sort((a, b) => (L.start(a) < L.start(b) ? -1 : L.start(a) > L.start(b) ? 1 : 0));
+    let from: Pos = s;
+    for (const l of mine) {
+      if (L.start(l) > from) return false;
+      if (L.end(l) >= e) return true;
+      from = inc(L.end(l));
+    }
+    return false;
+  }
+
   private reclaimedExactly(req: LockRequest, file: number, s: Pos, e: Pos): boolean {
     const st = this.st;
     const addr = st.addrs.get(req.serverAddress);
