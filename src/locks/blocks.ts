@@ -229,8 +229,10 @@ function takePlaceholders(st: LockState, file: number): void {
   const fh = Buffer.from(key, 'latin1');
   const left = pending.filter((p) => {
     // A lock reclaimed, released or dropped meanwhile needs no placeholder any more.
-    if (!st.O.live(p.owner) || !mineOn(st, file, p.owner).some((l) => st.L.start(l) <= p.e && st.L.end(l) >= p.s)) return false;
-    return st.locker!.lock(key, fh, st.ownerKeyOf(p.owner), p.s, p.e, p.excl) !== 'granted';
+    const needed = st.O.live(p.owner) && mineOn(st, file, p.owner).some((l) => st.L.start(l) <= p.e && st.L.end(l) >= p.s);
+    if (needed && st.locker!.lock(key, fh, st.ownerKeyOf(p.owner), p.s, p.e, p.excl) !== 'granted') return true;
+    p.cancel?.();
+    return false;
   });
   if (left.length) st.placeholders.set(file, left);
   else st.placeholders.delete(file);

@@ -12,11 +12,11 @@
 import { flush, wake } from './blocks';
 import type { Arrival, Unreclaimed } from './journal-entry';
 import type { IndexUpdate, IndexedEntry, JournalRecord } from './journal-index';
-import { idleOn } from './mirror';
+import { idleOn, resync } from './mirror';
 import { EOF, dec, inc, maxPos, minPos, type Pos } from './range';
 import { applyLock, firstConflict, mineOn, unlockRange } from './ranges';
 import type { AddressEntry } from './entries';
-import { isAwaiting, type LockState } from './state';
+import { isAwaiting, type LockState, type Placeholder } from './state';
 
 /** Applies records of an address's journal to the index; waiters on the files it touched look again. */
 export function applyJournal(st: LockState, address: string, records: readonly JournalRecord[], reset: boolean): IndexUpdate {
@@ -107,10 +107,47 @@ function place(st: LockState, addr: AddressEntry, fileKey: string, fh: Buffer, f
   applyLock(st, file, st.internHolder(owner, addr), s, e, excl, true);
   if (!pending) return 'granted';
   const p = st.placeholders.get(file);
-  const later = { owner, s, e, excl };
+  const later: Placeholder = { owner, s, e, excl };
   if (p) p.push(later);
   else st.placeholders.set(file, [later]);
-  return waitsInKernel(st, file, owner, s, e) ? 'granted' : 'kept';
+  if (waitsInKernel(st, file, owner, s, e)) return 'granted';
+  // The outside locker lets go when it will, and nothing tells the table: the placeholder waits
+  // for the range in the kernel, so that no other process takes it after the window.
+  later.cancel = waitForPlaceholder(st, fileKey, fh, later);
+  return 'kept';
+}
+
+/** Waits in the kernel for a placeholder's range on its owner's description; kept only while the table still has the owner's lock there. */
+function waitForPlaceholder(st: LockState, fileKey: string, fh: Buffer, p: Placeholder): () => void {
+  const who = st.publicOwner(p.owner);
+  const ownerKey = st.ownerKeyOf(p.owner);
+  return st.locker!.wait(fileKey, fh, ownerKey, p.s, p.e, p.excl, (acquired) => {
+    p.cancel = undefined;
+    const file = st.F.findKey(fileKey);
+    const pending = file !== 0 ? st.placeholders.get(file) : undefined;
+    const i = pending ? pending.indexOf(p) : -1;
+    if (i >= 0 && acquired) {
+      pending!.splice(i, 1);
+      if (pending!.length === 0) st.placeholders.delete(file);
+    }
+    if (!acquired) return;
+    const held = i >= 0 && st.findOwner(who) === p.owner && mineOn(st, file, p.owner).some((l) => st.L.start(l) <= p.e && st.L.end(l) >= p.s);
+    // Reclaimed elsewhere, expired or released meanwhile: the file is put back to what the table says.
+    if (!held) resync(st, fileKey, ownerKey, who, p.s, p.e);
+  });
+}
+
+/** The placeholders of the owner's [s, e] on the file not taken yet: no longer needed (their waits end). */
+function dropPlaceholders(st: LockState, file: number, owner: number, s: Pos, e: Pos): void {
+  const pending = st.placeholders.get(file);
+  if (!pending) return;
+  const left = pending.filter((p) => {
+    if (p.owner !== owner || p.s > e || p.e < s) return true;
+    p.cancel?.();
+    return false;
+  });
+  if (left.length) st.placeholders.set(file, left);
+  else st.placeholders.delete(file);
 }
 
 /** Whether another owner's request on the file waits in the kernel for bytes of [s, e]. */
@@ -159,6 +196,7 @@ export function expireAwaiting(st: LockState, address: string): Unreclaimed {
   }
   for (const x of awaiting) {
     byHost.set(x.host, (byHost.get(x.host) ?? 0) + 1);
+    if (st.placeholders.size !== 0) dropPlaceholders(st, x.file, x.owner, x.s, x.e);
     unlockRange(st, x.file, x.owner, x.s, x.e);
     if (st.locker) {
       if (idleOn(st, x.file, x.owner)) st.locker.close(st.F.key[x.file], st.ownerKeyOf(x.owner));

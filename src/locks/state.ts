@@ -25,6 +25,16 @@ export const isAwaiting = (L: LockRecords, l: number): boolean => (L.tag[l] & 2)
 export const isAwaitingTag = (tag: number): boolean => (tag & 2) === 2;
 export const AWAITING = 2;
 
+/** An awaiting lock's placeholder not on the file yet (LockState.placeholders). */
+export interface Placeholder {
+  owner: number;
+  s: Pos;
+  e: Pos;
+  excl: boolean;
+  /** Ends its wait in the kernel, when it has one. */
+  cancel?: () => void;
+}
+
 export class LockState {
   readonly L = new LockRecords();
   readonly F = new FileRecords();
@@ -82,11 +92,12 @@ export class LockState {
   readonly arrivals = new Map<string, ArrivalState>();
   readonly reclaims = new Subject<ReclaimDone>();
   /**
-   * Awaiting locks whose placeholder the kernel refused at arrival while a waiter of this table
-   * held the range (its wait had just been granted, its callback not yet run), by file id: taken
-   * once that waiter gives the range back (blocks.ts).
+   * Awaiting locks whose placeholder the kernel refused at arrival, by file id: while a waiter of
+   * this table held the range (its wait had just been granted, its callback not yet run), taken
+   * once that waiter gives the range back (blocks.ts); while a locker outside the table held it,
+   * waited for in the kernel (`cancel` ends that wait; journal.ts).
    */
-  readonly placeholders = new Map<number, { owner: number; s: Pos; e: Pos; excl: boolean }[]>();
+  readonly placeholders = new Map<number, Placeholder[]>();
 
   // ---- files by identity (with a locker) ----
   /**
@@ -328,6 +339,7 @@ export class LockState {
   freeFileIfEmpty(f: number): void {
     const F = this.F;
     if (!F.live(f) || F.head[f] !== 0) return;
+    for (const p of this.placeholders.get(f) ?? []) p.cancel?.();
     this.placeholders.delete(f);
     const x = this.extras.get(f);
     if (x) {

@@ -218,6 +218,52 @@ describe('locks: a lock survives its address\'s move', () => {
     assert.equal(lock(b, req('y', V2, 20, 2, false)), 'granted');
   });
 
+  it('a placeholder a local process kept off the file is taken in the kernel once that process lets go: no process takes the range after the window (the 600 s chaos run\'s two holders)', () => {
+    const { kernel, nodes: [a, b], nodes } = cluster('a', 'b');
+    a.serves.add(V1);
+    assert.equal(lock(a, req('x', V1, 20, 2)), 'granted');
+    a.leave(V1, nodes);
+    assert.equal(kernel.set('file-1', 'local/1', 0, 31, false), true, 'a local reader in the window');
+    assert.deepEqual(b.arrive(V1), { locks: 1, lost: 1 });
+    kernel.clear('file-1', 'local/1');
+    assert.equal(kernel.wakeWaiters(), 1, 'the placeholder waited in the kernel');
+    assert.equal(kernel.set('file-1', 'local/2', 20, 21, false), false, 'held for x on the file now');
+    assert.equal(lock(b, req('x', V1, 20, 2), { reclaim: true }), 'granted');
+    assert.equal(b.table.unlock(req('x', V1, 20, 2)), 'granted');
+    assert.equal(kernel.set('file-1', 'local/2', 20, 21, false), true, 'released with the lock');
+  });
+
+  it('a placeholder still waiting at the grace\'s end stops waiting; one whose lock went before its wait ended is given back', () => {
+    const { kernel, nodes: [a, b], nodes } = cluster('a', 'b');
+    a.serves.add(V1);
+    assert.equal(lock(a, req('x', V1, 20, 2)), 'granted');
+    assert.equal(lock(a, req('z', V1, 25, 2)), 'granted');
+    a.leave(V1, nodes);
+    assert.equal(kernel.set('file-1', 'local/1', 0, 31, false), true);
+    assert.deepEqual(b.arrive(V1), { locks: 2, lost: 2 });
+    b.table.dropByHost(owner('z').host); // z's host rebooted: its lock went, its wait not yet
+    kernel.clear('file-1', 'local/1');
+    const grants = kernel.grantWaiters();
+    assert.equal(grants.length, 2);
+    grants.forEach((g) => g());
+    assert.equal(kernel.set('file-1', 'local/2', 25, 26, true), true, "z's range given back");
+    assert.equal(kernel.set('file-1', 'local/3', 20, 21, false), false, "x's held for its reclaim");
+    kernel.clear('file-1', 'local/2');
+    b.table.expireAwaiting(V1);
+    assert.equal(kernel.set('file-1', 'local/3', 0, 31, true), true, 'nothing left on the file');
+
+    // At the grace's end a placeholder still waiting stops.
+    const c = cluster('a', 'b');
+    c.nodes[0]!.serves.add(V1);
+    assert.equal(lock(c.nodes[0]!, req('x', V1, 20, 2)), 'granted');
+    c.nodes[0]!.leave(V1, c.nodes);
+    assert.equal(c.kernel.set('file-1', 'local/1', 0, 31, false), true);
+    assert.deepEqual(c.nodes[1]!.arrive(V1), { locks: 1, lost: 1 });
+    c.nodes[1]!.table.expireAwaiting(V1);
+    c.kernel.clear('file-1', 'local/1');
+    assert.equal(c.kernel.grantWaiters().length, 0, 'no wait left');
+  });
+
   it('a reclaim of exactly an awaiting lock asks nothing of the file and writes nothing; any other reclaim takes the general way, merging as before', () => {
     const { kernel, store, nodes: [a, b], nodes, sync } = cluster('a', 'b');
     a.serves.add(V1);
