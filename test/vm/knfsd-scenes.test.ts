@@ -257,15 +257,18 @@ describe(`vm: a knfsd server with ${anchor === 'kernel' ? "the kernel's own lock
     figures.unexportToDroppedMs = dropped;
     if (anchor === 'lockdrop') assert.deepEqual(await locks(), [], 'lockdropctl locks');
     // knfsd's own file cache lets go of the files by itself within seconds: bounded retries.
+    // Who keeps it busy: a process's descriptor (none: the kernel, knfsd's caches).
+    const holdersNow = async (): Promise<string> => (await srv(`for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | grep -q ' ${EXPORT}' && echo "$(cat $p/comm) $(ls -l $p/fd | grep ' ${EXPORT}' | awk '{print $NF}' | tr '\\n' ' ')"; done`)).trim();
     let why = '';
+    const busy: { ms: number; processes: string }[] = [];
+    figures.busyAt = busy;
     const umounted = await until('umount of the export', async () => {
       const r = await server!.agent.sh(`umount ${EXPORT} 2>&1`);
       why = r.out;
+      if (r.rc !== 0) busy.push({ ms: Date.now() - t0, processes: await holdersNow() });
       return r.rc === 0 ? Date.now() - t0 : undefined;
     }, 30_000, 1_000).catch(async (err: Error) => {
-      // Who keeps it busy: a process's descriptor, or knfsd's own file cache.
-      const held = await srv(`for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | grep -q ' ${EXPORT}' && echo "$(cat $p/comm) $(ls -l $p/fd | grep ' ${EXPORT}' | awk '{print $NF}' | tr '\\n' ' ')"; done; cat /proc/fs/nfsd/filecache 2>/dev/null | head -20`);
-      throw new Error(`${err.message}: ${why.trim()}; holders: ${held.trim()}`);
+      throw new Error(`${err.message}: ${why.trim()}; holders: ${await holdersNow()}`);
     });
     figures.unexportToUnmountedMs = umounted;
   });
