@@ -162,7 +162,9 @@ describe(`vm: a knfsd server with ${anchor === 'kernel' ? "the kernel's own lock
 
   scene('1. a v3 lock is granted by the NLM server and is on the file: the server sees it in /proc/locks', async () => {
     const g1 = await holder(client!, 'g1', '/mnt/nfs/data');
+    const t0 = Date.now();
     assert.equal(await g1.lock(0, 100), 'ok');
+    figures.firstV3LockMs = Date.now() - t0;
     if (anchor === 'lockdrop') {
       const mine = (await locks()).filter((l) => l.callerName === CLIENT_NAME);
       assert.deepEqual(mine.map((l) => [l.offset, l.length, l.exclusive, l.export, l.server]), [['0', '100', true, EXPORT, SERVER]], 'lockdropctl locks');
@@ -255,7 +257,6 @@ describe(`vm: a knfsd server with ${anchor === 'kernel' ? "the kernel's own lock
     }
     const dropped = await until('the export\'s locks dropped', async () => ((await procLocks('gone')).length === 0 ? Date.now() - t0 : undefined), 20_000, 500);
     figures.unexportToDroppedMs = dropped;
-    if (anchor === 'lockdrop') assert.deepEqual(await locks(), [], 'lockdropctl locks');
     // knfsd's own file cache lets go of the files by itself within seconds: bounded retries.
     // Who keeps it busy: a process's descriptor (none: the kernel, knfsd's caches).
     const holdersNow = async (): Promise<string> => (await srv(`for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | grep -q ' ${EXPORT}' && echo "$(cat $p/comm) $(ls -l $p/fd | grep ' ${EXPORT}' | awk '{print $NF}' | tr '\\n' ' ')"; done`)).trim();
@@ -271,5 +272,6 @@ describe(`vm: a knfsd server with ${anchor === 'kernel' ? "the kernel's own lock
       throw new Error(`${err.message}: ${why.trim()}; holders: ${await holdersNow()}`);
     });
     figures.unexportToUnmountedMs = umounted;
+    if (anchor === 'lockdrop') assert.deepEqual(await locks(), [], 'lockdropctl locks');
   });
 });
