@@ -205,6 +205,13 @@ export interface GuestOptions {
   nfsState: string;
   /** Per-boot files (control socket, console log). */
   workDir: string;
+  /** The boot script in guest/ (default boot.sh, the client's). */
+  boot?: string;
+  /** A raw disk image the guest sees as /dev/vda. */
+  disk?: string;
+  memoryMb?: number;
+  /** More of the kernel command line (lockdrop.NAME=VALUE for the boot script). */
+  append?: string[];
 }
 
 let kvmVerdict: string | undefined;
@@ -252,18 +259,20 @@ export class Guest {
     const sock = path.join(opts.workDir, 'agent.sock');
     const append = [
       'console=ttyS0', 'loglevel=6', 'panic=-1', 'net.ifnames=0',
-      `lockdrop.boot=${path.join(GUEST, 'boot.sh')}`, `lockdrop.agent=${path.join(GUEST, 'agent.pl')}`,
+      `lockdrop.boot=${path.join(GUEST, opts.boot ?? 'boot.sh')}`, `lockdrop.repo=${REPO}`, `lockdrop.agent=${path.join(GUEST, 'agent.pl')}`,
       `lockdrop.host=${opts.hostname}`, `lockdrop.addr=${opts.address}`, `lockdrop.server=${opts.server}`, `lockdrop.export=${opts.exportPath}`,
+      ...(opts.append ?? []),
     ].join(' ');
     const args = [
       'netns', 'exec', opts.netns, 'qemu-system-x86_64',
-      '-accel', accel, ...(accel === 'kvm' ? ['-cpu', 'host'] : []), '-m', '768', '-smp', '1',
+      '-accel', accel, ...(accel === 'kvm' ? ['-cpu', 'host'] : []), '-m', String(opts.memoryMb ?? 768), '-smp', '1',
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
       '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
       '-kernel', opts.kernel.vmlinuz, '-initrd', opts.initrd, '-append', append,
       '-fsdev', 'local,id=root,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=root,mount_tag=hostroot',
       '-fsdev', `local,id=nfsstate,path=${opts.nfsState},security_model=none`, '-device', 'virtio-9p-pci,fsdev=nfsstate,mount_tag=nfsstate',
       '-netdev', `tap,id=n0,ifname=${opts.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n0,mac=${opts.mac}`,
+      ...(opts.disk ? ['-drive', `file=${opts.disk},format=raw,if=virtio,cache=unsafe`] : []),
       '-device', 'virtio-serial', '-chardev', `socket,id=ctl,path=${sock},server=on,wait=off`, '-device', 'virtserialport,chardev=ctl,name=ctl',
     ];
     const qemu = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
