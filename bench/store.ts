@@ -14,12 +14,12 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { DirectoryStore } from '../src/store';
 import { mountExt4, mountTmpfs, type Mounted } from '../test/support/files';
-import { StoreChild } from '../test/store/support';
+import { monotonicMs, StoreChild } from '../test/store/support';
 
 const seconds = Number(process.argv[2] ?? 3);
 const V = '10.99.0.7';
 const silent = pino({ level: 'silent' });
-const now = (): number => performance.timeOrigin + performance.now();
+const now = monotonicMs;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** About what the lock table will keep per entry: owner, client address, handle, range, mode. */
 const VALUE = Buffer.alloc(120, 0x5a);

@@ -12,7 +12,7 @@ import { decodeHeader, encodeHeader, encodeRecords, HEADER_BYTES } from '../../s
 import { mountExt4, mountTmpfs, type Mounted } from '../support/files';
 import { hasCommand, skipBecause } from '../support/netns';
 import { waitFor } from '../support/wait';
-import { StoreChild } from './support';
+import { monotonicMs, StoreChild } from './support';
 
 const V = '10.99.0.7';
 const W = 'fd00::7';
@@ -24,7 +24,7 @@ function follower(store: DirectoryStore) {
   const view = new Map<string, Map<string, string>>();
   const changes: Array<JournalChange & { at: number }> = [];
   const sub: Subscription = store.changes$.subscribe((c) => {
-    changes.push({ ...c, at: performance.now() });
+    changes.push({ ...c, at: monotonicMs() });
     let m = view.get(c.address);
     if (!m || c.reset) view.set(c.address, (m = new Map()));
     for (const r of c.records) if (r.value === null) m.delete(r.key); else m.set(r.key, r.value.toString());
@@ -415,7 +415,7 @@ describe('store: nodes in separate processes', function () {
         const { t } = await writer.ask(`append ${V} k${i} ${Buffer.from(`v${i}`).toString('hex')}`);
         await waitFor(`k${i} on the reader`, () => fb.view.get(V)?.has(`k${i}`), 2_000);
         const c = fb.changes.find((x) => x.records.some((r) => r.key === `k${i}`))!;
-        lags.push(performance.timeOrigin + c.at - t!);
+        lags.push(c.at - t!);
       }
       lags.sort((x, y) => x - y);
       const p50 = lags[Math.floor(lags.length / 2)];
@@ -432,7 +432,7 @@ describe('store: nodes in separate processes', function () {
 
     a.append(V, [{ key: 'r1', value: buf('1') }]);
     const acked = await a.barrier(V, 2_000);
-    const passed = performance.timeOrigin + performance.now();
+    const passed = monotonicMs();
     assert.deepEqual([acked.acked, acked.missing], [['follower'], []]);
     assert.ok(acked.ms < 500, `acked in ${acked.ms.toFixed(1)} ms`);
     // The follower's report of it travels over a pipe and may come after the barrier: its own clock says when it applied r1.

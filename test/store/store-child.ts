@@ -2,13 +2,14 @@
 // separate nodes. Arguments: stateDir node pollMs livenessMs watch(1|0).
 //   in:  takeover A | append A KEY HEX|- [COUNT] (then commit) | barrier A MS | close
 //   out: one JSON line per answer ({"ok":...}; an append's with t0 before it and t once committed)
-//        and per change ({"change":..., "t": ms since epoch})
+//        and per change ({"change":..., "t": ms on the monotonic clock})
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { DirectoryStore } from '../../src/store';
+import { monotonicMs } from './support';
 
 const [stateDir, node, pollMs, livenessMs, watch] = process.argv.slice(2);
-const now = (): number => performance.timeOrigin + performance.now();
+const now = monotonicMs;
 const out = (o: unknown): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
 
 async function main(): Promise<void> {

@@ -4,6 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
+/** Milliseconds on the system's monotonic clock: one clock for every process (a wall clock stepped during a run would skew a comparison across them). */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
 export interface ChildChange {
   t: number;
   change: { address: string; reset: boolean; records: Array<[string, string | null]> };
