@@ -6,6 +6,7 @@ import type { Arrival, DropCounts, GracePeriod, GraceScope, ReclaimDone, Unrecla
 import { nowMs, type AddressEvent, type AddressPhase, type SourceName } from '../watch/types';
 import { decide, type FailoverStep } from './decide';
 import { dropLine, plural } from './words';
+import { Backoff } from '../net';
 
 /** Who asked for an address change (the bpf probes see it), as a log field: `pid` alone would be pino's own. */
 const by = (ev: { pid?: number; comm?: string }): { by?: { pid?: number; comm?: string } } => (ev.pid === undefined && ev.comm === undefined ? {} : { by: { pid: ev.pid, comm: ev.comm } });
@@ -100,12 +101,17 @@ export interface FailoverOptions {
 
 const addressScope = (address: string): GraceScope => ({ kind: 'address', address });
 
+/** The first wait before a failed take-over is tried again. */
+const TAKE_OVER_RETRY_MS = 200;
+
 export class FailoverController {
   /** The phase failover has applied to each address it has seen. */
   private readonly applied = new Map<string, AddressPhase>();
   private readonly reports = new Subject<FailoverReport>();
   /** One queue per address: its events apply in order; one address's slow bind never delays another's drop. */
   private readonly queues = new Map<string, Promise<void>>();
+  /** Each address's latest event (handled or queued): a step tried again stops once another came. */
+  private readonly latest = new Map<string, AddressEvent>();
   private readonly graceEnds: Subscription;
   private readonly reclaims: Subscription | undefined;
 
@@ -147,6 +153,7 @@ export class FailoverController {
 
   /** Applies one event after the earlier events of its address. Resolves when its drop is complete. */
   handle(ev: AddressEvent): Promise<void> {
+    this.latest.set(ev.address, ev);
     const done = (this.queues.get(ev.address) ?? Promise.resolve()).then(() => this.apply(ev));
     const tail = done.catch(() => undefined);
     this.queues.set(ev.address, tail);
@@ -246,7 +253,7 @@ export class FailoverController {
             if (journal) await this.barrier(journal, ev.address);
             break;
           case 'take-over':
-            if (journal) arrival = await this.takeOver(journal, ev.address);
+            if (journal) arrival = await this.takeOverUntilDone(journal, ev);
             break;
           case 'drop-locks':
             counts = this.opts.locks.dropByServerAddress(ev.address);
@@ -296,6 +303,27 @@ export class FailoverController {
     this.reports.next({ type: 'barrier', address, missing: r.missing, ms: r.ms });
     if (r.missing.length === 0) return;
     this.opts.log?.error({ address, missing: r.missing, ms: r.ms }, `${address}: ${r.missing.join(', ')} did not confirm its journal within ${r.ms.toFixed(0)} ms: dropping anyway (until their index catches up they may grant its ranges)`);
+  }
+
+  /**
+   * The take-over, tried again while the address stays present (no later event of it): a store
+   * that failed once (an etcd election, a shared filesystem's hiccup) must not leave an address
+   * here unserved until it moves again.
+   */
+  private async takeOverUntilDone(journal: FailoverJournal, ev: AddressEvent): Promise<Arrival> {
+    const backoff = new Backoff({ initialMs: TAKE_OVER_RETRY_MS, maxMs: 5_000 });
+    for (;;) {
+      try {
+        return await this.takeOver(journal, ev.address);
+      } catch (err) {
+        if (this.latest.get(ev.address) !== ev) throw err;
+        const ms = backoff.next();
+        const error = err instanceof Error ? err.message : String(err);
+        this.opts.log?.warn({ address: ev.address, err: error, retryMs: Math.round(ms) }, `failover: take-over of ${ev.address} failed: ${error}; trying again in ${Math.round(ms)} ms`);
+        await new Promise((r) => setTimeout(r, ms));
+        if (this.latest.get(ev.address) !== ev) throw err;
+      }
+    }
   }
 
   private async takeOver(journal: FailoverJournal, address: string): Promise<Arrival> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Subject } from 'rxjs';
 import { LockTable, hostKey, type LockRequest } from '../../src/locks';
 import { FailoverController, decide, type FailoverReport } from '../../src/failover';
 import { nowMs, type AddressEvent } from '../../src/watch/types';
@@ -142,6 +143,40 @@ describe('failover', () => {
       await ctl.handle(ev('drain-ended', '10.0.0.6'));
       assert.equal(table.lock(req('10.0.0.6', 'b', 100), { block: false, reclaim: false }), 'granted');
       assert.deepEqual(reports.filter((r) => r.type === 'draining' || r.type === 'drain-ended').map((r) => r.type), ['draining', 'drain-ended']);
+    });
+
+    it('a take-over the store failed is tried again while the address stays; a later event of the address ends the tries', async () => {
+      const m = fakeMonitors({ '10.0.0.7': 1 });
+      const locks = new LockTable();
+      let failures = 2;
+      let tries = 0;
+      const journal = {
+        barrier: async () => ({ missing: [], ms: 0 }),
+        takeOver: async (a: string) => {
+          tries++;
+          if (a === '10.0.0.8' || failures-- > 0) throw new Error('etcdserver: request timed out');
+          return { locks: 0, hosts: 0, lost: [] };
+        },
+        expire: (a: string) => ({ address: a, total: 0, locks: 0, byHost: new Map() }),
+        reclaimed$: new Subject<never>(),
+      };
+      const c = new FailoverController({ listeners: fakeListeners(m.calls), locks, monitors: m, graceSeconds: () => 50, journal });
+      const seen: FailoverReport[] = [];
+      c.reports$.subscribe((r) => seen.push(r));
+      await c.handle(ev('up', '10.0.0.7'));
+      assert.equal(tries, 3, 'two failures, then the take-over');
+      assert.ok(seen.some((r) => r.type === 'up' && r.address === '10.0.0.7'), 'served');
+      assert.deepEqual(seen.filter((r) => r.type === 'error'), [], 'the failures were tried again, not reported as the end');
+      // A store that keeps failing: the address's removal ends the tries and is applied.
+      tries = 0;
+      const up = c.handle(ev('up', '10.0.0.8'));
+      await new Promise((r) => setTimeout(r, 300));
+      await c.handle(ev('down', '10.0.0.8'));
+      await up.catch(() => undefined);
+      assert.ok(tries >= 2 && tries <= 3, `tried ${tries} times before the removal came`);
+      assert.ok(seen.some((r) => r.type === 'error' && r.address === '10.0.0.8' && r.step === 'take-over'));
+      assert.ok(!seen.some((r) => r.type === 'up' && r.address === '10.0.0.8'), 'never announced');
+      c.close();
     });
 
     it('an address whose sockets cannot be opened is not announced to clients', async () => {
