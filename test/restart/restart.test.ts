@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { bindNotifySocket, memfdCreate, receiveNotify, type Notification } from '../../src/addon';
 import { LOCK_UNLOCK, LOCK_WRITE, ofdSetLock } from '../../src/addon/files';
@@ -323,6 +323,15 @@ describe('restart: hand-over input', () => {
 });
 
 /** SIGKILL to a lockdropd this test did not start itself (the re-executed one), waiting until its files are closed. */
+/** The process's open fds; 0 once its fd table is gone. */
+function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
 async function killAndWait(pid: number): Promise<void> {
   try {
     process.kill(pid, 'SIGKILL');
@@ -331,7 +340,9 @@ async function killAndWait(pid: number): Promise<void> {
   }
   for (let i = 0; i < 250; i++) {
     try {
-      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return;
+      // A zombie leader may still have threads exiting (an OFD wait's, libuv's) that hold its
+      // files: gone only once its fd table is.
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')) && openFds(pid) === 0) return;
     } catch {
       return;
     }
