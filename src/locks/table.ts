@@ -222,11 +222,6 @@ export class LockTable {
     return 'blocked';
   }
 
-  /**
-   * The owner's awaiting lock of exactly this range and type through the request's address becomes
-   * its lock (ranges.ts reclaimExact). Not when its placeholder is still to be taken (the kernel
-   * refused it at arrival): the general path asks the file. False: nothing changed.
-   */
   /** Whether the owner holds [s, e] of this type through the request's address now (its locks there cover it, end to end). */
   private holdsAlready(req: LockRequest, file: number, s: Pos, e: Pos): boolean {
     const st = this.st;
@@ -245,6 +240,11 @@ export class LockTable {
     return false;
   }
 
+  /**
+   * The owner's awaiting lock of exactly this range and type through the request's address becomes
+   * its lock (ranges.ts reclaimExact). Not when its placeholder is still to be taken (the kernel
+   * refused it at arrival): the general path asks the file. False: nothing changed.
+   */
   private reclaimedExactly(req: LockRequest, file: number, s: Pos, e: Pos): boolean {
     const st = this.st;
     const addr = st.addrs.get(req.serverAddress);
