@@ -225,6 +225,7 @@ export class FailoverController {
   }
 
   close(): void {
+    this.latest.clear();
     this.graceEnds.unsubscribe();
     this.reclaims?.unsubscribe();
     this.reports.complete();
